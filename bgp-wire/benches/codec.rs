@@ -1,0 +1,2 @@
+//! Codec benchmarks (in progress).
+fn main() {}

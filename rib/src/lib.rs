@@ -1,0 +1,1 @@
+//! Adj-RIB-In, Loc-RIB, Adj-RIB-Out and route reflection. Work in progress: see the `rib` issue.

@@ -1,0 +1,2 @@
+//! The embeddable BGP speaker and the route-reflector daemon. Work in progress: see the
+//! `rr-daemon` issue.

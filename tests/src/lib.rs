@@ -1,0 +1,1 @@
+//! Shared helpers for the interop scenarios and the load generator.
