@@ -170,7 +170,9 @@ impl From<&DecodeError> for Notification {
                 data.clone(),
             ),
             ErrorKind::RoleMismatch => (ErrorCode::OPEN_MESSAGE, open::ROLE_MISMATCH, Bytes::new()),
-            ErrorKind::MalformedOpen(_) => (ErrorCode::OPEN_MESSAGE, open::UNSPECIFIC, Bytes::new()),
+            ErrorKind::MalformedOpen(_) => {
+                (ErrorCode::OPEN_MESSAGE, open::UNSPECIFIC, Bytes::new())
+            }
             // Never sent (see `sends_notification`); a Cease is the closest honest code if a
             // caller insists.
             ErrorKind::NotificationTooShort => (ErrorCode::CEASE, 0, Bytes::new()),

@@ -249,7 +249,11 @@ impl Notification {
     /// Parses the body (after the header) of a NOTIFICATION.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
         let v = NotificationView::new(body)?;
-        Ok(Self::with_data(v.code, v.subcode, Bytes::copy_from_slice(v.data)))
+        Ok(Self::with_data(
+            v.code,
+            v.subcode,
+            Bytes::copy_from_slice(v.data),
+        ))
     }
 }
 

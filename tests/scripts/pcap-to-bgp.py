@@ -8,6 +8,11 @@ and describe such streams.  Standard library only.
       carried the BGP session (the one with an OPEN in both directions and the
       most payload), and writes the bytes sent by IP to OUTFILE.
 
+  pcap-to-bgp.py check FILE ...
+      Checks that each FILE is back-to-back BGP messages (16 x 0xff marker, 2-byte
+      length 19..65535, known type) starting with an
+      OPEN, and prints per-type counts.  Exits non-zero on any error.
+
   pcap-to-bgp.py describe FILE[@PEERFILE] ...
       Parses FILE as back-to-back BGP messages and prints one summary line.
       PEERFILE (the other direction of the same session) is used to work out
@@ -441,6 +446,25 @@ def describe(path, peer_path=None):
     return "; ".join(parts)
 
 
+def cmd_check(argv):
+    bad = 0
+    for f in argv:
+        try:
+            data = open(f, "rb").read()
+            msgs, rest = split_messages(data)
+            if rest:
+                raise ValueError(f"{len(rest)} trailing bytes")
+            if not msgs or msgs[0][18] != 1:
+                raise ValueError("does not start with an OPEN")
+            c = Counter(TYPES[m[18]] for m in msgs)
+            print(f"{f}: OK {len(data)} bytes, {len(msgs)} messages: "
+                  + ", ".join(f"{k}={c[k]}" for k in TYPES.values() if c[k]))
+        except (OSError, ValueError) as e:
+            print(f"{f}: BAD: {e}")
+            bad += 1
+    return 1 if bad else 0
+
+
 def cmd_describe(argv):
     bad = 0
     for a in argv:
@@ -459,6 +483,8 @@ def main():
     if sys.argv[1] == "extract":
         cmd_extract(sys.argv[2:])
         return 0
+    if sys.argv[1] == "check":
+        return cmd_check(sys.argv[2:])
     if sys.argv[1] == "describe":
         return cmd_describe(sys.argv[2:])
     raise SystemExit(__doc__)
