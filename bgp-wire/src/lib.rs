@@ -31,6 +31,7 @@ mod util;
 pub use ctx::{Afi, Family, FamilySet, Safi, SessionCtx, UpdatePolicy};
 pub use error::{DecodeError, ErrorKind};
 pub use header::{Frame, Framer, MessageType};
+pub use message::{Message, MessageView};
 
 pub use notification::{ErrorCode, Notification};
 
