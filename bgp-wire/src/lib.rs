@@ -21,6 +21,7 @@ mod ctx;
 pub mod error;
 pub mod header;
 pub mod message;
+pub mod negotiate;
 pub mod nlri;
 pub mod notification;
 pub mod open;
