@@ -15,7 +15,6 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bgp_wire::attr::PathAttribute;
 use bgp_wire::update::{Treatment, UpdateView};
 use bgp_wire::{DecodeError, Family, FamilySet, Framer, MessageView, Notification, SessionCtx};
 use bytes::Bytes;
@@ -76,7 +75,9 @@ fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut data = Vec::new();
     if args.file == "-" {
-        std::io::stdin().read_to_end(&mut data).context("reading standard input")?;
+        std::io::stdin()
+            .read_to_end(&mut data)
+            .context("reading standard input")?;
     } else {
         data = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file))?;
     }
@@ -100,11 +101,14 @@ fn run() -> anyhow::Result<()> {
     let mut framer = Framer::new();
     framer.set_extended_message(args.extended_message);
     for (i, frame) in framer.frames(Bytes::from(data)).enumerate() {
-        let (value, stop) = match frame {
+        let (mut value, stop) = match frame {
             Ok(frame) => (describe(&frame.bytes, &ctx), false),
             Err(e) => (error(None, &e), true),
         };
         if args.json {
+            if let Value::Object(o) = &mut value {
+                o.remove("_text");
+            }
             println!("{value}");
         } else {
             println!("#{i} {}", text(&value));
@@ -205,6 +209,14 @@ fn update(u: &UpdateView<'_>) -> Value {
         "attributes": owned.attributes,
         "nlri": owned.nlri,
     });
+    v["_text"] = json!(
+        owned
+            .attributes
+            .iter()
+            .map(|a| format!("{}={}", a.ty(), a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     if u.treatment() == Treatment::TreatAsWithdraw {
         v["treat_as_withdrawn"] = json!(u.announced().collect::<Vec<_>>());
     }
@@ -230,7 +242,10 @@ fn text(v: &Value) -> String {
         Some("OPEN") if v["asn"].is_number() => {
             s += &format!(
                 " AS {} hold {} id {} capabilities {}",
-                v["asn"], v["hold_time"], v["bgp_id"].as_str().unwrap_or("?"), v["capabilities"]
+                v["asn"],
+                v["hold_time"],
+                v["bgp_id"].as_str().unwrap_or("?"),
+                v["capabilities"]
             );
         }
         Some("UPDATE") => {
@@ -239,17 +254,19 @@ fn text(v: &Value) -> String {
             }
             let list = |k: &str| -> Vec<String> {
                 v[k].as_array()
-                    .map(|a| a.iter().filter_map(|n| n["prefix"].as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|n| n["prefix"].as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default()
             };
             let (w, n) = (list("withdrawn"), list("nlri"));
             if !w.is_empty() {
                 s += &format!(" withdraw {}", w.join(" "));
             }
-            if let Some(attrs) = v["attributes"].as_array() {
-                for a in attrs {
-                    s += &format!(" {}={}", a["type"].as_str().unwrap_or("?"), a["value"]);
-                }
+            if let Some(attrs) = v["_text"].as_str().filter(|t| !t.is_empty()) {
+                s += &format!(" {attrs}");
             }
             if !n.is_empty() {
                 s += &format!(" announce {}", n.join(" "));
@@ -257,6 +274,9 @@ fn text(v: &Value) -> String {
         }
         Some("NOTIFICATION") => {
             s += &format!(" {}", v["name"].as_str().unwrap_or("?"));
+        }
+        Some("ROUTE-REFRESH") => {
+            s += &format!(" afi {} safi {} {}", v["afi"], v["safi"], v["subtype"]);
         }
         _ => {}
     }
@@ -267,11 +287,10 @@ fn text(v: &Value) -> String {
         s += &format!(" error: {e}");
     }
     if v["notification"].is_object() {
-        s += &format!(" -> send NOTIFICATION {}", v["notification"]["name"].as_str().unwrap_or("?"));
+        s += &format!(
+            " -> send NOTIFICATION {}",
+            v["notification"]["name"].as_str().unwrap_or("?")
+        );
     }
     s
 }
-
-// The attribute enum is re-exported so the JSON shape stays tied to the library's types.
-#[allow(dead_code)]
-fn _shape(_: &PathAttribute) {}

@@ -15,6 +15,8 @@
 //! Nothing here does I/O, reads a clock or allocates in proportion to a length field that
 //! was not first checked against the bytes present.
 
+#![warn(missing_docs)]
+
 pub mod attr;
 pub mod capability;
 mod ctx;

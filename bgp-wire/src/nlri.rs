@@ -64,6 +64,16 @@ impl Nlri {
     }
 }
 
+impl std::fmt::Display for Nlri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.prefix)?;
+        if let Some(id) = self.path_id {
+            write!(f, "#{id}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Why an NLRI field is malformed (RFC 7606 §5.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum NlriError {

@@ -48,16 +48,12 @@ fn attrs(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
 
-/// Frames the message as a session would (so the header is checked too), then parses it.
-fn parse(
-    msg: &[u8],
-    ctx: &SessionCtx,
-) -> (
-    Treatment,
-    Vec<IssueKind>,
-    Option<(u8, u8, Vec<u8>)>,
-    Vec<String>,
-) {
+/// NOTIFICATION code, subcode and data.
+type Notif = (u8, u8, Vec<u8>);
+
+/// Frames the message as a session would (so the header is checked too), then parses it:
+/// the treatment, the issues, the NOTIFICATION if any, the announced prefixes.
+fn parse(msg: &[u8], ctx: &SessionCtx) -> (Treatment, Vec<IssueKind>, Option<Notif>, Vec<String>) {
     let mut framer = Framer::new();
     framer.set_extended_message(ctx.extended_message);
     let mut buf = BytesMut::from(msg);

@@ -173,6 +173,33 @@ impl AsPath {
     }
 }
 
+/// BIRD's notation: sequences as plain ASes, sets in braces, confederation sequences in
+/// parentheses and confederation sets in square brackets.
+impl std::fmt::Display for AsPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, s) in self.segments.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            let (open, close) = match s.ty.0 {
+                1 => ("{", "}"),
+                3 => ("(", ")"),
+                4 => ("[", "]"),
+                _ => ("", ""),
+            };
+            f.write_str(open)?;
+            for (j, a) in s.asns.iter().enumerate() {
+                if j > 0 {
+                    f.write_str(" ")?;
+                }
+                write!(f, "{a}")?;
+            }
+            f.write_str(close)?;
+        }
+        Ok(())
+    }
+}
+
 /// An AS_PATH or AS4_PATH value borrowed from a message, already checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AsPathView<'a> {

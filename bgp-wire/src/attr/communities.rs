@@ -73,7 +73,7 @@ impl Serialize for Community {
 
 /// Checks a list of fixed-size items: a non-zero multiple of `size`, else treat-as-withdraw.
 pub(crate) fn check_list(value: &[u8], size: usize) -> Result<(), Fault> {
-    if !value.is_empty() && value.len() % size == 0 {
+    if !value.is_empty() && value.len().is_multiple_of(size) {
         Ok(())
     } else {
         Err(Fault::withdraw(IssueKind::AttributeLength))

@@ -312,3 +312,60 @@ pub fn put_attr_header(out: &mut BytesMut, flags: AttrFlags, ty: AttrType, len: 
 pub(crate) fn bytes_of(b: &[u8]) -> Bytes {
     Bytes::copy_from_slice(b)
 }
+
+fn join<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str(" ")?;
+        }
+        write!(f, "{item}")?;
+    }
+    Ok(())
+}
+
+/// The value as an operator reads it (`birdc show route all` style): `IGP`,
+/// `65001 65002 {65010 65011}`, `65000:1 NO_EXPORT`, `ipv6-unicast via 2001:db8::1 [...]`.
+impl fmt::Display for PathAttribute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Origin(o) => write!(f, "{o}"),
+            Self::AsPath(p) | Self::As4Path(p) => write!(f, "{p}"),
+            Self::NextHop(a) | Self::OriginatorId(a) => write!(f, "{a}"),
+            Self::MultiExitDisc(v) | Self::LocalPref(v) | Self::OnlyToCustomer(v) => {
+                write!(f, "{v}")
+            }
+            Self::AtomicAggregate => f.write_str("set"),
+            Self::Aggregator(a) | Self::As4Aggregator(a) => write!(f, "AS{} {}", a.asn, a.address),
+            Self::Communities(c) => join(f, c),
+            Self::ClusterList(c) => join(f, c),
+            Self::ExtendedCommunities(c) => join(f, c),
+            Self::LargeCommunities(c) => join(f, c),
+            Self::MpReachNlri(m) => {
+                write!(f, "{} via ", m.family)?;
+                match m.next_hop {
+                    NextHop::V4(a) => write!(f, "{a}")?,
+                    NextHop::V6 { global, link_local } => {
+                        write!(f, "{global}")?;
+                        if let Some(l) = link_local {
+                            write!(f, " {l}")?;
+                        }
+                    }
+                }
+                f.write_str(" [")?;
+                join(f, &m.nlri)?;
+                f.write_str("]")
+            }
+            Self::MpUnreachNlri(m) => {
+                write!(f, "{} [", m.family)?;
+                join(f, &m.withdrawn)?;
+                f.write_str("]")
+            }
+            Self::Unknown(r) => write!(
+                f,
+                "flags {:#04x} value {}",
+                r.flags.0,
+                crate::util::Hex(&r.value)
+            ),
+        }
+    }
+}
