@@ -586,3 +586,22 @@ fn issues_are_bounded() {
     assert_eq!(v.issues().len(), bgp_wire::update::MAX_ISSUES);
     let _ = Bytes::new();
 }
+
+/// Found by the `update` fuzz target: more discards than fit the issue list came before
+/// the issue that reset the session, which then had no NOTIFICATION to send.
+#[test]
+fn reset_issue_survives_a_full_issue_list() {
+    let body = hex!(
+        "0000 0033 90000000 0000000000 01b8000000 050000ea80 0404000000 40010100 5002000602
+         010000fdfdea 0000000600060000 c0100800"
+    );
+    let ctx = SessionCtx {
+        extended_next_hop: FamilySet::only(Family::Ipv4Unicast),
+        ..ebgp()
+    };
+    let v = UpdateView::parse(&body, &ctx);
+    assert!(v.issue_count() > bgp_wire::update::MAX_ISSUES);
+    assert_eq!(v.treatment(), Treatment::SessionReset);
+    let n = v.notification().expect("a reset names its NOTIFICATION");
+    assert_eq!(n.code.0, 3);
+}

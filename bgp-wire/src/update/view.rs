@@ -123,15 +123,25 @@ impl<'a> UpdateView<'a> {
     ) {
         self.treatment = self.treatment.max(fault.treatment);
         self.issue_count += 1;
+        let issue = UpdateIssue {
+            kind: fault.kind,
+            treatment: fault.treatment,
+            attr,
+            family,
+            offset: (HEADER_LEN + offset) as u32,
+            len: len.min(usize::from(u16::MAX)) as u16,
+        };
         if self.issues.len() < MAX_ISSUES {
-            self.issues.push(UpdateIssue {
-                kind: fault.kind,
-                treatment: fault.treatment,
-                attr,
-                family,
-                offset: (HEADER_LEN + offset) as u32,
-                len: len.min(usize::from(u16::MAX)) as u16,
-            });
+            self.issues.push(issue);
+        } else if let Some(mildest) = self
+            .issues
+            .iter_mut()
+            .filter(|i| i.treatment < issue.treatment)
+            .min_by_key(|i| i.treatment)
+        {
+            // Keep the issues that decide the treatment (and the NOTIFICATION) when a hostile
+            // update brings more than fit.
+            *mildest = issue;
         }
     }
 
