@@ -9,7 +9,7 @@ use crate::attr::{AttrFlags, AttrType};
 /// the Partial bit.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct RawAttribute {
-    /// The flags as received (the extended-length bit is recomputed on encode).
+    /// The flags as received, less the extended-length bit (recomputed on encode).
     pub flags: AttrFlags,
     /// The type code.
     #[serde(rename = "code")]

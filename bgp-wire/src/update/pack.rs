@@ -107,17 +107,27 @@ impl UpdatePacker {
         Ok(count)
     }
 
-    /// Appends UPDATEs withdrawing `nlri` (all of `family`). Returns the number of messages.
+    /// Appends UPDATEs withdrawing `nlri` (all of `family`). Returns the number of messages;
+    /// fails only when a limit set by [`UpdatePacker::with_max_len`] is too small for one
+    /// prefix.
     pub fn withdraw<'n>(
         &self,
         family: Family,
         nlri: impl IntoIterator<Item = &'n Nlri>,
         out: &mut BytesMut,
-    ) -> usize {
+    ) -> Result<usize, EncodeError> {
         let ap = self.ctx.add_path_tx.contains(family);
+        // Header, both length fields, and the MP_UNREACH_NLRI header outside IPv4.
+        let fixed = HEADER_LEN + 4 + if family == Family::Ipv4Unicast { 0 } else { 7 };
         let mut nlri = nlri.into_iter().peekable();
         let mut count = 0;
-        while nlri.peek().is_some() {
+        while let Some(first) = nlri.peek() {
+            if fixed + first.encoded_len(ap) > self.max {
+                return Err(EncodeError::TooLong {
+                    len: fixed + first.encoded_len(ap),
+                    max: self.max,
+                });
+            }
             let start = begin_message(out, MessageType::UPDATE);
             let len_at = out.len();
             out.put_u16(0);
@@ -152,6 +162,6 @@ impl UpdatePacker {
             finish_header(out, start);
             count += 1;
         }
-        count
+        Ok(count)
     }
 }

@@ -72,6 +72,8 @@ pub struct UpdateView<'a> {
     ctx: SessionCtx,
     withdrawn: &'a [u8],
     attrs: &'a [u8],
+    /// Offset of `attrs` in `body`.
+    attrs_at: usize,
     nlri: &'a [u8],
     known: [u16; SLOTS],
     mp_reach: Option<MpReachView<'a>>,
@@ -89,6 +91,7 @@ impl<'a> UpdateView<'a> {
             ctx: *ctx,
             withdrawn: &[],
             attrs: &[],
+            attrs_at: 0,
             nlri: &[],
             known: [0; SLOTS],
             mp_reach: None,
@@ -101,6 +104,7 @@ impl<'a> UpdateView<'a> {
         if v.treatment == Treatment::SessionReset {
             v.withdrawn = &[];
             v.attrs = &[];
+            v.attrs_at = 0;
             v.nlri = &[];
             v.known = [DROPPED; SLOTS];
             v.mp_reach = None;
@@ -167,6 +171,7 @@ impl<'a> UpdateView<'a> {
         }
         self.withdrawn = &body[2..2 + wlen];
         self.attrs = &body[attrs_at..attrs_at + tpal];
+        self.attrs_at = attrs_at;
         self.nlri = &body[attrs_at + tpal..];
 
         // RFC 7606 §5.3: a malformed prefix in the base fields is a reset.
@@ -434,11 +439,10 @@ impl<'a> UpdateView<'a> {
     /// The live attributes in order: known ones that passed their checks (first of each
     /// type) and unknown optional transitive ones; unknown non-transitive ones are left out.
     pub fn attributes(&self) -> AttrIter<'a> {
-        let attrs_at = self.attrs.as_ptr() as usize - self.body.as_ptr() as usize;
         AttrIter {
             body: self.body,
-            pos: attrs_at,
-            end: attrs_at + self.attrs.len(),
+            pos: self.attrs_at,
+            end: self.attrs_at + self.attrs.len(),
             known: self.known,
             seen: Seen::default(),
         }
@@ -593,7 +597,8 @@ impl<'a> UpdateView<'a> {
             }
             AttrType::ONLY_TO_CUSTOMER => PathAttribute::OnlyToCustomer(attr::med::u32_of(v)),
             ty => PathAttribute::Unknown(RawAttribute {
-                flags: a.flags,
+                // The length field's size is an encoding detail, recomputed on encode.
+                flags: AttrFlags(a.flags.0 & !AttrFlags::EXTENDED_LENGTH),
                 ty,
                 value: attr::bytes_of(v),
             }),
