@@ -1,0 +1,180 @@
+//! What goes into the machine and what comes out.
+
+use std::fmt;
+
+use bgp_wire::negotiate::Negotiated;
+use bgp_wire::open::Open;
+use bgp_wire::route_refresh::RouteRefresh;
+use bgp_wire::{DecodeError, Frame, Notification};
+use bytes::Bytes;
+use serde::Serialize;
+
+/// One of the (at most) two TCP connections of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum ConnId {
+    /// The connection we initiated.
+    Outbound,
+    /// The connection the peer initiated.
+    Inbound,
+}
+
+impl ConnId {
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Self::Outbound => 0,
+            Self::Inbound => 1,
+        }
+    }
+
+    /// The other connection.
+    pub const fn other(self) -> Self {
+        match self {
+            Self::Outbound => Self::Inbound,
+            Self::Inbound => Self::Outbound,
+        }
+    }
+}
+
+/// An event for the machine. Each variant names the RFC 4271 §8.1 events it stands for.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// Events 1, 3, 4, 5, 6, 7 (ManualStart, AutomaticStart and their passive and damped
+    /// forms; passivity and damping come from the config).
+    Start {
+        /// AutomaticStart (true) or ManualStart (false). An automatic start waits for a
+        /// running idle hold timer.
+        automatic: bool,
+    },
+    /// Events 2, 8 (ManualStop, AutomaticStop): Cease to the peer, then Idle. A manual stop
+    /// stays down until the next manual start.
+    Stop {
+        /// AutomaticStop (true) or ManualStop (false).
+        automatic: bool,
+        /// The Cease to send: subcode and RFC 9003 communication. `None` sends
+        /// Administrative Shutdown without text.
+        notification: Option<Notification>,
+    },
+    /// Event 16 (Tcp_CR_Acked): our outbound connection is up.
+    Connected,
+    /// Events 14/17 (TcpConnection_Valid, TcpConnectionConfirmed): the driver accepted a
+    /// connection from the peer's address. Event 15 (Tcp_CR_Invalid) never reaches the
+    /// machine: the driver refuses unknown sources itself.
+    Accepted,
+    /// Event 18 (TcpConnectionFails): the connection failed or was closed by the peer.
+    ConnectionFailed {
+        /// Which connection.
+        conn: ConnId,
+        /// What the socket said, for `last_error`.
+        reason: String,
+    },
+    /// Events 19-27: a whole message, framed by the driver with [`bgp_wire::Framer`].
+    Message {
+        /// The connection it came on.
+        conn: ConnId,
+        /// The message, header included.
+        frame: Frame,
+    },
+    /// Event 21 (BGPHeaderErr): the framer refused a header.
+    HeaderError {
+        /// The connection it came on.
+        conn: ConnId,
+        /// What the framer found.
+        error: DecodeError,
+    },
+    /// Event 28 (UpdateMsgErr): the RIB found an UPDATE that resets the session
+    /// (RFC 7606); the machine sends this NOTIFICATION and closes.
+    UpdateError(Notification),
+    /// The RIB counted more prefixes than allowed: Cease/1 (RFC 4486) and close.
+    MaxPrefixExceeded {
+        /// The Cease data: AFI (2), SAFI (1), limit (4) per RFC 4486 §4.
+        data: Bytes,
+    },
+    /// Our writes on an Established connection are blocked: the send hold timer runs
+    /// (RFC 9687).
+    SendBlocked(ConnId),
+    /// Our writes made progress: the send hold timer stops.
+    SendProgress(ConnId),
+}
+
+/// Why a session (or connection) went down, in words an operator reads in `last_error`.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub enum DownReason {
+    /// We stopped it (administratively).
+    Stopped,
+    /// We sent this NOTIFICATION.
+    NotificationSent(#[serde(serialize_with = "ser_display")] Notification),
+    /// The peer sent this NOTIFICATION.
+    NotificationReceived(#[serde(serialize_with = "ser_display")] Notification),
+    /// The TCP connection failed or closed.
+    ConnectionFailed(String),
+}
+
+fn ser_display<S: serde::Serializer>(n: &Notification, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(n)
+}
+
+impl fmt::Display for DownReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stopped => f.write_str("stopped by us"),
+            Self::NotificationSent(n) => write!(f, "sent NOTIFICATION {n}"),
+            Self::NotificationReceived(n) => write!(f, "received NOTIFICATION {n}"),
+            Self::ConnectionFailed(e) => write!(f, "connection failed: {e}"),
+        }
+    }
+}
+
+impl fmt::Debug for DownReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// An action for the driver, or news for the RIB.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Open the outbound TCP connection (bound to the configured source address).
+    Connect,
+    /// Write these bytes on the connection, in order.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// One or more whole messages.
+        bytes: Bytes,
+    },
+    /// Close the connection once what was sent on it is flushed; drop an outbound attempt
+    /// still in progress.
+    Close(ConnId),
+    /// The session is Established on `conn`: the driver configures its framer from
+    /// `negotiated.ctx` and the RIB sends the initial table.
+    Established {
+        /// The connection that won.
+        conn: ConnId,
+        /// The negotiated capabilities and context.
+        negotiated: Box<Negotiated>,
+        /// The peer's OPEN.
+        peer_open: Box<Open>,
+    },
+    /// The session left Established: the RIB withdraws or marks stale the peer's routes.
+    Down {
+        /// Why.
+        reason: DownReason,
+        /// Whether the peer's routes should be kept as stale (RFC 4724: the peer restarts
+        /// gracefully; RFC 8538: not after a Hard Reset).
+        graceful: bool,
+    },
+    /// A connection attempt that never reached Established failed, for `last_error`.
+    Failed(DownReason),
+    /// An UPDATE received in Established, unparsed: the RIB parses it with the session's
+    /// context.
+    Update(Frame),
+    /// A ROUTE-REFRESH received in Established.
+    RouteRefresh(RouteRefresh),
+    /// The session's state changed (for logs and metrics).
+    StateChanged {
+        /// The previous state.
+        from: crate::State,
+        /// The new state.
+        to: crate::State,
+    },
+}
