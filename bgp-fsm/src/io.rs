@@ -19,7 +19,8 @@ pub enum ConnId {
 }
 
 impl ConnId {
-    pub(crate) const fn index(self) -> usize {
+    /// 0 for outbound, 1 for inbound: an index for per-connection arrays.
+    pub const fn index(self) -> usize {
         match self {
             Self::Outbound => 0,
             Self::Inbound => 1,

@@ -323,8 +323,12 @@ impl Session {
         ));
         for c in [ConnId::Outbound, ConnId::Inbound] {
             if self.conns[c.index()].is_some() {
-                self.notify(c, &n);
-                self.drop_conn(now, c, DownReason::Stopped, false);
+                let reason = if self.notify(c, &n) {
+                    DownReason::NotificationSent(n.clone())
+                } else {
+                    DownReason::Stopped
+                };
+                self.drop_conn(now, c, reason, false);
             }
         }
         self.running = false;
@@ -727,16 +731,19 @@ impl Session {
 
     /// Sends `n` on `c` if the RFC allows a NOTIFICATION there: after our OPEN, or before
     /// it with SendNOTIFICATIONwithoutOPEN.
-    fn notify(&mut self, c: ConnId, n: &Notification) {
+    /// Returns whether it was sent.
+    fn notify(&mut self, c: ConnId, n: &Notification) -> bool {
         let Some(conn) = self.conns[c.index()].as_ref() else {
-            return;
+            return false;
         };
         let tcp_up = !matches!(conn.state, ConnState::Connecting) || c == ConnId::Inbound;
-        if tcp_up && (conn.open_sent || self.cfg.send_notification_without_open) {
+        let allowed = tcp_up && (conn.open_sent || self.cfg.send_notification_without_open);
+        if allowed {
             let mut b = BytesMut::new();
             n.encode(&mut b);
             self.send(c, b.freeze());
         }
+        allowed
     }
 
     /// Forgets connection `c` and tells the driver to close it.

@@ -1,0 +1,242 @@
+//! The command line: `rr-daemon session ...` brings up one BGP session and reports its
+//! events, one line each (JSON with `--json`), until SIGINT or SIGTERM, when it sends a
+//! Cease and exits 0.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bgp_fsm::Config;
+use bgp_wire::{Family, FamilySet, Notification};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::session::{Command, SessionEvent, SessionSpec, run};
+
+/// BGP speaker and route reflector.
+#[derive(Parser)]
+#[command(name = "rr-daemon", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Bring up one BGP session and print its events until interrupted.
+    Session(SessionArgs),
+}
+
+#[derive(Args)]
+struct SessionArgs {
+    /// Our AS number.
+    #[arg(long)]
+    local_as: u32,
+    /// Our BGP identifier.
+    #[arg(long)]
+    router_id: Ipv4Addr,
+    /// The peer's address.
+    #[arg(long)]
+    peer: IpAddr,
+    /// The peer's AS number.
+    #[arg(long)]
+    peer_as: u32,
+    /// The peer's port.
+    #[arg(long, default_value_t = 179)]
+    port: u16,
+    /// Source address of our connections (and the address to listen on, with --listen).
+    #[arg(long)]
+    bind: Option<IpAddr>,
+    /// Accept the peer's connections on this address and port.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Never connect out; wait for the peer.
+    #[arg(long)]
+    passive: bool,
+    /// Hold time we propose, in seconds.
+    #[arg(long, default_value_t = 90)]
+    hold: u16,
+    /// Seconds between connection attempts.
+    #[arg(long, default_value_t = 5)]
+    connect_retry: u64,
+    /// Seconds idle after an error before trying again (doubled on repeated errors).
+    #[arg(long, default_value_t = 5)]
+    idle_hold: u64,
+    /// Seconds to wait for the peer's OPEN before sending ours (DelayOpen).
+    #[arg(long)]
+    delay_open: Option<u64>,
+    /// Address families to offer.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ipv4-unicast,ipv6-unicast"
+    )]
+    families: Vec<String>,
+    /// Print events as JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The process entry point: parses arguments, runs, and turns errors into a one-line
+/// cause and a non-zero exit.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rr-daemon: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Cmd::Session(args) => session(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rr-daemon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn family(name: &str) -> anyhow::Result<Family> {
+    match name {
+        "ipv4-unicast" | "ipv4" => Ok(Family::Ipv4Unicast),
+        "ipv6-unicast" | "ipv6" => Ok(Family::Ipv6Unicast),
+        other => anyhow::bail!("unknown family {other:?} (ipv4-unicast or ipv6-unicast)"),
+    }
+}
+
+async fn session(a: SessionArgs) -> anyhow::Result<()> {
+    let mut cfg = Config::new(a.local_as, a.router_id, a.peer_as);
+    let families = a
+        .families
+        .iter()
+        .map(|f| family(f))
+        .collect::<anyhow::Result<FamilySet>>()?;
+    cfg.set_families(families);
+    cfg.passive = a.passive;
+    cfg.timing.hold_time = a.hold;
+    cfg.timing.connect_retry = Duration::from_secs(a.connect_retry);
+    cfg.timing.idle_hold = Duration::from_secs(a.idle_hold);
+    cfg.delay_open = a.delay_open.map(Duration::from_secs);
+    anyhow::ensure!(
+        a.hold == 0 || a.hold >= 3,
+        "--hold must be 0 or at least 3 (RFC 4271 §4.2)"
+    );
+    let spec = SessionSpec {
+        fsm: cfg,
+        peer: a.peer,
+        port: a.port,
+        local: a.bind,
+        connect_timeout: Duration::from_secs(a.connect_retry.max(1)),
+    };
+    let (in_tx, in_rx) = mpsc::channel(4);
+    let (cmd_tx, cmd_rx) = mpsc::channel(4);
+    let (ev_tx, mut ev_rx) = mpsc::channel(64);
+    if let Some(addr) = a.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let peer = a.peer;
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, from)) if from.ip() == peer => {
+                        if in_tx.send(stream).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok((_, from)) => {
+                        warn!(%from, "refused connection: not a configured peer");
+                    }
+                    Err(e) => warn!("accept failed: {e}"),
+                }
+            }
+        });
+    }
+    let task = tokio::spawn(run(spec, in_rx, cmd_rx, ev_tx));
+    let started = Instant::now();
+    let json = a.json;
+    let printer = tokio::spawn(async move {
+        while let Some(e) = ev_rx.recv().await {
+            print_event(&e, started.elapsed(), json);
+        }
+    });
+    shutdown_signal().await?;
+    info!("stopping: sending Cease");
+    let cease = Notification::cease_with_communication(
+        bgp_wire::notification::subcode::cease::ADMIN_SHUTDOWN,
+        "rr-daemon session stopped",
+    );
+    let _ = cmd_tx.send(Command::Stop(Some(cease))).await;
+    drop(cmd_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+fn print_event(e: &SessionEvent, t: Duration, json: bool) {
+    let t = t.as_secs_f64();
+    let v = match e {
+        SessionEvent::State { from, to } => {
+            json!({"t": t, "event": "state", "from": from.name(), "to": to.name()})
+        }
+        SessionEvent::Established {
+            negotiated,
+            peer_open,
+            ..
+        } => json!({
+            "t": t, "event": "established", "peer_as": peer_open.asn,
+            "peer_id": peer_open.bgp_id.to_string(), "hold_time": negotiated.hold_time,
+            "families": negotiated.ctx.families, "four_octet_as": negotiated.ctx.four_octet_as,
+            "add_path_rx": negotiated.ctx.add_path_rx, "add_path_tx": negotiated.ctx.add_path_tx,
+            "extended_message": negotiated.ctx.extended_message,
+            "route_refresh": negotiated.route_refresh,
+            "graceful_restart": negotiated.peer_graceful_restart.is_some(),
+        }),
+        SessionEvent::Down { reason, graceful } => {
+            json!({"t": t, "event": "down", "reason": reason.to_string(), "graceful": graceful})
+        }
+        SessionEvent::Failed(reason) => {
+            json!({"t": t, "event": "failed", "reason": reason.to_string()})
+        }
+        SessionEvent::Update(f) => json!({"t": t, "event": "update", "length": f.bytes.len()}),
+        SessionEvent::RouteRefresh(r) => {
+            json!({"t": t, "event": "route-refresh", "afi": r.afi.0, "safi": r.safi.0})
+        }
+    };
+    if json {
+        println!("{v}");
+    } else {
+        println!("{t:9.3} {}", v["event"].as_str().unwrap_or("?"));
+    }
+}
