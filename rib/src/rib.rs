@@ -223,6 +223,7 @@ impl Rib {
         reason: Option<Ineligible>,
     ) {
         let slot = self.loc.slot_or_insert(prefix);
+        let before = self.fib_before(slot);
         let dest = self.loc.dest_mut(slot);
         if let Some(p) = dest
             .paths
@@ -246,7 +247,7 @@ impl Rib {
                 st.adj_in.insert(slot, rx_id);
             }
         }
-        self.reselect(slot);
+        self.reselect_from(slot, before);
     }
 
     /// Removes the path (`peer`, `rx_id`) of `prefix`; returns whether it was there.
@@ -258,6 +259,7 @@ impl Rib {
     }
 
     pub(crate) fn remove_at(&mut self, peer: u32, slot: u32, rx_id: u32) -> bool {
+        let before = self.fib_before(slot);
         let dest = self.loc.dest_mut(slot);
         let Some(i) = dest
             .paths
@@ -271,13 +273,27 @@ impl Rib {
         if let Some(Some(st)) = self.peers.get_mut(peer as usize) {
             st.adj_in.remove(slot, rx_id);
         }
-        self.reselect(slot);
+        self.reselect_from(slot, before);
         self.loc.try_free(slot);
         true
     }
 
-    /// Reruns the decision for `slot` and marks it for every group and the FIB stream.
+    /// What the FIB stream compares a destination against after a change, when it is on.
+    fn fib_before(&self, slot: u32) -> Option<Vec<(u32, u32, u64)>> {
+        self.fib
+            .as_ref()
+            .map(|_| fib_key(self.loc.dest(slot).best_paths()))
+    }
+
+    /// Reruns the decision for `slot` (its paths unchanged, their inputs changed).
     pub(crate) fn reselect(&mut self, slot: u32) {
+        let before = self.fib_before(slot);
+        self.reselect_from(slot, before);
+    }
+
+    /// Reruns the decision for `slot` and marks it for every group, and for the FIB
+    /// stream if its best paths differ from `before`.
+    fn reselect_from(&mut self, slot: u32, before: Option<Vec<(u32, u32, u64)>>) {
         let decider = Decider {
             facts: &self.facts,
             resolver: self.resolver.as_ref(),
@@ -287,7 +303,6 @@ impl Rib {
             depth: self.depth,
         };
         let dest = self.loc.dest_mut(slot);
-        let before = self.fib.as_ref().map(|_| fib_key(dest.best_paths()));
         dest.eligible = decider.rank(&mut dest.paths);
         let family = bgp_wire::nlri::Nlri::new(dest.prefix).family();
         for g in self.groups.iter_mut().flatten() {
