@@ -1,7 +1,7 @@
 //! ADD-PATH (RFC 7911): which paths of a prefix a peer is sent, and the path identifiers
 //! this speaker allocates for them.
 //!
-//! Received path identifiers are part of the Adj-RIB-In key ([`crate::adj_in`]). Sent ones
+//! Received path identifiers are part of the Adj-RIB-In key. Sent ones
 //! are allocated per prefix when a path enters the Loc-RIB and kept for as long as the path
 //! lives, so a path that stays is never re-announced under a new identifier (which a
 //! receiver would take for a second path).

@@ -4,7 +4,7 @@
 //! set is decoded once, hashed, and shared by `Arc` between every route that carries it
 //! (holo's `AttrSets`; rustybgp shares one `Arc` per UPDATE). Memory then grows with the
 //! number of distinct sets, not with routes × peers, and a set is freed as soon as the last
-//! route that uses it goes ([`AttrStore::release`]).
+//! route that uses it goes.
 
 use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};

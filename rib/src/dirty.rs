@@ -1,15 +1,17 @@
 //! A coalescing set of dirty Loc-RIB slots.
 //!
 //! Pending changes towards a group (or the FIB) are a set, not a queue of messages: a prefix
-//! that flaps ten times while a peer is behind is sent once, in its final state.
+//! that flaps ten times while a peer is behind is sent once, in its final state. The set is
+//! a bitmap over slots (125 KB per million prefixes, whatever the backlog), drained in slot
+//! order: deterministic, and close to arrival order since slots are handed out in order.
 
-use std::collections::VecDeque;
-
-/// Slots marked dirty, in first-marked order, each at most once.
+/// Slots marked dirty, each at most once.
 #[derive(Debug, Default)]
 pub(crate) struct DirtySet {
     bits: Vec<u64>,
-    queue: VecDeque<u32>,
+    len: usize,
+    /// No word below this one has a bit set.
+    cursor: usize,
 }
 
 impl DirtySet {
@@ -24,28 +26,33 @@ impl DirtySet {
             return false;
         }
         self.bits[w] |= b;
-        self.queue.push_back(slot);
+        self.len += 1;
+        self.cursor = self.cursor.min(w);
         true
     }
 
-    /// Takes the oldest dirty slot.
+    /// Takes the lowest dirty slot.
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<u32> {
-        let slot = self.queue.pop_front()?;
-        if let Some(w) = self.bits.get_mut((slot >> 6) as usize) {
-            *w &= !(1u64 << (slot & 63));
+        while let Some(word) = self.bits.get_mut(self.cursor) {
+            if *word != 0 {
+                let b = word.trailing_zeros();
+                *word &= !(1u64 << b);
+                self.len -= 1;
+                return Some((self.cursor as u32) << 6 | b);
+            }
+            self.cursor += 1;
         }
-        Some(slot)
+        None
     }
 
     /// How many slots are dirty.
     pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+        self.len
     }
 
     /// Takes every slot, for a group that is torn down.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = u32> + '_ {
-        self.bits.clear();
-        self.queue.drain(..)
+        std::iter::from_fn(|| self.pop())
     }
 }

@@ -195,7 +195,7 @@ impl Rib {
                 Some((Nlri::with_path_id(d.prefix, rx), p.attrs.clone()))
             })
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by_key(|a| a.0);
         v
     }
 

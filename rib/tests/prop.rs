@@ -87,7 +87,9 @@ fn run(rib: &mut Rib, peers: &[PeerId], ops: &[Op]) {
 
 /// The Loc-RIB as (prefix -> best peer, best attrs, every path's status), independent of
 /// arrival order.
-fn snapshot(rib: &Rib) -> BTreeMap<String, (PeerId, rib::Attrs, Vec<(PeerId, PathStatus)>)> {
+type Snapshot = BTreeMap<String, (PeerId, rib::Attrs, Vec<(PeerId, PathStatus)>)>;
+
+fn snapshot(rib: &Rib) -> Snapshot {
     let mut m = BTreeMap::new();
     for (p, best) in rib.loc_rib() {
         let mut st: Vec<(PeerId, PathStatus)> = rib
