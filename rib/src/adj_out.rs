@@ -1,0 +1,301 @@
+//! Adj-RIB-Out (RFC 4271 §3.2), one per update group: what the group's peers have been
+//! sent, and the outgoing attribute sets, each encoded once per group.
+//!
+//! The state per prefix is an index into the group's table of encoded attribute sets, in a
+//! vector indexed by Loc-RIB slot (4 bytes per prefix per group); only ADD-PATH groups,
+//! which may hold several paths per prefix, use a map.
+
+use std::net::Ipv4Addr;
+
+use bgp_wire::attr::{AsPath, AsSegment, NextHop, PathAttribute};
+use bgp_wire::header::HEADER_LEN;
+use bgp_wire::{Family, SessionCtx};
+use bytes::{Bytes, BytesMut};
+
+use crate::attrs::Attrs;
+use crate::fx::FxHashMap;
+
+/// What an outgoing attribute set is cached under: the interned input set's id, the
+/// source peer (ORIGINATOR_ID may come from it), the export policy's rule mask and the
+/// family (the next hop may depend on it).
+pub(crate) type MemoKey = (u64, u32, u64, Family);
+
+/// An outgoing attribute set, encoded for the group's session parameters.
+#[derive(Debug)]
+pub(crate) struct OutEntry {
+    /// The path attributes, MP attributes excepted (NEXT_HOP included for IPv4 routes with
+    /// an IPv4 next hop).
+    pub(crate) bytes: Bytes,
+    /// The next hop that goes into MP_REACH_NLRI, for the other cases.
+    pub(crate) mp_next_hop: Option<NextHop>,
+    pub(crate) family: Family,
+    /// The source peer: never sent back to it.
+    pub(crate) src: u32,
+    /// ORIGINATOR_ID as sent: never sent to the peer with that identifier (RFC 4456 §8).
+    pub(crate) originator: Option<Ipv4Addr>,
+    refs: u32,
+    key: MemoKey,
+}
+
+/// A group's encoded outgoing attribute sets, reference-counted by the prefixes
+/// advertised with them.
+#[derive(Debug, Default)]
+pub(crate) struct OutTable {
+    entries: Vec<Option<OutEntry>>,
+    free: Vec<u32>,
+    memo: FxHashMap<MemoKey, u32>,
+    unused: Vec<u32>,
+}
+
+impl OutTable {
+    /// The entry cached under `key`.
+    #[inline]
+    pub(crate) fn lookup(&self, key: &MemoKey) -> Option<u32> {
+        self.memo.get(key).copied()
+    }
+
+    /// Adds an entry (ids start at 1; 0 means "nothing advertised").
+    pub(crate) fn insert(
+        &mut self,
+        key: MemoKey,
+        bytes: Bytes,
+        mp_next_hop: Option<NextHop>,
+        src: u32,
+        originator: Option<Ipv4Addr>,
+    ) -> u32 {
+        let entry = OutEntry {
+            bytes,
+            mp_next_hop,
+            family: key.3,
+            src,
+            originator,
+            refs: 0,
+            key,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.entries[id as usize - 1] = Some(entry);
+                id
+            }
+            None => {
+                self.entries.push(Some(entry));
+                self.entries.len() as u32
+            }
+        };
+        self.memo.insert(key, id);
+        // Unused until a prefix refers to it.
+        self.unused.push(id);
+        id
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, id: u32) -> Option<&OutEntry> {
+        self.entries.get((id as usize).checked_sub(1)?)?.as_ref()
+    }
+
+    #[inline]
+    pub(crate) fn incref(&mut self, id: u32) {
+        if let Some(Some(e)) = self.entries.get_mut(id as usize - 1) {
+            e.refs += 1;
+        }
+    }
+
+    #[inline]
+    pub(crate) fn decref(&mut self, id: u32) {
+        if let Some(Some(e)) = self.entries.get_mut(id as usize - 1) {
+            e.refs -= 1;
+            if e.refs == 0 {
+                self.unused.push(id);
+            }
+        }
+    }
+
+    /// Frees the entries no prefix uses any more. Called after a drain has encoded its
+    /// messages, so that an entry that lost its last prefix mid-drain is still there to
+    /// encode from.
+    pub(crate) fn collect(&mut self) {
+        for id in std::mem::take(&mut self.unused) {
+            let i = id as usize - 1;
+            if let Some(Some(e)) = self.entries.get(i)
+                && e.refs == 0
+            {
+                self.memo.remove(&e.key);
+                self.entries[i] = None;
+                self.free.push(id);
+            }
+        }
+    }
+
+    /// How many entries are live.
+    pub(crate) fn len(&self) -> usize {
+        self.memo.len()
+    }
+}
+
+/// What a group has advertised, per Loc-RIB slot: `(sent path id, out entry)` pairs.
+#[derive(Debug)]
+pub(crate) enum AdjOut {
+    /// One path per prefix: the entry id, 0 for none.
+    Single(Vec<u32>),
+    /// ADD-PATH: the paths advertised per prefix, sorted by path id.
+    Multi(FxHashMap<u32, Vec<(u32, u32)>>),
+}
+
+impl AdjOut {
+    /// Appends the advertised state of `slot` to `buf`.
+    #[inline]
+    pub(crate) fn get(&self, slot: u32, buf: &mut Vec<(u32, u32)>) {
+        match self {
+            Self::Single(v) => {
+                if let Some(&id) = v.get(slot as usize)
+                    && id != 0
+                {
+                    buf.push((0, id));
+                }
+            }
+            Self::Multi(m) => {
+                if let Some(s) = m.get(&slot) {
+                    buf.extend_from_slice(s);
+                }
+            }
+        }
+    }
+
+    /// Replaces the advertised state of `slot`.
+    #[inline]
+    pub(crate) fn set(&mut self, slot: u32, state: &[(u32, u32)]) {
+        match self {
+            Self::Single(v) => {
+                let i = slot as usize;
+                if i >= v.len() {
+                    if state.is_empty() {
+                        return;
+                    }
+                    v.resize(i + 1, 0);
+                }
+                v[i] = state.first().map_or(0, |s| s.1);
+            }
+            Self::Multi(m) => {
+                if state.is_empty() {
+                    m.remove(&slot);
+                } else {
+                    m.insert(slot, state.to_vec());
+                }
+            }
+        }
+    }
+
+    /// Slots with something advertised, in slot order.
+    pub(crate) fn slots(&self) -> Vec<u32> {
+        match self {
+            Self::Single(v) => v
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| **id != 0)
+                .map(|(i, _)| i as u32)
+                .collect(),
+            Self::Multi(m) => {
+                let mut s: Vec<u32> = m.keys().copied().collect();
+                s.sort_unstable();
+                s
+            }
+        }
+    }
+
+    /// How many paths are advertised.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Single(v) => v.iter().filter(|id| **id != 0).count(),
+            Self::Multi(m) => m.values().map(Vec::len).sum(),
+        }
+    }
+}
+
+/// Encodes outgoing attributes for `ctx` in ascending type order (RFC 4271 §5, RFC 7606
+/// §5.1); returns the bytes and the MP_REACH_NLRI next hop, or `None` when the route
+/// cannot be sent on this session (no usable next hop, or too big for any message).
+pub(crate) fn encode(
+    a: &Attrs,
+    family: Family,
+    ctx: &SessionCtx,
+) -> Option<(Bytes, Option<NextHop>)> {
+    let nh = a.next_hop?;
+    let mut v: Vec<PathAttribute> = Vec::with_capacity(12);
+    v.push(PathAttribute::Origin(a.origin));
+    v.push(PathAttribute::AsPath(a.as_path.clone()));
+    let mp = match (family, nh) {
+        (Family::Ipv4Unicast, NextHop::V4(x)) => {
+            v.push(PathAttribute::NextHop(x));
+            None
+        }
+        // RFC 8950: an IPv6 next hop for IPv4 routes only where negotiated.
+        (Family::Ipv4Unicast, NextHop::V6 { .. }) if ctx.extended_next_hop.contains(family) => {
+            Some(nh)
+        }
+        (Family::Ipv6Unicast, NextHop::V6 { .. }) => Some(nh),
+        _ => return None,
+    };
+    if let Some(m) = a.med {
+        v.push(PathAttribute::MultiExitDisc(m));
+    }
+    if ctx.ibgp {
+        if let Some(lp) = a.local_pref {
+            v.push(PathAttribute::LocalPref(lp));
+        }
+        if let Some(o) = a.originator_id {
+            v.push(PathAttribute::OriginatorId(o));
+        }
+        if !a.cluster_list.is_empty() {
+            v.push(PathAttribute::ClusterList(a.cluster_list.clone()));
+        }
+    }
+    if a.atomic_aggregate {
+        v.push(PathAttribute::AtomicAggregate);
+    }
+    if let Some(ag) = a.aggregator {
+        v.push(PathAttribute::Aggregator(ag));
+        // RFC 6793 §4.2.2: a 2-octet session needs the real AS alongside AS_TRANS.
+        if !ctx.four_octet_as && ag.asn > 0xffff {
+            v.push(PathAttribute::As4Aggregator(ag));
+        }
+    }
+    if !a.communities.is_empty() {
+        v.push(PathAttribute::Communities(a.communities.clone()));
+    }
+    if !a.ext_communities.is_empty() {
+        v.push(PathAttribute::ExtendedCommunities(
+            a.ext_communities.clone(),
+        ));
+    }
+    if !ctx.four_octet_as && a.as_path.needs_four_octets() {
+        // RFC 6793 §3: confederation segments never go into AS4_PATH.
+        let segments: Vec<AsSegment> = a
+            .as_path
+            .segments
+            .iter()
+            .filter(|s| matches!(s.ty.0, 1 | 2))
+            .cloned()
+            .collect();
+        v.push(PathAttribute::As4Path(AsPath { segments }));
+    }
+    if !a.large_communities.is_empty() {
+        v.push(PathAttribute::LargeCommunities(a.large_communities.clone()));
+    }
+    if let Some(o) = a.only_to_customer {
+        v.push(PathAttribute::OnlyToCustomer(o));
+    }
+    v.extend(a.other.iter().cloned().map(PathAttribute::Unknown));
+    v.sort_by_key(PathAttribute::ty);
+    let len: usize = v.iter().map(|x| x.encoded_len(ctx)).sum();
+    // Room for the header, both length fields, an MP_REACH_NLRI with the longest next hop
+    // and one longest prefix with a path id: if not, no message can carry the route.
+    let worst = HEADER_LEN + 4 + len + 4 + 5 + 32 + 4 + 17;
+    if worst > ctx.max_message_len() {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(len);
+    for x in &v {
+        x.encode(ctx, &mut out);
+    }
+    Some((out.freeze(), mp))
+}

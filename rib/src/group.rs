@@ -1,0 +1,555 @@
+//! Update groups: peers that share an export policy and a negotiated encoding share one
+//! export computation, one encoding and one Adj-RIB-Out, and receive the same `Bytes`.
+//!
+//! Pending work is a set of dirty prefixes, drained when the caller has room
+//! ([`crate::Rib::drain_group`]): a slow group never holds up the others, and a prefix that
+//! changed many times while the group was behind is sent once, in its final state.
+//!
+//! A group's messages go to all its members but for two exceptions, carried by
+//! [`Audience`]: a route is never sent back to the peer it came from, nor to the peer its
+//! ORIGINATOR_ID names (RFC 4456 §8) when that peer is a member.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use bgp_wire::nlri::Nlri;
+use bgp_wire::update::{Update, UpdatePacker};
+use bgp_wire::{Family, FamilySet, SessionCtx};
+use bytes::{Bytes, BytesMut};
+use ipnet::IpNet;
+
+use crate::RibConfig;
+use crate::addpath::{self, AddPathMode};
+use crate::adj_out::{self, AdjOut, OutTable};
+use crate::dirty::DirtySet;
+use crate::fx::FxHashMap;
+use crate::loc::{LocRib, Path};
+use crate::peer::{LocalAddrs, NextHopMode, PeerFact, PeerId, PeerKind, family_index};
+use crate::policy::Policy;
+use crate::reflect;
+
+/// An update group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId(pub(crate) u32);
+
+/// Which members of a group a message is for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Audience {
+    /// Every member.
+    All,
+    /// Every member but these (sorted).
+    AllExcept(Vec<PeerId>),
+    /// This member only.
+    Only(PeerId),
+}
+
+impl Audience {
+    /// Whether `peer` (a member) is to receive the message.
+    pub fn includes(&self, peer: PeerId) -> bool {
+        match self {
+            Self::All => true,
+            Self::AllExcept(v) => !v.contains(&peer),
+            Self::Only(p) => *p == peer,
+        }
+    }
+}
+
+/// Encoded UPDATE messages (one or more, back to back) for some members of a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outbound {
+    /// Who is to receive them.
+    pub audience: Audience,
+    /// Whole messages, headers included.
+    pub bytes: Bytes,
+}
+
+/// What peers must share to share a group: everything export and encoding read.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct GroupKey {
+    pub(crate) kind: PeerKind,
+    pub(crate) cluster_id: Ipv4Addr,
+    pub(crate) next_hop: NextHopMode,
+    pub(crate) export: Option<Arc<Policy>>,
+    pub(crate) local: LocalAddrs,
+    pub(crate) four_octet_as: bool,
+    pub(crate) extended_message: bool,
+    pub(crate) families: FamilySet,
+    pub(crate) add_path_tx: FamilySet,
+    pub(crate) extended_next_hop: FamilySet,
+    pub(crate) add_path: [Option<AddPathMode>; 2],
+}
+
+impl GroupKey {
+    /// The encoding context every member shares.
+    pub(crate) fn ctx(&self) -> SessionCtx {
+        SessionCtx {
+            four_octet_as: self.four_octet_as,
+            extended_message: self.extended_message,
+            ibgp: self.kind != PeerKind::Ebgp,
+            families: self.families,
+            add_path_rx: FamilySet::EMPTY,
+            add_path_tx: self.add_path_tx,
+            extended_next_hop: self.extended_next_hop,
+            policy: Default::default(),
+        }
+    }
+
+    /// The ADD-PATH send mode in `family`, if path identifiers are sent there.
+    pub(crate) fn add_path(&self, family: Family) -> Option<AddPathMode> {
+        self.add_path_tx
+            .contains(family)
+            .then(|| self.add_path[family_index(family)])
+            .flatten()
+    }
+}
+
+/// A member catching up with a group that was already advertising: it is sent the
+/// group's Adj-RIB-Out from `cursor` on, then End-of-RIB.
+#[derive(Debug)]
+struct Joiner {
+    peer: u32,
+    cursor: u32,
+}
+
+/// One update group.
+pub(crate) struct UpdateGroup {
+    pub(crate) id: u32,
+    pub(crate) key: GroupKey,
+    ctx: SessionCtx,
+    packer: UpdatePacker,
+    /// Member peers, sorted.
+    pub(crate) members: Vec<u32>,
+    by_router_id: FxHashMap<Ipv4Addr, Vec<u32>>,
+    pub(crate) dirty: DirtySet,
+    pub(crate) out: AdjOut,
+    pub(crate) table: OutTable,
+    /// Cursor of the first walk of the Loc-RIB, while the group is new.
+    initial: Option<u32>,
+    /// Members that take part in the first walk, and get End-of-RIB after it.
+    initial_peers: Vec<u32>,
+    joiners: Vec<Joiner>,
+    old: Vec<(u32, u32)>,
+    new: Vec<(u32, u32)>,
+}
+
+/// Messages being assembled by one drain.
+#[derive(Default)]
+struct Batch {
+    buckets: Vec<Bucket>,
+    ann: FxHashMap<u32, usize>,
+    ann_only: FxHashMap<(u32, u32), usize>,
+    wd_by_entry: FxHashMap<u32, usize>,
+    wd: FxHashMap<(Family, Audience), usize>,
+}
+
+struct Bucket {
+    /// Out entry id for announcements, `None` for withdrawals.
+    entry: Option<u32>,
+    family: Family,
+    audience: Audience,
+    nlri: Vec<Nlri>,
+}
+
+impl Batch {
+    fn bucket(&mut self, entry: Option<u32>, family: Family, audience: Audience) -> usize {
+        self.buckets.push(Bucket {
+            entry,
+            family,
+            audience,
+            nlri: Vec::new(),
+        });
+        self.buckets.len() - 1
+    }
+
+    fn wd_bucket(&mut self, family: Family, audience: Audience) -> usize {
+        let next = self.buckets.len();
+        let i = *self.wd.entry((family, audience.clone())).or_insert(next);
+        if i == next {
+            self.bucket(None, family, audience);
+        }
+        i
+    }
+
+    fn withdraw(&mut self, family: Family, audience: Audience, nlri: Nlri) {
+        let i = self.wd_bucket(family, audience);
+        self.buckets[i].nlri.push(nlri);
+    }
+}
+
+/// What a drain reads besides the group.
+pub(crate) struct DrainCtx<'a> {
+    pub(crate) cfg: &'a RibConfig,
+    pub(crate) facts: &'a [PeerFact],
+}
+
+impl UpdateGroup {
+    pub(crate) fn new(id: u32, key: GroupKey) -> Self {
+        let ctx = key.ctx();
+        let multi = Family::ALL.iter().any(|f| key.add_path(*f).is_some());
+        Self {
+            id,
+            packer: UpdatePacker::new(&ctx),
+            ctx,
+            members: Vec::new(),
+            by_router_id: FxHashMap::default(),
+            dirty: DirtySet::default(),
+            out: if multi {
+                AdjOut::Multi(FxHashMap::default())
+            } else {
+                AdjOut::Single(Vec::new())
+            },
+            table: OutTable::default(),
+            initial: Some(0),
+            initial_peers: Vec::new(),
+            joiners: Vec::new(),
+            old: Vec::new(),
+            new: Vec::new(),
+            key,
+        }
+    }
+
+    /// Adds a member. One that arrives before the group has sent anything takes part in
+    /// the first walk; a later one is sent the Adj-RIB-Out on its own first.
+    pub(crate) fn join(&mut self, peer: u32, router_id: Ipv4Addr) {
+        if let Err(at) = self.members.binary_search(&peer) {
+            self.members.insert(at, peer);
+        }
+        self.by_router_id.entry(router_id).or_default().push(peer);
+        if self.initial == Some(0) {
+            self.initial_peers.push(peer);
+        } else {
+            self.joiners.push(Joiner { peer, cursor: 0 });
+        }
+    }
+
+    /// Removes a member; returns whether the group is now empty.
+    pub(crate) fn leave(&mut self, peer: u32) -> bool {
+        self.members.retain(|m| *m != peer);
+        for v in self.by_router_id.values_mut() {
+            v.retain(|m| *m != peer);
+        }
+        self.by_router_id.retain(|_, v| !v.is_empty());
+        self.initial_peers.retain(|m| *m != peer);
+        self.joiners.retain(|j| j.peer != peer);
+        self.members.is_empty()
+    }
+
+    /// Whether the group handles `family`.
+    pub(crate) fn has_family(&self, family: Family) -> bool {
+        self.key.families.contains(family)
+    }
+
+    /// Whether the first walk has yet to reach `slot` (marking it dirty would be
+    /// redundant).
+    pub(crate) fn walk_covers(&self, slot: u32) -> bool {
+        self.initial.is_some_and(|c| slot >= c)
+    }
+
+    /// Work waiting: dirty prefixes, or a walk or dump in progress.
+    pub(crate) fn pending(&self) -> usize {
+        self.dirty.len() + usize::from(self.initial.is_some()) + self.joiners.len()
+    }
+
+    /// Releases everything the group holds in the Loc-RIB.
+    pub(crate) fn dissolve(mut self, loc: &mut LocRib) {
+        for slot in self.dirty.drain() {
+            loc.dest_mut(slot).refs -= 1;
+            loc.try_free(slot);
+        }
+        for slot in self.out.slots() {
+            loc.dest_mut(slot).refs -= 1;
+            loc.try_free(slot);
+        }
+    }
+
+    /// Members a route must not be sent to: its source, and the peer its ORIGINATOR_ID
+    /// names.
+    fn excluded(&self, src: u32, originator: Option<Ipv4Addr>, facts: &[PeerFact]) -> Audience {
+        let mut v: Vec<PeerId> = Vec::new();
+        if facts.get(src as usize).is_some_and(|f| f.group == self.id) {
+            v.push(PeerId(src));
+        }
+        if let Some(peers) = originator.and_then(|o| self.by_router_id.get(&o)) {
+            v.extend(peers.iter().map(|p| PeerId(*p)));
+        }
+        if v.is_empty() {
+            return Audience::All;
+        }
+        v.sort_unstable();
+        v.dedup();
+        Audience::AllExcept(v)
+    }
+
+    fn entry_audience(&self, id: u32, facts: &[PeerFact]) -> Audience {
+        match self.table.get(id) {
+            Some(e) => self.excluded(e.src, e.originator, facts),
+            None => Audience::All,
+        }
+    }
+
+    /// The out entry for sending `path` of `prefix`, computed and encoded on first use.
+    fn export(
+        &mut self,
+        path: &Path,
+        prefix: &IpNet,
+        family: Family,
+        dc: &DrainCtx<'_>,
+    ) -> Option<u32> {
+        let mask = match &self.key.export {
+            // RFC 8212: no export policy, nothing to an external peer.
+            None if self.key.kind == PeerKind::Ebgp => return None,
+            None => 0,
+            Some(p) => p.evaluate(prefix, &path.attrs, path.attrs.route_len())?,
+        };
+        let memo = (path.attrs.id(), path.peer, mask, family);
+        if let Some(id) = self.table.lookup(&memo) {
+            return Some(id);
+        }
+        let src = dc.facts.get(path.peer as usize)?;
+        let mut out = reflect::transform(dc.cfg, &self.key, src, &path.attrs, family)?;
+        if let Some(p) = &self.key.export {
+            p.apply(mask, &mut out);
+        }
+        let (bytes, mp) = adj_out::encode(&out, family, &self.ctx)?;
+        Some(
+            self.table
+                .insert(memo, bytes, mp, path.peer, out.originator_id),
+        )
+    }
+
+    /// Brings the group's Adj-RIB-Out for `slot` in line with the Loc-RIB, queueing the
+    /// difference.
+    fn process(&mut self, slot: u32, loc: &mut LocRib, dc: &DrainCtx<'_>, batch: &mut Batch) {
+        let mut new = std::mem::take(&mut self.new);
+        let mut old = std::mem::take(&mut self.old);
+        new.clear();
+        old.clear();
+        let dest = loc.dest(slot);
+        let prefix = dest.prefix;
+        let family = match prefix {
+            IpNet::V4(_) => Family::Ipv4Unicast,
+            IpNet::V6(_) => Family::Ipv6Unicast,
+        };
+        let mode = self.key.add_path(family);
+        if self.has_family(family) {
+            let eligible = usize::from(dest.eligible);
+            for p in addpath::select(mode, &dest.paths, eligible) {
+                if let Some(id) = self.export(p, &prefix, family, dc) {
+                    new.push((if mode.is_some() { p.tx_id } else { 0 }, id));
+                }
+            }
+            new.sort_unstable();
+        }
+        self.out.get(slot, &mut old);
+        if old != new {
+            let path_id = |tx: u32| if mode.is_some() { Some(tx) } else { None };
+            let nlri = |tx: u32| Nlri {
+                path_id: path_id(tx),
+                prefix,
+            };
+            for &(tx, id) in &new {
+                self.table.incref(id);
+                let was = old.iter().find(|o| o.0 == tx).map(|o| o.1);
+                if was == Some(id) {
+                    continue;
+                }
+                let next = batch.buckets.len();
+                let b = *batch.ann.entry(id).or_insert(next);
+                if b == next {
+                    let aud = self.entry_audience(id, dc.facts);
+                    batch.bucket(Some(id), family, aud);
+                }
+                batch.buckets[b].nlri.push(nlri(tx));
+                // A member that had the old path but must not have the new one.
+                if let Some(was) = was {
+                    let (a_new, a_old) = (
+                        self.entry_audience(id, dc.facts),
+                        self.entry_audience(was, dc.facts),
+                    );
+                    if let Audience::AllExcept(ex) = a_new {
+                        for m in ex.into_iter().filter(|m| a_old.includes(*m)) {
+                            batch.withdraw(family, Audience::Only(m), nlri(tx));
+                        }
+                    }
+                }
+            }
+            for &(tx, id) in &old {
+                self.table.decref(id);
+                if new.iter().any(|n| n.0 == tx) {
+                    continue;
+                }
+                let b = match batch.wd_by_entry.get(&id) {
+                    Some(&b) => b,
+                    None => {
+                        let aud = self.entry_audience(id, dc.facts);
+                        let b = batch.wd_bucket(family, aud);
+                        batch.wd_by_entry.insert(id, b);
+                        b
+                    }
+                };
+                batch.buckets[b].nlri.push(nlri(tx));
+            }
+            self.out.set(slot, &new);
+            let d = loc.dest_mut(slot);
+            match (old.is_empty(), new.is_empty()) {
+                (true, false) => d.refs += 1,
+                (false, true) => d.refs -= 1,
+                _ => {}
+            }
+        }
+        self.new = new;
+        self.old = old;
+    }
+
+    /// Does up to `budget` prefixes of pending work and returns the messages, in the
+    /// order they must be sent.
+    pub(crate) fn drain(
+        &mut self,
+        loc: &mut LocRib,
+        dc: &DrainCtx<'_>,
+        budget: usize,
+    ) -> Vec<Outbound> {
+        let mut batch = Batch::default();
+        let mut done = 0usize;
+        let mut eor: Vec<u32> = Vec::new();
+        if let Some(mut cur) = self.initial {
+            let end = loc.slot_count();
+            while cur < end && done < budget {
+                if loc.is_live(cur) {
+                    self.process(cur, loc, dc, &mut batch);
+                    done += 1;
+                }
+                cur += 1;
+            }
+            if cur >= end {
+                self.initial = None;
+                eor.append(&mut self.initial_peers);
+            } else {
+                self.initial = Some(cur);
+            }
+        }
+        if self.initial.is_none() {
+            self.dump_joiners(loc, dc, &mut batch, &mut done, budget, &mut eor);
+        }
+        if self.initial.is_none() && self.joiners.is_empty() {
+            while done < budget {
+                let Some(slot) = self.dirty.pop() else { break };
+                loc.dest_mut(slot).refs -= 1;
+                self.process(slot, loc, dc, &mut batch);
+                loc.try_free(slot);
+                done += 1;
+            }
+        }
+        let out = self.encode(batch, &eor);
+        self.table.collect();
+        out
+    }
+
+    /// Sends late members what the group has advertised, from the Adj-RIB-Out.
+    fn dump_joiners(
+        &mut self,
+        loc: &LocRib,
+        dc: &DrainCtx<'_>,
+        batch: &mut Batch,
+        done: &mut usize,
+        budget: usize,
+        eor: &mut Vec<u32>,
+    ) {
+        let end = loc.slot_count();
+        let mut state = Vec::new();
+        while let Some(j) = self.joiners.first_mut() {
+            let (peer, mut cur) = (j.peer, j.cursor);
+            while cur < end && *done < budget {
+                state.clear();
+                self.out.get(cur, &mut state);
+                if !state.is_empty() {
+                    *done += 1;
+                    let prefix = loc.dest(cur).prefix;
+                    for &(tx, id) in &state {
+                        let Some(e) = self.table.get(id) else {
+                            continue;
+                        };
+                        if !self
+                            .excluded(e.src, e.originator, dc.facts)
+                            .includes(PeerId(peer))
+                        {
+                            continue;
+                        }
+                        let family = e.family;
+                        let next = batch.buckets.len();
+                        let b = *batch.ann_only.entry((id, peer)).or_insert(next);
+                        if b == next {
+                            batch.bucket(Some(id), family, Audience::Only(PeerId(peer)));
+                        }
+                        let path_id = self.key.add_path(family).map(|_| tx);
+                        batch.buckets[b].nlri.push(Nlri { path_id, prefix });
+                    }
+                }
+                cur += 1;
+            }
+            if cur < end {
+                self.joiners[0].cursor = cur;
+                return;
+            }
+            eor.push(peer);
+            self.joiners.remove(0);
+        }
+    }
+
+    /// Packs the batch into messages, consecutive ones for the same audience sharing one
+    /// `Bytes`, then the End-of-RIB markers (RFC 4724 §2) of members whose initial
+    /// advertisement is complete.
+    fn encode(&self, batch: Batch, eor: &[u32]) -> Vec<Outbound> {
+        let mut outs: Vec<Outbound> = Vec::new();
+        let mut buf = BytesMut::new();
+        let mut cur: Option<Audience> = None;
+        let mut flush =
+            |buf: &mut BytesMut, cur: &mut Option<Audience>, next: Option<&Audience>| {
+                if cur.as_ref() != next {
+                    if let Some(a) = cur.take()
+                        && !buf.is_empty()
+                    {
+                        outs.push(Outbound {
+                            audience: a,
+                            bytes: buf.split().freeze(),
+                        });
+                    }
+                    *cur = next.cloned();
+                }
+            };
+        // Withdrawals first: some go to the member an announcement below skips.
+        let (wd, ann): (Vec<&Bucket>, Vec<&Bucket>) =
+            batch.buckets.iter().partition(|b| b.entry.is_none());
+        for b in wd.into_iter().chain(ann) {
+            flush(&mut buf, &mut cur, Some(&b.audience));
+            // Neither can fail: the out entry was checked to fit a message with a
+            // longest prefix when it was built.
+            let _ = match b.entry.and_then(|id| self.table.get(id)) {
+                Some(e) => self.packer.announce(
+                    b.family,
+                    &e.bytes,
+                    e.mp_next_hop.as_ref(),
+                    &b.nlri,
+                    &mut buf,
+                ),
+                None => self.packer.withdraw(b.family, &b.nlri, &mut buf),
+            };
+        }
+        if !eor.is_empty() {
+            let all = eor.len() == self.members.len();
+            let audiences: Vec<Audience> = if all {
+                vec![Audience::All]
+            } else {
+                eor.iter().map(|p| Audience::Only(PeerId(*p))).collect()
+            };
+            for a in audiences {
+                flush(&mut buf, &mut cur, Some(&a));
+                for f in self.key.families.iter() {
+                    let _ = Update::end_of_rib(f).encode(&self.ctx, &mut buf);
+                }
+            }
+        }
+        flush(&mut buf, &mut cur, None);
+        outs
+    }
+}

@@ -1,0 +1,110 @@
+//! What a route becomes on its way out: route reflection (RFC 4456 §8), the iBGP/eBGP
+//! attribute rules (RFC 4271 §5.1) and the next hop (RFC 4271 §5.1.3).
+//!
+//! The result depends only on the route's attributes, its source's role and the group it
+//! is sent to, which is what lets an update group compute it once for all its members and
+//! cache it per attribute set.
+
+use bgp_wire::Family;
+use bgp_wire::attr::{Community, NextHop};
+
+use crate::RibConfig;
+use crate::attrs::Attrs;
+use crate::group::GroupKey;
+use crate::peer::{NextHopMode, PeerFact, PeerKind};
+
+/// The attributes a route from `src` is sent with to the group `key`, or `None` when the
+/// group must not receive it.
+pub(crate) fn transform(
+    cfg: &RibConfig,
+    key: &GroupKey,
+    src: &PeerFact,
+    a: &Attrs,
+    family: Family,
+) -> Option<Attrs> {
+    // RFC 1997: NO_ADVERTISE goes to no peer, NO_EXPORT to no external peer.
+    if a.has_community(Community::NO_ADVERTISE) {
+        return None;
+    }
+    let to_ebgp = key.kind == PeerKind::Ebgp;
+    let reflect = match (src.kind, key.kind) {
+        (_, PeerKind::Ebgp | PeerKind::Local) => {
+            if a.has_community(Community::NO_EXPORT)
+                || a.has_community(Community::NO_EXPORT_SUBCONFED)
+            {
+                return None;
+            }
+            false
+        }
+        (PeerKind::Local | PeerKind::Ebgp, _) => false,
+        // RFC 4456 §8: from a client, to clients (unless client-to-client reflection is
+        // off, the clients being fully meshed) and to non-clients.
+        (PeerKind::Client, PeerKind::Client) => {
+            if !cfg.client_to_client {
+                return None;
+            }
+            true
+        }
+        (PeerKind::Client, PeerKind::NonClient) => true,
+        // From a non-client, to clients only; non-client to non-client is the iBGP split
+        // horizon of RFC 4271 §9.2 that reflection exists to relax.
+        (PeerKind::NonClient, PeerKind::Client) => true,
+        (PeerKind::NonClient, PeerKind::NonClient) => return None,
+    };
+    // RFC 4456 §8: never back into a cluster the route already passed.
+    if reflect && a.cluster_list.contains(&key.cluster_id) {
+        return None;
+    }
+    let mut out = a.clone();
+    if to_ebgp {
+        // RFC 4271 §5.1.5, RFC 4456 §8: LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST stay
+        // inside the AS. §5.1.4: a MED learned from a neighbouring AS is not passed to
+        // another; ours (local routes, or set by export policy after this) is.
+        out.local_pref = None;
+        out.originator_id = None;
+        out.cluster_list.clear();
+        if src.kind != PeerKind::Local {
+            out.med = None;
+        }
+        // §5.1.2: prepend our AS towards an external peer.
+        out.as_path.prepend(cfg.local_as, 1);
+    } else {
+        out.local_pref = Some(a.local_pref.unwrap_or(cfg.default_local_pref));
+        if reflect {
+            // RFC 4456 §8: ORIGINATOR_ID names the route's originator inside the AS and
+            // is set only once; CLUSTER_LIST gets our cluster ID in front.
+            out.originator_id = Some(a.originator_id.unwrap_or(src.router_id));
+            out.cluster_list.insert(0, key.cluster_id);
+        }
+    }
+    let no_next_hop = a.next_hop.is_none();
+    let set_self = no_next_hop
+        || match key.next_hop {
+            NextHopMode::Keep => false,
+            NextHopMode::Auto => to_ebgp,
+            NextHopMode::SelfExceptReflected => !reflect,
+            NextHopMode::SelfAll => true,
+        };
+    if set_self {
+        out.next_hop = Some(local_next_hop(key, family)?);
+    }
+    Some(out)
+}
+
+/// Our next hop for `family` towards the group: the session's address of the family (with
+/// the link-local one for IPv6, RFC 2545 §3), or an IPv6 one for IPv4 routes where RFC 8950
+/// was negotiated.
+pub(crate) fn local_next_hop(key: &GroupKey, family: Family) -> Option<NextHop> {
+    let v6 = key.local.v6.map(|global| NextHop::V6 {
+        global,
+        link_local: key.local.link_local,
+    });
+    match family {
+        Family::Ipv4Unicast => match key.local.v4 {
+            Some(v4) => Some(NextHop::V4(v4)),
+            None if key.extended_next_hop.contains(family) => v6,
+            None => None,
+        },
+        Family::Ipv6Unicast => v6,
+    }
+}

@@ -1,0 +1,357 @@
+//! The RIB: peers, routes in and the decision, tying the per-concern modules together.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use bgp_wire::Family;
+use ipnet::IpNet;
+
+use crate::RibConfig;
+use crate::addpath;
+use crate::adj_in::AdjRibIn;
+use crate::attrs::{AttrSet, AttrStore, Attrs};
+use crate::best::{AllReachable, Decider, Ineligible, NextHopResolver};
+use crate::dirty::DirtySet;
+use crate::fx::FxHashMap;
+use crate::group::{GroupId, GroupKey, UpdateGroup};
+use crate::loc::{LocRib, Path};
+use crate::peer::{NO_GROUP, PeerConfig, PeerFact, PeerId, PeerKind, Session, family_index};
+
+/// A configured peer.
+pub(crate) struct PeerState {
+    pub(crate) cfg: PeerConfig,
+    pub(crate) session: Option<Session>,
+    pub(crate) adj_in: AdjRibIn,
+    /// The max-prefix limit was reported crossed and the count has not gone back under.
+    pub(crate) over_limit: bool,
+}
+
+/// Adj-RIB-In, Loc-RIB and Adj-RIB-Out of one speaker.
+pub struct Rib {
+    pub(crate) cfg: RibConfig,
+    pub(crate) resolver: Box<dyn NextHopResolver>,
+    pub(crate) attrs: AttrStore,
+    pub(crate) loc: LocRib,
+    /// Indexed by peer; index 0 is [`PeerId::LOCAL`].
+    pub(crate) peers: Vec<Option<PeerState>>,
+    /// The hot part of each peer, beside `peers` so the decision borrows only this.
+    pub(crate) facts: Vec<PeerFact>,
+    pub(crate) groups: Vec<Option<UpdateGroup>>,
+    group_index: FxHashMap<GroupKey, u32>,
+    pub(crate) fib: Option<DirtySet>,
+    /// Every cluster ID in use (the speaker's and per-peer overrides): a route holding any
+    /// of them has been through this reflector.
+    cluster_ids: Vec<Ipv4Addr>,
+    /// How many leading paths per prefix must be exactly ranked (ADD-PATH best-N).
+    depth: usize,
+}
+
+impl Rib {
+    /// An empty RIB.
+    pub fn new(cfg: RibConfig) -> Self {
+        let local = PeerFact {
+            kind: PeerKind::Local,
+            address: std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            router_id: cfg.router_id,
+            group: NO_GROUP,
+        };
+        Self {
+            fib: cfg.track_best_changes.then(DirtySet::default),
+            cluster_ids: vec![cfg.cluster_id()],
+            cfg,
+            resolver: Box::new(AllReachable),
+            attrs: AttrStore::default(),
+            loc: LocRib::default(),
+            peers: vec![None],
+            facts: vec![local],
+            groups: Vec::new(),
+            group_index: FxHashMap::default(),
+            depth: 1,
+        }
+    }
+
+    /// The speaker's settings.
+    pub fn config(&self) -> &RibConfig {
+        &self.cfg
+    }
+
+    /// Replaces the next-hop resolver; call [`Rib::next_hops_changed`] when what it
+    /// answers changes.
+    pub fn set_resolver(&mut self, resolver: Box<dyn NextHopResolver>) {
+        self.resolver = resolver;
+        self.next_hops_changed();
+    }
+
+    /// Runs the decision process again for every prefix, after the resolver's answers
+    /// changed (RFC 4271 §9.1.2.1: reachability and IGP cost are inputs).
+    pub fn next_hops_changed(&mut self) {
+        let slots: Vec<u32> = self.loc.iter().map(|(s, _)| s).collect();
+        for s in slots {
+            self.reselect(s);
+        }
+    }
+
+    /// Configures a peer. Its routes are accepted once it is up ([`Rib::peer_up`]).
+    pub fn add_peer(&mut self, cfg: PeerConfig) -> PeerId {
+        let kind = match (cfg.remote_as == self.cfg.local_as, cfg.rr_client) {
+            (false, _) => PeerKind::Ebgp,
+            (true, true) => PeerKind::Client,
+            (true, false) => PeerKind::NonClient,
+        };
+        if let Some(c) = cfg.cluster_id
+            && !self.cluster_ids.contains(&c)
+        {
+            self.cluster_ids.push(c);
+        }
+        self.facts.push(PeerFact {
+            kind,
+            address: cfg.address,
+            router_id: Ipv4Addr::UNSPECIFIED,
+            group: NO_GROUP,
+        });
+        self.peers.push(Some(PeerState {
+            cfg,
+            session: None,
+            adj_in: AdjRibIn::default(),
+            over_limit: false,
+        }));
+        PeerId(self.peers.len() as u32 - 1)
+    }
+
+    /// Removes a peer and every route it sent.
+    pub fn remove_peer(&mut self, peer: PeerId) {
+        self.peer_down(peer, false);
+        if let Some(slot) = self.peers.get_mut(peer.0 as usize)
+            && peer != PeerId::LOCAL
+        {
+            *slot = None;
+        }
+    }
+
+    /// The configuration of `peer`.
+    pub fn peer_config(&self, peer: PeerId) -> Option<&PeerConfig> {
+        Some(&self.peers.get(peer.0 as usize)?.as_ref()?.cfg)
+    }
+
+    /// The session came up: the peer joins the update group of peers with the same export
+    /// policy and encoding (created if needed) and will be sent the table, then
+    /// End-of-RIB per family (RFC 4724 §2). Returns the group.
+    pub fn peer_up(&mut self, peer: PeerId, session: Session) -> Option<GroupId> {
+        if self.peer(peer)?.session.is_some() {
+            self.leave_group(peer);
+        }
+        let st = self.peers.get_mut(peer.0 as usize)?.as_mut()?;
+        st.session = Some(session);
+        let fact = self.facts.get_mut(peer.0 as usize)?;
+        fact.router_id = session.router_id;
+        let cfg = &st.cfg;
+        let ctx = &session.ctx;
+        let mut add_path_tx = ctx.add_path_tx;
+        for f in ctx.add_path_tx.iter() {
+            if cfg.add_path(f).is_none() {
+                add_path_tx.remove(f);
+            }
+        }
+        let key = GroupKey {
+            kind: fact.kind,
+            cluster_id: cfg.cluster_id.unwrap_or(self.cfg.cluster_id()),
+            next_hop: cfg.next_hop,
+            export: cfg.export.clone(),
+            local: session.local,
+            four_octet_as: ctx.four_octet_as,
+            extended_message: ctx.extended_message,
+            families: ctx.families,
+            add_path_tx,
+            extended_next_hop: ctx.extended_next_hop,
+            add_path: Family::ALL.map(|f| cfg.add_path(f).filter(|_| add_path_tx.contains(f))),
+        };
+        for f in add_path_tx.iter() {
+            if let Some(m) = cfg.add_path_send[family_index(f)] {
+                self.depth = self.depth.max(m.rank_depth());
+            }
+        }
+        let gid = match self.group_index.get(&key) {
+            Some(&g) => g,
+            None => {
+                let g = match self.groups.iter().position(Option::is_none) {
+                    Some(i) => i as u32,
+                    None => {
+                        self.groups.push(None);
+                        self.groups.len() as u32 - 1
+                    }
+                };
+                self.groups[g as usize] = Some(UpdateGroup::new(g, key.clone()));
+                self.group_index.insert(key, g);
+                g
+            }
+        };
+        fact.group = gid;
+        if let Some(Some(g)) = self.groups.get_mut(gid as usize) {
+            g.join(peer.0, session.router_id);
+        }
+        Some(GroupId(gid))
+    }
+
+    pub(crate) fn peer(&self, peer: PeerId) -> Option<&PeerState> {
+        self.peers.get(peer.0 as usize)?.as_ref()
+    }
+
+    /// Takes `peer` out of its group, dissolving the group if it was the last member.
+    pub(crate) fn leave_group(&mut self, peer: PeerId) {
+        let Some(fact) = self.facts.get_mut(peer.0 as usize) else {
+            return;
+        };
+        let gid = std::mem::replace(&mut fact.group, NO_GROUP);
+        let Some(slot) = self.groups.get_mut(gid as usize) else {
+            return;
+        };
+        if slot.as_mut().is_some_and(|g| g.leave(peer.0))
+            && let Some(g) = slot.take()
+        {
+            self.group_index.remove(&g.key);
+            g.dissolve(&mut self.loc);
+        }
+    }
+
+    /// Adds or replaces the path (`peer`, `rx_id`) of `prefix` and reruns the decision.
+    pub(crate) fn upsert(
+        &mut self,
+        peer: u32,
+        prefix: IpNet,
+        rx_id: u32,
+        attrs: Arc<AttrSet>,
+        reason: Option<Ineligible>,
+    ) {
+        let slot = self.loc.slot_or_insert(prefix);
+        let before = self.fib_before(slot);
+        let dest = self.loc.dest_mut(slot);
+        if let Some(p) = dest
+            .paths
+            .iter_mut()
+            .find(|p| p.peer == peer && p.rx_id == rx_id)
+        {
+            if Arc::ptr_eq(&p.attrs, &attrs) && p.reason == reason && !p.is_stale() {
+                // A repeat of what we have: nothing changes (RFC 4271 §9.1.4 implicit
+                // withdraw of an identical route).
+                self.attrs.release(attrs);
+                return;
+            }
+            let old = std::mem::replace(&mut p.attrs, attrs);
+            p.reason = reason;
+            p.set_stale(false);
+            self.attrs.release(old);
+        } else {
+            let tx = addpath::alloc_tx_id(&dest.paths);
+            dest.paths.push(Path::new(attrs, peer, rx_id, tx, reason));
+            if let Some(Some(st)) = self.peers.get_mut(peer as usize) {
+                st.adj_in.insert(slot, rx_id);
+            }
+        }
+        self.reselect_from(slot, before);
+    }
+
+    /// Removes the path (`peer`, `rx_id`) of `prefix`; returns whether it was there.
+    pub(crate) fn remove(&mut self, peer: u32, prefix: &IpNet, rx_id: u32) -> bool {
+        let Some(slot) = self.loc.slot(prefix) else {
+            return false;
+        };
+        self.remove_at(peer, slot, rx_id)
+    }
+
+    pub(crate) fn remove_at(&mut self, peer: u32, slot: u32, rx_id: u32) -> bool {
+        let before = self.fib_before(slot);
+        let dest = self.loc.dest_mut(slot);
+        let Some(i) = dest
+            .paths
+            .iter()
+            .position(|p| p.peer == peer && p.rx_id == rx_id)
+        else {
+            return false;
+        };
+        let p = dest.paths.remove(i);
+        self.attrs.release(p.attrs);
+        if let Some(Some(st)) = self.peers.get_mut(peer as usize) {
+            st.adj_in.remove(slot, rx_id);
+        }
+        self.reselect_from(slot, before);
+        self.loc.try_free(slot);
+        true
+    }
+
+    /// What the FIB stream compares a destination against after a change, when it is on.
+    fn fib_before(&self, slot: u32) -> Option<Vec<(u32, u32, u64)>> {
+        self.fib
+            .as_ref()
+            .map(|_| fib_key(self.loc.dest(slot).best_paths()))
+    }
+
+    /// Reruns the decision for `slot` (its paths unchanged, their inputs changed).
+    pub(crate) fn reselect(&mut self, slot: u32) {
+        let before = self.fib_before(slot);
+        self.reselect_from(slot, before);
+    }
+
+    /// Reruns the decision for `slot` and marks it for every group, and for the FIB
+    /// stream if its best paths differ from `before`.
+    fn reselect_from(&mut self, slot: u32, before: Option<Vec<(u32, u32, u64)>>) {
+        let decider = Decider {
+            facts: &self.facts,
+            resolver: self.resolver.as_ref(),
+            always_compare_med: self.cfg.always_compare_med,
+            missing_med_worst: self.cfg.missing_med_worst,
+            default_local_pref: self.cfg.default_local_pref,
+            depth: self.depth,
+        };
+        let dest = self.loc.dest_mut(slot);
+        dest.eligible = decider.rank(&mut dest.paths);
+        let family = bgp_wire::nlri::Nlri::new(dest.prefix).family();
+        for g in self.groups.iter_mut().flatten() {
+            if g.has_family(family) && !g.walk_covers(slot) && g.dirty.insert(slot) {
+                dest.refs += 1;
+            }
+        }
+        if let (Some(fib), Some(before)) = (self.fib.as_mut(), before)
+            && before != fib_key(dest.best_paths())
+            && fib.insert(slot)
+        {
+            dest.refs += 1;
+        }
+    }
+
+    /// Whether `attrs` from a peer of `kind` went round: our ORIGINATOR_ID or one of our
+    /// cluster IDs (RFC 4456 §8), or our AS from outside (RFC 4271 §9.1.2).
+    pub(crate) fn loop_check(&self, kind: PeerKind, attrs: &Attrs) -> Option<Ineligible> {
+        if attrs.originator_id == Some(self.cfg.router_id) {
+            return Some(Ineligible::OriginatorIsUs);
+        }
+        if attrs
+            .cluster_list
+            .iter()
+            .any(|c| self.cluster_ids.contains(c))
+        {
+            return Some(Ineligible::ClusterLoop);
+        }
+        if kind == PeerKind::Ebgp && attrs.as_path_contains(self.cfg.local_as) {
+            return Some(Ineligible::AsLoop);
+        }
+        None
+    }
+
+    /// Originates `prefix` with `attrs` (for a node agent: its address blocks). Without a
+    /// next hop, each peer is sent the session's local address.
+    pub fn originate(&mut self, prefix: IpNet, attrs: Attrs) {
+        let set = self.attrs.intern(attrs);
+        self.upsert(PeerId::LOCAL.0, prefix.trunc(), 0, set, None);
+    }
+
+    /// Stops originating `prefix`.
+    pub fn withdraw_local(&mut self, prefix: IpNet) {
+        self.remove(PeerId::LOCAL.0, &prefix.trunc(), 0);
+    }
+}
+
+/// What the FIB cares about in a destination: the usable best paths' identities and
+/// attribute sets.
+fn fib_key<'a>(paths: impl Iterator<Item = &'a Path>) -> Vec<(u32, u32, u64)> {
+    paths.map(|p| (p.peer, p.rx_id, p.attrs.id())).collect()
+}

@@ -1,0 +1,222 @@
+//! Applying a received UPDATE: RFC 7606 treatments, loop checks, import policy, and the
+//! max-prefix limit.
+
+use std::sync::Arc;
+
+use bgp_wire::Family;
+use bgp_wire::attr::NextHop;
+use bgp_wire::nlri::Nlri;
+use bgp_wire::update::{Treatment, UpdateView};
+
+use crate::attrs::{AttrSet, AttrStore, Attrs};
+use crate::best::Ineligible;
+use crate::fx::FxHashMap;
+use crate::peer::{PeerId, PeerKind};
+use crate::rib::Rib;
+
+/// What the session layer must act on after an UPDATE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// The peer sent more routes than its limit: with `warn_only` unset, send Cease
+    /// subcode 1 (RFC 4486 §4) and drop the session.
+    MaxPrefixExceeded {
+        /// The configured limit.
+        limit: u32,
+        /// Only a warning was asked for.
+        warn_only: bool,
+    },
+    /// RFC 7606 session reset: send `UpdateView::notification()`. Nothing was changed.
+    SessionReset,
+    /// RFC 7606 AFI/SAFI disable (RFC 4760 §7) for the family named, if any. Nothing was
+    /// changed.
+    AfiSafiDisable(Option<Family>),
+    /// The peer is unknown or not up; nothing was changed.
+    NotEstablished,
+}
+
+/// The outcome of [`Rib::apply_update`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Applied {
+    /// Routes announced (including those treated as withdrawn).
+    pub announced: usize,
+    /// Routes withdrawn that were present.
+    pub withdrawn: usize,
+    /// The update was the End-of-RIB marker of this family (RFC 4724 §2).
+    pub end_of_rib: Option<Family>,
+    /// Something the session layer must act on.
+    pub signal: Option<Signal>,
+}
+
+impl Rib {
+    /// Applies an UPDATE received from `peer`, parsed once with the session's context.
+    ///
+    /// RFC 7606 treatments: a session reset or AFI/SAFI disable changes nothing and is
+    /// returned for the session layer; treat-as-withdraw withdraws what the update
+    /// announces (the paths stay listed as [`Ineligible::TreatedAsWithdrawn`]);
+    /// attribute-discard uses the attributes that survived. End-of-RIB ends the
+    /// graceful-restart wait for its family (RFC 4724 §4.2).
+    pub fn apply_update(&mut self, peer: PeerId, view: &UpdateView<'_>) -> Applied {
+        let mut out = Applied::default();
+        let Some(kind) = self
+            .peer(peer)
+            .filter(|p| p.session.is_some() && peer != PeerId::LOCAL)
+            .and_then(|_| self.facts.get(peer.0 as usize))
+            .map(|f| f.kind)
+        else {
+            out.signal = Some(Signal::NotEstablished);
+            return out;
+        };
+        match view.treatment() {
+            Treatment::SessionReset => {
+                out.signal = Some(Signal::SessionReset);
+                return out;
+            }
+            Treatment::AfiSafiDisable => {
+                let family = view
+                    .issues()
+                    .iter()
+                    .find(|i| i.treatment == Treatment::AfiSafiDisable)
+                    .and_then(|i| i.family);
+                out.signal = Some(Signal::AfiSafiDisable(family));
+                return out;
+            }
+            _ => {}
+        }
+        if let Some(f) = view.end_of_rib() {
+            self.sweep_stale(peer, Some(f));
+            out.end_of_rib = Some(f);
+            return out;
+        }
+        for n in view.withdrawals() {
+            if self.remove(peer.0, &n.prefix, n.path_id.unwrap_or(0)) {
+                out.withdrawn += 1;
+            }
+        }
+        if view.treatment() == Treatment::TreatAsWithdraw {
+            let empty = self.attrs.intern(Attrs::default());
+            for n in view.announced() {
+                let reason = Some(Ineligible::TreatedAsWithdrawn);
+                self.upsert(
+                    peer.0,
+                    n.prefix,
+                    n.path_id.unwrap_or(0),
+                    empty.clone(),
+                    reason,
+                );
+                out.announced += 1;
+            }
+            self.attrs.release(empty);
+        } else {
+            out.announced = self.announce(peer, kind, view);
+        }
+        out.signal = self.check_max_prefix(peer);
+        out
+    }
+
+    /// Imports what the update announces, in the NLRI field and in MP_REACH_NLRI.
+    fn announce(&mut self, peer: PeerId, kind: PeerKind, view: &UpdateView<'_>) -> usize {
+        let mut count = 0;
+        let has_v4 = view.nlri().next().is_some();
+        let mp = view.mp_reach();
+        if !has_v4 && mp.is_none() {
+            return 0;
+        }
+        let base = Attrs::from_view(view);
+        let mut import = Import::default();
+        if has_v4 {
+            // RFC 7606 §3(d) made a missing NEXT_HOP a treat-as-withdraw already.
+            let nh = view.next_hop().map(NextHop::V4);
+            count += self.import_all(peer, kind, &base, nh, view.nlri(), &mut import);
+        }
+        if let Some(mp) = mp {
+            count += self.import_all(peer, kind, &base, mp.next_hop(), mp.nlri(), &mut import);
+        }
+        import.clear(&mut self.attrs);
+        count
+    }
+
+    fn import_all(
+        &mut self,
+        peer: PeerId,
+        kind: PeerKind,
+        base: &Attrs,
+        next_hop: Option<NextHop>,
+        nlri: impl Iterator<Item = Nlri>,
+        import: &mut Import,
+    ) -> usize {
+        let mut attrs = base.clone();
+        attrs.next_hop = next_hop;
+        let reason = self.loop_check(kind, &attrs);
+        let set = self.attrs.intern(attrs);
+        let policy = self.peer(peer).and_then(|p| p.cfg.import.clone());
+        import.clear(&mut self.attrs);
+        let mut count = 0;
+        for n in nlri {
+            count += 1;
+            let rx = n.path_id.unwrap_or(0);
+            let (chosen, why) = match (&reason, &policy) {
+                (Some(r), _) => (set.clone(), Some(*r)),
+                // RFC 8212: no import policy on an external session accepts nothing.
+                (None, None) if kind == PeerKind::Ebgp => {
+                    (set.clone(), Some(Ineligible::RejectedByImport))
+                }
+                (None, None) => (set.clone(), None),
+                (None, Some(p)) => match p.evaluate(&n.prefix, &set, set.route_len()) {
+                    None => (set.clone(), Some(Ineligible::RejectedByImport)),
+                    Some(0) => (set.clone(), None),
+                    Some(mask) => {
+                        let modified = import.cache.entry(mask).or_insert_with(|| None);
+                        let m = match modified {
+                            Some(m) => m.clone(),
+                            None => {
+                                let mut a = Attrs::clone(&set);
+                                p.apply(mask, &mut a);
+                                let m = self.attrs.intern(a);
+                                *modified = Some(m.clone());
+                                m
+                            }
+                        };
+                        (m, None)
+                    }
+                },
+            };
+            self.upsert(peer.0, n.prefix, rx, chosen, why);
+        }
+        self.attrs.release(set);
+        count
+    }
+
+    fn check_max_prefix(&mut self, peer: PeerId) -> Option<Signal> {
+        let st = self.peers.get_mut(peer.0 as usize)?.as_mut()?;
+        let mp = st.cfg.max_prefix?;
+        let n = st.adj_in.len();
+        if n > mp.limit as usize {
+            if !st.over_limit {
+                st.over_limit = true;
+                return Some(Signal::MaxPrefixExceeded {
+                    limit: mp.limit,
+                    warn_only: mp.warn_only,
+                });
+            }
+        } else {
+            st.over_limit = false;
+        }
+        None
+    }
+}
+
+/// Attribute sets made by the import policy within one update, by rule mask.
+#[derive(Default)]
+struct Import {
+    cache: FxHashMap<u64, Option<Arc<AttrSet>>>,
+}
+
+impl Import {
+    /// Empties the cache (between families, whose next hops differ), releasing the sets.
+    fn clear(&mut self, store: &mut AttrStore) {
+        for set in self.cache.drain().filter_map(|(_, s)| s) {
+            store.release(set);
+        }
+    }
+}
