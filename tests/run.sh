@@ -42,7 +42,7 @@ if ! command -v cargo-fuzz >/dev/null; then
 fi
 # Only stable Rust exists here; cargo-fuzz's nightly flags are allowed by RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1
-(cd fuzz && cargo fuzz build --release)
+(cd fuzz && cargo fuzz build --release --debug-assertions)
 seconds=${FUZZ_SECONDS:-20}
 if [ "$seconds" -gt 0 ]; then
     for target in $(cd fuzz && cargo fuzz list); do
@@ -51,7 +51,7 @@ if [ "$seconds" -gt 0 ]; then
         work=$(mktemp -d)
         # Run on a scratch copy so CI never rewrites the committed corpus.
         cp -r "$corpus/." "$work/" 2>/dev/null || true
-        (cd fuzz && cargo fuzz run --release "$target" "$work" -- \
+        (cd fuzz && cargo fuzz run --release --debug-assertions "$target" "$work" -- \
             -max_total_time="$seconds" -print_final_stats=1 2>&1 | tail -n 3)
         rm -rf "$work"
     done

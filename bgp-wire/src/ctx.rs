@@ -214,7 +214,7 @@ impl Serialize for FamilySet {
 
 /// Local checks on received UPDATEs that are policy rather than syntax; each failing check
 /// is a treat-as-withdraw issue (RFC 7606 §2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct UpdatePolicy {
     /// On eBGP, the leftmost AS of AS_PATH must be this (RFC 4271 §6.3, "enforce-first-as").
     pub enforce_first_as: Option<u32>,
@@ -242,7 +242,7 @@ impl Default for UpdatePolicy {
 ///
 /// Receive-side fields (`add_path_rx`) govern decoding, send-side fields (`add_path_tx`)
 /// govern encoding, so one context serves both directions of a session.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct SessionCtx {
     /// Both sides sent the 4-octet AS capability (RFC 6793): AS_PATH carries 4-octet ASes.
     pub four_octet_as: bool,

@@ -73,38 +73,57 @@ impl UpdatePacker {
             out.put_u16(0);
             let tpal_at = out.len();
             out.put_u16(0);
-            out.put_slice(attrs);
-            let mp_at = out.len();
-            if let Some(nh) = mp_next_hop {
-                out.put_u8(AttrFlags::OPTIONAL | AttrFlags::EXTENDED_LENGTH);
-                out.put_u8(AttrType::MP_REACH_NLRI.0);
-                out.put_u16(0);
-                out.put_u16(family.afi().0);
-                out.put_u8(family.safi().0);
-                out.put_u8(nh.len() as u8);
-                nh.encode(out);
-                out.put_u8(0);
-            }
-            while let Some(n) = nlri.peek() {
-                if out.len() - start + n.encoded_len(ap) > self.max {
-                    break;
+            match mp_next_hop {
+                None => {
+                    out.put_slice(attrs);
+                    self.put_nlri(&mut nlri, ap, start, 0, out);
                 }
-                n.encode(ap, out);
-                nlri.next();
+                Some(nh) => {
+                    // RFC 7606 §5.1: MP_REACH_NLRI goes first, so that a receiver can find
+                    // the prefixes to withdraw even if a later attribute is malformed.
+                    let mp_at = out.len();
+                    out.put_u8(AttrFlags::OPTIONAL | AttrFlags::EXTENDED_LENGTH);
+                    out.put_u8(AttrType::MP_REACH_NLRI.0);
+                    out.put_u16(0);
+                    out.put_u16(family.afi().0);
+                    out.put_u8(family.safi().0);
+                    out.put_u8(nh.len() as u8);
+                    nh.encode(out);
+                    out.put_u8(0);
+                    self.put_nlri(&mut nlri, ap, start, attrs.len(), out);
+                    let mp_len = out.len() - mp_at - 4;
+                    out[mp_at + 2..mp_at + 4].copy_from_slice(&(mp_len as u16).to_be_bytes());
+                    out.put_slice(attrs);
+                }
             }
-            if mp_next_hop.is_some() {
-                let mp_len = out.len() - mp_at - 4;
-                out[mp_at + 2..mp_at + 4].copy_from_slice(&(mp_len as u16).to_be_bytes());
-                let tpal = out.len() - tpal_at - 2;
-                out[tpal_at..tpal_at + 2].copy_from_slice(&(tpal as u16).to_be_bytes());
-            } else {
-                let tpal = attrs.len();
-                out[tpal_at..tpal_at + 2].copy_from_slice(&(tpal as u16).to_be_bytes());
-            }
+            let tpal = match mp_next_hop {
+                None => attrs.len(),
+                Some(_) => out.len() - tpal_at - 2,
+            };
+            out[tpal_at..tpal_at + 2].copy_from_slice(&(tpal as u16).to_be_bytes());
             finish_header(out, start);
             count += 1;
         }
         Ok(count)
+    }
+
+    /// Appends prefixes to the message begun at `start` while they fit, leaving `tail`
+    /// bytes of room for what follows them.
+    fn put_nlri<'n>(
+        &self,
+        nlri: &mut std::iter::Peekable<impl Iterator<Item = &'n Nlri>>,
+        add_path: bool,
+        start: usize,
+        tail: usize,
+        out: &mut BytesMut,
+    ) {
+        while let Some(n) = nlri.peek() {
+            if out.len() - start + n.encoded_len(add_path) + tail > self.max {
+                break;
+            }
+            n.encode(add_path, out);
+            nlri.next();
+        }
     }
 
     /// Appends UPDATEs withdrawing `nlri` (all of `family`). Returns the number of messages;
