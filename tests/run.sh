@@ -33,6 +33,9 @@ for crate in bgp-wire bgp-fsm rib; do
     fi
 done
 
+step "interop peers: BIRD 2, BIRD 1.6 and FRR"
+tests/scripts/install-peers.sh
+
 step "tests"
 cargo test --workspace --locked
 
