@@ -287,3 +287,116 @@ impl Pair {
         self.session(side).established().map(|(c, _)| c)
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Single-session helpers (tests/cells.rs, tests/proptest.rs): real encoded messages, framed
+// as a driver frames them, and outputs reduced to values a test can compare.
+
+/// A's config with RFC 4271 §10 timer values: hold 90 s, ConnectRetry 120 s, OpenSent hold
+/// 240 s, idle hold 5 s. A is 192.0.2.1 in AS 65001; its peer B is 192.0.2.2 in AS 65002, so
+/// the peer has the higher BGP identifier and wins collisions (RFC 4271 §6.8).
+pub fn rfc_config() -> Config {
+    Config::new(65001, Ipv4Addr::new(192, 0, 2, 1), 65002)
+}
+
+/// The OPEN B sends A, proposing `hold` seconds.
+pub fn peer_open(hold: u16) -> bgp_wire::open::Open {
+    let mut o = config(Side::B).open();
+    o.hold_time = hold;
+    o
+}
+
+/// An OPEN, encoded with its header.
+pub fn encode_open(o: &bgp_wire::open::Open) -> Bytes {
+    let mut b = BytesMut::new();
+    o.encode(&mut b);
+    b.freeze()
+}
+
+/// A NOTIFICATION, encoded with its header.
+pub fn encode_notification(n: &Notification) -> Bytes {
+    let mut b = BytesMut::new();
+    n.encode(&mut b);
+    b.freeze()
+}
+
+/// A KEEPALIVE.
+pub fn keepalive_bytes() -> Bytes {
+    Bytes::from_static(&bgp_wire::keepalive::KEEPALIVE)
+}
+
+/// The smallest UPDATE: IPv4 End-of-RIB (no withdrawn routes, no attributes, no NLRI).
+pub fn update_bytes() -> Bytes {
+    let mut b = BytesMut::from(&bgp_wire::header::MARKER[..]);
+    b.extend_from_slice(&[0, 23, 2, 0, 0, 0, 0]);
+    b.freeze()
+}
+
+/// What a driver hands the machine for these bytes received on `conn`: the first message
+/// the framer splits off, or the header error it finds. `None` while the bytes are short
+/// of a whole message.
+pub fn received(conn: ConnId, bytes: &[u8]) -> Option<Input> {
+    let mut buf = BytesMut::from(bytes);
+    match Framer::new().next_frame(&mut buf) {
+        Ok(Some(frame)) => Some(Input::Message { conn, frame }),
+        Ok(None) => None,
+        Err(error) => Some(Input::HeaderError { conn, error }),
+    }
+}
+
+/// An output reduced to a comparable value; sent bytes are decoded, and checked to be a
+/// whole message of the type they claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Out {
+    Connect,
+    /// Our OPEN, byte for byte `Config::open()` encoded.
+    Open(ConnId),
+    Keepalive(ConnId),
+    Notification(ConnId, Notification),
+    Close(ConnId),
+    /// Established on the connection, with the negotiated hold time.
+    Established(ConnId, u16),
+    Down(DownReason, bool),
+    Failed(DownReason),
+    /// An UPDATE handed to the RIB, as received.
+    Update(Bytes),
+    RouteRefresh,
+    State(State, State),
+}
+
+/// Reduces `o`; `our_open` is the machine's encoded OPEN. Panics on bytes that are not a
+/// whole OPEN, KEEPALIVE or NOTIFICATION.
+pub fn reduce(o: Output, our_open: &[u8]) -> Out {
+    match o {
+        Output::Connect => Out::Connect,
+        Output::Send { conn, bytes } => {
+            let mut buf = BytesMut::from(&bytes[..]);
+            let frame = Framer::new()
+                .next_frame(&mut buf)
+                .expect("the machine sends well-formed headers")
+                .expect("the machine sends whole messages");
+            assert!(buf.is_empty(), "one message per Send: {bytes:?}");
+            match frame.ty {
+                MessageType::OPEN => {
+                    assert_eq!(&bytes[..], our_open, "our OPEN is Config::open()");
+                    Out::Open(conn)
+                }
+                MessageType::KEEPALIVE => Out::Keepalive(conn),
+                MessageType::NOTIFICATION => Out::Notification(
+                    conn,
+                    Notification::decode(frame.body()).expect("a valid NOTIFICATION"),
+                ),
+                ty => panic!("the machine sent a {ty:?}"),
+            }
+        }
+        Output::Close(c) => Out::Close(c),
+        Output::Established {
+            conn, negotiated, ..
+        } => Out::Established(conn, negotiated.hold_time),
+        Output::Down { reason, graceful } => Out::Down(reason, graceful),
+        Output::Failed(r) => Out::Failed(r),
+        Output::Update(f) => Out::Update(f.bytes),
+        Output::RouteRefresh(_) => Out::RouteRefresh,
+        Output::StateChanged { from, to } => Out::State(from, to),
+    }
+}
