@@ -104,6 +104,9 @@ pub enum DownReason {
     Stopped,
     /// We sent this NOTIFICATION.
     NotificationSent(#[serde(serialize_with = "ser_display")] Notification),
+    /// An error that calls for this NOTIFICATION before our OPEN went out, so it was not
+    /// sent (RFC 4271 §8.1.1, SendNOTIFICATIONwithoutOPEN off).
+    NotSent(#[serde(serialize_with = "ser_display")] Notification),
     /// The peer sent this NOTIFICATION.
     NotificationReceived(#[serde(serialize_with = "ser_display")] Notification),
     /// The TCP connection failed or closed.
@@ -119,6 +122,7 @@ impl fmt::Display for DownReason {
         match self {
             Self::Stopped => f.write_str("stopped by us"),
             Self::NotificationSent(n) => write!(f, "sent NOTIFICATION {n}"),
+            Self::NotSent(n) => write!(f, "{n} before our OPEN (NOTIFICATION not sent)"),
             Self::NotificationReceived(n) => write!(f, "received NOTIFICATION {n}"),
             Self::ConnectionFailed(e) => write!(f, "connection failed: {e}"),
         }

@@ -141,7 +141,7 @@ impl Session {
             cfg,
             conns: [None, None],
             running: false,
-            manual_stop: true,
+            manual_stop: false,
             timers: Timers::default(),
             out: VecDeque::new(),
             connect_retry_counter: 0,
@@ -217,13 +217,14 @@ impl Session {
             Input::Accepted => self.on_accepted(now),
             Input::ConnectionFailed { conn, reason } => self.on_tcp_failed(now, conn, reason),
             Input::Message { conn, frame } => self.on_message(now, conn, frame),
-            Input::HeaderError { conn, error } => {
+            Input::HeaderError { conn, error } if self.has_conn(conn) => {
                 if error.sends_notification() {
                     self.error(now, conn, Notification::from(&error));
                 } else {
                     self.on_tcp_failed(now, conn, error.to_string());
                 }
             }
+            Input::HeaderError { .. } => {} // A stale read of a connection already gone.
             Input::UpdateError(n) => {
                 if let Some((conn, _)) = self.established() {
                     self.error(now, conn, n);
@@ -317,6 +318,15 @@ impl Session {
     }
 
     fn on_stop(&mut self, now: Instant, automatic: bool, n: Option<Notification>) {
+        if !self.running && self.conns.iter().all(Option::is_none) {
+            // Idle (RFC 4271 §8.2.2): AutomaticStop is ignored; a ManualStop also cancels
+            // a pending automatic restart.
+            if !automatic {
+                self.manual_stop = true;
+                self.timers.stop(Timer::IdleHold);
+            }
+            return;
+        }
         let n = n.unwrap_or(Notification::new(
             ErrorCode::CEASE,
             subcode::cease::ADMIN_SHUTDOWN,
@@ -343,12 +353,15 @@ impl Session {
     }
 
     fn on_connected(&mut self, now: Instant) {
-        if !self.has(ConnId::Outbound, |c| {
-            matches!(c.state, ConnState::Connecting)
-        }) {
+        match self.conns[ConnId::Outbound.index()].as_ref() {
+            Some(c) if matches!(c.state, ConnState::Connecting) => {}
+            // A stale report about a connection that is already up: nothing to do.
+            Some(_) => return,
             // A connection we no longer want (stopped, or collision already resolved).
-            self.out.push_back(Output::Close(ConnId::Outbound));
-            return;
+            None => {
+                self.out.push_back(Output::Close(ConnId::Outbound));
+                return;
+            }
         }
         self.timers.stop(Timer::ConnectRetry);
         self.connection_up(now, ConnId::Outbound);
@@ -378,6 +391,9 @@ impl Session {
 
     /// TCP is up on `c`: send our OPEN, or wait for the peer's under DelayOpen.
     fn connection_up(&mut self, now: Instant, c: ConnId) {
+        // RFC 4271 §8.2.2 (Connect and Active, Events 16/17): a connection is up, so the
+        // ConnectRetryTimer stops, whether or not DelayOpen holds our OPEN back.
+        self.timers.stop(Timer::ConnectRetry);
         if let Some(d) = self.cfg.delay_open {
             self.set_state(c, ConnState::DelayOpen);
             self.timers.set(Timer::DelayOpen(c), now + d);
@@ -430,7 +446,9 @@ impl Session {
         let (after, graceful) = match conn.state {
             // RFC 4271 §8.2.2 Connect, Event 18 without DelayOpen: Idle.
             ConnState::Connecting => (After::Fail, false),
-            // With DelayOpen running, and from OpenSent: keep listening in Active.
+            // With DelayOpen running: from Connect (our connection) keep listening in
+            // Active; from Active (the peer's connection) Idle. From OpenSent: Active.
+            ConnState::DelayOpen if c == ConnId::Inbound => (After::Fail, false),
             ConnState::DelayOpen | ConnState::OpenSent => (After::Retry, false),
             ConnState::OpenConfirm(_) => (After::Fail, false),
             // RFC 4724 §4.2: a peer that restarts drops TCP without a NOTIFICATION; its
@@ -567,12 +585,13 @@ impl Session {
         match o.state {
             // Not yet speaking BGP: the connection that is, wins.
             ConnState::Connecting | ConnState::DelayOpen => {
-                self.drop_conn(now, other, DownReason::NotificationSent(collision), false);
+                let reason = self.notify_reason(other, collision);
+                self.drop_conn(now, other, reason, false);
                 return true;
             }
             ConnState::Established(..) if !self.cfg.collision_detect_established => {
-                self.notify(c, &collision);
-                self.drop_conn(now, c, DownReason::NotificationSent(collision), false);
+                let reason = self.notify_reason(c, collision);
+                self.drop_conn(now, c, reason, false);
                 return false;
             }
             _ => {}
@@ -583,8 +602,8 @@ impl Session {
             ConnId::Inbound
         };
         let lose = keep.other();
-        self.notify(lose, &collision);
-        self.drop_conn(now, lose, DownReason::NotificationSent(collision), false);
+        let reason = self.notify_reason(lose, collision);
+        self.drop_conn(now, lose, reason, false);
         lose != c
     }
 
@@ -609,8 +628,8 @@ impl Session {
         let other = c.other();
         if self.conns[other.index()].is_some() {
             let n = Notification::new(ErrorCode::CEASE, subcode::cease::CONNECTION_COLLISION);
-            self.notify(other, &n);
-            self.drop_conn(now, other, DownReason::NotificationSent(n), false);
+            let reason = self.notify_reason(other, n);
+            self.drop_conn(now, other, reason, false);
         }
     }
 
@@ -710,15 +729,18 @@ impl Session {
 
     /// An error on `c`: NOTIFICATION, close, and Idle unless another connection lives.
     fn error(&mut self, now: Instant, c: ConnId, n: Notification) {
-        self.notify(c, &n);
         let graceful = self.graceful_after(c, &n);
-        self.close(
-            now,
-            c,
-            DownReason::NotificationSent(n),
-            After::Fail,
-            graceful,
-        );
+        let reason = self.notify_reason(c, n);
+        self.close(now, c, reason, After::Fail, graceful);
+    }
+
+    /// Sends `n` on `c` if allowed, and says what happened in words for `last_error`.
+    fn notify_reason(&mut self, c: ConnId, n: Notification) -> DownReason {
+        if self.notify(c, &n) {
+            DownReason::NotificationSent(n)
+        } else {
+            DownReason::NotSent(n)
+        }
     }
 
     /// Whether a NOTIFICATION on `c` leaves the peer's routes in place as stale.

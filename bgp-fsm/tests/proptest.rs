@@ -463,7 +463,6 @@ proptest! {
 /// the outbound connection is up makes the machine emit `Close(Outbound)`, yet keep the
 /// connection (Established, even) and go on sending on it.
 #[test]
-#[ignore = "bug: Connected while the outbound connection is up closes it in the driver only"]
 fn a_closed_connection_stays_closed_whatever_the_driver() {
     let mut runner = TestRunner::deterministic();
     for _ in 0..512 {
