@@ -249,3 +249,28 @@ fn manual_stop_sends_cease_and_stays_down() {
         )
     );
 }
+
+#[test]
+fn send_hold_timer_drops_a_peer_that_stops_reading() {
+    // RFC 9687: B's writes to A block (A stopped reading). Progress within the send hold
+    // time keeps the session; none for 8 minutes (the floor; twice the 9 s hold is less)
+    // drops it with 8/0.
+    let mut p = Pair::default_pair();
+    p.start_both();
+    let conn = p.established_on(Side::B).unwrap();
+    p.handle(Side::B, Input::SendBlocked(conn));
+    p.advance(Duration::from_secs(400));
+    p.handle(Side::B, Input::SendProgress(conn));
+    p.handle(Side::B, Input::SendBlocked(conn));
+    p.advance(Duration::from_secs(479));
+    assert_eq!(p.state(Side::B), State::Established);
+    p.advance(Duration::from_secs(2));
+    let n: Vec<_> = p
+        .notifications(Side::B)
+        .into_iter()
+        .filter(|n| n.code.0 != 6)
+        .collect();
+    assert_eq!(n.len(), 1);
+    assert_eq!((n[0].code.0, n[0].subcode), (8, 0));
+    assert!(p.log[1].iter().any(|(_, e)| matches!(e, Event::Down(..))));
+}
