@@ -50,6 +50,8 @@ pub enum Ineligible {
     AsLoop,
     /// The resolver cannot reach the next hop (RFC 4271 §9.1.2.1).
     NextHopUnreachable,
+    /// The next hop is our own address on the session (RFC 4271 §6.3).
+    NextHopIsLocal,
     /// The import policy refused it (or there is none on an eBGP session, RFC 8212).
     RejectedByImport,
     /// The UPDATE that carried it was malformed and treated as a withdrawal (RFC 7606 §2).

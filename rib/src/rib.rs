@@ -337,6 +337,21 @@ impl Rib {
         None
     }
 
+    /// Whether `next_hop` is one of our own addresses on the session with `peer`: such a
+    /// route is ignored (RFC 4271 §6.3: semantically incorrect NEXT_HOP, no NOTIFICATION).
+    pub(crate) fn next_hop_is_ours(
+        &self,
+        peer: PeerId,
+        next_hop: Option<&bgp_wire::attr::NextHop>,
+    ) -> Option<Ineligible> {
+        let local = self.peer(peer)?.session.as_ref()?.local;
+        let ours = match next_hop? {
+            bgp_wire::attr::NextHop::V4(a) => local.v4 == Some(*a),
+            bgp_wire::attr::NextHop::V6 { global, .. } => local.v6 == Some(*global),
+        };
+        ours.then_some(Ineligible::NextHopIsLocal)
+    }
+
     /// Originates `prefix` with `attrs` (for a node agent: its address blocks). Without a
     /// next hop, each peer is sent the session's local address.
     pub fn originate(&mut self, prefix: IpNet, attrs: Attrs) {

@@ -147,7 +147,9 @@ impl Rib {
     ) -> usize {
         let mut attrs = base.clone();
         attrs.next_hop = next_hop;
-        let reason = self.loop_check(kind, &attrs);
+        let reason = self
+            .loop_check(kind, &attrs)
+            .or_else(|| self.next_hop_is_ours(peer, next_hop.as_ref()));
         let set = self.attrs.intern(attrs);
         let policy = self.peer(peer).and_then(|p| p.cfg.import.clone());
         import.clear(&mut self.attrs);

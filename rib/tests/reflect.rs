@@ -453,3 +453,48 @@ fn test_best_moves_from_member_withdraws_at_member() {
         Some(&A::LocalPref(200))
     );
 }
+
+/// Robustness row A14: a NEXT_HOP that is our own address on the session is ignored
+/// silently (RFC 4271 §6.3), for IPv4 and IPv6, and the path says why.
+#[test]
+fn test_next_hop_of_our_own_address_is_ineligible() {
+    let mut rib = rr();
+    let a = client(&mut rib, 2);
+    let _b = client(&mut rib, 3);
+    drain(&mut rib);
+    let ctx = ibgp_ctx();
+    let ours = RR_ADDR.to_string();
+    let _ = apply(
+        &mut rib,
+        a,
+        &ctx,
+        &announce(&["198.51.100.0/24"], base(&ours, &[]), &ctx),
+    );
+    let _ = apply(
+        &mut rib,
+        a,
+        &ctx,
+        &announce_v6(
+            &["2001:db8:5::/48"],
+            base(&ours, &[]),
+            NextHop::V6 {
+                global: "2001:db8::1".parse().unwrap(),
+                link_local: None,
+            },
+            &ctx,
+        ),
+    );
+    let outs = drain(&mut rib);
+    assert!(
+        outs.iter().all(|(_, o)| o.bytes.is_empty()),
+        "nothing reflected"
+    );
+    for p in ["198.51.100.0/24", "2001:db8:5::/48"] {
+        let e = rib.explain(&net(p)).unwrap();
+        assert_eq!(
+            e.paths.iter().map(|p| p.status).collect::<Vec<_>>(),
+            [PathStatus::Ineligible(Ineligible::NextHopIsLocal)],
+            "{p}"
+        );
+    }
+}
