@@ -50,16 +50,27 @@ impl Nlri {
     }
 
     /// Appends the encoded NLRI. With `add_path` and no identifier, identifier 0 is sent.
+    #[inline]
     pub fn encode(&self, add_path: bool, out: &mut BytesMut) {
         if add_path {
             out.put_u32(self.path_id.unwrap_or(0));
         }
         let len = self.prefix.prefix_len();
-        out.put_u8(len);
         let n = usize::from(len).div_ceil(8);
+        // Fixed-size writes (inlined moves, no memcpy call), then drop the unused octets.
         match self.prefix {
-            IpNet::V4(p) => out.put_slice(&p.network().octets()[..n]),
-            IpNet::V6(p) => out.put_slice(&p.network().octets()[..n]),
+            IpNet::V4(p) => {
+                let [a, b, c, d] = p.network().octets();
+                out.put_slice(&[len, a, b, c, d]);
+                out.truncate(out.len() - (4 - n));
+            }
+            IpNet::V6(p) => {
+                let mut buf = [0u8; 17];
+                buf[0] = len;
+                buf[1..].copy_from_slice(&p.network().octets());
+                out.put_slice(&buf);
+                out.truncate(out.len() - (16 - n));
+            }
         }
     }
 }
@@ -183,18 +194,30 @@ impl Iterator for NlriIter<'_> {
                 if len > 32 {
                     return self.fail();
                 }
-                let mut o = [0u8; 4];
-                o[..n].copy_from_slice(addr);
-                let bits = u32::from_be_bytes(o) & mask32(len);
+                // One unaligned load when 4 bytes are there (bytes past the prefix are
+                // cleared by the mask); a register-only fold at the end of the field.
+                let word = match rest.first_chunk::<4>() {
+                    Some(w) => u32::from_be_bytes(*w),
+                    None => addr
+                        .iter()
+                        .enumerate()
+                        .fold(0, |a, (i, &b)| a | (u32::from(b) << (24 - 8 * i))),
+                };
+                let bits = word & mask32(len);
                 IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::from(bits), len))
             }
             Family::Ipv6Unicast => {
                 if len > 128 {
                     return self.fail();
                 }
-                let mut o = [0u8; 16];
-                o[..n].copy_from_slice(addr);
-                let bits = u128::from_be_bytes(o) & mask128(len);
+                let word = match rest.first_chunk::<16>() {
+                    Some(w) => u128::from_be_bytes(*w),
+                    None => addr
+                        .iter()
+                        .enumerate()
+                        .fold(0, |a, (i, &b)| a | (u128::from(b) << (120 - 8 * i))),
+                };
+                let bits = word & mask128(len);
                 IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::from(bits), len))
             }
         };

@@ -311,10 +311,12 @@ pub(crate) fn check(value: &[u8], ctx: &SessionCtx, as4: bool) -> Result<(), Fau
         }
         let (asns, tail) = tail.split_at(n);
         rest = tail;
-        let mut zero = false;
-        for c in asns.chunks_exact(size) {
-            zero |= c.iter().all(|&b| b == 0);
-        }
+        let zero = if size == 4 {
+            asns.chunks_exact(4)
+                .any(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) == 0)
+        } else {
+            asns.chunks_exact(2).any(|c| c[0] | c[1] == 0)
+        };
         if zero {
             return Err(malformed(IssueKind::AsZero));
         }
