@@ -123,7 +123,24 @@ pub(crate) struct Decider<'a> {
     pub(crate) depth: usize,
 }
 
-impl Decider<'_> {
+impl<'a> Decider<'a> {
+    /// The decision process with the speaker's options, over the peers' facts.
+    pub(crate) fn new(
+        facts: &'a [PeerFact],
+        resolver: &'a dyn NextHopResolver,
+        cfg: &crate::RibConfig,
+        depth: usize,
+    ) -> Self {
+        Self {
+            facts,
+            resolver,
+            always_compare_med: cfg.always_compare_med,
+            missing_med_worst: cfg.missing_med_worst,
+            default_local_pref: cfg.default_local_pref,
+            depth,
+        }
+    }
+
     fn cand(&self, p: &Path) -> Result<Cand, Ineligible> {
         if let Some(r) = p.reason {
             return Err(r);

@@ -203,14 +203,7 @@ impl Rib {
     /// ineligible (`rr-daemon ctl route <prefix>`).
     pub fn explain(&self, prefix: &IpNet) -> Option<Explanation> {
         let d = self.loc.dest(self.loc.slot(&prefix.trunc())?);
-        let decider = Decider {
-            facts: &self.facts,
-            resolver: self.resolver.as_ref(),
-            always_compare_med: self.cfg.always_compare_med,
-            missing_med_worst: self.cfg.missing_med_worst,
-            default_local_pref: self.cfg.default_local_pref,
-            depth: 1,
-        };
+        let decider = Decider::new(&self.facts, self.resolver.as_ref(), &self.cfg, 1);
         let status = decider.explain(&d.paths);
         let paths = d
             .paths

@@ -294,14 +294,7 @@ impl Rib {
     /// Reruns the decision for `slot` and marks it for every group, and for the FIB
     /// stream if its best paths differ from `before`.
     fn reselect_from(&mut self, slot: u32, before: Option<Vec<(u32, u32, u64)>>) {
-        let decider = Decider {
-            facts: &self.facts,
-            resolver: self.resolver.as_ref(),
-            always_compare_med: self.cfg.always_compare_med,
-            missing_med_worst: self.cfg.missing_med_worst,
-            default_local_pref: self.cfg.default_local_pref,
-            depth: self.depth,
-        };
+        let decider = Decider::new(&self.facts, self.resolver.as_ref(), &self.cfg, self.depth);
         let dest = self.loc.dest_mut(slot);
         dest.eligible = decider.rank(&mut dest.paths);
         let family = bgp_wire::nlri::Nlri::new(dest.prefix).family();

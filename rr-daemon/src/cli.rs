@@ -207,7 +207,7 @@ async fn shutdown_signal() -> anyhow::Result<()> {
 fn print_event(e: &SessionEvent, t: Duration, json: bool) {
     let t = t.as_secs_f64();
     let v = match e {
-        SessionEvent::State { from, to } => {
+        SessionEvent::StateChanged { from, to } => {
             json!({"t": t, "event": "state", "from": from.name(), "to": to.name()})
         }
         SessionEvent::Established {
@@ -229,6 +229,8 @@ fn print_event(e: &SessionEvent, t: Duration, json: bool) {
         SessionEvent::Failed(reason) => {
             json!({"t": t, "event": "failed", "reason": reason.to_string()})
         }
+        // Actions: carried out by the driver, never reported.
+        SessionEvent::Connect | SessionEvent::Send { .. } | SessionEvent::Close(_) => return,
         SessionEvent::Update(f) => json!({"t": t, "event": "update", "length": f.bytes.len()}),
         SessionEvent::RouteRefresh(r) => {
             json!({"t": t, "event": "route-refresh", "afi": r.afi.0, "safi": r.safi.0})

@@ -18,11 +18,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use bgp_fsm::{Config, ConnId, DownReason, Input, Output, Session, State};
-use bgp_wire::negotiate::Negotiated;
-use bgp_wire::open::Open;
-use bgp_wire::route_refresh::RouteRefresh;
-use bgp_wire::{Frame, Framer, Notification};
+use bgp_fsm::{Config, ConnId, Input, Output, Session};
+use bgp_wire::{Framer, Notification};
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
@@ -53,39 +50,10 @@ pub enum Command {
     Stop(Option<Notification>),
 }
 
-/// What a session reports to its owner.
-#[derive(Clone, Debug)]
-pub enum SessionEvent {
-    /// The state changed.
-    State {
-        /// Before.
-        from: State,
-        /// After.
-        to: State,
-    },
-    /// Established, with what was negotiated.
-    Established {
-        /// The connection that carries the session.
-        conn: ConnId,
-        /// Negotiated capabilities and the UPDATE context.
-        negotiated: Box<Negotiated>,
-        /// The peer's OPEN.
-        peer_open: Box<Open>,
-    },
-    /// Left Established.
-    Down {
-        /// Why.
-        reason: DownReason,
-        /// Whether the peer's routes should be kept as stale.
-        graceful: bool,
-    },
-    /// A connection failed before Established.
-    Failed(DownReason),
-    /// An UPDATE received in Established.
-    Update(Frame),
-    /// A ROUTE-REFRESH received in Established.
-    RouteRefresh(RouteRefresh),
-}
+/// What a session reports to its owner: the machine's outputs that are news rather than
+/// actions (`Established`, `Down`, `Failed`, `Update`, `RouteRefresh`, `StateChanged`);
+/// the driver carries out `Connect`, `Send` and `Close` itself.
+pub type SessionEvent = Output;
 
 /// One TCP connection and its buffers.
 struct Conn {
@@ -346,41 +314,31 @@ impl Driver {
                         let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
                     }
                 }
-                Output::Established {
-                    conn,
-                    negotiated,
-                    peer_open,
-                } => {
-                    if let Some(c) = self.conns[conn.index()].as_mut() {
-                        c.framer
-                            .set_extended_message(negotiated.ctx.extended_message);
-                    }
-                    info!(peer = %self.spec.peer, asn = peer_open.asn, id = %peer_open.bgp_id, hold = negotiated.hold_time, "session established");
-                    emit(
-                        &self.events,
-                        SessionEvent::Established {
+                news => {
+                    match &news {
+                        Output::Established {
                             conn,
                             negotiated,
                             peer_open,
-                        },
-                    )
-                    .await;
-                }
-                Output::Down { reason, graceful } => {
-                    warn!(peer = %self.spec.peer, %reason, graceful, "session down");
-                    emit(&self.events, SessionEvent::Down { reason, graceful }).await;
-                }
-                Output::Failed(reason) => {
-                    info!(peer = %self.spec.peer, %reason, "connection failed");
-                    emit(&self.events, SessionEvent::Failed(reason)).await;
-                }
-                Output::Update(frame) => emit(&self.events, SessionEvent::Update(frame)).await,
-                Output::RouteRefresh(rr) => {
-                    emit(&self.events, SessionEvent::RouteRefresh(rr)).await
-                }
-                Output::StateChanged { from, to } => {
-                    debug!(peer = %self.spec.peer, %from, %to, "state");
-                    emit(&self.events, SessionEvent::State { from, to }).await;
+                        } => {
+                            if let Some(c) = self.conns[conn.index()].as_mut() {
+                                c.framer
+                                    .set_extended_message(negotiated.ctx.extended_message);
+                            }
+                            info!(peer = %self.spec.peer, asn = peer_open.asn, id = %peer_open.bgp_id, hold = negotiated.hold_time, "session established");
+                        }
+                        Output::Down { reason, graceful } => {
+                            warn!(peer = %self.spec.peer, %reason, graceful, "session down");
+                        }
+                        Output::Failed(reason) => {
+                            info!(peer = %self.spec.peer, %reason, "connection failed");
+                        }
+                        Output::StateChanged { from, to } => {
+                            debug!(peer = %self.spec.peer, %from, %to, "state");
+                        }
+                        _ => {}
+                    }
+                    emit(&self.events, news).await;
                 }
             }
         }

@@ -63,12 +63,7 @@ impl UpdatePacker {
         let mut nlri = nlri.into_iter().peekable();
         let mut count = 0;
         while let Some(first) = nlri.peek() {
-            if fixed + first.encoded_len(ap) > self.max {
-                return Err(EncodeError::TooLong {
-                    len: fixed + first.encoded_len(ap),
-                    max: self.max,
-                });
-            }
+            self.fits(fixed + first.encoded_len(ap))?;
             let start = begin_message(out, MessageType::UPDATE);
             out.put_u16(0);
             let tpal_at = out.len();
@@ -107,6 +102,14 @@ impl UpdatePacker {
         Ok(count)
     }
 
+    /// Whether a message of `len` bytes fits the limit.
+    fn fits(&self, len: usize) -> Result<(), EncodeError> {
+        if len > self.max {
+            return Err(EncodeError::TooLong { len, max: self.max });
+        }
+        Ok(())
+    }
+
     /// Appends prefixes to the message begun at `start` while they fit, leaving `tail`
     /// bytes of room for what follows them.
     fn put_nlri<'n>(
@@ -141,12 +144,7 @@ impl UpdatePacker {
         let mut nlri = nlri.into_iter().peekable();
         let mut count = 0;
         while let Some(first) = nlri.peek() {
-            if fixed + first.encoded_len(ap) > self.max {
-                return Err(EncodeError::TooLong {
-                    len: fixed + first.encoded_len(ap),
-                    max: self.max,
-                });
-            }
+            self.fits(fixed + first.encoded_len(ap))?;
             let start = begin_message(out, MessageType::UPDATE);
             let len_at = out.len();
             out.put_u16(0);
