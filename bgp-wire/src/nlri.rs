@@ -100,24 +100,23 @@ pub enum NlriError {
 /// of the first bad prefix.
 pub fn validate(bytes: &[u8], family: Family, add_path: bool) -> Result<usize, (usize, NlriError)> {
     let max = family.max_prefix_len();
-    let mut pos = 0;
-    let mut count = 0;
+    let skip = if add_path { 4 } else { 0 };
+    let (mut pos, mut start, mut count) = (0, 0, 0);
+    // One dependent load per prefix; only the last prefix can overrun the field, so the
+    // overrun is checked once, after the loop.
     while pos < bytes.len() {
-        let start = pos;
-        if add_path {
-            pos += 4;
-        }
-        let Some(&len) = bytes.get(pos) else {
+        start = pos;
+        let Some(&len) = bytes.get(pos + skip) else {
             return Err((start, NlriError::Truncated));
         };
         if len > max {
             return Err((start, NlriError::PrefixTooLong));
         }
-        pos += 1 + usize::from(len).div_ceil(8);
-        if pos > bytes.len() {
-            return Err((start, NlriError::Truncated));
-        }
+        pos += skip + 1 + usize::from(len).div_ceil(8);
         count += 1;
+    }
+    if pos > bytes.len() {
+        return Err((start, NlriError::Truncated));
     }
     Ok(count)
 }
