@@ -1,8 +1,11 @@
 //! The command line: `rr-daemon session ...` brings up one BGP session and reports its
 //! events, one line each (JSON with `--json`), until SIGINT or SIGTERM, when it sends a
-//! Cease and exits 0.
+//! Cease and exits 0. `rr-daemon check --config FILE` checks a configuration file
+//! ([`crate::config`]) and prints a one-line summary, or the first error as
+//! `FILE:LINE:COL: KEY: message` and exits 1.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -29,6 +32,15 @@ struct Cli {
 enum Cmd {
     /// Bring up one BGP session and print its events until interrupted.
     Session(SessionArgs),
+    /// Check a configuration file: print a one-line summary, or the first error.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The configuration file.
+    #[arg(long)]
+    config: PathBuf,
 }
 
 #[derive(Args)]
@@ -85,6 +97,10 @@ struct SessionArgs {
 /// cause and a non-zero exit.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let args = match cli.command {
+        Cmd::Check(args) => return check(&args),
+        Cmd::Session(args) => args,
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -103,15 +119,25 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Cmd::Session(args) => session(args).await,
-        }
-    });
+    let result = runtime.block_on(session(args));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rr-daemon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rr-daemon check`: no runtime, no logging, one line out.
+fn check(args: &CheckArgs) -> ExitCode {
+    match crate::config::Config::load(&args.config) {
+        Ok(cfg) => {
+            println!("{}: ok: {}", args.config.display(), cfg.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rr-daemon: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,196 @@
+//! The daemon's configuration: a TOML file (schema in `rr-daemon/CONFIG.md`), parsed with
+//! every error located at `FILE:LINE:COL: KEY`, checked, and resolved into the model the
+//! speaker consumes: [`Config`], one [`PeerSettings`] per peer with its group applied and
+//! its defaults filled in, and builders of [`bgp_fsm::Config`], [`rib::PeerConfig`] and
+//! [`rib::RibConfig`].
+//!
+//! ```
+//! # use rr_daemon::config::Config;
+//! let text = r#"
+//! [speaker]
+//! asn = 65000
+//! router_id = "10.0.0.1"
+//!
+//! [[peer]]
+//! address = "10.0.0.2"
+//! asn = 65000
+//! rr_client = true
+//! "#;
+//! let cfg = Config::parse(text, "rr.toml").unwrap();
+//! let peer = &cfg.peers[&"10.0.0.2".parse().unwrap()];
+//! assert!(peer.rr_client);
+//! // A client and no cluster_id: the router ID serves.
+//! assert_eq!(cfg.speaker.cluster_id, Some("10.0.0.1".parse().unwrap()));
+//! let open = peer.fsm_config(&cfg.speaker).open();
+//! assert_eq!(open.asn, 65000);
+//! ```
+//!
+//! Layout: `raw` (serde structures), `values` (value types and their checks),
+//! `resolve` (names, inheritance, defaults, mesh and dynamic neighbours), `policy`
+//! (`[[policy]]` onto [`rib::Policy`]), `model` (the resolved types and builders),
+//! `error` (locating errors).
+
+mod error;
+mod model;
+mod policy;
+mod raw;
+mod resolve;
+mod values;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use rib::{Policy, RibConfig};
+use serde::Deserialize;
+
+pub use error::{ConfigError, ErrorKind};
+pub use model::{
+    AddPath, Api, DynamicNeighbors, Fib, LogFormat, Mesh, PeerSettings, PolicyBinding, Secret,
+    Speaker, Ttl,
+};
+
+/// A checked, resolved configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `[speaker]`; its `cluster_id` is filled in when some peer is a reflector client.
+    pub speaker: Speaker,
+    /// `[api]`.
+    pub api: Api,
+    /// `[fib]`.
+    pub fib: Fib,
+    /// Every configured peer, `[[peer]]` and `[mesh]` alike, by address.
+    pub peers: BTreeMap<IpAddr, PeerSettings>,
+    /// `[[dynamic_neighbors]]`, in file order.
+    pub dynamic_neighbors: Vec<DynamicNeighbors>,
+    /// `[mesh]`, unless absent or disabled.
+    pub mesh: Option<Mesh>,
+    /// `[[policy]]`, by name.
+    pub policies: BTreeMap<String, Arc<Policy>>,
+}
+
+/// How the peers of two configurations differ, by address; each list is sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// Peers only in the new configuration.
+    pub added: Vec<IpAddr>,
+    /// Peers only in the old configuration.
+    pub removed: Vec<IpAddr>,
+    /// Peers in both, with different settings.
+    pub changed: Vec<IpAddr>,
+    /// Peers in both, with equal settings.
+    pub unchanged: Vec<IpAddr>,
+}
+
+impl Diff {
+    /// No peer was added, removed or changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+impl Config {
+    /// Reads and resolves the file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            kind: ErrorKind::Io,
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Resolves `text`; `path` names the file in errors.
+    pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let doc = error::Doc::parse(text, path.as_ref().display().to_string())?;
+        let raw = raw::RawFile::deserialize(toml::de::Deserializer::from(doc.tree()))
+            .map_err(|e| doc.schema_error(&e))?;
+        resolve::resolve(&doc, raw)
+    }
+
+    /// The configured peer at `address`.
+    pub fn peer(&self, address: IpAddr) -> Option<&PeerSettings> {
+        self.peers.get(&address)
+    }
+
+    /// The dynamic neighbour range an unconfigured peer at `address` falls in: the
+    /// longest prefix that holds it. Configured peers come first: look them up with
+    /// [`Config::peer`] before.
+    pub fn dynamic_range(&self, address: IpAddr) -> Option<&DynamicNeighbors> {
+        self.dynamic_neighbors
+            .iter()
+            .filter(|d| d.prefix.contains(&address))
+            .max_by_key(|d| d.prefix.prefix_len())
+    }
+
+    /// The RIB's speaker-wide settings; best-path changes are tracked when `[fib]` is
+    /// enabled.
+    pub fn rib_config(&self) -> RibConfig {
+        let mut c = self.speaker.rib_config();
+        c.track_best_changes = self.fib.enabled;
+        c
+    }
+
+    /// Which peers a reload from `old` to `new` adds, removes and changes. Other sections
+    /// compare with `==` (`old.speaker != new.speaker`, ...).
+    pub fn diff(old: &Self, new: &Self) -> Diff {
+        let mut d = Diff::default();
+        for (a, p) in &new.peers {
+            match old.peers.get(a) {
+                None => d.added.push(*a),
+                Some(o) if o == p => d.unchanged.push(*a),
+                Some(_) => d.changed.push(*a),
+            }
+        }
+        d.removed = old
+            .peers
+            .keys()
+            .filter(|a| !new.peers.contains_key(a))
+            .copied()
+            .collect();
+        d
+    }
+
+    /// One line: AS, router ID, reflector role, peers, dynamic ranges and policies.
+    pub fn summary(&self) -> String {
+        let s = &self.speaker;
+        let mut out = format!("AS {}, router id {}", s.asn, s.router_id);
+        if let Some(c) = s.cluster_id {
+            let _ = write!(out, ", route reflector (cluster id {c})");
+        }
+        let ibgp = self.peers.values().filter(|p| p.is_ibgp(s)).count();
+        let clients = self.peers.values().filter(|p| p.rr_client).count();
+        let _ = write!(
+            out,
+            "; {} peers ({ibgp} iBGP, {} eBGP, {clients} rr clients",
+            self.peers.len(),
+            self.peers.len() - ibgp,
+        );
+        if let Some(m) = &self.mesh {
+            let mesh = m.nodes.iter().filter(|n| !m.local.contains(n)).count();
+            let _ = write!(out, ", {mesh} mesh");
+        }
+        let _ = write!(
+            out,
+            "); {} dynamic ranges; {} policies; listening on {}",
+            self.dynamic_neighbors.len(),
+            self.policies.len(),
+            match s.listen.len() {
+                0 => "nothing".to_owned(),
+                _ => s
+                    .listen
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        );
+        out
+    }
+}

@@ -1,0 +1,344 @@
+//! The resolved configuration: every default filled in, groups applied, names checked;
+//! and the builders of what the session layer and the RIB take.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bgp_wire::capability::{AddPathEntry, Capability, GracefulRestart};
+use bgp_wire::{Family, FamilySet};
+use ipnet::IpNet;
+use rib::{AddPathMode, MaxPrefix, NextHopMode, PeerConfig, Policy, RibConfig};
+use serde::Deserialize;
+
+use crate::session::SessionSpec;
+
+/// `[speaker]`: who we are, and the defaults of every peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Speaker {
+    /// Our AS (4-octet).
+    pub asn: u32,
+    /// Our BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Where to accept BGP connections; empty for none.
+    pub listen: Vec<SocketAddr>,
+    /// Our cluster ID as a route reflector: as configured, else the router ID when some
+    /// peer is a reflector client, else `None` (not a reflector).
+    pub cluster_id: Option<Ipv4Addr>,
+    /// Default hold time of peers, in seconds.
+    pub hold_time: u16,
+    /// Default keepalive interval of peers; `None` for a third of the hold time.
+    pub keepalive_time: Option<u16>,
+    /// Default seconds between connection attempts.
+    pub connect_retry: u16,
+    /// Reflect routes from clients to other clients (RFC 4456 §8).
+    pub client_to_client: bool,
+    /// Compare MED between paths from different neighbour ASes.
+    pub always_compare_med: bool,
+    /// Treat a missing MED as the worst value instead of 0.
+    pub missing_med_worst: bool,
+    /// LOCAL_PREF assumed for paths without one.
+    pub default_local_pref: u32,
+    /// Default graceful restart time of peers; `None` for off.
+    pub graceful_restart: Option<u16>,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+impl Speaker {
+    /// The RIB's speaker-wide settings (`track_best_changes` left off: see
+    /// [`crate::config::Config::rib_config`]).
+    pub fn rib_config(&self) -> RibConfig {
+        let mut c = RibConfig::new(self.asn, self.router_id);
+        c.cluster_id = self.cluster_id;
+        c.client_to_client = self.client_to_client;
+        c.always_compare_med = self.always_compare_med;
+        c.missing_med_worst = self.missing_med_worst;
+        c.default_local_pref = self.default_local_pref;
+        c
+    }
+
+    /// Whether the speaker reflects routes (a cluster ID is in force).
+    pub fn is_route_reflector(&self) -> bool {
+        self.cluster_id.is_some()
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[api]`: the read-only HTTP API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Api {
+    /// Whether to serve it.
+    pub enabled: bool,
+    /// Where.
+    pub listen: SocketAddr,
+}
+
+/// `[fib]`: kernel route programming. Defined and checked, not used yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fib {
+    /// Whether to program routes.
+    pub enabled: bool,
+    /// Kernel routing table (254 is `main`).
+    pub table: u32,
+    /// Routing protocol number of our routes (12 is `bird`, which Calico's Felix knows).
+    pub protocol: u8,
+    /// Route metric.
+    pub metric: u32,
+}
+
+/// TTL handling of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ttl {
+    /// Send with this TTL; accept any.
+    Multihop(u8),
+    /// GTSM (RFC 5082): send with TTL 255; accept only packets that crossed at most this
+    /// many hops (TTL at least 256 - hops).
+    Security(u8),
+}
+
+impl Ttl {
+    /// The TTL of outgoing packets.
+    pub const fn outgoing(self) -> u8 {
+        match self {
+            Self::Multihop(t) => t,
+            Self::Security(_) => 255,
+        }
+    }
+
+    /// The smallest TTL accepted on incoming packets (for `IP_MINTTL`), if any.
+    pub const fn min_incoming(self) -> Option<u8> {
+        match self {
+            Self::Multihop(_) => None,
+            Self::Security(hops) => Some(255 - hops.saturating_sub(1)),
+        }
+    }
+}
+
+/// ADD-PATH (RFC 7911) settings of a peer, for each of its families.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AddPath {
+    /// We accept path identifiers from the peer.
+    pub receive: bool,
+    /// Which paths we send, with identifiers; `None` for the best only.
+    pub send: Option<AddPathMode>,
+}
+
+/// An import or export policy, by name and resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyBinding {
+    /// `all`, `none` or the name of a `[[policy]]`.
+    pub name: String,
+    /// The policy (`all` accepts everything, `none` refuses everything).
+    pub policy: Arc<Policy>,
+}
+
+impl PolicyBinding {
+    /// `all`.
+    pub fn all() -> Self {
+        Self {
+            name: "all".to_owned(),
+            policy: Arc::new(Policy::accept_all()),
+        }
+    }
+
+    /// `none`.
+    pub fn none() -> Self {
+        Self {
+            name: "none".to_owned(),
+            policy: Arc::new(Policy::reject_all()),
+        }
+    }
+}
+
+/// A secret (the TCP-MD5 key) that `Debug` does not print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `s`.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// One peer, resolved: its group applied, every default filled in.
+///
+/// Compares by value, so that a reload can tell which peers changed
+/// ([`crate::config::Config::diff`]); policies compare by content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSettings {
+    /// The peer's address.
+    pub address: IpAddr,
+    /// The peer's TCP port.
+    pub port: u16,
+    /// The peer's AS: equal to ours makes the session internal.
+    pub asn: u32,
+    /// Our source address for connections to the peer.
+    pub source_address: Option<IpAddr>,
+    /// Never connect out; wait for the peer.
+    pub passive: bool,
+    /// TTL handling.
+    pub ttl: Ttl,
+    /// Hold time we propose, in seconds (0, or at least 3).
+    pub hold_time: u16,
+    /// Seconds between KEEPALIVEs; `None` for a third of the negotiated hold time.
+    pub keepalive_time: Option<u16>,
+    /// Seconds between connection attempts.
+    pub connect_retry: u16,
+    /// Families we offer.
+    pub families: FamilySet,
+    /// ADD-PATH, for each family in `families`.
+    pub add_path: AddPath,
+    /// The peer is a route-reflector client (iBGP only).
+    pub rr_client: bool,
+    /// Cluster ID towards this peer instead of the speaker's.
+    pub cluster_id: Option<Ipv4Addr>,
+    /// Next-hop handling on export.
+    pub next_hop: NextHopMode,
+    /// Import policy.
+    pub import: PolicyBinding,
+    /// Export policy.
+    pub export: PolicyBinding,
+    /// Max-prefix limit.
+    pub max_prefix: Option<MaxPrefix>,
+    /// Graceful restart time we advertise; `None`: graceful restart off.
+    pub graceful_restart: Option<u16>,
+    /// TCP-MD5 key (RFC 2385).
+    pub password: Option<Secret>,
+}
+
+impl PeerSettings {
+    /// Whether the session is internal.
+    pub fn is_ibgp(&self, speaker: &Speaker) -> bool {
+        self.asn == speaker.asn
+    }
+
+    /// The session's configuration: our OPEN (families, ADD-PATH, graceful restart as
+    /// helper), passive mode and timers.
+    pub fn fsm_config(&self, speaker: &Speaker) -> bgp_fsm::Config {
+        let mut c = bgp_fsm::Config::new(speaker.asn, speaker.router_id, self.asn);
+        c.set_families(self.families);
+        let mode = match (self.add_path.receive, self.add_path.send.is_some()) {
+            (true, true) => Some(bgp_wire::capability::AddPathMode::Both),
+            (true, false) => Some(bgp_wire::capability::AddPathMode::Receive),
+            (false, true) => Some(bgp_wire::capability::AddPathMode::Send),
+            (false, false) => None,
+        };
+        if let Some(mode) = mode {
+            let entries = self
+                .families
+                .iter()
+                .map(|f| AddPathEntry {
+                    afi: f.afi(),
+                    safi: f.safi(),
+                    mode,
+                })
+                .collect();
+            c.capabilities.push(Capability::AddPath(entries));
+        }
+        if let Some(restart_time) = self.graceful_restart {
+            // Receiving speaker (helper) only: no family, so the peer keeps none of our
+            // routes when we restart (RFC 4724 §3).
+            c.capabilities
+                .push(Capability::GracefulRestart(GracefulRestart {
+                    restart_state: false,
+                    notification: true,
+                    restart_time,
+                    families: Vec::new(),
+                }));
+        }
+        c.passive = self.passive;
+        c.timing.hold_time = self.hold_time;
+        c.timing.keepalive_time = self.keepalive_time;
+        c.timing.connect_retry = Duration::from_secs(self.connect_retry.into());
+        c
+    }
+
+    /// What the RIB needs of the peer.
+    pub fn rib_config(&self) -> PeerConfig {
+        let mut c = PeerConfig::new(self.address, self.asn);
+        c.rr_client = self.rr_client;
+        c.cluster_id = self.cluster_id;
+        c.next_hop = self.next_hop;
+        c.import = Some(self.import.policy.clone());
+        c.export = Some(self.export.policy.clone());
+        c.max_prefix = self.max_prefix;
+        for (i, f) in Family::ALL.into_iter().enumerate() {
+            if self.families.contains(f) {
+                c.add_path_send[i] = self.add_path.send;
+            }
+        }
+        c.graceful_restart = self.graceful_restart.is_some();
+        c
+    }
+
+    /// Where and how the session layer reaches the peer. Connection attempts time out
+    /// after the connect retry time.
+    pub fn session_spec(&self, speaker: &Speaker) -> SessionSpec {
+        SessionSpec {
+            fsm: self.fsm_config(speaker),
+            peer: self.address,
+            port: self.port,
+            local: self.source_address,
+            connect_timeout: Duration::from_secs(self.connect_retry.into()),
+        }
+    }
+}
+
+/// `[[dynamic_neighbors]]`: peers accepted from a range, configured by a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DynamicNeighbors {
+    /// The range.
+    pub prefix: IpNet,
+    /// The group the settings come from.
+    pub group: String,
+    /// The most peers at once from the range; `None` for no limit.
+    pub limit: Option<u32>,
+    /// The settings of every peer from the range (always passive); `address` is the
+    /// range's network address, replaced by [`DynamicNeighbors::peer`].
+    pub template: PeerSettings,
+}
+
+impl DynamicNeighbors {
+    /// The settings of a peer at `address` (not checked against the range).
+    pub fn peer(&self, address: IpAddr) -> PeerSettings {
+        PeerSettings {
+            address,
+            ..self.template.clone()
+        }
+    }
+}
+
+/// `[mesh]`, resolved: the peers it adds are in [`crate::config::Config::peers`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mesh {
+    /// Every node of the mesh, ourselves included, in file order.
+    pub nodes: Vec<IpAddr>,
+    /// Our own addresses among them (at most one per family).
+    pub local: Vec<IpAddr>,
+    /// The group mesh peers take their settings from.
+    pub group: Option<String>,
+}

@@ -1,0 +1,193 @@
+//! The file as written: serde structures, every one with `deny_unknown_fields`. Their
+//! value types (`values`) check what needs only the value itself; everything that
+//! relates two values is left to `resolve`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::{NonZeroU16, NonZeroU32};
+
+use serde::Deserialize;
+
+use super::model::LogFormat;
+use super::values::{
+    Action, AddPath, Asn, CommunityValue, DefaultAction, Families, GracefulRestart, HoldTime,
+    IpList, LargeCommunityValue, ListenAddr, MaxPrefixValue, Multihop, NextHopSelf, Password,
+    Prefix, PrefixEntry, Protocol, TtlSecurity,
+};
+
+/// The whole file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub(super) speaker: RawSpeaker,
+    pub(super) api: Option<RawApi>,
+    pub(super) fib: Option<RawFib>,
+    pub(super) mesh: Option<RawMesh>,
+    #[serde(default)]
+    pub(super) peer_group: Vec<RawGroup>,
+    #[serde(default)]
+    pub(super) peer: Vec<RawPeer>,
+    #[serde(default)]
+    pub(super) dynamic_neighbors: Vec<RawDynamic>,
+    #[serde(default)]
+    pub(super) policy: Vec<RawPolicy>,
+}
+
+/// `[speaker]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSpeaker {
+    pub(super) asn: Asn,
+    pub(super) router_id: IpAddr,
+    pub(super) listen: Option<Vec<ListenAddr>>,
+    pub(super) cluster_id: Option<Ipv4Addr>,
+    pub(super) hold_time: Option<HoldTime>,
+    pub(super) keepalive_time: Option<NonZeroU16>,
+    pub(super) connect_retry: Option<NonZeroU16>,
+    pub(super) client_to_client: Option<bool>,
+    pub(super) always_compare_med: Option<bool>,
+    pub(super) missing_med_worst: Option<bool>,
+    pub(super) default_local_pref: Option<u32>,
+    pub(super) graceful_restart: Option<GracefulRestart>,
+    pub(super) log_format: Option<LogFormat>,
+}
+
+/// `[api]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    pub(super) enabled: Option<bool>,
+    pub(super) listen: Option<SocketAddr>,
+}
+
+/// `[fib]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFib {
+    pub(super) enabled: Option<bool>,
+    pub(super) table: Option<NonZeroU32>,
+    pub(super) protocol: Option<Protocol>,
+    pub(super) metric: Option<u32>,
+}
+
+/// `[mesh]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMesh {
+    pub(super) enabled: Option<bool>,
+    pub(super) nodes: Vec<IpAddr>,
+    pub(super) group: Option<String>,
+    pub(super) local_address: Option<IpList>,
+}
+
+/// `[[dynamic_neighbors]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDynamic {
+    pub(super) prefix: Prefix,
+    pub(super) group: String,
+    pub(super) limit: Option<NonZeroU32>,
+}
+
+/// `[[policy]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    pub(super) name: String,
+    pub(super) default_action: Option<DefaultAction>,
+    #[serde(default)]
+    pub(super) rule: Vec<RawRule>,
+}
+
+/// `[[policy.rule]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub(super) prefixes: Option<Vec<PrefixEntry>>,
+    pub(super) communities: Option<Vec<CommunityValue>>,
+    pub(super) large_communities: Option<Vec<LargeCommunityValue>>,
+    pub(super) as_path_longer_than: Option<u32>,
+    pub(super) set_local_pref: Option<u32>,
+    pub(super) set_med: Option<u32>,
+    pub(super) set_next_hop: Option<IpAddr>,
+    pub(super) add_communities: Option<Vec<CommunityValue>>,
+    pub(super) remove_communities: Option<Vec<CommunityValue>>,
+    pub(super) add_large_communities: Option<Vec<LargeCommunityValue>>,
+    pub(super) remove_large_communities: Option<Vec<LargeCommunityValue>>,
+    pub(super) action: Action,
+}
+
+/// Declares the peer settings once, for `[[peer]]`, `[[peer_group]]` and the merged
+/// [`PeerFields`].
+macro_rules! peer_fields {
+    ($($f:ident: $t:ty,)*) => {
+        /// The peer settings a `[[peer]]` or `[[peer_group]]` sets; `None` where unset.
+        #[derive(Clone, Debug, Default)]
+        pub(super) struct PeerFields {
+            $(pub(super) $f: Option<$t>,)*
+        }
+
+        impl PeerFields {
+            /// Whether `key` is set.
+            pub(super) fn has(&self, key: &str) -> bool {
+                match key {
+                    $(stringify!($f) => self.$f.is_some(),)*
+                    _ => false,
+                }
+            }
+        }
+
+        /// `[[peer]]`.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct RawPeer {
+            pub(super) address: IpAddr,
+            pub(super) group: Option<String>,
+            $($f: Option<$t>,)*
+        }
+
+        impl RawPeer {
+            /// The peer settings.
+            pub(super) fn fields(&self) -> PeerFields {
+                PeerFields { $($f: self.$f.clone(),)* }
+            }
+        }
+
+        /// `[[peer_group]]`.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct RawGroup {
+            pub(super) name: String,
+            $($f: Option<$t>,)*
+        }
+
+        impl RawGroup {
+            /// The peer settings.
+            pub(super) fn fields(&self) -> PeerFields {
+                PeerFields { $($f: self.$f.clone(),)* }
+            }
+        }
+    };
+}
+
+peer_fields! {
+    asn: Asn,
+    port: NonZeroU16,
+    source_address: IpAddr,
+    passive: bool,
+    rr_client: bool,
+    cluster_id: Ipv4Addr,
+    multihop: Multihop,
+    ttl_security: TtlSecurity,
+    hold_time: HoldTime,
+    keepalive_time: NonZeroU16,
+    connect_retry: NonZeroU16,
+    families: Families,
+    add_path: AddPath,
+    next_hop_self: NextHopSelf,
+    next_hop_keep: bool,
+    import: String,
+    export: String,
+    max_prefix: MaxPrefixValue,
+    graceful_restart: GracefulRestart,
+    password: Password,
+}

@@ -1,0 +1,606 @@
+//! From the file as written to the resolved [`Config`]: names checked, groups applied,
+//! defaults filled in, mesh and dynamic neighbours expanded. Every error is located at
+//! the key that is wrong, or, when a value is inherited, where it was written.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bgp_wire::FamilySet;
+use rib::NextHopMode;
+use rib::policy::Policy;
+
+use super::Config;
+use super::error::{ConfigError, Doc, KeyPath};
+use super::model::{
+    AddPath, Api, DynamicNeighbors, Fib, LogFormat, Mesh, PeerSettings, PolicyBinding, Secret,
+    Speaker, Ttl,
+};
+use super::raw::{PeerFields, RawFile, RawMesh, RawPolicy, RawSpeaker};
+use super::values::{DEFAULT_RESTART_TIME, NextHopSelf};
+
+/// Default `[speaker]` values.
+const HOLD_TIME: u16 = 90;
+const CONNECT_RETRY: u16 = 5;
+const LOCAL_PREF: u32 = 100;
+/// Default `[api] listen`.
+pub(super) const API_LISTEN: &str = "127.0.0.1:9179";
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Resolves and checks `raw`, read from `doc`.
+pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
+    let mut cx = Cx {
+        doc,
+        speaker: speaker(doc, &raw.speaker)?,
+        speaker_keys: speaker_keys(&raw.speaker),
+        policies: BTreeMap::new(),
+        groups: Vec::new(),
+    };
+    for (i, p) in raw.policy.iter().enumerate() {
+        cx.policy(i, p)?;
+    }
+    for (i, g) in raw.peer_group.iter().enumerate() {
+        let path = KeyPath::item("peer_group", i);
+        if g.name.is_empty() {
+            return Err(doc.error(&path.key("name"), "must not be empty"));
+        }
+        if let Some(j) = cx.groups.iter().position(|(n, _)| *n == g.name) {
+            return Err(doc.error(
+                &path.key("name"),
+                format!(
+                    "peer group {:?} is already defined at peer_group[{j}]",
+                    g.name
+                ),
+            ));
+        }
+        let fields = g.fields();
+        cx.check_level(&fields, &path)?;
+        cx.groups.push((g.name.clone(), fields));
+    }
+
+    let mut peers = BTreeMap::new();
+    let mut defined_at = BTreeMap::new();
+    for (i, p) in raw.peer.iter().enumerate() {
+        let path = KeyPath::item("peer", i);
+        let own = p.fields();
+        cx.check_level(&own, &path)?;
+        let group = cx.group(p.group.as_deref(), &path.key("group"))?;
+        cx.check_unicast(p.address, &path.key("address"))?;
+        if cx.is_own_address(p.address) {
+            return Err(doc.error(
+                &path.key("address"),
+                format!(
+                    "{} is this speaker's own address (speaker.router_id or speaker.listen)",
+                    p.address
+                ),
+            ));
+        }
+        let layers = Layers {
+            own: &own,
+            own_path: path.clone(),
+            group,
+        };
+        let settings = cx.peer(&layers, p.address, &Defaults::default())?;
+        if let Some(j) = defined_at.insert(p.address, i) {
+            return Err(doc.error(
+                &path.key("address"),
+                format!("peer {} is already defined at peer[{j}]", p.address),
+            ));
+        }
+        peers.insert(p.address, settings);
+    }
+
+    let mut dynamic_neighbors: Vec<DynamicNeighbors> = Vec::new();
+    for (i, d) in raw.dynamic_neighbors.iter().enumerate() {
+        let path = KeyPath::item("dynamic_neighbors", i);
+        let group_path = path.key("group");
+        let group = cx.group(Some(&d.group), &group_path)?;
+        if group.as_ref().is_some_and(|(f, _)| f.asn.is_none()) {
+            return Err(doc.error(
+                &group_path,
+                format!(
+                    "peer group {:?} sets no asn, which dynamic neighbours take from their group",
+                    d.group
+                ),
+            ));
+        }
+        if let Some(j) = dynamic_neighbors
+            .iter()
+            .position(|o| o.prefix == d.prefix.0)
+        {
+            return Err(doc.error(
+                &path.key("prefix"),
+                format!("{} is already given at dynamic_neighbors[{j}]", d.prefix.0),
+            ));
+        }
+        let own = PeerFields::default();
+        let layers = Layers {
+            own: &own,
+            own_path: path,
+            group,
+        };
+        let defaults = Defaults {
+            passive: Some(true),
+            ..Defaults::default()
+        };
+        let template = cx.peer(&layers, d.prefix.0.network(), &defaults)?;
+        dynamic_neighbors.push(DynamicNeighbors {
+            prefix: d.prefix.0,
+            group: d.group.clone(),
+            limit: d.limit.map(|l| l.get()),
+            template,
+        });
+    }
+
+    let mesh = match &raw.mesh {
+        Some(m) => cx.mesh(m, &mut peers, &defined_at)?,
+        None => None,
+    };
+
+    let mut speaker = cx.speaker;
+    let any_client = peers.values().any(|p| p.rr_client)
+        || dynamic_neighbors.iter().any(|d| d.template.rr_client);
+    if any_client && speaker.cluster_id.is_none() {
+        speaker.cluster_id = Some(speaker.router_id);
+    }
+    let api = raw.api.as_ref();
+    let fib = raw.fib.as_ref();
+    Ok(Config {
+        speaker,
+        api: Api {
+            enabled: api.and_then(|a| a.enabled).unwrap_or(true),
+            listen: api
+                .and_then(|a| a.listen)
+                .unwrap_or_else(|| API_LISTEN.parse().expect("valid address")),
+        },
+        fib: Fib {
+            enabled: fib.and_then(|f| f.enabled).unwrap_or(false),
+            table: fib.and_then(|f| f.table).map_or(254, |t| t.get()),
+            protocol: fib.and_then(|f| f.protocol).map_or(12, |p| p.0),
+            metric: fib.and_then(|f| f.metric).unwrap_or(1024),
+        },
+        peers,
+        dynamic_neighbors,
+        mesh,
+        policies: cx.policies,
+    })
+}
+
+fn speaker(doc: &Doc<'_>, s: &RawSpeaker) -> Result<Speaker> {
+    let path = KeyPath::root().key("speaker");
+    let router_id = match s.router_id {
+        IpAddr::V4(v4) if !v4.is_unspecified() => v4,
+        IpAddr::V4(_) => {
+            return Err(doc.error(
+                &path.key("router_id"),
+                "must not be 0.0.0.0 (RFC 6286 §2.1)",
+            ));
+        }
+        IpAddr::V6(v6) => {
+            return Err(doc.error(
+                &path.key("router_id"),
+                format!("must be an IPv4 address (a BGP identifier is 32 bits), not {v6}"),
+            ));
+        }
+    };
+    let listen: Vec<SocketAddr> = match &s.listen {
+        Some(l) => l.iter().map(|a| a.0).collect(),
+        None => vec![SocketAddr::from(([0, 0, 0, 0], 179))],
+    };
+    for (i, a) in listen.iter().enumerate() {
+        if let Some(j) = listen[..i].iter().position(|b| b == a) {
+            return Err(doc.error(
+                &path.key("listen").index(i),
+                format!("{a} is already listed at speaker.listen[{j}]"),
+            ));
+        }
+    }
+    let hold_time = s.hold_time.map_or(HOLD_TIME, |h| h.0);
+    let keepalive_time = s.keepalive_time.map(|k| k.get());
+    if let Some(k) = keepalive_time {
+        check_keepalive(doc, &path.key("keepalive_time"), k, hold_time)?;
+    }
+    Ok(Speaker {
+        asn: s.asn.0,
+        router_id,
+        listen,
+        cluster_id: s.cluster_id,
+        hold_time,
+        keepalive_time,
+        connect_retry: s.connect_retry.map_or(CONNECT_RETRY, |c| c.get()),
+        client_to_client: s.client_to_client.unwrap_or(true),
+        always_compare_med: s.always_compare_med.unwrap_or(false),
+        missing_med_worst: s.missing_med_worst.unwrap_or(false),
+        default_local_pref: s.default_local_pref.unwrap_or(LOCAL_PREF),
+        graceful_restart: s
+            .graceful_restart
+            .map_or(Some(DEFAULT_RESTART_TIME), |g| g.0),
+        log_format: s.log_format.unwrap_or(LogFormat::Text),
+    })
+}
+
+/// The `[speaker]` keys that are defaults of peer keys of the same name, when set.
+fn speaker_keys(s: &RawSpeaker) -> Vec<&'static str> {
+    [
+        ("hold_time", s.hold_time.is_some()),
+        ("keepalive_time", s.keepalive_time.is_some()),
+        ("connect_retry", s.connect_retry.is_some()),
+        ("graceful_restart", s.graceful_restart.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect()
+}
+
+fn check_keepalive(doc: &Doc<'_>, at: &KeyPath, keepalive: u16, hold: u16) -> Result<()> {
+    if hold == 0 {
+        return Err(doc.error(
+            at,
+            "keepalive_time needs a hold time other than 0 (hold time 0 sends no keepalives)",
+        ));
+    }
+    if keepalive >= hold {
+        return Err(doc.error(
+            at,
+            format!("keepalive_time {keepalive} must be less than the hold time {hold}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Where a peer's settings come from: its own table, then its group's.
+struct Layers<'a> {
+    own: &'a PeerFields,
+    own_path: KeyPath,
+    group: Option<(&'a PeerFields, KeyPath)>,
+}
+
+impl Layers<'_> {
+    /// The level that sets a key of `keys`: the peer's own table if it sets any of them,
+    /// else the group's. Keys that act together (`multihop` and `ttl_security`) are
+    /// taken from one level, so that a peer's own choice replaces the group's whole.
+    fn level(&self, keys: &[&str]) -> Option<&PeerFields> {
+        if keys.iter().any(|k| self.own.has(k)) {
+            return Some(self.own);
+        }
+        self.group
+            .as_ref()
+            .map(|(g, _)| *g)
+            .filter(|g| keys.iter().any(|k| g.has(k)))
+    }
+}
+
+/// Values a resolution fixes beyond the file: mesh and dynamic peers.
+#[derive(Default)]
+struct Defaults {
+    asn: Option<u32>,
+    passive: Option<bool>,
+    source_address: Option<IpAddr>,
+}
+
+/// The resolution context.
+struct Cx<'a> {
+    doc: &'a Doc<'a>,
+    speaker: Speaker,
+    speaker_keys: Vec<&'static str>,
+    policies: BTreeMap<String, Arc<Policy>>,
+    groups: Vec<(String, PeerFields)>,
+}
+
+impl Cx<'_> {
+    fn error(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
+        self.doc.error(path, message)
+    }
+
+    /// Where `key` of a peer was written, and how specific that is (3: the peer, 2: its
+    /// group, 1: `[speaker]`, 0: nowhere, the default; the peer's table is named then).
+    fn locate(&self, l: &Layers<'_>, key: &str) -> (u8, KeyPath) {
+        if l.own.has(key) {
+            return (3, l.own_path.key(key));
+        }
+        if let Some((g, p)) = &l.group
+            && g.has(key)
+        {
+            return (2, p.key(key));
+        }
+        if self.speaker_keys.contains(&key) {
+            return (1, KeyPath::root().key("speaker").key(key));
+        }
+        (0, l.own_path.key(key))
+    }
+
+    /// The more specific place of `a` and `b` (`a` on a tie), for an error about both.
+    fn blame(&self, l: &Layers<'_>, a: &str, b: &str) -> KeyPath {
+        let (la, pa) = self.locate(l, a);
+        let (lb, pb) = self.locate(l, b);
+        if lb > la { pb } else { pa }
+    }
+
+    fn group<'g>(
+        &'g self,
+        name: Option<&str>,
+        at: &KeyPath,
+    ) -> Result<Option<(&'g PeerFields, KeyPath)>> {
+        let Some(name) = name else { return Ok(None) };
+        match self.groups.iter().position(|(n, _)| n == name) {
+            Some(i) => Ok(Some((&self.groups[i].1, KeyPath::item("peer_group", i)))),
+            None => Err(self.error(
+                at,
+                format!("unknown peer group {name:?} (define it with [[peer_group]] name = ...)"),
+            )),
+        }
+    }
+
+    fn check_unicast(&self, a: IpAddr, at: &KeyPath) -> Result<()> {
+        if a.is_unspecified() || a.is_multicast() || a == IpAddr::from([255, 255, 255, 255]) {
+            return Err(self.error(at, format!("{a} is not a unicast address")));
+        }
+        Ok(())
+    }
+
+    fn is_own_address(&self, a: IpAddr) -> bool {
+        a == IpAddr::V4(self.speaker.router_id) || self.speaker.listen.iter().any(|l| l.ip() == a)
+    }
+
+    /// Checks of one table's own keys: policy names, and keys that exclude each other.
+    fn check_level(&self, f: &PeerFields, path: &KeyPath) -> Result<()> {
+        for (key, name) in [("import", &f.import), ("export", &f.export)] {
+            if let Some(name) = name {
+                self.binding(name, &path.key(key))?;
+            }
+        }
+        if f.multihop.is_some() && f.ttl_security.is_some_and(|t| t.0.is_some()) {
+            return Err(self.error(
+                &path.key("ttl_security"),
+                "cannot be combined with multihop: GTSM always sends with TTL 255 \
+                 (ttl_security = N allows N hops)",
+            ));
+        }
+        if f.next_hop_keep == Some(true) && f.next_hop_self.is_some_and(|n| n != NextHopSelf::Off) {
+            return Err(self.error(
+                &path.key("next_hop_keep"),
+                "cannot be combined with next_hop_self",
+            ));
+        }
+        Ok(())
+    }
+
+    fn binding(&self, name: &str, at: &KeyPath) -> Result<PolicyBinding> {
+        match name {
+            "all" => Ok(PolicyBinding::all()),
+            "none" => Ok(PolicyBinding::none()),
+            _ => match self.policies.get(name) {
+                Some(p) => Ok(PolicyBinding {
+                    name: name.to_owned(),
+                    policy: p.clone(),
+                }),
+                None => Err(self.error(
+                    at,
+                    format!(
+                        "unknown policy {name:?} (\"all\", \"none\" or the name of a [[policy]])"
+                    ),
+                )),
+            },
+        }
+    }
+
+    /// Resolves one peer at `address`.
+    fn peer(&self, l: &Layers<'_>, address: IpAddr, d: &Defaults) -> Result<PeerSettings> {
+        macro_rules! pick {
+            ($f:ident) => {
+                l.own
+                    .$f
+                    .clone()
+                    .or_else(|| l.group.as_ref().and_then(|(g, _)| g.$f.clone()))
+            };
+        }
+        let s = &self.speaker;
+        let Some(asn) = pick!(asn).map(|a| a.0).or(d.asn) else {
+            return Err(self.error(
+                &l.own_path.key("asn"),
+                "missing (required): set asn in the peer or in its group",
+            ));
+        };
+        let ibgp = asn == s.asn;
+
+        let source_address = pick!(source_address).or(d.source_address);
+        if let Some(src) = source_address
+            && src.is_ipv4() != address.is_ipv4()
+        {
+            return Err(self.error(
+                &self.locate(l, "source_address").1,
+                format!("{src} is not of the address family of the peer {address}"),
+            ));
+        }
+
+        let ttl = match l.level(&["multihop", "ttl_security"]) {
+            Some(f) => match (f.ttl_security.and_then(|t| t.0), f.multihop) {
+                (Some(hops), _) => Ttl::Security(hops),
+                (None, Some(m)) => Ttl::Multihop(m.0),
+                (None, None) => default_ttl(ibgp),
+            },
+            None => default_ttl(ibgp),
+        };
+
+        let hold_time = pick!(hold_time).map_or(s.hold_time, |h| h.0);
+        let keepalive_time = pick!(keepalive_time).map(|k| k.get()).or(s.keepalive_time);
+        if let Some(k) = keepalive_time {
+            let at = self.blame(l, "keepalive_time", "hold_time");
+            check_keepalive(self.doc, &at, k, hold_time)?;
+        }
+
+        let rr_client = pick!(rr_client).unwrap_or(false);
+        if rr_client && !ibgp {
+            return Err(self.error(
+                &self.blame(l, "rr_client", "asn"),
+                format!(
+                    "rr_client needs an internal peer, but asn {asn} is not speaker.asn {}",
+                    s.asn
+                ),
+            ));
+        }
+
+        let next_hop = match l.level(&["next_hop_self", "next_hop_keep"]) {
+            Some(f) if f.next_hop_keep == Some(true) => NextHopMode::Keep,
+            Some(f) => match f.next_hop_self {
+                Some(NextHopSelf::On) => NextHopMode::SelfExceptReflected,
+                Some(NextHopSelf::Force) => NextHopMode::SelfAll,
+                Some(NextHopSelf::Off) | None => NextHopMode::Auto,
+            },
+            None => NextHopMode::Auto,
+        };
+
+        // RFC 8212: without a policy, nothing in or out on external sessions.
+        let default_policy = if ibgp { "all" } else { "none" };
+        let import = pick!(import).unwrap_or_else(|| default_policy.to_owned());
+        let export = pick!(export).unwrap_or_else(|| default_policy.to_owned());
+
+        Ok(PeerSettings {
+            address,
+            port: pick!(port).map_or(179, |p| p.get()),
+            asn,
+            source_address,
+            passive: d.passive.or(pick!(passive)).unwrap_or(false),
+            ttl,
+            hold_time,
+            keepalive_time,
+            connect_retry: pick!(connect_retry).map_or(s.connect_retry, |c| c.get()),
+            families: pick!(families).map_or(FamilySet::ALL, |f| f.0),
+            add_path: pick!(add_path).map_or(AddPath::default(), |a| AddPath {
+                receive: a.receive,
+                send: a.send,
+            }),
+            rr_client,
+            cluster_id: pick!(cluster_id),
+            next_hop,
+            import: self.binding(&import, &self.locate(l, "import").1)?,
+            export: self.binding(&export, &self.locate(l, "export").1)?,
+            max_prefix: pick!(max_prefix).and_then(|m| m.0),
+            graceful_restart: pick!(graceful_restart).map_or(s.graceful_restart, |g| g.0),
+            password: pick!(password).map(|p| Secret::new(p.0)),
+        })
+    }
+
+    fn policy(&mut self, i: usize, p: &RawPolicy) -> Result<()> {
+        let name_at = KeyPath::item("policy", i).key("name");
+        if self.policies.contains_key(&p.name) {
+            return Err(self.error(&name_at, format!("policy {:?} is already defined", p.name)));
+        }
+        let policy = super::policy::build(self.doc, i, p)?;
+        self.policies.insert(p.name.clone(), Arc::new(policy));
+        Ok(())
+    }
+
+    /// Expands `[mesh]` into peers.
+    fn mesh(
+        &self,
+        m: &RawMesh,
+        peers: &mut BTreeMap<IpAddr, PeerSettings>,
+        defined_at: &BTreeMap<IpAddr, usize>,
+    ) -> Result<Option<Mesh>> {
+        let path = KeyPath::root().key("mesh");
+        let group = self.group(m.group.as_deref(), &path.key("group"))?;
+        if m.enabled == Some(false) {
+            return Ok(None);
+        }
+        let nodes_at = path.key("nodes");
+        for (i, n) in m.nodes.iter().enumerate() {
+            self.check_unicast(*n, &nodes_at.index(i))?;
+            if let Some(j) = m.nodes[..i].iter().position(|o| o == n) {
+                return Err(self.error(
+                    &nodes_at.index(i),
+                    format!("{n} is already listed at mesh.nodes[{j}]"),
+                ));
+            }
+        }
+        // Our own address in each family: given, or the node that is our router ID or a
+        // listening address.
+        let mut local: Vec<IpAddr> = Vec::new();
+        let mut add_local =
+            |a: IpAddr, at: &KeyPath| match local.iter().find(|l| l.is_ipv4() == a.is_ipv4()) {
+                Some(other) => Err(self.error(
+                    at,
+                    format!(
+                        "{a} and {other} cannot both be this speaker's mesh address: \
+                     set mesh.local_address to one address per family"
+                    ),
+                )),
+                None => {
+                    local.push(a);
+                    Ok(())
+                }
+            };
+        match &m.local_address {
+            Some(list) => {
+                for (i, a) in list.0.iter().enumerate() {
+                    let at = match list.0.len() {
+                        1 => path.key("local_address"),
+                        _ => path.key("local_address").index(i),
+                    };
+                    add_local(*a, &at)?;
+                }
+            }
+            None => {
+                for (i, n) in m.nodes.iter().enumerate() {
+                    if self.is_own_address(*n) {
+                        add_local(*n, &nodes_at.index(i))?;
+                    }
+                }
+            }
+        }
+        for (i, &node) in m.nodes.iter().enumerate() {
+            if local.contains(&node) {
+                continue;
+            }
+            let at = nodes_at.index(i);
+            let Some(&ours) = local.iter().find(|l| l.is_ipv4() == node.is_ipv4()) else {
+                let family = if node.is_ipv4() { "IPv4" } else { "IPv6" };
+                return Err(self.error(
+                    &at,
+                    format!(
+                        "no {family} mesh node is this speaker (none is speaker.router_id or \
+                         a speaker.listen address): set mesh.local_address"
+                    ),
+                ));
+            };
+            let own = PeerFields::default();
+            let layers = Layers {
+                own: &own,
+                own_path: path.clone(),
+                group: group.clone(),
+            };
+            // Calico's rule: of two nodes, the one with the greater address waits.
+            let defaults = Defaults {
+                asn: Some(self.speaker.asn),
+                passive: Some(ours > node),
+                source_address: Some(ours),
+            };
+            let settings = self.peer(&layers, node, &defaults)?;
+            match peers.entry(node) {
+                Entry::Occupied(_) => {
+                    let j = defined_at.get(&node).copied().unwrap_or_default();
+                    return Err(self.error(
+                        &KeyPath::item("peer", j).key("address"),
+                        format!("{node} is also mesh.nodes[{i}]: a mesh node is not a [[peer]]"),
+                    ));
+                }
+                Entry::Vacant(v) => {
+                    v.insert(settings);
+                }
+            }
+        }
+        Ok(Some(Mesh {
+            nodes: m.nodes.clone(),
+            local,
+            group: m.group.clone(),
+        }))
+    }
+}
+
+/// TTL without `multihop` or `ttl_security`: 1 (directly connected) for eBGP, 255 for
+/// iBGP.
+fn default_ttl(ibgp: bool) -> Ttl {
+    Ttl::Multihop(if ibgp { 255 } else { 1 })
+}

@@ -1,0 +1,599 @@
+//! Value types of the file, each checking what needs only the value itself, inside
+//! the deserializer so that errors are located at the value (list items included).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+
+use bgp_wire::attr::{Community, LargeCommunity};
+use bgp_wire::{Family, FamilySet};
+use ipnet::IpNet;
+use rib::AddPathMode;
+use rib::policy::PrefixMatch;
+use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserializer, MapAccess, Unexpected, Visitor};
+
+/// A bool, an integer or a string: values that take more than one form.
+enum Scalar<'a> {
+    Bool(bool),
+    Int(i64),
+    Str(&'a str),
+}
+
+/// Why a [`Scalar`] was refused.
+enum Bad {
+    /// Not one of the expected forms.
+    Form,
+    /// The right form, with this problem.
+    Msg(String),
+}
+
+/// Deserializes a [`Scalar`] and converts it inside the visitor, so that an error is
+/// located at the value itself, list items included.
+fn scalar<'de, D: Deserializer<'de>, T>(
+    d: D,
+    expected: &'static str,
+    conv: fn(&Scalar<'_>) -> Result<T, Bad>,
+) -> Result<T, D::Error> {
+    struct V<T> {
+        expected: &'static str,
+        conv: fn(&Scalar<'_>) -> Result<T, Bad>,
+    }
+
+    impl<T> V<T> {
+        fn finish<E: de::Error>(self, s: &Scalar<'_>) -> Result<T, E> {
+            (self.conv)(s).map_err(|bad| match bad {
+                Bad::Msg(m) => E::custom(m),
+                Bad::Form => {
+                    let unexpected = match *s {
+                        Scalar::Bool(b) => Unexpected::Bool(b),
+                        Scalar::Int(n) => Unexpected::Signed(n),
+                        Scalar::Str(s) => Unexpected::Str(s),
+                    };
+                    E::invalid_value(unexpected, &self.expected)
+                }
+            })
+        }
+    }
+
+    impl<T> Visitor<'_> for V<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expected)
+        }
+
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
+            self.finish(&Scalar::Bool(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            self.finish(&Scalar::Int(v))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            self.finish(&Scalar::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            self.finish(&Scalar::Str(v))
+        }
+    }
+
+    d.deserialize_any(V { expected, conv })
+}
+
+/// Implements `Deserialize` from a string through `parse(&str) -> Result<Self, String>`.
+macro_rules! from_string {
+    ($t:ty, $expected:literal) => {
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                scalar(d, $expected, |s| match s {
+                    Scalar::Str(s) => Self::parse(s).map_err(Bad::Msg),
+                    _ => Err(Bad::Form),
+                })
+            }
+        }
+    };
+}
+
+/// An AS number other than 0 (RFC 7607).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Asn(pub(super) u32);
+
+impl<'de> Deserialize<'de> for Asn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u32::deserialize(d)? {
+            0 => Err(de::Error::custom("AS 0 is reserved (RFC 7607)")),
+            n => Ok(Self(n)),
+        }
+    }
+}
+
+/// A hold time: 0 or at least 3 seconds (RFC 4271 §4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct HoldTime(pub(super) u16);
+
+impl<'de> Deserialize<'de> for HoldTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u16::deserialize(d)? {
+            n @ (1 | 2) => Err(de::Error::custom(format!(
+                "hold time {n} is not allowed: 0 (no keepalives) or at least 3 seconds \
+                 (RFC 4271 §4.2)"
+            ))),
+            n => Ok(Self(n)),
+        }
+    }
+}
+
+/// The routing protocol number of kernel routes: 1 to 255.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Protocol(pub(super) u8);
+
+impl<'de> Deserialize<'de> for Protocol {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u8::deserialize(d)? {
+            0 => Err(de::Error::custom(
+                "protocol 0 is RTPROT_UNSPEC: use 1 to 255",
+            )),
+            n => Ok(Self(n)),
+        }
+    }
+}
+
+/// The TTL of outgoing packets: `true` is 255, `false` is 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Multihop(pub(super) u8);
+
+impl<'de> Deserialize<'de> for Multihop {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        scalar(d, "true, false or a TTL from 1 to 255", |s| match *s {
+            Scalar::Bool(b) => Ok(Self(if b { 255 } else { 1 })),
+            Scalar::Int(n @ 1..=255) => Ok(Self(n as u8)),
+            _ => Err(Bad::Form),
+        })
+    }
+}
+
+/// GTSM (RFC 5082): the most hops the peer may be away (`true` is 1); `None` for off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct TtlSecurity(pub(super) Option<u8>);
+
+impl<'de> Deserialize<'de> for TtlSecurity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        scalar(
+            d,
+            "true, false or a hop count from 1 to 254",
+            |s| match *s {
+                Scalar::Bool(b) => Ok(Self(b.then_some(1))),
+                Scalar::Int(n @ 1..=254) => Ok(Self(Some(n as u8))),
+                _ => Err(Bad::Form),
+            },
+        )
+    }
+}
+
+/// Graceful restart: `true` is 120 s, `false` off, else the restart time (1 to 4095 s,
+/// the 12 bits of RFC 4724 §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct GracefulRestart(pub(super) Option<u16>);
+
+/// Restart time of `graceful_restart = true`.
+pub(super) const DEFAULT_RESTART_TIME: u16 = 120;
+
+impl<'de> Deserialize<'de> for GracefulRestart {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const WHAT: &str = "true, false or a restart time from 1 to 4095 seconds";
+        scalar(d, WHAT, |s| match *s {
+            Scalar::Bool(b) => Ok(Self(b.then_some(DEFAULT_RESTART_TIME))),
+            Scalar::Int(n @ 1..=4095) => Ok(Self(Some(n as u16))),
+            _ => Err(Bad::Form),
+        })
+    }
+}
+
+/// `next_hop_self`: `false`, `true` (not on reflected routes) or `"force"` (on all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum NextHopSelf {
+    Off,
+    On,
+    Force,
+}
+
+impl<'de> Deserialize<'de> for NextHopSelf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        scalar(d, "true, false or \"force\"", |s| match *s {
+            Scalar::Bool(false) => Ok(Self::Off),
+            Scalar::Bool(true) => Ok(Self::On),
+            Scalar::Str("force") => Ok(Self::Force),
+            _ => Err(Bad::Form),
+        })
+    }
+}
+
+/// A TCP-MD5 key (RFC 2385): 1 to 80 bytes, the Linux limit.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct Password(pub(super) String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Password {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.len() > 80 {
+            return Err(de::Error::custom(format!(
+                "a TCP-MD5 key has 1 to 80 bytes, this one {}",
+                s.len()
+            )));
+        }
+        Ok(Self(s))
+    }
+}
+
+/// A non-empty list of distinct families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Families(pub(super) FamilySet);
+
+/// A family name: `ipv4-unicast` (or `ipv4`), `ipv6-unicast` (or `ipv6`).
+struct FamilyName(Family);
+
+impl FamilyName {
+    fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "ipv4-unicast" | "ipv4" => Ok(Self(Family::Ipv4Unicast)),
+            "ipv6-unicast" | "ipv6" => Ok(Self(Family::Ipv6Unicast)),
+            _ => Err(format!(
+                "unknown family {s:?}, expected \"ipv4-unicast\" or \"ipv6-unicast\""
+            )),
+        }
+    }
+}
+
+from_string!(FamilyName, "a family name");
+
+impl<'de> Deserialize<'de> for Families {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<FamilyName>::deserialize(d)?;
+        let mut set = FamilySet::EMPTY;
+        for FamilyName(f) in names {
+            if set.contains(f) {
+                return Err(de::Error::custom(format!("{f} is listed twice")));
+            }
+            set.insert(f);
+        }
+        if set.is_empty() {
+            return Err(de::Error::custom(
+                "at least one family is needed (\"ipv4-unicast\", \"ipv6-unicast\")",
+            ));
+        }
+        Ok(Self(set))
+    }
+}
+
+/// ADD-PATH (RFC 7911): `true` is receive and send all, `false` neither, or a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct AddPath {
+    pub(super) receive: bool,
+    pub(super) send: Option<AddPathMode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddPathTable {
+    #[serde(default)]
+    receive: bool,
+    send: Option<SendMode>,
+}
+
+/// `add_path.send`: `"all"`, `"ecmp"`, `"best-N"` (N from 2 to 255) or `false`.
+struct SendMode(Option<AddPathMode>);
+
+impl<'de> Deserialize<'de> for SendMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const WHAT: &str = "\"all\", \"ecmp\", \"best-N\" (N from 2 to 255) or false";
+        scalar(d, WHAT, |s| match *s {
+            Scalar::Bool(false) => Ok(Self(None)),
+            Scalar::Str("all") => Ok(Self(Some(AddPathMode::All))),
+            Scalar::Str("ecmp") => Ok(Self(Some(AddPathMode::Ecmp))),
+            Scalar::Str(m) => match m.strip_prefix("best-").map(str::parse::<u8>) {
+                Some(Ok(n @ 2..)) => Ok(Self(Some(AddPathMode::Best(n)))),
+                _ => Err(Bad::Form),
+            },
+            _ => Err(Bad::Form),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for AddPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AddPath;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or a table { receive = BOOL, send = MODE }")
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<AddPath, E> {
+                Ok(AddPath {
+                    receive: v,
+                    send: v.then_some(AddPathMode::All),
+                })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AddPath, A::Error> {
+                let t = AddPathTable::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(AddPath {
+                    receive: t.receive,
+                    send: t.send.and_then(|s| s.0),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `max_prefix`: `false`, a limit, or `{ limit = N, warn_only = BOOL }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct MaxPrefixValue(pub(super) Option<rib::MaxPrefix>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaxPrefixTable {
+    limit: NonZeroU32,
+    #[serde(default)]
+    warn_only: bool,
+}
+
+impl<'de> Deserialize<'de> for MaxPrefixValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const WHAT: &str = "false, a limit from 1 to 4294967295, or a table \
+                            { limit = N, warn_only = BOOL }";
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MaxPrefixValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(WHAT)
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<MaxPrefixValue, E> {
+                if v {
+                    return Err(E::invalid_value(Unexpected::Bool(v), &WHAT));
+                }
+                Ok(MaxPrefixValue(None))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<MaxPrefixValue, E> {
+                match u32::try_from(v) {
+                    Ok(limit @ 1..) => Ok(MaxPrefixValue(Some(rib::MaxPrefix {
+                        limit,
+                        warn_only: false,
+                    }))),
+                    _ => Err(E::invalid_value(Unexpected::Signed(v), &WHAT)),
+                }
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MaxPrefixValue, A::Error> {
+                let t = MaxPrefixTable::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(MaxPrefixValue(Some(rib::MaxPrefix {
+                    limit: t.limit.get(),
+                    warn_only: t.warn_only,
+                })))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A listening socket: `"ADDR:PORT"`, `"[V6]:PORT"` or a bare address (port 179).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ListenAddr(pub(super) SocketAddr);
+
+impl ListenAddr {
+    fn parse(s: &str) -> Result<Self, String> {
+        let a = s
+            .parse::<SocketAddr>()
+            .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 179)))
+            .map_err(|_| format!("{s:?} is not ADDRESS:PORT or an address"))?;
+        if a.port() == 0 {
+            return Err("port 0 cannot be listened on".to_owned());
+        }
+        Ok(Self(a))
+    }
+}
+
+from_string!(ListenAddr, "an address and port such as \"10.0.0.1:179\"");
+
+/// One address or a list of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct IpList(pub(super) Vec<IpAddr>);
+
+impl<'de> Deserialize<'de> for IpList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "an address or a list of addresses")]
+        enum OneOrMany {
+            One(IpAddr),
+            Many(Vec<IpAddr>),
+        }
+        Ok(Self(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(a) => vec![a],
+            OneOrMany::Many(v) => v,
+        }))
+    }
+}
+
+/// A prefix without host bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Prefix(pub(super) IpNet);
+
+impl Prefix {
+    fn parse(s: &str) -> Result<Self, String> {
+        let net = s
+            .parse::<IpNet>()
+            .map_err(|_| format!("{s:?} is not a prefix such as \"10.0.0.0/8\""))?;
+        if net.trunc() != net {
+            return Err(format!(
+                "{s:?} has host bits set: did you mean \"{}\"?",
+                net.trunc()
+            ));
+        }
+        Ok(Self(net))
+    }
+}
+
+from_string!(Prefix, "a prefix such as \"10.0.0.0/8\"");
+
+/// A prefix list entry: `"P"`, `"P le N"`, `"P ge N"`, `"P ge N le M"`, or a table
+/// `{ prefix = "P", ge = N, le = M }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PrefixEntry(pub(super) PrefixMatch);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrefixTable {
+    prefix: Prefix,
+    ge: Option<u8>,
+    le: Option<u8>,
+}
+
+impl PrefixEntry {
+    fn parse(s: &str) -> Result<Self, String> {
+        let mut words = s.split_whitespace();
+        let prefix = Prefix::parse(words.next().unwrap_or_default())?.0;
+        let (mut ge, mut le) = (None, None);
+        while let Some(w) = words.next() {
+            let slot = match w {
+                "ge" if ge.is_none() && le.is_none() => &mut ge,
+                "le" if le.is_none() => &mut le,
+                _ => return Err(format!("{s:?}: expected \"PREFIX [ge N] [le M]\"")),
+            };
+            let n = words.next().and_then(|n| n.parse::<u8>().ok());
+            *slot = Some(n.ok_or_else(|| format!("{s:?}: {w} needs a length"))?);
+        }
+        Self::new(prefix, ge, le)
+    }
+
+    fn new(prefix: IpNet, ge: Option<u8>, le: Option<u8>) -> Result<Self, String> {
+        let (own, max) = (prefix.prefix_len(), prefix.max_prefix_len());
+        for (name, v) in [("ge", ge), ("le", le)] {
+            if let Some(v) = v
+                && !(own..=max).contains(&v)
+            {
+                return Err(format!("{name} {v} is outside {own}..={max} for {prefix}"));
+            }
+        }
+        if let (Some(g), Some(l)) = (ge, le)
+            && g > l
+        {
+            return Err(format!("ge {g} is greater than le {l}"));
+        }
+        Ok(Self(PrefixMatch { prefix, ge, le }))
+    }
+}
+
+impl<'de> Deserialize<'de> for PrefixEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PrefixEntry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"PREFIX [ge N] [le M]\" or { prefix = P, ge = N, le = M }")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PrefixEntry, E> {
+                PrefixEntry::parse(v).map_err(E::custom)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PrefixEntry, A::Error> {
+                let t = PrefixTable::deserialize(MapAccessDeserializer::new(map))?;
+                PrefixEntry::new(t.prefix.0, t.ge, t.le).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A community: `"ASN:VALUE"` (16 bits each) or a well-known name such as `"no-export"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct CommunityValue(pub(super) Community);
+
+impl CommunityValue {
+    fn parse(s: &str) -> Result<Self, String> {
+        let name = s.to_ascii_uppercase().replace('-', "_");
+        let known = [
+            Community::NO_EXPORT,
+            Community::NO_ADVERTISE,
+            Community::NO_EXPORT_SUBCONFED,
+            Community::NOPEER,
+            Community::BLACKHOLE,
+            Community::GRACEFUL_SHUTDOWN,
+            Community::LLGR_STALE,
+            Community::NO_LLGR,
+        ];
+        if let Some(c) = known.into_iter().find(|c| c.name() == Some(name.as_str())) {
+            return Ok(Self(c));
+        }
+        let parsed = s
+            .split_once(':')
+            .and_then(|(a, v)| Some((a.parse::<u16>().ok()?, v.parse::<u16>().ok()?)));
+        parsed
+            .map(|(a, v)| Self(Community::new(a, v)))
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not a community: \"ASN:VALUE\" (0-65535 each) or a well-known name"
+                )
+            })
+    }
+}
+
+from_string!(CommunityValue, "a community such as \"65000:100\"");
+
+/// A large community: `"GLOBAL:LOCAL1:LOCAL2"` (32 bits each, RFC 8092).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct LargeCommunityValue(pub(super) LargeCommunity);
+
+impl LargeCommunityValue {
+    fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<Option<u32>> = s.split(':').map(|p| p.parse().ok()).collect();
+        match parts[..] {
+            [Some(global), Some(local1), Some(local2)] => Ok(Self(LargeCommunity {
+                global,
+                local1,
+                local2,
+            })),
+            _ => Err(format!(
+                "{s:?} is not a large community: \"GLOBAL:LOCAL1:LOCAL2\" (32 bits each)"
+            )),
+        }
+    }
+}
+
+from_string!(
+    LargeCommunityValue,
+    "a large community such as \"65000:1:2\""
+);
+
+/// What a rule decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Action {
+    Accept,
+    Reject,
+    Continue,
+}
+
+/// What happens to a route no rule decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum DefaultAction {
+    Accept,
+    Reject,
+}

@@ -1,0 +1,927 @@
+//! The configuration file: examples, the fixed contract, defaults, inheritance, mesh and
+//! dynamic neighbours, diff, and the exact text of every kind of error.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bgp_wire::attr::{Community, LargeCommunity};
+use bgp_wire::capability::{AddPathEntry, AddPathMode as WireAddPath, Capability};
+use bgp_wire::{Family, FamilySet};
+use rib::policy::{Match, Modify, PrefixMatch, Rule, Verdict};
+use rib::{AddPathMode, MaxPrefix, NextHopMode, Policy};
+use rr_daemon::config::{AddPath, Config, ErrorKind, LogFormat, PolicyBinding, Ttl};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn parse(text: &str) -> Config {
+    Config::parse(text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn error(text: &str) -> String {
+    match Config::parse(text, "test.toml") {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+const HEAD: &str = "[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\n";
+
+/// The contract outside tools generate configurations with.
+const CONTRACT: &str = r#"
+[speaker]
+asn = 65000                       # local AS, 4-octet
+router_id = "127.0.0.2"
+listen = ["127.0.0.2:179"]        # [] = no listener
+cluster_id = "1.0.0.1"            # present = route reflector for rr_client peers
+
+[api]
+listen = "127.0.0.1:9179"         # read-only HTTP, loopback by default
+
+[[peer]]
+address = "127.0.1.1"
+asn = 65000                       # equal to speaker.asn = iBGP, else eBGP
+rr_client = true                  # default false
+passive = true                    # default false: we also connect out
+multihop = 8                      # eBGP TTL; default 1 (directly connected)
+families = ["ipv4-unicast", "ipv6-unicast"]   # default both
+import = "all"                    # "all" | "none" | name of a policy; eBGP default "none" (RFC 8212)
+export = "all"
+"#;
+
+#[test]
+fn test_fixed_contract_parses_with_documented_defaults() {
+    let cfg = parse(CONTRACT);
+    let s = &cfg.speaker;
+    assert_eq!(s.asn, 65000);
+    assert_eq!(s.router_id, v4("127.0.0.2"));
+    assert_eq!(
+        s.listen,
+        vec!["127.0.0.2:179".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(s.cluster_id, Some(v4("1.0.0.1")));
+    assert_eq!(s.hold_time, 90);
+    assert_eq!(s.keepalive_time, None);
+    assert_eq!(s.connect_retry, 5);
+    assert!(s.client_to_client);
+    assert!(!s.always_compare_med);
+    assert!(!s.missing_med_worst);
+    assert_eq!(s.default_local_pref, 100);
+    assert_eq!(s.graceful_restart, Some(120));
+    assert_eq!(s.log_format, LogFormat::Text);
+    assert!(cfg.api.enabled);
+    assert_eq!(cfg.api.listen, "127.0.0.1:9179".parse().unwrap());
+    assert!(!cfg.fib.enabled);
+    assert_eq!(
+        (cfg.fib.table, cfg.fib.protocol, cfg.fib.metric),
+        (254, 12, 1024)
+    );
+    assert!(cfg.dynamic_neighbors.is_empty() && cfg.mesh.is_none() && cfg.policies.is_empty());
+
+    assert_eq!(cfg.peers.len(), 1);
+    let p = cfg.peer(ip("127.0.1.1")).unwrap();
+    assert_eq!(p.address, ip("127.0.1.1"));
+    assert_eq!(p.asn, 65000);
+    assert!(p.is_ibgp(s));
+    assert!(p.rr_client && p.passive);
+    assert_eq!(p.ttl, Ttl::Multihop(8));
+    assert_eq!(p.families, FamilySet::ALL);
+    assert_eq!(p.import, PolicyBinding::all());
+    assert_eq!(p.export, PolicyBinding::all());
+    // Defaults of everything the contract leaves out.
+    assert_eq!(p.port, 179);
+    assert_eq!(p.source_address, None);
+    assert_eq!(
+        (p.hold_time, p.keepalive_time, p.connect_retry),
+        (90, None, 5)
+    );
+    assert_eq!(p.add_path, AddPath::default());
+    assert_eq!(p.cluster_id, None);
+    assert_eq!(p.next_hop, NextHopMode::Auto);
+    assert_eq!(p.max_prefix, None);
+    assert_eq!(p.graceful_restart, Some(120));
+    assert_eq!(p.password, None);
+
+    let fsm = p.fsm_config(s);
+    assert_eq!((fsm.local_as, fsm.peer_as), (65000, 65000));
+    assert_eq!(fsm.router_id, v4("127.0.0.2"));
+    assert!(fsm.passive);
+    assert_eq!(fsm.timing.hold_time, 90);
+    assert_eq!(fsm.timing.connect_retry, Duration::from_secs(5));
+    assert_eq!(fsm.families(), FamilySet::ALL);
+    assert!(fsm.capabilities.iter().any(|c| matches!(
+        c,
+        Capability::GracefulRestart(gr) if gr.restart_time == 120 && gr.families.is_empty()
+    )));
+    assert!(
+        !fsm.capabilities
+            .iter()
+            .any(|c| matches!(c, Capability::AddPath(_)))
+    );
+
+    let rib = p.rib_config();
+    assert_eq!((rib.address, rib.remote_as), (ip("127.0.1.1"), 65000));
+    assert!(rib.rr_client && rib.graceful_restart);
+    assert_eq!(rib.import, Some(Arc::new(Policy::accept_all())));
+    assert_eq!(rib.add_path_send, [None, None]);
+
+    let rc = cfg.rib_config();
+    assert_eq!(rc.cluster_id, Some(v4("1.0.0.1")));
+    assert_eq!(rc.cluster_id(), v4("1.0.0.1"));
+    assert!(!rc.track_best_changes);
+
+    let spec = p.session_spec(s);
+    assert_eq!(
+        (spec.peer, spec.port, spec.local),
+        (ip("127.0.1.1"), 179, None)
+    );
+}
+
+#[test]
+fn test_examples_load() {
+    let rr = Config::load(example("route-reflector.toml")).unwrap();
+    assert_eq!(rr.speaker.cluster_id, Some(v4("1.0.0.1")));
+    assert_eq!(rr.peers.len(), 4);
+    assert_eq!(rr.peers.values().filter(|p| p.rr_client).count(), 3);
+    assert_eq!(rr.dynamic_neighbors.len(), 1);
+    assert!(
+        rr.peer(ip("172.17.42.41"))
+            .unwrap()
+            .password
+            .as_ref()
+            .is_some_and(|p| p.expose() == "rr-pair-secret")
+    );
+
+    let node = Config::load(example("mesh-node.toml")).unwrap();
+    assert_eq!(node.mesh.as_ref().unwrap().local, vec![ip("172.17.42.31")]);
+    assert_eq!(node.peers.len(), 3);
+    assert_eq!(node.policies.len(), 3);
+    let tor = node.peer(ip("172.17.42.1")).unwrap();
+    assert_eq!(tor.ttl, Ttl::Security(1));
+    assert_eq!(tor.ttl.min_incoming(), Some(255));
+    assert_eq!(tor.import.name, "tor-in");
+
+    let rack = Config::load(example("rack-reflector.toml")).unwrap();
+    assert_eq!(
+        rack.peer(ip("10.0.1.1")).unwrap().cluster_id,
+        Some(v4("1.0.0.1"))
+    );
+    assert_eq!(
+        rack.peer(ip("10.0.2.1")).unwrap().cluster_id,
+        Some(v4("1.0.0.2"))
+    );
+    assert_eq!(rack.peer(ip("10.0.2.3")).unwrap().hold_time, 240);
+    // Clients and no speaker cluster_id: the router ID serves (documented).
+    assert_eq!(rack.speaker.cluster_id, Some(v4("10.0.0.1")));
+    assert_eq!(rack.peers.len(), 9);
+}
+
+#[test]
+fn test_minimal_defaults() {
+    let cfg = parse(HEAD);
+    assert_eq!(
+        cfg.speaker.listen,
+        vec!["0.0.0.0:179".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(cfg.speaker.cluster_id, None);
+    assert!(!cfg.speaker.is_route_reflector());
+    assert_eq!(cfg.api.listen, "127.0.0.1:9179".parse().unwrap());
+    let none = parse(&format!("{HEAD}listen = []\n"));
+    assert!(none.speaker.listen.is_empty());
+    let bare = parse(&format!("{HEAD}listen = [\"10.0.0.1\", \"[::1]:1179\"]\n"));
+    assert_eq!(
+        bare.speaker.listen,
+        vec![
+            "10.0.0.1:179".parse::<SocketAddr>().unwrap(),
+            "[::1]:1179".parse().unwrap()
+        ]
+    );
+}
+
+#[test]
+fn test_ebgp_defaults_follow_rfc_8212() {
+    let cfg = parse(&format!(
+        "{HEAD}[[peer]]\naddress = \"10.0.0.2\"\nasn = 65001\n\
+         [[peer]]\naddress = \"10.0.0.3\"\nasn = 65001\nimport = \"all\"\nexport = \"all\"\n"
+    ));
+    let p = cfg.peer(ip("10.0.0.2")).unwrap();
+    assert!(!p.is_ibgp(&cfg.speaker));
+    assert_eq!(p.import, PolicyBinding::none());
+    assert_eq!(p.export, PolicyBinding::none());
+    assert_eq!(p.ttl, Ttl::Multihop(1));
+    assert_eq!(p.rib_config().import, Some(Arc::new(Policy::reject_all())));
+    // "all" on eBGP is allowed when written.
+    let q = cfg.peer(ip("10.0.0.3")).unwrap();
+    assert_eq!(q.import, PolicyBinding::all());
+    assert_eq!(q.export, PolicyBinding::all());
+    // iBGP: TTL 255 by default.
+    let i = parse(&format!(
+        "{HEAD}[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"
+    ));
+    assert_eq!(i.peer(ip("10.0.0.2")).unwrap().ttl, Ttl::Multihop(255));
+}
+
+#[test]
+fn test_rr_client_without_cluster_id_defaults_to_router_id() {
+    let cfg = parse(&format!(
+        "{HEAD}[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\nrr_client = true\n"
+    ));
+    assert_eq!(cfg.speaker.cluster_id, Some(v4("10.0.0.1")));
+    // A cluster ID without any client is kept, and is fine.
+    let cfg = parse(
+        "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\ncluster_id = \"9.9.9.9\"\n\
+         [[peer]]\naddress = \"10.0.0.2\"\nasn = 1\n",
+    );
+    assert_eq!(cfg.speaker.cluster_id, Some(v4("9.9.9.9")));
+}
+
+#[test]
+fn test_group_inheritance() {
+    let cfg = parse(&format!(
+        r#"{HEAD}hold_time = 60
+[[policy]]
+name = "p"
+default_action = "accept"
+
+[[peer_group]]
+name = "g"
+asn = 65000
+rr_client = true
+cluster_id = "1.0.0.9"
+port = 1179
+source_address = "10.0.0.1"
+multihop = 4
+hold_time = 30
+keepalive_time = 10
+connect_retry = 7
+families = ["ipv4"]
+add_path = {{ receive = true, send = "best-3" }}
+next_hop_self = "force"
+import = "p"
+max_prefix = {{ limit = 10, warn_only = true }}
+graceful_restart = false
+password = "s3cret"
+
+[[peer]]
+address = "10.0.0.2"
+group = "g"
+
+[[peer]]
+address = "10.0.0.3"
+group = "g"
+hold_time = 27
+ttl_security = 2
+next_hop_self = false
+graceful_restart = 300
+max_prefix = false
+add_path = false
+export = "p"
+"#
+    ));
+    let a = cfg.peer(ip("10.0.0.2")).unwrap();
+    assert_eq!(a.asn, 65000);
+    assert!(a.rr_client);
+    assert_eq!(a.cluster_id, Some(v4("1.0.0.9")));
+    assert_eq!(a.port, 1179);
+    assert_eq!(a.source_address, Some(ip("10.0.0.1")));
+    assert_eq!(a.ttl, Ttl::Multihop(4));
+    assert_eq!(
+        (a.hold_time, a.keepalive_time, a.connect_retry),
+        (30, Some(10), 7)
+    );
+    assert_eq!(a.families, FamilySet::only(Family::Ipv4Unicast));
+    assert_eq!(
+        a.add_path,
+        AddPath {
+            receive: true,
+            send: Some(AddPathMode::Best(3))
+        }
+    );
+    assert_eq!(a.next_hop, NextHopMode::SelfAll);
+    assert_eq!(a.import.name, "p");
+    assert_eq!(a.export, PolicyBinding::all());
+    assert_eq!(
+        a.max_prefix,
+        Some(MaxPrefix {
+            limit: 10,
+            warn_only: true
+        })
+    );
+    assert_eq!(a.graceful_restart, None);
+    assert_eq!(a.password.as_ref().unwrap().expose(), "s3cret");
+    assert!(!format!("{a:?}").contains("s3cret"));
+
+    let rib = a.rib_config();
+    assert_eq!(rib.add_path_send, [Some(AddPathMode::Best(3)), None]);
+    assert!(!rib.graceful_restart);
+    let fsm = a.fsm_config(&cfg.speaker);
+    assert_eq!(fsm.families(), FamilySet::only(Family::Ipv4Unicast));
+    assert!(
+        fsm.capabilities
+            .contains(&Capability::AddPath(vec![AddPathEntry {
+                afi: Family::Ipv4Unicast.afi(),
+                safi: Family::Ipv4Unicast.safi(),
+                mode: WireAddPath::Both,
+            }]))
+    );
+    assert!(
+        !fsm.capabilities
+            .iter()
+            .any(|c| matches!(c, Capability::GracefulRestart(_)))
+    );
+    assert_eq!(fsm.timing.keepalive_time, Some(10));
+
+    // The peer's own keys win; `ttl_security` replaces the group's `multihop`.
+    let b = cfg.peer(ip("10.0.0.3")).unwrap();
+    assert_eq!(b.hold_time, 27);
+    assert_eq!(b.keepalive_time, Some(10));
+    assert_eq!(b.ttl, Ttl::Security(2));
+    assert_eq!(b.ttl.outgoing(), 255);
+    assert_eq!(b.ttl.min_incoming(), Some(254));
+    assert_eq!(b.next_hop, NextHopMode::Auto);
+    assert_eq!(b.graceful_restart, Some(300));
+    assert_eq!(b.max_prefix, None);
+    assert_eq!(b.add_path, AddPath::default());
+    assert_eq!(b.export.name, "p");
+    // Untouched speaker defaults reach grouped peers too.
+    let c = parse(&format!(
+        "{HEAD}hold_time = 60\n[[peer_group]]\nname = \"g\"\nasn = 1\n\
+         [[peer]]\naddress = \"10.0.0.2\"\ngroup = \"g\"\n"
+    ));
+    assert_eq!(c.peer(ip("10.0.0.2")).unwrap().hold_time, 60);
+}
+
+#[test]
+fn test_dynamic_neighbors() {
+    let cfg = parse(&format!(
+        r#"{HEAD}
+[[peer_group]]
+name = "nodes"
+asn = 65000
+rr_client = true
+passive = false
+
+[[peer_group]]
+name = "special"
+asn = 65001
+import = "all"
+
+[[dynamic_neighbors]]
+prefix = "10.1.0.0/16"
+group = "nodes"
+limit = 100
+
+[[dynamic_neighbors]]
+prefix = "10.1.2.0/24"
+group = "special"
+
+[[peer]]
+address = "10.1.0.5"
+asn = 65000
+"#
+    ));
+    assert_eq!(cfg.dynamic_neighbors.len(), 2);
+    let wide = cfg.dynamic_range(ip("10.1.9.9")).unwrap();
+    assert_eq!(wide.prefix.to_string(), "10.1.0.0/16");
+    assert_eq!(wide.limit, Some(100));
+    assert_eq!(wide.group, "nodes");
+    let p = wide.peer(ip("10.1.9.9"));
+    assert_eq!(p.address, ip("10.1.9.9"));
+    assert!(p.passive, "dynamic peers are always passive");
+    assert!(p.rr_client);
+    // Longest prefix wins.
+    let narrow = cfg.dynamic_range(ip("10.1.2.3")).unwrap();
+    assert_eq!(narrow.group, "special");
+    assert_eq!(narrow.peer(ip("10.1.2.3")).asn, 65001);
+    assert_eq!(narrow.limit, None);
+    assert!(cfg.dynamic_range(ip("10.2.0.1")).is_none());
+    // A configured peer inside a range is a configured peer.
+    assert!(cfg.peer(ip("10.1.0.5")).is_some());
+    assert!(cfg.peer(ip("10.1.9.9")).is_none());
+    // A dynamic client makes the speaker a reflector.
+    assert_eq!(cfg.speaker.cluster_id, Some(v4("10.0.0.1")));
+}
+
+#[test]
+fn test_mesh_greater_address_is_passive() {
+    let cfg = parse(
+        r#"
+[speaker]
+asn = 64512
+router_id = "10.0.0.2"
+
+[mesh]
+nodes = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.10"]
+group = "mesh"
+
+[[peer_group]]
+name = "mesh"
+add_path = true
+passive = true          # the mesh rule decides instead
+"#,
+    );
+    let m = cfg.mesh.as_ref().unwrap();
+    assert_eq!(m.local, vec![ip("10.0.0.2")]);
+    assert_eq!(cfg.peers.len(), 3);
+    assert!(cfg.peer(ip("10.0.0.2")).is_none(), "not a peer of itself");
+    // We are 10.0.0.2: greater than .1, so we wait for it; smaller than .3 and .10
+    // (compared as addresses, not strings), so we connect to them.
+    assert!(cfg.peer(ip("10.0.0.1")).unwrap().passive);
+    assert!(!cfg.peer(ip("10.0.0.3")).unwrap().passive);
+    assert!(!cfg.peer(ip("10.0.0.10")).unwrap().passive);
+    for p in cfg.peers.values() {
+        assert_eq!(p.asn, 64512);
+        assert_eq!(p.source_address, Some(ip("10.0.0.2")));
+        assert_eq!(p.add_path.send, Some(AddPathMode::All));
+        assert!(p.add_path.receive);
+    }
+    assert!(cfg.summary().contains("3 mesh"));
+
+    // Dual stack, our addresses given explicitly.
+    let cfg = parse(
+        r#"
+[speaker]
+asn = 64512
+router_id = "192.0.2.1"
+listen = []
+
+[mesh]
+nodes = ["10.0.0.5", "10.0.0.1", "fd00::9", "fd00::1"]
+local_address = ["10.0.0.3", "fd00::5"]
+"#,
+    );
+    assert!(!cfg.peer(ip("10.0.0.5")).unwrap().passive);
+    assert!(cfg.peer(ip("10.0.0.1")).unwrap().passive);
+    assert!(!cfg.peer(ip("fd00::9")).unwrap().passive);
+    assert!(cfg.peer(ip("fd00::1")).unwrap().passive);
+    assert_eq!(
+        cfg.peer(ip("fd00::1")).unwrap().source_address,
+        Some(ip("fd00::5"))
+    );
+
+    // Off: no peers, no mesh.
+    let cfg = parse(&format!(
+        "{HEAD}[mesh]\nenabled = false\nnodes = [\"10.0.0.1\", \"10.0.0.2\"]\n"
+    ));
+    assert!(cfg.mesh.is_none() && cfg.peers.is_empty());
+}
+
+#[test]
+fn test_diff_by_peer_address() {
+    let old = parse(&format!(
+        r#"{HEAD}
+[[policy]]
+name = "p"
+[[policy.rule]]
+prefixes = ["10.0.0.0/8 le 24"]
+action = "accept"
+
+[[peer]]
+address = "10.0.0.2"
+asn = 1
+[[peer]]
+address = "10.0.0.3"
+asn = 1
+[[peer]]
+address = "10.0.0.4"
+asn = 1
+import = "p"
+[[peer]]
+address = "10.0.0.5"
+asn = 1
+"#
+    ));
+    let new = parse(&format!(
+        r#"{HEAD}
+[[policy]]
+name = "p"
+[[policy.rule]]
+prefixes = ["10.0.0.0/8 le 16"]
+action = "accept"
+
+[[peer]]
+address = "10.0.0.6"
+asn = 1
+[[peer]]
+address = "10.0.0.3"
+asn = 1
+hold_time = 30
+[[peer]]
+address = "10.0.0.4"
+asn = 1
+import = "p"
+[[peer]]
+address = "10.0.0.5"
+asn = 1
+"#
+    ));
+    let d = Config::diff(&old, &new);
+    assert_eq!(d.added, vec![ip("10.0.0.6")]);
+    assert_eq!(d.removed, vec![ip("10.0.0.2")]);
+    // .4's policy kept its name but not its content.
+    assert_eq!(d.changed, vec![ip("10.0.0.3"), ip("10.0.0.4")]);
+    assert_eq!(d.unchanged, vec![ip("10.0.0.5")]);
+    assert!(!d.is_empty());
+    let same = Config::diff(&new, &new.clone());
+    assert!(same.is_empty());
+    assert_eq!(same.unchanged.len(), 4);
+}
+
+#[test]
+fn test_policy_maps_onto_rib_policy() {
+    let cfg = parse(&format!(
+        r#"{HEAD}
+[[policy]]
+name = "p"
+default_action = "accept"
+
+[[policy.rule]]
+prefixes = ["10.0.0.0/8", "10.0.0.0/8 ge 16 le 24", {{ prefix = "fd00::/8", le = 64 }}]
+communities = ["65000:1", "no-export"]
+large_communities = ["65000:1:2"]
+as_path_longer_than = 5
+action = "reject"
+
+[[policy.rule]]
+set_local_pref = 200
+set_med = 7
+set_next_hop = "10.0.0.9"
+add_communities = ["65000:2"]
+remove_communities = ["BLACKHOLE"]
+add_large_communities = ["1:2:3"]
+remove_large_communities = ["4:5:6"]
+action = "continue"
+"#
+    ));
+    let net = |s: &str| s.parse().unwrap();
+    let expected = Policy::new(
+        vec![
+            Rule {
+                when: Match {
+                    prefixes: vec![
+                        PrefixMatch::exact(net("10.0.0.0/8")),
+                        PrefixMatch {
+                            prefix: net("10.0.0.0/8"),
+                            ge: Some(16),
+                            le: Some(24),
+                        },
+                        PrefixMatch::orlonger(net("fd00::/8"), 64),
+                    ],
+                    communities: vec![Community::new(65000, 1), Community::NO_EXPORT],
+                    large_communities: vec![LargeCommunity {
+                        global: 65000,
+                        local1: 1,
+                        local2: 2,
+                    }],
+                    as_path_longer_than: Some(5),
+                },
+                then: vec![],
+                verdict: Verdict::Reject,
+            },
+            Rule {
+                when: Match::default(),
+                then: vec![
+                    Modify::SetLocalPref(200),
+                    Modify::SetMed(7),
+                    Modify::SetNextHop(ip("10.0.0.9")),
+                    Modify::AddCommunity(Community::new(65000, 2)),
+                    Modify::RemoveCommunity(Community::BLACKHOLE),
+                    Modify::AddLargeCommunity(LargeCommunity {
+                        global: 1,
+                        local1: 2,
+                        local2: 3,
+                    }),
+                    Modify::RemoveLargeCommunity(LargeCommunity {
+                        global: 4,
+                        local1: 5,
+                        local2: 6,
+                    }),
+                ],
+                verdict: Verdict::Continue,
+            },
+        ],
+        true,
+    )
+    .unwrap();
+    assert_eq!(*cfg.policies["p"], expected);
+    // No default_action: reject.
+    let cfg = parse(&format!("{HEAD}[[policy]]\nname = \"q\"\n"));
+    assert_eq!(*cfg.policies["q"], Policy::reject_all());
+}
+
+#[test]
+fn test_policy_rule_limit_and_inherited_pairs() {
+    let mut text = format!("{HEAD}[[policy]]\nname = \"p\"\n");
+    for _ in 0..65 {
+        text.push_str("[[policy.rule]]\naction = \"continue\"\n");
+    }
+    // The 65th rule header is on line 6 + 2 * 64.
+    assert_eq!(
+        error(&text),
+        "test.toml:134:1: policy[0].rule[64]: a policy holds at most 64 rules"
+    );
+    // A peer's next_hop_self replaces its group's next_hop_keep.
+    let cfg = parse(&format!(
+        "{HEAD}[[peer_group]]\nname = \"g\"\nasn = 1\nnext_hop_keep = true\n\
+         [[peer]]\naddress = \"10.0.0.2\"\ngroup = \"g\"\n\
+         [[peer]]\naddress = \"10.0.0.3\"\ngroup = \"g\"\nnext_hop_self = true\n"
+    ));
+    assert_eq!(
+        cfg.peer(ip("10.0.0.2")).unwrap().next_hop,
+        NextHopMode::Keep
+    );
+    assert_eq!(
+        cfg.peer(ip("10.0.0.3")).unwrap().next_hop,
+        NextHopMode::SelfExceptReflected
+    );
+}
+
+/// Every kind of error, with its exact `file:line:col: key: message`.
+#[test]
+fn test_error_messages_are_located() {
+    let cases: &[(&str, &str)] = &[
+        // Syntax.
+        (
+            "[speaker\n",
+            "test.toml:1:9: syntax: unclosed table, expected `]`",
+        ),
+        // Unknown key, at top level and nested.
+        (
+            "[speakr]\n",
+            "test.toml:1:2: speakr: unknown key, expected one of `speaker`, `api`, `fib`, \
+             `mesh`, `peer_group`, `peer`, `dynamic_neighbors`, `policy`",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
+             add_path = { receive = true, sned = \"all\" }\n",
+            "test.toml:6:30: peer[0].add_path.sned: unknown key, expected `receive` or `send`",
+        ),
+        // Missing key.
+        (
+            "[speaker]\nasn = 1\n",
+            "test.toml:1:1: speaker.router_id: missing (required)",
+        ),
+        ("", "test.toml:1:1: speaker: missing (required)"),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
+             asn = 1\n[[peer]]\nasn = 2\n",
+            "test.toml:7:1: peer[1].address: missing (required)",
+        ),
+        // Wrong type, bad value.
+        (
+            "[speaker]\nasn = \"65000\"\nrouter_id = \"10.0.0.1\"\n",
+            "test.toml:2:7: speaker.asn: invalid type: string \"65000\", expected u32",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.x\"\n",
+            "test.toml:3:13: speaker.router_id: invalid IP address syntax",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
+             families = [\"ipv4-unicast\", \"ipv5\"]\n",
+            "test.toml:6:29: peer[0].families[1]: unknown family \"ipv5\", expected \
+             \"ipv4-unicast\" or \"ipv6-unicast\"",
+        ),
+        (
+            "[speaker]\nasn = 0\nrouter_id = \"10.0.0.1\"\n",
+            "test.toml:2:7: speaker.asn: AS 0 is reserved (RFC 7607)",
+        ),
+        // Hold time 1 or 2.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
+             asn = 1\nhold_time = 2\n",
+            "test.toml:7:13: peer[0].hold_time: hold time 2 is not allowed: 0 (no \
+             keepalives) or at least 3 seconds (RFC 4271 §4.2)",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\nhold_time = 1\n",
+            "test.toml:4:13: speaker.hold_time: hold time 1 is not allowed: 0 (no \
+             keepalives) or at least 3 seconds (RFC 4271 §4.2)",
+        ),
+        // Router ID not IPv4.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"fd00::1\"\n",
+            "test.toml:3:13: speaker.router_id: must be an IPv4 address (a BGP identifier \
+             is 32 bits), not fd00::1",
+        ),
+        // Unknown group, unknown policy (in a peer, and in a group).
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
+             group = \"rack-9\"\n",
+            "test.toml:6:9: peer[0].group: unknown peer group \"rack-9\" (define it with \
+             [[peer_group]] name = ...)",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
+             asn = 2\nexport = \"pools\"\n",
+            "test.toml:7:10: peer[0].export: unknown policy \"pools\" (\"all\", \"none\" or \
+             the name of a [[policy]])",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer_group]]\nname = \"g\"\n\
+             import = \"x\"\n",
+            "test.toml:6:10: peer_group[0].import: unknown policy \"x\" (\"all\", \"none\" \
+             or the name of a [[policy]])",
+        ),
+        // Duplicates.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
+             asn = 1\n[[peer]]\naddress = \"10.0.0.2\"\nasn = 2\n",
+            "test.toml:8:11: peer[1].address: peer 10.0.0.2 is already defined at peer[0]",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer_group]]\nname = \"g\"\n\
+             [[peer_group]]\nname = \"g\"\n",
+            "test.toml:7:8: peer_group[1].name: peer group \"g\" is already defined at \
+             peer_group[0]",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[policy]]\nname = \"p\"\n\
+             [[policy]]\nname = \"p\"\n",
+            "test.toml:7:8: policy[1].name: policy \"p\" is already defined",
+        ),
+        // A peer that is us.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.1\"\n\
+             asn = 1\n",
+            "test.toml:5:11: peer[0].address: 10.0.0.1 is this speaker's own address \
+             (speaker.router_id or speaker.listen)",
+        ),
+        // Missing asn, inherited from nowhere: at the peer's header.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n",
+            "test.toml:4:1: peer[0].asn: missing (required): set asn in the peer or in its group",
+        ),
+        // rr_client on eBGP: at the more specific of the two keys, here the group's.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer_group]]\nname = \"g\"\n\
+             rr_client = true\n[[peer]]\naddress = \"10.0.0.2\"\ngroup = \"g\"\nasn = 2\n",
+            "test.toml:10:7: peer[0].asn: rr_client needs an internal peer, but asn 2 is \
+             not speaker.asn 1",
+        ),
+        // An inherited keepalive that the peer's hold time cannot carry.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\nkeepalive_time = 30\n[[peer]]\n\
+             address = \"10.0.0.2\"\nasn = 1\nhold_time = 20\n",
+            "test.toml:8:13: peer[0].hold_time: keepalive_time 30 must be less than the \
+             hold time 20",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
+             asn = 2\nmultihop = 2\nttl_security = true\n",
+            "test.toml:8:16: peer[0].ttl_security: cannot be combined with multihop: GTSM \
+             always sends with TTL 255 (ttl_security = N allows N hops)",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
+             asn = 1\nsource_address = \"fd00::1\"\n",
+            "test.toml:7:18: peer[0].source_address: fd00::1 is not of the address family \
+             of the peer 10.0.0.2",
+        ),
+        // Dynamic neighbours and mesh.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer_group]]\nname = \"g\"\n\
+             [[dynamic_neighbors]]\nprefix = \"10.0.0.0/8\"\ngroup = \"g\"\n",
+            "test.toml:8:9: dynamic_neighbors[0].group: peer group \"g\" sets no asn, which \
+             dynamic neighbours take from their group",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[dynamic_neighbors]]\n\
+             prefix = \"10.0.0.1/8\"\ngroup = \"g\"\n",
+            "test.toml:5:10: dynamic_neighbors[0].prefix: \"10.0.0.1/8\" has host bits set: \
+             did you mean \"10.0.0.0/8\"?",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[mesh]\n\
+             nodes = [\"10.0.0.5\", \"10.0.0.6\"]\n",
+            "test.toml:5:10: mesh.nodes[0]: no IPv4 mesh node is this speaker (none is \
+             speaker.router_id or a speaker.listen address): set mesh.local_address",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[mesh]\n\
+             nodes = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.1\"]\n",
+            "test.toml:5:34: mesh.nodes[2]: 10.0.0.1 is already listed at mesh.nodes[0]",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
+             asn = 1\n[mesh]\nnodes = [\"10.0.0.1\", \"10.0.0.2\"]\n",
+            "test.toml:5:11: peer[0].address: 10.0.0.2 is also mesh.nodes[1]: a mesh node is \
+             not a [[peer]]",
+        ),
+        // Policies.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[policy]]\nname = \"p\"\n\
+             [[policy.rule]]\ncommunities = [\"1:1\", \"65536:1\"]\naction = \"accept\"\n",
+            "test.toml:7:23: policy[0].rule[0].communities[1]: \"65536:1\" is not a \
+             community: \"ASN:VALUE\" (0-65535 each) or a well-known name",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[policy]]\nname = \"p\"\n\
+             [[policy.rule]]\nprefixes = [\"10.0.0.0/8 le 40\"]\naction = \"accept\"\n",
+            "test.toml:7:13: policy[0].rule[0].prefixes[0]: le 40 is outside 8..=32 for \
+             10.0.0.0/8",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[policy]]\nname = \"p\"\n\
+             [[policy.rule]]\nset_med = 5\naction = \"reject\"\n",
+            "test.toml:8:10: policy[0].rule[0].action: a rule that rejects changes nothing: \
+             drop its set_/add_/remove_ keys, or accept or continue",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[policy]]\nname = \"none\"\n",
+            "test.toml:5:8: policy[0].name: \"none\" is built in and cannot be redefined",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[policy]]\nname = \"p\"\n\
+             [[policy.rule]]\n",
+            "test.toml:6:1: policy[0].rule[0].action: missing (required)",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(&error(text), want, "for:\n{text}");
+    }
+}
+
+#[test]
+fn test_error_kinds() {
+    let kind = |t: &str| Config::parse(t, "f").unwrap_err().kind;
+    assert_eq!(kind("[x"), ErrorKind::Syntax);
+    assert_eq!(kind("[speaker]\n"), ErrorKind::Schema);
+    assert_eq!(
+        kind("[speaker]\nasn = 1\nrouter_id = \"::1\"\n"),
+        ErrorKind::Invalid
+    );
+    let e = Config::load("/nonexistent/rr.toml").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Io);
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/rr.toml: cannot read: ")
+    );
+    let e = Config::parse("[speaker]\nasn = 1\nrouter_id = \"::1\"\n", "f").unwrap_err();
+    assert_eq!(
+        (e.line, e.column, e.key.as_str()),
+        (3, 13, "speaker.router_id")
+    );
+}
+
+#[test]
+fn test_check_command() {
+    let bin = env!("CARGO_BIN_EXE_rr-daemon");
+    for name in [
+        "route-reflector.toml",
+        "mesh-node.toml",
+        "rack-reflector.toml",
+    ] {
+        let path = example(name);
+        let out = Command::new(bin)
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {:?}", out);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+        assert!(
+            stdout.starts_with(&format!("{}: ok: AS ", path.display())),
+            "{stdout}"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("rr-daemon-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\nhold_time = 2\n",
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "rr-daemon: {}:4:13: speaker.hold_time: hold time 2 is not allowed: 0 (no \
+             keepalives) or at least 3 seconds (RFC 4271 §4.2)\n",
+            bad.display()
+        )
+    );
+}
