@@ -16,8 +16,9 @@ use crate::loc::Path;
 use crate::peer::{PeerFact, PeerKind};
 
 /// Resolves next hops to an IGP cost (RFC 4271 §9.1.2.1): the caller's view of its
-/// routing table. The RIB never resolves anything itself.
-pub trait NextHopResolver {
+/// routing table. The RIB never resolves anything itself. `Send`, because a daemon keeps
+/// its RIB in a task of its own.
+pub trait NextHopResolver: Send {
     /// The IGP cost to `next_hop`, or `None` when it is unreachable (which makes the path
     /// ineligible, RFC 4271 §9.1.2.1).
     fn resolve(&self, next_hop: IpAddr) -> Option<u32>;
@@ -33,7 +34,7 @@ impl NextHopResolver for AllReachable {
     }
 }
 
-impl<F: Fn(IpAddr) -> Option<u32>> NextHopResolver for F {
+impl<F: Fn(IpAddr) -> Option<u32> + Send> NextHopResolver for F {
     fn resolve(&self, next_hop: IpAddr) -> Option<u32> {
         self(next_hop)
     }

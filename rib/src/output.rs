@@ -199,6 +199,12 @@ impl Rib {
         v
     }
 
+    /// How many routes from `peer` the Adj-RIB-In holds (after import policy; stale ones
+    /// included).
+    pub fn adj_rib_in_len(&self, peer: PeerId) -> usize {
+        self.peer(peer).map_or(0, |p| p.adj_in.len())
+    }
+
     /// Every path of `prefix` in decision order, each with why it won, lost or is
     /// ineligible (`rr-daemon ctl route <prefix>`).
     pub fn explain(&self, prefix: &IpNet) -> Option<Explanation> {

@@ -1,4 +1,6 @@
-//! The command line: `rr-daemon session ...` brings up one BGP session and reports its
+//! The command line. `rr-daemon --config FILE` runs the daemon in the foreground: SIGHUP
+//! reloads the file, SIGTERM (or SIGINT) sends a Cease to every peer and exits 0.
+//! `rr-daemon session ...` brings up one BGP session and reports its
 //! events, one line each (JSON with `--json`), until SIGINT or SIGTERM, when it sends a
 //! Cease and exits 0. `rr-daemon check --config FILE` checks a configuration file
 //! ([`crate::config`]) and prints a one-line summary, or the first error as
@@ -18,14 +20,17 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::session::{Command, SessionEvent, SessionSpec, run};
+use crate::session::{Command, SessionEvent, SessionSpec, spawn};
 
 /// BGP speaker and route reflector.
 #[derive(Parser)]
 #[command(name = "rr-daemon", version)]
 struct Cli {
+    /// Run the daemon with this configuration file (see CONFIG.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
-    command: Cmd,
+    command: Option<Cmd>,
 }
 
 #[derive(Subcommand)]
@@ -97,9 +102,14 @@ struct SessionArgs {
 /// cause and a non-zero exit.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Cmd::Check(args) => return check(&args),
-        Cmd::Session(args) => args,
+    let job = match (cli.command, cli.config) {
+        (Some(Cmd::Check(args)), _) => return check(&args),
+        (Some(Cmd::Session(args)), _) => Job::Session(args),
+        (None, Some(path)) => Job::Daemon(path),
+        (None, None) => {
+            eprintln!("rr-daemon: nothing to do: give --config FILE (or a subcommand, see --help)");
+            return ExitCode::FAILURE;
+        }
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -119,7 +129,12 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(session(args));
+    let result = runtime.block_on(async {
+        match job {
+            Job::Session(args) => session(args).await,
+            Job::Daemon(path) => daemon(path).await,
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -127,6 +142,38 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+enum Job {
+    Session(SessionArgs),
+    Daemon(PathBuf),
+}
+
+/// The daemon: the speaker on the configuration, until SIGTERM; SIGHUP reloads.
+async fn daemon(path: PathBuf) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let config = crate::config::Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    info!("{}", config.summary());
+    let (speaker, core) = crate::speaker::Speaker::start(config).await?;
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => { r.context("cannot watch SIGINT")?; break; }
+            _ = term.recv() => break,
+            _ = hup.recv() => match crate::config::Config::load(&path) {
+                Ok(new) => {
+                    let _ = speaker.reload(new).await?;
+                }
+                // A bad file changes nothing: the running configuration stays.
+                Err(e) => warn!("reload refused: {e}"),
+            },
+        }
+    }
+    info!("stopping: Cease to every peer");
+    speaker.shutdown().await?;
+    let _ = tokio::time::timeout(Duration::from_secs(3), core).await;
+    Ok(())
 }
 
 /// `rr-daemon check`: no runtime, no logging, one line out.
@@ -175,9 +222,9 @@ async fn session(a: SessionArgs) -> anyhow::Result<()> {
         local: a.bind,
         connect_timeout: Duration::from_secs(a.connect_retry.max(1)),
     };
-    let (in_tx, in_rx) = mpsc::channel(4);
-    let (cmd_tx, cmd_rx) = mpsc::channel(4);
     let (ev_tx, mut ev_rx) = mpsc::channel(64);
+    let handle = spawn(spec, ev_tx);
+    let in_tx = handle.inbound.clone();
     if let Some(addr) = a.listen {
         let listener = TcpListener::bind(addr)
             .await
@@ -199,7 +246,6 @@ async fn session(a: SessionArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let task = tokio::spawn(run(spec, in_rx, cmd_rx, ev_tx));
     let started = Instant::now();
     let json = a.json;
     let printer = tokio::spawn(async move {
@@ -213,9 +259,9 @@ async fn session(a: SessionArgs) -> anyhow::Result<()> {
         bgp_wire::notification::subcode::cease::ADMIN_SHUTDOWN,
         "rr-daemon session stopped",
     );
-    let _ = cmd_tx.send(Command::Stop(Some(cease))).await;
-    drop(cmd_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    let _ = handle.commands.send(Command::Stop(Some(cease)));
+    drop(handle.commands);
+    let _ = tokio::time::timeout(Duration::from_secs(3), handle.task).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;
     Ok(())
 }
@@ -231,12 +277,13 @@ async fn shutdown_signal() -> anyhow::Result<()> {
 }
 
 fn print_event(e: &SessionEvent, t: Duration, json: bool) {
+    use bgp_fsm::Output;
     let t = t.as_secs_f64();
-    let v = match e {
-        SessionEvent::StateChanged { from, to } => {
+    let v = match &e.news {
+        Output::StateChanged { from, to } => {
             json!({"t": t, "event": "state", "from": from.name(), "to": to.name()})
         }
-        SessionEvent::Established {
+        Output::Established {
             negotiated,
             peer_open,
             ..
@@ -249,16 +296,16 @@ fn print_event(e: &SessionEvent, t: Duration, json: bool) {
             "route_refresh": negotiated.route_refresh,
             "graceful_restart": negotiated.peer_graceful_restart.is_some(),
         }),
-        SessionEvent::Down { reason, graceful } => {
+        Output::Down { reason, graceful } => {
             json!({"t": t, "event": "down", "reason": reason.to_string(), "graceful": graceful})
         }
-        SessionEvent::Failed(reason) => {
+        Output::Failed(reason) => {
             json!({"t": t, "event": "failed", "reason": reason.to_string()})
         }
         // Actions: carried out by the driver, never reported.
-        SessionEvent::Connect | SessionEvent::Send { .. } | SessionEvent::Close(_) => return,
-        SessionEvent::Update(f) => json!({"t": t, "event": "update", "length": f.bytes.len()}),
-        SessionEvent::RouteRefresh(r) => {
+        Output::Connect | Output::Send { .. } | Output::Close(_) => return,
+        Output::Update(f) => json!({"t": t, "event": "update", "length": f.bytes.len()}),
+        Output::RouteRefresh(r) => {
             json!({"t": t, "event": "route-refresh", "afi": r.afi.0, "safi": r.safi.0})
         }
     };

@@ -12,18 +12,22 @@
 //! and stops costs at most one message of buffer; writes go out as the socket takes them,
 //! and a socket that stops taking them arms the machine's send hold timer (RFC 9687).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bgp_fsm::{Config, ConnId, Input, Output, Session};
 use bgp_wire::{Framer, Notification};
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 /// Where and how to reach one peer.
@@ -48,18 +52,67 @@ pub enum Command {
     Start,
     /// ManualStop, with the Cease to send (Administrative Shutdown when `None`).
     Stop(Option<Notification>),
+    /// AutomaticStop with this Cease: the session restarts by itself after the idle hold
+    /// time (e.g. Out of Resources for a peer that cannot keep up).
+    Reset(Notification),
+    /// Queue UPDATE messages for the Established connection (dropped if there is none: the
+    /// RIB learns of the session going down from the events).
+    Send(Bytes),
+    /// The RIB found an UPDATE that resets the session (RFC 7606).
+    UpdateError(Notification),
+    /// The RIB counted more prefixes than allowed: Cease/1 with this data (RFC 4486).
+    MaxPrefixExceeded(Bytes),
 }
 
 /// What a session reports to its owner: the machine's outputs that are news rather than
 /// actions (`Established`, `Down`, `Failed`, `Update`, `RouteRefresh`, `StateChanged`);
 /// the driver carries out `Connect`, `Send` and `Close` itself.
-pub type SessionEvent = Output;
+#[derive(Clone, Debug)]
+pub struct SessionEvent {
+    /// The peer's address: which session this is.
+    pub peer: IpAddr,
+    /// What happened.
+    pub news: Output,
+    /// With `Established`: our address on the connection (for next-hop-self).
+    pub local: Option<SocketAddr>,
+}
+
+/// The owner's side of a running session.
+#[derive(Debug)]
+pub struct SessionHandle {
+    /// Commands, unbounded in count because UPDATE bytes are accounted in `queued`.
+    pub commands: mpsc::UnboundedSender<Command>,
+    /// Connections the listener accepted from the peer's address.
+    pub inbound: mpsc::Sender<TcpStream>,
+    /// Bytes handed over with [`Command::Send`] and not yet written: the owner stops a
+    /// peer that cannot keep up instead of letting this grow without bound.
+    pub queued: Arc<AtomicUsize>,
+    /// The task.
+    pub task: JoinHandle<()>,
+}
+
+/// Starts a session task; it begins connecting (or listening, if passive) at once.
+pub fn spawn(spec: SessionSpec, events: mpsc::Sender<SessionEvent>) -> SessionHandle {
+    let (commands, cmd_rx) = mpsc::unbounded_channel();
+    let (inbound, in_rx) = mpsc::channel(4);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let task = tokio::spawn(run(spec, in_rx, cmd_rx, events, queued.clone()));
+    SessionHandle {
+        commands,
+        inbound,
+        queued,
+        task,
+    }
+}
 
 /// One TCP connection and its buffers.
 struct Conn {
     stream: TcpStream,
     rbuf: BytesMut,
-    wbuf: BytesMut,
+    /// Messages to write, in order, each marked whether it counts in the owner's `queued`
+    /// (UPDATEs from the RIB, which share their buffers with the other members of their
+    /// update group until written) or not (the machine's own messages).
+    wq: VecDeque<(Bytes, bool)>,
     framer: Framer,
     /// The socket refused bytes last time: the machine's send hold timer runs.
     blocked: bool,
@@ -71,7 +124,7 @@ impl Conn {
         Self {
             stream,
             rbuf: BytesMut::with_capacity(4096),
-            wbuf: BytesMut::new(),
+            wq: VecDeque::new(),
             framer: Framer::new(),
             blocked: false,
         }
@@ -112,7 +165,7 @@ async fn readable(c: &Option<Conn>) -> io::Result<()> {
 /// Waits until `c` has bytes to write and can take them.
 async fn writable(c: &Option<Conn>) -> io::Result<()> {
     match c {
-        Some(c) if !c.wbuf.is_empty() => c.stream.writable().await,
+        Some(c) if !c.wq.is_empty() => c.stream.writable().await,
         _ => std::future::pending().await,
     }
 }
@@ -126,8 +179,13 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Hands an event to the owner. A gone owner means nobody listens; the session still
 /// shuts down cleanly.
-async fn emit(events: &mpsc::Sender<SessionEvent>, e: SessionEvent) {
-    let _ = events.send(e).await;
+async fn emit(
+    events: &mpsc::Sender<SessionEvent>,
+    peer: IpAddr,
+    news: Output,
+    local: Option<SocketAddr>,
+) {
+    let _ = events.send(SessionEvent { peer, news, local }).await;
 }
 
 /// The session task.
@@ -137,14 +195,17 @@ struct Driver {
     conns: [Option<Conn>; 2],
     connecting: Option<Connecting>,
     events: mpsc::Sender<SessionEvent>,
+    /// Shared with the owner: UPDATE bytes accepted and not yet written.
+    queued: Arc<AtomicUsize>,
 }
 
 /// Runs one session until the command channel closes. Starts it at once.
-pub async fn run(
+async fn run(
     spec: SessionSpec,
     mut inbound: mpsc::Receiver<TcpStream>,
-    mut commands: mpsc::Receiver<Command>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::Sender<SessionEvent>,
+    queued: Arc<AtomicUsize>,
 ) {
     let mut d = Driver {
         fsm: Session::new(spec.fsm.clone()),
@@ -152,6 +213,7 @@ pub async fn run(
         conns: [None, None],
         connecting: None,
         events,
+        queued,
     };
     d.fsm
         .handle(Instant::now(), Input::Start { automatic: false });
@@ -161,8 +223,7 @@ pub async fn run(
         tokio::select! {
             () = sleep_until(deadline) => d.fsm.handle_timeout(Instant::now()),
             cmd = commands.recv() => match cmd {
-                Some(Command::Start) => d.fsm.handle(Instant::now(), Input::Start { automatic: false }),
-                Some(Command::Stop(n)) => d.fsm.handle(Instant::now(), Input::Stop { automatic: false, notification: n }),
+                Some(cmd) => d.command(cmd),
                 None => {
                     d.fsm.handle(Instant::now(), Input::Stop { automatic: false, notification: None });
                     d.carry_out().await;
@@ -197,6 +258,40 @@ async fn connected(c: &mut Option<Connecting>) -> io::Result<TcpStream> {
 }
 
 impl Driver {
+    fn command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Start => self.fsm.handle(now, Input::Start { automatic: false }),
+            Command::Stop(n) => self.fsm.handle(
+                now,
+                Input::Stop {
+                    automatic: false,
+                    notification: n,
+                },
+            ),
+            Command::Reset(n) => self.fsm.handle(
+                now,
+                Input::Stop {
+                    automatic: true,
+                    notification: Some(n),
+                },
+            ),
+            Command::Send(bytes) => match self.fsm.established() {
+                Some((c, _)) => {
+                    if let Some(conn) = self.conns[c.index()].as_mut() {
+                        conn.wq.push_back((bytes, true));
+                        self.flush(c);
+                    }
+                }
+                None => self.unqueue(bytes.len()),
+            },
+            Command::UpdateError(n) => self.fsm.handle(now, Input::UpdateError(n)),
+            Command::MaxPrefixExceeded(data) => {
+                self.fsm.handle(now, Input::MaxPrefixExceeded { data });
+            }
+        }
+    }
+
     fn accept(&mut self, stream: TcpStream) {
         if self.fsm.has_conn(ConnId::Inbound) {
             // One inbound connection at a time; a second is refused at the door.
@@ -240,9 +335,29 @@ impl Driver {
     }
 
     fn failed(&mut self, c: ConnId, reason: String) {
-        self.conns[c.index()] = None;
+        self.forget(c);
         self.fsm
             .handle(Instant::now(), Input::ConnectionFailed { conn: c, reason });
+    }
+
+    /// Drops connection `c` and what it had left to write.
+    fn forget(&mut self, c: ConnId) -> Option<Conn> {
+        let conn = self.conns[c.index()].take()?;
+        let left: usize = conn
+            .wq
+            .iter()
+            .filter(|(_, q)| *q)
+            .map(|(b, _)| b.len())
+            .sum();
+        self.unqueue(left);
+        Some(conn)
+    }
+
+    /// UPDATE bytes that left the queue (written or dropped).
+    fn unqueue(&self, n: usize) {
+        if n > 0 {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+        }
     }
 
     fn on_writable(&mut self, c: ConnId, ready: io::Result<()>) {
@@ -257,16 +372,34 @@ impl Driver {
         let Some(conn) = self.conns[c.index()].as_mut() else {
             return;
         };
-        while !conn.wbuf.is_empty() {
-            match conn.stream.try_write(&conn.wbuf) {
-                Ok(n) => conn.wbuf.advance(n),
+        let mut written = 0;
+        let mut error = None;
+        while let Some((front, counted)) = conn.wq.front_mut() {
+            match conn.stream.try_write(front) {
+                Ok(n) => {
+                    if *counted {
+                        written += n;
+                    }
+                    front.advance(n);
+                    if front.is_empty() {
+                        conn.wq.pop_front();
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return self.failed(c, e.to_string()),
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
             }
         }
-        let blocked = !conn.wbuf.is_empty();
-        if blocked != conn.blocked {
-            conn.blocked = blocked;
+        let blocked = !conn.wq.is_empty();
+        let changed = blocked != conn.blocked;
+        conn.blocked = blocked;
+        self.unqueue(written);
+        if let Some(e) = error {
+            return self.failed(c, e.to_string());
+        }
+        if changed {
             let input = if blocked {
                 Input::SendBlocked(c)
             } else {
@@ -295,7 +428,7 @@ impl Driver {
                 }
                 Output::Send { conn, bytes } => {
                     if let Some(c) = self.conns[conn.index()].as_mut() {
-                        c.wbuf.extend_from_slice(&bytes);
+                        c.wq.push_back((bytes, false));
                         self.flush(conn);
                     }
                 }
@@ -303,18 +436,20 @@ impl Driver {
                     if conn == ConnId::Outbound {
                         self.connecting = None;
                     }
-                    if let Some(mut c) = self.conns[conn.index()].take() {
+                    if let Some(mut c) = self.forget(conn) {
                         // The NOTIFICATION before a close must reach the peer; give it a
-                        // moment, not forever.
-                        let wbuf = std::mem::take(&mut c.wbuf);
+                        // moment, not forever. What was queued before it goes too.
                         let flush = async {
-                            c.stream.write_all(&wbuf).await?;
+                            for (b, _) in &c.wq {
+                                c.stream.write_all(b).await?;
+                            }
                             c.stream.shutdown().await
                         };
                         let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
                     }
                 }
                 news => {
+                    let mut local = None;
                     match &news {
                         Output::Established {
                             conn,
@@ -324,6 +459,7 @@ impl Driver {
                             if let Some(c) = self.conns[conn.index()].as_mut() {
                                 c.framer
                                     .set_extended_message(negotiated.ctx.extended_message);
+                                local = c.stream.local_addr().ok();
                             }
                             info!(peer = %self.spec.peer, asn = peer_open.asn, id = %peer_open.bgp_id, hold = negotiated.hold_time, "session established");
                         }
@@ -338,7 +474,7 @@ impl Driver {
                         }
                         _ => {}
                     }
-                    emit(&self.events, news).await;
+                    emit(&self.events, self.spec.peer, news, local).await;
                 }
             }
         }
