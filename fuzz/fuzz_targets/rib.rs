@@ -272,21 +272,6 @@ fn setup(c: u8, d: u8) -> Harness {
 
 impl Harness {
     fn peer_up(&mut self, i: usize, v: u8, w: u8) {
-        // Known bug: a joiner's catch-up from the Adj-RIB-Out and the dirty prefixes are
-        // drained into one batch whose withdrawals are all encoded first, so a joiner can be
-        // sent a withdrawal and then the stale announcement of the same prefix. Draining
-        // around `peer_up` keeps the two apart.
-        let workaround = workaround_joiner();
-        if workaround {
-            self.drain(usize::MAX, true);
-        }
-        self.peer_up_inner(i, v, w);
-        if workaround {
-            self.drain(usize::MAX, true);
-        }
-    }
-
-    fn peer_up_inner(&mut self, i: usize, v: u8, w: u8) {
         let p = &mut self.peers[i];
         let families = match v & 3 {
             1 => FamilySet::only(Family::Ipv4Unicast),
@@ -322,7 +307,6 @@ impl Harness {
             ..SessionCtx::default()
         };
         let router_id = match w & 7 {
-            _ if workaround("rid") => p.base_rid,
             // Another peer's router ID: ORIGINATOR_ID exclusion hits two members.
             1 => peer_rid(usize::from(w >> 3) % 4),
             2 => Ipv4Addr::new(10, 255, 1, i as u8 + 2),
@@ -361,9 +345,6 @@ impl Harness {
             None => SessionCtx::default(),
         };
         let view = UpdateView::parse(body, &ctx);
-        if workaround("confed") && has_confed(&view) {
-            return;
-        }
         let _ = self.rib.apply_update(p.id, &view);
     }
 
@@ -761,6 +742,8 @@ impl Harness {
             if sk != PeerKind::Local {
                 out.med = None;
             }
+            // RFC 5065 §5.3: no confederation segments outside the confederation.
+            out.as_path.segments.retain(|s| !matches!(s.ty.0, 3 | 4));
             out.as_path.prepend(LOCAL_AS, 1);
         } else {
             out.local_pref = Some(a.local_pref.unwrap_or(self.cfg.default_local_pref));
@@ -971,37 +954,6 @@ impl Harness {
     }
 }
 
-/// `RIB_FUZZ_WORKAROUND=joiner,confed` sidesteps known bugs so that fuzzing can look past
-/// them: `joiner`, see `peer_up`; `confed`, AS_CONFED segments received over iBGP are sent
-/// on to eBGP peers (after our AS), which treat the route as withdrawn (RFC 5065 §5,
-/// RFC 7606 §7.2): no confederation segments are fed in; `rid`, a peer that comes back
-/// with another router ID keeps being advertised with the old one as ORIGINATOR_ID (the
-/// outgoing-attribute cache is keyed by source peer, not its router ID, and `peer_up` does
-/// not rerun the decision): each peer keeps one router ID.
-fn workaround(name: &str) -> bool {
-    static ON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ON.get_or_init(|| std::env::var("RIB_FUZZ_WORKAROUND").unwrap_or_default())
-        .split(',')
-        .any(|w| w == name)
-}
-
-fn workaround_joiner() -> bool {
-    workaround("joiner")
-}
-
-fn has_confed(view: &UpdateView<'_>) -> bool {
-    view.as_path().is_some_and(|p| {
-        p.to_owned_path()
-            .segments
-            .iter()
-            .any(|s| matches!(s.ty.0, 3 | 4))
-    }) || view.as4_path().is_some_and(|p| {
-        p.to_owned_path()
-            .segments
-            .iter()
-            .any(|s| matches!(s.ty.0, 3 | 4))
-    })
-}
 
 fn trace() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -1013,7 +965,7 @@ fn run(data: &[u8]) {
     let (c, d) = (inp.byte(), inp.byte());
     let mut h = setup(c, d);
     for i in 0..h.peers.len() {
-        h.peer_up_inner(i, 0, 0);
+        h.peer_up(i, 0, 0);
     }
     for _ in 0..MAX_OPS {
         if inp.0.is_empty() {

@@ -145,6 +145,9 @@ struct Batch {
 struct Bucket {
     /// Out entry id for announcements, `None` for withdrawals.
     entry: Option<u32>,
+    /// A late joiner's catch-up from the Adj-RIB-Out as it was before this drain's
+    /// changes: sent before them, so that the changes land last.
+    catch_up: bool,
     family: Family,
     audience: Audience,
     nlri: Vec<Nlri>,
@@ -154,6 +157,7 @@ impl Batch {
     fn bucket(&mut self, entry: Option<u32>, family: Family, audience: Audience) -> usize {
         self.buckets.push(Bucket {
             entry,
+            catch_up: false,
             family,
             audience,
             nlri: Vec::new(),
@@ -480,6 +484,7 @@ impl UpdateGroup {
                         let b = *batch.ann_only.entry((id, peer)).or_insert(next);
                         if b == next {
                             batch.bucket(Some(id), family, Audience::Only(PeerId(peer)));
+                            batch.buckets[b].catch_up = true;
                         }
                         let path_id = self.key.add_path(family).map(|_| tx);
                         batch.buckets[b].nlri.push(Nlri { path_id, prefix });
@@ -517,10 +522,16 @@ impl UpdateGroup {
                     *cur = next.cloned();
                 }
             };
-        // Withdrawals first: some go to the member an announcement below skips.
-        let (wd, ann): (Vec<&Bucket>, Vec<&Bucket>) =
-            batch.buckets.iter().partition(|b| b.entry.is_none());
-        for b in wd.into_iter().chain(ann) {
+        // Catch-up first (the state before this drain), then withdrawals (some go to the
+        // member an announcement below skips), then announcements.
+        let rank = |b: &Bucket| match (b.catch_up, b.entry) {
+            (true, _) => 0,
+            (false, None) => 1,
+            (false, Some(_)) => 2,
+        };
+        let mut order: Vec<&Bucket> = batch.buckets.iter().collect();
+        order.sort_by_key(|b| rank(b));
+        for b in order {
             flush(&mut buf, &mut cur, Some(&b.audience));
             // Neither can fail: the out entry was checked to fit a message with a
             // longest prefix when it was built.

@@ -66,6 +66,9 @@ pub(crate) fn transform(
         if src.kind != PeerKind::Local {
             out.med = None;
         }
+        // RFC 5065 §5.3: confederation segments never leave the confederation (and we
+        // are in none, so they only come from a misconfigured internal peer).
+        out.as_path.segments.retain(|s| !matches!(s.ty.0, 3 | 4));
         // §5.1.2: prepend our AS towards an external peer.
         out.as_path.prepend(cfg.local_as, 1);
     } else {

@@ -140,6 +140,13 @@ impl Rib {
         if self.peer(peer)?.session.is_some() {
             self.leave_group(peer);
         }
+        // Routes kept from an earlier session (graceful restart) were decided and encoded
+        // with the identifier of that session (ORIGINATOR_ID, RFC 4456 §8; the decision's
+        // tie-break): a peer that comes back as another router has them all withdrawn.
+        let old_id = self.facts.get(peer.0 as usize)?.router_id;
+        if old_id != Ipv4Addr::UNSPECIFIED && old_id != session.router_id {
+            self.peer_down(peer, false);
+        }
         let st = self.peers.get_mut(peer.0 as usize)?.as_mut()?;
         st.session = Some(session);
         let fact = self.facts.get_mut(peer.0 as usize)?;

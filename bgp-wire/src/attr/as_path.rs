@@ -149,7 +149,9 @@ impl AsPath {
         let mut keep = n - m;
         let mut out = Self::default();
         for s in &as_path.segments {
-            if keep == 0 {
+            // Confederation segments count nothing and AS4_PATH never carries them (RFC
+            // 6793 §3): those in front stay even when no AS of AS_PATH does.
+            if keep == 0 && !s.ty.is_confed() {
                 break;
             }
             match s.ty {
@@ -406,6 +408,21 @@ mod tests {
         assert_eq!(
             merged.segments,
             vec![seq(&[65001]), seq(&[4_200_000_001, 4_200_000_002, 65003])]
+        );
+        // A leading confederation segment survives the merge.
+        let confed = AsPath {
+            segments: vec![
+                AsSegment {
+                    ty: AsSegmentType::AS_CONFED_SEQUENCE,
+                    asns: vec![64512],
+                },
+                seq(&[23456, 65003]),
+            ],
+        };
+        let as4 = AsPath::from_sequence([4_200_000_000, 65003]);
+        assert_eq!(
+            AsPath::merge_as4(&confed, &as4).segments,
+            vec![confed.segments[0].clone(), seq(&[4_200_000_000, 65003])]
         );
         // An AS4_PATH longer than AS_PATH is ignored.
         let long = AsPath::from_sequence([1, 2, 3, 4, 5]);
