@@ -16,7 +16,7 @@ fn joiner_gets_stale_route_after_withdraw() {
     let a = client(&mut rib, 2);
     let b = client(&mut rib, 3); // same update group as `a`
     let n = nonclient(&mut rib, 4);
-    apply(
+    let _ = apply(
         &mut rib,
         n,
         &ctx,
@@ -84,7 +84,7 @@ fn originator_id_keeps_old_router_id() {
     let ctx = ibgp_ctx();
     let a = client(&mut rib, 2);
     let b = client(&mut rib, 3);
-    apply(
+    let _ = apply(
         &mut rib,
         a,
         &ctx,
@@ -101,7 +101,7 @@ fn originator_id_keeps_old_router_id() {
         },
     );
     // The peer re-sends its table on the new session.
-    apply(
+    let _ = apply(
         &mut rib,
         a,
         &ctx,
