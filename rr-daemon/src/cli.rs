@@ -4,7 +4,9 @@
 //! events, one line each (JSON with `--json`), until SIGINT or SIGTERM, when it sends a
 //! Cease and exits 0. `rr-daemon check --config FILE` checks a configuration file
 //! ([`crate::config`]) and prints a one-line summary, or the first error as
-//! `FILE:LINE:COL: KEY: message` and exits 1.
+//! `FILE:LINE:COL: KEY: message` and exits 1. `rr-daemon ctl ...` asks a running daemon
+//! through its control API ([`crate::ctl`]). The daemon serves that API ([`crate::api`])
+//! on `[api] listen` unless `[api] enabled = false`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -39,6 +41,8 @@ enum Cmd {
     Session(SessionArgs),
     /// Check a configuration file: print a one-line summary, or the first error.
     Check(CheckArgs),
+    /// Ask a running daemon through its control API: peers, routes, status.
+    Ctl(crate::ctl::CtlArgs),
 }
 
 #[derive(Args)]
@@ -104,6 +108,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let job = match (cli.command, cli.config) {
         (Some(Cmd::Check(args)), _) => return check(&args),
+        (Some(Cmd::Ctl(args)), _) => return crate::ctl::main(&args),
         (Some(Cmd::Session(args)), _) => Job::Session(args),
         (None, Some(path)) => Job::Daemon(path),
         (None, None) => {
@@ -154,7 +159,23 @@ async fn daemon(path: PathBuf) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let config = crate::config::Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     info!("{}", config.summary());
+    let api = config.api;
+    // Bound before the speaker starts: a taken address fails the start cleanly.
+    let api_listener = if api.enabled {
+        Some(crate::api::bind(api.listen).await?)
+    } else {
+        None
+    };
     let (speaker, core) = crate::speaker::Speaker::start(config).await?;
+    if let Some(listener) = api_listener {
+        let (speaker, options) = (speaker.clone(), crate::api::ApiOptions::default());
+        tokio::spawn(async move {
+            let never = std::future::pending();
+            if let Err(e) = crate::api::serve(listener, speaker, options, never).await {
+                warn!("control API stopped: {e}");
+            }
+        });
+    }
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     loop {
@@ -163,6 +184,9 @@ async fn daemon(path: PathBuf) -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = hup.recv() => match crate::config::Config::load(&path) {
                 Ok(new) => {
+                    if new.api != api {
+                        warn!("[api] changes take effect at the next start");
+                    }
                     let _ = speaker.reload(new).await?;
                 }
                 // A bad file changes nothing: the running configuration stays.

@@ -1,13 +1,17 @@
 //! The embeddable BGP speaker and the route-reflector daemon.
 //!
 //! So far: [`config`], the configuration file and its resolved model; [`session`], the
-//! tokio driver of one peer's [`bgp_fsm::Session`]; and the command line ([`cli`]):
+//! tokio driver of one peer's [`bgp_fsm::Session`]; [`speaker`], the core that owns the
+//! RIB and the sessions; [`api`], the read-only HTTP control API and Prometheus metrics;
+//! and the command line ([`cli`]): `rr-daemon --config FILE` runs the daemon,
 //! `rr-daemon session` brings one session up against a real peer, `rr-daemon check`
-//! checks a configuration file.
+//! checks a configuration file, and `rr-daemon ctl` ([`ctl`]) asks a running daemon.
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod session;
 pub mod speaker;

@@ -20,14 +20,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bgp_fsm::{Output, State};
+use bgp_fsm::{DownReason, Output, State};
 use bgp_wire::notification::subcode;
 use bgp_wire::update::{Treatment, UpdateView};
-use bgp_wire::{ErrorCode, Notification, SessionCtx};
+use bgp_wire::{Afi, ErrorCode, Family, FamilySet, Notification, Safi, SessionCtx};
 use bytes::{BufMut, BytesMut};
 use ipnet::IpNet;
-use rib::{Attrs, BestChange, Explanation, LocalAddrs, PeerId, Rib, Signal};
-use serde::Serialize;
+use rib::{Attrs, BestChange, BestRoute, Explanation, LocalAddrs, PeerId, Rib, RibStats, Signal};
+use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -45,7 +45,7 @@ const MAX_QUEUED: usize = 256 << 20;
 const DRAIN_BUDGET: usize = 256;
 
 /// What a peer looks like from outside, as the control API reports it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PeerStatus {
     /// The peer's address.
     pub address: IpAddr,
@@ -59,12 +59,75 @@ pub struct PeerStatus {
     pub prefixes_received: u64,
     /// Routes from the peer in the Adj-RIB-In now (after import policy).
     pub prefixes_accepted: u64,
+    /// Prefixes announced to the peer since the session came up (NLRI handed to the
+    /// session; a route re-announced with new attributes counts again), the counterpart
+    /// of `prefixes_received`.
+    pub prefixes_sent: u64,
+    /// UPDATE messages received since the session came up.
+    pub updates_received: u64,
     /// UPDATE messages sent since the session came up.
     pub updates_sent: u64,
+    /// UPDATE bytes handed to the session and not yet written (the peer's output queue).
+    pub queued_bytes: u64,
+    /// Seconds since the session entered its current state.
+    pub since_s: u64,
+    /// Seconds since the peer was added (configured at start, reloaded in, or accepted).
+    pub age_s: u64,
     /// Why the session is not (or was last not) Established, in words.
     pub last_error: Option<String>,
+    /// The last NOTIFICATION we sent, by name, if any since the peer was added.
+    pub last_notification_sent: Option<String>,
+    /// The last NOTIFICATION the peer sent, by name, if any since the peer was added.
+    pub last_notification_received: Option<String>,
+    /// Graceful restart (helper) is under way: the peer went down gracefully and its
+    /// routes are kept as stale until its End-of-RIB or the restart time runs out.
+    pub graceful_restart_pending: bool,
     /// Accepted from a dynamic neighbour range.
     pub dynamic: bool,
+}
+
+/// A best route with the address of the peer it came from.
+#[derive(Clone, Debug)]
+pub struct RouteEntry {
+    /// The prefix.
+    pub prefix: IpNet,
+    /// Its best path.
+    pub best: BestRoute,
+    /// The source peer's address; `None` for a route this speaker originates.
+    pub from: Option<IpAddr>,
+}
+
+/// A page of the Loc-RIB, in the RIB's internal order (stable while the table does not
+/// change).
+#[derive(Clone, Debug)]
+pub struct RoutesPage {
+    /// The routes.
+    pub routes: Vec<RouteEntry>,
+    /// More routes follow this page.
+    pub more: bool,
+}
+
+/// [`Explanation`] with the address of each path's source peer.
+#[derive(Clone, Debug)]
+pub struct ExplainedRoute {
+    /// Every path, best first, with why it won or lost.
+    pub explanation: Explanation,
+    /// For each path in `explanation.paths`, the source peer's address; `None` for a
+    /// route this speaker originates.
+    pub from: Vec<Option<IpAddr>>,
+}
+
+/// Everything metrics read, taken in one visit to the core.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Our AS.
+    pub local_as: u32,
+    /// Our BGP identifier.
+    pub router_id: std::net::Ipv4Addr,
+    /// Every peer's status.
+    pub peers: Vec<PeerStatus>,
+    /// Table sizes (computing them walks the Loc-RIB once).
+    pub rib: RibStats,
 }
 
 /// A request to the core.
@@ -78,6 +141,14 @@ enum Request {
     Subscribe(mpsc::UnboundedSender<BestChange>),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Route(IpNet, oneshot::Sender<Option<Explanation>>),
+    // Added for the control API (`crate::api`): each is one visit to the core.
+    Explain(IpNet, oneshot::Sender<Option<ExplainedRoute>>),
+    Routes {
+        offset: usize,
+        limit: usize,
+        done: oneshot::Sender<RoutesPage>,
+    },
+    Snapshot(oneshot::Sender<Snapshot>),
     StaleExpired(IpAddr, u64),
     Shutdown(oneshot::Sender<()>),
 }
@@ -179,6 +250,27 @@ impl Speaker {
         self.ask(|tx| Request::Route(prefix, tx)).await
     }
 
+    /// [`Speaker::route`] with each path's source peer address.
+    pub async fn explain(&self, prefix: IpNet) -> anyhow::Result<Option<ExplainedRoute>> {
+        self.ask(|tx| Request::Explain(prefix, tx)).await
+    }
+
+    /// Up to `limit` best routes of the Loc-RIB, skipping the first `offset`. The core
+    /// walks `offset + limit` entries: keep both bounded.
+    pub async fn routes(&self, offset: usize, limit: usize) -> anyhow::Result<RoutesPage> {
+        self.ask(|done| Request::Routes {
+            offset,
+            limit,
+            done,
+        })
+        .await
+    }
+
+    /// Every peer's status and the RIB's sizes, for metrics.
+    pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        self.ask(Request::Snapshot).await
+    }
+
     /// Sends a Cease to every peer and stops.
     pub async fn shutdown(&self) -> anyhow::Result<()> {
         self.ask(Request::Shutdown).await
@@ -222,6 +314,165 @@ struct Peer {
     updates_sent: u64,
     /// Counts sessions, so that a stale timer of an earlier one is recognised.
     epoch: u64,
+    // For the control API: counters and history that `status` reports.
+    added_at: Instant,
+    state_since: Instant,
+    prefixes_sent: u64,
+    updates_received: u64,
+    last_notification_sent: Option<String>,
+    last_notification_received: Option<String>,
+    /// Graceful restart under way (see [`PeerStatus::graceful_restart_pending`]).
+    gr_pending: bool,
+    /// With `gr_pending` and the session back up: families whose End-of-RIB is awaited.
+    gr_eor_awaited: FamilySet,
+}
+
+impl Peer {
+    /// Records why a session or connection attempt ended: `last_error` in words, and the
+    /// NOTIFICATION by direction.
+    fn record_down(&mut self, reason: &DownReason, local_as: u32) {
+        match reason {
+            DownReason::NotificationSent(n) => {
+                self.last_notification_sent = Some(n.to_string());
+            }
+            DownReason::NotificationReceived(n) => {
+                self.last_notification_received = Some(n.to_string());
+            }
+            _ => {}
+        }
+        self.last_error = Some(describe_down(reason, &self.settings, local_as));
+    }
+}
+
+/// `reason` in an operator's words: the reason's own text, preceded for OPEN mismatches by
+/// what does not match and which side has to change.
+///
+/// The AS a peer claimed in a refused OPEN is not reported by the session layer (the
+/// NOTIFICATION for Bad Peer AS carries no data), so a mismatch names the configured AS.
+fn describe_down(reason: &DownReason, peer: &PeerSettings, local_as: u32) -> String {
+    use subcode::open;
+    let (sent, n) = match reason {
+        DownReason::NotificationSent(n) | DownReason::NotSent(n) => (true, n),
+        DownReason::NotificationReceived(n) => (false, n),
+        _ => return reason.to_string(),
+    };
+    if n.code != ErrorCode::OPEN_MESSAGE {
+        return reason.to_string();
+    }
+    let what = match (sent, n.subcode) {
+        (true, open::BAD_PEER_AS) => format!(
+            "OPEN mismatch: the peer does not say AS {}, as configured for it",
+            peer.asn
+        ),
+        (false, open::BAD_PEER_AS) => format!(
+            "OPEN mismatch: the peer refused our AS {local_as}: check the AS it has configured for us"
+        ),
+        (true, open::BAD_BGP_IDENTIFIER) => {
+            "OPEN mismatch: the peer's BGP identifier is invalid or equal to ours".to_owned()
+        }
+        (false, open::BAD_BGP_IDENTIFIER) => {
+            "OPEN mismatch: the peer refused our BGP identifier (equal to its own?)".to_owned()
+        }
+        (true, open::UNACCEPTABLE_HOLD_TIME) => {
+            "OPEN mismatch: the peer's hold time is below our minimum".to_owned()
+        }
+        (false, open::UNACCEPTABLE_HOLD_TIME) => format!(
+            "OPEN mismatch: the peer refused our hold time of {} s",
+            peer.hold_time
+        ),
+        (true, open::UNSUPPORTED_CAPABILITY) => {
+            "OPEN mismatch: the peer lacks a capability we require (address family?)".to_owned()
+        }
+        (false, open::UNSUPPORTED_CAPABILITY) => {
+            "OPEN mismatch: the peer requires a capability we do not offer (address family?)"
+                .to_owned()
+        }
+        (_, open::ROLE_MISMATCH) => "OPEN mismatch: BGP roles do not agree".to_owned(),
+        _ => return reason.to_string(),
+    };
+    format!("{what} ({reason})")
+}
+
+/// Counts the UPDATE messages in `bytes` (whole messages back to back, as the RIB encodes
+/// them) and the prefixes they announce, in the NLRI field and in MP_REACH_NLRI. Only
+/// length fields are read: no attribute is decoded and nothing is allocated, so this costs
+/// a small fraction of the encoding it follows. `add_path` names the families whose NLRI
+/// carry a path identifier (RFC 7911).
+fn count_updates(bytes: &[u8], add_path: FamilySet) -> (u64, u64) {
+    const HEADER: usize = 19;
+    const UPDATE: u8 = 2;
+    let (mut messages, mut announced) = (0, 0);
+    let mut rest = bytes;
+    while rest.len() >= HEADER {
+        let len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
+        if len < HEADER || len > rest.len() {
+            break; // Not what the RIB encodes; stop rather than guess.
+        }
+        let (msg, tail) = rest.split_at(len);
+        rest = tail;
+        if msg[18] == UPDATE {
+            messages += 1;
+            announced += count_announced(&msg[HEADER..], add_path).unwrap_or(0);
+        }
+    }
+    (messages, announced)
+}
+
+/// Prefixes announced by one UPDATE body (RFC 4271 §4.3, RFC 4760 §3); `None` when a
+/// length runs past the end.
+fn count_announced(body: &[u8], add_path: FamilySet) -> Option<u64> {
+    let be16 = |b: &[u8], at: usize| -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes([
+            *b.get(at)?,
+            *b.get(at + 1)?,
+        ])))
+    };
+    let attrs_at = 2 + be16(body, 0)?;
+    let nlri_at = attrs_at + 2 + be16(body, attrs_at)?;
+    let attrs = body.get(attrs_at + 2..nlri_at)?;
+    let mut n = count_prefixes(body.get(nlri_at..)?, add_path.contains(Family::Ipv4Unicast));
+    let mut i = 0;
+    while i < attrs.len() {
+        let (flags, ty) = (*attrs.get(i)?, *attrs.get(i + 1)?);
+        let (len, hdr) = if flags & 0x10 != 0 {
+            (be16(attrs, i + 2)?, 4)
+        } else {
+            (usize::from(*attrs.get(i + 2)?), 3)
+        };
+        let value = attrs.get(i + hdr..i + hdr + len)?;
+        const MP_REACH_NLRI: u8 = 14;
+        if ty == MP_REACH_NLRI && value.len() >= 5 {
+            // AFI (2), SAFI (1), next hop length (1), next hop, reserved (1), NLRI.
+            let family = Family::from_afi_safi(
+                Afi(u16::from_be_bytes([value[0], value[1]])),
+                Safi(value[2]),
+            );
+            let nlri = value.get(5 + usize::from(value[3])..)?;
+            n += count_prefixes(nlri, family.is_some_and(|f| add_path.contains(f)));
+        }
+        i += hdr + len;
+    }
+    Some(n)
+}
+
+/// Prefixes in an NLRI field: length in bits, then the bytes it needs (RFC 4271 §4.3),
+/// each after a 4-byte path identifier with ADD-PATH (RFC 7911 §3).
+fn count_prefixes(mut b: &[u8], path_id: bool) -> u64 {
+    let mut n = 0;
+    loop {
+        if path_id {
+            let Some(tail) = b.get(4..) else { return n };
+            b = tail;
+        }
+        let Some((&bits, tail)) = b.split_first() else {
+            return n;
+        };
+        let Some(tail) = tail.get(usize::from(bits).div_ceil(8)..) else {
+            return n;
+        };
+        b = tail;
+        n += 1;
+    }
 }
 
 struct Core {
@@ -294,6 +545,14 @@ impl Core {
                 prefixes_received: 0,
                 updates_sent: 0,
                 epoch: 0,
+                added_at: Instant::now(),
+                state_since: Instant::now(),
+                prefixes_sent: 0,
+                updates_received: 0,
+                last_notification_sent: None,
+                last_notification_received: None,
+                gr_pending: false,
+                gr_eor_awaited: FamilySet::EMPTY,
             },
         );
         id
@@ -346,12 +605,49 @@ impl Core {
             Request::Withdraw(prefix) => self.rib.withdraw_local(prefix),
             Request::Subscribe(tx) => self.subscribers.push(tx),
             Request::Peers(done) => {
-                let mut v: Vec<PeerStatus> = self.peers.values().map(|p| self.status(p)).collect();
-                v.sort_by_key(|p| p.address);
-                let _ = done.send(v);
+                let _ = done.send(self.statuses());
             }
             Request::Route(prefix, done) => {
                 let _ = done.send(self.rib.explain(&prefix));
+            }
+            Request::Explain(prefix, done) => {
+                let r = self.rib.explain(&prefix).map(|explanation| ExplainedRoute {
+                    from: explanation
+                        .paths
+                        .iter()
+                        .map(|p| self.source(p.peer))
+                        .collect(),
+                    explanation,
+                });
+                let _ = done.send(r);
+            }
+            Request::Routes {
+                offset,
+                limit,
+                done,
+            } => {
+                let mut routes: Vec<RouteEntry> = self
+                    .rib
+                    .loc_rib()
+                    .skip(offset)
+                    .take(limit.saturating_add(1))
+                    .map(|(prefix, best)| RouteEntry {
+                        prefix,
+                        from: self.source(best.peer),
+                        best,
+                    })
+                    .collect();
+                let more = routes.len() > limit;
+                routes.truncate(limit);
+                let _ = done.send(RoutesPage { routes, more });
+            }
+            Request::Snapshot(done) => {
+                let _ = done.send(Snapshot {
+                    local_as: self.config.speaker.asn,
+                    router_id: self.config.speaker.router_id,
+                    peers: self.statuses(),
+                    rib: self.rib.stats(),
+                });
             }
             Request::StaleExpired(addr, epoch) => {
                 if let Some(p) = self.peers.get(&addr)
@@ -360,10 +656,20 @@ impl Core {
                 {
                     info!(peer = %addr, "graceful restart time over: stale routes removed");
                     self.rib.stale_timer_expired(p.id);
+                    if let Some(p) = self.peers.get_mut(&addr) {
+                        p.gr_pending = false;
+                    }
                 }
             }
             Request::Shutdown(_) => {}
         }
+    }
+
+    /// Every peer's status, by address.
+    fn statuses(&self) -> Vec<PeerStatus> {
+        let mut v: Vec<PeerStatus> = self.peers.values().map(|p| self.status(p)).collect();
+        v.sort_by_key(|p| p.address);
+        v
     }
 
     fn status(&self, p: &Peer) -> PeerStatus {
@@ -374,10 +680,24 @@ impl Core {
             uptime_s: p.established_at.map(|t| t.elapsed().as_secs()),
             prefixes_received: p.prefixes_received,
             prefixes_accepted: self.rib.adj_rib_in_len(p.id) as u64,
+            prefixes_sent: p.prefixes_sent,
+            updates_received: p.updates_received,
             updates_sent: p.updates_sent,
+            queued_bytes: p.session.queued.load(Ordering::Relaxed) as u64,
+            since_s: p.state_since.elapsed().as_secs(),
+            age_s: p.added_at.elapsed().as_secs(),
             last_error: p.last_error.clone(),
+            last_notification_sent: p.last_notification_sent.clone(),
+            last_notification_received: p.last_notification_received.clone(),
+            graceful_restart_pending: p.gr_pending,
             dynamic: p.dynamic,
         }
+    }
+
+    /// The address of the peer behind `id`; `None` for local routes (and for a peer
+    /// being removed).
+    fn source(&self, id: PeerId) -> Option<IpAddr> {
+        self.by_id.get(&id).copied()
     }
 
     fn inbound(&mut self, stream: TcpStream, from: SocketAddr) {
@@ -449,7 +769,10 @@ impl Core {
             return;
         }
         match e.news {
-            Output::StateChanged { to, .. } => p.state = to,
+            Output::StateChanged { to, .. } => {
+                p.state = to;
+                p.state_since = Instant::now();
+            }
             Output::Established {
                 negotiated,
                 peer_open,
@@ -461,7 +784,13 @@ impl Core {
                 p.last_error = None;
                 p.prefixes_received = 0;
                 p.updates_sent = 0;
+                p.prefixes_sent = 0;
+                p.updates_received = 0;
                 p.epoch += 1;
+                if p.gr_pending {
+                    // Recovery ends with the peer's End-of-RIB in every family.
+                    p.gr_eor_awaited = negotiated.ctx.families;
+                }
                 let local = e
                     .local
                     .map_or(LocalAddrs::default(), |a| LocalAddrs::from(a.ip()));
@@ -473,11 +802,13 @@ impl Core {
                 self.rib.peer_up(id, session);
             }
             Output::Down { reason, graceful } => {
-                p.last_error = Some(reason.to_string());
+                p.record_down(&reason, self.config.speaker.asn);
                 p.established_at = None;
                 p.ctx = None;
                 let graceful = graceful && p.settings.graceful_restart.is_some();
                 self.rib.peer_down(id, graceful);
+                p.gr_pending = graceful;
+                p.gr_eor_awaited = FamilySet::EMPTY;
                 if graceful {
                     let restart =
                         Duration::from_secs(p.settings.graceful_restart.map_or(0, u64::from));
@@ -488,9 +819,10 @@ impl Core {
                     });
                 }
             }
-            Output::Failed(reason) => p.last_error = Some(reason.to_string()),
+            Output::Failed(reason) => p.record_down(&reason, self.config.speaker.asn),
             Output::Update(frame) => {
                 let Some(ctx) = p.ctx else { return };
+                p.updates_received += 1;
                 let view = UpdateView::parse(frame.body(), &ctx);
                 match view.treatment() {
                     Treatment::SessionReset | Treatment::AfiSafiDisable => {
@@ -508,6 +840,15 @@ impl Core {
                 }
                 let applied = self.rib.apply_update(id, &view);
                 p.prefixes_received += applied.announced as u64;
+                if let Some(f) = applied.end_of_rib
+                    && p.gr_pending
+                {
+                    p.gr_eor_awaited.remove(f);
+                    if p.gr_eor_awaited.is_empty() {
+                        info!(peer = %e.peer, "graceful restart over: End-of-RIB received");
+                        p.gr_pending = false;
+                    }
+                }
                 if let Some(Signal::MaxPrefixExceeded { limit, warn_only }) = applied.signal {
                     warn!(peer = %e.peer, limit, warn_only, "maximum prefix count exceeded");
                     if !warn_only {
@@ -542,6 +883,14 @@ impl Core {
                     break;
                 }
                 for o in &out {
+                    // Counted once per message batch, shared by the members it goes to.
+                    // Members of a group share their encoding, ADD-PATH included.
+                    let add_path = members
+                        .first()
+                        .and_then(|m| self.by_id.get(m))
+                        .and_then(|a| self.peers.get(a)?.ctx)
+                        .map_or(FamilySet::EMPTY, |c| c.add_path_tx);
+                    let (messages, announced) = count_updates(&o.bytes, add_path);
                     for m in &members {
                         if !o.audience.includes(*m) {
                             continue;
@@ -554,7 +903,8 @@ impl Core {
                             p.session.queued.fetch_sub(o.bytes.len(), Ordering::Relaxed);
                             continue;
                         }
-                        p.updates_sent += 1;
+                        p.updates_sent += messages;
+                        p.prefixes_sent += announced;
                         let _ = p.session.commands.send(Command::Send(o.bytes.clone()));
                     }
                 }
@@ -580,6 +930,7 @@ impl Core {
                 let n = Notification::new(ErrorCode::CEASE, subcode::cease::OUT_OF_RESOURCES);
                 let _ = p.session.commands.send(Command::Reset(n));
                 p.state = State::Idle;
+                p.state_since = Instant::now();
             }
         }
     }
@@ -598,5 +949,131 @@ impl Core {
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use bgp_wire::attr::NextHop;
+    use bgp_wire::update::UpdateView;
+    use rib::{AddPathMode, PeerConfig, RibConfig};
+
+    use super::*;
+
+    /// What the RIB sends one iBGP peer for 300 IPv4 and 300 IPv6 routes, and the
+    /// session's context.
+    fn encoded(add_path: bool) -> (Vec<bytes::Bytes>, SessionCtx) {
+        let mut rib = Rib::new(RibConfig::new(65000, "10.0.0.1".parse().unwrap()));
+        let mut pc = PeerConfig::new("10.0.0.2".parse().unwrap(), 65000);
+        let mut ctx = SessionCtx {
+            ibgp: true,
+            ..SessionCtx::default()
+        };
+        if add_path {
+            pc.add_path_send = [Some(AddPathMode::All); 2];
+            ctx.add_path_tx = FamilySet::ALL;
+        }
+        let peer = rib.add_peer(pc);
+        let local = LocalAddrs::from("10.0.0.1".parse::<IpAddr>().unwrap());
+        let session = rib::Session {
+            ctx,
+            router_id: "10.0.0.2".parse().unwrap(),
+            local,
+        };
+        rib.peer_up(peer, session);
+        for i in 0..300u32 {
+            let v4 = Attrs {
+                next_hop: Some(NextHop::V4("192.0.2.1".parse().unwrap())),
+                med: Some(i % 7), // several attribute sets: several messages
+                ..Attrs::default()
+            };
+            let p = IpNet::new(IpAddr::from((0x0a00_0000 + (i << 8)).to_be_bytes()), 24);
+            rib.originate(p.unwrap(), v4);
+            let v6 = Attrs {
+                next_hop: Some(NextHop::V6 {
+                    global: "2001:db8::1".parse().unwrap(),
+                    link_local: None,
+                }),
+                ..Attrs::default()
+            };
+            let a = Ipv6Addr::from((0x2001_0db8_0000_0000_u128 + u128::from(i)) << 64);
+            rib.originate(IpNet::new(IpAddr::V6(a), 64).unwrap(), v6);
+        }
+        let mut out = Vec::new();
+        for g in rib.pending_groups() {
+            for _ in 0..100 {
+                let batch = rib.drain_group(g, 64);
+                if batch.is_empty() {
+                    break;
+                }
+                out.extend(batch.into_iter().map(|o| o.bytes));
+            }
+        }
+        (out, ctx)
+    }
+
+    #[test]
+    fn counts_what_the_rib_encodes() {
+        for add_path in [false, true] {
+            let (batches, ctx) = encoded(add_path);
+            // The receiving side's context reads the path identifiers we send.
+            let rx = SessionCtx {
+                add_path_rx: ctx.add_path_tx,
+                ..ctx
+            };
+            let (mut messages, mut announced) = (0, 0);
+            let (mut want_messages, mut want_announced) = (0, 0);
+            for b in &batches {
+                let (m, a) = count_updates(b, ctx.add_path_tx);
+                messages += m;
+                announced += a;
+                let mut rest = &b[..];
+                while !rest.is_empty() {
+                    let len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
+                    let view = UpdateView::parse(&rest[19..len], &rx);
+                    assert!(view.issues().is_empty(), "{:?}", view.issues());
+                    want_messages += 1;
+                    want_announced += view.announced().count() as u64;
+                    rest = &rest[len..];
+                }
+            }
+            assert_eq!(want_announced, 600, "add_path {add_path}");
+            assert!(want_messages > 2, "add_path {add_path}");
+            assert_eq!((messages, announced), (want_messages, want_announced));
+        }
+    }
+
+    #[test]
+    fn counting_stops_at_garbage() {
+        assert_eq!(count_updates(&[0xff; 18], FamilySet::EMPTY), (0, 0));
+        let mut bad = vec![0xff; 16];
+        bad.extend_from_slice(&[0, 200, 2, 0, 0]); // claims 200 bytes, has 21
+        assert_eq!(count_updates(&bad, FamilySet::EMPTY), (0, 0));
+    }
+
+    #[test]
+    fn open_mismatches_are_spelled_out() {
+        let cfg = Config::parse(
+            "[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\nasn = 65001\n",
+            "t.toml",
+        )
+        .unwrap();
+        let peer = &cfg.peers[&"10.0.0.2".parse().unwrap()];
+        let bad_as = Notification::new(ErrorCode::OPEN_MESSAGE, subcode::open::BAD_PEER_AS);
+        let sent = describe_down(&DownReason::NotificationSent(bad_as.clone()), peer, 65000);
+        assert!(
+            sent.starts_with("OPEN mismatch: the peer does not say AS 65001, as configured")
+                && sent.contains("Bad Peer AS"),
+            "{sent}"
+        );
+        let got = describe_down(&DownReason::NotificationReceived(bad_as), peer, 65000);
+        assert!(got.contains("the peer refused our AS 65000"), "{got}");
+        let tcp = DownReason::ConnectionFailed("Connection refused (os error 111)".into());
+        assert_eq!(
+            describe_down(&tcp, peer, 65000),
+            "connection failed: Connection refused (os error 111)"
+        );
     }
 }

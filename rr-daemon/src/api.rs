@@ -1,0 +1,821 @@
+//! The read-only control API: HTTP/1.1 with JSON bodies, on `[api] listen`
+//! (127.0.0.1:9179 by default).
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /v1/peers` | every peer ([`PeerStatus`]), by address |
+//! | `GET /v1/routes?limit=N&offset=M` | best routes ([`RoutesResponse`]), 1000 by default |
+//! | `GET /v1/routes/{prefix}` | every path of a prefix, which is best and why the others lost ([`RouteDetail`]); `10.0.0.0/24` or `10.0.0.0%2F24` |
+//! | `GET /v1/status` | speaker summary and readiness ([`StatusResponse`]) |
+//! | `GET /metrics` | Prometheus (OpenMetrics) text: per-peer series labelled by address only |
+//! | `GET /healthz` | 200 while the core answers, else 503 |
+//! | `GET /readyz` | 200 when ready, else 503; both with a [`Readiness`] body |
+//!
+//! Every request is one message to the speaker's core and waits for its answer at most
+//! [`ApiOptions::core_timeout`]; what the core does for it is bounded by the number of
+//! peers, or by `offset + limit` routes, or (metrics, status) one walk of the Loc-RIB to
+//! count paths. Rendering JSON and metrics happens here, off the core.
+//!
+//! Readiness: every configured peer (dynamic neighbours aside) is Established, or is
+//! still within its grace time ([`ApiOptions::ready_grace`] since it was added); and no
+//! peer is in graceful-restart recovery (its stale routes wait for its End-of-RIB).
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bgp_wire::attr::NextHop;
+use ipnet::IpNet;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use rib::{AttrSet, Criterion, Ineligible, PathStatus};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::speaker::{PeerStatus, RouteEntry, Snapshot, Speaker};
+
+/// The default `[api] listen` address, which `rr-daemon ctl` also uses.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9179";
+
+/// Routes per page of `GET /v1/routes` without `?limit=`.
+pub const DEFAULT_ROUTES_LIMIT: usize = 1000;
+
+/// Tunables of the API server.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiOptions {
+    /// How long a peer may take to reach Established, from when it was added (at start or
+    /// by a reload), before `/readyz` counts it as not ready.
+    pub ready_grace: Duration,
+    /// How long a request waits for the core before answering 503.
+    pub core_timeout: Duration,
+    /// The largest `?limit=` of `GET /v1/routes`.
+    pub max_routes: usize,
+}
+
+impl Default for ApiOptions {
+    /// 60 s of grace, 5 s for the core, 100 000 routes a page.
+    fn default() -> Self {
+        Self {
+            ready_grace: Duration::from_secs(60),
+            core_timeout: Duration::from_secs(5),
+            max_routes: 100_000,
+        }
+    }
+}
+
+/// Binds the API's listener (before the speaker starts, so that a taken address fails the
+/// start instead of leaving peers up without an API).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the control API ([api] listen)"))
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    speaker: Speaker,
+    options: ApiOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "control API listening");
+    }
+    axum::serve(listener, router(speaker, options))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Binds `addr` and serves the API in a task of its own until the task is aborted.
+/// Returns the bound address (the port, when `addr` asked for port 0) and the task.
+pub async fn spawn(
+    addr: SocketAddr,
+    speaker: Speaker,
+    options: ApiOptions,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = serve(listener, speaker, options, std::future::pending()).await {
+            warn!("control API stopped: {e}");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// The API's routes, for embedding in another server.
+pub fn router(speaker: Speaker, options: ApiOptions) -> Router {
+    let app = App {
+        speaker,
+        options,
+        started: Instant::now(),
+    };
+    Router::new()
+        .route("/v1/peers", get(peers))
+        .route("/v1/routes", get(routes))
+        .route("/v1/routes/{*prefix}", get(route))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+#[derive(Clone)]
+struct App {
+    speaker: Speaker,
+    options: ApiOptions,
+    started: Instant,
+}
+
+impl App {
+    /// Waits for the core's answer, at most `core_timeout`.
+    async fn ask<T>(&self, f: impl Future<Output = anyhow::Result<T>>) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.options.core_timeout, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(ApiError::unavailable(format!("{e:#}"))),
+            Err(_) => Err(ApiError::unavailable(format!(
+                "the speaker's core did not answer within {} s",
+                self.options.core_timeout.as_secs_f64()
+            ))),
+        }
+    }
+}
+
+/// An error answer: status and `{"error": "..."}`.
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn unavailable(message: String) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// The body of every error answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, in words.
+    pub error: String,
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "no such endpoint: see /v1/peers, /v1/routes, /v1/routes/PREFIX, /v1/status, \
+                  /metrics, /healthz, /readyz"
+            .to_owned(),
+    }
+}
+
+async fn peers(State(app): State<App>) -> Result<axum::Json<Vec<PeerStatus>>, ApiError> {
+    Ok(axum::Json(app.ask(app.speaker.peers()).await?))
+}
+
+/// A best route as `GET /v1/routes` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteView {
+    /// The prefix.
+    pub prefix: IpNet,
+    /// The next hop; `null` for a route originated here without one (the session's
+    /// address is sent).
+    pub next_hop: Option<IpAddr>,
+    /// AS_PATH in BIRD's notation (`65001 65002 {65003 65004}`), empty for a route from
+    /// our own AS.
+    pub as_path: String,
+    /// ORIGIN: `IGP`, `EGP` or `INCOMPLETE`.
+    pub origin: String,
+    /// LOCAL_PREF, if carried.
+    pub local_pref: Option<u32>,
+    /// MULTI_EXIT_DISC, if carried.
+    pub med: Option<u32>,
+    /// The source peer's address; `null` for a route this speaker originates.
+    pub peer: Option<IpAddr>,
+}
+
+/// `GET /v1/routes`: one page of best routes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RoutesResponse {
+    /// The routes, in the RIB's internal order (stable while the table does not change).
+    pub routes: Vec<RouteView>,
+    /// Routes skipped before this page.
+    pub offset: usize,
+    /// The page size asked for (after capping).
+    pub limit: usize,
+    /// The `offset` of the next page, if more routes follow.
+    pub next_offset: Option<usize>,
+}
+
+/// The query of `GET /v1/routes`.
+#[derive(Debug, Deserialize)]
+struct RoutesQuery {
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+async fn routes(
+    State(app): State<App>,
+    Query(q): Query<RoutesQuery>,
+) -> Result<axum::Json<RoutesResponse>, ApiError> {
+    let limit = q
+        .limit
+        .unwrap_or(DEFAULT_ROUTES_LIMIT)
+        .min(app.options.max_routes);
+    let offset = q.offset.unwrap_or(0);
+    let page = app.ask(app.speaker.routes(offset, limit)).await?;
+    Ok(axum::Json(RoutesResponse {
+        routes: page.routes.iter().map(route_view).collect(),
+        offset,
+        limit,
+        next_offset: page.more.then_some(offset + limit),
+    }))
+}
+
+fn route_view(r: &RouteEntry) -> RouteView {
+    let a = &r.best.attrs;
+    RouteView {
+        prefix: r.prefix,
+        next_hop: next_hop(a),
+        as_path: a.as_path.to_string(),
+        origin: origin(a),
+        local_pref: a.local_pref,
+        med: a.med,
+        peer: r.from,
+    }
+}
+
+fn next_hop(a: &AttrSet) -> Option<IpAddr> {
+    match a.next_hop? {
+        NextHop::V4(v4) => Some(IpAddr::V4(v4)),
+        NextHop::V6 { global, .. } => Some(IpAddr::V6(global)),
+    }
+}
+
+fn origin(a: &AttrSet) -> String {
+    a.origin
+        .name()
+        .map_or_else(|| a.origin.0.to_string(), str::to_owned)
+}
+
+/// One path of a prefix as `GET /v1/routes/{prefix}` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathView {
+    /// The source peer's address; `null` for a route this speaker originates.
+    pub peer: Option<IpAddr>,
+    /// `best`, `lost` (eligible, beaten at some step) or `ineligible`.
+    pub status: String,
+    /// Why it lost or is ineligible, in words; `null` for the best path.
+    pub reason: Option<String>,
+    /// The next hop, as in [`RouteView::next_hop`].
+    pub next_hop: Option<IpAddr>,
+    /// AS_PATH in BIRD's notation.
+    pub as_path: String,
+    /// ORIGIN.
+    pub origin: String,
+    /// LOCAL_PREF, if carried.
+    pub local_pref: Option<u32>,
+    /// MULTI_EXIT_DISC, if carried.
+    pub med: Option<u32>,
+    /// COMMUNITIES (`65000:100`, or well-known names).
+    pub communities: Vec<String>,
+    /// LARGE_COMMUNITY.
+    pub large_communities: Vec<String>,
+    /// ORIGINATOR_ID (RFC 4456), if carried.
+    pub originator_id: Option<Ipv4Addr>,
+    /// CLUSTER_LIST (RFC 4456), most recent first.
+    pub cluster_list: Vec<Ipv4Addr>,
+    /// The ADD-PATH identifier it was received with (0 without ADD-PATH).
+    pub path_id: u32,
+    /// Kept from a gracefully restarting peer (RFC 4724), still eligible.
+    pub stale: bool,
+    /// Equal to the best path through the MED step (multipath).
+    pub ecmp: bool,
+}
+
+/// `GET /v1/routes/{prefix}`: every path of a prefix in decision order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RouteDetail {
+    /// The prefix.
+    pub prefix: IpNet,
+    /// Its paths, the best first.
+    pub paths: Vec<PathView>,
+}
+
+/// Parses `10.0.0.0/24`, or an address as its host prefix.
+fn parse_prefix(s: &str) -> Option<IpNet> {
+    let s = s.trim_matches('/');
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+async fn route(
+    State(app): State<App>,
+    Path(raw): Path<String>,
+) -> Result<axum::Json<RouteDetail>, ApiError> {
+    let Some(prefix) = parse_prefix(&raw) else {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("not a prefix: {raw:?} (10.0.0.0/24, or 10.0.0.0%2F24)"),
+        });
+    };
+    let Some(e) = app.ask(app.speaker.explain(prefix)).await? else {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no route for {}", prefix.trunc()),
+        });
+    };
+    let paths = e
+        .explanation
+        .paths
+        .iter()
+        .zip(&e.from)
+        .map(|(p, from)| {
+            let a = &p.attrs;
+            let (status, reason) = match p.status {
+                PathStatus::Best => ("best", None),
+                PathStatus::Lost(c) => ("lost", Some(lost_reason(c))),
+                PathStatus::Ineligible(i) => ("ineligible", Some(ineligible_reason(i))),
+            };
+            PathView {
+                peer: *from,
+                status: status.to_owned(),
+                reason: reason.map(str::to_owned),
+                next_hop: next_hop(a),
+                as_path: a.as_path.to_string(),
+                origin: origin(a),
+                local_pref: a.local_pref,
+                med: a.med,
+                communities: a.communities.iter().map(ToString::to_string).collect(),
+                large_communities: a
+                    .large_communities
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                originator_id: a.originator_id,
+                cluster_list: a.cluster_list.clone(),
+                path_id: p.path_id,
+                stale: p.stale,
+                ecmp: p.ecmp,
+            }
+        })
+        .collect();
+    Ok(axum::Json(RouteDetail {
+        prefix: e.explanation.prefix,
+        paths,
+    }))
+}
+
+/// The decision step a path lost at, in words.
+const fn lost_reason(c: Criterion) -> &'static str {
+    match c {
+        Criterion::LocalPref => "lower LOCAL_PREF",
+        Criterion::AsPathLength => "longer AS_PATH",
+        Criterion::Origin => "worse ORIGIN",
+        Criterion::Med => "higher MED (same neighbour AS, or always-compare-med)",
+        Criterion::PeerType => "learned over iBGP while an eBGP or local path exists",
+        Criterion::IgpCost => "higher IGP cost to the next hop",
+        Criterion::RouterId => "higher router ID (or ORIGINATOR_ID)",
+        Criterion::ClusterListLength => "longer CLUSTER_LIST",
+        Criterion::PeerAddress => "higher peer address",
+        Criterion::PathId => "higher path ID from the same peer",
+    }
+}
+
+/// Why a path can never be chosen, in words.
+const fn ineligible_reason(i: Ineligible) -> &'static str {
+    match i {
+        Ineligible::ClusterLoop => "CLUSTER_LIST holds our cluster ID (reflection loop)",
+        Ineligible::OriginatorIsUs => "ORIGINATOR_ID is our router ID (our own route came back)",
+        Ineligible::AsLoop => "our AS is in the AS_PATH",
+        Ineligible::NextHopUnreachable => "next hop unreachable",
+        Ineligible::NextHopIsLocal => "next hop is our own address",
+        Ineligible::RejectedByImport => {
+            "rejected by the import policy (or no policy on an eBGP session, RFC 8212)"
+        }
+        Ineligible::TreatedAsWithdrawn => "malformed UPDATE, treated as withdrawn (RFC 7606)",
+    }
+}
+
+/// A peer that keeps the speaker from being ready, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotReady {
+    /// The peer's address.
+    pub address: IpAddr,
+    /// Its state.
+    pub state: String,
+    /// Why it is not ready, in words.
+    pub reason: String,
+}
+
+/// The body of `/readyz`, and part of `/v1/status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Readiness {
+    /// Whether the speaker is ready.
+    pub ready: bool,
+    /// Configured peers (dynamic neighbours aside).
+    pub peers: usize,
+    /// Of those, how many are Established.
+    pub established: usize,
+    /// The peers that make it not ready.
+    pub not_ready: Vec<NotReady>,
+}
+
+/// Readiness from the peers' status: see the module documentation.
+pub fn readiness(peers: &[PeerStatus], grace: Duration) -> Readiness {
+    let configured: Vec<&PeerStatus> = peers.iter().filter(|p| !p.dynamic).collect();
+    let established = configured
+        .iter()
+        .filter(|p| p.state == "Established")
+        .count();
+    let mut not_ready = Vec::new();
+    for p in &configured {
+        let reason = if p.graceful_restart_pending {
+            Some(if p.state == "Established" {
+                "graceful restart: waiting for the peer's End-of-RIB; its stale routes are kept"
+                    .to_owned()
+            } else {
+                format!(
+                    "graceful restart: the peer is restarting ({}); its stale routes are kept",
+                    p.last_error.as_deref().unwrap_or("no error recorded")
+                )
+            })
+        } else if p.state != "Established" && p.age_s >= grace.as_secs() {
+            Some(format!(
+                "not Established ({} for {} s): {}",
+                p.state,
+                p.since_s,
+                p.last_error
+                    .as_deref()
+                    .unwrap_or("no error recorded yet (no answer from the peer)")
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            not_ready.push(NotReady {
+                address: p.address,
+                state: p.state.clone(),
+                reason,
+            });
+        }
+    }
+    Readiness {
+        ready: not_ready.is_empty(),
+        peers: configured.len(),
+        established,
+        not_ready,
+    }
+}
+
+async fn healthz(State(app): State<App>) -> Result<&'static str, ApiError> {
+    app.ask(app.speaker.peers()).await?;
+    Ok("ok\n")
+}
+
+async fn readyz(State(app): State<App>) -> Result<Response, ApiError> {
+    let peers = app.ask(app.speaker.peers()).await?;
+    let r = readiness(&peers, app.options.ready_grace);
+    let code = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((code, axum::Json(r)).into_response())
+}
+
+/// Table sizes, as `/v1/status` reports them.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct RibSizes {
+    /// Prefixes in the Loc-RIB.
+    pub prefixes: usize,
+    /// Paths over all prefixes.
+    pub paths: usize,
+    /// Distinct (interned) attribute sets.
+    pub attribute_sets: usize,
+    /// Paths in the Adj-RIBs-Out, over all update groups.
+    pub adj_rib_out_paths: usize,
+    /// Update groups.
+    pub update_groups: usize,
+    /// Prefixes waiting to be sent, over all groups.
+    pub pending_prefixes: usize,
+}
+
+/// `GET /v1/status`: who we are, readiness and table sizes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// The daemon's version.
+    pub version: String,
+    /// Our AS.
+    pub asn: u32,
+    /// Our BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Seconds since the API started (with the daemon).
+    pub uptime_s: u64,
+    /// Readiness, as `/readyz` reports it.
+    pub readiness: Readiness,
+    /// Table sizes.
+    pub rib: RibSizes,
+}
+
+async fn status(State(app): State<App>) -> Result<axum::Json<StatusResponse>, ApiError> {
+    let s = app.ask(app.speaker.snapshot()).await?;
+    Ok(axum::Json(StatusResponse {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        asn: s.local_as,
+        router_id: s.router_id,
+        uptime_s: app.started.elapsed().as_secs(),
+        readiness: readiness(&s.peers, app.options.ready_grace),
+        rib: RibSizes {
+            prefixes: s.rib.prefixes,
+            paths: s.rib.paths,
+            attribute_sets: s.rib.attr_sets,
+            adj_rib_out_paths: s.rib.adj_out_paths,
+            update_groups: s.rib.groups,
+            pending_prefixes: s.rib.pending,
+        },
+    }))
+}
+
+async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
+    let s = app.ask(app.speaker.snapshot()).await?;
+    let text = render_metrics(&s, app.options.ready_grace).map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("cannot encode metrics: {e}"),
+    })?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// The one label of per-peer series: series grow linearly with peers.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabel {
+    peer: String,
+}
+
+/// `rr_peer_state` values, in RFC 4271 order.
+fn state_number(state: &str) -> i64 {
+    match state {
+        "Idle" => 1,
+        "Connect" => 2,
+        "Active" => 3,
+        "OpenSent" => 4,
+        "OpenConfirm" => 5,
+        "Established" => 6,
+        _ => 0,
+    }
+}
+
+type PeerGauges = Family<PeerLabel, Gauge>;
+type PeerCounters = Family<PeerLabel, Counter>;
+
+/// Renders a snapshot as OpenMetrics text. The registry is built afresh per scrape from
+/// one snapshot, so every series of a scrape is from the same instant.
+fn render_metrics(s: &Snapshot, grace: Duration) -> Result<String, std::fmt::Error> {
+    let mut reg = Registry::default();
+    let gauges = |reg: &mut Registry, name: &str, help: &str, unit: Option<Unit>| {
+        let f = PeerGauges::default();
+        match unit {
+            Some(u) => reg.register_with_unit(name, help, u, f.clone()),
+            None => reg.register(name, help, f.clone()),
+        }
+        f
+    };
+    let counters = |reg: &mut Registry, name: &str, help: &str| {
+        let f = PeerCounters::default();
+        reg.register(name, help, f.clone());
+        f
+    };
+    let state = gauges(
+        &mut reg,
+        "rr_peer_state",
+        "BGP state: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, 5 OpenConfirm, 6 Established",
+        None,
+    );
+    let uptime = gauges(
+        &mut reg,
+        "rr_peer_uptime",
+        "Time since the session became Established (0 when it is not)",
+        Some(Unit::Seconds),
+    );
+    let upd_rx = counters(
+        &mut reg,
+        "rr_peer_updates_received",
+        "UPDATE messages received (reset when the session comes up)",
+    );
+    let upd_tx = counters(
+        &mut reg,
+        "rr_peer_updates_sent",
+        "UPDATE messages sent (reset when the session comes up)",
+    );
+    let pfx_rx = counters(
+        &mut reg,
+        "rr_peer_prefixes_received",
+        "Prefixes announced by the peer (reset when the session comes up)",
+    );
+    let pfx_acc = gauges(
+        &mut reg,
+        "rr_peer_prefixes_accepted",
+        "Routes from the peer in its Adj-RIB-In, after import policy",
+        None,
+    );
+    let pfx_tx = counters(
+        &mut reg,
+        "rr_peer_prefixes_sent",
+        "Prefixes announced to the peer (reset when the session comes up)",
+    );
+    let queue = gauges(
+        &mut reg,
+        "rr_peer_update_queue",
+        "UPDATE bytes handed to the session and not yet written",
+        Some(Unit::Bytes),
+    );
+    for p in &s.peers {
+        let l = PeerLabel {
+            peer: p.address.to_string(),
+        };
+        state.get_or_create(&l).set(state_number(&p.state));
+        uptime.get_or_create(&l).set(clamp(p.uptime_s.unwrap_or(0)));
+        upd_rx.get_or_create(&l).inc_by(p.updates_received);
+        upd_tx.get_or_create(&l).inc_by(p.updates_sent);
+        pfx_rx.get_or_create(&l).inc_by(p.prefixes_received);
+        pfx_acc.get_or_create(&l).set(clamp(p.prefixes_accepted));
+        pfx_tx.get_or_create(&l).inc_by(p.prefixes_sent);
+        queue.get_or_create(&l).set(clamp(p.queued_bytes));
+    }
+    let global = |reg: &mut Registry, name: &str, help: &str, v: usize| {
+        let g = Gauge::<i64>::default();
+        g.set(clamp(v as u64));
+        reg.register(name, help, g);
+    };
+    let r = &s.rib;
+    global(
+        &mut reg,
+        "rr_rib_prefixes",
+        "Prefixes in the Loc-RIB",
+        r.prefixes,
+    );
+    global(&mut reg, "rr_rib_paths", "Paths over all prefixes", r.paths);
+    global(
+        &mut reg,
+        "rr_rib_attribute_sets",
+        "Distinct (interned) path attribute sets",
+        r.attr_sets,
+    );
+    global(
+        &mut reg,
+        "rr_rib_adj_rib_out_paths",
+        "Paths in the Adj-RIBs-Out over all update groups",
+        r.adj_out_paths,
+    );
+    global(&mut reg, "rr_rib_update_groups", "Update groups", r.groups);
+    global(
+        &mut reg,
+        "rr_rib_pending_prefixes",
+        "Prefixes waiting to be sent, over all update groups",
+        r.pending,
+    );
+    let ready = readiness(&s.peers, grace);
+    global(
+        &mut reg,
+        "rr_peers",
+        "Configured peers (dynamic neighbours aside)",
+        ready.peers,
+    );
+    global(
+        &mut reg,
+        "rr_ready",
+        "1 when /readyz answers 200, else 0",
+        usize::from(ready.ready),
+    );
+    let mut out = String::with_capacity(256 + 1024 * s.peers.len());
+    prometheus_client::encoding::text::encode(&mut out, &reg)?;
+    Ok(out)
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The text of `d` seconds as `birdc` shows times: `hh:mm:ss`, or `Nd hh:mm` past a day.
+pub fn format_duration(d: u64) -> String {
+    let (days, h, m, s) = (d / 86_400, d / 3600 % 24, d / 60 % 60, d % 60);
+    let mut out = String::new();
+    if days > 0 {
+        let _ = write!(out, "{days}d {h:02}:{m:02}");
+    } else {
+        let _ = write!(out, "{h:02}:{m:02}:{s:02}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(address: &str, state: &str, age_s: u64) -> PeerStatus {
+        PeerStatus {
+            address: address.parse().unwrap(),
+            asn: 65000,
+            state: state.to_owned(),
+            uptime_s: None,
+            prefixes_received: 0,
+            prefixes_accepted: 0,
+            prefixes_sent: 0,
+            updates_received: 0,
+            updates_sent: 0,
+            queued_bytes: 0,
+            since_s: 3,
+            age_s,
+            last_error: Some("connection failed: Connection refused".to_owned()),
+            last_notification_sent: None,
+            last_notification_received: None,
+            graceful_restart_pending: false,
+            dynamic: false,
+        }
+    }
+
+    #[test]
+    fn readiness_waits_out_the_grace_time() {
+        let grace = Duration::from_secs(60);
+        let r = readiness(&[peer("10.0.0.1", "Active", 10)], grace);
+        assert!(r.ready, "within its grace time");
+        let r = readiness(&[peer("10.0.0.1", "Active", 60)], grace);
+        assert!(!r.ready);
+        assert_eq!(
+            r.not_ready[0].address,
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        assert!(r.not_ready[0].reason.contains("Connection refused"));
+        let mut dynamic = peer("10.0.0.2", "Idle", 600);
+        dynamic.dynamic = true;
+        let established = peer("10.0.0.3", "Established", 600);
+        let r = readiness(&[dynamic, established.clone()], grace);
+        assert!(r.ready, "dynamic neighbours do not count");
+        assert_eq!((r.peers, r.established), (1, 1));
+        let mut restarting = established;
+        restarting.graceful_restart_pending = true;
+        let r = readiness(&[restarting], grace);
+        assert!(!r.ready, "graceful restart recovery is not over");
+        assert!(r.not_ready[0].reason.contains("End-of-RIB"));
+    }
+
+    #[test]
+    fn prefixes_parse_with_or_without_length() {
+        assert_eq!(
+            parse_prefix("10.0.0.0/24"),
+            Some("10.0.0.0/24".parse().unwrap())
+        );
+        assert_eq!(
+            parse_prefix("10.0.0.1"),
+            Some("10.0.0.1/32".parse().unwrap())
+        );
+        assert_eq!(
+            parse_prefix("2001:db8::/32"),
+            Some("2001:db8::/32".parse().unwrap())
+        );
+        assert_eq!(parse_prefix("nonsense"), None);
+    }
+
+    #[test]
+    fn durations_read_like_birdc() {
+        assert_eq!(format_duration(75), "00:01:15");
+        assert_eq!(format_duration(2 * 86_400 + 3 * 3600 + 4 * 60), "2d 03:04");
+    }
+}

@@ -1,0 +1,424 @@
+//! `rr-daemon ctl`: the control API ([`crate::api`]) from the command line.
+//!
+//! ```text
+//! rr-daemon ctl [--api ADDR] [--json] peers
+//! rr-daemon ctl [--api ADDR] [--json] routes [PREFIX] [--limit N] [--offset M]
+//! rr-daemon ctl [--api ADDR] [--json] status
+//! ```
+//!
+//! Tables read like `birdc show protocols`; `--json` prints the API's answer as it is
+//! (one line: pipe it to `jq`).
+//! When the daemon cannot be reached, or answers with an error, one line goes to stderr
+//! (`rr-daemon ctl: cannot reach the daemon at 127.0.0.1:9179: connection refused`) and
+//! the exit status is 1. Blocking and single-threaded: no runtime is started.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde::de::DeserializeOwned;
+
+use crate::api::{
+    DEFAULT_ADDR, ErrorBody, Readiness, RouteDetail, RoutesResponse, StatusResponse,
+    format_duration,
+};
+use crate::speaker::PeerStatus;
+
+/// `rr-daemon ctl`'s arguments.
+#[derive(Args, Clone, Debug)]
+pub struct CtlArgs {
+    /// The daemon's API address (`[api] listen`): `HOST:PORT` or `http://HOST:PORT`.
+    #[arg(long, default_value = DEFAULT_ADDR, global = true)]
+    pub api: String,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to show.
+    #[command(subcommand)]
+    pub what: CtlCommand,
+}
+
+/// What `rr-daemon ctl` shows.
+#[derive(Subcommand, Clone, Debug)]
+pub enum CtlCommand {
+    /// Every peer: address, AS, state, time in state or uptime, and why it is not up.
+    Peers,
+    /// Best routes; with PREFIX, every path of that prefix and why the others lost.
+    Routes {
+        /// A prefix (`10.0.0.0/24`) or an address (its host prefix).
+        prefix: Option<String>,
+        /// Routes to list (the API caps it).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Routes to skip (paging: the previous answer's `next_offset`).
+        #[arg(long)]
+        offset: Option<usize>,
+    },
+    /// The speaker: identity, readiness and table sizes.
+    Status,
+}
+
+/// Why `rr-daemon ctl` failed, in one line.
+#[derive(Debug)]
+pub enum CtlError {
+    /// No connection to the daemon, or no answer in time.
+    Unreachable {
+        /// The address tried.
+        api: String,
+        /// Why, in words (`connection refused`).
+        cause: String,
+    },
+    /// The daemon answered with an error.
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The daemon's words.
+        message: String,
+    },
+    /// The answer was not what this version of `ctl` understands.
+    BadAnswer(String),
+}
+
+impl std::fmt::Display for CtlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreachable { api, cause } => {
+                write!(f, "cannot reach the daemon at {api}: {cause}")
+            }
+            Self::Api { status, message } => write!(f, "{message} (HTTP {status})"),
+            Self::BadAnswer(why) => write!(f, "unexpected answer from the daemon: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for CtlError {}
+
+/// Runs `ctl`: prints the answer to stdout, or one line to stderr and exits 1.
+pub fn main(args: &CtlArgs) -> ExitCode {
+    match run(args) {
+        Ok(text) => {
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = out.write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rr-daemon ctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Asks the daemon and returns what `ctl` prints.
+pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
+    let client = Client::new(&args.api);
+    match &args.what {
+        CtlCommand::Peers => {
+            let (json, peers) = client.get::<Vec<PeerStatus>>("/v1/peers")?;
+            Ok(if args.json {
+                raw(json)
+            } else {
+                peers_table(&peers)
+            })
+        }
+        CtlCommand::Routes {
+            prefix: Some(p),
+            limit: _,
+            offset: _,
+        } => {
+            let path = format!("/v1/routes/{}", p.replace('/', "%2F"));
+            let (json, detail) = client.get::<RouteDetail>(&path)?;
+            Ok(if args.json {
+                raw(json)
+            } else {
+                route_table(&detail)
+            })
+        }
+        CtlCommand::Routes {
+            prefix: None,
+            limit,
+            offset,
+        } => {
+            let mut path = "/v1/routes".to_owned();
+            let mut sep = '?';
+            for (k, v) in [("limit", limit), ("offset", offset)] {
+                if let Some(v) = v {
+                    let _ = write!(path, "{sep}{k}={v}");
+                    sep = '&';
+                }
+            }
+            let (json, page) = client.get::<RoutesResponse>(&path)?;
+            Ok(if args.json {
+                raw(json)
+            } else {
+                routes_table(&page)
+            })
+        }
+        CtlCommand::Status => {
+            let (json, status) = client.get::<StatusResponse>("/v1/status")?;
+            Ok(if args.json {
+                raw(json)
+            } else {
+                status_text(&status)
+            })
+        }
+    }
+}
+
+/// The API's JSON as sent (field order kept), on one line.
+fn raw(body: String) -> String {
+    let mut s = body;
+    s.push('\n');
+    s
+}
+
+/// A blocking HTTP client for one daemon.
+struct Client {
+    agent: ureq::Agent,
+    base: String,
+    api: String,
+}
+
+impl Client {
+    fn new(api: &str) -> Self {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(15)))
+            .timeout_connect(Some(Duration::from_secs(3)))
+            // Error answers carry a JSON body worth reading.
+            .http_status_as_error(false)
+            .build();
+        let base = if api.starts_with("http://") || api.starts_with("https://") {
+            api.trim_end_matches('/').to_owned()
+        } else {
+            format!("http://{api}")
+        };
+        Self {
+            agent: ureq::Agent::new_with_config(config),
+            base,
+            api: api.to_owned(),
+        }
+    }
+
+    /// GETs `path`: the JSON as sent, and as `T` (checked even when only the text is
+    /// printed, so that `--json` never passes on something else).
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<(String, T), CtlError> {
+        let url = format!("{}{path}", self.base);
+        let mut resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_string()
+            .map_err(|e| self.unreachable(e))?;
+        if !(200..300).contains(&status) {
+            let message = serde_json::from_str::<ErrorBody>(&body)
+                .map(|b| b.error)
+                // `/readyz`-like answers, and anything else: their text, on one line.
+                .unwrap_or_else(|_| body.split_whitespace().collect::<Vec<_>>().join(" "));
+            return Err(CtlError::Api { status, message });
+        }
+        let typed = serde_json::from_str(&body).map_err(|e| CtlError::BadAnswer(e.to_string()))?;
+        Ok((body, typed))
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> CtlError {
+        use std::io::ErrorKind as K;
+        let cause = match &e {
+            ureq::Error::Io(io) => match io.kind() {
+                K::ConnectionRefused => "connection refused".to_owned(),
+                K::ConnectionReset => "connection reset".to_owned(),
+                K::TimedOut => "timed out".to_owned(),
+                K::AddrNotAvailable => "address not available".to_owned(),
+                _ => io.to_string(),
+            },
+            ureq::Error::Timeout(_) => "timed out".to_owned(),
+            ureq::Error::HostNotFound => "host not found".to_owned(),
+            other => other.to_string(),
+        };
+        CtlError::Unreachable {
+            api: self.api.clone(),
+            cause,
+        }
+    }
+}
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, c) in cells.enumerate() {
+            if i + 1 < widths.len() {
+                let _ = write!(l, "{c:<w$}  ", w = widths[i]);
+            } else {
+                l.push_str(c);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for r in rows {
+        line(&mut r.iter().map(String::as_str));
+    }
+    out
+}
+
+/// `birdc show protocols`, for BGP peers.
+fn peers_table(peers: &[PeerStatus]) -> String {
+    let rows: Vec<Vec<String>> = peers
+        .iter()
+        .map(|p| {
+            let since = p.uptime_s.unwrap_or(p.since_s);
+            let info = match (&p.last_error, p.state.as_str()) {
+                (_, "Established") if p.graceful_restart_pending => {
+                    "graceful restart: waiting for End-of-RIB".to_owned()
+                }
+                (_, "Established") => String::new(),
+                (Some(e), _) => e.clone(),
+                (None, _) => String::new(),
+            };
+            vec![
+                p.address.to_string(),
+                p.asn.to_string(),
+                p.state.clone(),
+                format_duration(since),
+                format!(
+                    "{}/{}/{}",
+                    p.prefixes_received, p.prefixes_accepted, p.prefixes_sent
+                ),
+                match (p.dynamic, info.is_empty()) {
+                    (true, true) => "dynamic neighbour".to_owned(),
+                    (true, false) => format!("dynamic neighbour; {info}"),
+                    (false, _) => info,
+                },
+            ]
+        })
+        .collect();
+    table(
+        &["Address", "AS", "State", "Since", "Rcvd/Acc/Sent", "Info"],
+        &rows,
+    )
+}
+
+fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+fn routes_table(page: &RoutesResponse) -> String {
+    let rows: Vec<Vec<String>> = page
+        .routes
+        .iter()
+        .map(|r| {
+            vec![
+                r.prefix.to_string(),
+                or_dash(r.next_hop),
+                r.as_path.clone(),
+                r.peer.map_or_else(|| "local".to_owned(), |p| p.to_string()),
+            ]
+        })
+        .collect();
+    let mut out = table(&["Prefix", "Next hop", "AS path", "From"], &rows);
+    if let Some(next) = page.next_offset {
+        let _ = writeln!(
+            out,
+            "... more routes: --offset {next} for the next {}",
+            page.limit
+        );
+    }
+    out
+}
+
+fn route_table(d: &RouteDetail) -> String {
+    let rows: Vec<Vec<String>> = d
+        .paths
+        .iter()
+        .map(|p| {
+            let mut status = match p.status.as_str() {
+                "best" => "* best".to_owned(),
+                s => format!("  {s}"),
+            };
+            if p.stale {
+                status.push_str(" (stale)");
+            }
+            vec![
+                status,
+                p.peer.map_or_else(|| "local".to_owned(), |a| a.to_string()),
+                or_dash(p.next_hop),
+                p.as_path.clone(),
+                or_dash(p.local_pref),
+                or_dash(p.med),
+                p.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut out = format!("{}\n", d.prefix);
+    out.push_str(&table(
+        &["Status", "From", "Next hop", "AS path", "LP", "MED", "Why"],
+        &rows,
+    ));
+    out
+}
+
+fn status_text(s: &StatusResponse) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "rr-daemon {}", s.version);
+    let _ = writeln!(out, "Router ID is {}, AS {}", s.router_id, s.asn);
+    let _ = writeln!(out, "Up {}", format_duration(s.uptime_s));
+    ready_text(&mut out, &s.readiness);
+    let r = &s.rib;
+    let _ = writeln!(
+        out,
+        "RIB: {} prefixes, {} paths, {} attribute sets; {} paths advertised in {} update groups, {} prefixes pending",
+        r.prefixes,
+        r.paths,
+        r.attribute_sets,
+        r.adj_rib_out_paths,
+        r.update_groups,
+        r.pending_prefixes
+    );
+    out
+}
+
+fn ready_text(out: &mut String, r: &Readiness) {
+    let _ = writeln!(
+        out,
+        "Peers: {} configured, {} established",
+        r.peers, r.established
+    );
+    if r.ready {
+        let _ = writeln!(out, "Ready");
+        return;
+    }
+    let _ = writeln!(out, "Not ready:");
+    for p in &r.not_ready {
+        let _ = writeln!(out, "  {}: {}", p.address, p.reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_leave_the_last_column_alone() {
+        let t = table(
+            &["A", "Bee", "C"],
+            &[vec!["long cell".into(), "x".into(), "tail text".into()]],
+        );
+        assert_eq!(t, "A          Bee  C\nlong cell  x    tail text\n");
+    }
+}
