@@ -107,6 +107,17 @@ pub enum DownReason {
     /// An error that calls for this NOTIFICATION before our OPEN went out, so it was not
     /// sent (RFC 4271 §8.1.1, SendNOTIFICATIONwithoutOPEN off).
     NotSent(#[serde(serialize_with = "ser_display")] Notification),
+    /// We refused the peer's OPEN: what did not match, in words, and the NOTIFICATION
+    /// (sent unless our OPEN had not gone out yet).
+    OpenRefused {
+        /// The OPEN error.
+        #[serde(serialize_with = "ser_display")]
+        notification: Notification,
+        /// Whether it was sent.
+        sent: bool,
+        /// What did not match, e.g. `peer says AS 65001, configured 65000`.
+        detail: String,
+    },
     /// The peer sent this NOTIFICATION.
     NotificationReceived(#[serde(serialize_with = "ser_display")] Notification),
     /// The TCP connection failed or closed.
@@ -123,6 +134,17 @@ impl fmt::Display for DownReason {
             Self::Stopped => f.write_str("stopped by us"),
             Self::NotificationSent(n) => write!(f, "sent NOTIFICATION {n}"),
             Self::NotSent(n) => write!(f, "{n} before our OPEN (NOTIFICATION not sent)"),
+            Self::OpenRefused {
+                notification,
+                sent,
+                detail,
+            } => {
+                let verb = if *sent { "sent" } else { "not sent" };
+                write!(
+                    f,
+                    "OPEN mismatch: {detail} ({verb} NOTIFICATION {notification})"
+                )
+            }
             Self::NotificationReceived(n) => write!(f, "received NOTIFICATION {n}"),
             Self::ConnectionFailed(e) => write!(f, "connection failed: {e}"),
         }

@@ -10,7 +10,7 @@ use bgp_wire::negotiate::{Negotiated, negotiate};
 use bgp_wire::notification::subcode;
 use bgp_wire::open::{Open, OpenView};
 use bgp_wire::route_refresh::RouteRefresh;
-use bgp_wire::{ErrorCode, Frame, MessageType, Notification};
+use bgp_wire::{ErrorCode, ErrorKind, Family, Frame, MessageType, Notification};
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 
@@ -519,11 +519,20 @@ impl Session {
     fn on_open(&mut self, now: Instant, c: ConnId, frame: &Frame) {
         let view = match OpenView::new(frame.body()) {
             Ok(v) => v,
-            Err(e) => return self.error(now, c, Notification::from(&e)),
+            Err(e) => return self.refuse(now, c, Notification::from(&e), e.to_string()),
         };
         let ibgp = self.cfg.ibgp();
         if let Err(e) = view.check_peer(self.cfg.peer_as, self.cfg.router_id, ibgp) {
-            return self.error(now, c, Notification::from(&e));
+            let detail = match e.kind {
+                ErrorKind::BadPeerAs { asn } => {
+                    format!("peer says AS {asn}, configured {}", self.cfg.peer_as)
+                }
+                ErrorKind::BadBgpIdentifier { id } => {
+                    format!("peer's BGP identifier {id} is ours (iBGP)")
+                }
+                _ => e.to_string(),
+            };
+            return self.refuse(now, c, Notification::from(&e), detail);
         }
         // RFC 4271 §4.2: 0 is legal (no keepalives) unless a minimum is configured; 1 and
         // 2 were refused when the OPEN was parsed.
@@ -533,7 +542,11 @@ impl Session {
                 ErrorCode::OPEN_MESSAGE,
                 subcode::open::UNACCEPTABLE_HOLD_TIME,
             );
-            return self.error(now, c, n);
+            let detail = format!(
+                "peer's hold time {} s is below our minimum {min} s",
+                view.hold_time()
+            );
+            return self.refuse(now, c, n, detail);
         }
         let local = self.cfg.open();
         let negotiated = negotiate(&local, &view, ibgp);
@@ -551,7 +564,9 @@ impl Session {
                 subcode::open::UNSUPPORTED_CAPABILITY,
                 data.freeze(),
             );
-            return self.error(now, c, n);
+            let names: Vec<&str> = missing.iter().map(Family::name).collect();
+            let detail = format!("peer lacks required {}", names.join(", "));
+            return self.refuse(now, c, n, detail);
         }
         let remote_id = view.bgp_id();
         let peer = Box::new(Peer {
@@ -732,6 +747,18 @@ impl Session {
         let graceful = self.graceful_after(c, &n);
         let reason = self.notify_reason(c, n);
         self.close(now, c, reason, After::Fail, graceful);
+    }
+
+    /// Refuses the peer's OPEN on `c`: like [`Session::error`], with what did not match in
+    /// words (`peer says AS 65001, configured 65000`).
+    fn refuse(&mut self, now: Instant, c: ConnId, n: Notification, detail: String) {
+        let sent = self.notify(c, &n);
+        let reason = DownReason::OpenRefused {
+            notification: n,
+            sent,
+            detail,
+        };
+        self.close(now, c, reason, After::Fail, false);
     }
 
     /// Sends `n` on `c` if allowed, and says what happened in words for `last_error`.

@@ -402,6 +402,25 @@ fn error_to_idle(c: ConnId, n: Notification, from: State) -> Vec<Out> {
     ]
 }
 
+/// The peer's OPEN refused on `c` with `n` (sent when `sent`), what did not match in words.
+fn refused_to_idle(c: ConnId, n: Notification, from: State, detail: &str, sent: bool) -> Vec<Out> {
+    let mut v = Vec::new();
+    if sent {
+        v.push(Out::Notification(c, n.clone()));
+    }
+    v.push(Out::Close(c));
+    v.push(Out::Failed(DownReason::OpenRefused {
+        notification: n,
+        sent,
+        detail: detail.to_owned(),
+    }));
+    v.push(Out::State(from, State::Idle));
+    v
+}
+
+/// What `bad_open()` gets refused for.
+const BAD_AS: &str = "peer says AS 65009, configured 65002";
+
 /// Idle after an error: ConnectRetryCounter incremented, IdleHold armed, nothing else.
 fn assert_failed_to_idle(f: &Fsm, counter: u32) {
     assert_eq!(f.state(), State::Idle);
@@ -887,11 +906,7 @@ fn test_connect_bgp_open_msg_err() {
     let n = n(ErrorCode::OPEN_MESSAGE, subcode::open::BAD_PEER_AS);
     assert_eq!(
         f.rx(OUT, &bad_open()),
-        [
-            Out::Close(OUT),
-            Out::Failed(DownReason::NotSent(n)),
-            Out::State(State::Connect, State::Idle)
-        ]
+        refused_to_idle(OUT, n, State::Connect, BAD_AS, false)
     );
     assert_failed_to_idle(&f, 1);
 }
@@ -1231,11 +1246,7 @@ fn test_active_bgp_open_msg_err() {
     let n = n(ErrorCode::OPEN_MESSAGE, subcode::open::BAD_PEER_AS);
     assert_eq!(
         f.rx(IN, &bad_open()),
-        [
-            Out::Close(IN),
-            Out::Failed(DownReason::NotSent(n)),
-            Out::State(State::Active, State::Idle)
-        ]
+        refused_to_idle(IN, n, State::Active, BAD_AS, false)
     );
     assert_failed_to_idle(&f, 1);
 }
@@ -1528,7 +1539,7 @@ fn test_open_sent_bgp_open_msg_err() {
     let n = n(ErrorCode::OPEN_MESSAGE, subcode::open::BAD_PEER_AS);
     assert_eq!(
         f.rx(OUT, &bad_open()),
-        error_to_idle(OUT, n, State::OpenSent)
+        refused_to_idle(OUT, n, State::OpenSent, BAD_AS, true)
     );
     assert_failed_to_idle(&f, 1);
 
@@ -1536,9 +1547,10 @@ fn test_open_sent_bgp_open_msg_err() {
     let mut f = open_sent();
     let mut b = open_bytes(PEER_HOLD).to_vec();
     b[19] = 3;
+    let detail = "unsupported BGP version 3 (at byte 19)";
     assert_eq!(
         f.rx(OUT, &b),
-        error_to_idle(OUT, version_error(), State::OpenSent)
+        refused_to_idle(OUT, version_error(), State::OpenSent, detail, true)
     );
 }
 

@@ -332,7 +332,12 @@ impl Peer {
     /// NOTIFICATION by direction.
     fn record_down(&mut self, reason: &DownReason, local_as: u32) {
         match reason {
-            DownReason::NotificationSent(n) => {
+            DownReason::NotificationSent(n)
+            | DownReason::OpenRefused {
+                notification: n,
+                sent: true,
+                ..
+            } => {
                 self.last_notification_sent = Some(n.to_string());
             }
             DownReason::NotificationReceived(n) => {
@@ -347,10 +352,14 @@ impl Peer {
 /// `reason` in an operator's words: the reason's own text, preceded for OPEN mismatches by
 /// what does not match and which side has to change.
 ///
-/// The AS a peer claimed in a refused OPEN is not reported by the session layer (the
-/// NOTIFICATION for Bad Peer AS carries no data), so a mismatch names the configured AS.
+/// Our refusals come with the machine's own words (the AS the peer claimed); the peer's
+/// refusals of our OPEN are explained from the NOTIFICATION it sent.
 fn describe_down(reason: &DownReason, peer: &PeerSettings, local_as: u32) -> String {
     use subcode::open;
+    if matches!(reason, DownReason::OpenRefused { .. }) {
+        // The machine says what did not match (the AS the peer claimed, ...).
+        return reason.to_string();
+    }
     let (sent, n) = match reason {
         DownReason::NotificationSent(n) | DownReason::NotSent(n) => (true, n),
         DownReason::NotificationReceived(n) => (false, n),

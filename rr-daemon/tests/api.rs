@@ -541,7 +541,12 @@ passive = true
             .contains("Bad Peer AS"),
         "{pa_seen}"
     );
-    let pb_seen = wait_peer(api_b, "127.0.0.5", has("does not say AS 65001")).await;
+    let pb_seen = wait_peer(
+        api_b,
+        "127.0.0.5",
+        has("OPEN mismatch: peer says AS 65000, configured 65001"),
+    )
+    .await;
     assert!(
         pb_seen["last_error"]
             .as_str()
