@@ -1,9 +1,11 @@
 //! Shared helpers for the interop scenarios and the load generator.
 //!
-//! The interop harness: network namespaces ([`Netns`]) joined by veth pairs ([`Link`]),
-//! real BGP peers running inside them ([`Bird`] for BIRD 2 and BIRD 1.6, [`Frr`] for FRR
-//! `bgpd`), and our own speaker ([`Speaker`]) whose JSON event lines are collected by a
-//! reader thread.
+//! The interop harness: network namespaces ([`Netns`]) joined by veth pairs ([`Link`]) or
+//! to a bridge ([`Hub`]), real BGP peers running inside them ([`Bird`] for BIRD 2 and
+//! BIRD 1.6, [`Frr`] for FRR `bgpd`; as one session's peer, or as route-reflector clients
+//! that originate routes and report what they learned, [`Client`]), our one-session
+//! speaker ([`Speaker`]) whose JSON event lines are collected by a reader thread, and our
+//! daemon on a configuration file ([`Daemon`]).
 //!
 //! Rules every helper follows:
 //! - everything is created by the test that uses it: namespaces are named
@@ -19,7 +21,7 @@
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write as _};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,6 +60,30 @@ pub fn require_root() -> Result<(), String> {
 /// Runs `program args` to completion (bounded by `timeout`) and returns its stdout, or an
 /// error with the exit status and stderr.
 pub fn run_cmd(program: &str, args: &[&str], timeout: Duration) -> Result<String, String> {
+    let (status, stdout, stderr) = run_capture(program, args, timeout)?;
+    if status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "`{program} {}` failed ({status}): {}{}",
+            args.join(" "),
+            stderr.trim(),
+            if stderr.trim().is_empty() {
+                stdout.trim()
+            } else {
+                ""
+            }
+        ))
+    }
+}
+
+/// Runs `program args` to completion (bounded by `timeout`: killed after it) and returns
+/// its exit status, stdout and stderr, whatever the status.
+pub fn run_capture(
+    program: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<(ExitStatus, String, String), String> {
     let show = || format!("`{program} {}`", args.join(" "));
     let mut child = Command::new(program)
         .args(args)
@@ -94,20 +120,7 @@ pub fn run_cmd(program: &str, args: &[&str], timeout: Duration) -> Result<String
     };
     let stdout = t_out.join().unwrap_or_default();
     let stderr = t_err.join().unwrap_or_default();
-    if status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!(
-            "{} failed ({status}): {}{}",
-            show(),
-            stderr.trim(),
-            if stderr.trim().is_empty() {
-                stdout.trim()
-            } else {
-                ""
-            }
-        ))
-    }
+    Ok((status, stdout, stderr))
 }
 
 /// Polls `f` every `every` until it returns `Some`, at most until `timeout` has passed.
@@ -435,9 +448,21 @@ impl Link {
     /// Creates the pair directly inside both namespaces (nothing appears in the root
     /// namespace, so names never clash) and waits (at most 5 s) until both ends are up.
     pub fn new(a: &Netns, a_addrs: &[&str], b: &Netns, b_addrs: &[&str]) -> Result<Self, String> {
+        Self::named(a, "bgpt0", a_addrs, b, "bgpt1", b_addrs)
+    }
+
+    /// [`Link::new`] with the interface names given (each unique in its namespace).
+    pub fn named(
+        a: &Netns,
+        a_if: &str,
+        a_addrs: &[&str],
+        b: &Netns,
+        b_if: &str,
+        b_addrs: &[&str],
+    ) -> Result<Self, String> {
         let link = Self {
-            a_if: "bgpt0".into(),
-            b_if: "bgpt1".into(),
+            a_if: a_if.into(),
+            b_if: b_if.into(),
         };
         run_cmd(
             "ip",
@@ -472,6 +497,73 @@ impl Link {
             })
             .ok_or_else(|| format!("{dev} in {} not up within 5 s", ns.name))?;
         }
+        Ok(link)
+    }
+}
+
+// ---------------------------------------------------------------------------------- Hub
+
+/// A namespace with a bridge `br0` (holding the given addresses) to which other namespaces
+/// attach by veth pairs: one shared subnet, as nodes on one L2 segment with a reflector.
+///
+/// Every attached namespace reaches every other directly, so a reflected route's next hop
+/// (the originator's address) is on-link at every client.
+#[derive(Debug)]
+pub struct Hub {
+    ns: Netns,
+    ports: AtomicUsize,
+}
+
+impl Hub {
+    /// Creates the namespace `bgpt-<pid>-<n>-<role>` and its bridge, up, with `addrs`.
+    pub fn create(role: &str, addrs: &[&str]) -> Result<Self, String> {
+        let ns = Netns::create(role)?;
+        ns.ip(&[
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+            "stp_state",
+            "0",
+            "mcast_snooping",
+            "0",
+        ])?;
+        ns.exec(
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv6.conf.br0.addr_gen_mode=1",
+                "net.ipv6.conf.br0.accept_dad=0",
+            ],
+        )?;
+        for addr in addrs {
+            if addr.contains(':') {
+                ns.ip(&["addr", "add", addr, "dev", "br0", "nodad"])?;
+            } else {
+                ns.ip(&["addr", "add", addr, "dev", "br0"])?;
+            }
+        }
+        ns.ip(&["link", "set", "br0", "up"])?;
+        Ok(Self {
+            ns,
+            ports: AtomicUsize::new(0),
+        })
+    }
+
+    /// The hub's namespace (where the reflector runs).
+    pub fn ns(&self) -> &Netns {
+        &self.ns
+    }
+
+    /// Joins `other` to the bridge: a veth `portN` (hub side, a bridge port) – `eth0`
+    /// (`other` side, with `addrs`); returns once both ends are up.
+    pub fn attach(&self, other: &Netns, addrs: &[&str]) -> Result<Link, String> {
+        let port = format!("port{}", self.ports.fetch_add(1, Ordering::Relaxed));
+        let link = Link::named(&self.ns, &port, &[], other, "eth0", addrs)?;
+        self.ns.ip(&["link", "set", &port, "master", "br0"])?;
         Ok(link)
     }
 }
@@ -525,12 +617,131 @@ pub trait Peer {
     fn log_tail(&self, lines: usize) -> String;
 }
 
+/// One route a reflector client originates.
+#[derive(Clone, Debug)]
+pub struct ClientRoute {
+    /// The prefix: `"198.51.100.0/26"`, `"2001:db8:11::/48"`.
+    pub prefix: String,
+    /// A standard community to attach, `(65000, 11)`.
+    pub community: Option<(u16, u16)>,
+    /// The LOCAL_PREF to send (otherwise the client's default, 100).
+    pub local_pref: Option<u32>,
+}
+
+impl ClientRoute {
+    /// A route with no attributes of its own.
+    pub fn plain(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.into(),
+            community: None,
+            local_pref: None,
+        }
+    }
+
+    /// A route with a community and a LOCAL_PREF.
+    pub fn tagged(prefix: &str, community: (u16, u16), local_pref: u32) -> Self {
+        Self {
+            prefix: prefix.into(),
+            community: Some(community),
+            local_pref: Some(local_pref),
+        }
+    }
+
+    /// Whether it is an IPv6 prefix.
+    pub fn is_ipv6(&self) -> bool {
+        self.prefix.contains(':')
+    }
+
+    /// Its community as the peers print it: `"65000:11"`.
+    pub fn community_text(&self) -> Option<String> {
+        self.community.map(|(a, v)| format!("{a}:{v}"))
+    }
+}
+
+/// A route-reflector client: an iBGP peer of our reflector that originates `routes` and
+/// imports everything. Its BGP session is named `upstream` (BIRD), its static routes are in
+/// `static1` (IPv4) and `static6` (IPv6).
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Names its files (and FRR's hostname).
+    pub name: String,
+    /// Its BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Its AS (the reflector's, for a client).
+    pub asn: u32,
+    /// Its session address (IPv4 or IPv6).
+    pub addr: IpAddr,
+    /// The reflector's session address.
+    pub rr_addr: IpAddr,
+    /// The reflector's AS.
+    pub rr_asn: u32,
+    /// Hold time, seconds.
+    pub hold: u16,
+    /// Keepalive interval, seconds.
+    pub keepalive: u16,
+    /// Connect retry interval, seconds.
+    pub connect_retry: u16,
+    /// BIRD: seconds before it first connects out, and again after a connection closes
+    /// (`connect delay time`; BIRD's default is 5). FRR ignores it.
+    pub connect_delay: u16,
+    /// Never connect out.
+    pub passive: bool,
+    /// What it originates.
+    pub routes: Vec<ClientRoute>,
+}
+
+impl ClientConfig {
+    /// The families it needs: the session's, and those of its routes.
+    fn families(&self) -> (bool, bool) {
+        let v4 = self.addr.is_ipv4() || self.routes.iter().any(|r| !r.is_ipv6());
+        let v6 = self.addr.is_ipv6() || self.routes.iter().any(ClientRoute::is_ipv6);
+        (v4, v6)
+    }
+}
+
+/// A route as a client learned it from the reflector.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Learned {
+    /// The prefix, as the client prints it.
+    pub prefix: String,
+    /// NEXT_HOP (IPv4) or the MP_REACH next hops (global first).
+    pub next_hops: Vec<String>,
+    /// LOCAL_PREF.
+    pub local_pref: Option<u32>,
+    /// Standard communities, `"65000:11"`, sorted.
+    pub communities: Vec<String>,
+    /// ORIGINATOR_ID.
+    pub originator_id: Option<String>,
+    /// CLUSTER_LIST, in order.
+    pub cluster_list: Vec<String>,
+    /// AS_PATH as printed (empty for a route from the own AS).
+    pub as_path: String,
+}
+
+/// A real peer acting as a route-reflector client (started with `start_client`).
+pub trait Client: Peer {
+    /// Its configuration.
+    fn client(&self) -> &ClientConfig;
+    /// The routes it learned over its session with the reflector.
+    fn learned(&self) -> Result<Vec<Learned>, String>;
+    /// Stops originating `prefix` (BIRD: reconfigure without it; FRR: `no network`).
+    fn withdraw(&mut self, prefix: &str) -> Result<(), String>;
+    /// Evidence that the reflector sent the client one of its own routes back, if any.
+    /// BIRD treats such a route (its own ORIGINATOR_ID) as a withdrawal, so any received
+    /// import withdrawal counts (only meaningful before anything was withdrawn); FRR logs
+    /// every received prefix (`debug bgp updates in`), also the ones it denies.
+    fn own_routes_echoed(&self) -> Result<Option<String>, String>;
+    /// When its session last changed state (BIRD: `Since`, to the millisecond with BIRD 2;
+    /// FRR: the Established time, to the second): it changes whenever the session resets.
+    fn session_since(&self) -> Result<String, String>;
+}
+
 /// Which BIRD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BirdVersion {
     /// BIRD 2.0 (Debian `bird2`, on `PATH`).
     V2,
-    /// BIRD 1.6 (Debian `bird`, unpacked under `BIRD16_DIR`).
+    /// BIRD 1.6 (Debian `bird`, unpacked under `BIRD16_DIR`; `bird6` for IPv6).
     V16,
 }
 
@@ -562,13 +773,18 @@ pub struct Bird {
     version: BirdVersion,
     ns: String,
     dir: PathBuf,
-    cfg: PeerConfig,
+    /// In file names: `bird-<name>.*`.
+    name: String,
+    /// The BGP protocol's name.
+    proto: String,
     bird: PathBuf,
     birdc: PathBuf,
     conf: PathBuf,
     ctl: PathBuf,
     log: PathBuf,
     proc: Option<Proc>,
+    client: Option<ClientConfig>,
+    withdrawn: Vec<String>,
 }
 
 impl Bird {
@@ -580,6 +796,42 @@ impl Bird {
         dir: &Path,
         cfg: PeerConfig,
     ) -> Result<Self, String> {
+        let mut b = Self::prepare(version, ns, dir, &cfg.name, &cfg.name, false)?;
+        let text = b.session_config(&cfg);
+        b.write_and_start(&text)?;
+        Ok(b)
+    }
+
+    /// [`Bird::start`] as a route-reflector client (BIRD 1.6: `bird6` for an IPv6 session,
+    /// which then carries IPv6 routes only).
+    pub fn start_client(
+        version: BirdVersion,
+        ns: &Netns,
+        dir: &Path,
+        cfg: ClientConfig,
+    ) -> Result<Self, String> {
+        let v6 = cfg.addr.is_ipv6();
+        if version == BirdVersion::V16 && cfg.routes.iter().any(|r| r.is_ipv6() != v6) {
+            return Err(format!(
+                "BIRD 1.6 client {}: `bird` carries IPv4 only and `bird6` IPv6 only",
+                cfg.name
+            ));
+        }
+        let mut b = Self::prepare(version, ns, dir, &cfg.name, "upstream", v6)?;
+        b.client = Some(cfg);
+        let text = b.client_config();
+        b.write_and_start(&text)?;
+        Ok(b)
+    }
+
+    fn prepare(
+        version: BirdVersion,
+        ns: &Netns,
+        dir: &Path,
+        name: &str,
+        proto: &str,
+        ipv6: bool,
+    ) -> Result<Self, String> {
         let (bird, birdc) = match version {
             BirdVersion::V2 => {
                 let bird = which("bird")
@@ -590,7 +842,11 @@ impl Bird {
             }
             BirdVersion::V16 => {
                 let d = bird16_dir();
-                let (bird, birdc) = (d.join("usr/sbin/bird"), d.join("usr/sbin/birdc"));
+                let (bird, birdc) = if ipv6 {
+                    (d.join("usr/sbin/bird6"), d.join("usr/sbin/birdc6"))
+                } else {
+                    (d.join("usr/sbin/bird"), d.join("usr/sbin/birdc"))
+                };
                 if !bird.is_file() || !birdc.is_file() {
                     return Err(format!(
                         "BIRD 1.6 not found at {} (set BIRD16_DIR to where the Debian `bird` \
@@ -621,32 +877,41 @@ impl Bird {
                 v.trim()
             ));
         }
-        let stem = format!("bird-{}", cfg.name);
-        let mut b = Self {
+        let stem = format!("bird-{name}");
+        Ok(Self {
             version,
             ns: ns.name().to_owned(),
             dir: dir.to_owned(),
+            name: name.to_owned(),
+            proto: proto.to_owned(),
             bird,
             birdc,
             conf: dir.join(format!("{stem}.conf")),
             ctl: dir.join(format!("{stem}.ctl")),
             log: dir.join(format!("{stem}.log")),
-            cfg,
             proc: None,
-        };
-        fs::write(&b.conf, b.config()).map_err(|e| format!("cannot write config: {e}"))?;
-        run_cmd(
-            &b.bird.to_string_lossy(),
-            &["-p", "-c", &b.conf.to_string_lossy()],
-            Duration::from_secs(10),
-        )
-        .map_err(|e| format!("bad BIRD config {}: {e}", b.conf.display()))?;
-        b.start_again()?;
-        Ok(b)
+            client: None,
+            withdrawn: Vec::new(),
+        })
     }
 
-    fn config(&self) -> String {
-        let c = &self.cfg;
+    fn write_config(&self, text: &str) -> Result<(), String> {
+        fs::write(&self.conf, text).map_err(|e| format!("cannot write config: {e}"))?;
+        run_cmd(
+            &self.bird.to_string_lossy(),
+            &["-p", "-c", &self.conf.to_string_lossy()],
+            Duration::from_secs(10),
+        )
+        .map(|_| ())
+        .map_err(|e| format!("bad BIRD config {}: {e}", self.conf.display()))
+    }
+
+    fn write_and_start(&mut self, text: &str) -> Result<(), String> {
+        self.write_config(text)?;
+        self.start_again()
+    }
+
+    fn session_config(&self, c: &PeerConfig) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "router id {};", c.local_addr);
         let _ = writeln!(s, "log \"{}\" all;", self.log.display());
@@ -680,6 +945,85 @@ impl Bird {
         s
     }
 
+    /// A client: static routes (less the withdrawn ones), exported with their attributes
+    /// by the filter `to_reflector`; a directly connected iBGP session `upstream`.
+    fn client_config(&self) -> String {
+        let c = self.client.as_ref().expect("a client");
+        let v2 = self.version == BirdVersion::V2;
+        let (v4, v6) = c.families();
+        let mut s = String::new();
+        let _ = writeln!(s, "router id {};", c.router_id);
+        let _ = writeln!(s, "log \"{}\" all;", self.log.display());
+        // The session's `Since` to the millisecond (BIRD 1.6: to the second).
+        if v2 {
+            let _ = writeln!(s, "timeformat protocol iso long ms;");
+        } else {
+            let _ = writeln!(s, "timeformat protocol iso long;");
+        }
+        let _ = writeln!(s, "protocol device {{ scan time 10; }}");
+        for (name, want_v6) in [("static1", false), ("static6", true)] {
+            if !c.routes.iter().any(|r| r.is_ipv6() == want_v6) {
+                continue;
+            }
+            let _ = write!(s, "protocol static {name} {{");
+            if v2 {
+                let _ = write!(s, " {};", if want_v6 { "ipv6" } else { "ipv4" });
+            }
+            for r in c.routes.iter().filter(|r| r.is_ipv6() == want_v6) {
+                if !self.withdrawn.contains(&r.prefix) {
+                    let _ = write!(s, " route {} blackhole;", r.prefix);
+                }
+            }
+            let _ = writeln!(s, " }}");
+        }
+        // The filter never changes on a withdrawal, so a reconfiguration only touches the
+        // static protocol.
+        let _ = writeln!(s, "filter to_reflector {{");
+        let _ = writeln!(s, "  if source != RTS_STATIC then reject;");
+        for r in &c.routes {
+            let mut set = String::new();
+            if let Some((a, v)) = r.community {
+                let _ = write!(set, " bgp_community.add(({a},{v}));");
+            }
+            if let Some(lp) = r.local_pref {
+                let _ = write!(set, " bgp_local_pref = {lp};");
+            }
+            if !set.is_empty() {
+                let _ = writeln!(s, "  if net = {} then {{{set} }}", r.prefix);
+            }
+        }
+        let _ = writeln!(s, "  accept;");
+        let _ = writeln!(s, "}}");
+        let _ = writeln!(s, "protocol bgp {} {{", self.proto);
+        let _ = writeln!(s, "  debug all;");
+        let _ = writeln!(s, "  local {} as {};", c.addr, c.asn);
+        let _ = writeln!(s, "  neighbor {} as {};", c.rr_addr, c.rr_asn);
+        // On the reflector's subnet: next hops of reflected routes are on-link.
+        let _ = writeln!(s, "  direct;");
+        let _ = writeln!(s, "  hold time {};", c.hold);
+        let _ = writeln!(s, "  keepalive time {};", c.keepalive);
+        let _ = writeln!(s, "  connect retry time {};", c.connect_retry);
+        let _ = writeln!(s, "  connect delay time {};", c.connect_delay);
+        let _ = writeln!(s, "  error wait time 1,2;");
+        let _ = writeln!(s, "  error forget time 10;");
+        if c.passive {
+            let _ = writeln!(s, "  passive on;");
+        }
+        if v2 {
+            let _ = writeln!(s, "  strict bind on;");
+            for (af, on) in [("ipv4", v4), ("ipv6", v6)] {
+                if on {
+                    let _ = writeln!(s, "  {af} {{ import all; export filter to_reflector; }};");
+                }
+            }
+        } else {
+            let _ = writeln!(s, "  import all;");
+            let _ = writeln!(s, "  export filter to_reflector;");
+        }
+        let _ = writeln!(s, "}}");
+        s
+    }
+
     /// Runs `birdc -s CTL args` and returns its output.
     pub fn birdc(&self, args: &[&str]) -> Result<String, String> {
         let ctl = self.ctl.to_string_lossy();
@@ -692,15 +1036,102 @@ impl Bird {
         Ok(out)
     }
 
-    /// `show protocols all NAME`.
+    /// `show protocols all NAME` of the BGP protocol.
     pub fn show_protocol(&self) -> Result<String, String> {
-        self.birdc(&["show", "protocols", "all", &self.cfg.name])
+        self.birdc(&["show", "protocols", "all", &self.proto])
     }
 
-    /// Its stderr file and log file.
+    /// The `Since` column of the BGP protocol (`2024-01-02 03:04:05.678` with BIRD 2
+    /// clients): when it last changed state.
+    pub fn since(&self) -> Result<String, String> {
+        let out = self.birdc(&["show", "protocols", &self.proto])?;
+        out.lines()
+            .map(str::split_whitespace)
+            .find_map(|mut t| (t.next() == Some(self.proto.as_str())).then(|| t.skip(3).take(2)))
+            .map(|t| t.collect::<Vec<_>>().join(" "))
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("no `{}` line in birdc output:\n{out}", self.proto))
+    }
+
+    /// The `Last error:` of the BGP protocol, if any.
+    pub fn last_error(&self) -> Result<Option<String>, String> {
+        let out = self.show_protocol()?;
+        Ok(out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Last error:"))
+            .map(|v| v.trim().to_owned()))
+    }
+
+    /// Its log file.
     pub fn log_path(&self) -> &Path {
         &self.log
     }
+
+    /// Its whole log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Parses `show route all` of BIRD 2 or 1.6: a line at column 0 starts a prefix's first
+/// route, one indented by spaces another route of the same prefix, one indented by a tab
+/// is a detail (`via ...`, `BGP.next_hop: ...`) of the current route.
+fn parse_bird_routes(out: &str) -> Vec<Learned> {
+    let mut routes: Vec<Learned> = Vec::new();
+    let mut prefix = String::new();
+    for line in out.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.starts_with('\t') {
+            let Some(r) = routes.last_mut() else { continue };
+            let Some((key, value)) = line.trim().split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            let words = || value.split_whitespace().map(str::to_owned).collect();
+            match key {
+                "BGP.next_hop" => r.next_hops = words(),
+                "BGP.local_pref" => r.local_pref = value.parse().ok(),
+                "BGP.originator_id" => r.originator_id = Some(value.to_owned()),
+                "BGP.cluster_list" => r.cluster_list = words(),
+                "BGP.as_path" => r.as_path = value.to_owned(),
+                "BGP.community" => {
+                    // "(65000,11) (65000,12)"
+                    let mut c: Vec<String> = value
+                        .split_whitespace()
+                        .map(|w| {
+                            w.trim_matches(|ch| ch == '(' || ch == ')')
+                                .replace(',', ":")
+                        })
+                        .collect();
+                    c.sort();
+                    r.communities = c;
+                }
+                _ => {}
+            }
+        } else if line.starts_with(' ') {
+            if !prefix.is_empty() {
+                routes.push(Learned {
+                    prefix: prefix.clone(),
+                    ..Learned::default()
+                });
+            }
+        } else {
+            let first = line.split_whitespace().next().unwrap_or_default();
+            if first.contains('/') {
+                prefix = first.to_owned();
+                routes.push(Learned {
+                    prefix: prefix.clone(),
+                    ..Learned::default()
+                });
+            } else {
+                // "Table master4:", "BIRD 2.0.12 ready."
+                prefix.clear();
+            }
+        }
+    }
+    routes
 }
 
 impl Peer for Bird {
@@ -761,7 +1192,7 @@ impl Peer for Bird {
         let mut p = spawn_in(
             &self.ns,
             &self.dir,
-            &format!("bird-{}", self.cfg.name),
+            &format!("bird-{}", self.name),
             &self.bird,
             &args,
             &[],
@@ -795,15 +1226,79 @@ impl Peer for Bird {
     }
 
     fn log_tail(&self, lines: usize) -> String {
-        let stderr = self.dir.join(format!("bird-{}.stderr", self.cfg.name));
+        let stderr = self.dir.join(format!("bird-{}.stderr", self.name));
         format!(
-            "--- {} stderr ---\n{}\n--- {} log ({}) ---\n{}",
+            "--- {} {} stderr ---\n{}\n--- {} {} log ({}) ---\n{}",
             self.kind(),
+            self.name,
             tail(&stderr, lines),
             self.kind(),
+            self.name,
             self.log.display(),
             tail(&self.log, lines)
         )
+    }
+}
+
+impl Client for Bird {
+    fn session_since(&self) -> Result<String, String> {
+        self.since()
+    }
+
+    fn client(&self) -> &ClientConfig {
+        self.client
+            .as_ref()
+            .expect("Client methods need a BIRD started with Bird::start_client")
+    }
+
+    fn learned(&self) -> Result<Vec<Learned>, String> {
+        let out = self.birdc(&["show", "route", "all", "protocol", &self.proto])?;
+        Ok(parse_bird_routes(&out))
+    }
+
+    fn withdraw(&mut self, prefix: &str) -> Result<(), String> {
+        let c = self.client.as_ref().ok_or("not a client")?;
+        if !c.routes.iter().any(|r| r.prefix == prefix) {
+            return Err(format!("{} does not originate {prefix}", c.name));
+        }
+        self.withdrawn.push(prefix.to_owned());
+        let text = self.client_config();
+        self.write_config(&text)?;
+        let out = self.birdc(&["configure"])?;
+        if out.contains("Reconfigured") || out.contains("Reconfiguration in progress") {
+            Ok(())
+        } else {
+            Err(format!("`birdc configure` did not reconfigure:\n{out}"))
+        }
+    }
+
+    fn own_routes_echoed(&self) -> Result<Option<String>, String> {
+        // "      Import withdraws:            0          0        ---          0          0"
+        // (BIRD 2: one such line per channel); the first number is "received".
+        let out = self.show_protocol()?;
+        let mut seen = false;
+        let mut received = 0u64;
+        for l in out.lines() {
+            if let Some(rest) = l.trim().strip_prefix("Import withdraws:") {
+                seen = true;
+                received += rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        if !seen {
+            return Err(format!("no `Import withdraws:` in birdc output:\n{out}"));
+        }
+        Ok((received > 0).then(|| {
+            format!(
+                "{} {} received {received} withdrawal(s) (BIRD turns a route with its own \
+                 ORIGINATOR_ID into a withdrawal):\n{out}",
+                self.kind(),
+                self.name
+            )
+        }))
     }
 }
 
@@ -812,41 +1307,80 @@ impl Peer for Bird {
 pub struct Frr {
     ns: String,
     dir: PathBuf,
-    cfg: PeerConfig,
+    /// In file names: `frr-<name>.*`; the hostname.
+    name: String,
+    /// Our speaker's address.
+    neighbor: IpAddr,
+    /// Its own address (where it listens).
+    listen: IpAddr,
     conf: PathBuf,
     vty: PathBuf,
     log: PathBuf,
     proc: Option<Proc>,
+    client: Option<ClientConfig>,
 }
 
 impl Frr {
     /// Writes the config into `dir` and starts `bgpd -Z -S` listening on the peer's
     /// address inside `ns`; returns once vtysh answers (at most 10 s).
     pub fn start(ns: &Netns, dir: &Path, cfg: PeerConfig) -> Result<Self, String> {
+        let mut f = Self::prepare(
+            ns,
+            dir,
+            &cfg.name,
+            cfg.remote_addr.into(),
+            cfg.local_addr.into(),
+        )?;
+        let text = f.session_config(&cfg);
+        f.write_and_start(&text)?;
+        Ok(f)
+    }
+
+    /// [`Frr::start`] as a route-reflector client.
+    pub fn start_client(ns: &Netns, dir: &Path, cfg: ClientConfig) -> Result<Self, String> {
+        let mut f = Self::prepare(ns, dir, &cfg.name, cfg.rr_addr, cfg.addr)?;
+        let text = Self::client_config(&f.log, &cfg);
+        f.client = Some(cfg);
+        f.write_and_start(&text)?;
+        Ok(f)
+    }
+
+    fn prepare(
+        ns: &Netns,
+        dir: &Path,
+        name: &str,
+        neighbor: IpAddr,
+        listen: IpAddr,
+    ) -> Result<Self, String> {
         if !Path::new(FRR_BGPD).is_file() {
             return Err(format!("FRR bgpd not found at {FRR_BGPD}: {INSTALL_HINT}"));
         }
         if which("vtysh").is_none() {
             return Err(format!("FRR vtysh not found on PATH: {INSTALL_HINT}"));
         }
-        let stem = format!("frr-{}", cfg.name);
-        let mut f = Self {
+        let stem = format!("frr-{name}");
+        let f = Self {
             ns: ns.name().to_owned(),
             dir: dir.to_owned(),
+            name: name.to_owned(),
+            neighbor,
+            listen,
             conf: dir.join(format!("{stem}.conf")),
             vty: dir.join(format!("{stem}.vty")),
             log: dir.join(format!("{stem}.log")),
-            cfg,
             proc: None,
+            client: None,
         };
         fs::create_dir_all(&f.vty).map_err(|e| format!("cannot create vty dir: {e}"))?;
-        fs::write(&f.conf, f.config()).map_err(|e| format!("cannot write config: {e}"))?;
-        f.start_again()?;
         Ok(f)
     }
 
-    fn config(&self) -> String {
-        let c = &self.cfg;
+    fn write_and_start(&mut self, text: &str) -> Result<(), String> {
+        fs::write(&self.conf, text).map_err(|e| format!("cannot write config: {e}"))?;
+        self.start_again()
+    }
+
+    fn session_config(&self, c: &PeerConfig) -> String {
         let n = c.remote_addr;
         let mut s = String::new();
         let _ = writeln!(s, "frr defaults traditional");
@@ -875,25 +1409,102 @@ impl Frr {
         s
     }
 
+    /// A client: `network` statements (no zebra, so no import check), a route map per
+    /// route with attributes, every received prefix logged.
+    fn client_config(log: &Path, c: &ClientConfig) -> String {
+        let n = c.rr_addr;
+        let (v4, v6) = c.families();
+        let mut s = String::new();
+        let _ = writeln!(s, "frr defaults traditional");
+        let _ = writeln!(s, "hostname {}", c.name);
+        let _ = writeln!(s, "log file {}", log.display());
+        let _ = writeln!(s, "log timestamp precision 3");
+        let _ = writeln!(s, "debug bgp neighbor-events");
+        let _ = writeln!(s, "debug bgp updates in");
+        let _ = writeln!(s, "!");
+        for (i, r) in c.routes.iter().enumerate() {
+            if r.community.is_none() && r.local_pref.is_none() {
+                continue;
+            }
+            let _ = writeln!(s, "route-map ROUTE{i} permit 10");
+            if let Some(cm) = r.community_text() {
+                let _ = writeln!(s, " set community {cm}");
+            }
+            if let Some(lp) = r.local_pref {
+                let _ = writeln!(s, " set local-preference {lp}");
+            }
+            let _ = writeln!(s, "!");
+        }
+        let _ = writeln!(s, "router bgp {}", c.asn);
+        let _ = writeln!(s, " bgp router-id {}", c.router_id);
+        let _ = writeln!(s, " no bgp ebgp-requires-policy");
+        let _ = writeln!(s, " no bgp default ipv4-unicast");
+        let _ = writeln!(s, " no bgp network import-check");
+        let _ = writeln!(s, " timers bgp {} {}", c.keepalive, c.hold);
+        let _ = writeln!(s, " neighbor {n} remote-as {}", c.rr_asn);
+        let _ = writeln!(s, " neighbor {n} timers {} {}", c.keepalive, c.hold);
+        let _ = writeln!(s, " neighbor {n} timers connect {}", c.connect_retry);
+        let _ = writeln!(s, " neighbor {n} update-source {}", c.addr);
+        if c.passive {
+            let _ = writeln!(s, " neighbor {n} passive");
+        }
+        for (af, on, v6) in [("ipv4", v4, false), ("ipv6", v6, true)] {
+            if !on {
+                continue;
+            }
+            let _ = writeln!(s, " address-family {af} unicast");
+            for (i, r) in c.routes.iter().enumerate() {
+                if r.is_ipv6() != v6 {
+                    continue;
+                }
+                if r.community.is_some() || r.local_pref.is_some() {
+                    let _ = writeln!(s, "  network {} route-map ROUTE{i}", r.prefix);
+                } else {
+                    let _ = writeln!(s, "  network {}", r.prefix);
+                }
+            }
+            let _ = writeln!(s, "  neighbor {n} activate");
+            let _ = writeln!(s, " exit-address-family");
+        }
+        let _ = writeln!(s, "!");
+        s
+    }
+
     /// Runs `vtysh --vty_socket DIR -d bgpd -c CMD` and returns its output.
     pub fn vtysh(&self, cmd: &str) -> Result<String, String> {
+        self.vtysh_lines(&[cmd])
+    }
+
+    /// [`Frr::vtysh`] with several commands in one session (`configure terminal`, ...).
+    pub fn vtysh_lines(&self, cmds: &[&str]) -> Result<String, String> {
         let vty = self.vty.to_string_lossy();
-        run_cmd(
-            "vtysh",
-            &["--vty_socket", &vty, "-d", "bgpd", "-c", cmd],
-            Duration::from_secs(5),
-        )
+        let mut argv = vec!["--vty_socket", &vty, "-d", "bgpd"];
+        for c in cmds {
+            argv.push("-c");
+            argv.push(c);
+        }
+        run_cmd("vtysh", &argv, Duration::from_secs(5))
     }
 
     /// `show bgp neighbors ADDR json`, the neighbor's object.
     pub fn neighbor_json(&self) -> Result<Value, String> {
-        let addr = self.cfg.remote_addr.to_string();
+        let addr = self.neighbor.to_string();
         let out = self.vtysh(&format!("show bgp neighbors {addr} json"))?;
         let v: Value = serde_json::from_str(&out)
             .map_err(|e| format!("vtysh printed no JSON ({e}):\n{out}"))?;
         v.get(&addr)
             .cloned()
             .ok_or_else(|| format!("no neighbor {addr} in:\n{out}"))
+    }
+
+    /// Its log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    fn json(&self, cmd: &str) -> Result<Value, String> {
+        let out = self.vtysh(cmd)?;
+        serde_json::from_str(&out).map_err(|e| format!("`{cmd}` printed no JSON ({e}):\n{out}"))
     }
 }
 
@@ -947,12 +1558,12 @@ impl Peer for Frr {
             "-i",
             &self
                 .dir
-                .join(format!("frr-{}.pid", self.cfg.name))
+                .join(format!("frr-{}.pid", self.name))
                 .to_string_lossy(),
             "--vty_socket",
             &self.vty.to_string_lossy(),
             "-l",
-            &self.cfg.local_addr.to_string(),
+            &self.listen.to_string(),
             "-p",
             "179",
             "-P",
@@ -964,7 +1575,7 @@ impl Peer for Frr {
         let mut p = spawn_in(
             &self.ns,
             &self.dir,
-            &format!("frr-{}", self.cfg.name),
+            &format!("frr-{}", self.name),
             Path::new(FRR_BGPD),
             &args,
             &[],
@@ -994,13 +1605,144 @@ impl Peer for Frr {
     }
 
     fn log_tail(&self, lines: usize) -> String {
-        let stderr = self.dir.join(format!("frr-{}.stderr", self.cfg.name));
+        let stderr = self.dir.join(format!("frr-{}.stderr", self.name));
         format!(
-            "--- FRR stderr ---\n{}\n--- FRR log ({}) ---\n{}",
+            "--- FRR {} stderr ---\n{}\n--- FRR {} log ({}) ---\n{}",
+            self.name,
             tail(&stderr, lines),
+            self.name,
             self.log.display(),
             tail(&self.log, lines)
         )
+    }
+}
+
+impl Client for Frr {
+    fn session_since(&self) -> Result<String, String> {
+        let v = self.neighbor_json()?;
+        v.get("bgpTimerUpEstablishedEpoch")
+            .map(Value::to_string)
+            .ok_or_else(|| format!("no bgpTimerUpEstablishedEpoch in {v}"))
+    }
+
+    fn client(&self) -> &ClientConfig {
+        self.client
+            .as_ref()
+            .expect("Client methods need an FRR started with Frr::start_client")
+    }
+
+    fn learned(&self) -> Result<Vec<Learned>, String> {
+        let (v4, v6) = self
+            .client
+            .as_ref()
+            .map_or((true, true), ClientConfig::families);
+        let rr = self.neighbor.to_string();
+        let mut routes = Vec::new();
+        for (afi, on) in [("ipv4", v4), ("ipv6", v6)] {
+            if !on {
+                continue;
+            }
+            let table = self.json(&format!("show bgp {afi} unicast json"))?;
+            let Some(prefixes) = table.get("routes").and_then(Value::as_object) else {
+                continue;
+            };
+            for (prefix, paths) in prefixes {
+                let from_rr = paths
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["peerId"] == rr.as_str()));
+                if !from_rr {
+                    continue;
+                }
+                let detail = self.json(&format!("show bgp {afi} unicast {prefix} json"))?;
+                let Some(p) = detail["paths"]
+                    .as_array()
+                    .and_then(|ps| ps.iter().find(|p| p["peer"]["peerId"] == rr.as_str()))
+                else {
+                    continue; // withdrawn meanwhile
+                };
+                let strings = |v: &Value| -> Vec<String> {
+                    v.as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let mut communities = strings(&p["community"]["list"]);
+                communities.sort();
+                routes.push(Learned {
+                    prefix: prefix.clone(),
+                    next_hops: p["nexthops"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|n| n["ip"].as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    local_pref: p["locPrf"].as_u64().and_then(|n| u32::try_from(n).ok()),
+                    communities,
+                    originator_id: p["originatorId"].as_str().map(str::to_owned),
+                    cluster_list: strings(&p["clusterList"]["list"]),
+                    as_path: p["aspath"]["string"]
+                        .as_str()
+                        .map(|s| if s == "Local" { "" } else { s })
+                        .unwrap_or_default()
+                        .to_owned(),
+                });
+            }
+        }
+        Ok(routes)
+    }
+
+    fn withdraw(&mut self, prefix: &str) -> Result<(), String> {
+        let c = self.client.as_ref().ok_or("not a client")?;
+        let Some(r) = c.routes.iter().find(|r| r.prefix == prefix) else {
+            return Err(format!("{} does not originate {prefix}", c.name));
+        };
+        let af = if r.is_ipv6() {
+            "address-family ipv6 unicast"
+        } else {
+            "address-family ipv4 unicast"
+        };
+        let router = format!("router bgp {}", c.asn);
+        let no = format!("no network {prefix}");
+        self.vtysh_lines(&["configure terminal", &router, af, &no])
+            .map(|_| ())
+    }
+
+    fn own_routes_echoed(&self) -> Result<Option<String>, String> {
+        // "2001:db8::1(Unknown) rcvd 2001:db8:12::/48 IPv6 unicast", or for a denied one
+        // "... rcvd UPDATE about 203.0.113.0/26 IPv4 unicast -- DENIED due to: ...".
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let rcvd: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(" rcvd ") && l.contains(" unicast"))
+            .collect();
+        if rcvd.is_empty() {
+            return Err(format!(
+                "FRR {} logged no received prefix (is `debug bgp updates in` on?)",
+                self.name
+            ));
+        }
+        let c = self.client();
+        let echoed: Vec<&str> = rcvd
+            .iter()
+            .copied()
+            .filter(|l| {
+                c.routes
+                    .iter()
+                    .any(|r| l.contains(&format!(" {} ", r.prefix)))
+            })
+            .collect();
+        Ok((!echoed.is_empty()).then(|| {
+            format!(
+                "FRR {} received its own routes:\n{}",
+                self.name,
+                echoed.join("\n")
+            )
+        }))
     }
 }
 
@@ -1164,5 +1906,130 @@ impl Drop for Speaker {
                 let _ = r.join();
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------- Daemon
+
+/// Our daemon (`speaker --config FILE`: the reflector) running in a namespace. Its config
+/// is `dir/rr.toml`, its log (stderr, `RUST_LOG=info,rr_daemon=debug` unless `RR_LOG` says
+/// otherwise) `dir/rr-daemon.stderr`.
+#[derive(Debug)]
+pub struct Daemon {
+    proc: Proc,
+    conf: PathBuf,
+}
+
+impl Daemon {
+    /// Writes `config` and starts `exe --config FILE` inside `ns`; returns once it logged
+    /// its configuration summary (at most 10 s), or an error with its log if it exited.
+    pub fn start(ns: &Netns, dir: &Path, exe: &Path, config: &str) -> Result<Self, String> {
+        let conf = dir.join("rr.toml");
+        fs::write(&conf, config).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+        let filter = std::env::var("RR_LOG").unwrap_or_else(|_| "info,rr_daemon=debug".into());
+        let args = vec!["--config".to_owned(), conf.to_string_lossy().into_owned()];
+        let proc = ns.spawn(
+            dir,
+            "rr-daemon",
+            exe,
+            &args,
+            &[("RUST_LOG", filter.as_str())],
+            false,
+        )?;
+        let mut d = Self { proc, conf };
+        let up = poll(Duration::from_secs(10), Duration::from_millis(20), || {
+            if !d.proc.is_running() {
+                return Some(false);
+            }
+            d.log().contains(" rr_daemon::cli: ").then_some(true)
+        });
+        match up {
+            Some(true) => Ok(d),
+            Some(false) => Err(format!(
+                "the daemon exited at start ({:?}):\n{}",
+                d.proc.try_exit(),
+                d.log()
+            )),
+            None => Err(format!(
+                "the daemon logged no summary within 10 s:\n{}",
+                d.log()
+            )),
+        }
+    }
+
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// Its configuration file.
+    pub fn config_path(&self) -> &Path {
+        &self.conf
+    }
+
+    /// Its whole log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.proc.stderr_path()).unwrap_or_default()
+    }
+
+    /// The log's length now: a position for [`Daemon::wait_log`].
+    pub fn log_mark(&self) -> usize {
+        self.log().len()
+    }
+
+    /// The log lines after position `from`.
+    pub fn log_since(&self, from: usize) -> Vec<String> {
+        let log = self.log();
+        log.get(from..)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits at most `timeout` for a log line after position `from` that satisfies `pred`.
+    pub fn wait_log(
+        &self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String, String> {
+        poll(timeout, Duration::from_millis(50), || {
+            self.log_since(from).into_iter().find(|l| pred(l))
+        })
+        .ok_or_else(|| format!("no such log line within {timeout:?}"))
+    }
+
+    /// Replaces the configuration file with `config` (atomically) and sends SIGHUP.
+    pub fn reload(&mut self, config: &str) -> Result<(), String> {
+        let tmp = self.conf.with_extension("toml.new");
+        fs::write(&tmp, config).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        fs::rename(&tmp, &self.conf)
+            .map_err(|e| format!("cannot replace {}: {e}", self.conf.display()))?;
+        self.proc.signal("HUP")
+    }
+
+    /// Whether it still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.proc.is_running()
+    }
+
+    /// Sends SIGTERM and waits at most `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        self.proc.signal("TERM")?;
+        self.proc
+            .wait_exit(timeout)
+            .ok_or_else(|| format!("the daemon did not exit within {timeout:?} of SIGTERM"))
+    }
+
+    /// The config and the last `lines` lines of the log.
+    pub fn transcript(&self, lines: usize) -> String {
+        format!(
+            "--- daemon config ({}) ---\n{}\n--- daemon log ({}) ---\n{}",
+            self.conf.display(),
+            fs::read_to_string(&self.conf).unwrap_or_default(),
+            self.proc.stderr_path().display(),
+            tail(self.proc.stderr_path(), lines)
+        )
     }
 }
