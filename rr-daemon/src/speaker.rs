@@ -184,6 +184,9 @@ impl Speaker {
         for p in peers {
             core.add_peer(p, false);
         }
+        for r in &core.config.routes {
+            core.rib.originate(r.prefix, r.attrs.clone());
+        }
         let task = tokio::spawn(core.run(rx, events_rx));
         Ok((Self { tx }, task))
     }
@@ -742,6 +745,17 @@ impl Core {
         }
         for a in &diff.changed {
             self.remove_peer(*a, subcode::cease::OTHER_CONFIG_CHANGE);
+        }
+        // `[[route]]`: withdraw what is gone, originate what is new or changed.
+        for r in &self.config.routes {
+            if !new.routes.iter().any(|n| n.prefix == r.prefix) {
+                self.rib.withdraw_local(r.prefix);
+            }
+        }
+        for r in &new.routes {
+            if !self.config.routes.contains(r) {
+                self.rib.originate(r.prefix, r.attrs.clone());
+            }
         }
         self.config = new;
         for a in diff.added.iter().chain(&diff.changed) {

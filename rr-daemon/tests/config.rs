@@ -2,7 +2,7 @@
 //! dynamic neighbours, diff, and the exact text of every kind of error.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -663,7 +663,7 @@ fn test_error_messages_are_located() {
         (
             "[speakr]\n",
             "test.toml:1:2: speakr: unknown key, expected one of `speaker`, `api`, `fib`, \
-             `mesh`, `peer_group`, `peer`, `dynamic_neighbors`, `policy`",
+             `mesh`, `peer_group`, `peer`, `dynamic_neighbors`, `policy`, `route`",
         ),
         (
             "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
@@ -923,5 +923,52 @@ fn test_check_command() {
              keepalives) or at least 3 seconds (RFC 4271 §4.2)\n",
             bad.display()
         )
+    );
+}
+
+#[test]
+fn test_originated_routes() {
+    let text = r#"
+[speaker]
+asn = 65000
+router_id = "192.0.2.1"
+
+[[route]]
+prefix = "198.51.100.7/24"
+next_hop = "192.0.2.9"
+med = 5
+communities = ["65000:2", "NO_EXPORT", "65000:2"]
+large_communities = ["65000:1:2"]
+
+[[route]]
+prefix = "2001:db8:1::/48"
+"#;
+    let c = Config::parse(text, Path::new("r.toml")).expect("valid");
+    assert_eq!(c.routes.len(), 2);
+    let r = &c.routes[0];
+    assert_eq!(r.prefix.to_string(), "198.51.100.0/24");
+    assert_eq!(r.attrs.med, Some(5));
+    assert_eq!(
+        r.attrs.communities,
+        [Community::new(65000, 2), Community::NO_EXPORT],
+        "sorted, deduplicated"
+    );
+    assert_eq!(c.routes[1].attrs.next_hop, None);
+
+    let bad = text.replace("next_hop = \"192.0.2.9\"", "next_hop = \"2001:db8::1\"");
+    let e = Config::parse(&bad, Path::new("r.toml"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "r.toml:8:12: route[0].next_hop: 2001:db8::1 is not of the family of 198.51.100.0/24"
+    );
+    let dup = format!("{text}\n[[route]]\nprefix = \"198.51.100.0/24\"\n");
+    let e = Config::parse(&dup, Path::new("r.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("route[2].prefix: 198.51.100.0/24 is already originated by route[0]"),
+        "{e}"
     );
 }

@@ -69,6 +69,17 @@ pub struct Config {
     pub mesh: Option<Mesh>,
     /// `[[policy]]`, by name.
     pub policies: BTreeMap<String, Arc<Policy>>,
+    /// `[[route]]`: routes this speaker originates, in file order.
+    pub routes: Vec<Route>,
+}
+
+/// `[[route]]`: a route this speaker originates (a node's address block, a test prefix).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The prefix, host bits cleared.
+    pub prefix: ipnet::IpNet,
+    /// Its attributes; without a next hop, each peer gets our address on its session.
+    pub attrs: rib::Attrs,
 }
 
 /// How the peers of two configurations differ, by address; each list is sorted.
@@ -168,7 +179,7 @@ impl Config {
         let clients = self.peers.values().filter(|p| p.rr_client).count();
         let _ = write!(
             out,
-            "; {} peers ({ibgp} iBGP, {} eBGP, {clients} rr clients",
+            "; {} peer(s) ({ibgp} iBGP, {} eBGP, {clients} rr clients",
             self.peers.len(),
             self.peers.len() - ibgp,
         );

@@ -30,6 +30,20 @@ pub(super) struct RawFile {
     pub(super) dynamic_neighbors: Vec<RawDynamic>,
     #[serde(default)]
     pub(super) policy: Vec<RawPolicy>,
+    #[serde(default)]
+    pub(super) route: Vec<RawRoute>,
+}
+
+/// `[[route]]`: a route this speaker originates.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) prefix: ipnet::IpNet,
+    pub(super) next_hop: Option<IpAddr>,
+    pub(super) med: Option<u32>,
+    pub(super) local_pref: Option<u32>,
+    pub(super) communities: Option<Vec<CommunityValue>>,
+    pub(super) large_communities: Option<Vec<LargeCommunityValue>>,
 }
 
 /// `[speaker]`.

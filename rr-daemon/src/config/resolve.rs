@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bgp_wire::FamilySet;
+use bgp_wire::attr::NextHop;
 use rib::NextHopMode;
 use rib::policy::Policy;
 
@@ -145,9 +146,11 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
     if any_client && speaker.cluster_id.is_none() {
         speaker.cluster_id = Some(speaker.router_id);
     }
+    let routes = routes(doc, &raw.route)?;
     let api = raw.api.as_ref();
     let fib = raw.fib.as_ref();
     Ok(Config {
+        routes,
         speaker,
         api: Api {
             enabled: api.and_then(|a| a.enabled).unwrap_or(true),
@@ -603,4 +606,45 @@ impl Cx<'_> {
 /// iBGP.
 fn default_ttl(ibgp: bool) -> Ttl {
     Ttl::Multihop(if ibgp { 255 } else { 1 })
+}
+
+/// `[[route]]`: originated routes, checked for duplicates and next-hop families.
+fn routes(doc: &Doc<'_>, raw: &[super::raw::RawRoute]) -> Result<Vec<super::Route>> {
+    let mut out: Vec<super::Route> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let path = KeyPath::item("route", i);
+        let prefix = r.prefix.trunc();
+        if let Some(j) = out.iter().position(|o| o.prefix == prefix) {
+            return Err(doc.error(
+                &path.key("prefix"),
+                format!("{prefix} is already originated by route[{j}]"),
+            ));
+        }
+        let next_hop = match (prefix, r.next_hop) {
+            (_, None) => None,
+            (ipnet::IpNet::V4(_), Some(IpAddr::V4(a))) => Some(NextHop::V4(a)),
+            (ipnet::IpNet::V6(_), Some(IpAddr::V6(a))) => Some(NextHop::V6 {
+                global: a,
+                link_local: None,
+            }),
+            (_, Some(a)) => {
+                return Err(doc.error(
+                    &path.key("next_hop"),
+                    format!("{a} is not of the family of {prefix}"),
+                ));
+            }
+        };
+        let mut attrs = rib::Attrs::default();
+        attrs.next_hop = next_hop;
+        attrs.med = r.med;
+        attrs.local_pref = r.local_pref;
+        attrs.communities = r.communities.iter().flatten().map(|c| c.0).collect();
+        attrs.communities.sort_unstable();
+        attrs.communities.dedup();
+        attrs.large_communities = r.large_communities.iter().flatten().map(|c| c.0).collect();
+        attrs.large_communities.sort_unstable();
+        attrs.large_communities.dedup();
+        out.push(super::Route { prefix, attrs });
+    }
+    Ok(out)
 }
