@@ -634,16 +634,19 @@ fn routes(doc: &Doc<'_>, raw: &[super::raw::RawRoute]) -> Result<Vec<super::Rout
                 ));
             }
         };
-        let mut attrs = rib::Attrs::default();
-        attrs.next_hop = next_hop;
-        attrs.med = r.med;
-        attrs.local_pref = r.local_pref;
-        attrs.communities = r.communities.iter().flatten().map(|c| c.0).collect();
-        attrs.communities.sort_unstable();
-        attrs.communities.dedup();
-        attrs.large_communities = r.large_communities.iter().flatten().map(|c| c.0).collect();
-        attrs.large_communities.sort_unstable();
-        attrs.large_communities.dedup();
+        let sorted = |mut v: Vec<_>| {
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let attrs = rib::Attrs {
+            next_hop,
+            med: r.med,
+            local_pref: r.local_pref,
+            communities: sorted(r.communities.iter().flatten().map(|c| c.0).collect()),
+            large_communities: sorted(r.large_communities.iter().flatten().map(|c| c.0).collect()),
+            ..rib::Attrs::default()
+        };
         out.push(super::Route { prefix, attrs });
     }
     Ok(out)
