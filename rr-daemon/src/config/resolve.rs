@@ -634,11 +634,6 @@ fn routes(doc: &Doc<'_>, raw: &[super::raw::RawRoute]) -> Result<Vec<super::Rout
                 ));
             }
         };
-        let sorted = |mut v: Vec<_>| {
-            v.sort_unstable();
-            v.dedup();
-            v
-        };
         let attrs = rib::Attrs {
             next_hop,
             med: r.med,
@@ -650,4 +645,11 @@ fn routes(doc: &Doc<'_>, raw: &[super::raw::RawRoute]) -> Result<Vec<super::Rout
         out.push(super::Route { prefix, attrs });
     }
     Ok(out)
+}
+
+/// Sorted and without duplicates: the order of communities means nothing (RFC 1997).
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort_unstable();
+    v.dedup();
+    v
 }
