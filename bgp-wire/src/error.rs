@@ -31,7 +31,9 @@ impl DecodeError {
     pub const fn sends_notification(&self) -> bool {
         !matches!(
             self.kind,
-            ErrorKind::NotificationTooShort | ErrorKind::Truncated { .. }
+            ErrorKind::NotificationTooShort
+                | ErrorKind::NotificationLength { .. }
+                | ErrorKind::Truncated { .. }
         )
     }
 }
@@ -46,6 +48,13 @@ pub enum ErrorKind {
     /// The header length is out of bounds or wrong for the type (RFC 4271 §6.1).
     #[error("bad message length {length}")]
     BadLength {
+        /// The length field as received.
+        length: u16,
+    },
+    /// A NOTIFICATION shorter than 21 bytes (RFC 4271 §6.1): like `BadLength`, but never
+    /// answered (§6.4).
+    #[error("NOTIFICATION of bad length {length}")]
+    NotificationLength {
         /// The length field as received.
         length: u16,
     },
@@ -125,7 +134,7 @@ impl From<&DecodeError> for Notification {
                 header::CONNECTION_NOT_SYNCHRONIZED,
                 Bytes::new(),
             ),
-            ErrorKind::BadLength { length } => (
+            ErrorKind::BadLength { length } | ErrorKind::NotificationLength { length } => (
                 ErrorCode::MESSAGE_HEADER,
                 header::BAD_MESSAGE_LENGTH,
                 Bytes::copy_from_slice(&length.to_be_bytes()),

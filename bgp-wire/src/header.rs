@@ -219,7 +219,13 @@ pub fn check_header(header: &[u8], max_len: usize) -> Result<MessageType, Decode
         _ => len < min,
     };
     if len > max || bad_for_type {
-        return Err(DecodeError::new(16, ErrorKind::BadLength { length }));
+        // RFC 4271 §6.4: an error in a received NOTIFICATION is never answered with one.
+        let kind = if ty == MessageType::NOTIFICATION && len <= max {
+            ErrorKind::NotificationLength { length }
+        } else {
+            ErrorKind::BadLength { length }
+        };
+        return Err(DecodeError::new(16, kind));
     }
     Ok(ty)
 }
@@ -286,6 +292,8 @@ mod tests {
         for (len, ty) in [(20u16, 4u8), (28, 1), (22, 2), (20, 3)] {
             let e = check_header(&header(len, ty), MAX_MESSAGE_LEN).unwrap_err();
             assert_eq!(notif(&e), (1, 2, len.to_be_bytes().to_vec()), "type {ty}");
+            // N1: the error of a NOTIFICATION is logged, never answered (RFC 4271 §6.4).
+            assert_eq!(e.sends_notification(), ty != 3, "type {ty}");
         }
         assert!(check_header(&header(29, 1), MAX_MESSAGE_LEN).is_ok());
         assert!(check_header(&header(23, 2), MAX_MESSAGE_LEN).is_ok());

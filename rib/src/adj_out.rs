@@ -287,9 +287,12 @@ pub(crate) fn encode(
     v.extend(a.other.iter().cloned().map(PathAttribute::Unknown));
     v.sort_by_key(PathAttribute::ty);
     let len: usize = v.iter().map(|x| x.encoded_len(ctx)).sum();
-    // Room for the header, both length fields, an MP_REACH_NLRI with the longest next hop
-    // and one longest prefix with a path id: if not, no message can carry the route.
-    let worst = HEADER_LEN + 4 + len + 4 + 5 + 32 + 4 + 17;
+    // Room for the header, both length fields, the MP_REACH_NLRI framing with this next
+    // hop, and one longest prefix of the family with a path id: if not, no message can
+    // carry the route (the packer checks each message exactly).
+    let mp_len = mp.map_or(0, |nh| 4 + 5 + nh.len());
+    let prefix = 4 + 1 + usize::from(family.max_prefix_len()) / 8;
+    let worst = HEADER_LEN + 4 + len + mp_len + prefix;
     if worst > ctx.max_message_len() {
         return None;
     }

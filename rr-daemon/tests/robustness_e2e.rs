@@ -500,7 +500,6 @@ async fn header_notification_and_fsm_rows() {
 
 /// N1, length 20: `FF×16 0014 03 06` (a NOTIFICATION with a code and no subcode).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a NOTIFICATION of length 20 is answered with NOTIFICATION 1/2 (data 0014) instead of a silent close (RFC 4271 §6.4; robustness.md N1)"]
 async fn n1_notification_of_length_20() {
     const NET: u8 = 26;
     let d = Daemon::start(NET, &ebgp_peer(NET, 10, "")).await;

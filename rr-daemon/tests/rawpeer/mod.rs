@@ -39,7 +39,10 @@ pub(crate) fn hex(s: &str) -> Vec<u8> {
         .bytes()
         .filter(|c| !c.is_ascii_whitespace() && *c != b'|')
         .collect();
-    assert!(digits.len().is_multiple_of(2), "odd number of hex digits in {s:?}");
+    assert!(
+        digits.len().is_multiple_of(2),
+        "odd number of hex digits in {s:?}"
+    );
     digits
         .chunks(2)
         .map(|d| u8::from_str_radix(std::str::from_utf8(d).unwrap(), 16).unwrap())
