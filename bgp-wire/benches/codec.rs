@@ -408,6 +408,17 @@ fn decode_stream(stream: &Bytes, ctx: &SessionCtx) -> u64 {
     acc
 }
 
+/// The same over borrowed messages ([`Framer::messages`]): no reference count per frame.
+fn decode_stream_borrowed(stream: &[u8], ctx: &SessionCtx) -> u64 {
+    let mut acc = 0u64;
+    for m in Framer::new().messages(stream) {
+        let Ok((_, msg)) = m else { break };
+        let v = UpdateView::parse(&msg[19..], ctx);
+        acc = acc.wrapping_add(consume(&v));
+    }
+    acc
+}
+
 fn bench_table(c: &mut Criterion) {
     let ctx = ctx();
     let t = if full_size() {
@@ -434,6 +445,9 @@ fn bench_table(c: &mut Criterion) {
         .throughput(Throughput::Bytes(bytes as u64));
     g.bench_function("decode", |b| {
         b.iter(|| black_box(decode_stream(black_box(&t.stream), &ctx)));
+    });
+    g.bench_function("decode_borrowed", |b| {
+        b.iter(|| black_box(decode_stream_borrowed(black_box(&t.stream), &ctx)));
     });
     g.bench_function("frames", |b| {
         b.iter(|| {

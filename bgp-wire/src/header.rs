@@ -185,6 +185,40 @@ impl Framer {
     }
 }
 
+impl Framer {
+    /// Like [`Framer::frames`] over borrowed bytes: each message as a slice of `data`
+    /// (header included), without reference counting, for input already in memory.
+    pub fn messages<'a>(
+        self,
+        data: &'a [u8],
+    ) -> impl Iterator<Item = Result<(MessageType, &'a [u8]), DecodeError>> + 'a {
+        let mut rest = data;
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if failed || rest.len() < HEADER_LEN {
+                return None;
+            }
+            let ty = match check_header(&rest[..HEADER_LEN], self.max_len) {
+                Ok(ty) => ty,
+                Err(e) => {
+                    failed = true;
+                    return Some(Err(e));
+                }
+            };
+            let len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
+            let Some((msg, tail)) = rest.split_at_checked(len) else {
+                failed = true;
+                return Some(Err(DecodeError::new(
+                    rest.len(),
+                    ErrorKind::Truncated { needed: len },
+                )));
+            };
+            rest = tail;
+            Some(Ok((ty, msg)))
+        })
+    }
+}
+
 /// Checks one 19-byte header (RFC 4271 §6.1) against the largest length allowed.
 pub fn check_header(header: &[u8], max_len: usize) -> Result<MessageType, DecodeError> {
     if header.len() < HEADER_LEN {
@@ -326,6 +360,23 @@ mod tests {
         assert_eq!(buf.len(), 30);
         assert!(buf.capacity() < 4096);
         assert_eq!(Framer::new().wanted(&buf), 17);
+    }
+
+    #[test]
+    fn messages_borrow_a_stream() {
+        let mut v = header(19, 4);
+        v.extend(header(23, 2));
+        v.extend([0; 4]);
+        v.extend(&header(23, 2)[..5]);
+        let m: Vec<_> = Framer::new().messages(&v).collect();
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            m[1].as_ref().map(|(t, b)| (*t, b.len())),
+            Ok((MessageType::UPDATE, 23))
+        );
+        let mut bad = header(19, 4);
+        bad[0] = 0;
+        assert!(Framer::new().messages(&bad).next().unwrap().is_err());
     }
 
     #[test]

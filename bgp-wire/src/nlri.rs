@@ -100,19 +100,29 @@ pub enum NlriError {
 /// of the first bad prefix.
 pub fn validate(bytes: &[u8], family: Family, add_path: bool) -> Result<usize, (usize, NlriError)> {
     let max = family.max_prefix_len();
-    let skip = if add_path { 4 } else { 0 };
+    // Monomorphised per ADD-PATH so that the plain walk has no path-id arithmetic.
+    if add_path {
+        walk::<4>(bytes, max)
+    } else {
+        walk::<0>(bytes, max)
+    }
+}
+
+/// The validation walk, `SKIP` bytes of path identifier before each length.
+#[inline(always)]
+fn walk<const SKIP: usize>(bytes: &[u8], max: u8) -> Result<usize, (usize, NlriError)> {
     let (mut pos, mut start, mut count) = (0, 0, 0);
     // One dependent load per prefix; only the last prefix can overrun the field, so the
     // overrun is checked once, after the loop.
     while pos < bytes.len() {
         start = pos;
-        let Some(&len) = bytes.get(pos + skip) else {
+        let Some(&len) = bytes.get(pos + SKIP) else {
             return Err((start, NlriError::Truncated));
         };
         if len > max {
             return Err((start, NlriError::PrefixTooLong));
         }
-        pos += skip + 1 + usize::from(len).div_ceil(8);
+        pos += SKIP + 1 + usize::from(len).div_ceil(8);
         count += 1;
     }
     if pos > bytes.len() {
