@@ -5,7 +5,10 @@
 //! BIRD 1.6, [`Frr`] for FRR `bgpd`; as one session's peer, or as route-reflector clients
 //! that originate routes and report what they learned, [`Client`]), our one-session
 //! speaker ([`Speaker`]) whose JSON event lines are collected by a reader thread, and our
-//! daemon on a configuration file ([`Daemon`]).
+//! daemon on a configuration file ([`Daemon`]) with its control API read through
+//! `speaker ctl --json` ([`ctl_json`], [`ctl_route`]). Beyond plain clients: ADD-PATH
+//! clients ([`ClientOptions`]), and BIRD or FRR on a configuration of the test's own
+//! ([`Bird::start_config`], [`Frr::start_config`]: a reflector, a mesh node).
 //!
 //! Rules every helper follows:
 //! - everything is created by the test that uses it: namespaces are named
@@ -699,6 +702,16 @@ impl ClientConfig {
     }
 }
 
+/// Settings of a route-reflector client beyond [`ClientConfig`] (default: none of them).
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// ADD-PATH (RFC 7911) on the session to the reflector, receive and send: BIRD 2
+    /// `add paths on` in each channel, BIRD 1.6 `add paths on`, FRR
+    /// `addpath-tx-all-paths` (FRR 8.4 offers to receive whenever the neighbor has no
+    /// `disable-addpath-rx`; it has no `addpath-rx-*` command).
+    pub add_path: bool,
+}
+
 /// A route as a client learned it from the reflector.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Learned {
@@ -784,6 +797,7 @@ pub struct Bird {
     log: PathBuf,
     proc: Option<Proc>,
     client: Option<ClientConfig>,
+    options: ClientOptions,
     withdrawn: Vec<String>,
 }
 
@@ -810,6 +824,17 @@ impl Bird {
         dir: &Path,
         cfg: ClientConfig,
     ) -> Result<Self, String> {
+        Self::start_client_with(version, ns, dir, cfg, ClientOptions::default())
+    }
+
+    /// [`Bird::start_client`] with [`ClientOptions`].
+    pub fn start_client_with(
+        version: BirdVersion,
+        ns: &Netns,
+        dir: &Path,
+        cfg: ClientConfig,
+        options: ClientOptions,
+    ) -> Result<Self, String> {
         let v6 = cfg.addr.is_ipv6();
         if version == BirdVersion::V16 && cfg.routes.iter().any(|r| r.is_ipv6() != v6) {
             return Err(format!(
@@ -819,7 +844,34 @@ impl Bird {
         }
         let mut b = Self::prepare(version, ns, dir, &cfg.name, "upstream", v6)?;
         b.client = Some(cfg);
+        b.options = options;
         let text = b.client_config();
+        b.write_and_start(&text)?;
+        Ok(b)
+    }
+
+    /// Starts BIRD on a configuration of the test's own (`body`: everything after the
+    /// `log` and `timeformat` lines, which this adds), as `bird-<name>.*` in `dir`;
+    /// `proto` names the BGP protocol that [`Peer::state`] and friends report on, `ipv6`
+    /// picks `bird6` for BIRD 1.6.
+    pub fn start_config(
+        version: BirdVersion,
+        ns: &Netns,
+        dir: &Path,
+        name: &str,
+        proto: &str,
+        ipv6: bool,
+        body: &str,
+    ) -> Result<Self, String> {
+        let mut b = Self::prepare(version, ns, dir, name, proto, ipv6)?;
+        let mut text = String::new();
+        let _ = writeln!(text, "log \"{}\" all;", b.log.display());
+        if version == BirdVersion::V2 {
+            let _ = writeln!(text, "timeformat protocol iso long ms;");
+        } else {
+            let _ = writeln!(text, "timeformat protocol iso long;");
+        }
+        text.push_str(body);
         b.write_and_start(&text)?;
         Ok(b)
     }
@@ -891,6 +943,7 @@ impl Bird {
             log: dir.join(format!("{stem}.log")),
             proc: None,
             client: None,
+            options: ClientOptions::default(),
             withdrawn: Vec::new(),
         })
     }
@@ -1013,12 +1066,23 @@ impl Bird {
             let _ = writeln!(s, "  strict bind on;");
             for (af, on) in [("ipv4", v4), ("ipv6", v6)] {
                 if on {
-                    let _ = writeln!(s, "  {af} {{ import all; export filter to_reflector; }};");
+                    let add_paths = if self.options.add_path {
+                        " add paths on;"
+                    } else {
+                        ""
+                    };
+                    let _ = writeln!(
+                        s,
+                        "  {af} {{ import all; export filter to_reflector;{add_paths} }};"
+                    );
                 }
             }
         } else {
             let _ = writeln!(s, "  import all;");
             let _ = writeln!(s, "  export filter to_reflector;");
+            if self.options.add_path {
+                let _ = writeln!(s, "  add paths on;");
+            }
         }
         let _ = writeln!(s, "}}");
         s
@@ -1071,12 +1135,46 @@ impl Bird {
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The `BGP state:` of protocol `proto` (`Established`, `Active`, ...).
+    pub fn protocol_state(&self, proto: &str) -> Result<String, String> {
+        let out = self.birdc(&["show", "protocols", "all", proto])?;
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix("BGP state:"))
+            .map(|s| s.trim().to_owned())
+            .ok_or_else(|| format!("no `BGP state:` for {proto} in birdc output:\n{out}"))
+    }
+
+    /// A client originates `prefix` again after [`Client::withdraw`] (reconfigured with
+    /// it).
+    pub fn announce_again(&mut self, prefix: &str) -> Result<(), String> {
+        if !self.withdrawn.iter().any(|p| p == prefix) {
+            return Err(format!("{prefix} was not withdrawn"));
+        }
+        self.withdrawn.retain(|p| p != prefix);
+        let text = self.client_config();
+        self.write_config(&text)?;
+        let out = self.birdc(&["configure"])?;
+        if out.contains("Reconfigured") || out.contains("Reconfiguration in progress") {
+            Ok(())
+        } else {
+            Err(format!("`birdc configure` did not reconfigure:\n{out}"))
+        }
+    }
+
+    /// `show route all ARGS` parsed: one entry per route (path), as [`Client::learned`].
+    pub fn routes(&self, args: &[&str]) -> Result<Vec<Learned>, String> {
+        let mut argv = vec!["show", "route", "all"];
+        argv.extend_from_slice(args);
+        let out = self.birdc(&argv)?;
+        Ok(parse_bird_routes(&out))
+    }
 }
 
 /// Parses `show route all` of BIRD 2 or 1.6: a line at column 0 starts a prefix's first
 /// route, one indented by spaces another route of the same prefix, one indented by a tab
 /// is a detail (`via ...`, `BGP.next_hop: ...`) of the current route.
-fn parse_bird_routes(out: &str) -> Vec<Learned> {
+pub fn parse_bird_routes(out: &str) -> Vec<Learned> {
     let mut routes: Vec<Learned> = Vec::new();
     let mut prefix = String::new();
     for line in out.lines() {
@@ -1338,10 +1436,45 @@ impl Frr {
 
     /// [`Frr::start`] as a route-reflector client.
     pub fn start_client(ns: &Netns, dir: &Path, cfg: ClientConfig) -> Result<Self, String> {
+        Self::start_client_with(ns, dir, cfg, &ClientOptions::default())
+    }
+
+    /// [`Frr::start_client`] with [`ClientOptions`].
+    pub fn start_client_with(
+        ns: &Netns,
+        dir: &Path,
+        cfg: ClientConfig,
+        options: &ClientOptions,
+    ) -> Result<Self, String> {
         let mut f = Self::prepare(ns, dir, &cfg.name, cfg.rr_addr, cfg.addr)?;
-        let text = Self::client_config(&f.log, &cfg);
+        let text = Self::client_config(&f.log, &cfg, options);
         f.client = Some(cfg);
         f.write_and_start(&text)?;
+        Ok(f)
+    }
+
+    /// Starts `bgpd` on a configuration of the test's own (`body`: everything after the
+    /// `frr defaults`, `hostname`, `log` and `debug` lines, which this adds), listening on
+    /// `listen`; `neighbor` is the session that [`Peer::state`] and friends report on.
+    pub fn start_config(
+        ns: &Netns,
+        dir: &Path,
+        name: &str,
+        neighbor: IpAddr,
+        listen: IpAddr,
+        body: &str,
+    ) -> Result<Self, String> {
+        let mut f = Self::prepare(ns, dir, name, neighbor, listen)?;
+        let mut s = String::new();
+        let _ = writeln!(s, "frr defaults traditional");
+        let _ = writeln!(s, "hostname {name}");
+        let _ = writeln!(s, "log file {}", f.log.display());
+        let _ = writeln!(s, "log timestamp precision 3");
+        let _ = writeln!(s, "debug bgp neighbor-events");
+        let _ = writeln!(s, "debug bgp updates in");
+        let _ = writeln!(s, "!");
+        s.push_str(body);
+        f.write_and_start(&s)?;
         Ok(f)
     }
 
@@ -1411,7 +1544,7 @@ impl Frr {
 
     /// A client: `network` statements (no zebra, so no import check), a route map per
     /// route with attributes, every received prefix logged.
-    fn client_config(log: &Path, c: &ClientConfig) -> String {
+    fn client_config(log: &Path, c: &ClientConfig, options: &ClientOptions) -> String {
         let n = c.rr_addr;
         let (v4, v6) = c.families();
         let mut s = String::new();
@@ -1464,6 +1597,9 @@ impl Frr {
                 }
             }
             let _ = writeln!(s, "  neighbor {n} activate");
+            if options.add_path {
+                let _ = writeln!(s, "  neighbor {n} addpath-tx-all-paths");
+            }
             let _ = writeln!(s, " exit-address-family");
         }
         let _ = writeln!(s, "!");
@@ -1505,6 +1641,39 @@ impl Frr {
     fn json(&self, cmd: &str) -> Result<Value, String> {
         let out = self.vtysh(cmd)?;
         serde_json::from_str(&out).map_err(|e| format!("`{cmd}` printed no JSON ({e}):\n{out}"))
+    }
+
+    /// Runs a `show ... json` command and parses its answer.
+    pub fn vtysh_json(&self, cmd: &str) -> Result<Value, String> {
+        self.json(cmd)
+    }
+
+    /// The `bgpState` of the session with `addr` (`Established`, `Active`, ...).
+    pub fn neighbor_state(&self, addr: IpAddr) -> Result<String, String> {
+        let a = addr.to_string();
+        let v = self.json(&format!("show bgp neighbors {a} json"))?;
+        v[&a]["bgpState"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no bgpState for {a} in {v}"))
+    }
+
+    /// Every path FRR holds for `prefix` (`show bgp ipv4|ipv6 unicast PREFIX json`'s
+    /// `paths`: `nexthops`, `peer`, `addpathRxId`, `originatorId`, ...); empty when none.
+    pub fn prefix_paths(&self, prefix: &str) -> Result<Vec<Value>, String> {
+        let afi = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        let v = self.json(&format!("show bgp {afi} unicast {prefix} json"))?;
+        Ok(v["paths"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The prefixes of FRR's table (`show bgp ipv4|ipv6 unicast json`).
+    pub fn table_prefixes(&self, ipv6: bool) -> Result<Vec<String>, String> {
+        let afi = if ipv6 { "ipv6" } else { "ipv4" };
+        let v = self.json(&format!("show bgp {afi} unicast json"))?;
+        Ok(v["routes"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default())
     }
 }
 
@@ -2031,5 +2200,28 @@ impl Daemon {
             self.proc.stderr_path().display(),
             tail(self.proc.stderr_path(), lines)
         )
+    }
+}
+
+// ---------------------------------------------------------------------------------- ctl
+
+/// Runs `exe ctl --api API --json ARGS` inside `ns` (at most 10 s) and parses its answer.
+/// The error carries `ctl`'s one line (`rr-daemon ctl: no route for ... (HTTP 404)`).
+pub fn ctl_json(ns: &Netns, exe: &Path, api: &str, args: &[&str]) -> Result<Value, String> {
+    let exe = exe.to_string_lossy();
+    let mut argv = vec!["ctl", "--api", api, "--json"];
+    argv.extend_from_slice(args);
+    let out = ns.exec(&exe, &argv)?;
+    serde_json::from_str(&out)
+        .map_err(|e| format!("`ctl {}` printed no JSON ({e}):\n{out}", argv.join(" ")))
+}
+
+/// `ctl routes PREFIX` (the API's `GET /v1/routes/PREFIX`): every path of the prefix,
+/// best first; `None` when the daemon has no route for it (HTTP 404).
+pub fn ctl_route(ns: &Netns, exe: &Path, api: &str, prefix: &str) -> Result<Option<Value>, String> {
+    match ctl_json(ns, exe, api, &["routes", prefix]) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.contains("(HTTP 404)") => Ok(None),
+        Err(e) => Err(e),
     }
 }
