@@ -31,6 +31,10 @@ struct Cli {
     /// Run the daemon with this configuration file (see CONFIG.md).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Start as a restarting speaker (RFC 4724, BIRD's -R): helpers keep our routes, and
+    /// ours go out only once every peer's End-of-RIB is in (or the restart time passed).
+    #[arg(long, requires = "config")]
+    graceful_restart: bool,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -110,7 +114,7 @@ pub fn main() -> ExitCode {
         (Some(Cmd::Check(args)), _) => return check(&args),
         (Some(Cmd::Ctl(args)), _) => return crate::ctl::main(&args),
         (Some(Cmd::Session(args)), _) => Job::Session(args),
-        (None, Some(path)) => Job::Daemon(path),
+        (None, Some(path)) => Job::Daemon(path, cli.graceful_restart),
         (None, None) => {
             eprintln!("rr-daemon: nothing to do: give --config FILE (or a subcommand, see --help)");
             return ExitCode::FAILURE;
@@ -137,7 +141,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match job {
             Job::Session(args) => session(args).await,
-            Job::Daemon(path) => daemon(path).await,
+            Job::Daemon(path, restarting) => daemon(path, restarting).await,
         }
     });
     match result {
@@ -151,11 +155,11 @@ pub fn main() -> ExitCode {
 
 enum Job {
     Session(SessionArgs),
-    Daemon(PathBuf),
+    Daemon(PathBuf, bool),
 }
 
 /// The daemon: the speaker on the configuration, until SIGTERM; SIGHUP reloads.
-async fn daemon(path: PathBuf) -> anyhow::Result<()> {
+async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let config = crate::config::Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     info!("{}", config.summary());
@@ -166,7 +170,11 @@ async fn daemon(path: PathBuf) -> anyhow::Result<()> {
     } else {
         None
     };
-    let (speaker, core) = crate::speaker::Speaker::start(config).await?;
+    let (speaker, core) = if restarting {
+        crate::speaker::Speaker::start_restarting(config).await?
+    } else {
+        crate::speaker::Speaker::start(config).await?
+    };
     if let Some(listener) = api_listener {
         let (speaker, options) = (speaker.clone(), crate::api::ApiOptions::default());
         tokio::spawn(async move {

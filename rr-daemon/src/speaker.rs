@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bgp_fsm::{DownReason, Output, State};
+use bgp_wire::capability::Capability;
 use bgp_wire::notification::subcode;
 use bgp_wire::update::{Treatment, UpdateView};
 use bgp_wire::{Afi, ErrorCode, Family, FamilySet, Notification, Safi, SessionCtx};
@@ -150,6 +151,7 @@ enum Request {
     },
     Snapshot(oneshot::Sender<Snapshot>),
     StaleExpired(IpAddr, u64),
+    DeferralOver,
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -162,6 +164,23 @@ pub struct Speaker {
 impl Speaker {
     /// Binds the configured listeners and starts every configured peer.
     pub async fn start(config: Config) -> anyhow::Result<(Self, JoinHandle<()>)> {
+        Self::start_with(config, false).await
+    }
+
+    /// Starts as a restarting speaker (RFC 4724 §4.1, BIRD's `-R`): the OPENs carry the
+    /// Restart State bit and the Forwarding State bit of every family, so that helpers
+    /// keep our routes while we come back, and no route is sent (route selection is
+    /// deferred) until every configured peer's End-of-RIB has arrived or the graceful
+    /// restart time has passed. Then each peer gets the table and End-of-RIB, and replaces
+    /// its stale routes without a withdrawal.
+    pub async fn start_restarting(config: Config) -> anyhow::Result<(Self, JoinHandle<()>)> {
+        Self::start_with(config, true).await
+    }
+
+    async fn start_with(
+        config: Config,
+        restarting: bool,
+    ) -> anyhow::Result<(Self, JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(1024);
         for addr in &config.speaker.listen {
             let listener = TcpListener::bind(addr)
@@ -179,7 +198,22 @@ impl Speaker {
             events_tx,
             subscribers: Vec::new(),
             requests: tx.clone(),
+            deferring: false,
         };
+        if restarting {
+            let wait =
+                Duration::from_secs(core.config.speaker.graceful_restart.map_or(120, u64::from));
+            info!(
+                seconds = wait.as_secs(),
+                "restarting gracefully: route selection deferred"
+            );
+            core.deferring = true;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let _ = tx.send(Request::DeferralOver).await;
+            });
+        }
         let peers: Vec<PeerSettings> = core.config.peers.values().cloned().collect();
         for p in peers {
             core.add_peer(p, false);
@@ -328,6 +362,9 @@ struct Peer {
     gr_pending: bool,
     /// With `gr_pending` and the session back up: families whose End-of-RIB is awaited.
     gr_eor_awaited: FamilySet,
+    /// While we restart (`Core::deferring`): families of this peer whose End-of-RIB we
+    /// still wait for; `None` until its session is up.
+    restart_eor_awaited: Option<FamilySet>,
 }
 
 impl Peer {
@@ -496,6 +533,9 @@ struct Core {
     subscribers: Vec<mpsc::UnboundedSender<BestChange>>,
     /// For timers that come back as requests.
     requests: mpsc::Sender<Request>,
+    /// Restarting gracefully: nothing is sent until every configured peer's End-of-RIB
+    /// arrived, or the restart time passed (RFC 4724 §4.1 route selection deferral).
+    deferring: bool,
 }
 
 impl Core {
@@ -539,7 +579,20 @@ impl Core {
 
     fn add_peer(&mut self, settings: PeerSettings, dynamic: bool) -> PeerId {
         let id = self.rib.add_peer(settings.rib_config());
-        let spec = settings.session_spec(&self.config.speaker);
+        let mut spec = settings.session_spec(&self.config.speaker);
+        if self.deferring {
+            // RFC 4724 §3: Restart State, and forwarding kept for every family (the
+            // kernel routes of a node persist across the restart; a reflector forwards
+            // nothing, so it has nothing to lose).
+            for c in &mut spec.fsm.capabilities {
+                if let Capability::GracefulRestart(gr) = c {
+                    gr.restart_state = true;
+                    for f in &mut gr.families {
+                        f.forwarding = true;
+                    }
+                }
+            }
+        }
         let session = session::spawn(spec, self.events_tx.clone());
         info!(peer = %settings.address, asn = settings.asn, dynamic, "peer added");
         self.by_id.insert(id, settings.address);
@@ -565,6 +618,7 @@ impl Core {
                 last_notification_received: None,
                 gr_pending: false,
                 gr_eor_awaited: FamilySet::EMPTY,
+                restart_eor_awaited: None,
             },
         );
         id
@@ -660,6 +714,12 @@ impl Core {
                     peers: self.statuses(),
                     rib: self.rib.stats(),
                 });
+            }
+            Request::DeferralOver => {
+                if self.deferring {
+                    info!("graceful restart time over: sending routes");
+                    self.deferring = false;
+                }
             }
             Request::StaleExpired(addr, epoch) => {
                 if let Some(p) = self.peers.get(&addr)
@@ -814,6 +874,9 @@ impl Core {
                     // Recovery ends with the peer's End-of-RIB in every family.
                     p.gr_eor_awaited = negotiated.ctx.families;
                 }
+                if self.deferring {
+                    p.restart_eor_awaited = Some(negotiated.ctx.families);
+                }
                 let local = e
                     .local
                     .map_or(LocalAddrs::default(), |a| LocalAddrs::from(a.ip()));
@@ -863,6 +926,9 @@ impl Core {
                 }
                 let applied = self.rib.apply_update(id, &view);
                 p.prefixes_received += applied.announced as u64;
+                if let (Some(f), Some(awaited)) = (applied.end_of_rib, &mut p.restart_eor_awaited) {
+                    awaited.remove(f);
+                }
                 if let Some(f) = applied.end_of_rib
                     && p.gr_pending
                 {
@@ -897,6 +963,19 @@ impl Core {
 
     /// Sends what the RIB has for every update group, and best-path changes to subscribers.
     fn flush(&mut self) {
+        if self.deferring {
+            // Every configured peer up and done with its initial table: selection can run.
+            let done = self
+                .peers
+                .values()
+                .filter(|p| !p.dynamic)
+                .all(|p| p.restart_eor_awaited.is_some_and(FamilySet::is_empty));
+            if !done {
+                return;
+            }
+            info!("graceful restart: every peer's End-of-RIB received, sending routes");
+            self.deferring = false;
+        }
         for g in self.rib.pending_groups() {
             let members = self.rib.group_members(g);
             // Bounded by the group's pending set, which draining empties.

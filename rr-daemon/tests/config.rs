@@ -125,7 +125,10 @@ fn test_fixed_contract_parses_with_documented_defaults() {
     assert_eq!(fsm.families(), FamilySet::ALL);
     assert!(fsm.capabilities.iter().any(|c| matches!(
         c,
-        Capability::GracefulRestart(gr) if gr.restart_time == 120 && gr.families.is_empty()
+        Capability::GracefulRestart(gr) if gr.restart_time == 120
+            && !gr.restart_state
+            && gr.families.len() == 2
+            && gr.families.iter().all(|f| !f.forwarding)
     )));
     assert!(
         !fsm.capabilities

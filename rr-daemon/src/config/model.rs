@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bgp_wire::capability::{AddPathEntry, Capability, GracefulRestart};
+use bgp_wire::capability::{AddPathEntry, Capability, GrFamily, GracefulRestart};
 use bgp_wire::{Family, FamilySet};
 use ipnet::IpNet;
 use rib::{AddPathMode, MaxPrefix, NextHopMode, PeerConfig, Policy, RibConfig};
@@ -260,14 +260,24 @@ impl PeerSettings {
             c.capabilities.push(Capability::AddPath(entries));
         }
         if let Some(restart_time) = self.graceful_restart {
-            // Receiving speaker (helper) only: no family, so the peer keeps none of our
-            // routes when we restart (RFC 4724 §3).
+            // RFC 4724 §3: every family listed, so that the peer keeps our routes when we
+            // restart; forwarding state not preserved on a fresh start (the restarting
+            // speaker sets R and F, see `Speaker::start_restarting`).
+            let families = self
+                .families
+                .iter()
+                .map(|f| GrFamily {
+                    afi: f.afi(),
+                    safi: f.safi(),
+                    forwarding: false,
+                })
+                .collect();
             c.capabilities
                 .push(Capability::GracefulRestart(GracefulRestart {
                     restart_state: false,
                     notification: true,
                     restart_time,
-                    families: Vec::new(),
+                    families,
                 }));
         }
         c.passive = self.passive;
