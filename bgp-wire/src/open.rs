@@ -17,8 +17,8 @@ use crate::header::{HEADER_LEN, MessageType, begin_message, finish_header};
 
 /// The only BGP version (RFC 4271 §4.2).
 pub const BGP_VERSION: u8 = 4;
-/// The 2-octet AS a 4-octet-only speaker puts in My Autonomous System (RFC 6793 §9).
-pub const AS_TRANS: u16 = 23456;
+// The 2-octet AS a 4-octet-only speaker puts in My Autonomous System (RFC 6793 §9).
+pub use crate::attr::as_path::AS_TRANS;
 /// Optional parameter type of capabilities (RFC 5492 §4).
 pub const PARAM_CAPABILITIES: u8 = 2;
 
@@ -438,7 +438,7 @@ impl Open {
     pub fn encode(&self, out: &mut BytesMut) {
         let start = begin_message(out, MessageType::OPEN);
         out.put_u8(BGP_VERSION);
-        out.put_u16(u16::try_from(self.asn).unwrap_or(AS_TRANS));
+        out.put_u16(crate::attr::as_path::two_octet(self.asn));
         out.put_u16(self.hold_time);
         out.put_slice(&self.bgp_id.octets());
         let caps_len = self.capabilities_len();

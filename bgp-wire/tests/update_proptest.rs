@@ -495,7 +495,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 
 fn as_trans(a: u32) -> u32 {
-    if a > 0xffff { AS_TRANS } else { a }
+    if a > 0xffff { u32::from(AS_TRANS) } else { a }
 }
 
 prop_compose! {

@@ -95,7 +95,7 @@ impl Attrs {
         let mut aggregator = view.aggregator();
         if !four
             && let (Some(a), Some(a4)) = (aggregator, view.as4_aggregator())
-            && a.asn == AS_TRANS
+            && a.asn == u32::from(AS_TRANS)
         {
             aggregator = Some(a4);
         }

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 
-use crate::attr::as_path::AS_TRANS;
+use crate::attr::as_path::two_octet;
 use crate::ctx::SessionCtx;
 use crate::update::issue::{Fault, IssueKind};
 
@@ -39,7 +39,7 @@ impl Aggregator {
         if four_octet {
             out.put_u32(self.asn);
         } else {
-            out.put_u16(u16::try_from(self.asn).unwrap_or(AS_TRANS as u16));
+            out.put_u16(two_octet(self.asn));
         }
         out.put_slice(&self.address.octets());
     }

@@ -8,7 +8,12 @@ use crate::ctx::{SessionCtx, open_newtype};
 use crate::update::issue::{Fault, IssueKind};
 
 /// The AS number a 2-octet session carries in place of one above 65535 (RFC 6793 §9).
-pub const AS_TRANS: u32 = 23456;
+pub const AS_TRANS: u16 = 23456;
+
+/// `asn` as a 2-octet field: itself if it fits, else AS_TRANS (RFC 6793 §4.2.2).
+pub fn two_octet(asn: u32) -> u16 {
+    u16::try_from(asn).unwrap_or(AS_TRANS)
+}
 
 open_newtype! {
     /// The segment type.
@@ -131,7 +136,7 @@ impl AsPath {
                     if four_octet {
                         out.put_u32(a);
                     } else {
-                        out.put_u16(u16::try_from(a).unwrap_or(AS_TRANS as u16));
+                        out.put_u16(two_octet(a));
                     }
                 }
             }
@@ -354,7 +359,7 @@ pub(crate) fn check(value: &[u8], ctx: &SessionCtx, as4: bool) -> Result<(), Fau
         let expect = if ctx.four_octet_as || peer <= 0xffff {
             peer
         } else {
-            AS_TRANS
+            u32::from(AS_TRANS)
         };
         if first != Some((AsSegmentType::AS_SEQUENCE, expect)) {
             return Err(Fault::withdraw(IssueKind::FirstAsMismatch));
