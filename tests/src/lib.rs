@@ -8,7 +8,12 @@
 //! daemon on a configuration file ([`Daemon`]) with its control API read through
 //! `speaker ctl --json` ([`ctl_json`], [`ctl_route`]). Beyond plain clients: ADD-PATH
 //! clients ([`ClientOptions`]), and BIRD or FRR on a configuration of the test's own
-//! ([`Bird::start_config`], [`Frr::start_config`]: a reflector, a mesh node).
+//! ([`Bird::start_config`], [`Frr::start_config`]: a reflector, a mesh node). Graceful
+//! restart (RFC 4724): clients with it on ([`ClientOptions::graceful_restart`]), a BIRD or
+//! our daemon killed with SIGKILL and started again as a restarting speaker
+//! ([`Bird::kill`], [`Bird::start_again_with`] `-R`; [`Daemon::kill`],
+//! [`Daemon::start_again`] `--graceful-restart`), and a BIRD watched from another thread
+//! ([`BirdCtl`]).
 //!
 //! Rules every helper follows:
 //! - everything is created by the test that uses it: namespaces are named
@@ -710,6 +715,13 @@ pub struct ClientOptions {
     /// `addpath-tx-all-paths` (FRR 8.4 offers to receive whenever the neighbor has no
     /// `disable-addpath-rx`; it has no `addpath-rx-*` command).
     pub add_path: bool,
+    /// Graceful restart (RFC 4724) on the session to the reflector, as restarting speaker
+    /// and as helper: BIRD `graceful restart on;` in the protocol, FRR
+    /// `bgp graceful-restart` in `router bgp`.
+    pub graceful_restart: bool,
+    /// BIRD only: configuration appended verbatim after the client's own (another
+    /// protocol, such as an eBGP session to an observer). An FRR client refuses it.
+    pub extra_config: String,
 }
 
 /// A route as a client learned it from the reflector.
@@ -1062,6 +1074,9 @@ impl Bird {
         if c.passive {
             let _ = writeln!(s, "  passive on;");
         }
+        if self.options.graceful_restart {
+            let _ = writeln!(s, "  graceful restart on;");
+        }
         if v2 {
             let _ = writeln!(s, "  strict bind on;");
             for (af, on) in [("ipv4", v4), ("ipv6", v6)] {
@@ -1085,19 +1100,22 @@ impl Bird {
             }
         }
         let _ = writeln!(s, "}}");
+        s.push_str(&self.options.extra_config);
         s
     }
 
     /// Runs `birdc -s CTL args` and returns its output.
     pub fn birdc(&self, args: &[&str]) -> Result<String, String> {
-        let ctl = self.ctl.to_string_lossy();
-        let mut argv = vec!["-s", &ctl];
-        argv.extend_from_slice(args);
-        let out = run_cmd(&self.birdc.to_string_lossy(), &argv, Duration::from_secs(5))?;
-        if out.contains("Unable to connect to server") {
-            return Err(out);
+        self.control().birdc(args)
+    }
+
+    /// A handle on its control socket, independent of this guard's borrow (for a thread
+    /// that watches it while the test restarts other daemons).
+    pub fn control(&self) -> BirdCtl {
+        BirdCtl {
+            birdc: self.birdc.clone(),
+            ctl: self.ctl.clone(),
         }
-        Ok(out)
     }
 
     /// `show protocols all NAME` of the BGP protocol.
@@ -1162,12 +1180,130 @@ impl Bird {
         }
     }
 
+    /// Starts it again with the same configuration and `extra` arguments (`-R`: as a
+    /// restarting speaker, RFC 4724); returns once its control socket answers (at most
+    /// 10 s).
+    pub fn start_again_with(&mut self, extra: &[&str]) -> Result<(), String> {
+        let _ = fs::remove_file(&self.ctl);
+        let mut args: Vec<String> = vec![
+            "-f".into(),
+            "-c".into(),
+            self.conf.to_string_lossy().into_owned(),
+            "-s".into(),
+            self.ctl.to_string_lossy().into_owned(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let mut p = spawn_in(
+            &self.ns,
+            &self.dir,
+            &format!("bird-{}", self.name),
+            &self.bird,
+            &args,
+            &[],
+            false,
+        )?;
+        let ready = poll(Duration::from_secs(10), Duration::from_millis(50), || {
+            if !p.is_running() {
+                return Some(false);
+            }
+            self.birdc(&["show", "status"]).is_ok().then_some(true)
+        });
+        let log = || {
+            format!(
+                "stderr:\n{}\nlog:\n{}",
+                tail(p.stderr_path(), 20),
+                tail(&self.log, 20)
+            )
+        };
+        match ready {
+            Some(true) => {
+                self.proc = Some(p);
+                Ok(())
+            }
+            Some(false) => Err(format!("{} exited at start; {}", self.kind(), log())),
+            None => Err(format!(
+                "{} control socket did not answer within 10 s; {}",
+                self.kind(),
+                log()
+            )),
+        }
+    }
+
+    /// The PID of its running `bird` process, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
+
+    /// Kills its `bird` process with SIGKILL (by the PID this harness started; no
+    /// NOTIFICATION, the kernel closes its sockets) and reaps it.
+    pub fn kill(&mut self) -> Result<(), String> {
+        if let Some(mut p) = self.proc.take() {
+            p.signal("KILL")?;
+            if p.wait_exit(Duration::from_secs(5)).is_none() {
+                return Err(format!("{} (pid {}) survived SIGKILL", p.label(), p.pid()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `received` column of `Import withdraws:` of protocol `proto`, summed over its
+    /// channels (BIRD 2 prints one such line per channel).
+    pub fn import_withdraws_received(&self, proto: &str) -> Result<u64, String> {
+        self.control().import_withdraws_received(proto)
+    }
+
     /// `show route all ARGS` parsed: one entry per route (path), as [`Client::learned`].
     pub fn routes(&self, args: &[&str]) -> Result<Vec<Learned>, String> {
         let mut argv = vec!["show", "route", "all"];
         argv.extend_from_slice(args);
         let out = self.birdc(&argv)?;
         Ok(parse_bird_routes(&out))
+    }
+}
+
+/// BIRD's control socket and the `birdc` that talks to it ([`Bird::control`]).
+#[derive(Clone, Debug)]
+pub struct BirdCtl {
+    birdc: PathBuf,
+    ctl: PathBuf,
+}
+
+impl BirdCtl {
+    /// Runs `birdc -s CTL args` and returns its output.
+    pub fn birdc(&self, args: &[&str]) -> Result<String, String> {
+        let ctl = self.ctl.to_string_lossy();
+        let mut argv = vec!["-s", &ctl];
+        argv.extend_from_slice(args);
+        let out = run_cmd(&self.birdc.to_string_lossy(), &argv, Duration::from_secs(5))?;
+        if out.contains("Unable to connect to server") {
+            return Err(out);
+        }
+        Ok(out)
+    }
+
+    /// The `received` column of `Import withdraws:` of protocol `proto`, summed over its
+    /// channels (BIRD 2 prints one such line per channel).
+    pub fn import_withdraws_received(&self, proto: &str) -> Result<u64, String> {
+        let out = self.birdc(&["show", "protocols", "all", proto])?;
+        let mut seen = false;
+        let mut received = 0u64;
+        for l in out.lines() {
+            if let Some(rest) = l.trim().strip_prefix("Import withdraws:") {
+                seen = true;
+                received += rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        if seen {
+            Ok(received)
+        } else {
+            Err(format!(
+                "no `Import withdraws:` for {proto} in birdc output:\n{out}"
+            ))
+        }
     }
 }
 
@@ -1279,48 +1415,7 @@ impl Peer for Bird {
     }
 
     fn start_again(&mut self) -> Result<(), String> {
-        let _ = fs::remove_file(&self.ctl);
-        let args: Vec<String> = vec![
-            "-f".into(),
-            "-c".into(),
-            self.conf.to_string_lossy().into_owned(),
-            "-s".into(),
-            self.ctl.to_string_lossy().into_owned(),
-        ];
-        let mut p = spawn_in(
-            &self.ns,
-            &self.dir,
-            &format!("bird-{}", self.name),
-            &self.bird,
-            &args,
-            &[],
-            false,
-        )?;
-        let ready = poll(Duration::from_secs(10), Duration::from_millis(50), || {
-            if !p.is_running() {
-                return Some(false);
-            }
-            self.birdc(&["show", "status"]).is_ok().then_some(true)
-        });
-        let log = || {
-            format!(
-                "stderr:\n{}\nlog:\n{}",
-                tail(p.stderr_path(), 20),
-                tail(&self.log, 20)
-            )
-        };
-        match ready {
-            Some(true) => {
-                self.proc = Some(p);
-                Ok(())
-            }
-            Some(false) => Err(format!("{} exited at start; {}", self.kind(), log())),
-            None => Err(format!(
-                "{} control socket did not answer within 10 s; {}",
-                self.kind(),
-                log()
-            )),
-        }
+        self.start_again_with(&[])
     }
 
     fn log_tail(&self, lines: usize) -> String {
@@ -1446,6 +1541,13 @@ impl Frr {
         cfg: ClientConfig,
         options: &ClientOptions,
     ) -> Result<Self, String> {
+        if !options.extra_config.is_empty() {
+            return Err(format!(
+                "FRR client {}: `extra_config` is for BIRD clients only (use \
+                 Frr::start_config)",
+                cfg.name
+            ));
+        }
         let mut f = Self::prepare(ns, dir, &cfg.name, cfg.rr_addr, cfg.addr)?;
         let text = Self::client_config(&f.log, &cfg, options);
         f.client = Some(cfg);
@@ -1573,6 +1675,9 @@ impl Frr {
         let _ = writeln!(s, " no bgp ebgp-requires-policy");
         let _ = writeln!(s, " no bgp default ipv4-unicast");
         let _ = writeln!(s, " no bgp network import-check");
+        if options.graceful_restart {
+            let _ = writeln!(s, " bgp graceful-restart");
+        }
         let _ = writeln!(s, " timers bgp {} {}", c.keepalive, c.hold);
         let _ = writeln!(s, " neighbor {n} remote-as {}", c.rr_asn);
         let _ = writeln!(s, " neighbor {n} timers {} {}", c.keepalive, c.hold);
@@ -2087,43 +2192,108 @@ impl Drop for Speaker {
 pub struct Daemon {
     proc: Proc,
     conf: PathBuf,
+    /// Where it runs, what it is, and its work dir: to start it again.
+    ns: String,
+    exe: PathBuf,
+    dir: PathBuf,
 }
 
 impl Daemon {
     /// Writes `config` and starts `exe --config FILE` inside `ns`; returns once it logged
     /// its configuration summary (at most 10 s), or an error with its log if it exited.
     pub fn start(ns: &Netns, dir: &Path, exe: &Path, config: &str) -> Result<Self, String> {
+        Self::start_with(ns, dir, exe, config, &[])
+    }
+
+    /// [`Daemon::start`] with `extra` arguments after `--config FILE`
+    /// (`--graceful-restart`).
+    pub fn start_with(
+        ns: &Netns,
+        dir: &Path,
+        exe: &Path,
+        config: &str,
+        extra: &[&str],
+    ) -> Result<Self, String> {
         let conf = dir.join("rr.toml");
         fs::write(&conf, config).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+        let proc = Self::spawn(ns.name(), dir, exe, &conf, extra)?;
+        let mut d = Self {
+            proc,
+            conf,
+            ns: ns.name().to_owned(),
+            exe: exe.to_owned(),
+            dir: dir.to_owned(),
+        };
+        d.wait_started(0)?;
+        Ok(d)
+    }
+
+    fn spawn(
+        ns: &str,
+        dir: &Path,
+        exe: &Path,
+        conf: &Path,
+        extra: &[&str],
+    ) -> Result<Proc, String> {
         let filter = std::env::var("RR_LOG").unwrap_or_else(|_| "info,rr_daemon=debug".into());
-        let args = vec!["--config".to_owned(), conf.to_string_lossy().into_owned()];
-        let proc = ns.spawn(
+        let mut args = vec!["--config".to_owned(), conf.to_string_lossy().into_owned()];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        spawn_in(
+            ns,
             dir,
             "rr-daemon",
             exe,
             &args,
             &[("RUST_LOG", filter.as_str())],
             false,
-        )?;
-        let mut d = Self { proc, conf };
+        )
+    }
+
+    /// Waits (at most 10 s) for the configuration summary after log position `from`.
+    fn wait_started(&mut self, from: usize) -> Result<(), String> {
         let up = poll(Duration::from_secs(10), Duration::from_millis(20), || {
-            if !d.proc.is_running() {
+            if !self.proc.is_running() {
                 return Some(false);
             }
-            d.log().contains(" rr_daemon::cli: ").then_some(true)
+            self.log_since(from)
+                .iter()
+                .any(|l| l.contains(" rr_daemon::cli: "))
+                .then_some(true)
         });
         match up {
-            Some(true) => Ok(d),
+            Some(true) => Ok(()),
             Some(false) => Err(format!(
                 "the daemon exited at start ({:?}):\n{}",
-                d.proc.try_exit(),
-                d.log()
+                self.proc.try_exit(),
+                self.log()
             )),
             None => Err(format!(
                 "the daemon logged no summary within 10 s:\n{}",
-                d.log()
+                self.log()
             )),
         }
+    }
+
+    /// Kills it with SIGKILL (no NOTIFICATION: the kernel closes its sessions) and reaps
+    /// it; returns its exit status.
+    pub fn kill(&mut self) -> Result<ExitStatus, String> {
+        self.proc.signal("KILL")?;
+        self.proc
+            .wait_exit(Duration::from_secs(5))
+            .ok_or_else(|| format!("the daemon (pid {}) survived SIGKILL", self.pid()))
+    }
+
+    /// Starts it again, once it has exited, on the same configuration file, in the same
+    /// namespace, with `extra` arguments (`--graceful-restart`); its log goes on in the
+    /// same file. Returns once it logged its summary (at most 10 s).
+    pub fn start_again(&mut self, extra: &[&str]) -> Result<(), String> {
+        if self.proc.is_running() {
+            return Err(format!("the daemon (pid {}) still runs", self.pid()));
+        }
+        let from = self.log_mark();
+        // The old process is reaped: replacing its guard signals nothing.
+        self.proc = Self::spawn(&self.ns, &self.dir, &self.exe, &self.conf, extra)?;
+        self.wait_started(from)
     }
 
     /// Its PID.
