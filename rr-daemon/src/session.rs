@@ -298,6 +298,15 @@ impl Driver {
             debug!(peer = %self.spec.peer, "refusing a second inbound connection");
             return;
         }
+        if self.fsm.state() == bgp_fsm::State::Idle {
+            // The machine refuses it (RFC 4271 §8.2.2); say why, since the peer only sees
+            // its connection closed.
+            let retry = self
+                .fsm
+                .timer(bgp_fsm::Timer::IdleHold)
+                .map(|t| t.saturating_duration_since(Instant::now()).as_secs());
+            info!(peer = %self.spec.peer, retry_in_s = ?retry, "refusing connection: session idle after an error");
+        }
         self.conns[1] = Some(Conn::new(stream));
         self.fsm.handle(Instant::now(), Input::Accepted);
     }
