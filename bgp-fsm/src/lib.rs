@@ -16,6 +16,7 @@
 //! ([`Output::Update`]): the RIB parses them once with the negotiated [`bgp_wire::SessionCtx`]
 //! and reports faults back ([`Input::UpdateError`]).
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod config;

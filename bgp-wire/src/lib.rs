@@ -15,6 +15,7 @@
 //! Nothing here does I/O, reads a clock or allocates in proportion to a length field that
 //! was not first checked against the bytes present.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod attr;

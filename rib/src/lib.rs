@@ -19,6 +19,7 @@
 //!   groups, their Adj-RIB-Out and encoding; [`addpath`]: ADD-PATH send modes and ids.
 //! * [`policy`]: import and export policy.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod addpath;

@@ -253,6 +253,7 @@ async fn session(a: SessionArgs) -> anyhow::Result<()> {
         port: a.port,
         local: a.bind,
         connect_timeout: Duration::from_secs(a.connect_retry.max(1)),
+        password: None,
     };
     let (ev_tx, mut ev_rx) = mpsc::channel(64);
     let handle = spawn(spec, ev_tx);

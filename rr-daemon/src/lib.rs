@@ -5,7 +5,8 @@
 //! RIB and the sessions; [`api`], the read-only HTTP control API and Prometheus metrics;
 //! and the command line ([`cli`]): `rr-daemon --config FILE` runs the daemon,
 //! `rr-daemon session` brings one session up against a real peer, `rr-daemon check`
-//! checks a configuration file, and `rr-daemon ctl` ([`ctl`]) asks a running daemon.
+//! checks a configuration file, and `rr-daemon ctl` ([`ctl`]) asks a running daemon. [`tcp_md5`] sets TCP-MD5 keys
+//! (RFC 2385) on sockets: the crate's only `unsafe` code.
 
 #![warn(missing_docs)]
 
@@ -15,3 +16,4 @@ pub mod config;
 pub mod ctl;
 pub mod session;
 pub mod speaker;
+pub mod tcp_md5;

@@ -28,7 +28,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
+
+use crate::config::Secret;
+use crate::tcp_md5;
 
 /// Where and how to reach one peer.
 #[derive(Clone, Debug)]
@@ -43,6 +46,9 @@ pub struct SessionSpec {
     pub local: Option<IpAddr>,
     /// How long an outbound connection attempt may take.
     pub connect_timeout: Duration,
+    /// TCP-MD5 key (RFC 2385) of outbound connections, set on the socket before it
+    /// connects. Inbound ones are keyed on the listener ([`crate::speaker`]).
+    pub password: Option<Secret>,
 }
 
 /// What the owner of a session can ask of it.
@@ -133,17 +139,26 @@ impl Conn {
 
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 
-/// Opens the outbound connection from `local` (if set) to `peer`.
+/// Opens the outbound connection from `local` (if set) to `peer`, signed with `password`
+/// (TCP-MD5) if set.
 async fn connect(
     peer: SocketAddr,
     local: Option<IpAddr>,
     timeout: Duration,
+    password: Option<Secret>,
 ) -> io::Result<TcpStream> {
     let socket = if peer.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
+    if let Some(key) = &password
+        && let Err(e) = tcp_md5::set_md5_key(&socket, peer.ip(), key.expose().as_bytes())
+    {
+        let e = io::Error::new(e.kind(), format!("TCP-MD5 for {}: {e}", peer.ip()));
+        error!("{e}");
+        return Err(e);
+    }
     if let Some(l) = local {
         // The peer checks the source address: bind it before connecting.
         socket.bind(SocketAddr::new(l, 0))?;
@@ -433,6 +448,7 @@ impl Driver {
                         peer,
                         self.spec.local,
                         self.spec.connect_timeout,
+                        self.spec.password.clone(),
                     )));
                 }
                 Output::Send { conn, bytes } => {

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -32,10 +33,11 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::config::{Config, Diff, PeerSettings};
+use crate::config::{Config, Diff, PeerSettings, Secret};
 use crate::session::{self, Command, SessionEvent, SessionHandle};
+use crate::tcp_md5;
 
 /// Unwritten UPDATE bytes a peer may have before it is reset as unable to keep up. A full
 /// table is some tens of megabytes, shared with the other members of its update group.
@@ -182,11 +184,15 @@ impl Speaker {
         restarting: bool,
     ) -> anyhow::Result<(Self, JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(1024);
+        let mut listeners = Vec::new();
         for addr in &config.speaker.listen {
             let listener = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
             info!(%addr, "listening");
+            // The core keeps the listeners too, to set the peers' TCP-MD5 keys on them.
+            let listener = Arc::new(listener);
+            listeners.push(listener.clone());
             tokio::spawn(accept_loop(listener, tx.clone()));
         }
         let (events_tx, events_rx) = mpsc::channel(4096);
@@ -199,7 +205,9 @@ impl Speaker {
             subscribers: Vec::new(),
             requests: tx.clone(),
             deferring: false,
+            listeners,
         };
+        core.range_keys(true);
         if restarting {
             let wait =
                 Duration::from_secs(core.config.speaker.graceful_restart.map_or(120, u64::from));
@@ -320,7 +328,7 @@ fn track_best(mut c: rib::RibConfig) -> rib::RibConfig {
     c
 }
 
-async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<Request>) {
+async fn accept_loop(listener: Arc<TcpListener>, tx: mpsc::Sender<Request>) {
     loop {
         match listener.accept().await {
             Ok((stream, from)) => {
@@ -536,6 +544,21 @@ struct Core {
     /// Restarting gracefully: nothing is sent until every configured peer's End-of-RIB
     /// arrived, or the restart time passed (RFC 4724 §4.1 route selection deferral).
     deferring: bool,
+    /// The listening sockets (shared with their accept loops), which carry the TCP-MD5
+    /// keys of the peers and dynamic neighbour ranges that have a password.
+    listeners: Vec<Arc<TcpListener>>,
+}
+
+/// Whether a listener bound to `local` accepts connections from `peer`'s family: an IPv6
+/// listener also takes IPv4 peers unless it is IPv6-only.
+fn same_family(listener: &TcpListener, peer: IpAddr) -> bool {
+    match (listener.local_addr(), peer) {
+        (Ok(SocketAddr::V4(_)), IpAddr::V4(_)) | (Ok(SocketAddr::V6(_)), IpAddr::V6(_)) => true,
+        (Ok(SocketAddr::V6(_)), IpAddr::V4(_)) => {
+            !socket2::SockRef::from(listener).only_v6().unwrap_or(true)
+        }
+        _ => false,
+    }
 }
 
 impl Core {
@@ -593,6 +616,14 @@ impl Core {
                 }
             }
         }
+        // Keys before the session starts: a connection the peer opens at once is signed.
+        // Dynamic neighbours are covered by their range's key.
+        let mut last_error = None;
+        if !dynamic && let Some(key) = &settings.password {
+            last_error = self
+                .listener_keys(settings.address.into(), false, Some(key))
+                .err();
+        }
         let session = session::spawn(spec, self.events_tx.clone());
         info!(peer = %settings.address, asn = settings.asn, dynamic, "peer added");
         self.by_id.insert(id, settings.address);
@@ -606,7 +637,7 @@ impl Core {
                 state: State::Idle,
                 established_at: None,
                 ctx: None,
-                last_error: None,
+                last_error,
                 prefixes_received: 0,
                 updates_sent: 0,
                 epoch: 0,
@@ -630,6 +661,9 @@ impl Core {
         };
         let cease = Notification::new(ErrorCode::CEASE, why);
         let _ = p.session.commands.send(Command::Stop(Some(cease)));
+        if !p.dynamic && p.settings.password.is_some() {
+            let _ = self.listener_keys(address.into(), false, None);
+        }
         // Dropping the handle closes the command channel: the task ends once the Cease is
         // flushed.
         self.rib.peer_down(p.id, false);
@@ -637,6 +671,59 @@ impl Core {
         self.by_id.remove(&p.id);
         info!(peer = %address, "peer removed");
         true
+    }
+
+    /// Sets (`key`) or removes (`None`) the TCP-MD5 key of `target` (a peer's address, or
+    /// with `range` a dynamic neighbour range) on every listener of its family. An error
+    /// (`TCP-MD5 for ADDRESS: ...`) is logged and returned; the other listeners are still
+    /// done. Removing a key that is not there (it could not be set) is no error.
+    fn listener_keys(
+        &self,
+        target: IpNet,
+        range: bool,
+        key: Option<&Secret>,
+    ) -> Result<(), String> {
+        let mut result = Ok(());
+        let what = if range {
+            format!("range {target}")
+        } else {
+            target.addr().to_string()
+        };
+        for l in self
+            .listeners
+            .iter()
+            .filter(|l| same_family(l, target.addr()))
+        {
+            let r = match (key, range) {
+                (Some(k), false) => {
+                    tcp_md5::set_md5_key(&**l, target.addr(), k.expose().as_bytes())
+                }
+                (Some(k), true) => tcp_md5::set_md5_key_range(&**l, target, k.expose().as_bytes()),
+                (None, false) => tcp_md5::remove_md5_key(&**l, target.addr()),
+                (None, true) => tcp_md5::remove_md5_key_range(&**l, target),
+            };
+            match r {
+                Ok(()) => {}
+                Err(e) if key.is_none() && e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let listener = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    let msg = format!("TCP-MD5 for {what}: {e}");
+                    error!(%listener, "{msg}");
+                    result = Err(msg);
+                }
+            }
+        }
+        result
+    }
+
+    /// Sets (`on`) or removes the listener keys of every dynamic neighbour range whose
+    /// peers have a password (`TCP_MD5SIG_EXT` with a prefix).
+    fn range_keys(&self, on: bool) {
+        for d in &self.config.dynamic_neighbors {
+            if let Some(key) = &d.template.password {
+                let _ = self.listener_keys(d.prefix, true, on.then_some(key));
+            }
+        }
     }
 
     /// Forgets a peer whose session is already down.
@@ -817,7 +904,14 @@ impl Core {
                 self.rib.originate(r.prefix, r.attrs.clone());
             }
         }
+        let ranges_changed = self.config.dynamic_neighbors != new.dynamic_neighbors;
+        if ranges_changed {
+            self.range_keys(false);
+        }
         self.config = new;
+        if ranges_changed {
+            self.range_keys(true);
+        }
         for a in diff.added.iter().chain(&diff.changed) {
             if let Some(p) = self.config.peers.get(a).cloned() {
                 self.add_peer(p, false);

@@ -314,6 +314,7 @@ impl PeerSettings {
             port: self.port,
             local: self.source_address,
             connect_timeout: Duration::from_secs(self.connect_retry.into()),
+            password: self.password.clone(),
         }
     }
 }
