@@ -118,6 +118,16 @@ impl Rib {
         PeerId(self.peers.len() as u32 - 1)
     }
 
+    /// Sends `peer` everything its update group advertises again, then End-of-RIB per
+    /// family, as for a peer that just came up: the answer to a ROUTE-REFRESH (RFC 2918,
+    /// RFC 7313 §4). Returns `false` when the peer is not up.
+    pub fn refresh(&mut self, peer: PeerId) -> bool {
+        let Some(session) = self.peer(peer).and_then(|p| p.session) else {
+            return false;
+        };
+        self.peer_up(peer, session).is_some()
+    }
+
     /// Removes a peer and every route it sent.
     pub fn remove_peer(&mut self, peer: PeerId) {
         self.peer_down(peer, false);

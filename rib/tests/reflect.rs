@@ -498,3 +498,35 @@ fn test_next_hop_of_our_own_address_is_ineligible() {
         );
     }
 }
+
+/// RFC 2918: a peer that asks for a refresh gets the table again and End-of-RIB; the other
+/// members of its update group get nothing.
+#[test]
+fn test_route_refresh_resends_to_that_peer_only() {
+    let mut rib = rr();
+    let a = client(&mut rib, 2);
+    let b = client(&mut rib, 3);
+    let c = client(&mut rib, 4);
+    drain(&mut rib);
+    let ctx = ibgp_ctx();
+    let _ = apply(
+        &mut rib,
+        a,
+        &ctx,
+        &announce(
+            &["198.51.100.0/24", "203.0.113.0/24"],
+            base("192.0.2.1", &[]),
+            &ctx,
+        ),
+    );
+    drain(&mut rib);
+    assert!(rib.refresh(b));
+    let outs = drain(&mut rib);
+    let got = received(&rib, b, &outs, &ctx);
+    assert_eq!(table(&got).len(), 2, "b gets both routes again");
+    assert!(got.iter().any(is_eor), "then End-of-RIB");
+    assert!(received(&rib, c, &outs, &ctx).is_empty(), "c is left alone");
+    assert!(received(&rib, a, &outs, &ctx).is_empty());
+    rib.peer_down(c, false);
+    assert!(!rib.refresh(c), "a peer that is down cannot be refreshed");
+}

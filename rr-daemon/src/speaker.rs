@@ -1048,8 +1048,13 @@ impl Core {
                     }
                 }
             }
-            Output::RouteRefresh(_) => {
-                info!(peer = %e.peer, "ROUTE-REFRESH received: not supported yet, ignored");
+            Output::RouteRefresh(rr) => {
+                // RFC 2918 / RFC 7313: a request (subtype 0) is answered with the whole
+                // Adj-RIB-Out and End-of-RIB; BoRR/EoRR from the peer need nothing of us.
+                if rr.subtype == bgp_wire::route_refresh::RefreshSubtype::NORMAL {
+                    info!(peer = %e.peer, afi = %rr.afi, safi = %rr.safi, "ROUTE-REFRESH: sending the table again");
+                    self.rib.refresh(id);
+                }
             }
             Output::Connect | Output::Send { .. } | Output::Close(_) => {}
         }
