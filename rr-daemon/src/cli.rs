@@ -254,6 +254,8 @@ async fn session(a: SessionArgs) -> anyhow::Result<()> {
         local: a.bind,
         connect_timeout: Duration::from_secs(a.connect_retry.max(1)),
         password: None,
+        // As the daemon's defaults: directly connected for eBGP, any distance for iBGP.
+        ttl: crate::config::Ttl::Multihop(if a.local_as == a.peer_as { 255 } else { 1 }),
     };
     let (ev_tx, mut ev_rx) = mpsc::channel(64);
     let handle = spawn(spec, ev_tx);

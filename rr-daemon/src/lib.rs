@@ -15,5 +15,5 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod session;
+pub mod sockopt;
 pub mod speaker;
-pub mod tcp_md5;

@@ -30,8 +30,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::config::Secret;
-use crate::tcp_md5;
+use crate::config::{Secret, Ttl};
+use crate::sockopt;
 
 /// Where and how to reach one peer.
 #[derive(Clone, Debug)]
@@ -49,6 +49,9 @@ pub struct SessionSpec {
     /// TCP-MD5 key (RFC 2385) of outbound connections, set on the socket before it
     /// connects. Inbound ones are keyed on the listener ([`crate::speaker`]).
     pub password: Option<Secret>,
+    /// TTL of our packets, and with GTSM (RFC 5082) the smallest TTL accepted, on both
+    /// connections.
+    pub ttl: Ttl,
 }
 
 /// What the owner of a session can ask of it.
@@ -146,6 +149,7 @@ async fn connect(
     local: Option<IpAddr>,
     timeout: Duration,
     password: Option<Secret>,
+    ttl: Ttl,
 ) -> io::Result<TcpStream> {
     let socket = if peer.is_ipv4() {
         TcpSocket::new_v4()?
@@ -153,7 +157,7 @@ async fn connect(
         TcpSocket::new_v6()?
     };
     if let Some(key) = &password
-        && let Err(e) = tcp_md5::set_md5_key(&socket, peer.ip(), key.expose().as_bytes())
+        && let Err(e) = sockopt::set_md5_key(&socket, peer.ip(), key.expose().as_bytes())
     {
         let e = io::Error::new(e.kind(), format!("TCP-MD5 for {}: {e}", peer.ip()));
         error!("{e}");
@@ -163,6 +167,7 @@ async fn connect(
         // The peer checks the source address: bind it before connecting.
         socket.bind(SocketAddr::new(l, 0))?;
     }
+    sockopt::set_ttl(&socket, ttl.outgoing(), ttl.min_incoming())?;
     match tokio::time::timeout(timeout, socket.connect(peer)).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
@@ -313,6 +318,12 @@ impl Driver {
             debug!(peer = %self.spec.peer, "refusing a second inbound connection");
             return;
         }
+        // The listener serves every peer: this peer's TTL rules go on its own connection.
+        let ttl = self.spec.ttl;
+        if let Err(e) = sockopt::set_ttl(&stream, ttl.outgoing(), ttl.min_incoming()) {
+            warn!(peer = %self.spec.peer, "refusing connection: cannot set its TTL: {e}");
+            return;
+        }
         if self.fsm.state() == bgp_fsm::State::Idle {
             // The machine refuses it (RFC 4271 §8.2.2); say why, since the peer only sees
             // its connection closed.
@@ -449,6 +460,7 @@ impl Driver {
                         self.spec.local,
                         self.spec.connect_timeout,
                         self.spec.password.clone(),
+                        self.spec.ttl,
                     )));
                 }
                 Output::Send { conn, bytes } => {

@@ -37,7 +37,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, Diff, PeerSettings, Secret};
 use crate::session::{self, Command, SessionEvent, SessionHandle};
-use crate::tcp_md5;
+use crate::sockopt;
 
 /// Unwritten UPDATE bytes a peer may have before it is reset as unable to keep up. A full
 /// table is some tens of megabytes, shared with the other members of its update group.
@@ -696,11 +696,11 @@ impl Core {
         {
             let r = match (key, range) {
                 (Some(k), false) => {
-                    tcp_md5::set_md5_key(&**l, target.addr(), k.expose().as_bytes())
+                    sockopt::set_md5_key(&**l, target.addr(), k.expose().as_bytes())
                 }
-                (Some(k), true) => tcp_md5::set_md5_key_range(&**l, target, k.expose().as_bytes()),
-                (None, false) => tcp_md5::remove_md5_key(&**l, target.addr()),
-                (None, true) => tcp_md5::remove_md5_key_range(&**l, target),
+                (Some(k), true) => sockopt::set_md5_key_range(&**l, target, k.expose().as_bytes()),
+                (None, false) => sockopt::remove_md5_key(&**l, target.addr()),
+                (None, true) => sockopt::remove_md5_key_range(&**l, target),
             };
             match r {
                 Ok(()) => {}

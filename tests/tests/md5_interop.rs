@@ -2,7 +2,9 @@
 //! both with `password`: outbound (ours active, BIRD passive), on our listener (ours
 //! passive, BIRD connects), on our listener for a dynamic neighbour range (the prefix form
 //! of `TCP_MD5SIG_EXT`), and a wrong password, which keeps the session down because the
-//! kernel drops every badly signed segment (until a reload fixes the password).
+//! kernel drops every badly signed segment (until a reload fixes the password). Also GTSM
+//! (RFC 5082) on both sides; that our kernel drops packets from too far is shown on
+//! loopback by `rr-daemon/src/sockopt.rs`.
 //!
 //! Topology of every test: two namespaces joined by a veth, ours with 192.0.2.1/24, BIRD's
 //! with 192.0.2.2/24; iBGP in AS 65000, hold time 3 s. We originate 203.0.113.0/24, BIRD
@@ -305,5 +307,70 @@ fn md5_wrong_password_never_established() {
         .expect("daemon started")
         .reload(&config)
         .unwrap_or_else(|e| panic!("reload: {e}"));
+    w.wait_up_and_routes();
+}
+
+// ---------------------------------------------------------------------------------------
+// GTSM (RFC 5082): TTL 255 out, at least 255 in (one hop), on a direct link.
+
+impl World {
+    /// BIRD 2 without a password, connecting out, with or without `ttl security on`.
+    fn start_bird_gtsm(&mut self, gtsm: bool) {
+        let ttl = if gtsm { "  ttl security on;\n" } else { "" };
+        let body = format!(
+            "router id {BIRD};\n\
+             protocol device {{ scan time 10; }}\n\
+             protocol static s4 {{ ipv4; route {BIRD_ROUTE} blackhole; }}\n\
+             protocol bgp ours {{\n\
+             \x20 debug all;\n\
+             \x20 local {BIRD} as {AS};\n\
+             \x20 neighbor {OURS} as {AS};\n\
+             \x20 direct;\n\
+             {ttl}\
+             \x20 hold time 3;\n\
+             \x20 keepalive time 1;\n\
+             \x20 connect retry time 1;\n\
+             \x20 connect delay time 1;\n\
+             \x20 error wait time 1,2;\n\
+             \x20 strict bind on;\n\
+             \x20 ipv4 {{ import all; export all; }};\n\
+             }}\n"
+        );
+        let b = Bird::start_config(
+            BirdVersion::V2,
+            &self.bird_ns,
+            self.dir.path(),
+            "bird",
+            "ours",
+            false,
+            &body,
+        )
+        .unwrap_or_else(|e| self.fail(&format!("cannot start BIRD 2: {e}")));
+        self.log(&format!("BIRD 2 started (ttl security {gtsm})"));
+        self.bird = Some(b);
+    }
+
+    /// Our daemon with `ttl` as the peer's TTL setting (`ttl_security = true` or
+    /// `multihop = 1`).
+    fn start_daemon_ttl(&mut self, ttl: &str) {
+        let config = format!(
+            "[speaker]\nasn = {AS}\nrouter_id = \"{OURS}\"\nlisten = [\"{OURS}:179\"]\n\
+             hold_time = 3\nconnect_retry = 1\n\n\
+             [api]\nlisten = \"{API}\"\n\n\
+             [[route]]\nprefix = \"{OUR_ROUTE}\"\n\n\
+             [[peer]]\naddress = \"{BIRD}\"\nasn = {AS}\nsource_address = \"{OURS}\"\n{ttl}\n"
+        );
+        let d = Daemon::start(&self.ours_ns, self.dir.path(), exe(), &config)
+            .unwrap_or_else(|e| self.fail(&format!("cannot start the daemon: {e}")));
+        self.daemon = Some(d);
+    }
+}
+
+/// GTSM on both sides: TTL 255 each way, accepted; routes flow.
+#[test]
+fn gtsm_both_sides() {
+    let mut w = World::new("gtsm-both");
+    w.start_bird_gtsm(true);
+    w.start_daemon_ttl("ttl_security = true");
     w.wait_up_and_routes();
 }

@@ -315,6 +315,7 @@ impl PeerSettings {
             local: self.source_address,
             connect_timeout: Duration::from_secs(self.connect_retry.into()),
             password: self.password.clone(),
+            ttl: self.ttl,
         }
     }
 }

@@ -1,10 +1,12 @@
-//! TCP-MD5 signatures (RFC 2385) on Linux sockets: `setsockopt(TCP_MD5SIG)`.
+//! Socket options of a BGP session that have no safe binding: TCP-MD5 signatures (RFC
+//! 2385, `TCP_MD5SIG`), and the minimum TTL of GTSM (RFC 5082, `IP_MINTTL` /
+//! `IPV6_MINHOPCOUNT`); plus the outgoing TTL, which socket2 sets safely.
 //!
 //! # Why this module has `unsafe`
 //!
-//! Neither `socket2` (0.6) nor `nix` has a binding for `TCP_MD5SIG`, so the option is set
-//! with `libc::setsockopt` and a `struct tcp_md5sig` built here. That one foreign call is
-//! the only `unsafe` in the workspace (the project's rule: `unsafe` only with a measured
+//! Neither `socket2` (0.6) nor `nix` has a binding for `TCP_MD5SIG` or `IP_MINTTL`, so
+//! those are set with `libc::setsockopt` (a `struct tcp_md5sig` built here, or an `int`).
+//! These foreign calls are the only `unsafe` in the workspace (the project's rule: `unsafe` only with a measured
 //! reason and a `SAFETY:` comment; `bgp-wire`, `bgp-fsm` and `rib` forbid it outright).
 //! Everything else, the address inside the struct included, is built in safe code: the
 //! socket address is written byte by byte into a `sockaddr_storage`-sized array.
@@ -102,6 +104,46 @@ fn check_key(key: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets the TTL (IPv4) or hop limit (IPv6) of outgoing packets, and, for GTSM (RFC 5082),
+/// the smallest TTL accepted on incoming ones: the kernel drops segments that crossed
+/// more hops than allowed, before BGP sees them.
+pub fn set_ttl(socket: &impl AsFd, outgoing: u8, min_incoming: Option<u8>) -> io::Result<()> {
+    let fd = socket.as_fd();
+    let sock = SockRef::from(&fd);
+    let ipv6 = sock.local_addr()?.is_ipv6();
+    if ipv6 {
+        sock.set_unicast_hops_v6(u32::from(outgoing))?;
+    } else {
+        sock.set_ttl_v4(u32::from(outgoing))?;
+    }
+    let Some(min) = min_incoming else {
+        return Ok(());
+    };
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_MINTTL)
+    };
+    let value = libc::c_int::from(min);
+    // SAFETY: `fd` is a live descriptor borrowed for the call; the option value points to
+    // `value`, an initialised `c_int` that lives across the call, and the length passed is
+    // its size, which is what IP_MINTTL and IPV6_MINHOPCOUNT take; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast::<libc::c_void>(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Builds the struct for `target` on a socket of the given family and sets it.
 fn apply(fd: std::os::fd::BorrowedFd<'_>, target: Target, key: &[u8]) -> io::Result<()> {
     let ipv6_socket = SockRef::from(&fd).local_addr()?.is_ipv6();
@@ -184,6 +226,24 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
 
     use super::*;
+
+    /// GTSM for real on loopback (TTLs are not decremented there): a listener that wants
+    /// TTL 255 never sees a connection sent with TTL 64, and accepts one sent with 255.
+    #[test]
+    fn min_ttl_drops_packets_from_too_far() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_ttl(&listener, 255, Some(255)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connect_with = |ttl: u32| {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            s.set_ttl_v4(ttl)?;
+            s.connect_timeout(&addr.into(), std::time::Duration::from_millis(700))
+        };
+        assert!(connect_with(64).is_err(), "a SYN with TTL 64 is dropped");
+        connect_with(255).expect("TTL 255 gets through");
+        let (accepted, _) = listener.accept().unwrap();
+        assert_eq!(SockRef::from(&accepted).ttl_v4().unwrap(), 255);
+    }
 
     #[test]
     fn layout_matches_linux_tcp_h() {
