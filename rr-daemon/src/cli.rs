@@ -101,6 +101,12 @@ struct SessionArgs {
         default_value = "ipv4-unicast,ipv6-unicast"
     )]
     families: Vec<String>,
+    /// TCP-MD5 key (RFC 2385) of the session.
+    #[arg(long)]
+    password: Option<String>,
+    /// GTSM (RFC 5082): send with TTL 255, accept packets from at most this many hops.
+    #[arg(long)]
+    ttl_security: Option<u8>,
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
@@ -253,10 +259,14 @@ async fn session(a: SessionArgs) -> anyhow::Result<()> {
         port: a.port,
         local: a.bind,
         connect_timeout: Duration::from_secs(a.connect_retry.max(1)),
-        password: None,
+        password: a.password.map(crate::config::Secret::new),
         // As the daemon's defaults: directly connected for eBGP, any distance for iBGP.
-        ttl: crate::config::Ttl::Multihop(if a.local_as == a.peer_as { 255 } else { 1 }),
+        ttl: match a.ttl_security {
+            Some(hops) => crate::config::Ttl::Security(hops.max(1)),
+            None => crate::config::Ttl::Multihop(if a.local_as == a.peer_as { 255 } else { 1 }),
+        },
     };
+    let key = spec.password.clone();
     let (ev_tx, mut ev_rx) = mpsc::channel(64);
     let handle = spawn(spec, ev_tx);
     let in_tx = handle.inbound.clone();
@@ -264,6 +274,11 @@ async fn session(a: SessionArgs) -> anyhow::Result<()> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        if let Some(k) = &key {
+            // The peer's connections are signed too (RFC 2385): key it on the listener.
+            crate::sockopt::set_md5_key(&listener, a.peer, k.expose().as_bytes())
+                .with_context(|| format!("TCP-MD5 for {}", a.peer))?;
+        }
         let peer = a.peer;
         tokio::spawn(async move {
             loop {
