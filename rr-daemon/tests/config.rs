@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bgp_wire::attr::{Community, LargeCommunity};
-use bgp_wire::capability::{AddPathEntry, AddPathMode as WireAddPath, Capability};
-use bgp_wire::{Family, FamilySet};
+use bgp_wire::capability::{
+    AddPathEntry, AddPathMode as WireAddPath, Capability, ExtendedNextHopEntry,
+};
+use bgp_wire::{Afi, Family, FamilySet, Safi};
 use rib::policy::{Match, Modify, PrefixMatch, Rule, Verdict};
 use rib::{AddPathMode, MaxPrefix, NextHopMode, Policy};
-use rr_daemon::config::{AddPath, Config, ErrorKind, LogFormat, PolicyBinding, Ttl};
+use rr_daemon::config::{AddPath, Config, ErrorKind, LogFormat, PeerSettings, PolicyBinding, Ttl};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -110,6 +112,7 @@ fn test_fixed_contract_parses_with_documented_defaults() {
         (90, None, 5)
     );
     assert_eq!(p.add_path, AddPath::default());
+    assert!(!p.extended_next_hop);
     assert_eq!(p.cluster_id, None);
     assert_eq!(p.next_hop, NextHopMode::Auto);
     assert_eq!(p.max_prefix, None);
@@ -366,6 +369,71 @@ export = "p"
          [[peer]]\naddress = \"10.0.0.2\"\ngroup = \"g\"\n"
     ));
     assert_eq!(c.peer(ip("10.0.0.2")).unwrap().hold_time, 60);
+}
+
+/// `extended_next_hop` (RFC 8950): off by default; on, the OPEN carries the capability
+/// for IPv4 unicast with IPv6 next hops; a peer can turn off its group's; it needs IPv4
+/// unicast among the families.
+#[test]
+fn test_extended_next_hop() {
+    let enh = |c: &Capability| matches!(c, Capability::ExtendedNextHop(_));
+    let cfg = parse(&format!(
+        "{HEAD}[[peer_group]]\nname = \"v6\"\nasn = 65000\nextended_next_hop = true\n\
+         [[peer]]\naddress = \"2001:db8::2\"\ngroup = \"v6\"\n\
+         [[peer]]\naddress = \"2001:db8::3\"\ngroup = \"v6\"\nextended_next_hop = false\n\
+         [[peer]]\naddress = \"2001:db8::4\"\nasn = 65000\n\
+         [[peer]]\naddress = \"10.0.0.5\"\nasn = 65000\nextended_next_hop = true\n\
+         families = [\"ipv4\"]\n"
+    ));
+    let on = cfg.peer(ip("2001:db8::2")).unwrap();
+    assert!(on.extended_next_hop);
+    let caps: Vec<_> = on
+        .fsm_config(&cfg.speaker)
+        .capabilities
+        .into_iter()
+        .filter(enh)
+        .collect();
+    assert_eq!(
+        caps,
+        vec![Capability::ExtendedNextHop(vec![ExtendedNextHopEntry {
+            afi: Afi::IPV4,
+            safi: Safi::UNICAST,
+            next_hop_afi: Afi::IPV6,
+        }])]
+    );
+    for off in ["2001:db8::3", "2001:db8::4"] {
+        let p = cfg.peer(ip(off)).unwrap();
+        assert!(!p.extended_next_hop, "{off}");
+        assert!(!p.fsm_config(&cfg.speaker).capabilities.iter().any(enh));
+    }
+    // Allowed on an IPv4 session too (the capability is about the NLRI).
+    assert!(cfg.peer(ip("10.0.0.5")).unwrap().extended_next_hop);
+    // The group's peers differ by address and this key only, so a reload that flips it
+    // changes the peer.
+    let off = cfg.peer(ip("2001:db8::3")).unwrap();
+    assert_eq!(
+        &PeerSettings {
+            address: on.address,
+            extended_next_hop: true,
+            ..off.clone()
+        },
+        on
+    );
+
+    assert_eq!(
+        error(&format!(
+            "{HEAD}[[peer]]\naddress = \"2001:db8::2\"\nasn = 65000\n\
+             families = [\"ipv6\"]\nextended_next_hop = true\n"
+        )),
+        "test.toml:8:21: peer[0].extended_next_hop: extended_next_hop needs \"ipv4-unicast\" \
+         in families"
+    );
+    assert_eq!(
+        error(&format!(
+            "{HEAD}[[peer]]\naddress = \"2001:db8::2\"\nasn = 65000\nextended_next_hop = 1\n"
+        )),
+        "test.toml:7:21: peer[0].extended_next_hop: invalid type: integer `1`, expected a boolean"
+    );
 }
 
 #[test]

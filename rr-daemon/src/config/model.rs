@@ -6,7 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bgp_wire::capability::{AddPathEntry, Capability, GrFamily, GracefulRestart};
+use bgp_wire::capability::{
+    AddPathEntry, Capability, ExtendedNextHopEntry, GrFamily, GracefulRestart,
+};
 use bgp_wire::{Family, FamilySet};
 use ipnet::IpNet;
 use rib::{AddPathMode, MaxPrefix, NextHopMode, PeerConfig, Policy, RibConfig};
@@ -212,6 +214,8 @@ pub struct PeerSettings {
     pub families: FamilySet,
     /// ADD-PATH, for each family in `families`.
     pub add_path: AddPath,
+    /// Extended next hop (RFC 8950): we offer IPv4 unicast routes with an IPv6 next hop.
+    pub extended_next_hop: bool,
     /// The peer is a route-reflector client (iBGP only).
     pub rr_client: bool,
     /// Cluster ID towards this peer instead of the speaker's.
@@ -236,8 +240,8 @@ impl PeerSettings {
         self.asn == speaker.asn
     }
 
-    /// The session's configuration: our OPEN (families, ADD-PATH, graceful restart as
-    /// helper), passive mode and timers.
+    /// The session's configuration: our OPEN (families, ADD-PATH, extended next hop,
+    /// graceful restart as helper), passive mode and timers.
     pub fn fsm_config(&self, speaker: &Speaker) -> bgp_fsm::Config {
         let mut c = bgp_fsm::Config::new(speaker.asn, speaker.router_id, self.asn);
         c.set_families(self.families);
@@ -258,6 +262,15 @@ impl PeerSettings {
                 })
                 .collect();
             c.capabilities.push(Capability::AddPath(entries));
+        }
+        if self.extended_next_hop {
+            // RFC 8950 §3: IPv4 unicast NLRI with an IPv6 next hop.
+            c.capabilities
+                .push(Capability::ExtendedNextHop(vec![ExtendedNextHopEntry {
+                    afi: Family::Ipv4Unicast.afi(),
+                    safi: Family::Ipv4Unicast.safi(),
+                    next_hop_afi: Family::Ipv6Unicast.afi(),
+                }]));
         }
         if let Some(restart_time) = self.graceful_restart {
             // RFC 4724 §3: every family listed, so that the peer keeps our routes when we

@@ -197,6 +197,7 @@ peer_fields! {
     connect_retry: NonZeroU16,
     families: Families,
     add_path: AddPath,
+    extended_next_hop: bool,
     next_hop_self: NextHopSelf,
     next_hop_keep: bool,
     import: String,

@@ -7,8 +7,8 @@ use std::collections::btree_map::Entry;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use bgp_wire::FamilySet;
 use bgp_wire::attr::NextHop;
+use bgp_wire::{Family, FamilySet};
 use rib::NextHopMode;
 use rib::policy::Policy;
 
@@ -455,6 +455,15 @@ impl Cx<'_> {
             None => NextHopMode::Auto,
         };
 
+        let families = pick!(families).map_or(FamilySet::ALL, |f| f.0);
+        let extended_next_hop = pick!(extended_next_hop).unwrap_or(false);
+        if extended_next_hop && !families.contains(Family::Ipv4Unicast) {
+            return Err(self.error(
+                &self.blame(l, "extended_next_hop", "families"),
+                "extended_next_hop needs \"ipv4-unicast\" in families",
+            ));
+        }
+
         // RFC 8212: without a policy, nothing in or out on external sessions.
         let default_policy = if ibgp { "all" } else { "none" };
         let import = pick!(import).unwrap_or_else(|| default_policy.to_owned());
@@ -470,11 +479,12 @@ impl Cx<'_> {
             hold_time,
             keepalive_time,
             connect_retry: pick!(connect_retry).map_or(s.connect_retry, |c| c.get()),
-            families: pick!(families).map_or(FamilySet::ALL, |f| f.0),
+            families,
             add_path: pick!(add_path).map_or(AddPath::default(), |a| AddPath {
                 receive: a.receive,
                 send: a.send,
             }),
+            extended_next_hop,
             rr_client,
             cluster_id: pick!(cluster_id),
             next_hop,
