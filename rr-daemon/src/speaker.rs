@@ -133,10 +133,22 @@ pub struct Snapshot {
     pub rib: RibStats,
 }
 
+/// What [`Speaker::set_peer`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerChange {
+    /// The peer is new.
+    Added,
+    /// The peer's settings changed: its session was restarted.
+    Changed,
+    /// Nothing changed: the session was left alone.
+    Unchanged,
+}
+
 /// A request to the core.
 enum Request {
     Inbound(TcpStream, SocketAddr),
     AddPeer(Box<PeerSettings>, oneshot::Sender<anyhow::Result<()>>),
+    SetPeer(Box<PeerSettings>, oneshot::Sender<PeerChange>),
     RemovePeer(IpAddr, oneshot::Sender<bool>),
     Reload(Box<Config>, oneshot::Sender<Diff>),
     Originate(IpNet, Box<Attrs>),
@@ -246,6 +258,13 @@ impl Speaker {
     /// Adds a peer; its session starts at once. Fails if the address is taken.
     pub async fn add_peer(&self, peer: PeerSettings) -> anyhow::Result<()> {
         self.ask(|tx| Request::AddPeer(Box::new(peer), tx)).await?
+    }
+
+    /// Adds the peer, or changes it: a peer whose settings differ gets a Cease (Other
+    /// Configuration Change) and a new session with the new settings; one whose settings
+    /// are equal keeps its session. No other peer is touched.
+    pub async fn set_peer(&self, peer: PeerSettings) -> anyhow::Result<PeerChange> {
+        self.ask(|tx| Request::SetPeer(Box::new(peer), tx)).await
     }
 
     /// Removes a peer (Cease, Peer De-configured); returns whether it existed.
@@ -747,6 +766,20 @@ impl Core {
                     Ok(())
                 };
                 let _ = done.send(r);
+            }
+            Request::SetPeer(p, done) => {
+                let change = match self.peers.get(&p.address) {
+                    None => PeerChange::Added,
+                    Some(old) if old.settings == *p => PeerChange::Unchanged,
+                    Some(_) => {
+                        self.remove_peer(p.address, subcode::cease::OTHER_CONFIG_CHANGE);
+                        PeerChange::Changed
+                    }
+                };
+                if change != PeerChange::Unchanged {
+                    self.add_peer(*p, false);
+                }
+                let _ = done.send(change);
             }
             Request::RemovePeer(a, done) => {
                 let _ = done.send(self.remove_peer(a, subcode::cease::PEER_DECONFIGURED));
