@@ -145,6 +145,54 @@ pub fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option
     }
 }
 
+/// Waits (10 s at most) until a freshly started daemon `p` answers on its control channel,
+/// or fails saying whether it died or stayed silent, with its stderr and log.
+fn await_control(
+    p: &mut Proc,
+    log: &Path,
+    name: &str,
+    control: &str,
+    mut answers: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let ready = poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        if !p.is_running() {
+            return Some(false);
+        }
+        answers().then_some(true)
+    });
+    let tails = || {
+        format!(
+            "stderr:\n{}\nlog:\n{}",
+            tail(p.stderr_path(), 20),
+            tail(log, 20)
+        )
+    };
+    match ready {
+        Some(true) => Ok(()),
+        Some(false) => Err(format!("{name} exited at start; {}", tails())),
+        None => Err(format!("{control} did not answer within 10 s; {}", tails())),
+    }
+}
+
+/// Polls `check` every `every` until it returns `Ok`, at most `timeout`: how long it took,
+/// or the last error it gave.
+pub fn poll_ok(
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Result<(), String>,
+) -> Result<Duration, String> {
+    let t = Instant::now();
+    let mut last = String::new();
+    let ok = poll(timeout, every, || match check() {
+        Ok(()) => Some(()),
+        Err(e) => {
+            last = e;
+            None
+        }
+    });
+    ok.map(|()| t.elapsed()).ok_or(last)
+}
+
 /// The last `lines` lines of a text file (empty when it cannot be read).
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
@@ -1202,31 +1250,13 @@ impl Bird {
             &[],
             false,
         )?;
-        let ready = poll(Duration::from_secs(10), Duration::from_millis(50), || {
-            if !p.is_running() {
-                return Some(false);
-            }
-            self.birdc(&["show", "status"]).is_ok().then_some(true)
-        });
-        let log = || {
-            format!(
-                "stderr:\n{}\nlog:\n{}",
-                tail(p.stderr_path(), 20),
-                tail(&self.log, 20)
-            )
-        };
-        match ready {
-            Some(true) => {
-                self.proc = Some(p);
-                Ok(())
-            }
-            Some(false) => Err(format!("{} exited at start; {}", self.kind(), log())),
-            None => Err(format!(
-                "{} control socket did not answer within 10 s; {}",
-                self.kind(),
-                log()
-            )),
-        }
+        let kind = self.kind();
+        let control = format!("{kind} control socket");
+        await_control(&mut p, &self.log, kind, &control, || {
+            self.birdc(&["show", "status"]).is_ok()
+        })?;
+        self.proc = Some(p);
+        Ok(())
     }
 
     /// The PID of its running `bird` process, if any.
@@ -1855,27 +1885,11 @@ impl Peer for Frr {
             &[],
             false,
         )?;
-        let ready = poll(Duration::from_secs(10), Duration::from_millis(50), || {
-            if !p.is_running() {
-                return Some(false);
-            }
-            self.neighbor_json().is_ok().then_some(true)
-        });
-        let log = || {
-            format!(
-                "stderr:\n{}\nlog:\n{}",
-                tail(p.stderr_path(), 20),
-                tail(&self.log, 20)
-            )
-        };
-        match ready {
-            Some(true) => {
-                self.proc = Some(p);
-                Ok(())
-            }
-            Some(false) => Err(format!("FRR bgpd exited at start; {}", log())),
-            None => Err(format!("FRR vtysh did not answer within 10 s; {}", log())),
-        }
+        await_control(&mut p, &self.log, "FRR bgpd", "FRR vtysh", || {
+            self.neighbor_json().is_ok()
+        })?;
+        self.proc = Some(p);
+        Ok(())
     }
 
     fn log_tail(&self, lines: usize) -> String {

@@ -19,7 +19,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use interop_tests::{Daemon, Frr, Hub, Netns, WorkDir, poll, require_root};
+use interop_tests::{Daemon, Frr, Hub, Netns, WorkDir, poll_ok, require_root};
 use serde_json::Value;
 
 const AS: u32 = 65000;
@@ -120,15 +120,7 @@ impl World {
 
     /// Polls `check` every 200 ms until it is `Ok`, or fails with its last error.
     fn wait(&self, what: &str, within: Duration, mut check: impl FnMut() -> Result<(), String>) {
-        let mut last = String::new();
-        let ok = poll(within, Duration::from_millis(200), || match check() {
-            Ok(()) => Some(()),
-            Err(e) => {
-                last = e;
-                None
-            }
-        });
-        if ok.is_none() {
+        if let Err(last) = poll_ok(within, Duration::from_millis(200), &mut check) {
             self.fail(&format!("{what} not within {within:?}: {last}"));
         }
         self.log(what);

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use interop_tests::{
     Bird, BirdVersion, Client, ClientConfig, ClientOptions, ClientRoute, Daemon, Frr, Hub, Learned,
-    Netns, Peer, WorkDir, ctl_json, ctl_route, poll, require_root,
+    Netns, Peer, WorkDir, ctl_json, ctl_route, poll_ok, require_root,
 };
 use serde_json::Value;
 
@@ -320,19 +320,8 @@ impl Topo {
         timeout: Duration,
         mut check: impl FnMut() -> Result<(), String>,
     ) -> Duration {
-        let t = Instant::now();
-        let mut last = String::new();
-        let ok = poll(timeout, Duration::from_millis(100), || match check() {
-            Ok(()) => Some(()),
-            Err(e) => {
-                last = e;
-                None
-            }
-        });
-        if ok.is_none() {
-            self.fail(&format!("{what}: not within {timeout:?}: {last}"));
-        }
-        let took = t.elapsed();
+        let took = poll_ok(timeout, Duration::from_millis(100), &mut check)
+            .unwrap_or_else(|last| self.fail(&format!("{what}: not within {timeout:?}: {last}")));
         self.log(&format!("{what}: after {:.1}s", took.as_secs_f64()));
         took
     }
