@@ -61,6 +61,11 @@ pub struct Outbound {
     pub audience: Audience,
     /// Whole messages, headers included.
     pub bytes: Bytes,
+    /// How many UPDATE messages `bytes` holds (End-of-RIB markers included).
+    pub messages: usize,
+    /// How many prefixes they announce (withdrawals not counted), the counterpart of a
+    /// receiver's count of announced NLRI.
+    pub announced: usize,
 }
 
 /// What peers must share to share a group: everything export and encoding read.
@@ -226,6 +231,19 @@ impl UpdateGroup {
         }
     }
 
+    /// Sends `peer`, a member, the group's table again, then End-of-RIB: the answer to a
+    /// ROUTE-REFRESH (RFC 2918). The member stays in the group, so changes pending for the
+    /// group (withdrawals above all) still reach it; a member that asks again while its
+    /// catch-up runs starts over at the back of the queue, so it cannot hold up the others.
+    /// A member still in the first walk gets everything with it and needs nothing more.
+    pub(crate) fn rejoin(&mut self, peer: u32) {
+        if self.members.binary_search(&peer).is_err() || self.initial_peers.contains(&peer) {
+            return;
+        }
+        self.joiners.retain(|j| j.peer != peer);
+        self.joiners.push(Joiner { peer, cursor: 0 });
+    }
+
     /// Removes a member; returns whether the group is now empty.
     pub(crate) fn leave(&mut self, peer: u32) -> bool {
         self.members.retain(|m| *m != peer);
@@ -252,6 +270,20 @@ impl UpdateGroup {
     /// Work waiting: dirty prefixes, or a walk or dump in progress.
     pub(crate) fn pending(&self) -> usize {
         self.dirty.len() + usize::from(self.initial.is_some()) + self.joiners.len()
+    }
+
+    /// Prefix slots still to visit: dirty prefixes, the rest of the first walk and of each
+    /// member's catch-up (an upper bound for those two: free slots are counted).
+    pub(crate) fn backlog(&self, slot_count: u32) -> usize {
+        let walk = self
+            .initial
+            .map_or(0, |c| slot_count.saturating_sub(c) as usize);
+        let dumps: usize = self
+            .joiners
+            .iter()
+            .map(|j| slot_count.saturating_sub(j.cursor) as usize)
+            .sum();
+        self.dirty.len() + walk + dumps
     }
 
     /// Releases everything the group holds in the Loc-RIB.
@@ -407,16 +439,26 @@ impl UpdateGroup {
 
     /// Does up to `budget` prefixes of pending work and returns the messages, in the
     /// order they must be sent.
+    ///
+    /// Changes to what members hold come first and never wait for a first walk or a
+    /// member's catch-up: while either runs, changes get at least half of the budget, so a
+    /// late joiner (or a peer that asks for ROUTE-REFRESH in a loop) cannot hold back a
+    /// withdrawal from the rest of the group, and the walk and the catch-ups still move.
     pub(crate) fn drain(
         &mut self,
         loc: &mut LocRib,
         dc: &DrainCtx<'_>,
         budget: usize,
     ) -> Vec<Outbound> {
+        let budget = budget.max(1);
         let mut batch = Batch::default();
         let mut done = 0usize;
         let mut eor: Vec<u32> = Vec::new();
+        let walking = self.initial.is_some() || !self.joiners.is_empty();
+        let changes = if walking { budget.div_ceil(2) } else { budget };
+        self.drain_dirty(loc, dc, &mut batch, &mut done, changes);
         if let Some(mut cur) = self.initial {
+            // Slots behind the cursor are covered by the dirty set.
             let end = loc.slot_count();
             while cur < end && done < budget {
                 if loc.is_live(cur) {
@@ -433,20 +475,32 @@ impl UpdateGroup {
             }
         }
         if self.initial.is_none() {
+            // A catch-up reads the Adj-RIB-Out, which the first walk fills.
             self.dump_joiners(loc, dc, &mut batch, &mut done, budget, &mut eor);
         }
-        if self.initial.is_none() && self.joiners.is_empty() {
-            while done < budget {
-                let Some(slot) = self.dirty.pop() else { break };
-                loc.dest_mut(slot).refs -= 1;
-                self.process(slot, loc, dc, &mut batch);
-                loc.try_free(slot);
-                done += 1;
-            }
-        }
+        // What the walk and the catch-ups left of the budget.
+        self.drain_dirty(loc, dc, &mut batch, &mut done, budget);
         let out = self.encode(batch, &eor);
         self.table.collect();
         out
+    }
+
+    /// Brings dirty prefixes up to date until `done` reaches `budget`.
+    fn drain_dirty(
+        &mut self,
+        loc: &mut LocRib,
+        dc: &DrainCtx<'_>,
+        batch: &mut Batch,
+        done: &mut usize,
+        budget: usize,
+    ) {
+        while *done < budget {
+            let Some(slot) = self.dirty.pop() else { break };
+            loc.dest_mut(slot).refs -= 1;
+            self.process(slot, loc, dc, batch);
+            loc.try_free(slot);
+            *done += 1;
+        }
     }
 
     /// Sends late members what the group has advertised, from the Adj-RIB-Out.
@@ -505,25 +559,10 @@ impl UpdateGroup {
     /// `Bytes`, then the End-of-RIB markers (RFC 4724 §2) of members whose initial
     /// advertisement is complete.
     fn encode(&self, batch: Batch, eor: &[u32]) -> Vec<Outbound> {
-        let mut outs: Vec<Outbound> = Vec::new();
-        let mut buf = BytesMut::new();
-        let mut cur: Option<Audience> = None;
-        let mut flush =
-            |buf: &mut BytesMut, cur: &mut Option<Audience>, next: Option<&Audience>| {
-                if cur.as_ref() != next {
-                    if let Some(a) = cur.take()
-                        && !buf.is_empty()
-                    {
-                        outs.push(Outbound {
-                            audience: a,
-                            bytes: buf.split().freeze(),
-                        });
-                    }
-                    *cur = next.cloned();
-                }
-            };
-        // Catch-up first (the state before this drain), then withdrawals (some go to the
-        // member an announcement below skips), then announcements.
+        let mut out = Encoded::default();
+        // Catch-up first, then withdrawals (some go to the member an announcement below
+        // skips), then announcements: a prefix changed by this drain ends in its new state
+        // at every member, a joiner included.
         let rank = |b: &Bucket| match (b.catch_up, b.entry) {
             (true, _) => 0,
             (false, None) => 1,
@@ -532,19 +571,23 @@ impl UpdateGroup {
         let mut order: Vec<&Bucket> = batch.buckets.iter().collect();
         order.sort_by_key(|b| rank(b));
         for b in order {
-            flush(&mut buf, &mut cur, Some(&b.audience));
+            out.switch(Some(&b.audience));
             // Neither can fail: the out entry was checked to fit a message with a
             // longest prefix when it was built.
-            let _ = match b.entry.and_then(|id| self.table.get(id)) {
-                Some(e) => self.packer.announce(
-                    b.family,
-                    &e.bytes,
-                    e.mp_next_hop.as_ref(),
-                    &b.nlri,
-                    &mut buf,
-                ),
-                None => self.packer.withdraw(b.family, &b.nlri, &mut buf),
+            let written = match b.entry.and_then(|id| self.table.get(id)) {
+                Some(e) => {
+                    out.announced += b.nlri.len();
+                    self.packer.announce(
+                        b.family,
+                        &e.bytes,
+                        e.mp_next_hop.as_ref(),
+                        &b.nlri,
+                        &mut out.buf,
+                    )
+                }
+                None => self.packer.withdraw(b.family, &b.nlri, &mut out.buf),
             };
+            out.messages += written.unwrap_or(0);
         }
         if !eor.is_empty() {
             let all = eor.len() == self.members.len();
@@ -554,13 +597,52 @@ impl UpdateGroup {
                 eor.iter().map(|p| Audience::Only(PeerId(*p))).collect()
             };
             for a in audiences {
-                flush(&mut buf, &mut cur, Some(&a));
+                out.switch(Some(&a));
                 for f in self.key.families.iter() {
-                    let _ = Update::end_of_rib(f).encode(&self.ctx, &mut buf);
+                    if Update::end_of_rib(f)
+                        .encode(&self.ctx, &mut out.buf)
+                        .is_ok()
+                    {
+                        out.messages += 1;
+                    }
                 }
             }
         }
-        flush(&mut buf, &mut cur, None);
-        outs
+        out.switch(None);
+        out.done
+    }
+}
+
+/// Messages being packed, cut into one [`Outbound`] per run of the same audience.
+#[derive(Default)]
+struct Encoded {
+    done: Vec<Outbound>,
+    buf: BytesMut,
+    audience: Option<Audience>,
+    messages: usize,
+    announced: usize,
+}
+
+impl Encoded {
+    /// Closes the current run if the audience changes.
+    fn switch(&mut self, next: Option<&Audience>) {
+        if self.audience.as_ref() == next {
+            return;
+        }
+        let (messages, announced) = (
+            std::mem::take(&mut self.messages),
+            std::mem::take(&mut self.announced),
+        );
+        if let Some(a) = self.audience.take()
+            && !self.buf.is_empty()
+        {
+            self.done.push(Outbound {
+                audience: a,
+                bytes: self.buf.split().freeze(),
+                messages,
+                announced,
+            });
+        }
+        self.audience = next.cloned();
     }
 }

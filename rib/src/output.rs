@@ -81,7 +81,8 @@ pub struct RibStats {
     pub adj_out_paths: usize,
     /// Update groups.
     pub groups: usize,
-    /// Dirty prefixes waiting over all groups.
+    /// Prefixes still to send over all groups: changes waiting, and what is left of first
+    /// walks and of late members' catch-ups (those two counted as slots left to visit).
     pub pending: usize,
 }
 
@@ -99,6 +100,11 @@ impl Rib {
             facts: &self.facts,
         };
         g.drain(&mut self.loc, &dc, budget)
+    }
+
+    /// Whether any group has work waiting: call [`Rib::drain_group`] until this is false.
+    pub fn has_pending(&self) -> bool {
+        self.groups.iter().flatten().any(|g| g.pending() > 0)
     }
 
     /// Groups with pending work, in id order.
@@ -241,7 +247,7 @@ impl Rib {
             out_attr_sets: groups.clone().map(|g| g.table.len()).sum(),
             adj_out_paths: groups.clone().map(|g| g.out.len()).sum(),
             groups: groups.clone().count(),
-            pending: groups.map(|g| g.dirty.len()).sum(),
+            pending: groups.map(|g| g.backlog(self.loc.slot_count())).sum(),
         }
     }
 }

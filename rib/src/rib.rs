@@ -119,13 +119,17 @@ impl Rib {
     }
 
     /// Sends `peer` everything its update group advertises again, then End-of-RIB per
-    /// family, as for a peer that just came up: the answer to a ROUTE-REFRESH (RFC 2918,
-    /// RFC 7313 §4). Returns `false` when the peer is not up.
+    /// family, as for a peer that just came up: the answer to a ROUTE-REFRESH (RFC 2918).
+    /// The peer keeps its place in its group, so nothing pending for it is lost. Returns
+    /// `false` when the peer is not up.
     pub fn refresh(&mut self, peer: PeerId) -> bool {
-        let Some(session) = self.peer(peer).and_then(|p| p.session) else {
+        let Some(g) = self.group_of(peer) else {
             return false;
         };
-        self.peer_up(peer, session).is_some()
+        if let Some(Some(g)) = self.groups.get_mut(g.0 as usize) {
+            g.rejoin(peer.0);
+        }
+        true
     }
 
     /// Removes a peer and every route it sent.

@@ -530,3 +530,74 @@ fn test_route_refresh_resends_to_that_peer_only() {
     rib.peer_down(c, false);
     assert!(!rib.refresh(c), "a peer that is down cannot be refreshed");
 }
+
+/// Each `Outbound` says how many messages its bytes hold and how many prefixes they
+/// announce: the daemon's per-peer counters rest on it, with and without ADD-PATH.
+#[test]
+fn test_outbound_counts_what_it_encodes() {
+    use bgp_wire::FamilySet;
+    use bgp_wire::update::UpdateView;
+    use rib::{AddPathMode, Attrs, LocalAddrs, Rib};
+    use std::net::Ipv6Addr;
+
+    for add_path in [false, true] {
+        let mut rib = Rib::new(RibConfig::new(65000, v4("10.0.0.1")));
+        let mut pc = PeerConfig::new("10.0.0.2".parse().unwrap(), 65000);
+        let mut ctx = ibgp_ctx();
+        if add_path {
+            pc.add_path_send = [Some(AddPathMode::All); 2];
+            ctx.add_path_tx = FamilySet::ALL;
+        }
+        let peer = rib.add_peer(pc);
+        let local = LocalAddrs::from("10.0.0.1".parse::<IpAddr>().unwrap());
+        rib.peer_up(
+            peer,
+            rib::Session {
+                ctx,
+                router_id: v4("10.0.0.2"),
+                local,
+            },
+        );
+        for i in 0..300u32 {
+            let v4_attrs = Attrs {
+                next_hop: Some(NextHop::V4(v4("192.0.2.1"))),
+                med: Some(i % 7), // several attribute sets: several messages
+                ..Attrs::default()
+            };
+            let p = ipnet::IpNet::new(IpAddr::from((0x0a00_0000 + (i << 8)).to_be_bytes()), 24);
+            rib.originate(p.unwrap(), v4_attrs);
+            let v6_attrs = Attrs {
+                next_hop: Some(NextHop::V6 {
+                    global: "2001:db8::1".parse().unwrap(),
+                    link_local: None,
+                }),
+                ..Attrs::default()
+            };
+            let a = Ipv6Addr::from((0x2001_0db8_0000_0000_u128 + u128::from(i)) << 64);
+            rib.originate(ipnet::IpNet::new(IpAddr::V6(a), 64).unwrap(), v6_attrs);
+        }
+        // The receiving side's context reads the path identifiers we send.
+        let rx = bgp_wire::SessionCtx {
+            add_path_rx: ctx.add_path_tx,
+            ..ctx
+        };
+        let (mut messages, mut announced) = (0, 0);
+        let (mut want_messages, mut want_announced) = (0, 0);
+        for (_, o) in drain(&mut rib) {
+            messages += o.messages;
+            announced += o.announced;
+            let mut rest = &o.bytes[..];
+            while !rest.is_empty() {
+                let len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
+                let view = UpdateView::parse(&rest[19..len], &rx);
+                assert!(view.issues().is_empty(), "{:?}", view.issues());
+                want_messages += 1;
+                want_announced += view.announced().count();
+                rest = &rest[len..];
+            }
+        }
+        assert_eq!(want_announced, 600, "add_path {add_path}");
+        assert!(want_messages > 4, "add_path {add_path}");
+        assert_eq!((messages, announced), (want_messages, want_announced));
+    }
+}

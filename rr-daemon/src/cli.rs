@@ -186,7 +186,7 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
     } else {
         None
     };
-    let (speaker, core) = if restarting {
+    let (speaker, mut core) = if restarting {
         crate::speaker::Speaker::start_restarting(config).await?
     } else {
         crate::speaker::Speaker::start(config).await?
@@ -204,6 +204,11 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     loop {
         tokio::select! {
+            // The core owns every session: a process without it must not look alive.
+            r = &mut core => match r {
+                Err(e) if e.is_panic() => anyhow::bail!("the speaker's core panicked"),
+                _ => anyhow::bail!("the speaker's core stopped unexpectedly"),
+            },
             r = tokio::signal::ctrl_c() => { r.context("cannot watch SIGINT")?; break; }
             _ = term.recv() => break,
             _ = hup.recv() => match crate::config::Config::load(&path) {
@@ -278,7 +283,7 @@ async fn session(a: SessionArgs) -> anyhow::Result<()> {
     };
     let key = spec.password.clone();
     let (ev_tx, mut ev_rx) = mpsc::channel(64);
-    let handle = spawn(spec, ev_tx);
+    let handle = spawn(spec, 0, ev_tx, Default::default());
     let in_tx = handle.inbound.clone();
     if let Some(addr) = a.listen {
         let listener = TcpListener::bind(addr)

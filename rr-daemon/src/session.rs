@@ -78,12 +78,37 @@ pub enum Command {
 /// the driver carries out `Connect`, `Send` and `Close` itself.
 #[derive(Clone, Debug)]
 pub struct SessionEvent {
-    /// The peer's address: which session this is.
+    /// The peer's address.
     pub peer: IpAddr,
+    /// The generation the owner gave the session at [`spawn`]: events of a session that
+    /// was replaced (a changed peer, a dynamic neighbour turned static) still in flight
+    /// are told apart from the new session's by it.
+    pub generation: u64,
     /// What happened.
     pub news: Output,
     /// With `Established`: our address on the connection (for next-hop-self).
     pub local: Option<SocketAddr>,
+}
+
+/// Unwritten UPDATE bytes per session below which its owner hands it more: a session
+/// whose queue drains under this mark wakes the owner ([`Writers`]).
+pub const WINDOW: usize = 4 << 20;
+
+/// What the sessions share with their owner to say that a writer has room again: the
+/// owner stops encoding for a group whose members all hold [`WINDOW`] bytes or more, and
+/// is woken when one of them drains below it, so output never waits for an unrelated
+/// event.
+#[derive(Debug, Default)]
+pub struct Writers {
+    room: tokio::sync::Notify,
+}
+
+impl Writers {
+    /// Waits until some writer got room since the last call (a wake that came while
+    /// nobody waited is kept).
+    pub async fn room(&self) {
+        self.room.notified().await;
+    }
 }
 
 /// The owner's side of a running session.
@@ -100,12 +125,24 @@ pub struct SessionHandle {
     pub task: JoinHandle<()>,
 }
 
-/// Starts a session task; it begins connecting (or listening, if passive) at once.
-pub fn spawn(spec: SessionSpec, events: mpsc::Sender<SessionEvent>) -> SessionHandle {
+/// Starts a session task; it begins connecting (or listening, if passive) at once. Its
+/// events carry `generation`.
+pub fn spawn(
+    spec: SessionSpec,
+    generation: u64,
+    events: mpsc::Sender<SessionEvent>,
+    writers: Arc<Writers>,
+) -> SessionHandle {
     let (commands, cmd_rx) = mpsc::unbounded_channel();
     let (inbound, in_rx) = mpsc::channel(4);
     let queued = Arc::new(AtomicUsize::new(0));
-    let task = tokio::spawn(run(spec, in_rx, cmd_rx, events, queued.clone()));
+    let out = Outbox {
+        events,
+        generation,
+        queued: queued.clone(),
+        writers,
+    };
+    let task = tokio::spawn(run(spec, in_rx, cmd_rx, out));
     SessionHandle {
         commands,
         inbound,
@@ -125,6 +162,8 @@ struct Conn {
     framer: Framer,
     /// The socket refused bytes last time: the machine's send hold timer runs.
     blocked: bool,
+    /// The front of `wq` is partly written: it must go out whole, or the stream breaks.
+    partial: bool,
 }
 
 impl Conn {
@@ -136,6 +175,7 @@ impl Conn {
             wq: VecDeque::new(),
             framer: Framer::new(),
             blocked: false,
+            partial: false,
         }
     }
 }
@@ -197,15 +237,39 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Hands an event to the owner. A gone owner means nobody listens; the session still
-/// shuts down cleanly.
-async fn emit(
-    events: &mpsc::Sender<SessionEvent>,
-    peer: IpAddr,
-    news: Output,
-    local: Option<SocketAddr>,
-) {
-    let _ = events.send(SessionEvent { peer, news, local }).await;
+/// What a session shares with its owner.
+struct Outbox {
+    events: mpsc::Sender<SessionEvent>,
+    generation: u64,
+    /// UPDATE bytes accepted and not yet written.
+    queued: Arc<AtomicUsize>,
+    writers: Arc<Writers>,
+}
+
+impl Outbox {
+    /// Hands an event to the owner. A gone owner means nobody listens; the session still
+    /// shuts down cleanly.
+    async fn emit(&self, peer: IpAddr, news: Output, local: Option<SocketAddr>) {
+        let generation = self.generation;
+        let e = SessionEvent {
+            peer,
+            generation,
+            news,
+            local,
+        };
+        let _ = self.events.send(e).await;
+    }
+
+    /// UPDATE bytes that left the queue (written or dropped); wakes the owner when the
+    /// queue falls below [`WINDOW`].
+    fn unqueue(&self, n: usize) {
+        if n > 0 {
+            let before = self.queued.fetch_sub(n, Ordering::Relaxed);
+            if before >= WINDOW && before - n < WINDOW {
+                self.writers.room.notify_one();
+            }
+        }
+    }
 }
 
 /// The session task.
@@ -214,9 +278,7 @@ struct Driver {
     fsm: Session,
     conns: [Option<Conn>; 2],
     connecting: Option<Connecting>,
-    events: mpsc::Sender<SessionEvent>,
-    /// Shared with the owner: UPDATE bytes accepted and not yet written.
-    queued: Arc<AtomicUsize>,
+    out: Outbox,
 }
 
 /// Runs one session until the command channel closes. Starts it at once.
@@ -224,16 +286,14 @@ async fn run(
     spec: SessionSpec,
     mut inbound: mpsc::Receiver<TcpStream>,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::Sender<SessionEvent>,
-    queued: Arc<AtomicUsize>,
+    out: Outbox,
 ) {
     let mut d = Driver {
         fsm: Session::new(spec.fsm.clone()),
         spec,
         conns: [None, None],
         connecting: None,
-        events,
-        queued,
+        out,
     };
     d.fsm
         .handle(Instant::now(), Input::Start { automatic: false });
@@ -250,7 +310,7 @@ async fn run(
                     return;
                 }
             },
-            Some(stream) = inbound.recv() => d.accept(stream),
+            Some(stream) = inbound.recv() => d.accept(stream).await,
             res = connected(&mut d.connecting) => {
                 d.connecting = None;
                 match res {
@@ -289,13 +349,20 @@ impl Driver {
                     notification: n,
                 },
             ),
-            Command::Reset(n) => self.fsm.handle(
-                now,
-                Input::Stop {
-                    automatic: true,
-                    notification: Some(n),
-                },
-            ),
+            Command::Reset(n) => {
+                // The NOTIFICATION goes out next, not behind the backlog that is the
+                // reason for the reset.
+                if let Some((c, _)) = self.fsm.established() {
+                    self.drop_backlog(c);
+                }
+                self.fsm.handle(
+                    now,
+                    Input::Stop {
+                        automatic: true,
+                        notification: Some(n),
+                    },
+                );
+            }
             Command::Send(bytes) => match self.fsm.established() {
                 Some((c, _)) => {
                     if let Some(conn) = self.conns[c.index()].as_mut() {
@@ -303,7 +370,7 @@ impl Driver {
                         self.flush(c);
                     }
                 }
-                None => self.unqueue(bytes.len()),
+                None => self.out.unqueue(bytes.len()),
             },
             Command::UpdateError(n) => self.fsm.handle(now, Input::UpdateError(n)),
             Command::MaxPrefixExceeded(data) => {
@@ -312,7 +379,17 @@ impl Driver {
         }
     }
 
-    fn accept(&mut self, stream: TcpStream) {
+    async fn accept(&mut self, stream: TcpStream) {
+        if let Some((c, negotiated)) = self.fsm.established()
+            && negotiated.peer_graceful_restart.is_some()
+        {
+            // RFC 4724 §4.2: a graceful-restart peer that connects again has restarted;
+            // its old connection is dead even if no reset reached us. That session goes
+            // down gracefully (its routes stay as stale) and the new connection is taken.
+            info!(peer = %self.spec.peer, "peer connected again: its old session is gone (graceful restart)");
+            self.failed(c, "the peer connected again (graceful restart)".into());
+            self.carry_out().await;
+        }
         if self.fsm.has_conn(ConnId::Inbound) {
             // One inbound connection at a time; a second is refused at the door.
             debug!(peer = %self.spec.peer, "refusing a second inbound connection");
@@ -324,17 +401,17 @@ impl Driver {
             warn!(peer = %self.spec.peer, "refusing connection: cannot set its TTL: {e}");
             return;
         }
-        if self.fsm.state() == bgp_fsm::State::Idle {
-            // The machine refuses it (RFC 4271 §8.2.2); say why, since the peer only sees
-            // its connection closed.
-            let retry = self
-                .fsm
-                .timer(bgp_fsm::Timer::IdleHold)
-                .map(|t| t.saturating_duration_since(Instant::now()).as_secs());
-            info!(peer = %self.spec.peer, retry_in_s = ?retry, "refusing connection: session idle after an error");
-        }
         self.conns[1] = Some(Conn::new(stream));
         self.fsm.handle(Instant::now(), Input::Accepted);
+        if !self.fsm.has_conn(ConnId::Inbound) {
+            // The machine refused it; say why, since the peer only sees it closed.
+            let why = if self.fsm.established().is_some() {
+                "a session is already established"
+            } else {
+                "the peer is administratively down"
+            };
+            info!(peer = %self.spec.peer, "refusing connection: {why}");
+        }
     }
 
     fn on_readable(&mut self, c: ConnId, ready: io::Result<()>) {
@@ -384,15 +461,27 @@ impl Driver {
             .filter(|(_, q)| *q)
             .map(|(b, _)| b.len())
             .sum();
-        self.unqueue(left);
+        self.out.unqueue(left);
         Some(conn)
     }
 
-    /// UPDATE bytes that left the queue (written or dropped).
-    fn unqueue(&self, n: usize) {
-        if n > 0 {
-            self.queued.fetch_sub(n, Ordering::Relaxed);
-        }
+    /// Drops the UPDATEs queued on `c` but a partly written one, which must end whole.
+    fn drop_backlog(&mut self, c: ConnId) {
+        let Some(conn) = self.conns[c.index()].as_mut() else {
+            return;
+        };
+        let keep = usize::from(conn.partial);
+        let mut dropped = 0;
+        let mut i = 0;
+        conn.wq.retain(|(b, counted)| {
+            i += 1;
+            let drop = *counted && i > keep;
+            if drop {
+                dropped += b.len();
+            }
+            !drop
+        });
+        self.out.unqueue(dropped);
     }
 
     fn on_writable(&mut self, c: ConnId, ready: io::Result<()>) {
@@ -416,6 +505,7 @@ impl Driver {
                         written += n;
                     }
                     front.advance(n);
+                    conn.partial = !front.is_empty();
                     if front.is_empty() {
                         conn.wq.pop_front();
                     }
@@ -430,7 +520,7 @@ impl Driver {
         let blocked = !conn.wq.is_empty();
         let changed = blocked != conn.blocked;
         conn.blocked = blocked;
-        self.unqueue(written);
+        self.out.unqueue(written);
         if let Some(e) = error {
             return self.failed(c, e.to_string());
         }
@@ -511,7 +601,7 @@ impl Driver {
                         }
                         _ => {}
                     }
-                    emit(&self.events, self.spec.peer, news, local).await;
+                    self.out.emit(self.spec.peer, news, local).await;
                 }
             }
         }

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use bgp_fsm::{DownReason, Output, State};
 use bgp_wire::capability::Capability;
 use bgp_wire::notification::subcode;
 use bgp_wire::update::{Treatment, UpdateView};
-use bgp_wire::{Afi, ErrorCode, Family, FamilySet, Notification, Safi, SessionCtx};
+use bgp_wire::{ErrorCode, FamilySet, Notification, SessionCtx};
 use bytes::{BufMut, BytesMut};
 use ipnet::IpNet;
 use rib::{Attrs, BestChange, BestRoute, Explanation, LocalAddrs, PeerId, Rib, RibStats, Signal};
@@ -36,16 +37,24 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, Diff, PeerSettings, Secret};
-use crate::session::{self, Command, SessionEvent, SessionHandle};
+use crate::session::{self, Command, SessionEvent, SessionHandle, WINDOW, Writers};
 use crate::sockopt;
 
 /// Unwritten UPDATE bytes a peer may have before it is reset as unable to keep up. A full
 /// table is some tens of megabytes, shared with the other members of its update group.
 const MAX_QUEUED: usize = 256 << 20;
 
-/// How many messages one drain of an update group takes before the core looks at its
-/// inputs again, so that a big table never starves keepalive processing.
-const DRAIN_BUDGET: usize = 256;
+/// How many prefixes one drain of an update group visits before the core looks at its
+/// inputs again: requests (accepts, the control API, reloads) and session events are
+/// never starved by a big table.
+const DRAIN_SLICE: usize = 2048;
+
+/// Session events taken in one turn of the core before it encodes: batches, not single
+/// routes, and still a bounded turn.
+const EVENT_BATCH: usize = 4096;
+
+/// Requests taken in one turn of the core.
+const REQUEST_BATCH: usize = 64;
 
 /// What a peer looks like from outside, as the control API reports it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -209,6 +218,8 @@ impl Speaker {
         }
         let (events_tx, events_rx) = mpsc::channel(4096);
         let mut core = Core {
+            writers: Arc::new(Writers::default()),
+            generations: 0,
             rib: Rib::new(track_best(config.rib_config())),
             config,
             peers: HashMap::new(),
@@ -369,6 +380,9 @@ struct Peer {
     settings: PeerSettings,
     id: PeerId,
     session: SessionHandle,
+    /// The generation of `session`: events of an earlier session of this address are
+    /// dropped.
+    generation: u64,
     dynamic: bool,
     state: State,
     established_at: Option<Instant>,
@@ -469,89 +483,11 @@ fn describe_down(reason: &DownReason, peer: &PeerSettings, local_as: u32) -> Str
     format!("{what} ({reason})")
 }
 
-/// Counts the UPDATE messages in `bytes` (whole messages back to back, as the RIB encodes
-/// them) and the prefixes they announce, in the NLRI field and in MP_REACH_NLRI. Only
-/// length fields are read: no attribute is decoded and nothing is allocated, so this costs
-/// a small fraction of the encoding it follows. `add_path` names the families whose NLRI
-/// carry a path identifier (RFC 7911).
-fn count_updates(bytes: &[u8], add_path: FamilySet) -> (u64, u64) {
-    const HEADER: usize = 19;
-    const UPDATE: u8 = 2;
-    let (mut messages, mut announced) = (0, 0);
-    let mut rest = bytes;
-    while rest.len() >= HEADER {
-        let len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
-        if len < HEADER || len > rest.len() {
-            break; // Not what the RIB encodes; stop rather than guess.
-        }
-        let (msg, tail) = rest.split_at(len);
-        rest = tail;
-        if msg[18] == UPDATE {
-            messages += 1;
-            announced += count_announced(&msg[HEADER..], add_path).unwrap_or(0);
-        }
-    }
-    (messages, announced)
-}
-
-/// Prefixes announced by one UPDATE body (RFC 4271 §4.3, RFC 4760 §3); `None` when a
-/// length runs past the end.
-fn count_announced(body: &[u8], add_path: FamilySet) -> Option<u64> {
-    let be16 = |b: &[u8], at: usize| -> Option<usize> {
-        Some(usize::from(u16::from_be_bytes([
-            *b.get(at)?,
-            *b.get(at + 1)?,
-        ])))
-    };
-    let attrs_at = 2 + be16(body, 0)?;
-    let nlri_at = attrs_at + 2 + be16(body, attrs_at)?;
-    let attrs = body.get(attrs_at + 2..nlri_at)?;
-    let mut n = count_prefixes(body.get(nlri_at..)?, add_path.contains(Family::Ipv4Unicast));
-    let mut i = 0;
-    while i < attrs.len() {
-        let (flags, ty) = (*attrs.get(i)?, *attrs.get(i + 1)?);
-        let (len, hdr) = if flags & 0x10 != 0 {
-            (be16(attrs, i + 2)?, 4)
-        } else {
-            (usize::from(*attrs.get(i + 2)?), 3)
-        };
-        let value = attrs.get(i + hdr..i + hdr + len)?;
-        const MP_REACH_NLRI: u8 = 14;
-        if ty == MP_REACH_NLRI && value.len() >= 5 {
-            // AFI (2), SAFI (1), next hop length (1), next hop, reserved (1), NLRI.
-            let family = Family::from_afi_safi(
-                Afi(u16::from_be_bytes([value[0], value[1]])),
-                Safi(value[2]),
-            );
-            let nlri = value.get(5 + usize::from(value[3])..)?;
-            n += count_prefixes(nlri, family.is_some_and(|f| add_path.contains(f)));
-        }
-        i += hdr + len;
-    }
-    Some(n)
-}
-
-/// Prefixes in an NLRI field: length in bits, then the bytes it needs (RFC 4271 §4.3),
-/// each after a 4-byte path identifier with ADD-PATH (RFC 7911 §3).
-fn count_prefixes(mut b: &[u8], path_id: bool) -> u64 {
-    let mut n = 0;
-    loop {
-        if path_id {
-            let Some(tail) = b.get(4..) else { return n };
-            b = tail;
-        }
-        let Some((&bits, tail)) = b.split_first() else {
-            return n;
-        };
-        let Some(tail) = tail.get(usize::from(bits).div_ceil(8)..) else {
-            return n;
-        };
-        b = tail;
-        n += 1;
-    }
-}
-
 struct Core {
+    /// Wakes the core when a session's output queue drains (see [`Writers`]).
+    writers: Arc<Writers>,
+    /// The generation of the last session spawned: each session's events carry its own.
+    generations: u64,
     config: Config,
     rib: Rib,
     peers: HashMap<IpAddr, Peer>,
@@ -581,41 +517,57 @@ fn same_family(listener: &TcpListener, peer: IpAddr) -> bool {
 }
 
 impl Core {
+    /// The core's loop. Each turn takes what is ready (a bounded number of requests and
+    /// session events), then encodes one slice of output for every update group whose
+    /// writers have room. While work remains that can go out now it turns again at once,
+    /// yielding between turns; otherwise it sleeps until a request, an event, or a writer
+    /// with room again. Progress never waits for an unrelated event.
     async fn run(
         mut self,
         mut requests: mpsc::Receiver<Request>,
         mut events: mpsc::Receiver<SessionEvent>,
     ) {
+        let writers = self.writers.clone();
         loop {
-            tokio::select! {
-                biased;
-                e = events.recv() => {
-                    let Some(e) = e else { return };
-                    self.on_event(e);
-                    // Take what else is waiting before encoding: batches, not single routes.
-                    for _ in 0..4096 {
-                        match events.try_recv() {
-                            Ok(e) => self.on_event(e),
-                            Err(_) => break,
+            for _ in 0..REQUEST_BATCH {
+                match requests.try_recv() {
+                    Ok(r) => {
+                        if self.on_request(r).await.is_break() {
+                            return;
                         }
                     }
-                }
-                r = requests.recv() => {
-                    match r {
-                        Some(Request::Shutdown(done)) => {
-                            self.shutdown().await;
-                            let _ = done.send(());
-                            return;
-                        }
-                        Some(r) => self.on_request(r),
-                        None => {
-                            self.shutdown().await;
-                            return;
-                        }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        self.shutdown().await;
+                        return;
                     }
                 }
             }
-            self.flush();
+            for _ in 0..EVENT_BATCH {
+                match events.try_recv() {
+                    Ok(e) => self.on_event(e),
+                    Err(_) => break,
+                }
+            }
+            if self.flush() {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                r = requests.recv() => match r {
+                    Some(r) => {
+                        if self.on_request(r).await.is_break() {
+                            return;
+                        }
+                    }
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                Some(e) = events.recv() => self.on_event(e),
+                () = writers.room() => {}
+            }
         }
     }
 
@@ -643,7 +595,14 @@ impl Core {
                 .listener_keys(settings.address.into(), false, Some(key))
                 .err();
         }
-        let session = session::spawn(spec, self.events_tx.clone());
+        self.generations += 1;
+        let generation = self.generations;
+        let session = session::spawn(
+            spec,
+            generation,
+            self.events_tx.clone(),
+            self.writers.clone(),
+        );
         info!(peer = %settings.address, asn = settings.asn, dynamic, "peer added");
         self.by_id.insert(id, settings.address);
         self.peers.insert(
@@ -652,6 +611,7 @@ impl Core {
                 settings,
                 id,
                 session,
+                generation,
                 dynamic,
                 state: State::Idle,
                 established_at: None,
@@ -755,7 +715,8 @@ impl Core {
         Some(())
     }
 
-    fn on_request(&mut self, r: Request) {
+    /// Handles one request; `Break` once the speaker has shut down.
+    async fn on_request(&mut self, r: Request) -> ControlFlow<()> {
         match r {
             Request::Inbound(stream, from) => self.inbound(stream, from),
             Request::AddPeer(p, done) => {
@@ -853,8 +814,13 @@ impl Core {
                     }
                 }
             }
-            Request::Shutdown(_) => {}
+            Request::Shutdown(done) => {
+                self.shutdown().await;
+                let _ = done.send(());
+                return ControlFlow::Break(());
+            }
         }
+        ControlFlow::Continue(())
     }
 
     /// Every peer's status, by address.
@@ -961,8 +927,12 @@ impl Core {
     }
 
     fn on_event(&mut self, e: SessionEvent) {
-        let Some(p) = self.peers.get_mut(&e.peer) else {
-            return; // A session of a peer removed meanwhile.
+        let Some(p) = self
+            .peers
+            .get_mut(&e.peer)
+            .filter(|p| p.generation == e.generation)
+        else {
+            return; // A session of a peer removed or replaced meanwhile.
         };
         let id = p.id;
         if p.dynamic
@@ -1093,8 +1063,11 @@ impl Core {
         }
     }
 
-    /// Sends what the RIB has for every update group, and best-path changes to subscribers.
-    fn flush(&mut self) {
+    /// Encodes one slice of every update group's pending work whose writers have room,
+    /// hands it to the members, and passes best-path changes to subscribers. Returns
+    /// whether work remains that could go out now (the caller turns again at once);
+    /// `false` when everything is out or every group with work waits for its writers.
+    fn flush(&mut self) -> bool {
         if self.deferring {
             // Every configured peer up and done with its initial table: selection can run.
             let done = self
@@ -1103,47 +1076,33 @@ impl Core {
                 .filter(|p| !p.dynamic)
                 .all(|p| p.restart_eor_awaited.is_some_and(FamilySet::is_empty));
             if !done {
-                return;
+                return false;
             }
             info!("graceful restart: every peer's End-of-RIB received, sending routes");
             self.deferring = false;
         }
         for g in self.rib.pending_groups() {
             let members = self.rib.group_members(g);
-            // Bounded by the group's pending set, which draining empties.
-            for _ in 0..1_000_000 {
-                let out = self.rib.drain_group(g, DRAIN_BUDGET);
-                if out.is_empty() {
-                    break;
-                }
-                for o in &out {
-                    // Counted once per message batch, shared by the members it goes to.
-                    // Members of a group share their encoding, ADD-PATH included.
-                    let add_path = members
-                        .first()
-                        .and_then(|m| self.by_id.get(m))
-                        .and_then(|a| self.peers.get(a)?.ctx)
-                        .map_or(FamilySet::EMPTY, |c| c.add_path_tx);
-                    let (messages, announced) = count_updates(&o.bytes, add_path);
-                    for m in &members {
-                        if !o.audience.includes(*m) {
-                            continue;
-                        }
-                        let Some(p) = self.by_id.get(m).and_then(|a| self.peers.get_mut(a)) else {
-                            continue;
-                        };
-                        let queued = p.session.queued.fetch_add(o.bytes.len(), Ordering::Relaxed);
-                        if queued > MAX_QUEUED {
-                            p.session.queued.fetch_sub(o.bytes.len(), Ordering::Relaxed);
-                            continue;
-                        }
-                        p.updates_sent += messages;
-                        p.prefixes_sent += announced;
-                        let _ = p.session.commands.send(Command::Send(o.bytes.clone()));
+            if !self.has_room(&members) {
+                continue;
+            }
+            for o in self.rib.drain_group(g, DRAIN_SLICE) {
+                for m in &members {
+                    if !o.audience.includes(*m) {
+                        continue;
                     }
-                }
-                if out.len() < DRAIN_BUDGET {
-                    break;
+                    let Some(p) = self.by_id.get(m).and_then(|a| self.peers.get_mut(a)) else {
+                        continue;
+                    };
+                    let queued = p.session.queued.fetch_add(o.bytes.len(), Ordering::Relaxed);
+                    if queued > MAX_QUEUED {
+                        // Reset below; what it misses now it gets with its next session.
+                        p.session.queued.fetch_sub(o.bytes.len(), Ordering::Relaxed);
+                        continue;
+                    }
+                    p.updates_sent += o.messages as u64;
+                    p.prefixes_sent += o.announced as u64;
+                    let _ = p.session.commands.send(Command::Send(o.bytes.clone()));
                 }
             }
         }
@@ -1151,6 +1110,22 @@ impl Core {
         while let Some(c) = self.rib.poll_best_change() {
             self.subscribers.retain(|s| s.send(c.clone()).is_ok());
         }
+        self.rib
+            .pending_groups()
+            .into_iter()
+            .any(|g| self.has_room(&self.rib.group_members(g)))
+    }
+
+    /// Whether a member of a group can take more output: a group goes at the pace of its
+    /// fastest member, and one that falls [`MAX_QUEUED`] behind is reset rather than
+    /// holding the others back.
+    fn has_room(&self, members: &[PeerId]) -> bool {
+        members.iter().any(|m| {
+            self.by_id
+                .get(m)
+                .and_then(|a| self.peers.get(a))
+                .is_some_and(|p| p.session.queued.load(Ordering::Relaxed) < WINDOW)
+        })
     }
 
     /// Resets peers whose unwritten output passed the bound (RFC 4486 Out of Resources):
@@ -1180,112 +1155,17 @@ impl Core {
             tasks.push(p.session.task);
             // Dropping the command sender ends the task after the Cease.
         }
+        // One deadline for all: the Ceases go out together, not one peer after another.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         for t in tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+            let _ = tokio::time::timeout_at(deadline, t).await;
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv6Addr;
-
-    use bgp_wire::attr::NextHop;
-    use bgp_wire::update::UpdateView;
-    use rib::{AddPathMode, PeerConfig, RibConfig};
-
     use super::*;
-
-    /// What the RIB sends one iBGP peer for 300 IPv4 and 300 IPv6 routes, and the
-    /// session's context.
-    fn encoded(add_path: bool) -> (Vec<bytes::Bytes>, SessionCtx) {
-        let mut rib = Rib::new(RibConfig::new(65000, "10.0.0.1".parse().unwrap()));
-        let mut pc = PeerConfig::new("10.0.0.2".parse().unwrap(), 65000);
-        let mut ctx = SessionCtx {
-            ibgp: true,
-            ..SessionCtx::default()
-        };
-        if add_path {
-            pc.add_path_send = [Some(AddPathMode::All); 2];
-            ctx.add_path_tx = FamilySet::ALL;
-        }
-        let peer = rib.add_peer(pc);
-        let local = LocalAddrs::from("10.0.0.1".parse::<IpAddr>().unwrap());
-        let session = rib::Session {
-            ctx,
-            router_id: "10.0.0.2".parse().unwrap(),
-            local,
-        };
-        rib.peer_up(peer, session);
-        for i in 0..300u32 {
-            let v4 = Attrs {
-                next_hop: Some(NextHop::V4("192.0.2.1".parse().unwrap())),
-                med: Some(i % 7), // several attribute sets: several messages
-                ..Attrs::default()
-            };
-            let p = IpNet::new(IpAddr::from((0x0a00_0000 + (i << 8)).to_be_bytes()), 24);
-            rib.originate(p.unwrap(), v4);
-            let v6 = Attrs {
-                next_hop: Some(NextHop::V6 {
-                    global: "2001:db8::1".parse().unwrap(),
-                    link_local: None,
-                }),
-                ..Attrs::default()
-            };
-            let a = Ipv6Addr::from((0x2001_0db8_0000_0000_u128 + u128::from(i)) << 64);
-            rib.originate(IpNet::new(IpAddr::V6(a), 64).unwrap(), v6);
-        }
-        let mut out = Vec::new();
-        for g in rib.pending_groups() {
-            for _ in 0..100 {
-                let batch = rib.drain_group(g, 64);
-                if batch.is_empty() {
-                    break;
-                }
-                out.extend(batch.into_iter().map(|o| o.bytes));
-            }
-        }
-        (out, ctx)
-    }
-
-    #[test]
-    fn counts_what_the_rib_encodes() {
-        for add_path in [false, true] {
-            let (batches, ctx) = encoded(add_path);
-            // The receiving side's context reads the path identifiers we send.
-            let rx = SessionCtx {
-                add_path_rx: ctx.add_path_tx,
-                ..ctx
-            };
-            let (mut messages, mut announced) = (0, 0);
-            let (mut want_messages, mut want_announced) = (0, 0);
-            for b in &batches {
-                let (m, a) = count_updates(b, ctx.add_path_tx);
-                messages += m;
-                announced += a;
-                let mut rest = &b[..];
-                while !rest.is_empty() {
-                    let len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
-                    let view = UpdateView::parse(&rest[19..len], &rx);
-                    assert!(view.issues().is_empty(), "{:?}", view.issues());
-                    want_messages += 1;
-                    want_announced += view.announced().count() as u64;
-                    rest = &rest[len..];
-                }
-            }
-            assert_eq!(want_announced, 600, "add_path {add_path}");
-            assert!(want_messages > 2, "add_path {add_path}");
-            assert_eq!((messages, announced), (want_messages, want_announced));
-        }
-    }
-
-    #[test]
-    fn counting_stops_at_garbage() {
-        assert_eq!(count_updates(&[0xff; 18], FamilySet::EMPTY), (0, 0));
-        let mut bad = vec![0xff; 16];
-        bad.extend_from_slice(&[0, 200, 2, 0, 0]); // claims 200 bytes, has 21
-        assert_eq!(count_updates(&bad, FamilySet::EMPTY), (0, 0));
-    }
 
     #[test]
     fn open_mismatches_are_spelled_out() {
