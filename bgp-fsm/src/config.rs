@@ -23,7 +23,8 @@ pub struct Timing {
     pub connect_retry: Duration,
     /// Hold time while waiting for the peer's OPEN (RFC 4271 §8.2.2 suggests 4 minutes).
     pub open_hold: Duration,
-    /// Idle time before an automatic restart after an error.
+    /// Time in Idle after an error before we connect out again (the peer's connection is
+    /// accepted meanwhile).
     pub idle_hold: Duration,
     /// Ceiling of the damped idle hold time (DampPeerOscillations).
     pub idle_hold_max: Duration,
@@ -66,9 +67,12 @@ pub struct Config {
     pub required_families: FamilySet,
     /// PassiveTcpEstablishment: never connect out, wait for the peer.
     pub passive: bool,
-    /// AllowAutomaticStart: after an error, restart by itself once the idle hold time is over.
+    /// AllowAutomaticStart: after an error, restart by itself once the idle hold time is
+    /// over, and accept the peer's connection meanwhile. Without it, a session that failed
+    /// stays in Idle, refusing the peer, until a manual start.
     pub allow_automatic_start: bool,
-    /// DampPeerOscillations: double the idle hold time after each failure in a row.
+    /// DampPeerOscillations: double the idle hold time after each failure in a row. Failed
+    /// outbound attempts, Ceases received and graceful restarts are not failures.
     pub damp_peer_oscillations: bool,
     /// CollisionDetectEstablishedState: resolve collisions with an Established connection too.
     pub collision_detect_established: bool,

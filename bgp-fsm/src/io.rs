@@ -46,8 +46,15 @@ pub enum Input {
         /// running idle hold timer.
         automatic: bool,
     },
-    /// Events 2, 8 (ManualStop, AutomaticStop): Cease to the peer, then Idle. A manual stop
-    /// stays down until the next manual start.
+    /// Events 2, 8 (ManualStop, AutomaticStop): Cease to the peer, then Idle.
+    ///
+    /// A manual stop stays down until the next manual start, refusing the peer's
+    /// connections meanwhile. An automatic stop (a peer that cannot keep up, say) counts as
+    /// a failure like an error (RFC 4271 §8.1.2): Idle, connecting out again after the
+    /// damped idle hold time and accepting the peer's connection meanwhile (see
+    /// [`Input::Accepted`]). An automatic stop of an Established session is graceful when
+    /// both sides sent the graceful restart N bit and the Cease is not a Hard Reset (RFC
+    /// 8538 §4): [`Output::Down`] with `graceful: true`, so the peer's routes stay as stale.
     Stop {
         /// AutomaticStop (true) or ManualStop (false).
         automatic: bool,
@@ -60,8 +67,32 @@ pub enum Input {
     /// Events 14/17 (TcpConnection_Valid, TcpConnectionConfirmed): the driver accepted a
     /// connection from the peer's address. Event 15 (Tcp_CR_Invalid) never reaches the
     /// machine: the driver refuses unknown sources itself.
+    ///
+    /// A configured session takes the connection in every state but administratively
+    /// down, and sends its OPEN (or waits under DelayOpen). In Idle after an error, while
+    /// the idle hold timer runs, the connection first starts the session, as an automatic
+    /// start with passive TCP establishment would (RFC 4271 §8.1.2, Event 5, then Event
+    /// 17): the back-off only delays our own outbound connects, so a peer that comes back
+    /// is not kept waiting (as in BIRD and FRR). The machine refuses it
+    /// ([`Output::Close`] of [`ConnId::Inbound`]) when the session was stopped manually,
+    /// never started, or failed without `allow_automatic_start` (RFC 4271 §8.2.2: Idle
+    /// refuses connections); and while Established without
+    /// `collision_detect_established` (RFC 4271 §6.8). A driver that sees a peer which
+    /// restarts gracefully connect while Established first reports the old connection
+    /// gone with [`Input::ConnectionFailed`] (RFC 4724 §4.2), and the session then takes
+    /// the new one.
     Accepted,
     /// Event 18 (TcpConnectionFails): the connection failed or was closed by the peer.
+    ///
+    /// An outbound attempt that fails before TCP is up (refused, timed out) sends the
+    /// session to Active, as RFC 4271 §8.2.2 does from Connect when TCP fails under
+    /// DelayOpen, and as BIRD and FRR do: it keeps listening, and connects again when the
+    /// jittered ConnectRetryTimer expires; the failure arms no idle hold time and is not
+    /// counted for DampPeerOscillations. [`Output::Failed`] still reports it. A connection
+    /// lost in OpenSent goes to Active too (§8.2.2, Event 18); in OpenConfirm or
+    /// Established it is an error (Idle, damped), except for an Established peer that
+    /// sent the graceful restart capability: its routes stay as stale
+    /// ([`Output::Down`] with `graceful: true`) and the loss is not damped (RFC 4724 §4.2).
     ConnectionFailed {
         /// Which connection.
         conn: ConnId,

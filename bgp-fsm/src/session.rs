@@ -22,11 +22,15 @@ use crate::timer::{Timer, Timers};
 /// The session state of RFC 4271 §8.2.2, as operators know it from `show protocols`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum State {
-    /// Not trying; after an error, waiting for the idle hold time.
+    /// Not running. After an error (IdleHold running) the session waits out the idle hold
+    /// time before connecting out again, but still accepts the peer's connection; stopped
+    /// by the operator, never started, or failed without AllowAutomaticStart, it refuses
+    /// it (RFC 4271 §8.2.2).
     Idle,
     /// Our outbound connection attempt is in progress.
     Connect,
-    /// Waiting for the peer to connect (or for the next connect retry).
+    /// Waiting for the peer to connect, or for the next connect retry (after a failed
+    /// outbound attempt, or a connection lost before OPENs were exchanged).
     Active,
     /// Our OPEN is sent; waiting for the peer's.
     OpenSent,
@@ -103,14 +107,27 @@ impl Conn {
     }
 }
 
-/// What happens to the session once a connection is gone.
+/// What happens to the session once its last connection is gone.
+///
+/// Whatever it is, the peer may connect again at once: a session that is not
+/// administratively down accepts the peer's connection even in Idle
+/// (`Session::on_accepted`). The back-off only delays our own outbound connects.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum After {
-    /// Keep trying: back to Active (or Connect when the retry comes).
+    /// Not an error: keep running in Active, listening, and connect again when the
+    /// jittered ConnectRetryTimer expires (RFC 4271 §8.2.2: Connect and OpenSent, Event
+    /// 18). Not counted for DampPeerOscillations. Used for an outbound attempt that failed
+    /// and for a connection lost before the peer's OPEN.
     Retry,
-    /// An error: Idle, restarting after the (damped) idle hold time.
+    /// An error (hold timer expiry, a malformed message, a NOTIFICATION we sent for an
+    /// error, an error NOTIFICATION received): Idle, connecting out again after the idle
+    /// hold time, doubled for each failure in a row (DampPeerOscillations, RFC 4271
+    /// §8.1.1).
     Fail,
-    /// An error the peer cannot help (its administrator, a restart): Idle, undamped.
+    /// An end the peer is not to be punished for: a Cease received (RFC 4271 §6.7, RFC
+    /// 4486: the peer's decision, not a protocol error), a version error (RFC 4271 §8.2.2,
+    /// Event 24), a graceful restart (RFC 4724 §4.2, RFC 8538). Idle like [`After::Fail`],
+    /// but no failure is counted, so the idle hold time does not grow.
     FailUndamped,
 }
 
@@ -171,12 +188,28 @@ impl Session {
         self.connect_retry_counter
     }
 
+    /// Failures in a row counted for DampPeerOscillations: each doubles the idle hold time
+    /// before our next own connect. Errors and automatic stops count; failed outbound
+    /// attempts, Ceases and version errors received, and graceful restarts do not. A
+    /// session that stays Established for [`crate::Timing::stable_time`] starts the count
+    /// over.
+    pub const fn failures(&self) -> u32 {
+        self.failures
+    }
+
     /// Whether connection `c` exists (a driver refuses a second inbound connection itself).
     pub fn has_conn(&self, c: ConnId) -> bool {
         self.conns[c.index()].is_some()
     }
 
     /// The Established connection and what was negotiated on it.
+    ///
+    /// [`Negotiated::peer_graceful_restart`] says whether the peer sent the graceful
+    /// restart capability (RFC 4724), and its N bit whether it handles NOTIFICATIONs
+    /// gracefully (RFC 8538). A driver that accepts a new connection from a peer that
+    /// restarts gracefully while the session is Established first reports the old
+    /// connection gone ([`Input::ConnectionFailed`]: RFC 4724 §4.2, the peer's routes are
+    /// kept as stale), then the new one ([`Input::Accepted`]), which the session takes.
     pub fn established(&self) -> Option<(ConnId, &Negotiated)> {
         [ConnId::Outbound, ConnId::Inbound]
             .into_iter()
@@ -333,12 +366,17 @@ impl Session {
         ));
         for c in [ConnId::Outbound, ConnId::Inbound] {
             if self.conns[c.index()].is_some() {
+                // RFC 8538 §4: with the N bit on both sides, a NOTIFICATION other than a
+                // Hard Reset keeps the peer's routes as stale. An AutomaticStop resets a
+                // peer that is expected back (Cease/Out of Resources, say); the operator's
+                // ManualStop takes it down for good.
+                let graceful = automatic && self.graceful_after(c, &n);
                 let reason = if self.notify(c, &n) {
                     DownReason::NotificationSent(n.clone())
                 } else {
                     DownReason::Stopped
                 };
-                self.drop_conn(now, c, reason, false);
+                self.drop_conn(now, c, reason, graceful);
             }
         }
         self.running = false;
@@ -373,9 +411,20 @@ impl Session {
             return;
         }
         if !self.running {
-            // Idle refuses connections (RFC 4271 §8.2.2).
-            self.out.push_back(Output::Close(ConnId::Inbound));
-            return;
+            if self.timers.get(Timer::IdleHold).is_none() {
+                // Stopped by the operator, never started, or down after an error without
+                // AllowAutomaticStart: Idle refuses connections (RFC 4271 §8.2.2).
+                self.out.push_back(Output::Close(ConnId::Inbound));
+                return;
+            }
+            // Idle after an error, waiting to restart by itself: the peer's connection is
+            // an AutomaticStart with PassiveTcpEstablishment (RFC 4271 §8.1.2, Event 5:
+            // Idle → Active) followed by TcpConnectionConfirmed (Event 17). The idle hold
+            // time only delays our own connects, so a peer that comes back is not kept
+            // waiting (as in BIRD and FRR).
+            self.timers.stop(Timer::IdleHold);
+            self.running = true;
+            self.connect_retry_counter = 0;
         }
         if self.established().is_some() && !self.cfg.collision_detect_established {
             // RFC 4271 §6.8: without collision detection in Established, the newcomer goes.
@@ -444,8 +493,12 @@ impl Session {
             return;
         };
         let (after, graceful) = match conn.state {
-            // RFC 4271 §8.2.2 Connect, Event 18 without DelayOpen: Idle.
-            ConnState::Connecting => (After::Fail, false),
+            // RFC 4271 §8.2.2 sends Connect to Idle on Event 18 without DelayOpen, and to
+            // Active with the ConnectRetryTimer when TCP came up under DelayOpen. A
+            // connection refused or timed out is no fault of the peer's BGP, so the
+            // machine takes the second path for both, as BIRD and FRR do: keep listening
+            // and connect again at the next retry, neither counted nor damped.
+            ConnState::Connecting => (After::Retry, false),
             // With DelayOpen running: from Connect (our connection) keep listening in
             // Active; from Active (the peer's connection) Idle. From OpenSent: Active.
             ConnState::DelayOpen if c == ConnId::Inbound => (After::Fail, false),
@@ -656,17 +709,13 @@ impl Session {
         };
         let n = Notification::with_data(v.code, v.subcode, Bytes::copy_from_slice(v.data));
         let graceful = self.graceful_after(c, &n);
-        let admin = n.code == ErrorCode::CEASE
-            && matches!(
-                n.subcode,
-                subcode::cease::ADMIN_SHUTDOWN
-                    | subcode::cease::PEER_DECONFIGURED
-                    | subcode::cease::ADMIN_RESET
-                    | subcode::cease::OTHER_CONFIG_CHANGE
-            );
+        // RFC 4271 §6.7: a Cease reports no error, only that the peer chose to close (its
+        // administrator, a restart, a lack of resources, RFC 4486): a peer that sends one
+        // and reconnects is never damped.
+        let cease = n.code == ErrorCode::CEASE;
         // RFC 4271 Event 24: a version error in OpenSent is not held against the peer.
         let version = n.code == ErrorCode::OPEN_MESSAGE && n.subcode == 1;
-        let after = if graceful || admin || version {
+        let after = if graceful || cease || version {
             After::FailUndamped
         } else {
             After::Fail

@@ -8,9 +8,10 @@ use crate::io::ConnId;
 /// A timer of RFC 4271 §8 (plus RFC 9687's send hold timer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Timer {
-    /// Time between outbound connection attempts.
+    /// Time between outbound connection attempts, also after one that failed.
     ConnectRetry,
-    /// Time in Idle before an automatic restart (damped on repeated failures).
+    /// Time in Idle before an automatic restart (damped on repeated failures). It only
+    /// delays our own connects: the peer's connection is accepted while it runs.
     IdleHold,
     /// Time without KEEPALIVE or UPDATE from the peer before the session is dropped.
     Hold(ConnId),

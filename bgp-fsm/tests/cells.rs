@@ -19,6 +19,7 @@ mod util;
 use std::time::{Duration, Instant};
 
 use bgp_fsm::{Config, ConnId, DownReason, Input, Session, State, Timer};
+use bgp_wire::capability::{Capability, GracefulRestart};
 use bgp_wire::notification::subcode;
 use bgp_wire::{ErrorCode, Notification};
 use bytes::Bytes;
@@ -144,10 +145,11 @@ impl Fsm {
     }
 
     /// What an ignored event must leave alone.
-    fn snapshot(&self) -> (State, u32, bool, bool, Vec<Option<Instant>>) {
+    fn snapshot(&self) -> (State, u32, u32, bool, bool, Vec<Option<Instant>>) {
         (
             self.state(),
             self.counter(),
+            self.s.failures(),
             self.s.has_conn(OUT),
             self.s.has_conn(IN),
             ALL_TIMERS.iter().map(|t| self.s.timer(*t)).collect(),
@@ -212,7 +214,7 @@ fn bad_open() -> Bytes {
     let mut o = peer_open(PEER_HOLD);
     o.asn = 65009;
     o.capabilities
-        .retain(|c| !matches!(c, bgp_wire::capability::Capability::FourOctetAs(_)));
+        .retain(|c| !matches!(c, Capability::FourOctetAs(_)));
     encode_open(&o)
 }
 
@@ -243,9 +245,11 @@ fn version_error() -> Notification {
     )
 }
 
-/// A NOTIFICATION that is neither a version error nor administrative (Event 25).
+/// A NOTIFICATION that is neither a version error nor a Cease (Event 25): the peer's hold
+/// timer expired. An error, damped; a Cease is not (see
+/// `test_established_cease_received_undamped`).
 fn peer_error() -> Notification {
-    cease(subcode::cease::OUT_OF_RESOURCES)
+    hold_expired()
 }
 
 fn assert_jittered(left: Option<Duration>, full: Duration) {
@@ -259,14 +263,20 @@ fn assert_jittered(left: Option<Duration>, full: Duration) {
 // ---------------------------------------------------------------------------------------
 // Getting to a state.
 
-/// Idle after an error: the IdleHold timer runs (AllowAutomaticStart, damping).
+/// Idle after an error (the peer never sent its OPEN: Hold Timer Expired in OpenSent): the
+/// IdleHold timer runs (AllowAutomaticStart, damping).
+fn idle_with(cfg: Config) -> Fsm {
+    let mut f = open_sent_with(cfg);
+    assert_eq!(
+        f.fire(Timer::Hold(OUT)),
+        error_to_idle(OUT, hold_expired(), State::OpenSent)
+    );
+    f
+}
+
 fn idle() -> Fsm {
-    let mut f = Fsm::new(rfc_config());
-    f.start();
-    f.fail(OUT);
-    f.drain();
-    assert_eq!(f.state(), State::Idle);
-    assert_eq!(f.left(Timer::IdleHold), Some(IDLE_HOLD));
+    let f = idle_with(rfc_config());
+    assert_failed_to_idle(&f, 1);
     f
 }
 
@@ -421,8 +431,21 @@ fn refused_to_idle(c: ConnId, n: Notification, from: State, detail: &str, sent: 
 /// What `bad_open()` gets refused for.
 const BAD_AS: &str = "peer says AS 65009, configured 65002";
 
-/// Idle after an error: ConnectRetryCounter incremented, IdleHold armed, nothing else.
+/// Idle after an error: ConnectRetryCounter incremented, IdleHold armed, nothing else, and
+/// the first failure counted for DampPeerOscillations.
 fn assert_failed_to_idle(f: &Fsm, counter: u32) {
+    assert_idle_hold(f, counter);
+    assert_eq!(f.s.failures(), 1, "a failure for damping");
+}
+
+/// Idle after an end the peer is not punished for (a Cease or version error received, a
+/// graceful restart): as [`assert_failed_to_idle`], but no failure counted for damping.
+fn assert_undamped_to_idle(f: &Fsm, counter: u32) {
+    assert_idle_hold(f, counter);
+    assert_eq!(f.s.failures(), 0, "no failure for damping");
+}
+
+fn assert_idle_hold(f: &Fsm, counter: u32) {
     assert_eq!(f.state(), State::Idle);
     assert_eq!(f.counter(), counter);
     assert_eq!(f.left(Timer::IdleHold), Some(IDLE_HOLD));
@@ -569,20 +592,153 @@ fn test_idle_idle_hold_timer_expires() {
 #[test]
 fn test_idle_idle_hold_timer_is_damped() {
     // RFC: Event 13 with DampPeerOscillations: each failure in a row doubles the idle time.
+    // Here each restart connects and the peer's OPEN never comes (Hold Timer Expired).
     let mut f = idle();
-    for want in [5, 10, 20, 40, 80, 120, 120] {
+    for (failures, want) in (1..).zip([5, 10, 20, 40, 80, 120, 120]) {
+        assert_eq!(f.s.failures(), failures);
         assert_eq!(f.left(Timer::IdleHold), Some(Duration::from_secs(want)));
-        f.fire(Timer::IdleHold);
-        f.fail(OUT);
-        f.drain();
+        assert_eq!(
+            f.fire(Timer::IdleHold),
+            [Out::Connect, Out::State(State::Idle, State::Connect)]
+        );
+        f.handle(Input::Connected);
+        assert_eq!(
+            f.fire(Timer::Hold(OUT)),
+            error_to_idle(OUT, hold_expired(), State::OpenSent)
+        );
     }
 }
 
 #[test]
 fn test_idle_tcp_connection_confirmed() {
     // RFC: "In this state, BGP FSM refuses all incoming BGP connections for this peer."
-    // The machine tells the driver to close the accepted connection and stays Idle.
+    // A session never started: the machine tells the driver to close the accepted
+    // connection and stays Idle.
     let mut f = fresh();
+    assert_eq!(f.handle(Input::Accepted), [Out::Close(IN)]);
+    assert_eq!(f.state(), State::Idle);
+    assert!(!f.s.has_conn(IN));
+    assert_eq!(f.s.poll_timeout(), None);
+}
+
+#[test]
+fn test_idle_after_error_accepts_inbound() {
+    // RFC: Idle refuses connections. Deliberate deviation (BIRD, FRR): after an error, while
+    // the IdleHoldTimer runs, the peer's connection is an AutomaticStart with passive TCP
+    // (Event 5: stop IdleHoldTimer, counter 0, → Active) then Event 17 (send OPEN, HoldTimer
+    // 4 min, → OpenSent). The idle hold time only delays our own connects.
+    let mut f = idle();
+    assert_eq!(
+        f.handle(Input::Accepted),
+        [Out::Open(IN), Out::State(State::Idle, State::OpenSent)]
+    );
+    assert_eq!(f.left(Timer::Hold(IN)), Some(OPEN_HOLD));
+    assert_eq!(f.s.poll_timeout(), f.s.timer(Timer::Hold(IN)));
+    f.stopped(&[Timer::IdleHold, Timer::ConnectRetry]);
+    assert_eq!(f.counter(), 0);
+    // The failure still counts for damping until a session is stable.
+    assert_eq!(f.s.failures(), 1);
+    // We do not connect out as well: the peer's connection is the one.
+    assert!(f.s.has_conn(IN) && !f.s.has_conn(OUT));
+    // And the session comes up on it.
+    assert_eq!(
+        f.rx(IN, &open_bytes(PEER_HOLD)),
+        [
+            Out::Keepalive(IN),
+            Out::State(State::OpenSent, State::OpenConfirm)
+        ]
+    );
+    assert_eq!(
+        f.rx(IN, &keepalive_bytes()),
+        [
+            Out::Established(IN, PEER_HOLD),
+            Out::State(State::OpenConfirm, State::Established)
+        ]
+    );
+}
+
+#[test]
+fn test_idle_after_error_accepts_inbound_with_delay_open() {
+    // As `test_idle_after_error_accepts_inbound`, with DelayOpen: Event 5 → Active, then
+    // Event 17 with DelayOpen: start the DelayOpenTimer, stay in Active.
+    let mut cfg = rfc_config();
+    cfg.delay_open = Some(DELAY_OPEN);
+    let mut f = connect_delay_open_with(cfg);
+    assert_eq!(
+        f.rx(OUT, &keepalive_bytes()),
+        [
+            Out::Close(OUT),
+            Out::Failed(before_open()),
+            Out::State(State::Connect, State::Idle)
+        ]
+    );
+    assert_failed_to_idle(&f, 1);
+    assert_eq!(
+        f.handle(Input::Accepted),
+        [Out::State(State::Idle, State::Active)]
+    );
+    assert_eq!(f.left(Timer::DelayOpen(IN)), Some(DELAY_OPEN));
+    assert_eq!(f.s.poll_timeout(), f.s.timer(Timer::DelayOpen(IN)));
+    f.stopped(&[Timer::IdleHold, Timer::ConnectRetry]);
+    assert_eq!(f.counter(), 0);
+    assert_eq!(
+        f.fire(Timer::DelayOpen(IN)),
+        [Out::Open(IN), Out::State(State::Active, State::OpenSent)]
+    );
+}
+
+#[test]
+fn test_idle_after_automatic_stop_accepts_inbound() {
+    // As `test_idle_after_error_accepts_inbound`: an AutomaticStop (Event 8) is not an
+    // administrative shutdown; the peer's connection restarts the session at once.
+    let mut f = established();
+    f.handle(stop(true));
+    assert_failed_to_idle(&f, 1);
+    assert_eq!(
+        f.handle(Input::Accepted),
+        [Out::Open(IN), Out::State(State::Idle, State::OpenSent)]
+    );
+    f.stopped(&[Timer::IdleHold]);
+    assert!(f.s.has_conn(IN));
+}
+
+#[test]
+fn test_idle_manual_stop_refuses_inbound() {
+    // RFC: Idle refuses all incoming connections: after a ManualStop the session stays down
+    // until a ManualStart, whatever the peer does.
+    let mut f = established();
+    f.handle(stop(false));
+    assert_stopped(&f);
+    assert_eq!(f.handle(Input::Accepted), [Out::Close(IN)]);
+    assert_stopped(&f);
+
+    // A ManualStop in Idle cancels the automatic restart, and with it the acceptance.
+    let mut f = idle();
+    assert_eq!(f.handle(stop(false)), []);
+    assert_stopped(&f);
+    assert_eq!(f.handle(Input::Accepted), [Out::Close(IN)]);
+    assert_stopped(&f);
+
+    // A ManualStart takes connections again.
+    assert_eq!(
+        f.start(),
+        [Out::Connect, Out::State(State::Idle, State::Connect)]
+    );
+    assert_eq!(
+        f.handle(Input::Accepted),
+        [Out::Open(IN), Out::State(State::Connect, State::OpenSent)]
+    );
+}
+
+#[test]
+fn test_idle_after_error_refuses_inbound_without_automatic_start() {
+    // RFC: Idle refuses connections. Without AllowAutomaticStart the session never
+    // restarts by itself after an error (no IdleHoldTimer), so the peer cannot restart it
+    // either: only a ManualStart does.
+    let mut cfg = rfc_config();
+    cfg.allow_automatic_start = false;
+    let mut f = idle_with(cfg);
+    assert_eq!(f.s.poll_timeout(), None);
     assert_eq!(f.handle(Input::Accepted), [Out::Close(IN)]);
     assert_eq!(f.state(), State::Idle);
     assert!(!f.s.has_conn(IN));
@@ -804,17 +960,62 @@ fn test_connect_tcp_cr_acked_with_delay_open() {
 #[test]
 fn test_connect_tcp_connection_fails() {
     // RFC: Event 18 without DelayOpenTimer: stop ConnectRetryTimer, drop TCP, → Idle.
+    // Deliberate deviation (BIRD, FRR): as with the DelayOpenTimer running, restart the
+    // ConnectRetryTimer, keep listening, → Active. Neither counted nor damped.
     let mut f = connect();
     assert_eq!(
         f.fail(OUT),
         [
             Out::Close(OUT),
             Out::Failed(tcp_failed()),
-            Out::State(State::Connect, State::Idle)
+            Out::State(State::Connect, State::Active)
         ]
     );
-    // The RFC neither counts nor damps here; the machine does both (restart after 5 s).
-    assert_failed_to_idle(&f, 1);
+    assert_jittered(f.left(Timer::ConnectRetry), CONNECT_RETRY);
+    assert_eq!(f.s.poll_timeout(), f.s.timer(Timer::ConnectRetry));
+    f.stopped(&[Timer::IdleHold]);
+    assert_eq!(f.counter(), 0);
+    assert_eq!(f.s.failures(), 0);
+    assert!(!f.s.has_conn(OUT) && !f.s.has_conn(IN));
+}
+
+#[test]
+fn test_connect_tcp_failed_goes_active() {
+    // What Active after a failed connect means: the peer's connection is taken at once,
+    // our own attempts come every ConnectRetry time, and a hundred refusals in a row leave
+    // the damping count alone, so the next real error waits the base idle hold time.
+    let mut f = connect();
+    f.fail(OUT);
+    assert_eq!(
+        f.handle(Input::Accepted),
+        [Out::Open(IN), Out::State(State::Active, State::OpenSent)]
+    );
+    f.stopped(&[Timer::ConnectRetry, Timer::IdleHold]);
+
+    let mut f = connect();
+    for attempt in 1..=100 {
+        assert_eq!(
+            f.fail(OUT),
+            [
+                Out::Close(OUT),
+                Out::Failed(tcp_failed()),
+                Out::State(State::Connect, State::Active)
+            ]
+        );
+        assert_jittered(f.left(Timer::ConnectRetry), CONNECT_RETRY);
+        assert_eq!(
+            f.fire(Timer::ConnectRetry),
+            [Out::Connect, Out::State(State::Active, State::Connect)]
+        );
+        assert_eq!(f.counter(), attempt);
+        assert_eq!(f.s.failures(), 0);
+    }
+    f.handle(Input::Connected);
+    assert_eq!(
+        f.fire(Timer::Hold(OUT)),
+        error_to_idle(OUT, hold_expired(), State::OpenSent)
+    );
+    assert_failed_to_idle(&f, 101);
 }
 
 #[test]
@@ -946,8 +1147,8 @@ fn test_connect_notif_msg_ver_err() {
             Out::State(State::Connect, State::Idle)
         ]
     );
-    // Undamped (restart after the base idle time); the machine still counts it.
-    assert_failed_to_idle(&f, 1);
+    // Not counted as a failure for damping; the ConnectRetryCounter still counts it.
+    assert_undamped_to_idle(&f, 1);
 }
 
 #[test]
@@ -1289,8 +1490,8 @@ fn test_active_notif_msg_ver_err() {
             Out::State(State::Active, State::Idle)
         ]
     );
-    // Undamped (restart after the base idle time); the machine still counts it.
-    assert_failed_to_idle(&f, 1);
+    // Not counted as a failure for damping; the ConnectRetryCounter still counts it.
+    assert_undamped_to_idle(&f, 1);
 }
 
 #[test]
@@ -1632,8 +1833,8 @@ fn test_open_sent_notif_msg_ver_err() {
             Out::State(State::OpenSent, State::Idle)
         ]
     );
-    // Undamped (restart after the base idle time); the machine still counts it.
-    assert_failed_to_idle(&f, 1);
+    // Not counted as a failure for damping; the ConnectRetryCounter still counts it.
+    assert_undamped_to_idle(&f, 1);
 }
 
 #[test]
@@ -1651,6 +1852,23 @@ fn test_open_sent_notif_msg() {
         ]
     );
     assert_failed_to_idle(&f, 1);
+}
+
+#[test]
+fn test_open_sent_notif_msg_cease() {
+    // RFC: Event 25: drop TCP, counter + 1, damping, → Idle. Deliberate deviation: a Cease
+    // is not counted for damping (RFC 4271 §6.7: no error), as in Established.
+    let mut f = open_sent();
+    let n = cease(subcode::cease::OUT_OF_RESOURCES);
+    assert_eq!(
+        f.rx(OUT, &notification_bytes(&n)),
+        [
+            Out::Close(OUT),
+            Out::Failed(got(n)),
+            Out::State(State::OpenSent, State::Idle)
+        ]
+    );
+    assert_undamped_to_idle(&f, 1);
 }
 
 #[test]
@@ -1935,8 +2153,8 @@ fn test_open_confirm_notif_msg_ver_err() {
             Out::State(State::OpenConfirm, State::Idle)
         ]
     );
-    // Undamped (restart after the base idle time); the machine still counts it.
-    assert_failed_to_idle(&f, 1);
+    // Not counted as a failure for damping; the ConnectRetryCounter still counts it.
+    assert_undamped_to_idle(&f, 1);
 }
 
 #[test]
@@ -2008,6 +2226,48 @@ fn error_down(c: ConnId, n: Notification) -> Vec<Out> {
     ]
 }
 
+/// The graceful restart capability (RFC 4724), with the N bit (RFC 8538) if `n_bit`.
+fn gr(n_bit: bool) -> Capability {
+    Capability::GracefulRestart(GracefulRestart {
+        restart_state: false,
+        notification: n_bit,
+        restart_time: 120,
+        families: Vec::new(),
+    })
+}
+
+/// Our config, announcing graceful restart with the N bit if `n_bit`.
+fn gr_config(n_bit: bool) -> Config {
+    let mut cfg = rfc_config();
+    cfg.capabilities.push(gr(n_bit));
+    cfg
+}
+
+/// Established on our outbound connection with a peer that sent graceful restart, with the
+/// N bit if `peer_n_bit`.
+fn established_gr(cfg: Config, peer_n_bit: bool) -> Fsm {
+    let mut f = open_sent_with(cfg);
+    let mut o = peer_open(PEER_HOLD);
+    o.capabilities.push(gr(peer_n_bit));
+    f.rx(OUT, &encode_open(&o));
+    assert_eq!(
+        f.rx(OUT, &keepalive_bytes()),
+        [
+            Out::Established(OUT, PEER_HOLD),
+            Out::State(State::OpenConfirm, State::Established)
+        ]
+    );
+    f
+}
+
+/// An AutomaticStop (Event 8) with Cease `n`.
+fn automatic_stop(n: &Notification) -> Input {
+    Input::Stop {
+        automatic: true,
+        notification: Some(n.clone()),
+    }
+}
+
 #[test]
 fn test_established_manual_start() {
     // RFC: the start events (1, 3-7) are ignored in Established.
@@ -2057,6 +2317,81 @@ fn test_established_automatic_stop() {
         ]
     );
     assert_failed_to_idle(&f, 1);
+}
+
+#[test]
+fn test_established_automatic_stop_graceful_with_n_bit() {
+    // RFC: Event 8: send Cease, delete routes, drop TCP, counter + 1, damping, → Idle. RFC
+    // 8538 §4: with the N bit on both sides, a NOTIFICATION other than a Hard Reset keeps
+    // the peer's routes as stale: Down is graceful. Counted and damped as before.
+    let mut f = established_gr(gr_config(true), true);
+    let n = cease(subcode::cease::OUT_OF_RESOURCES);
+    assert_eq!(
+        f.handle(automatic_stop(&n)),
+        [
+            Out::Notification(OUT, n.clone()),
+            Out::Close(OUT),
+            Out::Down(sent(n), true),
+            Out::State(State::Established, State::Idle)
+        ]
+    );
+    assert_failed_to_idle(&f, 1);
+
+    // The default Cease (Administrative Shutdown) too.
+    let mut f = established_gr(gr_config(true), true);
+    let n = cease(subcode::cease::ADMIN_SHUTDOWN);
+    assert_eq!(
+        f.handle(stop(true)),
+        [
+            Out::Notification(OUT, n.clone()),
+            Out::Close(OUT),
+            Out::Down(sent(n), true),
+            Out::State(State::Established, State::Idle)
+        ]
+    );
+}
+
+#[test]
+fn test_established_automatic_stop_not_graceful() {
+    // RFC 8538 §4: a Hard Reset, or an N bit missing on either side, deletes the routes.
+    let out_of_resources = cease(subcode::cease::OUT_OF_RESOURCES);
+    let hard_reset = cease(subcode::cease::HARD_RESET);
+    for (ours, theirs, n) in [
+        (true, true, &hard_reset),
+        (true, false, &out_of_resources),
+        (false, true, &out_of_resources),
+    ] {
+        let mut f = established_gr(gr_config(ours), theirs);
+        assert_eq!(
+            f.handle(automatic_stop(n)),
+            [
+                Out::Notification(OUT, n.clone()),
+                Out::Close(OUT),
+                Out::Down(sent(n.clone()), false),
+                Out::State(State::Established, State::Idle)
+            ],
+            "our N bit {ours}, theirs {theirs}, {n}"
+        );
+        assert_failed_to_idle(&f, 1);
+    }
+}
+
+#[test]
+fn test_established_manual_stop_with_n_bit_not_graceful() {
+    // RFC 8538 §4 would keep the routes for any Cease but a Hard Reset. Deliberate
+    // deviation: the operator's ManualStop takes the peer down for good, so its routes go.
+    let mut f = established_gr(gr_config(true), true);
+    let n = cease(subcode::cease::ADMIN_SHUTDOWN);
+    assert_eq!(
+        f.handle(stop(false)),
+        [
+            Out::Notification(OUT, n.clone()),
+            Out::Close(OUT),
+            Out::Down(sent(n), false),
+            Out::State(State::Established, State::Idle)
+        ]
+    );
+    assert_stopped(&f);
 }
 
 #[test]
@@ -2168,6 +2503,38 @@ fn test_established_tcp_connection_fails() {
 }
 
 #[test]
+fn test_established_tcp_connection_confirmed_after_graceful_restart() {
+    // RFC 4724 §4.2: when a peer that restarts gracefully connects again while the session
+    // is Established, the old session is treated as gone (routes kept as stale) and the new
+    // connection is taken. The driver sees the graceful restart capability in
+    // `established()`, reports the old connection gone (Event 18), then the new one (Event
+    // 17): OPEN on it at once, → OpenSent, no idle hold time to wait out.
+    let mut f = established_gr(rfc_config(), false);
+    let (conn, negotiated) = f.s.established().expect("Established");
+    assert_eq!(conn, OUT);
+    assert!(negotiated.peer_graceful_restart.is_some());
+    assert_eq!(
+        f.fail(OUT),
+        [
+            Out::Close(OUT),
+            Out::Down(tcp_failed(), true),
+            Out::State(State::Established, State::Idle)
+        ]
+    );
+    assert_undamped_to_idle(&f, 1);
+    assert_eq!(
+        f.handle(Input::Accepted),
+        [Out::Open(IN), Out::State(State::Idle, State::OpenSent)]
+    );
+    assert_eq!(f.state(), State::OpenSent);
+    assert_eq!(f.left(Timer::Hold(IN)), Some(OPEN_HOLD));
+    assert_eq!(f.s.poll_timeout(), f.s.timer(Timer::Hold(IN)));
+    f.stopped(&[Timer::IdleHold, Timer::ConnectRetry]);
+    assert_eq!(f.counter(), 0);
+    assert!(f.s.has_conn(IN) && !f.s.has_conn(OUT));
+}
+
+#[test]
 fn test_established_bgp_open() {
     // RFC: Event 19 without CollisionDetectEstablishedState: an OPEN in Established is
     // unexpected: FSM Error 5/3 (RFC 6608), delete routes, drop TCP, → Idle.
@@ -2237,6 +2604,7 @@ fn test_established_open_collision_dump() {
 #[test]
 fn test_established_notif_msg_ver_err() {
     // RFC: Event 24: ConnectRetryTimer = 0, delete routes, drop TCP, counter + 1, → Idle.
+    // Not counted as a failure for damping, as in the states before.
     let mut f = established();
     assert_eq!(
         f.rx(OUT, &notification_bytes(&version_error())),
@@ -2246,7 +2614,7 @@ fn test_established_notif_msg_ver_err() {
             Out::State(State::Established, State::Idle)
         ]
     );
-    assert_failed_to_idle(&f, 1);
+    assert_undamped_to_idle(&f, 1);
 }
 
 #[test]
@@ -2262,6 +2630,42 @@ fn test_established_notif_msg() {
         ]
     );
     assert_failed_to_idle(&f, 1);
+}
+
+#[test]
+fn test_established_cease_received_undamped() {
+    // RFC: Event 25: delete routes, drop TCP, counter + 1, damping, → Idle. Deliberate
+    // deviation (BIRD, FRR): a Cease, whatever its subcode (RFC 4486, RFC 8538), reports
+    // no error (RFC 4271 §6.7): it is not counted for damping, and the peer's new
+    // connection is taken at once. A peer that sends Cease after Cease is never made to
+    // wait longer.
+    let mut f = established();
+    for sub in 1..=10 {
+        let n = cease(sub);
+        let conn = f.s.established().expect("Established").0;
+        assert_eq!(
+            f.rx(conn, &notification_bytes(&n)),
+            [
+                Out::Close(conn),
+                Out::Down(got(n.clone()), false),
+                Out::State(State::Established, State::Idle)
+            ],
+            "{n}"
+        );
+        assert_undamped_to_idle(&f, 1);
+        assert_eq!(
+            f.handle(Input::Accepted),
+            [Out::Open(IN), Out::State(State::Idle, State::OpenSent)]
+        );
+        f.rx(IN, &open_bytes(PEER_HOLD));
+        assert_eq!(
+            f.rx(IN, &keepalive_bytes()),
+            [
+                Out::Established(IN, PEER_HOLD),
+                Out::State(State::OpenConfirm, State::Established)
+            ]
+        );
+    }
 }
 
 #[test]

@@ -4,14 +4,35 @@ mod util;
 
 use std::time::Duration;
 
-use bgp_fsm::{ConnId, Input, State};
-use bgp_wire::MessageType;
+use bgp_fsm::{Config, ConnId, DownReason, Input, Session, State, Timer};
+use bgp_wire::notification::subcode;
+use bgp_wire::{ErrorCode, MessageType, Notification};
 use util::{Event, Pair, Side, config};
+
+/// B, passive, configured for the wrong peer AS: it refuses every OPEN of A with 2/2, an
+/// error A is damped for.
+fn refusing_b() -> Config {
+    let mut b = config(Side::B);
+    b.passive = true;
+    b.peer_as = 65009;
+    b
+}
+
+fn manual_stop(notification: Option<Notification>) -> Input {
+    Input::Stop {
+        automatic: false,
+        notification,
+    }
+}
+
+fn manual_start() -> Input {
+    Input::Start { automatic: false }
+}
 
 #[test]
 fn reaches_established() {
     let mut p = Pair::default_pair();
-    p.s[1] = bgp_fsm::Session::new({
+    p.s[1] = Session::new({
         let mut c = config(Side::B);
         c.passive = true;
         c
@@ -154,49 +175,118 @@ fn delay_open_waits_for_the_peer() {
 }
 
 #[test]
-fn damping_backs_off_exponentially() {
-    // B refuses connections (a firewall): A fails, idles, retries after 1, 2, 4, 8 ... s,
-    // capped at 64 s.
+fn refused_connections_retry_without_damping() {
+    // B refuses connections (a firewall): a failed connect is no error (RFC 4271 §8.2.2,
+    // as BIRD and FRR): A stays in Active and tries again every ConnectRetry time (5 s,
+    // jittered down to 3.75 s), never backing off.
     let mut p = Pair::default_pair();
     p.reachable[1] = false;
-    p.handle(Side::A, Input::Start { automatic: false });
+    p.handle(Side::A, manual_start());
+    p.advance(Duration::from_secs(600));
+    let c = p.connects(Side::A);
+    assert!(c.len() >= 120, "{} connects", c.len());
+    for w in c.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= Duration::from_millis(3750) && gap <= Duration::from_secs(5),
+            "{gap:?}"
+        );
+    }
+    assert_eq!(p.session(Side::A).failures(), 0);
+    assert_eq!(p.session(Side::A).timer(Timer::IdleHold), None);
+    assert!(matches!(p.state(Side::A), State::Active | State::Connect));
+    assert!(
+        !p.log[0]
+            .iter()
+            .any(|(_, e)| matches!(e, Event::State(State::Idle)))
+    );
+}
+
+#[test]
+fn damping_backs_off_exponentially() {
+    // B refuses every OPEN of A (2/2, a real error): A fails, idles, retries after 1, 2,
+    // 4, 8 ... s, capped at 64 s. B, in Idle after each refusal, still takes A's next
+    // connection.
+    let mut p = Pair::new(config(Side::A), refusing_b());
+    p.handle(Side::B, manual_start());
+    p.handle(Side::A, manual_start());
     p.advance(Duration::from_secs(600));
     let c = p.connects(Side::A);
     let gaps: Vec<u64> = c.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
     assert_eq!(&gaps[..8], &[1, 2, 4, 8, 16, 32, 64, 64]);
     assert_eq!(p.state(Side::A), State::Idle);
+    assert!(
+        p.notifications(Side::B)
+            .iter()
+            .all(|n| (n.code.0, n.subcode) == (2, 2))
+    );
+    assert_eq!(p.notifications(Side::B).len(), c.len());
 }
 
 #[test]
 fn damping_resets_after_a_stable_session() {
-    let mut p = Pair::default_pair();
-    p.reachable[1] = false;
-    p.handle(Side::A, Input::Start { automatic: false });
-    p.advance(Duration::from_secs(20)); // three failures: backoff now 8 s
-    p.reachable[1] = true;
-    p.handle(Side::B, Input::Start { automatic: false });
-    p.advance(Duration::from_secs(30));
+    let mut p = Pair::new(config(Side::A), refusing_b());
+    p.handle(Side::B, manual_start());
+    p.handle(Side::A, manual_start());
+    p.advance(Duration::from_secs(20)); // five failures at 0, 1, 3, 7, 15 s: backoff 16 s
+    assert_eq!(p.connects(Side::A).len(), 5);
+    assert_eq!(p.session(Side::A).failures(), 5);
+    // B is fixed and connects: A, in Idle until 31 s, takes the connection at once.
+    p.s[1] = Session::new(config(Side::B));
+    p.handle(Side::B, manual_start());
     assert_eq!(p.state(Side::A), State::Established);
+    assert_eq!(p.established_on(Side::A), Some(ConnId::Inbound));
+    assert_eq!(p.connects(Side::A).len(), 5);
     p.advance(Duration::from_secs(120)); // stable
     let before = p.connects(Side::A).len();
-    p.reachable[1] = false;
-    p.handle(
-        Side::B,
-        Input::Stop {
-            automatic: false,
-            notification: None,
-        },
-    );
+    p.handle(Side::B, manual_stop(None));
+    // B is misconfigured again.
+    p.s[1] = Session::new(refusing_b());
+    p.handle(Side::B, manual_start());
     p.advance(Duration::from_secs(4));
     let c = p.connects(Side::A);
     // Admin shutdown by the peer is not punished and the backoff started over: the first
-    // retry after 1 s, then 1 s and 2 s as connections are refused again.
+    // retry after 1 s, then 1 s and 2 s as OPENs are refused again.
     assert_eq!(c.len() - before, 3, "{c:?}");
     let gaps: Vec<u64> = c[before..]
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs())
         .collect();
     assert_eq!(gaps, [1, 2]);
+    assert_eq!(p.session(Side::A).failures(), 3);
+}
+
+#[test]
+fn a_peer_that_sends_cease_and_reconnects_is_never_kept_waiting() {
+    // B drops the session with Cease/Out of Resources and comes straight back, ten times:
+    // A takes each new connection at once (no idle hold time to wait out) and never
+    // counts a failure.
+    let mut p = Pair::default_pair();
+    p.start_both();
+    assert_eq!(p.state(Side::A), State::Established);
+    let connects = p.connects(Side::A).len();
+    let cease = Notification::new(ErrorCode::CEASE, subcode::cease::OUT_OF_RESOURCES);
+    for _ in 0..10 {
+        p.handle(Side::B, manual_stop(Some(cease.clone())));
+        assert_eq!(p.state(Side::A), State::Idle);
+        p.handle(Side::B, manual_start());
+        assert_eq!(p.state(Side::A), State::Established);
+        assert_eq!(p.state(Side::B), State::Established);
+        assert_eq!(p.established_on(Side::A), Some(ConnId::Inbound));
+    }
+    assert_eq!(p.now, p.start);
+    assert_eq!(p.session(Side::A).failures(), 0);
+    assert_eq!(p.connects(Side::A).len(), connects);
+    assert_eq!(
+        p.log[0]
+            .iter()
+            .filter(|(_, e)| matches!(
+                e,
+                Event::Down(DownReason::NotificationReceived(n), false) if *n == cease
+            ))
+            .count(),
+        10
+    );
 }
 
 #[test]
@@ -230,7 +320,7 @@ fn open_refused_for_a_missing_required_family() {
 fn manual_stop_sends_cease_and_stays_down() {
     let mut p = Pair::default_pair();
     p.start_both();
-    let cease = bgp_wire::Notification::cease_with_communication(2, "maintenance");
+    let cease = Notification::cease_with_communication(2, "maintenance");
     p.handle(
         Side::A,
         Input::Stop {
@@ -240,14 +330,28 @@ fn manual_stop_sends_cease_and_stays_down() {
     );
     assert_eq!(p.notifications(Side::A).last(), Some(&cease));
     assert_eq!(p.state(Side::A), State::Idle);
+    let opens = p.sent(Side::A, MessageType::OPEN).len();
+    let refused_before = refused(&p);
     p.advance(Duration::from_secs(600));
     assert_eq!(p.state(Side::A), State::Idle);
-    // B saw the communication and keeps trying to come back (A refuses while Idle).
+    // B saw the communication and keeps trying to come back, every ConnectRetry time, as
+    // its connection is refused while A is stopped; A never sends another OPEN.
     assert!(
         p.log[1].iter().any(
             |(_, e)| matches!(e, Event::Down(r, false) if r.to_string().contains("maintenance"))
         )
     );
+    assert!(refused(&p) - refused_before >= 120, "{}", refused(&p));
+    assert_eq!(p.sent(Side::A, MessageType::OPEN).len(), opens);
+    assert_eq!(p.session(Side::B).failures(), 0);
+}
+
+/// How many of B's connections A closed (refused, once A is stopped).
+fn refused(p: &Pair) -> usize {
+    p.log[0]
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Closed(ConnId::Inbound)))
+        .count()
 }
 
 #[test]

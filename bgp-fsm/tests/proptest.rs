@@ -7,13 +7,19 @@
 //!   and nothing more is sent on it until a new connection takes its place;
 //! * at most one connection is Established; `Established` and `Down` alternate, and agree
 //!   with `Session::established()` and `Session::state()`;
-//! * every byte it sends frames as whole, valid messages.
+//! * every byte it sends frames as whole, valid messages;
+//! * the peer's connection is refused only when the session is administratively down
+//!   (never started, stopped manually, or failed without AllowAutomaticStart) or
+//!   Established without CollisionDetectEstablishedState;
+//! * a failed outbound attempt leaves the session running (Active or beyond), arms no
+//!   IdleHold and counts no failure for damping;
+//! * a Cease received never counts a failure for damping.
 
 mod util;
 
 use std::time::{Duration, Instant};
 
-use bgp_fsm::{Config, ConnId, Input, Output, Session, State};
+use bgp_fsm::{Config, ConnId, Input, Output, Session, State, Timer};
 use bgp_wire::capability::{Capability, GracefulRestart};
 use bgp_wire::{ErrorCode, FamilySet, Notification};
 use bytes::Bytes;
@@ -303,8 +309,17 @@ impl Checker {
     }
 }
 
+/// What the operator did last, as far as accepting the peer's connection goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Admin {
+    NeverStarted,
+    Started,
+    ManuallyStopped,
+}
+
 /// A driver: one session, the clock, and what the driver knows of its connections.
 struct Driver {
+    admin: Admin,
     s: Session,
     now: Instant,
     our_open: Bytes,
@@ -320,6 +335,7 @@ struct Driver {
 impl Driver {
     fn new(cfg: Config, strict: bool, well_behaved: bool) -> Self {
         Self {
+            admin: Admin::NeverStarted,
             our_open: encode_open(&cfg.open()),
             s: Session::new(cfg),
             now: Instant::now(),
@@ -385,6 +401,63 @@ impl Driver {
         }]
     }
 
+    /// Hands `input` to the machine, checking the promises about accepting the peer's
+    /// connection, failed connects and Ceases.
+    /// `connecting`: our outbound attempt was in flight before the op.
+    fn handle(&mut self, input: Input, connecting: bool) -> Result<(), String> {
+        let cfg = self.s.config();
+        let failures = self.s.failures();
+        let accept = (!self.s.has_conn(IN) && matches!(input, Input::Accepted)).then(|| {
+            let up = self.admin == Admin::Started
+                && (self.s.state() != State::Idle || cfg.allow_automatic_start);
+            up && (self.s.established().is_none() || cfg.collision_detect_established)
+        });
+        let connect_failed =
+            connecting && matches!(input, Input::ConnectionFailed { conn: OUT, .. });
+        let cease = matches!(&input, Input::Message { frame, .. }
+            if frame.ty == bgp_wire::MessageType::NOTIFICATION
+                && frame.body().first() == Some(&ErrorCode::CEASE.0));
+        match input {
+            Input::Start { automatic: false } => self.admin = Admin::Started,
+            Input::Start { automatic: true }
+                if self.admin == Admin::NeverStarted && cfg.allow_automatic_start =>
+            {
+                self.admin = Admin::Started;
+            }
+            Input::Stop {
+                automatic: false, ..
+            } => self.admin = Admin::ManuallyStopped,
+            _ => {}
+        }
+        self.s.handle(self.now, input);
+        if let Some(accept) = accept
+            && self.s.has_conn(IN) != accept
+        {
+            return Err(format!(
+                "the peer's connection {} in {}",
+                if accept { "refused" } else { "taken" },
+                self.s.state()
+            ));
+        }
+        if connect_failed
+            && (self.s.state() == State::Idle
+                || self.s.timer(Timer::IdleHold).is_some()
+                || self.s.failures() != failures)
+        {
+            return Err(format!(
+                "a failed connect left {}, IdleHold {:?}, failures {} → {}",
+                self.s.state(),
+                self.s.timer(Timer::IdleHold),
+                failures,
+                self.s.failures()
+            ));
+        }
+        if cease && self.s.failures() > failures {
+            return Err("a Cease received counted as a failure".into());
+        }
+        Ok(())
+    }
+
     fn opened(&mut self, c: ConnId) {
         self.ck.opened(c);
         self.peer_opened[i(c)] = false;
@@ -405,8 +478,10 @@ impl Driver {
                 None => false,
             },
             _ => {
+                // Only a driver that keeps the contract knows an attempt is in flight.
+                let connecting = self.well_behaved && self.connecting;
                 for input in self.inputs(op) {
-                    self.s.handle(self.now, input);
+                    self.handle(input, connecting)?;
                 }
                 false
             }
