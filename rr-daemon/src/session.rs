@@ -151,6 +151,11 @@ pub fn spawn(
     }
 }
 
+/// Unsent bytes the kernel may hold per connection: output beyond it waits in the
+/// session's own queue, where it is counted and where a stalled peer blocks the writes
+/// and starts the send hold timer.
+const UNSENT_LIMIT: u32 = 128 << 10;
+
 /// One TCP connection and its buffers.
 struct Conn {
     stream: TcpStream,
@@ -169,6 +174,9 @@ struct Conn {
 impl Conn {
     fn new(stream: TcpStream) -> Self {
         let _ = stream.set_nodelay(true);
+        if let Err(e) = sockopt::set_unsent_limit(&stream, UNSENT_LIMIT) {
+            warn!("cannot bound the unsent bytes of a connection: {e}");
+        }
         Self {
             stream,
             rbuf: BytesMut::with_capacity(4096),
@@ -279,7 +287,13 @@ struct Driver {
     conns: [Option<Conn>; 2],
     connecting: Option<Connecting>,
     out: Outbox,
+    /// Connections being closed, each writing what it had left (its NOTIFICATION) for at
+    /// most [`CLOSE_FLUSH`]; the task waits for them before it ends.
+    closing: Vec<JoinHandle<()>>,
 }
+
+/// How long a closed connection may take to write its last bytes.
+const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
 /// Runs one session until the command channel closes. Starts it at once.
 async fn run(
@@ -294,6 +308,7 @@ async fn run(
         conns: [None, None],
         connecting: None,
         out,
+        closing: Vec::new(),
     };
     d.fsm
         .handle(Instant::now(), Input::Start { automatic: false });
@@ -307,6 +322,9 @@ async fn run(
                 None => {
                     d.fsm.handle(Instant::now(), Input::Stop { automatic: false, notification: None });
                     d.carry_out().await;
+                    for t in d.closing.drain(..) {
+                        let _ = t.await;
+                    }
                     return;
                 }
             },
@@ -565,14 +583,19 @@ impl Driver {
                     }
                     if let Some(mut c) = self.forget(conn) {
                         // The NOTIFICATION before a close must reach the peer; give it a
-                        // moment, not forever. What was queued before it goes too.
-                        let flush = async {
+                        // moment, not forever. What was queued before it goes too. In a
+                        // task of its own: the session reports the close at once and
+                        // goes on (a new connection may already be waiting).
+                        let flush = async move {
                             for (b, _) in &c.wq {
                                 c.stream.write_all(b).await?;
                             }
                             c.stream.shutdown().await
                         };
-                        let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
+                        self.closing.retain(|t| !t.is_finished());
+                        self.closing.push(tokio::spawn(async move {
+                            let _ = tokio::time::timeout(CLOSE_FLUSH, flush).await;
+                        }));
                     }
                 }
                 news => {

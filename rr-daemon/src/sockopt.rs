@@ -104,6 +104,14 @@ fn check_key(key: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Bounds the bytes the kernel holds for `socket` that the peer has not been sent yet
+/// (`TCP_NOTSENT_LOWAT`). Without it, a send buffer that grew with the congestion window
+/// (megabytes) takes a whole table from a peer that stopped reading, the writes never
+/// block, and the send hold timer (RFC 9687) never starts.
+pub fn set_unsent_limit(socket: &impl AsFd, bytes: u32) -> io::Result<()> {
+    SockRef::from(socket).set_tcp_notsent_lowat(bytes)
+}
+
 /// Sets the TTL (IPv4) or hop limit (IPv6) of outgoing packets, and, for GTSM (RFC 5082),
 /// the smallest TTL accepted on incoming ones: the kernel drops segments that crossed
 /// more hops than allowed, before BGP sees them.

@@ -572,6 +572,11 @@ impl Core {
     }
 
     fn add_peer(&mut self, settings: PeerSettings, dynamic: bool) -> PeerId {
+        if self.peers.contains_key(&settings.address) {
+            // A live dynamic neighbour now configured, or a changed peer: the old session,
+            // its routes and its group membership go first.
+            self.remove_peer(settings.address, subcode::cease::OTHER_CONFIG_CHANGE);
+        }
         let id = self.rib.add_peer(settings.rib_config());
         let mut spec = settings.session_spec(&self.config.speaker);
         if self.deferring {

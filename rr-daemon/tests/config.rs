@@ -78,6 +78,7 @@ fn test_fixed_contract_parses_with_documented_defaults() {
     assert_eq!(s.cluster_id, Some(v4("1.0.0.1")));
     assert_eq!(s.hold_time, 90);
     assert_eq!(s.keepalive_time, None);
+    assert_eq!(s.send_hold_time, None);
     assert_eq!(s.connect_retry, 5);
     assert!(s.client_to_client);
     assert!(!s.always_compare_med);
@@ -111,6 +112,7 @@ fn test_fixed_contract_parses_with_documented_defaults() {
         (p.hold_time, p.keepalive_time, p.connect_retry),
         (90, None, 5)
     );
+    assert_eq!(p.send_hold_time, None);
     assert_eq!(p.add_path, AddPath::default());
     assert!(!p.extended_next_hop);
     assert_eq!(p.cluster_id, None);
@@ -125,6 +127,8 @@ fn test_fixed_contract_parses_with_documented_defaults() {
     assert!(fsm.passive);
     assert_eq!(fsm.timing.hold_time, 90);
     assert_eq!(fsm.timing.connect_retry, Duration::from_secs(5));
+    // RFC 9687's default (max(480 s, 2 x hold time)) is the machine's to compute.
+    assert_eq!(fsm.timing.send_hold, None);
     assert_eq!(fsm.families(), FamilySet::ALL);
     assert!(fsm.capabilities.iter().any(|c| matches!(
         c,
@@ -369,6 +373,91 @@ export = "p"
          [[peer]]\naddress = \"10.0.0.2\"\ngroup = \"g\"\n"
     ));
     assert_eq!(c.peer(ip("10.0.0.2")).unwrap().hold_time, 60);
+}
+
+/// `send_hold_time` (RFC 9687) is inherited key by key like `hold_time`: `[speaker]`, then
+/// the group, then the peer; it reaches the session's timers as `timing.send_hold`, and
+/// unset everywhere it leaves the RFC's default to the machine.
+#[test]
+fn test_send_hold_time_inheritance() {
+    let cfg = parse(&format!(
+        r#"{HEAD}send_hold_time = 600
+[[peer_group]]
+name = "g"
+asn = 65000
+send_hold_time = 30
+
+[[peer_group]]
+name = "h"
+asn = 65000
+
+[[peer]]
+address = "10.0.0.2"
+asn = 65000
+
+[[peer]]
+address = "10.0.0.3"
+group = "g"
+
+[[peer]]
+address = "10.0.0.4"
+group = "g"
+send_hold_time = 4
+
+[[peer]]
+address = "10.0.0.5"
+group = "h"
+"#
+    ));
+    assert_eq!(cfg.speaker.send_hold_time, Some(600));
+    for (addr, want) in [
+        ("10.0.0.2", 600),
+        ("10.0.0.3", 30),
+        ("10.0.0.4", 4),
+        ("10.0.0.5", 600),
+    ] {
+        let p = cfg.peer(ip(addr)).unwrap();
+        assert_eq!(p.send_hold_time, Some(want), "{addr}");
+        let want = Some(Duration::from_secs(want.into()));
+        assert_eq!(p.fsm_config(&cfg.speaker).timing.send_hold, want, "{addr}");
+        assert_eq!(p.session_spec(&cfg.speaker).fsm.timing.send_hold, want);
+        // The other timers are left alone.
+        assert_eq!(p.fsm_config(&cfg.speaker).timing.hold_time, 90, "{addr}");
+    }
+
+    // Without `[speaker] send_hold_time`, a group's value still reaches its peers, and
+    // a peer without one anywhere has none.
+    let cfg = parse(&format!(
+        "{HEAD}[[peer_group]]\nname = \"g\"\nasn = 1\nsend_hold_time = 7\n\
+         [[peer]]\naddress = \"10.0.0.2\"\ngroup = \"g\"\n\
+         [[peer]]\naddress = \"10.0.0.3\"\nasn = 1\n"
+    ));
+    let grouped = cfg.peer(ip("10.0.0.2")).unwrap();
+    assert_eq!(grouped.send_hold_time, Some(7));
+    let alone = cfg.peer(ip("10.0.0.3")).unwrap();
+    assert_eq!(alone.send_hold_time, None);
+    assert_eq!(alone.fsm_config(&cfg.speaker).timing.send_hold, None);
+    // The key is part of the peer's settings: a reload that changes it changes the peer.
+    assert_ne!(
+        &PeerSettings {
+            send_hold_time: Some(8),
+            ..grouped.clone()
+        },
+        grouped
+    );
+    // On dynamic neighbours, from their group.
+    let cfg = parse(&format!(
+        "{HEAD}[[peer_group]]\nname = \"g\"\nasn = 65000\nsend_hold_time = 9\n\
+         [[dynamic_neighbors]]\nprefix = \"10.1.0.0/16\"\ngroup = \"g\"\n"
+    ));
+    let d = cfg
+        .dynamic_range(ip("10.1.2.3"))
+        .unwrap()
+        .peer(ip("10.1.2.3"));
+    assert_eq!(
+        d.fsm_config(&cfg.speaker).timing.send_hold,
+        Some(Duration::from_secs(9))
+    );
 }
 
 /// `extended_next_hop` (RFC 8950): off by default; on, the OPEN carries the capability
@@ -782,6 +871,32 @@ fn test_error_messages_are_located() {
             "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\nhold_time = 1\n",
             "test.toml:4:13: speaker.hold_time: hold time 1 is not allowed: 0 (no \
              keepalives) or at least 3 seconds (RFC 4271 §4.2)",
+        ),
+        // Send hold time 0, in a peer, a group and `[speaker]`, and of the wrong type.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
+             asn = 1\nsend_hold_time = 0\n",
+            "test.toml:7:18: peer[0].send_hold_time: send hold time 0 is not allowed: at \
+             least 1 second; leave it out for the default, the larger of 480 s and twice the \
+             hold time (RFC 9687)",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer_group]]\nname = \"g\"\n\
+             send_hold_time = 0\n",
+            "test.toml:6:18: peer_group[0].send_hold_time: send hold time 0 is not allowed: \
+             at least 1 second; leave it out for the default, the larger of 480 s and twice \
+             the hold time (RFC 9687)",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\nsend_hold_time = 0\n",
+            "test.toml:4:18: speaker.send_hold_time: send hold time 0 is not allowed: at \
+             least 1 second; leave it out for the default, the larger of 480 s and twice the \
+             hold time (RFC 9687)",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\nsend_hold_time = 70000\n",
+            "test.toml:4:18: speaker.send_hold_time: invalid value: integer `70000`, \
+             expected u16",
         ),
         // Router ID not IPv4.
         (

@@ -32,6 +32,9 @@ pub struct Speaker {
     pub hold_time: u16,
     /// Default keepalive interval of peers; `None` for a third of the hold time.
     pub keepalive_time: Option<u16>,
+    /// Default send hold time of peers, in seconds (RFC 9687); `None` for the RFC's
+    /// default, the larger of 480 s and twice the negotiated hold time.
+    pub send_hold_time: Option<u16>,
     /// Default seconds between connection attempts.
     pub connect_retry: u16,
     /// Reflect routes from clients to other clients (RFC 4456 §8).
@@ -208,6 +211,10 @@ pub struct PeerSettings {
     pub hold_time: u16,
     /// Seconds between KEEPALIVEs; `None` for a third of the negotiated hold time.
     pub keepalive_time: Option<u16>,
+    /// Seconds our output may stay blocked (the peer reads nothing) before the session
+    /// is dropped with Send Hold Timer Expired (RFC 9687, at least 1); `None` for the
+    /// RFC's default, the larger of 480 s and twice the negotiated hold time.
+    pub send_hold_time: Option<u16>,
     /// Seconds between connection attempts.
     pub connect_retry: u16,
     /// Families we offer.
@@ -296,6 +303,7 @@ impl PeerSettings {
         c.passive = self.passive;
         c.timing.hold_time = self.hold_time;
         c.timing.keepalive_time = self.keepalive_time;
+        c.timing.send_hold = self.send_hold_time.map(|s| Duration::from_secs(s.into()));
         c.timing.connect_retry = Duration::from_secs(self.connect_retry.into());
         c
     }

@@ -11,7 +11,7 @@ use super::model::LogFormat;
 use super::values::{
     Action, AddPath, Asn, CommunityValue, DefaultAction, Families, GracefulRestart, HoldTime,
     IpList, LargeCommunityValue, ListenAddr, MaxPrefixValue, Multihop, NextHopSelf, Password,
-    Prefix, PrefixEntry, Protocol, TtlSecurity,
+    Prefix, PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
 };
 
 /// The whole file.
@@ -56,6 +56,7 @@ pub(super) struct RawSpeaker {
     pub(super) cluster_id: Option<Ipv4Addr>,
     pub(super) hold_time: Option<HoldTime>,
     pub(super) keepalive_time: Option<NonZeroU16>,
+    pub(super) send_hold_time: Option<SendHoldTime>,
     pub(super) connect_retry: Option<NonZeroU16>,
     pub(super) client_to_client: Option<bool>,
     pub(super) always_compare_med: Option<bool>,
@@ -194,6 +195,7 @@ peer_fields! {
     ttl_security: TtlSecurity,
     hold_time: HoldTime,
     keepalive_time: NonZeroU16,
+    send_hold_time: SendHoldTime,
     connect_retry: NonZeroU16,
     families: Families,
     add_path: AddPath,

@@ -212,6 +212,7 @@ fn speaker(doc: &Doc<'_>, s: &RawSpeaker) -> Result<Speaker> {
         cluster_id: s.cluster_id,
         hold_time,
         keepalive_time,
+        send_hold_time: s.send_hold_time.map(|h| h.0),
         connect_retry: s.connect_retry.map_or(CONNECT_RETRY, |c| c.get()),
         client_to_client: s.client_to_client.unwrap_or(true),
         always_compare_med: s.always_compare_med.unwrap_or(false),
@@ -229,6 +230,7 @@ fn speaker_keys(s: &RawSpeaker) -> Vec<&'static str> {
     [
         ("hold_time", s.hold_time.is_some()),
         ("keepalive_time", s.keepalive_time.is_some()),
+        ("send_hold_time", s.send_hold_time.is_some()),
         ("connect_retry", s.connect_retry.is_some()),
         ("graceful_restart", s.graceful_restart.is_some()),
     ]
@@ -478,6 +480,7 @@ impl Cx<'_> {
             ttl,
             hold_time,
             keepalive_time,
+            send_hold_time: pick!(send_hold_time).map(|h| h.0).or(s.send_hold_time),
             connect_retry: pick!(connect_retry).map_or(s.connect_retry, |c| c.get()),
             families,
             add_path: pick!(add_path).map_or(AddPath::default(), |a| AddPath {

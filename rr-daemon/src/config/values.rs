@@ -127,6 +127,23 @@ impl<'de> Deserialize<'de> for HoldTime {
     }
 }
 
+/// A send hold time (RFC 9687): at least 1 second. There is no "off": unset, the
+/// session layer takes the RFC's default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct SendHoldTime(pub(super) u16);
+
+impl<'de> Deserialize<'de> for SendHoldTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u16::deserialize(d)? {
+            0 => Err(de::Error::custom(
+                "send hold time 0 is not allowed: at least 1 second; leave it out for the \
+                 default, the larger of 480 s and twice the hold time (RFC 9687)",
+            )),
+            n => Ok(Self(n)),
+        }
+    }
+}
+
 /// The routing protocol number of kernel routes: 1 to 255.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Protocol(pub(super) u8);
