@@ -61,7 +61,8 @@ pub struct Config {
     /// The AS the peer must claim.
     pub peer_as: u32,
     /// Capabilities of our OPEN. [`Config::new`] fills in multiprotocol for
-    /// `families`, route refresh, enhanced route refresh and 4-octet AS.
+    /// `families`, route refresh and 4-octet AS. Not enhanced route refresh: its answer
+    /// needs BoRR and EoRR markers (RFC 7313 §4) that the speaker does not send.
     pub capabilities: Vec<Capability>,
     /// Families the session is useless without: a peer lacking one is refused with 2/7.
     pub required_families: FamilySet,
@@ -119,7 +120,6 @@ impl Config {
             })
             .chain([
                 Capability::RouteRefresh,
-                Capability::EnhancedRouteRefresh,
                 Capability::FourOctetAs(self.local_as),
             ])
             .collect();
