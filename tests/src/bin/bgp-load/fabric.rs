@@ -1,0 +1,507 @@
+//! `fabric`: K clients, each announcing its own /26 right after Established and learning
+//! everyone else's, as the nodes of a Calico cluster do through a route reflector.
+//!
+//! With `--flap`, after convergence client 0 sends a Cease / Administrative Reset, closes
+//! and reconnects at once; the other clients must get its block again.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bgp_wire::nlri::Nlri;
+use bgp_wire::notification::subcode;
+use bgp_wire::update::{Treatment, UpdateView};
+use bgp_wire::{Family, Frame, MessageType, Notification};
+use ipnet::{IpNet, Ipv4Net};
+use tokio::sync::mpsc;
+
+use crate::addrs;
+use crate::cli::{Common, FabricArgs, NextHopArg};
+use crate::encode::Sender;
+use crate::report;
+use crate::run::{Run, start_delay};
+use crate::session::{End, MAX_MESSAGES, Peer};
+use crate::stats::{AtomicTime, Clock, SessionStats, Tally, apply, secs};
+
+/// The clients' blocks: client i has `BLOCKS + 64·i` /26.
+const BLOCKS: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 0);
+const BLOCK_LEN: u8 = 26;
+/// Per-client details in the JSON up to this many clients; beyond, only statistics.
+const DETAIL_MAX: usize = 50;
+
+/// Client `i`'s block.
+pub(crate) fn block(i: usize) -> Ipv4Net {
+    Ipv4Net::new_assert(Ipv4Addr::from(u32::from(BLOCKS) + 64 * i as u32), BLOCK_LEN)
+}
+
+/// The client whose block `n` is, if it is one of `k` clients' other than `me`.
+fn block_index(n: &Nlri, k: usize, me: usize) -> Option<usize> {
+    let (IpNet::V4(p), None) = (n.prefix, n.path_id) else {
+        return None;
+    };
+    if p.prefix_len() != BLOCK_LEN {
+        return None;
+    }
+    let off = u32::from(p.network()).checked_sub(u32::from(BLOCKS))?;
+    let i = (off / 64) as usize;
+    (off % 64 == 0 && i < k && i != me).then_some(i)
+}
+
+/// Everything decided before the first packet.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    target: SocketAddr,
+    sources: Vec<IpAddr>,
+    peers: Vec<Peer>,
+    next_hops: Vec<Ipv4Addr>,
+    asn: u32,
+    peer_asn: u32,
+    hold_time: u16,
+    spread: Duration,
+    settle: Duration,
+    flap: bool,
+}
+
+/// Checks the arguments against the network rule and derives every session.
+pub(crate) fn prepare(c: &Common, a: &FabricArgs, initial_netns: bool) -> Result<Plan, String> {
+    c.check()?;
+    let sources = addrs::sources(c.source, a.clients, c.target, initial_netns)?;
+    let mut peers = Vec::with_capacity(sources.len());
+    let mut next_hops = Vec::with_capacity(sources.len());
+    for (i, &s) in sources.iter().enumerate() {
+        peers.push(Peer {
+            source: s,
+            target: c.target,
+            asn: c.asn,
+            peer_asn: c.peer_asn(),
+            hold_time: c.hold_time,
+            router_id: addrs::router_id(s)?,
+        });
+        next_hops.push(addrs::next_hop(c.next_hop, s, i as u64)?);
+    }
+    if c.next_hop == NextHopArg::SelfAddr && sources[0].is_loopback() {
+        eprintln!(
+            "bgp-load fabric: note: next hops are the clients' loopback addresses, which RFC \
+             4271 §6.3 receivers (rr-daemon among them) ignore; --next-hop sets others"
+        );
+    }
+    Ok(Plan {
+        target: c.target,
+        sources,
+        peers,
+        next_hops,
+        asn: c.asn,
+        peer_asn: c.peer_asn(),
+        hold_time: c.hold_time,
+        spread: Duration::from_millis(c.connect_spread_ms),
+        settle: Duration::from_millis(c.settle_ms),
+        flap: a.flap,
+    })
+}
+
+impl Plan {
+    pub(crate) fn sessions(&self) -> usize {
+        self.sources.len()
+    }
+}
+
+/// What the other clients saw of client 0's flap.
+#[derive(Debug, Default)]
+struct FlapSeen {
+    /// Holds client 0's block now.
+    holds: AtomicBool,
+    /// Saw it withdrawn after the Cease.
+    withdrawn: AtomicBool,
+    /// First announcement of it after the Cease.
+    announced_at: AtomicTime,
+}
+
+impl FlapSeen {
+    /// Held client 0's block throughout: never withdrawn, never sent again.
+    fn unchanged(&self) -> bool {
+        self.announced_at.get().is_none()
+            && self.holds.load(Ordering::Acquire)
+            && !self.withdrawn.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    run: Run,
+    k: usize,
+    seen: Vec<FlapSeen>,
+    cease_at: AtomicTime,
+    reestablished_at: AtomicTime,
+    /// Client 0 holds the K-1 other blocks again after its reconnection.
+    full_again_at: AtomicTime,
+}
+
+enum Cmd {
+    Flap,
+}
+
+/// Runs the plan until done or the deadline.
+pub(crate) async fn execute(plan: Plan, deadline: Instant) -> report::Fabric {
+    let started = Instant::now();
+    let k = plan.sessions();
+    let clock = Clock {
+        base: Instant::now(),
+    };
+    let stats = plan.sources.iter().map(|&a| SessionStats::new(a)).collect();
+    let st = Arc::new(State {
+        run: Run::new("fabric", clock, deadline, stats),
+        k,
+        seen: (0..k).map(|_| FlapSeen::default()).collect(),
+        cease_at: AtomicTime::default(),
+        reestablished_at: AtomicTime::default(),
+        full_again_at: AtomicTime::default(),
+    });
+    let mut cmds = Vec::with_capacity(k);
+    for i in 0..k {
+        let (tx, rx) = mpsc::unbounded_channel();
+        cmds.push(tx);
+        let delay = start_delay(i, k, plan.spread);
+        let c = Client {
+            st: st.clone(),
+            i,
+            peer: plan.peers[i].clone(),
+            next_hop: plan.next_hops[i],
+            local_as: plan.asn,
+        };
+        tokio::spawn(c.run(delay, rx));
+    }
+    let run = &st.run;
+    let progress = || progress_line(&st);
+
+    let up = run.wait_until(|| run.up_count(0..k) == k, &progress).await;
+    let all_up_at = run.all_established_at(0..k);
+    let complete = run
+        .wait_until(
+            || run.sessions.iter().all(|s| s.full_at.get().is_some()),
+            &progress,
+        )
+        .await;
+
+    if plan.flap && complete {
+        let _ = cmds[0].send(Cmd::Flap);
+        let grace = plan.settle.as_nanos() as u64;
+        run.wait_until(
+            || {
+                let Some(re) = st.reestablished_at.get() else {
+                    return false;
+                };
+                let settled = run.now() >= re + grace;
+                st.full_again_at.get().is_some()
+                    && st.seen[1..]
+                        .iter()
+                        .all(|s| s.announced_at.get().is_some() || (settled && s.unchanged()))
+            },
+            &progress,
+        )
+        .await;
+    }
+    if up {
+        run.pause(plan.settle, &progress).await;
+    }
+
+    let timed_out = run.timed_out();
+    let report = build_report(&plan, &st, all_up_at, timed_out, started);
+    run.close_all().await;
+    drop(cmds);
+    report
+}
+
+/// One client's task.
+struct Client {
+    st: Arc<State>,
+    i: usize,
+    peer: Peer,
+    next_hop: Ipv4Addr,
+    local_as: u32,
+}
+
+impl Client {
+    async fn run(self, delay: Duration, mut cmd: mpsc::UnboundedReceiver<Cmd>) {
+        let (st, i) = (&*self.st, self.i);
+        let run = &st.run;
+        let start = (Instant::now() + delay).min(run.deadline);
+        tokio::time::sleep_until(start.into()).await;
+        let mut tally = Tally::new(st.k);
+        let mut faulted = false;
+        let mut cmd_open = true;
+        // At most two sessions: the first, and the one after a flap.
+        for incarnation in 0..2 {
+            let Some(mut s) = run.establish(i, &self.peer).await else {
+                return;
+            };
+            if incarnation == 1 {
+                st.reestablished_at.set_once(run.now());
+            }
+            let tx = Sender {
+                ctx: s.ctx,
+                local_as: self.local_as,
+                next_hop: self.next_hop,
+            };
+            match tx.announce_one(block(i)) {
+                Ok(out) => s.send(out.bytes),
+                Err(e) => return run.session_error(i, &e),
+            }
+            let mut flap = false;
+            for _ in 0..MAX_MESSAGES {
+                tokio::select! {
+                    r = s.recv(run.deadline) => match r {
+                        Ok(f) if f.ty == MessageType::UPDATE => {
+                            self.update(&s.ctx, &f, &mut tally, &mut faulted);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            run.ended(i, &e);
+                            return;
+                        }
+                    },
+                    c = cmd.recv(), if cmd_open => match c {
+                        Some(Cmd::Flap) => {
+                            flap = true;
+                            break;
+                        }
+                        None => cmd_open = false,
+                    },
+                }
+            }
+            if !flap {
+                run.ended(i, &End::Down("message limit reached".into()));
+                return;
+            }
+            st.cease_at.set(run.now());
+            run.sessions[i].up.store(false, Ordering::Release);
+            let n = Notification::cease_with_communication(
+                subcode::cease::ADMIN_RESET,
+                "bgp-load: flap",
+            );
+            s.close(n, Duration::from_secs(1)).await;
+            tally.clear();
+            run.sessions[i].count.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn update(&self, ctx: &bgp_wire::SessionCtx, f: &Frame, tally: &mut Tally, faulted: &mut bool) {
+        let (st, i) = (&*self.st, self.i);
+        let run = &st.run;
+        let now = run.now();
+        let me = &run.sessions[i];
+        let v = UpdateView::parse(f.body(), ctx);
+        me.updates.fetch_add(1, Ordering::Relaxed);
+        me.last_update_at.set(now);
+        if v.treatment() != Treatment::Normal {
+            me.unexpected.fetch_add(1, Ordering::Relaxed);
+            if !*faulted {
+                *faulted = true;
+                run.session_error(
+                    i,
+                    &format!("UPDATE fault, {:?}: {:?}", v.treatment(), v.issues()),
+                );
+            }
+            if v.treatment() == Treatment::SessionReset {
+                return;
+            }
+        }
+        if v.end_of_rib() == Some(Family::Ipv4Unicast) {
+            me.end_of_rib_at.set_once(now);
+            return;
+        }
+        let flapping = i != 0 && st.cease_at.get().is_some();
+        let seen = &st.seen[i];
+        let a = apply(
+            &v,
+            tally,
+            |n| block_index(n, st.k, i),
+            |idx, announced| {
+                if flapping && idx == Some(0) {
+                    if announced {
+                        seen.announced_at.set_once(now);
+                    } else {
+                        seen.withdrawn.store(true, Ordering::Release);
+                    }
+                }
+            },
+        );
+        if a.unexpected > 0 {
+            me.unexpected.fetch_add(a.unexpected, Ordering::Relaxed);
+        }
+        let c = tally.count();
+        me.count.store(c, Ordering::Relaxed);
+        if i != 0 {
+            seen.holds.store(tally.holds(0), Ordering::Release);
+        }
+        if c == st.k as u64 - 1 {
+            me.full_at.set_once(now);
+            if i == 0 && st.reestablished_at.get().is_some() {
+                st.full_again_at.set_once(now);
+            }
+        }
+    }
+}
+
+fn progress_line(st: &State) -> String {
+    let run = &st.run;
+    let k = st.k;
+    let full = run
+        .sessions
+        .iter()
+        .filter(|s| s.full_at.get().is_some())
+        .count();
+    let min = run
+        .sessions
+        .iter()
+        .map(SessionStats::count)
+        .min()
+        .unwrap_or(0);
+    let unexpected: u64 = run.sessions.iter().map(SessionStats::unexpected).sum();
+    let mut line = format!(
+        "up {}/{k}, clients holding all {}: {full}/{k}, min count {min}, unexpected {unexpected}",
+        run.up_count(0..k),
+        k - 1
+    );
+    if st.cease_at.get().is_some() {
+        let again = st.seen[1..]
+            .iter()
+            .filter(|s| s.announced_at.get().is_some())
+            .count();
+        line.push_str(&format!(
+            ", flap: re-established {}, block 0 sent again to {again}/{}",
+            st.reestablished_at.get().is_some(),
+            k - 1
+        ));
+    }
+    line
+}
+
+fn build_report(
+    plan: &Plan,
+    st: &State,
+    all_up_at: Option<u64>,
+    timed_out: bool,
+    started: Instant,
+) -> report::Fabric {
+    let run = &st.run;
+    let k = st.k;
+    let want = k as u64 - 1;
+    let times: Vec<f64> = run
+        .sessions
+        .iter()
+        .filter_map(|s| s.full_at.get().map(secs))
+        .collect();
+    let all_complete_s = (times.len() == k).then(|| times.iter().copied().fold(0.0, f64::max));
+    let incomplete: Vec<String> = run
+        .sessions
+        .iter()
+        .filter(|s| s.count() != want)
+        .map(|s| s.address.to_string())
+        .collect();
+    let unexpected: u64 = run.sessions.iter().map(SessionStats::unexpected).sum();
+    let end_of_rib = run
+        .sessions
+        .iter()
+        .filter(|s| s.end_of_rib_at.get().is_some())
+        .count();
+    let per_client = (k <= DETAIL_MAX).then(|| {
+        run.sessions
+            .iter()
+            .map(|s| report::Client {
+                address: s.address.to_string(),
+                count: s.count(),
+                complete_s: s.full_at.get().map(secs),
+                end_of_rib: s.end_of_rib_at.get().is_some(),
+                unexpected: s.unexpected(),
+            })
+            .collect()
+    });
+    let mut ok = all_complete_s.is_some() && incomplete.is_empty() && unexpected == 0;
+
+    let flap = plan.flap.then(|| {
+        let cease = st.cease_at.get();
+        // Nothing to judge when the run never converged far enough to flap.
+        let others = if cease.is_some() { &st.seen[1..] } else { &[] };
+        let reannounced: Vec<f64> = others
+            .iter()
+            .filter_map(|s| s.announced_at.secs_since(cease))
+            .collect();
+        let not_updated: Vec<String> = others
+            .iter()
+            .zip(&run.sessions[1..])
+            .filter(|(s, _)| s.announced_at.get().is_none() && !s.unchanged())
+            .map(|(_, x)| x.address.to_string())
+            .collect();
+        let unchanged = others.iter().filter(|s| s.unchanged()).count();
+        let all_updated_s = (not_updated.is_empty() && !reannounced.is_empty())
+            .then(|| reannounced.iter().copied().fold(0.0, f64::max));
+        report::Flap {
+            client: run.sessions[0].address.to_string(),
+            performed: cease.is_some(),
+            reestablished_s: st.reestablished_at.secs_since(cease),
+            all_updated_s,
+            client_complete_s: st.full_again_at.secs_since(cease),
+            saw_withdrawal: others
+                .iter()
+                .filter(|s| s.withdrawn.load(Ordering::Acquire))
+                .count(),
+            reannounced: reannounced.len(),
+            unchanged,
+            not_updated,
+        }
+    });
+    if let Some(f) = &flap {
+        ok &= f.performed
+            && f.reestablished_s.is_some()
+            && f.client_complete_s.is_some()
+            && f.not_updated.is_empty();
+    }
+    ok &= !timed_out && run.errors.is_empty();
+    report::Fabric {
+        common: report::Common {
+            mode: "fabric",
+            ok,
+            timed_out,
+            errors: run.errors.list(),
+            sessions: k,
+            sessions_up_s: all_up_at.map(secs),
+            elapsed_s: secs(started.elapsed().as_nanos() as u64),
+            target: plan.target.to_string(),
+            source: plan.sources[0].to_string(),
+            asn: plan.asn,
+            peer_asn: plan.peer_asn,
+            hold_time: plan.hold_time,
+        },
+        clients: k,
+        all_complete_s,
+        complete_s: report::Summary::of(times),
+        incomplete,
+        unexpected,
+        end_of_rib,
+        per_client,
+        flap,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_blocks_and_their_index() {
+        assert_eq!(block(0).to_string(), "100.64.0.0/26");
+        assert_eq!(block(5).to_string(), "100.64.1.64/26");
+        assert_eq!(block(65_535).to_string(), "100.127.255.192/26");
+        let n = |p: Ipv4Net| Nlri::new(IpNet::V4(p));
+        assert_eq!(block_index(&n(block(7)), 10, 0), Some(7));
+        // Our own block, one beyond the clients, a wrong length.
+        assert_eq!(block_index(&n(block(7)), 10, 7), None);
+        assert_eq!(block_index(&n(block(10)), 10, 0), None);
+        assert_eq!(
+            block_index(&n("100.64.0.0/24".parse().unwrap()), 10, 1),
+            None
+        );
+        assert_eq!(block_index(&n("10.0.0.0/26".parse().unwrap()), 10, 1), None);
+    }
+}
