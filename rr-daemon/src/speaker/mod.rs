@@ -43,6 +43,8 @@ mod gr;
 mod peers;
 mod shell;
 mod status;
+#[cfg(test)]
+mod tests;
 
 pub use status::{ExplainedRoute, PeerState, PeerStatus, RouteEntry, RoutesPage, Snapshot};
 
