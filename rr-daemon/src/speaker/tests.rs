@@ -61,6 +61,8 @@ struct Harness {
     sent: HashMap<IpAddr, usize>,
     /// Sessions stopped: (peer, generation).
     stopped: Vec<(IpAddr, u64)>,
+    /// Sessions reset with a Cease: (peer, subcode).
+    resets: Vec<(IpAddr, u8)>,
 }
 
 impl Harness {
@@ -73,6 +75,7 @@ impl Harness {
             spawned: Vec::new(),
             sent: HashMap::new(),
             stopped: Vec::new(),
+            resets: Vec::new(),
         };
         h.drain();
         h
@@ -101,6 +104,11 @@ impl Harness {
                     self.stopped.push((peer, generation));
                     self.sessions.remove(&peer);
                 }
+                Action::Command {
+                    peer,
+                    command: Command::Reset(n),
+                    ..
+                } => self.resets.push((peer, n.subcode)),
                 Action::Command { .. } | Action::ListenerKey { .. } | Action::BestChange(_) => {}
             }
         }
@@ -495,4 +503,49 @@ fn test_dynamic_neighbour_removed_when_idle() {
     assert!(!h.core.peers.contains_key(&d));
     assert!(!h.has_route("10.5.0.0/24"));
     assert_eq!(h.stopped, vec![(d, generation)]);
+}
+
+#[test]
+fn test_export_waits_for_writers_and_resets_laggards() {
+    use super::export::MAX_QUEUED;
+    use crate::session::WINDOW;
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let mut h = Harness::new(two_clients(), false);
+    h.establish(a);
+    h.establish(b);
+    h.flush();
+    h.sent.clear();
+    h.announce(a, &["10.1.0.0/24"]);
+    // Every writer of the group is full: it waits, and says there is nothing to do now.
+    // (One with room would do: a group goes at the pace of its fastest member.)
+    let full = |_| WINDOW;
+    assert!(!h.core.flush(h.now, &full));
+    h.drain();
+    assert!(h.sent.is_empty(), "{:?}", h.sent);
+    assert!(h.resets.is_empty());
+    // Room again: it goes out.
+    h.flush();
+    assert!(h.sent.get(&b).is_some_and(|n| *n > 0));
+    // A peer past the bound is reset (Cease, Out of Resources) and gets nothing more.
+    h.sent.clear();
+    h.announce(a, &["10.2.0.0/24"]);
+    let over = |p: IpAddr| if p == b { MAX_QUEUED + 1 } else { 0 };
+    h.core.flush(h.now, &over);
+    h.drain();
+    assert_eq!(
+        h.resets,
+        vec![(b, bgp_wire::notification::subcode::cease::OUT_OF_RESOURCES)]
+    );
+    assert_eq!(h.status(b).state, PeerState::Idle);
+    assert_eq!(h.status(a).state, PeerState::Established);
+}
+
+#[test]
+fn test_peer_state_serialises_as_the_rfc_name() {
+    let json = serde_json::to_string(&PeerState::from(State::OpenConfirm)).unwrap();
+    assert_eq!(json, "\"OpenConfirm\"");
+    let back: PeerState = serde_json::from_str("\"Established\"").unwrap();
+    assert_eq!(back, PeerState::Established);
+    assert!(back == "Established");
+    assert_eq!(format!("{back}"), "Established");
 }
