@@ -44,7 +44,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::speaker::{PeerStatus, RouteEntry, Snapshot, Speaker};
+use crate::speaker::{PeerStatus, RouteEntry, Snapshot, Speaker, SpeakerError};
 
 /// The default `[api] listen` address, which `rr-daemon ctl` also uses.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9179";
@@ -143,10 +143,13 @@ struct App {
 
 impl App {
     /// Waits for the core's answer, at most `core_timeout`.
-    async fn ask<T>(&self, f: impl Future<Output = anyhow::Result<T>>) -> Result<T, ApiError> {
+    async fn ask<T>(
+        &self,
+        f: impl Future<Output = Result<T, SpeakerError>>,
+    ) -> Result<T, ApiError> {
         match tokio::time::timeout(self.options.core_timeout, f).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(ApiError::unavailable(format!("{e:#}"))),
+            Ok(Err(e)) => Err(ApiError::unavailable(e.to_string())),
             Err(_) => Err(ApiError::unavailable(format!(
                 "the speaker's core did not answer within {} s",
                 self.options.core_timeout.as_secs_f64()
@@ -485,7 +488,7 @@ pub fn readiness(peers: &[PeerStatus], grace: Duration) -> Readiness {
         if let Some(reason) = reason {
             not_ready.push(NotReady {
                 address: p.address,
-                state: p.state.clone(),
+                state: p.state.to_string(),
                 reason,
             });
         }
@@ -670,7 +673,7 @@ fn render_metrics(s: &Snapshot, grace: Duration) -> Result<String, std::fmt::Err
         let l = PeerLabel {
             peer: p.address.to_string(),
         };
-        state.get_or_create(&l).set(state_number(&p.state));
+        state.get_or_create(&l).set(state_number(p.state.as_str()));
         uptime.get_or_create(&l).set(clamp(p.uptime_s.unwrap_or(0)));
         upd_rx.get_or_create(&l).inc_by(p.updates_received);
         upd_tx.get_or_create(&l).inc_by(p.updates_sent);
@@ -753,7 +756,7 @@ mod tests {
         PeerStatus {
             address: address.parse().unwrap(),
             asn: 65000,
-            state: state.to_owned(),
+            state: serde_json::from_str(&format!("\"{state}\"")).unwrap(),
             uptime_s: None,
             prefixes_received: 0,
             prefixes_accepted: 0,

@@ -294,7 +294,7 @@ fn peers_table(peers: &[PeerStatus]) -> String {
             vec![
                 p.address.to_string(),
                 p.asn.to_string(),
-                p.state.clone(),
+                p.state.to_string(),
                 format_duration(since),
                 format!(
                     "{}/{}/{}",

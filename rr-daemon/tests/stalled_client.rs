@@ -595,7 +595,10 @@ fn record(
     stalled: IpAddr,
     t0: Instant,
     asked: Instant,
-    r: Result<anyhow::Result<Vec<PeerStatus>>, tokio::time::error::Elapsed>,
+    r: Result<
+        Result<Vec<PeerStatus>, rr_daemon::speaker::SpeakerError>,
+        tokio::time::error::Elapsed,
+    >,
 ) -> bool {
     let took = asked.elapsed();
     let mut w = state.lock().unwrap();

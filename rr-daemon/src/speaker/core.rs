@@ -1,0 +1,553 @@
+//! The speaker's core, sans-IO: the RIB, the peer table, graceful restart, reload and
+//! export, as a state machine one level above [`bgp_fsm::Session`] (what quinn-proto's
+//! `Endpoint` is to its `Connection`s).
+//!
+//! Inputs: session events ([`Core::handle_event`]), accepted connections
+//! ([`Core::handle_inbound`]), requests (each handler takes `now` and returns its answer),
+//! the clock ([`Core::handle_timeout`] at [`Core::poll_timeout`]), and a turn of export
+//! ([`Core::flush`], which reads each session's unwritten bytes through a function the
+//! shell passes in). Outputs: [`Action`]s, drained with [`Core::poll_action`] after every
+//! input. No clock, socket, channel or task is touched here.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bgp_fsm::{Output, State};
+use bgp_wire::capability::Capability;
+use bgp_wire::notification::subcode;
+use bgp_wire::update::{Treatment, UpdateView};
+use bgp_wire::{ErrorCode, Notification};
+use bytes::{BufMut, BytesMut};
+use ipnet::IpNet;
+use rib::{Attrs, BestChange, Explanation, LocalAddrs, PeerId, Rib, Signal};
+use tracing::{info, warn};
+
+use super::gr::GracefulRestart;
+use super::peers::Peer;
+use super::{ExplainedRoute, PeerChange, RouteEntry, RoutesPage, SpeakerError};
+use crate::config::{Config, Diff, PeerSettings, Secret};
+use crate::session::{Command, SessionEvent, SessionSpec};
+
+/// Graceful restart time of a restarting speaker without `graceful_restart` configured.
+const DEFAULT_RESTART_TIME: u64 = 120;
+
+/// What the core asks of its shell.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// Start a session task for `spec` (its peer is `spec.peer`); its events carry
+    /// `generation`. It replaces any earlier session of that address.
+    Spawn {
+        /// Tells the session's events apart from those of earlier sessions of the peer.
+        generation: u64,
+        /// Where and how.
+        spec: Box<SessionSpec>,
+    },
+    /// Hand `command` to the session of `peer` with `generation`. A
+    /// [`Command::Send`] adds its bytes to the session's unwritten count first.
+    Command {
+        /// The peer's address.
+        peer: IpAddr,
+        /// The session's generation.
+        generation: u64,
+        /// What to do.
+        command: Command,
+    },
+    /// End the session of `peer` with `generation`: send it `Command::Stop(cease)` if
+    /// `cease` is given, then drop its handle (the task ends once its Cease is out).
+    Stop {
+        /// The peer's address.
+        peer: IpAddr,
+        /// The session's generation.
+        generation: u64,
+        /// The Cease to send; `None` for a session that is down already.
+        cease: Option<Notification>,
+    },
+    /// Set (`Some`) or remove (`None`) the TCP-MD5 key of `target` on every listener of
+    /// its family: a peer's address, or with `range` a dynamic neighbour range. A failure
+    /// to set a peer's key goes back through [`Core::handle_key_error`].
+    ListenerKey {
+        /// The address (`/32`, `/128`) or the range.
+        target: IpNet,
+        /// `target` is a dynamic neighbour range.
+        range: bool,
+        /// The key.
+        key: Option<Secret>,
+    },
+    /// A best path changed, for subscribers (a data plane).
+    BestChange(BestChange),
+}
+
+/// The speaker's state machine.
+pub(crate) struct Core {
+    pub(super) config: Config,
+    pub(super) rib: Rib,
+    pub(super) peers: HashMap<IpAddr, Peer>,
+    pub(super) by_id: HashMap<PeerId, IpAddr>,
+    /// The generation of the last session started: each session's events carry its own.
+    pub(super) generations: u64,
+    pub(super) gr: GracefulRestart,
+    pub(super) actions: VecDeque<Action>,
+}
+
+fn track_best(mut c: rib::RibConfig) -> rib::RibConfig {
+    // A node agent may subscribe at any time; the change set costs a bit per prefix.
+    c.track_best_changes = true;
+    c
+}
+
+impl Core {
+    /// A core with every configured peer added (their sessions to be spawned) and every
+    /// `[[route]]` originated. `restarting`: see
+    /// [`Speaker::start_restarting`](super::Speaker::start_restarting).
+    pub(crate) fn new(config: Config, now: Instant, restarting: bool) -> Self {
+        let deferral = restarting.then(|| {
+            let wait = Duration::from_secs(
+                config
+                    .speaker
+                    .graceful_restart
+                    .map_or(DEFAULT_RESTART_TIME, u64::from),
+            );
+            info!(
+                seconds = wait.as_secs(),
+                "restarting gracefully: route selection deferred"
+            );
+            now + wait
+        });
+        let mut core = Self {
+            rib: Rib::new(track_best(config.rib_config())),
+            config,
+            peers: HashMap::new(),
+            by_id: HashMap::new(),
+            generations: 0,
+            gr: GracefulRestart::new(deferral),
+            actions: VecDeque::new(),
+        };
+        core.range_keys(true);
+        let peers: Vec<PeerSettings> = core.config.peers.values().cloned().collect();
+        for p in peers {
+            core.insert_peer(now, p, false);
+        }
+        for r in &core.config.routes {
+            core.rib.originate(r.prefix, r.attrs.clone());
+        }
+        core
+    }
+
+    /// The next thing for the shell to do.
+    pub(crate) fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest deadline, for [`Core::handle_timeout`].
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.gr.poll_timeout()
+    }
+
+    /// Handles every deadline that passed by `now`.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        let expired = self.gr.handle_timeout(now);
+        if expired.deferral {
+            info!("graceful restart time over: sending routes");
+        }
+        for addr in expired.stale {
+            if let Some(p) = self.peers.get(&addr)
+                && p.session.state != State::Established
+            {
+                info!(peer = %addr, "graceful restart time over: stale routes removed");
+                self.rib.stale_timer_expired(p.id);
+            }
+        }
+    }
+
+    /// The listener could not take the TCP-MD5 key of the peer at `address`: its
+    /// `last_error` says so until its session reports something newer.
+    pub(crate) fn handle_key_error(&mut self, address: IpAddr, error: String) {
+        if let Some(p) = self.peers.get_mut(&address) {
+            p.history.last_error = Some(error);
+        }
+    }
+
+    /// A listener accepted a connection from `from`. Returns the generation of the
+    /// session that takes it: a configured peer's, or a new dynamic neighbour's (whose
+    /// [`Action::Spawn`] comes first); `None` when it is refused.
+    pub(crate) fn handle_inbound(&mut self, now: Instant, from: SocketAddr) -> Option<u64> {
+        let addr = from.ip();
+        if !self.peers.contains_key(&addr) {
+            let Some(range) = self.config.dynamic_range(addr) else {
+                warn!(%from, "refused connection: not a configured peer");
+                return None;
+            };
+            let in_range = self
+                .peers
+                .values()
+                .filter(|p| p.dynamic && range.prefix.contains(&p.address()))
+                .count();
+            if range.limit.is_some_and(|l| in_range >= l as usize) {
+                warn!(%from, range = %range.prefix, "refused connection: dynamic neighbour limit reached");
+                return None;
+            }
+            let settings = range.peer(addr);
+            self.insert_peer(now, settings, true);
+        }
+        self.peers.get(&addr).map(|p| p.generation)
+    }
+
+    /// Adds a peer; fails if the address is taken.
+    pub(crate) fn add_peer(
+        &mut self,
+        now: Instant,
+        settings: PeerSettings,
+    ) -> Result<(), SpeakerError> {
+        if self.peers.contains_key(&settings.address) {
+            return Err(SpeakerError::PeerExists(settings.address));
+        }
+        self.insert_peer(now, settings, false);
+        Ok(())
+    }
+
+    /// Adds or changes a peer; see [`Speaker::set_peer`](super::Speaker::set_peer).
+    pub(crate) fn set_peer(&mut self, now: Instant, settings: PeerSettings) -> PeerChange {
+        let change = match self.peers.get(&settings.address) {
+            None => PeerChange::Added,
+            Some(old) if old.settings == settings => PeerChange::Unchanged,
+            Some(_) => {
+                self.drop_peer(settings.address, subcode::cease::OTHER_CONFIG_CHANGE);
+                PeerChange::Changed
+            }
+        };
+        if change != PeerChange::Unchanged {
+            self.insert_peer(now, settings, false);
+        }
+        change
+    }
+
+    /// Removes a peer (Cease, Peer De-configured); returns whether it existed.
+    pub(crate) fn remove_peer(&mut self, address: IpAddr) -> bool {
+        self.drop_peer(address, subcode::cease::PEER_DECONFIGURED)
+    }
+
+    /// Originates `prefix` with `attrs`.
+    pub(crate) fn originate(&mut self, prefix: IpNet, attrs: Attrs) {
+        self.rib.originate(prefix, attrs);
+    }
+
+    /// Stops originating `prefix`.
+    pub(crate) fn withdraw(&mut self, prefix: IpNet) {
+        self.rib.withdraw_local(prefix);
+    }
+
+    /// Applies a new configuration by its difference to the current one.
+    pub(crate) fn reload(&mut self, now: Instant, new: Config) -> Diff {
+        let diff = Config::diff(&self.config, &new);
+        for a in &diff.removed {
+            self.drop_peer(*a, subcode::cease::PEER_DECONFIGURED);
+        }
+        for a in &diff.changed {
+            self.drop_peer(*a, subcode::cease::OTHER_CONFIG_CHANGE);
+        }
+        // `[[route]]`: withdraw what is gone, originate what is new or changed.
+        for r in &self.config.routes {
+            if !new.routes.iter().any(|n| n.prefix == r.prefix) {
+                self.rib.withdraw_local(r.prefix);
+            }
+        }
+        for r in &new.routes {
+            if !self.config.routes.contains(r) {
+                self.rib.originate(r.prefix, r.attrs.clone());
+            }
+        }
+        let ranges_changed = self.config.dynamic_neighbors != new.dynamic_neighbors;
+        if ranges_changed {
+            self.range_keys(false);
+        }
+        self.config = new;
+        if ranges_changed {
+            self.range_keys(true);
+        }
+        for a in diff.added.iter().chain(&diff.changed) {
+            if let Some(p) = self.config.peers.get(a).cloned() {
+                self.insert_peer(now, p, false);
+            }
+        }
+        info!(
+            added = diff.added.len(),
+            removed = diff.removed.len(),
+            changed = diff.changed.len(),
+            unchanged = diff.unchanged.len(),
+            "configuration reloaded"
+        );
+        diff
+    }
+
+    /// The paths of `prefix`, best first.
+    pub(crate) fn route(&self, prefix: &IpNet) -> Option<Explanation> {
+        self.rib.explain(prefix)
+    }
+
+    /// [`Core::route`] with each path's source peer address.
+    pub(crate) fn explain(&self, prefix: &IpNet) -> Option<ExplainedRoute> {
+        self.rib.explain(prefix).map(|explanation| ExplainedRoute {
+            from: explanation
+                .paths
+                .iter()
+                .map(|p| self.source(p.peer))
+                .collect(),
+            explanation,
+        })
+    }
+
+    /// A page of best routes.
+    pub(crate) fn routes(&self, offset: usize, limit: usize) -> RoutesPage {
+        let mut routes: Vec<RouteEntry> = self
+            .rib
+            .loc_rib()
+            .skip(offset)
+            .take(limit.saturating_add(1))
+            .map(|(prefix, best)| RouteEntry {
+                prefix,
+                from: self.source(best.peer),
+                best,
+            })
+            .collect();
+        let more = routes.len() > limit;
+        routes.truncate(limit);
+        RoutesPage { routes, more }
+    }
+
+    /// Ceases every peer (Administrative Shutdown) and forgets it.
+    pub(crate) fn shutdown(&mut self) {
+        let cease = Notification::cease_with_communication(
+            subcode::cease::ADMIN_SHUTDOWN,
+            "rr-daemon shutting down",
+        );
+        for (peer, p) in self.peers.drain() {
+            self.actions.push_back(Action::Stop {
+                peer,
+                generation: p.generation,
+                cease: Some(cease.clone()),
+            });
+        }
+    }
+
+    /// The address of the peer behind `id`; `None` for local routes (and for a peer
+    /// being removed).
+    pub(super) fn source(&self, id: PeerId) -> Option<IpAddr> {
+        self.by_id.get(&id).copied()
+    }
+
+    fn insert_peer(&mut self, now: Instant, settings: PeerSettings, dynamic: bool) -> PeerId {
+        if self.peers.contains_key(&settings.address) {
+            // A live dynamic neighbour now configured, or a changed peer: the old session,
+            // its routes and its group membership go first.
+            self.drop_peer(settings.address, subcode::cease::OTHER_CONFIG_CHANGE);
+        }
+        let id = self.rib.add_peer(settings.rib_config());
+        let mut spec = settings.session_spec(&self.config.speaker);
+        if self.gr.deferring() {
+            // RFC 4724 §3: Restart State, and forwarding kept for every family (the
+            // kernel routes of a node persist across the restart; a reflector forwards
+            // nothing, so it has nothing to lose).
+            for c in &mut spec.fsm.capabilities {
+                if let Capability::GracefulRestart(gr) = c {
+                    gr.restart_state = true;
+                    for f in &mut gr.families {
+                        f.forwarding = true;
+                    }
+                }
+            }
+        }
+        // Keys before the session starts: a connection the peer opens at once is signed.
+        // Dynamic neighbours are covered by their range's key.
+        if !dynamic && let Some(key) = &settings.password {
+            self.actions.push_back(Action::ListenerKey {
+                target: settings.address.into(),
+                range: false,
+                key: Some(key.clone()),
+            });
+        }
+        self.generations += 1;
+        let generation = self.generations;
+        self.actions.push_back(Action::Spawn {
+            generation,
+            spec: Box::new(spec),
+        });
+        info!(peer = %settings.address, asn = settings.asn, dynamic, "peer added");
+        self.by_id.insert(id, settings.address);
+        self.peers.insert(
+            settings.address,
+            Peer::new(settings, id, generation, dynamic, now),
+        );
+        id
+    }
+
+    /// Removes a peer with a Cease (subcode `why`), its routes and group membership.
+    fn drop_peer(&mut self, address: IpAddr, why: u8) -> bool {
+        let Some(p) = self.peers.remove(&address) else {
+            return false;
+        };
+        let cease = Notification::new(ErrorCode::CEASE, why);
+        self.actions.push_back(Action::Stop {
+            peer: address,
+            generation: p.generation,
+            cease: Some(cease),
+        });
+        if !p.dynamic && p.settings.password.is_some() {
+            self.actions.push_back(Action::ListenerKey {
+                target: address.into(),
+                range: false,
+                key: None,
+            });
+        }
+        self.forget(&p);
+        info!(peer = %address, "peer removed");
+        true
+    }
+
+    /// Takes a peer (already out of `peers`) out of the RIB and graceful restart.
+    fn forget(&mut self, p: &Peer) {
+        self.rib.peer_down(p.id, false);
+        self.rib.remove_peer(p.id);
+        self.by_id.remove(&p.id);
+        self.gr.forget(p.address());
+    }
+
+    /// Sets (`on`) or removes the listener keys of every dynamic neighbour range whose
+    /// peers have a password (`TCP_MD5SIG_EXT` with a prefix).
+    fn range_keys(&mut self, on: bool) {
+        for d in &self.config.dynamic_neighbors {
+            if let Some(key) = &d.template.password {
+                self.actions.push_back(Action::ListenerKey {
+                    target: d.prefix,
+                    range: true,
+                    key: on.then(|| key.clone()),
+                });
+            }
+        }
+    }
+
+    fn command(&mut self, peer: IpAddr, generation: u64, command: Command) {
+        self.actions.push_back(Action::Command {
+            peer,
+            generation,
+            command,
+        });
+    }
+
+    /// Handles one event of a session. Events of a session that was replaced or removed
+    /// meanwhile (another generation) are dropped.
+    pub(crate) fn handle_event(&mut self, now: Instant, e: SessionEvent) {
+        let local_as = self.config.speaker.asn;
+        let Some(p) = self
+            .peers
+            .get_mut(&e.peer)
+            .filter(|p| p.generation == e.generation)
+        else {
+            return;
+        };
+        let (id, generation) = (p.id, p.generation);
+        if p.dynamic
+            && matches!(
+                e.news,
+                Output::StateChanged {
+                    to: State::Idle,
+                    ..
+                }
+            )
+        {
+            // A dynamic neighbour exists while its session does (BIRD does the same).
+            if let Some(p) = self.peers.remove(&e.peer) {
+                self.actions.push_back(Action::Stop {
+                    peer: e.peer,
+                    generation,
+                    cease: None,
+                });
+                self.forget(&p);
+                info!(peer = %e.peer, "dynamic neighbour removed");
+            }
+            return;
+        }
+        match e.news {
+            Output::StateChanged { to, .. } => p.set_state(to, now),
+            Output::Established {
+                negotiated,
+                peer_open,
+                ..
+            } => {
+                p.session.state = State::Established;
+                p.session.established_at = Some(now);
+                p.session.ctx = Some(negotiated.ctx);
+                p.history.last_error = None;
+                p.counters = Default::default();
+                self.gr.on_established(e.peer, negotiated.ctx.families);
+                let local = e
+                    .local
+                    .map_or(LocalAddrs::default(), |a| LocalAddrs::from(a.ip()));
+                let session = rib::Session {
+                    ctx: negotiated.ctx,
+                    router_id: peer_open.bgp_id,
+                    local,
+                };
+                self.rib.peer_up(id, session);
+            }
+            Output::Down { reason, graceful } => {
+                p.record_down(&reason, local_as);
+                p.session.established_at = None;
+                p.session.ctx = None;
+                let graceful = graceful && p.settings.graceful_restart.is_some();
+                let restart = Duration::from_secs(p.settings.graceful_restart.map_or(0, u64::from));
+                self.rib.peer_down(id, graceful);
+                self.gr.on_down(e.peer, graceful, restart, now);
+            }
+            Output::Failed(reason) => p.record_down(&reason, local_as),
+            Output::Update(frame) => {
+                let Some(ctx) = p.session.ctx else { return };
+                p.counters.updates_received += 1;
+                let view = UpdateView::parse(frame.body(), &ctx);
+                match view.treatment() {
+                    Treatment::SessionReset | Treatment::AfiSafiDisable => {
+                        // AFI/SAFI disable is not implemented: the RFC allows a reset instead.
+                        if let Some(n) = view.notification() {
+                            warn!(peer = %e.peer, notification = %n, issues = ?view.issues(), "malformed UPDATE: resetting the session");
+                            self.command(e.peer, generation, Command::UpdateError(n));
+                        }
+                        return;
+                    }
+                    Treatment::TreatAsWithdraw | Treatment::AttributeDiscard => {
+                        warn!(peer = %e.peer, treatment = %view.treatment(), issues = ?view.issues(), "malformed UPDATE");
+                    }
+                    Treatment::Normal => {}
+                }
+                let applied = self.rib.apply_update(id, &view);
+                p.counters.prefixes_received += applied.announced as u64;
+                if let Some(f) = applied.end_of_rib
+                    && self.gr.on_end_of_rib(e.peer, f)
+                {
+                    info!(peer = %e.peer, "graceful restart over: End-of-RIB received");
+                }
+                if let Some(Signal::MaxPrefixExceeded { limit, warn_only }) = applied.signal {
+                    warn!(peer = %e.peer, limit, warn_only, "maximum prefix count exceeded");
+                    if !warn_only {
+                        // RFC 4486 §4: AFI, SAFI and the limit. The family is not known
+                        // here; IPv4 unicast names the session's first family.
+                        let mut data = BytesMut::with_capacity(7);
+                        data.put_u16(1);
+                        data.put_u8(1);
+                        data.put_u32(limit);
+                        let c = Command::MaxPrefixExceeded(data.freeze());
+                        self.command(e.peer, generation, c);
+                    }
+                }
+            }
+            Output::RouteRefresh(rr) => {
+                // RFC 2918 / RFC 7313: a request (subtype 0) is answered with the whole
+                // Adj-RIB-Out and End-of-RIB; BoRR/EoRR from the peer need nothing of us.
+                if rr.subtype == bgp_wire::route_refresh::RefreshSubtype::NORMAL {
+                    info!(peer = %e.peer, afi = %rr.afi, safi = %rr.safi, "ROUTE-REFRESH: sending the table again");
+                    self.rib.refresh(id);
+                }
+            }
+            Output::Connect | Output::Send { .. } | Output::Close(_) => {}
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Export: draining update groups into per-peer sends, at the pace of the writers.
+//!
+//! The core does not see the sessions' queues; the shell passes a function that reads a
+//! peer's unwritten UPDATE bytes, and the core adds what it hands out during the turn.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use bgp_fsm::State;
+use bgp_wire::notification::subcode;
+use bgp_wire::{ErrorCode, Notification};
+use rib::PeerId;
+use tracing::{info, warn};
+
+use super::core::{Action, Core};
+use super::peers::Peer;
+use crate::session::{Command, WINDOW};
+
+/// Unwritten UPDATE bytes a peer may have before it is reset as unable to keep up. A full
+/// table is some tens of megabytes, shared with the other members of its update group.
+pub(crate) const MAX_QUEUED: usize = 256 << 20;
+
+/// How many prefixes one drain of an update group visits before the core looks at its
+/// inputs again: requests (accepts, the control API, reloads) and session events are
+/// never starved by a big table.
+const DRAIN_SLICE: usize = 2048;
+
+/// A peer's unwritten bytes: what the session holds (`queued`) and what this turn handed
+/// it on top, which the shell adds once it carries out the sends.
+struct Unwritten<'a> {
+    queued: &'a dyn Fn(IpAddr) -> usize,
+    handed: HashMap<IpAddr, usize>,
+}
+
+impl Unwritten<'_> {
+    fn get(&self, peer: IpAddr) -> usize {
+        (self.queued)(peer) + self.handed.get(&peer).copied().unwrap_or(0)
+    }
+}
+
+impl Core {
+    /// Encodes one slice of every update group's pending work whose writers have room,
+    /// hands it to the members ([`Action::Command`] with [`Command::Send`]), and passes
+    /// best-path changes on. `queued` reads a peer's unwritten UPDATE bytes. Returns
+    /// whether work remains that could go out now (the caller turns again at once);
+    /// `false` when everything is out or every group with work waits for its writers.
+    pub(crate) fn flush(&mut self, now: Instant, queued: &dyn Fn(IpAddr) -> usize) -> bool {
+        if self.gr.deferring() {
+            // Every configured peer up and done with its initial table: selection can run.
+            let statics = self
+                .peers
+                .values()
+                .filter(|p| !p.dynamic)
+                .map(Peer::address);
+            if !self.gr.deferral_complete(statics) {
+                return false;
+            }
+            info!("graceful restart: every peer's End-of-RIB received, sending routes");
+            self.gr.end_deferral();
+        }
+        let mut unwritten = Unwritten {
+            queued,
+            handed: HashMap::new(),
+        };
+        for g in self.rib.pending_groups() {
+            let members = self.rib.group_members(g);
+            if !self.has_room(&members, &unwritten) {
+                continue;
+            }
+            for o in self.rib.drain_group(g, DRAIN_SLICE) {
+                for m in &members {
+                    if !o.audience.includes(*m) {
+                        continue;
+                    }
+                    let Some(p) = self.by_id.get(m).and_then(|a| self.peers.get_mut(a)) else {
+                        continue;
+                    };
+                    let addr = p.address();
+                    if unwritten.get(addr) > MAX_QUEUED {
+                        // Reset below; what it misses now it gets with its next session.
+                        continue;
+                    }
+                    *unwritten.handed.entry(addr).or_default() += o.bytes.len();
+                    p.counters.sent(o.messages, o.announced);
+                    self.actions.push_back(Action::Command {
+                        peer: addr,
+                        generation: p.generation,
+                        command: Command::Send(o.bytes.clone()),
+                    });
+                }
+            }
+        }
+        self.reset_laggards(now, &unwritten);
+        while let Some(c) = self.rib.poll_best_change() {
+            self.actions.push_back(Action::BestChange(c));
+        }
+        self.rib
+            .pending_groups()
+            .into_iter()
+            .any(|g| self.has_room(&self.rib.group_members(g), &unwritten))
+    }
+
+    /// Whether a member of a group can take more output: a group goes at the pace of its
+    /// fastest member, and one that falls [`MAX_QUEUED`] behind is reset rather than
+    /// holding the others back.
+    fn has_room(&self, members: &[PeerId], unwritten: &Unwritten<'_>) -> bool {
+        members.iter().any(|m| {
+            self.by_id
+                .get(m)
+                .is_some_and(|a| unwritten.get(*a) < WINDOW)
+        })
+    }
+
+    /// Resets peers whose unwritten output passed the bound (RFC 4486 Out of Resources):
+    /// they come back by themselves and get the table afresh.
+    fn reset_laggards(&mut self, now: Instant, unwritten: &Unwritten<'_>) {
+        for p in self.peers.values_mut() {
+            if p.session.state == State::Established && unwritten.get(p.address()) > MAX_QUEUED {
+                warn!(peer = %p.address(), "peer cannot keep up: resetting the session");
+                let n = Notification::new(ErrorCode::CEASE, subcode::cease::OUT_OF_RESOURCES);
+                self.actions.push_back(Action::Command {
+                    peer: p.address(),
+                    generation: p.generation,
+                    command: Command::Reset(n),
+                });
+                p.set_state(State::Idle, now);
+            }
+        }
+    }
+}

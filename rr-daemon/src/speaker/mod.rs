@@ -1,0 +1,223 @@
+//! The embeddable speaker: a sans-IO core that owns the RIB and the peer table, and a thin
+//! tokio shell around it that owns the sockets, the session tasks and the clock.
+//!
+//! ```text
+//!  listeners ──(stream, from)──┐            shell task (shell.rs): one select! loop
+//!  Speaker handle ──Request────┼─▶ requests, events, Writers::room(), sleep(poll_timeout)
+//!  session tasks ──SessionEvent┘      │  now = Instant::now()
+//!        ▲                            ▼
+//!        │           Core (core.rs, sans-IO): handle_event / handle_inbound / handle_timeout,
+//!        │             request handlers (add_peer, reload, ...) that take `now` and answer,
+//!        │             flush(queued) drains update groups (export.rs), graceful restart (gr.rs)
+//!        │                            │ poll_action()
+//!        │                            ▼
+//!        └── Command::Send(Bytes) ◀── Action: Spawn / Command / Stop a session,
+//!            spawn, stop              set a listener's TCP-MD5 key, a best-path change
+//! ```
+//!
+//! The core owns the RIB, so routes need no locks; each session task owns its sockets and
+//! its state machine. The core never reads a clock, a socket or a channel: time comes in
+//! as `now`, the unwritten byte count of each session as a function the shell passes to
+//! `Core::flush`, and everything it wants done leaves as an `Action`. Its deadlines
+//! (graceful restart's stale routes, route selection deferral) come out of
+//! `Core::poll_timeout`, which the shell turns into one sleep.
+//!
+//! Received UPDATEs cross to the core as whole frames and are parsed there once; outgoing
+//! UPDATEs cross back as `Bytes` that every member of an update group shares. A peer that
+//! cannot keep up is reset (Cease, Out of Resources) once its unwritten output passes a
+//! bound, so it neither holds memory without limit nor slows the others.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use rib::{Attrs, BestChange, Explanation};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Diff, PeerSettings};
+
+mod core;
+mod export;
+mod gr;
+mod peers;
+mod shell;
+mod status;
+#[cfg(test)]
+mod tests;
+
+pub use status::{ExplainedRoute, PeerState, PeerStatus, RouteEntry, RoutesPage, Snapshot};
+
+/// What [`Speaker::set_peer`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerChange {
+    /// The peer is new.
+    Added,
+    /// The peer's settings changed: its session was restarted.
+    Changed,
+    /// Nothing changed: the session was left alone.
+    Unchanged,
+}
+
+/// Why a [`Speaker`] call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeakerError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// [`Speaker::add_peer`] of an address that already has a peer.
+    #[error("peer {0} already exists")]
+    PeerExists(IpAddr),
+    /// The speaker's task has ended (shut down, or panicked).
+    #[error("the speaker has stopped")]
+    Stopped,
+}
+
+/// A request to the shell, answered by the core.
+enum Request {
+    Inbound(TcpStream, std::net::SocketAddr),
+    AddPeer(Box<PeerSettings>, oneshot::Sender<Result<(), SpeakerError>>),
+    SetPeer(Box<PeerSettings>, oneshot::Sender<PeerChange>),
+    RemovePeer(IpAddr, oneshot::Sender<bool>),
+    Reload(Box<Config>, oneshot::Sender<Diff>),
+    Originate(IpNet, Box<Attrs>),
+    Withdraw(IpNet),
+    Subscribe(mpsc::UnboundedSender<BestChange>),
+    Peers(oneshot::Sender<Vec<PeerStatus>>),
+    Route(IpNet, oneshot::Sender<Option<Explanation>>),
+    // Added for the control API (`crate::api`): each is one visit to the core.
+    Explain(IpNet, oneshot::Sender<Option<ExplainedRoute>>),
+    Routes {
+        offset: usize,
+        limit: usize,
+        done: oneshot::Sender<RoutesPage>,
+    },
+    Snapshot(oneshot::Sender<Snapshot>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The handle of a running speaker. Cheap to clone; every call is a message to the core.
+#[derive(Clone, Debug)]
+pub struct Speaker {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Speaker {
+    /// Binds the configured listeners and starts every configured peer.
+    pub async fn start(config: Config) -> Result<(Self, JoinHandle<()>), SpeakerError> {
+        Self::start_with(config, false).await
+    }
+
+    /// Starts as a restarting speaker (RFC 4724 §4.1, BIRD's `-R`): the OPENs carry the
+    /// Restart State bit and the Forwarding State bit of every family, so that helpers
+    /// keep our routes while we come back, and no route is sent (route selection is
+    /// deferred) until every configured peer's End-of-RIB has arrived or the graceful
+    /// restart time has passed. Then each peer gets the table and End-of-RIB, and replaces
+    /// its stale routes without a withdrawal.
+    pub async fn start_restarting(config: Config) -> Result<(Self, JoinHandle<()>), SpeakerError> {
+        Self::start_with(config, true).await
+    }
+
+    async fn start_with(
+        config: Config,
+        restarting: bool,
+    ) -> Result<(Self, JoinHandle<()>), SpeakerError> {
+        let (tx, task) = shell::start(config, restarting).await?;
+        Ok((Self { tx }, task))
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, SpeakerError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx)).await?;
+        rx.await.map_err(|_| SpeakerError::Stopped)
+    }
+
+    async fn send(&self, r: Request) -> Result<(), SpeakerError> {
+        self.tx.send(r).await.map_err(|_| SpeakerError::Stopped)
+    }
+
+    /// Adds a peer; its session starts at once. Fails if the address is taken.
+    pub async fn add_peer(&self, peer: PeerSettings) -> Result<(), SpeakerError> {
+        self.ask(|tx| Request::AddPeer(Box::new(peer), tx)).await?
+    }
+
+    /// Adds the peer, or changes it: a peer whose settings differ gets a Cease (Other
+    /// Configuration Change) and a new session with the new settings; one whose settings
+    /// are equal keeps its session. No other peer is touched.
+    pub async fn set_peer(&self, peer: PeerSettings) -> Result<PeerChange, SpeakerError> {
+        self.ask(|tx| Request::SetPeer(Box::new(peer), tx)).await
+    }
+
+    /// Removes a peer (Cease, Peer De-configured); returns whether it existed.
+    pub async fn remove_peer(&self, address: IpAddr) -> Result<bool, SpeakerError> {
+        self.ask(|tx| Request::RemovePeer(address, tx)).await
+    }
+
+    /// Applies a new configuration: added peers come up, removed ones get a Cease, changed
+    /// ones restart; unchanged peers keep their sessions.
+    pub async fn reload(&self, config: Config) -> Result<Diff, SpeakerError> {
+        self.ask(|tx| Request::Reload(Box::new(config), tx)).await
+    }
+
+    /// Originates `prefix` with `attrs` (a node agent's address blocks).
+    pub async fn originate(&self, prefix: IpNet, attrs: Attrs) -> Result<(), SpeakerError> {
+        self.send(Request::Originate(prefix, Box::new(attrs))).await
+    }
+
+    /// Stops originating `prefix`.
+    pub async fn withdraw(&self, prefix: IpNet) -> Result<(), SpeakerError> {
+        self.send(Request::Withdraw(prefix)).await
+    }
+
+    /// A stream of best-path changes, from now on (what a data plane programs).
+    pub async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<BestChange>, SpeakerError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.send(Request::Subscribe(tx)).await?;
+        Ok(rx)
+    }
+
+    /// Every peer's status.
+    pub async fn peers(&self) -> Result<Vec<PeerStatus>, SpeakerError> {
+        self.ask(Request::Peers).await
+    }
+
+    /// The paths of `prefix`, best first, each with why it won or lost.
+    pub async fn route(&self, prefix: IpNet) -> Result<Option<Explanation>, SpeakerError> {
+        self.ask(|tx| Request::Route(prefix, tx)).await
+    }
+
+    /// [`Speaker::route`] with each path's source peer address.
+    pub async fn explain(&self, prefix: IpNet) -> Result<Option<ExplainedRoute>, SpeakerError> {
+        self.ask(|tx| Request::Explain(prefix, tx)).await
+    }
+
+    /// Up to `limit` best routes of the Loc-RIB, skipping the first `offset`. The core
+    /// walks `offset + limit` entries: keep both bounded.
+    pub async fn routes(&self, offset: usize, limit: usize) -> Result<RoutesPage, SpeakerError> {
+        self.ask(|done| Request::Routes {
+            offset,
+            limit,
+            done,
+        })
+        .await
+    }
+
+    /// Every peer's status and the RIB's sizes, for metrics.
+    pub async fn snapshot(&self) -> Result<Snapshot, SpeakerError> {
+        self.ask(Request::Snapshot).await
+    }
+
+    /// Sends a Cease to every peer and stops.
+    pub async fn shutdown(&self) -> Result<(), SpeakerError> {
+        self.ask(Request::Shutdown).await
+    }
+}

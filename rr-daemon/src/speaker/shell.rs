@@ -1,0 +1,387 @@
+//! The tokio shell around the [`Core`]: it owns the listeners and their accept loops, the
+//! session tasks' handles, the request and event channels, the clock and one sleep reset
+//! to the core's deadline, and carries out the core's [`Action`]s.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use rib::BestChange;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use super::core::{Action, Core};
+use super::{Request, SpeakerError};
+use crate::config::{Config, Secret};
+use crate::session::{self, Command, SessionEvent, SessionHandle, Writers};
+use crate::sockopt;
+
+/// Session events taken in one turn of the shell before the core encodes: batches, not
+/// single routes, and still a bounded turn.
+const EVENT_BATCH: usize = 4096;
+
+/// Requests taken in one turn of the shell.
+const REQUEST_BATCH: usize = 64;
+
+/// How long a shutdown waits for the sessions' Ceases to go out, all together.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Binds the listeners, builds the core, starts the configured peers' sessions and the
+/// shell's task. Returns the request channel and the task.
+pub(super) async fn start(
+    config: Config,
+    restarting: bool,
+) -> Result<(mpsc::Sender<Request>, JoinHandle<()>), SpeakerError> {
+    let (tx, rx) = mpsc::channel(1024);
+    let mut listeners = Vec::new();
+    for addr in &config.speaker.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| SpeakerError::Listen {
+                addr: *addr,
+                source,
+            })?;
+        info!(%addr, "listening");
+        // The shell keeps the listeners too, to set the peers' TCP-MD5 keys on them.
+        let listener = Arc::new(listener);
+        listeners.push(listener.clone());
+        tokio::spawn(accept_loop(listener, tx.clone()));
+    }
+    let (events_tx, events_rx) = mpsc::channel(4096);
+    let mut shell = Shell {
+        core: Core::new(config, Instant::now(), restarting),
+        listeners,
+        sessions: HashMap::new(),
+        events_tx,
+        writers: Arc::new(Writers::default()),
+        subscribers: Vec::new(),
+    };
+    let _ = shell.carry_out();
+    let task = tokio::spawn(shell.run(rx, events_rx));
+    Ok((tx, task))
+}
+
+async fn accept_loop(listener: Arc<TcpListener>, tx: mpsc::Sender<Request>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, from)) => {
+                if tx.send(Request::Inbound(stream, from)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: log, breathe, go on.
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+struct Shell {
+    core: Core,
+    /// The listening sockets (shared with their accept loops), which carry the TCP-MD5
+    /// keys of the peers and dynamic neighbour ranges that have a password.
+    listeners: Vec<Arc<TcpListener>>,
+    /// The running sessions by peer, with their generations. The handle's `queued` is
+    /// shared with the session task, which counts down what it writes: the core reads it
+    /// through [`Shell::flush`] to pace each peer.
+    sessions: HashMap<IpAddr, (u64, SessionHandle)>,
+    /// Cloned into every session task spawned.
+    events_tx: mpsc::Sender<SessionEvent>,
+    /// Wakes the shell when a session's output queue drains (see [`Writers`]).
+    writers: Arc<Writers>,
+    subscribers: Vec<mpsc::UnboundedSender<BestChange>>,
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Shell {
+    /// The shell's loop. Each turn takes what is ready (a bounded number of requests and
+    /// session events) and the core's expired deadlines, then has the core encode one
+    /// slice of output for every update group whose writers have room. While work
+    /// remains that can go out now it turns again at once, yielding between turns;
+    /// otherwise it sleeps until a request, an event, a writer with room again, or the
+    /// core's next deadline. Progress never waits for an unrelated event.
+    async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        mut events: mpsc::Receiver<SessionEvent>,
+    ) {
+        let writers = self.writers.clone();
+        loop {
+            self.timeout();
+            for _ in 0..REQUEST_BATCH {
+                match requests.try_recv() {
+                    Ok(r) => {
+                        if self.on_request(r).await.is_break() {
+                            return;
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        self.shutdown().await;
+                        return;
+                    }
+                }
+            }
+            let now = Instant::now();
+            for _ in 0..EVENT_BATCH {
+                match events.try_recv() {
+                    Ok(e) => self.on_event(now, e),
+                    Err(_) => break,
+                }
+            }
+            if self.flush() {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let deadline = self.core.poll_timeout();
+            tokio::select! {
+                r = requests.recv() => match r {
+                    Some(r) => {
+                        if self.on_request(r).await.is_break() {
+                            return;
+                        }
+                    }
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                Some(e) = events.recv() => self.on_event(Instant::now(), e),
+                () = writers.room() => {}
+                () = sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// Hands the core the clock if one of its deadlines passed.
+    fn timeout(&mut self) {
+        let now = Instant::now();
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now);
+            let _ = self.carry_out();
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, e: SessionEvent) {
+        self.core.handle_event(now, e);
+        let _ = self.carry_out();
+    }
+
+    /// One turn of export; see [`Core::flush`].
+    fn flush(&mut self) -> bool {
+        let sessions = &self.sessions;
+        let queued = |a: IpAddr| {
+            sessions
+                .get(&a)
+                .map_or(0, |(_, h)| h.queued.load(Ordering::Relaxed))
+        };
+        let more = self.core.flush(Instant::now(), &queued);
+        let _ = self.carry_out();
+        more
+    }
+
+    /// Handles one request; `Break` once the speaker has shut down.
+    async fn on_request(&mut self, r: Request) -> ControlFlow<()> {
+        let now = Instant::now();
+        let sessions = &self.sessions;
+        let queued = |a: IpAddr| {
+            sessions
+                .get(&a)
+                .map_or(0, |(_, h)| h.queued.load(Ordering::Relaxed))
+        };
+        match r {
+            Request::Inbound(stream, from) => {
+                if let Some(generation) = self.core.handle_inbound(now, from) {
+                    let _ = self.carry_out();
+                    if let Some((g, h)) = self.sessions.get(&from.ip())
+                        && *g == generation
+                        && h.inbound.try_send(stream).is_err()
+                    {
+                        warn!(%from, "refused connection: the session is busy with another");
+                    }
+                }
+            }
+            Request::AddPeer(p, done) => {
+                let _ = done.send(self.core.add_peer(now, *p));
+            }
+            Request::SetPeer(p, done) => {
+                let _ = done.send(self.core.set_peer(now, *p));
+            }
+            Request::RemovePeer(a, done) => {
+                let _ = done.send(self.core.remove_peer(a));
+            }
+            Request::Reload(c, done) => {
+                let _ = done.send(self.core.reload(now, *c));
+            }
+            Request::Originate(prefix, attrs) => self.core.originate(prefix, *attrs),
+            Request::Withdraw(prefix) => self.core.withdraw(prefix),
+            Request::Subscribe(tx) => self.subscribers.push(tx),
+            Request::Peers(done) => {
+                let _ = done.send(self.core.statuses(now, &queued));
+            }
+            Request::Route(prefix, done) => {
+                let _ = done.send(self.core.route(&prefix));
+            }
+            Request::Explain(prefix, done) => {
+                let _ = done.send(self.core.explain(&prefix));
+            }
+            Request::Routes {
+                offset,
+                limit,
+                done,
+            } => {
+                let _ = done.send(self.core.routes(offset, limit));
+            }
+            Request::Snapshot(done) => {
+                let _ = done.send(self.core.snapshot(now, &queued));
+            }
+            Request::Shutdown(done) => {
+                self.shutdown().await;
+                let _ = done.send(());
+                return ControlFlow::Break(());
+            }
+        }
+        let _ = self.carry_out();
+        ControlFlow::Continue(())
+    }
+
+    /// Carries out every action of the core. Returns the tasks of the sessions stopped,
+    /// which a shutdown waits for.
+    #[must_use]
+    fn carry_out(&mut self) -> Vec<JoinHandle<()>> {
+        let mut stopped = Vec::new();
+        while let Some(a) = self.core.poll_action() {
+            match a {
+                Action::Spawn { generation, spec } => {
+                    let peer = spec.peer;
+                    let h = session::spawn(
+                        *spec,
+                        generation,
+                        self.events_tx.clone(),
+                        self.writers.clone(),
+                    );
+                    self.sessions.insert(peer, (generation, h));
+                }
+                Action::Command {
+                    peer,
+                    generation,
+                    command,
+                } => {
+                    if let Some((g, h)) = self.sessions.get(&peer)
+                        && *g == generation
+                    {
+                        if let Command::Send(bytes) = &command {
+                            h.queued.fetch_add(bytes.len(), Ordering::Relaxed);
+                        }
+                        let _ = h.commands.send(command);
+                    }
+                }
+                Action::Stop {
+                    peer,
+                    generation,
+                    cease,
+                } => {
+                    if self
+                        .sessions
+                        .get(&peer)
+                        .is_some_and(|(g, _)| *g == generation)
+                        && let Some((_, h)) = self.sessions.remove(&peer)
+                    {
+                        if let Some(cease) = cease {
+                            let _ = h.commands.send(Command::Stop(Some(cease)));
+                        }
+                        // Dropping the handle closes the command channel: the task ends
+                        // once the Cease is flushed.
+                        stopped.push(h.task);
+                    }
+                }
+                Action::ListenerKey { target, range, key } => {
+                    let r = listener_keys(&self.listeners, target, range, key.as_ref());
+                    if let Err(e) = r
+                        && key.is_some()
+                        && !range
+                    {
+                        self.core.handle_key_error(target.addr(), e);
+                    }
+                }
+                Action::BestChange(c) => {
+                    self.subscribers.retain(|s| s.send(c.clone()).is_ok());
+                }
+            }
+        }
+        stopped
+    }
+
+    async fn shutdown(&mut self) {
+        self.core.shutdown();
+        let tasks = self.carry_out();
+        // One deadline for all: the Ceases go out together, not one peer after another.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for t in tasks {
+            let _ = tokio::time::timeout_at(deadline, t).await;
+        }
+    }
+}
+
+/// Whether a listener bound to `local` accepts connections from `peer`'s family: an IPv6
+/// listener also takes IPv4 peers unless it is IPv6-only.
+fn same_family(listener: &TcpListener, peer: IpAddr) -> bool {
+    match (listener.local_addr(), peer) {
+        (Ok(SocketAddr::V4(_)), IpAddr::V4(_)) | (Ok(SocketAddr::V6(_)), IpAddr::V6(_)) => true,
+        (Ok(SocketAddr::V6(_)), IpAddr::V4(_)) => {
+            !socket2::SockRef::from(listener).only_v6().unwrap_or(true)
+        }
+        _ => false,
+    }
+}
+
+/// Sets (`key`) or removes (`None`) the TCP-MD5 key of `target` (a peer's address, or
+/// with `range` a dynamic neighbour range) on every listener of its family. An error
+/// (`TCP-MD5 for ADDRESS: ...`) is logged and returned; the other listeners are still
+/// done. Removing a key that is not there (it could not be set) is no error.
+fn listener_keys(
+    listeners: &[Arc<TcpListener>],
+    target: IpNet,
+    range: bool,
+    key: Option<&Secret>,
+) -> Result<(), String> {
+    let mut result = Ok(());
+    let what = if range {
+        format!("range {target}")
+    } else {
+        target.addr().to_string()
+    };
+    for l in listeners.iter().filter(|l| same_family(l, target.addr())) {
+        let r = match (key, range) {
+            (Some(k), false) => sockopt::set_md5_key(&**l, target.addr(), k.expose().as_bytes()),
+            (Some(k), true) => sockopt::set_md5_key_range(&**l, target, k.expose().as_bytes()),
+            (None, false) => sockopt::remove_md5_key(&**l, target.addr()),
+            (None, true) => sockopt::remove_md5_key_range(&**l, target),
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if key.is_none() && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let listener = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                let msg = format!("TCP-MD5 for {what}: {e}");
+                error!(%listener, "{msg}");
+                result = Err(msg);
+            }
+        }
+    }
+    result
+}

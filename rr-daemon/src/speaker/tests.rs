@@ -1,0 +1,551 @@
+//! The core on a virtual clock: synthetic session events in, actions out, no sockets, no
+//! tasks, time advanced by hand.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bgp_fsm::{ConnId, DownReason, Output, State};
+use bgp_wire::attr::{AsPath, Origin, PathAttribute};
+use bgp_wire::capability::Capability;
+use bgp_wire::negotiate::Negotiated;
+use bgp_wire::nlri::Nlri;
+use bgp_wire::open::Open;
+use bgp_wire::update::Update;
+use bgp_wire::{Family, FamilySet, Framer, SessionCtx};
+use bytes::BytesMut;
+use ipnet::IpNet;
+
+use super::core::{Action, Core};
+use super::{PeerChange, PeerState, PeerStatus};
+use crate::config::Config;
+use crate::session::{Command, SessionEvent};
+
+const HEAD: &str = "[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\nlisten = []\n";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+/// An iBGP route reflector client at `address`.
+fn client(address: &str, extra: &str) -> String {
+    format!("[[peer]]\naddress = \"{address}\"\nasn = 65000\nrr_client = true\n{extra}\n")
+}
+
+fn config(text: &str) -> Config {
+    Config::parse(&format!("{HEAD}{text}"), "test.toml").unwrap()
+}
+
+/// What the peers negotiate in these tests: iBGP, IPv4 unicast.
+fn ctx() -> SessionCtx {
+    SessionCtx {
+        ibgp: true,
+        families: FamilySet::only(Family::Ipv4Unicast),
+        ..SessionCtx::default()
+    }
+}
+
+/// The core, the virtual clock, and what the core asked for.
+struct Harness {
+    core: Core,
+    now: Instant,
+    /// Each peer's current session generation, from the spawns.
+    sessions: HashMap<IpAddr, u64>,
+    /// Every spawn, in order: (peer, generation, Restart State bit set).
+    spawned: Vec<(IpAddr, u64, bool)>,
+    /// UPDATE bytes handed to each peer's sessions.
+    sent: HashMap<IpAddr, usize>,
+    /// Sessions stopped: (peer, generation).
+    stopped: Vec<(IpAddr, u64)>,
+    /// Sessions reset with a Cease: (peer, subcode).
+    resets: Vec<(IpAddr, u8)>,
+}
+
+impl Harness {
+    fn new(config: Config, restarting: bool) -> Self {
+        let now = Instant::now();
+        let mut h = Self {
+            core: Core::new(config, now, restarting),
+            now,
+            sessions: HashMap::new(),
+            spawned: Vec::new(),
+            sent: HashMap::new(),
+            stopped: Vec::new(),
+            resets: Vec::new(),
+        };
+        h.drain();
+        h
+    }
+
+    /// Carries out the core's actions the way the shell would, recording them.
+    fn drain(&mut self) {
+        while let Some(a) = self.core.poll_action() {
+            match a {
+                Action::Spawn { generation, spec } => {
+                    let restart_state =
+                        spec.fsm.capabilities.iter().any(
+                            |c| matches!(c, Capability::GracefulRestart(gr) if gr.restart_state),
+                        );
+                    self.sessions.insert(spec.peer, generation);
+                    self.spawned.push((spec.peer, generation, restart_state));
+                }
+                Action::Command {
+                    peer,
+                    command: Command::Send(b),
+                    ..
+                } => *self.sent.entry(peer).or_default() += b.len(),
+                Action::Stop {
+                    peer, generation, ..
+                } => {
+                    self.stopped.push((peer, generation));
+                    self.sessions.remove(&peer);
+                }
+                Action::Command {
+                    peer,
+                    command: Command::Reset(n),
+                    ..
+                } => self.resets.push((peer, n.subcode)),
+                Action::Command { .. } | Action::ListenerKey { .. } | Action::BestChange(_) => {}
+            }
+        }
+    }
+
+    /// Exports until nothing more can go out (every writer always has room).
+    fn flush(&mut self) {
+        for _ in 0..1000 {
+            let more = self.core.flush(self.now, &|_| 0);
+            self.drain();
+            if !more {
+                return;
+            }
+        }
+        panic!("export never finished");
+    }
+
+    /// Moves the clock on by `d`, handing the core every deadline on the way.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        for _ in 0..1000 {
+            let Some(t) = self.core.poll_timeout().filter(|t| *t <= end) else {
+                self.now = end;
+                return;
+            };
+            self.now = t;
+            self.core.handle_timeout(t);
+            self.drain();
+        }
+        panic!("a deadline that passed stays armed");
+    }
+
+    fn event_of(&mut self, peer: IpAddr, generation: u64, news: Output) {
+        let local = Some(SocketAddr::new(ip("10.0.0.1"), 179));
+        let e = SessionEvent {
+            peer,
+            generation,
+            news,
+            local,
+        };
+        self.core.handle_event(self.now, e);
+        self.drain();
+    }
+
+    fn event(&mut self, peer: IpAddr, news: Output) {
+        let generation = self.sessions[&peer];
+        self.event_of(peer, generation, news);
+    }
+
+    fn establish(&mut self, peer: IpAddr) {
+        let generation = self.sessions[&peer];
+        self.establish_as(peer, generation);
+    }
+
+    fn establish_as(&mut self, peer: IpAddr, generation: u64) {
+        let IpAddr::V4(bgp_id) = peer else {
+            unreachable!()
+        };
+        let negotiated = Negotiated {
+            ctx: ctx(),
+            hold_time: 90,
+            route_refresh: true,
+            enhanced_route_refresh: false,
+            peer_graceful_restart: None,
+            peer_llgr: None,
+            peer_role: None,
+            peer_fqdn: None,
+            missing_families: FamilySet::EMPTY,
+        };
+        let open = Open {
+            asn: 65000,
+            hold_time: 90,
+            bgp_id,
+            capabilities: Vec::new(),
+        };
+        let news = Output::Established {
+            conn: ConnId::Inbound,
+            negotiated: Box::new(negotiated),
+            peer_open: Box::new(open),
+        };
+        self.event_of(peer, generation, news);
+    }
+
+    fn update(&mut self, peer: IpAddr, generation: u64, u: &Update) {
+        let mut buf = BytesMut::new();
+        u.encode(&ctx(), &mut buf).unwrap();
+        let frame = Framer::new().next_frame(&mut buf).unwrap().unwrap();
+        self.event_of(peer, generation, Output::Update(frame));
+    }
+
+    fn announce(&mut self, peer: IpAddr, prefixes: &[&str]) {
+        let IpAddr::V4(nh) = peer else { unreachable!() };
+        let u = Update {
+            withdrawn: vec![],
+            attributes: vec![
+                PathAttribute::Origin(Origin::IGP),
+                PathAttribute::AsPath(AsPath::default()),
+                PathAttribute::NextHop(nh),
+                PathAttribute::LocalPref(100),
+            ],
+            nlri: prefixes.iter().map(|p| Nlri::new(net(p))).collect(),
+        };
+        self.update(peer, self.sessions[&peer], &u);
+    }
+
+    fn end_of_rib(&mut self, peer: IpAddr) {
+        let u = Update::end_of_rib(Family::Ipv4Unicast);
+        self.update(peer, self.sessions[&peer], &u);
+    }
+
+    fn down(&mut self, peer: IpAddr, graceful: bool) {
+        let reason = DownReason::ConnectionFailed("connection closed by peer".into());
+        self.event(peer, Output::Down { reason, graceful });
+        self.event(
+            peer,
+            Output::StateChanged {
+                from: State::Established,
+                to: State::Idle,
+            },
+        );
+    }
+
+    /// Whether the Loc-RIB holds a path for `prefix` (an entry whose withdrawal is yet
+    /// to go out has none).
+    fn has_route(&self, prefix: &str) -> bool {
+        self.core
+            .route(&net(prefix))
+            .is_some_and(|e| !e.paths.is_empty())
+    }
+
+    fn status(&self, peer: IpAddr) -> PeerStatus {
+        self.core
+            .statuses(self.now, &|_| 0)
+            .into_iter()
+            .find(|p| p.address == peer)
+            .unwrap()
+    }
+}
+
+#[test]
+fn test_gr_helper_stale_routes_go_at_the_restart_time() {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "graceful_restart = 60")), false);
+    h.establish(a);
+    h.announce(a, &["10.1.0.0/24", "10.2.0.0/24"]);
+    h.flush();
+    assert!(h.has_route("10.1.0.0/24") && h.has_route("10.2.0.0/24"));
+    assert_eq!(h.core.poll_timeout(), None, "no deadline while all is well");
+
+    let down_at = h.now;
+    h.down(a, true);
+    assert_eq!(
+        h.core.poll_timeout(),
+        Some(down_at + Duration::from_secs(60))
+    );
+    assert!(h.status(a).graceful_restart_pending);
+    h.advance(Duration::from_secs(59));
+    assert!(
+        h.has_route("10.1.0.0/24") && h.has_route("10.2.0.0/24"),
+        "stale routes are kept within the restart time"
+    );
+    h.advance(Duration::from_secs(2));
+    assert!(!h.has_route("10.1.0.0/24") && !h.has_route("10.2.0.0/24"));
+    assert!(!h.status(a).graceful_restart_pending);
+    assert_eq!(h.core.poll_timeout(), None);
+}
+
+#[test]
+fn test_gr_helper_end_of_rib_before_the_restart_time_keeps_the_routes() {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "graceful_restart = 60")), false);
+    h.establish(a);
+    h.announce(a, &["10.1.0.0/24", "10.2.0.0/24"]);
+    h.down(a, true);
+    h.advance(Duration::from_secs(30));
+    // The peer is back, sends one of its routes again and End-of-RIB.
+    h.establish(a);
+    assert_eq!(
+        h.core.poll_timeout(),
+        None,
+        "recovery now ends at End-of-RIB"
+    );
+    h.announce(a, &["10.1.0.0/24"]);
+    assert!(h.status(a).graceful_restart_pending);
+    h.end_of_rib(a);
+    assert!(!h.status(a).graceful_restart_pending);
+    assert!(
+        !h.has_route("10.2.0.0/24"),
+        "a stale route not sent again goes with End-of-RIB"
+    );
+    h.advance(Duration::from_secs(600));
+    assert!(h.has_route("10.1.0.0/24"), "the refreshed route stays");
+    let e = h.core.route(&net("10.1.0.0/24")).unwrap();
+    assert_eq!(h.core.source(e.paths[0].peer), Some(a));
+}
+
+#[test]
+fn test_gr_helper_a_plain_down_drops_the_routes_at_once() {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "graceful_restart = 60")), false);
+    h.establish(a);
+    h.announce(a, &["10.1.0.0/24"]);
+    h.down(a, false);
+    assert!(!h.has_route("10.1.0.0/24"));
+    assert!(!h.status(a).graceful_restart_pending);
+    assert_eq!(h.core.poll_timeout(), None);
+}
+
+fn two_clients() -> Config {
+    config(&format!(
+        "graceful_restart = 30\n{}{}",
+        client("10.0.0.2", ""),
+        client("10.0.0.3", "")
+    ))
+}
+
+#[test]
+fn test_restarting_defers_until_every_end_of_rib() {
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let cfg = two_clients();
+    // `graceful_restart` above went into [speaker]: it sits before any [[peer]].
+    assert_eq!(cfg.speaker.graceful_restart, Some(30));
+    let mut h = Harness::new(cfg, true);
+    assert!(
+        h.spawned.iter().all(|s| s.2),
+        "OPENs carry Restart State: {:?}",
+        h.spawned
+    );
+    h.establish(a);
+    h.establish(b);
+    h.announce(a, &["10.1.0.0/24"]);
+    h.end_of_rib(a);
+    h.flush();
+    assert!(h.sent.is_empty(), "deferred: {:?}", h.sent);
+    h.advance(Duration::from_secs(29));
+    h.flush();
+    assert!(h.sent.is_empty(), "deferred: {:?}", h.sent);
+    h.end_of_rib(b);
+    h.flush();
+    assert!(h.sent[&b] > 0, "the table and End-of-RIB go to b");
+    assert!(h.sent[&a] > 0, "End-of-RIB goes to a");
+    assert_eq!(h.core.poll_timeout(), None);
+}
+
+#[test]
+fn test_restarting_defers_until_the_restart_time() {
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let mut h = Harness::new(two_clients(), true);
+    h.establish(a);
+    h.establish(b);
+    h.announce(a, &["10.1.0.0/24"]);
+    h.end_of_rib(a);
+    // b never sends End-of-RIB.
+    h.advance(Duration::from_secs(29));
+    h.flush();
+    assert!(h.sent.is_empty(), "deferred: {:?}", h.sent);
+    h.advance(Duration::from_secs(2));
+    h.flush();
+    assert!(h.sent.get(&b).is_some_and(|n| *n > 0));
+    // Peers added after the deferral do not claim a restart.
+    h.core.set_peer(
+        h.now,
+        config(&client("10.0.0.4", "")).peers[&ip("10.0.0.4")].clone(),
+    );
+    h.drain();
+    assert_eq!(
+        h.spawned.last().map(|s| (s.0, s.2)),
+        Some((ip("10.0.0.4"), false))
+    );
+}
+
+#[test]
+fn test_not_restarting_sends_at_once() {
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let mut h = Harness::new(two_clients(), false);
+    assert!(h.spawned.iter().all(|s| !s.2));
+    h.establish(a);
+    h.establish(b);
+    h.announce(a, &["10.1.0.0/24"]);
+    h.flush();
+    assert!(h.sent.get(&b).is_some_and(|n| *n > 0));
+}
+
+#[test]
+fn test_replaced_peer_old_generation_events_ignored() {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    let old = h.sessions[&a];
+    let changed = config(&client("10.0.0.2", "hold_time = 30")).peers[&a].clone();
+    assert_eq!(h.core.set_peer(h.now, changed), PeerChange::Changed);
+    h.drain();
+    assert_eq!(h.stopped, vec![(a, old)]);
+    let new = h.sessions[&a];
+    assert_ne!(old, new);
+
+    // The old session, still in flight, comes up and sends a route: not ours any more.
+    h.establish_as(a, old);
+    assert_eq!(h.status(a).state, PeerState::Idle);
+    let u = Update {
+        withdrawn: vec![],
+        attributes: vec![
+            PathAttribute::Origin(Origin::IGP),
+            PathAttribute::AsPath(AsPath::default()),
+            PathAttribute::NextHop(Ipv4Addr::new(10, 0, 0, 2)),
+        ],
+        nlri: vec![Nlri::new(net("10.1.0.0/24"))],
+    };
+    h.update(a, old, &u);
+    assert!(!h.has_route("10.1.0.0/24"));
+
+    h.establish_as(a, new);
+    assert_eq!(h.status(a).state, PeerState::Established);
+    h.update(a, new, &u);
+    assert!(h.has_route("10.1.0.0/24"));
+}
+
+#[test]
+fn test_reload_dynamic_neighbour_into_a_peer_drops_its_routes_and_group() {
+    let dynamic = "[[peer_group]]\nname = \"nodes\"\nasn = 65000\nrr_client = true\n\
+                   [[dynamic_neighbors]]\nprefix = \"10.1.0.0/16\"\ngroup = \"nodes\"\n";
+    let b = ip("10.0.0.3");
+    let d = ip("10.1.0.5");
+    let mut h = Harness::new(
+        config(&format!("{dynamic}{}", client("10.0.0.3", ""))),
+        false,
+    );
+    let from = SocketAddr::new(d, 40000);
+    let generation = h.core.handle_inbound(h.now, from).expect("in the range");
+    h.drain();
+    assert_eq!(h.sessions.get(&d), Some(&generation));
+    assert!(h.status(d).dynamic);
+    assert_eq!(
+        h.core
+            .handle_inbound(h.now, SocketAddr::new(ip("10.9.0.1"), 1)),
+        None,
+        "outside every range"
+    );
+    h.establish(b);
+    h.establish(d);
+    h.announce(d, &["10.5.0.0/24"]);
+    h.flush();
+    let old_id = h.core.peers[&d].id;
+    assert!(h.core.rib.group_of(old_id).is_some());
+    assert!(h.has_route("10.5.0.0/24"));
+
+    let cfg = config(&format!(
+        "{dynamic}{}{}",
+        client("10.0.0.3", ""),
+        client("10.1.0.5", "")
+    ));
+    let diff = h.core.reload(h.now, cfg);
+    h.drain();
+    assert_eq!(diff.added, vec![d]);
+    assert!(h.stopped.contains(&(d, generation)), "{:?}", h.stopped);
+    assert!(
+        !h.has_route("10.5.0.0/24"),
+        "the dynamic neighbour's routes go"
+    );
+    assert_eq!(
+        h.core.rib.group_of(old_id),
+        None,
+        "and its group membership"
+    );
+    assert_eq!(h.core.rib.adj_rib_in_len(old_id), 0);
+    let s = h.status(d);
+    assert!(!s.dynamic && s.state == PeerState::Idle);
+    assert_ne!(h.sessions[&d], generation);
+
+    // The old session's Idle does not remove the configured peer.
+    h.event_of(
+        d,
+        generation,
+        Output::StateChanged {
+            from: State::Established,
+            to: State::Idle,
+        },
+    );
+    assert!(h.core.peers.contains_key(&d));
+}
+
+#[test]
+fn test_dynamic_neighbour_removed_when_idle() {
+    let dynamic = "[[peer_group]]\nname = \"nodes\"\nasn = 65000\nrr_client = true\n\
+                   [[dynamic_neighbors]]\nprefix = \"10.1.0.0/16\"\ngroup = \"nodes\"\n";
+    let d = ip("10.1.0.5");
+    let mut h = Harness::new(config(dynamic), false);
+    let generation = h.core.handle_inbound(h.now, SocketAddr::new(d, 1)).unwrap();
+    h.drain();
+    h.establish(d);
+    h.announce(d, &["10.5.0.0/24"]);
+    h.down(d, false);
+    assert!(!h.core.peers.contains_key(&d));
+    assert!(!h.has_route("10.5.0.0/24"));
+    assert_eq!(h.stopped, vec![(d, generation)]);
+}
+
+#[test]
+fn test_export_waits_for_writers_and_resets_laggards() {
+    use super::export::MAX_QUEUED;
+    use crate::session::WINDOW;
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let mut h = Harness::new(two_clients(), false);
+    h.establish(a);
+    h.establish(b);
+    h.flush();
+    h.sent.clear();
+    h.announce(a, &["10.1.0.0/24"]);
+    // Every writer of the group is full: it waits, and says there is nothing to do now.
+    // (One with room would do: a group goes at the pace of its fastest member.)
+    let full = |_| WINDOW;
+    assert!(!h.core.flush(h.now, &full));
+    h.drain();
+    assert!(h.sent.is_empty(), "{:?}", h.sent);
+    assert!(h.resets.is_empty());
+    // Room again: it goes out.
+    h.flush();
+    assert!(h.sent.get(&b).is_some_and(|n| *n > 0));
+    // A peer past the bound is reset (Cease, Out of Resources) and gets nothing more.
+    h.sent.clear();
+    h.announce(a, &["10.2.0.0/24"]);
+    let over = |p: IpAddr| if p == b { MAX_QUEUED + 1 } else { 0 };
+    h.core.flush(h.now, &over);
+    h.drain();
+    assert_eq!(
+        h.resets,
+        vec![(b, bgp_wire::notification::subcode::cease::OUT_OF_RESOURCES)]
+    );
+    assert_eq!(h.status(b).state, PeerState::Idle);
+    assert_eq!(h.status(a).state, PeerState::Established);
+}
+
+#[test]
+fn test_peer_state_serialises_as_the_rfc_name() {
+    let json = serde_json::to_string(&PeerState::from(State::OpenConfirm)).unwrap();
+    assert_eq!(json, "\"OpenConfirm\"");
+    let back: PeerState = serde_json::from_str("\"Established\"").unwrap();
+    assert_eq!(back, PeerState::Established);
+    assert!(back == "Established");
+    assert_eq!(format!("{back}"), "Established");
+}
