@@ -102,11 +102,6 @@ impl Rib {
         g.drain(&mut self.loc, &dc, budget)
     }
 
-    /// Whether any group has work waiting: call [`Rib::drain_group`] until this is false.
-    pub fn has_pending(&self) -> bool {
-        self.groups.iter().flatten().any(|g| g.pending() > 0)
-    }
-
     /// Groups with pending work, in id order.
     pub fn pending_groups(&self) -> Vec<GroupId> {
         self.groups
