@@ -25,7 +25,7 @@
 
 use std::io;
 use std::mem::size_of;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
 
 use ipnet::IpNet;
@@ -102,6 +102,25 @@ fn check_key(key: &[u8]) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Connections a listener's accept queue holds (the kernel caps it at
+/// `net.core.somaxconn`). A rack's nodes reconnect together after a reflector restart:
+/// with tokio's default of 1,024, a burst of 2,000 overflows the queue and the rest wait
+/// for their SYN retransmission, a second or more.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A TCP listener on `addr` with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (a restarted
+/// daemon binds again while its old connections linger in TIME_WAIT).
+pub fn listen(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Bounds the bytes the kernel holds for `socket` that the peer has not been sent yet

@@ -41,12 +41,10 @@ pub(super) async fn start(
     let (tx, rx) = mpsc::channel(1024);
     let mut listeners = Vec::new();
     for addr in &config.speaker.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| SpeakerError::Listen {
-                addr: *addr,
-                source,
-            })?;
+        let listener = sockopt::listen(*addr).map_err(|source| SpeakerError::Listen {
+            addr: *addr,
+            source,
+        })?;
         info!(%addr, "listening");
         // The shell keeps the listeners too, to set the peers' TCP-MD5 keys on them.
         let listener = Arc::new(listener);
