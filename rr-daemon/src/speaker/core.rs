@@ -504,21 +504,16 @@ impl Core {
                 let Some(ctx) = p.session.ctx else { return };
                 p.counters.updates_received += 1;
                 let view = UpdateView::parse(frame.body(), &ctx);
-                match view.treatment() {
-                    Treatment::SessionReset | Treatment::AfiSafiDisable => {
-                        // AFI/SAFI disable is not implemented: the RFC allows a reset instead.
-                        if let Some(n) = view.notification() {
-                            warn!(peer = %e.peer, notification = %n, issues = ?view.issues(), "malformed UPDATE: resetting the session");
-                            self.command(e.peer, generation, Command::UpdateError(n));
-                        }
-                        return;
-                    }
-                    Treatment::TreatAsWithdraw | Treatment::AttributeDiscard => {
-                        warn!(peer = %e.peer, treatment = %view.treatment(), issues = ?view.issues(), "malformed UPDATE");
-                    }
-                    Treatment::Normal => {}
-                }
+                // The RIB decides what RFC 7606 asks for; here it is only carried out.
                 let applied = self.rib.apply_update(id, &view);
+                if let Some(Signal::SessionReset(n)) = applied.signal {
+                    warn!(peer = %e.peer, notification = %n, treatment = %view.treatment(), issues = ?view.issues(), "malformed UPDATE: resetting the session");
+                    self.command(e.peer, generation, Command::UpdateError(n));
+                    return;
+                }
+                if view.treatment() != Treatment::Normal {
+                    warn!(peer = %e.peer, treatment = %view.treatment(), issues = ?view.issues(), "malformed UPDATE");
+                }
                 p.counters.prefixes_received += applied.announced as u64;
                 if let Some(f) = applied.end_of_rib
                     && self.gr.on_end_of_rib(e.peer, f)
