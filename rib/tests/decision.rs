@@ -900,3 +900,59 @@ fn test_withdraw_everything_frees_everything() {
         (0, 0, 0, 0, 0)
     );
 }
+
+#[test]
+fn test_reasons_in_operator_words() {
+    // What `ctl route` and the API's JSON show: these strings are an interface.
+    let lost = [
+        (Criterion::LocalPref, "lower LOCAL_PREF"),
+        (Criterion::AsPathLength, "longer AS_PATH"),
+        (Criterion::Origin, "worse ORIGIN"),
+        (
+            Criterion::Med,
+            "higher MED (same neighbour AS, or always-compare-med)",
+        ),
+        (
+            Criterion::PeerType,
+            "learned over iBGP while an eBGP or local path exists",
+        ),
+        (Criterion::IgpCost, "higher IGP cost to the next hop"),
+        (Criterion::RouterId, "higher router ID (or ORIGINATOR_ID)"),
+        (Criterion::ClusterListLength, "longer CLUSTER_LIST"),
+        (Criterion::PeerAddress, "higher peer address"),
+        (Criterion::PathId, "higher path ID from the same peer"),
+    ];
+    for (c, words) in lost {
+        assert_eq!(c.to_string(), words);
+        assert_eq!(PathStatus::Lost(c).reason(), Some(words));
+        assert_eq!(PathStatus::Lost(c).name(), "lost");
+    }
+    let ineligible = [
+        (
+            Ineligible::ClusterLoop,
+            "CLUSTER_LIST holds our cluster ID (reflection loop)",
+        ),
+        (
+            Ineligible::OriginatorIsUs,
+            "ORIGINATOR_ID is our router ID (our own route came back)",
+        ),
+        (Ineligible::AsLoop, "our AS is in the AS_PATH"),
+        (Ineligible::NextHopUnreachable, "next hop unreachable"),
+        (Ineligible::NextHopIsLocal, "next hop is our own address"),
+        (
+            Ineligible::RejectedByImport,
+            "rejected by the import policy (or no policy on an eBGP session, RFC 8212)",
+        ),
+        (
+            Ineligible::TreatedAsWithdrawn,
+            "malformed UPDATE, treated as withdrawn (RFC 7606)",
+        ),
+    ];
+    for (i, words) in ineligible {
+        assert_eq!(i.to_string(), words);
+        assert_eq!(PathStatus::Ineligible(i).reason(), Some(words));
+        assert_eq!(PathStatus::Ineligible(i).name(), "ineligible");
+    }
+    assert_eq!(PathStatus::Best.reason(), None);
+    assert_eq!(PathStatus::Best.name(), "best");
+}
