@@ -54,7 +54,7 @@ pub enum Input {
     /// damped idle hold time and accepting the peer's connection meanwhile (see
     /// [`Input::Accepted`]). An automatic stop of an Established session is graceful when
     /// both sides sent the graceful restart N bit and the Cease is not a Hard Reset (RFC
-    /// 8538 §4): [`Output::Down`] with `graceful: true`, so the peer's routes stay as stale.
+    /// 8538 §4): [`News::Down`] with `graceful: true`, so the peer's routes stay as stale.
     Stop {
         /// AutomaticStop (true) or ManualStop (false).
         automatic: bool,
@@ -74,7 +74,7 @@ pub enum Input {
     /// start with passive TCP establishment would (RFC 4271 §8.1.2, Event 5, then Event
     /// 17): the back-off only delays our own outbound connects, so a peer that comes back
     /// is not kept waiting (as in BIRD and FRR). The machine refuses it
-    /// ([`Output::Close`] of [`ConnId::Inbound`]) when the session was stopped manually,
+    /// ([`Action::Close`] of [`ConnId::Inbound`]) when the session was stopped manually,
     /// never started, or failed without `allow_automatic_start` (RFC 4271 §8.2.2: Idle
     /// refuses connections); and while Established without
     /// `collision_detect_established` (RFC 4271 §6.8). A driver that sees a peer which
@@ -88,11 +88,11 @@ pub enum Input {
     /// session to Active, as RFC 4271 §8.2.2 does from Connect when TCP fails under
     /// DelayOpen, and as BIRD and FRR do: it keeps listening, and connects again when the
     /// jittered ConnectRetryTimer expires; the failure arms no idle hold time and is not
-    /// counted for DampPeerOscillations. [`Output::Failed`] still reports it. A connection
+    /// counted for DampPeerOscillations. [`News::Failed`] still reports it. A connection
     /// lost in OpenSent goes to Active too (§8.2.2, Event 18); in OpenConfirm or
     /// Established it is an error (Idle, damped), except for an Established peer that
     /// sent the graceful restart capability: its routes stay as stale
-    /// ([`Output::Down`] with `graceful: true`) and the loss is not damped (RFC 4724 §4.2).
+    /// ([`News::Down`] with `graceful: true`) and the loss is not damped (RFC 4724 §4.2).
     ConnectionFailed {
         /// Which connection.
         conn: ConnId,
@@ -188,9 +188,49 @@ impl fmt::Debug for DownReason {
     }
 }
 
-/// An action for the driver, or news for the RIB.
+/// What the machine hands out, in one ordered stream drained with
+/// [`Session::poll_output`](crate::Session::poll_output): [`Action`]s for the I/O driver
+/// and [`News`] for the session's owner (the RIB, logs, metrics).
+///
+/// The two halves share one queue, not two, because the driver needs their relative
+/// order:
+///
+/// * Actions come in the order they must be carried out: a NOTIFICATION's
+///   [`Action::Send`] before the [`Action::Close`] of its connection, the `Close` of a
+///   stale outbound attempt before the next [`Action::Connect`].
+/// * [`News::Down`] and [`News::Failed`] follow the `Close` of the connection they
+///   report: by the time the owner hears of the end, the driver has dropped the
+///   connection and what it had queued.
+/// * [`News::Established`] comes while its connection is open, before any `Close` of it
+///   and before any [`News::Update`] received on it: the driver reads the connection's
+///   local address and configures its framer from it.
+///
+/// A driver that carries out actions and hands on news as they come, one by one, keeps
+/// all three.
 #[derive(Clone, Debug)]
 pub enum Output {
+    /// For the driver: something to do with a socket.
+    Action(Action),
+    /// For the owner: something that happened.
+    News(News),
+}
+
+impl From<Action> for Output {
+    fn from(a: Action) -> Self {
+        Self::Action(a)
+    }
+}
+
+impl From<News> for Output {
+    fn from(n: News) -> Self {
+        Self::News(n)
+    }
+}
+
+/// What the I/O driver must do. Every NOTIFICATION leaves as an [`Action::Send`]: the
+/// driver never writes one on its own.
+#[derive(Clone, Debug)]
+pub enum Action {
     /// Open the outbound TCP connection (bound to the configured source address).
     Connect,
     /// Write these bytes on the connection, in order.
@@ -203,6 +243,12 @@ pub enum Output {
     /// Close the connection once what was sent on it is flushed; drop an outbound attempt
     /// still in progress.
     Close(ConnId),
+}
+
+/// What the session's owner hears: the session came up or went down, a message for the
+/// RIB, a state change.
+#[derive(Clone, Debug)]
+pub enum News {
     /// The session is Established on `conn`: the driver configures its framer from
     /// `negotiated.ctx` and the RIB sends the initial table.
     Established {

@@ -6,14 +6,23 @@
 //! ```text
 //! fsm.handle(now, Input::…)        // an event: admin, TCP, a received message
 //! fsm.handle_timeout(now)          // when now >= fsm.poll_timeout()
-//! while let Some(out) = fsm.poll_output() { … }   // connect, send, close, established, …
+//! while let Some(out) = fsm.poll_output() {
+//!     match out {
+//!         Output::Action(a) => …,      // the driver: connect, send, close
+//!         Output::News(n) => …,        // the owner: established, down, update, …
+//!     }
+//! }
 //! ```
+//!
+//! [`Action`]s and [`News`] come in one stream because their relative order matters to
+//! the driver (a NOTIFICATION sent before its connection closes, a close before the
+//! `Down` that reports it): see [`Output`].
 //!
 //! A session may hold two TCP connections at once, one we opened ([`ConnId::Outbound`])
 //! and one the peer opened ([`ConnId::Inbound`]); the machine resolves their collision by
-//! BGP identifier (RFC 4271 §6.8). Every NOTIFICATION leaves through [`Output::Send`]:
+//! BGP identifier (RFC 4271 §6.8). Every NOTIFICATION leaves through [`Action::Send`]:
 //! the driver never writes one on its own. UPDATEs are handed on unparsed
-//! ([`Output::Update`]): the RIB parses them once with the negotiated [`bgp_wire::SessionCtx`]
+//! ([`News::Update`]): the RIB parses them once with the negotiated [`bgp_wire::SessionCtx`]
 //! and reports faults back ([`Input::UpdateError`]).
 //!
 //! # Failures and back-off
@@ -23,7 +32,7 @@
 //! * An outbound attempt that fails (refused, timed out) is no error: the session goes to
 //!   Active, keeps listening and connects again when the jittered ConnectRetryTimer
 //!   expires (RFC 4271 §8.2.2, Connect, Event 18 under DelayOpen; BIRD and FRR do the
-//!   same without it). [`Output::Failed`] reports it for `last_error`.
+//!   same without it). [`News::Failed`] reports it for `last_error`.
 //! * An error (hold timer expiry, a malformed message, a NOTIFICATION we send for an
 //!   error, an error NOTIFICATION received, an automatic stop) sends it to Idle: it
 //!   connects out again after the idle hold time, doubled for each failure in a row
@@ -41,7 +50,7 @@
 //! error without [`Config::allow_automatic_start`] refuses it (§8.2.2: Idle refuses
 //! connections).
 //!
-//! A graceful end keeps the peer's routes as stale ([`Output::Down`] with
+//! A graceful end keeps the peer's routes as stale ([`News::Down`] with
 //! `graceful: true`): TCP lost on an Established session with a peer that sent the
 //! graceful restart capability (RFC 4724 §4.2), and, when both sides sent its N bit,
 //! every NOTIFICATION that ends it but a Hard Reset, sent or received, the Cease of an
@@ -61,6 +70,6 @@ mod session;
 mod timer;
 
 pub use config::{Config, Timing};
-pub use io::{ConnId, DownReason, Input, Output};
+pub use io::{Action, ConnId, DownReason, Input, News, Output};
 pub use session::{Session, State};
 pub use timer::Timer;

@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 
 use crate::config::{Config, mp_capability};
-use crate::io::{ConnId, DownReason, Input, Output};
+use crate::io::{Action, ConnId, DownReason, Input, News, Output};
 use crate::rng::Rng;
 use crate::timer::{Timer, Timers};
 
@@ -219,7 +219,8 @@ impl Session {
             })
     }
 
-    /// The next output, until `None`.
+    /// The next output, until `None`: an [`Action`] for the driver or [`News`] for the
+    /// owner, in the order [`Output`] documents. Drain it after every `handle*` call.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
@@ -302,10 +303,8 @@ impl Session {
     fn report(&mut self) {
         let now = self.state();
         if now != self.reported {
-            self.out.push_back(Output::StateChanged {
-                from: self.reported,
-                to: now,
-            });
+            let from = self.reported;
+            self.push(News::StateChanged { from, to: now });
             self.reported = now;
         }
     }
@@ -339,7 +338,7 @@ impl Session {
             state: ConnState::Connecting,
             open_sent: false,
         });
-        self.out.push_back(Output::Connect);
+        self.push(Action::Connect);
         self.arm_connect_retry(now);
     }
 
@@ -397,7 +396,7 @@ impl Session {
             Some(_) => return,
             // A connection we no longer want (stopped, or collision already resolved).
             None => {
-                self.out.push_back(Output::Close(ConnId::Outbound));
+                self.push(Action::Close(ConnId::Outbound));
                 return;
             }
         }
@@ -414,7 +413,7 @@ impl Session {
             if self.timers.get(Timer::IdleHold).is_none() {
                 // Stopped by the operator, never started, or down after an error without
                 // AllowAutomaticStart: Idle refuses connections (RFC 4271 §8.2.2).
-                self.out.push_back(Output::Close(ConnId::Inbound));
+                self.push(Action::Close(ConnId::Inbound));
                 return;
             }
             // Idle after an error, waiting to restart by itself: the peer's connection is
@@ -428,7 +427,7 @@ impl Session {
         }
         if self.established().is_some() && !self.cfg.collision_detect_established {
             // RFC 4271 §6.8: without collision detection in Established, the newcomer goes.
-            self.out.push_back(Output::Close(ConnId::Inbound));
+            self.push(Action::Close(ConnId::Inbound));
             return;
         }
         self.conns[ConnId::Inbound.index()] = Some(Conn {
@@ -470,8 +469,12 @@ impl Session {
         }
     }
 
+    fn push(&mut self, o: impl Into<Output>) {
+        self.out.push_back(o.into());
+    }
+
     fn send(&mut self, conn: ConnId, bytes: Bytes) {
-        self.out.push_back(Output::Send { conn, bytes });
+        self.push(Action::Send { conn, bytes });
     }
 
     fn send_keepalive(&mut self, now: Instant, c: ConnId, hold: u16) {
@@ -543,10 +546,10 @@ impl Session {
                 ConnState::Established(..) => {
                     if frame.ty == MessageType::UPDATE {
                         self.restart_hold(now, c);
-                        self.out.push_back(Output::Update(frame));
+                        self.push(News::Update(frame));
                     } else {
                         match RouteRefresh::decode(&frame.bytes) {
-                            Ok(rr) => self.out.push_back(Output::RouteRefresh(rr)),
+                            Ok(rr) => self.push(News::RouteRefresh(rr)),
                             Err(e) => self.error(now, c, Notification::from(&e)),
                         }
                     }
@@ -684,11 +687,13 @@ impl Session {
         else {
             return;
         };
-        self.out.push_back(Output::Established {
+        let news = News::Established {
             conn: c,
             negotiated: Box::new(peer.negotiated.clone()),
             peer_open: Box::new(peer.open.clone()),
-        });
+        };
+        // `conn` borrows `self.conns`: push to the field, not through `self.push`.
+        self.out.push_back(news.into());
         conn.state = ConnState::Established(peer, now);
         self.connect_retry_counter = 0;
         self.restart_hold(now, c);
@@ -758,7 +763,7 @@ impl Session {
                     matches!(c.state, ConnState::Connecting)
                 }) {
                     // RFC 4271 Connect, Event 9: drop the attempt and try again.
-                    self.out.push_back(Output::Close(ConnId::Outbound));
+                    self.push(Action::Close(ConnId::Outbound));
                     self.conns[ConnId::Outbound.index()] = None;
                 }
                 if self.conns[ConnId::Outbound.index()].is_none() {
@@ -850,14 +855,14 @@ impl Session {
             return;
         };
         self.timers.stop_conn(c);
-        self.out.push_back(Output::Close(c));
+        self.push(Action::Close(c));
         if let ConnState::Established(_, since) = conn.state {
             if now.saturating_duration_since(since) >= self.cfg.timing.stable_time {
                 self.failures = 0;
             }
-            self.out.push_back(Output::Down { reason, graceful });
+            self.push(News::Down { reason, graceful });
         } else {
-            self.out.push_back(Output::Failed(reason));
+            self.push(News::Failed(reason));
         }
     }
 

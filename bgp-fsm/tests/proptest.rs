@@ -19,7 +19,7 @@ mod util;
 
 use std::time::{Duration, Instant};
 
-use bgp_fsm::{Config, ConnId, Input, Output, Session, State, Timer};
+use bgp_fsm::{Action, Config, ConnId, Input, News, Output, Session, State, Timer};
 use bgp_wire::capability::{Capability, GracefulRestart};
 use bgp_wire::{ErrorCode, FamilySet, Notification};
 use bytes::Bytes;
@@ -238,7 +238,7 @@ impl Checker {
         // Panics on bytes that do not frame as one whole valid message.
         reduce(o.clone(), our_open);
         match o {
-            Output::Send { conn, bytes } => {
+            Output::Action(Action::Send { conn, bytes }) => {
                 let c = i(*conn);
                 if self.must_close[c] {
                     return Err(format!("{conn:?}: sent after a NOTIFICATION, before Close"));
@@ -253,7 +253,7 @@ impl Checker {
                     self.must_close[c] = true;
                 }
             }
-            Output::Close(conn) => {
+            Output::Action(Action::Close(conn)) => {
                 let c = i(*conn);
                 if std::mem::take(&mut self.must_close[c]) {
                     self.silenced[c] = true;
@@ -263,7 +263,7 @@ impl Checker {
                     self.expect_down = true;
                 }
             }
-            Output::Established { conn, .. } => {
+            Output::News(News::Established { conn, .. }) => {
                 let c = i(*conn);
                 if self.must_close[c] || self.silenced[c] {
                     return Err(format!("{conn:?}: Established after a NOTIFICATION"));
@@ -274,7 +274,7 @@ impl Checker {
                 self.established = Some(*conn);
                 self.reached = true;
             }
-            Output::Down { .. } => {
+            Output::News(News::Down { .. }) => {
                 if self.established.take().is_none() {
                     return Err("Down without an Established connection".into());
                 }
@@ -494,8 +494,8 @@ impl Driver {
         }
         while let Some(o) = self.s.poll_output() {
             match o {
-                Output::Connect => self.connecting = true,
-                Output::Close(c) => {
+                Output::Action(Action::Connect) => self.connecting = true,
+                Output::Action(Action::Close(c)) => {
                     self.peer_opened[i(c)] = false;
                     if c == OUT {
                         self.connecting = false;

@@ -11,7 +11,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use bgp_fsm::{Config, ConnId, Input, Output, Session, State};
+use bgp_fsm::{Action, Config, ConnId, Input, News, Output, Session, State};
 use bgp_wire::capability::{Capability, GracefulRestart};
 use bgp_wire::{ErrorCode, FamilySet, Framer, Notification};
 use bytes::{Bytes, BytesMut};
@@ -190,7 +190,7 @@ impl Driver {
     fn check_outputs(&mut self) {
         while let Some(o) = self.s.poll_output() {
             match o {
-                Output::Send { conn, bytes } => {
+                Output::Action(Action::Send { conn, bytes }) => {
                     let c = i(conn);
                     assert!(!self.must_close[c], "{conn:?}: sent after a NOTIFICATION");
                     assert!(
@@ -205,20 +205,20 @@ impl Driver {
                         self.must_close[c] = true;
                     }
                 }
-                Output::Close(conn) => {
+                Output::Action(Action::Close(conn)) => {
                     let c = i(conn);
                     if std::mem::take(&mut self.must_close[c]) {
                         self.silenced[c] = true;
                     }
                     self.bufs[c].clear();
                 }
-                Output::Established { conn, .. } => {
+                Output::News(News::Established { conn, .. }) => {
                     let c = i(conn);
                     assert!(!self.must_close[c] && !self.silenced[c]);
                     assert_eq!(self.established, None, "two Established connections");
                     self.established = Some(conn);
                 }
-                Output::Down { .. } => {
+                Output::News(News::Down { .. }) => {
                     assert!(
                         self.established.take().is_some(),
                         "Down while not Established"

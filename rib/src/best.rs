@@ -8,6 +8,7 @@
 //! removed path records that criterion: that is why it lost.
 
 use std::cmp::Reverse;
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use bgp_wire::attr::NextHop;
@@ -95,6 +96,77 @@ pub enum PathStatus {
     Lost(Criterion),
     /// Not eligible.
     Ineligible(Ineligible),
+}
+
+impl Ineligible {
+    /// Why the path can never be chosen, in the operator's words: what `ctl route` and the
+    /// API's `reason` show.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Self::ClusterLoop => "CLUSTER_LIST holds our cluster ID (reflection loop)",
+            Self::OriginatorIsUs => "ORIGINATOR_ID is our router ID (our own route came back)",
+            Self::AsLoop => "our AS is in the AS_PATH",
+            Self::NextHopUnreachable => "next hop unreachable",
+            Self::NextHopIsLocal => "next hop is our own address",
+            Self::RejectedByImport => {
+                "rejected by the import policy (or no policy on an eBGP session, RFC 8212)"
+            }
+            Self::TreatedAsWithdrawn => "malformed UPDATE, treated as withdrawn (RFC 7606)",
+        }
+    }
+}
+
+impl fmt::Display for Ineligible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl Criterion {
+    /// The decision step the path lost at, in the operator's words: what `ctl route` and
+    /// the API's `reason` show.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Self::LocalPref => "lower LOCAL_PREF",
+            Self::AsPathLength => "longer AS_PATH",
+            Self::Origin => "worse ORIGIN",
+            Self::Med => "higher MED (same neighbour AS, or always-compare-med)",
+            Self::PeerType => "learned over iBGP while an eBGP or local path exists",
+            Self::IgpCost => "higher IGP cost to the next hop",
+            Self::RouterId => "higher router ID (or ORIGINATOR_ID)",
+            Self::ClusterListLength => "longer CLUSTER_LIST",
+            Self::PeerAddress => "higher peer address",
+            Self::PathId => "higher path ID from the same peer",
+        }
+    }
+}
+
+impl fmt::Display for Criterion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl PathStatus {
+    /// `best`, `lost` or `ineligible`: the API's `status`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Best => "best",
+            Self::Lost(_) => "lost",
+            Self::Ineligible(_) => "ineligible",
+        }
+    }
+
+    /// Why a path that is not the best is not, in the operator's words: the
+    /// [`Criterion`] it lost at or why it is [`Ineligible`] (their `Display`). `None` for
+    /// the best path.
+    pub const fn reason(self) -> Option<&'static str> {
+        match self {
+            Self::Best => None,
+            Self::Lost(c) => Some(c.reason()),
+            Self::Ineligible(i) => Some(i.reason()),
+        }
+    }
 }
 
 /// What the decision reads of one eligible path, gathered once per run.

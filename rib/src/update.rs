@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use bgp_wire::Family;
 use bgp_wire::attr::NextHop;
 use bgp_wire::nlri::Nlri;
+use bgp_wire::notification::subcode;
 use bgp_wire::update::{Treatment, UpdateView};
+use bgp_wire::{ErrorCode, Family, Notification};
 
 use crate::attrs::{AttrSet, AttrStore, Attrs};
 use crate::best::Ineligible;
@@ -14,8 +15,9 @@ use crate::fx::FxHashMap;
 use crate::peer::{PeerId, PeerKind};
 use crate::rib::Rib;
 
-/// What the session layer must act on after an UPDATE.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the session layer must act on after an UPDATE. The RIB decides; the session
+/// layer carries it out.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Signal {
     /// The peer sent more routes than its limit: with `warn_only` unset, send Cease
     /// subcode 1 (RFC 4486 §4) and drop the session.
@@ -25,17 +27,22 @@ pub enum Signal {
         /// Only a warning was asked for.
         warn_only: bool,
     },
-    /// RFC 7606 session reset: send `UpdateView::notification()`. Nothing was changed.
-    SessionReset,
-    /// RFC 7606 AFI/SAFI disable (RFC 4760 §7) for the family named, if any. Nothing was
-    /// changed.
-    AfiSafiDisable(Option<Family>),
+    /// Send this NOTIFICATION and close the session (RFC 4271 §6.3, Event 28). Nothing
+    /// was changed.
+    ///
+    /// The update's RFC 7606 treatment was a session reset, or an AFI/SAFI disable, which
+    /// this RIB carries out as a reset: RFC 4760 §7 lets the speaker end the session
+    /// instead of ignoring the family for the rest of it, and one session with one
+    /// family less is a state nobody would see in `ctl`. The notification is the view's
+    /// ([`UpdateView::notification`]), with the RFC's UPDATE Message Error subcode should
+    /// the view have kept no issue to build it from.
+    SessionReset(Notification),
     /// The peer is unknown or not up; nothing was changed.
     NotEstablished,
 }
 
 /// The outcome of [`Rib::apply_update`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[must_use]
 pub struct Applied {
     /// Routes announced (including those treated as withdrawn).
@@ -51,10 +58,11 @@ pub struct Applied {
 impl Rib {
     /// Applies an UPDATE received from `peer`, parsed once with the session's context.
     ///
-    /// RFC 7606 treatments: a session reset or AFI/SAFI disable changes nothing and is
-    /// returned for the session layer; treat-as-withdraw withdraws what the update
-    /// announces (the paths stay listed as [`Ineligible::TreatedAsWithdrawn`]);
-    /// attribute-discard uses the attributes that survived. End-of-RIB ends the
+    /// RFC 7606 treatments are decided here, once for every caller: a session reset or an
+    /// AFI/SAFI disable changes nothing and returns [`Signal::SessionReset`] with the
+    /// NOTIFICATION to send; treat-as-withdraw withdraws what the update announces (the
+    /// paths stay listed as [`Ineligible::TreatedAsWithdrawn`]); attribute-discard uses
+    /// the attributes that survived. The caller only logs the last two. End-of-RIB ends the
     /// graceful-restart wait for its family (RFC 4724 §4.2).
     pub fn apply_update(&mut self, peer: PeerId, view: &UpdateView<'_>) -> Applied {
         let mut out = Applied::default();
@@ -67,21 +75,9 @@ impl Rib {
             out.signal = Some(Signal::NotEstablished);
             return out;
         };
-        match view.treatment() {
-            Treatment::SessionReset => {
-                out.signal = Some(Signal::SessionReset);
-                return out;
-            }
-            Treatment::AfiSafiDisable => {
-                let family = view
-                    .issues()
-                    .iter()
-                    .find(|i| i.treatment == Treatment::AfiSafiDisable)
-                    .and_then(|i| i.family);
-                out.signal = Some(Signal::AfiSafiDisable(family));
-                return out;
-            }
-            _ => {}
+        if let Some(n) = reset(view) {
+            out.signal = Some(Signal::SessionReset(n));
+            return out;
         }
         if let Some(f) = view.end_of_rib() {
             self.sweep_stale(peer, Some(f));
@@ -206,6 +202,20 @@ impl Rib {
         }
         None
     }
+}
+
+/// The NOTIFICATION that ends the session for `view`, if its treatment calls for one.
+fn reset(view: &UpdateView<'_>) -> Option<Notification> {
+    let fallback = match view.treatment() {
+        Treatment::SessionReset => subcode::update::MALFORMED_ATTRIBUTE_LIST,
+        // RFC 4760 §7: a session ended for a bad MP attribute says so.
+        Treatment::AfiSafiDisable => subcode::update::OPTIONAL_ATTRIBUTE,
+        Treatment::Normal | Treatment::AttributeDiscard | Treatment::TreatAsWithdraw => {
+            return None;
+        }
+    };
+    let n = view.notification();
+    Some(n.unwrap_or_else(|| Notification::new(ErrorCode::UPDATE_MESSAGE, fallback)))
 }
 
 /// Attribute sets made by the import policy within one update, by rule mask.

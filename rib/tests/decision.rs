@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use bgp_wire::attr::{AttrType as T, Community, Origin, PathAttribute as A};
 use bgp_wire::nlri::Nlri;
-use bgp_wire::update::UpdateView;
-use bgp_wire::{Family, FamilySet, SessionCtx};
+use bgp_wire::update::{Treatment, UpdateView};
+use bgp_wire::{ErrorCode, Family, FamilySet, SessionCtx};
 use common::*;
 use rib::policy::{Match, Modify, PrefixMatch, Rule, Verdict};
 use rib::{
@@ -630,19 +630,72 @@ fn bgp_wire_eor() -> bytes::Bytes {
     b.freeze()
 }
 
-#[test]
-fn test_rfc7606_treatments() {
+/// An UPDATE body (after the header) with these raw path attributes and IPv4 NLRI.
+fn raw_update(attrs: &[u8], nlri: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, 0];
+    b.extend_from_slice(&u16::try_from(attrs.len()).unwrap().to_be_bytes());
+    b.extend_from_slice(attrs);
+    b.extend_from_slice(nlri);
+    b
+}
+
+/// ORIGIN IGP, an empty AS_PATH and NEXT_HOP 192.0.2.1, raw.
+const MANDATORY: [u8; 14] = [
+    0x40, 1, 1, 0, // ORIGIN IGP
+    0x40, 2, 0, // AS_PATH, empty (iBGP)
+    0x40, 3, 4, 192, 0, 2, 1, // NEXT_HOP
+];
+
+/// 198.51.100.0/24 (P) as NLRI.
+const P_NLRI: [u8; 4] = [24, 198, 51, 100];
+
+/// A client that announced P cleanly, for the RFC 7606 tests.
+fn rfc7606_rib() -> (Rib, PeerId, SessionCtx) {
     let mut rib = rr();
     let a = client(&mut rib, 2);
     let ctx = ibgp_ctx();
-    let _ = apply(
+    let r = apply(
         &mut rib,
         a,
         &ctx,
         &announce(&[P], base("192.0.2.1", &[]), &ctx),
     );
+    assert_eq!((r.announced, r.signal), (1, None));
     assert!(rib.best(&net(P)).is_some());
-    // ORIGIN value 7: treat-as-withdraw.
+    (rib, a, ctx)
+}
+
+#[test]
+fn test_rfc7606_normal() {
+    let (mut rib, a, ctx) = rfc7606_rib();
+    let body = raw_update(&MANDATORY, &P_NLRI);
+    let view = UpdateView::parse(&body, &ctx);
+    assert_eq!(view.treatment(), Treatment::Normal);
+    let r = rib.apply_update(a, &view);
+    assert_eq!((r.announced, r.signal), (1, None));
+    assert!(rib.best(&net(P)).is_some());
+}
+
+#[test]
+fn test_rfc7606_attribute_discard() {
+    // ATOMIC_AGGREGATE with a length of 1 (RFC 7606 §7.6): the attribute goes, the route
+    // stays, and the session has nothing to do.
+    let (mut rib, a, ctx) = rfc7606_rib();
+    let mut attrs = MANDATORY.to_vec();
+    attrs.extend_from_slice(&[0x40, 6, 1, 0]);
+    let body = raw_update(&attrs, &P_NLRI);
+    let view = UpdateView::parse(&body, &ctx);
+    assert_eq!(view.treatment(), Treatment::AttributeDiscard);
+    let r = rib.apply_update(a, &view);
+    assert_eq!((r.announced, r.signal), (1, None));
+    assert!(rib.best(&net(P)).is_some());
+}
+
+#[test]
+fn test_rfc7606_treat_as_withdraw() {
+    // ORIGIN value 7: the route is withdrawn, listed as treated as withdrawn; the session
+    // has nothing to do.
+    let (mut rib, a, ctx) = rfc7606_rib();
     let mut bad = base("192.0.2.1", &[]);
     bad[0] = A::Origin(Origin(7));
     let r = apply(&mut rib, a, &ctx, &announce(&[P], bad, &ctx));
@@ -652,12 +705,39 @@ fn test_rfc7606_treatments() {
         rib.explain(&net(P)).unwrap().paths[0].status,
         PathStatus::Ineligible(Ineligible::TreatedAsWithdrawn)
     );
-    // A truncated body: session reset, nothing changes.
+}
+
+#[test]
+fn test_rfc7606_afi_safi_disable_resets() {
+    // MP_UNREACH_NLRI for IPv4 unicast with a /33 (RFC 7606 §7.11): AFI/SAFI disable,
+    // which the RIB carries out as a session reset (RFC 4760 §7). Nothing changes.
+    let (mut rib, a, ctx) = rfc7606_rib();
+    let before = rib.stats();
+    let body = raw_update(&[0x80, 15, 4, 0, 1, 1, 33], &[]);
+    let view = UpdateView::parse(&body, &ctx);
+    assert_eq!(view.treatment(), Treatment::AfiSafiDisable);
+    let r = rib.apply_update(a, &view);
+    let n = view.notification().expect("the view names the fault");
+    assert_eq!(n.code, ErrorCode::UPDATE_MESSAGE);
+    assert_eq!(r.signal, Some(Signal::SessionReset(n)));
+    assert_eq!((r.announced, r.withdrawn), (0, 0));
+    assert_eq!(rib.stats(), before);
+    assert!(rib.best(&net(P)).is_some());
+}
+
+#[test]
+fn test_rfc7606_session_reset() {
+    // A truncated body: session reset with the view's NOTIFICATION; nothing changes.
+    let (mut rib, a, ctx) = rfc7606_rib();
     let before = rib.stats();
     let view = UpdateView::parse(&[0, 9, 1], &ctx);
+    assert_eq!(view.treatment(), Treatment::SessionReset);
     let r = rib.apply_update(a, &view);
-    assert_eq!(r.signal, Some(Signal::SessionReset));
+    let n = view.notification().expect("the view names the fault");
+    assert_eq!(n.code, ErrorCode::UPDATE_MESSAGE);
+    assert_eq!(r.signal, Some(Signal::SessionReset(n)));
     assert_eq!(rib.stats(), before);
+    assert!(rib.best(&net(P)).is_some());
 }
 
 #[test]
@@ -819,4 +899,60 @@ fn test_withdraw_everything_frees_everything() {
         ),
         (0, 0, 0, 0, 0)
     );
+}
+
+#[test]
+fn test_reasons_in_operator_words() {
+    // What `ctl route` and the API's JSON show: these strings are an interface.
+    let lost = [
+        (Criterion::LocalPref, "lower LOCAL_PREF"),
+        (Criterion::AsPathLength, "longer AS_PATH"),
+        (Criterion::Origin, "worse ORIGIN"),
+        (
+            Criterion::Med,
+            "higher MED (same neighbour AS, or always-compare-med)",
+        ),
+        (
+            Criterion::PeerType,
+            "learned over iBGP while an eBGP or local path exists",
+        ),
+        (Criterion::IgpCost, "higher IGP cost to the next hop"),
+        (Criterion::RouterId, "higher router ID (or ORIGINATOR_ID)"),
+        (Criterion::ClusterListLength, "longer CLUSTER_LIST"),
+        (Criterion::PeerAddress, "higher peer address"),
+        (Criterion::PathId, "higher path ID from the same peer"),
+    ];
+    for (c, words) in lost {
+        assert_eq!(c.to_string(), words);
+        assert_eq!(PathStatus::Lost(c).reason(), Some(words));
+        assert_eq!(PathStatus::Lost(c).name(), "lost");
+    }
+    let ineligible = [
+        (
+            Ineligible::ClusterLoop,
+            "CLUSTER_LIST holds our cluster ID (reflection loop)",
+        ),
+        (
+            Ineligible::OriginatorIsUs,
+            "ORIGINATOR_ID is our router ID (our own route came back)",
+        ),
+        (Ineligible::AsLoop, "our AS is in the AS_PATH"),
+        (Ineligible::NextHopUnreachable, "next hop unreachable"),
+        (Ineligible::NextHopIsLocal, "next hop is our own address"),
+        (
+            Ineligible::RejectedByImport,
+            "rejected by the import policy (or no policy on an eBGP session, RFC 8212)",
+        ),
+        (
+            Ineligible::TreatedAsWithdrawn,
+            "malformed UPDATE, treated as withdrawn (RFC 7606)",
+        ),
+    ];
+    for (i, words) in ineligible {
+        assert_eq!(i.to_string(), words);
+        assert_eq!(PathStatus::Ineligible(i).reason(), Some(words));
+        assert_eq!(PathStatus::Ineligible(i).name(), "ineligible");
+    }
+    assert_eq!(PathStatus::Best.reason(), None);
+    assert_eq!(PathStatus::Best.name(), "best");
 }

@@ -38,7 +38,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use rib::{AttrSet, Criterion, Ineligible, PathStatus};
+use rib::AttrSet;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -365,15 +365,10 @@ async fn route(
         .zip(&e.from)
         .map(|(p, from)| {
             let a = &p.attrs;
-            let (status, reason) = match p.status {
-                PathStatus::Best => ("best", None),
-                PathStatus::Lost(c) => ("lost", Some(lost_reason(c))),
-                PathStatus::Ineligible(i) => ("ineligible", Some(ineligible_reason(i))),
-            };
             PathView {
                 peer: *from,
-                status: status.to_owned(),
-                reason: reason.map(str::to_owned),
+                status: p.status.name().to_owned(),
+                reason: p.status.reason().map(ToString::to_string),
                 next_hop: next_hop(a),
                 as_path: a.as_path.to_string(),
                 origin: origin(a),
@@ -397,37 +392,6 @@ async fn route(
         prefix: e.explanation.prefix,
         paths,
     }))
-}
-
-/// The decision step a path lost at, in words.
-const fn lost_reason(c: Criterion) -> &'static str {
-    match c {
-        Criterion::LocalPref => "lower LOCAL_PREF",
-        Criterion::AsPathLength => "longer AS_PATH",
-        Criterion::Origin => "worse ORIGIN",
-        Criterion::Med => "higher MED (same neighbour AS, or always-compare-med)",
-        Criterion::PeerType => "learned over iBGP while an eBGP or local path exists",
-        Criterion::IgpCost => "higher IGP cost to the next hop",
-        Criterion::RouterId => "higher router ID (or ORIGINATOR_ID)",
-        Criterion::ClusterListLength => "longer CLUSTER_LIST",
-        Criterion::PeerAddress => "higher peer address",
-        Criterion::PathId => "higher path ID from the same peer",
-    }
-}
-
-/// Why a path can never be chosen, in words.
-const fn ineligible_reason(i: Ineligible) -> &'static str {
-    match i {
-        Ineligible::ClusterLoop => "CLUSTER_LIST holds our cluster ID (reflection loop)",
-        Ineligible::OriginatorIsUs => "ORIGINATOR_ID is our router ID (our own route came back)",
-        Ineligible::AsLoop => "our AS is in the AS_PATH",
-        Ineligible::NextHopUnreachable => "next hop unreachable",
-        Ineligible::NextHopIsLocal => "next hop is our own address",
-        Ineligible::RejectedByImport => {
-            "rejected by the import policy (or no policy on an eBGP session, RFC 8212)"
-        }
-        Ineligible::TreatedAsWithdrawn => "malformed UPDATE, treated as withdrawn (RFC 7606)",
-    }
 }
 
 /// A peer that keeps the speaker from being ready, and why.

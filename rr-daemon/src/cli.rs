@@ -342,13 +342,13 @@ async fn shutdown_signal() -> anyhow::Result<()> {
 }
 
 fn print_event(e: &SessionEvent, t: Duration, json: bool) {
-    use bgp_fsm::Output;
+    use bgp_fsm::News;
     let t = t.as_secs_f64();
     let v = match &e.news {
-        Output::StateChanged { from, to } => {
+        News::StateChanged { from, to } => {
             json!({"t": t, "event": "state", "from": from.name(), "to": to.name()})
         }
-        Output::Established {
+        News::Established {
             negotiated,
             peer_open,
             ..
@@ -361,16 +361,14 @@ fn print_event(e: &SessionEvent, t: Duration, json: bool) {
             "route_refresh": negotiated.route_refresh,
             "graceful_restart": negotiated.peer_graceful_restart.is_some(),
         }),
-        Output::Down { reason, graceful } => {
+        News::Down { reason, graceful } => {
             json!({"t": t, "event": "down", "reason": reason.to_string(), "graceful": graceful})
         }
-        Output::Failed(reason) => {
+        News::Failed(reason) => {
             json!({"t": t, "event": "failed", "reason": reason.to_string()})
         }
-        // Actions: carried out by the driver, never reported.
-        Output::Connect | Output::Send { .. } | Output::Close(_) => return,
-        Output::Update(f) => json!({"t": t, "event": "update", "length": f.bytes.len()}),
-        Output::RouteRefresh(r) => {
+        News::Update(f) => json!({"t": t, "event": "update", "length": f.bytes.len()}),
+        News::RouteRefresh(r) => {
             json!({"t": t, "event": "route-refresh", "afi": r.afi.0, "safi": r.safi.0})
         }
     };

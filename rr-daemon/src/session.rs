@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bgp_fsm::{Config, ConnId, Input, Output, Session};
+use bgp_fsm::{Action, Config, ConnId, Input, News, Output, Session};
 use bgp_wire::{Framer, Notification};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -73,9 +73,8 @@ pub enum Command {
     MaxPrefixExceeded(Bytes),
 }
 
-/// What a session reports to its owner: the machine's outputs that are news rather than
-/// actions (`Established`, `Down`, `Failed`, `Update`, `RouteRefresh`, `StateChanged`);
-/// the driver carries out `Connect`, `Send` and `Close` itself.
+/// What a session reports to its owner: the machine's [`News`]. The driver carries out
+/// its [`Action`]s itself.
 #[derive(Clone, Debug)]
 pub struct SessionEvent {
     /// The peer's address.
@@ -85,7 +84,7 @@ pub struct SessionEvent {
     /// are told apart from the new session's by it.
     pub generation: u64,
     /// What happened.
-    pub news: Output,
+    pub news: News,
     /// With `Established`: our address on the connection (for next-hop-self).
     pub local: Option<SocketAddr>,
 }
@@ -257,7 +256,7 @@ struct Outbox {
 impl Outbox {
     /// Hands an event to the owner. A gone owner means nobody listens; the session still
     /// shuts down cleanly.
-    async fn emit(&self, peer: IpAddr, news: Output, local: Option<SocketAddr>) {
+    async fn emit(&self, peer: IpAddr, news: News, local: Option<SocketAddr>) {
         let generation = self.generation;
         let e = SessionEvent {
             peer,
@@ -552,81 +551,87 @@ impl Driver {
         }
     }
 
-    /// Carries out every pending output of the machine.
+    /// Carries out every pending output of the machine, actions and news in the order
+    /// they came (see [`Output`]).
     async fn carry_out(&mut self) {
         // Bounded: outputs come from a finite queue that only grows through handle().
         for _ in 0..100_000 {
-            let Some(out) = self.fsm.poll_output() else {
-                return;
-            };
-            match out {
-                Output::Connect => {
-                    let peer = SocketAddr::new(self.spec.peer, self.spec.port);
-                    debug!(%peer, "connecting");
-                    self.connecting = Some(Box::pin(connect(
-                        peer,
-                        self.spec.local,
-                        self.spec.connect_timeout,
-                        self.spec.password.clone(),
-                        self.spec.ttl,
-                    )));
+            match self.fsm.poll_output() {
+                Some(Output::Action(a)) => self.act(a),
+                Some(Output::News(n)) => self.report(n).await,
+                None => return,
+            }
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Connect => {
+                let peer = SocketAddr::new(self.spec.peer, self.spec.port);
+                debug!(%peer, "connecting");
+                self.connecting = Some(Box::pin(connect(
+                    peer,
+                    self.spec.local,
+                    self.spec.connect_timeout,
+                    self.spec.password.clone(),
+                    self.spec.ttl,
+                )));
+            }
+            Action::Send { conn, bytes } => {
+                if let Some(c) = self.conns[conn.index()].as_mut() {
+                    c.wq.push_back((bytes, false));
+                    self.flush(conn);
                 }
-                Output::Send { conn, bytes } => {
-                    if let Some(c) = self.conns[conn.index()].as_mut() {
-                        c.wq.push_back((bytes, false));
-                        self.flush(conn);
-                    }
+            }
+            Action::Close(conn) => {
+                if conn == ConnId::Outbound {
+                    self.connecting = None;
                 }
-                Output::Close(conn) => {
-                    if conn == ConnId::Outbound {
-                        self.connecting = None;
-                    }
-                    if let Some(mut c) = self.forget(conn) {
-                        // The NOTIFICATION before a close must reach the peer; give it a
-                        // moment, not forever. What was queued before it goes too. In a
-                        // task of its own: the session reports the close at once and
-                        // goes on (a new connection may already be waiting).
-                        let flush = async move {
-                            for (b, _) in &c.wq {
-                                c.stream.write_all(b).await?;
-                            }
-                            c.stream.shutdown().await
-                        };
-                        self.closing.retain(|t| !t.is_finished());
-                        self.closing.push(tokio::spawn(async move {
-                            let _ = tokio::time::timeout(CLOSE_FLUSH, flush).await;
-                        }));
-                    }
-                }
-                news => {
-                    let mut local = None;
-                    match &news {
-                        Output::Established {
-                            conn,
-                            negotiated,
-                            peer_open,
-                        } => {
-                            if let Some(c) = self.conns[conn.index()].as_mut() {
-                                c.framer
-                                    .set_extended_message(negotiated.ctx.extended_message);
-                                local = c.stream.local_addr().ok();
-                            }
-                            info!(peer = %self.spec.peer, asn = peer_open.asn, id = %peer_open.bgp_id, hold = negotiated.hold_time, "session established");
+                if let Some(mut c) = self.forget(conn) {
+                    // The NOTIFICATION before a close must reach the peer; give it a
+                    // moment, not forever. What was queued before it goes too. In a task
+                    // of its own: the session reports the close at once and goes on (a
+                    // new connection may already be waiting).
+                    let flush = async move {
+                        for (b, _) in &c.wq {
+                            c.stream.write_all(b).await?;
                         }
-                        Output::Down { reason, graceful } => {
-                            warn!(peer = %self.spec.peer, %reason, graceful, "session down");
-                        }
-                        Output::Failed(reason) => {
-                            info!(peer = %self.spec.peer, %reason, "connection failed");
-                        }
-                        Output::StateChanged { from, to } => {
-                            debug!(peer = %self.spec.peer, %from, %to, "state");
-                        }
-                        _ => {}
-                    }
-                    self.out.emit(self.spec.peer, news, local).await;
+                        c.stream.shutdown().await
+                    };
+                    self.closing.retain(|t| !t.is_finished());
+                    self.closing.push(tokio::spawn(async move {
+                        let _ = tokio::time::timeout(CLOSE_FLUSH, flush).await;
+                    }));
                 }
             }
         }
+    }
+
+    /// Logs `news` and hands it to the owner; `Established` also configures the framer of
+    /// its connection, which is still open (see [`Output`]).
+    async fn report(&mut self, news: News) {
+        let peer = self.spec.peer;
+        let mut local = None;
+        match &news {
+            News::Established {
+                conn,
+                negotiated,
+                peer_open,
+            } => {
+                if let Some(c) = self.conns[conn.index()].as_mut() {
+                    c.framer
+                        .set_extended_message(negotiated.ctx.extended_message);
+                    local = c.stream.local_addr().ok();
+                }
+                info!(%peer, asn = peer_open.asn, id = %peer_open.bgp_id, hold = negotiated.hold_time, "session established");
+            }
+            News::Down { reason, graceful } => {
+                warn!(%peer, %reason, graceful, "session down");
+            }
+            News::Failed(reason) => info!(%peer, %reason, "connection failed"),
+            News::StateChanged { from, to } => debug!(%peer, %from, %to, "state"),
+            News::Update(_) | News::RouteRefresh(_) => {}
+        }
+        self.out.emit(peer, news, local).await;
     }
 }

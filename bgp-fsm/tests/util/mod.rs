@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use bgp_fsm::{Config, ConnId, DownReason, Input, Output, Session, State};
+use bgp_fsm::{Action, Config, ConnId, DownReason, Input, News, Output, Session, State};
 use bgp_wire::{Framer, MessageType, Notification};
 use bytes::{Bytes, BytesMut};
 
@@ -158,7 +158,7 @@ impl Pair {
         let now = self.now;
         let peer = side.other();
         match o {
-            Output::Connect => {
+            Output::Action(Action::Connect) => {
                 self.record(side, Event::Connect);
                 let link = Self::link(side, ConnId::Outbound);
                 if self.reachable[peer.i()] && !self.up[link] {
@@ -177,7 +177,7 @@ impl Pair {
                     );
                 }
             }
-            Output::Send { conn, bytes } => {
+            Output::Action(Action::Send { conn, bytes }) => {
                 let ty = MessageType(bytes.get(18).copied().unwrap_or(0));
                 self.record(side, Event::Sent(conn, ty, bytes.clone()));
                 let link = Self::link(side, conn);
@@ -210,7 +210,7 @@ impl Pair {
                     }
                 }
             }
-            Output::Close(conn) => {
+            Output::Action(Action::Close(conn)) => {
                 self.record(side, Event::Closed(conn));
                 let link = Self::link(side, conn);
                 if self.up[link] {
@@ -225,11 +225,17 @@ impl Pair {
                     );
                 }
             }
-            Output::Established { conn, .. } => self.record(side, Event::Established(conn)),
-            Output::Down { reason, graceful } => self.record(side, Event::Down(reason, graceful)),
-            Output::Failed(reason) => self.record(side, Event::Failed(reason)),
-            Output::Update(_) | Output::RouteRefresh(_) => self.record(side, Event::Update),
-            Output::StateChanged { to, .. } => self.record(side, Event::State(to)),
+            Output::News(News::Established { conn, .. }) => {
+                self.record(side, Event::Established(conn))
+            }
+            Output::News(News::Down { reason, graceful }) => {
+                self.record(side, Event::Down(reason, graceful))
+            }
+            Output::News(News::Failed(reason)) => self.record(side, Event::Failed(reason)),
+            Output::News(News::Update(_) | News::RouteRefresh(_)) => {
+                self.record(side, Event::Update)
+            }
+            Output::News(News::StateChanged { to, .. }) => self.record(side, Event::State(to)),
         }
     }
 
@@ -368,8 +374,8 @@ pub enum Out {
 /// whole OPEN, KEEPALIVE or NOTIFICATION.
 pub fn reduce(o: Output, our_open: &[u8]) -> Out {
     match o {
-        Output::Connect => Out::Connect,
-        Output::Send { conn, bytes } => {
+        Output::Action(Action::Connect) => Out::Connect,
+        Output::Action(Action::Send { conn, bytes }) => {
             let mut buf = BytesMut::from(&bytes[..]);
             let frame = Framer::new()
                 .next_frame(&mut buf)
@@ -389,14 +395,14 @@ pub fn reduce(o: Output, our_open: &[u8]) -> Out {
                 ty => panic!("the machine sent a {ty:?}"),
             }
         }
-        Output::Close(c) => Out::Close(c),
-        Output::Established {
+        Output::Action(Action::Close(c)) => Out::Close(c),
+        Output::News(News::Established {
             conn, negotiated, ..
-        } => Out::Established(conn, negotiated.hold_time),
-        Output::Down { reason, graceful } => Out::Down(reason, graceful),
-        Output::Failed(r) => Out::Failed(r),
-        Output::Update(f) => Out::Update(f.bytes),
-        Output::RouteRefresh(_) => Out::RouteRefresh,
-        Output::StateChanged { from, to } => Out::State(from, to),
+        }) => Out::Established(conn, negotiated.hold_time),
+        Output::News(News::Down { reason, graceful }) => Out::Down(reason, graceful),
+        Output::News(News::Failed(r)) => Out::Failed(r),
+        Output::News(News::Update(f)) => Out::Update(f.bytes),
+        Output::News(News::RouteRefresh(_)) => Out::RouteRefresh,
+        Output::News(News::StateChanged { from, to }) => Out::State(from, to),
     }
 }

@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bgp_fsm::{Output, State};
+use bgp_fsm::{News, State};
 use bgp_wire::capability::Capability;
 use bgp_wire::notification::subcode;
 use bgp_wire::update::{Treatment, UpdateView};
@@ -449,7 +449,7 @@ impl Core {
         if p.dynamic
             && matches!(
                 e.news,
-                Output::StateChanged {
+                News::StateChanged {
                     to: State::Idle,
                     ..
                 }
@@ -468,8 +468,8 @@ impl Core {
             return;
         }
         match e.news {
-            Output::StateChanged { to, .. } => p.set_state(to, now),
-            Output::Established {
+            News::StateChanged { to, .. } => p.set_state(to, now),
+            News::Established {
                 negotiated,
                 peer_open,
                 ..
@@ -490,7 +490,7 @@ impl Core {
                 };
                 self.rib.peer_up(id, session);
             }
-            Output::Down { reason, graceful } => {
+            News::Down { reason, graceful } => {
                 p.record_down(&reason, local_as);
                 p.session.established_at = None;
                 p.session.ctx = None;
@@ -499,26 +499,21 @@ impl Core {
                 self.rib.peer_down(id, graceful);
                 self.gr.on_down(e.peer, graceful, restart, now);
             }
-            Output::Failed(reason) => p.record_down(&reason, local_as),
-            Output::Update(frame) => {
+            News::Failed(reason) => p.record_down(&reason, local_as),
+            News::Update(frame) => {
                 let Some(ctx) = p.session.ctx else { return };
                 p.counters.updates_received += 1;
                 let view = UpdateView::parse(frame.body(), &ctx);
-                match view.treatment() {
-                    Treatment::SessionReset | Treatment::AfiSafiDisable => {
-                        // AFI/SAFI disable is not implemented: the RFC allows a reset instead.
-                        if let Some(n) = view.notification() {
-                            warn!(peer = %e.peer, notification = %n, issues = ?view.issues(), "malformed UPDATE: resetting the session");
-                            self.command(e.peer, generation, Command::UpdateError(n));
-                        }
-                        return;
-                    }
-                    Treatment::TreatAsWithdraw | Treatment::AttributeDiscard => {
-                        warn!(peer = %e.peer, treatment = %view.treatment(), issues = ?view.issues(), "malformed UPDATE");
-                    }
-                    Treatment::Normal => {}
-                }
+                // The RIB decides what RFC 7606 asks for; here it is only carried out.
                 let applied = self.rib.apply_update(id, &view);
+                if let Some(Signal::SessionReset(n)) = applied.signal {
+                    warn!(peer = %e.peer, notification = %n, treatment = %view.treatment(), issues = ?view.issues(), "malformed UPDATE: resetting the session");
+                    self.command(e.peer, generation, Command::UpdateError(n));
+                    return;
+                }
+                if view.treatment() != Treatment::Normal {
+                    warn!(peer = %e.peer, treatment = %view.treatment(), issues = ?view.issues(), "malformed UPDATE");
+                }
                 p.counters.prefixes_received += applied.announced as u64;
                 if let Some(f) = applied.end_of_rib
                     && self.gr.on_end_of_rib(e.peer, f)
@@ -539,7 +534,7 @@ impl Core {
                     }
                 }
             }
-            Output::RouteRefresh(rr) => {
+            News::RouteRefresh(rr) => {
                 // RFC 2918 / RFC 7313: a request (subtype 0) is answered with the whole
                 // Adj-RIB-Out and End-of-RIB; BoRR/EoRR from the peer need nothing of us.
                 if rr.subtype == bgp_wire::route_refresh::RefreshSubtype::NORMAL {
@@ -547,7 +542,6 @@ impl Core {
                     self.rib.refresh(id);
                 }
             }
-            Output::Connect | Output::Send { .. } | Output::Close(_) => {}
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bgp_fsm::{ConnId, DownReason, Output, State};
+use bgp_fsm::{ConnId, DownReason, News, State};
 use bgp_wire::attr::{AsPath, Origin, PathAttribute};
 use bgp_wire::capability::Capability;
 use bgp_wire::negotiate::Negotiated;
@@ -141,7 +141,7 @@ impl Harness {
         panic!("a deadline that passed stays armed");
     }
 
-    fn event_of(&mut self, peer: IpAddr, generation: u64, news: Output) {
+    fn event_of(&mut self, peer: IpAddr, generation: u64, news: News) {
         let local = Some(SocketAddr::new(ip("10.0.0.1"), 179));
         let e = SessionEvent {
             peer,
@@ -153,7 +153,7 @@ impl Harness {
         self.drain();
     }
 
-    fn event(&mut self, peer: IpAddr, news: Output) {
+    fn event(&mut self, peer: IpAddr, news: News) {
         let generation = self.sessions[&peer];
         self.event_of(peer, generation, news);
     }
@@ -184,7 +184,7 @@ impl Harness {
             bgp_id,
             capabilities: Vec::new(),
         };
-        let news = Output::Established {
+        let news = News::Established {
             conn: ConnId::Inbound,
             negotiated: Box::new(negotiated),
             peer_open: Box::new(open),
@@ -196,7 +196,7 @@ impl Harness {
         let mut buf = BytesMut::new();
         u.encode(&ctx(), &mut buf).unwrap();
         let frame = Framer::new().next_frame(&mut buf).unwrap().unwrap();
-        self.event_of(peer, generation, Output::Update(frame));
+        self.event_of(peer, generation, News::Update(frame));
     }
 
     fn announce(&mut self, peer: IpAddr, prefixes: &[&str]) {
@@ -221,10 +221,10 @@ impl Harness {
 
     fn down(&mut self, peer: IpAddr, graceful: bool) {
         let reason = DownReason::ConnectionFailed("connection closed by peer".into());
-        self.event(peer, Output::Down { reason, graceful });
+        self.event(peer, News::Down { reason, graceful });
         self.event(
             peer,
-            Output::StateChanged {
+            News::StateChanged {
                 from: State::Established,
                 to: State::Idle,
             },
@@ -481,7 +481,7 @@ fn test_reload_dynamic_neighbour_into_a_peer_drops_its_routes_and_group() {
     h.event_of(
         d,
         generation,
-        Output::StateChanged {
+        News::StateChanged {
             from: State::Established,
             to: State::Idle,
         },
