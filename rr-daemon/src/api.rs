@@ -402,11 +402,12 @@ async fn route(
 /// The decision step a path lost at, in words.
 const fn lost_reason(c: Criterion) -> &'static str {
     match c {
+        Criterion::LocallyOriginated => "learned, while this speaker originates the prefix",
         Criterion::LocalPref => "lower LOCAL_PREF",
         Criterion::AsPathLength => "longer AS_PATH",
         Criterion::Origin => "worse ORIGIN",
         Criterion::Med => "higher MED (same neighbour AS, or always-compare-med)",
-        Criterion::PeerType => "learned over iBGP while an eBGP or local path exists",
+        Criterion::PeerType => "learned over iBGP while an eBGP path exists",
         Criterion::IgpCost => "higher IGP cost to the next hop",
         Criterion::RouterId => "higher router ID (or ORIGINATOR_ID)",
         Criterion::ClusterListLength => "longer CLUSTER_LIST",

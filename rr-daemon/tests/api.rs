@@ -490,6 +490,30 @@ passive = true
         "{table}"
     );
 
+    // B originates the prefix too: its own route wins before any attribute is compared
+    // (A's path has the same LOCAL_PREF and AS_PATH), and the explanation says why A's
+    // path lost.
+    sb.originate("10.2.0.0/24".parse().unwrap(), Attrs::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let d = loop {
+        let (_, d) = get_json(api_b, "/v1/routes/10.2.0.0%2F24").await;
+        if d["paths"].as_array().is_some_and(|p| p.len() == 2) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "{d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(d["paths"][0]["peer"], Value::Null, "ours first: {d}");
+    assert_eq!(d["paths"][0]["status"], "best", "{d}");
+    assert_eq!(d["paths"][1]["peer"], "127.0.0.2", "{d}");
+    assert_eq!(d["paths"][1]["status"], "lost", "{d}");
+    assert_eq!(
+        d["paths"][1]["reason"], "learned, while this speaker originates the prefix",
+        "{d}"
+    );
+
     sa.shutdown().await.unwrap();
     sb.shutdown().await.unwrap();
 }
