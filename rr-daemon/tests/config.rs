@@ -88,6 +88,7 @@ fn test_fixed_contract_parses_with_documented_defaults() {
     assert_eq!(s.log_format, LogFormat::Text);
     assert!(cfg.api.enabled);
     assert_eq!(cfg.api.listen, "127.0.0.1:9179".parse().unwrap());
+    assert_eq!(cfg.api.readiness_grace, Duration::from_secs(30));
     assert!(!cfg.fib.enabled);
     assert_eq!(
         (cfg.fib.table, cfg.fib.protocol, cfg.fib.metric),
@@ -210,6 +211,12 @@ fn test_minimal_defaults() {
     assert_eq!(cfg.speaker.cluster_id, None);
     assert!(!cfg.speaker.is_route_reflector());
     assert_eq!(cfg.api.listen, "127.0.0.1:9179".parse().unwrap());
+    assert_eq!(cfg.api.readiness_grace, Duration::from_secs(30), "Calico's");
+    let cfg = parse(&format!("{HEAD}[api]\nreadiness_grace = 0\n"));
+    assert_eq!(cfg.api.readiness_grace, Duration::ZERO);
+    let cfg = parse(&format!("{HEAD}[api]\nreadiness_grace = 120\n"));
+    assert_eq!(cfg.api.readiness_grace, Duration::from_secs(120));
+    assert!(Config::parse(&format!("{HEAD}[api]\nreadiness_grace = -1\n"), "t.toml").is_err());
     let none = parse(&format!("{HEAD}listen = []\n"));
     assert!(none.speaker.listen.is_empty());
     let bare = parse(&format!("{HEAD}listen = [\"10.0.0.1\", \"[::1]:1179\"]\n"));

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bgp_wire::attr::NextHop;
 use bgp_wire::{Family, FamilySet};
@@ -157,6 +158,11 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
             listen: api
                 .and_then(|a| a.listen)
                 .unwrap_or_else(|| API_LISTEN.parse().expect("valid address")),
+            readiness_grace: api
+                .and_then(|a| a.readiness_grace)
+                .map_or(crate::api::DEFAULT_READINESS_GRACE, |s| {
+                    Duration::from_secs(u64::from(s))
+                }),
         },
         fib: Fib {
             enabled: fib.and_then(|f| f.enabled).unwrap_or(false),
