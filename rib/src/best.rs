@@ -1,6 +1,15 @@
 //! The decision process: RFC 4271 §9.1.2.2 with the RFC 4456 §9 tie-breaks, written as the
 //! RFC writes it, an elimination over the set of candidate paths.
 //!
+//! One step comes before the RFC's: a path this speaker originates (`Rib::originate`, a
+//! node's address block) beats every path learned from a peer, whatever their attributes.
+//! RFC 4271 §9.1.1 leaves the degree of preference to local policy, and every speaker a
+//! Calico node might be replaced by or peer with ranks its own routes first: BIRD by
+//! protocol preference (static 200 over BGP 100), FRR by weight (32768 for local routes)
+//! and then its "local route" step, GoBGP by preferring local paths. Without it a peer
+//! announcing our own block with a lower MED or a higher LOCAL_PREF would take it from us,
+//! and we would withdraw the block we own.
+//!
 //! Elimination (rather than a pairwise comparator) is what makes the result independent of
 //! the order routes arrived in: the MED step compares only paths from the same neighbour
 //! AS, so "better than" is not transitive and a comparator-based sort would depend on the
@@ -63,6 +72,9 @@ pub enum Ineligible {
 /// The decision step that eliminated a path (RFC 4271 §9.1.2.2, RFC 4456 §9).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Criterion {
+    /// Learned from a peer while a path this speaker originates exists: local routes win
+    /// before any attribute is compared (see the module documentation).
+    LocallyOriginated,
     /// Lower LOCAL_PREF (§9.1.1, §9.1.2.2 preamble).
     LocalPref,
     /// Longer AS_PATH (§9.1.2.2 a).
@@ -72,7 +84,7 @@ pub enum Criterion {
     /// Higher MED than a path from the same neighbour AS, or from any AS with
     /// always-compare-med (§9.1.2.2 c).
     Med,
-    /// Learned over iBGP while an eBGP (or local) path remains (§9.1.2.2 d).
+    /// Learned over iBGP while an eBGP path remains (§9.1.2.2 d).
     PeerType,
     /// Higher IGP cost to the next hop (§9.1.2.2 e).
     IgpCost,
@@ -127,11 +139,12 @@ impl Criterion {
     /// the API's `reason` show.
     pub const fn reason(self) -> &'static str {
         match self {
+            Self::LocallyOriginated => "learned, while this speaker originates the prefix",
             Self::LocalPref => "lower LOCAL_PREF",
             Self::AsPathLength => "longer AS_PATH",
             Self::Origin => "worse ORIGIN",
             Self::Med => "higher MED (same neighbour AS, or always-compare-med)",
-            Self::PeerType => "learned over iBGP while an eBGP or local path exists",
+            Self::PeerType => "learned over iBGP while an eBGP path exists",
             Self::IgpCost => "higher IGP cost to the next hop",
             Self::RouterId => "higher router ID (or ORIGINATOR_ID)",
             Self::ClusterListLength => "longer CLUSTER_LIST",
@@ -172,6 +185,8 @@ impl PathStatus {
 /// What the decision reads of one eligible path, gathered once per run.
 #[derive(Clone, Copy, Debug)]
 struct Cand {
+    /// Originated by this speaker rather than learned from a peer.
+    local: bool,
     local_pref: u32,
     as_len: u32,
     origin: u8,
@@ -228,6 +243,7 @@ impl<'a> Decider<'a> {
         let fact = self.facts.get(p.peer as usize);
         let kind = fact.map_or(PeerKind::Local, |f| f.kind);
         Ok(Cand {
+            local: kind == PeerKind::Local,
             local_pref: a.local_pref.unwrap_or(self.default_local_pref),
             as_len: a.route_len(),
             origin: a.origin.0,
@@ -398,6 +414,8 @@ fn eliminate(
     med_alive: &mut Vec<bool>,
 ) -> usize {
     use Criterion as K;
+    // Our own routes first (false < true: a local path is the least).
+    keep_min(c, alive, lost, K::LocallyOriginated, |x| !x.local);
     keep_min(c, alive, lost, K::LocalPref, |x| Reverse(x.local_pref));
     keep_min(c, alive, lost, K::AsPathLength, |x| x.as_len);
     keep_min(c, alive, lost, K::Origin, |x| x.origin);

@@ -829,6 +829,97 @@ fn test_late_joiner_gets_table_then_eor() {
     assert!(received(&rib, a, &outs, &ctx).is_empty());
 }
 
+/// A node's own block, announced back by a peer with better attributes (LOCAL_PREF 200
+/// against our default 100, a MED where ours has none and a missing MED is the worst):
+/// our own path stays best, before any attribute is compared, whichever came first; the
+/// learned path says why it lost; the other peers keep being sent our route. As BIRD
+/// (preference), FRR (weight, local route) and GoBGP do.
+#[test]
+fn test_locally_originated_beats_better_learned() {
+    for originate_first in [false, true] {
+        let mut cfg = RibConfig::new(LOCAL_AS, RR_ID);
+        cfg.missing_med_worst = true;
+        cfg.track_best_changes = true;
+        let mut rib = Rib::new(cfg);
+        let a = client(&mut rib, 2);
+        let b = client(&mut rib, 3);
+        let ctx = ibgp_ctx();
+        let better = with(
+            with(base("192.0.2.2", &[]), A::LocalPref(200)),
+            A::MultiExitDisc(0),
+        );
+        if originate_first {
+            rib.originate(net(P), rib::Attrs::default());
+            let _ = apply(&mut rib, a, &ctx, &announce(&[P], better, &ctx));
+        } else {
+            let _ = apply(&mut rib, a, &ctx, &announce(&[P], better, &ctx));
+            // Alone, the learned path is best.
+            assert_eq!(verdict(&rib), [(a, PathStatus::Best)]);
+            drain(&mut rib);
+            while rib.poll_best_change().is_some() {}
+            rib.originate(net(P), rib::Attrs::default());
+        }
+        assert_eq!(
+            verdict(&rib),
+            [
+                (PeerId::LOCAL, PathStatus::Best),
+                (a, PathStatus::Lost(Criterion::LocallyOriginated))
+            ],
+            "originate first: {originate_first}"
+        );
+        let mut last = None;
+        while let Some(c) = rib.poll_best_change() {
+            last = Some(c);
+        }
+        assert!(last.is_some_and(|c| c.local && c.next_hops.is_empty()));
+        // The other client is sent our own route, not the reflected one.
+        let outs = drain(&mut rib);
+        let t = table(&received(&rib, b, &outs, &ctx));
+        let got = &t[&Nlri::new(net(P))];
+        assert_eq!(attr(got, T::NEXT_HOP), Some(&A::NextHop(RR_ADDR)));
+        assert_eq!(attr(got, T::ORIGINATOR_ID), None);
+        assert_eq!(attr(got, T::LOCAL_PREF), Some(&A::LocalPref(100)));
+
+        // Withdrawn here, the prefix falls back to the learned path.
+        rib.withdraw_local(net(P));
+        assert_eq!(verdict(&rib), [(a, PathStatus::Best)]);
+    }
+}
+
+/// The local step comes before LOCAL_PREF even for an eBGP path: an eBGP peer whose import
+/// policy raises LOCAL_PREF still loses to our own route.
+#[test]
+fn test_locally_originated_beats_ebgp_with_higher_local_pref() {
+    let mut rib = rr();
+    let raise = Policy::new(
+        vec![Rule {
+            when: Match::default(),
+            then: vec![Modify::SetLocalPref(500)],
+            verdict: Verdict::Accept,
+        }],
+        false,
+    )
+    .unwrap();
+    let mut cfg = PeerConfig::new(IpAddr::V4(v4("0.0.0.0")), 65001);
+    cfg.import = Some(Arc::new(raise));
+    let e = up(&mut rib, cfg, 9, ebgp_ctx());
+    rib.originate(net(P), rib::Attrs::default());
+    let ectx = ebgp_ctx();
+    let _ = apply(
+        &mut rib,
+        e,
+        &ectx,
+        &announce(&[P], base("192.0.2.9", &[65001]), &ectx),
+    );
+    assert_eq!(
+        verdict(&rib),
+        [
+            (PeerId::LOCAL, PathStatus::Best),
+            (e, PathStatus::Lost(Criterion::LocallyOriginated))
+        ]
+    );
+}
+
 #[test]
 fn test_originate_and_best_change_stream() {
     let mut cfg = RibConfig::new(LOCAL_AS, RR_ID);
@@ -905,6 +996,10 @@ fn test_withdraw_everything_frees_everything() {
 fn test_reasons_in_operator_words() {
     // What `ctl route` and the API's JSON show: these strings are an interface.
     let lost = [
+        (
+            Criterion::LocallyOriginated,
+            "learned, while this speaker originates the prefix",
+        ),
         (Criterion::LocalPref, "lower LOCAL_PREF"),
         (Criterion::AsPathLength, "longer AS_PATH"),
         (Criterion::Origin, "worse ORIGIN"),
@@ -914,7 +1009,7 @@ fn test_reasons_in_operator_words() {
         ),
         (
             Criterion::PeerType,
-            "learned over iBGP while an eBGP or local path exists",
+            "learned over iBGP while an eBGP path exists",
         ),
         (Criterion::IgpCost, "higher IGP cost to the next hop"),
         (Criterion::RouterId, "higher router ID (or ORIGINATOR_ID)"),

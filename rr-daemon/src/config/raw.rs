@@ -72,6 +72,7 @@ pub(super) struct RawSpeaker {
 pub(super) struct RawApi {
     pub(super) enabled: Option<bool>,
     pub(super) listen: Option<SocketAddr>,
+    pub(super) readiness_grace: Option<u32>,
 }
 
 /// `[fib]`.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bgp_wire::attr::NextHop;
 use bgp_wire::{Family, FamilySet};
@@ -157,6 +158,11 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
             listen: api
                 .and_then(|a| a.listen)
                 .unwrap_or_else(|| API_LISTEN.parse().expect("valid address")),
+            readiness_grace: api
+                .and_then(|a| a.readiness_grace)
+                .map_or(crate::api::DEFAULT_READINESS_GRACE, |s| {
+                    Duration::from_secs(u64::from(s))
+                }),
         },
         fib: Fib {
             enabled: fib.and_then(|f| f.enabled).unwrap_or(false),
@@ -587,10 +593,9 @@ impl Cx<'_> {
                 own_path: path.clone(),
                 group: group.clone(),
             };
-            // Calico's rule: of two nodes, the one with the greater address waits.
             let defaults = Defaults {
                 asn: Some(self.speaker.asn),
-                passive: Some(ours > node),
+                passive: Some(mesh_passive(ours, node)),
                 source_address: Some(ours),
             };
             let settings = self.peer(&layers, node, &defaults)?;
@@ -613,6 +618,18 @@ impl Cx<'_> {
             group: m.group.clone(),
         }))
     }
+}
+
+/// Calico's mesh rule: each link is opened from one side only, and we wait for a peer
+/// whose address is greater than ours *as a string* (confd's `processMeshPeers`:
+/// `if peerIP > currentNodeIP { passive }`). The lower string waits, the greater one
+/// connects. The text is what Calico stores for a node (Go's `net.IP.String()`, which for
+/// the unicast addresses a node can have reads the same as Rust's `Display`: dotted
+/// quads, RFC 5952 for IPv6), compared byte by byte as Go compares strings. So
+/// `10.0.0.9` waits for `10.0.0.10`, although it is the smaller number: comparing
+/// numbers instead leaves pairs where both sides wait in a mesh shared with BIRD.
+pub(super) fn mesh_passive(ours: IpAddr, peer: IpAddr) -> bool {
+    peer.to_string() > ours.to_string()
 }
 
 /// TTL without `multihop` or `ttl_security`: 1 (directly connected) for eBGP, 255 for
