@@ -1,8 +1,8 @@
 //! Kernel programming (node mode, `[fib]`): best paths into the main table of the node's
 //! own namespace with protocol 12 (`bird`) and the configured metric, the node's block as
 //! a blackhole (`[[originate]] blackhole = true`), withdrawals, a kill -9 and a restart
-//! that adopts the routes left in the kernel, routes of other protocols untouched, and
-//! 1,000 routes of a BIRD 2 peer.
+//! that adopts the routes left in the kernel, routes of other protocols untouched, two
+//! equal paths as one multipath route, and 1,000 routes of a BIRD 2 peer.
 //!
 //! Only the namespaces each test creates are touched (the host's routing table never):
 //! a hub namespace with a bridge, one namespace per node attached to it. The Calico
@@ -448,6 +448,10 @@ fn thousand_routes_from_bird2_land_in_kernel() {
         first - t0,
         all - first
     );
+    // The kernel side alone, from the daemon's log: operations per batch and its time.
+    for l in d1.log().lines().filter(|l| l.contains("fib: batch done")) {
+        eprintln!("  {}", l.find("batch done").map_or(l, |i| &l[i..]));
+    }
     let got: Vec<String> = ours(&ns1)
         .into_iter()
         .filter(|r| r.kind == "unicast")
@@ -473,4 +477,94 @@ fn thousand_routes_from_bird2_land_in_kernel() {
     });
     eprintln!("1,000 withdrawals out of the kernel in {:?}", t.elapsed());
     drop(d1);
+}
+
+/// Two equal best paths (our node 2 and a BIRD 2 node 3 announce one prefix) are one
+/// multipath route in node 1's kernel; when one path goes, the route becomes a plain one
+/// via the other.
+#[test]
+fn equal_paths_are_one_multipath_route() {
+    const NODE3: &str = "192.0.2.103";
+    const SHARED: &str = "10.200.0.0/24";
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let dir = WorkDir::new("fib-ecmp").unwrap_or_else(|e| panic!("{e}"));
+    let hub = Hub::create("hub", &[]).unwrap_or_else(|e| panic!("{e}"));
+    let ns1 = node(&hub, "node1", NODE1);
+    let ns2 = node(&hub, "node2", NODE2);
+    let ns3 = node(&hub, "bird3", NODE3);
+    let peer = |me: &str, other: &str| {
+        format!(
+            "[speaker]\nasn = {AS}\nrouter_id = \"{me}\"\nlisten = [\"{me}:179\"]\n\
+             hold_time = {HOLD}\nconnect_retry = 1\n\n\
+             [api]\nlisten = \"{me}:9179\"\n\n\
+             [[peer]]\naddress = \"{other}\"\nasn = {AS}\n"
+        )
+    };
+    let d1 = Daemon::start(
+        &ns1,
+        &subdir(&dir, "node1"),
+        exe(),
+        &format!(
+            "{}\n[[peer]]\naddress = \"{NODE3}\"\nasn = {AS}\n\n[fib]\ntable = 254\n",
+            peer(NODE1, NODE2)
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let d2 = Daemon::start(
+        &ns2,
+        &subdir(&dir, "node2"),
+        exe(),
+        &format!("{}\n[[route]]\nprefix = \"{SHARED}\"\n", peer(NODE2, NODE1)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let body = format!(
+        "router id {NODE3};\n\
+         protocol device {{ scan time 10; }}\n\
+         protocol static s1 {{ ipv4; route {SHARED} blackhole; }}\n\
+         protocol bgp ours {{\n\
+         \x20 local {NODE3} as {AS};\n\
+         \x20 neighbor {NODE1} as {AS};\n\
+         \x20 direct;\n\
+         \x20 hold time {HOLD};\n\
+         \x20 keepalive time 1;\n\
+         \x20 connect retry time 1;\n\
+         \x20 connect delay time 1;\n\
+         \x20 error wait time 1,2;\n\
+         \x20 ipv4 {{ import all; export all; next hop self; }};\n\
+         }}\n"
+    );
+    let bird = Bird::start_config(
+        BirdVersion::V2,
+        &ns3,
+        &subdir(&dir, "bird"),
+        "node3",
+        "ours",
+        false,
+        &body,
+    )
+    .unwrap_or_else(|e| panic!("cannot start BIRD 2: {e}"));
+    let multipath = KRoute {
+        gateways: vec![NODE2.into(), NODE3.into()],
+        ..via(SHARED, NODE2)
+    };
+    let r = poll(CONVERGED_WITHIN, Duration::from_millis(50), || {
+        same(&ours(&ns1), std::slice::from_ref(&multipath)).then_some(())
+    });
+    if r.is_none() {
+        panic!(
+            "no multipath route: {:?}\n{}\n{}",
+            ours(&ns1),
+            d1.transcript(40),
+            d2.transcript(20)
+        );
+    }
+    bird.birdc(&["disable", "s1"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait("back to one path", Duration::from_secs(2), || {
+        let o = ours(&ns1);
+        same(&o, &[via(SHARED, NODE2)])
+            .then_some(())
+            .ok_or(format!("{o:?}"))
+    });
+    drop((d1, d2));
 }
