@@ -20,7 +20,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::session::{Command, SessionEvent, SessionSpec, spawn};
 
@@ -186,11 +186,27 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
     } else {
         None
     };
+    let fib = config.fib;
+    let configured: Vec<IpAddr> = config.peers.keys().copied().collect();
+    let (blackholes_tx, blackholes) = tokio::sync::watch::channel(config.blackholes());
     let (speaker, mut core) = if restarting {
         crate::speaker::Speaker::start_restarting(config).await?
     } else {
         crate::speaker::Speaker::start(config).await?
     };
+    if fib.enabled {
+        // Subscribed before any session can be up: no best-path change of a peer's route
+        // is missed (the ones of our own routes, at the start, are never installed).
+        let changes = speaker.subscribe().await?;
+        let speaker = speaker.clone();
+        tokio::spawn(async move {
+            let r = crate::fib::run(fib, speaker, configured, changes, blackholes).await;
+            if let Err(e) = r {
+                // Never fatal: BGP goes on without kernel routes.
+                error!("fib: kernel routes are not programmed: {e}");
+            }
+        });
+    }
     if let Some(listener) = api_listener {
         let options = crate::api::ApiOptions {
             readiness_grace: api.readiness_grace,
@@ -220,6 +236,10 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
                     if new.api != api {
                         warn!("[api] changes take effect at the next start");
                     }
+                    if new.fib != fib {
+                        warn!("[fib] changes take effect at the next start");
+                    }
+                    blackholes_tx.send_replace(new.blackholes());
                     let _ = speaker.reload(new).await?;
                 }
                 // A bad file changes nothing: the running configuration stays.
@@ -227,6 +247,7 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
             },
         }
     }
+    // Kernel routes stay (BIRD's `persist`): the next start adopts them.
     info!("stopping: Cease to every peer");
     speaker.shutdown().await?;
     let _ = tokio::time::timeout(Duration::from_secs(3), core).await;

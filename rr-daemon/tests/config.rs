@@ -873,7 +873,8 @@ fn test_error_messages_are_located() {
         (
             "[speakr]\n",
             "test.toml:1:2: speakr: unknown key, expected one of `speaker`, `api`, `fib`, \
-             `mesh`, `peer_group`, `peer`, `dynamic_neighbors`, `policy`, `route`",
+             `mesh`, `peer_group`, `peer`, `dynamic_neighbors`, `policy`, `route`, \
+             `originate`",
         ),
         (
             "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
@@ -1206,5 +1207,107 @@ prefix = "2001:db8:1::/48"
     assert!(
         e.contains("route[2].prefix: 198.51.100.0/24 is already originated by route[0]"),
         "{e}"
+    );
+}
+
+#[test]
+fn test_fib_section_presence_turns_programming_on() {
+    let base = "[speaker]\nasn = 65000\nrouter_id = \"192.0.2.1\"\n";
+    let c = parse(base);
+    assert!(!c.fib.enabled, "no [fib]: off");
+    assert!(!c.rib_config().track_best_changes);
+    // The fixed contract: `table = 254` alone turns it on.
+    let c = parse(&format!("{base}[fib]\ntable = 254\n"));
+    assert!(c.fib.enabled);
+    assert!(c.rib_config().track_best_changes);
+    assert_eq!((c.fib.table, c.fib.protocol, c.fib.metric), (254, 12, 1024));
+    let c = parse(&format!("{base}[fib]\n"));
+    assert!(c.fib.enabled, "an empty [fib] is on too");
+    let c = parse(&format!(
+        "{base}[fib]\nenabled = true\ntable = 100\nprotocol = 186\nmetric = 7\n"
+    ));
+    assert!(c.fib.enabled);
+    assert_eq!((c.fib.table, c.fib.protocol, c.fib.metric), (100, 186, 7));
+    let c = parse(&format!("{base}[fib]\nenabled = false\ntable = 254\n"));
+    assert!(!c.fib.enabled, "`enabled = false` keeps it off");
+    assert_eq!(
+        error(&format!("{base}[fib]\nprotocol = 0\n"))
+            .split(": ")
+            .nth(1),
+        Some("fib.protocol")
+    );
+    assert_eq!(
+        error(&format!("{base}[fib]\ntabel = 254\n")),
+        "test.toml:5:1: fib.tabel: unknown key, expected one of `enabled`, `table`, \
+         `protocol`, `metric`"
+    );
+}
+
+#[test]
+fn test_originate_blocks() {
+    let text = r#"
+[speaker]
+asn = 64512
+router_id = "10.0.0.1"
+
+[[route]]
+prefix = "198.51.100.0/24"
+
+[[originate]]
+prefix = "192.168.0.0/26"
+blackhole = true
+
+[[originate]]
+prefix = "fd00:1:2:3::/122"
+
+[[originate]]
+prefix = "192.168.1.5/26"
+blackhole = false
+"#;
+    let c = parse(text);
+    let prefixes: Vec<String> = c.routes.iter().map(|r| r.prefix.to_string()).collect();
+    assert_eq!(
+        prefixes,
+        [
+            "198.51.100.0/24",
+            "192.168.0.0/26",
+            "fd00:1:2:3::/122",
+            "192.168.1.0/26"
+        ],
+        "announced like [[route]]s, after them"
+    );
+    assert_eq!(c.routes[1].attrs, rib::Attrs::default());
+    let blackholes: Vec<String> = c.blackholes().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        blackholes,
+        ["192.168.0.0/26", "fd00:1:2:3::/122"],
+        "blackhole defaults to true"
+    );
+    assert_eq!(c.originate.len(), 3);
+    assert!(!c.originate[2].blackhole);
+
+    let dup = format!("{text}\n[[originate]]\nprefix = \"192.168.0.0/26\"\n");
+    assert_eq!(
+        error(&dup),
+        "test.toml:21:10: originate[3].prefix: 192.168.0.0/26 is already originated by \
+         originate[0]"
+    );
+    let dup = format!("{text}\n[[originate]]\nprefix = \"198.51.100.0/24\"\n");
+    assert_eq!(
+        error(&dup),
+        "test.toml:21:10: originate[3].prefix: 198.51.100.0/24 is already originated by \
+         route[0]"
+    );
+    let bad = format!("{text}\n[[originate]]\nprefix = \"10.0.0.0/8\"\nblackhole = 1\n");
+    assert!(
+        error(&bad).starts_with("test.toml:22:13: originate[3].blackhole: "),
+        "{}",
+        error(&bad)
+    );
+    let bad = format!("{text}\n[[originate]]\nprefix = \"10.0.0.0/8\"\nnext_hop = \"1.2.3.4\"\n");
+    assert!(
+        error(&bad).starts_with("test.toml:22:1: originate[3].next_hop: unknown key"),
+        "{}",
+        error(&bad)
     );
 }

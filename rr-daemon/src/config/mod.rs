@@ -69,8 +69,20 @@ pub struct Config {
     pub mesh: Option<Mesh>,
     /// `[[policy]]`, by name.
     pub policies: BTreeMap<String, Arc<Policy>>,
-    /// `[[route]]`: routes this speaker originates, in file order.
+    /// `[[route]]` and then `[[originate]]`: routes this speaker originates (announces),
+    /// in file order.
     pub routes: Vec<Route>,
+    /// `[[originate]]`: the node's blocks, in file order (also in `routes`).
+    pub originate: Vec<Originate>,
+}
+
+/// `[[originate]]`: one of the node's address blocks (Calico's `bird_aggr.cfg`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Originate {
+    /// The block, host bits cleared.
+    pub prefix: ipnet::IpNet,
+    /// Installed in the kernel as a blackhole route (when `[fib]` is on).
+    pub blackhole: bool,
 }
 
 /// `[[route]]`: a route this speaker originates (a node's address block, a test prefix).
@@ -166,6 +178,15 @@ impl Config {
             .copied()
             .collect();
         d
+    }
+
+    /// The blocks the FIB installs as blackholes (`[[originate]] blackhole = true`).
+    pub fn blackholes(&self) -> Vec<ipnet::IpNet> {
+        self.originate
+            .iter()
+            .filter(|o| o.blackhole)
+            .map(|o| o.prefix)
+            .collect()
     }
 
     /// One line: AS, router ID, reflector role, peers, dynamic ranges and policies.

@@ -93,7 +93,7 @@ pub struct Api {
     pub readiness_grace: Duration,
 }
 
-/// `[fib]`: kernel route programming. Defined and checked, not used yet.
+/// `[fib]`: kernel route programming (`crate::fib`), on when the section is present.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fib {
     /// Whether to program routes.

@@ -32,6 +32,16 @@ pub(super) struct RawFile {
     pub(super) policy: Vec<RawPolicy>,
     #[serde(default)]
     pub(super) route: Vec<RawRoute>,
+    #[serde(default)]
+    pub(super) originate: Vec<RawOriginate>,
+}
+
+/// `[[originate]]`: one of the node's blocks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOriginate {
+    pub(super) prefix: ipnet::IpNet,
+    pub(super) blackhole: Option<bool>,
 }
 
 /// `[[route]]`: a route this speaker originates.

@@ -147,7 +147,8 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
     if any_client && speaker.cluster_id.is_none() {
         speaker.cluster_id = Some(speaker.router_id);
     }
-    let routes = routes(doc, &raw.route)?;
+    let mut routes = routes(doc, &raw.route)?;
+    let originate = originate(doc, &raw.originate, &mut routes)?;
     let api = raw.api.as_ref();
     let fib = raw.fib.as_ref();
     Ok(Config {
@@ -164,8 +165,10 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
                     Duration::from_secs(u64::from(s))
                 }),
         },
+        originate,
         fib: Fib {
-            enabled: fib.and_then(|f| f.enabled).unwrap_or(false),
+            // The section's presence turns programming on; `enabled = false` keeps it off.
+            enabled: fib.is_some_and(|f| f.enabled.unwrap_or(true)),
             table: fib.and_then(|f| f.table).map_or(254, |t| t.get()),
             protocol: fib.and_then(|f| f.protocol).map_or(12, |p| p.0),
             metric: fib.and_then(|f| f.metric).unwrap_or(1024),
@@ -673,6 +676,42 @@ fn routes(doc: &Doc<'_>, raw: &[super::raw::RawRoute]) -> Result<Vec<super::Rout
             ..rib::Attrs::default()
         };
         out.push(super::Route { prefix, attrs });
+    }
+    Ok(out)
+}
+
+/// `[[originate]]`: the node's blocks, announced as `[[route]]`s with default attributes
+/// (appended to `routes`) and, with `blackhole`, installed as blackholes by the FIB.
+fn originate(
+    doc: &Doc<'_>,
+    raw: &[super::raw::RawOriginate],
+    routes: &mut Vec<super::Route>,
+) -> Result<Vec<super::Originate>> {
+    let mut out: Vec<super::Originate> = Vec::new();
+    let configured = routes.len();
+    for (i, o) in raw.iter().enumerate() {
+        let path = KeyPath::item("originate", i);
+        let prefix = o.prefix.trunc();
+        if let Some(j) = routes[..configured].iter().position(|r| r.prefix == prefix) {
+            return Err(doc.error(
+                &path.key("prefix"),
+                format!("{prefix} is already originated by route[{j}]"),
+            ));
+        }
+        if let Some(j) = out.iter().position(|r| r.prefix == prefix) {
+            return Err(doc.error(
+                &path.key("prefix"),
+                format!("{prefix} is already originated by originate[{j}]"),
+            ));
+        }
+        out.push(super::Originate {
+            prefix,
+            blackhole: o.blackhole.unwrap_or(true),
+        });
+        routes.push(super::Route {
+            prefix,
+            attrs: rib::Attrs::default(),
+        });
     }
     Ok(out)
 }

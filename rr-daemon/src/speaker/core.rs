@@ -139,6 +139,11 @@ impl Core {
         self.actions.pop_front()
     }
 
+    /// Route selection is deferred (we restart, RFC 4724 §4.1).
+    pub(crate) fn deferring(&self) -> bool {
+        self.gr.deferring()
+    }
+
     /// The earliest deadline, for [`Core::handle_timeout`].
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.gr.poll_timeout()

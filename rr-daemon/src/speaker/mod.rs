@@ -99,6 +99,8 @@ enum Request {
         done: oneshot::Sender<RoutesPage>,
     },
     Snapshot(oneshot::Sender<Snapshot>),
+    // Added for the FIB (`crate::fib`): the end of its initial sync waits for this.
+    Deferring(oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -214,6 +216,13 @@ impl Speaker {
     /// Every peer's status and the RIB's sizes, for metrics.
     pub async fn snapshot(&self) -> Result<Snapshot, SpeakerError> {
         self.ask(Request::Snapshot).await
+    }
+
+    /// Whether route selection is still deferred: started as a restarting speaker
+    /// ([`Speaker::start_restarting`]) and not every configured peer's End-of-RIB is in
+    /// yet, nor the graceful restart time over.
+    pub async fn deferring(&self) -> Result<bool, SpeakerError> {
+        self.ask(Request::Deferring).await
     }
 
     /// Sends a Cease to every peer and stops.

@@ -247,6 +247,9 @@ impl Shell {
             Request::Snapshot(done) => {
                 let _ = done.send(self.core.snapshot(now, &queued));
             }
+            Request::Deferring(done) => {
+                let _ = done.send(self.core.deferring());
+            }
             Request::Shutdown(done) => {
                 self.shutdown().await;
                 let _ = done.send(());

@@ -1,0 +1,254 @@
+//! Kernel routes (node mode): the best paths of the Loc-RIB go into a kernel table with our
+//! route protocol number (12, BIRD's, by default: Calico's Felix recognises routes by it)
+//! and a metric; our blocks (`[[originate]] blackhole = true`) go in as blackholes.
+//!
+//! ```text
+//!  Speaker::subscribe() ──BestChange──┐
+//!  [[originate]] blackholes (watch) ──┼─▶ task (run): Reconciler (reconcile.rs, pure)
+//!  Speaker::peers(), ::deferring() ───┘        │ poll_batch()       ▲ handle_result()
+//!      (until the initial sync is over)        ▼                    │
+//!                                        Kernel (netlink.rs): deletes, then adds, many
+//!                                        requests in flight on one rtnetlink socket
+//! ```
+//!
+//! Start: the task dumps our table for routes of our protocol number and adopts them
+//! (they survived our last exit: routes are never removed when the daemon stops, BIRD's
+//! `persist`). A route that comes back as it was costs no operation. Adopted routes
+//! that nothing desires are removed only once the initial sync is over
+//! ([`InitialSync`]): every configured peer Established, the speaker past its graceful
+//! restart deferral, and no best-path change for [`SETTLE`]; or [`SYNC_TIMEOUT`] after
+//! the start, whatever the peers do.
+//!
+//! Metric: the configured `[fib] metric` for every route. Calico 3.32's rule
+//! (`metric = 2147483647 - LOCAL_PREF`) needs the best path's LOCAL_PREF, which
+//! [`rib::BestChange`] does not carry yet.
+
+pub mod netlink;
+pub mod reconcile;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use rib::BestChange;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::config::Fib;
+use crate::speaker::{PeerState, Speaker};
+use netlink::Kernel;
+use reconcile::Reconciler;
+
+/// Quiet time (no best-path change, every configured peer up) that ends the initial sync.
+pub const SETTLE: Duration = Duration::from_secs(1);
+/// The initial sync ends at the latest this long after the start (BIRD's default
+/// graceful restart time, the longest a restarting peer takes).
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long changes gather before a batch goes to the kernel.
+pub const BATCH_DELAY: Duration = Duration::from_millis(5);
+/// Operations in one batch at most.
+pub const BATCH_MAX: usize = 4096;
+/// How often failed routes are tried again (BIRD's kernel scan time is 2 s).
+pub const RETRY_EVERY: Duration = Duration::from_secs(2);
+/// Failures logged one by one per batch; the rest are counted in one line.
+const LOG_FAILURES: usize = 10;
+
+/// When the first full desired set is known. Pure: time comes in as `now`.
+#[derive(Clone, Debug)]
+pub struct InitialSync {
+    deadline: Instant,
+    quiet_until: Instant,
+    ready_since: Option<Instant>,
+    done: bool,
+}
+
+impl InitialSync {
+    /// Starts waiting at `now`.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            deadline: now + SYNC_TIMEOUT,
+            quiet_until: now + SETTLE,
+            ready_since: None,
+            done: false,
+        }
+    }
+
+    /// A best-path change arrived.
+    pub fn on_change(&mut self, now: Instant) {
+        self.quiet_until = now + SETTLE;
+    }
+
+    /// What the speaker said: whether every configured peer is Established and the
+    /// graceful restart deferral (if we restart) is over.
+    pub fn on_speaker(&mut self, ready: bool, now: Instant) {
+        match (ready, self.ready_since) {
+            (true, None) => self.ready_since = Some(now),
+            (false, _) => self.ready_since = None,
+            (true, Some(_)) => {}
+        }
+    }
+
+    /// Whether the initial sync is over (and stays over).
+    pub fn poll(&mut self, now: Instant) -> bool {
+        if !self.done {
+            let settled = self
+                .ready_since
+                .is_some_and(|t| now >= t + SETTLE && now >= self.quiet_until);
+            self.done = settled || now >= self.deadline;
+        }
+        self.done
+    }
+}
+
+/// The FIB task: programs `changes` (from [`Speaker::subscribe`], taken right after the
+/// start) and the blackholes of `blackholes` into the kernel as `fib` says, until
+/// `changes` closes. Nothing is removed from the kernel when it ends.
+pub async fn run(
+    fib: Fib,
+    speaker: Speaker,
+    configured: Vec<IpAddr>,
+    mut changes: mpsc::UnboundedReceiver<BestChange>,
+    mut blackholes: watch::Receiver<Vec<IpNet>>,
+) -> Result<(), netlink::KernelError> {
+    let started = Instant::now();
+    let kernel = Kernel::open(fib.table, fib.protocol)?;
+    let mut rec = Reconciler::new(fib.metric);
+    let found = kernel.dump().await?;
+    info!(
+        routes = found.len(),
+        table = fib.table,
+        protocol = fib.protocol,
+        "fib: adopted our routes from the kernel"
+    );
+    rec.adopt(found);
+    rec.set_blackholes(blackholes.borrow_and_update().iter().copied());
+    let mut sync = InitialSync::new(started);
+    let mut check = tokio::time::interval(Duration::from_millis(200));
+    let mut retry = tokio::time::interval(RETRY_EVERY);
+    let mut open = true;
+    while open {
+        tokio::select! {
+            c = changes.recv() => match c {
+                Some(c) => {
+                    // Gather what follows for a moment: batches, not single routes.
+                    tokio::time::sleep(BATCH_DELAY).await;
+                    take(&mut rec, &c);
+                    let mut n = 1;
+                    while n < BATCH_MAX && let Ok(c) = changes.try_recv() {
+                        take(&mut rec, &c);
+                        n += 1;
+                    }
+                    sync.on_change(Instant::now());
+                }
+                None => open = false,
+            },
+            r = blackholes.changed() => {
+                if r.is_ok() {
+                    rec.set_blackholes(blackholes.borrow_and_update().iter().copied());
+                }
+            }
+            _ = check.tick(), if !rec.synced() => {
+                let now = Instant::now();
+                if !sync.poll(now) {
+                    let ready = speaker_ready(&speaker, &configured).await;
+                    sync.on_speaker(ready, now);
+                }
+                if sync.poll(now) {
+                    info!(
+                        after_ms = started.elapsed().as_millis() as u64,
+                        "fib: initial sync over, removing stale routes of ours"
+                    );
+                    rec.mark_synced();
+                }
+            }
+            _ = retry.tick() => rec.retry_failed(),
+        }
+        while rec.has_work() {
+            let batch = rec.poll_batch(BATCH_MAX);
+            let t = Instant::now();
+            let results = kernel.apply_batch(&batch).await;
+            let mut failed = 0;
+            for (op, r) in results {
+                if let Err(reconcile::OpError::Failed(e)) = &r {
+                    failed += 1;
+                    if failed <= LOG_FAILURES {
+                        warn!(route = %op, "fib: {e} (will retry)");
+                    }
+                }
+                rec.handle_result(&op, r);
+            }
+            rec.batch_done(&batch);
+            if failed > LOG_FAILURES {
+                warn!(
+                    "fib: {} more operations failed (will retry)",
+                    failed - LOG_FAILURES
+                );
+            }
+            let s = rec.stats();
+            debug!(
+                ops = batch.len(),
+                failed,
+                ms = t.elapsed().as_millis() as u64,
+                installed = s.installed,
+                errors = s.errors,
+                "fib: batch done"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn take(rec: &mut Reconciler, c: &BestChange) {
+    rec.handle_best_change(c.prefix, &c.next_hops, c.local);
+}
+
+/// Every configured peer Established and the speaker past its graceful restart deferral.
+async fn speaker_ready(speaker: &Speaker, configured: &[IpAddr]) -> bool {
+    let Ok(peers) = speaker.peers().await else {
+        return false;
+    };
+    let up = configured.iter().all(|a| {
+        peers
+            .iter()
+            .any(|p| p.address == *a && p.state == PeerState::Established)
+    });
+    up && !speaker.deferring().await.unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_initial_sync_waits_for_peers_and_quiet() {
+        let t0 = Instant::now();
+        let mut s = InitialSync::new(t0);
+        assert!(!s.poll(t0 + Duration::from_secs(5)));
+        s.on_speaker(true, t0 + Duration::from_secs(5));
+        s.on_change(t0 + Duration::from_millis(5500));
+        assert!(!s.poll(t0 + Duration::from_millis(6000)));
+        assert!(s.poll(t0 + Duration::from_millis(6500)));
+        // Over for good.
+        s.on_speaker(false, t0 + Duration::from_secs(7));
+        assert!(s.poll(t0 + Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn test_initial_sync_peer_down_restarts_wait() {
+        let t0 = Instant::now();
+        let mut s = InitialSync::new(t0);
+        s.on_speaker(true, t0);
+        s.on_speaker(false, t0 + Duration::from_millis(900));
+        assert!(!s.poll(t0 + Duration::from_secs(2)));
+        s.on_speaker(true, t0 + Duration::from_secs(2));
+        assert!(s.poll(t0 + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn test_initial_sync_times_out() {
+        let t0 = Instant::now();
+        let mut s = InitialSync::new(t0);
+        assert!(!s.poll(t0 + SYNC_TIMEOUT - Duration::from_secs(1)));
+        assert!(s.poll(t0 + SYNC_TIMEOUT));
+    }
+}

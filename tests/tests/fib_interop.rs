@@ -1,0 +1,570 @@
+//! Kernel programming (node mode, `[fib]`): best paths into the main table of the node's
+//! own namespace with protocol 12 (`bird`) and the configured metric, the node's block as
+//! a blackhole (`[[originate]] blackhole = true`), withdrawals, a kill -9 and a restart
+//! that adopts the routes left in the kernel, routes of other protocols untouched, two
+//! equal paths as one multipath route, and 1,000 routes of a BIRD 2 peer.
+//!
+//! Only the namespaces each test creates are touched (the host's routing table never):
+//! a hub namespace with a bridge, one namespace per node attached to it. The Calico
+//! seed's two nodes: kube-node1 (block 192.168.0.0/26) and kube-node2 (192.168.0.64/26).
+//! What is asserted is read with `ip -j -n NS route` (and `ip monitor route`).
+//!
+//! Needs root and BIRD 2 (`sudo tests/scripts/install-peers.sh`). `KEEP_WORK=1` keeps
+//! the work dirs; a failed test keeps its and prints where.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use interop_tests::{Bird, BirdVersion, Daemon, Hub, Netns, Proc, WorkDir, poll, require_root};
+use serde_json::Value;
+
+const AS: u32 = 64512;
+const HOLD: u16 = 3;
+const METRIC: u64 = 1024;
+const NODE1: &str = "192.0.2.101";
+const NODE2: &str = "192.0.2.102";
+const BLOCK1: &str = "192.168.0.0/26";
+const BLOCK2: &str = "192.168.0.64/26";
+/// Sessions up and routes in the kernel.
+const CONVERGED_WITHIN: Duration = Duration::from_secs(30);
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_speaker"))
+}
+
+/// A kernel route as `ip -j route` prints it, reduced to what the tests compare.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct KRoute {
+    dst: String,
+    kind: String,
+    gateways: Vec<String>,
+    protocol: String,
+    metric: u64,
+}
+
+impl KRoute {
+    fn ours(&self) -> bool {
+        self.protocol == "bird" || self.protocol == "12"
+    }
+}
+
+/// Every IPv4 route of the main table of `ns`.
+fn routes(ns: &Netns) -> Vec<KRoute> {
+    let out = ns
+        .ip(&["-j", "route", "show", "table", "main"])
+        .unwrap_or_else(|e| panic!("ip route: {e}"));
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let mut r: Vec<KRoute> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            let mut gateways: Vec<String> = r["gateway"]
+                .as_str()
+                .map(str::to_owned)
+                .into_iter()
+                .collect();
+            if let Some(hops) = r["nexthops"].as_array() {
+                gateways.extend(
+                    hops.iter()
+                        .filter_map(|h| h["gateway"].as_str().map(str::to_owned)),
+                );
+            }
+            gateways.sort();
+            KRoute {
+                dst: r["dst"].as_str().unwrap_or_default().to_owned(),
+                kind: r["type"].as_str().unwrap_or("unicast").to_owned(),
+                gateways,
+                protocol: match &r["protocol"] {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => "boot".to_owned(),
+                },
+                metric: r["metric"].as_u64().unwrap_or(0),
+            }
+        })
+        .collect();
+    r.sort();
+    r
+}
+
+fn ours(ns: &Netns) -> Vec<KRoute> {
+    routes(ns).into_iter().filter(KRoute::ours).collect()
+}
+
+fn blackhole(dst: &str) -> KRoute {
+    KRoute {
+        dst: dst.into(),
+        kind: "blackhole".into(),
+        gateways: vec![],
+        protocol: "bird".into(),
+        metric: METRIC,
+    }
+}
+
+fn via(dst: &str, gw: &str) -> KRoute {
+    KRoute {
+        dst: dst.into(),
+        kind: "unicast".into(),
+        gateways: vec![gw.into()],
+        protocol: "bird".into(),
+        metric: METRIC,
+    }
+}
+
+/// `ip -j` prints protocol 12 as `bird` (or `12` without `/etc/iproute2/rt_protos`).
+fn same(a: &[KRoute], b: &[KRoute]) -> bool {
+    let norm = |v: &[KRoute]| {
+        let mut v: Vec<KRoute> = v
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                if r.protocol == "12" {
+                    r.protocol = "bird".into();
+                }
+                r
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    norm(a) == norm(b)
+}
+
+fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let mut last = String::new();
+    match poll(timeout, Duration::from_millis(20), || match f() {
+        Ok(v) => Some(v),
+        Err(e) => {
+            last = e;
+            None
+        }
+    }) {
+        Some(v) => v,
+        None => panic!("{what}: not within {timeout:?}: {last}"),
+    }
+}
+
+fn node_config(me: &str, other: &str, block: Option<&str>) -> String {
+    let mut c = format!(
+        "[speaker]\nasn = {AS}\nrouter_id = \"{me}\"\nlisten = [\"{me}:179\"]\n\
+         hold_time = {HOLD}\nconnect_retry = 1\n\n\
+         [api]\nlisten = \"{me}:9179\"\n\n\
+         [mesh]\nnodes = [\"{me}\", \"{other}\"]\n\n\
+         [fib]\ntable = 254\nprotocol = 12\nmetric = {METRIC}\n"
+    );
+    if let Some(b) = block {
+        c.push_str(&format!(
+            "\n[[originate]]\nprefix = \"{b}\"\nblackhole = true\n"
+        ));
+    }
+    c
+}
+
+fn subdir(dir: &WorkDir, name: &str) -> PathBuf {
+    let d = dir.path().join(name);
+    fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    d
+}
+
+fn node(hub: &Hub, role: &str, addr: &str) -> Netns {
+    let ns = Netns::create(role).unwrap_or_else(|e| panic!("{e}"));
+    hub.attach(&ns, &[&format!("{addr}/24")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    ns
+}
+
+/// Two of our nodes in a mesh, each with `[fib]` and its block as `[[originate]]
+/// blackhole = true`: each kernel holds a blackhole for its own block and the other's block
+/// via the other node, protocol 12, metric 1024; a withdrawal at the peer leaves the
+/// kernel within a second; kill -9 leaves the routes in the kernel, and the restart adopts
+/// them with no delete of a live route while a stale one of ours is removed; routes of
+/// other protocols stay untouched throughout.
+#[test]
+fn mesh_nodes_program_blocks_and_survive_kill() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let dir = WorkDir::new("fib-mesh").unwrap_or_else(|e| panic!("{e}"));
+    let hub = Hub::create("hub", &[]).unwrap_or_else(|e| panic!("{e}"));
+    let ns1 = node(&hub, "node1", NODE1);
+    let ns2 = node(&hub, "node2", NODE2);
+    // Another protocol's routes, one of them for the peer's block at another metric.
+    ns1.ip(&[
+        "route",
+        "add",
+        "10.9.9.0/24",
+        "dev",
+        "lo",
+        "proto",
+        "static",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    ns1.ip(&[
+        "route", "add", BLOCK2, "dev", "lo", "proto", "static", "metric", "5000",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let foreign: Vec<KRoute> = routes(&ns1).into_iter().filter(|r| !r.ours()).collect();
+    assert_eq!(foreign.iter().filter(|r| r.protocol == "static").count(), 2);
+
+    let mut d1 = Daemon::start(
+        &ns1,
+        &subdir(&dir, "node1"),
+        exe(),
+        &node_config(NODE1, NODE2, Some(BLOCK1)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut d2 = Daemon::start(
+        &ns2,
+        &subdir(&dir, "node2"),
+        exe(),
+        &node_config(NODE2, NODE1, Some(BLOCK2)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let fail = |what: &str, d1: &Daemon, d2: &Daemon| -> ! {
+        panic!(
+            "{what}\n{}\n{}\nnode1 routes: {:#?}",
+            d1.transcript(60),
+            d2.transcript(60),
+            routes(&ns1)
+        )
+    };
+
+    let want1 = vec![blackhole(BLOCK1), via(BLOCK2, NODE2)];
+    let want2 = vec![via(BLOCK1, NODE1), blackhole(BLOCK2)];
+    let t = Instant::now();
+    let r = poll(CONVERGED_WITHIN, Duration::from_millis(50), || {
+        (same(&ours(&ns1), &want1) && same(&ours(&ns2), &want2)).then_some(())
+    });
+    if r.is_none() {
+        fail("kernel routes of the mesh", &d1, &d2);
+    }
+    eprintln!(
+        "mesh: both kernels programmed {:?} after the start",
+        t.elapsed()
+    );
+
+    // Withdrawal at the peer: its block leaves node 1's kernel within a second.
+    d2.reload(&node_config(NODE2, NODE1, None))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = Instant::now();
+    let gone = poll(Duration::from_secs(1), Duration::from_millis(10), || {
+        same(&ours(&ns1), &[blackhole(BLOCK1)]).then_some(())
+    });
+    if gone.is_none() {
+        fail(
+            "withdrawn block still in node 1's kernel after 1 s",
+            &d1,
+            &d2,
+        );
+    }
+    eprintln!(
+        "mesh: withdrawn block left node 1's kernel in {:?}",
+        t.elapsed()
+    );
+    wait("node 2's blackhole gone", Duration::from_secs(2), || {
+        let o = ours(&ns2);
+        same(&o, &[via(BLOCK1, NODE1)])
+            .then_some(())
+            .ok_or(format!("{o:?}"))
+    });
+    d2.reload(&node_config(NODE2, NODE1, Some(BLOCK2)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait(
+        "block back in node 1's kernel",
+        Duration::from_secs(2),
+        || {
+            let o = ours(&ns1);
+            same(&o, &want1).then_some(()).ok_or(format!("{o:?}"))
+        },
+    );
+
+    // kill -9: the routes stay. A stale route of ours, as a previous life left it.
+    d1.kill().unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(Duration::from_millis(300));
+    let after_kill = ours(&ns1);
+    assert!(same(&after_kill, &want1), "after kill -9: {after_kill:?}");
+    ns1.ip(&[
+        "route",
+        "add",
+        "10.77.0.0/24",
+        "via",
+        NODE2,
+        "proto",
+        "12",
+        "metric",
+        "1024",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut monitor = start_monitor(&ns1, dir.path());
+    std::thread::sleep(Duration::from_millis(200));
+    let mark = d1.log_mark();
+    d1.start_again(&[]).unwrap_or_else(|e| panic!("{e}"));
+    if d1
+        .wait_log(mark, Duration::from_secs(20), |l| {
+            l.contains("fib: initial sync over")
+        })
+        .is_err()
+    {
+        fail("no end of the initial sync after the restart", &d1, &d2);
+    }
+    let adopted = d1
+        .log_since(mark)
+        .into_iter()
+        .find(|l| l.contains("adopted our routes"))
+        .unwrap_or_default();
+    assert!(adopted.contains("routes=3"), "{adopted}");
+    wait(
+        "stale route of ours removed",
+        Duration::from_secs(2),
+        || {
+            let o = ours(&ns1);
+            same(&o, &want1).then_some(()).ok_or(format!("{o:?}"))
+        },
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = monitor.stop(Duration::from_secs(2));
+    let events = fs::read_to_string(monitor.stdout_path()).unwrap_or_default();
+    let deletes: Vec<&str> = events
+        .lines()
+        .filter(|l| l.starts_with("Deleted"))
+        .collect();
+    assert!(
+        deletes.len() == 1 && deletes[0].contains("10.77.0.0/24"),
+        "only the stale route may be deleted across the restart: {events}"
+    );
+    assert!(
+        !events.lines().any(|l| l.contains("192.168.0.")),
+        "no change to a live route across the restart: {events}"
+    );
+
+    // Other protocols' routes: untouched throughout.
+    let now_foreign: Vec<KRoute> = routes(&ns1).into_iter().filter(|r| !r.ours()).collect();
+    assert_eq!(now_foreign, foreign);
+    drop((d1, d2));
+}
+
+/// `ip monitor route` in `ns`, its output in `dir/ip-monitor.stdout`.
+fn start_monitor(ns: &Netns, dir: &Path) -> Proc {
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .expect("ip");
+    ns.spawn(
+        dir,
+        "ip-monitor",
+        ip,
+        &["monitor".into(), "route".into()],
+        &[],
+        false,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A BIRD 2 peer announcing 1,000 prefixes: all land in our node's kernel via the peer,
+/// protocol 12, metric 1024; its static protocol disabled, all leave.
+#[test]
+fn thousand_routes_from_bird2_land_in_kernel() {
+    const N: usize = 1000;
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let dir = WorkDir::new("fib-1000").unwrap_or_else(|e| panic!("{e}"));
+    let hub = Hub::create("hub", &[]).unwrap_or_else(|e| panic!("{e}"));
+    let ns1 = node(&hub, "node1", NODE1);
+    let ns2 = node(&hub, "bird2", NODE2);
+    let prefixes: Vec<String> = (0..N)
+        .map(|i| format!("10.{}.{}.0/24", 100 + i / 256, i % 256))
+        .collect();
+    let statics: String = prefixes
+        .iter()
+        .map(|p| format!("  route {p} blackhole;\n"))
+        .collect();
+    let body = format!(
+        "router id {NODE2};\n\
+         protocol device {{ scan time 10; }}\n\
+         protocol static s1 {{\n  ipv4;\n{statics}}}\n\
+         protocol bgp ours {{\n\
+         \x20 local {NODE2} as {AS};\n\
+         \x20 neighbor {NODE1} as {AS};\n\
+         \x20 direct;\n\
+         \x20 hold time {HOLD};\n\
+         \x20 keepalive time 1;\n\
+         \x20 connect retry time 1;\n\
+         \x20 connect delay time 1;\n\
+         \x20 error wait time 1,2;\n\
+         \x20 ipv4 {{ import all; export all; next hop self; }};\n\
+         }}\n"
+    );
+    let d1 = Daemon::start(
+        &ns1,
+        &subdir(&dir, "node1"),
+        exe(),
+        &format!(
+            "[speaker]\nasn = {AS}\nrouter_id = \"{NODE1}\"\nlisten = [\"{NODE1}:179\"]\n\
+             hold_time = {HOLD}\nconnect_retry = 1\n\n\
+             [api]\nlisten = \"{NODE1}:9179\"\n\n\
+             [[peer]]\naddress = \"{NODE2}\"\nasn = {AS}\n\n\
+             [fib]\ntable = 254\n\n\
+             [[originate]]\nprefix = \"{BLOCK1}\"\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let t0 = Instant::now();
+    let bird = Bird::start_config(
+        BirdVersion::V2,
+        &ns2,
+        &subdir(&dir, "bird"),
+        "node2",
+        "ours",
+        false,
+        &body,
+    )
+    .unwrap_or_else(|e| panic!("cannot start BIRD 2: {e}"));
+    let count = |ns: &Netns| {
+        ours(ns)
+            .iter()
+            .filter(|r| r.kind == "unicast" && r.gateways == [NODE2] && r.metric == METRIC)
+            .count()
+    };
+    let mut first = None;
+    let all = poll(CONVERGED_WITHIN, Duration::from_millis(10), || {
+        let n = count(&ns1);
+        if n > 0 && first.is_none() {
+            first = Some(Instant::now());
+        }
+        (n == N).then(Instant::now)
+    });
+    let Some(all) = all else {
+        panic!(
+            "{} of {N} routes in the kernel\n{}\nBIRD: {}",
+            count(&ns1),
+            d1.transcript(40),
+            bird.birdc(&["show", "protocols", "all", "ours"])
+                .unwrap_or_default()
+        );
+    };
+    let first = first.expect("first seen");
+    eprintln!(
+        "1,000 routes: first in the kernel {:?} after BIRD's start, all {:?} after the first",
+        first - t0,
+        all - first
+    );
+    // The kernel side alone, from the daemon's log: operations per batch and its time.
+    for l in d1.log().lines().filter(|l| l.contains("fib: batch done")) {
+        eprintln!("  {}", l.find("batch done").map_or(l, |i| &l[i..]));
+    }
+    let got: Vec<String> = ours(&ns1)
+        .into_iter()
+        .filter(|r| r.kind == "unicast")
+        .map(|r| r.dst)
+        .collect();
+    let mut want = prefixes.clone();
+    want.sort();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    assert_eq!(got_sorted, want);
+    let holes: Vec<KRoute> = ours(&ns1)
+        .into_iter()
+        .filter(|r| r.kind == "blackhole")
+        .collect();
+    assert!(same(&holes, &[blackhole(BLOCK1)]), "{holes:?}");
+
+    bird.birdc(&["disable", "s1"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = Instant::now();
+    wait("all 1,000 gone", Duration::from_secs(10), || {
+        let n = count(&ns1);
+        (n == 0).then_some(()).ok_or(format!("{n} left"))
+    });
+    eprintln!("1,000 withdrawals out of the kernel in {:?}", t.elapsed());
+    drop(d1);
+}
+
+/// Two equal best paths (our node 2 and a BIRD 2 node 3 announce one prefix) are one
+/// multipath route in node 1's kernel; when one path goes, the route becomes a plain one
+/// via the other.
+#[test]
+fn equal_paths_are_one_multipath_route() {
+    const NODE3: &str = "192.0.2.103";
+    const SHARED: &str = "10.200.0.0/24";
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let dir = WorkDir::new("fib-ecmp").unwrap_or_else(|e| panic!("{e}"));
+    let hub = Hub::create("hub", &[]).unwrap_or_else(|e| panic!("{e}"));
+    let ns1 = node(&hub, "node1", NODE1);
+    let ns2 = node(&hub, "node2", NODE2);
+    let ns3 = node(&hub, "bird3", NODE3);
+    let peer = |me: &str, other: &str| {
+        format!(
+            "[speaker]\nasn = {AS}\nrouter_id = \"{me}\"\nlisten = [\"{me}:179\"]\n\
+             hold_time = {HOLD}\nconnect_retry = 1\n\n\
+             [api]\nlisten = \"{me}:9179\"\n\n\
+             [[peer]]\naddress = \"{other}\"\nasn = {AS}\n"
+        )
+    };
+    let d1 = Daemon::start(
+        &ns1,
+        &subdir(&dir, "node1"),
+        exe(),
+        &format!(
+            "{}\n[[peer]]\naddress = \"{NODE3}\"\nasn = {AS}\n\n[fib]\ntable = 254\n",
+            peer(NODE1, NODE2)
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let d2 = Daemon::start(
+        &ns2,
+        &subdir(&dir, "node2"),
+        exe(),
+        &format!("{}\n[[route]]\nprefix = \"{SHARED}\"\n", peer(NODE2, NODE1)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let body = format!(
+        "router id {NODE3};\n\
+         protocol device {{ scan time 10; }}\n\
+         protocol static s1 {{ ipv4; route {SHARED} blackhole; }}\n\
+         protocol bgp ours {{\n\
+         \x20 local {NODE3} as {AS};\n\
+         \x20 neighbor {NODE1} as {AS};\n\
+         \x20 direct;\n\
+         \x20 hold time {HOLD};\n\
+         \x20 keepalive time 1;\n\
+         \x20 connect retry time 1;\n\
+         \x20 connect delay time 1;\n\
+         \x20 error wait time 1,2;\n\
+         \x20 ipv4 {{ import all; export all; next hop self; }};\n\
+         }}\n"
+    );
+    let bird = Bird::start_config(
+        BirdVersion::V2,
+        &ns3,
+        &subdir(&dir, "bird"),
+        "node3",
+        "ours",
+        false,
+        &body,
+    )
+    .unwrap_or_else(|e| panic!("cannot start BIRD 2: {e}"));
+    let multipath = KRoute {
+        gateways: vec![NODE2.into(), NODE3.into()],
+        ..via(SHARED, NODE2)
+    };
+    let r = poll(CONVERGED_WITHIN, Duration::from_millis(50), || {
+        same(&ours(&ns1), std::slice::from_ref(&multipath)).then_some(())
+    });
+    if r.is_none() {
+        panic!(
+            "no multipath route: {:?}\n{}\n{}",
+            ours(&ns1),
+            d1.transcript(40),
+            d2.transcript(20)
+        );
+    }
+    bird.birdc(&["disable", "s1"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait("back to one path", Duration::from_secs(2), || {
+        let o = ours(&ns1);
+        same(&o, &[via(SHARED, NODE2)])
+            .then_some(())
+            .ok_or(format!("{o:?}"))
+    });
+    drop((d1, d2));
+}
