@@ -453,13 +453,29 @@ impl Driver {
                 return;
             };
             match conn.framer.next_frame(&mut conn.rbuf) {
-                Ok(Some(frame)) => self.fsm.handle(now, Input::Message { conn: c, frame }),
+                Ok(Some(frame)) => {
+                    self.fsm.handle(now, Input::Message { conn: c, frame });
+                    self.sync_framer(c);
+                }
                 Ok(None) => return,
                 Err(error) => {
                     self.fsm.handle(now, Input::HeaderError { conn: c, error });
                     return;
                 }
             }
+        }
+    }
+
+    /// Once the session is Established on `c`, the negotiated message size (RFC 8654)
+    /// applies from the very next frame: the peer's first large UPDATE may sit in the same
+    /// read as the KEEPALIVE that completed the handshake.
+    fn sync_framer(&mut self, c: ConnId) {
+        if let Some((e, negotiated)) = self.fsm.established()
+            && e == c
+            && let Some(conn) = self.conns[c.index()].as_mut()
+        {
+            conn.framer
+                .set_extended_message(negotiated.ctx.extended_message);
         }
     }
 
@@ -618,9 +634,7 @@ impl Driver {
                 negotiated,
                 peer_open,
             } => {
-                if let Some(c) = self.conns[conn.index()].as_mut() {
-                    c.framer
-                        .set_extended_message(negotiated.ctx.extended_message);
+                if let Some(c) = self.conns[conn.index()].as_ref() {
                     local = c.stream.local_addr().ok();
                 }
                 info!(%peer, asn = peer_open.asn, id = %peer_open.bgp_id, hold = negotiated.hold_time, "session established");
