@@ -316,6 +316,22 @@ impl UpdateGroup {
         Audience::AllExcept(v)
     }
 
+    /// Whether a route from `src` (with ORIGINATOR_ID `originator`) must not go to member
+    /// `peer`: [`UpdateGroup::excluded`] for one member, without building the list (a
+    /// late joiner's catch-up asks it for every route).
+    fn excludes(
+        &self,
+        src: u32,
+        originator: Option<Ipv4Addr>,
+        peer: u32,
+        facts: &[PeerFact],
+    ) -> bool {
+        (src == peer && facts.get(src as usize).is_some_and(|f| f.group == self.id))
+            || originator
+                .and_then(|o| self.by_router_id.get(&o))
+                .is_some_and(|v| v.contains(&peer))
+    }
+
     fn entry_audience(&self, id: u32, facts: &[PeerFact]) -> Audience {
         match self.table.get(id) {
             Some(e) => self.excluded(e.src, e.originator, facts),
@@ -527,10 +543,7 @@ impl UpdateGroup {
                         let Some(e) = self.table.get(id) else {
                             continue;
                         };
-                        if !self
-                            .excluded(e.src, e.originator, dc.facts)
-                            .includes(PeerId(peer))
-                        {
+                        if self.excludes(e.src, e.originator, peer, dc.facts) {
                             continue;
                         }
                         let family = e.family;

@@ -150,6 +150,12 @@ pub fn spawn(
     }
 }
 
+/// Queued messages handed to the kernel in one vectored write, at most.
+const WRITE_BATCH: usize = 64;
+
+/// Commands taken in one go before the queued messages are written, at most.
+const COMMAND_BATCH: usize = 1024;
+
 /// Unsent bytes the kernel may hold per connection: output beyond it waits in the
 /// session's own queue, where it is counted and where a stalled peer blocks the writes
 /// and starts the send hold timer.
@@ -317,7 +323,17 @@ async fn run(
         tokio::select! {
             () = sleep_until(deadline) => d.fsm.handle_timeout(Instant::now()),
             cmd = commands.recv() => match cmd {
-                Some(cmd) => d.command(cmd),
+                Some(cmd) => {
+                    // Whatever else is waiting goes out with it, in one vectored write.
+                    d.command(cmd);
+                    for _ in 0..COMMAND_BATCH {
+                        match commands.try_recv() {
+                            Ok(cmd) => d.command(cmd),
+                            Err(_) => break,
+                        }
+                    }
+                    d.flush_all();
+                }
                 None => {
                     d.fsm.handle(Instant::now(), Input::Stop { automatic: false, notification: None });
                     d.carry_out().await;
@@ -382,9 +398,9 @@ impl Driver {
             }
             Command::Send(bytes) => match self.fsm.established() {
                 Some((c, _)) => {
+                    // Written by the caller once the batch of commands is in.
                     if let Some(conn) = self.conns[c.index()].as_mut() {
                         conn.wq.push_back((bytes, true));
-                        self.flush(c);
                     }
                 }
                 None => self.out.unqueue(bytes.len()),
@@ -524,6 +540,18 @@ impl Driver {
         self.flush(c);
     }
 
+    /// Writes what each connection has queued.
+    fn flush_all(&mut self) {
+        for c in [ConnId::Outbound, ConnId::Inbound] {
+            if self.conns[c.index()]
+                .as_ref()
+                .is_some_and(|x| !x.wq.is_empty())
+            {
+                self.flush(c);
+            }
+        }
+    }
+
     /// Writes what the socket takes now; tells the machine whether output is stuck.
     fn flush(&mut self, c: ConnId) {
         let Some(conn) = self.conns[c.index()].as_mut() else {
@@ -531,16 +559,33 @@ impl Driver {
         };
         let mut written = 0;
         let mut error = None;
-        while let Some((front, counted)) = conn.wq.front_mut() {
-            match conn.stream.try_write(front) {
-                Ok(n) => {
-                    if *counted {
-                        written += n;
-                    }
-                    front.advance(n);
-                    conn.partial = !front.is_empty();
-                    if front.is_empty() {
-                        conn.wq.pop_front();
+        // Bounded: each round writes bytes or stops.
+        while !conn.wq.is_empty() {
+            // One system call for many queued messages: a reflector sends thousands of
+            // small UPDATEs to each of thousands of peers.
+            let slices: Vec<io::IoSlice<'_>> = conn
+                .wq
+                .iter()
+                .take(WRITE_BATCH)
+                .map(|(b, _)| io::IoSlice::new(b))
+                .collect();
+            match conn.stream.try_write_vectored(&slices) {
+                Ok(0) => break,
+                Ok(mut n) => {
+                    while n > 0 {
+                        let Some((front, counted)) = conn.wq.front_mut() else {
+                            break;
+                        };
+                        let k = n.min(front.len());
+                        if *counted {
+                            written += k;
+                        }
+                        front.advance(k);
+                        n -= k;
+                        conn.partial = !front.is_empty();
+                        if front.is_empty() {
+                            conn.wq.pop_front();
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -34,7 +34,8 @@ const PREFIXES: u64 = 100_000;
 /// Bound on each bulk phase as seen by BIRD and FRR (ours takes about a second; the
 /// clients' own processing is most of this).
 const BULK_WITHIN: Duration = Duration::from_secs(180);
-/// Bound on one control API call while the table is being processed.
+/// Bound on what the daemon adds to one control API call while the table is being
+/// processed (beyond the same call's cost with the daemon idle).
 const API_WITHIN: Duration = Duration::from_secs(1);
 /// Fabric size: configured clients, each announcing one /26.
 const FABRIC: usize = 500;
@@ -195,6 +196,16 @@ fn table_100k_to_bird2_frr_and_raw() {
     .unwrap_or_else(|| fail(&daemon, "BIRD 2 and FRR not Established within 30 s".into()));
     log(NAME, started, "BIRD 2 and FRR Established");
 
+    // What a `ctl status` costs with the daemon idle: starting `ctl` inside the namespace
+    // is part of every call, and of no interest here.
+    let mut idle = Duration::ZERO;
+    for _ in 0..5 {
+        let t = Instant::now();
+        ctl_json(hub.ns(), speaker(), API, &["status"])
+            .unwrap_or_else(|e| fail(&daemon, format!("ctl status: {e}")));
+        idle = idle.max(t.elapsed());
+    }
+
     let go = dir.path().join("withdraw-now");
     let args: Vec<String> = [
         "table",
@@ -256,15 +267,15 @@ fn table_100k_to_bird2_frr_and_raw() {
     log(
         NAME,
         started,
-        &format!("slowest of {calls} `ctl status` calls meanwhile: {slowest:?}"),
+        &format!("slowest of {calls} `ctl status` calls meanwhile: {slowest:?} ({idle:?} idle)"),
     );
     if let Some(e) = failed {
         fail(&daemon, format!("ctl status failed under load: {e}"));
     }
-    // `ctl` is a process of its own: its start-up is inside this bound too.
+    // The daemon's share: what a call took beyond the slowest idle one.
     assert!(
-        slowest < API_WITHIN,
-        "ctl status took {slowest:?} under load"
+        slowest.saturating_sub(idle) < API_WITHIN,
+        "ctl status took {slowest:?} under load, {idle:?} idle"
     );
     let status = ctl_json(hub.ns(), speaker(), API, &["status"])
         .unwrap_or_else(|e| fail(&daemon, format!("ctl status: {e}")));

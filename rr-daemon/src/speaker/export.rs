@@ -39,6 +39,19 @@ impl Unwritten<'_> {
     }
 }
 
+/// A member of the group being drained, as this turn sees it.
+struct Target {
+    id: PeerId,
+    addr: IpAddr,
+    generation: u64,
+    /// Unwritten bytes at the start of the turn.
+    unwritten: usize,
+    /// Bytes handed to it during the turn.
+    handed: usize,
+    messages: usize,
+    announced: usize,
+}
+
 impl Core {
     /// Encodes one slice of every update group's pending work whose writers have room,
     /// hands it to the members ([`Action::Command`] with [`Command::Send`]), and passes
@@ -64,30 +77,51 @@ impl Core {
             handed: HashMap::new(),
         };
         for g in self.rib.pending_groups() {
-            let members = self.rib.group_members(g);
-            if !self.has_room(&members, &unwritten) {
+            // Each member looked up once per turn, not once per message: a rack's group
+            // sends thousands of small UPDATEs to thousands of members.
+            let mut targets: Vec<Target> = self
+                .rib
+                .group_members(g)
+                .into_iter()
+                .filter_map(|m| {
+                    let addr = *self.by_id.get(&m)?;
+                    let generation = self.peers.get(&addr)?.generation;
+                    let unwritten = unwritten.get(addr);
+                    Some(Target {
+                        id: m,
+                        addr,
+                        generation,
+                        unwritten,
+                        handed: 0,
+                        messages: 0,
+                        announced: 0,
+                    })
+                })
+                .collect();
+            if !targets.iter().any(|t| t.unwritten < WINDOW) {
                 continue;
             }
             for o in self.rib.drain_group(g, DRAIN_SLICE) {
-                for m in &members {
-                    if !o.audience.includes(*m) {
+                for t in &mut targets {
+                    // Past MAX_QUEUED it is reset below; what it misses now it gets with
+                    // its next session.
+                    if !o.audience.includes(t.id) || t.unwritten + t.handed > MAX_QUEUED {
                         continue;
                     }
-                    let Some(p) = self.by_id.get(m).and_then(|a| self.peers.get_mut(a)) else {
-                        continue;
-                    };
-                    let addr = p.address();
-                    if unwritten.get(addr) > MAX_QUEUED {
-                        // Reset below; what it misses now it gets with its next session.
-                        continue;
-                    }
-                    *unwritten.handed.entry(addr).or_default() += o.bytes.len();
-                    p.counters.sent(o.messages, o.announced);
+                    t.handed += o.bytes.len();
+                    t.messages += o.messages;
+                    t.announced += o.announced;
                     self.actions.push_back(Action::Command {
-                        peer: addr,
-                        generation: p.generation,
+                        peer: t.addr,
+                        generation: t.generation,
                         command: Command::Send(o.bytes.clone()),
                     });
+                }
+            }
+            for t in targets.iter().filter(|t| t.handed > 0) {
+                *unwritten.handed.entry(t.addr).or_default() += t.handed;
+                if let Some(p) = self.peers.get_mut(&t.addr) {
+                    p.counters.sent(t.messages, t.announced);
                 }
             }
         }
