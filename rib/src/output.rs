@@ -25,6 +25,12 @@ pub struct BestChange {
     pub next_hops: Vec<IpAddr>,
     /// The best path is one this speaker originates: the FIB leaves it to its owner.
     pub local: bool,
+    /// The LOCAL_PREF attribute the best path carries as received (after import policy),
+    /// `None` when it carries none (an eBGP path), when the prefix is gone, or when the
+    /// best path is local. Not the decision's default (`default_local_pref`): a FIB that
+    /// maps LOCAL_PREF to a metric (Calico's `krt_metric = 2147483647 - bgp_local_pref`)
+    /// applies its rule only to paths where the attribute is defined.
+    pub local_pref: Option<u32>,
 }
 
 /// The best path of a prefix.
@@ -146,10 +152,16 @@ impl Rib {
         };
         next_hops.sort_unstable();
         next_hops.dedup();
+        let local_pref = if local {
+            None
+        } else {
+            dest.best().and_then(|p| p.attrs.local_pref)
+        };
         let change = BestChange {
             prefix: dest.prefix,
             next_hops,
             local,
+            local_pref,
         };
         self.loc.try_free(slot);
         Some(change)

@@ -1051,3 +1051,45 @@ fn test_reasons_in_operator_words() {
     assert_eq!(PathStatus::Best.reason(), None);
     assert_eq!(PathStatus::Best.name(), "best");
 }
+
+/// The best-change stream carries the best path's LOCAL_PREF as received, `None` without
+/// the attribute (not the decision's default), and `None` for our own route.
+#[test]
+fn test_best_change_carries_local_pref_of_best_path() {
+    let mut cfg = RibConfig::new(LOCAL_AS, RR_ID);
+    cfg.track_best_changes = true;
+    let mut rib = Rib::new(cfg);
+    let a = client(&mut rib, 2);
+    let b = client(&mut rib, 3);
+    let ctx = ibgp_ctx();
+    let last = |rib: &mut Rib| {
+        let mut last = None;
+        while let Some(c) = rib.poll_best_change() {
+            last = Some(c);
+        }
+        last.expect("a change")
+    };
+    // No LOCAL_PREF on the wire: none in the change, though the decision assumed 100.
+    let _ = apply(
+        &mut rib,
+        a,
+        &ctx,
+        &announce(&[P], base("192.0.2.2", &[]), &ctx),
+    );
+    let c = last(&mut rib);
+    assert_eq!((c.next_hops.len(), c.local_pref), (1, None));
+    // A better path with LOCAL_PREF 200 takes over: its value comes along.
+    let _ = apply(
+        &mut rib,
+        b,
+        &ctx,
+        &announce(&[P], with(base("192.0.2.3", &[]), A::LocalPref(200)), &ctx),
+    );
+    let c = last(&mut rib);
+    assert_eq!(c.next_hops, [IpAddr::V4(v4("192.0.2.3"))]);
+    assert_eq!(c.local_pref, Some(200));
+    // Our own route wins: local, no LOCAL_PREF for the FIB.
+    rib.originate(net(P), rib::Attrs::default());
+    let c = last(&mut rib);
+    assert!(c.local && c.local_pref.is_none());
+}

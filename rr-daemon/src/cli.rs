@@ -186,7 +186,7 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
     } else {
         None
     };
-    let fib = config.fib;
+    let fib = config.fib.clone();
     let configured: Vec<IpAddr> = config.peers.keys().copied().collect();
     let (blackholes_tx, blackholes) = tokio::sync::watch::channel(config.blackholes());
     let (speaker, mut core) = if restarting {
@@ -199,8 +199,9 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
         // is missed (the ones of our own routes, at the start, are never installed).
         let changes = speaker.subscribe().await?;
         let speaker = speaker.clone();
+        let fib_config = fib.clone();
         tokio::spawn(async move {
-            let r = crate::fib::run(fib, speaker, configured, changes, blackholes).await;
+            let r = crate::fib::run(fib_config, speaker, configured, changes, blackholes).await;
             if let Err(e) = r {
                 // Never fatal: BGP goes on without kernel routes.
                 error!("fib: kernel routes are not programmed: {e}");

@@ -1239,7 +1239,8 @@ fn test_fib_section_presence_turns_programming_on() {
     assert_eq!(
         error(&format!("{base}[fib]\ntabel = 254\n")),
         "test.toml:5:1: fib.tabel: unknown key, expected one of `enabled`, `table`, \
-         `protocol`, `metric`"
+         `protocol`, `metric`, `metric_from_local_pref`, `node_subnet`, `tunnel_device`, \
+         `ip_pool`"
     );
 }
 
@@ -1277,7 +1278,7 @@ blackhole = false
         "announced like [[route]]s, after them"
     );
     assert_eq!(c.routes[1].attrs, rib::Attrs::default());
-    let blackholes: Vec<String> = c.blackholes().iter().map(ToString::to_string).collect();
+    let blackholes: Vec<String> = c.blackholes().iter().map(|(p, _)| p.to_string()).collect();
     assert_eq!(
         blackholes,
         ["192.168.0.0/26", "fd00:1:2:3::/122"],
@@ -1309,5 +1310,99 @@ blackhole = false
         error(&bad).starts_with("test.toml:22:1: originate[3].next_hop: unknown key"),
         "{}",
         error(&bad)
+    );
+}
+
+#[test]
+fn test_fib_pools_metric_rule_and_block_metric() {
+    use rr_daemon::config::{IpPool, IpipMode};
+    let base = "[speaker]\nasn = 65000\nrouter_id = \"192.0.2.1\"\n";
+    let c = parse(&format!("{base}[fib]\n"));
+    assert!(
+        c.fib.metric_from_local_pref,
+        "Calico 3.32's rule is on by default"
+    );
+    assert_eq!(c.fib.tunnel_device, "tunl0");
+    assert!(c.fib.ip_pools.is_empty() && c.fib.node_subnet.is_none());
+    let c = parse(&format!(
+        "{base}[fib]\nnode_subnet = \"192.0.2.7/24\"\ntunnel_device = \"tun9\"\n\
+         [[fib.ip_pool]]\nprefix = \"192.168.0.0/16\"\nipip = \"cross-subnet\"\n\
+         [[fib.ip_pool]]\nprefix = \"10.244.0.0/16\"\nipip = \"always\"\ninstall = false\n\
+         [[fib.ip_pool]]\nprefix = \"fd00::/48\"\n\
+         [[originate]]\nprefix = \"192.168.0.0/26\"\n\
+         [[originate]]\nprefix = \"192.168.0.64/26\"\nmetric = 200\n"
+    ));
+    assert_eq!(c.fib.node_subnet, Some("192.0.2.0/24".parse().unwrap()));
+    assert_eq!(c.fib.tunnel_device, "tun9");
+    assert_eq!(
+        c.fib.ip_pools,
+        vec![
+            IpPool {
+                prefix: "192.168.0.0/16".parse().unwrap(),
+                ipip: IpipMode::CrossSubnet,
+                install: true
+            },
+            IpPool {
+                prefix: "10.244.0.0/16".parse().unwrap(),
+                ipip: IpipMode::Always,
+                install: false
+            },
+            IpPool {
+                prefix: "fd00::/48".parse().unwrap(),
+                ipip: IpipMode::Never,
+                install: true
+            },
+        ]
+    );
+    // Blocks: announced with LOCAL_PREF = 2147483647 - metric, installed with the metric.
+    let lp: Vec<Option<u32>> = c.routes.iter().map(|r| r.attrs.local_pref).collect();
+    assert_eq!(lp, [Some(2_147_482_623), Some(2_147_483_447)]);
+    assert_eq!(
+        c.blackholes(),
+        vec![
+            ("192.168.0.0/26".parse().unwrap(), 1024),
+            ("192.168.0.64/26".parse().unwrap(), 200)
+        ]
+    );
+    // The rule off: blocks keep the default LOCAL_PREF.
+    let c = parse(&format!(
+        "{base}[fib]\nmetric_from_local_pref = false\n[[originate]]\nprefix = \"192.168.0.0/26\"\n"
+    ));
+    assert_eq!(c.routes[0].attrs.local_pref, None);
+    // Without [fib], only a block's own metric sets LOCAL_PREF.
+    let c = parse(&format!(
+        "{base}[[originate]]\nprefix = \"192.168.0.0/26\"\n\
+         [[originate]]\nprefix = \"192.168.0.64/26\"\nmetric = 1024\n"
+    ));
+    let lp: Vec<Option<u32>> = c.routes.iter().map(|r| r.attrs.local_pref).collect();
+    assert_eq!(lp, [None, Some(2_147_482_623)]);
+    // Errors.
+    assert_eq!(
+        error(&format!(
+            "{base}[fib]\n[[fib.ip_pool]]\nprefix = \"192.168.0.0/16\"\nipip = \"cross-subnet\"\n"
+        )),
+        "test.toml:7:8: fib.ip_pool[0].ipip: \"cross-subnet\" needs [fib] node_subnet (the node's own subnet)"
+    );
+    assert_eq!(
+        error(&format!(
+            "{base}[fib]\n[[fib.ip_pool]]\nprefix = \"fd00::/48\"\nipip = \"always\"\n"
+        ))
+        .split(": ")
+        .nth(1),
+        Some("fib.ip_pool[0].ipip")
+    );
+    assert_eq!(
+        error(&format!(
+            "{base}[fib]\n[[fib.ip_pool]]\nprefix = \"10.0.0.0/8\"\n[[fib.ip_pool]]\nprefix = \"10.1.0.0/8\"\n"
+        ))
+        .split(": ")
+        .nth(1),
+        Some("fib.ip_pool[1].prefix")
+    );
+    assert!(
+        error(&format!(
+            "{base}[fib]\n[[fib.ip_pool]]\nprefix = \"10.0.0.0/8\"\nipip = \"sometimes\"\n"
+        ))
+        .contains("fib.ip_pool[0].ipip")
     );
 }

@@ -2,7 +2,14 @@
 //! own namespace with protocol 12 (`bird`) and the configured metric, the node's block as
 //! a blackhole (`[[originate]] blackhole = true`), withdrawals, a kill -9 and a restart
 //! that adopts the routes left in the kernel, routes of other protocols untouched, two
-//! equal paths as one multipath route, and 1,000 routes of a BIRD 2 peer.
+//! equal paths as one multipath route, 1,000 routes of a BIRD 2 peer, the metric from a
+//! BIRD 2 peer's LOCAL_PREF, and, across a router between two subnets, a `cross-subnet`
+//! IP pool (`via NH dev tunl0 onlink` for the far node only), a pool left to Felix, and a
+//! multihop next hop installed via the gateway the kernel reaches it by.
+//!
+//! IP-in-IP: this machine's kernel has no `ipip` (nor `dummy`) link type
+//! (`CONFIG_NET_IPIP` unset), so `tunl0` is a veth named `tunl0` standing in for the
+//! device: the route form (`dev tunl0 onlink`) is what is checked, not encapsulation.
 //!
 //! Only the namespaces each test creates are touched (the host's routing table never):
 //! a hub namespace with a bridge, one namespace per node attached to it. The Calico
@@ -403,7 +410,7 @@ fn thousand_routes_from_bird2_land_in_kernel() {
              hold_time = {HOLD}\nconnect_retry = 1\n\n\
              [api]\nlisten = \"{NODE1}:9179\"\n\n\
              [[peer]]\naddress = \"{NODE2}\"\nasn = {AS}\n\n\
-             [fib]\ntable = 254\n\n\
+             [fib]\ntable = 254\nmetric_from_local_pref = false\n\n\
              [[originate]]\nprefix = \"{BLOCK1}\"\n"
         ),
     )
@@ -505,7 +512,8 @@ fn equal_paths_are_one_multipath_route() {
         &subdir(&dir, "node1"),
         exe(),
         &format!(
-            "{}\n[[peer]]\naddress = \"{NODE3}\"\nasn = {AS}\n\n[fib]\ntable = 254\n",
+            "{}\n[[peer]]\naddress = \"{NODE3}\"\nasn = {AS}\n\n\
+             [fib]\ntable = 254\nmetric_from_local_pref = false\n",
             peer(NODE1, NODE2)
         ),
     )
@@ -567,4 +575,244 @@ fn equal_paths_are_one_multipath_route() {
             .ok_or(format!("{o:?}"))
     });
     drop((d1, d2));
+}
+
+/// `ip -j route show DST` in `ns`'s main table: the route of ours for `dst`, as JSON.
+fn our_route(ns: &Netns, dst: &str) -> Option<Value> {
+    let out = ns
+        .ip(&["-j", "-d", "route", "show", "table", "main", dst])
+        .ok()?;
+    let v: Value = serde_json::from_str(&out).ok()?;
+    v.as_array()?
+        .iter()
+        .find(|r| matches!(r["protocol"].as_str(), Some("bird" | "12")))
+        .cloned()
+}
+
+/// A speaker config of ours with `[[peer]]`s and extra sections.
+fn speaker_config(me: &str, peers: &[&str], extra: &str) -> String {
+    let mut c = format!(
+        "[speaker]\nasn = {AS}\nrouter_id = \"{me}\"\nlisten = [\"{me}:179\"]\n\
+         hold_time = {HOLD}\nconnect_retry = 1\n\n[api]\nlisten = \"{me}:9179\"\n\n"
+    );
+    for p in peers {
+        c.push_str(&format!("[[peer]]\naddress = \"{p}\"\nasn = {AS}\n\n"));
+    }
+    c.push_str(extra);
+    c
+}
+
+/// Node 1 and node 2 on 192.0.2.0/24, node 3 on 198.51.100.0/24, a router between the
+/// two (the hub's namespace, 192.0.2.1 and 198.51.100.1). Node 1 (ours, `[fib]` with
+/// `node_subnet = 192.0.2.0/24` and the pool 192.168.0.0/16 `cross-subnet`) peers with
+/// both over iBGP (multihop). Node 2's block goes in via node 2 (same subnet, no tunnel);
+/// node 3's block via node 3 `dev tunl0 onlink`; node 3's 10.30.0.0/24 (outside every
+/// pool) via the router, the gateway the kernel reaches node 3 by; node 3's 10.60.1.0/24,
+/// inside a pool with `install = false`, not at all. Metric 1024 everywhere: the blocks
+/// are announced with LOCAL_PREF 2147482623 (`metric = 1024`).
+#[test]
+fn cross_subnet_pool_tunnels_far_node_and_resolves_multihop_gateway() {
+    const NODE3: &str = "198.51.100.103";
+    const ROUTER_A: &str = "192.0.2.1";
+    const ROUTER_B: &str = "198.51.100.1";
+    const BLOCK3: &str = "192.168.0.128/26";
+    const FAR: &str = "10.30.0.0/24";
+    const FELIX: &str = "10.60.1.0/24";
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let dir = WorkDir::new("fib-ipip").unwrap_or_else(|e| panic!("{e}"));
+    let hub = Hub::create("router", &[&format!("{ROUTER_A}/24")]).unwrap_or_else(|e| panic!("{e}"));
+    let router = hub.ns();
+    router
+        .exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ns1 = node(&hub, "node1", NODE1);
+    let ns2 = node(&hub, "node2", NODE2);
+    let ns3 = Netns::create("node3").unwrap_or_else(|e| panic!("{e}"));
+    interop_tests::Link::named(
+        router,
+        "side-b",
+        &[&format!("{ROUTER_B}/24")],
+        &ns3,
+        "eth0",
+        &[&format!("{NODE3}/24")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for ns in [&ns1, &ns2] {
+        ns.ip(&["route", "add", "198.51.100.0/24", "via", ROUTER_A])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    ns3.ip(&["route", "add", "192.0.2.0/24", "via", ROUTER_B])
+        .unwrap_or_else(|e| panic!("{e}"));
+    // tunl0: a veth of that name (no ipip on this kernel, see the module docs).
+    ns1.ip(&[
+        "link", "add", "tunl0", "type", "veth", "peer", "name", "tunl0p",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    for dev in ["tunl0", "tunl0p"] {
+        ns1.ip(&["link", "set", dev, "up"])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    let d1 = Daemon::start(
+        &ns1,
+        &subdir(&dir, "node1"),
+        exe(),
+        &speaker_config(
+            NODE1,
+            &[NODE2, NODE3],
+            "[fib]\ntable = 254\nnode_subnet = \"192.0.2.0/24\"\n\n\
+             [[fib.ip_pool]]\nprefix = \"192.168.0.0/16\"\nipip = \"cross-subnet\"\n\n\
+             [[fib.ip_pool]]\nprefix = \"10.60.0.0/16\"\nipip = \"always\"\ninstall = false\n",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let d2 = Daemon::start(
+        &ns2,
+        &subdir(&dir, "node2"),
+        exe(),
+        &speaker_config(
+            NODE2,
+            &[NODE1],
+            &format!("[[originate]]\nprefix = \"{BLOCK2}\"\nmetric = 1024\n"),
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let d3 = Daemon::start(
+        &ns3,
+        &subdir(&dir, "node3"),
+        exe(),
+        &speaker_config(
+            NODE3,
+            &[NODE1],
+            &format!(
+                "[[originate]]\nprefix = \"{BLOCK3}\"\nmetric = 1024\n\n\
+                 [[route]]\nprefix = \"{FAR}\"\nlocal_pref = 2147482623\n\n\
+                 [[route]]\nprefix = \"{FELIX}\"\n"
+            ),
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let t = Instant::now();
+    let got = poll(CONVERGED_WITHIN, Duration::from_millis(50), || {
+        Some((
+            our_route(&ns1, BLOCK2)?,
+            our_route(&ns1, BLOCK3)?,
+            our_route(&ns1, FAR)?,
+        ))
+    });
+    let Some((near, far_block, far)) = got else {
+        panic!(
+            "routes of node 1: {:#?}\n{}\n{}\n{}",
+            routes(&ns1),
+            d1.transcript(60),
+            d2.transcript(20),
+            d3.transcript(20)
+        );
+    };
+    eprintln!(
+        "cross-subnet: node 1's kernel programmed {:?} after the start",
+        t.elapsed()
+    );
+    let flags = |r: &Value| -> Vec<String> {
+        r["flags"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Same subnet: a plain route via node 2.
+    assert_eq!(near["gateway"], NODE2, "{near}");
+    assert_eq!(near["dev"], "eth0", "{near}");
+    assert!(!flags(&near).contains(&"onlink".to_owned()), "{near}");
+    assert_eq!(near["metric"], METRIC, "{near}");
+    // Other subnet, inside the pool: via node 3 through tunl0, onlink.
+    assert_eq!(far_block["gateway"], NODE3, "{far_block}");
+    assert_eq!(far_block["dev"], "tunl0", "{far_block}");
+    assert!(
+        flags(&far_block).contains(&"onlink".to_owned()),
+        "{far_block}"
+    );
+    assert_eq!(far_block["metric"], METRIC, "{far_block}");
+    // Outside every pool, next hop two hops away: via the router.
+    assert_eq!(far["gateway"], ROUTER_A, "{far}");
+    assert_eq!(far["dev"], "eth0", "{far}");
+    assert_eq!(far["metric"], METRIC, "{far}");
+    let shown = ns1.ip(&["route", "show", BLOCK3]).unwrap_or_default();
+    eprintln!("cross-subnet: {}", shown.trim());
+    // The pool left to Felix: learned, never installed.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(our_route(&ns1, FELIX).is_none(), "{:?}", routes(&ns1));
+    drop((d1, d2, d3));
+}
+
+/// A BIRD 2 peer announces one prefix with LOCAL_PREF 200 and one with BIRD's default
+/// (100): our node installs them with metrics 2147483447 and 2147483547 (Calico 3.32's
+/// `2147483647 - LOCAL_PREF`).
+#[test]
+fn metric_follows_local_pref_of_bird2_peer() {
+    const PREF200: &str = "10.50.0.0/24";
+    const PREF100: &str = "10.51.0.0/24";
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let dir = WorkDir::new("fib-lp").unwrap_or_else(|e| panic!("{e}"));
+    let hub = Hub::create("hub", &[]).unwrap_or_else(|e| panic!("{e}"));
+    let ns1 = node(&hub, "node1", NODE1);
+    let ns2 = node(&hub, "bird2", NODE2);
+    let body = |lp: u32| {
+        format!(
+            "router id {NODE2};\n\
+             protocol device {{ scan time 10; }}\n\
+             protocol static s1 {{ ipv4; route {PREF200} blackhole; route {PREF100} blackhole; }}\n\
+             protocol bgp ours {{\n\
+             \x20 local {NODE2} as {AS};\n\
+             \x20 neighbor {NODE1} as {AS};\n\
+             \x20 direct;\n\
+             \x20 hold time {HOLD};\n\
+             \x20 keepalive time 1;\n\
+             \x20 connect retry time 1;\n\
+             \x20 connect delay time 1;\n\
+             \x20 error wait time 1,2;\n\
+             \x20 ipv4 {{ import all; next hop self;\n\
+             \x20   export filter {{ if net = {PREF200} then bgp_local_pref = {lp}; accept; }}; }};\n\
+             }}\n"
+        )
+    };
+    let d1 = Daemon::start(
+        &ns1,
+        &subdir(&dir, "node1"),
+        exe(),
+        &speaker_config(NODE1, &[NODE2], "[fib]\ntable = 254\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let bird = Bird::start_config(
+        BirdVersion::V2,
+        &ns2,
+        &subdir(&dir, "bird"),
+        "node2",
+        "ours",
+        false,
+        &body(200),
+    )
+    .unwrap_or_else(|e| panic!("cannot start BIRD 2: {e}"));
+    let metric_of = |dst: &str| our_route(&ns1, dst).and_then(|r| r["metric"].as_u64());
+    let got = poll(CONVERGED_WITHIN, Duration::from_millis(50), || {
+        Some((metric_of(PREF200)?, metric_of(PREF100)?))
+    });
+    let Some(got) = got else {
+        panic!(
+            "routes of node 1: {:#?}\n{}\nBIRD: {}",
+            routes(&ns1),
+            d1.transcript(40),
+            bird.birdc(&["show", "route", "all"]).unwrap_or_default()
+        );
+    };
+    assert_eq!(got, (2_147_483_447, 2_147_483_547));
+    eprintln!(
+        "LOCAL_PREF 200 -> metric {}, 100 -> metric {}",
+        got.0, got.1
+    );
+    drop(d1);
 }

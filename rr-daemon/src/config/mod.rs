@@ -48,8 +48,8 @@ use serde::Deserialize;
 
 pub use error::{ConfigError, ErrorKind};
 pub use model::{
-    AddPath, Api, DynamicNeighbors, Fib, LogFormat, Mesh, PeerSettings, PolicyBinding, Secret,
-    Speaker, Ttl,
+    AddPath, Api, DynamicNeighbors, Fib, IpPool, IpipMode, LogFormat, Mesh, PeerSettings,
+    PolicyBinding, Secret, Speaker, Ttl,
 };
 
 /// A checked, resolved configuration.
@@ -83,6 +83,9 @@ pub struct Originate {
     pub prefix: ipnet::IpNet,
     /// Installed in the kernel as a blackhole route (when `[fib]` is on).
     pub blackhole: bool,
+    /// Its own kernel metric (`metric`), else `[fib] metric`; with
+    /// `[fib] metric_from_local_pref`, also announced as `LOCAL_PREF = 2147483647 - metric`.
+    pub metric: Option<u32>,
 }
 
 /// `[[route]]`: a route this speaker originates (a node's address block, a test prefix).
@@ -180,12 +183,13 @@ impl Config {
         d
     }
 
-    /// The blocks the FIB installs as blackholes (`[[originate]] blackhole = true`).
-    pub fn blackholes(&self) -> Vec<ipnet::IpNet> {
+    /// The blocks the FIB installs as blackholes (`[[originate]] blackhole = true`), each
+    /// with its metric (its own, else `[fib] metric`).
+    pub fn blackholes(&self) -> Vec<(ipnet::IpNet, u32)> {
         self.originate
             .iter()
             .filter(|o| o.blackhole)
-            .map(|o| o.prefix)
+            .map(|o| (o.prefix, o.metric.unwrap_or(self.fib.metric)))
             .collect()
     }
 

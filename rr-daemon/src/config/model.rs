@@ -94,7 +94,7 @@ pub struct Api {
 }
 
 /// `[fib]`: kernel route programming (`crate::fib`), on when the section is present.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fib {
     /// Whether to program routes.
     pub enabled: bool,
@@ -102,8 +102,45 @@ pub struct Fib {
     pub table: u32,
     /// Routing protocol number of our routes (12 is `bird`, which Calico's Felix knows).
     pub protocol: u8,
-    /// Route metric.
+    /// Route metric: of every route when `metric_from_local_pref` is off, else of routes
+    /// whose best path carries no LOCAL_PREF and of blocks without their own `metric`.
     pub metric: u32,
+    /// Calico 3.32's rule: a learned route's metric is `2147483647 - LOCAL_PREF` when its
+    /// best path carries LOCAL_PREF; a block is announced with `LOCAL_PREF = 2147483647 -
+    /// metric` (its own `metric`, else `metric` above).
+    pub metric_from_local_pref: bool,
+    /// The node's own subnet (`node_subnet`): `cross-subnet` pools tunnel only next hops
+    /// outside it.
+    pub node_subnet: Option<IpNet>,
+    /// The IP-in-IP device (`tunnel_device`, `tunl0` by default).
+    pub tunnel_device: String,
+    /// `[[fib.ip_pool]]`, in file order.
+    pub ip_pools: Vec<IpPool>,
+}
+
+/// `[[fib.ip_pool]]`: a Calico IP pool, as far as kernel routes care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpPool {
+    /// The pool's CIDR, host bits clear.
+    pub prefix: IpNet,
+    /// Calico's `ipipMode`: which routes inside the pool go through the tunnel device.
+    pub ipip: IpipMode,
+    /// `false`: routes inside the pool are not installed at all (newer Calico: Felix
+    /// programs them).
+    pub install: bool,
+}
+
+/// Calico's `ipipMode` of a pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IpipMode {
+    /// No tunnel: via the next hop as BGP gives it (resolved through the kernel).
+    #[default]
+    Never,
+    /// Every route of the pool `via NEXT_HOP dev tunl0 onlink`.
+    Always,
+    /// Through the tunnel only when the (IPv4) next hop is outside `[fib] node_subnet`.
+    CrossSubnet,
 }
 
 /// TTL handling of a session.

@@ -42,6 +42,7 @@ pub(super) struct RawFile {
 pub(super) struct RawOriginate {
     pub(super) prefix: ipnet::IpNet,
     pub(super) blackhole: Option<bool>,
+    pub(super) metric: Option<u32>,
 }
 
 /// `[[route]]`: a route this speaker originates.
@@ -93,6 +94,20 @@ pub(super) struct RawFib {
     pub(super) table: Option<NonZeroU32>,
     pub(super) protocol: Option<Protocol>,
     pub(super) metric: Option<u32>,
+    pub(super) metric_from_local_pref: Option<bool>,
+    pub(super) node_subnet: Option<ipnet::IpNet>,
+    pub(super) tunnel_device: Option<String>,
+    #[serde(default)]
+    pub(super) ip_pool: Vec<RawIpPool>,
+}
+
+/// `[[fib.ip_pool]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIpPool {
+    pub(super) prefix: ipnet::IpNet,
+    pub(super) ipip: Option<super::model::IpipMode>,
+    pub(super) install: Option<bool>,
 }
 
 /// `[mesh]`.

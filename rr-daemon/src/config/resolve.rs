@@ -150,7 +150,23 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
     let mut routes = routes(doc, &raw.route)?;
     let originate = originate(doc, &raw.originate, &mut routes)?;
     let api = raw.api.as_ref();
-    let fib = raw.fib.as_ref();
+    let fib = fib(doc, raw.fib.as_ref())?;
+    if fib.metric_from_local_pref {
+        // Calico 3.32's export rule: `bgp_local_pref = 2147483647 - krt_metric`, the
+        // metric defaulting to 1024 (`[fib] metric`); a peer that follows the import rule
+        // installs the block with this metric. Without `[fib]`, only blocks that set
+        // their own metric.
+        for o in &originate {
+            let metric = match o.metric {
+                Some(m) => m,
+                None if fib.enabled => fib.metric,
+                None => continue,
+            };
+            if let Some(r) = routes.iter_mut().find(|r| r.prefix == o.prefix) {
+                r.attrs.local_pref = Some(crate::fib::local_pref_of_metric(metric));
+            }
+        }
+    }
     Ok(Config {
         routes,
         speaker,
@@ -166,13 +182,7 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
                 }),
         },
         originate,
-        fib: Fib {
-            // The section's presence turns programming on; `enabled = false` keeps it off.
-            enabled: fib.is_some_and(|f| f.enabled.unwrap_or(true)),
-            table: fib.and_then(|f| f.table).map_or(254, |t| t.get()),
-            protocol: fib.and_then(|f| f.protocol).map_or(12, |p| p.0),
-            metric: fib.and_then(|f| f.metric).unwrap_or(1024),
-        },
+        fib,
         peers,
         dynamic_neighbors,
         mesh,
@@ -680,6 +690,59 @@ fn routes(doc: &Doc<'_>, raw: &[super::raw::RawRoute]) -> Result<Vec<super::Rout
     Ok(out)
 }
 
+/// `[fib]` and its `[[fib.ip_pool]]`s.
+fn fib(doc: &Doc<'_>, fib: Option<&super::raw::RawFib>) -> Result<Fib> {
+    let mut ip_pools: Vec<super::IpPool> = Vec::new();
+    for (i, p) in fib.map_or(&[][..], |f| &f.ip_pool).iter().enumerate() {
+        let path = KeyPath::root().key("fib").key("ip_pool").index(i);
+        let prefix = p.prefix.trunc();
+        if let Some(j) = ip_pools.iter().position(|q| q.prefix == prefix) {
+            return Err(doc.error(
+                &path.key("prefix"),
+                format!("{prefix} is already fib.ip_pool[{j}]"),
+            ));
+        }
+        let ipip = p.ipip.unwrap_or_default();
+        if ipip != super::IpipMode::Never && !prefix.addr().is_ipv4() {
+            return Err(doc.error(
+                &path.key("ipip"),
+                "IP-in-IP carries IPv4 only: an IPv6 pool's ipip must be \"never\"",
+            ));
+        }
+        if ipip == super::IpipMode::CrossSubnet && fib.and_then(|f| f.node_subnet).is_none() {
+            return Err(doc.error(
+                &path.key("ipip"),
+                "\"cross-subnet\" needs [fib] node_subnet (the node's own subnet)",
+            ));
+        }
+        ip_pools.push(super::IpPool {
+            prefix,
+            ipip,
+            install: p.install.unwrap_or(true),
+        });
+    }
+    let tunnel_device = fib
+        .and_then(|f| f.tunnel_device.clone())
+        .unwrap_or_else(|| "tunl0".to_owned());
+    if tunnel_device.is_empty() || tunnel_device.len() > 15 || tunnel_device.contains('/') {
+        return Err(doc.error(
+            &KeyPath::root().key("fib").key("tunnel_device"),
+            format!("{tunnel_device:?} is not an interface name (1 to 15 bytes, no '/')"),
+        ));
+    }
+    Ok(Fib {
+        // The section's presence turns programming on; `enabled = false` keeps it off.
+        enabled: fib.is_some_and(|f| f.enabled.unwrap_or(true)),
+        table: fib.and_then(|f| f.table).map_or(254, |t| t.get()),
+        protocol: fib.and_then(|f| f.protocol).map_or(12, |p| p.0),
+        metric: fib.and_then(|f| f.metric).unwrap_or(1024),
+        metric_from_local_pref: fib.and_then(|f| f.metric_from_local_pref).unwrap_or(true),
+        node_subnet: fib.and_then(|f| f.node_subnet).map(|n| n.trunc()),
+        tunnel_device,
+        ip_pools,
+    })
+}
+
 /// `[[originate]]`: the node's blocks, announced as `[[route]]`s with default attributes
 /// (appended to `routes`) and, with `blackhole`, installed as blackholes by the FIB.
 fn originate(
@@ -707,6 +770,7 @@ fn originate(
         out.push(super::Originate {
             prefix,
             blackhole: o.blackhole.unwrap_or(true),
+            metric: o.metric,
         });
         routes.push(super::Route {
             prefix,

@@ -19,12 +19,15 @@
 //! restart deferral, and no best-path change for [`SETTLE`]; or [`SYNC_TIMEOUT`] after
 //! the start, whatever the peers do.
 //!
-//! Metric: the configured `[fib] metric` for every route. Calico 3.32's rule
-//! (`metric = 2147483647 - LOCAL_PREF`) needs the best path's LOCAL_PREF, which
-//! [`rib::BestChange`] does not carry yet.
+//! Metric, tunnel and gateway of each route: see [`reconcile`] (Calico 3.32's
+//! `2147483647 - LOCAL_PREF`, IP pools with `tunl0`, gateways resolved through the kernel).
+//! Next hops are looked up with `ip route get`'s request before their routes go out, and
+//! all of them again every [`RESOLVE_EVERY`]: a route whose gateway changed moves.
 
 pub mod netlink;
 pub mod reconcile;
+
+pub use reconcile::{local_pref_of_metric, metric_of_local_pref};
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -50,6 +53,9 @@ pub const BATCH_DELAY: Duration = Duration::from_millis(5);
 pub const BATCH_MAX: usize = 4096;
 /// How often failed routes are tried again (BIRD's kernel scan time is 2 s).
 pub const RETRY_EVERY: Duration = Duration::from_secs(2);
+/// How often every next hop is looked up again (BIRD rescans on kernel table changes;
+/// we poll).
+pub const RESOLVE_EVERY: Duration = Duration::from_secs(10);
 /// Failures logged one by one per batch; the rest are counted in one line.
 const LOG_FAILURES: usize = 10;
 
@@ -108,11 +114,11 @@ pub async fn run(
     speaker: Speaker,
     configured: Vec<IpAddr>,
     mut changes: mpsc::UnboundedReceiver<BestChange>,
-    mut blackholes: watch::Receiver<Vec<IpNet>>,
+    mut blackholes: watch::Receiver<Vec<(IpNet, u32)>>,
 ) -> Result<(), netlink::KernelError> {
     let started = Instant::now();
-    let kernel = Kernel::open(fib.table, fib.protocol)?;
-    let mut rec = Reconciler::new(fib.metric);
+    let kernel = Kernel::open(fib.table, fib.protocol, fib.tunnel_device.clone())?;
+    let mut rec = Reconciler::with_rules(reconcile::Rules::from_config(&fib));
     let found = kernel.dump().await?;
     info!(
         routes = found.len(),
@@ -125,6 +131,7 @@ pub async fn run(
     let mut sync = InitialSync::new(started);
     let mut check = tokio::time::interval(Duration::from_millis(200));
     let mut retry = tokio::time::interval(RETRY_EVERY);
+    let mut resolve = tokio::time::interval(RESOLVE_EVERY);
     let mut open = true;
     while open {
         tokio::select! {
@@ -162,8 +169,17 @@ pub async fn run(
                 }
             }
             _ = retry.tick() => rec.retry_failed(),
+            _ = resolve.tick() => rec.re_resolve(),
         }
-        while rec.has_work() {
+        while rec.has_lookups() || rec.has_work() {
+            let lookups = rec.poll_lookups();
+            if !lookups.is_empty() {
+                for (nh, r) in kernel.resolve_all(&lookups).await {
+                    debug!(next_hop = %nh, resolution = ?r, "fib: next hop looked up");
+                    rec.handle_lookup(nh, r);
+                }
+                continue;
+            }
             let batch = rec.poll_batch(BATCH_MAX);
             let t = Instant::now();
             let results = kernel.apply_batch(&batch).await;
@@ -199,7 +215,7 @@ pub async fn run(
 }
 
 fn take(rec: &mut Reconciler, c: &BestChange) {
-    rec.handle_best_change(c.prefix, &c.next_hops, c.local);
+    rec.handle_best_change(c.prefix, &c.next_hops, c.local, c.local_pref);
 }
 
 /// Every configured peer Established and the speaker past its graceful restart deferral.

@@ -7,19 +7,25 @@
 //! nothing about the others. Every delete of a batch is answered before any add goes out,
 //! so a changed route is "delete ours, then add" and never a REPLACE that could overwrite
 //! another protocol's route.
+//!
+//! Tunnel hops go out `dev TUNNEL onlink`, the device's index looked up by name for every
+//! batch that needs it (a missing device fails those adds, which are retried: the device
+//! may come later, or come back with another index). Next hops are resolved with
+//! `RTM_GETROUTE` for the address (what `ip route get` sends).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use ipnet::IpNet;
 use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteProtocol, RouteScope, RouteType,
     RouteVia,
 };
 use rtnetlink::{Handle, RouteMessageBuilder, RouteNextHopBuilder};
 
-use super::reconcile::{Batch, KernelRoute, Op, OpError, Target};
+use super::reconcile::{Batch, Hop, KernelRoute, Op, OpError, Resolution, Target};
 
 /// Requests of one batch in flight at once.
 pub const IN_FLIGHT: usize = 128;
@@ -46,19 +52,62 @@ pub struct Kernel {
     handle: Handle,
     table: u32,
     protocol: u8,
+    tunnel_device: String,
 }
 
 impl Kernel {
     /// Opens a netlink socket (its connection runs as a task on the current tokio runtime)
-    /// for routes of `protocol` in `table`.
-    pub fn open(table: u32, protocol: u8) -> Result<Self, KernelError> {
+    /// for routes of `protocol` in `table`, tunnel hops through `tunnel_device`.
+    pub fn open(table: u32, protocol: u8, tunnel_device: String) -> Result<Self, KernelError> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(KernelError::Open)?;
         tokio::spawn(conn);
         Ok(Self {
             handle,
             table,
             protocol,
+            tunnel_device,
         })
+    }
+
+    /// The tunnel device's index, `None` when there is no such device.
+    pub async fn tunnel_index(&self) -> Option<u32> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(self.tunnel_device.clone())
+            .execute();
+        let link: LinkMessage = links.try_next().await.ok()??;
+        Some(link.header.index)
+    }
+
+    /// How the kernel reaches `next_hop`: the answer to `ip route get NEXT_HOP` (main
+    /// table and policy rules, as forwarding sees them).
+    pub async fn resolve(&self, next_hop: IpAddr) -> Resolution {
+        let len = if next_hop.is_ipv4() { 32 } else { 128 };
+        let Ok(b) = RouteMessageBuilder::<IpAddr>::new().destination_prefix(next_hop, len) else {
+            return Resolution::Unreachable;
+        };
+        let mut answers = self.handle.route().get(b.build()).execute();
+        let Ok(Some(m)) = answers.try_next().await else {
+            return Resolution::Unreachable;
+        };
+        if m.header.kind != RouteType::Unicast {
+            return Resolution::Unreachable;
+        }
+        match m.attributes.iter().find_map(gateway) {
+            Some(g) if g != next_hop => Resolution::Via(g),
+            _ => Resolution::OnLink,
+        }
+    }
+
+    /// [`Kernel::resolve`] for each, [`IN_FLIGHT`] at a time.
+    pub async fn resolve_all(&self, next_hops: &[IpAddr]) -> Vec<(IpAddr, Resolution)> {
+        stream::iter(next_hops.iter().copied())
+            .map(|nh| async move { (nh, self.resolve(nh).await) })
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await
     }
 
     /// Every route of our protocol number in our table, both families. Routes of kinds
@@ -66,9 +115,10 @@ impl Kernel {
     /// they are never touched.
     pub async fn dump(&self) -> Result<Vec<KernelRoute>, KernelError> {
         let mut out = Vec::new();
+        let tunnel = self.tunnel_index().await;
         let requests = [
-            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
         ];
         for msg in requests {
             let mut routes = self.handle.route().get(msg).execute();
@@ -76,7 +126,7 @@ impl Kernel {
                 table: self.table,
                 message: e.to_string(),
             })? {
-                if let Some(r) = self.parse(&m) {
+                if let Some(r) = self.parse(&m, tunnel) {
                     out.push(r);
                 }
             }
@@ -84,7 +134,7 @@ impl Kernel {
         Ok(out)
     }
 
-    fn parse(&self, m: &RouteMessage) -> Option<KernelRoute> {
+    fn parse(&self, m: &RouteMessage, tunnel: Option<u32>) -> Option<KernelRoute> {
         let table = m
             .attributes
             .iter()
@@ -99,16 +149,32 @@ impl Kernel {
         let mut dst = None;
         let mut gws = Vec::new();
         let mut metric = 0;
+        let through = |oif: u32| tunnel.is_some_and(|t| t == oif);
+        let oif = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            })
+            .unwrap_or(0);
         for a in &m.attributes {
             match a {
                 RouteAttribute::Destination(d) => dst = address(d),
                 RouteAttribute::Priority(p) => metric = *p,
-                RouteAttribute::Gateway(_) | RouteAttribute::Via(_) => gws.extend(gateway(a)),
+                RouteAttribute::Gateway(_) | RouteAttribute::Via(_) => {
+                    gws.extend(gateway(a).map(|g| Hop {
+                        gateway: g,
+                        tunnel: through(oif),
+                    }));
+                }
                 RouteAttribute::MultiPath(hops) => {
-                    gws.extend(
-                        hops.iter()
-                            .flat_map(|h| h.attributes.iter().filter_map(gateway)),
-                    );
+                    gws.extend(hops.iter().flat_map(|h| {
+                        h.attributes.iter().filter_map(gateway).map(|g| Hop {
+                            gateway: g,
+                            tunnel: through(h.interface_index),
+                        })
+                    }));
                 }
                 _ => {}
             }
@@ -136,7 +202,17 @@ impl Kernel {
         })
     }
 
-    fn message(&self, r: &KernelRoute, delete: bool) -> Result<RouteMessage, OpError> {
+    fn message(
+        &self,
+        r: &KernelRoute,
+        delete: bool,
+        tunnel: Option<u32>,
+    ) -> Result<RouteMessage, OpError> {
+        let tunnel_index = || {
+            tunnel.ok_or_else(|| {
+                OpError::Failed(format!("no device {} (IP-in-IP)", self.tunnel_device))
+            })
+        };
         let mut b = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(r.prefix.addr(), r.prefix.prefix_len())
             .map_err(invalid)?
@@ -151,22 +227,29 @@ impl Kernel {
             Target::Blackhole => b.kind(RouteType::BlackHole),
             Target::Via(_) if delete => b.kind(RouteType::Unicast),
             Target::Via(gws) => match gws.as_slice() {
-                [one] => b.gateway(*one).map_err(invalid)?,
+                [one] if one.tunnel => b
+                    .gateway(one.gateway)
+                    .map_err(invalid)?
+                    .output_interface(tunnel_index()?)
+                    .onlink(),
+                [one] => b.gateway(one.gateway).map_err(invalid)?,
                 many => {
                     let family = if r.prefix.addr().is_ipv4() {
                         AddressFamily::Inet
                     } else {
                         AddressFamily::Inet6
                     };
-                    let hops = many
-                        .iter()
-                        .map(|g| {
-                            RouteNextHopBuilder::new(family)
-                                .via(*g)
-                                .map(RouteNextHopBuilder::build)
-                        })
-                        .collect::<Result<Vec<RouteNextHop>, _>>()
-                        .map_err(invalid)?;
+                    let mut hops = Vec::with_capacity(many.len());
+                    for h in many {
+                        let mut nh = RouteNextHopBuilder::new(family)
+                            .via(h.gateway)
+                            .map_err(invalid)?;
+                        if h.tunnel {
+                            nh = nh.interface(tunnel_index()?).onlink();
+                        }
+                        hops.push(nh.build());
+                    }
+                    let hops: Vec<RouteNextHop> = hops;
                     b.multipath(hops)
                 }
             },
@@ -174,15 +257,15 @@ impl Kernel {
         Ok(b.build())
     }
 
-    /// Carries out one operation.
-    pub async fn apply(&self, op: &Op) -> Result<(), OpError> {
+    /// Carries out one operation; `tunnel` is the tunnel device's index, if it exists.
+    pub async fn apply(&self, op: &Op, tunnel: Option<u32>) -> Result<(), OpError> {
         let result = match op {
             Op::Add(r) => {
-                let m = self.message(r, false)?;
+                let m = self.message(r, false, tunnel)?;
                 self.handle.route().add(m).execute().await
             }
             Op::Delete(r) => {
-                let m = self.message(r, true)?;
+                let m = self.message(r, true, tunnel)?;
                 self.handle.route().del(m).execute().await
             }
         };
@@ -202,6 +285,15 @@ impl Kernel {
     /// returns each operation with its outcome, deletes first.
     pub async fn apply_batch(&self, batch: &Batch) -> Vec<(Op, Result<(), OpError>)> {
         let mut out = Vec::with_capacity(batch.len());
+        let tunnels = batch
+            .adds
+            .iter()
+            .any(|r| matches!(&r.target, Target::Via(hops) if hops.iter().any(|h| h.tunnel)));
+        let tunnel = if tunnels {
+            self.tunnel_index().await
+        } else {
+            None
+        };
         for ops in [
             batch
                 .deletes
@@ -213,7 +305,7 @@ impl Kernel {
         ] {
             let results: Vec<_> = stream::iter(ops)
                 .map(|op| async move {
-                    let r = self.apply(&op).await;
+                    let r = self.apply(&op, tunnel).await;
                     (op, r)
                 })
                 .buffered(IN_FLIGHT)

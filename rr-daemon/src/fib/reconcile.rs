@@ -14,6 +14,20 @@
 //!   will confirm them may not be up yet (BIRD's `persist` and kernel graceful restart).
 //! - A failed operation is recorded and counted, and its prefix waits for
 //!   [`Reconciler::retry_failed`]; nothing is ever fatal.
+//! - Metric ([`Rules::metric_from_local_pref`], Calico 3.32): `2147483647 - LOCAL_PREF`
+//!   when the best path carries LOCAL_PREF (0 for a LOCAL_PREF above 2147483647), else
+//!   [`Rules::metric`]. Blocks carry their own metric.
+//! - IP pools ([`Rules::pools`], the longest one holding the prefix): a pool with
+//!   `install = false` keeps its routes out of the kernel (Felix owns them); IP-in-IP
+//!   `always` sends every IPv4 next hop `via NH dev tunl0 onlink`, `cross-subnet` only
+//!   the ones outside [`Rules::node_subnet`].
+//! - Recursive gateways ([`Rules::resolve`]): any other next hop goes in via the gateway
+//!   the kernel uses to reach it (itself when it is on-link). The shell looks next hops up
+//!   ([`Reconciler::poll_lookups`], [`Reconciler::handle_lookup`]); a prefix whose next
+//!   hop is not looked up yet waits, whatever the kernel holds for it stays meanwhile. A
+//!   next hop the kernel cannot reach goes in as it is (the add fails and is retried, and
+//!   [`Reconciler::retry_failed`] looks it up again); [`Reconciler::re_resolve`] looks up
+//!   every next hop again and moves the routes whose gateway changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -21,32 +35,167 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::config::{IpPool, IpipMode};
+
+/// The highest metric Calico maps LOCAL_PREF into (`2147483647`, `i32::MAX`).
+pub const LOCAL_PREF_BASE: u32 = 2_147_483_647;
+
+/// Calico 3.32's import rule: `krt_metric = 2147483647 - bgp_local_pref` (0 when
+/// LOCAL_PREF is above 2147483647, where BIRD's signed arithmetic would wrap).
+pub const fn metric_of_local_pref(local_pref: u32) -> u32 {
+    LOCAL_PREF_BASE.saturating_sub(local_pref)
+}
+
+/// Calico 3.32's export rule: `bgp_local_pref = 2147483647 - krt_metric` (0 for a metric
+/// above 2147483647).
+pub const fn local_pref_of_metric(metric: u32) -> u32 {
+    LOCAL_PREF_BASE.saturating_sub(metric)
+}
+
+/// One next hop of a kernel route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hop {
+    /// The gateway.
+    pub gateway: IpAddr,
+    /// Through the IP-in-IP device, `onlink` (Calico's `krt_tunnel = "tunl0"`).
+    pub tunnel: bool,
+}
+
+impl Hop {
+    /// A plain gateway.
+    pub const fn via(gateway: IpAddr) -> Self {
+        Self {
+            gateway,
+            tunnel: false,
+        }
+    }
+
+    /// Through the tunnel device, on-link.
+    pub const fn tunnel(gateway: IpAddr) -> Self {
+        Self {
+            gateway,
+            tunnel: true,
+        }
+    }
+}
+
+impl fmt::Display for Hop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.gateway)?;
+        if self.tunnel {
+            f.write_str(" (tunnel, onlink)")?;
+        }
+        Ok(())
+    }
+}
+
 /// Where a route sends packets.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
     /// Dropped (`blackhole`): a block this node owns (Calico's `bird_aggr.cfg`).
     Blackhole,
-    /// Through these gateways, sorted and without duplicates, never empty; more than one
+    /// Through these next hops, sorted and without duplicates, never empty; more than one
     /// is one multipath (ECMP) route.
-    Via(Vec<IpAddr>),
+    Via(Vec<Hop>),
 }
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Blackhole => f.write_str("blackhole"),
-            Self::Via(gws) => {
+            Self::Via(hops) => {
                 f.write_str("via ")?;
-                for (i, g) in gws.iter().enumerate() {
+                for (i, h) in hops.iter().enumerate() {
                     if i > 0 {
                         f.write_str(",")?;
                     }
-                    write!(f, "{g}")?;
+                    write!(f, "{h}")?;
                 }
                 Ok(())
             }
         }
     }
+}
+
+/// How the kernel reaches a BGP next hop (`ip route get NH`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// Directly connected: the next hop is the gateway.
+    OnLink,
+    /// Through this gateway.
+    Via(IpAddr),
+    /// No unicast route to it (yet).
+    Unreachable,
+}
+
+/// What decides the kernel form of a route, from `[fib]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// Metric of routes without LOCAL_PREF (or of all, without the rule below).
+    pub metric: u32,
+    /// `metric = 2147483647 - LOCAL_PREF` when the best path carries LOCAL_PREF.
+    pub metric_from_local_pref: bool,
+    /// IP pools: tunnel mode and whether their routes are ours to install.
+    pub pools: Vec<IpPool>,
+    /// The node's own subnet, for `cross-subnet` pools.
+    pub node_subnet: Option<IpNet>,
+    /// Resolve next hops through the kernel (the shell answers lookups).
+    pub resolve: bool,
+}
+
+impl Rules {
+    /// Every route with `metric`, no pools, next hops as they come.
+    pub fn with_metric(metric: u32) -> Self {
+        Self {
+            metric,
+            ..Self::default()
+        }
+    }
+
+    /// The rules of `[fib]`, next hops resolved through the kernel.
+    pub fn from_config(fib: &crate::config::Fib) -> Self {
+        Self {
+            metric: fib.metric,
+            metric_from_local_pref: fib.metric_from_local_pref,
+            pools: fib.ip_pools.clone(),
+            node_subnet: fib.node_subnet,
+            resolve: true,
+        }
+    }
+
+    /// The longest pool that holds `prefix`.
+    fn pool(&self, prefix: &IpNet) -> Option<&IpPool> {
+        self.pools
+            .iter()
+            .filter(|p| p.prefix.contains(prefix))
+            .max_by_key(|p| p.prefix.prefix_len())
+    }
+
+    /// Whether a route of `pool` goes to next hop `nh` through the tunnel.
+    fn tunnels(&self, pool: Option<&IpPool>, nh: IpAddr) -> bool {
+        let Some(pool) = pool else { return false };
+        nh.is_ipv4()
+            && match pool.ipip {
+                IpipMode::Never => false,
+                IpipMode::Always => true,
+                IpipMode::CrossSubnet => !self.node_subnet.is_some_and(|s| s.contains(&nh)),
+            }
+    }
+}
+
+/// A best path from BGP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Learned {
+    next_hops: Vec<IpAddr>,
+    local_pref: Option<u32>,
+}
+
+/// What a prefix should be, as far as is known.
+enum Want {
+    Route(KernelRoute),
+    Nothing,
+    /// A next hop is not looked up yet.
+    Waiting,
 }
 
 /// One kernel route of ours (our table, our protocol number).
@@ -147,11 +296,17 @@ pub struct FibStats {
 /// The reconciler. See the module documentation.
 #[derive(Debug)]
 pub struct Reconciler {
-    metric: u32,
-    /// Best paths from BGP that are not ours to originate: prefix -> gateways.
-    learned: BTreeMap<IpNet, Vec<IpAddr>>,
-    /// Our blocks, installed as blackholes whatever BGP says about them.
-    blackholes: BTreeSet<IpNet>,
+    rules: Rules,
+    /// Best paths from BGP that are not ours to originate.
+    learned: BTreeMap<IpNet, Learned>,
+    /// Our blocks with their metrics, installed as blackholes whatever BGP says.
+    blackholes: BTreeMap<IpNet, u32>,
+    /// How the kernel reaches each next hop looked up.
+    resolved: BTreeMap<IpAddr, Resolution>,
+    /// Next hops to look up (again), whatever the dirty prefixes need.
+    to_look_up: BTreeSet<IpAddr>,
+    /// Next hops handed out for a lookup, not yet answered.
+    looking_up: BTreeSet<IpAddr>,
     /// Ours in the kernel.
     installed: BTreeMap<IpNet, KernelRoute>,
     /// Installed routes adopted at start that nothing has desired since: kept until the
@@ -169,12 +324,20 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// A reconciler that installs routes with `metric`.
+    /// A reconciler that installs every route with `metric` via its BGP next hops.
     pub fn new(metric: u32) -> Self {
+        Self::with_rules(Rules::with_metric(metric))
+    }
+
+    /// A reconciler following `rules`.
+    pub fn with_rules(rules: Rules) -> Self {
         Self {
-            metric,
+            rules,
             learned: BTreeMap::new(),
-            blackholes: BTreeSet::new(),
+            blackholes: BTreeMap::new(),
+            resolved: BTreeMap::new(),
+            to_look_up: BTreeSet::new(),
+            looking_up: BTreeSet::new(),
             installed: BTreeMap::new(),
             unconfirmed: BTreeSet::new(),
             dirty: BTreeSet::new(),
@@ -205,8 +368,15 @@ impl Reconciler {
 
     /// A best-path change from the RIB: `next_hops` empty means no route (gone, or only
     /// one this speaker originates, which BGP never installs: see
-    /// [`Reconciler::set_blackholes`]).
-    pub fn handle_best_change(&mut self, prefix: IpNet, next_hops: &[IpAddr], local: bool) {
+    /// [`Reconciler::set_blackholes`]); `local_pref` is the best path's LOCAL_PREF if it
+    /// carries one.
+    pub fn handle_best_change(
+        &mut self,
+        prefix: IpNet,
+        next_hops: &[IpAddr],
+        local: bool,
+        local_pref: Option<u32>,
+    ) {
         let prefix = prefix.trunc();
         let mut gws: Vec<IpAddr> = next_hops
             .iter()
@@ -218,19 +388,25 @@ impl Reconciler {
         let changed = if local || gws.is_empty() {
             self.learned.remove(&prefix).is_some()
         } else {
-            self.learned.insert(prefix, gws.clone()) != Some(gws)
+            let new = Learned {
+                next_hops: gws,
+                local_pref,
+            };
+            self.learned.insert(prefix, new.clone()) != Some(new)
         };
         if changed {
             self.dirty.insert(prefix);
         }
     }
 
-    /// The blocks to install as blackholes (`[[originate]] blackhole = true`), all of
-    /// them: ones no longer listed go (or fall back to what BGP says).
-    pub fn set_blackholes(&mut self, prefixes: impl IntoIterator<Item = IpNet>) {
-        let new: BTreeSet<IpNet> = prefixes.into_iter().map(|p| p.trunc()).collect();
-        for p in self.blackholes.symmetric_difference(&new) {
-            self.dirty.insert(*p);
+    /// The blocks to install as blackholes (`[[originate]] blackhole = true`) with their
+    /// metrics, all of them: ones no longer listed go (or fall back to what BGP says).
+    pub fn set_blackholes(&mut self, blocks: impl IntoIterator<Item = (IpNet, u32)>) {
+        let new: BTreeMap<IpNet, u32> = blocks.into_iter().map(|(p, m)| (p.trunc(), m)).collect();
+        for (p, m) in self.blackholes.iter().chain(&new) {
+            if self.blackholes.get(p) != Some(m) || new.get(p) != Some(m) {
+                self.dirty.insert(*p);
+            }
         }
         self.blackholes = new;
     }
@@ -249,28 +425,140 @@ impl Reconciler {
         self.synced
     }
 
-    /// Puts every failed prefix back to work (the shell calls it now and then).
+    /// Puts every failed prefix back to work (the shell calls it now and then), and
+    /// looks up again the next hops the kernel could not reach.
     pub fn retry_failed(&mut self) {
         self.dirty.extend(self.failed.keys().copied());
+        self.to_look_up.extend(
+            self.resolved
+                .iter()
+                .filter(|(_, r)| **r == Resolution::Unreachable)
+                .map(|(nh, _)| *nh),
+        );
     }
 
-    /// What `prefix` should be in the kernel.
+    /// Looks up every next hop in use again (the shell calls it now and then): routes
+    /// whose gateway changed move, the others cost nothing.
+    pub fn re_resolve(&mut self) {
+        self.to_look_up.extend(self.resolved.keys().copied());
+    }
+
+    /// Next hops to look up now: each must be answered with [`Reconciler::handle_lookup`].
+    pub fn poll_lookups(&mut self) -> Vec<IpAddr> {
+        let mut out: BTreeSet<IpAddr> = std::mem::take(&mut self.to_look_up);
+        if self.rules.resolve {
+            for p in &self.dirty {
+                let Some(l) = self.learned.get(p) else {
+                    continue;
+                };
+                let pool = self.rules.pool(p);
+                for nh in &l.next_hops {
+                    if !self.rules.tunnels(pool, *nh) && !self.resolved.contains_key(nh) {
+                        out.insert(*nh);
+                    }
+                }
+            }
+        }
+        out.retain(|nh| !self.looking_up.contains(nh));
+        self.looking_up.extend(&out);
+        out.into_iter().collect()
+    }
+
+    /// Whether [`Reconciler::poll_lookups`] would return something.
+    pub fn has_lookups(&self) -> bool {
+        self.to_look_up
+            .iter()
+            .any(|nh| !self.looking_up.contains(nh))
+            || self.waiting().next().is_some()
+    }
+
+    /// Next hops of dirty prefixes that are not looked up yet.
+    fn waiting(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.dirty
+            .iter()
+            .filter(|_| self.rules.resolve)
+            .filter_map(|p| Some((p, self.learned.get(p)?)))
+            .flat_map(move |(p, l)| {
+                let pool = self.rules.pool(p);
+                l.next_hops
+                    .iter()
+                    .copied()
+                    .filter(move |nh| !self.rules.tunnels(pool, *nh))
+            })
+            .filter(|nh| !self.resolved.contains_key(nh) && !self.looking_up.contains(nh))
+    }
+
+    /// How the kernel reaches `next_hop` (the answer to a lookup). A change moves every
+    /// learned route that uses it.
+    pub fn handle_lookup(&mut self, next_hop: IpAddr, resolution: Resolution) {
+        self.looking_up.remove(&next_hop);
+        let old = self.resolved.insert(next_hop, resolution);
+        if old.is_some_and(|o| o != resolution) {
+            for (p, l) in &self.learned {
+                if l.next_hops.contains(&next_hop) {
+                    self.dirty.insert(*p);
+                }
+            }
+        }
+    }
+
+    /// What `prefix` should be in the kernel (`None` also while a next hop of it is not
+    /// looked up yet).
     pub fn desired(&self, prefix: &IpNet) -> Option<KernelRoute> {
-        let target = if self.blackholes.contains(prefix) {
-            Target::Blackhole
-        } else {
-            Target::Via(self.learned.get(prefix)?.clone())
+        match self.want(prefix) {
+            Want::Route(r) => Some(r),
+            Want::Nothing | Want::Waiting => None,
+        }
+    }
+
+    fn want(&self, prefix: &IpNet) -> Want {
+        if let Some(m) = self.blackholes.get(prefix) {
+            return Want::Route(KernelRoute {
+                prefix: *prefix,
+                target: Target::Blackhole,
+                metric: *m,
+            });
+        }
+        let Some(l) = self.learned.get(prefix) else {
+            return Want::Nothing;
         };
-        Some(KernelRoute {
+        let pool = self.rules.pool(prefix);
+        if pool.is_some_and(|p| !p.install) {
+            return Want::Nothing;
+        }
+        let mut hops = Vec::with_capacity(l.next_hops.len());
+        for nh in &l.next_hops {
+            let hop = if self.rules.tunnels(pool, *nh) {
+                Hop::tunnel(*nh)
+            } else if self.rules.resolve {
+                match self.resolved.get(nh) {
+                    None => return Want::Waiting,
+                    Some(Resolution::Via(g)) if g.is_ipv4() == nh.is_ipv4() => Hop::via(*g),
+                    Some(_) => Hop::via(*nh),
+                }
+            } else {
+                Hop::via(*nh)
+            };
+            hops.push(hop);
+        }
+        hops.sort_unstable();
+        hops.dedup();
+        let metric = match l.local_pref {
+            Some(lp) if self.rules.metric_from_local_pref => metric_of_local_pref(lp),
+            _ => self.rules.metric,
+        };
+        Want::Route(KernelRoute {
             prefix: *prefix,
-            target,
-            metric: self.metric,
+            target: Target::Via(hops),
+            metric,
         })
     }
 
     /// Whether there is work: [`Reconciler::poll_batch`] would return something.
     pub fn has_work(&self) -> bool {
-        self.dirty.iter().any(|p| !self.in_flight.contains(p))
+        self.dirty
+            .iter()
+            .any(|p| !self.in_flight.contains(p) && !matches!(self.want(p), Want::Waiting))
     }
 
     /// Up to about `max` operations for prefixes whose state differs; every one must be
@@ -286,8 +574,13 @@ impl Reconciler {
             if self.in_flight.contains(p) {
                 continue;
             }
+            let want = match self.want(p) {
+                // Stays dirty until its next hops are looked up.
+                Want::Waiting => continue,
+                Want::Route(r) => Some(r),
+                Want::Nothing => None,
+            };
             done.push(*p);
-            let want = self.desired(p);
             if want.is_some() {
                 self.unconfirmed.remove(p);
             }
@@ -361,7 +654,7 @@ impl Reconciler {
         let desired = self.learned.len()
             + self
                 .blackholes
-                .iter()
+                .keys()
                 .filter(|p| !self.learned.contains_key(p))
                 .count();
         FibStats {
@@ -393,7 +686,7 @@ mod tests {
     fn via(p: &str, gws: &[&str], metric: u32) -> KernelRoute {
         KernelRoute {
             prefix: net(p),
-            target: Target::Via(gws.iter().map(|g| ip(g)).collect()),
+            target: Target::Via(gws.iter().map(|g| Hop::via(ip(g))).collect()),
             metric,
         }
     }
@@ -434,7 +727,7 @@ mod tests {
     #[test]
     fn test_best_change_adds_route_with_metric() {
         let mut r = Reconciler::new(1024);
-        r.handle_best_change(net("192.168.0.64/26"), &[ip("10.0.0.2")], false);
+        r.handle_best_change(net("192.168.0.64/26"), &[ip("10.0.0.2")], false, None);
         assert_eq!(
             run_ok(&mut r),
             vec![Op::Add(via("192.168.0.64/26", &["10.0.0.2"], 1024))]
@@ -450,6 +743,7 @@ mod tests {
             net("10.1.0.0/24"),
             &[ip("10.0.0.3"), ip("10.0.0.2"), ip("10.0.0.3")],
             false,
+            None,
         );
         assert_eq!(
             run_ok(&mut r),
@@ -460,9 +754,9 @@ mod tests {
     #[test]
     fn test_change_is_delete_then_add_never_replace() {
         let mut r = Reconciler::new(1024);
-        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, None);
         run_ok(&mut r);
-        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.3")], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.3")], false, None);
         let b = r.poll_batch(10);
         assert_eq!(b.deletes, vec![via("10.1.0.0/24", &["10.0.0.2"], 1024)]);
         assert_eq!(b.adds, vec![via("10.1.0.0/24", &["10.0.0.3"], 1024)]);
@@ -471,9 +765,9 @@ mod tests {
     #[test]
     fn test_withdraw_deletes_ours() {
         let mut r = Reconciler::new(1024);
-        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, None);
         run_ok(&mut r);
-        r.handle_best_change(net("10.1.0.0/24"), &[], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[], false, None);
         assert_eq!(
             run_ok(&mut r),
             vec![Op::Delete(via("10.1.0.0/24", &["10.0.0.2"], 1024))]
@@ -484,15 +778,15 @@ mod tests {
     #[test]
     fn test_local_best_is_not_installed_but_blackhole_is() {
         let mut r = Reconciler::new(1024);
-        r.handle_best_change(net("192.168.0.0/26"), &[], true);
+        r.handle_best_change(net("192.168.0.0/26"), &[], true, None);
         assert!(run_ok(&mut r).is_empty());
-        r.set_blackholes([net("192.168.0.0/26")]);
+        r.set_blackholes([(net("192.168.0.0/26"), 1024)]);
         assert_eq!(
             run_ok(&mut r),
             vec![Op::Add(blackhole("192.168.0.0/26", 1024))]
         );
         // A peer's path for our own block does not displace the blackhole.
-        r.handle_best_change(net("192.168.0.0/26"), &[ip("10.0.0.2")], false);
+        r.handle_best_change(net("192.168.0.0/26"), &[ip("10.0.0.2")], false, None);
         assert!(run_ok(&mut r).is_empty());
         // Dropping the block falls back to what BGP says.
         r.set_blackholes([]);
@@ -512,11 +806,11 @@ mod tests {
         let stale = via("10.2.0.0/24", &["10.0.0.2"], 1024);
         let hole = blackhole("192.168.0.0/26", 1024);
         r.adopt([live.clone(), stale.clone(), hole.clone()]);
-        r.set_blackholes([net("192.168.0.0/26")]);
+        r.set_blackholes([(net("192.168.0.0/26"), 1024)]);
         // Before the sync: nothing is touched, the blackhole is already right.
         assert!(run_ok(&mut r).is_empty());
         // The live one comes back as it was: no operation at all.
-        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, None);
         assert!(run_ok(&mut r).is_empty());
         r.mark_synced();
         assert_eq!(run_ok(&mut r), vec![Op::Delete(stale)]);
@@ -529,9 +823,9 @@ mod tests {
         let mut r = Reconciler::new(1024);
         let live = via("10.1.0.0/24", &["10.0.0.2"], 1024);
         r.adopt([live.clone()]);
-        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, None);
         assert!(run_ok(&mut r).is_empty());
-        r.handle_best_change(net("10.1.0.0/24"), &[], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[], false, None);
         assert_eq!(run_ok(&mut r), vec![Op::Delete(live)]);
         assert!(!r.synced());
     }
@@ -541,7 +835,7 @@ mod tests {
         let mut r = Reconciler::new(1024);
         let old = via("10.1.0.0/24", &["10.0.0.2"], 1024);
         r.adopt([old.clone()]);
-        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.3")], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.3")], false, None);
         assert_eq!(
             run_ok(&mut r),
             vec![
@@ -556,7 +850,7 @@ mod tests {
         let mut r = Reconciler::new(1024);
         let old = via("10.1.0.0/24", &["10.0.0.2"], 100);
         r.adopt([old.clone()]);
-        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, None);
         assert_eq!(
             run_ok(&mut r),
             vec![
@@ -569,8 +863,8 @@ mod tests {
     #[test]
     fn test_error_recorded_counted_and_retried() {
         let mut r = Reconciler::new(1024);
-        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false);
-        r.handle_best_change(net("10.2.0.0/24"), &[ip("10.0.0.2")], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, None);
+        r.handle_best_change(net("10.2.0.0/24"), &[ip("10.0.0.2")], false, None);
         let b = r.poll_batch(10);
         assert_eq!(b.adds.len(), 2);
         let bad = Op::Add(b.adds[0].clone());
@@ -599,14 +893,14 @@ mod tests {
     #[test]
     fn test_failed_retry_after_withdraw_does_nothing() {
         let mut r = Reconciler::new(1024);
-        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, None);
         let b = r.poll_batch(10);
         r.handle_result(
             &Op::Add(b.adds[0].clone()),
             Err(OpError::Failed("x".into())),
         );
         r.batch_done(&b);
-        r.handle_best_change(net("10.1.0.0/24"), &[], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[], false, None);
         r.retry_failed();
         assert!(run_ok(&mut r).is_empty());
     }
@@ -627,11 +921,11 @@ mod tests {
     #[test]
     fn test_in_flight_prefix_waits_and_coalesces() {
         let mut r = Reconciler::new(1024);
-        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, None);
         let b = r.poll_batch(10);
         // Changes while the add is in flight: nothing more for that prefix yet.
-        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.3")], false);
-        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.4")], false);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.3")], false, None);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.4")], false, None);
         assert!(!r.has_work());
         assert!(r.poll_batch(10).is_empty());
         r.handle_result(&Op::Add(b.adds[0].clone()), Ok(()));
@@ -650,7 +944,7 @@ mod tests {
         let mut r = Reconciler::new(1024);
         for i in 0..1000u32 {
             let p = IpNet::new(IpAddr::from((10u32 << 24 | i << 8).to_be_bytes()), 24).unwrap();
-            r.handle_best_change(p, &[ip("10.0.0.2")], false);
+            r.handle_best_change(p, &[ip("10.0.0.2")], false, None);
         }
         let b = r.poll_batch(256);
         assert_eq!(b.len(), 256);
@@ -662,7 +956,7 @@ mod tests {
     #[test]
     fn test_ipv6_route_with_ipv6_gateway() {
         let mut r = Reconciler::new(1024);
-        r.handle_best_change(net("fd00:1::/64"), &[ip("fd00::2")], false);
+        r.handle_best_change(net("fd00:1::/64"), &[ip("fd00::2")], false, None);
         assert_eq!(
             run_ok(&mut r),
             vec![Op::Add(via("fd00:1::/64", &["fd00::2"], 1024))]
@@ -672,7 +966,278 @@ mod tests {
     #[test]
     fn test_ipv6_route_with_ipv4_gateway_is_not_installed() {
         let mut r = Reconciler::new(1024);
-        r.handle_best_change(net("fd00:1::/64"), &[ip("10.0.0.2")], false);
+        r.handle_best_change(net("fd00:1::/64"), &[ip("10.0.0.2")], false, None);
         assert!(run_ok(&mut r).is_empty());
+    }
+
+    fn pool(prefix: &str, ipip: IpipMode, install: bool) -> IpPool {
+        IpPool {
+            prefix: net(prefix),
+            ipip,
+            install,
+        }
+    }
+
+    fn with_hops(p: &str, hops: &[Hop], metric: u32) -> KernelRoute {
+        KernelRoute {
+            prefix: net(p),
+            target: Target::Via(hops.to_vec()),
+            metric,
+        }
+    }
+
+    /// Runs lookups and batches to the end, every lookup answered by `kernel`, every
+    /// operation succeeding; returns the operations.
+    fn run_resolving(r: &mut Reconciler, kernel: impl Fn(IpAddr) -> Resolution) -> Vec<Op> {
+        let mut ops = Vec::new();
+        while r.has_lookups() || r.has_work() {
+            for nh in r.poll_lookups() {
+                r.handle_lookup(nh, kernel(nh));
+            }
+            let b = r.poll_batch(1000);
+            ops.extend(apply_ok(r, &b));
+        }
+        ops
+    }
+
+    #[test]
+    fn test_metric_follows_local_pref() {
+        let mut r = Reconciler::with_rules(Rules {
+            metric_from_local_pref: true,
+            ..Rules::with_metric(1024)
+        });
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, Some(200));
+        // Calico's default: LOCAL_PREF 2147482623 is metric 1024.
+        r.handle_best_change(
+            net("10.2.0.0/24"),
+            &[ip("10.0.0.2")],
+            false,
+            Some(2_147_482_623),
+        );
+        // No LOCAL_PREF (eBGP): the configured metric.
+        r.handle_best_change(net("10.3.0.0/24"), &[ip("10.0.0.2")], false, None);
+        // Above 2147483647: 0, not a wrapped value.
+        r.handle_best_change(net("10.4.0.0/24"), &[ip("10.0.0.2")], false, Some(u32::MAX));
+        assert_eq!(
+            run_ok(&mut r),
+            vec![
+                Op::Add(via("10.1.0.0/24", &["10.0.0.2"], 2_147_483_447)),
+                Op::Add(via("10.2.0.0/24", &["10.0.0.2"], 1024)),
+                Op::Add(via("10.3.0.0/24", &["10.0.0.2"], 1024)),
+                Op::Add(via("10.4.0.0/24", &["10.0.0.2"], 0)),
+            ]
+        );
+        // A new LOCAL_PREF is a new metric: delete ours, add.
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, Some(100));
+        assert_eq!(
+            run_ok(&mut r),
+            vec![
+                Op::Delete(via("10.1.0.0/24", &["10.0.0.2"], 2_147_483_447)),
+                Op::Add(via("10.1.0.0/24", &["10.0.0.2"], 2_147_483_547)),
+            ]
+        );
+        assert_eq!(local_pref_of_metric(1024), 2_147_482_623);
+        assert_eq!(metric_of_local_pref(local_pref_of_metric(77)), 77);
+    }
+
+    #[test]
+    fn test_metric_rule_off_uses_configured_metric() {
+        let mut r = Reconciler::new(1024);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, Some(200));
+        assert_eq!(
+            run_ok(&mut r),
+            vec![Op::Add(via("10.1.0.0/24", &["10.0.0.2"], 1024))]
+        );
+    }
+
+    #[test]
+    fn test_blackhole_metric_per_block() {
+        let mut r = Reconciler::new(1024);
+        r.set_blackholes([(net("192.168.0.0/26"), 1024), (net("192.168.1.0/26"), 7)]);
+        assert_eq!(
+            run_ok(&mut r),
+            vec![
+                Op::Add(blackhole("192.168.0.0/26", 1024)),
+                Op::Add(blackhole("192.168.1.0/26", 7)),
+            ]
+        );
+        r.set_blackholes([(net("192.168.0.0/26"), 1024), (net("192.168.1.0/26"), 8)]);
+        assert_eq!(
+            run_ok(&mut r),
+            vec![
+                Op::Delete(blackhole("192.168.1.0/26", 7)),
+                Op::Add(blackhole("192.168.1.0/26", 8)),
+            ]
+        );
+    }
+
+    #[test]
+    fn test_ipip_always_pool_goes_through_tunnel_onlink() {
+        let mut r = Reconciler::with_rules(Rules {
+            pools: vec![pool("192.168.0.0/16", IpipMode::Always, true)],
+            ..Rules::with_metric(1024)
+        });
+        r.handle_best_change(net("192.168.0.64/26"), &[ip("192.0.2.102")], false, None);
+        // Outside every pool: a plain route.
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("192.0.2.102")], false, None);
+        assert_eq!(
+            run_ok(&mut r),
+            vec![
+                Op::Add(via("10.1.0.0/24", &["192.0.2.102"], 1024)),
+                Op::Add(with_hops(
+                    "192.168.0.64/26",
+                    &[Hop::tunnel(ip("192.0.2.102"))],
+                    1024
+                )),
+            ]
+        );
+    }
+
+    #[test]
+    fn test_ipip_cross_subnet_tunnels_only_outside_node_subnet() {
+        let mut r = Reconciler::with_rules(Rules {
+            pools: vec![pool("192.168.0.0/16", IpipMode::CrossSubnet, true)],
+            node_subnet: Some(net("192.0.2.0/24")),
+            ..Rules::with_metric(1024)
+        });
+        r.handle_best_change(net("192.168.0.64/26"), &[ip("192.0.2.102")], false, None);
+        r.handle_best_change(net("192.168.0.128/26"), &[ip("198.51.100.7")], false, None);
+        // ECMP over both kinds: one multipath route, one hop tunnelled.
+        r.handle_best_change(
+            net("192.168.1.0/26"),
+            &[ip("192.0.2.102"), ip("198.51.100.7")],
+            false,
+            None,
+        );
+        assert_eq!(
+            run_ok(&mut r),
+            vec![
+                Op::Add(via("192.168.0.64/26", &["192.0.2.102"], 1024)),
+                Op::Add(with_hops(
+                    "192.168.0.128/26",
+                    &[Hop::tunnel(ip("198.51.100.7"))],
+                    1024
+                )),
+                Op::Add(with_hops(
+                    "192.168.1.0/26",
+                    &[Hop::via(ip("192.0.2.102")), Hop::tunnel(ip("198.51.100.7"))],
+                    1024
+                )),
+            ]
+        );
+    }
+
+    #[test]
+    fn test_pool_not_installed_is_left_to_felix() {
+        let mut r = Reconciler::with_rules(Rules {
+            pools: vec![
+                pool("192.168.0.0/16", IpipMode::Always, false),
+                // A longer pool inside it that is ours.
+                pool("192.168.7.0/24", IpipMode::Never, true),
+            ],
+            ..Rules::with_metric(1024)
+        });
+        r.handle_best_change(net("192.168.0.64/26"), &[ip("192.0.2.102")], false, None);
+        r.handle_best_change(net("192.168.7.0/26"), &[ip("192.0.2.102")], false, None);
+        assert_eq!(
+            run_ok(&mut r),
+            vec![Op::Add(via("192.168.7.0/26", &["192.0.2.102"], 1024))]
+        );
+        // An adopted route of ours inside Felix's pool goes once the sync is over.
+        let old = with_hops("192.168.0.64/26", &[Hop::tunnel(ip("192.0.2.102"))], 1024);
+        let mut r2 = Reconciler::with_rules(r.rules.clone());
+        r2.adopt([old.clone()]);
+        r2.handle_best_change(net("192.168.0.64/26"), &[ip("192.0.2.102")], false, None);
+        assert!(run_ok(&mut r2).is_empty());
+        r2.mark_synced();
+        assert_eq!(run_ok(&mut r2), vec![Op::Delete(old)]);
+    }
+
+    #[test]
+    fn test_gateway_resolved_recursively_and_moves_when_it_changes() {
+        let mut r = Reconciler::with_rules(Rules {
+            resolve: true,
+            ..Rules::with_metric(1024)
+        });
+        // Multihop: 198.51.100.7 is reached via 192.0.2.1; 192.0.2.102 is on-link.
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("198.51.100.7")], false, None);
+        r.handle_best_change(net("10.2.0.0/24"), &[ip("192.0.2.102")], false, None);
+        // Not looked up yet: nothing goes out.
+        assert!(!r.has_work());
+        assert!(r.poll_batch(10).is_empty());
+        let mut lookups = r.poll_lookups();
+        lookups.sort();
+        assert_eq!(lookups, vec![ip("192.0.2.102"), ip("198.51.100.7")]);
+        // Asked once only.
+        assert!(r.poll_lookups().is_empty() && !r.has_lookups());
+        r.handle_lookup(ip("198.51.100.7"), Resolution::Via(ip("192.0.2.1")));
+        r.handle_lookup(ip("192.0.2.102"), Resolution::OnLink);
+        assert_eq!(
+            run_ok(&mut r),
+            vec![
+                Op::Add(via("10.1.0.0/24", &["192.0.2.1"], 1024)),
+                Op::Add(via("10.2.0.0/24", &["192.0.2.102"], 1024)),
+            ]
+        );
+        // Looked up again: unchanged costs nothing, a new gateway moves the route.
+        r.re_resolve();
+        let ops = run_resolving(&mut r, |nh| {
+            if nh == ip("198.51.100.7") {
+                Resolution::Via(ip("192.0.2.2"))
+            } else {
+                Resolution::OnLink
+            }
+        });
+        assert_eq!(
+            ops,
+            vec![
+                Op::Delete(via("10.1.0.0/24", &["192.0.2.1"], 1024)),
+                Op::Add(via("10.1.0.0/24", &["192.0.2.2"], 1024)),
+            ]
+        );
+    }
+
+    #[test]
+    fn test_unreachable_next_hop_goes_in_as_is_and_is_looked_up_again() {
+        let mut r = Reconciler::with_rules(Rules {
+            resolve: true,
+            ..Rules::with_metric(1024)
+        });
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("198.51.100.7")], false, None);
+        let nh = r.poll_lookups();
+        r.handle_lookup(nh[0], Resolution::Unreachable);
+        let b = r.poll_batch(10);
+        assert_eq!(b.adds, vec![via("10.1.0.0/24", &["198.51.100.7"], 1024)]);
+        r.handle_result(
+            &Op::Add(b.adds[0].clone()),
+            Err(OpError::Failed("Network is unreachable".into())),
+        );
+        r.batch_done(&b);
+        r.retry_failed();
+        assert_eq!(r.poll_lookups(), vec![ip("198.51.100.7")]);
+        r.handle_lookup(ip("198.51.100.7"), Resolution::Via(ip("192.0.2.1")));
+        assert_eq!(
+            run_ok(&mut r),
+            vec![Op::Add(via("10.1.0.0/24", &["192.0.2.1"], 1024))]
+        );
+    }
+
+    #[test]
+    fn test_tunnel_hops_need_no_lookup() {
+        let mut r = Reconciler::with_rules(Rules {
+            resolve: true,
+            pools: vec![pool("192.168.0.0/16", IpipMode::Always, true)],
+            ..Rules::with_metric(1024)
+        });
+        r.handle_best_change(net("192.168.0.64/26"), &[ip("198.51.100.7")], false, None);
+        assert!(!r.has_lookups());
+        assert_eq!(
+            run_ok(&mut r),
+            vec![Op::Add(with_hops(
+                "192.168.0.64/26",
+                &[Hop::tunnel(ip("198.51.100.7"))],
+                1024
+            ))]
+        );
     }
 }
