@@ -745,6 +745,10 @@ asn = 1
     // .4's policy kept its name but not its content.
     assert_eq!(d.changed, vec![ip("10.0.0.3"), ip("10.0.0.4")]);
     assert_eq!(d.unchanged, vec![ip("10.0.0.5")]);
+    // .4 only changed in policy; .3's hold time goes into the OPEN.
+    assert_eq!(d.policy_only, vec![ip("10.0.0.4")]);
+    let (o, n) = (&old.peers[&ip("10.0.0.3")], &new.peers[&ip("10.0.0.3")]);
+    assert_eq!(o.reset_key(n), Some("hold_time"));
     assert!(!d.is_empty());
     let same = Config::diff(&new, &new.clone());
     assert!(same.is_empty());
