@@ -216,6 +216,9 @@ fn test_minimal_defaults() {
     assert_eq!(cfg.api.readiness_grace, Duration::ZERO);
     let cfg = parse(&format!("{HEAD}[api]\nreadiness_grace = 120\n"));
     assert_eq!(cfg.api.readiness_grace, Duration::from_secs(120));
+    assert!(!cfg.api.ready_requires_fib, "off by default");
+    let cfg = parse(&format!("{HEAD}[api]\nready_requires_fib = true\n"));
+    assert!(cfg.api.ready_requires_fib);
     assert!(Config::parse(&format!("{HEAD}[api]\nreadiness_grace = -1\n"), "t.toml").is_err());
     let none = parse(&format!("{HEAD}listen = []\n"));
     assert!(none.speaker.listen.is_empty());

@@ -137,6 +137,9 @@ pub struct Api {
     /// `readiness_grace`: for how long after the start `/readyz` wants every configured
     /// peer Established; after it, one is enough (Calico's rule, 30 s by default).
     pub readiness_grace: Duration,
+    /// `ready_requires_fib`: `/readyz` also wants the kernel routes programmed (with
+    /// `[fib]` on: the initial sync over, nothing pending, nothing failing).
+    pub ready_requires_fib: bool,
 }
 
 /// `[fib]`: kernel route programming (`crate::fib`), on when the section is present.
