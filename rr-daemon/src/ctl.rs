@@ -59,8 +59,8 @@ pub enum CtlCommand {
     },
     /// The speaker: identity, readiness and table sizes.
     Status,
-    /// Kernel routes ([fib]): counters, installed routes, failures with the kernel's
-    /// error. "[fib] is off (HTTP 404)" when the daemon does not program routes.
+    /// Kernel routes (`[fib]`): counters, installed routes, failures with the kernel's
+    /// error. "`[fib]` is off (HTTP 404)" when the daemon does not program routes.
     Fib,
 }
 
