@@ -133,6 +133,10 @@ pub(crate) struct UpdateGroup {
     /// Members that take part in the first walk, and get End-of-RIB after it.
     initial_peers: Vec<u32>,
     joiners: Vec<Joiner>,
+    /// Members that moved here from another group (a changed export policy, RFC 4271
+    /// §9.2 without a reset): what they held there, withdrawn from them once their first
+    /// table from this group is out where this group does not send it to them.
+    held: FxHashMap<u32, Vec<Nlri>>,
     old: Vec<(u32, u32)>,
     new: Vec<(u32, u32)>,
 }
@@ -211,6 +215,7 @@ impl UpdateGroup {
             initial: Some(0),
             initial_peers: Vec::new(),
             joiners: Vec::new(),
+            held: FxHashMap::default(),
             old: Vec::new(),
             new: Vec::new(),
             key,
@@ -253,7 +258,78 @@ impl UpdateGroup {
         self.by_router_id.retain(|_, v| !v.is_empty());
         self.initial_peers.retain(|m| *m != peer);
         self.joiners.retain(|j| j.peer != peer);
+        self.held.remove(&peer);
         self.members.is_empty()
+    }
+
+    /// What `peer`, a member, holds from this group as far as the group knows: every
+    /// advertised path it is not excluded from, and what it still held from a group before
+    /// this one. A member still catching up holds less; withdrawing the rest from it too
+    /// is harmless.
+    pub(crate) fn held_by(&self, peer: u32, loc: &LocRib, facts: &[PeerFact]) -> Vec<Nlri> {
+        let mut v = self.held.get(&peer).cloned().unwrap_or_default();
+        let mut state = Vec::new();
+        for slot in self.out.slots() {
+            state.clear();
+            self.out.get(slot, &mut state);
+            let prefix = loc.dest(slot).prefix;
+            for &(tx, id) in &state {
+                let Some(e) = self.table.get(id) else {
+                    continue;
+                };
+                if self
+                    .excluded(e.src, e.originator, facts)
+                    .includes(PeerId(peer))
+                {
+                    let path_id = self.key.add_path(e.family).map(|_| tx);
+                    v.push(Nlri { path_id, prefix });
+                }
+            }
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Records what `peer`, which just joined, held in its previous group: see `held`.
+    pub(crate) fn set_held(&mut self, peer: u32, held: Vec<Nlri>) {
+        if !held.is_empty() && self.members.binary_search(&peer).is_ok() {
+            self.held.insert(peer, held);
+        }
+    }
+
+    /// Withdraws from each member of `done` (its table from this group complete) what it
+    /// held from its previous group and this group does not send it.
+    fn withdraw_held(&mut self, done: &[u32], loc: &LocRib, dc: &DrainCtx<'_>, batch: &mut Batch) {
+        let mut state = Vec::new();
+        for &peer in done {
+            let Some(held) = self.held.remove(&peer) else {
+                continue;
+            };
+            for n in held {
+                let family = n.family();
+                state.clear();
+                if let Some(slot) = loc.slot(&n.prefix) {
+                    self.out.get(slot, &mut state);
+                }
+                let mode = self.key.add_path(family);
+                let sent = state.iter().any(|&(tx, id)| {
+                    (mode.is_none() || n.path_id == Some(tx))
+                        && self.table.get(id).is_some_and(|e| {
+                            self.excluded(e.src, e.originator, dc.facts)
+                                .includes(PeerId(peer))
+                        })
+                });
+                // Ours must carry a path id exactly where this group sends them.
+                let n = Nlri {
+                    path_id: mode.map(|_| n.path_id.unwrap_or(0)),
+                    prefix: n.prefix,
+                };
+                if !sent && self.has_family(family) {
+                    batch.withdraw(family, Audience::Only(PeerId(peer)), n);
+                }
+            }
+        }
     }
 
     /// Whether the group handles `family`.
@@ -496,6 +572,9 @@ impl UpdateGroup {
         }
         // What the walk and the catch-ups left of the budget.
         self.drain_dirty(loc, dc, &mut batch, &mut done, budget);
+        if !self.held.is_empty() {
+            self.withdraw_held(&eor, loc, dc, &mut batch);
+        }
         let out = self.encode(batch, &eor);
         self.table.collect();
         out

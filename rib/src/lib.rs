@@ -17,7 +17,7 @@
 //!   ineligible.
 //! * `reflect`: reflection rules and outgoing attributes; `adj_out` and `group`: update
 //!   groups, their Adj-RIB-Out and encoding; [`addpath`]: ADD-PATH send modes and ids.
-//! * [`policy`]: import and export policy.
+//! * [`policy`]: import and export policy; `reconfig`: policy changes without a reset.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -35,6 +35,7 @@ mod loc;
 mod output;
 pub mod peer;
 pub mod policy;
+mod reconfig;
 mod reflect;
 mod rib;
 mod update;
@@ -48,6 +49,7 @@ pub use group::{Audience, GroupId, Outbound};
 pub use output::{BestChange, BestRoute, Explanation, PathReport, RibStats};
 pub use peer::{LocalAddrs, MaxPrefix, NextHopMode, PeerConfig, PeerId, PeerKind, Session};
 pub use policy::Policy;
+pub use reconfig::{NeedsReset, Reconfigured};
 pub use rib::Rib;
 pub use update::{Applied, Signal};
 

@@ -163,8 +163,15 @@ impl Rib {
         }
         let st = self.peers.get_mut(peer.0 as usize)?.as_mut()?;
         st.session = Some(session);
+        self.facts.get_mut(peer.0 as usize)?.router_id = session.router_id;
+        self.join_group(peer, session)
+    }
+
+    /// Puts `peer` (up with `session`, in no group) into the update group of peers with
+    /// the same export policy and encoding, created if needed.
+    pub(crate) fn join_group(&mut self, peer: PeerId, session: Session) -> Option<GroupId> {
+        let st = self.peers.get(peer.0 as usize)?.as_ref()?;
         let fact = self.facts.get_mut(peer.0 as usize)?;
-        fact.router_id = session.router_id;
         let cfg = &st.cfg;
         let ctx = &session.ctx;
         let mut add_path_tx = ctx.add_path_tx;

@@ -7,6 +7,7 @@
 //! | `GET /v1/routes?limit=N&offset=M` | best routes ([`RoutesResponse`]), 1000 by default |
 //! | `GET /v1/routes/{prefix}` | every path of a prefix, which is best and why the others lost ([`RouteDetail`]); `10.0.0.0/24` or `10.0.0.0%2F24` |
 //! | `GET /v1/status` | speaker summary and readiness ([`StatusResponse`]) |
+//! | `GET /v1/fib` | kernel routes: counters, installed routes, failures ([`crate::fib::FibReport`]); 404 when `[fib]` is off |
 //! | `GET /metrics` | Prometheus (OpenMetrics) text: per-peer series labelled by address only |
 //! | `GET /healthz` | 200 while the core answers, else 503 |
 //! | `GET /readyz` | 200 when ready, else 503; both with a [`Readiness`] body |
@@ -61,7 +62,7 @@ pub const DEFAULT_ROUTES_LIMIT: usize = 1000;
 pub const DEFAULT_READINESS_GRACE: Duration = Duration::from_secs(30);
 
 /// Tunables of the API server.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiOptions {
     /// For how long after the start every configured peer must be Established for
     /// `/readyz` to answer 200; after it, one Established peer is enough (`[api]
@@ -71,6 +72,11 @@ pub struct ApiOptions {
     pub core_timeout: Duration,
     /// The largest `?limit=` of `GET /v1/routes`.
     pub max_routes: usize,
+    /// The FIB task, when `[fib]` is on: `GET /v1/fib`, the `rr_fib_*` metrics.
+    pub fib: Option<crate::fib::FibHandle>,
+    /// `/readyz` also wants the kernel routes programmed (`[api] ready_requires_fib`):
+    /// the FIB's initial sync over, no route pending or failing.
+    pub ready_requires_fib: bool,
 }
 
 impl Default for ApiOptions {
@@ -80,6 +86,8 @@ impl Default for ApiOptions {
             readiness_grace: DEFAULT_READINESS_GRACE,
             core_timeout: Duration::from_secs(5),
             max_routes: 100_000,
+            fib: None,
+            ready_requires_fib: false,
         }
     }
 }
@@ -136,6 +144,7 @@ pub fn router(speaker: Speaker, options: ApiOptions) -> Router {
         .route("/v1/routes", get(routes))
         .route("/v1/routes/{*prefix}", get(route))
         .route("/v1/status", get(status))
+        .route("/v1/fib", get(fib))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -425,6 +434,9 @@ pub struct Readiness {
     pub established: usize,
     /// The peers that make it not ready.
     pub not_ready: Vec<NotReady>,
+    /// With `[api] ready_requires_fib`: why the kernel routes make it not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fib: Option<String>,
 }
 
 /// Readiness from the peers' status, `since_start` after the speaker started, with
@@ -486,6 +498,43 @@ pub fn readiness(peers: &[PeerStatus], since_start: Duration, grace: Duration) -
         peers: configured.len(),
         established,
         not_ready,
+        fib: None,
+    }
+}
+
+/// Why the kernel routes are not programmed yet (`[api] ready_requires_fib`); `None`
+/// when they are. `report` is `None` when the FIB task did not answer.
+pub fn fib_not_ready(report: Option<&crate::fib::FibReport>) -> Option<String> {
+    let Some(r) = report else {
+        return Some("fib: the FIB task does not answer (see the log)".to_owned());
+    };
+    if !r.synced {
+        Some("fib: initial sync not over".to_owned())
+    } else if r.failing > 0 {
+        Some(format!("fib: {} route(s) failing", r.failing))
+    } else if r.pending > 0 {
+        Some(format!("fib: {} route(s) pending", r.pending))
+    } else {
+        None
+    }
+}
+
+/// `GET /v1/fib`: the FIB task's report; 404 when `[fib]` is off.
+async fn fib(State(app): State<App>) -> Result<axum::Json<crate::fib::FibReport>, ApiError> {
+    let Some(h) = &app.options.fib else {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: "kernel routes are not programmed: [fib] is off".to_owned(),
+        });
+    };
+    match tokio::time::timeout(app.options.core_timeout, h.report()).await {
+        Ok(Some(r)) => Ok(axum::Json(r)),
+        Ok(None) => Err(ApiError::unavailable(
+            "the FIB task has stopped (see the log)".to_owned(),
+        )),
+        Err(_) => Err(ApiError::unavailable(
+            "the FIB task did not answer in time".to_owned(),
+        )),
     }
 }
 
@@ -496,7 +545,19 @@ async fn healthz(State(app): State<App>) -> Result<&'static str, ApiError> {
 
 async fn readyz(State(app): State<App>) -> Result<Response, ApiError> {
     let peers = app.ask(app.speaker.peers()).await?;
-    let r = readiness(&peers, app.started.elapsed(), app.options.readiness_grace);
+    let mut r = readiness(&peers, app.started.elapsed(), app.options.readiness_grace);
+    if app.options.ready_requires_fib
+        && let Some(h) = &app.options.fib
+    {
+        let report = tokio::time::timeout(app.options.core_timeout, h.report())
+            .await
+            .ok()
+            .flatten();
+        if let Some(why) = fib_not_ready(report.as_ref()) {
+            r.ready = false;
+            r.fib = Some(why);
+        }
+    }
     let code = if r.ready {
         StatusCode::OK
     } else {
@@ -561,7 +622,14 @@ async fn status(State(app): State<App>) -> Result<axum::Json<StatusResponse>, Ap
 async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
     let s = app.ask(app.speaker.snapshot()).await?;
     let ready = readiness(&s.peers, app.started.elapsed(), app.options.readiness_grace);
-    let text = render_metrics(&s, &ready).map_err(|e| ApiError {
+    let fib = match &app.options.fib {
+        Some(h) => tokio::time::timeout(app.options.core_timeout, h.report())
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let text = render_metrics(&s, &ready, fib.as_ref()).map_err(|e| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message: format!("cannot encode metrics: {e}"),
     })?;
@@ -599,7 +667,11 @@ type PeerCounters = Family<PeerLabel, Counter>;
 
 /// Renders a snapshot as OpenMetrics text. The registry is built afresh per scrape from
 /// one snapshot, so every series of a scrape is from the same instant.
-fn render_metrics(s: &Snapshot, ready: &Readiness) -> Result<String, std::fmt::Error> {
+fn render_metrics(
+    s: &Snapshot,
+    ready: &Readiness,
+    fib: Option<&crate::fib::FibReport>,
+) -> Result<String, std::fmt::Error> {
     let mut reg = Registry::default();
     let gauges = |reg: &mut Registry, name: &str, help: &str, unit: Option<Unit>| {
         let f = PeerGauges::default();
@@ -715,9 +787,74 @@ fn render_metrics(s: &Snapshot, ready: &Readiness) -> Result<String, std::fmt::E
         "1 when /readyz answers 200, else 0",
         usize::from(ready.ready),
     );
+    if let Some(f) = fib {
+        fib_metrics(&mut reg, f);
+    }
     let mut out = String::with_capacity(256 + 1024 * s.peers.len());
     prometheus_client::encoding::text::encode(&mut out, &reg)?;
     Ok(out)
+}
+
+/// The label of `rr_fib_ops_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabel {
+    op: &'static str,
+}
+
+/// `rr_fib_*`: what the FIB task counts (present only with `[fib]` on).
+fn fib_metrics(reg: &mut Registry, f: &crate::fib::FibReport) {
+    let gauge = |reg: &mut Registry, name: &str, help: &str, v: usize| {
+        let g = Gauge::<i64>::default();
+        g.set(clamp(v as u64));
+        reg.register(name, help, g);
+    };
+    let counter = |reg: &mut Registry, name: &str, help: &str, v: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        reg.register(name, help, c);
+    };
+    gauge(
+        reg,
+        "rr_fib_routes_installed",
+        "Routes of ours in the kernel",
+        f.installed,
+    );
+    gauge(
+        reg,
+        "rr_fib_routes_desired",
+        "Prefixes wanted in the kernel",
+        f.desired,
+    );
+    gauge(
+        reg,
+        "rr_fib_routes_pending",
+        "Wanted prefixes not (yet) in the kernel as wanted",
+        f.pending,
+    );
+    gauge(
+        reg,
+        "rr_fib_routes_failing",
+        "Prefixes whose last netlink operation failed (retried)",
+        f.failing,
+    );
+    gauge(
+        reg,
+        "rr_fib_synced",
+        "1 once the initial sync is over, else 0",
+        usize::from(f.synced),
+    );
+    let ops = Family::<OpLabel, Counter>::default();
+    reg.register("rr_fib_ops", "Successful netlink operations", ops.clone());
+    ops.get_or_create(&OpLabel { op: "add" }).inc_by(f.adds);
+    ops.get_or_create(&OpLabel { op: "delete" })
+        .inc_by(f.deletes);
+    counter(reg, "rr_fib_errors", "Failed netlink operations", f.errors);
+    counter(
+        reg,
+        "rr_fib_batches",
+        "Batches of netlink operations",
+        f.batches,
+    );
 }
 
 fn clamp(v: u64) -> i64 {

@@ -189,6 +189,7 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
     let fib = config.fib.clone();
     let configured: Vec<IpAddr> = config.peers.keys().copied().collect();
     let (blackholes_tx, blackholes) = tokio::sync::watch::channel(config.blackholes());
+    let (fib_handle, fib_requests) = crate::fib::FibHandle::new();
     let (speaker, mut core) = if restarting {
         crate::speaker::Speaker::start_restarting(config).await?
     } else {
@@ -201,7 +202,15 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
         let speaker = speaker.clone();
         let fib_config = fib.clone();
         tokio::spawn(async move {
-            let r = crate::fib::run(fib_config, speaker, configured, changes, blackholes).await;
+            let r = crate::fib::run(
+                fib_config,
+                speaker,
+                configured,
+                changes,
+                blackholes,
+                fib_requests,
+            )
+            .await;
             if let Err(e) = r {
                 // Never fatal: BGP goes on without kernel routes.
                 error!("fib: kernel routes are not programmed: {e}");
@@ -211,6 +220,8 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
     if let Some(listener) = api_listener {
         let options = crate::api::ApiOptions {
             readiness_grace: api.readiness_grace,
+            fib: fib.enabled.then_some(fib_handle),
+            ready_requires_fib: api.ready_requires_fib,
             ..crate::api::ApiOptions::default()
         };
         let speaker = speaker.clone();

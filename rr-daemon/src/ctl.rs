@@ -4,6 +4,7 @@
 //! rr-daemon ctl [--api ADDR] [--json] peers
 //! rr-daemon ctl [--api ADDR] [--json] routes [PREFIX] [--limit N] [--offset M]
 //! rr-daemon ctl [--api ADDR] [--json] status
+//! rr-daemon ctl [--api ADDR] [--json] fib
 //! ```
 //!
 //! Tables read like `birdc show protocols`; `--json` prints the API's answer as it is
@@ -58,6 +59,9 @@ pub enum CtlCommand {
     },
     /// The speaker: identity, readiness and table sizes.
     Status,
+    /// Kernel routes (`[fib]`): counters, installed routes, failures with the kernel's
+    /// error. "`[fib]` is off (HTTP 404)" when the daemon does not program routes.
+    Fib,
 }
 
 /// Why `rr-daemon ctl` failed, in one line.
@@ -164,7 +168,38 @@ pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
                 status_text(&status)
             })
         }
+        CtlCommand::Fib => {
+            let (json, fib) = client.get::<crate::fib::FibReport>("/v1/fib")?;
+            Ok(if args.json { raw(json) } else { fib_text(&fib) })
+        }
     }
+}
+
+/// `ctl fib`: one line of counters, then the failing prefixes, then our routes.
+fn fib_text(f: &crate::fib::FibReport) -> String {
+    let mut s = format!(
+        "table {} protocol {}: {} installed, {} desired, {} pending, {} failing; {} adds, {} \
+         deletes, {} errors in {} batches; {} adopted at start; initial sync {}\n",
+        f.table,
+        f.protocol,
+        f.installed,
+        f.desired,
+        f.pending,
+        f.failing,
+        f.adds,
+        f.deletes,
+        f.errors,
+        f.batches,
+        f.adopted,
+        if f.synced { "over" } else { "not over" },
+    );
+    for x in &f.failed {
+        let _ = writeln!(s, "FAILING {}: {}", x.prefix, x.error);
+    }
+    for r in &f.routes {
+        let _ = writeln!(s, "{r}");
+    }
+    s
 }
 
 /// The API's JSON as sent (field order kept), on one line.

@@ -71,6 +71,9 @@ pub enum Command {
     UpdateError(Notification),
     /// The RIB counted more prefixes than allowed: Cease/1 with this data (RFC 4486).
     MaxPrefixExceeded(Bytes),
+    /// Ask the peer to send its routes of these families again: one ROUTE-REFRESH each
+    /// (RFC 2918), for a session that negotiated it. Not counted with UPDATE bytes.
+    RouteRefresh(Vec<bgp_wire::Family>),
 }
 
 /// What a session reports to its owner: the machine's [`News`]. The driver carries out
@@ -408,6 +411,23 @@ impl Driver {
             Command::UpdateError(n) => self.fsm.handle(now, Input::UpdateError(n)),
             Command::MaxPrefixExceeded(data) => {
                 self.fsm.handle(now, Input::MaxPrefixExceeded { data });
+            }
+            Command::RouteRefresh(families) => {
+                if let Some((c, _)) = self.fsm.established()
+                    && let Some(conn) = self.conns[c.index()].as_mut()
+                {
+                    let mut buf = BytesMut::new();
+                    for f in families {
+                        bgp_wire::route_refresh::RouteRefresh {
+                            afi: f.afi(),
+                            subtype: bgp_wire::route_refresh::RefreshSubtype::NORMAL,
+                            safi: f.safi(),
+                        }
+                        .encode(&mut buf);
+                    }
+                    conn.wq.push_back((buf.freeze(), false));
+                    self.flush(c);
+                }
             }
         }
     }

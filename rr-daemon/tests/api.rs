@@ -677,3 +677,88 @@ fn test_readiness_every_peer_at_start_then_one() {
     assert!(api::readiness(&mesh, Duration::ZERO, Duration::ZERO).ready);
     assert!(!api::readiness(&[down], Duration::ZERO, Duration::ZERO).ready);
 }
+
+const FIB_SPEAKER: &str = "[speaker]\nasn = 65000\nrouter_id = \"127.0.0.70\"\nlisten = []\n\
+                           [api]\nlisten = \"127.0.0.70:0\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_fib_off_is_404() {
+    let (_speaker, addr) = start(FIB_SPEAKER).await;
+    let (code, body) = get(addr, "/v1/fib").await;
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("[fib] is off"), "{body}");
+    let (_, metrics) = get(addr, "/metrics").await;
+    assert!(!metrics.contains("rr_fib_"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_fib_report_metrics_and_readiness() {
+    use rr_daemon::fib::{FibFailure, FibHandle, FibReport};
+    let config = Config::parse(FIB_SPEAKER, "test.toml").unwrap();
+    let (speaker, _core) = Speaker::start(config).await.unwrap();
+    let (handle, mut requests) = FibHandle::new();
+    let report = FibReport {
+        table: 254,
+        protocol: 12,
+        synced: true,
+        installed: 2,
+        desired: 3,
+        pending: 1,
+        failing: 1,
+        adds: 5,
+        deletes: 3,
+        errors: 2,
+        adopted: 0,
+        batches: 4,
+        routes: vec!["10.0.0.0/24 via 192.0.2.1 metric 1024".into()],
+        failed: vec![FibFailure {
+            prefix: "10.0.1.0/24".parse().unwrap(),
+            error: "Network is unreachable".into(),
+        }],
+    };
+    let answer = report.clone();
+    tokio::spawn(async move {
+        while let Some(r) = requests.next().await {
+            let _ = r.send(answer.clone());
+        }
+    });
+    let options = ApiOptions {
+        fib: Some(handle),
+        ready_requires_fib: true,
+        ..options()
+    };
+    let (addr, _task) = api::spawn("127.0.0.70:0".parse().unwrap(), speaker, options)
+        .await
+        .unwrap();
+    let (code, body) = get(addr, "/v1/fib").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(serde_json::from_str::<FibReport>(&body).unwrap(), report);
+    let (_, metrics) = get(addr, "/metrics").await;
+    for line in [
+        "rr_fib_routes_installed 2",
+        "rr_fib_routes_pending 1",
+        "rr_fib_ops_total{op=\"add\"} 5",
+        "rr_fib_ops_total{op=\"delete\"} 3",
+        "rr_fib_errors_total 2",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    // No peers: ready but for the failing route.
+    let (code, body) = get(addr, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("1 route(s) failing"), "{body}");
+    let text = ctl::run(&CtlArgs {
+        api: addr.to_string(),
+        json: false,
+        what: CtlCommand::Fib,
+    })
+    .unwrap();
+    assert!(
+        text.contains("FAILING 10.0.1.0/24: Network is unreachable"),
+        "{text}"
+    );
+    assert!(
+        text.contains("10.0.0.0/24 via 192.0.2.1 metric 1024"),
+        "{text}"
+    );
+}

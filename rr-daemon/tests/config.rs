@@ -216,6 +216,9 @@ fn test_minimal_defaults() {
     assert_eq!(cfg.api.readiness_grace, Duration::ZERO);
     let cfg = parse(&format!("{HEAD}[api]\nreadiness_grace = 120\n"));
     assert_eq!(cfg.api.readiness_grace, Duration::from_secs(120));
+    assert!(!cfg.api.ready_requires_fib, "off by default");
+    let cfg = parse(&format!("{HEAD}[api]\nready_requires_fib = true\n"));
+    assert!(cfg.api.ready_requires_fib);
     assert!(Config::parse(&format!("{HEAD}[api]\nreadiness_grace = -1\n"), "t.toml").is_err());
     let none = parse(&format!("{HEAD}listen = []\n"));
     assert!(none.speaker.listen.is_empty());
@@ -745,6 +748,10 @@ asn = 1
     // .4's policy kept its name but not its content.
     assert_eq!(d.changed, vec![ip("10.0.0.3"), ip("10.0.0.4")]);
     assert_eq!(d.unchanged, vec![ip("10.0.0.5")]);
+    // .4 only changed in policy; .3's hold time goes into the OPEN.
+    assert_eq!(d.policy_only, vec![ip("10.0.0.4")]);
+    let (o, n) = (&old.peers[&ip("10.0.0.3")], &new.peers[&ip("10.0.0.3")]);
+    assert_eq!(o.reset_key(n), Some("hold_time"));
     assert!(!d.is_empty());
     let same = Config::diff(&new, &new.clone());
     assert!(same.is_empty());

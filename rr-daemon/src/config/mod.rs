@@ -108,6 +108,11 @@ pub struct Diff {
     pub changed: Vec<IpAddr>,
     /// Peers in both, with equal settings.
     pub unchanged: Vec<IpAddr>,
+    /// The peers of `changed` whose change is to policy only (see
+    /// [`PeerSettings::reset_key`]): the speaker keeps their sessions, unless `[speaker]`
+    /// changed the AS or router ID ([`Speaker::reset_key`]) or an import policy changed
+    /// on a session without ROUTE-REFRESH.
+    pub policy_only: Vec<IpAddr>,
 }
 
 impl Diff {
@@ -171,7 +176,12 @@ impl Config {
             match old.peers.get(a) {
                 None => d.added.push(*a),
                 Some(o) if o == p => d.unchanged.push(*a),
-                Some(_) => d.changed.push(*a),
+                Some(o) => {
+                    d.changed.push(*a);
+                    if o.reset_key(p).is_none() {
+                        d.policy_only.push(*a);
+                    }
+                }
             }
         }
         d.removed = old

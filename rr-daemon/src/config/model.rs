@@ -64,6 +64,52 @@ impl Speaker {
         c
     }
 
+    /// The first `[speaker]` key whose change from `self` to `new` needs a new session
+    /// with every peer: the AS and the router ID go into every OPEN. Peer defaults
+    /// (`hold_time`, ...) are compared peer by peer, once resolved into each peer's
+    /// settings; `listen` is rebound without touching sessions.
+    pub fn reset_key(&self, new: &Self) -> Option<&'static str> {
+        if self.asn != new.asn {
+            Some("speaker.asn")
+        } else if self.router_id != new.router_id {
+            Some("speaker.router_id")
+        } else {
+            None
+        }
+    }
+
+    /// The first `[speaker]` key of the RIB's speaker-wide settings that differs: those
+    /// are fixed at the start (the decision and reflection of every route depend on
+    /// them), so a change takes effect at the next start.
+    pub fn rib_key(&self, new: &Self) -> Option<&'static str> {
+        [
+            (
+                "cluster_id",
+                self.cluster_id.unwrap_or(self.router_id)
+                    == new.cluster_id.unwrap_or(new.router_id),
+            ),
+            (
+                "client_to_client",
+                self.client_to_client == new.client_to_client,
+            ),
+            (
+                "always_compare_med",
+                self.always_compare_med == new.always_compare_med,
+            ),
+            (
+                "missing_med_worst",
+                self.missing_med_worst == new.missing_med_worst,
+            ),
+            (
+                "default_local_pref",
+                self.default_local_pref == new.default_local_pref,
+            ),
+        ]
+        .iter()
+        .find(|(_, same)| !same)
+        .map(|(k, _)| *k)
+    }
+
     /// Whether the speaker reflects routes (a cluster ID is in force).
     pub fn is_route_reflector(&self) -> bool {
         self.cluster_id.is_some()
@@ -91,6 +137,9 @@ pub struct Api {
     /// `readiness_grace`: for how long after the start `/readyz` wants every configured
     /// peer Established; after it, one is enough (Calico's rule, 30 s by default).
     pub readiness_grace: Duration,
+    /// `ready_requires_fib`: `/readyz` also wants the kernel routes programmed (with
+    /// `[fib]` on: the initial sync over, nothing pending, nothing failing).
+    pub ready_requires_fib: bool,
 }
 
 /// `[fib]`: kernel route programming (`crate::fib`), on when the section is present.
@@ -282,6 +331,66 @@ pub struct PeerSettings {
 }
 
 impl PeerSettings {
+    /// The first key whose change from `self` to `new` needs a new session (a Cease, Other
+    /// Configuration Change), as the file names it; `None` when the two differ at most in
+    /// policy: `import`, `export`, `next_hop_self`/`next_hop_keep` and `max_prefix`, which
+    /// the speaker applies to the running session. Everything else goes into the OPEN
+    /// (AS, families, ADD-PATH, extended next hop, graceful restart, timers), the
+    /// connection (port, source address, passive, TTL, password), or into how the peer's
+    /// routes were accepted and reflected (`rr_client`, `cluster_id`).
+    pub fn reset_key(&self, new: &Self) -> Option<&'static str> {
+        // Destructured so that a new field has to be placed on one side or the other.
+        let Self {
+            address,
+            port,
+            asn,
+            source_address,
+            passive,
+            ttl,
+            hold_time,
+            keepalive_time,
+            send_hold_time,
+            connect_retry,
+            families,
+            add_path,
+            extended_next_hop,
+            rr_client,
+            cluster_id,
+            next_hop: _,
+            import: _,
+            export: _,
+            max_prefix: _,
+            graceful_restart,
+            password,
+        } = self;
+        let keys = [
+            ("address", *address == new.address),
+            ("asn", *asn == new.asn),
+            ("port", *port == new.port),
+            ("source_address", *source_address == new.source_address),
+            ("passive", *passive == new.passive),
+            ("multihop/ttl_security", *ttl == new.ttl),
+            ("hold_time", *hold_time == new.hold_time),
+            ("keepalive_time", *keepalive_time == new.keepalive_time),
+            ("send_hold_time", *send_hold_time == new.send_hold_time),
+            ("connect_retry", *connect_retry == new.connect_retry),
+            ("families", *families == new.families),
+            ("add_path", *add_path == new.add_path),
+            (
+                "extended_next_hop",
+                *extended_next_hop == new.extended_next_hop,
+            ),
+            ("rr_client", *rr_client == new.rr_client),
+            ("cluster_id", *cluster_id == new.cluster_id),
+            (
+                "graceful_restart",
+                *graceful_restart == new.graceful_restart,
+            ),
+            ("password", *password == new.password),
+        ];
+        keys.iter().find(|(_, same)| !same).map(|(k, _)| *k)
+    }
+
     /// Whether the session is internal.
     pub fn is_ibgp(&self, speaker: &Speaker) -> bool {
         self.asn == speaker.asn

@@ -84,6 +84,7 @@ pub(super) struct RawApi {
     pub(super) enabled: Option<bool>,
     pub(super) listen: Option<SocketAddr>,
     pub(super) readiness_grace: Option<u32>,
+    pub(super) ready_requires_fib: Option<bool>,
 }
 
 /// `[fib]`.

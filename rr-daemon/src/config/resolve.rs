@@ -180,6 +180,7 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
                 .map_or(crate::api::DEFAULT_READINESS_GRACE, |s| {
                     Duration::from_secs(u64::from(s))
                 }),
+            ready_requires_fib: api.and_then(|a| a.ready_requires_fib).unwrap_or(false),
         },
         originate,
         fib,

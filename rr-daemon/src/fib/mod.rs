@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use rib::BestChange;
-use tokio::sync::{mpsc, watch};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::Fib;
@@ -58,6 +59,110 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(2);
 pub const RESOLVE_EVERY: Duration = Duration::from_secs(10);
 /// Failures logged one by one per batch; the rest are counted in one line.
 const LOG_FAILURES: usize = 10;
+
+/// What the FIB task reports (`GET /v1/fib`, `rr-daemon ctl fib`, the `rr_fib_*` metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FibReport {
+    /// `[fib] table`.
+    pub table: u32,
+    /// `[fib] protocol`.
+    pub protocol: u8,
+    /// The initial sync is over: adopted routes nothing asks for are gone.
+    pub synced: bool,
+    /// Routes of ours in the kernel now (as far as we know).
+    pub installed: usize,
+    /// Prefixes we want in the kernel.
+    pub desired: usize,
+    /// Desired prefixes not (yet) in the kernel as desired: queued, in flight or failing.
+    pub pending: usize,
+    /// Prefixes whose last operation failed, retried every 2 s.
+    pub failing: usize,
+    /// Successful netlink adds since the start.
+    pub adds: u64,
+    /// Successful netlink deletes since the start (a route already gone counts).
+    pub deletes: u64,
+    /// Failed netlink operations since the start.
+    pub errors: u64,
+    /// Routes adopted from the kernel at the start.
+    pub adopted: usize,
+    /// Batches sent to the kernel since the start.
+    pub batches: u64,
+    /// Every route of ours in the kernel (`PREFIX via GW metric M`, `PREFIX blackhole
+    /// metric M`).
+    pub routes: Vec<String>,
+    /// The failing prefixes with their last error.
+    pub failed: Vec<FibFailure>,
+}
+
+/// A prefix whose last kernel operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FibFailure {
+    /// The prefix.
+    pub prefix: IpNet,
+    /// What the kernel said.
+    pub error: String,
+}
+
+/// Asks the FIB task for a [`FibReport`]; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct FibHandle(mpsc::Sender<oneshot::Sender<FibReport>>);
+
+/// The FIB task's end of a [`FibHandle`], passed to [`run`].
+#[derive(Debug)]
+pub struct FibRequests(mpsc::Receiver<oneshot::Sender<FibReport>>);
+
+impl FibRequests {
+    /// The next request, to answer with a report (for a task other than [`run`] that
+    /// programs routes); `None` once every handle is gone.
+    pub async fn next(&mut self) -> Option<oneshot::Sender<FibReport>> {
+        self.0.recv().await
+    }
+}
+
+impl FibHandle {
+    /// A handle and the requests it sends.
+    pub fn new() -> (Self, FibRequests) {
+        let (tx, rx) = mpsc::channel(16);
+        (Self(tx), FibRequests(rx))
+    }
+
+    /// The report; `None` when the FIB task has ended (it could not open netlink).
+    pub async fn report(&self) -> Option<FibReport> {
+        let (tx, rx) = oneshot::channel();
+        self.0.send(tx).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+fn report(fib: &Fib, rec: &Reconciler, batches: u64) -> FibReport {
+    let s = rec.stats();
+    let as_desired = rec
+        .installed()
+        .filter(|r| rec.desired(&r.prefix).as_ref() == Some(*r))
+        .count();
+    FibReport {
+        table: fib.table,
+        protocol: fib.protocol,
+        synced: rec.synced(),
+        installed: s.installed,
+        desired: s.desired,
+        pending: s.desired.saturating_sub(as_desired),
+        failing: s.failing,
+        adds: s.added,
+        deletes: s.deleted,
+        errors: s.errors,
+        adopted: s.adopted,
+        batches,
+        routes: rec.installed().map(ToString::to_string).collect(),
+        failed: rec
+            .failures()
+            .map(|(p, e)| FibFailure {
+                prefix: *p,
+                error: e.to_owned(),
+            })
+            .collect(),
+    }
+}
 
 /// When the first full desired set is known. Pure: time comes in as `now`.
 #[derive(Clone, Debug)]
@@ -108,14 +213,18 @@ impl InitialSync {
 
 /// The FIB task: programs `changes` (from [`Speaker::subscribe`], taken right after the
 /// start) and the blackholes of `blackholes` into the kernel as `fib` says, until
-/// `changes` closes. Nothing is removed from the kernel when it ends.
+/// `changes` closes, and answers `requests` ([`FibHandle::report`]). Nothing is removed
+/// from the kernel when it ends.
 pub async fn run(
     fib: Fib,
     speaker: Speaker,
     configured: Vec<IpAddr>,
     mut changes: mpsc::UnboundedReceiver<BestChange>,
     mut blackholes: watch::Receiver<Vec<(IpNet, u32)>>,
+    requests: FibRequests,
 ) -> Result<(), netlink::KernelError> {
+    let mut requests = requests.0;
+    let mut batches = 0u64;
     let started = Instant::now();
     let kernel = Kernel::open(fib.table, fib.protocol, fib.tunnel_device.clone())?;
     let mut rec = Reconciler::with_rules(reconcile::Rules::from_config(&fib));
@@ -170,6 +279,9 @@ pub async fn run(
             }
             _ = retry.tick() => rec.retry_failed(),
             _ = resolve.tick() => rec.re_resolve(),
+            Some(r) = requests.recv() => {
+                let _ = r.send(report(&fib, &rec, batches));
+            }
         }
         while rec.has_lookups() || rec.has_work() {
             let lookups = rec.poll_lookups();
@@ -183,6 +295,7 @@ pub async fn run(
             let batch = rec.poll_batch(BATCH_MAX);
             let t = Instant::now();
             let results = kernel.apply_batch(&batch).await;
+            batches += 1;
             let mut failed = 0;
             for (op, r) in results {
                 if let Err(reconcile::OpError::Failed(e)) = &r {

@@ -213,18 +213,69 @@ impl Core {
 
     /// Adds or changes a peer; see [`Speaker::set_peer`](super::Speaker::set_peer).
     pub(crate) fn set_peer(&mut self, now: Instant, settings: PeerSettings) -> PeerChange {
-        let change = match self.peers.get(&settings.address) {
-            None => PeerChange::Added,
-            Some(old) if old.settings == settings => PeerChange::Unchanged,
-            Some(_) => {
-                self.drop_peer(settings.address, subcode::cease::OTHER_CONFIG_CHANGE);
-                PeerChange::Changed
+        let why = match self.peers.get(&settings.address) {
+            None => {
+                self.insert_peer(now, settings, false);
+                return PeerChange::Added;
             }
+            Some(old) if old.settings == settings && !old.dynamic => return PeerChange::Unchanged,
+            Some(old) if old.dynamic => Some("a dynamic neighbour is now configured"),
+            Some(old) => old.settings.reset_key(&settings),
         };
-        if change != PeerChange::Unchanged {
-            self.insert_peer(now, settings, false);
+        self.change_peer(now, settings, why)
+    }
+
+    /// Changes a configured peer: a new session when `why` names the key that needs one,
+    /// else the new policies on the running session ([`Core::reconfigure`]).
+    fn change_peer(
+        &mut self,
+        now: Instant,
+        settings: PeerSettings,
+        why: Option<&'static str>,
+    ) -> PeerChange {
+        let address = settings.address;
+        let reset = match why {
+            Some(key) => Some(key),
+            None => self.reconfigure(address, &settings),
+        };
+        let Some(key) = reset else {
+            return PeerChange::Reconfigured;
+        };
+        info!(peer = %address, key, "configuration change needs a new session: Cease (Other Configuration Change)");
+        self.drop_peer(address, subcode::cease::OTHER_CONFIG_CHANGE);
+        self.insert_peer(now, settings, false);
+        PeerChange::Changed
+    }
+
+    /// Applies a change of policy only to the running session: export at once (the RIB
+    /// moves the peer to its new update group and sends the difference), import by a
+    /// ROUTE-REFRESH (RFC 2918) to an established peer, which sends its routes again
+    /// through the new policy. Returns the reason for a new session when there must be one
+    /// after all: an established peer that did not negotiate ROUTE-REFRESH and has a new
+    /// import policy (the RIB keeps only the routes as imported, BIRD restarts such a
+    /// session too).
+    fn reconfigure(&mut self, address: IpAddr, settings: &PeerSettings) -> Option<&'static str> {
+        let p = self.peers.get_mut(&address)?;
+        let done = match self.rib.reconfigure(p.id, settings.rib_config()) {
+            Ok(done) => done,
+            Err(rib::NeedsReset(field)) => return Some(field),
+        };
+        if done.import
+            && let Some(ctx) = p.session.ctx
+        {
+            if !p.session.route_refresh {
+                return Some("import (the peer cannot ROUTE-REFRESH)");
+            }
+            info!(peer = %address, "import policy changed: ROUTE-REFRESH sent");
+            self.actions.push_back(Action::Command {
+                peer: address,
+                generation: p.generation,
+                command: Command::RouteRefresh(ctx.families.iter().collect()),
+            });
         }
-        change
+        p.settings = settings.clone();
+        info!(peer = %address, export = done.export, import = done.import, "peer reconfigured, session kept");
+        None
     }
 
     /// Removes a peer (Cease, Peer De-configured); returns whether it existed.
@@ -242,14 +293,20 @@ impl Core {
         self.rib.withdraw_local(prefix);
     }
 
-    /// Applies a new configuration by its difference to the current one.
+    /// Applies a new configuration by its difference to the current one: removed peers
+    /// get a Cease (Peer De-configured); changed peers keep their sessions when only
+    /// policy changed ([`Core::change_peer`]), else get a Cease (Other Configuration
+    /// Change) and a new session, as every peer does when `[speaker]` changes the AS or
+    /// the router ID. New `listen` addresses get the peers' TCP-MD5 keys (the shell
+    /// binds them before).
     pub(crate) fn reload(&mut self, now: Instant, new: Config) -> Diff {
         let diff = Config::diff(&self.config, &new);
+        let speaker_reset = self.config.speaker.reset_key(&new.speaker);
+        if let Some(key) = self.config.speaker.rib_key(&new.speaker) {
+            warn!(key, "[speaker] {key} changes take effect at the next start");
+        }
         for a in &diff.removed {
             self.drop_peer(*a, subcode::cease::PEER_DECONFIGURED);
-        }
-        for a in &diff.changed {
-            self.drop_peer(*a, subcode::cease::OTHER_CONFIG_CHANGE);
         }
         // `[[route]]`: withdraw what is gone, originate what is new or changed.
         for r in &self.config.routes {
@@ -266,19 +323,39 @@ impl Core {
         if ranges_changed {
             self.range_keys(false);
         }
-        self.config = new;
-        if ranges_changed {
+        let listen_changed = self.config.speaker.listen != new.speaker.listen;
+        let old = std::mem::replace(&mut self.config, new);
+        if ranges_changed || listen_changed {
             self.range_keys(true);
         }
-        for a in diff.added.iter().chain(&diff.changed) {
+        if listen_changed {
+            self.listener_keys();
+        }
+        for a in &diff.added {
             if let Some(p) = self.config.peers.get(a).cloned() {
                 self.insert_peer(now, p, false);
+            }
+        }
+        let mut reset = 0;
+        let again = if speaker_reset.is_some() {
+            &diff.unchanged[..]
+        } else {
+            &[]
+        };
+        for a in diff.changed.iter().chain(again) {
+            let (Some(o), Some(p)) = (old.peers.get(a), self.config.peers.get(a).cloned()) else {
+                continue;
+            };
+            let why = speaker_reset.or_else(|| o.reset_key(&p));
+            if self.change_peer(now, p, why) == PeerChange::Changed {
+                reset += 1;
             }
         }
         info!(
             added = diff.added.len(),
             removed = diff.removed.len(),
             changed = diff.changed.len(),
+            reset,
             unchanged = diff.unchanged.len(),
             "configuration reloaded"
         );
@@ -431,6 +508,20 @@ impl Core {
         }
     }
 
+    /// Sets the TCP-MD5 key of every configured peer that has one on the listeners
+    /// again (new listeners have none).
+    fn listener_keys(&mut self) {
+        for p in self.peers.values().filter(|p| !p.dynamic) {
+            if let Some(key) = &p.settings.password {
+                self.actions.push_back(Action::ListenerKey {
+                    target: p.address().into(),
+                    range: false,
+                    key: Some(key.clone()),
+                });
+            }
+        }
+    }
+
     fn command(&mut self, peer: IpAddr, generation: u64, command: Command) {
         self.actions.push_back(Action::Command {
             peer,
@@ -482,6 +573,7 @@ impl Core {
                 p.session.state = State::Established;
                 p.session.established_at = Some(now);
                 p.session.ctx = Some(negotiated.ctx);
+                p.session.route_refresh = negotiated.route_refresh;
                 p.history.last_error = None;
                 p.counters = Default::default();
                 self.gr.on_established(e.peer, negotiated.ctx.families);

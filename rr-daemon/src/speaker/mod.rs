@@ -53,8 +53,12 @@ pub use status::{ExplainedRoute, PeerState, PeerStatus, RouteEntry, RoutesPage, 
 pub enum PeerChange {
     /// The peer is new.
     Added,
-    /// The peer's settings changed: its session was restarted.
+    /// The peer's settings changed in a way that needs a new session: it got a Cease
+    /// (Other Configuration Change) and a new session.
     Changed,
+    /// Only the peer's policies changed: the session stays up, export was run again for
+    /// the peer and, with a new import policy, a ROUTE-REFRESH was sent.
+    Reconfigured,
     /// Nothing changed: the session was left alone.
     Unchanged,
 }
@@ -152,9 +156,11 @@ impl Speaker {
         self.ask(|tx| Request::AddPeer(Box::new(peer), tx)).await?
     }
 
-    /// Adds the peer, or changes it: a peer whose settings differ gets a Cease (Other
-    /// Configuration Change) and a new session with the new settings; one whose settings
-    /// are equal keeps its session. No other peer is touched.
+    /// Adds the peer, or changes it: a change of policy only (import, export, next hop
+    /// mode, max prefix; see [`PeerSettings::reset_key`]) is applied to the running
+    /// session; any other change gets a Cease (Other Configuration Change) and a new
+    /// session with the new settings, and the log names the key. One whose settings are
+    /// equal is left alone. No other peer is touched.
     pub async fn set_peer(&self, peer: PeerSettings) -> Result<PeerChange, SpeakerError> {
         self.ask(|tx| Request::SetPeer(Box::new(peer), tx)).await
     }
@@ -164,8 +170,10 @@ impl Speaker {
         self.ask(|tx| Request::RemovePeer(address, tx)).await
     }
 
-    /// Applies a new configuration: added peers come up, removed ones get a Cease, changed
-    /// ones restart; unchanged peers keep their sessions.
+    /// Applies a new configuration: added peers come up, removed ones get a Cease, peers
+    /// whose policies changed keep their sessions ([`Speaker::set_peer`]), other changed
+    /// peers restart; unchanged peers keep their sessions. A new `[speaker] listen` is
+    /// bound and a removed one closed, sessions untouched (a failed bind is logged).
     pub async fn reload(&self, config: Config) -> Result<Diff, SpeakerError> {
         self.ask(|tx| Request::Reload(Box::new(config), tx)).await
     }

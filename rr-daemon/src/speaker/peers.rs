@@ -33,6 +33,9 @@ pub(super) struct SessionView {
     pub(super) established_at: Option<Instant>,
     /// While Established: what was negotiated, for parsing the peer's UPDATEs.
     pub(super) ctx: Option<SessionCtx>,
+    /// While Established: the peer takes ROUTE-REFRESH (RFC 2918), so a new import
+    /// policy needs no reset.
+    pub(super) route_refresh: bool,
 }
 
 /// Traffic of the current session, reset when it comes up.
@@ -78,6 +81,7 @@ impl Peer {
                 since: now,
                 established_at: None,
                 ctx: None,
+                route_refresh: false,
             },
             counters: Counters::default(),
             history: History {

@@ -3,6 +3,7 @@
 //! to the core's deadline, and carries out the core's [`Action`]s.
 
 use std::collections::HashMap;
+use std::error::Error as _;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -41,20 +42,13 @@ pub(super) async fn start(
     let (tx, rx) = mpsc::channel(1024);
     let mut listeners = Vec::new();
     for addr in &config.speaker.listen {
-        let listener = sockopt::listen(*addr).map_err(|source| SpeakerError::Listen {
-            addr: *addr,
-            source,
-        })?;
-        info!(%addr, "listening");
-        // The shell keeps the listeners too, to set the peers' TCP-MD5 keys on them.
-        let listener = Arc::new(listener);
-        listeners.push(listener.clone());
-        tokio::spawn(accept_loop(listener, tx.clone()));
+        listeners.push(Listener::bind(*addr, &tx)?);
     }
     let (events_tx, events_rx) = mpsc::channel(4096);
     let mut shell = Shell {
         core: Core::new(config, Instant::now(), restarting),
         listeners,
+        requests_tx: tx.downgrade(),
         sessions: HashMap::new(),
         events_tx,
         writers: Arc::new(Writers::default()),
@@ -82,11 +76,40 @@ async fn accept_loop(listener: Arc<TcpListener>, tx: mpsc::Sender<Request>) {
     }
 }
 
+/// One `[speaker] listen` address: its socket and its accept loop.
+struct Listener {
+    addr: SocketAddr,
+    /// Shared with the accept loop; the shell keeps it to set the peers' TCP-MD5 keys.
+    socket: Arc<TcpListener>,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    fn bind(addr: SocketAddr, tx: &mpsc::Sender<Request>) -> Result<Self, SpeakerError> {
+        let socket =
+            sockopt::listen(addr).map_err(|source| SpeakerError::Listen { addr, source })?;
+        info!(%addr, "listening");
+        let socket = Arc::new(socket);
+        let task = tokio::spawn(accept_loop(socket.clone(), tx.clone()));
+        Ok(Self { addr, socket, task })
+    }
+}
+
+impl Drop for Listener {
+    /// The accept loop holds the socket: ending it closes the socket.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 struct Shell {
     core: Core,
-    /// The listening sockets (shared with their accept loops), which carry the TCP-MD5
-    /// keys of the peers and dynamic neighbour ranges that have a password.
-    listeners: Vec<Arc<TcpListener>>,
+    /// The listening sockets, which carry the TCP-MD5 keys of the peers and dynamic
+    /// neighbour ranges that have a password.
+    listeners: Vec<Listener>,
+    /// For the accept loops of listeners bound at a reload; weak, so that the request
+    /// channel still closes when every [`super::Speaker`] handle is gone.
+    requests_tx: mpsc::WeakSender<Request>,
     /// The running sessions by peer, with their generations. The handle's `queued` is
     /// shared with the session task, which counts down what it writes: the core reads it
     /// through [`Shell::flush`] to pace each peer.
@@ -223,6 +246,7 @@ impl Shell {
                 let _ = done.send(self.core.remove_peer(a));
             }
             Request::Reload(c, done) => {
+                self.rebind(&c.speaker.listen);
                 let _ = done.send(self.core.reload(now, *c));
             }
             Request::Originate(prefix, attrs) => self.core.originate(prefix, *attrs),
@@ -258,6 +282,35 @@ impl Shell {
         }
         let _ = self.carry_out();
         ControlFlow::Continue(())
+    }
+
+    /// Binds the addresses of `listen` that have no listener yet and closes the listeners
+    /// whose address is gone; sessions are not touched (an accepted connection lives on
+    /// without its listener). A bind that fails is logged and left out: the old
+    /// configuration's listeners are unaffected by it.
+    fn rebind(&mut self, listen: &[SocketAddr]) {
+        self.listeners.retain(|l| {
+            let keep = listen.contains(&l.addr);
+            if !keep {
+                info!(addr = %l.addr, "no longer listening");
+            }
+            keep
+        });
+        let Some(tx) = self.requests_tx.upgrade() else {
+            return;
+        };
+        for addr in listen {
+            if self.listeners.iter().any(|l| l.addr == *addr) {
+                continue;
+            }
+            match Listener::bind(*addr, &tx) {
+                Ok(l) => self.listeners.push(l),
+                Err(e) => error!(
+                    "{e}: {}",
+                    e.source().map(ToString::to_string).unwrap_or_default()
+                ),
+            }
+        }
     }
 
     /// Carries out every action of the core. Returns the tasks of the sessions stopped,
@@ -355,7 +408,7 @@ fn same_family(listener: &TcpListener, peer: IpAddr) -> bool {
 /// (`TCP-MD5 for ADDRESS: ...`) is logged and returned; the other listeners are still
 /// done. Removing a key that is not there (it could not be set) is no error.
 fn listener_keys(
-    listeners: &[Arc<TcpListener>],
+    listeners: &[Listener],
     target: IpNet,
     range: bool,
     key: Option<&Secret>,
@@ -366,7 +419,11 @@ fn listener_keys(
     } else {
         target.addr().to_string()
     };
-    for l in listeners.iter().filter(|l| same_family(l, target.addr())) {
+    for l in listeners
+        .iter()
+        .map(|l| &l.socket)
+        .filter(|l| same_family(l, target.addr()))
+    {
         let r = match (key, range) {
             (Some(k), false) => sockopt::set_md5_key(&**l, target.addr(), k.expose().as_bytes()),
             (Some(k), true) => sockopt::set_md5_key_range(&**l, target, k.expose().as_bytes()),

@@ -63,6 +63,10 @@ struct Harness {
     stopped: Vec<(IpAddr, u64)>,
     /// Sessions reset with a Cease: (peer, subcode).
     resets: Vec<(IpAddr, u8)>,
+    /// ROUTE-REFRESH requests sent: (peer, families).
+    refreshes: Vec<(IpAddr, Vec<Family>)>,
+    /// Whether the sessions established from now on negotiate ROUTE-REFRESH.
+    route_refresh: bool,
 }
 
 impl Harness {
@@ -76,6 +80,8 @@ impl Harness {
             sent: HashMap::new(),
             stopped: Vec::new(),
             resets: Vec::new(),
+            refreshes: Vec::new(),
+            route_refresh: true,
         };
         h.drain();
         h
@@ -109,6 +115,11 @@ impl Harness {
                     command: Command::Reset(n),
                     ..
                 } => self.resets.push((peer, n.subcode)),
+                Action::Command {
+                    peer,
+                    command: Command::RouteRefresh(f),
+                    ..
+                } => self.refreshes.push((peer, f)),
                 Action::Command { .. } | Action::ListenerKey { .. } | Action::BestChange(_) => {}
             }
         }
@@ -170,7 +181,7 @@ impl Harness {
         let negotiated = Negotiated {
             ctx: ctx(),
             hold_time: 90,
-            route_refresh: true,
+            route_refresh: self.route_refresh,
             enhanced_route_refresh: false,
             peer_graceful_restart: None,
             peer_llgr: None,
@@ -548,4 +559,119 @@ fn test_peer_state_serialises_as_the_rfc_name() {
     assert_eq!(back, PeerState::Established);
     assert!(back == "Established");
     assert_eq!(format!("{back}"), "Established");
+}
+
+/// Client A sends two routes; N, a non-client, is exported to with `export`.
+fn reload_config(export: &str, import: &str) -> Config {
+    let policies = "[[policy]]\nname = \"no-2\"\ndefault_action = \"accept\"\n\
+        [[policy.rule]]\nprefixes = [\"10.2.0.0/24\"]\naction = \"reject\"\n";
+    config(&format!(
+        "{policies}{}[[peer]]\naddress = \"10.0.0.3\"\nasn = 65000\nexport = \"{export}\"\nimport = \"{import}\"\n",
+        client("10.0.0.2", "")
+    ))
+}
+
+/// Both peers up, A's routes 10.1.0.0/24 and 10.2.0.0/24 sent to N.
+fn reload_harness(route_refresh: bool) -> Harness {
+    let mut h = Harness::new(reload_config("all", "all"), false);
+    h.route_refresh = route_refresh;
+    let (a, n) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    h.establish(a);
+    h.establish(n);
+    h.announce(a, &["10.1.0.0/24", "10.2.0.0/24"]);
+    h.flush();
+    h
+}
+
+#[test]
+fn test_reload_export_policy_keeps_the_session_and_sends_the_difference() {
+    let mut h = reload_harness(true);
+    let n = ip("10.0.0.3");
+    let generation = h.sessions[&n];
+    let since = h.status(n).uptime_s;
+    let sent = h.sent[&n];
+    h.now += Duration::from_secs(5);
+    let diff = h.core.reload(h.now, reload_config("no-2", "all"));
+    h.drain();
+    assert_eq!(diff.changed, vec![n]);
+    assert_eq!(diff.policy_only, vec![n]);
+    assert!(h.stopped.is_empty(), "no Cease: {:?}", h.stopped);
+    assert_eq!(h.sessions[&n], generation);
+    assert!(h.refreshes.is_empty());
+    h.flush();
+    // The table again and a withdrawal of 10.2.0.0/24.
+    assert!(h.sent[&n] > sent);
+    let st = h.status(n);
+    assert_eq!(st.state, PeerState::Established);
+    assert_eq!(st.uptime_s, since.map(|s| s + 5));
+    // Nothing for A, whose settings did not change.
+    assert!(
+        h.core
+            .reload(h.now, reload_config("no-2", "all"))
+            .is_empty()
+    );
+}
+
+#[test]
+fn test_reload_import_policy_sends_route_refresh() {
+    let mut h = reload_harness(true);
+    let n = ip("10.0.0.3");
+    let generation = h.sessions[&n];
+    let diff = h.core.reload(h.now, reload_config("all", "no-2"));
+    h.drain();
+    assert_eq!(diff.policy_only, vec![n]);
+    assert!(h.stopped.is_empty());
+    assert_eq!(h.sessions[&n], generation);
+    assert_eq!(h.refreshes, vec![(n, vec![Family::Ipv4Unicast])]);
+}
+
+#[test]
+fn test_reload_import_policy_without_route_refresh_resets() {
+    let mut h = reload_harness(false);
+    let n = ip("10.0.0.3");
+    let generation = h.sessions[&n];
+    let diff = h.core.reload(h.now, reload_config("all", "no-2"));
+    h.drain();
+    assert_eq!(
+        diff.policy_only,
+        vec![n],
+        "policy only, as far as the file goes"
+    );
+    assert_eq!(h.stopped, vec![(n, generation)]);
+    assert!(h.refreshes.is_empty());
+}
+
+#[test]
+fn test_reload_session_key_or_speaker_asn_resets() {
+    let mut h = reload_harness(true);
+    let (a, n) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let mut c = reload_config("all", "all");
+    c.peers.get_mut(&n).unwrap().hold_time = 30;
+    let diff = h.core.reload(h.now, c.clone());
+    h.drain();
+    assert_eq!(diff.changed, vec![n]);
+    assert!(diff.policy_only.is_empty());
+    assert_eq!(h.stopped.len(), 1);
+    assert_eq!(h.stopped[0].0, n);
+    // The AS goes into every OPEN: every peer, changed or not, gets a new session.
+    c.speaker.asn = 65001;
+    h.core.reload(h.now, c);
+    h.drain();
+    let stopped: Vec<IpAddr> = h.stopped[1..].iter().map(|s| s.0).collect();
+    assert_eq!(stopped.len(), 2);
+    assert!(stopped.contains(&a) && stopped.contains(&n));
+}
+
+#[test]
+fn test_set_peer_policy_only_is_reconfigured() {
+    let mut h = reload_harness(true);
+    let n = ip("10.0.0.3");
+    let changed = reload_config("no-2", "all").peers[&n].clone();
+    assert_eq!(
+        h.core.set_peer(h.now, changed.clone()),
+        PeerChange::Reconfigured
+    );
+    assert_eq!(h.core.set_peer(h.now, changed), PeerChange::Unchanged);
+    h.drain();
+    assert!(h.stopped.is_empty());
 }
