@@ -23,6 +23,7 @@
 //! (`metric = 2147483647 - LOCAL_PREF`) needs the best path's LOCAL_PREF, which
 //! [`rib::BestChange`] does not carry yet.
 
+pub mod learn;
 pub mod netlink;
 pub mod reconcile;
 
