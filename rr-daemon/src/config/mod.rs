@@ -48,8 +48,8 @@ use serde::Deserialize;
 
 pub use error::{ConfigError, ErrorKind};
 pub use model::{
-    AddPath, Api, DynamicNeighbors, Fib, LogFormat, Mesh, PeerSettings, PolicyBinding, Secret,
-    Speaker, Ttl,
+    AddPath, Api, DynamicNeighbors, Fib, Learn, LogFormat, Mesh, PeerSettings, PolicyBinding,
+    Secret, Speaker, Ttl,
 };
 
 /// A checked, resolved configuration.
@@ -61,6 +61,8 @@ pub struct Config {
     pub api: Api,
     /// `[fib]`.
     pub fib: Fib,
+    /// `[learn]`.
+    pub learn: Learn,
     /// Every configured peer, `[[peer]]` and `[mesh]` alike, by address.
     pub peers: BTreeMap<IpAddr, PeerSettings>,
     /// `[[dynamic_neighbors]]`, in file order.

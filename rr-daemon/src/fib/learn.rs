@@ -523,16 +523,18 @@ impl Learner {
     /// Why `prefix` is announced or not: the first announcing source, else the reason of
     /// the first source; `None` when the kernel holds nothing for it.
     pub fn explain(&self, prefix: &IpNet) -> Option<Verdict> {
-        let mut verdicts = self
-            .routes
-            .get(prefix)
-            .into_iter()
-            .flatten()
-            .map(|r| decide_route(&self.rules, &self.scope, r))
-            .chain(self.addrs.get(prefix).into_iter().flatten().map(|a| {
-                decide_direct(&self.rules, &self.scope, self.links.get(&a.index), a)
-            }))
-            .peekable();
+        let mut verdicts =
+            self.routes
+                .get(prefix)
+                .into_iter()
+                .flatten()
+                .map(|r| decide_route(&self.rules, &self.scope, r))
+                .chain(
+                    self.addrs.get(prefix).into_iter().flatten().map(|a| {
+                        decide_direct(&self.rules, &self.scope, self.links.get(&a.index), a)
+                    }),
+                )
+                .peekable();
         let first = *verdicts.peek()?;
         Some(verdicts.find(|v| v.announce()).unwrap_or(first))
     }

@@ -26,6 +26,7 @@
 pub mod learn;
 pub mod netlink;
 pub mod reconcile;
+pub mod watcher;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

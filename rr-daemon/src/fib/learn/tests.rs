@@ -136,7 +136,10 @@ fn test_decide_direct() {
         decide_direct(&r, &s, Some(&link(2, "eth0", false)), &a),
         Verdict::Skip(Why::LinkDown)
     );
-    assert_eq!(decide_direct(&r, &s, None, &a), Verdict::Skip(Why::LinkDown));
+    assert_eq!(
+        decide_direct(&r, &s, None, &a),
+        Verdict::Skip(Why::LinkDown)
+    );
     let off = Rules {
         direct: false,
         ..rules()
@@ -186,7 +189,10 @@ fn test_learner_link_deleted_forgets_routes_and_addrs_silently_gone() {
     l.addr_added(addr(2, "192.0.2.101/24", 0));
     l.route_added(workload("192.168.1.9/32", 1024, 7));
     let d = l.poll_diff();
-    assert_eq!(d.originate, vec![net("192.0.2.0/24"), net("192.168.1.9/32")]);
+    assert_eq!(
+        d.originate,
+        vec![net("192.0.2.0/24"), net("192.168.1.9/32")]
+    );
     // The kernel sends no RTM_DELROUTE for IPv4 routes of a deleted device.
     l.link_deleted(7);
     assert_eq!(l.poll_diff().withdraw, vec![net("192.168.1.9/32")]);
