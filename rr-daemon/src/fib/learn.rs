@@ -462,16 +462,19 @@ impl Learner {
         }
     }
 
-    /// Replaces everything known with a full dump: what the notifications missed (a
-    /// receive buffer overrun) is corrected here.
-    pub fn resync(&mut self, snap: Snapshot) {
+    /// Replaces everything known with a dump: what the notifications missed (a receive
+    /// buffer overrun) is corrected here. The links are replaced only `with_links`
+    /// (otherwise `snap.links` is ignored and the known ones stay).
+    pub fn resync(&mut self, snap: Snapshot, with_links: bool) {
         self.dirty.extend(self.routes.keys().copied());
         self.dirty.extend(self.addrs.keys().copied());
-        self.links.clear();
+        if with_links {
+            self.links.clear();
+        }
         self.routes.clear();
         self.oif_routes.clear();
         self.addrs.clear();
-        for l in snap.links {
+        for l in snap.links.into_iter().filter(|_| with_links) {
             self.links.insert(l.index, l);
         }
         for a in snap.addrs {

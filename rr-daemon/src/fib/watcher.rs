@@ -1,6 +1,6 @@
 //! The rtnetlink shell of [`super::learn`]: one netlink socket subscribed to link,
-//! address and route notifications of both families, a full dump at the start and every
-//! `[learn] resync` (and at once after a receive buffer overrun), and the
+//! address and route notifications of both families, a full dump at the start and after
+//! a receive buffer overrun, a dump of addresses and routes every `[learn] resync`, and the
 //! [`Learner`]'s diff handed to [`Speaker::originate`] / [`Speaker::withdraw`].
 //!
 //! ```text
@@ -69,7 +69,12 @@ pub async fn run(
     tokio::spawn(conn);
     let mut learner = Learner::new(rules, scope.borrow_and_update().clone());
     let mut tick = tokio::time::interval(resync);
-    let mut overrun = false;
+    // The first dump, and the one after an overrun, takes links too; the periodic one
+    // addresses and routes only: a dump of thousands of links is parsed into megabytes at
+    // once, and link notifications are complete unless an overrun said otherwise.
+    let mut overrun = true;
+    let mut periodic = false;
+    tick.tick().await;
     loop {
         tokio::select! {
             m = messages.next() => {
@@ -82,18 +87,20 @@ pub async fn run(
                     n += 1;
                 }
             }
-            _ = tick.tick() => overrun = true,
+            _ = tick.tick() => periodic = true,
             r = scope.changed() => {
                 if r.is_ok() {
                     learner.set_scope(scope.borrow_and_update().clone());
                 }
             }
         }
-        if std::mem::take(&mut overrun) {
+        if overrun || periodic {
+            let with_links = std::mem::take(&mut overrun);
+            periodic = false;
             let t = Instant::now();
-            match dump(&handle).await {
+            match dump(&handle, with_links).await {
                 Ok(snap) => {
-                    learner.resync(snap);
+                    learner.resync(snap, with_links);
                     let s = learner.stats();
                     debug!(
                         links = s.links,
@@ -175,16 +182,18 @@ fn apply(learner: &mut Learner, m: NetlinkMessage<RouteNetlinkMessage>) -> bool 
     }
 }
 
-/// Links, addresses and routes of both families.
-async fn dump(handle: &Handle) -> Result<Snapshot, KernelError> {
+/// Addresses and routes of both families, and links `with_links`.
+async fn dump(handle: &Handle, with_links: bool) -> Result<Snapshot, KernelError> {
     let err = |e: rtnetlink::Error| KernelError::Dump {
         table: 0,
         message: e.to_string(),
     };
     let mut snap = Snapshot::default();
-    let mut links = handle.link().get().execute();
-    while let Some(l) = links.try_next().await.map_err(err)? {
-        snap.links.push(link(&l));
+    if with_links {
+        let mut links = handle.link().get().execute();
+        while let Some(l) = links.try_next().await.map_err(err)? {
+            snap.links.push(link(&l));
+        }
     }
     let mut addrs = handle.address().get().execute();
     while let Some(a) = addrs.try_next().await.map_err(err)? {

@@ -250,14 +250,17 @@ fn test_learner_resync_corrects_missed_notifications() {
     l.route_added(workload("192.168.1.2/32", 0, 7));
     let _ = l.poll_diff();
     // .1 went and .3 came while the notifications overflowed.
-    l.resync(Snapshot {
-        links: vec![link(7, "caliA", true)],
-        addrs: vec![],
-        routes: vec![
-            workload("192.168.1.2/32", 0, 7),
-            workload("192.168.1.3/32", 0, 7),
-        ],
-    });
+    l.resync(
+        Snapshot {
+            links: vec![link(7, "caliA", true)],
+            addrs: vec![],
+            routes: vec![
+                workload("192.168.1.2/32", 0, 7),
+                workload("192.168.1.3/32", 0, 7),
+            ],
+        },
+        true,
+    );
     let d = l.poll_diff();
     assert_eq!(d.originate, vec![net("192.168.1.3/32")]);
     assert_eq!(d.withdraw, vec![net("192.168.1.1/32")]);
