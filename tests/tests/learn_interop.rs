@@ -378,10 +378,16 @@ fn churn_test(n: usize) {
         "churn: warm-up round of {n} veths in {took:?}; daemon RSS {rss0} KiB, CPU {cpu0:.2} s"
     );
     let rounds = 3;
+    // RSS after the first measured round: the allocator may still take one step up (the
+    // first periodic dump falls into it); after that it must stay flat.
+    let mut plateau = 0;
     for r in 1..=rounds {
         let took = churn(&s, &work, r, n);
         std::thread::sleep(Duration::from_secs(1));
         let (rss, cpu) = usage(pid);
+        if r == 1 {
+            plateau = rss;
+        }
         eprintln!(
             "churn: round {r}: {n} cali veths created and deleted in {took:?}; \
              daemon RSS {rss} KiB, CPU {cpu:.2} s"
@@ -412,8 +418,8 @@ fn churn_test(n: usize) {
         "{at:?}"
     );
     assert!(
-        rss1 <= rss0 + 2048,
-        "memory grew over the churn: {rss0} -> {rss1} KiB"
+        rss1 <= rss0 + 8192 && rss1 <= plateau + 1024,
+        "memory grew over the churn: {rss0} -> {plateau} (round 1) -> {rss1} KiB"
     );
     // Idle now: no rescan burns CPU.
     let (_, c0) = usage(pid);
