@@ -190,6 +190,9 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
     let configured: Vec<IpAddr> = config.peers.keys().copied().collect();
     let (blackholes_tx, blackholes) = tokio::sync::watch::channel(config.blackholes());
     let (fib_handle, fib_requests) = crate::fib::FibHandle::new();
+    let learn = config.learn.clone();
+    let (learn_tx, learn_scope) =
+        tokio::sync::watch::channel(crate::fib::learn::Scope::of(&config));
     let (speaker, mut core) = if restarting {
         crate::speaker::Speaker::start_restarting(config).await?
     } else {
@@ -214,6 +217,24 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
             if let Err(e) = r {
                 // Never fatal: BGP goes on without kernel routes.
                 error!("fib: kernel routes are not programmed: {e}");
+            }
+        });
+    }
+    if learn.enabled {
+        let rules = crate::fib::learn::Rules {
+            table: fib.table,
+            protocol: fib.protocol,
+            pools: learn.pools.clone(),
+            elevated_below: learn.elevated_below,
+            direct: learn.direct,
+            direct_exclude: learn.direct_exclude.clone(),
+        };
+        let speaker = speaker.clone();
+        let resync = learn.resync;
+        tokio::spawn(async move {
+            if let Err(e) = crate::fib::watcher::run(rules, resync, speaker, learn_scope).await {
+                // Never fatal: BGP goes on without learned routes.
+                error!("learn: routes of the kernel are not learned: {e}");
             }
         });
     }
@@ -251,7 +272,11 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
                     if new.fib != fib {
                         warn!("[fib] changes take effect at the next start");
                     }
+                    if new.learn != learn {
+                        warn!("[learn] changes take effect at the next start");
+                    }
                     blackholes_tx.send_replace(new.blackholes());
+                    learn_tx.send_replace(crate::fib::learn::Scope::of(&new));
                     let _ = speaker.reload(new).await?;
                 }
                 // A bad file changes nothing: the running configuration stays.

@@ -880,7 +880,7 @@ fn test_error_messages_are_located() {
         (
             "[speakr]\n",
             "test.toml:1:2: speakr: unknown key, expected one of `speaker`, `api`, `fib`, \
-             `mesh`, `peer_group`, `peer`, `dynamic_neighbors`, `policy`, `route`, \
+             `learn`, `mesh`, `peer_group`, `peer`, `dynamic_neighbors`, `policy`, `route`, \
              `originate`",
         ),
         (

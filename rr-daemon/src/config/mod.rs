@@ -48,7 +48,7 @@ use serde::Deserialize;
 
 pub use error::{ConfigError, ErrorKind};
 pub use model::{
-    AddPath, Api, DynamicNeighbors, Fib, IpPool, IpipMode, LogFormat, Mesh, PeerSettings,
+    AddPath, Api, DynamicNeighbors, Fib, IpPool, IpipMode, Learn, LogFormat, Mesh, PeerSettings,
     PolicyBinding, Secret, Speaker, Ttl,
 };
 
@@ -61,6 +61,8 @@ pub struct Config {
     pub api: Api,
     /// `[fib]`.
     pub fib: Fib,
+    /// `[learn]`.
+    pub learn: Learn,
     /// Every configured peer, `[[peer]]` and `[mesh]` alike, by address.
     pub peers: BTreeMap<IpAddr, PeerSettings>,
     /// `[[dynamic_neighbors]]`, in file order.

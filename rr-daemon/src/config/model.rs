@@ -192,6 +192,24 @@ pub enum IpipMode {
     CrossSubnet,
 }
 
+/// `[learn]`: routes learned from the kernel and announced (`crate::fib::learn`), on
+/// when the section is present.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Learn {
+    /// Whether to learn.
+    pub enabled: bool,
+    /// Kernel routes are learned only inside these (Calico's IP pools).
+    pub pools: Vec<IpNet>,
+    /// A metric below this marks a route inside one of our blocks as elevated.
+    pub elevated_below: u32,
+    /// Announce interface prefixes (BIRD's `direct`).
+    pub direct: bool,
+    /// Interface name patterns whose prefixes are never announced.
+    pub direct_exclude: Vec<String>,
+    /// Period of the full reconciliation with a kernel dump.
+    pub resync: Duration,
+}
+
 /// TTL handling of a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Ttl {

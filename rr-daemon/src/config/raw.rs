@@ -21,6 +21,7 @@ pub(super) struct RawFile {
     pub(super) speaker: RawSpeaker,
     pub(super) api: Option<RawApi>,
     pub(super) fib: Option<RawFib>,
+    pub(super) learn: Option<RawLearn>,
     pub(super) mesh: Option<RawMesh>,
     #[serde(default)]
     pub(super) peer_group: Vec<RawGroup>,
@@ -109,6 +110,18 @@ pub(super) struct RawIpPool {
     pub(super) prefix: ipnet::IpNet,
     pub(super) ipip: Option<super::model::IpipMode>,
     pub(super) install: Option<bool>,
+}
+
+/// `[learn]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLearn {
+    pub(super) enabled: Option<bool>,
+    pub(super) pools: Option<Vec<Prefix>>,
+    pub(super) elevated_below: Option<u32>,
+    pub(super) direct: Option<bool>,
+    pub(super) direct_exclude: Option<Vec<String>>,
+    pub(super) resync: Option<NonZeroU32>,
 }
 
 /// `[mesh]`.

@@ -16,8 +16,8 @@ use rib::policy::Policy;
 use super::Config;
 use super::error::{ConfigError, Doc, KeyPath};
 use super::model::{
-    AddPath, Api, DynamicNeighbors, Fib, LogFormat, Mesh, PeerSettings, PolicyBinding, Secret,
-    Speaker, Ttl,
+    AddPath, Api, DynamicNeighbors, Fib, Learn, LogFormat, Mesh, PeerSettings, PolicyBinding,
+    Secret, Speaker, Ttl,
 };
 use super::raw::{PeerFields, RawFile, RawMesh, RawPolicy, RawSpeaker};
 use super::values::{DEFAULT_RESTART_TIME, NextHopSelf};
@@ -167,7 +167,9 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
             }
         }
     }
+    let learn = learn(doc, raw.learn.as_ref())?;
     Ok(Config {
+        learn,
         routes,
         speaker,
         api: Api {
@@ -780,6 +782,52 @@ fn originate(
     }
     Ok(out)
 }
+
+/// `[learn]`: interface patterns checked, defaults filled in.
+fn learn(doc: &Doc<'_>, raw: Option<&super::raw::RawLearn>) -> Result<Learn> {
+    let path = KeyPath::root().key("learn");
+    let exclude = match raw.and_then(|l| l.direct_exclude.as_ref()) {
+        Some(v) => v.clone(),
+        None => DIRECT_EXCLUDE.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    for (i, p) in exclude.iter().enumerate() {
+        if p.is_empty() || p.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(doc.error(
+                &path.key("direct_exclude").index(i),
+                format!(
+                    "{p:?} is not an interface name pattern (a name with `*` and `?`, such as \"cali*\")"
+                ),
+            ));
+        }
+    }
+    let pools: Vec<ipnet::IpNet> = raw
+        .and_then(|l| l.pools.as_ref())
+        .map(|v| v.iter().map(|p| p.0).collect())
+        .unwrap_or_default();
+    for (i, p) in pools.iter().enumerate() {
+        if let Some(j) = pools[..i].iter().position(|o| o == p) {
+            return Err(doc.error(
+                &path.key("pools").index(i),
+                format!("{p} is already given at learn.pools[{j}]"),
+            ));
+        }
+    }
+    Ok(Learn {
+        // The section's presence turns learning on; `enabled = false` keeps it off.
+        enabled: raw.is_some_and(|l| l.enabled.unwrap_or(true)),
+        pools,
+        elevated_below: raw.and_then(|l| l.elevated_below).unwrap_or(1024),
+        direct: raw.and_then(|l| l.direct).unwrap_or(false),
+        direct_exclude: exclude,
+        resync: Duration::from_secs(
+            raw.and_then(|l| l.resync)
+                .map_or(60, |s| u64::from(s.get())),
+        ),
+    })
+}
+
+/// Interfaces whose prefixes Calico's BIRD never announces (its `direct` protocol).
+const DIRECT_EXCLUDE: [&str; 2] = ["cali*", "kube-ipvs*"];
 
 /// Sorted and without duplicates: the order of communities means nothing (RFC 1997).
 fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {

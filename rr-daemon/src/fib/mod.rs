@@ -24,8 +24,10 @@
 //! Next hops are looked up with `ip route get`'s request before their routes go out, and
 //! all of them again every [`RESOLVE_EVERY`]: a route whose gateway changed moves.
 
+pub mod learn;
 pub mod netlink;
 pub mod reconcile;
+pub mod watcher;
 
 pub use reconcile::{local_pref_of_metric, metric_of_local_pref};
 
