@@ -1246,8 +1246,8 @@ fn test_fib_section_presence_turns_programming_on() {
     assert_eq!(
         error(&format!("{base}[fib]\ntabel = 254\n")),
         "test.toml:5:1: fib.tabel: unknown key, expected one of `enabled`, `table`, \
-         `protocol`, `metric`, `metric_from_local_pref`, `node_subnet`, `tunnel_device`, \
-         `ip_pool`"
+         `protocol`, `metric`, `metric_from_local_pref`, `bird16_metric`, `node_subnet`, \
+         `tunnel_device`, `ip_pool`"
     );
 }
 
@@ -1371,6 +1371,16 @@ fn test_fib_pools_metric_rule_and_block_metric() {
             ("192.168.0.64/26".parse().unwrap(), 200)
         ]
     );
+    // BIRD 1.6's kernel metrics: blocks installed with metric 0, still announced with
+    // LOCAL_PREF 2147483647 - 1024; learned routes metric 0 whatever their LOCAL_PREF.
+    let c = parse(&format!(
+        "{base}[fib]\nbird16_metric = true\n[[originate]]\nprefix = \"192.168.0.0/26\"\n"
+    ));
+    assert!(c.fib.bird16_metric);
+    assert_eq!(c.routes[0].attrs.local_pref, Some(2_147_482_623));
+    assert_eq!(c.blackholes(), vec![("192.168.0.0/26".parse().unwrap(), 0)]);
+    let rules = rr_daemon::fib::reconcile::Rules::from_config(&c.fib);
+    assert_eq!((rules.metric, rules.metric_from_local_pref), (0, false));
     // The rule off: blocks keep the default LOCAL_PREF.
     let c = parse(&format!(
         "{base}[fib]\nmetric_from_local_pref = false\n[[originate]]\nprefix = \"192.168.0.0/26\"\n"

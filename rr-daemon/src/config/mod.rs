@@ -196,12 +196,19 @@ impl Config {
     }
 
     /// The blocks the FIB installs as blackholes (`[[originate]] blackhole = true`), each
-    /// with its metric (its own, else `[fib] metric`).
+    /// with its metric (its own, else `[fib] metric`; 0 with `[fib] bird16_metric`).
     pub fn blackholes(&self) -> Vec<(ipnet::IpNet, u32)> {
         self.originate
             .iter()
             .filter(|o| o.blackhole)
-            .map(|o| (o.prefix, o.metric.unwrap_or(self.fib.metric)))
+            .map(|o| {
+                let metric = if self.fib.bird16_metric {
+                    0
+                } else {
+                    o.metric.unwrap_or(self.fib.metric)
+                };
+                (o.prefix, metric)
+            })
             .collect()
     }
 

@@ -158,6 +158,11 @@ pub struct Fib {
     /// best path carries LOCAL_PREF; a block is announced with `LOCAL_PREF = 2147483647 -
     /// metric` (its own `metric`, else `metric` above).
     pub metric_from_local_pref: bool,
+    /// BIRD 1.6's kernel metrics (`bird16_metric`): every route of ours is installed with
+    /// metric 0 (no priority), as BIRD 1.6 installs them on Calico's config, whatever
+    /// `metric`, `metric_from_local_pref` and blocks' own metrics say; the export rule
+    /// (blocks announced with `LOCAL_PREF = 2147483647 - metric`) is unchanged.
+    pub bird16_metric: bool,
     /// The node's own subnet (`node_subnet`): `cross-subnet` pools tunnel only next hops
     /// outside it.
     pub node_subnet: Option<IpNet>,

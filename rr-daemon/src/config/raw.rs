@@ -97,6 +97,7 @@ pub(super) struct RawFib {
     pub(super) protocol: Option<Protocol>,
     pub(super) metric: Option<u32>,
     pub(super) metric_from_local_pref: Option<bool>,
+    pub(super) bird16_metric: Option<bool>,
     pub(super) node_subnet: Option<ipnet::IpNet>,
     pub(super) tunnel_device: Option<String>,
     #[serde(default)]

@@ -740,6 +740,7 @@ fn fib(doc: &Doc<'_>, fib: Option<&super::raw::RawFib>) -> Result<Fib> {
         protocol: fib.and_then(|f| f.protocol).map_or(12, |p| p.0),
         metric: fib.and_then(|f| f.metric).unwrap_or(1024),
         metric_from_local_pref: fib.and_then(|f| f.metric_from_local_pref).unwrap_or(true),
+        bird16_metric: fib.and_then(|f| f.bird16_metric).unwrap_or(false),
         node_subnet: fib.and_then(|f| f.node_subnet).map(|n| n.trunc()),
         tunnel_device,
         ip_pools,

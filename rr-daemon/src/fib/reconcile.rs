@@ -152,11 +152,14 @@ impl Rules {
         }
     }
 
-    /// The rules of `[fib]`, next hops resolved through the kernel.
+    /// The rules of `[fib]`, next hops resolved through the kernel. With
+    /// `bird16_metric`, every route gets metric 0: BIRD 1.6 on Calico's config installs
+    /// no priority (the `krt_metric` that Calico's BGP import filter sets is a temporary
+    /// attribute BIRD 1.6 drops before its kernel protocol exports the route).
     pub fn from_config(fib: &crate::config::Fib) -> Self {
         Self {
-            metric: fib.metric,
-            metric_from_local_pref: fib.metric_from_local_pref,
+            metric: if fib.bird16_metric { 0 } else { fib.metric },
+            metric_from_local_pref: fib.metric_from_local_pref && !fib.bird16_metric,
             pools: fib.ip_pools.clone(),
             node_subnet: fib.node_subnet,
             resolve: true,
@@ -998,6 +1001,43 @@ mod tests {
             ops.extend(apply_ok(r, &b));
         }
         ops
+    }
+
+    #[test]
+    fn test_bird16_metric_installs_everything_with_metric_zero() {
+        // BIRD 1.6 on Calico's config: no priority on any route, whatever LOCAL_PREF says.
+        let fib = crate::config::Fib {
+            enabled: true,
+            table: 254,
+            protocol: 12,
+            metric: 1024,
+            metric_from_local_pref: true,
+            bird16_metric: true,
+            node_subnet: None,
+            tunnel_device: "tunl0".into(),
+            ip_pools: Vec::new(),
+        };
+        let mut r = Reconciler::with_rules(Rules {
+            resolve: false,
+            ..Rules::from_config(&fib)
+        });
+        r.set_blackholes([(net("192.168.0.0/26"), 0)]);
+        r.handle_best_change(
+            net("192.168.0.64/26"),
+            &[ip("10.0.0.2")],
+            false,
+            Some(2_147_482_623),
+        );
+        r.handle_best_change(net("10.3.0.0/24"), &[ip("10.0.0.2")], false, None);
+        let mut ops = run_ok(&mut r);
+        ops.sort_by_key(|o| format!("{o:?}"));
+        let mut want = vec![
+            Op::Add(blackhole("192.168.0.0/26", 0)),
+            Op::Add(via("192.168.0.64/26", &["10.0.0.2"], 0)),
+            Op::Add(via("10.3.0.0/24", &["10.0.0.2"], 0)),
+        ];
+        want.sort_by_key(|o| format!("{o:?}"));
+        assert_eq!(ops, want);
     }
 
     #[test]
