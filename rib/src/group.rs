@@ -55,12 +55,21 @@ impl Audience {
 }
 
 /// Encoded UPDATE messages (one or more, back to back) for some members of a group.
+///
+/// The outbounds of one drain are consecutive ranges of one buffer, `batch`: a member
+/// that several consecutive outbounds include can be handed their union as one slice
+/// (at rack size, a member gets everything but the run of its own route: two slices
+/// instead of one message per other member's route).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outbound {
     /// Who is to receive them.
     pub audience: Audience,
-    /// Whole messages, headers included.
+    /// Whole messages, headers included: `batch[range]`.
     pub bytes: Bytes,
+    /// Everything the drain encoded, which `bytes` is a slice of.
+    pub batch: Bytes,
+    /// Where `bytes` lies in `batch`.
+    pub range: std::ops::Range<usize>,
     /// How many UPDATE messages `bytes` holds (End-of-RIB markers included).
     pub messages: usize,
     /// How many prefixes they announce (withdrawals not counted), the counterpart of a
@@ -701,16 +710,19 @@ impl UpdateGroup {
             }
         }
         out.switch(None);
-        out.done
+        out.finish()
     }
 }
 
-/// Messages being packed, cut into one [`Outbound`] per run of the same audience.
+/// Messages being packed into one buffer, cut into runs of the same audience.
 #[derive(Default)]
 struct Encoded {
-    done: Vec<Outbound>,
+    /// Closed runs: audience, where in `buf`, messages, announced prefixes.
+    runs: Vec<(Audience, std::ops::Range<usize>, usize, usize)>,
     buf: BytesMut,
     audience: Option<Audience>,
+    /// Where the current run starts in `buf`.
+    start: usize,
     messages: usize,
     announced: usize,
 }
@@ -725,16 +737,29 @@ impl Encoded {
             std::mem::take(&mut self.messages),
             std::mem::take(&mut self.announced),
         );
+        let end = self.buf.len();
         if let Some(a) = self.audience.take()
-            && !self.buf.is_empty()
+            && end > self.start
         {
-            self.done.push(Outbound {
-                audience: a,
-                bytes: self.buf.split().freeze(),
+            self.runs.push((a, self.start..end, messages, announced));
+        }
+        self.start = end;
+        self.audience = next.cloned();
+    }
+
+    /// The runs as outbounds, slices of one frozen buffer.
+    fn finish(self) -> Vec<Outbound> {
+        let batch = self.buf.freeze();
+        self.runs
+            .into_iter()
+            .map(|(audience, range, messages, announced)| Outbound {
+                audience,
+                bytes: batch.slice(range.clone()),
+                batch: batch.clone(),
+                range,
                 messages,
                 announced,
-            });
-        }
-        self.audience = next.cloned();
+            })
+            .collect()
     }
 }

@@ -3,13 +3,14 @@
 //! The core does not see the sessions' queues; the shell passes a function that reads a
 //! peer's unwritten UPDATE bytes, and the core adds what it hands out during the turn.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Instant;
 
 use bgp_fsm::State;
 use bgp_wire::notification::subcode;
 use bgp_wire::{ErrorCode, Notification};
+use bytes::Bytes;
 use rib::PeerId;
 use tracing::{info, warn};
 
@@ -50,6 +51,18 @@ struct Target {
     handed: usize,
     messages: usize,
     announced: usize,
+}
+
+impl Target {
+    /// Hands `bytes` to the member's session.
+    fn send(&mut self, actions: &mut VecDeque<Action>, bytes: Bytes) {
+        self.handed += bytes.len();
+        actions.push_back(Action::Command {
+            peer: self.addr,
+            generation: self.generation,
+            command: Command::Send(bytes),
+        });
+    }
 }
 
 impl Core {
@@ -101,21 +114,33 @@ impl Core {
             if !targets.iter().any(|t| t.unwritten < WINDOW) {
                 continue;
             }
-            for o in self.rib.drain_group(g, DRAIN_SLICE) {
-                for t in &mut targets {
-                    // Past MAX_QUEUED it is reset below; what it misses now it gets with
-                    // its next session.
-                    if !o.audience.includes(t.id) || t.unwritten + t.handed > MAX_QUEUED {
-                        continue;
-                    }
-                    t.handed += o.bytes.len();
+            let drained = self.rib.drain_group(g, DRAIN_SLICE);
+            let Some(batch) = drained.first().map(|o| o.batch.clone()) else {
+                continue;
+            };
+            for t in &mut targets {
+                // Past MAX_QUEUED it is reset below; what it misses now it gets with its
+                // next session.
+                if t.unwritten > MAX_QUEUED {
+                    continue;
+                }
+                // Consecutive outbounds that include the member go as one slice.
+                let mut run: Option<std::ops::Range<usize>> = None;
+                let id = t.id;
+                for o in drained.iter().filter(|o| o.audience.includes(id)) {
                     t.messages += o.messages;
                     t.announced += o.announced;
-                    self.actions.push_back(Action::Command {
-                        peer: t.addr,
-                        generation: t.generation,
-                        command: Command::Send(o.bytes.clone()),
-                    });
+                    run = match run {
+                        Some(r) if r.end == o.range.start => Some(r.start..o.range.end),
+                        Some(r) => {
+                            t.send(&mut self.actions, batch.slice(r));
+                            Some(o.range.clone())
+                        }
+                        None => Some(o.range.clone()),
+                    };
+                }
+                if let Some(r) = run {
+                    t.send(&mut self.actions, batch.slice(r));
                 }
             }
             for t in targets.iter().filter(|t| t.handed > 0) {
