@@ -11,6 +11,9 @@
 # 127.0.1.x. One JSON line per run goes to stdout: implementation, workload, the load
 # tool's timings, and the reflector's peak RSS (VmHWM) and CPU seconds.
 # With BENCH_RAW=DIR, each run's full bgp-load report is kept as DIR/<n>-<impl>.json.
+# BENCH_SPREAD_MS=N spreads the clients' first connects over N ms (both implementations):
+# BIRD 2 does not take hundreds of simultaneous connects (its accept queue overflows and
+# the connections wait for SYN retransmissions), so the fabric comparison needs it.
 # Needs root, BIRD 2 (`tests/scripts/install-peers.sh`) and release builds:
 #   cargo build --release -p rr-daemon -p interop-tests --bin rr-daemon --bin bgp-load
 set -euo pipefail
@@ -120,7 +123,8 @@ one() {
     fi
     local out rc=0
     out=$(ip netns exec "$ns" "$load" "${args[@]}" --target 127.0.0.1:179 --source 127.0.1.1 \
-        --next-hop 192.0.2.100 --timeout 300 2>"$work/load.err") || rc=$?
+        --next-hop 192.0.2.100 --connect-spread-ms "${BENCH_SPREAD_MS:-0}" --timeout 300 \
+        2>"$work/load.err") || rc=$?
     # The reflector is the only process of that name in the namespace.
     local child
     child=$(ip netns pids "$ns" | while read -r p; do
@@ -148,6 +152,7 @@ try:
 except ValueError:
     r = {"ok": False, "errors": ["no JSON from bgp-load"]}
 line = {"impl": impl, "ok": r.get("ok"), "exit": int(rc),
+        "connect_spread_ms": int(__import__("os").environ.get("BENCH_SPREAD_MS", "0")),
         "vmhwm_kib": None if hwm == "null" else int(hwm),
         "cpu_s": None if cpu == "null" else float(cpu),
         "sessions_up_s": r.get("sessions_up_s")}
