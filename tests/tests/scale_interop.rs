@@ -158,7 +158,8 @@ fn table_config() -> String {
 /// 100,000 prefixes from one client reach BIRD 2, FRR and two raw receivers exactly (each
 /// counted in its own table), a receiver that comes late gets all of them and End-of-RIB,
 /// a ROUTE-REFRESH while the withdrawals run loses none of them, and then everyone ends
-/// with 0. The control API answers within a second all along.
+/// with 0. The control API answers within a second all along. Then the table once more,
+/// and its injector killed: BIRD 2 and FRR end with 0 again.
 #[test]
 fn table_100k_to_bird2_frr_and_raw() {
     const NAME: &str = "scale-table";
@@ -327,6 +328,51 @@ fn table_100k_to_bird2_frr_and_raw() {
         "{refresh}"
     );
     assert_eq!(refresh["final_count"].as_u64(), Some(0), "{refresh}");
+
+    // The table again, and then its injector dies (SIGKILL: no withdrawal, no Cease): the
+    // reflector withdraws all 100,000 routes from every client because the peer is gone.
+    let never = dir.path().join("never");
+    let args: Vec<String> = [
+        "table",
+        "--target",
+        "127.0.0.1:179",
+        "--source",
+        "127.0.1.1",
+        "--next-hop",
+        "192.0.2.100",
+        "--prefixes",
+        &PREFIXES.to_string(),
+        "--receivers",
+        "1",
+        "--withdraw",
+        "--pause-file",
+        &never.to_string_lossy(),
+        "--timeout",
+        "300",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut tool = hub
+        .ns()
+        .spawn(dir.path(), "bgp-load-2", load_tool(), &args, &[], false)
+        .unwrap_or_else(|e| fail(&daemon, format!("cannot start bgp-load: {e}")));
+    let (b, f) = await_counts(&bird, &frr, PREFIXES)
+        .unwrap_or_else(|e| fail(&daemon, format!("announce again: {e}")));
+    log(
+        NAME,
+        started,
+        &format!("{PREFIXES} routes again: BIRD 2 after {b:.1}s, FRR after {f:.1}s"),
+    );
+    tool.signal("KILL").unwrap_or_else(|e| fail(&daemon, e));
+    let _ = tool.wait_exit(Duration::from_secs(10));
+    let (b, f) = await_counts(&bird, &frr, 0)
+        .unwrap_or_else(|e| fail(&daemon, format!("after the injector died: {e}")));
+    log(
+        NAME,
+        started,
+        &format!("injector killed: BIRD 2 empty after {b:.1}s, FRR after {f:.1}s"),
+    );
     assert!(daemon.is_running(), "the daemon exited");
     daemon
         .terminate(Duration::from_secs(10))
