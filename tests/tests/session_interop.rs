@@ -305,6 +305,11 @@ fn benign(e: &serde_json::Value) -> bool {
     match e["event"].as_str() {
         Some("update" | "route-refresh") => true,
         Some("state") => e["to"] == "Established",
+        // Both sides connected at once: the losing connection is closed with Cease 6/7
+        // right as the other one is Established (RFC 4271 §6.8); the session stays up.
+        Some("failed") => e["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("Connection Collision Resolution")),
         _ => false,
     }
 }
