@@ -130,6 +130,33 @@ fn load_report(p: &mut Proc, within: Duration) -> Result<(Value, bool), String> 
     Ok((v, status.success()))
 }
 
+/// `bgp-load table` with the injector on 127.0.1.1, the whole table, a withdrawal that
+/// waits for `pause` to exist, and `extra` (receivers and the like).
+fn table_args(pause: &Path, extra: &[&str], timeout_s: u32) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "table",
+        "--target",
+        "127.0.0.1:179",
+        "--source",
+        "127.0.1.1",
+        // A next hop on the hub's subnet: 127/8 is no valid next hop (RFC 4271 §6.3).
+        "--next-hop",
+        "192.0.2.100",
+        "--prefixes",
+        &PREFIXES.to_string(),
+        "--withdraw",
+        "--pause-file",
+        &pause.to_string_lossy(),
+        "--timeout",
+        &timeout_s.to_string(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
 fn table_config() -> String {
     let mut s = format!(
         "[speaker]\nasn = {RR_AS}\nrouter_id = \"{RR_ADDR}\"\nlisten = [\"0.0.0.0:179\"]\n\
@@ -208,30 +235,11 @@ fn table_100k_to_bird2_frr_and_raw() {
     }
 
     let go = dir.path().join("withdraw-now");
-    let args: Vec<String> = [
-        "table",
-        "--target",
-        "127.0.0.1:179",
-        "--source",
-        "127.0.1.1",
-        // A next hop on the hub's subnet: 127/8 is no valid next hop (RFC 4271 §6.3).
-        "--next-hop",
-        "192.0.2.100",
-        "--prefixes",
-        &PREFIXES.to_string(),
-        "--receivers",
-        "2",
-        "--late-receiver",
-        "--refresh",
-        "--withdraw",
-        "--pause-file",
-        &go.to_string_lossy(),
-        "--timeout",
-        "400",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let args = table_args(
+        &go,
+        &["--receivers", "2", "--late-receiver", "--refresh"],
+        400,
+    );
     let mut tool = hub
         .ns()
         .spawn(dir.path(), "bgp-load", load_tool(), &args, &[], false)
@@ -332,27 +340,7 @@ fn table_100k_to_bird2_frr_and_raw() {
     // The table again, and then its injector dies (SIGKILL: no withdrawal, no Cease): the
     // reflector withdraws all 100,000 routes from every client because the peer is gone.
     let never = dir.path().join("never");
-    let args: Vec<String> = [
-        "table",
-        "--target",
-        "127.0.0.1:179",
-        "--source",
-        "127.0.1.1",
-        "--next-hop",
-        "192.0.2.100",
-        "--prefixes",
-        &PREFIXES.to_string(),
-        "--receivers",
-        "1",
-        "--withdraw",
-        "--pause-file",
-        &never.to_string_lossy(),
-        "--timeout",
-        "300",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let args = table_args(&never, &["--receivers", "1"], 300);
     let mut tool = hub
         .ns()
         .spawn(dir.path(), "bgp-load-2", load_tool(), &args, &[], false)
