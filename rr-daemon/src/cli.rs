@@ -6,7 +6,11 @@
 //! ([`crate::config`]) and prints a one-line summary, or the first error as
 //! `FILE:LINE:COL: KEY: message` and exits 1. `rr-daemon ctl ...` asks a running daemon
 //! through its control API ([`crate::ctl`]). The daemon serves that API ([`crate::api`])
-//! on `[api] listen` unless `[api] enabled = false`.
+//! on `[api] listen` unless `[api] enabled = false`. `rr-daemon man` prints the manual
+//! page (roff) and `rr-daemon completions SHELL` a shell completion script, both
+//! generated from this definition. Under systemd (`NOTIFY_SOCKET` set) the daemon reports
+//! its state ([`crate::notify`]); `RR_ROUTER_ID`, `RR_ASN` and `RR_CLUSTER_ID` override
+//! the file ([`crate::config::Overrides`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -16,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bgp_fsm::Config;
 use bgp_wire::{Family, FamilySet, Notification};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -24,9 +28,24 @@ use tracing::{error, info, warn};
 
 use crate::session::{Command, SessionEvent, SessionSpec, spawn};
 
+/// `rr-daemon --version`: the crate's version and the commit it was built from (`unknown`
+/// when built outside git without `RR_COMMIT`; see `build.rs`).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RR_COMMIT"), ")");
+
 /// BGP speaker and route reflector.
+///
+/// With --config FILE, runs the daemon in the foreground: SIGHUP reloads the file (peers
+/// whose settings did not change keep their sessions), SIGTERM or SIGINT sends a Cease to
+/// every peer and exits 0. The file's keys are in CONFIG.md and in the operator's manual
+/// (docs/manual.md).
+///
+/// Environment: RR_ROUTER_ID, RR_ASN and RR_CLUSTER_ID replace [speaker] router_id, asn
+/// and cluster_id of the file (an empty variable counts as unset). With NOTIFY_SOCKET set
+/// (systemd's Type=notify), READY=1 is sent once the listeners are bound and the
+/// configuration applied, RELOADING=1 and READY=1 around a reload, STOPPING=1 when
+/// stopping. RUST_LOG sets the log filter (default info).
 #[derive(Parser)]
-#[command(name = "rr-daemon", version)]
+#[command(name = "rr-daemon", version = VERSION)]
 struct Cli {
     /// Run the daemon with this configuration file (see CONFIG.md).
     #[arg(long)]
@@ -47,6 +66,24 @@ enum Cmd {
     Check(CheckArgs),
     /// Ask a running daemon through its control API: peers, routes, status.
     Ctl(crate::ctl::CtlArgs),
+    /// Print the manual page (roff): `rr-daemon man > rr-daemon.1`.
+    Man(ManArgs),
+    /// Print a shell completion script: `rr-daemon completions bash > rr-daemon.bash`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Args)]
+struct ManArgs {
+    /// Instead, write every page (rr-daemon.1 and one per subcommand, such as
+    /// rr-daemon-ctl.1) into this directory.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    /// The shell.
+    shell: clap_complete::Shell,
 }
 
 #[derive(Args)]
@@ -101,9 +138,11 @@ struct SessionArgs {
         default_value = "ipv4-unicast,ipv6-unicast"
     )]
     families: Vec<String>,
-    /// TCP-MD5 key (RFC 2385) of the session.
-    #[arg(long)]
-    password: Option<String>,
+    /// File holding the TCP-MD5 key (RFC 2385) of the session, `-` for standard input;
+    /// one trailing newline is dropped. Keys are never given on the command line, where
+    /// every user of the machine could read them.
+    #[arg(long, value_name = "FILE")]
+    password: Option<PathBuf>,
     /// GTSM (RFC 5082): send with TTL 255, accept packets from at most this many hops.
     #[arg(long)]
     ttl_security: Option<u8>,
@@ -119,6 +158,8 @@ pub fn main() -> ExitCode {
     let job = match (cli.command, cli.config) {
         (Some(Cmd::Check(args)), _) => return check(&args),
         (Some(Cmd::Ctl(args)), _) => return crate::ctl::main(&args),
+        (Some(Cmd::Man(args)), _) => return man(&args),
+        (Some(Cmd::Completions(args)), _) => return completions(args.shell),
         (Some(Cmd::Session(args)), _) => Job::Session(args),
         (None, Some(path)) => Job::Daemon(path, cli.graceful_restart),
         (None, None) => {
@@ -129,7 +170,7 @@ pub fn main() -> ExitCode {
     // `[speaker] log_format` decides text or JSON; a file that does not load is reported
     // by `daemon()` itself, in text.
     let json = match &job {
-        Job::Daemon(path, _) => crate::config::Config::load(path)
+        Job::Daemon(path, _) => crate::config::Config::load_with(path, &overrides())
             .is_ok_and(|c| c.speaker.log_format == crate::config::LogFormat::Json),
         Job::Session(_) => false,
     };
@@ -177,7 +218,15 @@ enum Job {
 /// The daemon: the speaker on the configuration, until SIGTERM; SIGHUP reloads.
 async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let config = crate::config::Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let overrides = overrides();
+    let config =
+        crate::config::Config::load_with(&path, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !overrides.is_empty() {
+        info!(
+            "overridden from the environment: {}",
+            overrides.names().join(", ")
+        );
+    }
     info!("{}", config.summary());
     let api = config.api;
     // Bound before the speaker starts: a taken address fails the start cleanly.
@@ -255,6 +304,9 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
     }
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    // Listeners bound (by `Speaker::start` and `api::bind` above), the configuration
+    // applied, signals watched: systemd may now start what depends on us.
+    crate::notify::ready();
     loop {
         tokio::select! {
             // The core owns every session: a process without it must not look alive.
@@ -264,7 +316,9 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
             },
             r = tokio::signal::ctrl_c() => { r.context("cannot watch SIGINT")?; break; }
             _ = term.recv() => break,
-            _ = hup.recv() => match crate::config::Config::load(&path) {
+            _ = hup.recv() => {
+                crate::notify::reloading();
+                match crate::config::Config::load_with(&path, &overrides) {
                 Ok(new) => {
                     if new.api != api {
                         warn!("[api] changes take effect at the next start");
@@ -278,12 +332,18 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
                     blackholes_tx.send_replace(new.blackholes());
                     learn_tx.send_replace(crate::fib::learn::Scope::of(&new));
                     let _ = speaker.reload(new).await?;
+                    crate::notify::ready();
                 }
                 // A bad file changes nothing: the running configuration stays.
-                Err(e) => warn!("reload refused: {e}"),
-            },
+                Err(e) => {
+                    warn!("reload refused: {e}");
+                    crate::notify::ready();
+                }
+                }
+            }
         }
     }
+    crate::notify::stopping();
     // Kernel routes stay (BIRD's `persist`): the next start adopts them.
     info!("stopping: Cease to every peer");
     speaker.shutdown().await?;
@@ -291,9 +351,64 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `rr-daemon check`: no runtime, no logging, one line out.
+/// The environment's overrides of the file; a bad value is reported when the file is
+/// loaded, as an error of its variable.
+fn overrides() -> crate::config::Overrides {
+    crate::config::Overrides::from_env()
+}
+
+/// `rr-daemon man`: the manual page, roff, on standard output; with `--dir`, every page
+/// into that directory.
+fn man(args: &ManArgs) -> ExitCode {
+    if let Some(dir) = &args.dir {
+        return match clap_mangen::generate_to(Cli::command(), dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!(
+                    "rr-daemon: cannot write the manual pages into {}: {e}",
+                    dir.display()
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // As `generate_to` renders the main page of `--dir`, so that both are the same.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut page = Vec::new();
+    match clap_mangen::Man::new(cmd).render(&mut page) {
+        Ok(()) => write_out(&page, "the manual page"),
+        Err(e) => {
+            eprintln!("rr-daemon: cannot render the manual page: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rr-daemon completions SHELL`: the completion script on standard output.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    // Into a buffer first: clap_complete panics on a failed write (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "rr-daemon", &mut script);
+    write_out(&script, "the completion script")
+}
+
+fn write_out(bytes: &[u8], what: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rr-daemon: cannot write {what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rr-daemon check`: no runtime, no logging, one line out. The environment's overrides
+/// apply, as they would to the daemon.
 fn check(args: &CheckArgs) -> ExitCode {
-    match crate::config::Config::load(&args.config) {
+    match crate::config::Config::load_with(&args.config, &overrides()) {
         Ok(cfg) => {
             println!("{}: ok: {}", args.config.display(), cfg.summary());
             ExitCode::SUCCESS
@@ -336,7 +451,10 @@ async fn session(a: SessionArgs) -> anyhow::Result<()> {
         port: a.port,
         local: a.bind,
         connect_timeout: Duration::from_secs(a.connect_retry.max(1)),
-        password: a.password.map(crate::config::Secret::new),
+        password: match &a.password {
+            Some(path) => Some(read_password(path)?),
+            None => None,
+        },
         // As the daemon's defaults: directly connected for eBGP, any distance for iBGP.
         ttl: match a.ttl_security {
             Some(hops) => crate::config::Ttl::Security(hops.max(1)),
@@ -391,6 +509,19 @@ async fn session(a: SessionArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(3), handle.task).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;
     Ok(())
+}
+
+/// The TCP-MD5 key of `rr-daemon session --password FILE` (`-`: standard input), with
+/// one trailing newline dropped; checked as the configuration checks `password`.
+fn read_password(path: &std::path::Path) -> anyhow::Result<crate::config::Secret> {
+    let text = if path == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("--password -: cannot read stdin")?
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("--password {}: cannot read", path.display()))?
+    };
+    crate::config::Secret::from_file_text(&text)
+        .map_err(|e| anyhow::anyhow!("--password {}: {e}", path.display()))
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

@@ -8,7 +8,8 @@
 //! mode): a pure reconciler and its rtnetlink shell. The command line ([`cli`]):
 //! `rr-daemon --config FILE` runs the daemon, `rr-daemon check` checks a configuration
 //! file, `rr-daemon ctl` ([`ctl`]) asks a running daemon, and `rr-daemon session` brings
-//! one session up against a real peer.
+//! one session up against a real peer. [`notify`] tells systemd when the daemon is ready,
+//! reloading or stopping.
 
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod fib;
+pub mod notify;
 pub mod session;
 pub mod sockopt;
 pub mod speaker;

@@ -56,8 +56,19 @@ impl Drop for Session {
     }
 }
 
+/// `key` in a file of its own (`--password` takes a file, never the key itself).
+fn key_file(name: &str, key: &str) -> String {
+    let p = std::env::temp_dir().join(format!("rr-session-cli-{}-{name}", std::process::id()));
+    std::fs::write(&p, key).expect("key file");
+    p.display().to_string()
+}
+
 /// A passive listener on `listen` and an active peer, each with its own key.
 fn pair(listen: &str, active: &str, port: &str, keys: (&str, &str)) -> (Session, Session) {
+    let files = (
+        key_file(&format!("{listen}-a"), keys.0),
+        key_file(&format!("{listen}-b"), keys.1),
+    );
     let passive = Session::start(&[
         "--local-as",
         "65001",
@@ -75,7 +86,7 @@ fn pair(listen: &str, active: &str, port: &str, keys: (&str, &str)) -> (Session,
         "--hold",
         "3",
         "--password",
-        keys.0,
+        &files.0,
     ]);
     // Give the listener its key before the first SYN.
     std::thread::sleep(Duration::from_millis(300));
@@ -97,8 +108,12 @@ fn pair(listen: &str, active: &str, port: &str, keys: (&str, &str)) -> (Session,
         "--connect-retry",
         "1",
         "--password",
-        keys.1,
+        &files.1,
     ]);
+    // Read at the start: wait until both have, then remove them.
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = std::fs::remove_file(&files.0);
+    let _ = std::fs::remove_file(&files.1);
     (passive, connecting)
 }
 

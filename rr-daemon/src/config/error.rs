@@ -23,11 +23,15 @@ pub enum ErrorKind {
     /// The values are well-formed but do not fit together (unknown group or policy
     /// name, duplicate peer, ...).
     Invalid,
+    /// An environment override (`RR_ROUTER_ID`, ...) is not a valid value; `key` names
+    /// the variable.
+    Environment,
 }
 
 /// A configuration that cannot be used, and where the mistake is.
 ///
-/// Displays as `FILE:LINE:COL: KEY: message` (`FILE: message` for [`ErrorKind::Io`]).
+/// Displays as `FILE:LINE:COL: KEY: message` (`FILE: message` for [`ErrorKind::Io`],
+/// `FILE: VARIABLE: message` for [`ErrorKind::Environment`]).
 /// Lines and columns count from 1, columns in characters. `KEY` is a path such as
 /// `peer[2].asn` (arrays index from 0, in file order); for TOML syntax errors it is
 /// `syntax`.
@@ -51,6 +55,9 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.kind == ErrorKind::Io {
             return write!(f, "{}: {}", self.file, self.message);
+        }
+        if self.kind == ErrorKind::Environment {
+            return write!(f, "{}: {}: {}", self.file, self.key, self.message);
         }
         write!(
             f,
@@ -148,6 +155,11 @@ impl<'a> Doc<'a> {
                 })
             }
         }
+    }
+
+    /// The file's name, as given.
+    pub(crate) fn file(&self) -> &str {
+        &self.file
     }
 
     /// The tree, for the deserializer.

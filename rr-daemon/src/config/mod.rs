@@ -28,8 +28,9 @@
 //! Layout: `raw` (serde structures), `values` (value types and their checks),
 //! `resolve` (names, inheritance, defaults, mesh and dynamic neighbours), `policy`
 //! (`[[policy]]` onto [`rib::Policy`]), `model` (the resolved types and builders),
-//! `error` (locating errors).
+//! `error` (locating errors), `env` (environment overrides).
 
+mod env;
 mod error;
 mod model;
 mod policy;
@@ -46,6 +47,7 @@ use std::sync::Arc;
 use rib::{Policy, RibConfig};
 use serde::Deserialize;
 
+pub use env::Overrides;
 pub use error::{ConfigError, ErrorKind};
 pub use model::{
     AddPath, Api, DynamicNeighbors, Fib, IpPool, IpipMode, Learn, LogFormat, Mesh, PeerSettings,
@@ -127,6 +129,12 @@ impl Diff {
 impl Config {
     /// Reads and resolves the file at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        Self::load_with(path, &Overrides::default())
+    }
+
+    /// Reads and resolves the file at `path`, with `overrides` (from the environment,
+    /// [`Overrides::from_env`]) in place of the file's values.
+    pub fn load_with(path: impl AsRef<Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             kind: ErrorKind::Io,
@@ -136,14 +144,34 @@ impl Config {
             key: String::new(),
             message: format!("cannot read: {e}"),
         })?;
-        Self::parse(&text, path)
+        Self::parse_with(&text, path, overrides)
     }
 
-    /// Resolves `text`; `path` names the file in errors.
+    /// Resolves `text`; `path` names the file in errors, and relative `password_file`s
+    /// are read from its directory.
     pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        Self::parse_with(text, path, &Overrides::default())
+    }
+
+    /// Resolves `text` with `overrides` in place of the file's values.
+    pub fn parse_with(
+        text: &str,
+        path: impl AsRef<Path>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
         let doc = error::Doc::parse(text, path.as_ref().display().to_string())?;
-        let raw = raw::RawFile::deserialize(toml::de::Deserializer::from(doc.tree()))
+        let overrides = overrides.check(doc.file())?;
+        let mut raw = raw::RawFile::deserialize(toml::de::Deserializer::from(doc.tree()))
             .map_err(|e| doc.schema_error(&e))?;
+        if let Some(id) = overrides.router_id {
+            raw.speaker.router_id = Some(IpAddr::V4(id));
+        }
+        if let Some(asn) = overrides.asn {
+            raw.speaker.asn = Some(values::Asn(asn));
+        }
+        if let Some(id) = overrides.cluster_id {
+            raw.speaker.cluster_id = Some(id);
+        }
         resolve::resolve(&doc, raw)
     }
 

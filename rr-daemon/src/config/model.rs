@@ -293,6 +293,18 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A TCP-MD5 key read from a file (`password_file`, `rr-daemon session --password`):
+    /// the text less one trailing newline (`echo KEY > FILE` writes one, a Kubernetes
+    /// Secret none), 1 to 80 bytes.
+    pub fn from_file_text(text: &str) -> Result<Self, String> {
+        let key = text
+            .strip_suffix("\r\n")
+            .or_else(|| text.strip_suffix('\n'))
+            .unwrap_or(text);
+        super::values::check_md5_key(key)?;
+        Ok(Self(key.to_owned()))
+    }
 }
 
 impl fmt::Debug for Secret {

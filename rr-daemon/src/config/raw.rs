@@ -11,7 +11,7 @@ use super::model::LogFormat;
 use super::values::{
     Action, AddPath, Asn, CommunityValue, DefaultAction, Families, GracefulRestart, HoldTime,
     IpList, LargeCommunityValue, ListenAddr, MaxPrefixValue, Multihop, NextHopSelf, Password,
-    Prefix, PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
+    PasswordFile, Prefix, PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
 };
 
 /// The whole file.
@@ -62,8 +62,10 @@ pub(super) struct RawRoute {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSpeaker {
-    pub(super) asn: Asn,
-    pub(super) router_id: IpAddr,
+    /// Required: missing is reported by `resolve`, after the environment's overrides.
+    pub(super) asn: Option<Asn>,
+    /// Required, as `asn`.
+    pub(super) router_id: Option<IpAddr>,
     pub(super) listen: Option<Vec<ListenAddr>>,
     pub(super) cluster_id: Option<Ipv4Addr>,
     pub(super) hold_time: Option<HoldTime>,
@@ -248,4 +250,5 @@ peer_fields! {
     max_prefix: MaxPrefixValue,
     graceful_restart: GracefulRestart,
     password: Password,
+    password_file: PasswordFile,
 }

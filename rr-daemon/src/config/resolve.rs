@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,7 +196,14 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
 
 fn speaker(doc: &Doc<'_>, s: &RawSpeaker) -> Result<Speaker> {
     let path = KeyPath::root().key("speaker");
-    let router_id = match s.router_id {
+    let (Some(asn), Some(router_id)) = (s.asn, s.router_id) else {
+        let key = if s.asn.is_none() { "asn" } else { "router_id" };
+        return Err(ConfigError {
+            kind: super::ErrorKind::Schema,
+            ..doc.error(&path.key(key), "missing (required)")
+        });
+    };
+    let router_id = match router_id {
         IpAddr::V4(v4) if !v4.is_unspecified() => v4,
         IpAddr::V4(_) => {
             return Err(doc.error(
@@ -228,7 +236,7 @@ fn speaker(doc: &Doc<'_>, s: &RawSpeaker) -> Result<Speaker> {
         check_keepalive(doc, &path.key("keepalive_time"), k, hold_time)?;
     }
     Ok(Speaker {
-        asn: s.asn.0,
+        asn: asn.0,
         router_id,
         listen,
         cluster_id: s.cluster_id,
@@ -385,6 +393,12 @@ impl Cx<'_> {
                  (ttl_security = N allows N hops)",
             ));
         }
+        if f.password.is_some() && f.password_file.is_some() {
+            return Err(self.error(
+                &path.key("password_file"),
+                "cannot be combined with password: give the key in one place",
+            ));
+        }
         if f.next_hop_keep == Some(true) && f.next_hop_self.is_some_and(|n| n != NextHopSelf::Off) {
             return Err(self.error(
                 &path.key("next_hop_keep"),
@@ -517,8 +531,31 @@ impl Cx<'_> {
             export: self.binding(&export, &self.locate(l, "export").1)?,
             max_prefix: pick!(max_prefix).and_then(|m| m.0),
             graceful_restart: pick!(graceful_restart).map_or(s.graceful_restart, |g| g.0),
-            password: pick!(password).map(|p| Secret::new(p.0)),
+            password: match l.level(&["password", "password_file"]) {
+                Some(f) => match (&f.password, &f.password_file) {
+                    (Some(p), _) => Some(Secret::new(p.0.clone())),
+                    (None, Some(file)) => {
+                        Some(self.read_password(&file.0, &self.locate(l, "password_file").1)?)
+                    }
+                    (None, None) => None,
+                },
+                None => None,
+            },
         })
+    }
+
+    /// The TCP-MD5 key in the file at `path` (relative to the configuration's directory),
+    /// read now: a reload reads it again, so a rotated Secret takes effect on SIGHUP. The
+    /// key itself never appears in an error.
+    fn read_password(&self, path: &Path, at: &KeyPath) -> Result<Secret> {
+        let full = match Path::new(self.doc.file()).parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_owned(),
+        };
+        let text = std::fs::read_to_string(&full)
+            .map_err(|e| self.error(at, format!("cannot read {}: {e}", full.display())))?;
+        Secret::from_file_text(&text)
+            .map_err(|e| self.error(at, format!("{}: {e}", full.display())))
     }
 
     fn policy(&mut self, i: usize, p: &RawPolicy) -> Result<()> {

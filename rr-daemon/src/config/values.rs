@@ -242,13 +242,34 @@ impl fmt::Debug for Password {
 impl<'de> Deserialize<'de> for Password {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        if s.is_empty() || s.len() > 80 {
-            return Err(de::Error::custom(format!(
-                "a TCP-MD5 key has 1 to 80 bytes, this one {}",
-                s.len()
-            )));
-        }
+        check_md5_key(&s).map_err(de::Error::custom)?;
         Ok(Self(s))
+    }
+}
+
+/// A TCP-MD5 key has 1 to 80 bytes, the Linux limit.
+pub(super) fn check_md5_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > 80 {
+        return Err(format!(
+            "a TCP-MD5 key has 1 to 80 bytes, this one {}",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+/// `password_file`: the file that holds a TCP-MD5 key (a mounted Kubernetes Secret, a
+/// file only root reads), read when the configuration is loaded, so at every reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct PasswordFile(pub(super) std::path::PathBuf);
+
+impl<'de> Deserialize<'de> for PasswordFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() {
+            return Err(de::Error::custom("must not be empty"));
+        }
+        Ok(Self(s.into()))
     }
 }
 
