@@ -39,6 +39,13 @@ tests/scripts/install-peers.sh
 step "tests"
 cargo test --workspace --locked
 
+# ---- deploy (issue 15): the static binary and what ships it --------------------------
+step "deploy: static binary, the image's contract, manifests, systemd unit"
+static=$(deploy/build-static.sh | tail -n 1)
+RR_STATIC_BINARY="$static" cargo test --locked -p interop-tests --test deploy_interop
+tests/scripts/check-deploy.sh "$static"
+# ---------------------------------------------------------------------------------------
+
 step "fuzz targets"
 if ! command -v cargo-fuzz >/dev/null; then
     cargo install --locked cargo-fuzz
