@@ -28,7 +28,8 @@
 //! Layout: `raw` (serde structures), `values` (value types and their checks),
 //! `resolve` (names, inheritance, defaults, mesh and dynamic neighbours), `policy`
 //! (`[[policy]]` onto [`rib::Policy`]), `model` (the resolved types and builders),
-//! `error` (locating errors), `env` (environment overrides).
+//! `error` (locating errors), `env` (environment overrides), `schema` (the tables and
+//! keys, for documentation).
 
 mod env;
 mod error;
@@ -36,6 +37,7 @@ mod model;
 mod policy;
 mod raw;
 mod resolve;
+mod schema;
 mod values;
 
 use std::collections::BTreeMap;
@@ -53,6 +55,7 @@ pub use model::{
     AddPath, Api, DynamicNeighbors, Fib, IpPool, IpipMode, Learn, LogFormat, Mesh, PeerSettings,
     PolicyBinding, Secret, Speaker, Ttl,
 };
+pub use schema::tables;
 
 /// A checked, resolved configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
