@@ -1,5 +1,7 @@
 //! The command line. `rr-daemon --config FILE` runs the daemon in the foreground: SIGHUP
-//! reloads the file, SIGTERM (or SIGINT) sends a Cease to every peer and exits 0.
+//! reloads the file, SIGTERM (or SIGINT) sends a Cease to every peer and exits 0, SIGUSR2
+//! closes the sessions without a Cease and exits 0 (a restart: graceful restart helpers
+//! keep our routes until `--graceful-restart` brings us back).
 //! `rr-daemon session ...` brings up one BGP session and reports its
 //! events, one line each (JSON with `--json`), until SIGINT or SIGTERM, when it sends a
 //! Cease and exits 0. `rr-daemon check --config FILE` checks a configuration file
@@ -36,7 +38,9 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RR_COMM
 ///
 /// With --config FILE, runs the daemon in the foreground: SIGHUP reloads the file (peers
 /// whose settings did not change keep their sessions), SIGTERM or SIGINT sends a Cease to
-/// every peer and exits 0. The file's keys are in CONFIG.md and in the operator's manual
+/// every peer and exits 0, SIGUSR2 stops for a restart: the sessions close without a
+/// Cease, so that graceful restart helpers keep our routes until we are back with
+/// --graceful-restart (an upgrade without traffic loss). The file's keys are in CONFIG.md and in the operator's manual
 /// (docs/manual.md).
 ///
 /// Environment: RR_ROUTER_ID, RR_ASN and RR_CLUSTER_ID replace [speaker] router_id, asn
@@ -304,6 +308,8 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
     }
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut usr2 = signal(SignalKind::user_defined2()).context("cannot watch SIGUSR2")?;
+    let mut for_restart = false;
     // Listeners bound (by `Speaker::start` and `api::bind` above), the configuration
     // applied, signals watched: systemd may now start what depends on us.
     crate::notify::ready();
@@ -316,6 +322,7 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
             },
             r = tokio::signal::ctrl_c() => { r.context("cannot watch SIGINT")?; break; }
             _ = term.recv() => break,
+            _ = usr2.recv() => { for_restart = true; break; }
             _ = hup.recv() => {
                 crate::notify::reloading();
                 match crate::config::Config::load_with(&path, &overrides) {
@@ -344,6 +351,13 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
         }
     }
     crate::notify::stopping();
+    if for_restart {
+        // No Cease: the connections just close (the runtime goes, and every socket with
+        // it), which a graceful restart helper (RFC 4724 §4.2) takes as our restart and
+        // keeps our routes, stale, until we are back with `--graceful-restart`.
+        info!("stopping for a restart (SIGUSR2): sessions closed without a Cease");
+        return Ok(());
+    }
     // Kernel routes stay (BIRD's `persist`): the next start adopts them.
     info!("stopping: Cease to every peer");
     speaker.shutdown().await?;

@@ -545,3 +545,112 @@ fn test_session_password_from_file_and_stdin() {
         "{err}"
     );
 }
+
+fn ctl_json(api: &str, args: &[&str]) -> Option<serde_json::Value> {
+    let mut all = vec!["ctl", "--api", api, "--json"];
+    all.extend_from_slice(args);
+    let (ok, out, _) = run(&all, &[]);
+    if !ok {
+        return None;
+    }
+    serde_json::from_str(&out).ok()
+}
+
+/// The restart the manual's upgrade procedure uses: SIGUSR2 closes the sessions without
+/// a Cease, so the helper keeps our route, stale, and never withdraws it; the daemon
+/// started again with `--graceful-restart` replaces it (no longer stale). SIGTERM, by
+/// contrast, sends a Cease, which the helper sees.
+#[test]
+fn test_sigusr2_stops_for_a_graceful_restart() {
+    let dir = Scratch::new("restart");
+    let (h, r) = ("127.0.77.51", "127.0.77.52");
+    let (h_api, r_api) = (format!("{h}:19151"), format!("{r}:19152"));
+    let conf = |me: &str, api: &str, peer: &str, extra: &str| {
+        format!(
+            "[speaker]\nasn = 65000\nrouter_id = \"{me}\"\nlisten = [\"{me}:17951\"]\n\
+             connect_retry = 1\n[api]\nlisten = \"{api}\"\n\
+             [[peer]]\naddress = \"{peer}\"\nasn = 65000\nport = 17951\n\
+             source_address = \"{me}\"\nhold_time = 9\n{extra}"
+        )
+    };
+    let hc = dir.write("h.toml", &conf(h, &h_api, r, ""));
+    let rc = dir.write(
+        "r.toml",
+        &conf(
+            r,
+            &r_api,
+            h,
+            "[[route]]\nprefix = \"198.51.100.0/24\"\nnext_hop = \"192.0.2.52\"\n",
+        ),
+    );
+    let spawn = |cfg: &PathBuf, extra: &[&str]| {
+        Daemon(
+            Command::new(EXE)
+                .arg("--config")
+                .arg(cfg)
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let path = |api: &str| -> Option<serde_json::Value> {
+        let v = ctl_json(api, &["routes", "198.51.100.0/24"])?;
+        v["paths"].as_array()?.first().cloned()
+    };
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "{what} within 20 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let _helper = spawn(&hc, &[]);
+    let mut restarting = spawn(&rc, &[]);
+    wait("the route at the helper", &|| {
+        path(&h_api).is_some_and(|p| p["stale"] == false)
+    });
+
+    signal(&restarting.0, "-USR2");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = restarting.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit within 10 s of SIGUSR2");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    wait("the route stale at the helper", &|| {
+        path(&h_api).is_some_and(|p| p["stale"] == true)
+    });
+    // No Cease reached the helper: the session ended with the connection.
+    let peers = ctl_json(&h_api, &["peers"]).unwrap();
+    let err = peers[0]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!err.contains("NOTIFICATION"), "a Cease was sent: {err}");
+    // Kept all along while we are away (well within the restart time of 120 s).
+    for _ in 0..10 {
+        assert!(path(&h_api).is_some(), "the helper withdrew the route");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let mut back = spawn(&rc, &["--graceful-restart"]);
+    wait("the route fresh again at the helper", &|| {
+        path(&h_api).is_some_and(|p| p["stale"] == false)
+    });
+
+    // SIGTERM: a Cease (Administrative Shutdown) is what the helper sees.
+    signal(&back.0, "-TERM");
+    wait("the Cease at the helper", &|| {
+        ctl_json(&h_api, &["peers"]).is_some_and(|p| {
+            p[0]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("Cease") && e.contains("received NOTIFICATION"))
+        })
+    });
+    assert!(back.0.wait().unwrap().success());
+}

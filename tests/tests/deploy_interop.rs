@@ -42,6 +42,10 @@ struct Target {
     caps: Vec<String>,
     /// `--config PATH` of `CMD`.
     config_path: String,
+    /// `CMD` whole.
+    cmd: Vec<String>,
+    /// `STOPSIGNAL`, without `SIG`.
+    stop_signal: String,
 }
 
 fn dockerfile() -> String {
@@ -97,12 +101,19 @@ fn target(text: &str, target: &str) -> Target {
         .unwrap_or_else(|| panic!("{target}: no CMD"));
     let cmd: Vec<String> = serde_json::from_str(cmd).expect("CMD in exec form");
     assert_eq!(cmd[0], "--config", "{target}: CMD");
+    let stop_signal = stage
+        .iter()
+        .find_map(|l| l.strip_prefix("STOPSIGNAL "))
+        .map_or("TERM", |s| s.trim_start_matches("SIG"))
+        .to_owned();
     Target {
         uid: uid.parse().expect("numeric uid"),
         gid: gid.parse().expect("numeric gid"),
         file_caps,
         caps,
         config_path: cmd[1].clone(),
+        cmd,
+        stop_signal,
     }
 }
 
@@ -207,10 +218,11 @@ fn start(
         .to_string();
     let script = format!(
         "mount -t tmpfs rr-deploy-test /etc && mkdir -p {conf_dir} && \
-         cp {src} {path} && chmod 0444 {path} && exec {setpriv} {exe} --config {path}",
+         cp {src} {path} && chmod 0444 {path} && exec {setpriv} {exe} {cmd}",
         src = src.display(),
         path = t.config_path,
         exe = exe.display(),
+        cmd = t.cmd.join(" "),
     );
     let args: Vec<String> = ["--mount", "--propagation", "private", "sh", "-c", &script]
         .iter()
@@ -294,11 +306,12 @@ fn test_reflector_image_runs_with_net_bind_service_only() {
             "{grant:?}: RR_CLUSTER_ID: {}",
             r.log()
         );
-        r.proc.signal("TERM").unwrap();
+        // `docker stop`: the image's STOPSIGNAL.
+        r.proc.signal(&t.stop_signal).unwrap();
         let st = r
             .proc
             .wait_exit(Duration::from_secs(10))
-            .expect("exits on SIGTERM");
+            .expect("exits on STOPSIGNAL");
         assert!(st.success(), "{grant:?}: {st:?}");
         drop(r.dir);
     }
@@ -358,7 +371,7 @@ fn test_node_image_programs_the_kernel_with_net_admin() {
             NET_ADMIN | NET_BIND_SERVICE,
             "{grant:?}: CapEff {eff:#x}"
         );
-        r.proc.signal("TERM").unwrap();
+        r.proc.signal(&t.stop_signal).unwrap();
         assert!(
             r.proc
                 .wait_exit(Duration::from_secs(10))
