@@ -9,7 +9,8 @@
 #      passes `rr-daemon check` with the overrides a pod would give it;
 #   3. deploy/systemd/rr-daemon.service with `systemd-analyze verify` (Debian's systemd
 #      package when missing), in a scratch root that holds the binary and its man pages,
-#      where any warning fails.
+#      where any warning fails;
+#   4. the configs of docs/peers/ in the parser of the daemon each is written for.
 #
 #   tests/scripts/check-deploy.sh [BINARY]     (default: a debug build of rr-daemon)
 set -euo pipefail
@@ -154,4 +155,33 @@ else
     grep -q '^ExecReload=/bin/kill -HUP \$MAINPID$' deploy/systemd/rr-daemon.service
     echo "ok: systemd-analyze $(systemd-analyze --version | head -n 1 | cut -d' ' -f2)"
 fi
+echo "--- docs/peers: ours, BIRD 2, BIRD 1.6, FRR and GoBGP configs of the same setups"
+# Each in its own daemon's parser: `rr-daemon check`, `bird -p`, BIRD 1.6's `bird -p`
+# (tests/scripts/install-peers.sh puts it in target/peers/bird16, or BIRD16_DIR), FRR's
+# `vtysh --dryrun`. GoBGP is not installed here: its files are only checked to be TOML.
+bird16="${BIRD16_DIR:-target/peers/bird16}/usr/sbin/bird"
+key="$work/key"
+echo "change-me" >"$key"
+n=0
+for f in docs/peers/*/*; do
+    case "$f" in
+        *.gobgp.toml) python3 -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], "rb"))' "$f" ;;
+        *.toml)
+            sed "s#/etc/rr-daemon/secrets/[a-z]*#$key#" "$f" >"$work/peer.toml"
+            "$bin" check --config "$work/peer.toml" >/dev/null || { echo "in $f" >&2; exit 1; } ;;
+        *.bird2.conf) bird -p -c "$f" ;;
+        *.bird16.conf)
+            if [ -x "$bird16" ]; then
+                "$bird16" -p -c "$f"
+            else
+                echo "check-deploy: BIRD 1.6 is not at $bird16 (tests/scripts/install-peers.sh)" >&2
+                exit 1
+            fi ;;
+        *.frr.conf) vtysh --dryrun -f "$(realpath "$f")" ;;
+        *) echo "check-deploy: $f: which daemon reads it?" >&2; exit 1 ;;
+    esac
+    n=$((n + 1))
+done
+echo "ok: $n files"
+
 echo "check-deploy: all checks passed"
