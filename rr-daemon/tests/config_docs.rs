@@ -215,3 +215,47 @@ fn test_documented_defaults_are_the_real_ones() {
         checked.len()
     );
 }
+
+/// docs/manual.md names every metric the API registers (`"rr_..."` in `src/api.rs`,
+/// counters with their `_total`, gauges with their unit), and no other.
+#[test]
+fn test_manual_lists_every_metric() {
+    let api = include_str!("../src/api.rs");
+    let manual = include_str!("../../docs/manual.md");
+    let registered: BTreeSet<&str> = api
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with("rr_") && s.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    assert!(registered.len() >= 20, "{registered:?}");
+    let documented: BTreeSet<&str> = manual
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `rr_"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    for name in &registered {
+        let base = &name["rr_".len()..];
+        let found = [
+            base.to_owned(),
+            format!("{base}_total"),
+            format!("{base}_seconds"),
+            format!("{base}_bytes"),
+        ]
+        .iter()
+        .any(|n| documented.contains(n.as_str()));
+        assert!(found, "docs/manual.md does not list {name}");
+    }
+    for d in &documented {
+        let known = registered.iter().any(|r| {
+            let base = &r["rr_".len()..];
+            *d == base
+                || d.strip_prefix(base)
+                    .is_some_and(|s| ["_total", "_seconds", "_bytes"].contains(&s))
+        });
+        assert!(
+            known,
+            "docs/manual.md lists rr_{d}, which the API does not register"
+        );
+    }
+}
