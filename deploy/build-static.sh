@@ -38,7 +38,9 @@ CARGO_PROFILE_RELEASE_STRIP=symbols \
 CARGO_PROFILE_RELEASE_DEBUG=0 \
     cargo build --release --locked -p rr-daemon --bin rr-daemon --target "$host" >&2
 
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo "${CARGO_TARGET_DIR:-target}")
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+[ -n "$target_dir" ] || target_dir=${CARGO_TARGET_DIR:-target}
 out="$target_dir/$host/release"
 bin="$out/rr-daemon"
 [ -x "$bin" ] || die "no binary at $bin"
