@@ -17,7 +17,7 @@
 //!   hold timer can tell that it is stuck). Its group sets `send_hold_time = 4`.
 //!
 //! Meanwhile a monitor asks the speaker for its peers every 100 ms: each answer must come
-//! within 1 s; it records when the stalled peer's session leaves Established and with
+//! within 3 s; it records when the stalled peer's session leaves Established and with
 //! which NOTIFICATION. Every wait is bounded; a test reports every failed check at once.
 //!
 //! The two tests differ in how much the table weighs on the wire. With eight attribute
@@ -68,8 +68,10 @@ const SEND_HOLD: Duration = Duration::from_secs(4);
 const DROP_MARGIN: Duration = Duration::from_secs(6);
 /// Both normal receivers hold the whole table and End-of-RIB within this.
 const TABLE_BOUND: Duration = Duration::from_secs(60);
-/// The longest a `peers()` call may take.
-const ANSWER_BOUND: Duration = Duration::from_secs(1);
+/// The longest a `peers()` call may take. A core that stops answering while it pushes the
+/// table takes seconds (the whole table); a debug build on a loaded 2-core machine answers
+/// in well under a second, but has been seen at 1.2-1.6 s with other builds running.
+const ANSWER_BOUND: Duration = Duration::from_secs(3);
 /// How long a handshake may take.
 const WAIT: Duration = Duration::from_secs(5);
 
