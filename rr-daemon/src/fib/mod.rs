@@ -263,10 +263,14 @@ pub fn changes(old: &Fib, new: &Fib) -> Vec<String> {
             .ip_pools
             .iter()
             .map(|p| {
+                let ipip = match p.ipip {
+                    crate::config::IpipMode::Never => "never",
+                    crate::config::IpipMode::Always => "always",
+                    crate::config::IpipMode::CrossSubnet => "cross-subnet",
+                };
                 format!(
-                    "{} ipip={:?}{}",
+                    "{} ipip={ipip}{}",
                     p.prefix,
-                    p.ipip,
                     if p.install { "" } else { " install=false" }
                 )
             })
@@ -532,6 +536,40 @@ mod tests {
         assert!(!s.poll(t0 + Duration::from_secs(2)));
         s.on_speaker(true, t0 + Duration::from_secs(2));
         assert!(s.poll(t0 + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn test_changes_name_each_changed_key() {
+        let old = Fib {
+            enabled: true,
+            table: 254,
+            protocol: 12,
+            metric: 1024,
+            metric_from_local_pref: true,
+            bird16_metric: false,
+            node_subnet: None,
+            tunnel_device: "tunl0".into(),
+            ip_pools: Vec::new(),
+        };
+        assert!(changes(&old, &old).is_empty());
+        let new = Fib {
+            table: 100,
+            metric: 2000,
+            ip_pools: vec![crate::config::IpPool {
+                prefix: "10.80.0.0/16".parse().unwrap(),
+                ipip: crate::config::IpipMode::CrossSubnet,
+                install: false,
+            }],
+            ..old.clone()
+        };
+        assert_eq!(
+            changes(&old, &new),
+            vec![
+                "table 254 -> 100".to_owned(),
+                "metric 1024 -> 2000".to_owned(),
+                "ip_pool [] -> [10.80.0.0/16 ipip=cross-subnet install=false]".to_owned(),
+            ]
+        );
     }
 
     #[test]
