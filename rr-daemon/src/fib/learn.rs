@@ -368,6 +368,9 @@ pub struct Learner {
     announced: BTreeMap<IpNet, Option<u32>>,
     /// Prefixes whose wanted state may have changed since the last [`Learner::poll_diff`].
     dirty: BTreeSet<IpNet>,
+    /// Our protocol numbers before a reload changed it: the FIB deletes those routes of
+    /// ours, and until it has they must not look like another program's.
+    former_protocols: Vec<u8>,
 }
 
 impl Learner {
@@ -382,6 +385,7 @@ impl Learner {
             addrs: HashMap::new(),
             announced: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            former_protocols: Vec::new(),
         }
     }
 
@@ -392,7 +396,7 @@ impl Learner {
 
     /// A route appeared or changed (`RTM_NEWROUTE`).
     pub fn route_added(&mut self, r: SeenRoute) {
-        if relevant(&self.rules, &r).is_err() {
+        if relevant(&self.rules, &r).is_err() || self.former_protocols.contains(&r.protocol) {
             return;
         }
         self.dirty.insert(r.prefix);
@@ -410,7 +414,7 @@ impl Learner {
 
     /// A route went (`RTM_DELROUTE`).
     pub fn route_deleted(&mut self, r: &SeenRoute) {
-        if relevant(&self.rules, r).is_err() {
+        if relevant(&self.rules, r).is_err() || self.former_protocols.contains(&r.protocol) {
             return;
         }
         let Some(same) = self.routes.get_mut(&r.prefix) else {
@@ -482,11 +486,17 @@ impl Learner {
 
     /// A reload changed the rules: every prefix known is decided again. Routes are
     /// kept only for the table and protocol number of the rules in force, so the caller
-    /// follows a change of either with a full dump ([`Learner::resync`]). Returns whether
-    /// anything changed.
+    /// follows a change of either with a full dump ([`Learner::resync`]). Routes of a
+    /// former protocol number of ours are never learned (the FIB removes them). Returns
+    /// whether anything changed.
     pub fn set_rules(&mut self, rules: Rules) -> bool {
         if rules == self.rules {
             return false;
+        }
+        if rules.protocol != self.rules.protocol {
+            self.former_protocols.push(self.rules.protocol);
+            self.former_protocols.retain(|p| *p != rules.protocol);
+            self.former_protocols.dedup();
         }
         self.rules = rules;
         self.dirty.extend(self.routes.keys().copied());

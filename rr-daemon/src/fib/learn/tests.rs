@@ -339,3 +339,37 @@ fn test_set_rules_new_pools_announce_and_withdraw() {
     assert_eq!(d.originate, vec![net("10.70.0.3/32")]);
     assert_eq!(d.withdraw, vec![net("192.168.1.9/32")]);
 }
+
+#[test]
+fn test_former_protocol_of_ours_is_never_learned() {
+    let mut l = Learner::new(rules(), scope());
+    l.link_changed(link(7, "caliXYZ", true));
+    // Protocol 12 is ours: never learned.
+    let ours = SeenRoute {
+        protocol: 12,
+        ..workload("192.168.1.9/32", 1024, 7)
+    };
+    l.route_added(ours.clone());
+    assert!(l.poll_diff().is_empty());
+    // A reload makes 13 ours: the routes of 12 still in the kernel are not another
+    // program's, and 13's are ours now.
+    assert!(l.set_rules(Rules {
+        protocol: 13,
+        ..rules()
+    }));
+    l.resync(
+        Snapshot {
+            routes: vec![
+                ours,
+                SeenRoute {
+                    protocol: 13,
+                    ..workload("192.168.1.10/32", 1024, 7)
+                },
+            ],
+            ..Snapshot::default()
+        },
+        false,
+    );
+    assert!(l.poll_diff().is_empty());
+    assert_eq!(l.stats().routes, 0);
+}
