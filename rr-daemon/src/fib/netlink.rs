@@ -197,7 +197,7 @@ impl Kernel {
             RouteType::Unicast if !gws.is_empty() => {
                 gws.sort_unstable();
                 gws.dedup();
-                Target::Via(gws)
+                Target::Via(gws.into())
             }
             _ => return None,
         };
@@ -232,7 +232,7 @@ impl Kernel {
         b = match &r.target {
             Target::Blackhole => b.kind(RouteType::BlackHole),
             Target::Via(_) if delete => b.kind(RouteType::Unicast),
-            Target::Via(gws) => match gws.as_slice() {
+            Target::Via(gws) => match &gws[..] {
                 [one] if one.tunnel => b
                     .gateway(one.gateway)
                     .map_err(invalid)?

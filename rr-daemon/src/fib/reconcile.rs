@@ -34,9 +34,11 @@
 //!   [`Reconciler::retry_failed`] looks it up again); [`Reconciler::re_resolve`] looks up
 //!   every next hop again and moves the routes whose gateway changed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
+use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -100,8 +102,9 @@ pub enum Target {
     /// Dropped (`blackhole`): a block this node owns (Calico's `bird_aggr.cfg`).
     Blackhole,
     /// Through these next hops, sorted and without duplicates, never empty; more than one
-    /// is one multipath (ECMP) route.
-    Via(Vec<Hop>),
+    /// is one multipath (ECMP) route. Shared: the routes of one next hop set hold one
+    /// list between them.
+    Via(Arc<[Hop]>),
 }
 
 impl fmt::Display for Target {
@@ -194,8 +197,43 @@ impl Rules {
 /// A best path from BGP.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Learned {
-    next_hops: Vec<IpAddr>,
+    /// Shared with every prefix of the same next hops ([`Interner`]).
+    next_hops: Arc<[IpAddr]>,
     local_pref: Option<u32>,
+}
+
+/// One shared copy of each list in use: 100,000 routes through one gateway (or one ECMP
+/// pair) hold one list between them instead of an allocation each. Lists no route holds
+/// any more are dropped whenever the set has doubled since the last sweep.
+#[derive(Debug)]
+struct Interner<T> {
+    set: HashSet<Arc<[T]>>,
+    swept_at: usize,
+}
+
+impl<T: Eq + Hash + Clone> Interner<T> {
+    fn new() -> Self {
+        Self {
+            set: HashSet::new(),
+            swept_at: 0,
+        }
+    }
+
+    /// The shared copy of `items`.
+    fn get(&mut self, items: &[T]) -> Arc<[T]> {
+        if let Some(a) = self.set.get(items) {
+            return Arc::clone(a);
+        }
+        if self.set.len() >= 2 * self.swept_at.max(32) {
+            // Only the set holds these: no route uses them.
+            self.set.retain(|a| Arc::strong_count(a) > 1);
+            self.set.shrink_to_fit();
+            self.swept_at = self.set.len();
+        }
+        let a: Arc<[T]> = items.into();
+        self.set.insert(Arc::clone(&a));
+        a
+    }
 }
 
 /// What a prefix should be, as far as is known.
@@ -360,6 +398,10 @@ pub struct Reconciler {
     in_flight: BTreeSet<IpNet>,
     /// Prefixes whose last operation failed, with the last error.
     failed: BTreeMap<IpNet, String>,
+    /// Shared next hop lists of `learned`.
+    next_hop_sets: Interner<IpAddr>,
+    /// Shared hop lists of `installed`.
+    hop_sets: Interner<Hop>,
     synced: bool,
     stats: FibStats,
 }
@@ -384,6 +426,8 @@ impl Reconciler {
             dirty: BTreeSet::new(),
             in_flight: BTreeSet::new(),
             failed: BTreeMap::new(),
+            next_hop_sets: Interner::new(),
+            hop_sets: Interner::new(),
             synced: false,
             stats: FibStats::default(),
         }
@@ -393,8 +437,11 @@ impl Reconciler {
     /// protocol number). Each is kept until the initial sync is over; the ones that are
     /// desired as they are cost no operation at all.
     pub fn adopt(&mut self, routes: impl IntoIterator<Item = KernelRoute>) {
-        for r in routes {
+        for mut r in routes {
             let p = r.prefix;
+            if let Target::Via(hops) = &r.target {
+                r.target = Target::Via(self.hop_sets.get(hops));
+            }
             if let Some(old) = self.installed.insert(p, r) {
                 // Two of ours for one prefix (different metrics): keep one in view, the
                 // other stays in the kernel untouched; rare and harmless.
@@ -428,12 +475,19 @@ impl Reconciler {
         gws.dedup();
         let changed = if local || gws.is_empty() {
             self.learned.remove(&prefix).is_some()
+        } else if self
+            .learned
+            .get(&prefix)
+            .is_some_and(|l| *l.next_hops == *gws && l.local_pref == local_pref)
+        {
+            false
         } else {
             let new = Learned {
-                next_hops: gws,
+                next_hops: self.next_hop_sets.get(&gws),
                 local_pref,
             };
-            self.learned.insert(prefix, new.clone()) != Some(new)
+            self.learned.insert(prefix, new);
+            true
         };
         if changed {
             self.dirty.insert(prefix);
@@ -526,7 +580,7 @@ impl Reconciler {
                     continue;
                 };
                 let pool = self.rules.pool(p);
-                for nh in &l.next_hops {
+                for nh in l.next_hops.iter() {
                     if !self.rules.tunnels(pool, *nh) && !self.resolved.contains_key(nh) {
                         out.insert(*nh);
                     }
@@ -601,7 +655,7 @@ impl Reconciler {
             return Want::Nothing;
         }
         let mut hops = Vec::with_capacity(l.next_hops.len());
-        for nh in &l.next_hops {
+        for nh in l.next_hops.iter() {
             let hop = if self.rules.tunnels(pool, *nh) {
                 Hop::tunnel(*nh)
             } else if self.rules.resolve {
@@ -623,7 +677,7 @@ impl Reconciler {
         };
         Want::Route(KernelRoute {
             prefix: *prefix,
-            target: Target::Via(hops),
+            target: Target::Via(hops.into()),
             metric,
         })
     }
@@ -651,7 +705,12 @@ impl Reconciler {
             let want = match self.want(p) {
                 // Stays dirty until its next hops are looked up.
                 Want::Waiting => continue,
-                Want::Route(r) => Some(r),
+                Want::Route(mut r) => {
+                    if let Target::Via(hops) = &r.target {
+                        r.target = Target::Via(self.hop_sets.get(hops));
+                    }
+                    Some(r)
+                }
                 Want::Nothing => None,
             };
             done.push(*p);
@@ -1134,6 +1193,32 @@ mod tests {
     }
 
     #[test]
+    fn test_routes_of_one_next_hop_share_one_list() {
+        let mut r = Reconciler::new(1024);
+        for i in 0..1000u32 {
+            let p = IpNet::new(IpAddr::from((10u32 << 24 | i << 8).to_be_bytes()), 24).unwrap();
+            r.handle_best_change(p, &[ip("10.0.0.2")], false, None);
+        }
+        run_ok(&mut r);
+        let lists: HashSet<*const Hop> = r
+            .installed()
+            .map(|k| match &k.target {
+                Target::Via(h) => h.as_ptr(),
+                Target::Blackhole => std::ptr::null(),
+            })
+            .collect();
+        assert_eq!(lists.len(), 1);
+        // Lists nobody holds go at a sweep.
+        let mut i = Interner::new();
+        for n in 0..1000u16 {
+            let _ = i.get(&[n]);
+        }
+        let kept = i.get(&[7]);
+        assert!(i.set.len() < 100, "{}", i.set.len());
+        assert!(Arc::ptr_eq(&kept, &i.get(&[7])));
+    }
+
+    #[test]
     fn test_ipv6_route_with_ipv6_gateway() {
         let mut r = Reconciler::new(1024);
         r.handle_best_change(net("fd00:1::/64"), &[ip("fd00::2")], false, None);
@@ -1161,7 +1246,7 @@ mod tests {
     fn with_hops(p: &str, hops: &[Hop], metric: u32) -> KernelRoute {
         KernelRoute {
             prefix: net(p),
-            target: Target::Via(hops.to_vec()),
+            target: Target::Via(hops.into()),
             metric,
         }
     }
