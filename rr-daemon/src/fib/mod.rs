@@ -222,7 +222,8 @@ impl InitialSync {
 }
 
 /// What differs between two `[fib]` sections, one phrase each (`metric 1024 -> 100`), for
-/// the log of a reload; empty when nothing does.
+/// the log of a reload; empty when nothing does. `enabled` is not among them: turning
+/// `[fib]` on or off takes the next start (the caller says so).
 pub fn changes(old: &Fib, new: &Fib) -> Vec<String> {
     let mut out = Vec::new();
     let mut field = |name: &str, a: String, b: String| {
@@ -230,7 +231,6 @@ pub fn changes(old: &Fib, new: &Fib) -> Vec<String> {
             out.push(format!("{name} {a} -> {b}"));
         }
     };
-    field("enabled", old.enabled.to_string(), new.enabled.to_string());
     field("table", old.table.to_string(), new.table.to_string());
     field(
         "protocol",
@@ -433,10 +433,8 @@ async fn reconfigure(
 ) -> Option<(Kernel, Vec<KernelRoute>)> {
     let what = changes(fib, &new);
     if what.is_empty() {
+        // Nothing, or only `enabled`, which takes the next start.
         return None;
-    }
-    if new.enabled != fib.enabled {
-        warn!("fib: [fib] enabled changes take effect at the next start");
     }
     info!(changes = %what.join("; "), "fib: [fib] reloaded");
     let moved = new.table != fib.table
