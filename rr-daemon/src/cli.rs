@@ -240,12 +240,15 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
         None
     };
     let fib = config.fib.clone();
+    let (fib_tx, fib_config) = tokio::sync::watch::channel(fib.clone());
     let configured: Vec<IpAddr> = config.peers.keys().copied().collect();
     let (blackholes_tx, blackholes) = tokio::sync::watch::channel(config.blackholes());
     let (fib_handle, fib_requests) = crate::fib::FibHandle::new();
     let learn = config.learn.clone();
     let (learn_tx, learn_scope) =
         tokio::sync::watch::channel(crate::fib::learn::Scope::of(&config));
+    let (learn_settings_tx, learn_settings) =
+        tokio::sync::watch::channel(crate::fib::watcher::Settings::of(&config));
     let (speaker, mut core) = if restarting {
         crate::speaker::Speaker::start_restarting(config).await?
     } else {
@@ -256,7 +259,6 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
         // is missed (the ones of our own routes, at the start, are never installed).
         let changes = speaker.subscribe().await?;
         let speaker = speaker.clone();
-        let fib_config = fib.clone();
         tokio::spawn(async move {
             let r = crate::fib::run(
                 fib_config,
@@ -274,18 +276,9 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
         });
     }
     if learn.enabled {
-        let rules = crate::fib::learn::Rules {
-            table: fib.table,
-            protocol: fib.protocol,
-            pools: learn.pools.clone(),
-            elevated_below: learn.elevated_below,
-            direct: learn.direct,
-            direct_exclude: learn.direct_exclude.clone(),
-        };
         let speaker = speaker.clone();
-        let resync = learn.resync;
         tokio::spawn(async move {
-            if let Err(e) = crate::fib::watcher::run(rules, resync, speaker, learn_scope).await {
+            if let Err(e) = crate::fib::watcher::run(learn_settings, speaker, learn_scope).await {
                 // Never fatal: BGP goes on without learned routes.
                 error!("learn: routes of the kernel are not learned: {e}");
             }
@@ -330,12 +323,18 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
                     if new.api != api {
                         warn!("[api] changes take effect at the next start");
                     }
-                    if new.fib != fib {
-                        warn!("[fib] changes take effect at the next start");
+                    // [fib] and [learn] apply at once (their tasks log what changed);
+                    // turning either on or off needs a start (compared with the start's).
+                    if new.fib.enabled != fib.enabled {
+                        warn!("[fib] turned {}: takes effect at the next start",
+                            if new.fib.enabled { "on" } else { "off" });
                     }
-                    if new.learn != learn {
-                        warn!("[learn] changes take effect at the next start");
+                    if new.learn.enabled != learn.enabled {
+                        warn!("[learn] turned {}: takes effect at the next start",
+                            if new.learn.enabled { "on" } else { "off" });
                     }
+                    fib_tx.send_replace(new.fib.clone());
+                    learn_settings_tx.send_replace(crate::fib::watcher::Settings::of(&new));
                     blackholes_tx.send_replace(new.blackholes());
                     learn_tx.send_replace(crate::fib::learn::Scope::of(&new));
                     let _ = speaker.reload(new).await?;

@@ -21,11 +21,19 @@
 //! A prefix that the configuration originates itself (`[[route]]`, `[[originate]]`) is
 //! never learned: its configured attributes stay, and a reload keeps owning it.
 //!
+//! LOCAL_PREF (Calico 3.32's export rule, [`Rules::local_pref_from_metric`]): a prefix
+//! announced for a kernel route carries `LOCAL_PREF = 2147483647 - metric` of the route
+//! with the lowest metric among the ones that announce it (the one the kernel forwards
+//! by), so that a peer following the import rule installs it with the same metric; a
+//! prefix announced only for an interface address carries none. A new metric is a new
+//! announcement ([`Learner::poll_diff`] lists the prefix again, [`Learner::local_pref`]
+//! gives the value).
+//!
 //! Memory follows what the kernel holds: a link, its addresses and the routes through it
 //! are forgotten when the link goes, also when the kernel sends no route deletion for
 //! them (IPv4 routes of a deleted or downed device disappear silently).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use ipnet::IpNet;
@@ -37,7 +45,8 @@ pub const RTPROT_KERNEL: u8 = 2;
 /// `RT_SCOPE_SITE`: the widest address scope below universe that is still announced.
 pub const RT_SCOPE_SITE: u8 = 200;
 
-/// What decides, from `[learn]` and `[fib]`; fixed for the daemon's life.
+/// What decides, from `[learn]` and `[fib]`; a reload may change it
+/// ([`Learner::set_rules`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rules {
     /// Kernel table to learn from (`[fib] table`).
@@ -52,6 +61,24 @@ pub struct Rules {
     pub direct: bool,
     /// Interfaces whose prefixes are never announced (`*` and `?` wildcards).
     pub direct_exclude: Vec<String>,
+    /// Announce a kernel route with `LOCAL_PREF = 2147483647 - metric` (`[fib]
+    /// metric_from_local_pref`, Calico 3.32).
+    pub local_pref_from_metric: bool,
+}
+
+impl Rules {
+    /// The rules of a configuration's `[learn]` and `[fib]`.
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            table: config.fib.table,
+            protocol: config.fib.protocol,
+            pools: config.learn.pools.clone(),
+            elevated_below: config.learn.elevated_below,
+            direct: config.learn.direct,
+            direct_exclude: config.learn.direct_exclude.clone(),
+            local_pref_from_metric: config.fib.metric_from_local_pref,
+        }
+    }
 }
 
 /// What the configuration originates itself; changes with a reload.
@@ -337,9 +364,13 @@ pub struct Learner {
     oif_routes: HashMap<u32, usize>,
     /// Addresses by their network.
     addrs: HashMap<IpNet, Vec<SeenAddr>>,
-    announced: BTreeSet<IpNet>,
+    /// Announced prefixes, with the LOCAL_PREF they were announced with.
+    announced: BTreeMap<IpNet, Option<u32>>,
     /// Prefixes whose wanted state may have changed since the last [`Learner::poll_diff`].
     dirty: BTreeSet<IpNet>,
+    /// Our protocol numbers before a reload changed it: the FIB deletes those routes of
+    /// ours, and until it has they must not look like another program's.
+    former_protocols: Vec<u8>,
 }
 
 impl Learner {
@@ -352,8 +383,9 @@ impl Learner {
             routes: HashMap::new(),
             oif_routes: HashMap::new(),
             addrs: HashMap::new(),
-            announced: BTreeSet::new(),
+            announced: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            former_protocols: Vec::new(),
         }
     }
 
@@ -364,7 +396,7 @@ impl Learner {
 
     /// A route appeared or changed (`RTM_NEWROUTE`).
     pub fn route_added(&mut self, r: SeenRoute) {
-        if relevant(&self.rules, &r).is_err() {
+        if relevant(&self.rules, &r).is_err() || self.former_protocols.contains(&r.protocol) {
             return;
         }
         self.dirty.insert(r.prefix);
@@ -382,7 +414,7 @@ impl Learner {
 
     /// A route went (`RTM_DELROUTE`).
     pub fn route_deleted(&mut self, r: &SeenRoute) {
-        if relevant(&self.rules, r).is_err() {
+        if relevant(&self.rules, r).is_err() || self.former_protocols.contains(&r.protocol) {
             return;
         }
         let Some(same) = self.routes.get_mut(&r.prefix) else {
@@ -452,13 +484,34 @@ impl Learner {
         }
     }
 
+    /// A reload changed the rules: every prefix known is decided again. Routes are
+    /// kept only for the table and protocol number of the rules in force, so the caller
+    /// follows a change of either with a full dump ([`Learner::resync`]). Routes of a
+    /// former protocol number of ours are never learned (the FIB removes them). Returns
+    /// whether anything changed.
+    pub fn set_rules(&mut self, rules: Rules) -> bool {
+        if rules == self.rules {
+            return false;
+        }
+        if rules.protocol != self.rules.protocol {
+            self.former_protocols.push(self.rules.protocol);
+            self.former_protocols.retain(|p| *p != rules.protocol);
+            self.former_protocols.dedup();
+        }
+        self.rules = rules;
+        self.dirty.extend(self.routes.keys().copied());
+        self.dirty.extend(self.addrs.keys().copied());
+        self.dirty.extend(self.announced.keys().copied());
+        true
+    }
+
     /// The configuration changed what it originates.
     pub fn set_scope(&mut self, scope: Scope) {
         if scope != self.scope {
             self.scope = scope;
             self.dirty.extend(self.routes.keys().copied());
             self.dirty.extend(self.addrs.keys().copied());
-            self.dirty.extend(self.announced.iter().copied());
+            self.dirty.extend(self.announced.keys().copied());
         }
     }
 
@@ -486,22 +539,23 @@ impl Learner {
         self.compact();
     }
 
-    /// The prefixes to originate and to withdraw since the last call; from then on they
-    /// count as announced or withdrawn.
+    /// The prefixes to originate (new, or announced with another LOCAL_PREF now) and to
+    /// withdraw since the last call; from then on they count as announced or withdrawn.
     pub fn poll_diff(&mut self) -> Diff {
         let mut d = Diff::default();
         for p in std::mem::take(&mut self.dirty) {
-            let want = self.wanted(&p);
-            match (want, self.announced.contains(&p)) {
-                (true, false) => {
-                    self.announced.insert(p);
+            let want = self.wanted(&p).then(|| self.local_pref(&p));
+            match (want, self.announced.get(&p)) {
+                (Some(lp), Some(old)) if lp == *old => {}
+                (Some(lp), _) => {
+                    self.announced.insert(p, lp);
                     d.originate.push(p);
                 }
-                (false, true) => {
+                (None, Some(_)) => {
                     self.announced.remove(&p);
                     d.withdraw.push(p);
                 }
-                _ => {}
+                (None, None) => {}
             }
         }
         self.compact();
@@ -509,8 +563,25 @@ impl Learner {
     }
 
     /// What is announced now.
-    pub fn announced(&self) -> &BTreeSet<IpNet> {
-        &self.announced
+    pub fn announced(&self) -> impl ExactSizeIterator<Item = &IpNet> {
+        self.announced.keys()
+    }
+
+    /// The LOCAL_PREF `prefix` is announced with: `2147483647 - metric` of the kernel
+    /// route with the lowest metric among those that announce it, when the rule is on;
+    /// `None` without the rule or for an interface prefix alone.
+    pub fn local_pref(&self, prefix: &IpNet) -> Option<u32> {
+        if !self.rules.local_pref_from_metric {
+            return None;
+        }
+        self.routes
+            .get(prefix)
+            .into_iter()
+            .flatten()
+            .filter(|r| decide_route(&self.rules, &self.scope, r).announce())
+            .map(|r| r.metric)
+            .min()
+            .map(super::local_pref_of_metric)
     }
 
     /// Counts.

@@ -23,6 +23,13 @@
 //! `2147483647 - LOCAL_PREF`, IP pools with `tunl0`, gateways resolved through the kernel).
 //! Next hops are looked up with `ip route get`'s request before their routes go out, and
 //! all of them again every [`RESOLVE_EVERY`]: a route whose gateway changed moves.
+//!
+//! Reload (SIGHUP): a new `[fib]` applies at once, without a restart ([`changes`] says
+//! what changed, in the log). A new metric, IP pool, node subnet or LOCAL_PREF rule moves
+//! the routes it concerns (in place, or make before break: see [`reconcile`]); a new table
+//! puts every route of ours into it and then deletes ours from the old one; a new protocol
+//! number or tunnel device deletes ours and adds them again (the kernel's slot is the
+//! same). Only routes of ours are ever deleted.
 
 pub mod learn;
 pub mod netlink;
@@ -43,6 +50,7 @@ use tracing::{debug, info, warn};
 use crate::config::Fib;
 use crate::speaker::{PeerState, Speaker};
 use netlink::Kernel;
+use reconcile::KernelRoute;
 use reconcile::Reconciler;
 
 /// Quiet time (no best-path change, every configured peer up) that ends the initial sync.
@@ -213,22 +221,85 @@ impl InitialSync {
     }
 }
 
+/// What differs between two `[fib]` sections, one phrase each (`metric 1024 -> 100`), for
+/// the log of a reload; empty when nothing does. `enabled` is not among them: turning
+/// `[fib]` on or off takes the next start (the caller says so).
+pub fn changes(old: &Fib, new: &Fib) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut field = |name: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{name} {a} -> {b}"));
+        }
+    };
+    field("table", old.table.to_string(), new.table.to_string());
+    field(
+        "protocol",
+        old.protocol.to_string(),
+        new.protocol.to_string(),
+    );
+    field("metric", old.metric.to_string(), new.metric.to_string());
+    field(
+        "metric_from_local_pref",
+        old.metric_from_local_pref.to_string(),
+        new.metric_from_local_pref.to_string(),
+    );
+    field(
+        "bird16_metric",
+        old.bird16_metric.to_string(),
+        new.bird16_metric.to_string(),
+    );
+    let subnet = |f: &Fib| {
+        f.node_subnet
+            .map_or_else(|| "none".to_owned(), |n| n.to_string())
+    };
+    field("node_subnet", subnet(old), subnet(new));
+    field(
+        "tunnel_device",
+        old.tunnel_device.clone(),
+        new.tunnel_device.clone(),
+    );
+    let pools = |f: &Fib| {
+        let v: Vec<String> = f
+            .ip_pools
+            .iter()
+            .map(|p| {
+                let ipip = match p.ipip {
+                    crate::config::IpipMode::Never => "never",
+                    crate::config::IpipMode::Always => "always",
+                    crate::config::IpipMode::CrossSubnet => "cross-subnet",
+                };
+                format!(
+                    "{} ipip={ipip}{}",
+                    p.prefix,
+                    if p.install { "" } else { " install=false" }
+                )
+            })
+            .collect();
+        format!("[{}]", v.join(", "))
+    };
+    field("ip_pool", pools(old), pools(new));
+    out
+}
+
 /// The FIB task: programs `changes` (from [`Speaker::subscribe`], taken right after the
-/// start) and the blackholes of `blackholes` into the kernel as `fib` says, until
-/// `changes` closes, and answers `requests` ([`FibHandle::report`]). Nothing is removed
-/// from the kernel when it ends.
+/// start) and the blackholes of `blackholes` into the kernel as `config` says (and says
+/// again on every reload), until `changes` closes, and answers `requests`
+/// ([`FibHandle::report`]). Nothing is removed from the kernel when it ends.
 pub async fn run(
-    fib: Fib,
+    mut config: watch::Receiver<Fib>,
     speaker: Speaker,
     configured: Vec<IpAddr>,
     mut changes: mpsc::UnboundedReceiver<BestChange>,
     mut blackholes: watch::Receiver<Vec<(IpNet, u32)>>,
     requests: FibRequests,
 ) -> Result<(), netlink::KernelError> {
+    let mut fib = config.borrow_and_update().clone();
     let mut requests = requests.0;
     let mut batches = 0u64;
     let started = Instant::now();
-    let kernel = Kernel::open(fib.table, fib.protocol, fib.tunnel_device.clone())?;
+    let mut kernel = Kernel::open(fib.table, fib.protocol, fib.tunnel_device.clone())?;
+    // Routes of ours in a table we left, deleted once the new one is programmed.
+    let mut leftover: Option<(Kernel, Vec<KernelRoute>)> = None;
     let mut rec = Reconciler::with_rules(reconcile::Rules::from_config(&fib));
     let found = kernel.dump().await?;
     info!(
@@ -279,6 +350,16 @@ pub async fn run(
                     rec.mark_synced();
                 }
             }
+            r = config.changed() => {
+                if r.is_ok() {
+                    let new = config.borrow_and_update().clone();
+                    if let Some(l) =
+                        reconfigure(&mut fib, new, &mut kernel, &mut rec, &mut batches).await
+                    {
+                        leftover = Some(l);
+                    }
+                }
+            }
             _ = retry.tick() => rec.retry_failed(),
             _ = resolve.tick() => rec.re_resolve(),
             Some(r) = requests.recv() => {
@@ -325,8 +406,88 @@ pub async fn run(
                 "fib: batch done"
             );
         }
+        // The new table holds what it should (as far as it can): ours leave the old one.
+        if let Some((old, routes)) = leftover.take() {
+            let gone = delete_all(&old, routes, &mut batches).await;
+            info!(
+                routes = gone,
+                table = old.table(),
+                "fib: our routes left the old table"
+            );
+        }
     }
     Ok(())
+}
+
+/// Applies a reloaded `[fib]`: new rules move the routes they concern; a new table,
+/// protocol number or tunnel device reopens the kernel side. Returns the routes of ours
+/// to delete from the old table once the new one is programmed (a table move: make before
+/// break). A protocol number or tunnel device change in the same table deletes ours at
+/// once (the new ones take the same slots).
+async fn reconfigure(
+    fib: &mut Fib,
+    new: Fib,
+    kernel: &mut Kernel,
+    rec: &mut Reconciler,
+    batches: &mut u64,
+) -> Option<(Kernel, Vec<KernelRoute>)> {
+    let what = changes(fib, &new);
+    if what.is_empty() {
+        // Nothing, or only `enabled`, which takes the next start.
+        return None;
+    }
+    info!(changes = %what.join("; "), "fib: [fib] reloaded");
+    let moved = new.table != fib.table
+        || new.protocol != fib.protocol
+        || new.tunnel_device != fib.tunnel_device;
+    let mut leftover = None;
+    if moved {
+        let reopened = match Kernel::open(new.table, new.protocol, new.tunnel_device.clone()) {
+            Ok(k) => k,
+            Err(e) => {
+                // The old table stays programmed as it was; a later reload may do better.
+                warn!("fib: {e}: the reload of [fib] is refused");
+                return None;
+            }
+        };
+        let old = std::mem::replace(kernel, reopened);
+        let routes = rec.forget_installed();
+        rec.set_rules(reconcile::Rules::from_config(&new));
+        if new.table != fib.table {
+            leftover = Some((old, routes));
+        } else {
+            let gone = delete_all(&old, routes, batches).await;
+            info!(routes = gone, "fib: our routes deleted, to be added again");
+        }
+        // What the new table holds of ours already (an earlier run) is adopted.
+        match kernel.dump().await {
+            Ok(found) => rec.adopt(found),
+            Err(e) => warn!("fib: {e}"),
+        }
+    } else {
+        rec.set_rules(reconcile::Rules::from_config(&new));
+    }
+    *fib = new;
+    leftover
+}
+
+/// Deletes `routes` (of ours) through `kernel`; returns how many are gone.
+async fn delete_all(kernel: &Kernel, routes: Vec<KernelRoute>, batches: &mut u64) -> usize {
+    let mut gone = 0;
+    for chunk in routes.chunks(BATCH_MAX) {
+        let batch = reconcile::Batch {
+            deletes: chunk.to_vec(),
+            ..reconcile::Batch::default()
+        };
+        *batches += 1;
+        for (op, r) in kernel.apply_batch(&batch).await {
+            match r {
+                Ok(()) | Err(reconcile::OpError::NotFound) => gone += 1,
+                Err(reconcile::OpError::Failed(e)) => warn!(route = %op, "fib: {e}"),
+            }
+        }
+    }
+    gone
 }
 
 fn take(rec: &mut Reconciler, c: &BestChange) {
@@ -373,6 +534,40 @@ mod tests {
         assert!(!s.poll(t0 + Duration::from_secs(2)));
         s.on_speaker(true, t0 + Duration::from_secs(2));
         assert!(s.poll(t0 + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn test_changes_name_each_changed_key() {
+        let old = Fib {
+            enabled: true,
+            table: 254,
+            protocol: 12,
+            metric: 1024,
+            metric_from_local_pref: true,
+            bird16_metric: false,
+            node_subnet: None,
+            tunnel_device: "tunl0".into(),
+            ip_pools: Vec::new(),
+        };
+        assert!(changes(&old, &old).is_empty());
+        let new = Fib {
+            table: 100,
+            metric: 2000,
+            ip_pools: vec![crate::config::IpPool {
+                prefix: "10.80.0.0/16".parse().unwrap(),
+                ipip: crate::config::IpipMode::CrossSubnet,
+                install: false,
+            }],
+            ..old.clone()
+        };
+        assert_eq!(
+            changes(&old, &new),
+            vec![
+                "table 254 -> 100".to_owned(),
+                "metric 1024 -> 2000".to_owned(),
+                "ip_pool [] -> [10.80.0.0/16 ipip=cross-subnet install=false]".to_owned(),
+            ]
+        );
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //!
 //! A batch is sent as many requests in flight on one netlink socket (up to
 //! [`IN_FLIGHT`] at a time): the kernel answers them in order, and a failure of one says
-//! nothing about the others. Every delete of a batch is answered before any add goes out,
-//! so a changed route is "delete ours, then add" and never a REPLACE that could overwrite
-//! another protocol's route.
+//! nothing about the others. Its phases ([`Batch`]) go one after the other: deletes, then
+//! adds and in-place replaces of routes of ours, then the routes of ours that their
+//! prefix's new route at another metric retires. A REPLACE only ever names a slot (table,
+//! prefix, metric) that a route of ours holds: it never overwrites another protocol's.
 //!
 //! Tunnel hops go out `dev TUNNEL onlink`, the device's index looked up by name for every
 //! batch that needs it (a missing device fails those adds, which are retried: the device
@@ -67,6 +68,11 @@ impl Kernel {
             protocol,
             tunnel_device,
         })
+    }
+
+    /// The table it programs.
+    pub fn table(&self) -> u32 {
+        self.table
     }
 
     /// The tunnel device's index, `None` when there is no such device.
@@ -191,7 +197,7 @@ impl Kernel {
             RouteType::Unicast if !gws.is_empty() => {
                 gws.sort_unstable();
                 gws.dedup();
-                Target::Via(gws)
+                Target::Via(gws.into())
             }
             _ => return None,
         };
@@ -226,7 +232,7 @@ impl Kernel {
         b = match &r.target {
             Target::Blackhole => b.kind(RouteType::BlackHole),
             Target::Via(_) if delete => b.kind(RouteType::Unicast),
-            Target::Via(gws) => match gws.as_slice() {
+            Target::Via(gws) => match &gws[..] {
                 [one] if one.tunnel => b
                     .gateway(one.gateway)
                     .map_err(invalid)?
@@ -264,14 +270,18 @@ impl Kernel {
                 let m = self.message(r, false, tunnel)?;
                 self.handle.route().add(m).execute().await
             }
-            Op::Delete(r) => {
+            Op::Replace(r) => {
+                let m = self.message(r, false, tunnel)?;
+                self.handle.route().add(m).replace().execute().await
+            }
+            Op::Delete(r) | Op::Retire(r) => {
                 let m = self.message(r, true, tunnel)?;
                 self.handle.route().del(m).execute().await
             }
         };
         result.map_err(|e| match &e {
             rtnetlink::Error::NetlinkError(m)
-                if matches!(op, Op::Delete(_))
+                if matches!(op, Op::Delete(_) | Op::Retire(_))
                     && matches!(-m.raw_code(), libc::ESRCH | libc::ENOENT) =>
             {
                 OpError::NotFound
@@ -281,13 +291,14 @@ impl Kernel {
         })
     }
 
-    /// Carries out a batch: the deletes, then the adds, [`IN_FLIGHT`] requests at a time;
-    /// returns each operation with its outcome, deletes first.
+    /// Carries out a batch phase by phase ([`Batch`]), [`IN_FLIGHT`] requests at a time;
+    /// returns each operation with its outcome, in the order of [`Batch::ops`].
     pub async fn apply_batch(&self, batch: &Batch) -> Vec<(Op, Result<(), OpError>)> {
         let mut out = Vec::with_capacity(batch.len());
         let tunnels = batch
             .adds
             .iter()
+            .chain(&batch.replaces)
             .any(|r| matches!(&r.target, Target::Via(hops) if hops.iter().any(|h| h.tunnel)));
         let tunnel = if tunnels {
             self.tunnel_index().await
@@ -301,8 +312,18 @@ impl Kernel {
                 .cloned()
                 .map(Op::Delete)
                 .collect::<Vec<_>>(),
-            batch.adds.iter().cloned().map(Op::Add).collect(),
+            batch
+                .adds
+                .iter()
+                .cloned()
+                .map(Op::Add)
+                .chain(batch.replaces.iter().cloned().map(Op::Replace))
+                .collect(),
+            batch.retires.iter().cloned().map(Op::Retire).collect(),
         ] {
+            if ops.is_empty() {
+                continue;
+            }
             let results: Vec<_> = stream::iter(ops)
                 .map(|op| async move {
                     let r = self.apply(&op, tunnel).await;

@@ -5,9 +5,14 @@
 //!
 //! Rules it keeps:
 //! - Only routes of our own protocol number are ever touched: the installed side holds
-//!   nothing else, so an operation can only name one of ours. A change is "delete ours,
-//!   then add", never a blind REPLACE that would overwrite another protocol's route of the
-//!   same prefix and metric.
+//!   nothing else, so an operation can only name one of ours. Never a blind REPLACE that
+//!   would overwrite another protocol's route of the same prefix and metric: a route of
+//!   ours that changes at the same metric (the kernel's key: table, prefix, metric) is
+//!   replaced in place, one atomic operation on the slot our route holds (an add there
+//!   would fail with `EEXIST`; a delete and an add would leave a moment without a route,
+//!   the ECMP set going from two next hops to one, say); one that moves to another metric
+//!   is added at the new metric first and ours at the old one deleted after (make before
+//!   break). Either way the prefix is never without a route of ours in between.
 //! - Several next hops are one multipath route.
 //! - Until [`Reconciler::mark_synced`], routes adopted from the kernel that nothing
 //!   desires (yet) stay: after a restart they are still forwarding, and the peers that
@@ -29,9 +34,11 @@
 //!   [`Reconciler::retry_failed`] looks it up again); [`Reconciler::re_resolve`] looks up
 //!   every next hop again and moves the routes whose gateway changed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
+use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -95,8 +102,9 @@ pub enum Target {
     /// Dropped (`blackhole`): a block this node owns (Calico's `bird_aggr.cfg`).
     Blackhole,
     /// Through these next hops, sorted and without duplicates, never empty; more than one
-    /// is one multipath (ECMP) route.
-    Via(Vec<Hop>),
+    /// is one multipath (ECMP) route. Shared: the routes of one next hop set hold one
+    /// list between them.
+    Via(Arc<[Hop]>),
 }
 
 impl fmt::Display for Target {
@@ -189,8 +197,43 @@ impl Rules {
 /// A best path from BGP.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Learned {
-    next_hops: Vec<IpAddr>,
+    /// Shared with every prefix of the same next hops ([`Interner`]).
+    next_hops: Arc<[IpAddr]>,
     local_pref: Option<u32>,
+}
+
+/// One shared copy of each list in use: 100,000 routes through one gateway (or one ECMP
+/// pair) hold one list between them instead of an allocation each. Lists no route holds
+/// any more are dropped whenever the set has doubled since the last sweep.
+#[derive(Debug)]
+struct Interner<T> {
+    set: HashSet<Arc<[T]>>,
+    swept_at: usize,
+}
+
+impl<T: Eq + Hash + Clone> Interner<T> {
+    fn new() -> Self {
+        Self {
+            set: HashSet::new(),
+            swept_at: 0,
+        }
+    }
+
+    /// The shared copy of `items`.
+    fn get(&mut self, items: &[T]) -> Arc<[T]> {
+        if let Some(a) = self.set.get(items) {
+            return Arc::clone(a);
+        }
+        if self.set.len() >= 2 * self.swept_at.max(32) {
+            // Only the set holds these: no route uses them.
+            self.set.retain(|a| Arc::strong_count(a) > 1);
+            self.set.shrink_to_fit();
+            self.swept_at = self.set.len();
+        }
+        let a: Arc<[T]> = items.into();
+        self.set.insert(Arc::clone(&a));
+        a
+    }
 }
 
 /// What a prefix should be, as far as is known.
@@ -223,15 +266,22 @@ impl fmt::Display for KernelRoute {
 pub enum Op {
     /// Add this route (`NLM_F_CREATE | NLM_F_EXCL`: never replaces anything).
     Add(KernelRoute),
+    /// Put this route in the place of ours of the same prefix and metric
+    /// (`NLM_F_CREATE | NLM_F_REPLACE`), atomically: only ever sent for a slot that a
+    /// route of ours holds.
+    Replace(KernelRoute),
     /// Delete this route of ours (matched by prefix, protocol, table and metric).
     Delete(KernelRoute),
+    /// Delete this route of ours once its prefix's route at another metric was added (the
+    /// same netlink request as [`Op::Delete`]; a failure of that add stays recorded).
+    Retire(KernelRoute),
 }
 
 impl Op {
     /// The route it names.
     pub const fn route(&self) -> &KernelRoute {
         match self {
-            Self::Add(r) | Self::Delete(r) => r,
+            Self::Add(r) | Self::Replace(r) | Self::Delete(r) | Self::Retire(r) => r,
         }
     }
 }
@@ -240,7 +290,9 @@ impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Add(r) => write!(f, "add {r}"),
+            Self::Replace(r) => write!(f, "replace ours with {r}"),
             Self::Delete(r) => write!(f, "delete {r}"),
+            Self::Retire(r) => write!(f, "delete the former {r}"),
         }
     }
 }
@@ -255,25 +307,49 @@ pub enum OpError {
     Failed(String),
 }
 
-/// A batch of operations: every delete before any add, so that one prefix's change is
-/// "delete ours, then add" even when the shell runs each half concurrently.
+/// A batch of operations, in three phases that the shell runs one after the other (each
+/// phase's operations concurrently: one prefix has at most one operation in a phase).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
-    /// To delete first.
+    /// First: routes of ours whose prefix goes from the kernel.
     pub deletes: Vec<KernelRoute>,
-    /// To add once the deletes are done.
+    /// Then: new routes, also the new form of a route of ours that moves to another
+    /// metric ([`Batch::retires`] names the old one).
     pub adds: Vec<KernelRoute>,
+    /// With the adds: routes of ours changed in place (same prefix and metric).
+    pub replaces: Vec<KernelRoute>,
+    /// Last: routes of ours at the metric their prefix left, once the new one is in.
+    pub retires: Vec<KernelRoute>,
 }
 
 impl Batch {
     /// Nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.deletes.is_empty() && self.adds.is_empty()
+        self.len() == 0
     }
 
     /// Operations in it.
     pub fn len(&self) -> usize {
-        self.deletes.len() + self.adds.len()
+        self.deletes.len() + self.adds.len() + self.replaces.len() + self.retires.len()
+    }
+
+    /// Every operation, in the order the phases run.
+    pub fn ops(&self) -> impl Iterator<Item = Op> + '_ {
+        self.deletes
+            .iter()
+            .cloned()
+            .map(Op::Delete)
+            .chain(self.adds.iter().cloned().map(Op::Add))
+            .chain(self.replaces.iter().cloned().map(Op::Replace))
+            .chain(self.retires.iter().cloned().map(Op::Retire))
+    }
+
+    fn routes(&self) -> impl Iterator<Item = &KernelRoute> {
+        self.deletes
+            .iter()
+            .chain(&self.adds)
+            .chain(&self.replaces)
+            .chain(&self.retires)
     }
 }
 
@@ -322,6 +398,10 @@ pub struct Reconciler {
     in_flight: BTreeSet<IpNet>,
     /// Prefixes whose last operation failed, with the last error.
     failed: BTreeMap<IpNet, String>,
+    /// Shared next hop lists of `learned`.
+    next_hop_sets: Interner<IpAddr>,
+    /// Shared hop lists of `installed`.
+    hop_sets: Interner<Hop>,
     synced: bool,
     stats: FibStats,
 }
@@ -346,6 +426,8 @@ impl Reconciler {
             dirty: BTreeSet::new(),
             in_flight: BTreeSet::new(),
             failed: BTreeMap::new(),
+            next_hop_sets: Interner::new(),
+            hop_sets: Interner::new(),
             synced: false,
             stats: FibStats::default(),
         }
@@ -355,8 +437,11 @@ impl Reconciler {
     /// protocol number). Each is kept until the initial sync is over; the ones that are
     /// desired as they are cost no operation at all.
     pub fn adopt(&mut self, routes: impl IntoIterator<Item = KernelRoute>) {
-        for r in routes {
+        for mut r in routes {
             let p = r.prefix;
+            if let Target::Via(hops) = &r.target {
+                r.target = Target::Via(self.hop_sets.get(hops));
+            }
             if let Some(old) = self.installed.insert(p, r) {
                 // Two of ours for one prefix (different metrics): keep one in view, the
                 // other stays in the kernel untouched; rare and harmless.
@@ -390,12 +475,19 @@ impl Reconciler {
         gws.dedup();
         let changed = if local || gws.is_empty() {
             self.learned.remove(&prefix).is_some()
+        } else if self
+            .learned
+            .get(&prefix)
+            .is_some_and(|l| *l.next_hops == *gws && l.local_pref == local_pref)
+        {
+            false
         } else {
             let new = Learned {
-                next_hops: gws,
+                next_hops: self.next_hop_sets.get(&gws),
                 local_pref,
             };
-            self.learned.insert(prefix, new.clone()) != Some(new)
+            self.learned.insert(prefix, new);
+            true
         };
         if changed {
             self.dirty.insert(prefix);
@@ -412,6 +504,39 @@ impl Reconciler {
             }
         }
         self.blackholes = new;
+    }
+
+    /// The rules changed (a reload of `[fib]`): every prefix is looked at again, and the
+    /// routes whose kernel form changed move (metric, tunnel, pools), the others cost
+    /// nothing. Returns whether anything changed.
+    pub fn set_rules(&mut self, rules: Rules) -> bool {
+        if rules == self.rules {
+            return false;
+        }
+        self.rules = rules;
+        self.dirty.extend(self.learned.keys().copied());
+        self.dirty.extend(self.blackholes.keys().copied());
+        self.dirty.extend(self.installed.keys().copied());
+        true
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Forgets every route of ours in the kernel and returns them (the shell removes them
+    /// itself: the table or the protocol number changed); what is desired is installed
+    /// afresh. Call between batches (nothing in flight).
+    pub fn forget_installed(&mut self) -> Vec<KernelRoute> {
+        debug_assert!(self.in_flight.is_empty());
+        self.unconfirmed.clear();
+        self.failed.clear();
+        let old = std::mem::take(&mut self.installed);
+        self.dirty.extend(old.keys().copied());
+        self.dirty.extend(self.learned.keys().copied());
+        self.dirty.extend(self.blackholes.keys().copied());
+        old.into_values().collect()
     }
 
     /// The first full desired set is known: adopted routes that nothing desires are stale
@@ -455,7 +580,7 @@ impl Reconciler {
                     continue;
                 };
                 let pool = self.rules.pool(p);
-                for nh in &l.next_hops {
+                for nh in l.next_hops.iter() {
                     if !self.rules.tunnels(pool, *nh) && !self.resolved.contains_key(nh) {
                         out.insert(*nh);
                     }
@@ -530,7 +655,7 @@ impl Reconciler {
             return Want::Nothing;
         }
         let mut hops = Vec::with_capacity(l.next_hops.len());
-        for nh in &l.next_hops {
+        for nh in l.next_hops.iter() {
             let hop = if self.rules.tunnels(pool, *nh) {
                 Hop::tunnel(*nh)
             } else if self.rules.resolve {
@@ -552,7 +677,7 @@ impl Reconciler {
         };
         Want::Route(KernelRoute {
             prefix: *prefix,
-            target: Target::Via(hops),
+            target: Target::Via(hops.into()),
             metric,
         })
     }
@@ -580,7 +705,12 @@ impl Reconciler {
             let want = match self.want(p) {
                 // Stays dirty until its next hops are looked up.
                 Want::Waiting => continue,
-                Want::Route(r) => Some(r),
+                Want::Route(mut r) => {
+                    if let Target::Via(hops) = &r.target {
+                        r.target = Target::Via(self.hop_sets.get(hops));
+                    }
+                    Some(r)
+                }
                 Want::Nothing => None,
             };
             done.push(*p);
@@ -590,8 +720,11 @@ impl Reconciler {
             let have = self.installed.get(p);
             match (want, have) {
                 (Some(w), Some(h)) if w == *h => {}
+                // The slot is ours: change it in place.
+                (Some(w), Some(h)) if w.metric == h.metric => batch.replaces.push(w),
+                // Make before break.
                 (Some(w), Some(h)) => {
-                    batch.deletes.push(h.clone());
+                    batch.retires.push(h.clone());
                     batch.adds.push(w);
                 }
                 (Some(w), None) => batch.adds.push(w),
@@ -605,18 +738,18 @@ impl Reconciler {
         for p in done {
             self.dirty.remove(&p);
         }
-        for r in batch.deletes.iter().chain(&batch.adds) {
+        for r in batch.routes() {
             self.in_flight.insert(r.prefix);
         }
         batch
     }
 
-    /// The outcome of one operation of a batch. Report every delete of a prefix before its
-    /// add.
+    /// The outcome of one operation of a batch, reported in the order of the phases
+    /// ([`Batch::ops`]).
     pub fn handle_result(&mut self, op: &Op, result: Result<(), OpError>) {
         let p = op.route().prefix;
         match (op, result) {
-            (Op::Add(r), Ok(())) => {
+            (Op::Add(r) | Op::Replace(r), Ok(())) => {
                 self.installed.insert(p, r.clone());
                 self.failed.remove(&p);
                 self.stats.added += 1;
@@ -626,6 +759,13 @@ impl Reconciler {
                     self.installed.remove(&p);
                 }
                 self.failed.remove(&p);
+                self.stats.deleted += 1;
+            }
+            (Op::Retire(r), Ok(()) | Err(OpError::NotFound)) => {
+                if self.installed.get(&p) == Some(r) {
+                    // The add at the new metric failed: the prefix stays failing.
+                    self.installed.remove(&p);
+                }
                 self.stats.deleted += 1;
             }
             (_, Err(e)) => {
@@ -642,7 +782,7 @@ impl Reconciler {
     /// Marks the batch's prefixes as settled: call once every operation of the batch was
     /// reported. A prefix that changed meanwhile is still dirty and goes out again.
     pub fn batch_done(&mut self, batch: &Batch) {
-        for r in batch.deletes.iter().chain(&batch.adds) {
+        for r in batch.routes() {
             self.in_flight.remove(&r.prefix);
         }
     }
@@ -704,12 +844,7 @@ mod tests {
 
     /// Reports every operation of `b` as done, deletes first; returns them.
     fn apply_ok(r: &mut Reconciler, b: &Batch) -> Vec<Op> {
-        let ops: Vec<Op> = b
-            .deletes
-            .iter()
-            .map(|d| Op::Delete(d.clone()))
-            .chain(b.adds.iter().map(|a| Op::Add(a.clone())))
-            .collect();
+        let ops: Vec<Op> = b.ops().collect();
         for op in &ops {
             r.handle_result(op, Ok(()));
         }
@@ -755,14 +890,29 @@ mod tests {
     }
 
     #[test]
-    fn test_change_is_delete_then_add_never_replace() {
+    fn test_change_replaces_only_our_own_slot() {
         let mut r = Reconciler::new(1024);
         r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, None);
-        run_ok(&mut r);
-        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.3")], false, None);
+        // A new prefix is an add (EXCL): never a replace of what another program holds.
         let b = r.poll_batch(10);
-        assert_eq!(b.deletes, vec![via("10.1.0.0/24", &["10.0.0.2"], 1024)]);
-        assert_eq!(b.adds, vec![via("10.1.0.0/24", &["10.0.0.3"], 1024)]);
+        assert_eq!(b.adds, vec![via("10.1.0.0/24", &["10.0.0.2"], 1024)]);
+        assert!(b.replaces.is_empty() && b.deletes.is_empty());
+        // It failed (another protocol's route at that slot): the retry adds again.
+        r.handle_result(
+            &Op::Add(b.adds[0].clone()),
+            Err(OpError::Failed("File exists".into())),
+        );
+        r.batch_done(&b);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.3")], false, None);
+        assert_eq!(
+            run_ok(&mut r),
+            vec![Op::Add(via("10.1.0.0/24", &["10.0.0.3"], 1024))]
+        );
+        // Ours holds the slot now: a change there replaces it in place.
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, None);
+        let b = r.poll_batch(10);
+        assert!(b.deletes.is_empty() && b.adds.is_empty() && b.retires.is_empty());
+        assert_eq!(b.replaces, vec![via("10.1.0.0/24", &["10.0.0.2"], 1024)]);
     }
 
     #[test]
@@ -795,10 +945,7 @@ mod tests {
         r.set_blackholes([]);
         assert_eq!(
             run_ok(&mut r),
-            vec![
-                Op::Delete(blackhole("192.168.0.0/26", 1024)),
-                Op::Add(via("192.168.0.0/26", &["10.0.0.2"], 1024)),
-            ]
+            vec![Op::Replace(via("192.168.0.0/26", &["10.0.0.2"], 1024))]
         );
     }
 
@@ -841,10 +988,7 @@ mod tests {
         r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.3")], false, None);
         assert_eq!(
             run_ok(&mut r),
-            vec![
-                Op::Delete(old),
-                Op::Add(via("10.1.0.0/24", &["10.0.0.3"], 1024))
-            ]
+            vec![Op::Replace(via("10.1.0.0/24", &["10.0.0.3"], 1024))]
         );
     }
 
@@ -857,8 +1001,8 @@ mod tests {
         assert_eq!(
             run_ok(&mut r),
             vec![
-                Op::Delete(old),
-                Op::Add(via("10.1.0.0/24", &["10.0.0.2"], 1024))
+                Op::Add(via("10.1.0.0/24", &["10.0.0.2"], 1024)),
+                Op::Retire(old)
             ]
         );
     }
@@ -935,10 +1079,7 @@ mod tests {
         r.batch_done(&b);
         assert_eq!(
             run_ok(&mut r),
-            vec![
-                Op::Delete(via("10.1.0.0/24", &["10.0.0.2"], 1024)),
-                Op::Add(via("10.1.0.0/24", &["10.0.0.4"], 1024)),
-            ]
+            vec![Op::Replace(via("10.1.0.0/24", &["10.0.0.4"], 1024))]
         );
     }
 
@@ -954,6 +1095,127 @@ mod tests {
         apply_ok(&mut r, &b);
         assert_eq!(run_ok(&mut r).len(), 1000 - 256);
         assert_eq!(r.stats().installed, 1000);
+    }
+
+    #[test]
+    fn test_ecmp_two_paths_then_one_is_replaced_in_place() {
+        let mut r = Reconciler::new(1024);
+        r.handle_best_change(
+            net("fd00:200::/64"),
+            &[ip("fd00::2"), ip("fd00::3")],
+            false,
+            None,
+        );
+        assert_eq!(
+            run_ok(&mut r),
+            vec![Op::Add(via("fd00:200::/64", &["fd00::2", "fd00::3"], 1024))]
+        );
+        r.handle_best_change(net("fd00:200::/64"), &[ip("fd00::3")], false, None);
+        assert_eq!(
+            run_ok(&mut r),
+            vec![Op::Replace(via("fd00:200::/64", &["fd00::3"], 1024))]
+        );
+    }
+
+    #[test]
+    fn test_failed_add_at_new_metric_stays_failing_after_retire() {
+        let mut r = Reconciler::new(1024);
+        let old = via("10.1.0.0/24", &["10.0.0.2"], 100);
+        r.adopt([old.clone()]);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, None);
+        let b = r.poll_batch(10);
+        let new = via("10.1.0.0/24", &["10.0.0.2"], 1024);
+        assert_eq!(
+            (b.adds.clone(), b.retires.clone()),
+            (vec![new.clone()], vec![old.clone()])
+        );
+        r.handle_result(
+            &Op::Add(new.clone()),
+            Err(OpError::Failed("File exists".into())),
+        );
+        r.handle_result(&Op::Retire(old), Ok(()));
+        r.batch_done(&b);
+        let s = r.stats();
+        assert_eq!((s.installed, s.failing), (0, 1));
+        r.retry_failed();
+        assert_eq!(run_ok(&mut r), vec![Op::Add(new)]);
+        assert_eq!(r.stats().failing, 0);
+    }
+
+    #[test]
+    fn test_new_rules_move_routes_and_forget_installed_reinstalls() {
+        let mut r = Reconciler::new(1024);
+        r.set_blackholes([(net("192.168.0.0/26"), 1024)]);
+        r.handle_best_change(net("10.1.0.0/24"), &[ip("10.0.0.2")], false, None);
+        r.handle_best_change(net("10.2.0.0/24"), &[ip("10.0.0.2")], false, Some(100));
+        run_ok(&mut r);
+        // Same rules: nothing.
+        assert!(!r.set_rules(Rules::with_metric(1024)));
+        assert!(run_ok(&mut r).is_empty());
+        // A new metric: the BGP routes move, make before break; the block keeps its own.
+        assert!(r.set_rules(Rules::with_metric(50)));
+        assert_eq!(
+            run_ok(&mut r),
+            vec![
+                Op::Add(via("10.1.0.0/24", &["10.0.0.2"], 50)),
+                Op::Add(via("10.2.0.0/24", &["10.0.0.2"], 50)),
+                Op::Retire(via("10.1.0.0/24", &["10.0.0.2"], 1024)),
+                Op::Retire(via("10.2.0.0/24", &["10.0.0.2"], 1024)),
+            ]
+        );
+        // A pool left to Felix: its route goes.
+        assert!(r.set_rules(Rules {
+            pools: vec![pool("10.2.0.0/16", IpipMode::Never, false)],
+            ..Rules::with_metric(50)
+        }));
+        assert_eq!(
+            run_ok(&mut r),
+            vec![Op::Delete(via("10.2.0.0/24", &["10.0.0.2"], 50))]
+        );
+        // Another table: the shell removes the old ones, everything is added again.
+        let mut old = r.forget_installed();
+        old.sort();
+        assert_eq!(
+            old,
+            vec![
+                via("10.1.0.0/24", &["10.0.0.2"], 50),
+                blackhole("192.168.0.0/26", 1024),
+            ]
+        );
+        assert_eq!(r.stats().installed, 0);
+        assert_eq!(
+            run_ok(&mut r),
+            vec![
+                Op::Add(via("10.1.0.0/24", &["10.0.0.2"], 50)),
+                Op::Add(blackhole("192.168.0.0/26", 1024)),
+            ]
+        );
+    }
+
+    #[test]
+    fn test_routes_of_one_next_hop_share_one_list() {
+        let mut r = Reconciler::new(1024);
+        for i in 0..1000u32 {
+            let p = IpNet::new(IpAddr::from((10u32 << 24 | i << 8).to_be_bytes()), 24).unwrap();
+            r.handle_best_change(p, &[ip("10.0.0.2")], false, None);
+        }
+        run_ok(&mut r);
+        let lists: HashSet<*const Hop> = r
+            .installed()
+            .map(|k| match &k.target {
+                Target::Via(h) => h.as_ptr(),
+                Target::Blackhole => std::ptr::null(),
+            })
+            .collect();
+        assert_eq!(lists.len(), 1);
+        // Lists nobody holds go at a sweep.
+        let mut i = Interner::new();
+        for n in 0..1000u16 {
+            let _ = i.get(&[n]);
+        }
+        let kept = i.get(&[7]);
+        assert!(i.set.len() < 100, "{}", i.set.len());
+        assert!(Arc::ptr_eq(&kept, &i.get(&[7])));
     }
 
     #[test]
@@ -984,7 +1246,7 @@ mod tests {
     fn with_hops(p: &str, hops: &[Hop], metric: u32) -> KernelRoute {
         KernelRoute {
             prefix: net(p),
-            target: Target::Via(hops.to_vec()),
+            target: Target::Via(hops.into()),
             metric,
         }
     }
@@ -1072,8 +1334,8 @@ mod tests {
         assert_eq!(
             run_ok(&mut r),
             vec![
-                Op::Delete(via("10.1.0.0/24", &["10.0.0.2"], 2_147_483_447)),
                 Op::Add(via("10.1.0.0/24", &["10.0.0.2"], 2_147_483_547)),
+                Op::Retire(via("10.1.0.0/24", &["10.0.0.2"], 2_147_483_447)),
             ]
         );
         assert_eq!(local_pref_of_metric(1024), 2_147_482_623);
@@ -1105,8 +1367,8 @@ mod tests {
         assert_eq!(
             run_ok(&mut r),
             vec![
-                Op::Delete(blackhole("192.168.1.0/26", 7)),
                 Op::Add(blackhole("192.168.1.0/26", 8)),
+                Op::Retire(blackhole("192.168.1.0/26", 7)),
             ]
         );
     }
@@ -1230,10 +1492,7 @@ mod tests {
         });
         assert_eq!(
             ops,
-            vec![
-                Op::Delete(via("10.1.0.0/24", &["192.0.2.1"], 1024)),
-                Op::Add(via("10.1.0.0/24", &["192.0.2.2"], 1024)),
-            ]
+            vec![Op::Replace(via("10.1.0.0/24", &["192.0.2.2"], 1024))]
         );
     }
 

@@ -6,7 +6,7 @@
 //! ```text
 //!  kernel ──RTM_{NEW,DEL}{LINK,ADDR,ROUTE}──▶ messages ─┐
 //!  kernel ──dump (start, every resync, overrun)─────────┼─▶ task (run): Learner (pure)
-//!  [[route]]/[[originate]] on reload (watch) ───────────┘        │ poll_diff()
+//!  [[route]]/[[originate]], [learn] on reload (watch) ──┘        │ poll_diff()
 //!                                                                ▼
 //!                                               Speaker::originate / withdraw
 //! ```
@@ -48,14 +48,70 @@ const BATCH_MAX: usize = 4096;
 /// Changes gather this long before they go to the speaker.
 const BATCH_DELAY: Duration = Duration::from_millis(5);
 
-/// The learn task: watches the kernel and originates or withdraws what `rules` say,
-/// until the speaker stops.
+/// What the learn task follows, from `[learn]` and `[fib]`; a reload sends a new one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// What is learned.
+    pub rules: Rules,
+    /// Period of the full dump (`[learn] resync`).
+    pub resync: Duration,
+}
+
+impl Settings {
+    /// The settings of a configuration.
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            rules: Rules::of(config),
+            resync: config.learn.resync,
+        }
+    }
+}
+
+/// What differs between two [`Settings`], one phrase each (`pools [..] -> [..]`), for the
+/// log of a reload.
+pub fn changes(old: &Settings, new: &Settings) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut field = |name: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{name} {a} -> {b}"));
+        }
+    };
+    let (o, n) = (&old.rules, &new.rules);
+    field("table", o.table.to_string(), n.table.to_string());
+    field("protocol", o.protocol.to_string(), n.protocol.to_string());
+    field("pools", format!("{:?}", o.pools), format!("{:?}", n.pools));
+    field(
+        "elevated_below",
+        o.elevated_below.to_string(),
+        n.elevated_below.to_string(),
+    );
+    field("direct", o.direct.to_string(), n.direct.to_string());
+    field(
+        "direct_exclude",
+        format!("{:?}", o.direct_exclude),
+        format!("{:?}", n.direct_exclude),
+    );
+    field(
+        "local_pref_from_metric",
+        o.local_pref_from_metric.to_string(),
+        n.local_pref_from_metric.to_string(),
+    );
+    field(
+        "resync",
+        format!("{:?}", old.resync),
+        format!("{:?}", new.resync),
+    );
+    out
+}
+
+/// The learn task: watches the kernel and originates or withdraws what `settings` say
+/// (and say again on every reload), until the speaker stops.
 pub async fn run(
-    rules: Rules,
-    resync: Duration,
+    mut settings: watch::Receiver<Settings>,
     speaker: Speaker,
     mut scope: watch::Receiver<Scope>,
 ) -> Result<(), KernelError> {
+    let mut current = settings.borrow_and_update().clone();
     let (mut conn, handle, mut messages) =
         rtnetlink::new_connection().map_err(KernelError::Open)?;
     {
@@ -67,8 +123,8 @@ pub async fn run(
             .map_err(KernelError::Open)?;
     }
     tokio::spawn(conn);
-    let mut learner = Learner::new(rules, scope.borrow_and_update().clone());
-    let mut tick = tokio::time::interval(resync);
+    let mut learner = Learner::new(current.rules.clone(), scope.borrow_and_update().clone());
+    let mut tick = tokio::time::interval(current.resync);
     // The first dump, and the one after an overrun, takes links too; the periodic one
     // addresses and routes only: a dump of thousands of links is parsed into megabytes at
     // once, and link notifications are complete unless an overrun said otherwise.
@@ -91,6 +147,24 @@ pub async fn run(
             r = scope.changed() => {
                 if r.is_ok() {
                     learner.set_scope(scope.borrow_and_update().clone());
+                }
+            }
+            r = settings.changed() => {
+                if r.is_ok() {
+                    let new = settings.borrow_and_update().clone();
+                    let what = changes(&current, &new);
+                    if !what.is_empty() {
+                        info!(changes = %what.join("; "), "learn: [learn] reloaded");
+                        if new.resync != current.resync {
+                            tick = tokio::time::interval(new.resync);
+                            tick.tick().await;
+                        }
+                        learner.set_rules(new.rules.clone());
+                        // Routes of another table or protocol number were never kept:
+                        // a full dump decides everything again.
+                        periodic = true;
+                        current = new;
+                    }
                 }
             }
         }
@@ -128,8 +202,12 @@ pub async fn run(
                 Some(Verdict::Announce(w)) => w.to_string(),
                 _ => String::new(),
             };
-            debug!(prefix = %p, why, "learn: originate");
-            if speaker.originate(*p, rib::Attrs::default()).await.is_err() {
+            let attrs = rib::Attrs {
+                local_pref: learner.local_pref(p),
+                ..rib::Attrs::default()
+            };
+            debug!(prefix = %p, why, local_pref = ?attrs.local_pref, "learn: originate");
+            if speaker.originate(*p, attrs).await.is_err() {
                 return Ok(());
             }
         }

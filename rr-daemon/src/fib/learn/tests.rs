@@ -12,6 +12,7 @@ fn rules() -> Rules {
         elevated_below: 1024,
         direct: true,
         direct_exclude: vec!["cali*".into(), "kube-ipvs*".into()],
+        local_pref_from_metric: false,
     }
 }
 
@@ -280,4 +281,95 @@ fn test_learner_churn_of_cali_links_keeps_nothing() {
         assert_eq!(l.stats(), Stats::default());
         assert!(l.links.capacity() <= 128, "{}", l.links.capacity());
     }
+}
+
+#[test]
+fn test_local_pref_follows_lowest_announcing_metric() {
+    let mut l = Learner::new(
+        Rules {
+            local_pref_from_metric: true,
+            ..rules()
+        },
+        scope(),
+    );
+    l.link_changed(link(7, "caliXYZ", true));
+    // Outside our blocks, metric 1024: LOCAL_PREF 2147482623 (Calico's default pair).
+    l.route_added(workload("192.168.1.9/32", 1024, 7));
+    assert_eq!(l.poll_diff().originate, vec![net("192.168.1.9/32")]);
+    assert_eq!(l.local_pref(&net("192.168.1.9/32")), Some(2_147_482_623));
+    // A second route at a lower metric: announced again with its LOCAL_PREF.
+    l.route_added(workload("192.168.1.9/32", 300, 7));
+    assert_eq!(l.poll_diff().originate, vec![net("192.168.1.9/32")]);
+    assert_eq!(l.local_pref(&net("192.168.1.9/32")), Some(2_147_483_347));
+    // A route at a higher metric changes nothing.
+    l.route_added(workload("192.168.1.9/32", 2000, 7));
+    assert!(l.poll_diff().is_empty());
+    // Inside a block only the elevated one announces: its metric counts.
+    l.route_added(workload("192.168.0.5/32", 1024, 7));
+    l.route_added(workload("192.168.0.5/32", 100, 7));
+    assert_eq!(l.poll_diff().originate, vec![net("192.168.0.5/32")]);
+    assert_eq!(l.local_pref(&net("192.168.0.5/32")), Some(2_147_483_547));
+    // An interface prefix carries none; without the rule, nothing does.
+    l.link_changed(link(2, "eth0", true));
+    l.addr_added(addr(2, "192.0.2.101/24", 0));
+    assert_eq!(l.poll_diff().originate, vec![net("192.0.2.0/24")]);
+    assert_eq!(l.local_pref(&net("192.0.2.0/24")), None);
+    assert!(l.set_rules(rules()));
+    let d = l.poll_diff();
+    assert_eq!(
+        d.originate,
+        vec![net("192.168.0.5/32"), net("192.168.1.9/32")]
+    );
+    assert_eq!(l.local_pref(&net("192.168.1.9/32")), None);
+}
+
+#[test]
+fn test_set_rules_new_pools_announce_and_withdraw() {
+    let mut l = Learner::new(rules(), scope());
+    l.link_changed(link(7, "caliXYZ", true));
+    l.route_added(workload("192.168.1.9/32", 1024, 7));
+    l.route_added(workload("10.70.0.3/32", 1024, 7));
+    assert_eq!(l.poll_diff().originate, vec![net("192.168.1.9/32")]);
+    assert!(!l.set_rules(rules()));
+    assert!(l.set_rules(Rules {
+        pools: vec![net("10.70.0.0/16")],
+        ..rules()
+    }));
+    let d = l.poll_diff();
+    assert_eq!(d.originate, vec![net("10.70.0.3/32")]);
+    assert_eq!(d.withdraw, vec![net("192.168.1.9/32")]);
+}
+
+#[test]
+fn test_former_protocol_of_ours_is_never_learned() {
+    let mut l = Learner::new(rules(), scope());
+    l.link_changed(link(7, "caliXYZ", true));
+    // Protocol 12 is ours: never learned.
+    let ours = SeenRoute {
+        protocol: 12,
+        ..workload("192.168.1.9/32", 1024, 7)
+    };
+    l.route_added(ours.clone());
+    assert!(l.poll_diff().is_empty());
+    // A reload makes 13 ours: the routes of 12 still in the kernel are not another
+    // program's, and 13's are ours now.
+    assert!(l.set_rules(Rules {
+        protocol: 13,
+        ..rules()
+    }));
+    l.resync(
+        Snapshot {
+            routes: vec![
+                ours,
+                SeenRoute {
+                    protocol: 13,
+                    ..workload("192.168.1.10/32", 1024, 7)
+                },
+            ],
+            ..Snapshot::default()
+        },
+        false,
+    );
+    assert!(l.poll_diff().is_empty());
+    assert_eq!(l.stats().routes, 0);
 }
