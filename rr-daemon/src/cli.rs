@@ -50,10 +50,18 @@ enum Cmd {
 }
 
 #[derive(Args)]
+#[group(required = true, multiple = false)]
 struct CheckArgs {
     /// The configuration file.
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    /// A BIRD 1.6 file (`bird.cfg`, with its includes): print the native TOML it
+    /// translates to.
+    #[arg(long)]
+    bird: Option<PathBuf>,
+    /// A BIRD 1.6 file for IPv6 (`bird6.cfg`): print the native TOML it translates to.
+    #[arg(long)]
+    bird6: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -115,26 +123,87 @@ struct SessionArgs {
 /// The process entry point: parses arguments, runs, and turns errors into a one-line
 /// cause and a non-zero exit.
 pub fn main() -> ExitCode {
+    // Started as `bird` or `bird6` (a symlink or a copy): BIRD's command line.
+    let mut argv = std::env::args_os();
+    if let Some(dialect) = argv
+        .next()
+        .as_deref()
+        .and_then(crate::bird::argv::dialect_of)
+    {
+        let rest: Vec<std::ffi::OsString> = argv.collect();
+        return crate::bird::argv::main(dialect, &rest);
+    }
     let cli = Cli::parse();
     let job = match (cli.command, cli.config) {
         (Some(Cmd::Check(args)), _) => return check(&args),
         (Some(Cmd::Ctl(args)), _) => return crate::ctl::main(&args),
         (Some(Cmd::Session(args)), _) => Job::Session(args),
-        (None, Some(path)) => Job::Daemon(path, cli.graceful_restart),
+        (None, Some(path)) => {
+            return run_daemon(ConfigSource::Toml(path), cli.graceful_restart, false, None);
+        }
         (None, None) => {
             eprintln!("rr-daemon: nothing to do: give --config FILE (or a subcommand, see --help)");
             return ExitCode::FAILURE;
         }
     };
+    run(job, false, "info")
+}
+
+/// Where the daemon's configuration comes from: a native TOML file, or a BIRD file
+/// translated ([`crate::bird`]). Read at the start and again at each SIGHUP.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    /// `rr-daemon --config FILE`.
+    Toml(PathBuf),
+    /// `bird -c FILE` / `bird6 -c FILE`.
+    Bird(PathBuf, crate::bird::Dialect),
+}
+
+impl ConfigSource {
+    /// Reads and resolves the configuration; the error is one line, located.
+    pub fn load(&self) -> Result<crate::config::Config, String> {
+        match self {
+            Self::Toml(p) => crate::config::Config::load(p).map_err(|e| e.to_string()),
+            Self::Bird(p, d) => crate::bird::load(p, *d)
+                .map(|t| t.config)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Runs the daemon on `source` in the foreground until SIGTERM or SIGINT (SIGHUP
+/// reloads), logging at `debug` level when asked. `socket` is BIRD's `-s`: the control
+/// socket is not served yet.
+pub fn run_daemon(
+    source: ConfigSource,
+    restarting: bool,
+    debug: bool,
+    socket: Option<&std::path::Path>,
+) -> ExitCode {
+    if let Some(s) = socket {
+        eprintln!(
+            "rr-daemon: the BIRD control socket ({}) is not served yet; running without it",
+            s.display()
+        );
+    }
+    run(
+        Job::Daemon(source, restarting),
+        debug,
+        if debug { "debug" } else { "info" },
+    )
+}
+
+fn run(job: Job, _debug: bool, level: &str) -> ExitCode {
     // `[speaker] log_format` decides text or JSON; a file that does not load is reported
     // by `daemon()` itself, in text.
     let json = match &job {
-        Job::Daemon(path, _) => crate::config::Config::load(path)
+        Job::Daemon(source, _) => source
+            .load()
             .is_ok_and(|c| c.speaker.log_format == crate::config::LogFormat::Json),
         Job::Session(_) => false,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter);
@@ -157,7 +226,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match job {
             Job::Session(args) => session(args).await,
-            Job::Daemon(path, restarting) => daemon(path, restarting).await,
+            Job::Daemon(source, restarting) => daemon(source, restarting).await,
         }
     });
     match result {
@@ -171,13 +240,13 @@ pub fn main() -> ExitCode {
 
 enum Job {
     Session(SessionArgs),
-    Daemon(PathBuf, bool),
+    Daemon(ConfigSource, bool),
 }
 
 /// The daemon: the speaker on the configuration, until SIGTERM; SIGHUP reloads.
-async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
+async fn daemon(source: ConfigSource, restarting: bool) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let config = crate::config::Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = source.load().map_err(|e| anyhow::anyhow!("{e}"))?;
     info!("{}", config.summary());
     let api = config.api;
     // Bound before the speaker starts: a taken address fails the start cleanly.
@@ -264,7 +333,7 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
             },
             r = tokio::signal::ctrl_c() => { r.context("cannot watch SIGINT")?; break; }
             _ = term.recv() => break,
-            _ = hup.recv() => match crate::config::Config::load(&path) {
+            _ = hup.recv() => match source.load() {
                 Ok(new) => {
                     if new.api != api {
                         warn!("[api] changes take effect at the next start");
@@ -293,9 +362,30 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
 
 /// `rr-daemon check`: no runtime, no logging, one line out.
 fn check(args: &CheckArgs) -> ExitCode {
-    match crate::config::Config::load(&args.config) {
+    let bird = match (&args.bird, &args.bird6) {
+        (Some(p), _) => Some((p, crate::bird::Dialect::Bird)),
+        (_, Some(p)) => Some((p, crate::bird::Dialect::Bird6)),
+        _ => None,
+    };
+    if let Some((path, dialect)) = bird {
+        return match crate::bird::load(path, dialect) {
+            Ok(t) => {
+                print!("{}", t.toml);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rr-daemon: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let Some(config) = &args.config else {
+        eprintln!("rr-daemon: check needs --config, --bird or --bird6");
+        return ExitCode::FAILURE;
+    };
+    match crate::config::Config::load(config) {
         Ok(cfg) => {
-            println!("{}: ok: {}", args.config.display(), cfg.summary());
+            println!("{}: ok: {}", config.display(), cfg.summary());
             ExitCode::SUCCESS
         }
         Err(e) => {

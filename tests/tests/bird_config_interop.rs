@@ -1,0 +1,271 @@
+//! Calico's rendered BIRD files run by BIRD 1.6 and by ours started as `bird -c FILE`: the
+//! seed's two-node mesh (kube-node1 172.17.42.31 with block 192.168.0.0/26 and workload
+//! 192.168.0.2 on a `cali*` veth, kube-node2 172.17.42.32 with 192.168.0.64/26 and two
+//! workloads) from `tests/data/bird/mesh-node{1,2}/bird.cfg` (with their
+//! `bird_aggr.cfg` and `bird_ipam.cfg` includes: Calico's newest templates, one pool
+//! 192.168.0.0/16 without encapsulation, BIRD programming its routes).
+//!
+//! Built three times in fresh namespaces: both nodes BIRD 1.6, both ours (the rr-daemon
+//! binary behind a symlink named `bird`, reading the same files), and node1 BIRD 1.6 with
+//! node2 ours. Each time, once both kernels hold the other's block and stay the same for a
+//! BIRD kernel scan, `ip -j route show table main` of each node is compared field by
+//! field with the BIRD 1.6 run (dst, type, gateway, dev, protocol, scope, metric, flags).
+//! The files are the same bytes in every run: what ours installs comes from translating
+//! them ([`rr_daemon::bird`]), not from a configuration written for ours.
+//!
+//! Needs root and BIRD 1.6 (`BIRD16_DIR`, default `target/peers/bird16`). `KEEP_WORK=1`
+//! keeps the work dir.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use interop_tests::{
+    Bird, BirdVersion, Daemon, Hub, KernelRoute, Netns, WorkDir, field, kernel_routes, poll,
+    require_root, route_diff, show,
+};
+
+/// Both kernels programmed, counted from the last speaker's start.
+const CONVERGED_WITHIN: Duration = Duration::from_secs(30);
+/// BIRD's kernel scan time in Calico's config, plus a margin.
+const SETTLE: Duration = Duration::from_millis(2500);
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_speaker"))
+}
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/bird")
+}
+
+struct Node {
+    name: &'static str,
+    addr: &'static str,
+    block: &'static str,
+    /// The directory of its rendered files under `tests/data/bird`.
+    files: &'static str,
+    workloads: &'static [(&'static str, &'static str)],
+}
+
+const NODES: [Node; 2] = [
+    Node {
+        name: "kube-node1",
+        addr: "172.17.42.31",
+        block: "192.168.0.0/26",
+        files: "mesh-node1",
+        workloads: &[("192.168.0.2", "cali1f3c9fa633a")],
+    },
+    Node {
+        name: "kube-node2",
+        addr: "172.17.42.32",
+        block: "192.168.0.64/26",
+        files: "mesh-node2",
+        workloads: &[
+            ("192.168.0.64", "cali03adc9f233a"),
+            ("192.168.0.65", "calicb1a3b2633b"),
+        ],
+    },
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Bird16,
+    Ours,
+}
+
+enum Running {
+    Bird(Box<Bird>),
+    Ours(Box<Daemon>),
+}
+
+impl Running {
+    fn transcript(&self) -> String {
+        match self {
+            Self::Bird(b) => format!(
+                "--- BIRD 1.6 ---\n{}\n{}",
+                b.birdc(&["show", "protocols", "all"])
+                    .unwrap_or_else(|e| format!("(birdc: {e})")),
+                b.log_text()
+            ),
+            Self::Ours(d) => d.transcript(60),
+        }
+    }
+}
+
+/// A node's namespace on the hub with its workloads (as in `node_interop`): a `cali…`
+/// veth and Felix's route `ADDR dev cali… scope link metric 1024`.
+fn node_ns(hub: &Hub, n: &Node) -> Result<Netns, String> {
+    let ns = Netns::create(n.name)?;
+    hub.attach(&ns, &[&format!("{}/16", n.addr)])?;
+    for (i, (ip, cali)) in n.workloads.iter().enumerate() {
+        let peer = format!("wl{i}");
+        ns.ip(&["link", "add", cali, "type", "veth", "peer", "name", &peer])?;
+        ns.ip(&["link", "set", cali, "up"])?;
+        ns.ip(&["link", "set", &peer, "up"])?;
+        ns.ip(&[
+            "route", "add", ip, "dev", cali, "scope", "link", "metric", "1024",
+        ])?;
+    }
+    Ok(ns)
+}
+
+type Kernels = BTreeMap<&'static str, Vec<KernelRoute>>;
+
+fn run(label: &str, kinds: [Kind; 2]) -> Kernels {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let t0 = Instant::now();
+    let dir = WorkDir::new(&format!("birdcfg-{label}")).unwrap_or_else(|e| panic!("{e}"));
+    let hub = Hub::create("hub", &[]).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let nss: Vec<Netns> = NODES
+        .iter()
+        .map(|n| node_ns(&hub, n).unwrap_or_else(|e| panic!("{label}: {}: {e}", n.name)))
+        .collect();
+    let mut running = Vec::new();
+    for (i, n) in NODES.iter().enumerate() {
+        let other = &NODES[1 - i];
+        let sub = dir.path().join(n.name);
+        fs::create_dir_all(&sub).unwrap_or_else(|e| panic!("{}: {e}", sub.display()));
+        let cfg = data().join(n.files).join("bird.cfg");
+        let r = match kinds[i] {
+            // BIRD reads the very file through an include (the harness adds its log lines);
+            // the file's own includes resolve from its directory.
+            Kind::Bird16 => Bird::start_config(
+                BirdVersion::V16,
+                &nss[i],
+                &sub,
+                n.name,
+                &format!("Mesh_{}", other.addr.replace('.', "_")),
+                false,
+                &format!("include \"{}\";\n", cfg.display()),
+            )
+            .map(|b| Running::Bird(Box::new(b))),
+            Kind::Ours => Daemon::start_bird(&nss[i], &sub, exe(), "bird", &cfg)
+                .map(|d| Running::Ours(Box::new(d))),
+        }
+        .unwrap_or_else(|e| panic!("{label}: cannot start {:?} at {}: {e}", kinds[i], n.name));
+        running.push(r);
+    }
+    let fail = |what: String| -> ! {
+        let mut s = format!("{label}: {what}\n");
+        for (i, n) in NODES.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "=== {} ({:?}) ===\n{}\n{:#?}",
+                n.name,
+                kinds[i],
+                running[i].transcript(),
+                kernel_routes(&nss[i], false).unwrap_or_default()
+            );
+        }
+        let _ = write!(s, "work dir: {}", dir.path().display());
+        panic!("{s}");
+    };
+    let programmed = |i: usize| -> Result<Vec<KernelRoute>, String> {
+        let routes = kernel_routes(&nss[i], false)?;
+        let (me, other) = (&NODES[i], &NODES[1 - i]);
+        let has = |dst: &str, ok: &dyn Fn(&KernelRoute) -> bool| {
+            routes
+                .iter()
+                .any(|r| field(r, "dst") == dst && field(r, "protocol") == "bird" && ok(r))
+        };
+        if !has(me.block, &|r| field(r, "type") == "blackhole") {
+            return Err(format!("{}: no blackhole for {}", me.name, me.block));
+        }
+        if !has(other.block, &|r| field(r, "gateway") == other.addr) {
+            return Err(format!(
+                "{}: no {} via {}",
+                me.name, other.block, other.addr
+            ));
+        }
+        Ok(routes)
+    };
+    let mut last = String::new();
+    let mut stable_since: Option<(Instant, Vec<Vec<KernelRoute>>)> = None;
+    let got = poll(CONVERGED_WITHIN, Duration::from_millis(100), || {
+        let now: Result<Vec<Vec<KernelRoute>>, String> = (0..NODES.len()).map(programmed).collect();
+        match now {
+            Err(e) => {
+                last = e;
+                stable_since = None;
+                None
+            }
+            Ok(now) => match &stable_since {
+                Some((t, before)) if *before == now => (t.elapsed() >= SETTLE).then_some(now),
+                _ => {
+                    last = "programmed, settling".into();
+                    stable_since = Some((Instant::now(), now));
+                    None
+                }
+            },
+        }
+    });
+    let Some(got) = got else {
+        fail(format!(
+            "kernels not programmed within {CONVERGED_WITHIN:?}: {last}"
+        ));
+    };
+    eprintln!(
+        "[{label}] both kernels programmed and settled after {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+    for (n, routes) in NODES.iter().zip(&got) {
+        eprintln!("[{label}] {}:", n.name);
+        for r in routes {
+            eprintln!("    {}", show(r));
+        }
+    }
+    drop(running);
+    NODES.iter().map(|n| n.name).zip(got).collect()
+}
+
+fn assert_same(base_label: &str, base: &Kernels, label: &str, got: &Kernels) {
+    let mut out = String::new();
+    for n in &NODES {
+        let d = route_diff(base_label, &base[n.name], label, &got[n.name]);
+        if !d.is_empty() {
+            let _ = write!(out, "{}:\n{d}", n.name);
+        }
+    }
+    assert!(
+        out.is_empty(),
+        "`ip -j route show` differs between {base_label} and {label}:\n{out}"
+    );
+}
+
+/// The rendered mesh files: BIRD 1.6 on them, ours on them as `bird -c FILE`, and mixed;
+/// every node's kernel the same, route by route and field by field.
+#[test]
+fn rendered_mesh_same_kernels_under_bird16_and_ours_as_bird() {
+    let bird = run("bird16", [Kind::Bird16, Kind::Bird16]);
+    // BIRD's own tables first, so that equality below is not one of two wrong tables.
+    for (i, n) in NODES.iter().enumerate() {
+        let other = &NODES[1 - i];
+        let routes = &bird[n.name];
+        let of = |dst: &str| routes.iter().find(|r| field(r, "dst") == dst);
+        let hole = of(n.block).unwrap_or_else(|| panic!("{}: no {}", n.name, n.block));
+        assert_eq!(field(hole, "type"), "blackhole", "{}", show(hole));
+        let via = of(other.block).unwrap_or_else(|| panic!("{}: no {}", n.name, other.block));
+        assert_eq!(
+            (
+                field(via, "gateway"),
+                field(via, "dev"),
+                field(via, "protocol"),
+                field(via, "metric")
+            ),
+            (other.addr, "eth0", "bird", "1024"),
+            "{}",
+            show(via)
+        );
+    }
+    let ours = run("ours", [Kind::Ours, Kind::Ours]);
+    assert_same("BIRD 1.6", &bird, "ours as bird", &ours);
+    let mixed = run("mixed", [Kind::Bird16, Kind::Ours]);
+    assert_same(
+        "BIRD 1.6",
+        &bird,
+        "mixed (node1 BIRD 1.6, node2 ours)",
+        &mixed,
+    );
+}
