@@ -193,6 +193,35 @@ fn address(i: &str) -> NomRes<'_, Value> {
     }
 }
 
+/// Words that start a protocol option: one of them at the start of a later line inside
+/// an option means the option's `;` is missing.
+const OPTION_WORDS: [&str; 24] = [
+    "local",
+    "neighbor",
+    "multihop",
+    "source",
+    "passive",
+    "import",
+    "export",
+    "description",
+    "debug",
+    "graceful",
+    "connect",
+    "error",
+    "hold",
+    "keepalive",
+    "rr",
+    "password",
+    "next",
+    "add",
+    "gateway",
+    "ttl",
+    "learn",
+    "persist",
+    "scan",
+    "route",
+];
+
 /// The parser of one file.
 pub(super) struct Parser_<'a> {
     text: &'a str,
@@ -530,6 +559,18 @@ impl<'a> Parser_<'a> {
                         break;
                     }
                     let p = self.pos(r2);
+                    if p.line > pos.line {
+                        if let Ok((_, w)) = ident_raw(r2) {
+                            if OPTION_WORDS.contains(&w) {
+                                return fail(
+                                    r2,
+                                    format!(
+                                        "syntax error, unexpected '{w}' (';' missing before it?)"
+                                    ),
+                                );
+                            }
+                        }
+                    }
                     let parsed: NomRes<'_, Value> = alt((
                         string_lit.map(Value::Str),
                         address,

@@ -163,14 +163,19 @@ impl Bgp {
                 self.local_as = Some((asn(&words[3])?, words[3].pos.clone()));
             }
             ["neighbor", _, "as", _] => {
-                self.neighbor = Some((ip(&words[1])?, None, asn(&words[3])?, o.pos.clone()));
+                self.neighbor = Some((ip(&words[1])?, None, asn(&words[3])?, words[1].pos.clone()));
             }
             ["neighbor", _, "port", _, "as", _] => {
                 let port = num16(&words[3])?;
                 if port == 0 {
                     return Err(err(&words[3].pos, "invalid port 0"));
                 }
-                self.neighbor = Some((ip(&words[1])?, Some(port), asn(&words[5])?, o.pos.clone()));
+                self.neighbor = Some((
+                    ip(&words[1])?,
+                    Some(port),
+                    asn(&words[5])?,
+                    words[1].pos.clone(),
+                ));
             }
             ["multihop"] => self.multihop = Some(None),
             ["multihop", _] => {
