@@ -533,3 +533,65 @@ fn check_bird_prints_the_toml() {
     assert!(err.starts_with("rr-daemon: "), "{err}");
     assert!(err.contains("prepend.cfg:4:48 "), "{err}");
 }
+
+/// Filters the daemon's policies cannot say are refused where they say it.
+#[test]
+fn untranslatable_filters_are_located() {
+    let with = |filter: &str| {
+        let text = format!(
+            "router id 10.0.0.1;\nprotocol bgp tor {{\n  local as 64512;\n  neighbor 10.0.0.254 as \
+             65001;\n  export filter {{\n{filter}\n  }};\n}}\n"
+        );
+        translate_str(&text, "f.cfg", Dialect::Bird)
+    };
+    let cases = [
+        (
+            "    if !(net ~ 10.0.0.0/8) then accept;",
+            "6:8",
+            "negated condition",
+        ),
+        (
+            "    if net ~ 10.0.0.0/8 then accept; else reject;",
+            "6:5",
+            "else after a condition",
+        ),
+        (
+            "    if bgp_path ~ [= 65000 * =] then accept;",
+            "6:8",
+            "bgp_path",
+        ),
+        ("    if source ~ [ RTS_BGP ] then accept;", "6:8", "source"),
+        ("    bgp_origin = 1; accept;", "6:5", "bgp_origin"),
+        ("    krt_tunnel = \"tunl0\"; accept;", "6:5", "krt_tunnel"),
+        (
+            "    if net ~ [ 10.0.0.0/16- ] then accept;",
+            "2:1",
+            "shorter than the prefix",
+        ),
+        ("    nope(); accept;", "6:5", "no such function"),
+    ];
+    for (filter, at, words) in cases {
+        let e = match with(filter) {
+            Ok(t) => panic!("{filter:?} translated:\n{}", t.toml),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.starts_with(&format!("f.cfg:{at} ")), "{filter:?}: {e}");
+        assert!(e.contains(words), "{filter:?}: {e}");
+    }
+    // What it can say, it says: communities, MED, next hop, LOCAL_PREF, `||` of prefixes.
+    let t = with(
+        "    if (net ~ 10.1.0.0/16) || (net = 10.2.0.0/16) then { bgp_med = 7; \
+         bgp_next_hop = 10.0.0.9; bgp_community.delete((1, 2)); accept; }\n    reject;",
+    )
+    .unwrap();
+    let p = &peer(&t.config, "10.0.0.254").export.policy;
+    assert!(passes(p, "10.1.5.0/24"));
+    assert!(passes(p, "10.2.0.0/16"));
+    assert!(!passes(p, "10.2.5.0/24"));
+    let mut a = Attrs::default();
+    a.communities = vec![Community::new(1, 2)];
+    let mask = p.evaluate(&net("10.1.0.0/16"), &a, 0).unwrap();
+    p.apply(mask, &mut a);
+    assert_eq!(a.med, Some(7));
+    assert!(a.communities.is_empty());
+}

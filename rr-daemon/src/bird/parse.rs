@@ -226,7 +226,16 @@ const OPTION_WORDS: [&str; 24] = [
 pub(super) struct Parser_<'a> {
     text: &'a str,
     file: Arc<str>,
+    /// How deep blocks and parentheses nest now.
+    depth: std::cell::Cell<usize>,
 }
+
+/// How deep blocks, statements and expressions may nest: a file of ten thousand `(` is
+/// an error, not a stack overflow.
+const MAX_NESTING: usize = 32;
+
+/// How many terms one chain of operators may have (its tree is as deep).
+const MAX_TERMS: usize = 256;
 
 /// A top-level item, or an `include` still to be followed.
 pub(super) enum Top {
@@ -238,7 +247,23 @@ pub(super) enum Top {
 
 impl<'a> Parser_<'a> {
     pub(super) fn new(text: &'a str, file: Arc<str>) -> Self {
-        Self { text, file }
+        Self {
+            text,
+            file,
+            depth: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Runs `f` one level deeper, or fails at `i` past [`MAX_NESTING`].
+    fn nested<T>(&self, i: &'a str, f: impl FnOnce() -> Res<'a, T>) -> Res<'a, T> {
+        let d = self.depth.get();
+        if d >= MAX_NESTING {
+            return fail(i, format!("nesting deeper than {MAX_NESTING} levels"));
+        }
+        self.depth.set(d + 1);
+        let r = f();
+        self.depth.set(d);
+        r
     }
 
     /// The position of what is left, `rest`.
@@ -620,6 +645,10 @@ impl<'a> Parser_<'a> {
 
     /// `{ STATEMENTS }`
     fn block(&self, i: &'a str) -> Res<'a, Vec<Stmt>> {
+        self.nested(i, || self.block_inner(i))
+    }
+
+    fn block_inner(&self, i: &'a str) -> Res<'a, Vec<Stmt>> {
         let (mut rest, _) = self.punct(i, '{')?;
         let mut out = Vec::new();
         loop {
@@ -654,10 +683,10 @@ impl<'a> Parser_<'a> {
             "if" => {
                 let (r, cond) = self.expr(rest)?;
                 let (r, _) = self.expect_kw(r, "then")?;
-                let (r, then) = self.stmt(r)?;
+                let (r, then) = self.nested(r, || self.stmt(r))?;
                 let (r, els) = if self.peek_kw(r, "else")? {
                     let (r, _) = self.expect_kw(r, "else")?;
-                    self.stmt(r)?
+                    self.nested(r, || self.stmt(r))?
                 } else {
                     (r, Vec::new())
                 };
@@ -749,7 +778,7 @@ impl<'a> Parser_<'a> {
     }
 
     pub(super) fn expr(&self, i: &'a str) -> Res<'a, Expr> {
-        self.binary(i, 0)
+        self.nested(i, || self.binary(i, 0))
     }
 
     /// Precedence climbing: `||`, `&&`, comparisons, `+ -`, `* /`.
@@ -758,11 +787,17 @@ impl<'a> Parser_<'a> {
             return self.unary(i);
         }
         let (mut rest, mut lhs) = self.binary(i, level + 1)?;
+        let mut terms = 1;
         loop {
             let (r, _) = ws(rest)?;
             let Some((op, len)) = Self::operator(r, level) else {
                 return Ok((rest, lhs));
             };
+            // A chain is a tree as deep as it is long: bounded like nesting.
+            terms += 1;
+            if terms > MAX_TERMS {
+                return fail(r, format!("more than {MAX_TERMS} terms in one expression"));
+            }
             let (r, rhs) = self.binary(&r[len..], level + 1)?;
             let pos = lhs.pos.clone();
             lhs = Expr {
@@ -804,7 +839,7 @@ impl<'a> Parser_<'a> {
         let (i, _) = ws(i)?;
         let pos = self.pos(i);
         if let Some(r) = i.strip_prefix('!') {
-            let (r, e) = self.unary(r)?;
+            let (r, e) = self.nested(r, || self.unary(r))?;
             return Ok((
                 r,
                 Expr {
@@ -950,4 +985,89 @@ impl<'a> Parser_<'a> {
 pub(super) fn parse_expr(text: &str) -> Result<Expr, PErr> {
     let p = Parser_::new(text, Arc::from("test"));
     p.expr(text).map(|(_, e)| e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ast::{BinOp, ExprKind};
+    use super::*;
+
+    #[test]
+    fn precedence_and_forms() {
+        let e = parse_expr("net ~ 10.0.0.0/8 && krt_metric < 1024 || !defined(ifname)").unwrap();
+        let ExprKind::Bin(BinOp::Or, a, b) = e.kind else {
+            panic!("{e:?}")
+        };
+        assert!(matches!(a.kind, ExprKind::Bin(BinOp::And, _, _)));
+        assert!(matches!(b.kind, ExprKind::Not(_)));
+        let e = parse_expr("2147483647 - bgp_local_pref * 2").unwrap();
+        let ExprKind::Bin(BinOp::Sub, _, m) = e.kind else {
+            panic!("{e:?}")
+        };
+        assert!(matches!(m.kind, ExprKind::Bin(BinOp::Mul, _, _)));
+        let e = parse_expr("(65000, 100) ~ bgp_community").unwrap();
+        let ExprKind::Bin(BinOp::Match, t, _) = e.kind else {
+            panic!()
+        };
+        assert!(matches!(&t.kind, ExprKind::Tuple(v) if v.len() == 2));
+        let e = parse_expr("net ~ [ 10.0.0.0/8{16,24}, 192.168.0.0/16+, fd00::/8- ]").unwrap();
+        let ExprKind::Bin(_, _, set) = e.kind else {
+            panic!()
+        };
+        let ExprKind::PrefixSet(s) = set.kind else {
+            panic!()
+        };
+        assert_eq!(
+            s.iter().map(|p| (p.ge, p.le)).collect::<Vec<_>>(),
+            vec![(16, 24), (16, 32), (0, 8)]
+        );
+        let e = parse_expr("bgp_path ~ [= 65000 * =]").unwrap();
+        assert!(
+            matches!(&e.kind, ExprKind::Bin(_, _, m) if matches!(&m.kind, ExprKind::PathMask(t) if t == "65000 *"))
+        );
+        let e = parse_expr("source ~ [ RTS_BGP ]").unwrap();
+        assert!(
+            matches!(&e.kind, ExprKind::Bin(_, _, m) if matches!(&m.kind, ExprKind::Set(v) if v.len() == 1))
+        );
+        assert!(parse_expr("bgp_next_hop ~ fd00:1::/64").is_ok());
+    }
+
+    #[test]
+    fn deep_input_is_an_error_not_a_crash() {
+        let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        let e = parse_expr(&deep).unwrap_err();
+        assert!(e.msg.contains("nesting"), "{}", e.msg);
+        let long = vec!["true"; 100_000].join(" || ");
+        let e = parse_expr(&long).unwrap_err();
+        assert!(e.msg.contains("terms"), "{}", e.msg);
+        let blocks = format!(
+            "filter f {}{}",
+            "{ if true then ".repeat(50_000),
+            "}".repeat(50_000)
+        );
+        let p = Parser_::new(&blocks, Arc::from("t"));
+        assert!(p.file().is_err());
+    }
+
+    /// Every prefix of the rendered files (cut at each character) parses or fails with a
+    /// located error, never panics.
+    #[test]
+    fn truncated_files_never_panic() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/bird");
+        for f in [
+            "communities/bird.cfg",
+            "communities/bird_ipam.cfg",
+            "communities/bird_aggr.cfg",
+        ] {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap();
+            for (cut, _) in text.char_indices() {
+                let part = &text[..cut];
+                let p = Parser_::new(part, Arc::from("t"));
+                if let Err(e) = p.file() {
+                    let pos = p.pos_at(e.rest);
+                    assert!(pos.line >= 1 && pos.col >= 1, "{f} at {cut}: {}", e.msg);
+                }
+            }
+        }
+    }
 }
