@@ -290,8 +290,10 @@ fn communities() {
     // The BGPFilter on the ToR: import refuses 65001:666 inside 10.250/16, tags the rest.
     let tor = peer(&c, "10.0.0.254");
     let import = &tor.import.policy;
-    let mut tagged = Attrs::default();
-    tagged.communities = vec![Community::new(65001, 666)];
+    let tagged = Attrs {
+        communities: vec![Community::new(65001, 666)],
+        ..Attrs::default()
+    };
     assert!(import.evaluate(&net("10.250.1.0/24"), &tagged, 1).is_none());
     let mut plain = Attrs::default();
     let mask = import
@@ -588,8 +590,10 @@ fn untranslatable_filters_are_located() {
     assert!(passes(p, "10.1.5.0/24"));
     assert!(passes(p, "10.2.0.0/16"));
     assert!(!passes(p, "10.2.5.0/24"));
-    let mut a = Attrs::default();
-    a.communities = vec![Community::new(1, 2)];
+    let mut a = Attrs {
+        communities: vec![Community::new(1, 2)],
+        ..Attrs::default()
+    };
     let mask = p.evaluate(&net("10.1.0.0/16"), &a, 0).unwrap();
     p.apply(mask, &mut a);
     assert_eq!(a.med, Some(7));

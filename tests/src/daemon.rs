@@ -223,7 +223,7 @@ impl Daemon {
     }
 
     /// Starts the daemon as BIRD 1.6 would be started: `dir/NAME -d -c CONFIG` inside
-    /// `ns`, where `dir/NAME` (`bird` or `bird6`) is a symlink to `exe`, so that argv[0]
+    /// `ns`, where `dir/NAME` (`bird` or `bird6`) is a symlink to `exe`, so that `argv[0]`
     /// names it. `config` is a BIRD file ([`rr_daemon::bird`] translates it). Returns once
     /// it logged its configuration summary (at most 10 s).
     pub fn start_bird(

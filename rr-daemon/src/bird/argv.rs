@@ -1,5 +1,5 @@
 //! The `bird` / `bird6` command line: the daemon started under one of those names (a
-//! symlink or a copy; the basename of argv[0] decides) takes BIRD 1.6's options.
+//! symlink or a copy; the basename of `argv[0]` decides) takes BIRD 1.6's options.
 //!
 //! - `-c FILE`: the configuration (default `/etc/bird.conf`, `/etc/bird6.conf`).
 //! - `-p`: parse the file and exit: 0, or 1 after `bird: FILE:LINE:COL message` on
@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use super::{Dialect, load};
 
-/// The dialect of a program name: `bird` or `bird6` (the basename of argv[0]).
+/// The dialect of a program name: `bird` or `bird6` (the basename of `argv[0]`).
 pub fn dialect_of(argv0: &std::ffi::OsStr) -> Option<Dialect> {
     match Path::new(argv0).file_name()?.to_str()? {
         "bird" => Some(Dialect::Bird),
@@ -68,8 +68,8 @@ impl BirdArgs {
             let Some(flags) = s.strip_prefix('-').filter(|f| !f.is_empty()) else {
                 return Err(format!("unexpected argument {s:?}"));
             };
-            let mut chars = flags.char_indices();
-            while let Some((i, c)) = chars.next() {
+            let chars = flags.char_indices();
+            for (i, c) in chars {
                 match c {
                     'p' => a.parse_only = true,
                     'R' => a.recovery = true,

@@ -215,9 +215,9 @@ pub enum Stmt {
         /// The condition.
         cond: Expr,
         /// `then`.
-        then: Vec<Stmt>,
+        then: Vec<Self>,
         /// `else` (empty when absent).
-        els: Vec<Stmt>,
+        els: Vec<Self>,
         /// Where `if` was written.
         pos: Pos,
     },

@@ -162,13 +162,13 @@ impl<'a, 'f> Compiler<'a, 'f> {
             accept_rest: false,
         };
         // An unconditional verdict at the end is the policy's default.
-        if done {
-            if let Some(last) = p.rules.last() {
-                if last.when == Guard::default() && last.changes.is_empty() {
-                    p.accept_rest = last.action == Action::Accept;
-                    p.rules.pop();
-                }
-            }
+        if done
+            && let Some(last) = p.rules.last()
+            && last.when == Guard::default()
+            && last.changes.is_empty()
+        {
+            p.accept_rest = last.action == Action::Accept;
+            p.rules.pop();
         }
         Ok(p)
     }
@@ -363,12 +363,11 @@ impl<'a, 'f> Compiler<'a, 'f> {
 
     fn metric_assign(&mut self, target: &str, value: &Expr, pos: &Pos) {
         self.note_metric(pos);
-        if target == "krt_metric" {
-            if let ExprKind::Num(n) = value.kind {
-                if let Ok(n) = u32::try_from(n) {
-                    self.found.metric_rule = Some(Some(n));
-                }
-            }
+        if target == "krt_metric"
+            && let ExprKind::Num(n) = value.kind
+            && let Ok(n) = u32::try_from(n)
+        {
+            self.found.metric_rule = Some(Some(n));
         }
     }
 
@@ -589,31 +588,31 @@ impl<'a, 'f> Compiler<'a, 'f> {
             }
             _ => {}
         }
-        if op == BinOp::Match {
-            if let ExprKind::Sym(attr) = &b.kind {
-                match attr.as_str() {
-                    "bgp_community" => {
-                        let c = community(a)?;
-                        return Ok(Cond::Guard(
-                            Guard {
-                                communities: Some(vec![c]),
-                                ..Guard::default()
-                            },
-                            None,
-                        ));
-                    }
-                    "bgp_large_community" => {
-                        let c = large_community(a)?;
-                        return Ok(Cond::Guard(
-                            Guard {
-                                large: Some(vec![c]),
-                                ..Guard::default()
-                            },
-                            None,
-                        ));
-                    }
-                    _ => {}
+        if op == BinOp::Match
+            && let ExprKind::Sym(attr) = &b.kind
+        {
+            match attr.as_str() {
+                "bgp_community" => {
+                    let c = community(a)?;
+                    return Ok(Cond::Guard(
+                        Guard {
+                            communities: Some(vec![c]),
+                            ..Guard::default()
+                        },
+                        None,
+                    ));
                 }
+                "bgp_large_community" => {
+                    let c = large_community(a)?;
+                    return Ok(Cond::Guard(
+                        Guard {
+                            large: Some(vec![c]),
+                            ..Guard::default()
+                        },
+                        None,
+                    ));
+                }
+                _ => {}
             }
         }
         Err(err(
@@ -640,14 +639,12 @@ fn u32_of(n: i64, pos: &Pos) -> Result<u32, BirdError> {
 }
 
 fn community(e: &Expr) -> Result<(u16, u16), BirdError> {
-    if let ExprKind::Tuple(items) = &e.kind {
-        if let [a, b] = items.as_slice() {
-            if let (ExprKind::Num(x), ExprKind::Num(y)) = (&a.kind, &b.kind) {
-                if let (Ok(x), Ok(y)) = (u16::try_from(*x), u16::try_from(*y)) {
-                    return Ok((x, y));
-                }
-            }
-        }
+    if let ExprKind::Tuple(items) = &e.kind
+        && let [a, b] = items.as_slice()
+        && let (ExprKind::Num(x), ExprKind::Num(y)) = (&a.kind, &b.kind)
+        && let (Ok(x), Ok(y)) = (u16::try_from(*x), u16::try_from(*y))
+    {
+        return Ok((x, y));
     }
     Err(err(
         &e.pos,
@@ -656,18 +653,12 @@ fn community(e: &Expr) -> Result<(u16, u16), BirdError> {
 }
 
 fn large_community(e: &Expr) -> Result<(u32, u32, u32), BirdError> {
-    if let ExprKind::Tuple(items) = &e.kind {
-        if let [a, b, c] = items.as_slice() {
-            if let (ExprKind::Num(x), ExprKind::Num(y), ExprKind::Num(z)) =
-                (&a.kind, &b.kind, &c.kind)
-            {
-                if let (Ok(x), Ok(y), Ok(z)) =
-                    (u32::try_from(*x), u32::try_from(*y), u32::try_from(*z))
-                {
-                    return Ok((x, y, z));
-                }
-            }
-        }
+    if let ExprKind::Tuple(items) = &e.kind
+        && let [a, b, c] = items.as_slice()
+        && let (ExprKind::Num(x), ExprKind::Num(y), ExprKind::Num(z)) = (&a.kind, &b.kind, &c.kind)
+        && let (Ok(x), Ok(y), Ok(z)) = (u32::try_from(*x), u32::try_from(*y), u32::try_from(*z))
+    {
+        return Ok((x, y, z));
     }
     Err(err(
         &e.pos,
@@ -805,13 +796,14 @@ fn mentions(e: &Expr, sym: &str) -> bool {
 fn merge(rules: Vec<Rule>) -> Vec<Rule> {
     let mut out: Vec<Rule> = Vec::with_capacity(rules.len());
     for r in rules {
-        if let Some(last) = out.last_mut() {
-            if last.action == Action::Continue && last.when == r.when && r.action != Action::Reject
-            {
-                last.changes.extend(r.changes);
-                last.action = r.action;
-                continue;
-            }
+        if let Some(last) = out.last_mut()
+            && last.action == Action::Continue
+            && last.when == r.when
+            && r.action != Action::Reject
+        {
+            last.changes.extend(r.changes);
+            last.action = r.action;
+            continue;
         }
         out.push(r);
     }
@@ -1038,13 +1030,13 @@ fn kernel_pool(
             if t1 != "krt_tunnel" || t2 != "krt_tunnel" || tunnel_of(v1, k)? || !tunnel_of(v2, k)? {
                 return Err(bad(pos));
             }
-            if let Some(s) = k.node_subnet {
-                if s != subnet {
-                    return Err(err(
-                        &cond.pos,
-                        format!("a second node subnet {subnet} (the first was {s})"),
-                    ));
-                }
+            if let Some(s) = k.node_subnet
+                && s != subnet
+            {
+                return Err(err(
+                    &cond.pos,
+                    format!("a second node subnet {subnet} (the first was {s})"),
+                ));
             }
             k.node_subnet = Some(subnet);
             Ok(KernelPool {

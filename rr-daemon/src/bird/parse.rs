@@ -337,9 +337,8 @@ impl<'a> Parser_<'a> {
 
     fn top(&self, i: &'a str) -> Res<'a, Top> {
         let pos = self.pos(i);
-        let (rest, kw) = match ident_raw(i) {
-            Ok(v) => v,
-            Err(_) => return fail(i, unexpected(i)),
+        let Ok((rest, kw)) = ident_raw(i) else {
+            return fail(i, unexpected(i));
         };
         match kw {
             "include" => {
@@ -353,9 +352,8 @@ impl<'a> Parser_<'a> {
                 let (rest, _) = ws(rest)?;
                 let at = rest;
                 let (rest, v) = lift(address(rest), rest)?;
-                let id = match v {
-                    Value::Ip(IpAddr::V4(a)) => a,
-                    _ => return fail(at, "router id must be an IPv4 address"),
+                let Value::Ip(IpAddr::V4(id)) = v else {
+                    return fail(at, "router id must be an IPv4 address");
                 };
                 let (rest, _) = self.punct(rest, ';')?;
                 Ok((rest, Top::Item(Item::RouterId(id, pos))))
@@ -524,9 +522,8 @@ impl<'a> Parser_<'a> {
 
     fn option(&self, i: &'a str) -> Res<'a, Opt> {
         let pos = self.pos(i);
-        let (rest, kw) = match ident_raw(i) {
-            Ok(v) => v,
-            Err(_) => return fail(i, unexpected(i)),
+        let Ok((rest, kw)) = ident_raw(i) else {
+            return fail(i, unexpected(i));
         };
         let (rest, kind) = match kw {
             "import" | "export" => {
@@ -584,17 +581,14 @@ impl<'a> Parser_<'a> {
                         break;
                     }
                     let p = self.pos(r2);
-                    if p.line > pos.line {
-                        if let Ok((_, w)) = ident_raw(r2) {
-                            if OPTION_WORDS.contains(&w) {
-                                return fail(
-                                    r2,
-                                    format!(
-                                        "syntax error, unexpected '{w}' (';' missing before it?)"
-                                    ),
-                                );
-                            }
-                        }
+                    if p.line > pos.line
+                        && let Ok((_, w)) = ident_raw(r2)
+                        && OPTION_WORDS.contains(&w)
+                    {
+                        return fail(
+                            r2,
+                            format!("syntax error, unexpected '{w}' (';' missing before it?)"),
+                        );
                     }
                     let parsed: NomRes<'_, Value> = alt((
                         string_lit.map(Value::Str),
@@ -675,9 +669,8 @@ impl<'a> Parser_<'a> {
             return self.block(i);
         }
         let pos = self.pos(i);
-        let (rest, name) = match symbol(i) {
-            Ok(v) => v,
-            Err(_) => return fail(i, unexpected(i)),
+        let Ok((rest, name)) = symbol(i) else {
+            return fail(i, unexpected(i));
         };
         match name.as_str() {
             "if" => {
@@ -897,9 +890,8 @@ impl<'a> Parser_<'a> {
                 Err(_) => fail(i, format!("number {n} is out of range")),
             };
         }
-        let (r, name) = match symbol(i) {
-            Ok(v) => v,
-            Err(_) => return fail(i, unexpected(i)),
+        let Ok((r, name)) = symbol(i) else {
+            return fail(i, unexpected(i));
         };
         match name.as_str() {
             "true" => return Ok((r, mk(ExprKind::Bool(true)))),

@@ -984,10 +984,10 @@ fn learn_pools(exports: &[Policy]) -> Vec<T> {
     let mut all: BTreeSet<IpNet> = BTreeSet::new();
     for p in exports {
         for r in &p.rules {
-            if r.action == Action::Accept {
-                if let Some(ps) = &r.when.prefixes {
-                    all.extend(ps.iter().map(|x| x.prefix));
-                }
+            if r.action == Action::Accept
+                && let Some(ps) = &r.when.prefixes
+            {
+                all.extend(ps.iter().map(|x| x.prefix));
             }
         }
     }
