@@ -269,3 +269,114 @@ fn rendered_mesh_same_kernels_under_bird16_and_ours_as_bird() {
         &mixed,
     );
 }
+
+/// Copies a node's rendered files into `to`; returns the copy of its `bird.cfg`.
+fn copy_files(n: &Node, to: &Path) -> PathBuf {
+    fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    for f in ["bird.cfg", "bird_aggr.cfg", "bird_ipam.cfg"] {
+        let from = data().join(n.files).join(f);
+        fs::copy(&from, to.join(f)).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    }
+    to.join("bird.cfg")
+}
+
+/// Ours as `bird` on copies of the rendered files: confd adds a block to node1's
+/// `bird_aggr.cfg` (its blackhole and its `calico_aggr` rules) and sends SIGHUP. Node1
+/// installs the new blackhole, node2 learns the block via node1, and the session is not
+/// reset: one `session established` in each log, no Cease.
+#[test]
+fn ours_as_bird_reloads_the_bird_file_on_sighup_without_a_reset() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    const NEW_BLOCK: &str = "192.168.1.0/26";
+    let dir = WorkDir::new("birdcfg-reload").unwrap_or_else(|e| panic!("{e}"));
+    let hub = Hub::create("hub", &[]).unwrap_or_else(|e| panic!("{e}"));
+    let nss: Vec<Netns> = NODES
+        .iter()
+        .map(|n| node_ns(&hub, n).unwrap_or_else(|e| panic!("{}: {e}", n.name)))
+        .collect();
+    let mut daemons = Vec::new();
+    let mut cfgs = Vec::new();
+    for (i, n) in NODES.iter().enumerate() {
+        let sub = dir.path().join(n.name);
+        let cfg = copy_files(n, &sub.join("etc"));
+        let d = Daemon::start_bird(&nss[i], &sub, exe(), "bird", &cfg)
+            .unwrap_or_else(|e| panic!("cannot start ours at {}: {e}", n.name));
+        daemons.push(d);
+        cfgs.push(cfg);
+    }
+    let has = |i: usize, dst: &str, ok: &dyn Fn(&KernelRoute) -> bool| {
+        kernel_routes(&nss[i], false)
+            .unwrap_or_default()
+            .iter()
+            .any(|r| field(r, "dst") == dst && field(r, "protocol") == "bird" && ok(r))
+    };
+    let via = |addr: &'static str| move |r: &KernelRoute| field(r, "gateway") == addr;
+    let up = poll(CONVERGED_WITHIN, Duration::from_millis(100), || {
+        has(1, NODES[0].block, &via(NODES[0].addr)).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "node2 never learned node1's block:\n{}\n{}",
+        daemons[0].transcript(40),
+        daemons[1].transcript(40)
+    );
+
+    // confd's new rendering of bird_aggr.cfg: one more block.
+    let aggr = cfgs[0].with_file_name("bird_aggr.cfg");
+    let text = fs::read_to_string(&aggr).expect("bird_aggr.cfg");
+    let old_block = NODES[0].block;
+    let text = text
+        .replace(
+            &format!("   route {old_block} blackhole;"),
+            &format!("   route {old_block} blackhole;\n   route {NEW_BLOCK} blackhole;"),
+        )
+        .replace(
+            "function calico_aggr ()\n{",
+            &format!(
+                "function calico_aggr ()\n{{\n      # Block {NEW_BLOCK} is confirmed\n      \
+                 if ( net = {NEW_BLOCK} ) then {{ accept; }}\n      \
+                 if ( net ~ {NEW_BLOCK} && krt_metric < 1024 ) then {{ accept; }}\n      \
+                 if ( net ~ {NEW_BLOCK} ) then {{ reject; }}"
+            ),
+        );
+    assert!(text.contains(&format!("route {NEW_BLOCK} blackhole")));
+    fs::write(&aggr, text).expect("write bird_aggr.cfg");
+    let mark = daemons[0].log_mark();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &daemons[0].pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let t0 = Instant::now();
+    let learned = poll(CONVERGED_WITHIN, Duration::from_millis(50), || {
+        (has(0, NEW_BLOCK, &|r| field(r, "type") == "blackhole")
+            && has(1, NEW_BLOCK, &via(NODES[0].addr)))
+        .then_some(())
+    });
+    assert!(
+        learned.is_some(),
+        "the new block did not reach both kernels:\n{}\n{}\n{:#?}",
+        daemons[0].transcript(60),
+        daemons[1].transcript(40),
+        kernel_routes(&nss[1], false)
+    );
+    eprintln!(
+        "new block in both kernels {:.2}s after SIGHUP",
+        t0.elapsed().as_secs_f64()
+    );
+    let after = daemons[0].log_since(mark);
+    assert!(
+        !after.iter().any(|l| l.contains("reload refused")),
+        "{after:#?}"
+    );
+    for d in &daemons {
+        let log = d.log();
+        assert_eq!(
+            log.matches("session established").count(),
+            1,
+            "a reset:\n{}",
+            d.transcript(60)
+        );
+        assert!(!log.contains("Cease"), "{}", d.transcript(60));
+    }
+}
