@@ -43,29 +43,66 @@ fn data() -> PathBuf {
 struct Node {
     name: &'static str,
     addr: &'static str,
-    block: &'static str,
+    /// Its IPAM block, if it has one (the reflector has none).
+    block: Option<&'static str>,
     /// The directory of its rendered files under `tests/data/bird`.
     files: &'static str,
+    /// The BGP protocol BIRD's harness reports on.
+    proto: &'static str,
     workloads: &'static [(&'static str, &'static str)],
 }
 
+const NODE1_WORKLOADS: &[(&str, &str)] = &[("192.168.0.2", "cali1f3c9fa633a")];
+const NODE2_WORKLOADS: &[(&str, &str)] = &[
+    ("192.168.0.64", "cali03adc9f233a"),
+    ("192.168.0.65", "calicb1a3b2633b"),
+];
+
+/// The seed's mesh.
 const NODES: [Node; 2] = [
     Node {
         name: "kube-node1",
         addr: "172.17.42.31",
-        block: "192.168.0.0/26",
+        block: Some("192.168.0.0/26"),
         files: "mesh-node1",
-        workloads: &[("192.168.0.2", "cali1f3c9fa633a")],
+        proto: "Mesh_172_17_42_32",
+        workloads: NODE1_WORKLOADS,
     },
     Node {
         name: "kube-node2",
         addr: "172.17.42.32",
-        block: "192.168.0.64/26",
+        block: Some("192.168.0.64/26"),
         files: "mesh-node2",
-        workloads: &[
-            ("192.168.0.64", "cali03adc9f233a"),
-            ("192.168.0.65", "calicb1a3b2633b"),
-        ],
+        proto: "Mesh_172_17_42_31",
+        workloads: NODE2_WORKLOADS,
+    },
+];
+
+/// The seed's reflector: cluster ID 1.0.0.1, both nodes its clients, mesh off.
+const RR: [Node; 3] = [
+    Node {
+        name: "rr",
+        addr: "172.17.42.40",
+        block: None,
+        files: "rr-reflector",
+        proto: "Node_172_17_42_31",
+        workloads: &[],
+    },
+    Node {
+        name: "kube-node1",
+        addr: "172.17.42.31",
+        block: Some("192.168.0.0/26"),
+        files: "rr-client1",
+        proto: "Global_172_17_42_40",
+        workloads: NODE1_WORKLOADS,
+    },
+    Node {
+        name: "kube-node2",
+        addr: "172.17.42.32",
+        block: Some("192.168.0.64/26"),
+        files: "rr-client2",
+        proto: "Global_172_17_42_40",
+        workloads: NODE2_WORKLOADS,
     },
 ];
 
@@ -113,18 +150,20 @@ fn node_ns(hub: &Hub, n: &Node) -> Result<Netns, String> {
 
 type Kernels = BTreeMap<&'static str, Vec<KernelRoute>>;
 
-fn run(label: &str, kinds: [Kind; 2]) -> Kernels {
+/// Starts `kinds[i]` at `nodes[i]`, each on its rendered files, waits until every kernel
+/// holds its own block as a blackhole and every other node's block via that node, and
+/// stays the same for [`SETTLE`]; returns the kernels.
+fn run(label: &str, nodes: &[Node], kinds: &[Kind]) -> Kernels {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let t0 = Instant::now();
     let dir = WorkDir::new(&format!("birdcfg-{label}")).unwrap_or_else(|e| panic!("{e}"));
     let hub = Hub::create("hub", &[]).unwrap_or_else(|e| panic!("{label}: {e}"));
-    let nss: Vec<Netns> = NODES
+    let nss: Vec<Netns> = nodes
         .iter()
         .map(|n| node_ns(&hub, n).unwrap_or_else(|e| panic!("{label}: {}: {e}", n.name)))
         .collect();
     let mut running = Vec::new();
-    for (i, n) in NODES.iter().enumerate() {
-        let other = &NODES[1 - i];
+    for (i, n) in nodes.iter().enumerate() {
         let sub = dir.path().join(n.name);
         fs::create_dir_all(&sub).unwrap_or_else(|e| panic!("{}: {e}", sub.display()));
         let cfg = data().join(n.files).join("bird.cfg");
@@ -136,7 +175,7 @@ fn run(label: &str, kinds: [Kind; 2]) -> Kernels {
                 &nss[i],
                 &sub,
                 n.name,
-                &format!("Mesh_{}", other.addr.replace('.', "_")),
+                n.proto,
                 false,
                 &format!("include \"{}\";\n", cfg.display()),
             )
@@ -149,7 +188,7 @@ fn run(label: &str, kinds: [Kind; 2]) -> Kernels {
     }
     let fail = |what: String| -> ! {
         let mut s = format!("{label}: {what}\n");
-        for (i, n) in NODES.iter().enumerate() {
+        for (i, n) in nodes.iter().enumerate() {
             let _ = writeln!(
                 s,
                 "=== {} ({:?}) ===\n{}\n{:#?}",
@@ -164,27 +203,29 @@ fn run(label: &str, kinds: [Kind; 2]) -> Kernels {
     };
     let programmed = |i: usize| -> Result<Vec<KernelRoute>, String> {
         let routes = kernel_routes(&nss[i], false)?;
-        let (me, other) = (&NODES[i], &NODES[1 - i]);
+        let me = &nodes[i];
         let has = |dst: &str, ok: &dyn Fn(&KernelRoute) -> bool| {
             routes
                 .iter()
                 .any(|r| field(r, "dst") == dst && field(r, "protocol") == "bird" && ok(r))
         };
-        if !has(me.block, &|r| field(r, "type") == "blackhole") {
-            return Err(format!("{}: no blackhole for {}", me.name, me.block));
+        if let Some(b) = me.block {
+            if !has(b, &|r| field(r, "type") == "blackhole") {
+                return Err(format!("{}: no blackhole for {b}", me.name));
+            }
         }
-        if !has(other.block, &|r| field(r, "gateway") == other.addr) {
-            return Err(format!(
-                "{}: no {} via {}",
-                me.name, other.block, other.addr
-            ));
+        for other in nodes.iter().filter(|o| o.addr != me.addr) {
+            let Some(b) = other.block else { continue };
+            if !has(b, &|r| field(r, "gateway") == other.addr) {
+                return Err(format!("{}: no {b} via {}", me.name, other.addr));
+            }
         }
         Ok(routes)
     };
     let mut last = String::new();
     let mut stable_since: Option<(Instant, Vec<Vec<KernelRoute>>)> = None;
     let got = poll(CONVERGED_WITHIN, Duration::from_millis(100), || {
-        let now: Result<Vec<Vec<KernelRoute>>, String> = (0..NODES.len()).map(programmed).collect();
+        let now: Result<Vec<Vec<KernelRoute>>, String> = (0..nodes.len()).map(programmed).collect();
         match now {
             Err(e) => {
                 last = e;
@@ -210,19 +251,19 @@ fn run(label: &str, kinds: [Kind; 2]) -> Kernels {
         "[{label}] both kernels programmed and settled after {:.1}s",
         t0.elapsed().as_secs_f64()
     );
-    for (n, routes) in NODES.iter().zip(&got) {
+    for (n, routes) in nodes.iter().zip(&got) {
         eprintln!("[{label}] {}:", n.name);
         for r in routes {
             eprintln!("    {}", show(r));
         }
     }
     drop(running);
-    NODES.iter().map(|n| n.name).zip(got).collect()
+    nodes.iter().map(|n| n.name).zip(got).collect()
 }
 
-fn assert_same(base_label: &str, base: &Kernels, label: &str, got: &Kernels) {
+fn assert_same(nodes: &[Node], base_label: &str, base: &Kernels, label: &str, got: &Kernels) {
     let mut out = String::new();
-    for n in &NODES {
+    for n in nodes {
         let d = route_diff(base_label, &base[n.name], label, &got[n.name]);
         if !d.is_empty() {
             let _ = write!(out, "{}:\n{d}", n.name);
@@ -238,15 +279,17 @@ fn assert_same(base_label: &str, base: &Kernels, label: &str, got: &Kernels) {
 /// every node's kernel the same, route by route and field by field.
 #[test]
 fn rendered_mesh_same_kernels_under_bird16_and_ours_as_bird() {
-    let bird = run("bird16", [Kind::Bird16, Kind::Bird16]);
+    let bird = run("bird16", &NODES, &[Kind::Bird16, Kind::Bird16]);
     // BIRD's own tables first, so that equality below is not one of two wrong tables.
     for (i, n) in NODES.iter().enumerate() {
         let other = &NODES[1 - i];
         let routes = &bird[n.name];
         let of = |dst: &str| routes.iter().find(|r| field(r, "dst") == dst);
-        let hole = of(n.block).unwrap_or_else(|| panic!("{}: no {}", n.name, n.block));
+        let (block, other_block) = (n.block.unwrap(), other.block.unwrap());
+        let hole = of(block).unwrap_or_else(|| panic!("{}: no {block}", n.name));
         assert_eq!(field(hole, "type"), "blackhole", "{}", show(hole));
-        let via = of(other.block).unwrap_or_else(|| panic!("{}: no {}", n.name, other.block));
+        assert_eq!(field(hole, "metric"), "0", "{}", show(hole));
+        let via = of(other_block).unwrap_or_else(|| panic!("{}: no {other_block}", n.name));
         assert_eq!(
             (
                 field(via, "gateway"),
@@ -259,10 +302,11 @@ fn rendered_mesh_same_kernels_under_bird16_and_ours_as_bird() {
             show(via)
         );
     }
-    let ours = run("ours", [Kind::Ours, Kind::Ours]);
-    assert_same("BIRD 1.6", &bird, "ours as bird", &ours);
-    let mixed = run("mixed", [Kind::Bird16, Kind::Ours]);
+    let ours = run("ours", &NODES, &[Kind::Ours, Kind::Ours]);
+    assert_same(&NODES, "BIRD 1.6", &bird, "ours as bird", &ours);
+    let mixed = run("mixed", &NODES, &[Kind::Bird16, Kind::Ours]);
     assert_same(
+        &NODES,
         "BIRD 1.6",
         &bird,
         "mixed (node1 BIRD 1.6, node2 ours)",
@@ -312,7 +356,7 @@ fn ours_as_bird_reloads_the_bird_file_on_sighup_without_a_reset() {
     };
     let via = |addr: &'static str| move |r: &KernelRoute| field(r, "gateway") == addr;
     let up = poll(CONVERGED_WITHIN, Duration::from_millis(100), || {
-        has(1, NODES[0].block, &via(NODES[0].addr)).then_some(())
+        has(1, NODES[0].block.unwrap(), &via(NODES[0].addr)).then_some(())
     });
     assert!(
         up.is_some(),
@@ -324,7 +368,7 @@ fn ours_as_bird_reloads_the_bird_file_on_sighup_without_a_reset() {
     // confd's new rendering of bird_aggr.cfg: one more block.
     let aggr = cfgs[0].with_file_name("bird_aggr.cfg");
     let text = fs::read_to_string(&aggr).expect("bird_aggr.cfg");
-    let old_block = NODES[0].block;
+    let old_block = NODES[0].block.unwrap();
     let text = text
         .replace(
             &format!("   route {old_block} blackhole;"),
@@ -379,4 +423,27 @@ fn ours_as_bird_reloads_the_bird_file_on_sighup_without_a_reset() {
         );
         assert!(!log.contains("Cease"), "{}", d.transcript(60));
     }
+}
+
+/// The seed's reflector from rendered files (the RR's `rr client; rr cluster id 1.0.0.1`
+/// towards both nodes, the nodes' global peer to the RR): all BIRD 1.6, ours as the RR with
+/// BIRD 1.6 clients, and all ours; every kernel the same, the reflector's included.
+#[test]
+fn rendered_reflector_same_kernels_under_bird16_and_ours_as_bird() {
+    let bird = run(
+        "rr-bird16",
+        &RR,
+        &[Kind::Bird16, Kind::Bird16, Kind::Bird16],
+    );
+    // Reflected routes keep the client's next hop.
+    let n1 = &bird["kube-node1"];
+    let via = n1
+        .iter()
+        .find(|r| field(r, "dst") == "192.168.0.64/26")
+        .expect("node1 has node2's block");
+    assert_eq!(field(via, "gateway"), "172.17.42.32", "{}", show(via));
+    let rr_ours = run("rr-ours", &RR, &[Kind::Ours, Kind::Bird16, Kind::Bird16]);
+    assert_same(&RR, "BIRD 1.6", &bird, "ours as the reflector", &rr_ours);
+    let all_ours = run("rr-all-ours", &RR, &[Kind::Ours, Kind::Ours, Kind::Ours]);
+    assert_same(&RR, "BIRD 1.6", &bird, "all ours", &all_ours);
 }
