@@ -13,6 +13,11 @@
 //! The files are the same bytes in every run: what ours installs comes from translating
 //! them ([`rr_daemon::bird`]), not from a configuration written for ours.
 //!
+//! The same for the seed's reflector (`rr-reflector`, `rr-client1`, `rr-client2`: an RR
+//! with cluster ID 1.0.0.1 and both nodes as its clients, mesh off): all BIRD 1.6, ours
+//! as the RR, all ours. And ours as `bird` on copies of the mesh files, where confd adds a
+//! block and sends SIGHUP: the new block reaches both kernels, the session is kept.
+//!
 //! Needs root and BIRD 1.6 (`BIRD16_DIR`, default `target/peers/bird16`). `KEEP_WORK=1`
 //! keeps the work dir.
 
@@ -209,10 +214,10 @@ fn run(label: &str, nodes: &[Node], kinds: &[Kind]) -> Kernels {
                 .iter()
                 .any(|r| field(r, "dst") == dst && field(r, "protocol") == "bird" && ok(r))
         };
-        if let Some(b) = me.block {
-            if !has(b, &|r| field(r, "type") == "blackhole") {
-                return Err(format!("{}: no blackhole for {b}", me.name));
-            }
+        if let Some(b) = me.block
+            && !has(b, &|r| field(r, "type") == "blackhole")
+        {
+            return Err(format!("{}: no blackhole for {b}", me.name));
         }
         for other in nodes.iter().filter(|o| o.addr != me.addr) {
             let Some(b) = other.block else { continue };
