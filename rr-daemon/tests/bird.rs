@@ -599,3 +599,82 @@ fn untranslatable_filters_are_located() {
     assert_eq!(a.med, Some(7));
     assert!(a.communities.is_empty());
 }
+
+/// A mesh of 1,000 nodes as confd renders it for one node (999 `Mesh_` protocols with
+/// their inline filters): every peer translated, `passive` by the string rule, one shared
+/// export policy. Prints the time taken (no bound asserted).
+#[test]
+fn thousand_node_mesh() {
+    let me = "10.1.0.1";
+    let mut text = String::from(
+        "router id 10.1.0.1;\n\
+         function calico_aggr () { if ( net = 10.244.0.0/26 ) then { accept; } }\n\
+         function calico_export_to_bgp_peers(bool internal_peer) {\n  calico_aggr();\n  \
+         if (net ~ 10.244.0.0/16) then { accept; }\n}\n\
+         template bgp bgp_template {\n  local as 64512;\n  add paths on;\n  graceful restart;\n}\n",
+    );
+    let mut addrs = Vec::new();
+    for i in 0..1000u32 {
+        let a = format!("10.1.{}.{}", i / 250, i % 250 + 1);
+        if a == me {
+            continue;
+        }
+        let passive = if a.as_str() > me {
+            "  passive on;\n"
+        } else {
+            ""
+        };
+        text.push_str(&format!(
+            "protocol bgp Mesh_{} from bgp_template {{\n  neighbor {a} as 64512;\n  \
+             source address {me};\n  multihop;\n  import filter {{\n    \
+             if (defined(bgp_local_pref)&&(bgp_local_pref > 2147482623)) then\n      \
+             preference = 200;\n    accept;\n  }};\n  export filter {{\n    \
+             calico_export_to_bgp_peers(true);\n    reject;\n  }};\n{passive}}}\n",
+            a.replace('.', "_")
+        ));
+        addrs.push(a);
+    }
+    let t0 = std::time::Instant::now();
+    let t = translate_str(&text, "mesh-1000.cfg", Dialect::Bird).unwrap();
+    let took = t0.elapsed();
+    eprintln!(
+        "1,000-node mesh: {} bytes, {} peers translated and resolved in {:.1} ms",
+        text.len(),
+        t.config.peers.len(),
+        took.as_secs_f64() * 1e3
+    );
+    assert_eq!(t.config.peers.len(), 999);
+    assert_eq!(t.config.policies.len(), 1, "one shared export policy");
+    for a in &addrs {
+        let p = peer(&t.config, a);
+        assert_eq!(p.passive, a.as_str() > me, "{a}");
+    }
+    assert_eq!(t.protocols.len(), 999);
+}
+
+/// What the native model refuses after translation is reported at the BIRD protocol it
+/// came from: two protocols for one neighbour, a client that is not iBGP.
+#[test]
+fn model_errors_point_into_the_bird_file() {
+    let e = translate_str(
+        "router id 10.0.0.1;\n\
+         protocol bgp a { local as 64512; neighbor 10.0.0.2 as 64512; }\n\
+         protocol bgp b { local as 64512; neighbor 10.0.0.2 as 64512; }\n",
+        "dup.cfg",
+        Dialect::Bird,
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.col), (3, 43), "{e}");
+    assert!(e.message.contains("peer[1]"), "{e}");
+    let e = translate_str(
+        "router id 10.0.0.1;\nprotocol bgp a { local as 64512; neighbor 10.0.0.2 as 65000; rr client; }\n",
+        "rr.cfg",
+        Dialect::Bird,
+    )
+    .unwrap_err();
+    assert_eq!(e.line, 2, "{e}");
+    assert!(
+        e.message.contains("rr client needs an iBGP neighbor"),
+        "{e}"
+    );
+}

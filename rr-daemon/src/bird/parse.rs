@@ -226,6 +226,8 @@ const OPTION_WORDS: [&str; 24] = [
 pub(super) struct Parser_<'a> {
     text: &'a str,
     file: Arc<str>,
+    /// Byte offset of the start of each line, for positions in O(log n).
+    lines: Vec<usize>,
     /// How deep blocks and parentheses nest now.
     depth: std::cell::Cell<usize>,
 }
@@ -247,9 +249,13 @@ pub(super) enum Top {
 
 impl<'a> Parser_<'a> {
     pub(super) fn new(text: &'a str, file: Arc<str>) -> Self {
+        let lines = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         Self {
             text,
             file,
+            lines,
             depth: std::cell::Cell::new(0),
         }
     }
@@ -269,9 +275,10 @@ impl<'a> Parser_<'a> {
     /// The position of what is left, `rest`.
     pub(super) fn pos_at(&self, rest: usize) -> Pos {
         let off = self.text.len().saturating_sub(rest);
-        let before = &self.text[..off];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        // The last line that starts at or before `off`.
+        let line = self.lines.partition_point(|&start| start <= off);
+        let start = self.lines[line - 1];
+        let col = self.text[start..off].chars().count() + 1;
         Pos {
             file: self.file.clone(),
             line: u32::try_from(line).unwrap_or(u32::MAX),

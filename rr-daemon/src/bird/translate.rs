@@ -693,7 +693,8 @@ pub(super) fn translate(
             // GTSM: the hops allowed are multihop's number (1 without it).
             let hops = match b.multihop {
                 Some(Some(n)) => i64::from(n).min(254),
-                _ => 1,
+                Some(None) => BIRD_MULTIHOP_TTL,
+                None => 1,
             };
             t.insert("ttl_security".into(), T::Integer(hops));
         } else {
@@ -957,6 +958,7 @@ pub(super) fn translate(
         let pos = index("peer[")
             .and_then(|i| peer_pos.get(i))
             .or_else(|| index("policy[").and_then(|i| policy_pos.get(i)))
+            .or_else(|| index("originate[").and_then(|i| originate.get(i).map(|(_, p)| p)))
             .unwrap_or(&rid_pos);
         err(pos, format!("{}: {}", e.key, e.message))
     })?;
