@@ -16,7 +16,9 @@
 //! The same for the seed's reflector (`rr-reflector`, `rr-client1`, `rr-client2`: an RR
 //! with cluster ID 1.0.0.1 and both nodes as its clients, mesh off): all BIRD 1.6, ours
 //! as the RR, all ours. And ours as `bird` on copies of the mesh files, where confd adds a
-//! block and sends SIGHUP: the new block reaches both kernels, the session is kept.
+//! block and sends SIGHUP: the new block reaches both kernels, the session is kept. And
+//! the IPv6 mesh (`ipv6`, `ipv6-node2`: `bird6.cfg` files) under BIRD 1.6's `bird6` and
+//! ours as `bird6`.
 //!
 //! Needs root and BIRD 1.6 (`BIRD16_DIR`, default `target/peers/bird16`). `KEEP_WORK=1`
 //! keeps the work dir.
@@ -55,6 +57,8 @@ struct Node {
     /// The BGP protocol BIRD's harness reports on.
     proto: &'static str,
     workloads: &'static [(&'static str, &'static str)],
+    /// `bird6` on `bird6.cfg` (addresses in a /64), else `bird` on `bird.cfg` (a /16).
+    ipv6: bool,
 }
 
 const NODE1_WORKLOADS: &[(&str, &str)] = &[("192.168.0.2", "cali1f3c9fa633a")];
@@ -72,6 +76,7 @@ const NODES: [Node; 2] = [
         files: "mesh-node1",
         proto: "Mesh_172_17_42_32",
         workloads: NODE1_WORKLOADS,
+        ipv6: false,
     },
     Node {
         name: "kube-node2",
@@ -80,6 +85,29 @@ const NODES: [Node; 2] = [
         files: "mesh-node2",
         proto: "Mesh_172_17_42_31",
         workloads: NODE2_WORKLOADS,
+        ipv6: false,
+    },
+];
+
+/// The IPv6 mesh (`bird6`): two nodes on fd00::/64, blocks /122 of pool fd00:10:244::/64.
+const MESH6: [Node; 2] = [
+    Node {
+        name: "node6-1",
+        addr: "fd00::1",
+        block: Some("fd00:10:244::/122"),
+        files: "ipv6",
+        proto: "Mesh_fd00__2",
+        workloads: &[],
+        ipv6: true,
+    },
+    Node {
+        name: "node6-2",
+        addr: "fd00::2",
+        block: Some("fd00:10:244::40/122"),
+        files: "ipv6-node2",
+        proto: "Mesh_fd00__1",
+        workloads: &[],
+        ipv6: true,
     },
 ];
 
@@ -92,6 +120,7 @@ const RR: [Node; 3] = [
         files: "rr-reflector",
         proto: "Node_172_17_42_31",
         workloads: &[],
+        ipv6: false,
     },
     Node {
         name: "kube-node1",
@@ -100,6 +129,7 @@ const RR: [Node; 3] = [
         files: "rr-client1",
         proto: "Global_172_17_42_40",
         workloads: NODE1_WORKLOADS,
+        ipv6: false,
     },
     Node {
         name: "kube-node2",
@@ -108,6 +138,7 @@ const RR: [Node; 3] = [
         files: "rr-client2",
         proto: "Global_172_17_42_40",
         workloads: NODE2_WORKLOADS,
+        ipv6: false,
     },
 ];
 
@@ -140,7 +171,8 @@ impl Running {
 /// veth and Felix's route `ADDR dev cali… scope link metric 1024`.
 fn node_ns(hub: &Hub, n: &Node) -> Result<Netns, String> {
     let ns = Netns::create(n.name)?;
-    hub.attach(&ns, &[&format!("{}/16", n.addr)])?;
+    let len = if n.ipv6 { 64 } else { 16 };
+    hub.attach(&ns, &[&format!("{}/{len}", n.addr)])?;
     for (i, (ip, cali)) in n.workloads.iter().enumerate() {
         let peer = format!("wl{i}");
         ns.ip(&["link", "add", cali, "type", "veth", "peer", "name", &peer])?;
@@ -171,7 +203,9 @@ fn run(label: &str, nodes: &[Node], kinds: &[Kind]) -> Kernels {
     for (i, n) in nodes.iter().enumerate() {
         let sub = dir.path().join(n.name);
         fs::create_dir_all(&sub).unwrap_or_else(|e| panic!("{}: {e}", sub.display()));
-        let cfg = data().join(n.files).join("bird.cfg");
+        let cfg = data()
+            .join(n.files)
+            .join(if n.ipv6 { "bird6.cfg" } else { "bird.cfg" });
         let r = match kinds[i] {
             // BIRD reads the very file through an include (the harness adds its log lines);
             // the file's own includes resolve from its directory.
@@ -181,12 +215,18 @@ fn run(label: &str, nodes: &[Node], kinds: &[Kind]) -> Kernels {
                 &sub,
                 n.name,
                 n.proto,
-                false,
+                n.ipv6,
                 &format!("include \"{}\";\n", cfg.display()),
             )
             .map(|b| Running::Bird(Box::new(b))),
-            Kind::Ours => Daemon::start_bird(&nss[i], &sub, exe(), "bird", &cfg)
-                .map(|d| Running::Ours(Box::new(d))),
+            Kind::Ours => Daemon::start_bird(
+                &nss[i],
+                &sub,
+                exe(),
+                if n.ipv6 { "bird6" } else { "bird" },
+                &cfg,
+            )
+            .map(|d| Running::Ours(Box::new(d))),
         }
         .unwrap_or_else(|e| panic!("{label}: cannot start {:?} at {}: {e}", kinds[i], n.name));
         running.push(r);
@@ -200,15 +240,15 @@ fn run(label: &str, nodes: &[Node], kinds: &[Kind]) -> Kernels {
                 n.name,
                 kinds[i],
                 running[i].transcript(),
-                kernel_routes(&nss[i], false).unwrap_or_default()
+                kernel_routes(&nss[i], n.ipv6).unwrap_or_default()
             );
         }
         let _ = write!(s, "work dir: {}", dir.path().display());
         panic!("{s}");
     };
     let programmed = |i: usize| -> Result<Vec<KernelRoute>, String> {
-        let routes = kernel_routes(&nss[i], false)?;
         let me = &nodes[i];
+        let routes = kernel_routes(&nss[i], me.ipv6)?;
         let has = |dst: &str, ok: &dyn Fn(&KernelRoute) -> bool| {
             routes
                 .iter()
@@ -451,4 +491,15 @@ fn rendered_reflector_same_kernels_under_bird16_and_ours_as_bird() {
     assert_same(&RR, "BIRD 1.6", &bird, "ours as the reflector", &rr_ours);
     let all_ours = run("rr-all-ours", &RR, &[Kind::Ours, Kind::Ours, Kind::Ours]);
     assert_same(&RR, "BIRD 1.6", &bird, "all ours", &all_ours);
+}
+
+/// The IPv6 mesh from rendered `bird6.cfg` files: BIRD 1.6's `bird6`, ours as `bird6`,
+/// and mixed; every kernel's IPv6 table the same.
+#[test]
+fn rendered_ipv6_mesh_same_kernels_under_bird6_and_ours_as_bird6() {
+    let bird = run("v6-bird16", &MESH6, &[Kind::Bird16, Kind::Bird16]);
+    let ours = run("v6-ours", &MESH6, &[Kind::Ours, Kind::Ours]);
+    assert_same(&MESH6, "BIRD 1.6", &bird, "ours as bird6", &ours);
+    let mixed = run("v6-mixed", &MESH6, &[Kind::Bird16, Kind::Ours]);
+    assert_same(&MESH6, "BIRD 1.6", &bird, "mixed", &mixed);
 }
