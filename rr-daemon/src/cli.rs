@@ -139,14 +139,14 @@ pub fn main() -> ExitCode {
         (Some(Cmd::Ctl(args)), _) => return crate::ctl::main(&args),
         (Some(Cmd::Session(args)), _) => Job::Session(args),
         (None, Some(path)) => {
-            return run_daemon(ConfigSource::Toml(path), cli.graceful_restart, false, None);
+            return run_daemon(ConfigSource::Toml(path), cli.graceful_restart, None);
         }
         (None, None) => {
             eprintln!("rr-daemon: nothing to do: give --config FILE (or a subcommand, see --help)");
             return ExitCode::FAILURE;
         }
     };
-    run(job, false, "info")
+    run(job)
 }
 
 /// Where the daemon's configuration comes from: a native TOML file, or a BIRD file
@@ -162,22 +162,30 @@ pub enum ConfigSource {
 impl ConfigSource {
     /// Reads and resolves the configuration; the error is one line, located.
     pub fn load(&self) -> Result<crate::config::Config, String> {
+        self.load_translated().map(|(c, _)| c)
+    }
+
+    /// [`ConfigSource::load`], with the BIRD file's translation (its protocols as BIRD
+    /// lists them, for the control socket) when the source is one.
+    pub fn load_translated(
+        &self,
+    ) -> Result<(crate::config::Config, Option<crate::bird::Translation>), String> {
         match self {
-            Self::Toml(p) => crate::config::Config::load(p).map_err(|e| e.to_string()),
+            Self::Toml(p) => crate::config::Config::load(p)
+                .map(|c| (c, None))
+                .map_err(|e| e.to_string()),
             Self::Bird(p, d) => crate::bird::load(p, *d)
-                .map(|t| t.config)
+                .map(|t| (t.config.clone(), Some(t)))
                 .map_err(|e| e.to_string()),
         }
     }
 }
 
 /// Runs the daemon on `source` in the foreground until SIGTERM or SIGINT (SIGHUP
-/// reloads), logging at `debug` level when asked. `socket` is BIRD's `-s`: the control
-/// socket is not served yet.
+/// reloads). `socket` is BIRD's `-s`: the control socket is not served yet.
 pub fn run_daemon(
     source: ConfigSource,
     restarting: bool,
-    debug: bool,
     socket: Option<&std::path::Path>,
 ) -> ExitCode {
     if let Some(s) = socket {
@@ -186,14 +194,10 @@ pub fn run_daemon(
             s.display()
         );
     }
-    run(
-        Job::Daemon(source, restarting),
-        debug,
-        if debug { "debug" } else { "info" },
-    )
+    run(Job::Daemon(source, restarting))
 }
 
-fn run(job: Job, _debug: bool, level: &str) -> ExitCode {
+fn run(job: Job) -> ExitCode {
     // `[speaker] log_format` decides text or JSON; a file that does not load is reported
     // by `daemon()` itself, in text.
     let json = match &job {
@@ -203,7 +207,7 @@ fn run(job: Job, _debug: bool, level: &str) -> ExitCode {
         Job::Session(_) => false,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter);

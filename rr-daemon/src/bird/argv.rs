@@ -6,7 +6,8 @@
 //!   stderr, as BIRD 1.6 prints it.
 //! - `-R`: start in graceful-restart recovery (`rr-daemon --graceful-restart`).
 //! - `-s SOCK`: the control socket's path (not served yet: the run goes on without it).
-//! - `-d`, `-f`: stay in the foreground (the daemon always does); `-d` also logs debug.
+//! - `-d`, `-f`: stay in the foreground (the daemon always does; calico-node passes
+//!   `-d`). Logs go to stderr at `info`; `RUST_LOG` asks for more.
 //! - `-l`, `-D FILE`, `-P FILE`, `-u USER`, `-g GROUP`: accepted; logs go to stderr, the
 //!   process keeps its user.
 //! - `--version`, `--help`.
@@ -40,7 +41,7 @@ pub struct BirdArgs {
     pub parse_only: bool,
     /// `-R`.
     pub recovery: bool,
-    /// `-d`.
+    /// `-d` (foreground with logs on stderr: what the daemon always does).
     pub debug: bool,
 }
 
@@ -143,5 +144,5 @@ pub fn main(dialect: Dialect, args: &[OsString]) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let source = crate::cli::ConfigSource::Bird(a.config.clone(), dialect);
-    crate::cli::run_daemon(source, a.recovery, a.debug, a.socket.as_deref())
+    crate::cli::run_daemon(source, a.recovery, a.socket.as_deref())
 }
