@@ -301,6 +301,7 @@ async fn daemon(source: ConfigSource, restarting: bool) -> anyhow::Result<()> {
             elevated_below: learn.elevated_below,
             direct: learn.direct,
             direct_exclude: learn.direct_exclude.clone(),
+            route_exclude: learn.route_exclude.clone(),
         };
         let speaker = speaker.clone();
         let resync = learn.resync;

@@ -146,6 +146,11 @@ fn mesh_node() {
     assert_eq!(c.learn.elevated_below, 1024);
     assert!(c.learn.direct);
     assert_eq!(c.learn.direct_exclude, vec!["cali*", "kube-ipvs*"]);
+    // Felix's tunnel devices (IP-in-IP by Felix too) and BPF's: their routes not learned.
+    assert_eq!(
+        c.learn.route_exclude,
+        vec!["*.cali", "*.calico", "tunl0", "bpf*.cali"]
+    );
 
     // The TOML is what runs: it parses to the same model.
     let again = Config::parse(&t.toml, "again.toml").unwrap();
@@ -262,6 +267,8 @@ fn vxlan_pool_left_to_felix() {
     // Still exported, and its kernel routes learned.
     assert!(passes(&peer(&c, "10.0.0.2").export.policy, "10.244.1.0/26"));
     assert_eq!(c.learn.pools, vec![net("10.244.0.0/16")]);
+    // Felix's VXLAN routes to other nodes' blocks are not learned back.
+    assert!(c.learn.route_exclude.contains(&"*.calico".to_owned()));
     // The block's blackhole stays.
     assert_eq!(c.blackholes(), vec![(net("10.244.1.0/26"), 0)]);
 }
@@ -676,5 +683,15 @@ fn model_errors_point_into_the_bird_file() {
     assert!(
         e.message.contains("rr client needs an iBGP neighbor"),
         "{e}"
+    );
+}
+
+/// BIRD programs IP-in-IP itself: `tunl0` routes are its own, not excluded.
+#[test]
+fn ipip_by_bird_keeps_tunl0_routes() {
+    let c = translate("ipip-always/bird.cfg", Dialect::Bird).config;
+    assert_eq!(
+        c.learn.route_exclude,
+        vec!["*.cali", "*.calico", "bpf*.cali"]
     );
 }

@@ -14,9 +14,9 @@
 //!   `defined(...)` tests) and `preference = N`: `[fib] metric_from_local_pref`;
 //! - `net ~ BLOCK && krt_metric < N` (elevated workload routes in a block):
 //!   `[learn] elevated_below = N`;
-//! - rejections by interface name (`ifname ~ "*.cali"`): routes through Felix's tunnel
-//!   devices, which BIRD learns from the kernel and the daemon does not announce as BIRD
-//!   would (see the note's text).
+//! - rejections by interface name (`ifname ~ "*.calico"` before `reject`): routes
+//!   through Felix's tunnel devices, which BIRD learns from the kernel and refuses to
+//!   export: `[learn] route_exclude` (for every peer).
 //!
 //! Anything else (negated route conditions, `bgp_path`, `.prepend`, matches on `source`
 //! outside the metric rule, `else` after a route condition) is an error at the place it
@@ -94,6 +94,9 @@ pub(super) struct Found {
     pub(super) metric_rule: Option<Option<u32>>,
     /// `krt_metric < N` next to a block: elevated routes.
     pub(super) elevated_below: Option<u32>,
+    /// Interface patterns of `ifname ~ "PATTERN"` before `reject`: kernel routes through
+    /// them are not learned (`[learn] route_exclude`), in file order, each once.
+    pub(super) route_exclude: Vec<String>,
     /// Notes, in file order.
     pub(super) notes: Vec<Note>,
 }
@@ -344,13 +347,27 @@ impl<'a, 'f> Compiler<'a, 'f> {
                                 "a condition on ifname is only understood before reject",
                             ));
                         }
+                        let mut pats = Vec::new();
+                        ifname_patterns(cond, &mut pats);
+                        stmts_ifname_patterns(then, &mut pats);
+                        if pats.is_empty() {
+                            return Err(err(
+                                &cond.pos,
+                                "a rejection by interface needs `ifname ~ \"PATTERN\"`",
+                            ));
+                        }
+                        for p in pats {
+                            if !self.found.route_exclude.contains(&p) {
+                                self.found.route_exclude.push(p);
+                            }
+                        }
                         if !self.iface_noted {
                             self.iface_noted = true;
                             self.found.notes.push(Note {
                                 pos: cond.pos.clone(),
-                                text: "rejections by interface (ifname): the daemon does not \
-                                       match routes by interface; kernel routes are learned \
-                                       by [learn] inside the pools only"
+                                text: "rejections by interface (ifname ~ \"PATTERN\"): kernel \
+                                       routes through those interfaces are not learned ([learn] \
+                                       route_exclude), for every peer"
                                     .to_owned(),
                             });
                         }
@@ -776,6 +793,32 @@ fn stmts_reject_only(stmts: &[Stmt]) -> bool {
             Stmt::If { then, els, .. } => stmts_reject_only(then) && els.is_empty(),
             _ => false,
         })
+}
+
+/// The patterns of `ifname ~ "P"` and `ifname = "P"` in `e`.
+fn ifname_patterns(e: &Expr, out: &mut Vec<String>) {
+    match &e.kind {
+        ExprKind::Bin(BinOp::Match | BinOp::Eq, a, b) if sym_is(a, "ifname") => {
+            if let ExprKind::Str(s) = &b.kind {
+                out.push(s.clone());
+            }
+        }
+        ExprKind::Bin(_, a, b) => {
+            ifname_patterns(a, out);
+            ifname_patterns(b, out);
+        }
+        ExprKind::Not(x) => ifname_patterns(x, out),
+        _ => {}
+    }
+}
+
+fn stmts_ifname_patterns(stmts: &[Stmt], out: &mut Vec<String>) {
+    for s in stmts {
+        if let Stmt::If { cond, then, .. } = s {
+            ifname_patterns(cond, out);
+            stmts_ifname_patterns(then, out);
+        }
+    }
 }
 
 fn mentions(e: &Expr, sym: &str) -> bool {

@@ -890,6 +890,18 @@ pub(super) fn translate(
             if let Some(n) = found.elevated_below {
                 l.insert("elevated_below".into(), T::Integer(n.into()));
             }
+            if !found.route_exclude.is_empty() {
+                l.insert(
+                    "route_exclude".into(),
+                    T::Array(
+                        found
+                            .route_exclude
+                            .iter()
+                            .map(|s| T::String(s.clone()))
+                            .collect(),
+                    ),
+                );
+            }
             if !*learn {
                 notes.push(Note {
                     pos: kpos.clone(),

@@ -123,6 +123,7 @@ pub(super) struct RawLearn {
     pub(super) elevated_below: Option<u32>,
     pub(super) direct: Option<bool>,
     pub(super) direct_exclude: Option<Vec<String>>,
+    pub(super) route_exclude: Option<Vec<String>>,
     pub(super) resync: Option<NonZeroU32>,
 }
 
