@@ -211,6 +211,9 @@ pub struct Learn {
     pub direct: bool,
     /// Interface name patterns whose prefixes are never announced.
     pub direct_exclude: Vec<String>,
+    /// Interface name patterns: kernel routes through a matching interface are never
+    /// learned (Calico's filters reject routes through Felix's tunnel devices).
+    pub route_exclude: Vec<String>,
     /// Period of the full reconciliation with a kernel dump.
     pub resync: Duration,
 }

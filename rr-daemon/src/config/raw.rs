@@ -44,6 +44,7 @@ pub(super) struct RawOriginate {
     pub(super) prefix: ipnet::IpNet,
     pub(super) blackhole: Option<bool>,
     pub(super) metric: Option<u32>,
+    pub(super) kernel_metric: Option<u32>,
 }
 
 /// `[[route]]`: a route this speaker originates.
@@ -124,6 +125,7 @@ pub(super) struct RawLearn {
     pub(super) elevated_below: Option<u32>,
     pub(super) direct: Option<bool>,
     pub(super) direct_exclude: Option<Vec<String>>,
+    pub(super) route_exclude: Option<Vec<String>>,
     pub(super) resync: Option<NonZeroU32>,
 }
 

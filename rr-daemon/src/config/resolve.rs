@@ -812,6 +812,7 @@ fn originate(
             prefix,
             blackhole: o.blackhole.unwrap_or(true),
             metric: o.metric,
+            kernel_metric: o.kernel_metric,
         });
         routes.push(super::Route {
             prefix,
@@ -828,14 +829,22 @@ fn learn(doc: &Doc<'_>, raw: Option<&super::raw::RawLearn>) -> Result<Learn> {
         Some(v) => v.clone(),
         None => DIRECT_EXCLUDE.iter().map(|s| (*s).to_owned()).collect(),
     };
-    for (i, p) in exclude.iter().enumerate() {
-        if p.is_empty() || p.chars().any(|c| c.is_whitespace() || c == '/') {
-            return Err(doc.error(
-                &path.key("direct_exclude").index(i),
-                format!(
-                    "{p:?} is not an interface name pattern (a name with `*` and `?`, such as \"cali*\")"
-                ),
-            ));
+    let route_exclude = raw
+        .and_then(|l| l.route_exclude.clone())
+        .unwrap_or_default();
+    for (key, list) in [
+        ("direct_exclude", &exclude),
+        ("route_exclude", &route_exclude),
+    ] {
+        for (i, p) in list.iter().enumerate() {
+            if p.is_empty() || p.chars().any(|c| c.is_whitespace() || c == '/') {
+                return Err(doc.error(
+                    &path.key(key).index(i),
+                    format!(
+                        "{p:?} is not an interface name pattern (a name with `*` and `?`, such as \"cali*\")"
+                    ),
+                ));
+            }
         }
     }
     let pools: Vec<ipnet::IpNet> = raw
@@ -857,6 +866,7 @@ fn learn(doc: &Doc<'_>, raw: Option<&super::raw::RawLearn>) -> Result<Learn> {
         elevated_below: raw.and_then(|l| l.elevated_below).unwrap_or(1024),
         direct: raw.and_then(|l| l.direct).unwrap_or(false),
         direct_exclude: exclude,
+        route_exclude,
         resync: Duration::from_secs(
             raw.and_then(|l| l.resync)
                 .map_or(60, |s| u64::from(s.get())),

@@ -18,6 +18,10 @@
 //!   site-scope address of an interface that is up and whose name matches none of the
 //!   `direct_exclude` patterns (`cali*`, `kube-ipvs*`).
 //!
+//! A kernel route through an interface that matches a `route_exclude` pattern (Felix's
+//! tunnel devices: `vxlan.calico`, `wireguard.cali`, `tunl0`) is never learned: it leads
+//! to another node's block, which that node announces itself.
+//!
 //! A prefix that the configuration originates itself (`[[route]]`, `[[originate]]`) is
 //! never learned: its configured attributes stay, and a reload keeps owning it.
 //!
@@ -64,6 +68,9 @@ pub struct Rules {
     /// Announce a kernel route with `LOCAL_PREF = 2147483647 - metric` (`[fib]
     /// metric_from_local_pref`, Calico 3.32).
     pub local_pref_from_metric: bool,
+    /// Interfaces whose routes are never learned (`*` and `?` wildcards): Felix's tunnel
+    /// devices, whose routes lead to other nodes' blocks.
+    pub route_exclude: Vec<String>,
 }
 
 impl Rules {
@@ -76,6 +83,7 @@ impl Rules {
             elevated_below: config.learn.elevated_below,
             direct: config.learn.direct,
             direct_exclude: config.learn.direct_exclude.clone(),
+            route_exclude: config.learn.route_exclude.clone(),
             local_pref_from_metric: config.fib.metric_from_local_pref,
         }
     }
@@ -175,6 +183,9 @@ pub enum Why {
     Configured,
     /// The interface matches a `direct_exclude` pattern.
     Excluded,
+    /// The route's interface matches a `route_exclude` pattern (or is not known yet while
+    /// there are patterns).
+    RouteExcluded,
     /// Interface prefixes are off (`direct = false`).
     DirectOff,
     /// The interface is down, or unknown.
@@ -197,6 +208,7 @@ impl fmt::Display for Why {
             Self::InBlock => "inside one of our blocks at the normal metric",
             Self::Configured => "originated by the configuration",
             Self::Excluded => "interface excluded",
+            Self::RouteExcluded => "route through an excluded interface",
             Self::DirectOff => "interface prefixes are off",
             Self::LinkDown => "interface down",
             Self::AddressScope => "link or host scope",
@@ -237,10 +249,28 @@ fn relevant(rules: &Rules, r: &SeenRoute) -> Result<(), Why> {
     Ok(())
 }
 
-/// Whether a kernel route of another program is announced.
-pub fn decide_route(rules: &Rules, scope: &Scope, r: &SeenRoute) -> Verdict {
+/// Whether a kernel route of another program is announced; `link` is its output
+/// interface, if known.
+pub fn decide_route(
+    rules: &Rules,
+    scope: &Scope,
+    r: &SeenRoute,
+    link: Option<&SeenLink>,
+) -> Verdict {
     if let Err(why) = relevant(rules, r) {
         return Verdict::Skip(why);
+    }
+    if !rules.route_exclude.is_empty() && r.oif.is_some() {
+        // An interface not known yet is not announced: its link arrives and decides.
+        let excluded = link.is_none_or(|l| {
+            rules
+                .route_exclude
+                .iter()
+                .any(|p| pattern_matches(p, &l.name))
+        });
+        if excluded {
+            return Verdict::Skip(Why::RouteExcluded);
+        }
     }
     if scope.configured.contains(&r.prefix) {
         return Verdict::Skip(Why::Configured);
@@ -435,7 +465,16 @@ impl Learner {
         let index = l.index;
         let up = l.up;
         let changed = self.links.get(&index) != Some(&l);
+        let renamed = self.links.get(&index).map(|o| &o.name) != Some(&l.name);
         self.links.insert(index, l);
+        if renamed && !self.rules.route_exclude.is_empty() && self.oif_routes.contains_key(&index) {
+            // Routes through it are decided by its name.
+            for (p, v) in &self.routes {
+                if v.iter().any(|r| r.oif == Some(index)) {
+                    self.dirty.insert(*p);
+                }
+            }
+        }
         if changed {
             self.touch_link_addrs(index);
             if !up {
@@ -578,7 +617,10 @@ impl Learner {
             .get(prefix)
             .into_iter()
             .flatten()
-            .filter(|r| decide_route(&self.rules, &self.scope, r).announce())
+            .filter(|r| {
+                let link = r.oif.and_then(|i| self.links.get(&i));
+                decide_route(&self.rules, &self.scope, r, link).announce()
+            })
             .map(|r| r.metric)
             .min()
             .map(super::local_pref_of_metric)
@@ -602,7 +644,10 @@ impl Learner {
                 .get(prefix)
                 .into_iter()
                 .flatten()
-                .map(|r| decide_route(&self.rules, &self.scope, r))
+                .map(|r| {
+                    let link = r.oif.and_then(|i| self.links.get(&i));
+                    decide_route(&self.rules, &self.scope, r, link)
+                })
                 .chain(
                     self.addrs.get(prefix).into_iter().flatten().map(|a| {
                         decide_direct(&self.rules, &self.scope, self.links.get(&a.index), a)

@@ -13,6 +13,7 @@ fn rules() -> Rules {
         direct: true,
         direct_exclude: vec!["cali*".into(), "kube-ipvs*".into()],
         local_pref_from_metric: false,
+        route_exclude: Vec::new(),
     }
 }
 
@@ -55,19 +56,34 @@ fn addr(index: u32, a: &str, scope: u8) -> SeenAddr {
 
 #[test]
 fn test_decide_workload_in_own_block_normal_metric_is_skipped() {
-    let v = decide_route(&rules(), &scope(), &workload("192.168.0.5/32", 1024, 7));
+    let v = decide_route(
+        &rules(),
+        &scope(),
+        &workload("192.168.0.5/32", 1024, 7),
+        None,
+    );
     assert_eq!(v, Verdict::Skip(Why::InBlock));
 }
 
 #[test]
 fn test_decide_workload_in_own_block_elevated_is_announced() {
-    let v = decide_route(&rules(), &scope(), &workload("192.168.0.5/32", 512, 7));
+    let v = decide_route(
+        &rules(),
+        &scope(),
+        &workload("192.168.0.5/32", 512, 7),
+        None,
+    );
     assert_eq!(v, Verdict::Announce(Why::Elevated));
 }
 
 #[test]
 fn test_decide_borrowed_workload_is_announced() {
-    let v = decide_route(&rules(), &scope(), &workload("192.168.1.9/32", 1024, 7));
+    let v = decide_route(
+        &rules(),
+        &scope(),
+        &workload("192.168.1.9/32", 1024, 7),
+        None,
+    );
     assert_eq!(v, Verdict::Announce(Why::OutsideBlocks));
 }
 
@@ -76,36 +92,47 @@ fn test_decide_outside_pools_ours_kernel_other_table() {
     let r = rules();
     let s = scope();
     assert_eq!(
-        decide_route(&r, &s, &workload("10.1.0.0/24", 0, 7)),
+        decide_route(&r, &s, &workload("10.1.0.0/24", 0, 7), None),
         Verdict::Skip(Why::NotInPool)
     );
     let mut ours = workload("192.168.1.0/26", 1024, 7);
     ours.protocol = 12;
-    assert_eq!(decide_route(&r, &s, &ours), Verdict::Skip(Why::OurProtocol));
+    assert_eq!(
+        decide_route(&r, &s, &ours, None),
+        Verdict::Skip(Why::OurProtocol)
+    );
     let mut kernel = workload("192.168.1.0/24", 0, 7);
     kernel.protocol = RTPROT_KERNEL;
     assert_eq!(
-        decide_route(&r, &s, &kernel),
+        decide_route(&r, &s, &kernel, None),
         Verdict::Skip(Why::KernelProtocol)
     );
     let mut other = workload("192.168.1.9/32", 0, 7);
     other.table = 255;
-    assert_eq!(decide_route(&r, &s, &other), Verdict::Skip(Why::OtherTable));
+    assert_eq!(
+        decide_route(&r, &s, &other, None),
+        Verdict::Skip(Why::OtherTable)
+    );
     let mut local = workload("192.168.1.9/32", 0, 7);
     local.kind = RouteKind::Other;
-    assert_eq!(decide_route(&r, &s, &local), Verdict::Skip(Why::Kind));
+    assert_eq!(decide_route(&r, &s, &local, None), Verdict::Skip(Why::Kind));
 }
 
 #[test]
 fn test_decide_configured_prefix_is_never_learned() {
     // The block itself, installed by someone else at a low metric: the config owns it.
-    let v = decide_route(&rules(), &scope(), &workload("192.168.0.0/26", 10, 7));
+    let v = decide_route(&rules(), &scope(), &workload("192.168.0.0/26", 10, 7), None);
     assert_eq!(v, Verdict::Skip(Why::Configured));
 }
 
 #[test]
 fn test_decide_ipv6_pool() {
-    let v = decide_route(&rules(), &scope(), &workload("fd00:10::5/128", 1024, 7));
+    let v = decide_route(
+        &rules(),
+        &scope(),
+        &workload("fd00:10::5/128", 1024, 7),
+        None,
+    );
     assert_eq!(v, Verdict::Announce(Why::OutsideBlocks));
 }
 
@@ -372,4 +399,37 @@ fn test_former_protocol_of_ours_is_never_learned() {
     );
     assert!(l.poll_diff().is_empty());
     assert_eq!(l.stats().routes, 0);
+}
+
+#[test]
+fn test_route_exclude_skips_routes_through_tunnel_devices() {
+    let r = Rules {
+        route_exclude: vec!["*.calico".into(), "tunl0".into()],
+        ..rules()
+    };
+    // Felix's VXLAN route to another node's block, in the pool and outside our blocks.
+    let vxlan = workload("192.168.1.0/26", 1024, 9);
+    assert_eq!(
+        decide_route(&r, &scope(), &vxlan, Some(&link(9, "vxlan.calico", true))),
+        Verdict::Skip(Why::RouteExcluded)
+    );
+    // Not known yet: not announced until its link says.
+    assert_eq!(
+        decide_route(&r, &scope(), &vxlan, None),
+        Verdict::Skip(Why::RouteExcluded)
+    );
+    // A borrowed workload on a cali veth is still announced.
+    let borrowed = workload("192.168.1.9/32", 1024, 7);
+    assert_eq!(
+        decide_route(&r, &scope(), &borrowed, Some(&link(7, "cali1234", true))),
+        Verdict::Announce(Why::OutsideBlocks)
+    );
+    // In the learner: the route waits for its link, and a rename decides again.
+    let mut l = Learner::new(r, scope());
+    l.route_added(vxlan);
+    assert!(l.poll_diff().is_empty());
+    l.link_changed(link(9, "eth9", true));
+    assert_eq!(l.poll_diff().originate, vec![net("192.168.1.0/26")]);
+    l.link_changed(link(9, "vxlan.calico", true));
+    assert_eq!(l.poll_diff().withdraw, vec![net("192.168.1.0/26")]);
 }
