@@ -54,6 +54,13 @@ impl Rib {
         self.sweep_stale(peer, None);
     }
 
+    /// The peer came back and its new OPEN keeps no forwarding state for `family` (no
+    /// graceful restart capability, the family missing from it, or its Forwarding State
+    /// bit clear, RFC 4724 §4.2): withdraw its routes of `family` that are still stale.
+    pub fn sweep_stale_family(&mut self, peer: PeerId, family: Family) {
+        self.sweep_stale(peer, Some(family));
+    }
+
     /// Withdraws `peer`'s stale routes of `family` (all families for `None`).
     pub(crate) fn sweep_stale(&mut self, peer: PeerId, family: Option<Family>) {
         let Some(Some(st)) = self.peers.get(peer.0 as usize) else {
@@ -78,6 +85,15 @@ impl Rib {
 
     /// How many of `peer`'s routes are stale.
     pub fn stale_count(&self, peer: PeerId) -> usize {
+        self.count_stale(peer, None)
+    }
+
+    /// How many of `peer`'s routes of `family` are stale.
+    pub fn stale_count_of(&self, peer: PeerId, family: Family) -> usize {
+        self.count_stale(peer, Some(family))
+    }
+
+    fn count_stale(&self, peer: PeerId, family: Option<Family>) -> usize {
         let Some(Some(st)) = self.peers.get(peer.0 as usize) else {
             return 0;
         };
@@ -85,11 +101,11 @@ impl Rib {
             .keys()
             .into_iter()
             .filter(|&(slot, rx)| {
-                self.loc
-                    .dest(slot)
-                    .paths
-                    .iter()
-                    .any(|p| p.peer == peer.0 && p.rx_id == rx && p.is_stale())
+                let d = self.loc.dest(slot);
+                family.is_none_or(|f| Nlri::new(d.prefix).family() == f)
+                    && d.paths
+                        .iter()
+                        .any(|p| p.peer == peer.0 && p.rx_id == rx && p.is_stale())
             })
             .count()
     }

@@ -74,6 +74,9 @@ pub enum Command {
     /// Ask the peer to send its routes of these families again: one ROUTE-REFRESH each
     /// (RFC 2918), for a session that negotiated it. Not counted with UPDATE bytes.
     RouteRefresh(Vec<bgp_wire::Family>),
+    /// Our graceful restart is over: later OPENs carry neither the Restart State bit nor
+    /// the Forwarding State bits (RFC 4724 §4.1).
+    EndRestart,
 }
 
 /// What a session reports to its owner: the machine's [`News`]. The driver carries out
@@ -409,6 +412,7 @@ impl Driver {
                 None => self.out.unqueue(bytes.len()),
             },
             Command::UpdateError(n) => self.fsm.handle(now, Input::UpdateError(n)),
+            Command::EndRestart => self.fsm.end_restart(),
             Command::MaxPrefixExceeded(data) => {
                 self.fsm.handle(now, Input::MaxPrefixExceeded { data });
             }

@@ -47,6 +47,8 @@ pub struct Speaker {
     pub default_local_pref: u32,
     /// Default graceful restart time of peers; `None` for off.
     pub graceful_restart: Option<u16>,
+    /// Default End-of-RIB wait of peers (`stale_time`), in seconds.
+    pub stale_time: u16,
     /// Log line format.
     pub log_format: LogFormat,
 }
@@ -347,8 +349,14 @@ pub struct PeerSettings {
     pub export: PolicyBinding,
     /// Max-prefix limit.
     pub max_prefix: Option<MaxPrefix>,
+    /// Seconds a peer that crossed its max-prefix limit is held down (its session
+    /// stopped, its connections refused) before it may come back.
+    pub max_prefix_restart: u32,
     /// Graceful restart time we advertise; `None`: graceful restart off.
     pub graceful_restart: Option<u16>,
+    /// Seconds a restarting peer whose session is back has to send End-of-RIB before
+    /// its routes still stale are removed (RFC 4724 §4.2, FRR's `stalepath-time`).
+    pub stale_time: u16,
     /// TCP-MD5 key (RFC 2385).
     pub password: Option<Secret>,
 }
@@ -383,7 +391,9 @@ impl PeerSettings {
             import: _,
             export: _,
             max_prefix: _,
+            max_prefix_restart: _,
             graceful_restart,
+            stale_time: _,
             password,
         } = self;
         let keys = [

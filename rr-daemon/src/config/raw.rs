@@ -75,6 +75,7 @@ pub(super) struct RawSpeaker {
     pub(super) missing_med_worst: Option<bool>,
     pub(super) default_local_pref: Option<u32>,
     pub(super) graceful_restart: Option<GracefulRestart>,
+    pub(super) stale_time: Option<NonZeroU16>,
     pub(super) log_format: Option<LogFormat>,
 }
 
@@ -247,5 +248,6 @@ peer_fields! {
     export: String,
     max_prefix: MaxPrefixValue,
     graceful_restart: GracefulRestart,
+    stale_time: NonZeroU16,
     password: Password,
 }

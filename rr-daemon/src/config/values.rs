@@ -355,9 +355,10 @@ impl<'de> Deserialize<'de> for AddPath {
     }
 }
 
-/// `max_prefix`: `false`, a limit, or `{ limit = N, warn_only = BOOL }`.
+/// `max_prefix`: `false`, a limit, or `{ limit = N, warn_only = BOOL, restart = SECONDS }`;
+/// with the hold-down time of a peer that crosses the limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct MaxPrefixValue(pub(super) Option<rib::MaxPrefix>);
+pub(super) struct MaxPrefixValue(pub(super) Option<rib::MaxPrefix>, pub(super) u32);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -365,12 +366,14 @@ struct MaxPrefixTable {
     limit: NonZeroU32,
     #[serde(default)]
     warn_only: bool,
+    restart: Option<NonZeroU32>,
 }
 
 impl<'de> Deserialize<'de> for MaxPrefixValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         const WHAT: &str = "false, a limit from 1 to 4294967295, or a table \
-                            { limit = N, warn_only = BOOL }";
+                            { limit = N, warn_only = BOOL, restart = SECONDS }";
+        const RESTART: u32 = super::resolve::MAX_PREFIX_RESTART;
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = MaxPrefixValue;
@@ -383,25 +386,36 @@ impl<'de> Deserialize<'de> for MaxPrefixValue {
                 if v {
                     return Err(E::invalid_value(Unexpected::Bool(v), &WHAT));
                 }
-                Ok(MaxPrefixValue(None))
+                Ok(MaxPrefixValue(None, RESTART))
             }
 
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<MaxPrefixValue, E> {
                 match u32::try_from(v) {
-                    Ok(limit @ 1..) => Ok(MaxPrefixValue(Some(rib::MaxPrefix {
-                        limit,
-                        warn_only: false,
-                    }))),
+                    Ok(limit @ 1..) => Ok(MaxPrefixValue(
+                        Some(rib::MaxPrefix {
+                            limit,
+                            warn_only: false,
+                        }),
+                        RESTART,
+                    )),
                     _ => Err(E::invalid_value(Unexpected::Signed(v), &WHAT)),
                 }
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MaxPrefixValue, A::Error> {
                 let t = MaxPrefixTable::deserialize(MapAccessDeserializer::new(map))?;
-                Ok(MaxPrefixValue(Some(rib::MaxPrefix {
-                    limit: t.limit.get(),
-                    warn_only: t.warn_only,
-                })))
+                if t.warn_only && t.restart.is_some() {
+                    return Err(de::Error::custom(
+                        "restart has no meaning with warn_only = true: the session stays up",
+                    ));
+                }
+                Ok(MaxPrefixValue(
+                    Some(rib::MaxPrefix {
+                        limit: t.limit.get(),
+                        warn_only: t.warn_only,
+                    }),
+                    t.restart.map_or(RESTART, NonZeroU32::get),
+                ))
             }
         }
         d.deserialize_any(V)

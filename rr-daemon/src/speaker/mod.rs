@@ -105,6 +105,7 @@ enum Request {
     Snapshot(oneshot::Sender<Snapshot>),
     // Added for the FIB (`crate::fib`): the end of its initial sync waits for this.
     Deferring(oneshot::Sender<bool>),
+    Recovering(oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -231,6 +232,15 @@ impl Speaker {
     /// yet, nor the graceful restart time over.
     pub async fn deferring(&self) -> Result<bool, SpeakerError> {
         self.ask(Request::Deferring).await
+    }
+
+    /// Whether our graceful restart's recovery is still on: started as a restarting
+    /// speaker and, within the graceful restart time, route selection still deferred or
+    /// the End-of-RIB of some configured peer that negotiated graceful restart (one that
+    /// restarts too included) still awaited. What kernel routes wait for before the stale
+    /// ones are removed.
+    pub async fn recovering(&self) -> Result<bool, SpeakerError> {
+        self.ask(Request::Recovering).await
     }
 
     /// Sends a Cease to every peer and stops.
