@@ -273,8 +273,9 @@ pub async fn run(
             }
             _ = check.tick(), if !rec.synced() => {
                 let now = Instant::now();
-                let over = if gr_recovery {
-                    let over = !speaker.recovering().await.unwrap_or(false) || sync.poll(now);
+                let (over, by) = if gr_recovery {
+                    let recovered = !speaker.recovering().await.unwrap_or(false);
+                    let over = recovered || sync.poll(now);
                     if over {
                         // The best paths of the recovery's end were sent before the answer:
                         // take them all before anything adopted counts as stale.
@@ -282,17 +283,23 @@ pub async fn run(
                             take(&mut rec, &c);
                         }
                     }
-                    over
+                    let by = if recovered {
+                        "graceful restart recovery over (End-of-RIBs in)"
+                    } else {
+                        "timeout"
+                    };
+                    (over, by)
                 } else {
                     if !sync.poll(now) {
                         let ready = speaker_ready(&speaker, &configured).await;
                         sync.on_speaker(ready, now);
                     }
-                    sync.poll(now)
+                    (sync.poll(now), "peers up and quiet, or timeout")
                 };
                 if over {
                     info!(
                         after_ms = started.elapsed().as_millis() as u64,
+                        by,
                         "fib: initial sync over, removing stale routes of ours"
                     );
                     rec.mark_synced();
