@@ -1,5 +1,7 @@
 //! The command line. `rr-daemon --config FILE` runs the daemon in the foreground: SIGHUP
-//! reloads the file, SIGTERM (or SIGINT) sends a Cease to every peer and exits 0.
+//! reloads the file, SIGTERM (or SIGINT) stops every session and exits 0: a planned
+//! restart, where peers that negotiated graceful restart keep our routes until we are
+//! back (`--graceful-restart`), the others get a Cease (`[speaker] graceful_stop`).
 //! `rr-daemon session ...` brings up one BGP session and reports its
 //! events, one line each (JSON with `--json`), until SIGINT or SIGTERM, when it sends a
 //! Cease and exits 0. `rr-daemon check --config FILE` checks a configuration file
@@ -285,7 +287,7 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
         }
     }
     // Kernel routes stay (BIRD's `persist`): the next start adopts them.
-    info!("stopping: Cease to every peer");
+    info!("stopping: every session ends (see the speaker's line on how)");
     speaker.shutdown().await?;
     let _ = tokio::time::timeout(Duration::from_secs(3), core).await;
     Ok(())

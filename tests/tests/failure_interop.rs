@@ -620,3 +620,94 @@ fn max_prefix_purges_holds_down_and_comes_back() {
     w.expect_count(c3, UNDER, Duration::from_secs(10));
     w.log("done");
 }
+
+/// A planned restart of ours: SIGTERM, then a start with `--graceful-restart`. Both BIRD
+/// 2 clients (graceful restart on) keep our routes throughout: c2 never holds fewer than
+/// c1's table (polled every 100 ms), receives no withdrawal, and its session's graceful
+/// restart ends with our End-of-RIB.
+#[test]
+fn planned_restart_clients_keep_our_routes() {
+    let n = table_size().min(10_000);
+    let mut w = World::new("fail-planned");
+    w.add_client("c1", C1, &client_body(C1, 0..n, true, "", ""));
+    let c2 = w.add_client("c2", C2, &client_body(C2, 0..0, true, "", ""));
+    w.start_ours(&reflector_config(&[(C1, ""), (C2, "")]));
+    w.expect_count(c2, n, TABLE_WITHIN);
+    let stop = AtomicBool::new(false);
+    let watch = Mutex::new(Watch::default());
+    thread::scope(|s| {
+        let (ctl, stop_ref, watch_ref) = (w.bird(c2).control(), &stop, &watch);
+        s.spawn(move || watch_count(&ctl, stop_ref, Duration::from_secs(120), watch_ref));
+        let _stop = StopOnDrop(&stop);
+        let t = Instant::now();
+        let st = w
+            .ours
+            .as_mut()
+            .expect("ours")
+            .terminate(Duration::from_secs(10));
+        w.log(&format!(
+            "ours stopped by SIGTERM in {:.1}s: {st:?}",
+            t.elapsed().as_secs_f64()
+        ));
+        if st.is_err() {
+            w.fail("ours did not exit on SIGTERM");
+        }
+        w.wait(
+            "c2 in graceful restart for ours",
+            Duration::from_secs(5),
+            || {
+                let p = w.bird(c2).show_protocol()?;
+                if p.contains("Neighbor graceful restart active") {
+                    Ok(())
+                } else {
+                    Err(p)
+                }
+            },
+        );
+        thread::sleep(Duration::from_secs(2));
+        let mark = w.ours().log_mark();
+        w.ours
+            .as_mut()
+            .expect("ours")
+            .start_again(&["--graceful-restart"])
+            .unwrap_or_else(|e| w.fail(&format!("cannot start ours again: {e}")));
+        w.wait("c2 out of graceful restart", UP_WITHIN, || {
+            let b = w.bird(c2);
+            let p = b.show_protocol()?;
+            if p.contains("Neighbor graceful restart active")
+                || b.protocol_state("upstream")? != "Established"
+            {
+                Err(p)
+            } else {
+                Ok(())
+            }
+        });
+        w.expect_count(c2, n, Duration::from_secs(10));
+        let log = w.ours().log_since(mark);
+        if !log
+            .iter()
+            .any(|l| l.contains("graceful restart: every peer's End-of-RIB received"))
+        {
+            w.fail("ours did not defer its routes until the clients' End-of-RIBs");
+        }
+        thread::sleep(Duration::from_secs(1));
+    });
+    let watch = watch.into_inner().unwrap_or_else(|p| p.into_inner());
+    w.log(&format!(
+        "c2 polled {} times, fewest routes seen {:?}",
+        watch.polls, watch.min
+    ));
+    if watch.polls < 20 || watch.min != Some(n) {
+        w.fail(&format!(
+            "c2 lost routes across the planned restart: {watch:?}"
+        ));
+    }
+    let withdraws = w
+        .bird(c2)
+        .import_withdraws_received("upstream")
+        .unwrap_or_else(|e| w.fail(&e));
+    if withdraws != 0 {
+        w.fail(&format!("c2 received {withdraws} withdrawals"));
+    }
+    w.log("done");
+}

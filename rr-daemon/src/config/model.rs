@@ -49,6 +49,10 @@ pub struct Speaker {
     pub graceful_restart: Option<u16>,
     /// Default End-of-RIB wait of peers (`stale_time`), in seconds.
     pub stale_time: u16,
+    /// A stop (SIGTERM) is a planned restart: sessions that negotiated graceful restart
+    /// close without a NOTIFICATION, so that their peers keep our routes until we are
+    /// back. `false`: every peer gets a Cease and drops our routes at once.
+    pub graceful_stop: bool,
     /// Log line format.
     pub log_format: LogFormat,
 }

@@ -76,6 +76,7 @@ pub(super) struct RawSpeaker {
     pub(super) default_local_pref: Option<u32>,
     pub(super) graceful_restart: Option<GracefulRestart>,
     pub(super) stale_time: Option<NonZeroU16>,
+    pub(super) graceful_stop: Option<bool>,
     pub(super) log_format: Option<LogFormat>,
 }
 

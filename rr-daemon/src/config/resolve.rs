@@ -249,6 +249,7 @@ fn speaker(doc: &Doc<'_>, s: &RawSpeaker) -> Result<Speaker> {
             .graceful_restart
             .map_or(Some(DEFAULT_RESTART_TIME), |g| g.0),
         stale_time: s.stale_time.map_or(STALE_TIME, |t| t.get()),
+        graceful_stop: s.graceful_stop.unwrap_or(true),
         log_format: s.log_format.unwrap_or(LogFormat::Text),
     })
 }

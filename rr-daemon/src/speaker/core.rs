@@ -463,19 +463,50 @@ impl Core {
         RoutesPage { routes, more }
     }
 
-    /// Ceases every peer (Administrative Shutdown) and forgets it.
+    /// Stops every session and forgets its peer. With `[speaker] graceful_stop` (the
+    /// default) a stop is a planned restart: a peer whose session negotiated graceful
+    /// restart both ways sees its connection close without a NOTIFICATION and keeps our
+    /// routes as stale for our restart time (RFC 4724 §4.2; a Cease would end that for
+    /// peers without the N bit of RFC 8538, and RFC 8538 §5 wants an Administrative
+    /// Shutdown sent as a Hard Reset). Started again with `--graceful-restart`, we come
+    /// back with the Forwarding State bits set and the peers replace the stale routes.
+    /// Every other peer gets a Cease (Administrative Shutdown), inside a Hard Reset where
+    /// both sides sent the N bit.
     pub(crate) fn shutdown(&mut self) {
+        let graceful_stop = self.config.speaker.graceful_stop;
         let cease = Notification::cease_with_communication(
             subcode::cease::ADMIN_SHUTDOWN,
             "rr-daemon shutting down",
         );
+        let (mut graceful, mut ceased) = (0usize, 0usize);
         for (peer, p) in self.peers.drain() {
+            let keeps_ours = graceful_stop
+                && p.session.state == State::Established
+                && p.settings.graceful_restart.is_some()
+                && p.session.peer_restart_time.is_some();
+            let cease = if keeps_ours {
+                graceful += 1;
+                self.actions.push_back(Action::Command {
+                    peer,
+                    generation: p.generation,
+                    command: Command::Abandon,
+                });
+                None
+            } else {
+                ceased += 1;
+                Some(hard_reset(cease.clone(), p.session.hard_reset))
+            };
             self.actions.push_back(Action::Stop {
                 peer,
                 generation: p.generation,
-                cease: Some(cease.clone()),
+                cease,
             });
         }
+        info!(
+            graceful,
+            ceased,
+            "stopping: sessions with graceful restart closed without a NOTIFICATION (the peers keep our routes until we are back), a Cease to the others"
+        );
     }
 
     /// The address of the peer behind `id`; `None` for local routes (and for a peer

@@ -1041,3 +1041,63 @@ fn test_deconfigured_peer_gets_a_hard_reset() {
     assert_eq!(&ca.1.data[..], &[6, subcode::cease::PEER_DECONFIGURED]);
     assert_eq!((cb.0, cb.1.subcode), (b, subcode::cease::PEER_DECONFIGURED));
 }
+
+#[test]
+fn test_shutdown_is_a_planned_restart_for_gr_sessions() {
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let mut h = Harness::new(two_clients(), false);
+    h.establish(a);
+    h.peer_gr = None;
+    h.establish(b);
+    h.core.shutdown();
+    h.drain();
+    // a negotiated graceful restart: its connection closes without a NOTIFICATION.
+    assert!(
+        h.commands
+            .iter()
+            .any(|(p, c)| *p == a && matches!(c, Command::Abandon))
+    );
+    assert!(h.ceases.iter().all(|(p, _)| *p != a), "{:?}", h.ceases);
+    // b did not: Cease, Administrative Shutdown.
+    assert_eq!(h.ceases.len(), 1);
+    assert_eq!(
+        (h.ceases[0].0, h.ceases[0].1.subcode),
+        (b, subcode::cease::ADMIN_SHUTDOWN)
+    );
+    assert_eq!(h.stopped.len(), 2);
+}
+
+#[test]
+fn test_shutdown_without_graceful_stop_ceases_every_peer() {
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let cfg = config(&format!(
+        "graceful_restart = 30\ngraceful_stop = false\n{}{}",
+        client("10.0.0.2", ""),
+        client("10.0.0.3", "")
+    ));
+    let mut h = Harness::new(cfg, false);
+    h.establish(a);
+    h.peer_gr = None;
+    h.establish(b);
+    h.core.shutdown();
+    h.drain();
+    assert!(
+        !h.commands
+            .iter()
+            .any(|(_, c)| matches!(c, Command::Abandon))
+    );
+    let mut ceases: Vec<(IpAddr, u8, Vec<u8>)> = h
+        .ceases
+        .iter()
+        .map(|(p, n)| (*p, n.subcode, n.data.to_vec()))
+        .collect();
+    ceases.sort();
+    // a sent the N bit: a Hard Reset carrying the Administrative Shutdown.
+    assert_eq!(ceases[0].0, a);
+    assert_eq!(ceases[0].1, subcode::cease::HARD_RESET);
+    assert_eq!(&ceases[0].2[..2], &[6, subcode::cease::ADMIN_SHUTDOWN]);
+    assert_eq!(
+        (ceases[1].0, ceases[1].1),
+        (b, subcode::cease::ADMIN_SHUTDOWN)
+    );
+}
