@@ -174,14 +174,24 @@ impl Session {
 
     /// Our graceful restart is over (RFC 4724 §4.1): the OPENs of later connections carry
     /// the graceful restart capability with the Restart State bit and every Forwarding
-    /// State bit clear, as after a fresh start. A running connection is not touched.
+    /// State bit clear, and the long-lived graceful restart capability (RFC 9494) with
+    /// its Forwarding State bits clear, as after a fresh start. A running connection is
+    /// not touched.
     pub fn end_restart(&mut self) {
         for c in &mut self.cfg.capabilities {
-            if let Capability::GracefulRestart(gr) = c {
-                gr.restart_state = false;
-                for f in &mut gr.families {
-                    f.forwarding = false;
+            match c {
+                Capability::GracefulRestart(gr) => {
+                    gr.restart_state = false;
+                    for f in &mut gr.families {
+                        f.forwarding = false;
+                    }
                 }
+                Capability::LongLivedGracefulRestart(families) => {
+                    for f in families {
+                        f.forwarding = false;
+                    }
+                }
+                _ => {}
             }
         }
     }

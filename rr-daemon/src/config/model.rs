@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bgp_wire::capability::{
-    AddPathEntry, Capability, ExtendedNextHopEntry, GrFamily, GracefulRestart,
+    AddPathEntry, Capability, ExtendedNextHopEntry, GrFamily, GracefulRestart, LlgrFamily,
 };
 use bgp_wire::{Family, FamilySet};
 use ipnet::IpNet;
@@ -361,6 +361,10 @@ pub struct PeerSettings {
     /// Seconds a restarting peer whose session is back has to send End-of-RIB before
     /// its routes still stale are removed (RFC 4724 §4.2, FRR's `stalepath-time`).
     pub stale_time: u16,
+    /// Long-lived graceful restart (RFC 9494): the long-lived stale time we advertise and
+    /// keep a peer's routes for (as LLGR-stale) once its graceful restart time is over;
+    /// `None`: off. Only with `graceful_restart`.
+    pub long_lived_stale_time: Option<u32>,
     /// TCP-MD5 key (RFC 2385).
     pub password: Option<Secret>,
 }
@@ -398,6 +402,7 @@ impl PeerSettings {
             max_prefix_restart: _,
             graceful_restart,
             stale_time: _,
+            long_lived_stale_time,
             password,
         } = self;
         let keys = [
@@ -422,6 +427,10 @@ impl PeerSettings {
             (
                 "graceful_restart",
                 *graceful_restart == new.graceful_restart,
+            ),
+            (
+                "long_lived_stale_time",
+                *long_lived_stale_time == new.long_lived_stale_time,
             ),
             ("password", *password == new.password),
         ];
@@ -485,6 +494,21 @@ impl PeerSettings {
                     restart_time,
                     families,
                 }));
+            if let Some(stale_time) = self.long_lived_stale_time {
+                // RFC 9494 §3: every family, with our long-lived stale time.
+                let families = self
+                    .families
+                    .iter()
+                    .map(|f| LlgrFamily {
+                        afi: f.afi(),
+                        safi: f.safi(),
+                        forwarding: false,
+                        stale_time,
+                    })
+                    .collect();
+                c.capabilities
+                    .push(Capability::LongLivedGracefulRestart(families));
+            }
         }
         c.passive = self.passive;
         c.timing.hold_time = self.hold_time;

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use super::model::LogFormat;
 use super::values::{
     Action, AddPath, Asn, CommunityValue, DefaultAction, Families, GracefulRestart, HoldTime,
-    IpList, LargeCommunityValue, ListenAddr, MaxPrefixValue, Multihop, NextHopSelf, Password,
-    Prefix, PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
+    IpList, LargeCommunityValue, ListenAddr, LongLivedStaleTime, MaxPrefixValue, Multihop,
+    NextHopSelf, Password, Prefix, PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
 };
 
 /// The whole file.
@@ -250,5 +250,6 @@ peer_fields! {
     max_prefix: MaxPrefixValue,
     graceful_restart: GracefulRestart,
     stale_time: NonZeroU16,
+    long_lived_stale_time: LongLivedStaleTime,
     password: Password,
 }

@@ -527,6 +527,7 @@ impl Cx<'_> {
             max_prefix_restart: pick!(max_prefix).map_or(MAX_PREFIX_RESTART, |m| m.1),
             graceful_restart: pick!(graceful_restart).map_or(s.graceful_restart, |g| g.0),
             stale_time: pick!(stale_time).map_or(s.stale_time, |t| t.get()),
+            long_lived_stale_time: pick!(long_lived_stale_time).and_then(|t| t.0),
             password: pick!(password).map(|p| Secret::new(p.0)),
         })
     }

@@ -210,6 +210,22 @@ impl<'de> Deserialize<'de> for GracefulRestart {
     }
 }
 
+/// `long_lived_stale_time`: `false` (off) or the long-lived stale time (1 to 16777215 s,
+/// the 24 bits of RFC 9494 §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct LongLivedStaleTime(pub(super) Option<u32>);
+
+impl<'de> Deserialize<'de> for LongLivedStaleTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const WHAT: &str = "false or a long-lived stale time from 1 to 16777215 seconds";
+        scalar(d, WHAT, |s| match *s {
+            Scalar::Bool(false) => Ok(Self(None)),
+            Scalar::Int(n @ 1..=0xff_ffff) => Ok(Self(Some(n as u32))),
+            _ => Err(Bad::Form),
+        })
+    }
+}
+
 /// `next_hop_self`: `false`, `true` (not on reflected routes) or `"force"` (on all).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum NextHopSelf {

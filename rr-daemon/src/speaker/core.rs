@@ -17,7 +17,7 @@ use bgp_fsm::{News, State};
 use bgp_wire::capability::Capability;
 use bgp_wire::notification::subcode;
 use bgp_wire::update::{Treatment, UpdateView};
-use bgp_wire::{ErrorCode, Notification};
+use bgp_wire::{ErrorCode, FamilySet, Notification};
 use bytes::{BufMut, BytesMut};
 use ipnet::IpNet;
 use rib::{Attrs, BestChange, Explanation, LocalAddrs, PeerId, Rib, Signal};
@@ -91,6 +91,24 @@ pub(crate) struct Core {
     /// that a dynamic neighbour is refused too.
     pub(super) held_down: HashMap<IpAddr, Instant>,
     pub(super) actions: VecDeque<Action>,
+}
+
+/// Long-lived graceful restart for `p` once its restart time is over (RFC 9494): the
+/// families both sides advertised it for, and for how long (the smallest of the peer's
+/// long-lived stale times for them and ours).
+fn long_lived(p: &Peer) -> (Duration, FamilySet) {
+    let Some(ours) = p.settings.long_lived_stale_time else {
+        return (Duration::ZERO, FamilySet::EMPTY);
+    };
+    let mut families = FamilySet::EMPTY;
+    let mut time = ours;
+    for &(f, theirs) in &p.session.peer_llgr {
+        if theirs > 0 {
+            families.insert(f);
+            time = time.min(theirs);
+        }
+    }
+    (Duration::from_secs(time.into()), families)
 }
 
 /// `cease` as RFC 8538 §3 wants it where both sides sent the N bit and the peer must
@@ -180,6 +198,13 @@ impl Core {
         if expired.selection {
             info!("graceful restart time over: sending routes");
             self.end_restart();
+        }
+        for (addr, families) in expired.long_lived {
+            let Some(p) = self.peers.get(&addr) else {
+                continue;
+            };
+            let kept = self.rib.llgr_begin(p.id, families);
+            info!(peer = %addr, kept, "graceful restart time over: routes kept as long-lived stale (LLGR_STALE, RFC 9494)");
         }
         for addr in expired.stale {
             let Some(p) = self.peers.get(&addr) else {
@@ -528,11 +553,19 @@ impl Core {
             // kernel routes of a node persist across the restart; a reflector forwards
             // nothing, so it has nothing to lose).
             for c in &mut spec.fsm.capabilities {
-                if let Capability::GracefulRestart(gr) = c {
-                    gr.restart_state = true;
-                    for f in &mut gr.families {
-                        f.forwarding = true;
+                match c {
+                    Capability::GracefulRestart(gr) => {
+                        gr.restart_state = true;
+                        for f in &mut gr.families {
+                            f.forwarding = true;
+                        }
                     }
+                    Capability::LongLivedGracefulRestart(families) => {
+                        for f in families {
+                            f.forwarding = true;
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -680,6 +713,14 @@ impl Core {
                 p.session.route_refresh = negotiated.route_refresh;
                 let peer_gr = negotiated.peer_graceful_restart.as_ref();
                 p.session.peer_restart_time = peer_gr.map(|g| g.restart_time);
+                let peer_llgr = negotiated.peer_llgr.as_deref();
+                p.session.peer_llgr = peer_llgr
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|f| {
+                        bgp_wire::Family::from_afi_safi(f.afi, f.safi).map(|x| (x, f.stale_time))
+                    })
+                    .collect();
                 p.session.hard_reset = peer_gr.is_some_and(|g| g.notification)
                     && p.settings.graceful_restart.is_some();
                 p.history.last_error = None;
@@ -689,6 +730,7 @@ impl Core {
                     e.peer,
                     negotiated.ctx.families,
                     peer_gr,
+                    peer_llgr,
                     stale_time,
                     now,
                 );
@@ -730,8 +772,9 @@ impl Core {
                 let ours = p.settings.graceful_restart.unwrap_or(0);
                 let theirs = p.session.peer_restart_time.unwrap_or(0);
                 let restart = Duration::from_secs(ours.min(theirs).into());
+                let long_lived = long_lived(p);
                 self.rib.peer_down(id, graceful);
-                self.gr.on_down(e.peer, graceful, restart, now);
+                self.gr.on_down(e.peer, graceful, restart, long_lived, now);
             }
             News::Failed(reason) => p.record_down(&reason, local_as),
             News::Update(frame) => {

@@ -15,6 +15,12 @@
 //!   The others go with the peer's End-of-RIB, or when the stale time (the End-of-RIB
 //!   wait) runs out.
 //!
+//! - Long-lived graceful restart (RFC 9494), as BIRD 2 has it: when the restart time
+//!   of a peer that is not back runs out and both sides advertised LLGR, its routes of
+//!   the families both sides have it for stay, as LLGR-stale (see
+//!   [`rib::Rib::llgr_begin`]), for the long-lived stale time (the smaller of the
+//!   peer's and ours); the session back, they go as stale routes do.
+//!
 //! The deadlines are plain instants: the core returns the earliest from
 //! [`GracefulRestart::poll_timeout`] and hands the shell's clock back to
 //! [`GracefulRestart::handle_timeout`].
@@ -23,7 +29,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use bgp_wire::capability::GracefulRestart as GrCapability;
+use bgp_wire::capability::{GracefulRestart as GrCapability, LlgrFamily};
 use bgp_wire::{Family, FamilySet};
 
 /// Graceful restart state: ours as a restarting speaker, and each peer's we help.
@@ -64,6 +70,11 @@ struct Helping {
     back: bool,
     /// With the session back up: families whose End-of-RIB is awaited.
     eor_awaited: FamilySet,
+    /// Long-lived graceful restart once the restart time is over: for how long, and for
+    /// which families (none: the stale routes go at the restart time).
+    long_lived: (Duration, FamilySet),
+    /// The restart time is over and the long-lived stale time runs.
+    in_long_lived: bool,
 }
 
 /// What ran out at [`GracefulRestart::handle_timeout`].
@@ -73,6 +84,9 @@ pub(super) struct Expired {
     pub(super) selection: bool,
     /// Peers whose stale routes must go now.
     pub(super) stale: Vec<IpAddr>,
+    /// Peers whose restart time is over and whose stale routes of these families stay,
+    /// long-lived (RFC 9494); the others go.
+    pub(super) long_lived: Vec<(IpAddr, FamilySet)>,
 }
 
 /// What a helper does with a peer's stale routes when its session comes back.
@@ -163,6 +177,7 @@ impl GracefulRestart {
         peer: IpAddr,
         families: FamilySet,
         cap: Option<&GrCapability>,
+        llgr: Option<&[LlgrFamily]>,
         stale_time: Duration,
         now: Instant,
     ) -> Reopened {
@@ -197,6 +212,23 @@ impl GracefulRestart {
             }
             kept
         });
+        // RFC 9494 §4.2: after the restart time, the LLGR capability's bits count.
+        let kept = if h.in_long_lived
+            && let Some(l) = llgr
+        {
+            let mut kept = kept;
+            for f in l {
+                if let Some(family) = Family::from_afi_safi(f.afi, f.safi)
+                    && f.forwarding
+                    && families.contains(family)
+                {
+                    kept.insert(family);
+                }
+            }
+            kept
+        } else {
+            kept
+        };
         let swept: Vec<Family> = Family::ALL
             .into_iter()
             .filter(|f| !kept.contains(*f))
@@ -216,12 +248,14 @@ impl GracefulRestart {
     }
 
     /// `peer`'s session went down; if `graceful`, its routes are kept as stale for
-    /// `restart`, and its new session has to bring them back.
+    /// `restart`, then, in the families of `long_lived`, for its duration as long-lived
+    /// stale routes; its new session has to bring them back.
     pub(super) fn on_down(
         &mut self,
         peer: IpAddr,
         graceful: bool,
         restart: Duration,
+        long_lived: (Duration, FamilySet),
         now: Instant,
     ) {
         if graceful {
@@ -229,6 +263,8 @@ impl GracefulRestart {
                 stale_until: now + restart,
                 back: false,
                 eor_awaited: FamilySet::EMPTY,
+                long_lived,
+                in_long_lived: false,
             };
             self.helping.insert(peer, h);
         } else {
@@ -279,11 +315,21 @@ impl GracefulRestart {
             self.deferral = None;
         }
         self.helping.retain(|a, h| {
-            let over = h.stale_until <= now;
-            if over {
-                e.stale.push(*a);
+            if h.stale_until > now {
+                return true;
             }
-            !over
+            let (time, families) = h.long_lived;
+            if !h.back && !h.in_long_lived && !families.is_empty() {
+                h.in_long_lived = true;
+                h.stale_until += time;
+                e.long_lived.push((*a, families));
+                // The long-lived stale time may be over too (a clock that jumped).
+                if h.stale_until > now {
+                    return true;
+                }
+            }
+            e.stale.push(*a);
+            false
         });
         e
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bgp_fsm::{ConnId, DownReason, News, State};
 use bgp_wire::attr::{AsPath, Origin, PathAttribute};
-use bgp_wire::capability::{Capability, GrFamily, GracefulRestart};
+use bgp_wire::capability::{Capability, GrFamily, GracefulRestart, LlgrFamily};
 use bgp_wire::negotiate::Negotiated;
 use bgp_wire::nlri::Nlri;
 use bgp_wire::notification::subcode;
@@ -71,6 +71,8 @@ struct Harness {
     route_refresh: bool,
     /// The graceful restart capability of the peers' OPENs from now on.
     peer_gr: Option<GracefulRestart>,
+    /// The long-lived graceful restart capability of the peers' OPENs from now on.
+    peer_llgr: Option<Vec<LlgrFamily>>,
     /// Commands other than sends, updates and refreshes: (peer, command).
     commands: Vec<(IpAddr, Command)>,
     /// Ceases of sessions stopped: (peer, cease).
@@ -106,6 +108,7 @@ impl Harness {
             refreshes: Vec::new(),
             route_refresh: true,
             peer_gr: peer_gr(true, false),
+            peer_llgr: None,
             commands: Vec::new(),
             ceases: Vec::new(),
         };
@@ -216,7 +219,7 @@ impl Harness {
             route_refresh: self.route_refresh,
             enhanced_route_refresh: false,
             peer_graceful_restart: self.peer_gr.clone(),
-            peer_llgr: None,
+            peer_llgr: self.peer_llgr.clone(),
             peer_role: None,
             peer_fqdn: None,
             missing_families: FamilySet::EMPTY,
@@ -1100,4 +1103,125 @@ fn test_shutdown_without_graceful_stop_ceases_every_peer() {
         (ceases[1].0, ceases[1].1),
         (b, subcode::cease::ADMIN_SHUTDOWN)
     );
+}
+
+// ------------------------------------------------------------ long-lived graceful restart
+
+#[test]
+fn test_llgr_keeps_routes_long_lived_after_the_restart_time() {
+    use bgp_wire::attr::Community;
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let text = format!(
+        "{}{}",
+        client(
+            "10.0.0.2",
+            "graceful_restart = 60\nlong_lived_stale_time = 600"
+        ),
+        client("10.0.0.3", "")
+    );
+    let cfg = config(&text);
+    // Our OPEN to a carries the LLGR capability with our long-lived stale time.
+    let caps = cfg.peers[&a].fsm_config(&cfg.speaker).capabilities;
+    assert!(caps.iter().any(|c| matches!(
+        c,
+        Capability::LongLivedGracefulRestart(f) if f.len() == 2 && f[0].stale_time == 600
+    )));
+    let mut h = Harness::new(cfg, false);
+    h.peer_llgr = Some(vec![LlgrFamily {
+        afi: Afi::IPV4,
+        safi: Safi::UNICAST,
+        forwarding: true,
+        stale_time: 1000,
+    }]);
+    h.establish(a);
+    h.establish(b);
+    h.announce(a, &["10.1.0.0/24"]);
+    let no_llgr = Update {
+        withdrawn: vec![],
+        attributes: vec![
+            PathAttribute::Origin(Origin::IGP),
+            PathAttribute::AsPath(AsPath::default()),
+            PathAttribute::NextHop(Ipv4Addr::new(10, 0, 0, 2)),
+            PathAttribute::LocalPref(100),
+            PathAttribute::Communities(vec![Community::NO_LLGR]),
+        ],
+        nlri: vec![Nlri::new(net("10.2.0.0/24"))],
+    };
+    h.update(a, h.sessions[&a], &no_llgr);
+    h.flush();
+    let down_at = h.now;
+    h.down(a, true);
+    h.advance(Duration::from_secs(59));
+    let e = h.core.route(&net("10.1.0.0/24")).unwrap();
+    assert!(e.paths[0].stale && !e.paths[0].attrs.has_community(Community::LLGR_STALE));
+    // The restart time is over: long-lived stale, the NO_LLGR route gone.
+    h.advance(Duration::from_secs(2));
+    let e = h.core.route(&net("10.1.0.0/24")).unwrap();
+    let p = &e.paths[0];
+    assert!(p.stale && p.attrs.has_community(Community::LLGR_STALE));
+    assert!(p.attrs.has_community(Community::NO_EXPORT));
+    assert_eq!(p.attrs.local_pref, Some(0));
+    assert!(!h.has_route("10.2.0.0/24"), "NO_LLGR: not kept");
+    assert!(h.status(a).graceful_restart_pending);
+    // Any fresh path wins over it.
+    h.announce(b, &["10.1.0.0/24"]);
+    let e = h.core.route(&net("10.1.0.0/24")).unwrap();
+    assert_eq!(h.core.source(e.paths[0].peer), Some(b));
+    assert_eq!(e.paths.len(), 2);
+    // Our 600 s, less than the peer's 1000 s, from the end of the restart time.
+    assert_eq!(
+        h.core.poll_timeout(),
+        Some(down_at + Duration::from_secs(660))
+    );
+    h.advance(Duration::from_secs(598));
+    assert_eq!(h.core.route(&net("10.1.0.0/24")).unwrap().paths.len(), 2);
+    h.advance(Duration::from_secs(2));
+    let e = h.core.route(&net("10.1.0.0/24")).unwrap();
+    assert_eq!(e.paths.len(), 1, "a's long-lived stale path gone");
+    assert!(!h.status(a).graceful_restart_pending);
+}
+
+#[test]
+fn test_llgr_peer_back_replaces_long_lived_routes() {
+    use bgp_wire::attr::Community;
+    let a = ip("10.0.0.2");
+    let cfg = config(&client(
+        "10.0.0.2",
+        "graceful_restart = 60\nlong_lived_stale_time = 600",
+    ));
+    let mut h = Harness::new(cfg, false);
+    h.peer_llgr = Some(vec![LlgrFamily {
+        afi: Afi::IPV4,
+        safi: Safi::UNICAST,
+        forwarding: true,
+        stale_time: 1000,
+    }]);
+    h.establish(a);
+    h.announce(a, &["10.1.0.0/24", "10.2.0.0/24"]);
+    h.down(a, true);
+    h.advance(Duration::from_secs(100));
+    assert!(h.has_route("10.2.0.0/24"));
+    // Back, its GR capability without the F bit, its LLGR capability with it: kept.
+    h.peer_gr = peer_gr(false, true);
+    h.establish(a);
+    assert!(h.has_route("10.2.0.0/24") && h.status(a).graceful_restart_pending);
+    h.announce(a, &["10.1.0.0/24"]);
+    h.end_of_rib(a);
+    let e = h.core.route(&net("10.1.0.0/24")).unwrap();
+    assert!(!e.paths[0].stale && !e.paths[0].attrs.has_community(Community::LLGR_STALE));
+    assert_eq!(e.paths[0].attrs.local_pref, Some(100));
+    assert!(!h.has_route("10.2.0.0/24"));
+    // Without LLGR on the peer's side: the routes go at the restart time.
+    let mut h = Harness::new(
+        config(&client(
+            "10.0.0.2",
+            "graceful_restart = 60\nlong_lived_stale_time = 600",
+        )),
+        false,
+    );
+    h.establish(a);
+    h.announce(a, &["10.1.0.0/24"]);
+    h.down(a, true);
+    h.advance(Duration::from_secs(61));
+    assert!(!h.has_route("10.1.0.0/24"));
 }
