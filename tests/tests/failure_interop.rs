@@ -711,3 +711,128 @@ fn planned_restart_clients_keep_our_routes() {
     }
     w.log("done");
 }
+
+/// Long-lived graceful restart (RFC 9494) with BIRD 2: c1 (`graceful restart time 3`,
+/// `long lived graceful restart on`) is killed with -9. Ours keeps its routes stale for
+/// its restart time (3 s), then as long-lived stale routes: c2 (LLGR aware) holds them
+/// with the LLGR_STALE and NO_EXPORT communities and LOCAL_PREF 0, well past the restart
+/// time. c1 back with `-R`: the routes are fresh again at c2, none withdrawn.
+#[test]
+fn long_lived_graceful_restart_with_bird2() {
+    const N: usize = 1000;
+    let mut w = World::new("fail-llgr");
+    let llgr = "  graceful restart time 3;\n  long lived graceful restart on;\n  long lived stale time 600;\n";
+    let c1_body = |gr_extra: &str| {
+        client_body(C1, 0..N, true, "", "").replace(
+            "  graceful restart on;\n",
+            &format!("  graceful restart on;\n{gr_extra}"),
+        )
+    };
+    let c1 = w.add_client("c1", C1, &c1_body(llgr));
+    let c2 = w.add_client(
+        "c2",
+        C2,
+        &client_body(C2, 0..0, true, "", "").replace(
+            "  graceful restart on;\n",
+            "  graceful restart on;\n  long lived graceful restart aware;\n",
+        ),
+    );
+    w.start_ours(&reflector_config(&[
+        (C1, "long_lived_stale_time = 300"),
+        (C2, "long_lived_stale_time = 300"),
+    ]));
+    w.expect_count(c2, N, TABLE_WITHIN);
+    let p0 = prefix(0);
+    let route_text = |w: &World| {
+        w.bird(c2)
+            .birdc(&["show", "route", &p0, "all"])
+            .unwrap_or_else(|e| w.fail(&e))
+    };
+    let fresh = route_text(&w);
+    if fresh.contains("(65535,6)") {
+        w.fail(&format!("LLGR_STALE before any restart:\n{fresh}"));
+    }
+    let stop = AtomicBool::new(false);
+    let watch = Mutex::new(Watch::default());
+    thread::scope(|s| {
+        let (ctl, stop_ref, watch_ref) = (w.bird(c2).control(), &stop, &watch);
+        s.spawn(move || watch_count(&ctl, stop_ref, Duration::from_secs(120), watch_ref));
+        let _stop = StopOnDrop(&stop);
+        let mark = w.ours().log_mark();
+        w.clients[c1]
+            .1
+            .kill()
+            .unwrap_or_else(|e| w.fail(&format!("kill c1: {e}")));
+        let killed = Instant::now();
+        w.log("c1's BIRD killed (SIGKILL)");
+        w.wait(
+            "c2 holds c1's routes as long-lived stale",
+            Duration::from_secs(15),
+            || {
+                let t = route_text(&w);
+                if t.contains("(65535,6)") && t.contains("(65535,65281)") {
+                    Ok(())
+                } else {
+                    Err(t)
+                }
+            },
+        );
+        w.log(&format!(
+            "long-lived stale at c2 {:.1}s after the kill:\n{}",
+            killed.elapsed().as_secs_f64(),
+            route_text(&w)
+        ));
+        let t = route_text(&w);
+        if !t.contains("BGP.local_pref: 0") {
+            w.fail(&format!(
+                "LLGR-stale route without LOCAL_PREF 0 at c2:\n{t}"
+            ));
+        }
+        let log = w.ours().log_since(mark);
+        if !log.iter().any(|l| {
+            l.contains("routes kept as long-lived stale") && l.contains(&format!("kept={N}"))
+        }) {
+            w.fail("ours did not keep c1's routes as long-lived stale");
+        }
+        // Well past the restart time, still there.
+        thread::sleep(Duration::from_secs(10).saturating_sub(killed.elapsed()));
+        let n = route_count(&w.bird(c2).control()).unwrap_or_else(|e| w.fail(&e));
+        if n != N {
+            w.fail(&format!("c2 holds {n} of {N} routes 10 s after the kill"));
+        }
+        w.clients[c1]
+            .1
+            .start_again_with(&["-R"])
+            .unwrap_or_else(|e| w.fail(&format!("cannot start c1 again: {e}")));
+        w.expect_our_peer(C1, true, false, TABLE_WITHIN);
+        w.wait(
+            "c2 holds c1's routes fresh again",
+            Duration::from_secs(15),
+            || {
+                let t = route_text(&w);
+                if t.contains("(65535,6)") || !t.contains(&p0) {
+                    Err(t)
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        w.expect_count(c2, N, Duration::from_secs(10));
+    });
+    let watch = watch.into_inner().unwrap_or_else(|p| p.into_inner());
+    w.log(&format!(
+        "c2 polled {} times, fewest routes seen {:?}",
+        watch.polls, watch.min
+    ));
+    if watch.polls < 20 || watch.min != Some(N) {
+        w.fail(&format!("c2 lost routes: {watch:?}"));
+    }
+    let withdraws = w
+        .bird(c2)
+        .import_withdraws_received("upstream")
+        .unwrap_or_else(|e| w.fail(&e));
+    if withdraws != 0 {
+        w.fail(&format!("c2 received {withdraws} withdrawals"));
+    }
+    w.log("done");
+}
