@@ -4,7 +4,9 @@
 //! in their kernels, via the right node, at every poll (every 100 ms) from the kill to
 //! the end. The restarted nodes do not wait for each other (each sets the Restart State
 //! bit): their recovery ends with the End-of-RIBs of the two others, in seconds, not at
-//! the restart time (120 s), and then their kernels hold every block again.
+//! the restart time (120 s), and then their kernels hold every block again; `ip monitor
+//! route` in their namespaces shows no route deleted across the restart (the blocks of
+//! the nodes that restart with them are held until those nodes' End-of-RIBs).
 //!
 //! Addresses .2 .9 .10 .11 .30 on 192.0.2.0/24 (string order differs from numeric: the
 //! mesh's passive rule is Calico's). Every namespace is made here (`bgpt-<pid>-<n>-...`).
@@ -18,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use interop_tests::{Daemon, Hub, Netns, WorkDir, poll_ok, require_root};
+use interop_tests::{Daemon, Hub, Netns, Proc, WorkDir, poll_ok, require_root};
 use serde_json::Value;
 
 const AS: u32 = 64512;
@@ -123,6 +125,24 @@ fn watch(
     }
 }
 
+/// `ip monitor route` in `ns`, its output in `dir/ip-monitor-LABEL.stdout`.
+fn monitor(ns: &Netns, dir: &Path, label: &str) -> Proc {
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .expect("ip");
+    ns.spawn(
+        dir,
+        &format!("ip-monitor-{label}"),
+        ip,
+        &["monitor".into(), "route".into()],
+        &[],
+        false,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 struct StopOnDrop<'a>(&'a AtomicBool);
 
 impl Drop for StopOnDrop<'_> {
@@ -191,6 +211,7 @@ fn three_of_five_mesh_nodes_restart_together_and_nobody_loses_a_route() {
     let stop = AtomicBool::new(false);
     let seen = Mutex::new((0u32, Vec::new()));
     let mut marks = Vec::new();
+    let mut monitors = Vec::new();
     let mut restarted_at = Instant::now();
     thread::scope(|s| {
         let watched: Vec<&Netns> = survivors.iter().map(|&i| &nss[i]).collect();
@@ -205,6 +226,9 @@ fn three_of_five_mesh_nodes_restart_together_and_nobody_loses_a_route() {
         }
         let killed = Instant::now();
         say("three nodes killed (SIGKILL)");
+        for &i in &RESTARTED {
+            monitors.push(monitor(&nss[i], dir.path(), &format!("n{i}")));
+        }
         thread::sleep(DOWN_FOR);
         for &i in &RESTARTED {
             marks.push(ds[i].log_mark());
@@ -240,6 +264,30 @@ fn three_of_five_mesh_nodes_restart_together_and_nobody_loses_a_route() {
     if polls < 30 || !problems.is_empty() {
         let first: Vec<&String> = problems.iter().take(10).collect();
         fail(&format!("{polls} polls, problems: {first:#?}"), &ds);
+    }
+    // No route of ours deleted in the restarted nodes' kernels across their restart.
+    for (k, mut m) in monitors.into_iter().enumerate() {
+        if !m.is_running() {
+            fail(&format!("{}: ip monitor exited", NODES[RESTARTED[k]]), &ds);
+        }
+        let _ = m.stop(Duration::from_secs(2));
+        let events = std::fs::read_to_string(m.stdout_path()).unwrap_or_default();
+        let deleted: Vec<&str> = events
+            .lines()
+            .filter(|l| l.starts_with("Deleted"))
+            .collect();
+        say(&format!(
+            "{}: {} route event(s) across the restart, {} delete(s)",
+            NODES[RESTARTED[k]],
+            events.lines().count(),
+            deleted.len()
+        ));
+        if !deleted.is_empty() {
+            fail(
+                &format!("{}: routes deleted: {deleted:#?}", NODES[RESTARTED[k]]),
+                &ds,
+            );
+        }
     }
     // Recovery by the End-of-RIBs, not the restart time; when, after each restart.
     for (k, &i) in RESTARTED.iter().enumerate() {
