@@ -9,6 +9,11 @@
 //!   waits for a peer that never comes): the stale routes go when `stale_time` runs out.
 //! - Max-prefix: a client crosses its limit: every one of its routes is gone from the two
 //!   other clients, it is held down for the restart time, then comes back.
+//! - A planned restart (SIGTERM, then `--graceful-restart`): BIRD 2 clients keep our
+//!   routes throughout.
+//! - Long-lived graceful restart with BIRD 2: LLGR-stale routes after the restart time.
+//! - A de-configured FRR peer (N bit on both sides) gets a Hard Reset and drops our
+//!   routes at once.
 //!
 //! The world: a hub namespace with a bridge (192.0.2.0/24; ours at .1, the clients .11,
 //! .12, .13), each client in a namespace of its own, all made here and named
@@ -834,5 +839,89 @@ fn long_lived_graceful_restart_with_bird2() {
     if withdraws != 0 {
         w.fail(&format!("c2 received {withdraws} withdrawals"));
     }
+    w.log("done");
+}
+
+/// A peer removed from the configuration gets a Hard Reset (RFC 8538) where both sides
+/// sent the N bit: FRR (`bgp graceful-restart`, N bit on) drops every route of ours at
+/// once instead of keeping them stale for our restart time, and records the Hard Reset.
+#[test]
+fn deconfigured_frr_gets_hard_reset_and_drops_our_routes() {
+    const N: usize = 100;
+    let mut w = World::new("fail-hardreset");
+    w.add_client("c1", C1, &client_body(C1, 0..N, true, "", ""));
+    let ns = Netns::create("f2").unwrap_or_else(|e| w.fail(&e));
+    w.hub
+        .attach(&ns, &[&format!("{C2}/24")])
+        .unwrap_or_else(|e| w.fail(&e));
+    let sub = w.dir.path().join("f2");
+    std::fs::create_dir_all(&sub).unwrap_or_else(|e| w.fail(&e.to_string()));
+    let body = format!(
+        "router bgp {AS}\n\
+         \x20bgp router-id {C2}\n\
+         \x20no bgp ebgp-requires-policy\n\
+         \x20no bgp default ipv4-unicast\n\
+         \x20bgp graceful-restart\n\
+         \x20timers bgp 1 {HOLD}\n\
+         \x20neighbor {RR} remote-as {AS}\n\
+         \x20neighbor {RR} update-source {C2}\n\
+         \x20neighbor {RR} timers connect 1\n\
+         \x20address-family ipv4 unicast\n\
+         \x20 neighbor {RR} activate\n\
+         \x20exit-address-family\n\
+         !\n"
+    );
+    let frr = interop_tests::Frr::start_config(
+        &ns,
+        &sub,
+        "f2",
+        RR.parse().expect("addr"),
+        C2.parse().expect("addr"),
+        &body,
+    )
+    .unwrap_or_else(|e| w.fail(&format!("cannot start FRR: {e}")));
+    w.ns.push(ns);
+    w.start_ours(&reflector_config(&[(C1, ""), (C2, "")]));
+    let frr_count =
+        |f: &interop_tests::Frr| -> Result<usize, String> { Ok(f.table_prefixes(false)?.len()) };
+    w.wait("FRR holds c1's routes", TABLE_WITHIN, || {
+        let n = frr_count(&frr)?;
+        if n == N { Ok(()) } else { Err(format!("{n}")) }
+    });
+    // Both sides sent the N bit.
+    let caps = frr.neighbor_json().unwrap_or_else(|e| w.fail(&e));
+    w.log(&format!(
+        "FRR's graceful restart with ours: {}",
+        caps["gracefulRestartInfo"]
+    ));
+    // Removed from ours: a Hard Reset, and FRR drops the routes at once.
+    let cfg = reflector_config(&[(C1, "")]);
+    w.ours
+        .as_mut()
+        .expect("ours")
+        .reload(&cfg)
+        .unwrap_or_else(|e| w.fail(&e));
+    let took = w.wait(
+        "FRR dropped every route of ours",
+        Duration::from_secs(10),
+        || {
+            let n = frr_count(&frr)?;
+            if n == 0 {
+                Ok(())
+            } else {
+                Err(format!("{n} left"))
+            }
+        },
+    );
+    let n = frr.neighbor_json().unwrap_or_else(|e| w.fail(&e));
+    let reason = format!("{} / {}", n["lastNotificationReason"], n["lastResetDueTo"]);
+    w.log(&format!("FRR: {reason} ({took:?})"));
+    if n["lastNotificationHardReset"] != true
+        || !reason.contains("Peer De-configured")
+        || caps["gracefulRestartInfo"]["nBit"] != true
+    {
+        w.fail(&format!("FRR did not record a Hard Reset: {n}"));
+    }
+    drop(frr);
     w.log("done");
 }
