@@ -172,6 +172,30 @@ impl Session {
         &self.cfg
     }
 
+    /// Our graceful restart is over (RFC 4724 §4.1): the OPENs of later connections carry
+    /// the graceful restart capability with the Restart State bit and every Forwarding
+    /// State bit clear, and the long-lived graceful restart capability (RFC 9494) with
+    /// its Forwarding State bits clear, as after a fresh start. A running connection is
+    /// not touched.
+    pub fn end_restart(&mut self) {
+        for c in &mut self.cfg.capabilities {
+            match c {
+                Capability::GracefulRestart(gr) => {
+                    gr.restart_state = false;
+                    for f in &mut gr.families {
+                        f.forwarding = false;
+                    }
+                }
+                Capability::LongLivedGracefulRestart(families) => {
+                    for f in families {
+                        f.forwarding = false;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// The session state: that of the most advanced connection.
     pub fn state(&self) -> State {
         let best = self.conns.iter().flatten().map(Conn::rank).max();
@@ -925,4 +949,44 @@ fn graceful_notification(n: &Negotiated, cfg: &Config, notif: &Notification) -> 
         .is_some_and(|gr| gr.notification);
     ours && theirs
         && !(notif.code == ErrorCode::CEASE && notif.subcode == subcode::cease::HARD_RESET)
+}
+
+#[cfg(test)]
+mod tests {
+    use bgp_wire::capability::{GrFamily, GracefulRestart};
+    use bgp_wire::{Afi, Safi};
+
+    use super::*;
+
+    #[test]
+    fn test_end_restart_clears_restart_and_forwarding_bits() {
+        let mut cfg = Config::new(65000, Ipv4Addr::new(10, 0, 0, 1), 65000);
+        let gr = GracefulRestart {
+            restart_state: true,
+            notification: true,
+            restart_time: 120,
+            families: vec![GrFamily {
+                afi: Afi::IPV4,
+                safi: Safi::UNICAST,
+                forwarding: true,
+            }],
+        };
+        cfg.capabilities
+            .push(Capability::GracefulRestart(gr.clone()));
+        let mut s = Session::new(cfg);
+        s.end_restart();
+        let after = s.config().open().capabilities;
+        let expected = GracefulRestart {
+            restart_state: false,
+            families: vec![GrFamily {
+                forwarding: false,
+                ..gr.families[0]
+            }],
+            ..gr
+        };
+        assert!(
+            after.contains(&Capability::GracefulRestart(expected)),
+            "{after:?}"
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! The command line. `rr-daemon --config FILE` runs the daemon in the foreground: SIGHUP
-//! reloads the file, SIGTERM (or SIGINT) sends a Cease to every peer and exits 0, SIGUSR2
-//! closes the sessions without a Cease and exits 0 (a restart: graceful restart helpers
-//! keep our routes until `--graceful-restart` brings us back).
+//! reloads the file, SIGTERM (or SIGINT) stops every session and exits 0: a planned
+//! restart, where peers that negotiated graceful restart keep our routes until we are
+//! back (`--graceful-restart`), the others get a Cease (`[speaker] graceful_stop`);
+//! SIGUSR2 closes every session without a Cease and exits 0 (a restart for every peer,
+//! graceful restart helpers or not).
 //! `rr-daemon session ...` brings up one BGP session and reports its
 //! events, one line each (JSON with `--json`), until SIGINT or SIGTERM, when it sends a
 //! Cease and exits 0. `rr-daemon check --config FILE` checks a configuration file
@@ -430,7 +432,7 @@ async fn daemon(source: ConfigSource, restarting: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     // Kernel routes stay (BIRD's `persist`): the next start adopts them.
-    info!("stopping: Cease to every peer");
+    info!("stopping: every session ends (see the speaker's line on how)");
     speaker.shutdown().await?;
     let _ = tokio::time::timeout(Duration::from_secs(3), core).await;
     Ok(())

@@ -74,6 +74,13 @@ pub enum Command {
     /// Ask the peer to send its routes of these families again: one ROUTE-REFRESH each
     /// (RFC 2918), for a session that negotiated it. Not counted with UPDATE bytes.
     RouteRefresh(Vec<bgp_wire::Family>),
+    /// Our graceful restart is over: later OPENs carry neither the Restart State bit nor
+    /// the Forwarding State bits (RFC 4724 §4.1).
+    EndRestart,
+    /// A planned restart of ours: the task ends at once, its connections closed without
+    /// a NOTIFICATION, so that a peer that negotiated graceful restart keeps our routes
+    /// as stale until we are back (RFC 4724 §4.2), as after a crash.
+    Abandon,
 }
 
 /// What a session reports to its owner: the machine's [`News`]. The driver carries out
@@ -326,6 +333,8 @@ async fn run(
         tokio::select! {
             () = sleep_until(deadline) => d.fsm.handle_timeout(Instant::now()),
             cmd = commands.recv() => match cmd {
+                // Dropping the driver closes the sockets: no NOTIFICATION goes out.
+                Some(Command::Abandon) => return,
                 Some(cmd) => {
                     // Whatever else is waiting goes out with it, in one vectored write.
                     d.command(cmd);
@@ -409,6 +418,9 @@ impl Driver {
                 None => self.out.unqueue(bytes.len()),
             },
             Command::UpdateError(n) => self.fsm.handle(now, Input::UpdateError(n)),
+            Command::EndRestart => self.fsm.end_restart(),
+            // Handled by the task's loop before it gets here.
+            Command::Abandon => {}
             Command::MaxPrefixExceeded(data) => {
                 self.fsm.handle(now, Input::MaxPrefixExceeded { data });
             }

@@ -1423,3 +1423,70 @@ fn test_fib_pools_metric_rule_and_block_metric() {
         .contains("fib.ip_pool[0].ipip")
     );
 }
+
+/// Failure-semantics keys (issue 12): `stale_time`, `max_prefix` `restart`,
+/// `long_lived_stale_time`, `[speaker] graceful_stop`: defaults, inheritance, errors.
+#[test]
+fn test_graceful_restart_and_max_prefix_keys() {
+    let head = "[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\n";
+    let cfg = parse(&format!(
+        "{head}stale_time = 100\n\
+         [[peer_group]]\nname = \"g\"\nasn = 65000\nlong_lived_stale_time = 3600\n\
+         max_prefix = {{ limit = 10, restart = 30 }}\n\
+         [[peer]]\naddress = \"10.0.0.2\"\ngroup = \"g\"\nstale_time = 50\n\
+         [[peer]]\naddress = \"10.0.0.3\"\nasn = 65000\nmax_prefix = 5\n"
+    ));
+    assert!(cfg.speaker.graceful_stop);
+    assert_eq!(cfg.speaker.stale_time, 100);
+    let a = cfg.peer(ip("10.0.0.2")).unwrap();
+    assert_eq!(a.stale_time, 50);
+    assert_eq!(a.long_lived_stale_time, Some(3600));
+    assert_eq!(
+        a.max_prefix,
+        Some(MaxPrefix {
+            limit: 10,
+            warn_only: false
+        })
+    );
+    assert_eq!(a.max_prefix_restart, 30);
+    let b = cfg.peer(ip("10.0.0.3")).unwrap();
+    assert_eq!((b.stale_time, b.long_lived_stale_time), (100, None));
+    assert_eq!(b.max_prefix_restart, 60, "the default hold-down");
+    // The stale time and the hold-down are ours alone; LLGR goes into the OPEN.
+    assert_eq!(
+        a.reset_key(&PeerSettings {
+            stale_time: 1,
+            max_prefix_restart: 1,
+            ..a.clone()
+        }),
+        None
+    );
+    assert_eq!(
+        a.reset_key(&PeerSettings {
+            long_lived_stale_time: None,
+            ..a.clone()
+        }),
+        Some("long_lived_stale_time")
+    );
+    let cfg = parse(&format!("{head}graceful_stop = false\n"));
+    assert!(!cfg.speaker.graceful_stop);
+    for (text, want) in [
+        (
+            "[[peer]]\naddress = \"10.0.0.2\"\nasn = 1\nstale_time = 0\n",
+            "test.toml:7:14: peer[0].stale_time: invalid value: integer `0`, expected a nonzero u16",
+        ),
+        (
+            "[[peer]]\naddress = \"10.0.0.2\"\nasn = 1\n\
+             max_prefix = { limit = 5, warn_only = true, restart = 9 }\n",
+            "test.toml:7:14: peer[0].max_prefix: restart has no meaning with warn_only = true: \
+             the session stays up",
+        ),
+        (
+            "[[peer]]\naddress = \"10.0.0.2\"\nasn = 1\nlong_lived_stale_time = 16777216\n",
+            "test.toml:7:25: peer[0].long_lived_stale_time: invalid value: integer `16777216`, \
+             expected false or a long-lived stale time from 1 to 16777215 seconds",
+        ),
+    ] {
+        assert_eq!(error(&format!("{head}{text}")), want);
+    }
+}

@@ -446,6 +446,31 @@ impl Bird {
         Ok(())
     }
 
+    /// Replaces the configuration of a BIRD started with [`Bird::start_config`] by `body`
+    /// (the same `log` and `timeformat` lines are added) and checks it (`bird -p`); it
+    /// takes effect at the next start, or with `birdc configure` ([`Bird::configure`]).
+    pub fn replace_config(&mut self, body: &str) -> Result<(), String> {
+        let mut text = String::new();
+        let _ = writeln!(text, "log \"{}\" all;", self.log.display());
+        if self.version == BirdVersion::V2 {
+            let _ = writeln!(text, "timeformat protocol iso long ms;");
+        } else {
+            let _ = writeln!(text, "timeformat protocol iso long;");
+        }
+        text.push_str(body);
+        self.write_config(&text)
+    }
+
+    /// `birdc configure`: the running BIRD takes its configuration file again.
+    pub fn configure(&self) -> Result<(), String> {
+        let out = self.birdc(&["configure"])?;
+        if out.contains("Reconfigured") || out.contains("Reconfiguration in progress") {
+            Ok(())
+        } else {
+            Err(format!("`birdc configure` did not reconfigure:\n{out}"))
+        }
+    }
+
     /// The PID of its running `bird` process, if any.
     pub fn pid(&self) -> Option<u32> {
         self.proc.as_ref().map(Proc::pid)

@@ -816,3 +816,183 @@ fn metric_follows_local_pref_of_bird2_peer() {
     );
     drop(d1);
 }
+
+/// Node 3's block (a BIRD 2 node, `graceful restart on`).
+const BLOCK3: &str = "192.168.0.128/26";
+const NODE3: &str = "192.0.2.103";
+
+/// Graceful restart's kernel recovery (`--graceful-restart`) is driven by End-of-RIB:
+/// node 1 (ours, `[fib]`) peers with node 2 (ours) and node 3 (BIRD 2, graceful restart
+/// on). Node 1 is killed with -9, node 3's BIRD too; a stale route of ours is left in
+/// node 1's kernel; node 1 starts again with `--graceful-restart`. While node 3 is down,
+/// node 2's End-of-RIB alone does not end the recovery: the kernel is held as it is, the
+/// stale route and node 3's block included. Once node 3 is back, its End-of-RIB ends the
+/// recovery at once (far within the 120 s restart time): the stale route goes, and
+/// `ip monitor route` shows no other delete nor any change of a live route.
+#[test]
+fn graceful_restart_kernel_recovery_ends_on_end_of_rib() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let dir = WorkDir::new("fib-gr").unwrap_or_else(|e| panic!("{e}"));
+    let hub = Hub::create("hub", &[]).unwrap_or_else(|e| panic!("{e}"));
+    let ns1 = node(&hub, "node1", NODE1);
+    let ns2 = node(&hub, "node2", NODE2);
+    let ns3 = node(&hub, "bird3", NODE3);
+    let fib = "[fib]\ntable = 254\nmetric_from_local_pref = false\n\n";
+    let d2 = Daemon::start(
+        &ns2,
+        &subdir(&dir, "node2"),
+        exe(),
+        &speaker_config(
+            NODE2,
+            &[NODE1],
+            &format!("{fib}[[originate]]\nprefix = \"{BLOCK2}\"\n"),
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut d1 = Daemon::start(
+        &ns1,
+        &subdir(&dir, "node1"),
+        exe(),
+        &speaker_config(
+            NODE1,
+            &[NODE2, NODE3],
+            &format!("{fib}[[originate]]\nprefix = \"{BLOCK1}\"\nblackhole = true\n"),
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let body = format!(
+        "router id {NODE3};\n\
+         protocol device {{ scan time 10; }}\n\
+         protocol static s1 {{ ipv4; route {BLOCK3} blackhole; }}\n\
+         protocol bgp node1 {{\n\
+         \x20 local {NODE3} as {AS};\n\
+         \x20 neighbor {NODE1} as {AS};\n\
+         \x20 direct;\n\
+         \x20 hold time {HOLD};\n\
+         \x20 keepalive time 1;\n\
+         \x20 connect retry time 1;\n\
+         \x20 connect delay time 1;\n\
+         \x20 error wait time 1,2;\n\
+         \x20 graceful restart on;\n\
+         \x20 ipv4 {{ import all; export all; next hop self; }};\n\
+         }}\n"
+    );
+    let mut bird = Bird::start_config(
+        BirdVersion::V2,
+        &ns3,
+        &subdir(&dir, "bird"),
+        "node3",
+        "node1",
+        false,
+        &body,
+    )
+    .unwrap_or_else(|e| panic!("cannot start BIRD 2: {e}"));
+    let fail = |what: &str, d1: &Daemon| -> ! {
+        panic!(
+            "{what}\n{}\n{}\nnode1 routes: {:#?}\nwork dir: {}",
+            d1.transcript(80),
+            d2.transcript(30),
+            routes(&ns1),
+            dir.path().display()
+        )
+    };
+    let want = vec![blackhole(BLOCK1), via(BLOCK2, NODE2), via(BLOCK3, NODE3)];
+    if poll(CONVERGED_WITHIN, Duration::from_millis(50), || {
+        same(&ours(&ns1), &want).then_some(())
+    })
+    .is_none()
+    {
+        fail("node 1's kernel before the restart", &d1);
+    }
+
+    d1.kill().unwrap_or_else(|e| panic!("{e}"));
+    bird.kill().unwrap_or_else(|e| panic!("{e}"));
+    ns1.ip(&[
+        "route",
+        "add",
+        "10.77.0.0/24",
+        "via",
+        NODE2,
+        "proto",
+        "12",
+        "metric",
+        "1024",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut monitor = start_monitor(&ns1, dir.path());
+    std::thread::sleep(Duration::from_millis(200));
+    let mark = d1.log_mark();
+    d1.start_again(&["--graceful-restart"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let restarted = Instant::now();
+    // Node 2 is back at once and sends its End-of-RIB; node 3 is down: the kernel is held.
+    if d1
+        .wait_log(mark, Duration::from_secs(15), |l| {
+            l.contains("peer=192.0.2.102") && l.contains("session established")
+        })
+        .is_err()
+    {
+        fail("node 2 not back after node 1's restart", &d1);
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    let held = ours(&ns1);
+    let mut with_stale = want.clone();
+    with_stale.push(via("10.77.0.0/24", NODE2));
+    if !same(&held, &with_stale)
+        || d1
+            .log_since(mark)
+            .iter()
+            .any(|l| l.contains("fib: initial sync over"))
+    {
+        fail(
+            &format!("with node 3 down the recovery must hold the kernel as it was: {held:?}"),
+            &d1,
+        );
+    }
+
+    bird.start_again_with(&[])
+        .unwrap_or_else(|e| panic!("cannot start BIRD 2 again: {e}"));
+    let bird_back = Instant::now();
+    let synced = d1
+        .wait_log(mark, Duration::from_secs(30), |l| {
+            l.contains("fib: initial sync over")
+        })
+        .unwrap_or_else(|e| fail(&format!("recovery not over: {e}"), &d1));
+    let after = bird_back.elapsed();
+    eprintln!(
+        "fib-gr: recovery over {after:?} after node 3 came back ({:?} after node 1's \
+         restart): {synced}",
+        restarted.elapsed()
+    );
+    let log = d1.log_since(mark);
+    for l in log.iter().filter(|l| l.contains("graceful restart")) {
+        eprintln!("  {l}");
+    }
+    if !log
+        .iter()
+        .any(|l| l.contains("graceful restart: recovery over"))
+        || !synced.contains("End-of-RIBs in")
+    {
+        fail("the recovery did not end by the End-of-RIBs", &d1);
+    }
+    wait("the stale route removed", Duration::from_secs(5), || {
+        let o = ours(&ns1);
+        same(&o, &want).then_some(()).ok_or(format!("{o:?}"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = monitor.stop(Duration::from_secs(2));
+    let events = fs::read_to_string(monitor.stdout_path()).unwrap_or_default();
+    let deletes: Vec<&str> = events
+        .lines()
+        .filter(|l| l.starts_with("Deleted"))
+        .collect();
+    assert!(
+        deletes.len() == 1 && deletes[0].contains("10.77.0.0/24"),
+        "only the stale route may be deleted across the restart: {events}"
+    );
+    assert!(
+        !events.lines().any(|l| l.contains("192.168.0.")),
+        "no change to a live route across the restart: {events}"
+    );
+    drop((d1, bird));
+}

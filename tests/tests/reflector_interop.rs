@@ -410,7 +410,9 @@ impl World {
 
 // ------------------------------------------------------------------------------ configs
 
-/// `[speaker]` of the reflector, and the `clients` group every peer or range uses.
+/// `[speaker]` of the reflector, and the `clients` group every peer or range uses. A
+/// stop is one for good (`graceful_stop = false`): the clients get our Cease (SIGTERM is a
+/// planned restart otherwise, see failure_interop.rs).
 fn speaker_config(listen: &str, families: &str) -> String {
     format!(
         "[speaker]\n\
@@ -420,6 +422,7 @@ fn speaker_config(listen: &str, families: &str) -> String {
          cluster_id = \"{CLUSTER_ID}\"\n\
          hold_time = {HOLD}\n\
          connect_retry = 1\n\
+         graceful_stop = false\n\
          \n\
          [[peer_group]]\n\
          name = \"clients\"\n\

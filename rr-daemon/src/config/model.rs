@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bgp_wire::capability::{
-    AddPathEntry, Capability, ExtendedNextHopEntry, GrFamily, GracefulRestart,
+    AddPathEntry, Capability, ExtendedNextHopEntry, GrFamily, GracefulRestart, LlgrFamily,
 };
 use bgp_wire::{Family, FamilySet};
 use ipnet::IpNet;
@@ -47,6 +47,12 @@ pub struct Speaker {
     pub default_local_pref: u32,
     /// Default graceful restart time of peers; `None` for off.
     pub graceful_restart: Option<u16>,
+    /// Default End-of-RIB wait of peers (`stale_time`), in seconds.
+    pub stale_time: u16,
+    /// A stop (SIGTERM) is a planned restart: sessions that negotiated graceful restart
+    /// close without a NOTIFICATION, so that their peers keep our routes until we are
+    /// back. `false`: every peer gets a Cease and drops our routes at once.
+    pub graceful_stop: bool,
     /// Log line format.
     pub log_format: LogFormat,
 }
@@ -362,8 +368,18 @@ pub struct PeerSettings {
     pub export: PolicyBinding,
     /// Max-prefix limit.
     pub max_prefix: Option<MaxPrefix>,
+    /// Seconds a peer that crossed its max-prefix limit is held down (its session
+    /// stopped, its connections refused) before it may come back.
+    pub max_prefix_restart: u32,
     /// Graceful restart time we advertise; `None`: graceful restart off.
     pub graceful_restart: Option<u16>,
+    /// Seconds a restarting peer whose session is back has to send End-of-RIB before
+    /// its routes still stale are removed (RFC 4724 §4.2, FRR's `stalepath-time`).
+    pub stale_time: u16,
+    /// Long-lived graceful restart (RFC 9494): the long-lived stale time we advertise and
+    /// keep a peer's routes for (as LLGR-stale) once its graceful restart time is over;
+    /// `None`: off. Only with `graceful_restart`.
+    pub long_lived_stale_time: Option<u32>,
     /// TCP-MD5 key (RFC 2385).
     pub password: Option<Secret>,
 }
@@ -398,7 +414,10 @@ impl PeerSettings {
             import: _,
             export: _,
             max_prefix: _,
+            max_prefix_restart: _,
             graceful_restart,
+            stale_time: _,
+            long_lived_stale_time,
             password,
         } = self;
         let keys = [
@@ -423,6 +442,10 @@ impl PeerSettings {
             (
                 "graceful_restart",
                 *graceful_restart == new.graceful_restart,
+            ),
+            (
+                "long_lived_stale_time",
+                *long_lived_stale_time == new.long_lived_stale_time,
             ),
             ("password", *password == new.password),
         ];
@@ -486,6 +509,21 @@ impl PeerSettings {
                     restart_time,
                     families,
                 }));
+            if let Some(stale_time) = self.long_lived_stale_time {
+                // RFC 9494 §3: every family, with our long-lived stale time.
+                let families = self
+                    .families
+                    .iter()
+                    .map(|f| LlgrFamily {
+                        afi: f.afi(),
+                        safi: f.safi(),
+                        forwarding: false,
+                        stale_time,
+                    })
+                    .collect();
+                c.capabilities
+                    .push(Capability::LongLivedGracefulRestart(families));
+            }
         }
         c.passive = self.passive;
         c.timing.hold_time = self.hold_time;

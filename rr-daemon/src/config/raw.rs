@@ -10,8 +10,8 @@ use serde::Deserialize;
 use super::model::LogFormat;
 use super::values::{
     Action, AddPath, Asn, CommunityValue, DefaultAction, Families, GracefulRestart, HoldTime,
-    IpList, LargeCommunityValue, ListenAddr, MaxPrefixValue, Multihop, NextHopSelf, Password,
-    PasswordFile, Prefix, PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
+    IpList, LargeCommunityValue, ListenAddr, LongLivedStaleTime, MaxPrefixValue, Multihop,
+    NextHopSelf, Password, PasswordFile, Prefix, PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
 };
 
 /// The whole file.
@@ -78,6 +78,8 @@ pub(super) struct RawSpeaker {
     pub(super) missing_med_worst: Option<bool>,
     pub(super) default_local_pref: Option<u32>,
     pub(super) graceful_restart: Option<GracefulRestart>,
+    pub(super) stale_time: Option<NonZeroU16>,
+    pub(super) graceful_stop: Option<bool>,
     pub(super) log_format: Option<LogFormat>,
 }
 
@@ -251,6 +253,8 @@ peer_fields! {
     export: String,
     max_prefix: MaxPrefixValue,
     graceful_restart: GracefulRestart,
+    stale_time: NonZeroU16,
+    long_lived_stale_time: LongLivedStaleTime,
     password: Password,
     password_file: PasswordFile,
 }

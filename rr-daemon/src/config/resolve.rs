@@ -26,6 +26,11 @@ use super::values::{DEFAULT_RESTART_TIME, NextHopSelf};
 /// Default `[speaker]` values.
 const HOLD_TIME: u16 = 90;
 const CONNECT_RETRY: u16 = 5;
+/// Default `stale_time`: how long a peer back from a graceful restart has to send its
+/// End-of-RIB (FRR's `stalepath-time`; BIRD waits as long).
+const STALE_TIME: u16 = 360;
+/// Default `max_prefix` `restart`: how long a peer over its limit is held down.
+pub(super) const MAX_PREFIX_RESTART: u32 = 60;
 const LOCAL_PREF: u32 = 100;
 /// Default `[api] listen`.
 pub(super) const API_LISTEN: &str = "127.0.0.1:9179";
@@ -251,6 +256,8 @@ fn speaker(doc: &Doc<'_>, s: &RawSpeaker) -> Result<Speaker> {
         graceful_restart: s
             .graceful_restart
             .map_or(Some(DEFAULT_RESTART_TIME), |g| g.0),
+        stale_time: s.stale_time.map_or(STALE_TIME, |t| t.get()),
+        graceful_stop: s.graceful_stop.unwrap_or(true),
         log_format: s.log_format.unwrap_or(LogFormat::Text),
     })
 }
@@ -263,6 +270,7 @@ fn speaker_keys(s: &RawSpeaker) -> Vec<&'static str> {
         ("send_hold_time", s.send_hold_time.is_some()),
         ("connect_retry", s.connect_retry.is_some()),
         ("graceful_restart", s.graceful_restart.is_some()),
+        ("stale_time", s.stale_time.is_some()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
@@ -530,7 +538,10 @@ impl Cx<'_> {
             import: self.binding(&import, &self.locate(l, "import").1)?,
             export: self.binding(&export, &self.locate(l, "export").1)?,
             max_prefix: pick!(max_prefix).and_then(|m| m.0),
+            max_prefix_restart: pick!(max_prefix).map_or(MAX_PREFIX_RESTART, |m| m.1),
             graceful_restart: pick!(graceful_restart).map_or(s.graceful_restart, |g| g.0),
+            stale_time: pick!(stale_time).map_or(s.stale_time, |t| t.get()),
+            long_lived_stale_time: pick!(long_lived_stale_time).and_then(|t| t.0),
             password: match l.level(&["password", "password_file"]) {
                 Some(f) => match (&f.password, &f.password_file) {
                     (Some(p), _) => Some(Secret::new(p.0.clone())),

@@ -210,6 +210,22 @@ impl<'de> Deserialize<'de> for GracefulRestart {
     }
 }
 
+/// `long_lived_stale_time`: `false` (off) or the long-lived stale time (1 to 16777215 s,
+/// the 24 bits of RFC 9494 §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct LongLivedStaleTime(pub(super) Option<u32>);
+
+impl<'de> Deserialize<'de> for LongLivedStaleTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const WHAT: &str = "false or a long-lived stale time from 1 to 16777215 seconds";
+        scalar(d, WHAT, |s| match *s {
+            Scalar::Bool(false) => Ok(Self(None)),
+            Scalar::Int(n @ 1..=0xff_ffff) => Ok(Self(Some(n as u32))),
+            _ => Err(Bad::Form),
+        })
+    }
+}
+
 /// `next_hop_self`: `false`, `true` (not on reflected routes) or `"force"` (on all).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum NextHopSelf {
@@ -376,9 +392,10 @@ impl<'de> Deserialize<'de> for AddPath {
     }
 }
 
-/// `max_prefix`: `false`, a limit, or `{ limit = N, warn_only = BOOL }`.
+/// `max_prefix`: `false`, a limit, or `{ limit = N, warn_only = BOOL, restart = SECONDS }`;
+/// with the hold-down time of a peer that crosses the limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct MaxPrefixValue(pub(super) Option<rib::MaxPrefix>);
+pub(super) struct MaxPrefixValue(pub(super) Option<rib::MaxPrefix>, pub(super) u32);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -386,12 +403,14 @@ struct MaxPrefixTable {
     limit: NonZeroU32,
     #[serde(default)]
     warn_only: bool,
+    restart: Option<NonZeroU32>,
 }
 
 impl<'de> Deserialize<'de> for MaxPrefixValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         const WHAT: &str = "false, a limit from 1 to 4294967295, or a table \
-                            { limit = N, warn_only = BOOL }";
+                            { limit = N, warn_only = BOOL, restart = SECONDS }";
+        const RESTART: u32 = super::resolve::MAX_PREFIX_RESTART;
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = MaxPrefixValue;
@@ -404,25 +423,36 @@ impl<'de> Deserialize<'de> for MaxPrefixValue {
                 if v {
                     return Err(E::invalid_value(Unexpected::Bool(v), &WHAT));
                 }
-                Ok(MaxPrefixValue(None))
+                Ok(MaxPrefixValue(None, RESTART))
             }
 
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<MaxPrefixValue, E> {
                 match u32::try_from(v) {
-                    Ok(limit @ 1..) => Ok(MaxPrefixValue(Some(rib::MaxPrefix {
-                        limit,
-                        warn_only: false,
-                    }))),
+                    Ok(limit @ 1..) => Ok(MaxPrefixValue(
+                        Some(rib::MaxPrefix {
+                            limit,
+                            warn_only: false,
+                        }),
+                        RESTART,
+                    )),
                     _ => Err(E::invalid_value(Unexpected::Signed(v), &WHAT)),
                 }
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MaxPrefixValue, A::Error> {
                 let t = MaxPrefixTable::deserialize(MapAccessDeserializer::new(map))?;
-                Ok(MaxPrefixValue(Some(rib::MaxPrefix {
-                    limit: t.limit.get(),
-                    warn_only: t.warn_only,
-                })))
+                if t.warn_only && t.restart.is_some() {
+                    return Err(de::Error::custom(
+                        "restart has no meaning with warn_only = true: the session stays up",
+                    ));
+                }
+                Ok(MaxPrefixValue(
+                    Some(rib::MaxPrefix {
+                        limit: t.limit.get(),
+                        warn_only: t.warn_only,
+                    }),
+                    t.restart.map_or(RESTART, NonZeroU32::get),
+                ))
             }
         }
         d.deserialize_any(V)

@@ -14,10 +14,13 @@
 //! Start: the task dumps our table for routes of our protocol number and adopts them
 //! (they survived our last exit: routes are never removed when the daemon stops, BIRD's
 //! `persist`). A route that comes back as it was costs no operation. Adopted routes
-//! that nothing desires are removed only once the initial sync is over
-//! ([`InitialSync`]): every configured peer Established, the speaker past its graceful
-//! restart deferral, and no best-path change for [`SETTLE`]; or [`SYNC_TIMEOUT`] after
-//! the start, whatever the peers do.
+//! that nothing desires are removed only once the initial sync is over. After a
+//! graceful restart (`--graceful-restart`) that is the end of the speaker's recovery
+//! ([`Speaker::recovering`]): every configured peer up and the End-of-RIB of each one
+//! that negotiated graceful restart in, or the restart time over; meanwhile no best path
+//! goes out until route selection runs, and then only what changed is programmed.
+//! Otherwise ([`InitialSync`]): every configured peer Established and no best-path
+//! change for [`SETTLE`]. Either way at most [`SYNC_TIMEOUT`] after the start.
 //!
 //! Metric, tunnel and gateway of each route: see [`reconcile`] (Calico 3.32's
 //! `2147483647 - LOCAL_PREF`, IP pools with `tunl0`, gateways resolved through the kernel).
@@ -311,6 +314,9 @@ pub async fn run(
     rec.adopt(found);
     rec.set_blackholes(blackholes.borrow_and_update().iter().copied());
     let mut sync = InitialSync::new(started);
+    // Started with `--graceful-restart`: the initial sync is graceful restart's recovery,
+    // over with the End-of-RIBs (or the restart time), not after a quiet second.
+    let gr_recovery = speaker.recovering().await.unwrap_or(false);
     let mut check = tokio::time::interval(Duration::from_millis(200));
     let mut retry = tokio::time::interval(RETRY_EVERY);
     let mut resolve = tokio::time::interval(RESOLVE_EVERY);
@@ -338,13 +344,33 @@ pub async fn run(
             }
             _ = check.tick(), if !rec.synced() => {
                 let now = Instant::now();
-                if !sync.poll(now) {
-                    let ready = speaker_ready(&speaker, &configured).await;
-                    sync.on_speaker(ready, now);
-                }
-                if sync.poll(now) {
+                let (over, by) = if gr_recovery {
+                    let recovered = !speaker.recovering().await.unwrap_or(false);
+                    let over = recovered || sync.poll(now);
+                    if over {
+                        // The best paths of the recovery's end were sent before the answer:
+                        // take them all before anything adopted counts as stale.
+                        while let Ok(c) = changes.try_recv() {
+                            take(&mut rec, &c);
+                        }
+                    }
+                    let by = if recovered {
+                        "graceful restart recovery over (End-of-RIBs in)"
+                    } else {
+                        "timeout"
+                    };
+                    (over, by)
+                } else {
+                    if !sync.poll(now) {
+                        let ready = speaker_ready(&speaker, &configured).await;
+                        sync.on_speaker(ready, now);
+                    }
+                    (sync.poll(now), "peers up and quiet, or timeout")
+                };
+                if over {
                     info!(
                         after_ms = started.elapsed().as_millis() as u64,
+                        by,
                         "fib: initial sync over, removing stale routes of ours"
                     );
                     rec.mark_synced();

@@ -17,13 +17,13 @@ use bgp_fsm::{News, State};
 use bgp_wire::capability::Capability;
 use bgp_wire::notification::subcode;
 use bgp_wire::update::{Treatment, UpdateView};
-use bgp_wire::{ErrorCode, Notification};
+use bgp_wire::{ErrorCode, FamilySet, Notification};
 use bytes::{BufMut, BytesMut};
 use ipnet::IpNet;
 use rib::{Attrs, BestChange, Explanation, LocalAddrs, PeerId, Rib, Signal};
 use tracing::{info, warn};
 
-use super::gr::GracefulRestart;
+use super::gr::{GracefulRestart, Reopened};
 use super::peers::Peer;
 use super::{ExplainedRoute, PeerChange, RouteEntry, RoutesPage, SpeakerError};
 use crate::config::{Config, Diff, PeerSettings, Secret};
@@ -87,7 +87,42 @@ pub(crate) struct Core {
     /// The generation of the last session started: each session's events carry its own.
     pub(super) generations: u64,
     pub(super) gr: GracefulRestart,
+    /// Peers held down after crossing their max-prefix limit, until when. By address, so
+    /// that a dynamic neighbour is refused too.
+    pub(super) held_down: HashMap<IpAddr, Instant>,
     pub(super) actions: VecDeque<Action>,
+}
+
+/// Long-lived graceful restart for `p` once its restart time is over (RFC 9494): the
+/// families both sides advertised it for, and for how long (the smallest of the peer's
+/// long-lived stale times for them and ours).
+fn long_lived(p: &Peer) -> (Duration, FamilySet) {
+    let Some(ours) = p.settings.long_lived_stale_time else {
+        return (Duration::ZERO, FamilySet::EMPTY);
+    };
+    let mut families = FamilySet::EMPTY;
+    let mut time = ours;
+    for &(f, theirs) in &p.session.peer_llgr {
+        if theirs > 0 {
+            families.insert(f);
+            time = time.min(theirs);
+        }
+    }
+    (Duration::from_secs(time.into()), families)
+}
+
+/// `cease` as RFC 8538 §3 wants it where both sides sent the N bit and the peer must
+/// drop our routes (Cease subcodes 1 to 4, §5): a Hard Reset whose data is the code and
+/// subcode of `cease`, then its data. Without the N bit, `cease` as it is.
+pub(super) fn hard_reset(cease: Notification, n_bit: bool) -> Notification {
+    if !n_bit {
+        return cease;
+    }
+    let mut data = BytesMut::with_capacity(2 + cease.data.len());
+    data.put_u8(cease.code.0);
+    data.put_u8(cease.subcode);
+    data.put_slice(&cease.data);
+    Notification::with_data(ErrorCode::CEASE, subcode::cease::HARD_RESET, data.freeze())
 }
 
 fn track_best(mut c: rib::RibConfig) -> rib::RibConfig {
@@ -121,6 +156,7 @@ impl Core {
             by_id: HashMap::new(),
             generations: 0,
             gr: GracefulRestart::new(deferral),
+            held_down: HashMap::new(),
             actions: VecDeque::new(),
         };
         core.range_keys(true);
@@ -144,24 +180,74 @@ impl Core {
         self.gr.deferring()
     }
 
+    /// Our restart's recovery is not over: selection is deferred, or the End-of-RIB of a
+    /// peer that negotiated graceful restart is still awaited, within the restart time.
+    pub(crate) fn recovering(&self) -> bool {
+        self.gr.recovering()
+    }
+
     /// The earliest deadline, for [`Core::handle_timeout`].
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.gr.poll_timeout()
+        let held = self.held_down.values().min().copied();
+        self.gr.poll_timeout().into_iter().chain(held).min()
     }
 
     /// Handles every deadline that passed by `now`.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         let expired = self.gr.handle_timeout(now);
-        if expired.deferral {
+        if expired.selection {
             info!("graceful restart time over: sending routes");
+            self.end_restart();
+        }
+        for (addr, families) in expired.long_lived {
+            let Some(p) = self.peers.get(&addr) else {
+                continue;
+            };
+            let kept = self.rib.llgr_begin(p.id, families);
+            info!(peer = %addr, kept, "graceful restart time over: routes kept as long-lived stale (LLGR_STALE, RFC 9494)");
         }
         for addr in expired.stale {
-            if let Some(p) = self.peers.get(&addr)
-                && p.session.state != State::Established
-            {
-                info!(peer = %addr, "graceful restart time over: stale routes removed");
-                self.rib.stale_timer_expired(p.id);
+            let Some(p) = self.peers.get(&addr) else {
+                continue;
+            };
+            let what = if p.session.state == State::Established {
+                "End-of-RIB not received within the stale time"
+            } else {
+                "graceful restart time over"
+            };
+            info!(peer = %addr, stale = self.rib.stale_count(p.id), "{what}: stale routes removed");
+            self.rib.stale_timer_expired(p.id);
+            if p.dynamic && p.session.state != State::Established {
+                // A dynamic neighbour outlives its session only while we help it.
+                self.remove_dynamic(addr);
             }
+        }
+        let over: Vec<IpAddr> = self
+            .held_down
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in over {
+            self.held_down.remove(&addr);
+            if let Some(p) = self.peers.get(&addr) {
+                info!(peer = %addr, "max-prefix hold-down over: the session starts again");
+                let generation = p.generation;
+                self.command(addr, generation, Command::Start);
+            }
+        }
+    }
+
+    /// Removes a dynamic neighbour whose session is down.
+    fn remove_dynamic(&mut self, addr: IpAddr) {
+        if let Some(p) = self.peers.remove(&addr) {
+            self.actions.push_back(Action::Stop {
+                peer: addr,
+                generation: p.generation,
+                cease: None,
+            });
+            self.forget(&p);
+            info!(peer = %addr, "dynamic neighbour removed");
         }
     }
 
@@ -178,6 +264,11 @@ impl Core {
     /// [`Action::Spawn`] comes first); `None` when it is refused.
     pub(crate) fn handle_inbound(&mut self, now: Instant, from: SocketAddr) -> Option<u64> {
         let addr = from.ip();
+        if let Some(until) = self.held_down.get(&addr) {
+            let left = until.saturating_duration_since(now).as_secs();
+            warn!(%from, seconds_left = left, "refused connection: held down after crossing its max-prefix limit");
+            return None;
+        }
         if !self.peers.contains_key(&addr) {
             let Some(range) = self.config.dynamic_range(addr) else {
                 warn!(%from, "refused connection: not a configured peer");
@@ -397,19 +488,50 @@ impl Core {
         RoutesPage { routes, more }
     }
 
-    /// Ceases every peer (Administrative Shutdown) and forgets it.
+    /// Stops every session and forgets its peer. With `[speaker] graceful_stop` (the
+    /// default) a stop is a planned restart: a peer whose session negotiated graceful
+    /// restart both ways sees its connection close without a NOTIFICATION and keeps our
+    /// routes as stale for our restart time (RFC 4724 §4.2; a Cease would end that for
+    /// peers without the N bit of RFC 8538, and RFC 8538 §5 wants an Administrative
+    /// Shutdown sent as a Hard Reset). Started again with `--graceful-restart`, we come
+    /// back with the Forwarding State bits set and the peers replace the stale routes.
+    /// Every other peer gets a Cease (Administrative Shutdown), inside a Hard Reset where
+    /// both sides sent the N bit.
     pub(crate) fn shutdown(&mut self) {
+        let graceful_stop = self.config.speaker.graceful_stop;
         let cease = Notification::cease_with_communication(
             subcode::cease::ADMIN_SHUTDOWN,
             "rr-daemon shutting down",
         );
+        let (mut graceful, mut ceased) = (0usize, 0usize);
         for (peer, p) in self.peers.drain() {
+            let keeps_ours = graceful_stop
+                && p.session.state == State::Established
+                && p.settings.graceful_restart.is_some()
+                && p.session.peer_restart_time.is_some();
+            let cease = if keeps_ours {
+                graceful += 1;
+                self.actions.push_back(Action::Command {
+                    peer,
+                    generation: p.generation,
+                    command: Command::Abandon,
+                });
+                None
+            } else {
+                ceased += 1;
+                Some(hard_reset(cease.clone(), p.session.hard_reset))
+            };
             self.actions.push_back(Action::Stop {
                 peer,
                 generation: p.generation,
-                cease: Some(cease.clone()),
+                cease,
             });
         }
+        info!(
+            graceful,
+            ceased,
+            "stopping: sessions with graceful restart closed without a NOTIFICATION (the peers keep our routes until we are back), a Cease to the others"
+        );
     }
 
     /// The address of the peer behind `id`; `None` for local routes (and for a peer
@@ -431,11 +553,19 @@ impl Core {
             // kernel routes of a node persist across the restart; a reflector forwards
             // nothing, so it has nothing to lose).
             for c in &mut spec.fsm.capabilities {
-                if let Capability::GracefulRestart(gr) = c {
-                    gr.restart_state = true;
-                    for f in &mut gr.families {
-                        f.forwarding = true;
+                match c {
+                    Capability::GracefulRestart(gr) => {
+                        gr.restart_state = true;
+                        for f in &mut gr.families {
+                            f.forwarding = true;
+                        }
                     }
+                    Capability::LongLivedGracefulRestart(families) => {
+                        for f in families {
+                            f.forwarding = true;
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -468,7 +598,16 @@ impl Core {
         let Some(p) = self.peers.remove(&address) else {
             return false;
         };
+        // RFC 8538 §5: a de-configured peer must drop our routes, not keep them stale.
+        let purge = matches!(
+            why,
+            subcode::cease::MAX_PREFIXES
+                | subcode::cease::ADMIN_SHUTDOWN
+                | subcode::cease::PEER_DECONFIGURED
+                | subcode::cease::ADMIN_RESET
+        );
         let cease = Notification::new(ErrorCode::CEASE, why);
+        let cease = hard_reset(cease, purge && p.session.hard_reset);
         self.actions.push_back(Action::Stop {
             peer: address,
             generation: p.generation,
@@ -492,6 +631,9 @@ impl Core {
         self.rib.remove_peer(p.id);
         self.by_id.remove(&p.id);
         self.gr.forget(p.address());
+        if !p.dynamic {
+            self.held_down.remove(&p.address());
+        }
     }
 
     /// Sets (`on`) or removes the listener keys of every dynamic neighbour range whose
@@ -543,6 +685,7 @@ impl Core {
         };
         let (id, generation) = (p.id, p.generation);
         if p.dynamic
+            && !self.gr.helping(e.peer)
             && matches!(
                 e.news,
                 News::StateChanged {
@@ -551,16 +694,10 @@ impl Core {
                 }
             )
         {
-            // A dynamic neighbour exists while its session does (BIRD does the same).
-            if let Some(p) = self.peers.remove(&e.peer) {
-                self.actions.push_back(Action::Stop {
-                    peer: e.peer,
-                    generation,
-                    cease: None,
-                });
-                self.forget(&p);
-                info!(peer = %e.peer, "dynamic neighbour removed");
-            }
+            // A dynamic neighbour exists while its session does (BIRD does the same), or
+            // while we help it through a graceful restart: its session task waits for
+            // the peer's next connection, which `handle_inbound` hands to it.
+            self.remove_dynamic(e.peer);
             return;
         }
         match e.news {
@@ -574,9 +711,29 @@ impl Core {
                 p.session.established_at = Some(now);
                 p.session.ctx = Some(negotiated.ctx);
                 p.session.route_refresh = negotiated.route_refresh;
+                let peer_gr = negotiated.peer_graceful_restart.as_ref();
+                p.session.peer_restart_time = peer_gr.map(|g| g.restart_time);
+                let peer_llgr = negotiated.peer_llgr.as_deref();
+                p.session.peer_llgr = peer_llgr
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|f| {
+                        bgp_wire::Family::from_afi_safi(f.afi, f.safi).map(|x| (x, f.stale_time))
+                    })
+                    .collect();
+                p.session.hard_reset = peer_gr.is_some_and(|g| g.notification)
+                    && p.settings.graceful_restart.is_some();
                 p.history.last_error = None;
                 p.counters = Default::default();
-                self.gr.on_established(e.peer, negotiated.ctx.families);
+                let stale_time = Duration::from_secs(p.settings.stale_time.into());
+                let reopened = self.gr.on_established(
+                    e.peer,
+                    negotiated.ctx.families,
+                    peer_gr,
+                    peer_llgr,
+                    stale_time,
+                    now,
+                );
                 let local = e
                     .local
                     .map_or(LocalAddrs::default(), |a| LocalAddrs::from(a.ip()));
@@ -586,15 +743,38 @@ impl Core {
                     local,
                 };
                 self.rib.peer_up(id, session);
+                if let Reopened::Sweep {
+                    families,
+                    help_over,
+                } = reopened
+                {
+                    for f in families {
+                        let n = self.rib.stale_count_of(id, f);
+                        if n > 0 {
+                            info!(peer = %e.peer, family = %f, stale = n, "graceful restart: the new OPEN keeps no forwarding state for the family: its stale routes removed");
+                        }
+                        self.rib.sweep_stale_family(id, f);
+                    }
+                    if help_over {
+                        info!(peer = %e.peer, "graceful restart over: nothing left to wait for");
+                    }
+                }
             }
             News::Down { reason, graceful } => {
                 p.record_down(&reason, local_as);
                 p.session.established_at = None;
                 p.session.ctx = None;
-                let graceful = graceful && p.settings.graceful_restart.is_some();
-                let restart = Duration::from_secs(p.settings.graceful_restart.map_or(0, u64::from));
+                p.session.hard_reset = false;
+                let graceful = graceful
+                    && p.settings.graceful_restart.is_some()
+                    && !self.held_down.contains_key(&e.peer);
+                // RFC 4724 §4.2: the restart time the peer advertised, capped by ours.
+                let ours = p.settings.graceful_restart.unwrap_or(0);
+                let theirs = p.session.peer_restart_time.unwrap_or(0);
+                let restart = Duration::from_secs(ours.min(theirs).into());
+                let long_lived = long_lived(p);
                 self.rib.peer_down(id, graceful);
-                self.gr.on_down(e.peer, graceful, restart, now);
+                self.gr.on_down(e.peer, graceful, restart, long_lived, now);
             }
             News::Failed(reason) => p.record_down(&reason, local_as),
             News::Update(frame) => {
@@ -618,7 +798,8 @@ impl Core {
                     info!(peer = %e.peer, "graceful restart over: End-of-RIB received");
                 }
                 if let Some(Signal::MaxPrefixExceeded { limit, warn_only }) = applied.signal {
-                    warn!(peer = %e.peer, limit, warn_only, "maximum prefix count exceeded");
+                    let restart = p.settings.max_prefix_restart;
+                    warn!(peer = %e.peer, limit, warn_only, hold_down_s = restart, "maximum prefix count exceeded");
                     if !warn_only {
                         // RFC 4486 §4: AFI, SAFI and the limit. The family is not known
                         // here; IPv4 unicast names the session's first family.
@@ -626,8 +807,18 @@ impl Core {
                         data.put_u16(1);
                         data.put_u8(1);
                         data.put_u32(limit);
-                        let c = Command::MaxPrefixExceeded(data.freeze());
-                        self.command(e.peer, generation, c);
+                        let cease = Notification::with_data(
+                            ErrorCode::CEASE,
+                            subcode::cease::MAX_PREFIXES,
+                            data.freeze(),
+                        );
+                        // RFC 8538 §5: the peer drops our routes too (Hard Reset); ours
+                        // of it go with the session (a ManualStop is never graceful), and
+                        // it stays down for the restart time.
+                        let cease = hard_reset(cease, p.session.hard_reset);
+                        self.held_down
+                            .insert(e.peer, now + Duration::from_secs(restart.into()));
+                        self.command(e.peer, generation, Command::Stop(Some(cease)));
                     }
                 }
             }

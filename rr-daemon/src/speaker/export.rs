@@ -72,18 +72,27 @@ impl Core {
     /// whether work remains that could go out now (the caller turns again at once);
     /// `false` when everything is out or every group with work waits for its writers.
     pub(crate) fn flush(&mut self, now: Instant, queued: &dyn Fn(IpAddr) -> usize) -> bool {
-        if self.gr.deferring() {
-            // Every configured peer up and done with its initial table: selection can run.
-            let statics = self
+        if self.gr.recovering() {
+            let statics: Vec<IpAddr> = self
                 .peers
                 .values()
                 .filter(|p| !p.dynamic)
-                .map(Peer::address);
-            if !self.gr.deferral_complete(statics) {
-                return false;
+                .map(Peer::address)
+                .collect();
+            if self.gr.deferring() {
+                // Every configured peer up and, unless it restarts too, done with its
+                // initial table: selection can run.
+                if !self.gr.selection_complete(statics.iter().copied()) {
+                    return false;
+                }
+                info!("graceful restart: every peer's End-of-RIB received, sending routes");
+                self.gr.end_selection();
+                self.end_restart();
             }
-            info!("graceful restart: every peer's End-of-RIB received, sending routes");
-            self.gr.end_deferral();
+            if self.gr.recovery_complete(statics.into_iter()) {
+                info!("graceful restart: recovery over");
+                self.gr.end_recovery();
+            }
         }
         let mut unwritten = Unwritten {
             queued,
@@ -158,6 +167,17 @@ impl Core {
             .pending_groups()
             .into_iter()
             .any(|g| self.has_room(&self.rib.group_members(g), &unwritten))
+    }
+
+    /// Our restart is over: sessions that connect from now on no longer claim it.
+    pub(super) fn end_restart(&mut self) {
+        for (peer, p) in &self.peers {
+            self.actions.push_back(Action::Command {
+                peer: *peer,
+                generation: p.generation,
+                command: Command::EndRestart,
+            });
+        }
     }
 
     /// Whether a member of a group can take more output: a group goes at the pace of its

@@ -105,6 +105,7 @@ enum Request {
     Snapshot(oneshot::Sender<Snapshot>),
     // Added for the FIB (`crate::fib`): the end of its initial sync waits for this.
     Deferring(oneshot::Sender<bool>),
+    Recovering(oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -123,9 +124,10 @@ impl Speaker {
     /// Starts as a restarting speaker (RFC 4724 §4.1, BIRD's `-R`): the OPENs carry the
     /// Restart State bit and the Forwarding State bit of every family, so that helpers
     /// keep our routes while we come back, and no route is sent (route selection is
-    /// deferred) until every configured peer's End-of-RIB has arrived or the graceful
-    /// restart time has passed. Then each peer gets the table and End-of-RIB, and replaces
-    /// its stale routes without a withdrawal.
+    /// deferred) until every configured peer is up and each one that negotiated graceful
+    /// restart without restarting itself sent End-of-RIB, or the graceful restart time has
+    /// passed. Then each peer gets the table and End-of-RIB, and replaces its stale routes
+    /// without a withdrawal; later OPENs carry neither bit.
     pub async fn start_restarting(config: Config) -> Result<(Self, JoinHandle<()>), SpeakerError> {
         Self::start_with(config, true).await
     }
@@ -227,10 +229,19 @@ impl Speaker {
     }
 
     /// Whether route selection is still deferred: started as a restarting speaker
-    /// ([`Speaker::start_restarting`]) and not every configured peer's End-of-RIB is in
+    /// ([`Speaker::start_restarting`]), and the End-of-RIBs it waits for are not all in
     /// yet, nor the graceful restart time over.
     pub async fn deferring(&self) -> Result<bool, SpeakerError> {
         self.ask(Request::Deferring).await
+    }
+
+    /// Whether our graceful restart's recovery is still on: started as a restarting
+    /// speaker and, within the graceful restart time, route selection still deferred or
+    /// the End-of-RIB of some configured peer that negotiated graceful restart (one that
+    /// restarts too included) still awaited. What kernel routes wait for before the stale
+    /// ones are removed.
+    pub async fn recovering(&self) -> Result<bool, SpeakerError> {
+        self.ask(Request::Recovering).await
     }
 
     /// Sends a Cease to every peer and stops.

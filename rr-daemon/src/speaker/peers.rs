@@ -36,6 +36,16 @@ pub(super) struct SessionView {
     /// While Established: the peer takes ROUTE-REFRESH (RFC 2918), so a new import
     /// policy needs no reset.
     pub(super) route_refresh: bool,
+    /// The restart time the peer advertised in its last OPEN (RFC 4724 §3); `None`
+    /// without the graceful restart capability. Kept after the session goes down: the
+    /// stale timer of a graceful drop runs for it (capped by ours).
+    pub(super) peer_restart_time: Option<u16>,
+    /// The families of the peer's long-lived graceful restart capability (RFC 9494) in
+    /// its last OPEN, with their long-lived stale times; kept like `peer_restart_time`.
+    pub(super) peer_llgr: Vec<(bgp_wire::Family, u32)>,
+    /// While Established: both sides sent the graceful restart N bit (RFC 8538), so a
+    /// Cease that must purge our routes at the peer goes as a Hard Reset.
+    pub(super) hard_reset: bool,
 }
 
 /// Traffic of the current session, reset when it comes up.
@@ -82,6 +92,9 @@ impl Peer {
                 established_at: None,
                 ctx: None,
                 route_refresh: false,
+                peer_restart_time: None,
+                peer_llgr: Vec::new(),
+                hard_reset: false,
             },
             counters: Counters::default(),
             history: History {

@@ -287,6 +287,9 @@ impl Shell {
             Request::Deferring(done) => {
                 let _ = done.send(self.core.deferring());
             }
+            Request::Recovering(done) => {
+                let _ = done.send(self.core.recovering());
+            }
             Request::Shutdown(done) => {
                 self.shutdown().await;
                 let _ = done.send(());

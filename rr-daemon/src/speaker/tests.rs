@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use bgp_fsm::{ConnId, DownReason, News, State};
 use bgp_wire::attr::{AsPath, Origin, PathAttribute};
-use bgp_wire::capability::Capability;
+use bgp_wire::capability::{Capability, GrFamily, GracefulRestart, LlgrFamily};
 use bgp_wire::negotiate::Negotiated;
 use bgp_wire::nlri::Nlri;
+use bgp_wire::notification::subcode;
 use bgp_wire::open::Open;
 use bgp_wire::update::Update;
+use bgp_wire::{Afi, Notification, Safi};
 use bgp_wire::{Family, FamilySet, Framer, SessionCtx};
 use bytes::BytesMut;
 use ipnet::IpNet;
@@ -67,6 +69,29 @@ struct Harness {
     refreshes: Vec<(IpAddr, Vec<Family>)>,
     /// Whether the sessions established from now on negotiate ROUTE-REFRESH.
     route_refresh: bool,
+    /// The graceful restart capability of the peers' OPENs from now on.
+    peer_gr: Option<GracefulRestart>,
+    /// The long-lived graceful restart capability of the peers' OPENs from now on.
+    peer_llgr: Option<Vec<LlgrFamily>>,
+    /// Commands other than sends, updates and refreshes: (peer, command).
+    commands: Vec<(IpAddr, Command)>,
+    /// Ceases of sessions stopped: (peer, cease).
+    ceases: Vec<(IpAddr, Notification)>,
+}
+
+/// A peer's graceful restart capability: restart time 120 s, IPv4 unicast with the
+/// Forwarding State bit `forwarding`, the Restart State bit `restarting`, N bit on.
+fn peer_gr(forwarding: bool, restarting: bool) -> Option<GracefulRestart> {
+    Some(GracefulRestart {
+        restart_state: restarting,
+        notification: true,
+        restart_time: 120,
+        families: vec![GrFamily {
+            afi: Afi::IPV4,
+            safi: Safi::UNICAST,
+            forwarding,
+        }],
+    })
 }
 
 impl Harness {
@@ -82,6 +107,10 @@ impl Harness {
             resets: Vec::new(),
             refreshes: Vec::new(),
             route_refresh: true,
+            peer_gr: peer_gr(true, false),
+            peer_llgr: None,
+            commands: Vec::new(),
+            ceases: Vec::new(),
         };
         h.drain();
         h
@@ -105,10 +134,15 @@ impl Harness {
                     ..
                 } => *self.sent.entry(peer).or_default() += b.len(),
                 Action::Stop {
-                    peer, generation, ..
+                    peer,
+                    generation,
+                    cease,
                 } => {
                     self.stopped.push((peer, generation));
                     self.sessions.remove(&peer);
+                    if let Some(c) = cease {
+                        self.ceases.push((peer, c));
+                    }
                 }
                 Action::Command {
                     peer,
@@ -120,7 +154,8 @@ impl Harness {
                     command: Command::RouteRefresh(f),
                     ..
                 } => self.refreshes.push((peer, f)),
-                Action::Command { .. } | Action::ListenerKey { .. } | Action::BestChange(_) => {}
+                Action::Command { peer, command, .. } => self.commands.push((peer, command)),
+                Action::ListenerKey { .. } | Action::BestChange(_) => {}
             }
         }
     }
@@ -183,8 +218,8 @@ impl Harness {
             hold_time: 90,
             route_refresh: self.route_refresh,
             enhanced_route_refresh: false,
-            peer_graceful_restart: None,
-            peer_llgr: None,
+            peer_graceful_restart: self.peer_gr.clone(),
+            peer_llgr: self.peer_llgr.clone(),
             peer_role: None,
             peer_fqdn: None,
             missing_families: FamilySet::EMPTY,
@@ -299,8 +334,8 @@ fn test_gr_helper_end_of_rib_before_the_restart_time_keeps_the_routes() {
     h.establish(a);
     assert_eq!(
         h.core.poll_timeout(),
-        None,
-        "recovery now ends at End-of-RIB"
+        Some(h.now + Duration::from_secs(360)),
+        "recovery now ends at End-of-RIB, or at the stale time (360 s by default)"
     );
     h.announce(a, &["10.1.0.0/24"]);
     assert!(h.status(a).graceful_restart_pending);
@@ -543,10 +578,7 @@ fn test_export_waits_for_writers_and_resets_laggards() {
     let over = |p: IpAddr| if p == b { MAX_QUEUED + 1 } else { 0 };
     h.core.flush(h.now, &over);
     h.drain();
-    assert_eq!(
-        h.resets,
-        vec![(b, bgp_wire::notification::subcode::cease::OUT_OF_RESOURCES)]
-    );
+    assert_eq!(h.resets, vec![(b, subcode::cease::OUT_OF_RESOURCES)]);
     assert_eq!(h.status(b).state, PeerState::Idle);
     assert_eq!(h.status(a).state, PeerState::Established);
 }
@@ -674,4 +706,522 @@ fn test_set_peer_policy_only_is_reconfigured() {
     assert_eq!(h.core.set_peer(h.now, changed), PeerChange::Unchanged);
     h.drain();
     assert!(h.stopped.is_empty());
+}
+
+// ------------------------------------------------------------ graceful restart, helper
+
+/// Client A (graceful restart `gr` s, stale time 100 s) up with 10.1.0.0/24 and
+/// 10.2.0.0/24, client B up to see what is reflected.
+fn helper_harness(gr: u16) -> Harness {
+    let a = ip("10.0.0.2");
+    let text = format!(
+        "{}{}",
+        client(
+            "10.0.0.2",
+            &format!("graceful_restart = {gr}\nstale_time = 100")
+        ),
+        client("10.0.0.3", "")
+    );
+    let mut h = Harness::new(config(&text), false);
+    h.establish(a);
+    h.establish(ip("10.0.0.3"));
+    h.announce(a, &["10.1.0.0/24", "10.2.0.0/24"]);
+    h.flush();
+    h
+}
+
+#[test]
+fn test_gr_helper_uses_the_restart_time_the_peer_advertised() {
+    let a = ip("10.0.0.2");
+    let mut h = helper_harness(300);
+    // The peer advertised 120 s (`peer_gr`), less than our 300 s.
+    let down_at = h.now;
+    h.down(a, true);
+    assert_eq!(
+        h.core.poll_timeout(),
+        Some(down_at + Duration::from_secs(120))
+    );
+    h.advance(Duration::from_secs(119));
+    assert!(h.has_route("10.1.0.0/24"));
+    h.advance(Duration::from_secs(2));
+    assert!(!h.has_route("10.1.0.0/24") && !h.has_route("10.2.0.0/24"));
+
+    // Ours is the cap: 60 s against the peer's 120 s.
+    let mut h = helper_harness(60);
+    let down_at = h.now;
+    h.down(a, true);
+    assert_eq!(
+        h.core.poll_timeout(),
+        Some(down_at + Duration::from_secs(60))
+    );
+    // A peer that advertised 0 s gets no help at all.
+    let mut h = helper_harness(60);
+    h.core.peers.get_mut(&a).unwrap().session.peer_restart_time = Some(0);
+    h.down(a, true);
+    h.advance(Duration::ZERO);
+    assert!(!h.has_route("10.1.0.0/24"));
+}
+
+#[test]
+fn test_gr_helper_no_end_of_rib_stale_routes_go_at_the_stale_time() {
+    let a = ip("10.0.0.2");
+    let mut h = helper_harness(120);
+    h.down(a, true);
+    h.advance(Duration::from_secs(10));
+    h.establish(a);
+    let back_at = h.now;
+    assert_eq!(
+        h.core.poll_timeout(),
+        Some(back_at + Duration::from_secs(100)),
+        "the End-of-RIB wait runs from the new session"
+    );
+    h.announce(a, &["10.1.0.0/24"]);
+    h.advance(Duration::from_secs(99));
+    assert!(h.has_route("10.2.0.0/24"), "stale, still kept");
+    assert!(h.status(a).graceful_restart_pending);
+    // No End-of-RIB ever: the stale one goes, the refreshed one stays.
+    h.advance(Duration::from_secs(2));
+    assert!(!h.has_route("10.2.0.0/24"));
+    assert!(h.has_route("10.1.0.0/24"));
+    assert!(!h.status(a).graceful_restart_pending);
+    assert_eq!(h.core.poll_timeout(), None);
+    h.flush();
+    // A later End-of-RIB changes nothing.
+    h.end_of_rib(a);
+    assert!(h.has_route("10.1.0.0/24"));
+}
+
+#[test]
+fn test_gr_helper_new_open_without_gr_or_forwarding_drops_stale_at_once() {
+    let a = ip("10.0.0.2");
+    for (cap, what) in [
+        (None, "no graceful restart capability"),
+        (peer_gr(false, true), "Forwarding State bit clear"),
+        (
+            Some(GracefulRestart {
+                families: vec![],
+                ..peer_gr(true, true).unwrap()
+            }),
+            "the family missing",
+        ),
+    ] {
+        let mut h = helper_harness(120);
+        h.down(a, true);
+        h.advance(Duration::from_secs(5));
+        h.peer_gr = cap;
+        h.establish(a);
+        assert!(
+            !h.has_route("10.1.0.0/24") && !h.has_route("10.2.0.0/24"),
+            "{what}: stale routes gone at once"
+        );
+        assert!(!h.status(a).graceful_restart_pending, "{what}");
+        assert_eq!(h.core.poll_timeout(), None, "{what}");
+        // What the peer sends now is fresh.
+        h.announce(a, &["10.1.0.0/24"]);
+        assert!(h.has_route("10.1.0.0/24"), "{what}");
+    }
+    // With the bit set, the routes stay until End-of-RIB.
+    let mut h = helper_harness(120);
+    h.down(a, true);
+    h.peer_gr = peer_gr(true, true);
+    h.establish(a);
+    assert!(h.has_route("10.1.0.0/24") && h.status(a).graceful_restart_pending);
+    h.end_of_rib(a);
+    assert!(!h.has_route("10.1.0.0/24") && !h.status(a).graceful_restart_pending);
+}
+
+const DYNAMIC: &str = "[[peer_group]]\nname = \"nodes\"\nasn = 65000\nrr_client = true\n\
+                       graceful_restart = 60\n\
+                       [[dynamic_neighbors]]\nprefix = \"10.1.0.0/16\"\ngroup = \"nodes\"\n";
+
+#[test]
+fn test_gr_helper_dynamic_neighbour_kept_through_a_graceful_restart() {
+    let d = ip("10.1.0.5");
+    let mut h = Harness::new(config(DYNAMIC), false);
+    let generation = h.core.handle_inbound(h.now, SocketAddr::new(d, 1)).unwrap();
+    h.drain();
+    h.establish(d);
+    h.announce(d, &["10.5.0.0/24", "10.6.0.0/24"]);
+    h.down(d, true);
+    assert!(h.core.peers.contains_key(&d), "kept while helped");
+    assert!(h.stopped.is_empty(), "its session waits for the peer");
+    assert!(h.has_route("10.5.0.0/24") && h.status(d).graceful_restart_pending);
+    // Back: its connection goes to the same session; End-of-RIB ends the help.
+    h.advance(Duration::from_secs(20));
+    assert_eq!(
+        h.core.handle_inbound(h.now, SocketAddr::new(d, 2)),
+        Some(generation)
+    );
+    h.establish(d);
+    h.announce(d, &["10.5.0.0/24"]);
+    h.end_of_rib(d);
+    assert!(h.has_route("10.5.0.0/24") && !h.has_route("10.6.0.0/24"));
+    assert!(!h.status(d).graceful_restart_pending);
+
+    // Down gracefully again and never back: routes and neighbour go at the restart time.
+    h.down(d, true);
+    h.advance(Duration::from_secs(59));
+    assert!(h.has_route("10.5.0.0/24"));
+    h.advance(Duration::from_secs(2));
+    assert!(!h.has_route("10.5.0.0/24"));
+    assert!(!h.core.peers.contains_key(&d));
+    assert_eq!(h.stopped, vec![(d, generation)]);
+}
+
+// ------------------------------------------------------------ graceful restart, restarting
+
+#[test]
+fn test_restarting_does_not_wait_for_peers_that_restart_too() {
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let mut h = Harness::new(two_clients(), true);
+    assert!(h.core.recovering());
+    h.establish(a);
+    // b restarts as well (R bit): selection does not wait for it, recovery does.
+    h.peer_gr = peer_gr(true, true);
+    h.establish(b);
+    h.announce(a, &["10.1.0.0/24"]);
+    h.end_of_rib(a);
+    h.flush();
+    assert!(!h.core.deferring(), "selection ran on a's End-of-RIB");
+    assert!(h.sent.get(&b).is_some_and(|n| *n > 0), "b gets the table");
+    assert!(h.core.recovering(), "b's End-of-RIB is still awaited");
+    let ended: Vec<IpAddr> = h
+        .commands
+        .iter()
+        .filter(|(_, c)| matches!(c, Command::EndRestart))
+        .map(|(p, _)| *p)
+        .collect();
+    assert_eq!(ended.len(), 2, "both sessions stop claiming the restart");
+    h.end_of_rib(b);
+    h.flush();
+    assert!(!h.core.recovering());
+    assert_eq!(h.core.poll_timeout(), None);
+}
+
+#[test]
+fn test_restarting_does_not_wait_for_peers_without_gr() {
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let mut h = Harness::new(two_clients(), true);
+    h.establish(a);
+    h.peer_gr = None;
+    h.establish(b);
+    h.flush();
+    assert!(h.core.deferring(), "a's End-of-RIB is awaited");
+    h.end_of_rib(a);
+    h.flush();
+    assert!(!h.core.deferring() && !h.core.recovering());
+}
+
+#[test]
+fn test_restarting_recovery_ends_at_the_restart_time() {
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let mut h = Harness::new(two_clients(), true);
+    h.establish(a);
+    h.end_of_rib(a);
+    h.peer_gr = peer_gr(true, true);
+    h.establish(b);
+    h.flush();
+    assert!(h.core.recovering());
+    h.advance(Duration::from_secs(31));
+    h.flush();
+    assert!(!h.core.recovering());
+    // A peer down before the deferral is over, never back: the timer ends it too.
+    let mut h = Harness::new(two_clients(), true);
+    h.establish(a);
+    h.end_of_rib(a);
+    h.flush();
+    assert!(h.core.deferring(), "b never came up");
+    h.advance(Duration::from_secs(31));
+    h.flush();
+    assert!(!h.core.deferring() && !h.core.recovering());
+    assert!(
+        h.commands
+            .iter()
+            .any(|(p, c)| *p == b && matches!(c, Command::EndRestart))
+    );
+}
+
+// ------------------------------------------------------------ hard reset, max-prefix
+
+#[test]
+fn test_max_prefix_hard_reset_purges_and_holds_down() {
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let text = format!(
+        "{}{}",
+        client(
+            "10.0.0.2",
+            "graceful_restart = 120\nmax_prefix = { limit = 2, restart = 30 }"
+        ),
+        client("10.0.0.3", "")
+    );
+    let mut h = Harness::new(config(&text), false);
+    h.establish(a);
+    h.establish(b);
+    h.announce(a, &["10.1.0.0/24", "10.2.0.0/24"]);
+    h.flush();
+    assert!(h.commands.is_empty(), "{:?}", h.commands);
+    h.announce(a, &["10.3.0.0/24"]);
+    let stop = h
+        .commands
+        .iter()
+        .find_map(|(p, c)| match c {
+            Command::Stop(Some(n)) if *p == a => Some(n.clone()),
+            _ => None,
+        })
+        .expect("a is stopped");
+    // Both sides sent the N bit: a Hard Reset carrying Cease/1 and its data.
+    assert_eq!(stop.code, bgp_wire::ErrorCode::CEASE);
+    assert_eq!(stop.subcode, subcode::cease::HARD_RESET);
+    assert_eq!(&stop.data[..2], &[6, subcode::cease::MAX_PREFIXES]);
+    assert_eq!(&stop.data[2..], &[0, 1, 1, 0, 0, 0, 2]);
+    // The session reports the stop: not graceful (a ManualStop), routes purged.
+    let reason = DownReason::NotificationSent(stop);
+    h.event(
+        a,
+        News::Down {
+            reason,
+            graceful: false,
+        },
+    );
+    h.flush();
+    for p in ["10.1.0.0/24", "10.2.0.0/24", "10.3.0.0/24"] {
+        assert!(!h.has_route(p), "{p} gone");
+    }
+    assert!(!h.status(a).graceful_restart_pending);
+    // Held down: its connections are refused until the restart time is over.
+    h.advance(Duration::from_secs(29));
+    assert_eq!(h.core.handle_inbound(h.now, SocketAddr::new(a, 1)), None);
+    assert!(
+        !h.commands
+            .iter()
+            .any(|(p, c)| *p == a && matches!(c, Command::Start))
+    );
+    h.advance(Duration::from_secs(2));
+    assert!(
+        h.commands
+            .iter()
+            .any(|(p, c)| *p == a && matches!(c, Command::Start)),
+        "started again"
+    );
+    assert_eq!(
+        h.core.handle_inbound(h.now, SocketAddr::new(a, 1)),
+        Some(h.sessions[&a])
+    );
+    assert_eq!(h.core.poll_timeout(), None);
+}
+
+#[test]
+fn test_max_prefix_without_n_bit_sends_plain_cease() {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "max_prefix = 1")), false);
+    h.peer_gr = None;
+    h.establish(a);
+    h.announce(a, &["10.1.0.0/24", "10.2.0.0/24"]);
+    let n = h
+        .commands
+        .iter()
+        .find_map(|(_, c)| match c {
+            Command::Stop(Some(n)) => Some(n.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(n.subcode, subcode::cease::MAX_PREFIXES);
+    // Default hold-down: 60 s.
+    assert_eq!(h.core.poll_timeout(), Some(h.now + Duration::from_secs(60)));
+}
+
+#[test]
+fn test_deconfigured_peer_gets_a_hard_reset() {
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let mut h = Harness::new(two_clients(), false);
+    h.establish(a);
+    h.peer_gr = None;
+    h.establish(b);
+    assert!(h.core.remove_peer(a) && h.core.remove_peer(b));
+    h.drain();
+    let (ca, cb) = (&h.ceases[0], &h.ceases[1]);
+    assert_eq!((ca.0, ca.1.subcode), (a, subcode::cease::HARD_RESET));
+    assert_eq!(&ca.1.data[..], &[6, subcode::cease::PEER_DECONFIGURED]);
+    assert_eq!((cb.0, cb.1.subcode), (b, subcode::cease::PEER_DECONFIGURED));
+}
+
+#[test]
+fn test_shutdown_is_a_planned_restart_for_gr_sessions() {
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let mut h = Harness::new(two_clients(), false);
+    h.establish(a);
+    h.peer_gr = None;
+    h.establish(b);
+    h.core.shutdown();
+    h.drain();
+    // a negotiated graceful restart: its connection closes without a NOTIFICATION.
+    assert!(
+        h.commands
+            .iter()
+            .any(|(p, c)| *p == a && matches!(c, Command::Abandon))
+    );
+    assert!(h.ceases.iter().all(|(p, _)| *p != a), "{:?}", h.ceases);
+    // b did not: Cease, Administrative Shutdown.
+    assert_eq!(h.ceases.len(), 1);
+    assert_eq!(
+        (h.ceases[0].0, h.ceases[0].1.subcode),
+        (b, subcode::cease::ADMIN_SHUTDOWN)
+    );
+    assert_eq!(h.stopped.len(), 2);
+}
+
+#[test]
+fn test_shutdown_without_graceful_stop_ceases_every_peer() {
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let cfg = config(&format!(
+        "graceful_restart = 30\ngraceful_stop = false\n{}{}",
+        client("10.0.0.2", ""),
+        client("10.0.0.3", "")
+    ));
+    let mut h = Harness::new(cfg, false);
+    h.establish(a);
+    h.peer_gr = None;
+    h.establish(b);
+    h.core.shutdown();
+    h.drain();
+    assert!(
+        !h.commands
+            .iter()
+            .any(|(_, c)| matches!(c, Command::Abandon))
+    );
+    let mut ceases: Vec<(IpAddr, u8, Vec<u8>)> = h
+        .ceases
+        .iter()
+        .map(|(p, n)| (*p, n.subcode, n.data.to_vec()))
+        .collect();
+    ceases.sort();
+    // a sent the N bit: a Hard Reset carrying the Administrative Shutdown.
+    assert_eq!(ceases[0].0, a);
+    assert_eq!(ceases[0].1, subcode::cease::HARD_RESET);
+    assert_eq!(&ceases[0].2[..2], &[6, subcode::cease::ADMIN_SHUTDOWN]);
+    assert_eq!(
+        (ceases[1].0, ceases[1].1),
+        (b, subcode::cease::ADMIN_SHUTDOWN)
+    );
+}
+
+// ------------------------------------------------------------ long-lived graceful restart
+
+#[test]
+fn test_llgr_keeps_routes_long_lived_after_the_restart_time() {
+    use bgp_wire::attr::Community;
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let text = format!(
+        "{}{}",
+        client(
+            "10.0.0.2",
+            "graceful_restart = 60\nlong_lived_stale_time = 600"
+        ),
+        client("10.0.0.3", "")
+    );
+    let cfg = config(&text);
+    // Our OPEN to a carries the LLGR capability with our long-lived stale time.
+    let caps = cfg.peers[&a].fsm_config(&cfg.speaker).capabilities;
+    assert!(caps.iter().any(|c| matches!(
+        c,
+        Capability::LongLivedGracefulRestart(f) if f.len() == 2 && f[0].stale_time == 600
+    )));
+    let mut h = Harness::new(cfg, false);
+    h.peer_llgr = Some(vec![LlgrFamily {
+        afi: Afi::IPV4,
+        safi: Safi::UNICAST,
+        forwarding: true,
+        stale_time: 1000,
+    }]);
+    h.establish(a);
+    h.establish(b);
+    h.announce(a, &["10.1.0.0/24"]);
+    let no_llgr = Update {
+        withdrawn: vec![],
+        attributes: vec![
+            PathAttribute::Origin(Origin::IGP),
+            PathAttribute::AsPath(AsPath::default()),
+            PathAttribute::NextHop(Ipv4Addr::new(10, 0, 0, 2)),
+            PathAttribute::LocalPref(100),
+            PathAttribute::Communities(vec![Community::NO_LLGR]),
+        ],
+        nlri: vec![Nlri::new(net("10.2.0.0/24"))],
+    };
+    h.update(a, h.sessions[&a], &no_llgr);
+    h.flush();
+    let down_at = h.now;
+    h.down(a, true);
+    h.advance(Duration::from_secs(59));
+    let e = h.core.route(&net("10.1.0.0/24")).unwrap();
+    assert!(e.paths[0].stale && !e.paths[0].attrs.has_community(Community::LLGR_STALE));
+    // The restart time is over: long-lived stale, the NO_LLGR route gone.
+    h.advance(Duration::from_secs(2));
+    let e = h.core.route(&net("10.1.0.0/24")).unwrap();
+    let p = &e.paths[0];
+    assert!(p.stale && p.attrs.has_community(Community::LLGR_STALE));
+    assert!(p.attrs.has_community(Community::NO_EXPORT));
+    assert_eq!(p.attrs.local_pref, Some(0));
+    assert!(!h.has_route("10.2.0.0/24"), "NO_LLGR: not kept");
+    assert!(h.status(a).graceful_restart_pending);
+    // Any fresh path wins over it.
+    h.announce(b, &["10.1.0.0/24"]);
+    let e = h.core.route(&net("10.1.0.0/24")).unwrap();
+    assert_eq!(h.core.source(e.paths[0].peer), Some(b));
+    assert_eq!(e.paths.len(), 2);
+    // Our 600 s, less than the peer's 1000 s, from the end of the restart time.
+    assert_eq!(
+        h.core.poll_timeout(),
+        Some(down_at + Duration::from_secs(660))
+    );
+    h.advance(Duration::from_secs(598));
+    assert_eq!(h.core.route(&net("10.1.0.0/24")).unwrap().paths.len(), 2);
+    h.advance(Duration::from_secs(2));
+    let e = h.core.route(&net("10.1.0.0/24")).unwrap();
+    assert_eq!(e.paths.len(), 1, "a's long-lived stale path gone");
+    assert!(!h.status(a).graceful_restart_pending);
+}
+
+#[test]
+fn test_llgr_peer_back_replaces_long_lived_routes() {
+    use bgp_wire::attr::Community;
+    let a = ip("10.0.0.2");
+    let cfg = config(&client(
+        "10.0.0.2",
+        "graceful_restart = 60\nlong_lived_stale_time = 600",
+    ));
+    let mut h = Harness::new(cfg, false);
+    h.peer_llgr = Some(vec![LlgrFamily {
+        afi: Afi::IPV4,
+        safi: Safi::UNICAST,
+        forwarding: true,
+        stale_time: 1000,
+    }]);
+    h.establish(a);
+    h.announce(a, &["10.1.0.0/24", "10.2.0.0/24"]);
+    h.down(a, true);
+    h.advance(Duration::from_secs(100));
+    assert!(h.has_route("10.2.0.0/24"));
+    // Back, its GR capability without the F bit, its LLGR capability with it: kept.
+    h.peer_gr = peer_gr(false, true);
+    h.establish(a);
+    assert!(h.has_route("10.2.0.0/24") && h.status(a).graceful_restart_pending);
+    h.announce(a, &["10.1.0.0/24"]);
+    h.end_of_rib(a);
+    let e = h.core.route(&net("10.1.0.0/24")).unwrap();
+    assert!(!e.paths[0].stale && !e.paths[0].attrs.has_community(Community::LLGR_STALE));
+    assert_eq!(e.paths[0].attrs.local_pref, Some(100));
+    assert!(!h.has_route("10.2.0.0/24"));
+    // Without LLGR on the peer's side: the routes go at the restart time.
+    let mut h = Harness::new(
+        config(&client(
+            "10.0.0.2",
+            "graceful_restart = 60\nlong_lived_stale_time = 600",
+        )),
+        false,
+    );
+    h.establish(a);
+    h.announce(a, &["10.1.0.0/24"]);
+    h.down(a, true);
+    h.advance(Duration::from_secs(61));
+    assert!(!h.has_route("10.1.0.0/24"));
 }
