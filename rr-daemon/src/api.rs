@@ -771,6 +771,12 @@ fn render_metrics(
     global(&mut reg, "rr_rib_update_groups", "Update groups", r.groups);
     global(
         &mut reg,
+        "rr_rib_peer_slots",
+        "Peer slots of the RIB, used and free (the most peers at once)",
+        r.peer_slots,
+    );
+    global(
+        &mut reg,
         "rr_rib_pending_prefixes",
         "Prefixes waiting to be sent, over all update groups",
         r.pending,
