@@ -10,7 +10,13 @@
 //! socket readiness, connection results and the machine's deadline into inputs, and
 //! carries out outputs. Reads are sized by the framer, so a peer that sends half a message
 //! and stops costs at most one message of buffer; writes go out as the socket takes them,
-//! and a socket that stops taking them arms the machine's send hold timer (RFC 9687).
+//! and a socket that stops taking them arms the machine's send hold timer (RFC 9687),
+//! which starts afresh whenever the socket takes bytes again.
+//!
+//! Events for the owner wait in the task's own queue until the owner's channel has room:
+//! the task never blocks on its owner. While events wait it stops reading (what is read
+//! is bounded by one read) and tells the machine so, which stops the hold timer; timers,
+//! KEEPALIVEs and commands go on. A busy core thus never costs a session its hold timer.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -143,6 +149,7 @@ pub fn spawn(
         generation,
         queued: queued.clone(),
         writers,
+        backlog: VecDeque::new(),
     };
     let task = tokio::spawn(run(spec, in_rx, cmd_rx, out));
     SessionHandle {
@@ -260,20 +267,54 @@ struct Outbox {
     /// UPDATE bytes accepted and not yet written.
     queued: Arc<AtomicUsize>,
     writers: Arc<Writers>,
+    /// Events the owner's channel had no room for yet, in order. While any waits the
+    /// session reads nothing more, so this holds at most what one read brought.
+    backlog: VecDeque<SessionEvent>,
 }
 
 impl Outbox {
-    /// Hands an event to the owner. A gone owner means nobody listens; the session still
-    /// shuts down cleanly.
-    async fn emit(&self, peer: IpAddr, news: News, local: Option<SocketAddr>) {
+    /// Hands an event to the owner, or queues it behind those already waiting. A gone
+    /// owner means nobody listens; the session still shuts down cleanly.
+    fn emit(&mut self, peer: IpAddr, news: News, local: Option<SocketAddr>) {
         let generation = self.generation;
-        let e = SessionEvent {
+        self.backlog.push_back(SessionEvent {
             peer,
             generation,
             news,
             local,
-        };
-        let _ = self.events.send(e).await;
+        });
+        self.deliver();
+    }
+
+    /// Hands the owner every waiting event its channel has room for now.
+    fn deliver(&mut self) {
+        // Bounded: each round takes one event from a finite queue.
+        while let Some(e) = self.backlog.pop_front() {
+            match self.events.try_send(e) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(e)) => {
+                    self.backlog.push_front(e);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.backlog.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hands the owner the first waiting event with `permit`, then what else fits.
+    fn deliver_with(&mut self, permit: Option<mpsc::OwnedPermit<SessionEvent>>) {
+        match (permit, self.backlog.pop_front()) {
+            (Some(p), Some(e)) => {
+                p.send(e);
+                self.deliver();
+            }
+            // The owner is gone: nobody will take them.
+            (None, _) => self.backlog.clear(),
+            (Some(_), None) => {}
+        }
     }
 
     /// UPDATE bytes that left the queue (written or dropped); wakes the owner when the
@@ -288,6 +329,15 @@ impl Outbox {
     }
 }
 
+/// Room in the owner's channel for the first waiting event; never while none waits.
+/// `None` when the owner is gone.
+async fn owner_room(out: &Outbox) -> Option<mpsc::OwnedPermit<SessionEvent>> {
+    if out.backlog.is_empty() {
+        return std::future::pending().await;
+    }
+    out.events.clone().reserve_owned().await.ok()
+}
+
 /// The session task.
 struct Driver {
     spec: SessionSpec,
@@ -295,6 +345,8 @@ struct Driver {
     conns: [Option<Conn>; 2],
     connecting: Option<Connecting>,
     out: Outbox,
+    /// Reading is paused because events wait for the owner (see [`Driver::pace`]).
+    receive_paused: bool,
     /// Connections being closed, each writing what it had left (its NOTIFICATION) for at
     /// most [`CLOSE_FLUSH`]; the task waits for them before it ends.
     closing: Vec<JoinHandle<()>>,
@@ -316,13 +368,16 @@ async fn run(
         conns: [None, None],
         connecting: None,
         out,
+        receive_paused: false,
         closing: Vec::new(),
     };
     d.fsm
         .handle(Instant::now(), Input::Start { automatic: false });
     loop {
-        d.carry_out().await;
+        d.carry_out();
+        d.pace();
         let deadline = d.fsm.poll_timeout();
+        let reading = !d.receive_paused;
         tokio::select! {
             () = sleep_until(deadline) => d.fsm.handle_timeout(Instant::now()),
             cmd = commands.recv() => match cmd {
@@ -339,14 +394,19 @@ async fn run(
                 }
                 None => {
                     d.fsm.handle(Instant::now(), Input::Stop { automatic: false, notification: None });
-                    d.carry_out().await;
+                    d.carry_out();
+                    // The owner is going: what its channel cannot take now is dropped,
+                    // never waited for.
+                    d.out.deliver();
+                    d.out.backlog.clear();
                     for t in d.closing.drain(..) {
                         let _ = t.await;
                     }
                     return;
                 }
             },
-            Some(stream) = inbound.recv() => d.accept(stream).await,
+            permit = owner_room(&d.out) => d.out.deliver_with(permit),
+            Some(stream) = inbound.recv() => d.accept(stream),
             res = connected(&mut d.connecting) => {
                 d.connecting = None;
                 match res {
@@ -357,8 +417,8 @@ async fn run(
                     Err(e) => d.fsm.handle(Instant::now(), Input::ConnectionFailed { conn: ConnId::Outbound, reason: e.to_string() }),
                 }
             }
-            r = readable(&d.conns[0]) => d.on_readable(ConnId::Outbound, r),
-            r = readable(&d.conns[1]) => d.on_readable(ConnId::Inbound, r),
+            r = readable(&d.conns[0]), if reading => d.on_readable(ConnId::Outbound, r),
+            r = readable(&d.conns[1]), if reading => d.on_readable(ConnId::Inbound, r),
             r = writable(&d.conns[0]) => d.on_writable(ConnId::Outbound, r),
             r = writable(&d.conns[1]) => d.on_writable(ConnId::Inbound, r),
         }
@@ -374,6 +434,23 @@ async fn connected(c: &mut Option<Connecting>) -> io::Result<TcpStream> {
 }
 
 impl Driver {
+    /// Stops reading while events wait for the owner and reads again once they are all
+    /// taken, telling the machine either way (its hold timer does not run meanwhile).
+    fn pace(&mut self) {
+        let behind = !self.out.backlog.is_empty();
+        if behind != self.receive_paused {
+            self.receive_paused = behind;
+            let input = if behind {
+                debug!(peer = %self.spec.peer, "the owner is behind: reading paused");
+                Input::ReceivePaused
+            } else {
+                Input::ReceiveResumed
+            };
+            self.fsm.handle(Instant::now(), input);
+            self.carry_out();
+        }
+    }
+
     fn command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
@@ -432,7 +509,7 @@ impl Driver {
         }
     }
 
-    async fn accept(&mut self, stream: TcpStream) {
+    fn accept(&mut self, stream: TcpStream) {
         if let Some((c, negotiated)) = self.fsm.established()
             && negotiated.peer_graceful_restart.is_some()
         {
@@ -441,7 +518,7 @@ impl Driver {
             // down gracefully (its routes stay as stale) and the new connection is taken.
             info!(peer = %self.spec.peer, "peer connected again: its old session is gone (graceful restart)");
             self.failed(c, "the peer connected again (graceful restart)".into());
-            self.carry_out().await;
+            self.carry_out();
         }
         if self.fsm.has_conn(ConnId::Inbound) {
             // One inbound connection at a time; a second is refused at the door.
@@ -578,6 +655,7 @@ impl Driver {
             return;
         };
         let mut written = 0;
+        let mut moved = 0;
         let mut error = None;
         // Bounded: each round writes bytes or stops.
         while !conn.wq.is_empty() {
@@ -592,6 +670,7 @@ impl Driver {
             match conn.stream.try_write_vectored(&slices) {
                 Ok(0) => break,
                 Ok(mut n) => {
+                    moved += n;
                     while n > 0 {
                         let Some((front, counted)) = conn.wq.front_mut() else {
                             break;
@@ -616,30 +695,30 @@ impl Driver {
             }
         }
         let blocked = !conn.wq.is_empty();
-        let changed = blocked != conn.blocked;
-        conn.blocked = blocked;
+        let was = std::mem::replace(&mut conn.blocked, blocked);
         self.out.unqueue(written);
         if let Some(e) = error {
             return self.failed(c, e.to_string());
         }
-        if changed {
-            let input = if blocked {
-                Input::SendBlocked(c)
-            } else {
-                Input::SendProgress(c)
-            };
-            self.fsm.handle(Instant::now(), input);
+        let now = Instant::now();
+        // RFC 9687: the send hold timer measures how long the peer takes no bytes at all.
+        // A slow peer that took some is moving: its timer starts afresh.
+        if moved > 0 && was {
+            self.fsm.handle(now, Input::SendProgress(c));
+        }
+        if blocked && (moved > 0 || !was) {
+            self.fsm.handle(now, Input::SendBlocked(c));
         }
     }
 
     /// Carries out every pending output of the machine, actions and news in the order
     /// they came (see [`Output`]).
-    async fn carry_out(&mut self) {
+    fn carry_out(&mut self) {
         // Bounded: outputs come from a finite queue that only grows through handle().
         for _ in 0..100_000 {
             match self.fsm.poll_output() {
                 Some(Output::Action(a)) => self.act(a),
-                Some(Output::News(n)) => self.report(n).await,
+                Some(Output::News(n)) => self.report(n),
                 None => return,
             }
         }
@@ -690,7 +769,7 @@ impl Driver {
 
     /// Logs `news` and hands it to the owner; `Established` also configures the framer of
     /// its connection, which is still open (see [`Output`]).
-    async fn report(&mut self, news: News) {
+    fn report(&mut self, news: News) {
         let peer = self.spec.peer;
         let mut local = None;
         match &news {
@@ -711,6 +790,6 @@ impl Driver {
             News::StateChanged { from, to } => debug!(%peer, %from, %to, "state"),
             News::Update(_) | News::RouteRefresh(_) => {}
         }
-        self.out.emit(peer, news, local).await;
+        self.out.emit(peer, news, local);
     }
 }

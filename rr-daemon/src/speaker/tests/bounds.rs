@@ -244,3 +244,96 @@ fn test_soft_reconfiguration_inbound_reaches_the_rib() {
             .soft_reconfiguration_inbound
     );
 }
+
+/// The bound on unwritten output holds for the whole process: five update groups each a
+/// little under the per-peer bound add up to more than the process may hold, and the
+/// peer furthest behind is reset; five members of one group share their buffers and
+/// count once.
+#[test]
+fn test_unwritten_output_is_bounded_for_the_whole_process() {
+    use super::super::export::{MAX_QUEUED, MAX_QUEUED_TOTAL};
+    use bgp_wire::notification::subcode::cease::OUT_OF_RESOURCES;
+    const MIB: usize = 1 << 20;
+    let sizes = [240 * MIB, 245 * MIB, 250 * MIB, 230 * MIB, 235 * MIB];
+    assert!(sizes.iter().all(|&s| s < MAX_QUEUED));
+    assert!(sizes.iter().sum::<usize>() > MAX_QUEUED_TOTAL);
+    assert!(sizes.iter().sum::<usize>() - 250 * MIB <= MAX_QUEUED_TOTAL);
+    let addrs: Vec<IpAddr> = (2..7).map(|i| ip(&format!("10.0.0.{i}"))).collect();
+    let queued = |p: IpAddr| addrs.iter().position(|a| *a == p).map_or(0, |i| sizes[i]);
+
+    // Five eBGP peers, each on a session from another local address: five groups.
+    let text: String = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            format!(
+                "[[peer]]\naddress = \"{a}\"\nasn = {}\nimport = \"all\"\nexport = \"all\"\n",
+                65001 + i
+            )
+        })
+        .collect();
+    let mut h = Harness::new(config(&text), false);
+    for (i, a) in addrs.iter().enumerate() {
+        h.establish_ebgp(*a, 65001 + i as u32);
+    }
+    assert_eq!(
+        h.core.rib.stats().groups,
+        1,
+        "eBGP sessions of one local address share a group"
+    );
+    // Established again from their own local addresses: a group each.
+    for (i, a) in addrs.iter().enumerate() {
+        let IpAddr::V4(bgp_id) = *a else {
+            unreachable!()
+        };
+        let negotiated = Negotiated {
+            ctx: SessionCtx {
+                ibgp: false,
+                ..ctx()
+            },
+            hold_time: 90,
+            route_refresh: true,
+            enhanced_route_refresh: false,
+            peer_graceful_restart: None,
+            peer_llgr: None,
+            peer_role: None,
+            peer_fqdn: None,
+            missing_families: FamilySet::EMPTY,
+        };
+        let e = SessionEvent {
+            peer: *a,
+            generation: h.sessions[a],
+            news: News::Established {
+                conn: ConnId::Inbound,
+                negotiated: Box::new(negotiated),
+                peer_open: Box::new(Open {
+                    asn: 65001 + i as u32,
+                    hold_time: 90,
+                    bgp_id,
+                    capabilities: Vec::new(),
+                }),
+            },
+            local: Some(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(10, 9, 0, i as u8 + 1)),
+                179,
+            )),
+        };
+        h.core.handle_event(h.now, e);
+        h.drain();
+    }
+    assert_eq!(h.core.rib.stats().groups, 5);
+    h.core.flush(h.now, &queued);
+    h.drain();
+    assert_eq!(h.resets, vec![(addrs[2], OUT_OF_RESOURCES)]);
+
+    // One group of five clients: their buffers are shared, nothing is reset.
+    let text: String = addrs.iter().map(|a| client(&a.to_string(), "")).collect();
+    let mut h = Harness::new(config(&text), false);
+    for a in &addrs {
+        h.establish(*a);
+    }
+    assert_eq!(h.core.rib.stats().groups, 1);
+    h.core.flush(h.now, &queued);
+    h.drain();
+    assert!(h.resets.is_empty(), "{:?}", h.resets);
+}
