@@ -184,6 +184,10 @@ struct Conn {
     blocked: bool,
     /// The front of `wq` is partly written: it must go out whole, or the stream breaks.
     partial: bool,
+    /// Bytes handed to the kernel since the connection opened.
+    written: u64,
+    /// Of those, what the peer had acknowledged at the last look ([`Driver::probe`]).
+    acked: u64,
 }
 
 impl Conn {
@@ -199,9 +203,27 @@ impl Conn {
             framer: Framer::new(),
             blocked: false,
             partial: false,
+            written: 0,
+            acked: 0,
         }
     }
+
+    /// Whether the peer acknowledged bytes since the last look.
+    fn acked_more(&mut self) -> bool {
+        let Ok(unacked) = sockopt::unacknowledged(&self.stream) else {
+            return false;
+        };
+        let acked = self.written.saturating_sub(unacked);
+        let more = acked > self.acked;
+        self.acked = self.acked.max(acked);
+        more
+    }
 }
+
+/// How often a blocked connection is looked at for bytes the peer took meanwhile: a
+/// fraction of the shortest send hold time (1 s), so that a slow peer's progress always
+/// restarts the timer in time.
+const PROBE: Duration = Duration::from_millis(250);
 
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 
@@ -347,6 +369,9 @@ struct Driver {
     out: Outbox,
     /// Reading is paused because events wait for the owner (see [`Driver::pace`]).
     receive_paused: bool,
+    /// While a connection's writes are blocked: when to look whether its peer took bytes
+    /// meanwhile ([`Driver::probe`]).
+    next_probe: Option<Instant>,
     /// Connections being closed, each writing what it had left (its NOTIFICATION) for at
     /// most [`CLOSE_FLUSH`]; the task waits for them before it ends.
     closing: Vec<JoinHandle<()>>,
@@ -369,6 +394,7 @@ async fn run(
         connecting: None,
         out,
         receive_paused: false,
+        next_probe: None,
         closing: Vec::new(),
     };
     d.fsm
@@ -406,6 +432,7 @@ async fn run(
                 }
             },
             permit = owner_room(&d.out) => d.out.deliver_with(permit),
+            () = sleep_until(d.next_probe) => d.probe(),
             Some(stream) = inbound.recv() => d.accept(stream),
             res = connected(&mut d.connecting) => {
                 d.connecting = None;
@@ -434,6 +461,28 @@ async fn connected(c: &mut Option<Connecting>) -> io::Result<TcpStream> {
 }
 
 impl Driver {
+    /// Looks whether the peers of blocked connections acknowledged bytes since the last
+    /// look: a slow reader whose socket never becomes writable again (the kernel holds
+    /// more unsent bytes for it than wakes a writer) is moving all the same, and its send
+    /// hold timer starts afresh (RFC 9687).
+    fn probe(&mut self) {
+        let now = Instant::now();
+        self.next_probe = None;
+        for c in [ConnId::Outbound, ConnId::Inbound] {
+            let Some(conn) = self.conns[c.index()].as_mut() else {
+                continue;
+            };
+            if !conn.blocked {
+                continue;
+            }
+            if conn.acked_more() {
+                self.fsm.handle(now, Input::SendProgress(c));
+                self.fsm.handle(now, Input::SendBlocked(c));
+            }
+            self.next_probe = Some(now + PROBE);
+        }
+    }
+
     /// Stops reading while events wait for the owner and reads again once they are all
     /// taken, telling the machine either way (its hold timer does not run meanwhile).
     fn pace(&mut self) {
@@ -671,6 +720,7 @@ impl Driver {
                 Ok(0) => break,
                 Ok(mut n) => {
                     moved += n;
+                    conn.written += n as u64;
                     while n > 0 {
                         let Some((front, counted)) = conn.wq.front_mut() else {
                             break;
@@ -708,6 +758,9 @@ impl Driver {
         }
         if blocked && (moved > 0 || !was) {
             self.fsm.handle(now, Input::SendBlocked(c));
+        }
+        if blocked && self.next_probe.is_none() {
+            self.next_probe = Some(now + PROBE);
         }
     }
 

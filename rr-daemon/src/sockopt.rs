@@ -6,6 +6,9 @@
 //!
 //! Neither `socket2` (0.6) nor `nix` has a binding for `TCP_MD5SIG` or `IP_MINTTL`, so
 //! those are set with `libc::setsockopt` (a `struct tcp_md5sig` built here, or an `int`).
+//! Nor for `SIOCOUTQ` (the bytes a peer has not acknowledged), read with `libc::ioctl`
+//! into an `int`: the send hold timer (RFC 9687) needs to know that a slow peer still
+//! takes bytes while the kernel holds more for it than wakes a writer.
 //! These foreign calls are the only `unsafe` in the workspace (the project's rule: `unsafe` only with a measured
 //! reason and a `SAFETY:` comment; `bgp-wire`, `bgp-fsm` and `rib` forbid it outright).
 //! Everything else, the address inside the struct included, is built in safe code: the
@@ -129,6 +132,22 @@ pub fn listen(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
 /// block, and the send hold timer (RFC 9687) never starts.
 pub fn set_unsent_limit(socket: &impl AsFd, bytes: u32) -> io::Result<()> {
     SockRef::from(socket).set_tcp_notsent_lowat(bytes)
+}
+
+/// Bytes written to `socket` that the peer has not acknowledged yet, sent or not
+/// (`SIOCOUTQ`). With what was written, it tells how much the peer has taken: a peer that
+/// reads slowly moves it although the socket never becomes writable (the kernel wakes a
+/// writer only once the unsent bytes fall under half of [`set_unsent_limit`]).
+pub fn unacknowledged(socket: &impl AsFd) -> io::Result<u64> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) on a TCP socket writes one `int` through the pointer,
+    // which points at `n`, alive for the call; the descriptor is borrowed from a live
+    // socket.
+    let rc = unsafe { libc::ioctl(socket.as_fd().as_raw_fd(), libc::TIOCOUTQ, &raw mut n) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Sets the TTL (IPv4) or hop limit (IPv6) of outgoing packets, and, for GTSM (RFC 5082),
