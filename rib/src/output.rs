@@ -135,6 +135,12 @@ impl Rib {
         }
     }
 
+    /// How many prefixes have a best-path change waiting for [`Rib::poll_best_change`]:
+    /// at most one per prefix, however often it changed.
+    pub fn pending_best_changes(&self) -> usize {
+        self.fib.as_ref().map_or(0, |f| f.len())
+    }
+
     /// The next best-path change, when [`crate::RibConfig::track_best_changes`] is on.
     /// Changes are coalesced per prefix: a prefix reports its state when polled.
     pub fn poll_best_change(&mut self) -> Option<BestChange> {

@@ -221,7 +221,7 @@ pub async fn run(
     fib: Fib,
     speaker: Speaker,
     configured: Vec<IpAddr>,
-    mut changes: mpsc::UnboundedReceiver<BestChange>,
+    mut changes: mpsc::Receiver<BestChange>,
     mut blackholes: watch::Receiver<Vec<(IpNet, u32)>>,
     requests: FibRequests,
 ) -> Result<(), netlink::KernelError> {

@@ -75,8 +75,7 @@ impl Target {
 
 impl Core {
     /// Encodes one slice of every update group's pending work whose writers have room,
-    /// hands it to the members ([`Action::Command`] with [`Command::Send`]), and passes
-    /// best-path changes on. `queued` reads a peer's unwritten UPDATE bytes. Returns
+    /// and hands it to the members ([`Action::Command`] with [`Command::Send`]). `queued` reads a peer's unwritten UPDATE bytes. Returns
     /// whether work remains that could go out now (the caller turns again at once);
     /// `false` when everything is out or every group with work waits for its writers.
     pub(crate) fn flush(&mut self, now: Instant, queued: &dyn Fn(IpAddr) -> usize) -> bool {
@@ -159,13 +158,27 @@ impl Core {
             }
         }
         self.reset_laggards(now, &unwritten);
-        while let Some(c) = self.rib.poll_best_change() {
-            self.actions.push_back(Action::BestChange(c));
-        }
         self.rib
             .pending_groups()
             .into_iter()
             .any(|g| self.has_room(&self.rib.group_members(g), &unwritten))
+    }
+
+    /// Passes up to `room` best-path changes on ([`Action::BestChange`]): as many as
+    /// every subscriber can take now. The others wait in the RIB, one per prefix in its
+    /// latest state, however often it changed meanwhile.
+    pub(crate) fn best_changes(&mut self, room: usize) {
+        for _ in 0..room {
+            let Some(c) = self.rib.poll_best_change() else {
+                return;
+            };
+            self.actions.push_back(Action::BestChange(c));
+        }
+    }
+
+    /// Whether best-path changes wait for [`Core::best_changes`].
+    pub(crate) fn best_changes_pending(&self) -> bool {
+        self.rib.pending_best_changes() > 0
     }
 
     /// Whether a member of a group can take more output: a group goes at the pace of its

@@ -48,6 +48,9 @@ mod tests;
 
 pub use status::{ExplainedRoute, PeerState, PeerStatus, RouteEntry, RoutesPage, Snapshot};
 
+/// Best-path changes a subscriber's channel holds ([`Speaker::subscribe`]).
+pub const SUBSCRIBER_CAPACITY: usize = 4096;
+
 /// What [`Speaker::set_peer`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerChange {
@@ -92,7 +95,7 @@ enum Request {
     Reload(Box<Config>, oneshot::Sender<Diff>),
     Originate(IpNet, Box<Attrs>),
     Withdraw(IpNet),
-    Subscribe(mpsc::UnboundedSender<BestChange>),
+    Subscribe(mpsc::Sender<BestChange>),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Route(IpNet, oneshot::Sender<Option<Explanation>>),
     // Added for the control API (`crate::api`): each is one visit to the core.
@@ -189,8 +192,15 @@ impl Speaker {
     }
 
     /// A stream of best-path changes, from now on (what a data plane programs).
-    pub async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<BestChange>, SpeakerError> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    ///
+    /// The channel holds [`SUBSCRIBER_CAPACITY`] changes. A subscriber that does not keep
+    /// up is never sent a backlog of every intermediate state: while any subscriber's
+    /// channel is full, changes wait in the RIB, one per prefix (a bit), and each prefix
+    /// is delivered once in its state at delivery, however often it changed meanwhile.
+    /// So memory is bounded by the table, not by the churn; the cost is that the slowest
+    /// subscriber paces all of them. Dropping the receiver unsubscribes.
+    pub async fn subscribe(&self) -> Result<mpsc::Receiver<BestChange>, SpeakerError> {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_CAPACITY);
         self.send(Request::Subscribe(tx)).await?;
         Ok(rx)
     }

@@ -118,7 +118,17 @@ struct Shell {
     events_tx: mpsc::Sender<SessionEvent>,
     /// Wakes the shell when a session's output queue drains (see [`Writers`]).
     writers: Arc<Writers>,
-    subscribers: Vec<mpsc::UnboundedSender<BestChange>>,
+    /// Best-path subscribers ([`super::Speaker::subscribe`]), each on a bounded channel.
+    subscribers: Vec<mpsc::Sender<BestChange>>,
+}
+
+/// Waits until every subscriber's channel has room for one more change.
+async fn subscribers_room(subscribers: &[mpsc::Sender<BestChange>]) {
+    for s in subscribers {
+        // Taken and given back at once: only the wait counts. A closed channel is
+        // dropped at the next turn.
+        let _ = s.reserve().await;
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -164,11 +174,14 @@ impl Shell {
                     Err(_) => break,
                 }
             }
-            if self.flush() {
+            let more = self.flush();
+            self.best_changes();
+            if more {
                 tokio::task::yield_now().await;
                 continue;
             }
             let deadline = self.core.poll_timeout();
+            let best_waiting = self.core.best_changes_pending() && !self.subscribers.is_empty();
             tokio::select! {
                 r = requests.recv() => match r {
                     Some(r) => {
@@ -183,6 +196,7 @@ impl Shell {
                 },
                 Some(e) = events.recv() => self.on_event(Instant::now(), e),
                 () = writers.room() => {}
+                () = subscribers_room(&self.subscribers), if best_waiting => {}
                 () = sleep_until(deadline) => {}
             }
         }
@@ -213,6 +227,20 @@ impl Shell {
         let more = self.core.flush(Instant::now(), &queued);
         let _ = self.carry_out();
         more
+    }
+
+    /// Hands the subscribers as many best-path changes as all of them can take now;
+    /// without subscribers they are dropped (nobody asked for them).
+    fn best_changes(&mut self) {
+        self.subscribers.retain(|s| !s.is_closed());
+        let room = self
+            .subscribers
+            .iter()
+            .map(mpsc::Sender::capacity)
+            .min()
+            .unwrap_or(usize::MAX);
+        self.core.best_changes(room);
+        let _ = self.carry_out();
     }
 
     /// Handles one request; `Break` once the speaker has shut down.
@@ -373,7 +401,14 @@ impl Shell {
                     }
                 }
                 Action::BestChange(c) => {
-                    self.subscribers.retain(|s| s.send(c.clone()).is_ok());
+                    // Room was checked for every subscriber before the core was asked
+                    // (`Shell::best_changes`): only a closed one fails.
+                    self.subscribers.retain(|s| {
+                        !matches!(
+                            s.try_send(c.clone()),
+                            Err(mpsc::error::TrySendError::Closed(_))
+                        )
+                    });
                 }
             }
         }
