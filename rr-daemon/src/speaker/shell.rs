@@ -30,6 +30,12 @@ const EVENT_BATCH: usize = 4096;
 /// Requests taken in one turn of the shell.
 const REQUEST_BATCH: usize = 64;
 
+/// Sessions gone since the most at once before the allocator's free memory is handed
+/// back to the system ([`sockopt::give_back_memory`]): a wave of dynamic neighbours that
+/// left (a scan that never sent OPEN, a cluster scaled down). Half of a smaller peak is
+/// enough, down to 64.
+const TRIM_AFTER: usize = 1000;
+
 /// How long a shutdown waits for the sessions' Ceases to go out, all together.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -53,6 +59,7 @@ pub(super) async fn start(
         events_tx,
         writers: Arc::new(Writers::default()),
         subscribers: Vec::new(),
+        sessions_peak: 0,
     };
     let _ = shell.carry_out();
     let task = tokio::spawn(shell.run(rx, events_rx));
@@ -120,6 +127,8 @@ struct Shell {
     writers: Arc<Writers>,
     /// Best-path subscribers ([`super::Speaker::subscribe`]), each on a bounded channel.
     subscribers: Vec<mpsc::Sender<BestChange>>,
+    /// The most sessions at once since memory was last given back ([`TRIM_AFTER`]).
+    sessions_peak: usize,
 }
 
 /// Waits until every subscriber's channel has room for one more change.
@@ -214,6 +223,26 @@ impl Shell {
     fn on_event(&mut self, now: Instant, e: SessionEvent) {
         self.core.handle_event(now, e);
         let _ = self.carry_out();
+        self.trim();
+    }
+
+    /// Gives the allocator's free memory back once many sessions have gone since the
+    /// most at once: their buffers would otherwise stay with the process.
+    fn trim(&mut self) {
+        let n = self.sessions.len();
+        self.sessions_peak = self.sessions_peak.max(n);
+        // A thousand gone, or half of a smaller peak (down to the last 64): the memory of
+        // the last sessions of a wave goes back too, with a few trims per wave.
+        let step = TRIM_AFTER.min(self.sessions_peak / 2).max(64);
+        if self.sessions_peak >= n + step {
+            info!(
+                sessions = n,
+                peak = self.sessions_peak,
+                "many sessions gone: memory handed back"
+            );
+            sockopt::give_back_memory();
+            self.sessions_peak = n;
+        }
     }
 
     /// One turn of export; see [`Core::flush`].
@@ -419,10 +448,21 @@ impl Shell {
         self.core.shutdown();
         let tasks = self.carry_out();
         // One deadline for all: the Ceases go out together, not one peer after another.
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let started = tokio::time::Instant::now();
+        let deadline = started + SHUTDOWN_GRACE;
+        let total = tasks.len();
+        let mut ended = 0;
         for t in tasks {
-            let _ = tokio::time::timeout_at(deadline, t).await;
+            if tokio::time::timeout_at(deadline, t).await.is_ok() {
+                ended += 1;
+            }
         }
+        info!(
+            sessions = total,
+            closed = ended,
+            ms = started.elapsed().as_millis() as u64,
+            "sessions closed"
+        );
     }
 }
 
