@@ -25,7 +25,11 @@
 //! Received UPDATEs cross to the core as whole frames and are parsed there once; outgoing
 //! UPDATEs cross back as `Bytes` that every member of an update group shares. A peer that
 //! cannot keep up is reset (Cease, Out of Resources) once its unwritten output passes a
-//! bound, so it neither holds memory without limit nor slows the others.
+//! bound, so it neither holds memory without limit nor slows the others; a bound over the
+//! whole process resets the peers furthest behind when many groups lag at once. Best-path
+//! subscribers get bounded channels: while one is full, changes wait in the RIB, one per
+//! prefix. Session tasks never wait for the core: their events queue in the task, which
+//! stops reading meanwhile (its hold timer paused, its keepalives going on).
 
 use std::net::IpAddr;
 
