@@ -14,9 +14,10 @@
 //! which starts afresh whenever the socket takes bytes again.
 //!
 //! Events for the owner wait in the task's own queue until the owner's channel has room:
-//! the task never blocks on its owner. While events wait it stops reading (what is read
-//! is bounded by one read) and tells the machine so, which stops the hold timer; timers,
-//! KEEPALIVEs and commands go on. A busy core thus never costs a session its hold timer.
+//! the task never blocks on its owner, and goes on reading KEEPALIVEs and sending its own.
+//! Once 64 KiB of UPDATEs wait it stops reading (what is read is bounded by that and one
+//! read) and tells the machine so, which stops the hold timer; timers, KEEPALIVEs and
+//! commands go on. A busy core thus never costs a session its hold timer.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -150,6 +151,7 @@ pub fn spawn(
         queued: queued.clone(),
         writers,
         backlog: VecDeque::new(),
+        backlog_bytes: 0,
     };
     let task = tokio::spawn(run(spec, in_rx, cmd_rx, out));
     SessionHandle {
@@ -289,9 +291,27 @@ struct Outbox {
     /// UPDATE bytes accepted and not yet written.
     queued: Arc<AtomicUsize>,
     writers: Arc<Writers>,
-    /// Events the owner's channel had no room for yet, in order. While any waits the
-    /// session reads nothing more, so this holds at most what one read brought.
+    /// Events the owner's channel had no room for yet, in order.
     backlog: VecDeque<SessionEvent>,
+    /// Bytes of the UPDATEs among them: past [`BACKLOG_PAUSE`] the session stops reading.
+    backlog_bytes: usize,
+}
+
+/// UPDATE bytes waiting for the owner past which the session stops reading (until they
+/// fall to [`BACKLOG_RESUME`]): below it KEEPALIVEs and everything else are still read
+/// while the owner is busy, and the memory a session holds for a busy owner is this and
+/// one read.
+const BACKLOG_PAUSE: usize = 64 << 10;
+
+/// See [`BACKLOG_PAUSE`].
+const BACKLOG_RESUME: usize = 16 << 10;
+
+/// The UPDATE bytes an event carries.
+fn update_bytes(e: &SessionEvent) -> usize {
+    match &e.news {
+        News::Update(f) => f.bytes.len(),
+        _ => 0,
+    }
 }
 
 impl Outbox {
@@ -299,12 +319,14 @@ impl Outbox {
     /// owner means nobody listens; the session still shuts down cleanly.
     fn emit(&mut self, peer: IpAddr, news: News, local: Option<SocketAddr>) {
         let generation = self.generation;
-        self.backlog.push_back(SessionEvent {
+        let e = SessionEvent {
             peer,
             generation,
             news,
             local,
-        });
+        };
+        self.backlog_bytes += update_bytes(&e);
+        self.backlog.push_back(e);
         self.deliver();
     }
 
@@ -312,29 +334,37 @@ impl Outbox {
     fn deliver(&mut self) {
         // Bounded: each round takes one event from a finite queue.
         while let Some(e) = self.backlog.pop_front() {
+            let n = update_bytes(&e);
             match self.events.try_send(e) {
-                Ok(()) => {}
+                Ok(()) => self.backlog_bytes -= n,
                 Err(mpsc::error::TrySendError::Full(e)) => {
                     self.backlog.push_front(e);
                     return;
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.backlog.clear();
+                    self.drop_backlog();
                     return;
                 }
             }
         }
     }
 
+    /// Forgets the waiting events (the owner is gone or going).
+    fn drop_backlog(&mut self) {
+        self.backlog.clear();
+        self.backlog_bytes = 0;
+    }
+
     /// Hands the owner the first waiting event with `permit`, then what else fits.
     fn deliver_with(&mut self, permit: Option<mpsc::OwnedPermit<SessionEvent>>) {
         match (permit, self.backlog.pop_front()) {
             (Some(p), Some(e)) => {
+                self.backlog_bytes -= update_bytes(&e);
                 p.send(e);
                 self.deliver();
             }
             // The owner is gone: nobody will take them.
-            (None, _) => self.backlog.clear(),
+            (None, _) => self.drop_backlog(),
             (Some(_), None) => {}
         }
     }
@@ -424,7 +454,7 @@ async fn run(
                     // The owner is going: what its channel cannot take now is dropped,
                     // never waited for.
                     d.out.deliver();
-                    d.out.backlog.clear();
+                    d.out.drop_backlog();
                     for t in d.closing.drain(..) {
                         let _ = t.await;
                     }
@@ -483,10 +513,16 @@ impl Driver {
         }
     }
 
-    /// Stops reading while events wait for the owner and reads again once they are all
-    /// taken, telling the machine either way (its hold timer does not run meanwhile).
+    /// Stops reading while more than [`BACKLOG_PAUSE`] UPDATE bytes wait for the owner
+    /// and reads again once they are down to [`BACKLOG_RESUME`], telling the machine
+    /// either way (its hold timer does not run meanwhile).
     fn pace(&mut self) {
-        let behind = !self.out.backlog.is_empty();
+        let bytes = self.out.backlog_bytes;
+        let behind = if self.receive_paused {
+            bytes > BACKLOG_RESUME
+        } else {
+            bytes >= BACKLOG_PAUSE
+        };
         if behind != self.receive_paused {
             self.receive_paused = behind;
             let input = if behind {
