@@ -135,15 +135,6 @@ impl Rib {
         }
     }
 
-    /// The largest message the members of `group` take: 65535 bytes where they
-    /// negotiated extended messages (RFC 8654), else 4096.
-    pub fn group_max_message_len(&self, group: GroupId) -> usize {
-        match self.groups.get(group.0 as usize) {
-            Some(Some(g)) if g.key.extended_message => bgp_wire::header::MAX_EXTENDED_MESSAGE_LEN,
-            _ => bgp_wire::header::MAX_MESSAGE_LEN,
-        }
-    }
-
     /// How many prefixes have a best-path change waiting for [`Rib::poll_best_change`]:
     /// at most one per prefix, however often it changed.
     pub fn pending_best_changes(&self) -> usize {

@@ -69,9 +69,8 @@ fn rr_config() -> String {
 /// One BIRD 2 in AS 65002 with one session `name` from `local` (a route server towards
 /// us with `rs`), announcing `routes` with next hop 192.0.2.99.
 fn bird_config(name: &str, local: &str, rs: bool, routes: &[String]) -> String {
-    let mut s = format!(
-        "router id {local};\nprotocol device {{}}\n\nprotocol static announced {{\n ipv4;\n"
-    );
+    let mut s =
+        format!("router id {local};\nprotocol device {{}}\n\nprotocol static announced {{\n ipv4;\n");
     for r in routes {
         let _ = writeln!(s, " route {r} blackhole;");
     }
@@ -241,8 +240,9 @@ fn extended_messages_and_first_as_with_bird2_and_frr() {
     }
     // 10,001 /24s under one attribute set (the bulk and 198.51.102.0/24) need at least
     // 10 UPDATEs of 4096 bytes (about 1,010 /24s each), plus one for 198.51.101.0/24 and
-    // End-of-RIB: fewer than 12 means larger UPDATEs were sent (4 when measured: the bulk
-    // in one or two UPDATEs of up to 40 KB).
+    // End-of-RIB: fewer than 12 means larger UPDATEs were sent. (Our export visits at
+    // most 2,048 prefixes per turn of the core, so the bulk comes in UPDATEs of about
+    // 8 KB, not one of 40 KB.)
     if updates >= 12 {
         fail(format!(
             "FRR received {updates} UPDATEs: not packed into extended messages"

@@ -32,8 +32,7 @@ pub(crate) const MAX_QUEUED_TOTAL: usize = 1 << 30;
 
 /// How many prefixes one drain of an update group visits before the core looks at its
 /// inputs again: requests (accepts, the control API, reloads) and session events are
-/// never starved by a big table. Scaled by the message size for groups with extended
-/// messages (RFC 8654), whose UPDATEs would otherwise never carry more than a slice.
+/// never starved by a big table.
 const DRAIN_SLICE: usize = 2048;
 
 /// A peer's unwritten bytes: what the session holds (`queued`) and what this turn handed
@@ -122,10 +121,7 @@ impl Core {
             if !targets.iter().any(|t| t.unwritten < WINDOW) {
                 continue;
             }
-            // A slice of work per turn, in messages' worth: a group whose members take
-            // 65535-byte UPDATEs (RFC 8654) gets as many prefixes as fill them.
-            let scale = self.rib.group_max_message_len(g) / bgp_wire::header::MAX_MESSAGE_LEN;
-            let drained = self.rib.drain_group(g, DRAIN_SLICE * scale.max(1));
+            let drained = self.rib.drain_group(g, DRAIN_SLICE);
             let Some(batch) = drained.first().map(|o| o.batch.clone()) else {
                 continue;
             };
