@@ -69,8 +69,9 @@ fn rr_config() -> String {
 /// One BIRD 2 in AS 65002 with one session `name` from `local` (a route server towards
 /// us with `rs`), announcing `routes` with next hop 192.0.2.99.
 fn bird_config(name: &str, local: &str, rs: bool, routes: &[String]) -> String {
-    let mut s =
-        format!("router id {local};\nprotocol device {{}}\n\nprotocol static announced {{\n ipv4;\n");
+    let mut s = format!(
+        "router id {local};\nprotocol device {{}}\n\nprotocol static announced {{\n ipv4;\n"
+    );
     for r in routes {
         let _ = writeln!(s, " route {r} blackhole;");
     }
