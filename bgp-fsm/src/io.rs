@@ -122,10 +122,18 @@ pub enum Input {
         data: Bytes,
     },
     /// Our writes on an Established connection are blocked: the send hold timer runs
-    /// (RFC 9687).
+    /// (RFC 9687). A running timer keeps running.
     SendBlocked(ConnId),
-    /// Our writes made progress: the send hold timer stops.
+    /// Our writes made progress: the send hold timer stops. The peer takes bytes, however
+    /// slowly: a driver whose output is still blocked after this sends
+    /// [`Input::SendBlocked`] again, which starts the timer afresh.
     SendProgress(ConnId),
+    /// The driver stopped reading the connections because its owner has not taken the
+    /// messages already read (it is busy): the peer cannot be judged meanwhile, so the
+    /// hold timers stop. Keepalives still go out.
+    ReceivePaused,
+    /// The driver reads again: the hold timers start again with their full time.
+    ReceiveResumed,
 }
 
 /// Why a session (or connection) went down, in words an operator reads in `last_error`.

@@ -148,6 +148,8 @@ pub struct Session {
     /// Failures in a row, for DampPeerOscillations; reset by a stable session.
     failures: u32,
     reported: State,
+    /// The driver does not read ([`Input::ReceivePaused`]): no hold timer runs.
+    receive_paused: bool,
 }
 
 impl Session {
@@ -164,6 +166,7 @@ impl Session {
             connect_retry_counter: 0,
             failures: 0,
             reported: State::Idle,
+            receive_paused: false,
         }
     }
 
@@ -307,6 +310,25 @@ impl Session {
                 }
             }
             Input::SendProgress(conn) => self.timers.stop(Timer::SendHold(conn)),
+            Input::ReceivePaused => {
+                self.receive_paused = true;
+                for c in [ConnId::Outbound, ConnId::Inbound] {
+                    self.timers.stop(Timer::Hold(c));
+                }
+            }
+            Input::ReceiveResumed => {
+                if self.receive_paused {
+                    self.receive_paused = false;
+                    for c in [ConnId::Outbound, ConnId::Inbound] {
+                        if self.has(c, |x| matches!(x.state, ConnState::OpenSent)) {
+                            self.timers
+                                .set(Timer::Hold(c), now + self.cfg.timing.open_hold);
+                        } else {
+                            self.restart_hold(now, c);
+                        }
+                    }
+                }
+            }
         }
         self.report();
     }
@@ -483,8 +505,10 @@ impl Session {
             conn.state = ConnState::OpenSent;
         }
         self.timers.stop(Timer::ConnectRetry);
-        self.timers
-            .set(Timer::Hold(c), now + self.cfg.timing.open_hold);
+        if !self.receive_paused {
+            self.timers
+                .set(Timer::Hold(c), now + self.cfg.timing.open_hold);
+        }
     }
 
     fn set_state(&mut self, c: ConnId, s: ConnState) {
@@ -753,6 +777,9 @@ impl Session {
     }
 
     fn restart_hold(&mut self, now: Instant, c: ConnId) {
+        if self.receive_paused {
+            return;
+        }
         let hold = self.conns[c.index()]
             .as_ref()
             .and_then(Conn::peer)

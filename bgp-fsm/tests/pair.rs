@@ -378,3 +378,43 @@ fn send_hold_timer_drops_a_peer_that_stops_reading() {
     assert_eq!((n[0].code.0, n[0].subcode), (8, 0));
     assert!(p.log[1].iter().any(|(_, e)| matches!(e, Event::Down(..))));
 }
+
+#[test]
+fn hold_timer_waits_while_the_driver_does_not_read() {
+    // B's driver stops reading because its owner is busy: however long that lasts, B's
+    // hold timer does not expire, and B's own KEEPALIVEs keep A's session up. Reading
+    // again starts the hold time afresh: a peer that is really gone is then found out.
+    let mut p = Pair::default_pair();
+    p.start_both();
+    assert!(p.established_on(Side::B).is_some());
+    p.handle(Side::B, Input::ReceivePaused);
+    p.deaf[1] = true;
+    let keepalives = p.sent(Side::B, MessageType::KEEPALIVE).len();
+    p.advance(Duration::from_secs(60));
+    assert_eq!(p.state(Side::B), State::Established);
+    assert_eq!(p.state(Side::A), State::Established);
+    assert!(p.sent(Side::B, MessageType::KEEPALIVE).len() >= keepalives + 15);
+    // (The collision of the two start-up connections may have cost one Cease.)
+    let errors = |p: &Pair| -> Vec<(u8, u8)> {
+        p.notifications(Side::B)
+            .iter()
+            .filter(|n| n.code.0 != 6)
+            .map(|n| (n.code.0, n.subcode))
+            .collect()
+    };
+    assert!(errors(&p).is_empty());
+    p.deaf[1] = false;
+    p.handle(Side::B, Input::ReceiveResumed);
+    p.advance(Duration::from_secs(60));
+    assert_eq!(p.state(Side::B), State::Established);
+    // A stops sending (it cannot reach B any more): B's hold timer, running again, fires.
+    p.handle(Side::B, Input::ReceivePaused);
+    p.deaf[1] = true;
+    p.advance(Duration::from_secs(30));
+    assert_eq!(p.state(Side::B), State::Established);
+    p.handle(Side::B, Input::ReceiveResumed);
+    p.advance(Duration::from_secs(8));
+    assert_eq!(p.state(Side::B), State::Established);
+    p.advance(Duration::from_secs(2));
+    assert_eq!(errors(&p), [(4, 0)]);
+}

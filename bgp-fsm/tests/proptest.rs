@@ -48,6 +48,8 @@ enum Op {
     MaxPrefix,
     SendBlocked(ConnId),
     SendProgress(ConnId),
+    ReceivePaused,
+    ReceiveResumed,
     /// Moves the clock; `fire`: then calls `handle_timeout` (else the next input sees
     /// overdue deadlines, as with a driver that polls late).
     Advance {
@@ -190,6 +192,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::MaxPrefix),
         1 => conn().prop_map(Op::SendBlocked),
         1 => conn().prop_map(Op::SendProgress),
+        1 => Just(Op::ReceivePaused),
+        1 => Just(Op::ReceiveResumed),
         2 => (0u64..=10_000, any::<bool>()).prop_map(|(ms, fire)| Op::Advance { ms, fire }),
         1 => (0u64..=4 * 3_600_000, any::<bool>()).prop_map(|(ms, fire)| Op::Advance { ms, fire }),
         4 => Just(Op::Deadline),
@@ -397,6 +401,8 @@ impl Driver {
             },
             Op::SendBlocked(c) => Input::SendBlocked(*c),
             Op::SendProgress(c) => Input::SendProgress(*c),
+            Op::ReceivePaused => Input::ReceivePaused,
+            Op::ReceiveResumed => Input::ReceiveResumed,
             Op::Advance { .. } | Op::Deadline => return Vec::new(),
         }]
     }

@@ -49,13 +49,53 @@ pub(crate) fn select(
         .filter(move |p| !ecmp_only || p.is_ecmp())
 }
 
-/// The smallest identifier not used by `paths` (from 1: some receivers treat 0 as
-/// "no identifier").
-pub(crate) fn alloc_tx_id(paths: &[Path]) -> u32 {
+/// The most paths one peer may have for one prefix: with ADD-PATH (RFC 7911) a peer
+/// names its paths with identifiers of its choice, and without a bound one prefix could
+/// hold four billion of them. Paths beyond it are ignored (not stored) and counted in
+/// [`crate::Applied::ignored_paths`]; the peer's other paths are unaffected. A reflector
+/// sending us every path it has for a prefix stays far below it.
+pub const MAX_PATHS_PER_PEER: usize = 64;
+
+/// The identifier to send a new path of a prefix under, given the largest one its paths
+/// use (`max_used`, found in the pass that looked the path up): the next one, in O(1).
+/// Identifiers are never 0 (some receivers treat 0 as "no identifier"). Only once a
+/// prefix has used up the whole range (four billion paths came and went) does it fall
+/// back to the smallest identifier free among `paths`.
+pub(crate) fn alloc_tx_id(max_used: u32, paths: &[Path]) -> u32 {
+    if let Some(next) = max_used.checked_add(1) {
+        return next;
+    }
+    let mut used: Vec<u32> = paths.iter().map(|p| p.tx_id).collect();
+    used.sort_unstable();
+    // Bounded by the paths: unique identifiers, so one of 1..=len+1 is free.
     let mut id = 1;
-    // Paths per prefix are few; a scan beats any side structure.
-    while paths.iter().any(|p| p.tx_id == id) {
-        id += 1;
+    for u in used {
+        if u == id {
+            id += 1;
+        } else if u > id {
+            break;
+        }
     }
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attrs::{AttrStore, Attrs};
+
+    fn path(tx: u32) -> Path {
+        let set = AttrStore::default().intern(Attrs::default());
+        Path::new(set, 1, tx, tx, None)
+    }
+
+    #[test]
+    fn identifiers_follow_the_largest_and_wrap_to_the_smallest_free() {
+        assert_eq!(alloc_tx_id(0, &[]), 1);
+        assert_eq!(alloc_tx_id(7, &[path(7), path(2)]), 8);
+        let full = [path(u32::MAX), path(1), path(3), path(2)];
+        assert_eq!(alloc_tx_id(u32::MAX, &full), 4);
+        let gap = [path(u32::MAX), path(2)];
+        assert_eq!(alloc_tx_id(u32::MAX, &gap), 1);
+    }
 }

@@ -90,6 +90,9 @@ pub struct RibStats {
     /// Prefixes still to send over all groups: changes waiting, and what is left of first
     /// walks and of late members' catch-ups (those two counted as slots left to visit).
     pub pending: usize,
+    /// Peer slots, used and free ([`Rib::peer_slots`]): the most peers configured at
+    /// once, not every peer ever configured.
+    pub peer_slots: usize,
 }
 
 impl Rib {
@@ -130,6 +133,12 @@ impl Rib {
             Some(Some(g)) => g.members.iter().map(|m| PeerId(*m)).collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// How many prefixes have a best-path change waiting for [`Rib::poll_best_change`]:
+    /// at most one per prefix, however often it changed.
+    pub fn pending_best_changes(&self) -> usize {
+        self.fib.as_ref().map_or(0, |f| f.len())
     }
 
     /// The next best-path change, when [`crate::RibConfig::track_best_changes`] is on.
@@ -255,6 +264,7 @@ impl Rib {
             adj_out_paths: groups.clone().map(|g| g.out.len()).sum(),
             groups: groups.clone().count(),
             pending: groups.map(|g| g.backlog(self.loc.slot_count())).sum(),
+            peer_slots: self.peer_slots(),
         }
     }
 }

@@ -76,6 +76,11 @@ pub struct PeerConfig {
     /// We act as graceful restart helper (RFC 4724) for this peer: on a drop its routes
     /// are kept, marked stale.
     pub graceful_restart: bool,
+    /// Keep the routes the import policy rejects, listed as
+    /// [`crate::Ineligible::RejectedByImport`] (FRR's soft-reconfiguration inbound). Off,
+    /// a rejected route is dropped as it arrives (and replaces, as an implicit withdrawal,
+    /// what the peer sent before for the prefix): rejected routes cost no memory.
+    pub soft_reconfiguration_inbound: bool,
 }
 
 impl PeerConfig {
@@ -92,6 +97,7 @@ impl PeerConfig {
             max_prefix: None,
             add_path_send: [None, None],
             graceful_restart: false,
+            soft_reconfiguration_inbound: false,
         }
     }
 

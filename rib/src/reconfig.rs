@@ -45,7 +45,7 @@ impl Rib {
     /// Replaces the configuration of `peer` without touching its session, where that is
     /// possible: the export policy, the next-hop mode, the import policy and the
     /// max-prefix limit. A change of anything else (the AS, the reflector role, the
-    /// cluster ID, ADD-PATH, graceful restart, the address) is [`NeedsReset`]. An unknown
+    /// cluster ID, ADD-PATH, graceful restart, soft-reconfiguration inbound, the address) is [`NeedsReset`]. An unknown
     /// peer is `NeedsReset("address")`.
     pub fn reconfigure(
         &mut self,
@@ -65,6 +65,10 @@ impl Rib {
             (
                 "graceful_restart",
                 old.graceful_restart == cfg.graceful_restart,
+            ),
+            (
+                "soft_reconfiguration_inbound",
+                old.soft_reconfiguration_inbound == cfg.soft_reconfiguration_inbound,
             ),
         ];
         if let Some((field, _)) = fixed.iter().find(|(_, same)| !same) {

@@ -34,6 +34,10 @@ pub struct Rib {
     pub(crate) loc: LocRib,
     /// Indexed by peer; index 0 is [`PeerId::LOCAL`].
     pub(crate) peers: Vec<Option<PeerState>>,
+    /// Indices of `peers` whose peer was removed, taken again by [`Rib::add_peer`]: a
+    /// speaker that accepts and drops dynamic neighbours all day keeps a table as large
+    /// as its most peers at once, not as its connections ever made.
+    free_peers: Vec<u32>,
     /// The hot part of each peer, beside `peers` so the decision borrows only this.
     pub(crate) facts: Vec<PeerFact>,
     pub(crate) groups: Vec<Option<UpdateGroup>>,
@@ -63,6 +67,7 @@ impl Rib {
             attrs: AttrStore::default(),
             loc: LocRib::default(),
             peers: vec![None],
+            free_peers: Vec::new(),
             facts: vec![local],
             groups: Vec::new(),
             group_index: FxHashMap::default(),
@@ -103,19 +108,34 @@ impl Rib {
         {
             self.cluster_ids.push(c);
         }
-        self.facts.push(PeerFact {
+        let fact = PeerFact {
             kind,
             address: cfg.address,
             router_id: Ipv4Addr::UNSPECIFIED,
             group: NO_GROUP,
-        });
-        self.peers.push(Some(PeerState {
+        };
+        let state = Some(PeerState {
             cfg,
             session: None,
             adj_in: AdjRibIn::default(),
             over_limit: false,
-        }));
+        });
+        // A removed peer's index, if there is one: nothing refers to it any more (its
+        // routes went with it, it left its group).
+        if let Some(i) = self.free_peers.pop() {
+            self.facts[i as usize] = fact;
+            self.peers[i as usize] = state;
+            return PeerId(i);
+        }
+        self.facts.push(fact);
+        self.peers.push(state);
         PeerId(self.peers.len() as u32 - 1)
+    }
+
+    /// How many peer slots the RIB holds (configured peers plus free slots of removed
+    /// ones, plus [`PeerId::LOCAL`]): bounded by the most peers ever configured at once.
+    pub fn peer_slots(&self) -> usize {
+        self.peers.len()
     }
 
     /// Sends `peer` everything its update group advertises again, then End-of-RIB per
@@ -137,8 +157,12 @@ impl Rib {
         self.peer_down(peer, false);
         if let Some(slot) = self.peers.get_mut(peer.0 as usize)
             && peer != PeerId::LOCAL
+            && slot.take().is_some()
         {
-            *slot = None;
+            if let Some(f) = self.facts.get_mut(peer.0 as usize) {
+                f.group = NO_GROUP;
+            }
+            self.free_peers.push(peer.0);
         }
     }
 
@@ -242,6 +266,8 @@ impl Rib {
     }
 
     /// Adds or replaces the path (`peer`, `rx_id`) of `prefix` and reruns the decision.
+    /// Returns `false` when the path was new and `peer` already has
+    /// [`addpath::MAX_PATHS_PER_PEER`] paths for the prefix: it is not stored.
     pub(crate) fn upsert(
         &mut self,
         peer: u32,
@@ -249,33 +275,48 @@ impl Rib {
         rx_id: u32,
         attrs: Arc<AttrSet>,
         reason: Option<Ineligible>,
-    ) {
+    ) -> bool {
         let slot = self.loc.slot_or_insert(prefix);
         let before = self.fib_before(slot);
         let dest = self.loc.dest_mut(slot);
-        if let Some(p) = dest
-            .paths
-            .iter_mut()
-            .find(|p| p.peer == peer && p.rx_id == rx_id)
-        {
+        // One pass: the path if present, the peer's paths, the largest identifier sent.
+        let mut found = None;
+        let mut from_peer = 0usize;
+        let mut max_tx = 0u32;
+        for (i, p) in dest.paths.iter().enumerate() {
+            max_tx = max_tx.max(p.tx_id);
+            if p.peer == peer {
+                from_peer += 1;
+                if p.rx_id == rx_id {
+                    found = Some(i);
+                }
+            }
+        }
+        if let Some(i) = found {
+            let p = &mut dest.paths[i];
             if Arc::ptr_eq(&p.attrs, &attrs) && p.reason == reason && !p.is_stale() {
                 // A repeat of what we have: nothing changes (RFC 4271 §9.1.4 implicit
                 // withdraw of an identical route).
                 self.attrs.release(attrs);
-                return;
+                return true;
             }
             let old = std::mem::replace(&mut p.attrs, attrs);
             p.reason = reason;
             p.set_stale(false);
             self.attrs.release(old);
         } else {
-            let tx = addpath::alloc_tx_id(&dest.paths);
+            if from_peer >= addpath::MAX_PATHS_PER_PEER {
+                self.attrs.release(attrs);
+                return false;
+            }
+            let tx = addpath::alloc_tx_id(max_tx, &dest.paths);
             dest.paths.push(Path::new(attrs, peer, rx_id, tx, reason));
             if let Some(Some(st)) = self.peers.get_mut(peer as usize) {
                 st.adj_in.insert(slot, rx_id);
             }
         }
         self.reselect_from(slot, before);
+        true
     }
 
     /// Removes the path (`peer`, `rx_id`) of `prefix`; returns whether it was there.
@@ -377,7 +418,8 @@ impl Rib {
     /// next hop, each peer is sent the session's local address.
     pub fn originate(&mut self, prefix: IpNet, attrs: Attrs) {
         let set = self.attrs.intern(attrs);
-        self.upsert(PeerId::LOCAL.0, prefix.trunc(), 0, set, None);
+        // One path per prefix from LOCAL: never over the bound.
+        let _ = self.upsert(PeerId::LOCAL.0, prefix.trunc(), 0, set, None);
     }
 
     /// Stops originating `prefix`.

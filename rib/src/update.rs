@@ -51,6 +51,13 @@ pub struct Applied {
     pub withdrawn: usize,
     /// The update was the End-of-RIB marker of this family (RFC 4724 §2).
     pub end_of_rib: Option<Family>,
+    /// Announced paths not stored because the peer already has
+    /// [`crate::addpath::MAX_PATHS_PER_PEER`] paths for the prefix (ADD-PATH).
+    pub ignored_paths: usize,
+    /// Announced routes the import policy rejected (RFC 8212's default for eBGP
+    /// included). Without soft-reconfiguration inbound they are not stored, and what the
+    /// peer had sent before for the prefix is gone (implicit withdrawal).
+    pub rejected: usize,
     /// Something the session layer must act on.
     pub signal: Option<Signal>,
 }
@@ -93,45 +100,55 @@ impl Rib {
             let empty = self.attrs.intern(Attrs::default());
             for n in view.announced() {
                 let reason = Some(Ineligible::TreatedAsWithdrawn);
-                self.upsert(
+                if !self.upsert(
                     peer.0,
                     n.prefix,
                     n.path_id.unwrap_or(0),
                     empty.clone(),
                     reason,
-                );
+                ) {
+                    out.ignored_paths += 1;
+                }
                 out.announced += 1;
             }
             self.attrs.release(empty);
         } else {
-            out.announced = self.announce(peer, kind, view);
+            self.announce(peer, kind, view, &mut out);
         }
         out.signal = self.check_max_prefix(peer);
         out
     }
 
-    /// Imports what the update announces, in the NLRI field and in MP_REACH_NLRI.
-    fn announce(&mut self, peer: PeerId, kind: PeerKind, view: &UpdateView<'_>) -> usize {
-        let mut count = 0;
+    /// Imports what the update announces, in the NLRI field and in MP_REACH_NLRI, and
+    /// counts it in `out`.
+    fn announce(&mut self, peer: PeerId, kind: PeerKind, view: &UpdateView<'_>, out: &mut Applied) {
         let has_v4 = view.nlri().next().is_some();
         let mp = view.mp_reach();
         if !has_v4 && mp.is_none() {
-            return 0;
+            return;
         }
         let base = Attrs::from_view(view);
         let mut import = Import::default();
         if has_v4 {
             // RFC 7606 §3(d) made a missing NEXT_HOP a treat-as-withdraw already.
             let nh = view.next_hop().map(NextHop::V4);
-            count += self.import_all(peer, kind, &base, nh, view.nlri(), &mut import);
+            self.import_all(peer, kind, &base, nh, view.nlri(), &mut import, out);
         }
         if let Some(mp) = mp {
-            count += self.import_all(peer, kind, &base, mp.next_hop(), mp.nlri(), &mut import);
+            self.import_all(
+                peer,
+                kind,
+                &base,
+                mp.next_hop(),
+                mp.nlri(),
+                &mut import,
+                out,
+            );
         }
         import.clear(&mut self.attrs);
-        count
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn import_all(
         &mut self,
         peer: PeerId,
@@ -140,18 +157,20 @@ impl Rib {
         next_hop: Option<NextHop>,
         nlri: impl Iterator<Item = Nlri>,
         import: &mut Import,
-    ) -> usize {
+        out: &mut Applied,
+    ) {
         let mut attrs = base.clone();
         attrs.next_hop = next_hop;
         let reason = self
             .loop_check(kind, &attrs)
             .or_else(|| self.next_hop_is_ours(peer, next_hop.as_ref()));
         let set = self.attrs.intern(attrs);
-        let policy = self.peer(peer).and_then(|p| p.cfg.import.clone());
+        let (policy, keep_rejected) = self.peer(peer).map_or((None, false), |p| {
+            (p.cfg.import.clone(), p.cfg.soft_reconfiguration_inbound)
+        });
         import.clear(&mut self.attrs);
-        let mut count = 0;
         for n in nlri {
-            count += 1;
+            out.announced += 1;
             let rx = n.path_id.unwrap_or(0);
             let (chosen, why) = match (&reason, &policy) {
                 (Some(r), _) => (set.clone(), Some(*r)),
@@ -179,10 +198,23 @@ impl Rib {
                     }
                 },
             };
-            self.upsert(peer.0, n.prefix, rx, chosen, why);
+            if why == Some(Ineligible::RejectedByImport) {
+                out.rejected += 1;
+                if !keep_rejected {
+                    // Not stored; an earlier route of the peer for it is replaced by
+                    // nothing (RFC 4271 §9.1.4 implicit withdrawal, then rejection).
+                    self.attrs.release(chosen);
+                    if self.remove(peer.0, &n.prefix, rx) {
+                        out.withdrawn += 1;
+                    }
+                    continue;
+                }
+            }
+            if !self.upsert(peer.0, n.prefix, rx, chosen, why) {
+                out.ignored_paths += 1;
+            }
         }
         self.attrs.release(set);
-        count
     }
 
     fn check_max_prefix(&mut self, peer: PeerId) -> Option<Signal> {

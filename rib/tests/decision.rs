@@ -443,6 +443,8 @@ fn test_import_policy_prefix_list_communities_and_local_pref() {
     .unwrap();
     let mut cfg = PeerConfig::new(IpAddr::V4(v4("0.0.0.0")), 65001);
     cfg.import = Some(Arc::new(policy));
+    // Rejected routes kept, so that `explain` can say why.
+    cfg.soft_reconfiguration_inbound = true;
     let e = up(&mut rib, cfg, 5, ebgp_ctx());
     let c = client(&mut rib, 2);
     drain(&mut rib);

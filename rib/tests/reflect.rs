@@ -307,10 +307,9 @@ fn test_ebgp_routes_and_rfc8212() {
     // Never back to the sender; and nothing to an eBGP peer without export policy.
     assert!(table(&received(&rib, e1, &outs, &ectx)).is_empty());
     assert!(table(&received(&rib, e3, &outs, &ectx)).is_empty());
-    assert_eq!(
-        rib.explain(&net("203.0.113.0/24")).unwrap().paths[0].status,
-        PathStatus::Ineligible(Ineligible::RejectedByImport)
-    );
+    // Rejected (RFC 8212) and, without soft-reconfiguration inbound, not stored.
+    assert!(rib.explain(&net("203.0.113.0/24")).is_none());
+    assert_eq!(rib.adj_rib_in_len(e3), 0);
 }
 
 #[test]

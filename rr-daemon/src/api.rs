@@ -581,6 +581,9 @@ pub struct RibSizes {
     pub update_groups: usize,
     /// Prefixes waiting to be sent, over all groups.
     pub pending_prefixes: usize,
+    /// Peer slots of the RIB, used and free: the most peers at once.
+    #[serde(default)]
+    pub peer_slots: usize,
 }
 
 /// `GET /v1/status`: who we are, readiness and table sizes.
@@ -615,6 +618,7 @@ async fn status(State(app): State<App>) -> Result<axum::Json<StatusResponse>, Ap
             adj_rib_out_paths: s.rib.adj_out_paths,
             update_groups: s.rib.groups,
             pending_prefixes: s.rib.pending,
+            peer_slots: s.rib.peer_slots,
         },
     }))
 }
@@ -769,6 +773,12 @@ fn render_metrics(
         r.adj_out_paths,
     );
     global(&mut reg, "rr_rib_update_groups", "Update groups", r.groups);
+    global(
+        &mut reg,
+        "rr_rib_peer_slots",
+        "Peer slots of the RIB, used and free (the most peers at once)",
+        r.peer_slots,
+    );
     global(
         &mut reg,
         "rr_rib_pending_prefixes",

@@ -10,7 +10,14 @@
 //! socket readiness, connection results and the machine's deadline into inputs, and
 //! carries out outputs. Reads are sized by the framer, so a peer that sends half a message
 //! and stops costs at most one message of buffer; writes go out as the socket takes them,
-//! and a socket that stops taking them arms the machine's send hold timer (RFC 9687).
+//! and a socket that stops taking them arms the machine's send hold timer (RFC 9687),
+//! which starts afresh whenever the socket takes bytes again.
+//!
+//! Events for the owner wait in the task's own queue until the owner's channel has room:
+//! the task never blocks on its owner, and goes on reading KEEPALIVEs and sending its own.
+//! Once 64 KiB of UPDATEs wait it stops reading (what is read is bounded by that and one
+//! read) and tells the machine so, which stops the hold timer; timers, KEEPALIVEs and
+//! commands go on. A busy core thus never costs a session its hold timer.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -150,6 +157,8 @@ pub fn spawn(
         generation,
         queued: queued.clone(),
         writers,
+        backlog: VecDeque::new(),
+        backlog_bytes: 0,
     };
     let task = tokio::spawn(run(spec, in_rx, cmd_rx, out));
     SessionHandle {
@@ -184,6 +193,10 @@ struct Conn {
     blocked: bool,
     /// The front of `wq` is partly written: it must go out whole, or the stream breaks.
     partial: bool,
+    /// Bytes handed to the kernel since the connection opened.
+    written: u64,
+    /// Of those, what the peer had acknowledged at the last look ([`Driver::probe`]).
+    acked: u64,
 }
 
 impl Conn {
@@ -199,9 +212,27 @@ impl Conn {
             framer: Framer::new(),
             blocked: false,
             partial: false,
+            written: 0,
+            acked: 0,
         }
     }
+
+    /// Whether the peer acknowledged bytes since the last look.
+    fn acked_more(&mut self) -> bool {
+        let Ok(unacked) = sockopt::unacknowledged(&self.stream) else {
+            return false;
+        };
+        let acked = self.written.saturating_sub(unacked);
+        let more = acked > self.acked;
+        self.acked = self.acked.max(acked);
+        more
+    }
 }
+
+/// How often a blocked connection is looked at for bytes the peer took meanwhile: a
+/// fraction of the shortest send hold time (1 s), so that a slow peer's progress always
+/// restarts the timer in time.
+const PROBE: Duration = Duration::from_millis(250);
 
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 
@@ -267,12 +298,33 @@ struct Outbox {
     /// UPDATE bytes accepted and not yet written.
     queued: Arc<AtomicUsize>,
     writers: Arc<Writers>,
+    /// Events the owner's channel had no room for yet, in order.
+    backlog: VecDeque<SessionEvent>,
+    /// Bytes of the UPDATEs among them: past [`BACKLOG_PAUSE`] the session stops reading.
+    backlog_bytes: usize,
+}
+
+/// UPDATE bytes waiting for the owner past which the session stops reading (until they
+/// fall to [`BACKLOG_RESUME`]): below it KEEPALIVEs and everything else are still read
+/// while the owner is busy, and the memory a session holds for a busy owner is this and
+/// one read.
+const BACKLOG_PAUSE: usize = 64 << 10;
+
+/// See [`BACKLOG_PAUSE`].
+const BACKLOG_RESUME: usize = 16 << 10;
+
+/// The UPDATE bytes an event carries.
+fn update_bytes(e: &SessionEvent) -> usize {
+    match &e.news {
+        News::Update(f) => f.bytes.len(),
+        _ => 0,
+    }
 }
 
 impl Outbox {
-    /// Hands an event to the owner. A gone owner means nobody listens; the session still
-    /// shuts down cleanly.
-    async fn emit(&self, peer: IpAddr, news: News, local: Option<SocketAddr>) {
+    /// Hands an event to the owner, or queues it behind those already waiting. A gone
+    /// owner means nobody listens; the session still shuts down cleanly.
+    fn emit(&mut self, peer: IpAddr, news: News, local: Option<SocketAddr>) {
         let generation = self.generation;
         let e = SessionEvent {
             peer,
@@ -280,7 +332,48 @@ impl Outbox {
             news,
             local,
         };
-        let _ = self.events.send(e).await;
+        self.backlog_bytes += update_bytes(&e);
+        self.backlog.push_back(e);
+        self.deliver();
+    }
+
+    /// Hands the owner every waiting event its channel has room for now.
+    fn deliver(&mut self) {
+        // Bounded: each round takes one event from a finite queue.
+        while let Some(e) = self.backlog.pop_front() {
+            let n = update_bytes(&e);
+            match self.events.try_send(e) {
+                Ok(()) => self.backlog_bytes -= n,
+                Err(mpsc::error::TrySendError::Full(e)) => {
+                    self.backlog.push_front(e);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.drop_backlog();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Forgets the waiting events (the owner is gone or going).
+    fn drop_backlog(&mut self) {
+        self.backlog.clear();
+        self.backlog_bytes = 0;
+    }
+
+    /// Hands the owner the first waiting event with `permit`, then what else fits.
+    fn deliver_with(&mut self, permit: Option<mpsc::OwnedPermit<SessionEvent>>) {
+        match (permit, self.backlog.pop_front()) {
+            (Some(p), Some(e)) => {
+                self.backlog_bytes -= update_bytes(&e);
+                p.send(e);
+                self.deliver();
+            }
+            // The owner is gone: nobody will take them.
+            (None, _) => self.drop_backlog(),
+            (Some(_), None) => {}
+        }
     }
 
     /// UPDATE bytes that left the queue (written or dropped); wakes the owner when the
@@ -295,6 +388,15 @@ impl Outbox {
     }
 }
 
+/// Room in the owner's channel for the first waiting event; never while none waits.
+/// `None` when the owner is gone.
+async fn owner_room(out: &Outbox) -> Option<mpsc::OwnedPermit<SessionEvent>> {
+    if out.backlog.is_empty() {
+        return std::future::pending().await;
+    }
+    out.events.clone().reserve_owned().await.ok()
+}
+
 /// The session task.
 struct Driver {
     spec: SessionSpec,
@@ -302,6 +404,11 @@ struct Driver {
     conns: [Option<Conn>; 2],
     connecting: Option<Connecting>,
     out: Outbox,
+    /// Reading is paused because events wait for the owner (see [`Driver::pace`]).
+    receive_paused: bool,
+    /// While a connection's writes are blocked: when to look whether its peer took bytes
+    /// meanwhile ([`Driver::probe`]).
+    next_probe: Option<Instant>,
     /// Connections being closed, each writing what it had left (its NOTIFICATION) for at
     /// most [`CLOSE_FLUSH`]; the task waits for them before it ends.
     closing: Vec<JoinHandle<()>>,
@@ -323,13 +430,17 @@ async fn run(
         conns: [None, None],
         connecting: None,
         out,
+        receive_paused: false,
+        next_probe: None,
         closing: Vec::new(),
     };
     d.fsm
         .handle(Instant::now(), Input::Start { automatic: false });
     loop {
-        d.carry_out().await;
+        d.carry_out();
+        d.pace();
         let deadline = d.fsm.poll_timeout();
+        let reading = !d.receive_paused;
         tokio::select! {
             () = sleep_until(deadline) => d.fsm.handle_timeout(Instant::now()),
             cmd = commands.recv() => match cmd {
@@ -348,14 +459,20 @@ async fn run(
                 }
                 None => {
                     d.fsm.handle(Instant::now(), Input::Stop { automatic: false, notification: None });
-                    d.carry_out().await;
+                    d.carry_out();
+                    // The owner is going: what its channel cannot take now is dropped,
+                    // never waited for.
+                    d.out.deliver();
+                    d.out.drop_backlog();
                     for t in d.closing.drain(..) {
                         let _ = t.await;
                     }
                     return;
                 }
             },
-            Some(stream) = inbound.recv() => d.accept(stream).await,
+            permit = owner_room(&d.out) => d.out.deliver_with(permit),
+            () = sleep_until(d.next_probe) => d.probe(),
+            Some(stream) = inbound.recv() => d.accept(stream),
             res = connected(&mut d.connecting) => {
                 d.connecting = None;
                 match res {
@@ -366,8 +483,8 @@ async fn run(
                     Err(e) => d.fsm.handle(Instant::now(), Input::ConnectionFailed { conn: ConnId::Outbound, reason: e.to_string() }),
                 }
             }
-            r = readable(&d.conns[0]) => d.on_readable(ConnId::Outbound, r),
-            r = readable(&d.conns[1]) => d.on_readable(ConnId::Inbound, r),
+            r = readable(&d.conns[0]), if reading => d.on_readable(ConnId::Outbound, r),
+            r = readable(&d.conns[1]), if reading => d.on_readable(ConnId::Inbound, r),
             r = writable(&d.conns[0]) => d.on_writable(ConnId::Outbound, r),
             r = writable(&d.conns[1]) => d.on_writable(ConnId::Inbound, r),
         }
@@ -383,6 +500,51 @@ async fn connected(c: &mut Option<Connecting>) -> io::Result<TcpStream> {
 }
 
 impl Driver {
+    /// Looks whether the peers of blocked connections acknowledged bytes since the last
+    /// look: a slow reader whose socket never becomes writable again (the kernel holds
+    /// more unsent bytes for it than wakes a writer) is moving all the same, and its send
+    /// hold timer starts afresh (RFC 9687).
+    fn probe(&mut self) {
+        let now = Instant::now();
+        self.next_probe = None;
+        for c in [ConnId::Outbound, ConnId::Inbound] {
+            let Some(conn) = self.conns[c.index()].as_mut() else {
+                continue;
+            };
+            if !conn.blocked {
+                continue;
+            }
+            if conn.acked_more() {
+                self.fsm.handle(now, Input::SendProgress(c));
+                self.fsm.handle(now, Input::SendBlocked(c));
+            }
+            self.next_probe = Some(now + PROBE);
+        }
+    }
+
+    /// Stops reading while more than [`BACKLOG_PAUSE`] UPDATE bytes wait for the owner
+    /// and reads again once they are down to [`BACKLOG_RESUME`], telling the machine
+    /// either way (its hold timer does not run meanwhile).
+    fn pace(&mut self) {
+        let bytes = self.out.backlog_bytes;
+        let behind = if self.receive_paused {
+            bytes > BACKLOG_RESUME
+        } else {
+            bytes >= BACKLOG_PAUSE
+        };
+        if behind != self.receive_paused {
+            self.receive_paused = behind;
+            let input = if behind {
+                debug!(peer = %self.spec.peer, "the owner is behind: reading paused");
+                Input::ReceivePaused
+            } else {
+                Input::ReceiveResumed
+            };
+            self.fsm.handle(Instant::now(), input);
+            self.carry_out();
+        }
+    }
+
     fn command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
@@ -444,7 +606,7 @@ impl Driver {
         }
     }
 
-    async fn accept(&mut self, stream: TcpStream) {
+    fn accept(&mut self, stream: TcpStream) {
         if let Some((c, negotiated)) = self.fsm.established()
             && negotiated.peer_graceful_restart.is_some()
         {
@@ -453,7 +615,7 @@ impl Driver {
             // down gracefully (its routes stay as stale) and the new connection is taken.
             info!(peer = %self.spec.peer, "peer connected again: its old session is gone (graceful restart)");
             self.failed(c, "the peer connected again (graceful restart)".into());
-            self.carry_out().await;
+            self.carry_out();
         }
         if self.fsm.has_conn(ConnId::Inbound) {
             // One inbound connection at a time; a second is refused at the door.
@@ -590,6 +752,7 @@ impl Driver {
             return;
         };
         let mut written = 0;
+        let mut moved = 0;
         let mut error = None;
         // Bounded: each round writes bytes or stops.
         while !conn.wq.is_empty() {
@@ -604,6 +767,8 @@ impl Driver {
             match conn.stream.try_write_vectored(&slices) {
                 Ok(0) => break,
                 Ok(mut n) => {
+                    moved += n;
+                    conn.written += n as u64;
                     while n > 0 {
                         let Some((front, counted)) = conn.wq.front_mut() else {
                             break;
@@ -628,30 +793,33 @@ impl Driver {
             }
         }
         let blocked = !conn.wq.is_empty();
-        let changed = blocked != conn.blocked;
-        conn.blocked = blocked;
+        let was = std::mem::replace(&mut conn.blocked, blocked);
         self.out.unqueue(written);
         if let Some(e) = error {
             return self.failed(c, e.to_string());
         }
-        if changed {
-            let input = if blocked {
-                Input::SendBlocked(c)
-            } else {
-                Input::SendProgress(c)
-            };
-            self.fsm.handle(Instant::now(), input);
+        let now = Instant::now();
+        // RFC 9687: the send hold timer measures how long the peer takes no bytes at all.
+        // A slow peer that took some is moving: its timer starts afresh.
+        if moved > 0 && was {
+            self.fsm.handle(now, Input::SendProgress(c));
+        }
+        if blocked && (moved > 0 || !was) {
+            self.fsm.handle(now, Input::SendBlocked(c));
+        }
+        if blocked && self.next_probe.is_none() {
+            self.next_probe = Some(now + PROBE);
         }
     }
 
     /// Carries out every pending output of the machine, actions and news in the order
     /// they came (see [`Output`]).
-    async fn carry_out(&mut self) {
+    fn carry_out(&mut self) {
         // Bounded: outputs come from a finite queue that only grows through handle().
         for _ in 0..100_000 {
             match self.fsm.poll_output() {
                 Some(Output::Action(a)) => self.act(a),
-                Some(Output::News(n)) => self.report(n).await,
+                Some(Output::News(n)) => self.report(n),
                 None => return,
             }
         }
@@ -702,7 +870,7 @@ impl Driver {
 
     /// Logs `news` and hands it to the owner; `Established` also configures the framer of
     /// its connection, which is still open (see [`Output`]).
-    async fn report(&mut self, news: News) {
+    fn report(&mut self, news: News) {
         let peer = self.spec.peer;
         let mut local = None;
         match &news {
@@ -723,6 +891,6 @@ impl Driver {
             News::StateChanged { from, to } => debug!(%peer, %from, %to, "state"),
             News::Update(_) | News::RouteRefresh(_) => {}
         }
-        self.out.emit(peer, news, local).await;
+        self.out.emit(peer, news, local);
     }
 }

@@ -6,6 +6,10 @@
 //!
 //! Neither `socket2` (0.6) nor `nix` has a binding for `TCP_MD5SIG` or `IP_MINTTL`, so
 //! those are set with `libc::setsockopt` (a `struct tcp_md5sig` built here, or an `int`).
+//! Nor for `SIOCOUTQ` (the bytes a peer has not acknowledged), read with `libc::ioctl`
+//! into an `int`: the send hold timer (RFC 9687) needs to know that a slow peer still
+//! takes bytes while the kernel holds more for it than wakes a writer. And, not a socket
+//! option but the same kind of call, glibc's `malloc_trim` ([`give_back_memory`]).
 //! These foreign calls are the only `unsafe` in the workspace (the project's rule: `unsafe` only with a measured
 //! reason and a `SAFETY:` comment; `bgp-wire`, `bgp-fsm` and `rib` forbid it outright).
 //! Everything else, the address inside the struct included, is built in safe code: the
@@ -131,6 +135,22 @@ pub fn set_unsent_limit(socket: &impl AsFd, bytes: u32) -> io::Result<()> {
     SockRef::from(socket).set_tcp_notsent_lowat(bytes)
 }
 
+/// Bytes written to `socket` that the peer has not acknowledged yet, sent or not
+/// (`SIOCOUTQ`). With what was written, it tells how much the peer has taken: a peer that
+/// reads slowly moves it although the socket never becomes writable (the kernel wakes a
+/// writer only once the unsent bytes fall under half of [`set_unsent_limit`]).
+pub fn unacknowledged(socket: &impl AsFd) -> io::Result<u64> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) on a TCP socket writes one `int` through the pointer,
+    // which points at `n`, alive for the call; the descriptor is borrowed from a live
+    // socket.
+    let rc = unsafe { libc::ioctl(socket.as_fd().as_raw_fd(), libc::TIOCOUTQ, &raw mut n) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Sets the TTL (IPv4) or hop limit (IPv6) of outgoing packets, and, for GTSM (RFC 5082),
 /// the smallest TTL accepted on incoming ones: the kernel drops segments that crossed
 /// more hops than allowed, before BGP sees them.
@@ -245,6 +265,20 @@ fn build(target: Target, ipv6_socket: bool, key: &[u8]) -> io::Result<(TcpMd5Sig
         None => libc::TCP_MD5SIG,
     };
     Ok((sig, optname))
+}
+
+/// Hands the allocator's free memory back to the system (glibc's `malloc_trim(0)`; a
+/// no-op elsewhere). Measured: 10,000 dynamic connections that came and went left the
+/// daemon at 90 MB resident from a 17 MB start, the freed session buffers kept by
+/// glibc's arenas (further waves reuse them: no growth past 100 MB); trimmed after the
+/// peers are gone, it goes back near the start.
+pub fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions: it walks glibc's own arenas under their
+    // locks and only releases pages that hold no allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]

@@ -567,7 +567,7 @@ asn = 65000
     assert_eq!(cfg.dynamic_neighbors.len(), 2);
     let wide = cfg.dynamic_range(ip("10.1.9.9")).unwrap();
     assert_eq!(wide.prefix.to_string(), "10.1.0.0/16");
-    assert_eq!(wide.limit, Some(100));
+    assert_eq!(wide.limit, 100);
     assert_eq!(wide.group, "nodes");
     let p = wide.peer(ip("10.1.9.9"));
     assert_eq!(p.address, ip("10.1.9.9"));
@@ -577,7 +577,7 @@ asn = 65000
     let narrow = cfg.dynamic_range(ip("10.1.2.3")).unwrap();
     assert_eq!(narrow.group, "special");
     assert_eq!(narrow.peer(ip("10.1.2.3")).asn, 65001);
-    assert_eq!(narrow.limit, None);
+    assert_eq!(narrow.limit, rr_daemon::config::DEFAULT_DYNAMIC_LIMIT);
     assert!(cfg.dynamic_range(ip("10.2.0.1")).is_none());
     // A configured peer inside a range is a configured peer.
     assert!(cfg.peer(ip("10.1.0.5")).is_some());

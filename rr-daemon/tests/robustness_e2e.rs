@@ -1010,9 +1010,14 @@ fn flat_path(v: &[u8]) -> Vec<(u8, u32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_withdraw_discard_and_accept_rows() {
     const NET: u8 = 24;
+    // The IPv4-only peer is also the route server (enforce_first_as off) of row A9.
     let peers = ebgp_peer(NET, 10, "")
         + &ibgp_client(NET, 11)
-        + &ebgp_peer(NET, 12, "families = [\"ipv4-unicast\"]");
+        + &ebgp_peer(
+            NET,
+            12,
+            "families = [\"ipv4-unicast\"]\nenforce_first_as = false",
+        );
     let d = Daemon::start(NET, &peers).await;
     let obs = d.observer().await;
     let mut ebgp = d.connect("ebgp attacker", 10).await.unwrap();
@@ -1271,15 +1276,24 @@ async fn update_withdraw_discard_and_accept_rows() {
         absent_attr(18, "AS4_AGGREGATOR"),
     )
     .await;
-    // A9: enforce-first-as is a MAY (RFC 4271 §6.3) and is not configurable here: the
-    // route is accepted as it is.
-    s.discard(
-        "A9 first AS != peer (enforce-first-as off)",
+    // A9: the first AS of an eBGP peer's AS_PATH must be its own (RFC 4271 §6.3;
+    // `enforce_first_as`, on by default): treat-as-withdraw. With the knob off (a route
+    // server) the route is accepted as it is.
+    s.taw(
+        "A9 first AS != peer (enforce_first_as on by default)",
+        Who::Ebgp,
+        |p| upd(&[ORIGIN, "40 02 06 02 01 0000FDEA", NEXT_HOP], p),
+    )
+    .await;
+    s.processed(
+        "A9 first AS != peer (enforce_first_as = false)",
+        Who::V4Only,
+        &[ORIGIN, AS_PATH, NEXT_HOP_99],
         |p| upd(&[ORIGIN, "40 02 06 02 01 0000FDEA", NEXT_HOP], p),
         attr_value(2, "AS_PATH", hex("02 01 0000FDEA")),
     )
     .await;
-    // A12: without RFC 8654 (not offered) a 4096-byte message holds ~1000 ASNs. No knob
+    // A12: without RFC 8654 (the raw peer does not offer it) a 4096-byte message holds ~1000 ASNs. No knob
     // limits the length, so the TaW half of the row cannot be tried; what is checked is
     // that a long path is carried intact, and that one too long to re-send never goes out
     // truncated nor leaves a stale route behind.

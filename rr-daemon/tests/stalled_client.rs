@@ -896,3 +896,126 @@ async fn stalled_client(net: Net, load: Load) {
         failures.join("\n  ")
     );
 }
+
+/// A receiver that reads, only slowly: RFC 9687's send hold timer measures how long a
+/// peer takes no bytes at all, so a peer that takes some every half second is never
+/// dropped, however far behind it is. It reads 32 KiB every 500 ms for three send hold
+/// times (its socket blocked throughout: the 10 MB table is far more than that), then at
+/// full speed, and must end with exactly the whole table and End-of-RIB.
+///
+/// Fails when the timer runs from the first blocked write until the queue is empty: the
+/// session is dropped with 8/0 after the send hold time although the peer kept reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_established_slow_client_is_not_dropped() {
+    const SLOW_FOR: Duration = Duration::from_secs(3 * SEND_HOLD.as_secs());
+    const SIP: usize = 32 << 10;
+    let net = Net(93);
+    let load = Load {
+        sets: 2500,
+        communities: 900,
+    };
+    let (speaker, core, to) = start_speaker(net).await;
+    let slow = Stalled::start(net, to)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Stalled {
+        mut reader,
+        mut rbuf,
+        stop_keepalives,
+        keepalives,
+        ..
+    } = slow;
+    let msgs = table(load);
+    let mut injector = RawPeer::connect("injector", net.host(INJECTOR), to)
+        .await
+        .unwrap_or_else(|e| panic!("injector: {e}"));
+    injector
+        .establish(&open_of(INJECTOR))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t_inject = Instant::now();
+    for m in &msgs {
+        injector.send(m).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    let framer = Framer::new();
+    let mut count = Count::new();
+    let mut notifications = Vec::new();
+    let mut read_slow = 0usize;
+    let mut max_queued = 0u64;
+    let mut ended: Option<String> = None;
+    let eat = |rbuf: &mut BytesMut, count: &mut Count, notifications: &mut Vec<String>| {
+        while let Ok(Some(f)) = framer.next_frame(rbuf) {
+            match f.ty.0 {
+                UPDATE => count.apply(&f.bytes).unwrap_or_else(|e| panic!("{e}")),
+                NOTIFICATION => notifications.push(describe_notification(&f.bytes)),
+                _ => {}
+            }
+        }
+    };
+    // Slow: one sip every half second, the peer's status looked at each time.
+    let slow_until = Instant::now() + SLOW_FOR;
+    while Instant::now() < slow_until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut sip = vec![0u8; SIP];
+        match tokio::time::timeout(Duration::from_millis(100), reader.read(&mut sip)).await {
+            Ok(Ok(0)) => {
+                ended = Some("EOF while reading slowly".into());
+                break;
+            }
+            Ok(Ok(n)) => {
+                read_slow += n;
+                rbuf.extend_from_slice(&sip[..n]);
+            }
+            Ok(Err(e)) => {
+                ended = Some(format!("read: {e}"));
+                break;
+            }
+            Err(_) => {}
+        }
+        eat(&mut rbuf, &mut count, &mut notifications);
+        if let Ok(Ok(peers)) = tokio::time::timeout(ANSWER_BOUND, speaker.peers()).await
+            && let Some(p) = peers.iter().find(|p| p.address == net.host(STALLED))
+        {
+            max_queued = max_queued.max(p.queued_bytes);
+            if p.state != "Established" {
+                ended = Some(format!("left Established: {:?}", p.last_error));
+                break;
+            }
+        }
+    }
+    let slow_prefixes = count.distinct;
+    // Fast: everything else, bounded.
+    let deadline = tokio::time::Instant::now() + TABLE_BOUND;
+    while ended.is_none() && !count.done() {
+        match tokio::time::timeout_at(deadline, reader.read_buf(&mut rbuf)).await {
+            Err(_) => break,
+            Ok(Ok(0)) => ended = Some("EOF".into()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => ended = Some(format!("read: {e}")),
+        }
+        eat(&mut rbuf, &mut count, &mut notifications);
+    }
+    let _ = stop_keepalives.send(());
+    let _writer = keepalives.await;
+    let report = format!(
+        "slow phase {}: read {read_slow} bytes, {slow_prefixes} prefixes, unwritten output \
+         up to {max_queued} bytes; then {} of {PREFIXES} prefixes, End-of-RIB {:?}, after {}; \
+         notifications {notifications:?}; ended {ended:?}",
+        secs(SLOW_FOR),
+        count.distinct,
+        count.eor.map(|(t, _)| secs(t - t_inject)),
+        secs(t_inject.elapsed()),
+    );
+    eprintln!("{report}");
+    assert!(ended.is_none() && notifications.is_empty(), "{report}");
+    assert!(
+        max_queued > 0 && slow_prefixes < PREFIXES,
+        "the slow phase never had output waiting: the test proves nothing: {report}"
+    );
+    assert!(
+        count.done() && count.foreign == 0 && count.withdrawn == 0,
+        "{report}"
+    );
+    assert!(!core.is_finished());
+}

@@ -356,6 +356,15 @@ pub struct PeerSettings {
     pub add_path: AddPath,
     /// Extended next hop (RFC 8950): we offer IPv4 unicast routes with an IPv6 next hop.
     pub extended_next_hop: bool,
+    /// Extended messages (RFC 8654): we offer messages up to 65535 bytes; used where the
+    /// peer offers them too.
+    pub extended_message: bool,
+    /// On eBGP, an UPDATE whose AS_PATH does not start with the peer's AS is treated as
+    /// withdrawn (RFC 4271 §6.3). Off for route servers, which do not add their AS.
+    pub enforce_first_as: bool,
+    /// Keep the routes the import policy rejects (FRR's soft-reconfiguration inbound),
+    /// listed as rejected; off, they are dropped as they arrive.
+    pub soft_reconfiguration_inbound: bool,
     /// The peer is a route-reflector client (iBGP only).
     pub rr_client: bool,
     /// Cluster ID towards this peer instead of the speaker's.
@@ -408,6 +417,9 @@ impl PeerSettings {
             families,
             add_path,
             extended_next_hop,
+            extended_message,
+            enforce_first_as,
+            soft_reconfiguration_inbound,
             rr_client,
             cluster_id,
             next_hop: _,
@@ -436,6 +448,18 @@ impl PeerSettings {
             (
                 "extended_next_hop",
                 *extended_next_hop == new.extended_next_hop,
+            ),
+            (
+                "extended_message",
+                *extended_message == new.extended_message,
+            ),
+            (
+                "enforce_first_as",
+                *enforce_first_as == new.enforce_first_as,
+            ),
+            (
+                "soft_reconfiguration_inbound",
+                *soft_reconfiguration_inbound == new.soft_reconfiguration_inbound,
             ),
             ("rr_client", *rr_client == new.rr_client),
             ("cluster_id", *cluster_id == new.cluster_id),
@@ -488,6 +512,9 @@ impl PeerSettings {
                     safi: Family::Ipv4Unicast.safi(),
                     next_hop_afi: Family::Ipv6Unicast.afi(),
                 }]));
+        }
+        if self.extended_message {
+            c.capabilities.push(Capability::ExtendedMessage);
         }
         if let Some(restart_time) = self.graceful_restart {
             // RFC 4724 §3: every family listed, so that the peer keeps our routes when we
@@ -548,7 +575,16 @@ impl PeerSettings {
             }
         }
         c.graceful_restart = self.graceful_restart.is_some();
+        c.soft_reconfiguration_inbound = self.soft_reconfiguration_inbound;
         c
+    }
+
+    /// The checks of received UPDATEs beyond syntax for a session with this peer that
+    /// negotiated `ctx`: the first AS of AS_PATH on eBGP (`enforce_first_as`).
+    pub fn update_policy(&self, ctx: &bgp_wire::SessionCtx) -> bgp_wire::UpdatePolicy {
+        let mut p = ctx.policy;
+        p.enforce_first_as = (self.enforce_first_as && !ctx.ibgp).then_some(self.asn);
+        p
     }
 
     /// Where and how the session layer reaches the peer. Connection attempts time out
@@ -566,6 +602,13 @@ impl PeerSettings {
     }
 }
 
+/// Dynamic neighbours accepted at once from one range when `limit` is not set: a
+/// connection from the range takes a peer (and its memory) from the accept until its
+/// session ends, so a range open to many addresses must not take connections without
+/// bound. Above the nodes a reflector of a large cluster serves; FRR's default is 100,
+/// BIRD has none.
+pub const DEFAULT_DYNAMIC_LIMIT: u32 = 5000;
+
 /// `[[dynamic_neighbors]]`: peers accepted from a range, configured by a group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DynamicNeighbors {
@@ -573,8 +616,8 @@ pub struct DynamicNeighbors {
     pub prefix: IpNet,
     /// The group the settings come from.
     pub group: String,
-    /// The most peers at once from the range; `None` for no limit.
-    pub limit: Option<u32>,
+    /// The most peers at once from the range ([`DEFAULT_DYNAMIC_LIMIT`] unless set).
+    pub limit: u32,
     /// The settings of every peer from the range (always passive); `address` is the
     /// range's network address, replaced by [`DynamicNeighbors::peer`].
     pub template: PeerSettings,

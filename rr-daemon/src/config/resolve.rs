@@ -137,7 +137,9 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
         dynamic_neighbors.push(DynamicNeighbors {
             prefix: d.prefix.0,
             group: d.group.clone(),
-            limit: d.limit.map(|l| l.get()),
+            limit: d
+                .limit
+                .map_or(super::model::DEFAULT_DYNAMIC_LIMIT, |l| l.get()),
             template,
         });
     }
@@ -532,6 +534,9 @@ impl Cx<'_> {
                 send: a.send,
             }),
             extended_next_hop,
+            extended_message: pick!(extended_message).unwrap_or(true),
+            enforce_first_as: pick!(enforce_first_as).unwrap_or(true),
+            soft_reconfiguration_inbound: pick!(soft_reconfiguration_inbound).unwrap_or(false),
             rr_client,
             cluster_id: pick!(cluster_id),
             next_hop,

@@ -292,7 +292,7 @@ pub async fn run(
     mut config: watch::Receiver<Fib>,
     speaker: Speaker,
     configured: Vec<IpAddr>,
-    mut changes: mpsc::UnboundedReceiver<BestChange>,
+    mut changes: mpsc::Receiver<BestChange>,
     mut blackholes: watch::Receiver<Vec<(IpNet, u32)>>,
     requests: FibRequests,
 ) -> Result<(), netlink::KernelError> {

@@ -279,7 +279,7 @@ impl Core {
                 .values()
                 .filter(|p| p.dynamic && range.prefix.contains(&p.address()))
                 .count();
-            if range.limit.is_some_and(|l| in_range >= l as usize) {
+            if in_range >= range.limit as usize {
                 warn!(%from, range = %range.prefix, "refused connection: dynamic neighbour limit reached");
                 return None;
             }
@@ -548,6 +548,12 @@ impl Core {
         }
         let id = self.rib.add_peer(settings.rib_config());
         let mut spec = settings.session_spec(&self.config.speaker);
+        if dynamic && settings.hold_time > 0 {
+            // A connection from a range holds a peer until its session ends: one that
+            // never sends its OPEN gives it back after the hold time, not after the 4
+            // minutes RFC 4271 §8.2.2 suggests for OpenSent.
+            spec.fsm.timing.open_hold = Duration::from_secs(settings.hold_time.into());
+        }
         if self.gr.deferring() {
             // RFC 4724 §3: Restart State, and forwarding kept for every family (the
             // kernel routes of a node persist across the restart; a reflector forwards
@@ -703,10 +709,11 @@ impl Core {
         match e.news {
             News::StateChanged { to, .. } => p.set_state(to, now),
             News::Established {
-                negotiated,
+                mut negotiated,
                 peer_open,
                 ..
             } => {
+                negotiated.ctx.policy = p.settings.update_policy(&negotiated.ctx);
                 p.session.state = State::Established;
                 p.session.established_at = Some(now);
                 p.session.ctx = Some(negotiated.ctx);
@@ -792,6 +799,9 @@ impl Core {
                     warn!(peer = %e.peer, treatment = %view.treatment(), issues = ?view.issues(), "malformed UPDATE");
                 }
                 p.counters.prefixes_received += applied.announced as u64;
+                if applied.ignored_paths > 0 {
+                    warn!(peer = %e.peer, ignored = applied.ignored_paths, bound = rib::addpath::MAX_PATHS_PER_PEER, "ADD-PATH: paths beyond the bound per prefix ignored");
+                }
                 if let Some(f) = applied.end_of_rib
                     && self.gr.on_end_of_rib(e.peer, f)
                 {

@@ -22,6 +22,14 @@ use crate::session::{Command, WINDOW};
 /// table is some tens of megabytes, shared with the other members of its update group.
 pub(crate) const MAX_QUEUED: usize = 256 << 20;
 
+/// Unwritten UPDATE bytes the whole process may hold, over every session: a bound that
+/// [`MAX_QUEUED`] per peer does not give when there are many update groups (eBGP peers,
+/// different policies), each with a peer behind. The members of a group share their
+/// buffers, so a group holds what its slowest member has not written; past this bound
+/// over all groups, the peers furthest behind are reset (Cease, Out of Resources) until
+/// the rest fits.
+pub(crate) const MAX_QUEUED_TOTAL: usize = 1 << 30;
+
 /// How many prefixes one drain of an update group visits before the core looks at its
 /// inputs again: requests (accepts, the control API, reloads) and session events are
 /// never starved by a big table.
@@ -67,8 +75,7 @@ impl Target {
 
 impl Core {
     /// Encodes one slice of every update group's pending work whose writers have room,
-    /// hands it to the members ([`Action::Command`] with [`Command::Send`]), and passes
-    /// best-path changes on. `queued` reads a peer's unwritten UPDATE bytes. Returns
+    /// and hands it to the members ([`Action::Command`] with [`Command::Send`]). `queued` reads a peer's unwritten UPDATE bytes. Returns
     /// whether work remains that could go out now (the caller turns again at once);
     /// `false` when everything is out or every group with work waits for its writers.
     pub(crate) fn flush(&mut self, now: Instant, queued: &dyn Fn(IpAddr) -> usize) -> bool {
@@ -160,9 +167,6 @@ impl Core {
             }
         }
         self.reset_laggards(now, &unwritten);
-        while let Some(c) = self.rib.poll_best_change() {
-            self.actions.push_back(Action::BestChange(c));
-        }
         self.rib
             .pending_groups()
             .into_iter()
@@ -180,6 +184,23 @@ impl Core {
         }
     }
 
+    /// Passes up to `room` best-path changes on ([`Action::BestChange`]): as many as
+    /// every subscriber can take now. The others wait in the RIB, one per prefix in its
+    /// latest state, however often it changed meanwhile.
+    pub(crate) fn best_changes(&mut self, room: usize) {
+        for _ in 0..room {
+            let Some(c) = self.rib.poll_best_change() else {
+                return;
+            };
+            self.actions.push_back(Action::BestChange(c));
+        }
+    }
+
+    /// Whether best-path changes wait for [`Core::best_changes`].
+    pub(crate) fn best_changes_pending(&self) -> bool {
+        self.rib.pending_best_changes() > 0
+    }
+
     /// Whether a member of a group can take more output: a group goes at the pace of its
     /// fastest member, and one that falls [`MAX_QUEUED`] behind is reset rather than
     /// holding the others back.
@@ -192,14 +213,37 @@ impl Core {
     }
 
     /// Resets peers whose unwritten output passed the bound (RFC 4486 Out of Resources):
-    /// they come back by themselves and get the table afresh.
+    /// they come back by themselves and get the table afresh. Then, while the process
+    /// holds more than [`MAX_QUEUED_TOTAL`], the peer furthest behind goes the same way.
     fn reset_laggards(&mut self, now: Instant, unwritten: &Unwritten<'_>) {
-        for p in self.peers.values_mut() {
-            if p.session.state == State::Established && unwritten.get(p.address()) > MAX_QUEUED {
+        let mut reset = Vec::new();
+        // (unwritten, address, group) of the established peers that stay.
+        let mut behind = Vec::new();
+        for p in self.peers.values() {
+            if p.session.state != State::Established {
+                continue;
+            }
+            let n = unwritten.get(p.address());
+            if n > MAX_QUEUED {
                 warn!(peer = %p.address(), "peer cannot keep up: resetting the session");
+                reset.push(p.address());
+            } else if n > 0 {
+                behind.push((n, p.address(), self.rib.group_of(p.id)));
+            }
+        }
+        // Largest first; the address decides ties, so that a run replays exactly.
+        behind.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        // Bounded: each round removes one peer.
+        while process_total(&behind) > MAX_QUEUED_TOTAL {
+            let (n, addr, _) = behind.remove(0);
+            warn!(peer = %addr, unwritten = n, bound = MAX_QUEUED_TOTAL, "unwritten output of the whole process over its bound: resetting the peer furthest behind");
+            reset.push(addr);
+        }
+        for addr in reset {
+            if let Some(p) = self.peers.get_mut(&addr) {
                 let n = Notification::new(ErrorCode::CEASE, subcode::cease::OUT_OF_RESOURCES);
                 self.actions.push_back(Action::Command {
-                    peer: p.address(),
+                    peer: addr,
                     generation: p.generation,
                     command: Command::Reset(n),
                 });
@@ -207,4 +251,19 @@ impl Core {
             }
         }
     }
+}
+
+/// What the process holds for `behind` (unwritten bytes, peer, group), largest first: per
+/// update group the bytes of its member furthest behind (members share their buffers);
+/// a peer in no group counts alone.
+fn process_total(behind: &[(usize, IpAddr, Option<rib::GroupId>)]) -> usize {
+    let mut seen = std::collections::HashSet::with_capacity(behind.len());
+    let mut total = 0usize;
+    for (n, _, g) in behind {
+        // Largest first: the first member seen is its group's furthest behind.
+        if g.is_none_or(|g| seen.insert(g)) {
+            total = total.saturating_add(*n);
+        }
+    }
+    total
 }

@@ -25,7 +25,11 @@
 //! Received UPDATEs cross to the core as whole frames and are parsed there once; outgoing
 //! UPDATEs cross back as `Bytes` that every member of an update group shares. A peer that
 //! cannot keep up is reset (Cease, Out of Resources) once its unwritten output passes a
-//! bound, so it neither holds memory without limit nor slows the others.
+//! bound, so it neither holds memory without limit nor slows the others; a bound over the
+//! whole process resets the peers furthest behind when many groups lag at once. Best-path
+//! subscribers get bounded channels: while one is full, changes wait in the RIB, one per
+//! prefix. Session tasks never wait for the core: their events queue in the task, which
+//! stops reading meanwhile (its hold timer paused, its keepalives going on).
 
 use std::net::IpAddr;
 
@@ -47,6 +51,9 @@ mod status;
 mod tests;
 
 pub use status::{ExplainedRoute, PeerState, PeerStatus, RouteEntry, RoutesPage, Snapshot};
+
+/// Best-path changes a subscriber's channel holds ([`Speaker::subscribe`]).
+pub const SUBSCRIBER_CAPACITY: usize = 4096;
 
 /// What [`Speaker::set_peer`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +99,7 @@ enum Request {
     Reload(Box<Config>, oneshot::Sender<Diff>),
     Originate(IpNet, Box<Attrs>),
     Withdraw(IpNet),
-    Subscribe(mpsc::UnboundedSender<BestChange>),
+    Subscribe(mpsc::Sender<BestChange>),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Route(IpNet, oneshot::Sender<Option<Explanation>>),
     // Added for the control API (`crate::api`): each is one visit to the core.
@@ -191,8 +198,15 @@ impl Speaker {
     }
 
     /// A stream of best-path changes, from now on (what a data plane programs).
-    pub async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<BestChange>, SpeakerError> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    ///
+    /// The channel holds [`SUBSCRIBER_CAPACITY`] changes. A subscriber that does not keep
+    /// up is never sent a backlog of every intermediate state: while any subscriber's
+    /// channel is full, changes wait in the RIB, one per prefix (a bit), and each prefix
+    /// is delivered once in its state at delivery, however often it changed meanwhile.
+    /// So memory is bounded by the table, not by the churn; the cost is that the slowest
+    /// subscriber paces all of them. Dropping the receiver unsubscribes.
+    pub async fn subscribe(&self) -> Result<mpsc::Receiver<BestChange>, SpeakerError> {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_CAPACITY);
         self.send(Request::Subscribe(tx)).await?;
         Ok(rx)
     }
@@ -238,8 +252,8 @@ impl Speaker {
     /// Whether our graceful restart's recovery is still on: started as a restarting
     /// speaker and, within the graceful restart time, route selection still deferred or
     /// the End-of-RIB of some configured peer that negotiated graceful restart (one that
-    /// restarts too included) still awaited. What kernel routes wait for before the stale
-    /// ones are removed.
+    /// restarts too included) still awaited, or, once a best-path subscriber came, changes
+    /// still waiting for it. What kernel routes wait for before the stale ones are removed.
     pub async fn recovering(&self) -> Result<bool, SpeakerError> {
         self.ask(Request::Recovering).await
     }

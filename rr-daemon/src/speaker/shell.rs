@@ -30,6 +30,12 @@ const EVENT_BATCH: usize = 4096;
 /// Requests taken in one turn of the shell.
 const REQUEST_BATCH: usize = 64;
 
+/// Sessions gone since the most at once before the allocator's free memory is handed
+/// back to the system ([`sockopt::give_back_memory`]): a wave of dynamic neighbours that
+/// left (a scan that never sent OPEN, a cluster scaled down). Half of a smaller peak is
+/// enough, down to 64.
+const TRIM_AFTER: usize = 1000;
+
 /// How long a shutdown waits for the sessions' Ceases to go out, all together.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -53,7 +59,8 @@ pub(super) async fn start(
         events_tx,
         writers: Arc::new(Writers::default()),
         subscribers: Vec::new(),
-        unsubscribed: Some(Vec::new()),
+        sessions_peak: 0,
+        first_subscriber: false,
     };
     let _ = shell.carry_out();
     let task = tokio::spawn(shell.run(rx, events_rx));
@@ -119,14 +126,26 @@ struct Shell {
     events_tx: mpsc::Sender<SessionEvent>,
     /// Wakes the shell when a session's output queue drains (see [`Writers`]).
     writers: Arc<Writers>,
-    subscribers: Vec<mpsc::UnboundedSender<BestChange>>,
-    /// Best-path changes made before the first subscriber came: the sessions start with
-    /// the speaker, and a peer that is already up (a BIRD waiting passively) can send its
-    /// table before [`super::Speaker::subscribe`] is handled; the first subscriber gets
-    /// them. Only filled with `track_best_changes` on, when the daemon subscribes its FIB
-    /// right after the start; `None` from the first subscription on (a subscriber that
-    /// went away later does not make changes pile up).
-    unsubscribed: Option<Vec<BestChange>>,
+    /// Best-path subscribers ([`super::Speaker::subscribe`]), each on a bounded channel.
+    subscribers: Vec<mpsc::Sender<BestChange>>,
+    /// Whether a subscriber came yet. Until one does, best-path changes wait in the RIB
+    /// (one per prefix, in its latest state) instead of being dropped: the sessions start
+    /// with the speaker, and a peer that is already up (a BIRD waiting passively) can send
+    /// its table before the daemon's FIB subscription is handled. They only exist with
+    /// `track_best_changes` on, which the daemon sets when it subscribes its FIB. From the
+    /// first subscription on, changes nobody takes are dropped.
+    first_subscriber: bool,
+    /// The most sessions at once since memory was last given back ([`TRIM_AFTER`]).
+    sessions_peak: usize,
+}
+
+/// Waits until every subscriber's channel has room for one more change.
+async fn subscribers_room(subscribers: &[mpsc::Sender<BestChange>]) {
+    for s in subscribers {
+        // Taken and given back at once: only the wait counts. A closed channel is
+        // dropped at the next turn.
+        let _ = s.reserve().await;
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -172,11 +191,14 @@ impl Shell {
                     Err(_) => break,
                 }
             }
-            if self.flush() {
+            let more = self.flush();
+            self.best_changes();
+            if more {
                 tokio::task::yield_now().await;
                 continue;
             }
             let deadline = self.core.poll_timeout();
+            let best_waiting = self.core.best_changes_pending() && !self.subscribers.is_empty();
             tokio::select! {
                 r = requests.recv() => match r {
                     Some(r) => {
@@ -191,6 +213,7 @@ impl Shell {
                 },
                 Some(e) = events.recv() => self.on_event(Instant::now(), e),
                 () = writers.room() => {}
+                () = subscribers_room(&self.subscribers), if best_waiting => {}
                 () = sleep_until(deadline) => {}
             }
         }
@@ -208,6 +231,26 @@ impl Shell {
     fn on_event(&mut self, now: Instant, e: SessionEvent) {
         self.core.handle_event(now, e);
         let _ = self.carry_out();
+        self.trim();
+    }
+
+    /// Gives the allocator's free memory back once many sessions have gone since the
+    /// most at once: their buffers would otherwise stay with the process.
+    fn trim(&mut self) {
+        let n = self.sessions.len();
+        self.sessions_peak = self.sessions_peak.max(n);
+        // A thousand gone, or half of a smaller peak (down to the last 64): the memory of
+        // the last sessions of a wave goes back too, with a few trims per wave.
+        let step = TRIM_AFTER.min(self.sessions_peak / 2).max(64);
+        if self.sessions_peak >= n + step {
+            info!(
+                sessions = n,
+                peak = self.sessions_peak,
+                "many sessions gone: memory handed back"
+            );
+            sockopt::give_back_memory();
+            self.sessions_peak = n;
+        }
     }
 
     /// One turn of export; see [`Core::flush`].
@@ -221,6 +264,24 @@ impl Shell {
         let more = self.core.flush(Instant::now(), &queued);
         let _ = self.carry_out();
         more
+    }
+
+    /// Hands the subscribers as many best-path changes as all of them can take now;
+    /// without subscribers they are dropped (nobody asked for them), except before the
+    /// first one came ([`Shell::first_subscriber`]).
+    fn best_changes(&mut self) {
+        self.subscribers.retain(|s| !s.is_closed());
+        if !self.first_subscriber {
+            return;
+        }
+        let room = self
+            .subscribers
+            .iter()
+            .map(mpsc::Sender::capacity)
+            .min()
+            .unwrap_or(usize::MAX);
+        self.core.best_changes(room);
+        let _ = self.carry_out();
     }
 
     /// Handles one request; `Break` once the speaker has shut down.
@@ -260,9 +321,7 @@ impl Shell {
             Request::Originate(prefix, attrs) => self.core.originate(prefix, *attrs),
             Request::Withdraw(prefix) => self.core.withdraw(prefix),
             Request::Subscribe(tx) => {
-                for c in self.unsubscribed.take().into_iter().flatten() {
-                    let _ = tx.send(c);
-                }
+                self.first_subscriber = true;
                 self.subscribers.push(tx);
             }
             Request::Peers(done) => {
@@ -288,7 +347,11 @@ impl Shell {
                 let _ = done.send(self.core.deferring());
             }
             Request::Recovering(done) => {
-                let _ = done.send(self.core.recovering());
+                // Not over while best-path changes still wait for the subscribers (the
+                // FIB): one that took the end of recovery before the last of them would
+                // remove kernel routes that are still in use.
+                let waiting = self.first_subscriber && self.core.best_changes_pending();
+                let _ = done.send(self.core.recovering() || waiting);
             }
             Request::Shutdown(done) => {
                 self.shutdown().await;
@@ -388,10 +451,16 @@ impl Shell {
                         self.core.handle_key_error(target.addr(), e);
                     }
                 }
-                Action::BestChange(c) => match &mut self.unsubscribed {
-                    Some(before) => before.push(c),
-                    None => self.subscribers.retain(|s| s.send(c.clone()).is_ok()),
-                },
+                Action::BestChange(c) => {
+                    // Room was checked for every subscriber before the core was asked
+                    // (`Shell::best_changes`): only a closed one fails.
+                    self.subscribers.retain(|s| {
+                        !matches!(
+                            s.try_send(c.clone()),
+                            Err(mpsc::error::TrySendError::Closed(_))
+                        )
+                    });
+                }
             }
         }
         stopped
@@ -401,10 +470,21 @@ impl Shell {
         self.core.shutdown();
         let tasks = self.carry_out();
         // One deadline for all: the Ceases go out together, not one peer after another.
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let started = tokio::time::Instant::now();
+        let deadline = started + SHUTDOWN_GRACE;
+        let total = tasks.len();
+        let mut ended = 0;
         for t in tasks {
-            let _ = tokio::time::timeout_at(deadline, t).await;
+            if tokio::time::timeout_at(deadline, t).await.is_ok() {
+                ended += 1;
+            }
         }
+        info!(
+            sessions = total,
+            closed = ended,
+            ms = started.elapsed().as_millis() as u64,
+            "sessions closed"
+        );
     }
 }
 

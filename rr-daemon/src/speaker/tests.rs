@@ -23,6 +23,9 @@ use super::{PeerChange, PeerState, PeerStatus};
 use crate::config::Config;
 use crate::session::{Command, SessionEvent};
 
+/// Bounded memory, first AS, extended messages: `tests/bounds.rs`.
+mod bounds;
+
 const HEAD: &str = "[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\nlisten = []\n";
 
 fn ip(s: &str) -> IpAddr {

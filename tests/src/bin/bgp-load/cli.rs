@@ -85,6 +85,19 @@ pub(crate) enum Mode {
     /// 100.64.0.0 + 64·i) right after Established, then End-of-RIB; every client must
     /// learn the K-1 other blocks and not its own.
     Fabric(FabricArgs),
+    /// K TCP connections (one per source address) that never send a byte: each reads
+    /// and discards what the target sends and waits for the target to close it. What a
+    /// speaker's dynamic neighbour range gets from a scan. No BGP, no --asn, --hold-time
+    /// or --next-hop.
+    Silent(SilentArgs),
+}
+
+/// Options of `silent`.
+#[derive(Debug, Args)]
+pub(crate) struct SilentArgs {
+    /// How many connections.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub(crate) connections: u64,
 }
 
 /// Options of `table`.
@@ -131,6 +144,16 @@ pub(crate) struct FabricArgs {
     /// until every other client holds its block again.
     #[arg(long)]
     pub(crate) flap: bool,
+    /// After convergence, keep every session up and wait (bounded by --timeout) until the
+    /// target ends them all, recording what each client received: for judging the
+    /// target's shutdown (every peer must get a Cease). Sessions ending are then no
+    /// errors; ending without a Cease is reported per client.
+    #[arg(long, conflicts_with = "flap")]
+    pub(crate) await_cease: bool,
+    /// With --await-cease: create this file once every client holds all the blocks, for
+    /// whoever stops the target.
+    #[arg(long, value_name = "PATH", requires = "await_cease")]
+    pub(crate) ready_file: Option<std::path::PathBuf>,
 }
 
 /// `--next-hop`: the session's own address, or a base address.

@@ -61,6 +61,8 @@ pub(crate) struct Plan {
     spread: Duration,
     settle: Duration,
     flap: bool,
+    await_cease: bool,
+    ready_file: Option<std::path::PathBuf>,
 }
 
 /// Checks the arguments against the network rule and derives every session.
@@ -97,6 +99,8 @@ pub(crate) fn prepare(c: &Common, a: &FabricArgs, initial_netns: bool) -> Result
         spread: Duration::from_millis(c.connect_spread_ms),
         settle: Duration::from_millis(c.settle_ms),
         flap: a.flap,
+        await_cease: a.await_cease,
+        ready_file: a.ready_file.clone(),
     })
 }
 
@@ -135,6 +139,29 @@ struct State {
     reestablished_at: AtomicTime,
     /// Client 0 holds the K-1 other blocks again after its reconnection.
     full_again_at: AtomicTime,
+    /// `--await-cease`: the target's ending of the sessions is awaited, not an error.
+    awaiting: AtomicBool,
+    /// How each client's session ended while awaited: when, the Cease subcode if it was a
+    /// Cease, and in words.
+    endings: std::sync::Mutex<Vec<Option<Ending>>>,
+}
+
+/// How one session ended under `--await-cease`.
+#[derive(Clone, Debug)]
+struct Ending {
+    at: u64,
+    cease: Option<u8>,
+    what: String,
+}
+
+impl State {
+    fn endings(&self) -> std::sync::MutexGuard<'_, Vec<Option<Ending>>> {
+        self.endings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ended_count(&self) -> usize {
+        self.endings().iter().flatten().count()
+    }
 }
 
 enum Cmd {
@@ -156,6 +183,8 @@ pub(crate) async fn execute(plan: Plan, deadline: Instant) -> report::Fabric {
         cease_at: AtomicTime::default(),
         reestablished_at: AtomicTime::default(),
         full_again_at: AtomicTime::default(),
+        awaiting: AtomicBool::new(false),
+        endings: std::sync::Mutex::new(vec![None; k]),
     });
     let mut cmds = Vec::with_capacity(k);
     for i in 0..k {
@@ -203,6 +232,23 @@ pub(crate) async fn execute(plan: Plan, deadline: Instant) -> report::Fabric {
     }
     if up {
         run.pause(plan.settle, &progress).await;
+    }
+    if plan.await_cease && complete {
+        st.awaiting.store(true, Ordering::Release);
+        if let Some(f) = &plan.ready_file
+            && let Err(e) = std::fs::write(f, b"ready\n")
+        {
+            run.errors
+                .push(format!("cannot create --ready-file {}: {e}", f.display()));
+        }
+        let progress = || {
+            format!(
+                "awaiting the target's Ceases: {} of {k} sessions ended",
+                st.ended_count()
+            )
+        };
+        run.wait_through_losses(|| st.ended_count() == k, &progress)
+            .await;
     }
 
     let timed_out = run.timed_out();
@@ -256,7 +302,17 @@ impl Client {
                         }
                         Ok(_) => {}
                         Err(e) => {
-                            run.ended(i, &e);
+                            if st.awaiting.load(Ordering::Acquire) && !matches!(e, End::Deadline) {
+                                // What --await-cease waits for: recorded, no error.
+                                run.sessions[i].up.store(false, Ordering::Release);
+                                let cease = match &e {
+                                    End::Notified(n) if n.code == bgp_wire::ErrorCode::CEASE => Some(n.subcode),
+                                    _ => None,
+                                };
+                                st.endings()[i] = Some(Ending { at: run.now(), cease, what: e.describe() });
+                            } else {
+                                run.ended(i, &e);
+                            }
                             return;
                         }
                     },
@@ -457,6 +513,44 @@ fn build_report(
             && f.client_complete_s.is_some()
             && f.not_updated.is_empty();
     }
+    let cease = plan.await_cease.then(|| {
+        let endings = st.endings().clone();
+        let times: Vec<u64> = endings
+            .iter()
+            .flatten()
+            .filter(|e| e.cease.is_some())
+            .map(|e| e.at)
+            .collect();
+        let (first, last) = (times.iter().min().copied(), times.iter().max().copied());
+        let without: Vec<String> = endings
+            .iter()
+            .zip(&run.sessions)
+            .filter(|(e, _)| e.as_ref().is_none_or(|e| e.cease.is_none()))
+            .map(|(e, s)| {
+                let how = e
+                    .as_ref()
+                    .map_or("still up (no ending)", |e| e.what.as_str());
+                format!("{}: {how}", s.address)
+            })
+            .collect();
+        report::Cease {
+            awaited: st.awaiting.load(Ordering::Acquire),
+            received: times.len(),
+            admin_shutdown: endings
+                .iter()
+                .flatten()
+                .filter(|e| e.cease == Some(subcode::cease::ADMIN_SHUTDOWN))
+                .count(),
+            first_s: first.map(secs),
+            last_s: last.map(secs),
+            spread_s: first.zip(last).map(|(f, l)| secs(l - f)),
+            without_cease_count: without.len(),
+            without_cease: without.into_iter().take(DETAIL_MAX).collect(),
+        }
+    });
+    if let Some(c) = &cease {
+        ok &= c.awaited && c.received == k;
+    }
     ok &= !timed_out && run.errors.is_empty();
     report::Fabric {
         common: report::Common {
@@ -481,6 +575,7 @@ fn build_report(
         end_of_rib,
         per_client,
         flap,
+        cease,
     }
 }
 

@@ -1,7 +1,8 @@
 //! `bgp-load`: real BGP-4 sessions from many source addresses to one speaker, measuring how
 //! fast it distributes routes (`table`: one injector, K receivers; `fabric`: K clients
-//! each announcing one block). `bgp-load --help` and `bgp-load table --help` describe the
-//! command line.
+//! each announcing one block, and with `--await-cease` how it shuts down); and TCP
+//! connections that never speak (`silent`). `bgp-load --help` and `bgp-load table --help`
+//! describe the command line.
 //!
 //! Network rule: the tool only connects to and from loopback addresses (127.0.0.0/8,
 //! ::1), unless the process runs in a network namespace other than the initial one (the
@@ -16,7 +17,7 @@
 //! timeout). Times are seconds (floats, microsecond resolution); `null` means the event
 //! did not happen before the run ended. Fields may be added; these keep their meaning.
 //!
-//! Both modes:
+//! `table` and `fabric`:
 //! - `mode`: `"table"` or `"fabric"`.
 //! - `ok`: everything completed exactly; the exit status is 0 exactly when this is true.
 //! - `timed_out`: the run reached `--timeout` (the exit status is then 1).
@@ -79,6 +80,20 @@
 //!   (how many other clients saw its block withdrawn in between), `reannounced` (how many
 //!   were sent it again), `unchanged` (held it throughout without a withdrawal, which is
 //!   fine), `not_updated` (addresses that lost it and did not get it back).
+//! - `cease`: `null` without `--await-cease`; otherwise `awaited` (every client held all
+//!   blocks, `--ready-file` was created and the run waited for the target to end the
+//!   sessions), `received` (clients whose session ended with a NOTIFICATION Cease),
+//!   `admin_shutdown` (of those, subcode 2), `first_s` and `last_s` (when the first and
+//!   the last of them arrived, on the run's clock), `spread_s` (between the two),
+//!   `without_cease_count` and `without_cease` (up to 50 `"address: how it ended"`, also
+//!   clients still up at the end). `ok` needs every client's Cease.
+//!
+//! `silent`:
+//! - `mode`, `ok`, `timed_out`, `errors`, `target`, `source`, `elapsed_s` as above.
+//! - `connections` (K), `connected` (TCP connections made), `all_connected_s`,
+//!   `closed_by_target` (connections the target closed), `closed_s` (`{n, min, median,
+//!   max}` of when, since the start), `still_open`, `bytes_received` (all connections).
+//!   `ok`: every connection made and closed by the target before the deadline.
 //!
 //! Progress goes to stderr, at most one line a second.
 
@@ -91,6 +106,7 @@ mod index;
 mod report;
 mod run;
 mod session;
+mod silent;
 mod stats;
 mod table;
 
@@ -112,6 +128,7 @@ fn main() -> ExitCode {
     let plan = match &cli.mode {
         Mode::Table(a) => table::prepare(c, a, initial_netns).map(Plan::Table),
         Mode::Fabric(a) => fabric::prepare(c, a, initial_netns).map(Plan::Fabric),
+        Mode::Silent(a) => silent::prepare(c, a, initial_netns).map(Plan::Silent),
     };
     let plan = match plan.and_then(|p| check_fds(&p).map(|()| p)) {
         Ok(p) => p,
@@ -147,6 +164,10 @@ fn main() -> ExitCode {
                     let r = fabric::execute(p, deadline).await;
                     (serde_json::to_string_pretty(&r), r.common.ok)
                 }
+                Plan::Silent(p) => {
+                    let r = silent::execute(p, deadline).await;
+                    (serde_json::to_string_pretty(&r), r.ok)
+                }
             }
         };
         tokio::time::timeout_at(backstop.into(), work).await
@@ -178,6 +199,7 @@ fn main() -> ExitCode {
 enum Plan {
     Table(table::Plan),
     Fabric(fabric::Plan),
+    Silent(silent::Plan),
 }
 
 impl Plan {
@@ -185,6 +207,7 @@ impl Plan {
         match self {
             Self::Table(_) => "table",
             Self::Fabric(_) => "fabric",
+            Self::Silent(_) => "silent",
         }
     }
 
@@ -192,6 +215,7 @@ impl Plan {
         match self {
             Self::Table(p) => p.sessions(),
             Self::Fabric(p) => p.sessions(),
+            Self::Silent(p) => p.sessions(),
         }
     }
 }

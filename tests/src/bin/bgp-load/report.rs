@@ -129,6 +129,20 @@ pub(crate) struct Fabric {
     pub(crate) end_of_rib: usize,
     pub(crate) per_client: Option<Vec<Client>>,
     pub(crate) flap: Option<Flap>,
+    pub(crate) cease: Option<Cease>,
+}
+
+/// `fabric --await-cease`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Cease {
+    pub(crate) awaited: bool,
+    pub(crate) received: usize,
+    pub(crate) admin_shutdown: usize,
+    pub(crate) first_s: Option<f64>,
+    pub(crate) last_s: Option<f64>,
+    pub(crate) spread_s: Option<f64>,
+    pub(crate) without_cease_count: usize,
+    pub(crate) without_cease: Vec<String>,
 }
 
 /// One fabric client (only when there are at most 50).

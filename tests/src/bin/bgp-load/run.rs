@@ -94,8 +94,8 @@ impl Run {
     /// Records the end of session `i`'s reading.
     pub(crate) fn ended(&self, i: usize, end: &End) {
         self.sessions[i].up.store(false, Ordering::Release);
-        if let End::Down(why) = end {
-            self.session_error(i, &format!("down: {why}"));
+        if !matches!(end, End::Deadline) {
+            self.session_error(i, &format!("down: {}", end.describe()));
             self.lost.store(true, Ordering::Release);
         }
     }
@@ -132,8 +132,27 @@ impl Run {
     /// every 5 ms until the deadline.
     pub(crate) async fn wait_until(
         &self,
+        done: impl FnMut() -> bool,
+        progress: impl Fn() -> String,
+    ) -> bool {
+        self.wait(done, progress, true).await
+    }
+
+    /// [`Run::wait_until`], but sessions going down do not end the wait (when they are
+    /// what is waited for).
+    pub(crate) async fn wait_through_losses(
+        &self,
+        done: impl FnMut() -> bool,
+        progress: impl Fn() -> String,
+    ) -> bool {
+        self.wait(done, progress, false).await
+    }
+
+    async fn wait(
+        &self,
         mut done: impl FnMut() -> bool,
         progress: impl Fn() -> String,
+        stop_on_loss: bool,
     ) -> bool {
         let max_looks = self
             .deadline
@@ -145,7 +164,7 @@ impl Run {
             if done() {
                 return true;
             }
-            if self.lost.load(Ordering::Acquire) {
+            if stop_on_loss && self.lost.load(Ordering::Acquire) {
                 return false;
             }
             self.progress(&progress);

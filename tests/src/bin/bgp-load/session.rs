@@ -100,6 +100,19 @@ pub(crate) enum End {
     Deadline,
     /// The session is down: why.
     Down(String),
+    /// The target sent this NOTIFICATION (and closes the connection).
+    Notified(Notification),
+}
+
+impl End {
+    /// In words, for the run's errors.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::Deadline => "the run's deadline passed".into(),
+            Self::Down(why) => why.clone(),
+            Self::Notified(n) => format!("NOTIFICATION from the target: {n}"),
+        }
+    }
 }
 
 /// An established session.
@@ -317,10 +330,16 @@ impl Session {
                     MessageType::KEEPALIVE => continue,
                     MessageType::UPDATE | MessageType::ROUTE_REFRESH => return Ok(f),
                     MessageType::NOTIFICATION => {
-                        return Err(End::Down(format!(
-                            "NOTIFICATION from the target: {}",
-                            describe_notification(&f)
-                        )));
+                        return Err(match NotificationView::new(&f.bytes[HEADER_LEN..]) {
+                            Ok(v) => End::Notified(Notification::with_data(
+                                v.code,
+                                v.subcode,
+                                Bytes::copy_from_slice(v.data),
+                            )),
+                            Err(e) => {
+                                End::Down(format!("malformed NOTIFICATION from the target: {e}"))
+                            }
+                        });
                     }
                     _ => {
                         let n = Notification::new(
