@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod bfd;
 pub mod cli;
 pub mod config;
 pub mod ctl;
