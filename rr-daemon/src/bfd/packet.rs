@@ -31,8 +31,12 @@ pub const AUTH_KEYED_SHA1: u8 = 4;
 /// Auth Type of Meticulous Keyed SHA1.
 pub const AUTH_METICULOUS_SHA1: u8 = 5;
 
-/// A session state as carried in the `Sta` field (§4.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A session state as carried in the `Sta` field (§4.1). The control API spells it
+/// `"admin-down"`, `"down"`, `"init"`, `"up"`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum State {
     /// Held down by its operator.
     AdminDown,
@@ -384,8 +388,8 @@ mod tests {
     fn decodes_a_down_packet_with_diagnostic() {
         // Down, diag 1 (time expired), F set, mult 5, your discriminator zero.
         let b = [
-            0x21, 0x50, 5, 24, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0, 0x27, 0x10, 0,
-            0, 0, 0,
+            0x21, 0x50, 5, 24, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0, 0x27, 0x10, 0, 0,
+            0, 0,
         ];
         let p = Packet::decode(&b).unwrap();
         assert_eq!(p.state, State::Down);

@@ -316,7 +316,10 @@ impl Task {
             Some(Sender::Open(_)) => false,
         };
         if retry {
-            self.port_seed = self.port_seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            self.port_seed = self
+                .port_seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1);
             let s = match sender(local, v6, self.port_seed) {
                 Ok(s) => Sender::Open(s),
                 Err(e) => {

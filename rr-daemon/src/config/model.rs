@@ -16,6 +16,46 @@ use serde::Deserialize;
 
 use crate::session::SessionSpec;
 
+/// `bfd`: a BFD session (RFC 5880) that watches the path to the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bfd {
+    /// Desired Min TX and Required Min RX interval, in milliseconds.
+    pub interval_ms: u32,
+    /// Detect Mult: packets missed before the session is down.
+    pub multiplier: u8,
+    /// Multihop (RFC 5883, port 4784) rather than single hop (RFC 5881, port 3784).
+    pub multihop: bool,
+    /// BGP waits for the BFD session to be up (else a session that never comes up does
+    /// not hold BGP back).
+    pub strict: bool,
+}
+
+impl Default for Bfd {
+    /// 300 ms x 3, single hop, not strict.
+    fn default() -> Self {
+        Self {
+            interval_ms: 300,
+            multiplier: 3,
+            multihop: false,
+            strict: false,
+        }
+    }
+}
+
+impl Bfd {
+    /// The BFD session of a peer with this setting, sent from `local`.
+    pub fn spec(&self, local: Option<IpAddr>) -> crate::bfd::Spec {
+        crate::bfd::Spec {
+            local,
+            multihop: self.multihop,
+            config: crate::bfd::SessionConfig::new(
+                Duration::from_millis(u64::from(self.interval_ms)),
+                self.multiplier,
+            ),
+        }
+    }
+}
+
 /// `[speaker]`: who we are, and the defaults of every peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Speaker {
@@ -351,6 +391,8 @@ pub struct PeerSettings {
     pub graceful_restart: Option<u16>,
     /// TCP-MD5 key (RFC 2385).
     pub password: Option<Secret>,
+    /// BFD with the peer (RFC 5880); `None`: off.
+    pub bfd: Option<Bfd>,
 }
 
 impl PeerSettings {
@@ -385,6 +427,7 @@ impl PeerSettings {
             max_prefix: _,
             graceful_restart,
             password,
+            bfd: _,
         } = self;
         let keys = [
             ("address", *address == new.address),

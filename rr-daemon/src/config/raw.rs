@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use super::model::LogFormat;
 use super::values::{
-    Action, AddPath, Asn, CommunityValue, DefaultAction, Families, GracefulRestart, HoldTime,
-    IpList, LargeCommunityValue, ListenAddr, MaxPrefixValue, Multihop, NextHopSelf, Password,
-    Prefix, PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
+    Action, AddPath, Asn, BfdValue, CommunityValue, DefaultAction, Families, GracefulRestart,
+    HoldTime, IpList, LargeCommunityValue, ListenAddr, MaxPrefixValue, Multihop, NextHopSelf,
+    Password, Prefix, PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
 };
 
 /// The whole file.
@@ -133,6 +133,7 @@ pub(super) struct RawMesh {
     pub(super) nodes: Vec<IpAddr>,
     pub(super) group: Option<String>,
     pub(super) local_address: Option<IpList>,
+    pub(super) bfd: Option<BfdValue>,
 }
 
 /// `[[dynamic_neighbors]]`.
@@ -248,4 +249,5 @@ peer_fields! {
     max_prefix: MaxPrefixValue,
     graceful_restart: GracefulRestart,
     password: Password,
+    bfd: BfdValue,
 }

@@ -518,6 +518,7 @@ impl Cx<'_> {
             max_prefix: pick!(max_prefix).and_then(|m| m.0),
             graceful_restart: pick!(graceful_restart).map_or(s.graceful_restart, |g| g.0),
             password: pick!(password).map(|p| Secret::new(p.0)),
+            bfd: pick!(bfd).and_then(|b| b.0),
         })
     }
 
@@ -603,7 +604,10 @@ impl Cx<'_> {
                     ),
                 ));
             };
-            let own = PeerFields::default();
+            let own = PeerFields {
+                bfd: m.bfd,
+                ..PeerFields::default()
+            };
             let layers = Layers {
                 own: &own,
                 own_path: path.clone(),

@@ -408,6 +408,64 @@ impl<'de> Deserialize<'de> for MaxPrefixValue {
     }
 }
 
+/// `bfd`: `true` (300 ms x 3, single hop, not strict), `false`, or a table
+/// `{ interval = MS, multiplier = N, multihop = BOOL, strict = BOOL }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct BfdValue(pub(super) Option<super::model::Bfd>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BfdTable {
+    interval: Option<u32>,
+    multiplier: Option<u8>,
+    #[serde(default)]
+    multihop: bool,
+    #[serde(default)]
+    strict: bool,
+}
+
+impl<'de> Deserialize<'de> for BfdValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const WHAT: &str = "true, false, or a table { interval = MS (10 to 60000), \
+                            multiplier = 1 to 255, multihop = BOOL, strict = BOOL }";
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BfdValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(WHAT)
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<BfdValue, E> {
+                Ok(BfdValue(v.then(super::model::Bfd::default)))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<BfdValue, A::Error> {
+                let t = BfdTable::deserialize(MapAccessDeserializer::new(map))?;
+                let mut b = super::model::Bfd::default();
+                if let Some(i) = t.interval {
+                    if !(10..=60_000).contains(&i) {
+                        return Err(de::Error::custom(format!(
+                            "bfd interval {i} ms is out of range (10 to 60000)"
+                        )));
+                    }
+                    b.interval_ms = i;
+                }
+                if let Some(m) = t.multiplier {
+                    if m == 0 {
+                        return Err(de::Error::custom("bfd multiplier must be 1 to 255"));
+                    }
+                    b.multiplier = m;
+                }
+                b.multihop = t.multihop;
+                b.strict = t.strict;
+                Ok(BfdValue(Some(b)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A listening socket: `"ADDR:PORT"`, `"[V6]:PORT"` or a bare address (port 179).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct ListenAddr(pub(super) SocketAddr);

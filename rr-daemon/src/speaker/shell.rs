@@ -45,7 +45,10 @@ pub(super) async fn start(
         listeners.push(Listener::bind(*addr, &tx)?);
     }
     let (events_tx, events_rx) = mpsc::channel(4096);
+    let (bfd_tx, bfd_rx) = mpsc::unbounded_channel();
+    let (bfd, _) = crate::bfd::spawn(bfd_tx);
     let mut shell = Shell {
+        bfd,
         core: Core::new(config, Instant::now(), restarting),
         listeners,
         requests_tx: tx.downgrade(),
@@ -55,7 +58,7 @@ pub(super) async fn start(
         subscribers: Vec::new(),
     };
     let _ = shell.carry_out();
-    let task = tokio::spawn(shell.run(rx, events_rx));
+    let task = tokio::spawn(shell.run(rx, events_rx, bfd_rx));
     Ok((tx, task))
 }
 
@@ -119,6 +122,8 @@ struct Shell {
     /// Wakes the shell when a session's output queue drains (see [`Writers`]).
     writers: Arc<Writers>,
     subscribers: Vec<mpsc::UnboundedSender<BestChange>>,
+    /// The BFD task (its own task: BFD packets never wait for the RIB).
+    bfd: crate::bfd::Handle,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -139,6 +144,7 @@ impl Shell {
         mut self,
         mut requests: mpsc::Receiver<Request>,
         mut events: mpsc::Receiver<SessionEvent>,
+        mut bfd: mpsc::UnboundedReceiver<crate::bfd::Notice>,
     ) {
         let writers = self.writers.clone();
         loop {
@@ -182,6 +188,10 @@ impl Shell {
                     }
                 },
                 Some(e) = events.recv() => self.on_event(Instant::now(), e),
+                Some(n) = bfd.recv() => {
+                    self.core.handle_bfd(n);
+                    let _ = self.carry_out();
+                }
                 () = writers.room() => {}
                 () = sleep_until(deadline) => {}
             }
@@ -375,6 +385,10 @@ impl Shell {
                 Action::BestChange(c) => {
                     self.subscribers.retain(|s| s.send(c.clone()).is_ok());
                 }
+                Action::Bfd { peer, spec } => match spec {
+                    Some(spec) => self.bfd.set(peer, *spec),
+                    None => self.bfd.remove(peer),
+                },
             }
         }
         stopped

@@ -111,6 +111,9 @@ pub struct PeerStatus {
     pub graceful_restart_pending: bool,
     /// Accepted from a dynamic neighbour range.
     pub dynamic: bool,
+    /// The state of the peer's BFD session; `None` when BFD is off for the peer.
+    #[serde(default)]
+    pub bfd: Option<crate::bfd::State>,
 }
 
 /// A best route with the address of the peer it came from.
@@ -188,6 +191,7 @@ impl super::core::Core {
                 last_notification_received: p.history.last_notification_received.clone(),
                 graceful_restart_pending: self.gr.helping(p.address()),
                 dynamic: p.dynamic,
+                bfd: p.bfd.map(|b| b.state),
             })
             .collect();
         v.sort_by_key(|p| p.address);
