@@ -1,0 +1,519 @@
+//! BFD (RFC 5880/5881) against BIRD 2 (`protocol bfd`) and FRR (`bfdd`): the sessions come
+//! up; a new interval reaches the peer through a Poll Sequence with both sessions staying
+//! Up; and when the link is silenced (nftables in both namespaces drops what arrives on the
+//! veth: no interface goes down, this kernel has no netem), our BGP session goes down
+//! within the detection time and the peer's routes leave our other client at once. The
+//! same silence without BFD takes the hold time (9 s): both figures are printed.
+//!
+//! Three namespaces: ours (`rr`), the peer's, and an observer (BIRD 2, another client of
+//! ours on a second veth that is never silenced). Needs root, BIRD 2, FRR with `bfdd` and
+//! `nft` (`sudo tests/scripts/install-peers.sh`). `KEEP_WORK=1` keeps the work dirs.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use interop_tests::{
+    Bird, BirdVersion, Daemon, Frr, Link, Netns, Peer, Proc, WorkDir, ctl_json, poll, require_root,
+    run_cmd,
+};
+use serde_json::Value;
+
+const RR: &str = "10.79.1.1";
+const PEER: &str = "10.79.1.2";
+const RR_OBS: &str = "10.79.2.1";
+const OBS: &str = "10.79.2.2";
+const API: &str = "127.0.0.1:9179";
+const ROUTES: usize = 20;
+/// Generous bounds (the machine is loaded); the figures measured are printed.
+const BFD_DOWN_WITHIN: Duration = Duration::from_secs(3);
+const HOLD_DOWN_WITHIN: Duration = Duration::from_secs(20);
+const BFDD: &str = "/usr/lib/frr/bfdd";
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_speaker"))
+}
+
+fn prefix(i: usize) -> String {
+    format!("198.18.{i}.0/24")
+}
+
+fn daemon_config(bfd: &str) -> String {
+    format!(
+        r#"[speaker]
+asn = 64512
+router_id = "{RR}"
+listen = ["{RR}:179", "{RR_OBS}:179"]
+hold_time = 9
+connect_retry = 1
+[api]
+listen = "{API}"
+[[peer]]
+address = "{PEER}"
+asn = 64513
+import = "all"
+export = "all"
+{bfd}
+[[peer]]
+address = "{OBS}"
+asn = 64514
+import = "all"
+export = "all"
+"#
+    )
+}
+
+/// The peer under test, with its BFD daemon.
+enum Far {
+    Bird(Bird),
+    Frr { bgpd: Frr, bfdd: Proc, vty: String },
+}
+
+impl Far {
+    /// The peer's BFD session with us: (state, transmit interval in ms).
+    fn bfd(&self) -> Result<(String, u64), String> {
+        match self {
+            Self::Bird(b) => {
+                // IP address  Interface  State  Since  Interval  Timeout
+                let out = b.birdc(&["show", "bfd", "sessions"])?;
+                let line = out
+                    .lines()
+                    .find(|l| l.starts_with(RR))
+                    .ok_or_else(|| format!("no BFD session with {RR}:\n{out}"))?;
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let interval: f64 = f[f.len() - 2]
+                    .parse()
+                    .map_err(|e| format!("interval in {line:?}: {e}"))?;
+                Ok((f[2].to_owned(), (interval * 1000.0).round() as u64))
+            }
+            Self::Frr { vty, .. } => {
+                let out = run_cmd(
+                    "vtysh",
+                    &[
+                        "--vty_socket",
+                        vty,
+                        "-d",
+                        "bfdd",
+                        "-c",
+                        "show bfd peers json",
+                    ],
+                    Duration::from_secs(5),
+                )?;
+                let v: Value = serde_json::from_str(&out)
+                    .map_err(|e| format!("bfdd printed no JSON ({e}):\n{out}"))?;
+                let p = v
+                    .as_array()
+                    .and_then(|a| a.iter().find(|p| p["peer"] == RR))
+                    .ok_or_else(|| format!("no BFD peer {RR} in {out}"))?;
+                // What FRR sends at: the larger of its own interval and what we ask for.
+                let own = p["transmit-interval"].as_u64().unwrap_or(0);
+                let asked = p["remote-receive-interval"].as_u64().unwrap_or(0);
+                Ok((
+                    p["status"].as_str().unwrap_or_default().to_owned(),
+                    own.max(asked),
+                ))
+            }
+        }
+    }
+
+    fn bgp_state(&self) -> Result<String, String> {
+        match self {
+            Self::Bird(b) => b.state(),
+            Self::Frr { bgpd, .. } => bgpd.state(),
+        }
+    }
+
+    fn logs(&self) -> String {
+        match self {
+            Self::Bird(b) => b.log_tail(60),
+            Self::Frr { bgpd, bfdd, .. } => format!(
+                "{}\n--- bfdd stderr ---\n{}",
+                bgpd.log_tail(60),
+                interop_tests::tail(bfdd.stderr_path(), 40)
+            ),
+        }
+    }
+}
+
+struct Env {
+    work: WorkDir,
+    rr: Netns,
+    peer_ns: Netns,
+    _obs_ns: Netns,
+    rr_if: String,
+    peer_if: String,
+    daemon: Daemon,
+    far: Far,
+    obs: Bird,
+}
+
+impl Env {
+    fn start(kind: &str, bfd_line: &str) -> Result<Self, String> {
+        require_root()?;
+        if run_cmd("nft", &["--version"], Duration::from_secs(5)).is_err() {
+            return Err("nft not found: run `sudo tests/scripts/install-peers.sh`".into());
+        }
+        let work = WorkDir::new(&format!("bfd-{kind}"))?;
+        let rr = Netns::create("bfd-rr")?;
+        let peer_ns = Netns::create(&format!("bfd-{kind}"))?;
+        let obs_ns = Netns::create("bfd-obs")?;
+        let link = Link::new(
+            &rr,
+            &[&format!("{RR}/24")],
+            &peer_ns,
+            &[&format!("{PEER}/24")],
+        )?;
+        let _obs_link = Link::named(
+            &rr,
+            "bgpt2",
+            &[&format!("{RR_OBS}/24")],
+            &obs_ns,
+            "bgpt3",
+            &[&format!("{OBS}/24")],
+        )?;
+        let dir = work.path();
+        let mut statics = String::new();
+        for i in 0..ROUTES {
+            let _ = writeln!(statics, "  route {} blackhole;", prefix(i));
+        }
+        let far = match kind {
+            "bird" => Far::Bird(Bird::start_config(
+                BirdVersion::V2,
+                &peer_ns,
+                dir,
+                "far",
+                "upstream",
+                false,
+                &format!(
+                    "router id {PEER};\n\
+                     protocol device {{ scan time 5; }}\n\
+                     protocol bfd {{ interface \"*\" {{ min rx interval 300 ms; \
+                     min tx interval 300 ms; multiplier 3; }}; }}\n\
+                     protocol static blocks {{ ipv4; \n{statics} }}\n\
+                     protocol bgp upstream {{ local {PEER} as 64513; neighbor {RR} as 64512; \
+                     hold time 9; connect retry time 1; error wait time 1, 2; bfd on; \
+                     ipv4 {{ import all; export all; }}; }}\n"
+                ),
+            )?),
+            _ => {
+                if !Path::new(BFDD).is_file() {
+                    return Err(format!("{BFDD} not found (Debian frr)"));
+                }
+                let vty = dir.join("frr-far.vty");
+                fs::create_dir_all(&vty).map_err(|e| e.to_string())?;
+                let conf = dir.join("bfdd.conf");
+                fs::write(
+                    &conf,
+                    format!(
+                        "bfd\n peer {RR} local-address {PEER}\n  receive-interval 300\n  \
+                         transmit-interval 300\n  detect-multiplier 3\n !\n!\n"
+                    ),
+                )
+                .map_err(|e| e.to_string())?;
+                let args: Vec<String> = [
+                    "-f",
+                    &conf.to_string_lossy(),
+                    "-i",
+                    &dir.join("bfdd.pid").to_string_lossy(),
+                    "--vty_socket",
+                    &vty.to_string_lossy(),
+                    "--bfdctl",
+                    &dir.join("bfdd.sock").to_string_lossy(),
+                    "-z",
+                    &dir.join("zserv.api").to_string_lossy(),
+                    "--log",
+                    &format!("file:{}", dir.join("bfdd.log").display()),
+                ]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+                let bfdd = peer_ns.spawn(dir, "bfdd", Path::new(BFDD), &args, &[], false)?;
+                let mut networks = String::new();
+                for i in 0..ROUTES {
+                    let _ = writeln!(networks, "  network {}", prefix(i));
+                }
+                let bgpd = Frr::start_config(
+                    &peer_ns,
+                    dir,
+                    "far",
+                    RR.parse().unwrap(),
+                    PEER.parse().unwrap(),
+                    &format!(
+                        "router bgp 64513\n bgp router-id {PEER}\n no bgp ebgp-requires-policy\n \
+                         no bgp network import-check\n neighbor {RR} remote-as 64512\n \
+                         neighbor {RR} timers 3 9\n neighbor {RR} timers connect 1\n \
+                         address-family ipv4 unicast\n{networks} exit-address-family\n!\n"
+                    ),
+                )?;
+                Far::Frr {
+                    bgpd,
+                    bfdd,
+                    vty: vty.to_string_lossy().into_owned(),
+                }
+            }
+        };
+        let obs = Bird::start_config(
+            BirdVersion::V2,
+            &obs_ns,
+            dir,
+            "obs",
+            "upstream",
+            false,
+            &format!(
+                "router id {OBS};\nprotocol device {{ scan time 5; }}\n\
+                 protocol bgp upstream {{ local {OBS} as 64514; neighbor {RR_OBS} as 64512; \
+                 hold time 9; connect retry time 1; ipv4 {{ import all; export none; }}; }}\n"
+            ),
+        )?;
+        let daemon = Daemon::start(&rr, dir, exe(), &daemon_config(bfd_line))?;
+        Ok(Self {
+            work,
+            rr,
+            peer_ns,
+            _obs_ns: obs_ns,
+            rr_if: link.a_if,
+            peer_if: link.b_if,
+            daemon,
+            far,
+            obs,
+        })
+    }
+
+    fn fail(&self, what: &str) -> String {
+        format!(
+            "{what}\n--- work dir {} ---\n{}\n{}\n{}",
+            self.work.path().display(),
+            self.daemon.transcript(80),
+            self.far.logs(),
+            self.obs.log_tail(20)
+        )
+    }
+
+    /// Our view of the peer: (BGP state, BFD state).
+    fn ours(&self) -> Result<(String, Value), String> {
+        let v = ctl_json(&self.rr, exe(), API, &["peers"])?;
+        let p = v
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["address"] == PEER))
+            .ok_or_else(|| format!("no peer {PEER} in {v}"))?;
+        Ok((
+            p["state"].as_str().unwrap_or_default().to_owned(),
+            p["bfd"].clone(),
+        ))
+    }
+
+    fn observed(&self) -> usize {
+        self.obs
+            .routes(&["protocol", "upstream"])
+            .map(|r| r.iter().filter(|l| l.prefix.starts_with("198.18.")).count())
+            .unwrap_or(usize::MAX)
+    }
+
+    fn wait(&self, what: &str, timeout: Duration, ok: impl Fn(&Self) -> bool) {
+        if poll(timeout, Duration::from_millis(100), || {
+            ok(self).then_some(())
+        })
+        .is_none()
+        {
+            panic!("{}", self.fail(&format!("not within {timeout:?}: {what}")));
+        }
+    }
+
+    fn converged(&self, with_bfd: bool) -> bool {
+        let ours = self.ours().ok();
+        let bgp = ours.as_ref().is_some_and(|(s, _)| s == "Established");
+        let bfd = !with_bfd || ours.as_ref().is_some_and(|(_, b)| b == "up");
+        let far_bfd = !with_bfd
+            || self
+                .far
+                .bfd()
+                .is_ok_and(|(s, _)| s.eq_ignore_ascii_case("up"));
+        bgp && bfd && far_bfd && self.observed() == ROUTES
+    }
+
+    /// Drops everything that arrives on the link, in both namespaces.
+    fn silence(&self, on: bool) {
+        for (ns, dev) in [(&self.rr, &self.rr_if), (&self.peer_ns, &self.peer_if)] {
+            let r = if on {
+                ns.exec("nft", &["add", "table", "inet", "bfdt"])
+                    .and_then(|_| {
+                        ns.exec(
+                            "nft",
+                            &["add chain inet bfdt in { type filter hook input priority 0 ; policy accept ; }"],
+                        )
+                    })
+                    .and_then(|_| {
+                        ns.exec(
+                            "nft",
+                            &["add", "rule", "inet", "bfdt", "in", "iifname", dev, "drop"],
+                        )
+                    })
+            } else {
+                ns.exec("nft", &["delete", "table", "inet", "bfdt"])
+            };
+            if let Err(e) = r {
+                panic!("{}", self.fail(&format!("nft in {}: {e}", ns.name())));
+            }
+        }
+    }
+
+    /// Silences the link and measures (our BGP session down, routes gone at the observer).
+    fn measure_silence(&self, limit: Duration) -> (Duration, Duration) {
+        let t0 = Instant::now();
+        self.silence(true);
+        let mut down = None;
+        let mut gone = None;
+        while t0.elapsed() < limit + Duration::from_secs(5) {
+            if down.is_none() && self.ours().is_ok_and(|(s, _)| s != "Established") {
+                down = Some(t0.elapsed());
+            }
+            if gone.is_none() && self.observed() == 0 {
+                gone = Some(t0.elapsed());
+            }
+            if down.is_some() && gone.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (Some(down), Some(gone)) = (down, gone) else {
+            panic!(
+                "{}",
+                self.fail(&format!(
+                    "silenced link: BGP down {down:?}, routes gone {gone:?} within {:?}",
+                    limit + Duration::from_secs(5)
+                ))
+            );
+        };
+        (down, gone)
+    }
+}
+
+fn scenario(kind: &str) {
+    let env = match Env::start(kind, "bfd = { interval = 300, multiplier = 3 }") {
+        Ok(e) => e,
+        Err(e) => panic!("setup: {e}"),
+    };
+    let mut env = env;
+    env.wait(
+        "BGP and BFD up, routes at the observer",
+        Duration::from_secs(40),
+        |e| e.converged(true),
+    );
+    let (_, interval) = env.far.bfd().unwrap();
+    assert_eq!(
+        interval,
+        300,
+        "{}",
+        env.fail("peer's BFD interval at 300 ms")
+    );
+    let bgp_since = env.far.bgp_state().unwrap();
+    eprintln!("{kind}: BGP {bgp_since}, BFD up at 300 ms");
+
+    // Timer renegotiation: 600 ms by reload; both stay Up, the peer sends at 600 ms.
+    let mark = env.daemon.log_mark();
+    env.daemon
+        .reload(&daemon_config("bfd = { interval = 600, multiplier = 3 }"))
+        .unwrap();
+    env.wait("the peer's BFD at 600 ms", Duration::from_secs(10), |e| {
+        e.far
+            .bfd()
+            .is_ok_and(|(s, i)| s.eq_ignore_ascii_case("up") && i == 600)
+    });
+    env.daemon
+        .reload(&daemon_config("bfd = { interval = 300, multiplier = 3 }"))
+        .unwrap();
+    env.wait(
+        "the peer's BFD back at 300 ms",
+        Duration::from_secs(10),
+        |e| {
+            e.far
+                .bfd()
+                .is_ok_and(|(s, i)| s.eq_ignore_ascii_case("up") && i == 300)
+        },
+    );
+    let changes: Vec<String> = env
+        .daemon
+        .log_since(mark)
+        .into_iter()
+        .filter(|l| l.contains("BFD session state") || l.contains("Cease"))
+        .collect();
+    assert!(
+        changes.is_empty(),
+        "{}",
+        env.fail(&format!("renegotiation changed a state: {changes:?}"))
+    );
+    assert!(
+        env.converged(true),
+        "{}",
+        env.fail("still converged after renegotiation")
+    );
+
+    // Silence with BFD.
+    let (down, gone) = env.measure_silence(BFD_DOWN_WITHIN);
+    eprintln!(
+        "{kind}: BFD 300 ms x 3: our BGP session down after {down:?}, routes gone from the observer after {gone:?}"
+    );
+    assert!(
+        down <= BFD_DOWN_WITHIN && gone <= BFD_DOWN_WITHIN,
+        "{}",
+        env.fail("BFD took too long")
+    );
+    let (_, bfd) = env.ours().unwrap();
+    assert_eq!(
+        bfd,
+        "down",
+        "{}",
+        env.fail("our BFD state after the silence")
+    );
+    let metrics = run_cmd(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            env.rr.name(),
+            "curl",
+            "-s",
+            &format!("http://{API}/metrics"),
+        ],
+        Duration::from_secs(5),
+    )
+    .unwrap_or_default();
+    if !metrics.is_empty() {
+        assert!(
+            metrics.contains("rr_bfd_sessions{state=\"down\"} 1"),
+            "{}",
+            env.fail(&format!("metrics: {metrics}"))
+        );
+    }
+
+    // Back, then without BFD: the hold time.
+    env.silence(false);
+    env.wait("back up after the silence", Duration::from_secs(40), |e| {
+        e.converged(true)
+    });
+    env.daemon.reload(&daemon_config("")).unwrap();
+    env.wait("up without BFD", Duration::from_secs(40), |e| {
+        e.converged(false) && e.ours().is_ok_and(|(_, b)| b.is_null())
+    });
+    let (down, gone) = env.measure_silence(HOLD_DOWN_WITHIN);
+    eprintln!(
+        "{kind}: no BFD, hold time 9 s: our BGP session down after {down:?}, routes gone from the observer after {gone:?}"
+    );
+    assert!(
+        down >= Duration::from_secs(5),
+        "{}",
+        env.fail("down without BFD before the hold time?")
+    );
+    env.silence(false);
+}
+
+#[test]
+fn bfd_with_bird2() {
+    scenario("bird");
+}
+
+#[test]
+fn bfd_with_frr_bfdd() {
+    scenario("frr");
+}
