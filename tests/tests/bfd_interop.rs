@@ -54,6 +54,9 @@ address = "{PEER}"
 asn = 64513
 import = "all"
 export = "all"
+# FRR sends the N bit: with graceful restart a BFD Down keeps its routes as stale, as a
+# hold timer expiry would (RFC 8538). Here they are to go at once.
+graceful_restart = false
 {bfd}
 [[peer]]
 address = "{OBS}"
@@ -131,6 +134,7 @@ impl Far {
                 "{}\n--- bfdd stderr ---\n{}",
                 bgpd.log_tail(60),
                 interop_tests::tail(bfdd.stderr_path(), 40)
+                    + &interop_tests::tail(&bfdd.stderr_path().with_file_name("bfdd/bfdd.log"), 40)
             ),
         }
     }
@@ -200,9 +204,12 @@ impl Env {
                 if !Path::new(BFDD).is_file() {
                     return Err(format!("{BFDD} not found (Debian frr)"));
                 }
-                let vty = dir.join("frr-far.vty");
+                // bfdd runs as `frr` (it has no --skip_runas): its files in a dir of
+                // frr's.
+                let bdir = dir.join("bfdd");
+                let vty = bdir.join("vty");
                 fs::create_dir_all(&vty).map_err(|e| e.to_string())?;
-                let conf = dir.join("bfdd.conf");
+                let conf = bdir.join("bfdd.conf");
                 fs::write(
                     &conf,
                     format!(
@@ -211,19 +218,24 @@ impl Env {
                     ),
                 )
                 .map_err(|e| e.to_string())?;
+                run_cmd(
+                    "chown",
+                    &["-R", "frr:frr", &bdir.to_string_lossy()],
+                    Duration::from_secs(5),
+                )?;
                 let args: Vec<String> = [
                     "-f",
                     &conf.to_string_lossy(),
                     "-i",
-                    &dir.join("bfdd.pid").to_string_lossy(),
+                    &bdir.join("bfdd.pid").to_string_lossy(),
                     "--vty_socket",
                     &vty.to_string_lossy(),
                     "--bfdctl",
-                    &dir.join("bfdd.sock").to_string_lossy(),
+                    &bdir.join("bfdd.sock").to_string_lossy(),
                     "-z",
-                    &dir.join("zserv.api").to_string_lossy(),
+                    &bdir.join("zserv.api").to_string_lossy(),
                     "--log",
-                    &format!("file:{}", dir.join("bfdd.log").display()),
+                    &format!("file:{}", bdir.join("bfdd.log").display()),
                 ]
                 .iter()
                 .map(|s| (*s).to_owned())

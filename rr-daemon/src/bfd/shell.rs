@@ -124,9 +124,10 @@ pub fn spawn(notices: mpsc::UnboundedSender<Notice>) -> (Handle, JoinHandle<()>)
     (Handle { tx }, tokio::spawn(task.run(rx)))
 }
 
-/// A send socket, or the time its opening failed.
+/// A send socket (non-blocking, used without the reactor: a send that would block is a
+/// lost packet), or the time its opening failed.
 enum Sender {
-    Open(UdpSocket),
+    Open(std::net::UdpSocket),
     Failed(Instant),
 }
 
@@ -290,7 +291,7 @@ impl Task {
             };
             let to = SocketAddr::new(t.key.peer, port);
             if let Some(s) = self.sender(t.local, t.key.peer.is_ipv6())
-                && let Err(e) = s.try_send_to(&t.bytes, to)
+                && let Err(e) = s.send_to(&t.bytes, to)
             {
                 debug!(%to, "BFD send: {e}");
             }
@@ -307,7 +308,7 @@ impl Task {
         }
     }
 
-    fn sender(&mut self, local: Option<IpAddr>, v6: bool) -> Option<&UdpSocket> {
+    fn sender(&mut self, local: Option<IpAddr>, v6: bool) -> Option<&std::net::UdpSocket> {
         let now = Instant::now();
         let k = (local, v6);
         let retry = match self.senders.get(&k) {
@@ -351,7 +352,7 @@ fn receiver(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 /// A send socket from `local` (or the wildcard of the family), bound to a free port of
 /// [`SOURCE_PORTS`] tried from a point `seed` picks, sending with TTL 255.
-fn sender(local: Option<IpAddr>, v6: bool, seed: u64) -> io::Result<UdpSocket> {
+fn sender(local: Option<IpAddr>, v6: bool, seed: u64) -> io::Result<std::net::UdpSocket> {
     let ip = local.unwrap_or(if v6 {
         Ipv6Addr::UNSPECIFIED.into()
     } else {
@@ -374,7 +375,7 @@ fn sender(local: Option<IpAddr>, v6: bool, seed: u64) -> io::Result<UdpSocket> {
     for i in 0..64u64 {
         let port = SOURCE_PORTS.start() + ((seed.wrapping_add(i * 7919)) % span) as u16;
         match s.bind(&SocketAddr::new(ip, port).into()) {
-            Ok(()) => return UdpSocket::from_std(s.into()),
+            Ok(()) => return Ok(s.into()),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = e,
             Err(e) => return Err(e),
         }
