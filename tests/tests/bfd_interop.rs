@@ -11,6 +11,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -528,4 +529,122 @@ fn bfd_with_bird2() {
 #[test]
 fn bfd_with_frr_bfdd() {
     scenario("frr");
+}
+
+// ------------------------------------------------------------------------ scale
+
+fn bfd_load_tool() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_bfd-load"))
+}
+
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// `n` BFD sessions at 300 ms x 3 to raw clients (`bfd-load`), held `hold` after all are
+/// Up: every one comes up, none goes down, and the daemon's CPU over the hold is printed.
+fn scale(n: u32, hold: u64) {
+    require_root().unwrap();
+    let work = WorkDir::new(&format!("bfd-scale-{n}")).unwrap();
+    let rr = Netns::create("bfds-rr").unwrap();
+    let cl = Netns::create("bfds-cl").unwrap();
+    Link::new(&rr, &["10.80.0.1/24"], &cl, &["10.80.0.2/24"]).unwrap();
+    // The clients' addresses: all of 10.81.0.0/16 is local on the clients' `lo`, routed to
+    // them on our side (no ARP entry per client).
+    cl.ip(&["addr", "add", "10.81.0.1/16", "dev", "lo"])
+        .unwrap();
+    rr.ip(&["route", "add", "10.81.0.0/16", "via", "10.80.0.2"])
+        .unwrap();
+    let first = Ipv4Addr::new(10, 81, 0, 10);
+    let mut config = format!(
+        "[speaker]\nasn = 64512\nrouter_id = \"10.80.0.1\"\nlisten = []\n\
+         [api]\nlisten = \"{API}\"\n\
+         [[peer_group]]\nname = \"nodes\"\nasn = 64512\npassive = true\n\
+         bfd = {{ interval = 300, multiplier = 3 }}\n"
+    );
+    for i in 0..n {
+        let a = Ipv4Addr::from(u32::from(first) + i);
+        let _ = writeln!(config, "[[peer]]\naddress = \"{a}\"\ngroup = \"nodes\"");
+    }
+    let daemon = Daemon::start(&rr, work.path(), exe(), &config).unwrap();
+    let args: Vec<String> = [
+        "--peer",
+        "10.80.0.1",
+        "--first",
+        &first.to_string(),
+        "--count",
+        &n.to_string(),
+        "--up-within",
+        "60",
+        "--hold",
+        &hold.to_string(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut load = cl
+        .spawn(work.path(), "bfd-load", bfd_load_tool(), &args, &[], false)
+        .unwrap();
+    // CPU over the hold: from when every session is Up at our side.
+    let all_up = poll(Duration::from_secs(70), Duration::from_millis(200), || {
+        let v = ctl_json(&rr, exe(), API, &["peers"]).ok()?;
+        let up = v.as_array()?.iter().filter(|p| p["bfd"] == "up").count();
+        (up == n as usize).then_some(())
+    });
+    assert!(
+        all_up.is_some(),
+        "not all {n} BFD sessions up\n{}",
+        daemon.transcript(40)
+    );
+    let (cpu0, t0) = (cpu_seconds(daemon.pid()), Instant::now());
+    let mark = daemon.log_mark();
+    let status = load
+        .wait_exit(Duration::from_secs(hold + 90))
+        .expect("bfd-load did not finish");
+    let (cpu1, t1) = (cpu_seconds(daemon.pid()), Instant::now());
+    let out = fs::read_to_string(load.stdout_path()).unwrap_or_default();
+    let report: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| {
+        panic!(
+            "bfd-load printed no JSON ({e}, {status}):\n{out}\n{}",
+            interop_tests::tail(load.stderr_path(), 20)
+        )
+    });
+    let cpu = (cpu1 - cpu0) / (t1 - t0).as_secs_f64() * 100.0;
+    eprintln!(
+        "{n} BFD sessions at 300 ms x 3: daemon CPU {cpu:.1}% of one core over {:.0} s; bfd-load: {report}",
+        (t1 - t0).as_secs_f64()
+    );
+    let downs: Vec<String> = daemon
+        .log_since(mark)
+        .into_iter()
+        .filter(|l| l.contains("BFD session state") && l.contains("to=Down"))
+        .collect();
+    assert!(downs.is_empty(), "false Down at our side: {downs:?}");
+    assert_eq!(report["up"], n, "{report}");
+    assert_eq!(report["downs_after_up"], 0, "{report}");
+    assert!(report["all_up_ms"].is_u64(), "{report}");
+    let v = ctl_json(&rr, exe(), API, &["peers"]).unwrap();
+    let up = v
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|p| p["bfd"] == "up").count());
+    assert_eq!(up, n as usize);
+}
+
+#[test]
+fn bfd_100_sessions_to_raw_clients() {
+    scale(100, 10);
+}
+
+/// 1,000 sessions held a minute (about 2 minutes in all):
+/// `cargo test -p interop-tests --test bfd_interop -- --ignored bfd_1000 --nocapture`.
+#[test]
+#[ignore = "about 2 minutes; the 100-session form runs by default"]
+fn bfd_1000_sessions_to_raw_clients() {
+    scale(1000, 60);
 }
