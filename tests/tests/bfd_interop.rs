@@ -636,15 +636,8 @@ fn scale(n: u32, hold: u64) {
     assert_eq!(up, n as usize);
 }
 
+/// 1,000 sessions held a minute: about 62 s in all.
 #[test]
-fn bfd_100_sessions_to_raw_clients() {
-    scale(100, 10);
-}
-
-/// 1,000 sessions held a minute (about 2 minutes in all):
-/// `cargo test -p interop-tests --test bfd_interop -- --ignored bfd_1000 --nocapture`.
-#[test]
-#[ignore = "about 2 minutes; the 100-session form runs by default"]
 fn bfd_1000_sessions_to_raw_clients() {
     scale(1000, 60);
 }

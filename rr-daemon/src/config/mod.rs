@@ -48,8 +48,8 @@ use serde::Deserialize;
 
 pub use error::{ConfigError, ErrorKind};
 pub use model::{
-    AddPath, Api, DynamicNeighbors, Fib, IpPool, IpipMode, Learn, LogFormat, Mesh, PeerSettings,
-    PolicyBinding, Secret, Speaker, Ttl,
+    AddPath, Api, Bfd, DynamicNeighbors, Fib, IpPool, IpipMode, Learn, LogFormat, Mesh,
+    PeerSettings, PolicyBinding, Secret, Speaker, Ttl,
 };
 
 /// A checked, resolved configuration.
