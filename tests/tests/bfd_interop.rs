@@ -194,7 +194,8 @@ impl Env {
                     "router id {PEER};\n\
                      protocol device {{ scan time 5; }}\n\
                      protocol bfd {{ interface \"*\" {{ min rx interval 300 ms; \
-                     min tx interval 300 ms; multiplier 3; }}; }}\n\
+                     min tx interval 300 ms; multiplier 3; \
+                     authentication keyed sha1; password \"s3cret\" {{ id 7; }}; }}; }}\n\
                      protocol static blocks {{ ipv4; \n{statics} }}\n\
                      protocol bgp upstream {{ local {PEER} as 64513; neighbor {RR} as 64512; \
                      hold time 9; connect retry time 1; error wait time 1, 2; bfd on; \
@@ -402,8 +403,14 @@ impl Env {
     }
 }
 
-fn scenario(kind: &str) {
-    let env = match Env::start(kind, "bfd = { interval = 300, multiplier = 3 }") {
+/// The `bfd` table of our peer, with `auth` inside.
+fn bfd_line(interval: u32, auth: &str) -> String {
+    format!("bfd = {{ interval = {interval}, multiplier = 3{auth} }}")
+}
+
+/// `auth`: extra keys of our `bfd` table (the peer's are fixed by `kind`).
+fn scenario(kind: &str, auth: &str) {
+    let env = match Env::start(kind, &bfd_line(300, auth)) {
         Ok(e) => e,
         Err(e) => panic!("setup: {e}"),
     };
@@ -426,7 +433,7 @@ fn scenario(kind: &str) {
     // Timer renegotiation: 600 ms by reload; both stay Up, the peer sends at 600 ms.
     let mark = env.daemon.log_mark();
     env.daemon
-        .reload(&daemon_config("bfd = { interval = 600, multiplier = 3 }"))
+        .reload(&daemon_config(&bfd_line(600, auth)))
         .unwrap();
     env.wait("the peer's BFD at 600 ms", Duration::from_secs(10), |e| {
         e.far
@@ -434,7 +441,7 @@ fn scenario(kind: &str) {
             .is_ok_and(|(s, i)| s.eq_ignore_ascii_case("up") && i == 600)
     });
     env.daemon
-        .reload(&daemon_config("bfd = { interval = 300, multiplier = 3 }"))
+        .reload(&daemon_config(&bfd_line(300, auth)))
         .unwrap();
     env.wait(
         "the peer's BFD back at 300 ms",
@@ -521,14 +528,16 @@ fn scenario(kind: &str) {
     env.silence(false);
 }
 
+/// With Keyed SHA1 (RFC 5880 §6.7.4) on both sides.
 #[test]
 fn bfd_with_bird2() {
-    scenario("bird");
+    scenario("bird", ", password = \"s3cret\", key_id = 7");
 }
 
+/// Without authentication (FRR 8.4's bfdd has none).
 #[test]
 fn bfd_with_frr_bfdd() {
-    scenario("frr");
+    scenario("frr", "");
 }
 
 // ------------------------------------------------------------------------ scale

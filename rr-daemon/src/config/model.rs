@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::session::SessionSpec;
 
 /// `bfd`: a BFD session (RFC 5880) that watches the path to the peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bfd {
     /// Desired Min TX and Required Min RX interval, in milliseconds.
     pub interval_ms: u32,
@@ -28,6 +28,20 @@ pub struct Bfd {
     /// BGP waits for the BFD session to be up (else a session that never comes up does
     /// not hold BGP back).
     pub strict: bool,
+    /// Keyed SHA1 authentication (RFC 5880 §6.7.4): the key (1 to 20 bytes), its ID and
+    /// whether it is the meticulous form; `None`: no authentication.
+    pub sha1: Option<BfdSha1>,
+}
+
+/// The Keyed SHA1 settings of a peer's BFD session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BfdSha1 {
+    /// The shared secret.
+    pub password: Secret,
+    /// Key ID.
+    pub key_id: u8,
+    /// Meticulous Keyed SHA1: a new sequence number in every packet.
+    pub meticulous: bool,
 }
 
 impl Default for Bfd {
@@ -38,6 +52,7 @@ impl Default for Bfd {
             multiplier: 3,
             multihop: false,
             strict: false,
+            sha1: None,
         }
     }
 }
@@ -45,13 +60,19 @@ impl Default for Bfd {
 impl Bfd {
     /// The BFD session of a peer with this setting, sent from `local`.
     pub fn spec(&self, local: Option<IpAddr>) -> crate::bfd::Spec {
+        let mut config = crate::bfd::SessionConfig::new(
+            Duration::from_millis(u64::from(self.interval_ms)),
+            self.multiplier,
+        );
+        config.auth = self.sha1.as_ref().map(|a| crate::bfd::AuthKey {
+            key_id: a.key_id,
+            key: a.password.expose().as_bytes().to_vec(),
+            meticulous: a.meticulous,
+        });
         crate::bfd::Spec {
             local,
             multihop: self.multihop,
-            config: crate::bfd::SessionConfig::new(
-                Duration::from_millis(u64::from(self.interval_ms)),
-                self.multiplier,
-            ),
+            config,
         }
     }
 }

@@ -605,7 +605,7 @@ impl Cx<'_> {
                 ));
             };
             let own = PeerFields {
-                bfd: m.bfd,
+                bfd: m.bfd.clone(),
                 ..PeerFields::default()
             };
             let layers = Layers {

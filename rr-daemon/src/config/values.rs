@@ -409,8 +409,9 @@ impl<'de> Deserialize<'de> for MaxPrefixValue {
 }
 
 /// `bfd`: `true` (300 ms x 3, single hop, not strict), `false`, or a table
-/// `{ interval = MS, multiplier = N, multihop = BOOL, strict = BOOL }`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `{ interval = MS, multiplier = N, multihop = BOOL, strict = BOOL, password = "...",
+/// key_id = N, meticulous = BOOL }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct BfdValue(pub(super) Option<super::model::Bfd>);
 
 #[derive(Deserialize)]
@@ -422,12 +423,16 @@ struct BfdTable {
     multihop: bool,
     #[serde(default)]
     strict: bool,
+    password: Option<String>,
+    key_id: Option<u8>,
+    meticulous: Option<bool>,
 }
 
 impl<'de> Deserialize<'de> for BfdValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         const WHAT: &str = "true, false, or a table { interval = MS (10 to 60000), \
-                            multiplier = 1 to 255, multihop = BOOL, strict = BOOL }";
+                            multiplier = 1 to 255, multihop = BOOL, strict = BOOL, \
+                            password = \"1 to 20 bytes\", key_id = 0 to 255, meticulous = BOOL }";
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = BfdValue;
@@ -459,6 +464,27 @@ impl<'de> Deserialize<'de> for BfdValue {
                 }
                 b.multihop = t.multihop;
                 b.strict = t.strict;
+                match t.password {
+                    Some(p) if (1..=20).contains(&p.len()) => {
+                        b.sha1 = Some(super::model::BfdSha1 {
+                            password: super::model::Secret::new(p),
+                            key_id: t.key_id.unwrap_or(1),
+                            meticulous: t.meticulous.unwrap_or(false),
+                        });
+                    }
+                    Some(p) => {
+                        return Err(de::Error::custom(format!(
+                            "bfd password of {} bytes: Keyed SHA1 takes 1 to 20",
+                            p.len()
+                        )));
+                    }
+                    None if t.key_id.is_some() || t.meticulous.is_some() => {
+                        return Err(de::Error::custom(
+                            "bfd key_id and meticulous need a password",
+                        ));
+                    }
+                    None => {}
+                }
                 Ok(BfdValue(Some(b)))
             }
         }

@@ -471,7 +471,7 @@ impl Core {
         info!(peer = %settings.address, asn = settings.asn, dynamic, "peer added");
         self.by_id.insert(id, settings.address);
         let address = settings.address;
-        let bfd = settings.bfd;
+        let bfd = settings.bfd.clone();
         let source = settings.source_address;
         self.peers
             .insert(address, Peer::new(settings, id, generation, dynamic, now));
@@ -572,7 +572,9 @@ impl Core {
         let Some(p) = self.peers.get_mut(&n.peer) else {
             return;
         };
-        let (Some(view), Some(settings)) = (p.bfd.as_mut(), p.settings.bfd) else {
+        let (Some(view), Some(strict)) =
+            (p.bfd.as_mut(), p.settings.bfd.as_ref().map(|b| b.strict))
+        else {
             return;
         };
         view.state = n.state;
@@ -593,7 +595,7 @@ impl Core {
         );
         warn!(peer = %n.peer, diag = n.diag.name(), bgp = ?p.session.state, "BFD session down: BGP session reset");
         p.history.last_error = Some(format!("BFD session down: {}", n.diag.name()));
-        let hold = settings.strict && !p.dynamic;
+        let hold = strict && !p.dynamic;
         if bgp_up {
             let cease = Notification::new(ErrorCode::CEASE, subcode::cease::BFD_DOWN);
             self.command(n.peer, generation, Command::Reset(cease));
@@ -627,7 +629,11 @@ impl Core {
         let Some(p) = self.peers.get_mut(&address) else {
             return;
         };
-        let (bfd, source, generation) = (p.settings.bfd, p.settings.source_address, p.generation);
+        let (bfd, source, generation) = (
+            p.settings.bfd.clone(),
+            p.settings.source_address,
+            p.generation,
+        );
         let holding = p.bfd.is_some_and(|v| v.holding);
         match bfd {
             Some(b) => {

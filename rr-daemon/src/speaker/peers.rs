@@ -81,7 +81,7 @@ impl Peer {
         dynamic: bool,
         now: Instant,
     ) -> Self {
-        let bfd = settings.bfd.map(|_| BfdView {
+        let bfd = settings.bfd.as_ref().map(|_| BfdView {
             state: crate::bfd::State::Down,
             holding: false,
         });
