@@ -40,7 +40,15 @@ fn prefix(i: usize) -> String {
     format!("198.18.{i}.0/24")
 }
 
-fn daemon_config(bfd: &str) -> String {
+/// `gr`: graceful restart with the peer (the speaker's default, 120 s).
+fn daemon_config(bfd: &str, gr: bool) -> String {
+    let gr = if gr {
+        ""
+    } else {
+        // FRR sends the N bit: with graceful restart a BFD Down keeps its routes as
+        // stale, as a hold timer expiry would (RFC 8538). Here they are to go at once.
+        "graceful_restart = false"
+    };
     format!(
         r#"[speaker]
 asn = 64512
@@ -55,9 +63,7 @@ address = "{PEER}"
 asn = 64513
 import = "all"
 export = "all"
-# FRR sends the N bit: with graceful restart a BFD Down keeps its routes as stale, as a
-# hold timer expiry would (RFC 8538). Here they are to go at once.
-graceful_restart = false
+{gr}
 {bfd}
 [[peer]]
 address = "{OBS}"
@@ -280,8 +286,8 @@ impl Env {
                  hold time 9; connect retry time 1; ipv4 {{ import all; export none; }}; }}\n"
             ),
         )?;
-        let daemon = Daemon::start(&rr, dir, exe(), &daemon_config(bfd_line))?;
-        Ok(Self {
+        let daemon = Daemon::start(&rr, dir, exe(), &daemon_config(bfd_line, false))?;
+        let env = Self {
             work,
             rr,
             peer_ns,
@@ -291,7 +297,9 @@ impl Env {
             daemon,
             far,
             obs,
-        })
+        };
+        env.prepare_silence()?;
+        Ok(env)
     }
 
     fn fail(&self, what: &str) -> String {
@@ -346,25 +354,17 @@ impl Env {
         bgp && bfd && far_bfd && self.observed() == ROUTES
     }
 
-    /// Drops everything that arrives on the link, in both namespaces.
+    /// Drops everything that arrives on the link, in both namespaces (`on`), ours first:
+    /// what we stop receiving is what our detection counts; or lets it all through again.
     fn silence(&self, on: bool) {
         for (ns, dev) in [(&self.rr, &self.rr_if), (&self.peer_ns, &self.peer_if)] {
             let r = if on {
-                ns.exec("nft", &["add", "table", "inet", "bfdt"])
-                    .and_then(|_| {
-                        ns.exec(
-                            "nft",
-                            &["add chain inet bfdt in { type filter hook input priority 0 ; policy accept ; }"],
-                        )
-                    })
-                    .and_then(|_| {
-                        ns.exec(
-                            "nft",
-                            &["add", "rule", "inet", "bfdt", "in", "iifname", dev, "drop"],
-                        )
-                    })
+                ns.exec(
+                    "nft",
+                    &["add", "rule", "inet", "bfdt", "in", "iifname", dev, "drop"],
+                )
             } else {
-                ns.exec("nft", &["delete", "table", "inet", "bfdt"])
+                ns.exec("nft", &["flush", "chain", "inet", "bfdt", "in"])
             };
             if let Err(e) = r {
                 panic!("{}", self.fail(&format!("nft in {}: {e}", ns.name())));
@@ -372,15 +372,37 @@ impl Env {
         }
     }
 
-    /// Silences the link and measures (our BGP session down, routes gone at the observer).
+    /// The nftables table and input chain (accepting all) that [`Env::silence`] fills.
+    fn prepare_silence(&self) -> Result<(), String> {
+        for ns in [&self.rr, &self.peer_ns] {
+            ns.exec("nft", &["add", "table", "inet", "bfdt"])?;
+            ns.exec(
+                "nft",
+                &["add chain inet bfdt in { type filter hook input priority 0 ; policy accept ; }"],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Silences the link and measures: our BGP session down (the time of the daemon's
+    /// `session down` log line, to the microsecond) and the peer's routes gone at the
+    /// observer (polled every 20 ms).
     fn measure_silence(&self, limit: Duration) -> (Duration, Duration) {
+        let mark = self.daemon.log_mark();
         let t0 = Instant::now();
+        let wall0 = time_of_day();
         self.silence(true);
         let mut down = None;
         let mut gone = None;
         while t0.elapsed() < limit + Duration::from_secs(5) {
-            if down.is_none() && self.ours().is_ok_and(|(s, _)| s != "Established") {
-                down = Some(t0.elapsed());
+            if down.is_none() {
+                down = self
+                    .daemon
+                    .log_since(mark)
+                    .iter()
+                    .find(|l| l.contains("session down") && l.contains(&format!("peer={PEER}")))
+                    .and_then(|l| log_time_of_day(l))
+                    .map(|t| Duration::from_secs_f64((t - wall0).rem_euclid(86_400.0)));
             }
             if gone.is_none() && self.observed() == 0 {
                 gone = Some(t0.elapsed());
@@ -401,6 +423,23 @@ impl Env {
         };
         (down, gone)
     }
+}
+
+/// Seconds since midnight UTC, now.
+fn time_of_day() -> f64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    d.as_secs_f64().rem_euclid(86_400.0)
+}
+
+/// Seconds since midnight UTC of a daemon log line (`2026-12-06T16:54:26.916858Z ...`).
+fn log_time_of_day(line: &str) -> Option<f64> {
+    let t = line.split_whitespace().next()?.split_once('T')?.1;
+    let t = t.strip_suffix('Z')?;
+    let mut f = t.split(':');
+    let (h, m, s) = (f.next()?, f.next()?, f.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
 }
 
 /// The `bfd` table of our peer, with `auth` inside.
@@ -433,7 +472,7 @@ fn scenario(kind: &str, auth: &str) {
     // Timer renegotiation: 600 ms by reload; both stay Up, the peer sends at 600 ms.
     let mark = env.daemon.log_mark();
     env.daemon
-        .reload(&daemon_config(&bfd_line(600, auth)))
+        .reload(&daemon_config(&bfd_line(600, auth), false))
         .unwrap();
     env.wait("the peer's BFD at 600 ms", Duration::from_secs(10), |e| {
         e.far
@@ -441,7 +480,7 @@ fn scenario(kind: &str, auth: &str) {
             .is_ok_and(|(s, i)| s.eq_ignore_ascii_case("up") && i == 600)
     });
     env.daemon
-        .reload(&daemon_config(&bfd_line(300, auth)))
+        .reload(&daemon_config(&bfd_line(300, auth), false))
         .unwrap();
     env.wait(
         "the peer's BFD back at 300 ms",
@@ -512,7 +551,7 @@ fn scenario(kind: &str, auth: &str) {
     env.wait("back up after the silence", Duration::from_secs(40), |e| {
         e.converged(true)
     });
-    env.daemon.reload(&daemon_config("")).unwrap();
+    env.daemon.reload(&daemon_config("", false)).unwrap();
     env.wait("up without BFD", Duration::from_secs(40), |e| {
         e.converged(false) && e.ours().is_ok_and(|(_, b)| b.is_null())
     });
@@ -526,6 +565,49 @@ fn scenario(kind: &str, auth: &str) {
         env.fail("down without BFD before the hold time?")
     );
     env.silence(false);
+
+    if kind == "frr" {
+        // Graceful restart on (FRR and we send the N bit, RFC 8538): a BFD Down is then
+        // what a hold timer expiry is, a restart of the peer: its routes stay as stale.
+        env.wait("back up without BFD", Duration::from_secs(40), |e| {
+            e.converged(false)
+        });
+        env.daemon
+            .reload(&daemon_config(&bfd_line(300, auth), true))
+            .unwrap();
+        env.wait(
+            "up with BFD and graceful restart",
+            Duration::from_secs(40),
+            |e| e.converged(true),
+        );
+        let t0 = Instant::now();
+        env.silence(true);
+        env.wait("BGP down after BFD down", BFD_DOWN_WITHIN, |e| {
+            e.ours().is_ok_and(|(s, _)| s != "Established")
+        });
+        let down = t0.elapsed();
+        std::thread::sleep(Duration::from_secs(2));
+        let v = ctl_json(&env.rr, exe(), API, &["peers"]).unwrap();
+        let p = v
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["address"] == PEER))
+            .cloned()
+            .unwrap_or_default();
+        eprintln!(
+            "{kind}: BFD Down with graceful restart: BGP down after {down:?}; 2 s later the \
+             observer holds {} of {ROUTES} routes, graceful_restart_pending {}",
+            env.observed(),
+            p["graceful_restart_pending"]
+        );
+        assert_eq!(env.observed(), ROUTES, "{}", env.fail("stale routes kept"));
+        assert_eq!(
+            p["graceful_restart_pending"],
+            true,
+            "{}",
+            env.fail("helper")
+        );
+        env.silence(false);
+    }
 }
 
 /// With Keyed SHA1 (RFC 5880 §6.7.4) on both sides.
