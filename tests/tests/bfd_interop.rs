@@ -732,3 +732,90 @@ fn scale(n: u32, hold: u64) {
 fn bfd_1000_sessions_to_raw_clients() {
     scale(1000, 60);
 }
+
+/// A peer without BFD (BIRD 2, no `protocol bfd`): with `bfd = true` the BGP session comes
+/// up all the same, BFD staying down; `strict = true` (by reload) takes it down and keeps
+/// it down; `strict = false` lets it up again.
+#[test]
+fn bfd_strict_holds_bgp_for_a_peer_without_bfd() {
+    require_root().unwrap();
+    let work = WorkDir::new("bfd-strict").unwrap();
+    let rr = Netns::create("bfdx-rr").unwrap();
+    let far = Netns::create("bfdx-far").unwrap();
+    Link::new(&rr, &[&format!("{RR}/24")], &far, &[&format!("{PEER}/24")]).unwrap();
+    let bird = Bird::start_config(
+        BirdVersion::V2,
+        &far,
+        work.path(),
+        "far",
+        "upstream",
+        false,
+        &format!(
+            "router id {PEER};\nprotocol device {{ scan time 5; }}\n\
+             protocol bgp upstream {{ local {PEER} as 64513; neighbor {RR} as 64512; \
+             hold time 9; connect retry time 1; error wait time 1, 2; \
+             ipv4 {{ import all; export none; }}; }}\n"
+        ),
+    )
+    .unwrap();
+    let config = |strict: bool| {
+        format!(
+            "[speaker]\nasn = 64512\nrouter_id = \"{RR}\"\nlisten = [\"{RR}:179\"]\n\
+             connect_retry = 1\n[api]\nlisten = \"{API}\"\n\
+             [[peer]]\naddress = \"{PEER}\"\nasn = 64513\nbfd = {{ strict = {strict} }}\n"
+        )
+    };
+    let mut daemon = Daemon::start(&rr, work.path(), exe(), &config(false)).unwrap();
+    let ours = || -> (String, Value) {
+        let v = ctl_json(&rr, exe(), API, &["peers"]).unwrap_or_default();
+        let p = v
+            .as_array()
+            .and_then(|a| a.first().cloned())
+            .unwrap_or_default();
+        (
+            p["state"].as_str().unwrap_or_default().to_owned(),
+            p["bfd"].clone(),
+        )
+    };
+    let fail =
+        |d: &Daemon, what: &str| format!("{what}\n{}\n{}", d.transcript(40), bird.log_tail(20));
+    let up = poll(Duration::from_secs(30), Duration::from_millis(200), || {
+        (ours().0 == "Established").then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "{}",
+        fail(&daemon, "not strict: BGP up without BFD")
+    );
+    assert_eq!(ours().1, "down", "{}", fail(&daemon, "BFD never up"));
+
+    daemon.reload(&config(true)).unwrap();
+    let down = poll(Duration::from_secs(10), Duration::from_millis(200), || {
+        (ours().0 != "Established").then_some(())
+    });
+    assert!(
+        down.is_some(),
+        "{}",
+        fail(&daemon, "strict: BGP taken down")
+    );
+    // BIRD keeps trying every second or two; the session stays down.
+    std::thread::sleep(Duration::from_secs(5));
+    let (state, _) = ours();
+    assert_ne!(
+        state,
+        "Established",
+        "{}",
+        fail(&daemon, "strict: BGP stays down")
+    );
+    assert_ne!(bird.state().unwrap_or_default(), "Established");
+
+    daemon.reload(&config(false)).unwrap();
+    let up = poll(Duration::from_secs(30), Duration::from_millis(200), || {
+        (ours().0 == "Established").then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "{}",
+        fail(&daemon, "strict off: BGP up again")
+    );
+}

@@ -618,9 +618,6 @@ impl Core {
         info!(peer = %address, "BGP session waits for BFD (strict)");
         let generation = p.generation;
         self.command(address, generation, Command::Stop(None));
-        if let Some(p) = self.peers.get_mut(&address) {
-            p.history.last_error = Some("waiting for BFD to come up (bfd.strict)".to_owned());
-        }
     }
 
     /// The peer's `bfd` changed and its BGP session is kept: the BFD session is changed

@@ -771,6 +771,8 @@ fn test_bfd_strict_holds_bgp_until_bfd_is_up() {
     let mut h = Harness::new(cfg, false);
     assert_eq!(h.bfd, [(a, Some((true, Duration::from_millis(300))))]);
     assert_eq!(h.start_stop, [(a, false)], "held at once");
+    let why = h.status(a).last_error.unwrap();
+    assert!(why.contains("waiting for BFD"), "{why}");
     h.core.handle_bfd(bfd_notice(a, Bfd::Down, Bfd::Init));
     h.core.handle_bfd(bfd_notice(a, Bfd::Init, Bfd::Up));
     h.drain();
