@@ -413,3 +413,87 @@ fn a_thousand_sessions_share_one_heap_and_none_goes_down() {
     // About 20 s at 300 ms less jitter: 3.3 to 4.4 packets a second per session.
     assert!(sent > 1000 * 60 && sent < 1000 * 95, "{sent}");
 }
+
+mod robustness {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What a hostile or broken network does: random datagrams, valid packets with one
+    /// byte changed, from either address and port, with any TTL, at random times.
+    #[derive(Debug, Clone)]
+    enum Input {
+        Raw(Vec<u8>, bool, u8),
+        Mutated(usize, u8, bool),
+        Wait(u16),
+        Reconfigure(u16),
+    }
+
+    fn input() -> impl Strategy<Value = Input> {
+        prop_oneof![
+            (
+                proptest::collection::vec(any::<u8>(), 0..64),
+                any::<bool>(),
+                any::<u8>()
+            )
+                .prop_map(|(b, from_b, ttl)| Input::Raw(b, from_b, ttl)),
+            (0usize..52, any::<u8>(), any::<bool>())
+                .prop_map(|(i, v, auth)| Input::Mutated(i, v, auth)),
+            (0u16..3000).prop_map(Input::Wait),
+            (10u16..2000).prop_map(Input::Reconfigure),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn endpoint_survives_any_input(inputs in proptest::collection::vec(input(), 1..200)) {
+            let mut n = Net::pair(cfg(300, 3), sha1(3, b"k", false));
+            let c = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3));
+            n.a.set(n.now, key(c), None, sha1(3, b"k", true));
+            let template = n.a_sent.first().map(|(_, p)| *p).unwrap();
+            for i in inputs {
+                match i {
+                    Input::Raw(b, from_b, ttl) => {
+                        let from = if from_b { B } else { c };
+                        let _ = n.a.handle_datagram(n.now, from, ttl % 2 == 0, Some(ttl), &b);
+                    }
+                    Input::Mutated(at, v, auth) => {
+                        let mut p = template;
+                        p.your_disc = n.a.session(key(B)).map_or(0, |s| s.local_disc());
+                        let key_bytes: Option<&[u8]> = if auth {
+                            p.auth = Some(super::super::Auth::Sha1(super::super::Sha1Auth {
+                                auth_type: super::super::AUTH_KEYED_SHA1,
+                                key_id: 3,
+                                seq: 1,
+                                digest: [0; 20],
+                            }));
+                            Some(b"k")
+                        } else {
+                            None
+                        };
+                        let mut b = p.encode(key_bytes);
+                        if let Some(x) = b.get_mut(at) {
+                            *x = v;
+                        }
+                        let _ = n.a.handle_datagram(n.now, c, false, Some(255), &b);
+                        let _ = n.a.handle_datagram(n.now, B, false, Some(255), &b);
+                    }
+                    Input::Wait(ms) => n.run(Duration::from_millis(u64::from(ms))),
+                    Input::Reconfigure(ms) => {
+                        n.a.set(n.now, key(B), None, cfg(u64::from(ms), 3));
+                    }
+                }
+                n.deliver();
+                prop_assert!(n.a.heap_len() <= 2 * n.a.len() + 64);
+                prop_assert_eq!(n.a.len(), 2);
+            }
+            // Whatever happened, A and B still converge once left alone.
+            n.a.set(n.now, key(B), None, cfg(300, 3));
+            n.b.set(n.now, key(A), None, cfg(300, 3));
+            n.run(Duration::from_secs(10));
+            prop_assert_eq!((n.a_state(), n.b_state()), (State::Up, State::Up));
+        }
+    }
+}
