@@ -5,7 +5,7 @@
 //!   packet.rs    Control packets: decode (never panics), encode, SHA1 digests
 //!   session.rs   one session's state machine (sans-IO, time passed in)
 //!   endpoint.rs  every session: demultiplexing, one timer heap, output queues (sans-IO)
-//!   shell.rs     the tokio task: UDP sockets, TTL 255, the clock
+//!   shell.rs     the BFD thread (tokio, current-thread): UDP sockets, TTL 255, the clock
 //!   sys.rs       recvmsg with the TTL of each datagram (the one unsafe part)
 //! ```
 //!

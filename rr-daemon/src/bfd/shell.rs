@@ -1,5 +1,5 @@
-//! The BFD task: the UDP sockets around the [`Endpoint`], on its own task so that a busy
-//! RIB never delays a packet due every 300 ms.
+//! The BFD task: the UDP sockets around the [`Endpoint`], on a thread of its own so that a
+//! busy RIB never delays a packet due every 300 ms.
 //!
 //! ```text
 //!  speaker shell ──Command (set/remove a peer's session)──▶ BFD task ──Notice──▶ speaker shell
@@ -25,7 +25,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use super::endpoint::{Endpoint, Key};
@@ -105,8 +104,12 @@ impl Handle {
     }
 }
 
-/// Starts the BFD task; state changes go to `notices`.
-pub fn spawn(notices: mpsc::UnboundedSender<Notice>) -> (Handle, JoinHandle<()>) {
+/// Starts the BFD task on a thread of its own (a current-thread tokio runtime): neither a
+/// burst of RIB work nor many busy session tasks on the speaker's runtime delay a packet
+/// due every 300 ms. State changes go to `notices`. The thread ends once every [`Handle`]
+/// is dropped (after an AdminDown to every peer that hears us). A thread that cannot be
+/// started is logged: BFD sessions then stay down, which holds back only `strict` peers.
+pub fn spawn(notices: mpsc::UnboundedSender<Notice>) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -121,7 +124,21 @@ pub fn spawn(notices: mpsc::UnboundedSender<Notice>) -> (Handle, JoinHandle<()>)
         notices,
         port_seed: seed,
     };
-    (Handle { tx }, tokio::spawn(task.run(rx)))
+    let thread = std::thread::Builder::new()
+        .name("bfd".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(task.run(rx)),
+                Err(e) => error!("BFD cannot start its runtime: {e}"),
+            }
+        });
+    if let Err(e) = thread {
+        error!("BFD cannot start its thread: {e}");
+    }
+    Handle { tx }
 }
 
 /// A send socket (non-blocking, used without the reactor: a send that would block is a

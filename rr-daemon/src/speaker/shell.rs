@@ -46,7 +46,7 @@ pub(super) async fn start(
     }
     let (events_tx, events_rx) = mpsc::channel(4096);
     let (bfd_tx, bfd_rx) = mpsc::unbounded_channel();
-    let (bfd, _) = crate::bfd::spawn(bfd_tx);
+    let bfd = crate::bfd::spawn(bfd_tx);
     let mut shell = Shell {
         bfd,
         core: Core::new(config, Instant::now(), restarting),
@@ -122,7 +122,7 @@ struct Shell {
     /// Wakes the shell when a session's output queue drains (see [`Writers`]).
     writers: Arc<Writers>,
     subscribers: Vec<mpsc::UnboundedSender<BestChange>>,
-    /// The BFD task (its own task: BFD packets never wait for the RIB).
+    /// The BFD task (on its own thread: BFD packets never wait for the RIB).
     bfd: crate::bfd::Handle,
 }
 
