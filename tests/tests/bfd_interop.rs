@@ -664,7 +664,12 @@ fn scale(n: u32, hold: u64) {
         let _ = writeln!(config, "[[peer]]\naddress = \"{a}\"\ngroup = \"nodes\"");
     }
     let daemon = Daemon::start(&rr, work.path(), exe(), &config).unwrap();
+    // The clients at a higher priority (nice -10): on a loaded machine it is the
+    // daemon under test that should be the one to fall behind, not its load.
     let args: Vec<String> = [
+        "-n",
+        "-10",
+        &bfd_load_tool().to_string_lossy(),
         "--peer",
         "10.80.0.1",
         "--first",
@@ -680,7 +685,14 @@ fn scale(n: u32, hold: u64) {
     .map(|s| (*s).to_owned())
     .collect();
     let mut load = cl
-        .spawn(work.path(), "bfd-load", bfd_load_tool(), &args, &[], false)
+        .spawn(
+            work.path(),
+            "bfd-load",
+            Path::new("/usr/bin/nice"),
+            &args,
+            &[],
+            false,
+        )
         .unwrap();
     // CPU over the hold: from when every session is Up at our side.
     let all_up = poll(Duration::from_secs(70), Duration::from_millis(200), || {

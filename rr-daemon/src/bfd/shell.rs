@@ -41,6 +41,8 @@ pub const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
 
 /// Datagrams read from one socket in one turn.
 const READ_BATCH: usize = 256;
+/// Receive buffer asked for each receive socket.
+const RECV_BUFFER: usize = 4 << 20;
 /// How long a source address whose socket could not be opened is left alone.
 const RETRY_SENDER: Duration = Duration::from_secs(10);
 
@@ -196,7 +198,15 @@ impl Task {
                         return;
                     }
                 },
-                () = sleep_until(deadline) => self.ep.handle_timeout(Instant::now()),
+                () = sleep_until(deadline) => {
+                    // What arrived in time is taken before any detection time is
+                    // judged: a thread that was descheduled for a while must not call a
+                    // session down whose packets wait in the socket.
+                    for i in 0..self.receivers.len() {
+                        self.drain(i);
+                    }
+                    self.ep.handle_timeout(Instant::now());
+                }
                 r = readable(&self.receivers[0]) => self.read(0, r),
                 r = readable(&self.receivers[1]) => self.read(1, r),
                 r = readable(&self.receivers[2]) => self.read(2, r),
@@ -269,31 +279,32 @@ impl Task {
         let Some(sock) = &self.receivers[i] else {
             return;
         };
-        let multihop = i % 2 == 1;
+        let fd = sock.as_raw_fd();
         let mut buf = [0u8; 512];
         for _ in 0..READ_BATCH {
-            let fd = sock.as_raw_fd();
-            let r = sock.try_io(Interest::READABLE, || sys::recv(fd, &mut buf));
-            match r {
-                Ok(r) if r.truncated => debug!(from = %r.from, "BFD: oversized datagram dropped"),
-                Ok(r) => {
-                    let from = r.from.ip().to_canonical();
-                    let got = self.ep.handle_datagram(
-                        Instant::now(),
-                        from,
-                        multihop,
-                        r.ttl,
-                        &buf[..r.len],
-                    );
-                    if let Err(e) = got {
-                        debug!(%from, "BFD packet dropped: {e}");
-                    }
-                }
+            // Through tokio, so that the readiness it keeps is cleared on WouldBlock.
+            match sock.try_io(Interest::READABLE, || sys::recv(fd, &mut buf)) {
+                Ok(r) => received(&mut self.ep, i, &r, &buf),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     debug!("BFD receive: {e}");
                     return;
                 }
+            }
+        }
+    }
+
+    /// Reads what socket `i` holds, whatever tokio's readiness says (at most
+    /// [`READ_BATCH`] datagrams).
+    fn drain(&mut self, i: usize) {
+        let Some(fd) = self.receivers[i].as_ref().map(AsRawFd::as_raw_fd) else {
+            return;
+        };
+        let mut buf = [0u8; 512];
+        for _ in 0..READ_BATCH {
+            match sys::recv(fd, &mut buf) {
+                Ok(r) => received(&mut self.ep, i, &r, &buf),
+                Err(_) => return,
             }
         }
     }
@@ -354,6 +365,19 @@ impl Task {
     }
 }
 
+/// Hands a datagram received on socket `i` (odd: multihop) to the endpoint.
+fn received(ep: &mut Endpoint, i: usize, r: &sys::Received, buf: &[u8]) {
+    if r.truncated {
+        debug!(from = %r.from, "BFD: oversized datagram dropped");
+        return;
+    }
+    let from = r.from.ip().to_canonical();
+    let multihop = i % 2 == 1;
+    if let Err(e) = ep.handle_datagram(Instant::now(), from, multihop, r.ttl, &buf[..r.len]) {
+        debug!(%from, "BFD packet dropped: {e}");
+    }
+}
+
 /// A receive socket on `addr`, with the TTL of each datagram asked for.
 fn receiver(addr: SocketAddr) -> io::Result<UdpSocket> {
     let v6 = addr.is_ipv6();
@@ -362,6 +386,9 @@ fn receiver(addr: SocketAddr) -> io::Result<UdpSocket> {
         s.set_only_v6(true)?;
     }
     sys::recv_ttl(&s, v6)?;
+    // Room for a few seconds of a thousand sessions' packets (the kernel caps it at
+    // net.core.rmem_max): a short stall of the thread loses nothing.
+    let _ = s.set_recv_buffer_size(RECV_BUFFER);
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     UdpSocket::from_std(s.into())

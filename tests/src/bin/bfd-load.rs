@@ -12,7 +12,9 @@
 //! handshake. One socket on port 3784 receives the speaker's packets, told apart by Your
 //! Discriminator (the client's own). It runs until every session is Up (at most
 //! `--up-within` seconds), then `--hold` seconds more, and prints one JSON report:
-//! how long all took to come up, and every Down seen after Up, by either side.
+//! how long all took to come up, every Down seen after Up, by either side, the longest
+//! gap between two packets of the speaker on one session, and the longest time this
+//! tool itself was away from its loop (a loaded machine descheduling it).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -171,6 +173,7 @@ fn run(a: &Args) -> Result<serde_json::Value, String> {
     let mut all_up_at: Option<Duration> = None;
     let mut max_gap = Duration::ZERO;
     let mut buf = [0u8; 512];
+    let (mut last_turn, mut max_stall): (Option<Instant>, Duration) = (None, Duration::ZERO);
     let deadline_up = start + Duration::from_secs(a.up_within);
     loop {
         let now = Instant::now();
@@ -179,13 +182,15 @@ fn run(a: &Args) -> Result<serde_json::Value, String> {
             Some(t) if now > start + t + Duration::from_secs(a.hold) => break,
             _ => {}
         }
-        // Receive what is there: waits up to 2 ms for the first datagram, takes at most
-        // 5 ms in all, so that the timers below never wait long.
+        // Receive everything that is there before any timer is judged (a client that was
+        // descheduled must not call a session down whose packets wait in its socket).
         let turn = Instant::now();
-        for _ in 0..4096 {
-            if turn.elapsed() > Duration::from_millis(5) {
-                break;
-            }
+        if let Some(prev) = last_turn {
+            max_stall = max_stall.max(turn - prev);
+        }
+        last_turn = Some(turn);
+        rx.set_nonblocking(true).map_err(|e| e.to_string())?;
+        for _ in 0..100_000 {
             let Ok((n, from)) = rx.recv_from(&mut buf) else {
                 break;
             };
@@ -272,6 +277,9 @@ fn run(a: &Args) -> Result<serde_json::Value, String> {
         if all_up_at.is_none() && up == clients.len() {
             all_up_at = Some(now - start);
         }
+        // Wait for the next datagram, 2 ms at most.
+        rx.set_nonblocking(false).map_err(|e| e.to_string())?;
+        let _ = rx.peek_from(&mut [0u8; 1]);
     }
     let up = clients.iter().filter(|c| c.state == St::Up).count();
     Ok(serde_json::json!({
@@ -285,5 +293,6 @@ fn run(a: &Args) -> Result<serde_json::Value, String> {
         "packets_received": received,
         "send_errors": send_errors,
         "max_rx_gap_ms": max_gap.as_millis() as u64,
+        "max_own_stall_ms": max_stall.as_millis() as u64,
     }))
 }
