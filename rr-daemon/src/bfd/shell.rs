@@ -41,6 +41,8 @@ pub const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
 
 /// Datagrams read from one socket in one turn.
 const READ_BATCH: usize = 256;
+/// Datagrams read from one socket before detection times are judged, at most.
+const DRAIN_MAX: usize = 16 << 10;
 /// Receive buffer asked for each receive socket.
 const RECV_BUFFER: usize = 4 << 20;
 /// How long a source address whose socket could not be opened is left alone.
@@ -295,13 +297,13 @@ impl Task {
     }
 
     /// Reads what socket `i` holds, whatever tokio's readiness says (at most
-    /// [`READ_BATCH`] datagrams).
+    /// [`DRAIN_MAX`] datagrams: a few seconds of thousands of sessions).
     fn drain(&mut self, i: usize) {
         let Some(fd) = self.receivers[i].as_ref().map(AsRawFd::as_raw_fd) else {
             return;
         };
         let mut buf = [0u8; 512];
-        for _ in 0..READ_BATCH {
+        for _ in 0..DRAIN_MAX {
             match sys::recv(fd, &mut buf) {
                 Ok(r) => received(&mut self.ep, i, &r, &buf),
                 Err(_) => return,
