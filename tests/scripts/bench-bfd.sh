@@ -39,4 +39,4 @@ c0=$(cpu); t0=$(date +%s.%N); sleep 60; c1=$(cpu); t1=$(date +%s.%N)
 echo "daemon CPU over $(echo "$t1 - $t0" | bc) s: $(echo "scale=2; ($c1 - $c0) / ($t1 - $t0)" | bc)% of one core (ticks $c0 -> $c1)"
 wait "$LPID" || true
 cat "$W/load.json"
-grep -c "to=Down" "$W/rr.log" || true
+echo "Down lines in the daemon log: $(grep -c "to=Down" "$W/rr.log" || true); logs in $W"
