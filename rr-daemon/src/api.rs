@@ -747,6 +747,7 @@ fn render_metrics(
         pfx_tx.get_or_create(&l).inc_by(p.prefixes_sent);
         queue.get_or_create(&l).set(clamp(p.queued_bytes));
     }
+    bfd_metrics(&mut reg, &s.peers);
     let global = |reg: &mut Registry, name: &str, help: &str, v: usize| {
         let g = Gauge::<i64>::default();
         g.set(clamp(v as u64));
@@ -803,6 +804,30 @@ fn render_metrics(
     let mut out = String::with_capacity(256 + 1024 * s.peers.len());
     prometheus_client::encoding::text::encode(&mut out, &reg)?;
     Ok(out)
+}
+
+/// The label of `rr_bfd_sessions`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BfdLabel {
+    state: &'static str,
+}
+
+/// `rr_bfd_sessions{state}`: the peers' BFD sessions by state, every state present.
+fn bfd_metrics(reg: &mut Registry, peers: &[PeerStatus]) {
+    use crate::bfd::State;
+    let f = Family::<BfdLabel, Gauge>::default();
+    reg.register(
+        "rr_bfd_sessions",
+        "BFD sessions of peers, by state",
+        f.clone(),
+    );
+    for state in [State::AdminDown, State::Down, State::Init, State::Up] {
+        let n = peers.iter().filter(|p| p.bfd == Some(state)).count();
+        f.get_or_create(&BfdLabel {
+            state: state.as_str(),
+        })
+        .set(clamp(n as u64));
+    }
 }
 
 /// The label of `rr_fib_ops_total`.

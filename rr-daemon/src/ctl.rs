@@ -330,6 +330,7 @@ fn peers_table(peers: &[PeerStatus]) -> String {
                 p.address.to_string(),
                 p.asn.to_string(),
                 p.state.to_string(),
+                p.bfd.map_or("-", |b| b.as_str()).to_owned(),
                 format_duration(since),
                 format!(
                     "{}/{}/{}",
@@ -344,7 +345,15 @@ fn peers_table(peers: &[PeerStatus]) -> String {
         })
         .collect();
     table(
-        &["Address", "AS", "State", "Since", "Rcvd/Acc/Sent", "Info"],
+        &[
+            "Address",
+            "AS",
+            "State",
+            "BFD",
+            "Since",
+            "Rcvd/Acc/Sent",
+            "Info",
+        ],
         &rows,
     )
 }

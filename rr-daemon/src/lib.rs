@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod bfd;
 pub mod bird;
 pub mod cli;
 pub mod config;

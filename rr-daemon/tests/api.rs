@@ -261,13 +261,18 @@ async fn unreachable_peers_are_explained() {
     }
     assert_eq!(sample(&samples, "rr_ready", ""), Some(0.0));
     assert_eq!(sample(&samples, "rr_peers", ""), Some(2.0));
-    // Series grow with peers only: every labelled series is per peer.
+    // Series grow with peers only: every labelled series is per peer, but for the fixed
+    // four of `rr_bfd_sessions{state}`.
     assert!(
-        samples
-            .iter()
-            .all(|(_, l, _)| l.is_empty() || l.starts_with("peer=\"")),
+        samples.iter().all(|(n, l, _)| l.is_empty()
+            || l.starts_with("peer=\"")
+            || n == "rr_bfd_sessions" && l.starts_with("state=\"")),
         "{text}"
     );
+    for state in ["admin-down", "down", "init", "up"] {
+        let l = format!("state=\"{state}\"");
+        assert_eq!(sample(&samples, "rr_bfd_sessions", &l), Some(0.0), "{text}");
+    }
 
     // A route of our own shows in the table and in the explanation.
     let prefix: IpNet = "10.1.0.0/24".parse().unwrap();
@@ -609,6 +614,7 @@ fn status(address: &str, state: &str) -> PeerStatus {
         last_notification_received: None,
         graceful_restart_pending: false,
         dynamic: false,
+        bfd: None,
     }
 }
 

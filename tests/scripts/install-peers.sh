@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real BGP peers the interop tests run against, when missing:
-#   - BIRD 2 (Debian bird2), FRR bgpd + vtysh (Debian frr), iproute2: apt-get install;
+#   - BIRD 2 (Debian bird2), FRR bgpd + bfdd + vtysh (Debian frr), iproute2, nftables:
+#     apt-get install;
 #   - BIRD 1.6.8 (Debian bird; conflicts with bird2 as a package, so it is not installed
 #     but fetched with `apt-get download` and unpacked with `dpkg -x`) into PEERS_DIR/bird16.
 #
@@ -38,6 +39,8 @@ missing=()
     bird --version 2>&1 | grep -q 'BIRD version 2\.'; } || missing+=(bird2)
 { [[ -x $BGPD ]] && command -v vtysh >/dev/null 2>&1; } || missing+=(frr)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# bfd_interop silences a link with nftables (this kernel has no netem).
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 if ((${#missing[@]})); then
     apt_update_once
     log "installing ${missing[*]}"
@@ -46,6 +49,8 @@ if ((${#missing[@]})); then
 fi
 bird --version 2>&1 | grep -q 'BIRD version 2\.' || die "bird is not BIRD 2 after installing bird2"
 [[ -x $BGPD ]] || die "$BGPD missing after installing frr"
+[[ -x /usr/lib/frr/bfdd ]] || die "/usr/lib/frr/bfdd missing (Debian frr ships it)"
+command -v nft >/dev/null 2>&1 || die "nft missing after installing nftables"
 command -v vtysh >/dev/null 2>&1 || die "vtysh missing after installing frr"
 
 # ------------------------------------------------------------------ BIRD 1.6 (unpacked)

@@ -52,8 +52,8 @@ use serde::Deserialize;
 pub use env::Overrides;
 pub use error::{ConfigError, ErrorKind};
 pub use model::{
-    AddPath, Api, DEFAULT_DYNAMIC_LIMIT, DynamicNeighbors, Fib, IpPool, IpipMode, Learn, LogFormat,
-    Mesh, PeerSettings, PolicyBinding, Secret, Speaker, Ttl,
+    AddPath, Api, Bfd, DEFAULT_DYNAMIC_LIMIT, DynamicNeighbors, Fib, IpPool, IpipMode, Learn,
+    LogFormat, Mesh, PeerSettings, PolicyBinding, Secret, Speaker, Ttl,
 };
 pub use schema::tables;
 

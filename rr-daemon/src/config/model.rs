@@ -16,6 +16,67 @@ use serde::Deserialize;
 
 use crate::session::SessionSpec;
 
+/// `bfd`: a BFD session (RFC 5880) that watches the path to the peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bfd {
+    /// Desired Min TX and Required Min RX interval, in milliseconds.
+    pub interval_ms: u32,
+    /// Detect Mult: packets missed before the session is down.
+    pub multiplier: u8,
+    /// Multihop (RFC 5883, port 4784) rather than single hop (RFC 5881, port 3784).
+    pub multihop: bool,
+    /// BGP waits for the BFD session to be up (else a session that never comes up does
+    /// not hold BGP back).
+    pub strict: bool,
+    /// Keyed SHA1 authentication (RFC 5880 §6.7.4): the key (1 to 20 bytes), its ID and
+    /// whether it is the meticulous form; `None`: no authentication.
+    pub sha1: Option<BfdSha1>,
+}
+
+/// The Keyed SHA1 settings of a peer's BFD session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BfdSha1 {
+    /// The shared secret.
+    pub password: Secret,
+    /// Key ID.
+    pub key_id: u8,
+    /// Meticulous Keyed SHA1: a new sequence number in every packet.
+    pub meticulous: bool,
+}
+
+impl Default for Bfd {
+    /// 300 ms x 3, single hop, not strict.
+    fn default() -> Self {
+        Self {
+            interval_ms: 300,
+            multiplier: 3,
+            multihop: false,
+            strict: false,
+            sha1: None,
+        }
+    }
+}
+
+impl Bfd {
+    /// The BFD session of a peer with this setting, sent from `local`.
+    pub fn spec(&self, local: Option<IpAddr>) -> crate::bfd::Spec {
+        let mut config = crate::bfd::SessionConfig::new(
+            Duration::from_millis(u64::from(self.interval_ms)),
+            self.multiplier,
+        );
+        config.auth = self.sha1.as_ref().map(|a| crate::bfd::AuthKey {
+            key_id: a.key_id,
+            key: a.password.expose().as_bytes().to_vec(),
+            meticulous: a.meticulous,
+        });
+        crate::bfd::Spec {
+            local,
+            multihop: self.multihop,
+            config,
+        }
+    }
+}
+
 /// `[speaker]`: who we are, and the defaults of every peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Speaker {
@@ -391,6 +452,8 @@ pub struct PeerSettings {
     pub long_lived_stale_time: Option<u32>,
     /// TCP-MD5 key (RFC 2385).
     pub password: Option<Secret>,
+    /// BFD with the peer (RFC 5880); `None`: off.
+    pub bfd: Option<Bfd>,
 }
 
 impl PeerSettings {
@@ -431,6 +494,7 @@ impl PeerSettings {
             stale_time: _,
             long_lived_stale_time,
             password,
+            bfd: _,
         } = self;
         let keys = [
             ("address", *address == new.address),

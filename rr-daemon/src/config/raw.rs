@@ -9,9 +9,10 @@ use serde::Deserialize;
 
 use super::model::LogFormat;
 use super::values::{
-    Action, AddPath, Asn, CommunityValue, DefaultAction, Families, GracefulRestart, HoldTime,
-    IpList, LargeCommunityValue, ListenAddr, LongLivedStaleTime, MaxPrefixValue, Multihop,
-    NextHopSelf, Password, PasswordFile, Prefix, PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
+    Action, AddPath, Asn, BfdValue, CommunityValue, DefaultAction, Families, GracefulRestart,
+    HoldTime, IpList, LargeCommunityValue, ListenAddr, LongLivedStaleTime, MaxPrefixValue,
+    Multihop, NextHopSelf, Password, PasswordFile, Prefix, PrefixEntry, Protocol, SendHoldTime,
+    TtlSecurity,
 };
 
 /// The whole file.
@@ -139,6 +140,7 @@ pub(super) struct RawMesh {
     pub(super) nodes: Vec<IpAddr>,
     pub(super) group: Option<String>,
     pub(super) local_address: Option<IpList>,
+    pub(super) bfd: Option<BfdValue>,
 }
 
 /// `[[dynamic_neighbors]]`.
@@ -260,4 +262,5 @@ peer_fields! {
     long_lived_stale_time: LongLivedStaleTime,
     password: Password,
     password_file: PasswordFile,
+    bfd: BfdValue,
 }

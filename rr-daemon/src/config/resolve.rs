@@ -557,6 +557,7 @@ impl Cx<'_> {
                 },
                 None => None,
             },
+            bfd: pick!(bfd).and_then(|b| b.0),
         })
     }
 
@@ -656,7 +657,10 @@ impl Cx<'_> {
                     ),
                 ));
             };
-            let own = PeerFields::default();
+            let own = PeerFields {
+                bfd: m.bfd.clone(),
+                ..PeerFields::default()
+            };
             let layers = Layers {
                 own: &own,
                 own_path: path.clone(),

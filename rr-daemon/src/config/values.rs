@@ -459,6 +459,90 @@ impl<'de> Deserialize<'de> for MaxPrefixValue {
     }
 }
 
+/// `bfd`: `true` (300 ms x 3, single hop, not strict), `false`, or a table
+/// `{ interval = MS, multiplier = N, multihop = BOOL, strict = BOOL, password = "...",
+/// key_id = N, meticulous = BOOL }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct BfdValue(pub(super) Option<super::model::Bfd>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BfdTable {
+    interval: Option<u32>,
+    multiplier: Option<u8>,
+    #[serde(default)]
+    multihop: bool,
+    #[serde(default)]
+    strict: bool,
+    password: Option<String>,
+    key_id: Option<u8>,
+    meticulous: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for BfdValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const WHAT: &str = "true, false, or a table { interval = MS (10 to 60000), \
+                            multiplier = 1 to 255, multihop = BOOL, strict = BOOL, \
+                            password = \"1 to 20 bytes\", key_id = 0 to 255, meticulous = BOOL }";
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BfdValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(WHAT)
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<BfdValue, E> {
+                Ok(BfdValue(v.then(super::model::Bfd::default)))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<BfdValue, A::Error> {
+                let t = BfdTable::deserialize(MapAccessDeserializer::new(map))?;
+                let mut b = super::model::Bfd::default();
+                if let Some(i) = t.interval {
+                    if !(10..=60_000).contains(&i) {
+                        return Err(de::Error::custom(format!(
+                            "bfd interval {i} ms is out of range (10 to 60000)"
+                        )));
+                    }
+                    b.interval_ms = i;
+                }
+                if let Some(m) = t.multiplier {
+                    if m == 0 {
+                        return Err(de::Error::custom("bfd multiplier must be 1 to 255"));
+                    }
+                    b.multiplier = m;
+                }
+                b.multihop = t.multihop;
+                b.strict = t.strict;
+                match t.password {
+                    Some(p) if (1..=20).contains(&p.len()) => {
+                        b.sha1 = Some(super::model::BfdSha1 {
+                            password: super::model::Secret::new(p),
+                            key_id: t.key_id.unwrap_or(1),
+                            meticulous: t.meticulous.unwrap_or(false),
+                        });
+                    }
+                    Some(p) => {
+                        return Err(de::Error::custom(format!(
+                            "bfd password of {} bytes: Keyed SHA1 takes 1 to 20",
+                            p.len()
+                        )));
+                    }
+                    None if t.key_id.is_some() || t.meticulous.is_some() => {
+                        return Err(de::Error::custom(
+                            "bfd key_id and meticulous need a password",
+                        ));
+                    }
+                    None => {}
+                }
+                Ok(BfdValue(Some(b)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A listening socket: `"ADDR:PORT"`, `"[V6]:PORT"` or a bare address (port 179).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct ListenAddr(pub(super) SocketAddr);

@@ -76,6 +76,13 @@ pub(crate) enum Action {
     },
     /// A best path changed, for subscribers (a data plane).
     BestChange(BestChange),
+    /// Start or change (`Some`) or end (`None`) the BFD session of `peer`.
+    Bfd {
+        /// The peer's address.
+        peer: IpAddr,
+        /// The session wanted.
+        spec: Option<Box<crate::bfd::Spec>>,
+    },
 }
 
 /// The speaker's state machine.
@@ -364,8 +371,12 @@ impl Core {
                 command: Command::RouteRefresh(ctx.families.iter().collect()),
             });
         }
+        let bfd_changed = p.settings.bfd != settings.bfd;
         p.settings = settings.clone();
-        info!(peer = %address, export = done.export, import = done.import, "peer reconfigured, session kept");
+        info!(peer = %address, export = done.export, import = done.import, bfd = bfd_changed, "peer reconfigured, session kept");
+        if bfd_changed {
+            self.bfd_reconfigured(address);
+        }
         None
     }
 
@@ -505,6 +516,9 @@ impl Core {
         );
         let (mut graceful, mut ceased) = (0usize, 0usize);
         for (peer, p) in self.peers.drain() {
+            if p.bfd.is_some() {
+                self.actions.push_back(Action::Bfd { peer, spec: None });
+            }
             let keeps_ours = graceful_stop
                 && p.session.state == State::Established
                 && p.settings.graceful_restart.is_some()
@@ -592,10 +606,20 @@ impl Core {
         });
         info!(peer = %settings.address, asn = settings.asn, dynamic, "peer added");
         self.by_id.insert(id, settings.address);
-        self.peers.insert(
-            settings.address,
-            Peer::new(settings, id, generation, dynamic, now),
-        );
+        let address = settings.address;
+        let bfd = settings.bfd.clone();
+        let source = settings.source_address;
+        self.peers
+            .insert(address, Peer::new(settings, id, generation, dynamic, now));
+        if let Some(b) = bfd {
+            self.actions.push_back(Action::Bfd {
+                peer: address,
+                spec: Some(Box::new(b.spec(source))),
+            });
+            if b.strict && !dynamic {
+                self.hold_for_bfd(address);
+            }
+        }
         id
     }
 
@@ -633,6 +657,12 @@ impl Core {
 
     /// Takes a peer (already out of `peers`) out of the RIB and graceful restart.
     fn forget(&mut self, p: &Peer) {
+        if p.bfd.is_some() {
+            self.actions.push_back(Action::Bfd {
+                peer: p.address(),
+                spec: None,
+            });
+        }
         self.rib.peer_down(p.id, false);
         self.rib.remove_peer(p.id);
         self.by_id.remove(&p.id);
@@ -676,6 +706,108 @@ impl Core {
             generation,
             command,
         });
+    }
+
+    /// A peer's BFD session changed state. From Up to Down, unless the peer took it down
+    /// on purpose (AdminDown, RFC 5882 §3.2), the path is gone: the BGP session is reset
+    /// at once with a Cease (BFD Down, RFC 9384), an automatic stop that counts for
+    /// graceful restart as a hold timer expiry does (stale routes kept when both sides
+    /// sent the N bit, RFC 8538), and restarts by itself. With `strict`, BGP is also held
+    /// stopped until BFD is up again. A session that never came up changes nothing unless
+    /// `strict`.
+    pub(crate) fn handle_bfd(&mut self, n: crate::bfd::Notice) {
+        use crate::bfd::State as Bfd;
+        let Some(p) = self.peers.get_mut(&n.peer) else {
+            return;
+        };
+        let (Some(view), Some(strict)) =
+            (p.bfd.as_mut(), p.settings.bfd.as_ref().map(|b| b.strict))
+        else {
+            return;
+        };
+        view.state = n.state;
+        let generation = p.generation;
+        if n.state == Bfd::Up {
+            if std::mem::take(&mut view.holding) {
+                info!(peer = %n.peer, "BFD up: BGP session started (strict)");
+                self.command(n.peer, generation, Command::Start);
+            }
+            return;
+        }
+        if n.from != Bfd::Up || n.remote == Bfd::AdminDown {
+            return;
+        }
+        let bgp_up = matches!(
+            p.session.state,
+            State::OpenSent | State::OpenConfirm | State::Established
+        );
+        warn!(peer = %n.peer, diag = n.diag.name(), bgp = ?p.session.state, "BFD session down: BGP session reset");
+        p.history.last_error = Some(format!("BFD session down: {}", n.diag.name()));
+        let hold = strict && !p.dynamic;
+        if bgp_up {
+            let cease = Notification::new(ErrorCode::CEASE, subcode::cease::BFD_DOWN);
+            self.command(n.peer, generation, Command::Reset(cease));
+        }
+        if hold {
+            self.hold_for_bfd(n.peer);
+        }
+    }
+
+    /// `strict`: the peer's BGP session stays stopped until its BFD session is up.
+    fn hold_for_bfd(&mut self, address: IpAddr) {
+        let Some(p) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(view) = p.bfd.as_mut() else { return };
+        if view.state == crate::bfd::State::Up || view.holding {
+            return;
+        }
+        view.holding = true;
+        info!(peer = %address, "BGP session waits for BFD (strict)");
+        let generation = p.generation;
+        self.command(address, generation, Command::Stop(None));
+    }
+
+    /// The peer's `bfd` changed and its BGP session is kept: the BFD session is changed
+    /// in place (new timers through a Poll Sequence), started or ended.
+    fn bfd_reconfigured(&mut self, address: IpAddr) {
+        let Some(p) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let (bfd, source, generation) = (
+            p.settings.bfd.clone(),
+            p.settings.source_address,
+            p.generation,
+        );
+        let holding = p.bfd.is_some_and(|v| v.holding);
+        match bfd {
+            Some(b) => {
+                let state = p.bfd.map_or(crate::bfd::State::Down, |v| v.state);
+                p.bfd = Some(super::peers::BfdView { state, holding });
+                self.actions.push_back(Action::Bfd {
+                    peer: address,
+                    spec: Some(Box::new(b.spec(source))),
+                });
+                if b.strict && !p.dynamic {
+                    self.hold_for_bfd(address);
+                } else if holding {
+                    if let Some(v) = self.peers.get_mut(&address).and_then(|p| p.bfd.as_mut()) {
+                        v.holding = false;
+                    }
+                    self.command(address, generation, Command::Start);
+                }
+            }
+            None => {
+                p.bfd = None;
+                self.actions.push_back(Action::Bfd {
+                    peer: address,
+                    spec: None,
+                });
+                if holding {
+                    self.command(address, generation, Command::Start);
+                }
+            }
+        }
     }
 
     /// Handles one event of a session. Events of a session that was replaced or removed

@@ -15,6 +15,11 @@
 //!            spawn, stop              set a listener's TCP-MD5 key, a best-path change
 //! ```
 //!
+//! BFD runs on a thread of its own ([`crate::bfd`]): the core asks for a peer's BFD session
+//! with `Action::Bfd`, and the BFD task's state changes come back into the same loop as
+//! `Core::handle_bfd` (a session gone from Up to Down resets the peer's BGP session). A
+//! busy RIB never delays a BFD packet.
+//!
 //! The core owns the RIB, so routes need no locks; each session task owns its sockets and
 //! its state machine. The core never reads a clock, a socket or a channel: time comes in
 //! as `now`, the unwritten byte count of each session as a function the shell passes to

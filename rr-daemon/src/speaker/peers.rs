@@ -22,6 +22,16 @@ pub(super) struct Peer {
     pub(super) session: SessionView,
     pub(super) counters: Counters,
     pub(super) history: History,
+    /// The peer's BFD session, when its settings have `bfd`.
+    pub(super) bfd: Option<BfdView>,
+}
+
+/// What the core knows of a peer's BFD session, from its notices.
+#[derive(Clone, Copy)]
+pub(super) struct BfdView {
+    pub(super) state: crate::bfd::State,
+    /// `strict`: BGP is held stopped until BFD is up.
+    pub(super) holding: bool,
 }
 
 /// What the core knows of the peer's session, from its events.
@@ -81,6 +91,10 @@ impl Peer {
         dynamic: bool,
         now: Instant,
     ) -> Self {
+        let bfd = settings.bfd.as_ref().map(|_| BfdView {
+            state: crate::bfd::State::Down,
+            holding: false,
+        });
         Self {
             settings,
             id,
@@ -96,6 +110,7 @@ impl Peer {
                 peer_llgr: Vec::new(),
                 hard_reset: false,
             },
+            bfd,
             counters: Counters::default(),
             history: History {
                 added_at: now,

@@ -51,7 +51,10 @@ pub(super) async fn start(
         listeners.push(Listener::bind(*addr, &tx)?);
     }
     let (events_tx, events_rx) = mpsc::channel(4096);
+    let (bfd_tx, bfd_rx) = mpsc::unbounded_channel();
+    let bfd = crate::bfd::spawn(bfd_tx);
     let mut shell = Shell {
+        bfd,
         core: Core::new(config, Instant::now(), restarting),
         listeners,
         requests_tx: tx.downgrade(),
@@ -63,7 +66,7 @@ pub(super) async fn start(
         first_subscriber: false,
     };
     let _ = shell.carry_out();
-    let task = tokio::spawn(shell.run(rx, events_rx));
+    let task = tokio::spawn(shell.run(rx, events_rx, bfd_rx));
     Ok((tx, task))
 }
 
@@ -135,6 +138,8 @@ struct Shell {
     /// `track_best_changes` on, which the daemon sets when it subscribes its FIB. From the
     /// first subscription on, changes nobody takes are dropped.
     first_subscriber: bool,
+    /// The BFD task (on its own thread: BFD packets never wait for the RIB).
+    bfd: crate::bfd::Handle,
     /// The most sessions at once since memory was last given back ([`TRIM_AFTER`]).
     sessions_peak: usize,
 }
@@ -166,6 +171,7 @@ impl Shell {
         mut self,
         mut requests: mpsc::Receiver<Request>,
         mut events: mpsc::Receiver<SessionEvent>,
+        mut bfd: mpsc::UnboundedReceiver<crate::bfd::Notice>,
     ) {
         let writers = self.writers.clone();
         loop {
@@ -212,6 +218,10 @@ impl Shell {
                     }
                 },
                 Some(e) = events.recv() => self.on_event(Instant::now(), e),
+                Some(n) = bfd.recv() => {
+                    self.core.handle_bfd(n);
+                    let _ = self.carry_out();
+                }
                 () = writers.room() => {}
                 () = subscribers_room(&self.subscribers), if best_waiting => {}
                 () = sleep_until(deadline) => {}
@@ -461,6 +471,10 @@ impl Shell {
                         )
                     });
                 }
+                Action::Bfd { peer, spec } => match spec {
+                    Some(spec) => self.bfd.set(peer, *spec),
+                    None => self.bfd.remove(peer),
+                },
             }
         }
         stopped

@@ -111,6 +111,9 @@ pub struct PeerStatus {
     pub graceful_restart_pending: bool,
     /// Accepted from a dynamic neighbour range.
     pub dynamic: bool,
+    /// The state of the peer's BFD session; `None` when BFD is off for the peer.
+    #[serde(default)]
+    pub bfd: Option<crate::bfd::State>,
 }
 
 /// A best route with the address of the peer it came from.
@@ -183,11 +186,16 @@ impl super::core::Core {
                 queued_bytes: queued(p.address()) as u64,
                 since_s: now.saturating_duration_since(p.session.since).as_secs(),
                 age_s: now.saturating_duration_since(p.history.added_at).as_secs(),
-                last_error: p.history.last_error.clone(),
+                last_error: if p.bfd.is_some_and(|b| b.holding) {
+                    Some("waiting for BFD to come up (bfd.strict)".to_owned())
+                } else {
+                    p.history.last_error.clone()
+                },
                 last_notification_sent: p.history.last_notification_sent.clone(),
                 last_notification_received: p.history.last_notification_received.clone(),
                 graceful_restart_pending: self.gr.helping(p.address()),
                 dynamic: p.dynamic,
+                bfd: p.bfd.map(|b| b.state),
             })
             .collect();
         v.sort_by_key(|p| p.address);

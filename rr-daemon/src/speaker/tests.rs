@@ -80,6 +80,10 @@ struct Harness {
     commands: Vec<(IpAddr, Command)>,
     /// Ceases of sessions stopped: (peer, cease).
     ceases: Vec<(IpAddr, Notification)>,
+    /// BFD sessions set (with their multihop flag and interval) or removed (`None`).
+    bfd: Vec<(IpAddr, Option<(bool, Duration)>)>,
+    /// Manual starts (`true`) and stops (`false`) of sessions.
+    start_stop: Vec<(IpAddr, bool)>,
 }
 
 /// A peer's graceful restart capability: restart time 120 s, IPv4 unicast with the
@@ -114,6 +118,8 @@ impl Harness {
             peer_llgr: None,
             commands: Vec::new(),
             ceases: Vec::new(),
+            bfd: Vec::new(),
+            start_stop: Vec::new(),
         };
         h.drain();
         h
@@ -157,7 +163,17 @@ impl Harness {
                     command: Command::RouteRefresh(f),
                     ..
                 } => self.refreshes.push((peer, f)),
-                Action::Command { peer, command, .. } => self.commands.push((peer, command)),
+                Action::Command { peer, command, .. } => {
+                    match command {
+                        Command::Start => self.start_stop.push((peer, true)),
+                        Command::Stop(_) => self.start_stop.push((peer, false)),
+                        _ => {}
+                    }
+                    self.commands.push((peer, command));
+                }
+                Action::Bfd { peer, spec } => self
+                    .bfd
+                    .push((peer, spec.map(|s| (s.multihop, s.config.desired_min_tx)))),
                 Action::ListenerKey { .. } | Action::BestChange(_) => {}
             }
         }
@@ -1227,4 +1243,116 @@ fn test_llgr_peer_back_replaces_long_lived_routes() {
     h.down(a, true);
     h.advance(Duration::from_secs(61));
     assert!(!h.has_route("10.1.0.0/24"));
+}
+
+fn bfd_notice(
+    peer: IpAddr,
+    from: crate::bfd::State,
+    state: crate::bfd::State,
+) -> crate::bfd::Notice {
+    crate::bfd::Notice {
+        peer,
+        from,
+        state,
+        diag: crate::bfd::Diag::TIME_EXPIRED,
+        remote: crate::bfd::State::Down,
+    }
+}
+
+#[test]
+fn test_bfd_down_resets_the_bgp_session_at_once() {
+    use crate::bfd::State as Bfd;
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let cfg = config(&format!(
+        "{}{}",
+        client("10.0.0.2", "bfd = { interval = 200, multiplier = 5 }"),
+        client("10.0.0.3", "")
+    ));
+    let mut h = Harness::new(cfg, false);
+    assert_eq!(h.bfd, [(a, Some((false, Duration::from_millis(200))))]);
+    assert_eq!(h.status(a).bfd, Some(Bfd::Down));
+    assert_eq!(h.status(b).bfd, None);
+    h.establish(a);
+    h.establish(b);
+    h.announce(a, &["10.1.0.0/24"]);
+    // Down before it was ever Up: nothing (not strict).
+    h.core.handle_bfd(bfd_notice(a, Bfd::Init, Bfd::Down));
+    h.drain();
+    assert!(h.resets.is_empty());
+    h.core.handle_bfd(bfd_notice(a, Bfd::Init, Bfd::Up));
+    h.drain();
+    assert_eq!(h.status(a).bfd, Some(Bfd::Up));
+    // The peer takes BFD down on purpose: BGP stays (RFC 5882 §3.2).
+    let mut admin = bfd_notice(a, Bfd::Up, Bfd::Down);
+    admin.remote = Bfd::AdminDown;
+    h.core.handle_bfd(admin);
+    h.drain();
+    assert!(h.resets.is_empty());
+    // The path fails: Cease, BFD Down (RFC 9384) at once.
+    h.core.handle_bfd(bfd_notice(a, Bfd::Up, Bfd::Down));
+    h.drain();
+    assert_eq!(
+        h.resets,
+        [(a, subcode::cease::BFD_DOWN)]
+    );
+    assert!(
+        h.start_stop.is_empty(),
+        "not strict: BGP restarts by itself"
+    );
+    assert!(h.status(a).last_error.unwrap().contains("BFD session down"));
+    // A notice for a peer without BFD changes nothing.
+    h.core.handle_bfd(bfd_notice(b, Bfd::Up, Bfd::Down));
+    h.drain();
+    assert_eq!(h.resets.len(), 1);
+    // Removing the peer ends its BFD session.
+    h.core.remove_peer(a);
+    h.drain();
+    assert_eq!(h.bfd.last(), Some(&(a, None)));
+}
+
+#[test]
+fn test_bfd_strict_holds_bgp_until_bfd_is_up() {
+    use crate::bfd::State as Bfd;
+    let a = ip("10.0.0.2");
+    let cfg = config(&client(
+        "10.0.0.2",
+        "bfd = { strict = true, multihop = true }",
+    ));
+    let mut h = Harness::new(cfg, false);
+    assert_eq!(h.bfd, [(a, Some((true, Duration::from_millis(300))))]);
+    assert_eq!(h.start_stop, [(a, false)], "held at once");
+    let why = h.status(a).last_error.unwrap();
+    assert!(why.contains("waiting for BFD"), "{why}");
+    h.core.handle_bfd(bfd_notice(a, Bfd::Down, Bfd::Init));
+    h.core.handle_bfd(bfd_notice(a, Bfd::Init, Bfd::Up));
+    h.drain();
+    assert_eq!(h.start_stop, [(a, false), (a, true)]);
+    h.establish(a);
+    h.core.handle_bfd(bfd_notice(a, Bfd::Up, Bfd::Down));
+    h.drain();
+    assert_eq!(h.resets.len(), 1);
+    assert_eq!(h.start_stop, [(a, false), (a, true), (a, false)]);
+}
+
+#[test]
+fn test_bfd_timer_change_keeps_the_bgp_session() {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "bfd = true")), false);
+    h.establish(a);
+    let diff = h.core.reload(
+        h.now,
+        config(&client("10.0.0.2", "bfd = { interval = 600 }")),
+    );
+    h.drain();
+    assert_eq!(diff.changed, [a]);
+    assert!(h.stopped.is_empty(), "no new BGP session");
+    assert_eq!(
+        h.bfd.last(),
+        Some(&(a, Some((false, Duration::from_millis(600)))))
+    );
+    h.core.reload(h.now, config(&client("10.0.0.2", "")));
+    h.drain();
+    assert_eq!(h.bfd.last(), Some(&(a, None)));
+    assert!(h.stopped.is_empty());
+    assert_eq!(h.status(a).bfd, None);
 }
