@@ -53,6 +53,7 @@ impl Rib {
             kind: PeerKind::Local,
             address: std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             router_id: cfg.router_id,
+            cluster_id: cfg.cluster_id(),
             group: NO_GROUP,
         };
         Self {
@@ -107,6 +108,7 @@ impl Rib {
             kind,
             address: cfg.address,
             router_id: Ipv4Addr::UNSPECIFIED,
+            cluster_id: cfg.cluster_id.unwrap_or(self.cfg.cluster_id()),
             group: NO_GROUP,
         });
         self.peers.push(Some(PeerState {
@@ -183,6 +185,7 @@ impl Rib {
         let key = GroupKey {
             kind: fact.kind,
             cluster_id: cfg.cluster_id.unwrap_or(self.cfg.cluster_id()),
+            client_to_client: cfg.client_to_client.unwrap_or(self.cfg.client_to_client),
             next_hop: cfg.next_hop,
             export: cfg.export.clone(),
             local: session.local,
