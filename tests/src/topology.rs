@@ -1222,6 +1222,33 @@ impl Fabric {
         }
     }
 
+    /// Our daemon `name`'s sessions: peer address -> seconds Established (`None` while
+    /// not Established).
+    pub fn uptimes(&self, name: &str) -> Result<BTreeMap<String, Option<u64>>, String> {
+        let v = self.ctl(name, &["peers"])?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p["address"].as_str().unwrap_or_default().to_owned(),
+                    p["uptime_s"].as_u64(),
+                )
+            })
+            .collect())
+    }
+
+    /// The prefixes our daemon `name` holds a best route for (`ctl routes`, first page).
+    pub fn best_prefixes(&self, name: &str) -> Result<BTreeSet<String>, String> {
+        let v = self.ctl(name, &["routes"])?;
+        Ok(v["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["prefix"].as_str().map(str::to_owned))
+            .collect())
+    }
+
     /// A watcher of the kernels of `nodes`: every 100 ms, whether each other node's
     /// block is there (protocol and gateway right), recording every gap.
     pub fn watch_kernels(&self, nodes: &[&str]) -> KernelWatch {
