@@ -1249,6 +1249,18 @@ impl Fabric {
             .collect())
     }
 
+    /// UPDATE messages our daemon `name` has received on its sessions other than with
+    /// `except` (each session's counter starts with the session).
+    pub fn updates_received_except(&self, name: &str, except: &str) -> Result<u64, String> {
+        let v = self.ctl(name, &["peers"])?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["address"] != except)
+            .filter_map(|p| p["updates_received"].as_u64())
+            .sum())
+    }
+
     /// A watcher of the kernels of `nodes`: every 100 ms, whether each other node's
     /// block is there (protocol and gateway right), recording every gap.
     pub fn watch_kernels(&self, nodes: &[&str]) -> KernelWatch {

@@ -3,6 +3,10 @@
 //!
 //! With `--flap`, after convergence client 0 sends a Cease / Administrative Reset, closes
 //! and reconnects at once; the other clients must get its block again.
+//!
+//! With `--targets` and `--rack-size`, the clients form racks and each holds a session
+//! with every reflector of its rack (a top-of-rack topology): a session is then one
+//! (client, reflector) pair, and each session must learn the K-1 other blocks.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -52,8 +56,15 @@ fn block_index(n: &Nlri, k: usize, me: usize) -> Option<usize> {
 #[derive(Debug)]
 pub(crate) struct Plan {
     target: SocketAddr,
+    /// Per client: its source address.
     sources: Vec<IpAddr>,
+    /// Per session: its client's index.
+    client_of: Vec<usize>,
+    /// Per session.
     peers: Vec<Peer>,
+    /// The reflectors (just the target without --targets).
+    targets: Vec<SocketAddr>,
+    rack_size: usize,
     next_hops: Vec<Ipv4Addr>,
     asn: u32,
     peer_asn: u32,
@@ -66,18 +77,51 @@ pub(crate) struct Plan {
 /// Checks the arguments against the network rule and derives every session.
 pub(crate) fn prepare(c: &Common, a: &FabricArgs, initial_netns: bool) -> Result<Plan, String> {
     c.check()?;
-    let sources = addrs::sources(c.source, a.clients, c.target, initial_netns)?;
-    let mut peers = Vec::with_capacity(sources.len());
+    let clients = usize::try_from(a.clients).map_err(|_| "--clients: too many")?;
+    let (targets, rack_size) = if a.targets.is_empty() {
+        (vec![c.target], clients)
+    } else {
+        let size = a.rack_size.unwrap_or(a.clients) as usize;
+        if clients % size != 0 {
+            return Err(format!(
+                "--rack-size {size} does not divide --clients {clients}"
+            ));
+        }
+        let racks = clients / size;
+        if a.targets.len() % racks != 0 {
+            return Err(format!(
+                "{} --targets for {racks} racks: each rack needs the same number",
+                a.targets.len()
+            ));
+        }
+        (a.targets.clone(), size)
+    };
+    for t in &targets {
+        addrs::check_allowed("--targets", t.ip(), initial_netns)?;
+    }
+    let per_rack = targets.len() / (clients / rack_size);
+    let sources = addrs::sources(c.source, a.clients, targets[0], initial_netns)?;
+    let mut peers = Vec::with_capacity(sources.len() * per_rack);
+    let mut client_of = Vec::with_capacity(sources.len() * per_rack);
     let mut next_hops = Vec::with_capacity(sources.len());
     for (i, &s) in sources.iter().enumerate() {
-        peers.push(Peer {
-            source: s,
-            target: c.target,
-            asn: c.asn,
-            peer_asn: c.peer_asn(),
-            hold_time: c.hold_time,
-            router_id: addrs::router_id(s)?,
-        });
+        let rack = i / rack_size;
+        for &target in &targets[rack * per_rack..(rack + 1) * per_rack] {
+            if target.is_ipv4() != s.is_ipv4() {
+                return Err(format!(
+                    "--targets {target} and --source are of different families"
+                ));
+            }
+            peers.push(Peer {
+                source: s,
+                target,
+                asn: c.asn,
+                peer_asn: c.peer_asn(),
+                hold_time: c.hold_time,
+                router_id: addrs::router_id(s)?,
+            });
+            client_of.push(i);
+        }
         next_hops.push(addrs::next_hop(c.next_hop, s, i as u64)?);
     }
     if c.next_hop == NextHopArg::SelfAddr && sources[0].is_loopback() {
@@ -89,7 +133,10 @@ pub(crate) fn prepare(c: &Common, a: &FabricArgs, initial_netns: bool) -> Result
     Ok(Plan {
         target: c.target,
         sources,
+        client_of,
         peers,
+        targets,
+        rack_size,
         next_hops,
         asn: c.asn,
         peer_asn: c.peer_asn(),
@@ -102,7 +149,7 @@ pub(crate) fn prepare(c: &Common, a: &FabricArgs, initial_netns: bool) -> Result
 
 impl Plan {
     pub(crate) fn sessions(&self) -> usize {
-        self.sources.len()
+        self.peers.len()
     }
 }
 
@@ -144,29 +191,37 @@ enum Cmd {
 /// Runs the plan until done or the deadline.
 pub(crate) async fn execute(plan: Plan, deadline: Instant) -> report::Fabric {
     let started = Instant::now();
-    let k = plan.sessions();
+    // Clients (blocks) and sessions: the same without --targets.
+    let k = plan.sources.len();
+    let n = plan.sessions();
     let clock = Clock {
         base: Instant::now(),
     };
-    let stats = plan.sources.iter().map(|&a| SessionStats::new(a)).collect();
+    let stats = plan
+        .peers
+        .iter()
+        .map(|p| SessionStats::new(p.source))
+        .collect();
     let st = Arc::new(State {
         run: Run::new("fabric", clock, deadline, stats),
         k,
-        seen: (0..k).map(|_| FlapSeen::default()).collect(),
+        seen: (0..n).map(|_| FlapSeen::default()).collect(),
         cease_at: AtomicTime::default(),
         reestablished_at: AtomicTime::default(),
         full_again_at: AtomicTime::default(),
     });
-    let mut cmds = Vec::with_capacity(k);
-    for i in 0..k {
+    let mut cmds = Vec::with_capacity(n);
+    for i in 0..n {
         let (tx, rx) = mpsc::unbounded_channel();
         cmds.push(tx);
-        let delay = start_delay(i, k, plan.spread);
+        let delay = start_delay(i, n, plan.spread);
+        let client = plan.client_of[i];
         let c = Client {
             st: st.clone(),
             i,
+            client,
             peer: plan.peers[i].clone(),
-            next_hop: plan.next_hops[i],
+            next_hop: plan.next_hops[client],
             local_as: plan.asn,
         };
         tokio::spawn(c.run(delay, rx));
@@ -174,8 +229,8 @@ pub(crate) async fn execute(plan: Plan, deadline: Instant) -> report::Fabric {
     let run = &st.run;
     let progress = || progress_line(&st);
 
-    let up = run.wait_until(|| run.up_count(0..k) == k, &progress).await;
-    let all_up_at = run.all_established_at(0..k);
+    let up = run.wait_until(|| run.up_count(0..n) == n, &progress).await;
+    let all_up_at = run.all_established_at(0..n);
     let complete = run
         .wait_until(
             || run.sessions.iter().all(|s| s.full_at.get().is_some()),
@@ -212,10 +267,13 @@ pub(crate) async fn execute(plan: Plan, deadline: Instant) -> report::Fabric {
     report
 }
 
-/// One client's task.
+/// One session's task.
 struct Client {
     st: Arc<State>,
+    /// The session.
     i: usize,
+    /// Its client (whose block it announces).
+    client: usize,
     peer: Peer,
     next_hop: Ipv4Addr,
     local_as: u32,
@@ -243,7 +301,7 @@ impl Client {
                 local_as: self.local_as,
                 next_hop: self.next_hop,
             };
-            match tx.announce_one(block(i)) {
+            match tx.announce_one(block(self.client)) {
                 Ok(out) => s.send(out.bytes),
                 Err(e) => return run.session_error(i, &e),
             }
@@ -315,7 +373,7 @@ impl Client {
         let a = apply(
             &v,
             tally,
-            |n| block_index(n, st.k, i),
+            |n| block_index(n, st.k, self.client),
             |idx, announced| {
                 if flapping && idx == Some(0) {
                     if announced {
@@ -346,6 +404,7 @@ impl Client {
 fn progress_line(st: &State) -> String {
     let run = &st.run;
     let k = st.k;
+    let n = run.sessions.len();
     let full = run
         .sessions
         .iter()
@@ -359,8 +418,9 @@ fn progress_line(st: &State) -> String {
         .unwrap_or(0);
     let unexpected: u64 = run.sessions.iter().map(SessionStats::unexpected).sum();
     let mut line = format!(
-        "up {}/{k}, clients holding all {}: {full}/{k}, min count {min}, unexpected {unexpected}",
-        run.up_count(0..k),
+        "up {}/{n}, sessions holding all {}: {full}/{n}, min count {min}, unexpected \
+         {unexpected}",
+        run.up_count(0..n),
         k - 1
     );
     if st.cease_at.get().is_some() {
@@ -386,18 +446,27 @@ fn build_report(
 ) -> report::Fabric {
     let run = &st.run;
     let k = st.k;
+    let n = run.sessions.len();
     let want = k as u64 - 1;
     let times: Vec<f64> = run
         .sessions
         .iter()
         .filter_map(|s| s.full_at.get().map(secs))
         .collect();
-    let all_complete_s = (times.len() == k).then(|| times.iter().copied().fold(0.0, f64::max));
+    let all_complete_s = (times.len() == n).then(|| times.iter().copied().fold(0.0, f64::max));
+    let multi = plan.targets.len() > 1;
     let incomplete: Vec<String> = run
         .sessions
         .iter()
-        .filter(|s| s.count() != want)
-        .map(|s| s.address.to_string())
+        .zip(&plan.peers)
+        .filter(|(s, _)| s.count() != want)
+        .map(|(s, p)| {
+            if multi {
+                format!("{}->{}", s.address, p.target)
+            } else {
+                s.address.to_string()
+            }
+        })
         .collect();
     let unexpected: u64 = run.sessions.iter().map(SessionStats::unexpected).sum();
     let end_of_rib = run
@@ -405,7 +474,7 @@ fn build_report(
         .iter()
         .filter(|s| s.end_of_rib_at.get().is_some())
         .count();
-    let per_client = (k <= DETAIL_MAX).then(|| {
+    let per_client = (n <= DETAIL_MAX).then(|| {
         run.sessions
             .iter()
             .map(|s| report::Client {
@@ -464,7 +533,7 @@ fn build_report(
             ok,
             timed_out,
             errors: run.errors.list(),
-            sessions: k,
+            sessions: n,
             sessions_up_s: all_up_at.map(secs),
             elapsed_s: secs(started.elapsed().as_nanos() as u64),
             target: plan.target.to_string(),
@@ -474,6 +543,8 @@ fn build_report(
             hold_time: plan.hold_time,
         },
         clients: k,
+        targets: plan.targets.iter().map(ToString::to_string).collect(),
+        rack_size: plan.rack_size,
         all_complete_s,
         complete_s: report::Summary::of(times),
         incomplete,
