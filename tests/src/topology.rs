@@ -1189,6 +1189,12 @@ impl Fabric {
     /// the API's `updates_received`; BIRD: `Import updates` + `Import withdraws`
     /// received; FRR: `updatesRecv`).
     pub fn updates_received(&self, name: &str) -> Result<u64, String> {
+        self.updates_received_except(name, "")
+    }
+
+    /// [`Fabric::updates_received`] on the sessions other than with the peer at address
+    /// `except` (each session's counter starts with the session).
+    pub fn updates_received_except(&self, name: &str, except: &str) -> Result<u64, String> {
         let m = self.member(name);
         match &m.running {
             Running::Ours(_) => {
@@ -1196,26 +1202,43 @@ impl Fabric {
                 Ok(v.as_array()
                     .into_iter()
                     .flatten()
+                    .filter(|p| p["address"] != except)
                     .filter_map(|p| p["updates_received"].as_u64())
                     .sum())
             }
             Running::Bird(b) => {
+                // One block per protocol, led by its `show protocols` line at column 0
+                // (`Node_10_0_0_1  BGP ...`); the peer's address is in the name.
+                let skip = (!except.is_empty()).then(|| except.replace('.', "_"));
                 let out = b.birdc(&["show", "protocols", "all"])?;
-                Ok(out
-                    .lines()
-                    .filter_map(|l| {
-                        let l = l.trim();
-                        l.strip_prefix("Import updates:")
-                            .or_else(|| l.strip_prefix("Import withdraws:"))
-                    })
-                    .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
-                    .sum())
+                let mut counting = true;
+                let mut sum = 0;
+                for l in out.lines() {
+                    if l.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                        let proto = l.split_whitespace().next().unwrap_or_default();
+                        counting = skip.as_ref().is_none_or(|s| !proto.ends_with(s.as_str()));
+                        continue;
+                    }
+                    let t = l.trim();
+                    let rest = t
+                        .strip_prefix("Import updates:")
+                        .or_else(|| t.strip_prefix("Import withdraws:"));
+                    if let (true, Some(r)) = (counting, rest) {
+                        sum += r
+                            .split_whitespace()
+                            .next()
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .unwrap_or(0);
+                    }
+                }
+                Ok(sum)
             }
             Running::Frr(f) => {
                 let v = f.vtysh_json("show bgp neighbors json")?;
                 Ok(v.as_object()
                     .into_iter()
                     .flatten()
+                    .filter(|(a, _)| a.as_str() != except)
                     .filter_map(|(_, n)| n["messageStats"]["updatesRecv"].as_u64())
                     .sum())
             }
@@ -1247,18 +1270,6 @@ impl Fabric {
             .flatten()
             .filter_map(|r| r["prefix"].as_str().map(str::to_owned))
             .collect())
-    }
-
-    /// UPDATE messages our daemon `name` has received on its sessions other than with
-    /// `except` (each session's counter starts with the session).
-    pub fn updates_received_except(&self, name: &str, except: &str) -> Result<u64, String> {
-        let v = self.ctl(name, &["peers"])?;
-        Ok(v.as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| p["address"] != except)
-            .filter_map(|p| p["updates_received"].as_u64())
-            .sum())
     }
 
     /// A watcher of the kernels of `nodes`: every 100 ms, whether each other node's

@@ -20,7 +20,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use interop_tests::{Fabric, Gap, Topology};
+use interop_tests::{Fabric, Gap, Impl, Topology};
 
 /// Every speaker up and the end state reached, counted from the last start.
 const CONVERGED_WITHIN: Duration = Duration::from_secs(60);
@@ -133,33 +133,44 @@ fn resets(
 /// gap in their kernels (nor anywhere else; polled every 100 ms); RR1 started again
 /// relearns every block and the end state is whole again within a few seconds (both
 /// sides connect at once: ours retries every second); no session other than RR1's
-/// resets anywhere.
+/// resets at any of our speakers. All ours.
 #[test]
 fn tor_reflector_loss() {
-    let mut f = up("tor");
+    reflector_loss("tor");
+}
+
+/// [`tor_reflector_loss`] in the mixed topology: N2 (BIRD 1.6, Calico's config) and N3
+/// (FRR with zebra) lose RR1 and keep every route through RR2, which is BIRD 2; their
+/// kernels too.
+#[test]
+fn tor_reflector_loss_mixed() {
+    reflector_loss("tor-mixed");
+}
+
+fn reflector_loss(topology: &str) {
+    let mut f = up(topology);
     f.converge("before", CONVERGED_WITHIN);
     let nodes = f.node_names();
     let all: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    let rr1 = "10.0.0.1";
+    let is_ours = |f: &Fabric, m: &str| f.member(m).imp == Impl::Ours;
     let others: Vec<String> = f
         .members()
         .iter()
         .filter(|m| m.name != "rr1")
         .map(|m| m.name.clone())
         .collect();
-    let rr1 = "10.0.0.1";
-    let before: BTreeMap<String, _> = others
+    let ours: Vec<String> = others.iter().filter(|m| is_ours(&f, m)).cloned().collect();
+    let before: BTreeMap<String, _> = ours
         .iter()
         .map(|m| (m.clone(), uptimes_except(&f, m, rr1)))
         .collect();
-    let updates_before: BTreeMap<String, u64> = others
-        .iter()
-        .map(|m| {
-            let u = f
-                .updates_received_except(m, rr1)
-                .unwrap_or_else(|e| f.fail(&e));
-            (m.clone(), u)
-        })
-        .collect();
+    let count = |f: &Fabric, m: &str| {
+        f.updates_received_except(m, rr1)
+            .unwrap_or_else(|e| f.fail(&e))
+    };
+    let updates_before: BTreeMap<String, u64> =
+        others.iter().map(|m| (m.clone(), count(&f, m))).collect();
     let t0 = Instant::now();
     let watch = f.watch_kernels(&all);
     std::thread::sleep(Duration::from_millis(500));
@@ -170,7 +181,12 @@ fn tor_reflector_loss() {
     // N1-N3 see RR1 go at once (the kernel closed its sockets).
     let gone = interop_tests::poll_ok(Duration::from_secs(10), Duration::from_millis(50), || {
         for n in ["n1", "n2", "n3"] {
-            if f.uptimes(n)?.get(rr1).copied().flatten().is_some() {
+            let up = if is_ours(&f, n) {
+                f.uptimes(n)?.get(rr1).copied().flatten().is_some()
+            } else {
+                f.sessions_down(n)?.is_empty()
+            };
+            if up {
                 return Err(format!("{n} still has RR1 Established"));
             }
         }
@@ -181,15 +197,16 @@ fn tor_reflector_loss() {
         "N1-N3 saw RR1 down after {:.2}s",
         gone.as_secs_f64()
     ));
-    // Routes through RR2 only at N1-N3, for a while.
+    // Every block through RR2 only at N1-N3, for a while.
     std::thread::sleep(Duration::from_secs(3));
     for n in ["n1", "n2", "n3"] {
-        let paths = f
-            .rib_paths(n, "10.244.5.0/26")
-            .unwrap_or_else(|e| f.fail(&e));
-        let from: Vec<_> = paths.iter().filter_map(|p| p.from.as_deref()).collect();
-        if from != ["10.0.0.2"] {
-            f.fail(&format!("{n}: n5's block with RR1 dead: {paths:?}"));
+        for o in f.topo.nodes.iter().filter(|o| o.name != n) {
+            let paths = f
+                .rib_paths(n, &o.block.to_string())
+                .unwrap_or_else(|e| f.fail(&e));
+            if paths.len() != 1 || paths[0].from.as_deref().is_some_and(|a| a != "10.0.0.2") {
+                f.fail(&format!("{n}: {}'s block with RR1 dead: {paths:?}", o.name));
+            }
         }
     }
 
@@ -215,8 +232,8 @@ fn tor_reflector_loss() {
         "RR1 holds all 9 blocks {:.2}s after its start",
         relearned.as_secs_f64()
     ));
-    let whole = f.converge("RR1 back", Duration::from_secs(15));
-    let whole = back.elapsed().max(whole);
+    f.converge("RR1 back", Duration::from_secs(15));
+    let whole = back.elapsed();
     let (gaps, polls) = watch.stop();
     f.log(&format!(
         "kernel watch: {polls} polls of 9 kernels, {} gap(s)",
@@ -226,26 +243,32 @@ fn tor_reflector_loss() {
         f.fail(&format!("routes lost from kernels: {}", gaps_text(&gaps)));
     }
     let elapsed = t0.elapsed();
-    let mut churn = Vec::new();
-    for m in &others {
+    for m in &ours {
         let after = uptimes_except(&f, m, rr1);
         let r = resets(&before[m], &after, elapsed);
         if !r.is_empty() {
             f.fail(&format!("{m}: sessions other than RR1's reset: {r:?}"));
         }
-        let u = f
-            .updates_received_except(m, rr1)
-            .unwrap_or_else(|e| f.fail(&e));
-        churn.push(format!("{m} {}", u - updates_before[m]));
     }
+    let churn: Vec<String> = others
+        .iter()
+        .map(|m| format!("{m} {}", count(&f, m) - updates_before[m]))
+        .collect();
     f.log(&format!(
-        "end state whole {:.1}s after RR1's start; UPDATEs received meanwhile (sessions \
-         other than RR1's): {}",
+        "end state whole {:.1}s after RR1's start; UPDATEs received meanwhile on sessions \
+         other than RR1's: {}",
         whole.as_secs_f64(),
         churn.join(", ")
     ));
+    // Generous bounds for a loaded machine (measured: RR1 holds every block 0.3-1.5 s
+    // after its start, the whole end state 5-6 s, the nodes' damped idle hold time and
+    // BIRD 1.6's error wait of 5 s included).
     assert!(
-        whole < Duration::from_secs(10),
+        relearned < Duration::from_secs(5),
+        "RR1 took {relearned:?} to relearn every block"
+    );
+    assert!(
+        whole < Duration::from_secs(15),
         "RR1 took {whole:?} to be whole again"
     );
 }
