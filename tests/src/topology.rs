@@ -1434,3 +1434,92 @@ impl Drop for KernelWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tor() -> Topology {
+        Topology::named("tor-shared").expect("tests/topologies/tor-shared.toml")
+    }
+
+    #[test]
+    fn test_every_topology_file_loads() {
+        let mut n = 0;
+        for e in fs::read_dir(topologies_dir()).expect("tests/topologies") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                Topology::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 3);
+    }
+
+    #[test]
+    fn test_expected_sources_and_cluster_lists() {
+        let t = tor();
+        let names = |v: Vec<&Reflector>| v.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        // r1's clients are not reflected to each other by RR2 (client_to_client off).
+        assert_eq!(names(t.expected_sources("n1", "n2")), ["rr1"]);
+        assert_eq!(names(t.expected_sources("n1", "n4")), ["rr1", "rr2"]);
+        assert_eq!(names(t.expected_sources("n4", "n5")), ["rr2", "rr3"]);
+        let c = |s: &str| s.parse::<Ipv4Addr>().expect("addr");
+        assert_eq!(t.expected_cluster_list("n1", "n2"), [c("1.0.0.1")]);
+        assert_eq!(
+            t.expected_cluster_list("n1", "n7"),
+            [c("1.0.0.1"), c("1.0.0.3")]
+        );
+        let rr2 = t.ours_config("rr2").expect("config");
+        assert!(rr2.contains("name = \"rack-r1\""), "{rr2}");
+        assert!(rr2.contains("client_to_client = false"), "{rr2}");
+        assert_eq!(rr2.matches("client_to_client").count(), 1, "{rr2}");
+        assert_eq!(rr2.matches("[[peer]]").count(), 6 + 4, "{rr2}");
+    }
+
+    #[test]
+    fn test_validation_names_the_fault() {
+        let base = fs::read_to_string(topologies_dir().join("tor.toml")).expect("tor.toml");
+        let bad = |from: &str, to: &str, want: &str| {
+            assert!(base.contains(from), "{from}");
+            let e = Topology::parse(&base.replacen(from, to, 1)).expect_err(want);
+            assert!(e.contains(want), "{e} lacks {want}");
+        };
+        bad(
+            "address = \"10.0.0.2\"",
+            "address = \"10.0.0.1\"",
+            "10.0.0.1 is used twice",
+        );
+        bad(
+            "block = \"10.244.2.0/26\"",
+            "block = \"10.244.1.0/27\"",
+            "overlaps n1's block",
+        );
+        bad(
+            "block = \"10.244.2.0/26\"",
+            "block = \"10.245.1.0/26\"",
+            "outside 10.244.0.0/16",
+        );
+        bad(
+            "nodes = [\"n4\", \"n5\", \"n6\"]",
+            "nodes = [\"n4\", \"n5\"]",
+            "n6 is in 0 racks",
+        );
+        bad(
+            "impl = \"ours\"\n\n[[reflector]]",
+            "impl = \"bird16\"\n\n[[reflector]]",
+            "runs nodes only",
+        );
+        bad(
+            "cluster_id = \"1.0.0.2\"",
+            "cluster_id = \"1.0.0.1\"",
+            "used twice",
+        );
+        bad(
+            "reflectors = [\"rr1\", \"rr2\"]",
+            "reflectors = [\"rr1\", \"rr7\"]",
+            "no reflector rr7",
+        );
+        bad("asn = 65100", "asn = 65100\nbogus = 1", "unknown field");
+    }
+}

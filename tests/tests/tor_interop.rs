@@ -58,6 +58,15 @@ fn gaps_text(gaps: &[Gap]) -> String {
 fn tor_all_ours() {
     let f = up("tor");
     f.converge("all ours", CONVERGED_WITHIN);
+    let rss: Vec<String> = f
+        .members()
+        .iter()
+        .filter_map(|m| {
+            let kib = interop_tests::rss_kib(m.pid()?)?;
+            Some(format!("{} {:.1}", m.name, kib as f64 / 1024.0))
+        })
+        .collect();
+    f.log(&format!("RSS (MiB): {}", rss.join(", ")));
 }
 
 /// Mixed: N2, N5 and N8 BIRD 1.6 on Calico's rendered node config, N3 FRR with zebra;
