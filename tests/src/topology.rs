@@ -1006,7 +1006,7 @@ impl Fabric {
                                 .as_array()
                                 .into_iter()
                                 .flatten()
-                                .filter_map(|c| s(c))
+                                .filter_map(&s)
                                 .collect(),
                         })
                         .collect(),
@@ -1035,7 +1035,7 @@ impl Fabric {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .filter_map(|c| s(c))
+                        .filter_map(&s)
                         .collect(),
                 })
                 .collect()),

@@ -82,13 +82,13 @@ pub(crate) fn prepare(c: &Common, a: &FabricArgs, initial_netns: bool) -> Result
         (vec![c.target], clients)
     } else {
         let size = a.rack_size.unwrap_or(a.clients) as usize;
-        if clients % size != 0 {
+        if !clients.is_multiple_of(size) {
             return Err(format!(
                 "--rack-size {size} does not divide --clients {clients}"
             ));
         }
         let racks = clients / size;
-        if a.targets.len() % racks != 0 {
+        if !a.targets.len().is_multiple_of(racks) {
             return Err(format!(
                 "{} --targets for {racks} racks: each rack needs the same number",
                 a.targets.len()
