@@ -558,6 +558,63 @@ fn build_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Mode};
+    use clap::Parser;
+
+    fn plan(args: &[&str]) -> Result<Plan, String> {
+        let cli = Cli::try_parse_from(["bgp-load", "fabric"].iter().chain(args))
+            .map_err(|e| e.to_string())?;
+        let Mode::Fabric(a) = &cli.mode else {
+            unreachable!()
+        };
+        prepare(&cli.common, a, true)
+    }
+
+    #[test]
+    fn test_racks_of_clients_with_their_reflectors() {
+        let targets = "127.10.0.1:179,127.10.0.2:179,127.10.0.3:179,127.10.0.4:179";
+        let p = plan(&["--clients", "4", "--rack-size", "2", "--targets", targets]).unwrap();
+        assert_eq!(p.sessions(), 8);
+        let pairs: Vec<(usize, String)> = p
+            .client_of
+            .iter()
+            .zip(&p.peers)
+            .map(|(&c, peer)| (c, peer.target.ip().to_string()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (0, "127.10.0.1"),
+                (0, "127.10.0.2"),
+                (1, "127.10.0.1"),
+                (1, "127.10.0.2"),
+                (2, "127.10.0.3"),
+                (2, "127.10.0.4"),
+                (3, "127.10.0.3"),
+                (3, "127.10.0.4"),
+            ]
+            .map(|(c, t)| (c, t.to_owned()))
+        );
+        // Both sessions of a client come from its one address.
+        assert_eq!(p.peers[2].source, p.peers[3].source);
+        assert_ne!(p.peers[1].source, p.peers[2].source);
+        // Racks that do not divide, reflectors that do not share out, a flap.
+        let e = plan(&["--clients", "5", "--rack-size", "2", "--targets", targets]);
+        assert!(e.unwrap_err().contains("does not divide"));
+        let e = plan(&["--clients", "6", "--rack-size", "2", "--targets", targets]);
+        assert!(e.unwrap_err().contains("each rack needs the same number"));
+        let e = plan(&[
+            "--clients",
+            "4",
+            "--rack-size",
+            "2",
+            "--targets",
+            targets,
+            "--flap",
+        ]);
+        assert!(e.is_err());
+        assert!(plan(&["--clients", "4", "--targets", targets]).is_err());
+    }
 
     #[test]
     fn test_blocks_and_their_index() {
