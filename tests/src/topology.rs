@@ -462,9 +462,12 @@ impl Topology {
              \x20 error wait time 1,2;\n\
              \x20 error forget time 10;\n\
              \x20 strict bind on;\n\
-             \x20 ipv4 {{ import all; export all; }};\n\
+             \x20 ipv4 {{ import all; export all; }};\n{}\
              }}\n",
-            (hold / 3).max(1)
+            (hold / 3).max(1),
+            self.graceful_restart.map_or_else(String::new, |t| format!(
+                "  graceful restart on;\n  graceful restart time {t};\n"
+            ))
         );
         for (p, client) in self.reflector_peers(r) {
             let rr = if client.is_some() {
@@ -491,6 +494,7 @@ impl Topology {
             (self.hold_time / 3).max(1),
             self.hold_time
         );
+        s.push_str(&self.frr_graceful_restart());
         let peers = self.reflector_peers(r);
         for (p, _) in &peers {
             let _ = write!(
@@ -519,6 +523,7 @@ impl Topology {
             (self.hold_time / 3).max(1),
             self.hold_time
         );
+        s.push_str(&self.frr_graceful_restart());
         let rrs: Vec<Ipv4Addr> = self
             .rack_of_node(&n.name)
             .reflectors
@@ -539,6 +544,13 @@ impl Topology {
         }
         s.push_str(" exit-address-family\n!\n");
         s
+    }
+
+    /// FRR's graceful restart lines, when the topology has it.
+    fn frr_graceful_restart(&self) -> String {
+        self.graceful_restart.map_or_else(String::new, |t| {
+            format!(" bgp graceful-restart\n bgp graceful-restart restart-time {t}\n")
+        })
     }
 
     fn bird16_node_config(&self, n: &Node) -> String {
@@ -1168,11 +1180,13 @@ impl Fabric {
     }
 
     /// Starts speaker `name` again after [`Fabric::kill`] or a stop, with `extra`
-    /// arguments for ours (`--graceful-restart`).
+    /// arguments for ours (`--graceful-restart`; BIRD then gets `-R`, its own way of
+    /// starting as a restarting speaker).
     pub fn start_again(&mut self, name: &str, extra: &[&str]) -> Result<(), String> {
+        let gr = extra.contains(&"--graceful-restart");
         match &mut self.member_mut(name).running {
             Running::Ours(d) => d.start_again(extra),
-            Running::Bird(b) => b.start_again_with(&[]),
+            Running::Bird(b) => b.start_again_with(if gr { &["-R"] } else { &[] }),
             Running::Frr(f) => f.start_again(),
         }
     }

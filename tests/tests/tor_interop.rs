@@ -415,9 +415,21 @@ fn tor_node_session_flaps() {
 /// 100 ms throughout, the restarted nodes' own included, and the longest gap reported.
 #[test]
 fn tor_upgrade_storm_graceful_restart() {
+    upgrade_storm("tor", &["n1", "n4", "n7"]);
+}
+
+/// [`tor_upgrade_storm_graceful_restart`] in the mixed topology: N2 and N8 are BIRD 1.6
+/// (Calico's `graceful restart`, started again with `-R`), N4 ours; RR2 (BIRD 2) and RR4
+/// (FRR) help with graceful restart on.
+#[test]
+fn tor_upgrade_storm_mixed() {
+    upgrade_storm("tor-mixed", &["n2", "n4", "n8"]);
+}
+
+fn upgrade_storm(topology: &str, storm: &[&str]) {
     const RESTART: u16 = 30;
-    let mut topo = Topology::named("tor").unwrap_or_else(|e| panic!("{e}"));
-    topo.name = "tor-gr".into();
+    let mut topo = Topology::named(topology).unwrap_or_else(|e| panic!("{e}"));
+    topo.name = format!("{topology}-gr");
     topo.graceful_restart = Some(RESTART);
     let mut f = up_with(topo);
     f.converge("before", CONVERGED_WITHIN);
@@ -425,7 +437,6 @@ fn tor_upgrade_storm_graceful_restart() {
     let all: Vec<&str> = nodes.iter().map(String::as_str).collect();
     let watch = f.watch_kernels(&all);
     std::thread::sleep(Duration::from_millis(500));
-    let storm = ["n1", "n4", "n7"];
     for n in storm {
         f.kill(n).unwrap_or_else(|e| f.fail(&e));
     }
@@ -435,11 +446,35 @@ fn tor_upgrade_storm_graceful_restart() {
             .unwrap_or_else(|e| f.fail(&e));
     }
     f.log(&format!(
-        "n1, n4, n7 killed and started again with --graceful-restart in {:.2}s",
+        "{} killed and started again as restarting speakers in {:.2}s",
+        storm.join(", "),
         t0.elapsed().as_secs_f64()
     ));
     let took = f.converge("after the storm", Duration::from_secs(u64::from(RESTART)));
+    // Graceful restart over at every one of our speakers (the restarted peers' End-of-RIB
+    // came, no stale route is kept any more), and the end state still whole after it.
+    let over = interop_tests::poll_ok(
+        Duration::from_secs(u64::from(RESTART) + 10),
+        Duration::from_millis(200),
+        || {
+            for m in f.members().iter().filter(|m| m.imp == Impl::Ours) {
+                let v = f.ctl(&m.name, &["peers"])?;
+                for p in v.as_array().into_iter().flatten() {
+                    if p["graceful_restart_pending"] == true || p["state"] != "Established" {
+                        return Err(format!("{}: {} {}", m.name, p["address"], p));
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+    .unwrap_or_else(|e| f.fail(&format!("graceful restart not over: {e}")));
+    f.log(&format!(
+        "graceful restart over everywhere {:.1}s after the restarts",
+        (t0.elapsed()).as_secs_f64().max(over.as_secs_f64())
+    ));
     std::thread::sleep(Duration::from_secs(1));
+    f.converge("after graceful restart", Duration::from_secs(5));
     let (gaps, polls) = watch.stop();
     let worst = gaps.iter().map(|g| g.length).max().unwrap_or_default();
     f.log(&format!(
