@@ -82,6 +82,8 @@ pub struct Outbound {
 pub(crate) struct GroupKey {
     pub(crate) kind: PeerKind,
     pub(crate) cluster_id: Ipv4Addr,
+    /// Routes from clients of `cluster_id` are reflected to this group's clients.
+    pub(crate) client_to_client: bool,
     pub(crate) next_hop: NextHopMode,
     pub(crate) export: Option<Arc<Policy>>,
     pub(crate) local: LocalAddrs,

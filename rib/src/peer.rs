@@ -62,6 +62,11 @@ pub struct PeerConfig {
     /// The cluster ID used towards this peer instead of the speaker's: one reflector
     /// serving two racks under two cluster IDs.
     pub cluster_id: Option<Ipv4Addr>,
+    /// For a client: whether routes from the other clients of its cluster are reflected
+    /// to it (RFC 4456 §8); `None` for [`RibConfig::client_to_client`](crate::RibConfig).
+    /// Off where the cluster's clients are fully meshed. Clients of another cluster of
+    /// the same reflector still get them.
+    pub client_to_client: Option<bool>,
     /// Next-hop handling on export.
     pub next_hop: NextHopMode,
     /// Import policy. `None` accepts everything from iBGP and nothing from eBGP (RFC 8212).
@@ -91,6 +96,7 @@ impl PeerConfig {
             remote_as,
             rr_client: false,
             cluster_id: None,
+            client_to_client: None,
             next_hop: NextHopMode::Auto,
             import: None,
             export: None,
@@ -179,6 +185,9 @@ pub(crate) struct PeerFact {
     pub(crate) kind: PeerKind,
     pub(crate) address: IpAddr,
     pub(crate) router_id: Ipv4Addr,
+    /// The cluster the peer is in towards us (its own cluster ID, else the speaker's):
+    /// what a client's routes carry first in CLUSTER_LIST when reflected.
+    pub(crate) cluster_id: Ipv4Addr,
     /// The update group the peer is in while established, else `NO_GROUP`.
     pub(crate) group: u32,
 }

@@ -61,6 +61,10 @@ impl Rib {
             ("remote_as", old.remote_as == cfg.remote_as),
             ("rr_client", old.rr_client == cfg.rr_client),
             ("cluster_id", old.cluster_id == cfg.cluster_id),
+            (
+                "client_to_client",
+                old.client_to_client == cfg.client_to_client,
+            ),
             ("add_path_send", old.add_path_send == cfg.add_path_send),
             (
                 "graceful_restart",

@@ -38,9 +38,9 @@ pub(crate) fn transform(
         }
         (PeerKind::Local | PeerKind::Ebgp, _) => false,
         // RFC 4456 §8: from a client, to clients (unless client-to-client reflection is
-        // off, the clients being fully meshed) and to non-clients.
+        // off for the cluster, its clients being fully meshed) and to non-clients.
         (PeerKind::Client, PeerKind::Client) => {
-            if !cfg.client_to_client {
+            if src.cluster_id == key.cluster_id && !key.client_to_client {
                 return None;
             }
             true
@@ -51,8 +51,19 @@ pub(crate) fn transform(
         (PeerKind::NonClient, PeerKind::Client) => true,
         (PeerKind::NonClient, PeerKind::NonClient) => return None,
     };
+    // A reflector serving several clusters (a cluster ID per peer group) acts as one
+    // reflector per cluster: a client's route leaves the client's cluster, and enters
+    // the receiving client's cluster when that is another one; each passage puts its
+    // cluster ID in CLUSTER_LIST, as two reflectors in a row would.
+    let leaves = (reflect && src.kind == PeerKind::Client).then_some(src.cluster_id);
+    let enters = (reflect && key.kind == PeerKind::Client && leaves != Some(key.cluster_id))
+        .then_some(key.cluster_id);
     // RFC 4456 §8: never back into a cluster the route already passed.
-    if reflect && a.cluster_list.contains(&key.cluster_id) {
+    if [leaves, enters]
+        .iter()
+        .flatten()
+        .any(|c| a.cluster_list.contains(c))
+    {
         return None;
     }
     let mut out = a.clone();
@@ -77,7 +88,9 @@ pub(crate) fn transform(
             // RFC 4456 §8: ORIGINATOR_ID names the route's originator inside the AS and
             // is set only once; CLUSTER_LIST gets our cluster ID in front.
             out.originator_id = Some(a.originator_id.unwrap_or(src.router_id));
-            out.cluster_list.insert(0, key.cluster_id);
+            for c in [leaves, enters].into_iter().flatten() {
+                out.cluster_list.insert(0, c);
+            }
         }
     }
     let no_next_hop = a.next_hop.is_none();

@@ -57,6 +57,7 @@ impl Rib {
             kind: PeerKind::Local,
             address: std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             router_id: cfg.router_id,
+            cluster_id: cfg.cluster_id(),
             group: NO_GROUP,
         };
         Self {
@@ -112,6 +113,7 @@ impl Rib {
             kind,
             address: cfg.address,
             router_id: Ipv4Addr::UNSPECIFIED,
+            cluster_id: cfg.cluster_id.unwrap_or(self.cfg.cluster_id()),
             group: NO_GROUP,
         };
         let state = Some(PeerState {
@@ -207,6 +209,7 @@ impl Rib {
         let key = GroupKey {
             kind: fact.kind,
             cluster_id: cfg.cluster_id.unwrap_or(self.cfg.cluster_id()),
+            client_to_client: cfg.client_to_client.unwrap_or(self.cfg.client_to_client),
             next_hop: cfg.next_hop,
             export: cfg.export.clone(),
             local: session.local,

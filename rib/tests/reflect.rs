@@ -210,6 +210,94 @@ fn test_per_peer_cluster_id() {
     );
 }
 
+/// One reflector serving two racks, each a cluster of its own (a cluster ID per peer
+/// group), client-to-client reflection off in rack 1 only: it acts as two reflectors.
+#[test]
+fn test_two_clusters_in_one_reflector() {
+    let rack1 = v4("1.0.0.1");
+    let rack2 = v4("1.0.0.2");
+    let mut rib = rr();
+    let in_rack = |rib: &mut rib::Rib, n: u8, cluster, c2c| {
+        let mut cfg = PeerConfig::new(IpAddr::V4(v4("0.0.0.0")), LOCAL_AS);
+        cfg.rr_client = true;
+        cfg.cluster_id = Some(cluster);
+        cfg.client_to_client = c2c;
+        up(rib, cfg, n, ibgp_ctx())
+    };
+    let a1 = in_rack(&mut rib, 2, rack1, Some(false));
+    let a2 = in_rack(&mut rib, 3, rack1, Some(false));
+    let b1 = in_rack(&mut rib, 4, rack2, None);
+    let b2 = in_rack(&mut rib, 5, rack2, None);
+    let n = nonclient(&mut rib, 6);
+    drain(&mut rib);
+    let ctx = ibgp_ctx();
+    let cl = |rib: &rib::Rib, peer, outs: &[(rib::GroupId, rib::Outbound)], pfx: &str| {
+        table(&received(rib, peer, outs, &ctx))
+            .get(&p(pfx))
+            .map(|a| attr(a, T::CLUSTER_LIST).cloned())
+    };
+    // From rack 1: not to rack 1's other client (meshed), to rack 2's through both
+    // clusters, to the non-client out of rack 1's.
+    let _ = apply(
+        &mut rib,
+        a1,
+        &ctx,
+        &announce(&["198.51.100.0/26"], base("192.0.2.2", &[]), &ctx),
+    );
+    let outs = drain(&mut rib);
+    assert_eq!(cl(&rib, a2, &outs, "198.51.100.0/26"), None);
+    for b in [b1, b2] {
+        assert_eq!(
+            cl(&rib, b, &outs, "198.51.100.0/26"),
+            Some(Some(A::ClusterList(vec![rack2, rack1])))
+        );
+    }
+    assert_eq!(
+        cl(&rib, n, &outs, "198.51.100.0/26"),
+        Some(Some(A::ClusterList(vec![rack1])))
+    );
+    // From rack 2: to rack 2's other client through rack 2 only; to rack 1's clients
+    // (their cluster reflects nothing between its own clients, but this came from
+    // outside it).
+    let _ = apply(
+        &mut rib,
+        b1,
+        &ctx,
+        &announce(&["198.51.100.64/26"], base("192.0.2.4", &[]), &ctx),
+    );
+    let outs = drain(&mut rib);
+    assert_eq!(
+        cl(&rib, b2, &outs, "198.51.100.64/26"),
+        Some(Some(A::ClusterList(vec![rack2])))
+    );
+    for a in [a1, a2] {
+        assert_eq!(
+            cl(&rib, a, &outs, "198.51.100.64/26"),
+            Some(Some(A::ClusterList(vec![rack1, rack2])))
+        );
+    }
+    assert_eq!(
+        cl(&rib, n, &outs, "198.51.100.64/26"),
+        Some(Some(A::ClusterList(vec![rack2])))
+    );
+    // From the non-client: into each rack's cluster.
+    let _ = apply(
+        &mut rib,
+        n,
+        &ctx,
+        &announce(&["203.0.113.0/26"], base("192.0.2.6", &[]), &ctx),
+    );
+    let outs = drain(&mut rib);
+    assert_eq!(
+        cl(&rib, a2, &outs, "203.0.113.0/26"),
+        Some(Some(A::ClusterList(vec![rack1])))
+    );
+    assert_eq!(
+        cl(&rib, b2, &outs, "203.0.113.0/26"),
+        Some(Some(A::ClusterList(vec![rack2])))
+    );
+}
+
 #[test]
 fn test_next_hop_self_all_on_reflected_routes() {
     let mut rib = rr();

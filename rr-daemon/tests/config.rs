@@ -196,6 +196,19 @@ fn test_examples_load() {
         Some(v4("1.0.0.2"))
     );
     assert_eq!(rack.peer(ip("10.0.2.3")).unwrap().hold_time, 240);
+    // Rack 1's nodes are meshed among themselves: nothing reflected between them.
+    assert_eq!(
+        rack.peer(ip("10.0.1.1")).unwrap().client_to_client,
+        Some(false)
+    );
+    assert_eq!(rack.peer(ip("10.0.2.1")).unwrap().client_to_client, None);
+    assert_eq!(
+        rack.peer(ip("10.0.1.1"))
+            .unwrap()
+            .rib_config()
+            .client_to_client,
+        Some(false)
+    );
     // Clients and no speaker cluster_id: the router ID serves (documented).
     assert_eq!(rack.speaker.cluster_id, Some(v4("10.0.0.1")));
     assert_eq!(rack.peers.len(), 9);
@@ -1016,6 +1029,13 @@ fn test_error_messages_are_located() {
              rr_client = true\n[[peer]]\naddress = \"10.0.0.2\"\ngroup = \"g\"\nasn = 2\n",
             "test.toml:10:7: peer[0].asn: rr_client needs an internal peer, but asn 2 is \
              not speaker.asn 1",
+        ),
+        // client_to_client on a peer that is no client: at the key.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
+             asn = 1\nclient_to_client = false\n",
+            "test.toml:7:20: peer[0].client_to_client: client_to_client applies to \
+             route-reflector clients: set rr_client = true",
         ),
         // An inherited keepalive that the peer's hold time cannot carry.
         (

@@ -14,6 +14,8 @@ use crate::proc::{Proc, await_control, run_cmd, spawn_in, tail, which};
 
 /// FRR's BGP daemon (Debian `frr`).
 pub const FRR_BGPD: &str = "/usr/lib/frr/bgpd";
+/// FRR's kernel route manager (Debian `frr`).
+pub const FRR_ZEBRA: &str = "/usr/lib/frr/zebra";
 
 /// FRR `bgpd` (no zebra) in a namespace with one neighbor: our speaker.
 #[derive(Debug)]
@@ -31,6 +33,19 @@ pub struct Frr {
     log: PathBuf,
     proc: Option<Proc>,
     client: Option<ClientConfig>,
+    /// FRR's `zebra` beside `bgpd` (kernel routes), started by [`Frr::start_node_config`];
+    /// declared after `proc` so that `bgpd` stops first.
+    zebra: Option<Zebra>,
+}
+
+/// FRR's `zebra` in the same namespace as a `bgpd`: it installs bgpd's best routes into
+/// the namespace's kernel (protocol `bgp`, 186). It runs as the `frr` user (FRR refuses
+/// root without the `frrvty` group), in a directory of its own given to that user, which
+/// holds its config, log, PID file, vty socket and the zserv socket bgpd connects to.
+#[derive(Debug)]
+struct Zebra {
+    dir: PathBuf,
+    proc: Proc,
 }
 
 impl Frr {
@@ -100,6 +115,93 @@ impl Frr {
         Ok(f)
     }
 
+    /// [`Frr::start_config`] with FRR's `zebra` beside `bgpd`, so that bgpd's best routes
+    /// go into the namespace's kernel (protocol `bgp`): FRR as a node that programs
+    /// routes. `bgpd` listens on every address of the namespace (`-l` would turn the
+    /// kernel off).
+    pub fn start_node_config(
+        ns: &Netns,
+        dir: &Path,
+        name: &str,
+        neighbor: IpAddr,
+        listen: IpAddr,
+        body: &str,
+    ) -> Result<Self, String> {
+        let mut f = Self::prepare(ns, dir, name, neighbor, listen)?;
+        let zdir = dir.join(format!("frr-{name}-zebra"));
+        fs::create_dir_all(&zdir).map_err(|e| format!("cannot create {}: {e}", zdir.display()))?;
+        fs::write(
+            zdir.join("zebra.conf"),
+            format!(
+                "hostname {name}-zebra\nlog file {}\n",
+                zdir.join("zebra.log").display()
+            ),
+        )
+        .map_err(|e| format!("cannot write zebra.conf: {e}"))?;
+        // The vty directory holds bgpd's socket and zebra's: both write there.
+        run_cmd(
+            "chown",
+            &[
+                "-R",
+                "frr:frr",
+                &zdir.to_string_lossy(),
+                &f.vty.to_string_lossy(),
+            ],
+            Duration::from_secs(5),
+        )?;
+        let z = |file: &str| zdir.join(file).to_string_lossy().into_owned();
+        let args: Vec<String> = vec![
+            "-u".into(),
+            "frr".into(),
+            "-g".into(),
+            "frr".into(),
+            "-f".into(),
+            z("zebra.conf"),
+            "-i".into(),
+            z("zebra.pid"),
+            "-z".into(),
+            z("zserv.api"),
+            "--vty_socket".into(),
+            f.vty.to_string_lossy().into_owned(),
+            "-P".into(),
+            "0".into(),
+        ];
+        let mut p = spawn_in(
+            &f.ns,
+            dir,
+            &format!("frr-{name}-zebra"),
+            Path::new(FRR_ZEBRA),
+            &args,
+            &[],
+            false,
+        )?;
+        let sock = zdir.join("zserv.api");
+        let up = crate::proc::poll(Duration::from_secs(10), Duration::from_millis(50), || {
+            if !p.is_running() {
+                return Some(false);
+            }
+            sock.exists().then_some(true)
+        });
+        if up != Some(true) {
+            return Err(format!(
+                "FRR zebra did not come up (no {}): {}",
+                sock.display(),
+                tail(p.stderr_path(), 20)
+            ));
+        }
+        f.zebra = Some(Zebra { dir: zdir, proc: p });
+        let mut s = String::new();
+        let _ = writeln!(s, "frr defaults traditional");
+        let _ = writeln!(s, "hostname {name}");
+        let _ = writeln!(s, "log file {}", f.log.display());
+        let _ = writeln!(s, "log timestamp precision 3");
+        let _ = writeln!(s, "debug bgp neighbor-events");
+        let _ = writeln!(s, "!");
+        s.push_str(body);
+        f.write_and_start(&s)?;
+        Ok(f)
+    }
+
     fn prepare(
         ns: &Netns,
         dir: &Path,
@@ -125,6 +227,7 @@ impl Frr {
             log: dir.join(format!("{stem}.log")),
             proc: None,
             client: None,
+            zebra: None,
         };
         fs::create_dir_all(&f.vty).map_err(|e| format!("cannot create vty dir: {e}"))?;
         Ok(f)
@@ -344,6 +447,29 @@ impl Peer for Frr {
     }
 
     fn start_again(&mut self) -> Result<(), String> {
+        let pid = self.dir.join(format!("frr-{}.pid", self.name));
+        if let Some(z) = &self.zebra {
+            // With zebra: no `-Z` (no zebra) and no `-l` (which implies no kernel).
+            let args: Vec<String> = [
+                "-S",
+                "-f",
+                &self.conf.to_string_lossy(),
+                "-i",
+                &pid.to_string_lossy(),
+                "-z",
+                &z.dir.join("zserv.api").to_string_lossy(),
+                "--vty_socket",
+                &self.vty.to_string_lossy(),
+                "-p",
+                "179",
+                "-P",
+                "0",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            return self.spawn_bgpd(&args);
+        }
         let args: Vec<String> = [
             "-Z",
             "-S",
@@ -366,12 +492,38 @@ impl Peer for Frr {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
+        self.spawn_bgpd(&args)
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let stderr = self.dir.join(format!("frr-{}.stderr", self.name));
+        let zebra = self.zebra.as_ref().map_or_else(String::new, |z| {
+            format!(
+                "\n--- FRR {} zebra stderr ---\n{}",
+                self.name,
+                tail(z.proc.stderr_path(), lines)
+            )
+        });
+        format!(
+            "--- FRR {} stderr ---\n{}\n--- FRR {} log ({}) ---\n{}{zebra}",
+            self.name,
+            tail(&stderr, lines),
+            self.name,
+            self.log.display(),
+            tail(&self.log, lines)
+        )
+    }
+}
+
+impl Frr {
+    /// Starts `bgpd` with `args` and waits (10 s at most) until vtysh answers.
+    fn spawn_bgpd(&mut self, args: &[String]) -> Result<(), String> {
         let mut p = spawn_in(
             &self.ns,
             &self.dir,
             &format!("frr-{}", self.name),
             Path::new(FRR_BGPD),
-            &args,
+            args,
             &[],
             false,
         )?;
@@ -380,18 +532,6 @@ impl Peer for Frr {
         })?;
         self.proc = Some(p);
         Ok(())
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        let stderr = self.dir.join(format!("frr-{}.stderr", self.name));
-        format!(
-            "--- FRR {} stderr ---\n{}\n--- FRR {} log ({}) ---\n{}",
-            self.name,
-            tail(&stderr, lines),
-            self.name,
-            self.log.display(),
-            tail(&self.log, lines)
-        )
     }
 }
 

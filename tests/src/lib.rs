@@ -39,20 +39,30 @@
 //! - `daemon`: ours, the one-session [`Speaker`], the [`Daemon`] (also started as `bird`:
 //!   [`Daemon::start_bird`]), and [`ctl_json`], [`ctl_route`];
 //! - `kernel`: kernel routing tables compared field by field ([`kernel_routes`],
-//!   [`route_diff`]).
+//!   [`route_diff`]);
+//! - `calico`: Calico's rendered BIRD 1.6 node config ([`calico_bird16_node_config`]);
+//! - `topology`: topologies as data ([`Topology`], files under `tests/topologies/`) and
+//!   the harness that brings one up, checks it and breaks it ([`Fabric`]).
 
 mod bird;
+mod calico;
 mod daemon;
 mod frr;
 mod kernel;
 mod netns;
 mod peer;
 mod proc;
+mod topology;
 
 pub use bird::{Bird, BirdCtl, BirdVersion, bird16_dir, parse_bird_routes};
+pub use calico::{CalicoPeer, calico_bird16_node_config, calico_passive, calico_proto};
 pub use daemon::{Daemon, Speaker, ctl_json, ctl_route};
-pub use frr::{FRR_BGPD, Frr};
+pub use frr::{FRR_BGPD, FRR_ZEBRA, Frr};
 pub use kernel::{KernelRoute, field, kernel_routes, route_diff, route_of, show};
 pub use netns::{Hub, Link, Netns, require_root};
 pub use peer::{Client, ClientConfig, ClientOptions, ClientRoute, Learned, Peer, PeerConfig};
 pub use proc::{Proc, WorkDir, poll, poll_ok, run_capture, run_cmd, tail};
+pub use topology::{
+    EndState, Fabric, FabricRoute, Gap, Impl, KernelWatch, Member, Node, Rack, Reflector, RibPath,
+    Topology, kernel_routes_of, rss_kib, topologies_dir,
+};

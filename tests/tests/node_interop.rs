@@ -4,7 +4,7 @@
 //!
 //! 1. both nodes BIRD 1.6 on Calico's rendered node config (`bird.cfg`, `bird_aggr.cfg`,
 //!    `bird_ipam.cfg` of Calico 3.32 for one IP pool 192.168.0.0/16 without IP-in-IP, in
-//!    BIRD 1.6 syntax: see [`calico_bird16_node_config`]);
+//!    BIRD 1.6 syntax: see `interop_tests::calico_bird16_node_config`);
 //! 2. both nodes ours (`[fib]` with the pool, `[[originate]]` blackhole for the block,
 //!    `[mesh]` of the two nodes, as Calico would configure us);
 //! 3. node1 BIRD 1.6, node2 ours.
@@ -42,8 +42,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use interop_tests::{
-    Bird, BirdVersion, Daemon, Hub, KernelRoute as Route, Netns, WorkDir, field, kernel_routes,
-    poll, require_root, route_diff, show,
+    Bird, BirdVersion, CalicoPeer, Daemon, Hub, KernelRoute as Route, Netns, WorkDir,
+    calico_bird16_node_config, calico_passive, calico_proto, field, kernel_routes, poll,
+    require_root, route_diff, show,
 };
 
 const AS: u32 = 64512;
@@ -95,106 +96,16 @@ enum Speaker {
     Ours,
 }
 
-/// Calico's mesh rule (`{{if gt $onode_ip $node_ip}} passive on;`): a node waits for a
-/// peer whose address is the greater string.
-fn calico_passive(me: &str, other: &str) -> bool {
-    other > me
-}
-
-fn mesh_proto(addr: &str) -> String {
-    format!("Mesh_{}", addr.replace('.', "_"))
-}
-
-/// Calico 3.32's node config (confd's `bird.cfg`, `bird_aggr.cfg`, `bird_ipam.cfg`, the
-/// includes inlined) for one IPv4 pool without IP-in-IP, in BIRD 1.6 syntax (Calico ships
-/// its fork of 1.6.8): the kernel protocol (`learn`, `persist`, scan 2 s, `merge paths`,
-/// export filter `calico_kernel_programming`), `device`, `direct` without `cali*`, the
-/// block as a static blackhole with `calico_aggr`, and a `Mesh_<ip>` session from
-/// Calico's template (`multihop`, `gateway recursive`, `add paths`, graceful restart,
-/// Calico's timers) with the mesh import/export filters (the metric follows LOCAL_PREF)
-/// and the `passive on` of [`calico_passive`].
-///
-/// One deviation: Calico renders the pool's kernel rule as
-/// `if (net ~ POOL) then { krt_tunnel=""; accept; }`; `krt_tunnel` exists only in
-/// Calico's fork (upstream 1.6.8 refuses it), and the empty tunnel means no tunnel, so
-/// the rule here is `{ accept; }`: the same route.
-fn calico_bird16_node_config(me: &Node, other: &Node) -> String {
-    let (addr, block) = (me.addr, me.block);
-    let mut c = format!(
-        "# bird_aggr.cfg\n\
-         protocol static {{\n   # IP blocks for this host.\n   route {block} blackhole;\n}}\n\
-         function calico_aggr ()\n{{\n\
-         \x20     # Block {block} is implicitly confirmed.\n\
-         \x20     if ( net = {block} ) then {{ accept; }}\n\
-         \x20     if ( net ~ {block} && krt_metric < 1024 ) then {{ accept; }}\n\
-         \x20     if ( net ~ {block} ) then {{ reject; }}\n}}\n\
-         # bird_ipam.cfg\n\
-         function apply_communities ()\n{{\n}}\n\
-         function reject_tunnel_routes () {{\n\
-         \x20 if (defined(ifname)) then {{\n\
-         \x20    if ((ifname ~ \"*.cali\") || (ifname ~ \"*.calico\")) then {{\n\
-         \x20       reject;\n\x20    }}\n\x20 }}\n}}\n\
-         function calico_export_to_bgp_peers(bool internal_peer) {{\n\
-         \x20 if (internal_peer) then {{\n    reject_tunnel_routes();\n  }}\n\
-         \x20 apply_communities();\n\
-         \x20 calico_aggr();\n\
-         \x20 if (net ~ {POOL}) then {{ accept; }}\n}}\n\
-         filter calico_kernel_programming {{\n\
-         \x20 if (net ~ {POOL}) then {{ accept; }} # Calico: {{ krt_tunnel=\"\"; accept; }}\n\
-         \x20 accept;\n}}\n\
-         # bird.cfg\n\
-         router id {addr};\n\
-         protocol kernel {{\n\
-         \x20 learn;             # Learn all alien routes from the kernel\n\
-         \x20 persist;           # Don't remove routes on bird shutdown\n\
-         \x20 scan time 2;       # Scan kernel routing table every 2 seconds\n\
-         \x20 import all;\n\
-         \x20 export filter calico_kernel_programming; # Default is export none\n\
-         \x20 graceful restart;\n\
-         \x20 merge paths on;    # Allow export multipath routes (ECMP)\n}}\n\
-         protocol device {{\n  debug {{ states }};\n  scan time 2;\n}}\n\
-         protocol direct {{\n  debug {{ states }};\n  interface -\"cali*\", -\"kube-ipvs*\", \"*\";\n}}\n\
-         template bgp bgp_template {{\n\
-         \x20 debug {{ states }};\n\
-         \x20 description \"Connection to BGP peer\";\n\
-         \x20 local as {AS};\n\
-         \x20 gateway recursive; # This should be the default, but just in case.\n\
-         \x20 add paths on;\n\
-         \x20 graceful restart;\n\
-         \x20 connect delay time 2;\n\
-         \x20 connect retry time 5;\n\
-         \x20 error wait time 5,30;\n}}\n"
-    );
-    let _ = write!(
-        c,
-        "protocol bgp {} from bgp_template {{\n\
-         \x20 neighbor {} as {AS};\n\
-         \x20 source address {addr};  # The local address we use for the TCP connection\n\
-         \x20 multihop;\n\
-         \x20 import filter {{\n\
-         \x20   krt_metric = 1024;\n\
-         \x20   if (defined(bgp_local_pref)) then {{\n\
-         \x20     krt_metric = 2147483647 - bgp_local_pref;\n\
-         \x20   }}\n\
-         \x20   if (krt_metric < 1024) then\n\
-         \x20     preference = 200;\n\
-         \x20   accept;\n\
-         \x20 }};\n\
-         \x20 export filter {{\n\
-         \x20   if (!defined(krt_metric)) then {{ krt_metric = 1024; }}\n\
-         \x20   bgp_local_pref = 2147483647 - krt_metric;\n\
-         \x20   calico_export_to_bgp_peers(true);\n\
-         \x20   reject;\n\
-         \x20 }};  # Only want to export routes for workloads.\n{}}}\n",
-        mesh_proto(other.addr),
-        other.addr,
-        if calico_passive(addr, other.addr) {
-            "  passive on; # Mesh is unidirectional, peer will connect to us.\n"
-        } else {
-            ""
-        }
-    );
-    c
+/// Calico's rendered config (see [`calico_bird16_node_config`]) for node `me` meshed
+/// with `other`: one `Mesh_<ip>` session, `passive on` where Calico renders it.
+fn calico_bird16_mesh_config(me: &Node, other: &Node) -> String {
+    let peer = CalicoPeer {
+        name: calico_proto("Mesh", other.addr),
+        addr: other.addr.into(),
+        asn: AS,
+        passive: calico_passive(me.addr, other.addr),
+    };
+    calico_bird16_node_config(me.addr, AS, me.block, POOL, &[peer])
 }
 
 /// Our config for the same node, as Calico would configure us: the mesh of both nodes
@@ -297,9 +208,9 @@ fn run(label: &str, kinds: [Speaker; 2]) -> Kernels {
                 &nss[i],
                 &sub,
                 n.name,
-                &mesh_proto(other.addr),
+                &calico_proto("Mesh", other.addr),
                 false,
-                &calico_bird16_node_config(n, other),
+                &calico_bird16_mesh_config(n, other),
             )
             .map(|b| Running::Bird(Box::new(b))),
             Speaker::Ours => Daemon::start(&nss[i], &sub, exe(), &our_node_config(n))

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use interop_tests::{
     Bird, BirdVersion, Client, ClientConfig, ClientOptions, ClientRoute, Daemon, Frr, Hub, Learned,
-    Netns, Peer, WorkDir, ctl_json, ctl_route, poll_ok, require_root,
+    Netns, Peer, WorkDir, calico_passive, calico_proto, ctl_json, ctl_route, poll_ok, require_root,
 };
 use serde_json::Value;
 
@@ -856,16 +856,9 @@ fn ours_as_client_of_bird2_reflector() {
     t.log("done");
 }
 
-/// Calico's mesh rule as its `bird.cfg.template` renders it: `{{if gt $onode_ip $node_ip}}
-/// passive on;` — a node waits for every peer whose address is the greater *string*
-/// (Go's `gt` on strings: byte order, so "192.0.2.9" > "192.0.2.30").
-fn calico_passive(me: &str, other: &str) -> bool {
-    other > me
-}
-
 /// BIRD 1.6 as a Calico mesh node: a blackhole for its IPAM block, `Mesh_<ip>` sessions
 /// from a template like Calico's (`add paths on`, graceful restart, `source address`, the
-/// `passive on` of [`calico_passive`]). Timers are shortened for the test, and `direct`
+/// `passive on` of `calico_passive`). Timers are shortened for the test, and `direct`
 /// replaces `multihop` + `gateway recursive` because every node shares the hub's segment.
 fn calico_b16_mesh_config(me: &str, others: &[&str], block: &str, asn: u32) -> String {
     let mut body = format!(
@@ -927,7 +920,7 @@ fn connected_to(log: &str) -> Vec<String> {
 
 /// Calico's session name for a mesh peer: `Mesh_192_0_2_11`.
 fn mesh_proto(addr: &str) -> String {
-    format!("Mesh_{}", addr.replace('.', "_"))
+    calico_proto("Mesh", addr)
 }
 
 /// A Calico-style full iBGP mesh in AS 64512: FRR (192.0.2.11), ours (.12, `[mesh]`) and

@@ -430,6 +430,9 @@ pub struct PeerSettings {
     pub rr_client: bool,
     /// Cluster ID towards this peer instead of the speaker's.
     pub cluster_id: Option<Ipv4Addr>,
+    /// For a client: routes from the other clients of its cluster are reflected to it;
+    /// `None` for `speaker.client_to_client`.
+    pub client_to_client: Option<bool>,
     /// Next-hop handling on export.
     pub next_hop: NextHopMode,
     /// Import policy.
@@ -485,6 +488,7 @@ impl PeerSettings {
             soft_reconfiguration_inbound,
             rr_client,
             cluster_id,
+            client_to_client,
             next_hop: _,
             import: _,
             export: _,
@@ -527,6 +531,10 @@ impl PeerSettings {
             ),
             ("rr_client", *rr_client == new.rr_client),
             ("cluster_id", *cluster_id == new.cluster_id),
+            (
+                "client_to_client",
+                *client_to_client == new.client_to_client,
+            ),
             (
                 "graceful_restart",
                 *graceful_restart == new.graceful_restart,
@@ -629,6 +637,7 @@ impl PeerSettings {
         let mut c = PeerConfig::new(self.address, self.asn);
         c.rr_client = self.rr_client;
         c.cluster_id = self.cluster_id;
+        c.client_to_client = self.client_to_client;
         c.next_hop = self.next_hop;
         c.import = Some(self.import.policy.clone());
         c.export = Some(self.export.policy.clone());

@@ -240,6 +240,7 @@ peer_fields! {
     passive: bool,
     rr_client: bool,
     cluster_id: Ipv4Addr,
+    client_to_client: bool,
     multihop: Multihop,
     ttl_security: TtlSecurity,
     hold_time: HoldTime,

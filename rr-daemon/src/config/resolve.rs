@@ -493,6 +493,14 @@ impl Cx<'_> {
             ));
         }
 
+        let client_to_client = pick!(client_to_client);
+        if client_to_client.is_some() && !rr_client {
+            return Err(self.error(
+                &self.locate(l, "client_to_client").1,
+                "client_to_client applies to route-reflector clients: set rr_client = true",
+            ));
+        }
+
         let next_hop = match l.level(&["next_hop_self", "next_hop_keep"]) {
             Some(f) if f.next_hop_keep == Some(true) => NextHopMode::Keep,
             Some(f) => match f.next_hop_self {
@@ -539,6 +547,7 @@ impl Cx<'_> {
             soft_reconfiguration_inbound: pick!(soft_reconfiguration_inbound).unwrap_or(false),
             rr_client,
             cluster_id: pick!(cluster_id),
+            client_to_client,
             next_hop,
             import: self.binding(&import, &self.locate(l, "import").1)?,
             export: self.binding(&export, &self.locate(l, "export").1)?,

@@ -1291,10 +1291,7 @@ fn test_bfd_down_resets_the_bgp_session_at_once() {
     // The path fails: Cease, BFD Down (RFC 9384) at once.
     h.core.handle_bfd(bfd_notice(a, Bfd::Up, Bfd::Down));
     h.drain();
-    assert_eq!(
-        h.resets,
-        [(a, subcode::cease::BFD_DOWN)]
-    );
+    assert_eq!(h.resets, [(a, subcode::cease::BFD_DOWN)]);
     assert!(
         h.start_stop.is_empty(),
         "not strict: BGP restarts by itself"

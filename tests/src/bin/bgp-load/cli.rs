@@ -154,6 +154,21 @@ pub(crate) struct FabricArgs {
     /// whoever stops the target.
     #[arg(long, value_name = "PATH", requires = "await_cease")]
     pub(crate) ready_file: Option<std::path::PathBuf>,
+    /// Route reflectors, ADDR:PORT, comma-separated, instead of --target: the clients form
+    /// racks of --rack-size consecutive clients, and every client of rack r holds one
+    /// session with each of the T reflectors targets[r·T .. (r+1)·T] (T = targets /
+    /// racks; 2 for the redundant pair of a top-of-rack topology). Every session must
+    /// learn the K-1 other blocks. Not with --flap.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "rack_size",
+        conflicts_with = "flap"
+    )]
+    pub(crate) targets: Vec<SocketAddr>,
+    /// Clients per rack, with --targets; it must divide --clients.
+    #[arg(long, requires = "targets", value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub(crate) rack_size: Option<u64>,
 }
 
 /// `--next-hop`: the session's own address, or a base address.

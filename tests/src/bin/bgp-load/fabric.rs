@@ -3,6 +3,10 @@
 //!
 //! With `--flap`, after convergence client 0 sends a Cease / Administrative Reset, closes
 //! and reconnects at once; the other clients must get its block again.
+//!
+//! With `--targets` and `--rack-size`, the clients form racks and each holds a session
+//! with every reflector of its rack (a top-of-rack topology): a session is then one
+//! (client, reflector) pair, and each session must learn the K-1 other blocks.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -52,8 +56,15 @@ fn block_index(n: &Nlri, k: usize, me: usize) -> Option<usize> {
 #[derive(Debug)]
 pub(crate) struct Plan {
     target: SocketAddr,
+    /// Per client: its source address.
     sources: Vec<IpAddr>,
+    /// Per session: its client's index.
+    client_of: Vec<usize>,
+    /// Per session.
     peers: Vec<Peer>,
+    /// The reflectors (just the target without --targets).
+    targets: Vec<SocketAddr>,
+    rack_size: usize,
     next_hops: Vec<Ipv4Addr>,
     asn: u32,
     peer_asn: u32,
@@ -68,18 +79,51 @@ pub(crate) struct Plan {
 /// Checks the arguments against the network rule and derives every session.
 pub(crate) fn prepare(c: &Common, a: &FabricArgs, initial_netns: bool) -> Result<Plan, String> {
     c.check()?;
-    let sources = addrs::sources(c.source, a.clients, c.target, initial_netns)?;
-    let mut peers = Vec::with_capacity(sources.len());
+    let clients = usize::try_from(a.clients).map_err(|_| "--clients: too many")?;
+    let (targets, rack_size) = if a.targets.is_empty() {
+        (vec![c.target], clients)
+    } else {
+        let size = a.rack_size.unwrap_or(a.clients) as usize;
+        if !clients.is_multiple_of(size) {
+            return Err(format!(
+                "--rack-size {size} does not divide --clients {clients}"
+            ));
+        }
+        let racks = clients / size;
+        if !a.targets.len().is_multiple_of(racks) {
+            return Err(format!(
+                "{} --targets for {racks} racks: each rack needs the same number",
+                a.targets.len()
+            ));
+        }
+        (a.targets.clone(), size)
+    };
+    for t in &targets {
+        addrs::check_allowed("--targets", t.ip(), initial_netns)?;
+    }
+    let per_rack = targets.len() / (clients / rack_size);
+    let sources = addrs::sources(c.source, a.clients, targets[0], initial_netns)?;
+    let mut peers = Vec::with_capacity(sources.len() * per_rack);
+    let mut client_of = Vec::with_capacity(sources.len() * per_rack);
     let mut next_hops = Vec::with_capacity(sources.len());
     for (i, &s) in sources.iter().enumerate() {
-        peers.push(Peer {
-            source: s,
-            target: c.target,
-            asn: c.asn,
-            peer_asn: c.peer_asn(),
-            hold_time: c.hold_time,
-            router_id: addrs::router_id(s)?,
-        });
+        let rack = i / rack_size;
+        for &target in &targets[rack * per_rack..(rack + 1) * per_rack] {
+            if target.is_ipv4() != s.is_ipv4() {
+                return Err(format!(
+                    "--targets {target} and --source are of different families"
+                ));
+            }
+            peers.push(Peer {
+                source: s,
+                target,
+                asn: c.asn,
+                peer_asn: c.peer_asn(),
+                hold_time: c.hold_time,
+                router_id: addrs::router_id(s)?,
+            });
+            client_of.push(i);
+        }
         next_hops.push(addrs::next_hop(c.next_hop, s, i as u64)?);
     }
     if c.next_hop == NextHopArg::SelfAddr && sources[0].is_loopback() {
@@ -91,7 +135,10 @@ pub(crate) fn prepare(c: &Common, a: &FabricArgs, initial_netns: bool) -> Result
     Ok(Plan {
         target: c.target,
         sources,
+        client_of,
         peers,
+        targets,
+        rack_size,
         next_hops,
         asn: c.asn,
         peer_asn: c.peer_asn(),
@@ -106,7 +153,7 @@ pub(crate) fn prepare(c: &Common, a: &FabricArgs, initial_netns: bool) -> Result
 
 impl Plan {
     pub(crate) fn sessions(&self) -> usize {
-        self.sources.len()
+        self.peers.len()
     }
 }
 
@@ -171,31 +218,39 @@ enum Cmd {
 /// Runs the plan until done or the deadline.
 pub(crate) async fn execute(plan: Plan, deadline: Instant) -> report::Fabric {
     let started = Instant::now();
-    let k = plan.sessions();
+    // Clients (blocks) and sessions: the same without --targets.
+    let k = plan.sources.len();
+    let n = plan.sessions();
     let clock = Clock {
         base: Instant::now(),
     };
-    let stats = plan.sources.iter().map(|&a| SessionStats::new(a)).collect();
+    let stats = plan
+        .peers
+        .iter()
+        .map(|p| SessionStats::new(p.source))
+        .collect();
     let st = Arc::new(State {
         run: Run::new("fabric", clock, deadline, stats),
         k,
-        seen: (0..k).map(|_| FlapSeen::default()).collect(),
+        seen: (0..n).map(|_| FlapSeen::default()).collect(),
         cease_at: AtomicTime::default(),
         reestablished_at: AtomicTime::default(),
         full_again_at: AtomicTime::default(),
         awaiting: AtomicBool::new(false),
         endings: std::sync::Mutex::new(vec![None; k]),
     });
-    let mut cmds = Vec::with_capacity(k);
-    for i in 0..k {
+    let mut cmds = Vec::with_capacity(n);
+    for i in 0..n {
         let (tx, rx) = mpsc::unbounded_channel();
         cmds.push(tx);
-        let delay = start_delay(i, k, plan.spread);
+        let delay = start_delay(i, n, plan.spread);
+        let client = plan.client_of[i];
         let c = Client {
             st: st.clone(),
             i,
+            client,
             peer: plan.peers[i].clone(),
-            next_hop: plan.next_hops[i],
+            next_hop: plan.next_hops[client],
             local_as: plan.asn,
         };
         tokio::spawn(c.run(delay, rx));
@@ -203,8 +258,8 @@ pub(crate) async fn execute(plan: Plan, deadline: Instant) -> report::Fabric {
     let run = &st.run;
     let progress = || progress_line(&st);
 
-    let up = run.wait_until(|| run.up_count(0..k) == k, &progress).await;
-    let all_up_at = run.all_established_at(0..k);
+    let up = run.wait_until(|| run.up_count(0..n) == n, &progress).await;
+    let all_up_at = run.all_established_at(0..n);
     let complete = run
         .wait_until(
             || run.sessions.iter().all(|s| s.full_at.get().is_some()),
@@ -258,10 +313,13 @@ pub(crate) async fn execute(plan: Plan, deadline: Instant) -> report::Fabric {
     report
 }
 
-/// One client's task.
+/// One session's task.
 struct Client {
     st: Arc<State>,
+    /// The session.
     i: usize,
+    /// Its client (whose block it announces).
+    client: usize,
     peer: Peer,
     next_hop: Ipv4Addr,
     local_as: u32,
@@ -289,7 +347,7 @@ impl Client {
                 local_as: self.local_as,
                 next_hop: self.next_hop,
             };
-            match tx.announce_one(block(i)) {
+            match tx.announce_one(block(self.client)) {
                 Ok(out) => s.send(out.bytes),
                 Err(e) => return run.session_error(i, &e),
             }
@@ -371,7 +429,7 @@ impl Client {
         let a = apply(
             &v,
             tally,
-            |n| block_index(n, st.k, i),
+            |n| block_index(n, st.k, self.client),
             |idx, announced| {
                 if flapping && idx == Some(0) {
                     if announced {
@@ -402,6 +460,7 @@ impl Client {
 fn progress_line(st: &State) -> String {
     let run = &st.run;
     let k = st.k;
+    let n = run.sessions.len();
     let full = run
         .sessions
         .iter()
@@ -415,8 +474,9 @@ fn progress_line(st: &State) -> String {
         .unwrap_or(0);
     let unexpected: u64 = run.sessions.iter().map(SessionStats::unexpected).sum();
     let mut line = format!(
-        "up {}/{k}, clients holding all {}: {full}/{k}, min count {min}, unexpected {unexpected}",
-        run.up_count(0..k),
+        "up {}/{n}, sessions holding all {}: {full}/{n}, min count {min}, unexpected \
+         {unexpected}",
+        run.up_count(0..n),
         k - 1
     );
     if st.cease_at.get().is_some() {
@@ -442,18 +502,27 @@ fn build_report(
 ) -> report::Fabric {
     let run = &st.run;
     let k = st.k;
+    let n = run.sessions.len();
     let want = k as u64 - 1;
     let times: Vec<f64> = run
         .sessions
         .iter()
         .filter_map(|s| s.full_at.get().map(secs))
         .collect();
-    let all_complete_s = (times.len() == k).then(|| times.iter().copied().fold(0.0, f64::max));
+    let all_complete_s = (times.len() == n).then(|| times.iter().copied().fold(0.0, f64::max));
+    let multi = plan.targets.len() > 1;
     let incomplete: Vec<String> = run
         .sessions
         .iter()
-        .filter(|s| s.count() != want)
-        .map(|s| s.address.to_string())
+        .zip(&plan.peers)
+        .filter(|(s, _)| s.count() != want)
+        .map(|(s, p)| {
+            if multi {
+                format!("{}->{}", s.address, p.target)
+            } else {
+                s.address.to_string()
+            }
+        })
         .collect();
     let unexpected: u64 = run.sessions.iter().map(SessionStats::unexpected).sum();
     let end_of_rib = run
@@ -461,7 +530,7 @@ fn build_report(
         .iter()
         .filter(|s| s.end_of_rib_at.get().is_some())
         .count();
-    let per_client = (k <= DETAIL_MAX).then(|| {
+    let per_client = (n <= DETAIL_MAX).then(|| {
         run.sessions
             .iter()
             .map(|s| report::Client {
@@ -558,7 +627,7 @@ fn build_report(
             ok,
             timed_out,
             errors: run.errors.list(),
-            sessions: k,
+            sessions: n,
             sessions_up_s: all_up_at.map(secs),
             elapsed_s: secs(started.elapsed().as_nanos() as u64),
             target: plan.target.to_string(),
@@ -568,6 +637,8 @@ fn build_report(
             hold_time: plan.hold_time,
         },
         clients: k,
+        targets: plan.targets.iter().map(ToString::to_string).collect(),
+        rack_size: plan.rack_size,
         all_complete_s,
         complete_s: report::Summary::of(times),
         incomplete,
@@ -582,6 +653,63 @@ fn build_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Mode};
+    use clap::Parser;
+
+    fn plan(args: &[&str]) -> Result<Plan, String> {
+        let cli = Cli::try_parse_from(["bgp-load", "fabric"].iter().chain(args))
+            .map_err(|e| e.to_string())?;
+        let Mode::Fabric(a) = &cli.mode else {
+            unreachable!()
+        };
+        prepare(&cli.common, a, true)
+    }
+
+    #[test]
+    fn test_racks_of_clients_with_their_reflectors() {
+        let targets = "127.10.0.1:179,127.10.0.2:179,127.10.0.3:179,127.10.0.4:179";
+        let p = plan(&["--clients", "4", "--rack-size", "2", "--targets", targets]).unwrap();
+        assert_eq!(p.sessions(), 8);
+        let pairs: Vec<(usize, String)> = p
+            .client_of
+            .iter()
+            .zip(&p.peers)
+            .map(|(&c, peer)| (c, peer.target.ip().to_string()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (0, "127.10.0.1"),
+                (0, "127.10.0.2"),
+                (1, "127.10.0.1"),
+                (1, "127.10.0.2"),
+                (2, "127.10.0.3"),
+                (2, "127.10.0.4"),
+                (3, "127.10.0.3"),
+                (3, "127.10.0.4"),
+            ]
+            .map(|(c, t)| (c, t.to_owned()))
+        );
+        // Both sessions of a client come from its one address.
+        assert_eq!(p.peers[2].source, p.peers[3].source);
+        assert_ne!(p.peers[1].source, p.peers[2].source);
+        // Racks that do not divide, reflectors that do not share out, a flap.
+        let e = plan(&["--clients", "5", "--rack-size", "2", "--targets", targets]);
+        assert!(e.unwrap_err().contains("does not divide"));
+        let e = plan(&["--clients", "6", "--rack-size", "2", "--targets", targets]);
+        assert!(e.unwrap_err().contains("each rack needs the same number"));
+        let e = plan(&[
+            "--clients",
+            "4",
+            "--rack-size",
+            "2",
+            "--targets",
+            targets,
+            "--flap",
+        ]);
+        assert!(e.is_err());
+        assert!(plan(&["--clients", "4", "--targets", targets]).is_err());
+    }
 
     #[test]
     fn test_blocks_and_their_index() {

@@ -64,12 +64,15 @@
 //!   after sending its ROUTE-REFRESH), `final_count`, `expected` (0), `ok`.
 //!
 //! `fabric`:
-//! - `clients` (K); `all_complete_s`: from the first session's start until every client
-//!   held the K-1 other blocks (`null` unless all did); `complete_s`: `{n, min, median,
-//!   max}` of each client's completion on the same scale; `incomplete`: addresses of the
-//!   clients whose final count is not K-1; `unexpected`: summed over clients (a client's
+//! - `clients` (K); `targets` (the reflectors: `--targets`, else just `--target`) and
+//!   `rack_size` (K without `--targets`): with several targets a session is one (client,
+//!   reflector) pair and `sessions` counts them; `all_complete_s`: from the first
+//!   session's start until every session held the K-1 other blocks (`null` unless all
+//!   did); `complete_s`: `{n, min, median, max}` of each session's completion on the
+//!   same scale; `incomplete`: addresses of the sessions whose final count is not K-1
+//!   (`CLIENT->REFLECTOR` with several targets); `unexpected`: summed over clients (a client's
 //!   own block coming back counts); `end_of_rib`: how many clients received End-of-RIB.
-//! - `per_client`: for K ≤ 50, one object per client with `address`, `count`,
+//! - `per_client`: for at most 50 sessions, one object per session with `address`, `count`,
 //!   `complete_s`, `end_of_rib`, `unexpected`; `null` for more clients.
 //! - `flap`: `null` without `--flap`; otherwise `client` (client 0's address),
 //!   `performed` (the Cease was sent: only after convergence, so false when the run

@@ -122,6 +122,8 @@ pub(crate) struct Fabric {
     #[serde(flatten)]
     pub(crate) common: Common,
     pub(crate) clients: usize,
+    pub(crate) targets: Vec<String>,
+    pub(crate) rack_size: usize,
     pub(crate) all_complete_s: Option<f64>,
     pub(crate) complete_s: Summary,
     pub(crate) incomplete: Vec<String>,
