@@ -380,16 +380,15 @@ fn churn_test(n: usize) {
         "churn: warm-up round of {n} veths in {took:?}; daemon RSS {rss0} KiB, CPU {cpu0:.2} s"
     );
     let rounds = 3;
-    // RSS after the first measured round: the allocator may still take one step up (the
-    // first periodic dump falls into it); after that it must stay flat.
-    let mut plateau = 0;
+    // RSS after each measured round. The allocator may take a step up in any round (a
+    // periodic dump, or a resync after the kernel dropped notifications on a loaded
+    // machine, holds the whole table for a moment); a leak grows it in every round.
+    let mut after = Vec::with_capacity(rounds);
     for r in 1..=rounds {
         let took = churn(&s, &work, r, n);
         std::thread::sleep(Duration::from_secs(1));
         let (rss, cpu) = usage(pid);
-        if r == 1 {
-            plateau = rss;
-        }
+        after.push(rss);
         eprintln!(
             "churn: round {r}: {n} cali veths created and deleted in {took:?}; \
              daemon RSS {rss} KiB, CPU {cpu:.2} s"
@@ -419,9 +418,11 @@ fn churn_test(n: usize) {
             .any(|p| p.starts_with("192.168.0.") && p.ends_with("/32")),
         "{at:?}"
     );
+    let grew_every_round = after.windows(2).all(|w| w[1] > w[0] + 512);
     assert!(
-        rss1 <= rss0 + 8192 && rss1 <= plateau + 1024,
-        "memory grew over the churn: {rss0} -> {plateau} (round 1) -> {rss1} KiB"
+        rss1 <= rss0 + 8192 && !grew_every_round,
+        "memory grew over the churn: {rss0} KiB after the warm-up, {after:?} KiB after each \
+         round, {rss1} KiB at the end"
     );
     // Idle now: no rescan burns CPU.
     let (_, c0) = usage(pid);
