@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bgp_fsm::{Action, Config, ConnId, Input, News, Output, Session};
+use bgp_fsm::{Action, Config, ConnId, Input, News, Output, Session, Timer};
 use bgp_wire::{Framer, Notification};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -32,6 +32,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Secret, Ttl};
 use crate::sockopt;
+use crate::speaker::why::{ConnectError, NextTry};
 
 /// Where and how to reach one peer.
 #[derive(Clone, Debug)]
@@ -90,6 +91,11 @@ pub struct SessionEvent {
     pub news: News,
     /// With `Established`: our address on the connection (for next-hop-self).
     pub local: Option<SocketAddr>,
+    /// With the `Failed` of our outbound attempt: how the connect failed, from the OS
+    /// error (for `down_reason`).
+    pub connect_error: Option<ConnectError>,
+    /// When the session connects out again by itself, as of this event.
+    pub next_try: Option<NextTry>,
 }
 
 /// Unwritten UPDATE bytes per session below which its owner hands it more: a session
@@ -265,13 +271,15 @@ struct Outbox {
 impl Outbox {
     /// Hands an event to the owner. A gone owner means nobody listens; the session still
     /// shuts down cleanly.
-    async fn emit(&self, peer: IpAddr, news: News, local: Option<SocketAddr>) {
+    async fn emit(&self, peer: IpAddr, news: News, local: Option<SocketAddr>, why: Why) {
         let generation = self.generation;
         let e = SessionEvent {
             peer,
             generation,
             news,
             local,
+            connect_error: why.0,
+            next_try: why.1,
         };
         let _ = self.events.send(e).await;
     }
@@ -288,6 +296,9 @@ impl Outbox {
     }
 }
 
+/// What a session adds to an event for `down_reason`.
+type Why = (Option<ConnectError>, Option<NextTry>);
+
 /// The session task.
 struct Driver {
     spec: SessionSpec,
@@ -298,7 +309,18 @@ struct Driver {
     /// Connections being closed, each writing what it had left (its NOTIFICATION) for at
     /// most [`CLOSE_FLUSH`]; the task waits for them before it ends.
     closing: Vec<JoinHandle<()>>,
+    /// How the last outbound attempt failed, until the machine's `Failed` reports it.
+    connect_error: Option<ConnectError>,
+    /// When the outbound attempt in flight started.
+    connect_started: Option<Instant>,
+    /// The machine dropped an attempt that had no answer for a while (its connect retry
+    /// timer ran out first): reported as a timed-out connect, which the machine does not.
+    abandoned: Option<Duration>,
 }
+
+/// An outbound attempt dropped by the machine after this long without an answer counts
+/// as a timed-out connect (a shorter one was cut short by something else: a collision).
+const ABANDONED_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a closed connection may take to write its last bytes.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
@@ -317,6 +339,9 @@ async fn run(
         connecting: None,
         out,
         closing: Vec::new(),
+        connect_error: None,
+        connect_started: None,
+        abandoned: None,
     };
     d.fsm
         .handle(Instant::now(), Input::Start { automatic: false });
@@ -349,12 +374,16 @@ async fn run(
             Some(stream) = inbound.recv() => d.accept(stream).await,
             res = connected(&mut d.connecting) => {
                 d.connecting = None;
+                d.connect_started = None;
                 match res {
                     Ok(stream) => {
                         d.conns[ConnId::Outbound.index()] = Some(Conn::new(stream));
                         d.fsm.handle(Instant::now(), Input::Connected);
                     }
-                    Err(e) => d.fsm.handle(Instant::now(), Input::ConnectionFailed { conn: ConnId::Outbound, reason: e.to_string() }),
+                    Err(e) => {
+                        d.connect_error = Some(ConnectError::classify(&e));
+                        d.fsm.handle(Instant::now(), Input::ConnectionFailed { conn: ConnId::Outbound, reason: e.to_string() });
+                    }
                 }
             }
             r = readable(&d.conns[0]) => d.on_readable(ConnId::Outbound, r),
@@ -640,14 +669,22 @@ impl Driver {
             match self.fsm.poll_output() {
                 Some(Output::Action(a)) => self.act(a),
                 Some(Output::News(n)) => self.report(n).await,
-                None => return,
+                None => break,
             }
+        }
+        if let Some(waited) = self.abandoned.take() {
+            self.connect_error = Some(ConnectError::TimedOut);
+            let reason = format!("no answer to our SYN in {} s", waited.as_secs_f32().round());
+            self.report(News::Failed(bgp_fsm::DownReason::ConnectionFailed(reason)))
+                .await;
         }
     }
 
     fn act(&mut self, action: Action) {
         match action {
             Action::Connect => {
+                self.connect_error = None;
+                self.connect_started = Some(Instant::now());
                 let peer = SocketAddr::new(self.spec.peer, self.spec.port);
                 debug!(%peer, "connecting");
                 self.connecting = Some(Box::pin(connect(
@@ -666,6 +703,12 @@ impl Driver {
             }
             Action::Close(conn) => {
                 if conn == ConnId::Outbound {
+                    if self.connecting.is_some()
+                        && let Some(t) = self.connect_started.take()
+                        && t.elapsed() >= ABANDONED_AFTER
+                    {
+                        self.abandoned = Some(t.elapsed());
+                    }
                     self.connecting = None;
                 }
                 if let Some(mut c) = self.forget(conn) {
@@ -711,6 +754,22 @@ impl Driver {
             News::StateChanged { from, to } => debug!(%peer, %from, %to, "state"),
             News::Update(_) | News::RouteRefresh(_) => {}
         }
-        self.out.emit(peer, news, local).await;
+        let connect_error = match &news {
+            News::Failed(_) | News::Down { .. } => self.connect_error.take(),
+            _ => None,
+        };
+        let next_try = match self.fsm.timer(Timer::IdleHold) {
+            Some(at) => Some(NextTry {
+                at,
+                idle_hold: true,
+            }),
+            None => self.fsm.timer(Timer::ConnectRetry).map(|at| NextTry {
+                at,
+                idle_hold: false,
+            }),
+        };
+        self.out
+            .emit(peer, news, local, (connect_error, next_try))
+            .await;
     }
 }

@@ -609,6 +609,7 @@ fn status(address: &str, state: &str) -> PeerStatus {
         last_notification_received: None,
         graceful_restart_pending: false,
         dynamic: false,
+        down_reason: None,
     }
 }
 

@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use super::gr::GracefulRestart;
 use super::peers::Peer;
+use super::why::{Expected, Md5Counters, Md5Watch, Reason};
 use super::{ExplainedRoute, PeerChange, RouteEntry, RoutesPage, SpeakerError};
 use crate::config::{Config, Diff, PeerSettings, Secret};
 use crate::session::{Command, SessionEvent, SessionSpec};
@@ -88,6 +89,8 @@ pub(crate) struct Core {
     pub(super) generations: u64,
     pub(super) gr: GracefulRestart,
     pub(super) actions: VecDeque<Action>,
+    /// The kernel's TCP-MD5 drop counters as the shell last read them.
+    pub(super) md5: Md5Watch,
 }
 
 fn track_best(mut c: rib::RibConfig) -> rib::RibConfig {
@@ -122,6 +125,7 @@ impl Core {
             generations: 0,
             gr: GracefulRestart::new(deferral),
             actions: VecDeque::new(),
+            md5: Md5Watch::default(),
         };
         core.range_keys(true);
         let peers: Vec<PeerSettings> = core.config.peers.values().cloned().collect();
@@ -170,6 +174,23 @@ impl Core {
     pub(crate) fn handle_key_error(&mut self, address: IpAddr, error: String) {
         if let Some(p) = self.peers.get_mut(&address) {
             p.history.last_error = Some(error);
+        }
+    }
+
+    /// The shell read the kernel's TCP-MD5 drop counters (`/proc/net/netstat`) at `now`:
+    /// a rise while a peer is down makes its `down_reason` `tcp-md5-mismatch-suspected`.
+    pub(crate) fn observe_md5(&mut self, now: Instant, counters: Md5Counters) {
+        self.md5.observe(now, counters);
+    }
+
+    /// The session of the peer at `address` is about to go down for `reason` (BFD Down,
+    /// say): its next failure is reported under it, with `message`. Whoever calls this
+    /// still has to take the session down.
+    // The BFD shell's hook: BFD Down arrives there, not as a session event.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn expect_down(&mut self, address: IpAddr, reason: Reason, message: String) {
+        if let Some(p) = self.peers.get_mut(&address) {
+            p.why.expected = Some(Expected { reason, message });
         }
     }
 
@@ -563,8 +584,12 @@ impl Core {
             }
             return;
         }
+        p.why.next_try = e.next_try;
         match e.news {
-            News::StateChanged { to, .. } => p.set_state(to, now),
+            News::StateChanged { to, .. } => {
+                p.set_state(to, now);
+                p.why.open_sent |= to == State::OpenSent;
+            }
             News::Established {
                 negotiated,
                 peer_open,
@@ -575,6 +600,7 @@ impl Core {
                 p.session.ctx = Some(negotiated.ctx);
                 p.session.route_refresh = negotiated.route_refresh;
                 p.history.last_error = None;
+                p.why.up();
                 p.counters = Default::default();
                 self.gr.on_established(e.peer, negotiated.ctx.families);
                 let local = e
@@ -589,6 +615,14 @@ impl Core {
             }
             News::Down { reason, graceful } => {
                 p.record_down(&reason, local_as);
+                p.why.went_down(now);
+                p.why.failed(
+                    now,
+                    &reason,
+                    e.connect_error.as_ref(),
+                    &p.settings,
+                    local_as,
+                );
                 p.session.established_at = None;
                 p.session.ctx = None;
                 let graceful = graceful && p.settings.graceful_restart.is_some();
@@ -596,7 +630,16 @@ impl Core {
                 self.rib.peer_down(id, graceful);
                 self.gr.on_down(e.peer, graceful, restart, now);
             }
-            News::Failed(reason) => p.record_down(&reason, local_as),
+            News::Failed(reason) => {
+                p.record_down(&reason, local_as);
+                p.why.failed(
+                    now,
+                    &reason,
+                    e.connect_error.as_ref(),
+                    &p.settings,
+                    local_as,
+                );
+            }
             News::Update(frame) => {
                 let Some(ctx) = p.session.ctx else { return };
                 p.counters.updates_received += 1;
@@ -620,6 +663,13 @@ impl Core {
                 if let Some(Signal::MaxPrefixExceeded { limit, warn_only }) = applied.signal {
                     warn!(peer = %e.peer, limit, warn_only, "maximum prefix count exceeded");
                     if !warn_only {
+                        p.why.expected = Some(Expected {
+                            reason: Reason::MaxPrefix,
+                            message: format!(
+                                "the peer sent more than {limit} prefixes, our max_prefix: \
+                                 we sent Cease / Maximum Number of Prefixes Reached"
+                            ),
+                        });
                         // RFC 4486 §4: AFI, SAFI and the limit. The family is not known
                         // here; IPv4 unicast names the session's first family.
                         let mut data = BytesMut::with_capacity(7);

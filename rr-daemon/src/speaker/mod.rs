@@ -45,8 +45,10 @@ mod shell;
 mod status;
 #[cfg(test)]
 mod tests;
+pub mod why;
 
 pub use status::{ExplainedRoute, PeerState, PeerStatus, RouteEntry, RoutesPage, Snapshot};
+pub use why::{DownReason, Reason};
 
 /// What [`Speaker::set_peer`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

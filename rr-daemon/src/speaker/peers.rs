@@ -22,6 +22,8 @@ pub(super) struct Peer {
     pub(super) session: SessionView,
     pub(super) counters: Counters,
     pub(super) history: History,
+    /// What `down_reason` is made of.
+    pub(super) why: super::why::PeerWhy,
 }
 
 /// What the core knows of the peer's session, from its events.
@@ -90,6 +92,7 @@ impl Peer {
                 last_notification_sent: None,
                 last_notification_received: None,
             },
+            why: super::why::PeerWhy::new(now),
         }
     }
 

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::core::{Action, Core};
+use super::why::Md5Counters;
 use super::{Request, SpeakerError};
 use crate::config::{Config, Secret};
 use crate::session::{self, Command, SessionEvent, SessionHandle, Writers};
@@ -54,6 +55,7 @@ pub(super) async fn start(
         writers: Arc::new(Writers::default()),
         subscribers: Vec::new(),
     };
+    read_md5(&mut shell.core, Instant::now());
     let _ = shell.carry_out();
     let task = tokio::spawn(shell.run(rx, events_rx));
     Ok((tx, task))
@@ -253,6 +255,7 @@ impl Shell {
             Request::Withdraw(prefix) => self.core.withdraw(prefix),
             Request::Subscribe(tx) => self.subscribers.push(tx),
             Request::Peers(done) => {
+                read_md5(&mut self.core, now);
                 let _ = done.send(self.core.statuses(now, &queued));
             }
             Request::Route(prefix, done) => {
@@ -269,6 +272,7 @@ impl Shell {
                 let _ = done.send(self.core.routes(offset, limit));
             }
             Request::Snapshot(done) => {
+                read_md5(&mut self.core, now);
                 let _ = done.send(self.core.snapshot(now, &queued));
             }
             Request::Deferring(done) => {
@@ -388,6 +392,18 @@ impl Shell {
         for t in tasks {
             let _ = tokio::time::timeout_at(deadline, t).await;
         }
+    }
+}
+
+/// Hands the core the kernel's TCP-MD5 drop counters of our network namespace, read at
+/// `now` (a few kilobytes of `/proc/net/netstat`, only when someone asks for the peers'
+/// status); nothing when they cannot be read.
+fn read_md5(core: &mut Core, now: Instant) {
+    if let Some(c) = std::fs::read_to_string("/proc/net/netstat")
+        .ok()
+        .and_then(|t| Md5Counters::parse(&t))
+    {
+        core.observe_md5(now, c);
     }
 }
 

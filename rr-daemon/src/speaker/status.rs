@@ -111,6 +111,10 @@ pub struct PeerStatus {
     pub graceful_restart_pending: bool,
     /// Accepted from a dynamic neighbour range.
     pub dynamic: bool,
+    /// Why the session is not Established, from a fixed list with a sentence; `null`
+    /// while it is.
+    #[serde(default)]
+    pub down_reason: Option<super::DownReason>,
 }
 
 /// A best route with the address of the peer it came from.
@@ -188,6 +192,9 @@ impl super::core::Core {
                 last_notification_received: p.history.last_notification_received.clone(),
                 graceful_restart_pending: self.gr.helping(p.address()),
                 dynamic: p.dynamic,
+                down_reason: p
+                    .why
+                    .down_reason(now, p.session.state, &p.settings, &self.md5),
             })
             .collect();
         v.sort_by_key(|p| p.address);

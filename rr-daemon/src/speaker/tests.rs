@@ -159,6 +159,8 @@ impl Harness {
             generation,
             news,
             local,
+            connect_error: None,
+            next_try: None,
         };
         self.core.handle_event(self.now, e);
         self.drain();
@@ -674,4 +676,65 @@ fn test_set_peer_policy_only_is_reconfigured() {
     assert_eq!(h.core.set_peer(h.now, changed), PeerChange::Unchanged);
     h.drain();
     assert!(h.stopped.is_empty());
+}
+
+/// `down_reason` through the core: none while up; a max-prefix breach the RIB found and
+/// a BFD Down announced before the session reports its end keep their names, whatever
+/// the session says about the end.
+#[test]
+fn test_down_reason_follows_the_session() {
+    use super::Reason;
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let peers = format!(
+        "{}{}",
+        client("10.0.0.2", "max_prefix = 2"),
+        client("10.0.0.3", "")
+    );
+    let mut h = Harness::new(config(&peers), false);
+    let d = h.status(a).down_reason.expect("a new peer is not up");
+    assert_eq!(d.reason, Reason::WaitingForPeer);
+    assert!(
+        d.message.contains("connecting to 10.0.0.2:179"),
+        "{}",
+        d.message
+    );
+    h.establish(a);
+    h.establish(b);
+    assert_eq!(h.status(a).down_reason, None);
+
+    // Three prefixes over a limit of two: the core asks the session for the Cease.
+    h.announce(a, &["10.1.0.0/24", "10.2.0.0/24", "10.3.0.0/24"]);
+    let cease = bgp_wire::Notification::new(
+        bgp_wire::ErrorCode::CEASE,
+        bgp_wire::notification::subcode::cease::MAX_PREFIXES,
+    );
+    let reason = DownReason::NotificationSent(cease);
+    h.event(
+        a,
+        News::Down {
+            reason,
+            graceful: false,
+        },
+    );
+    let to_idle = News::StateChanged {
+        from: State::Established,
+        to: State::Idle,
+    };
+    h.event(a, to_idle);
+    let d = h.status(a).down_reason.unwrap();
+    assert_eq!(d.reason, Reason::MaxPrefix);
+    assert!(d.message.contains("more than 2 prefixes"), "{}", d.message);
+
+    // BFD says the path is gone; the session then only sees its connection end.
+    h.core.expect_down(
+        b,
+        Reason::BfdDown,
+        "BFD session to 10.0.0.3 went Down".into(),
+    );
+    h.down(b, false);
+    let d = h.status(b).down_reason.unwrap();
+    assert_eq!(d.reason, Reason::BfdDown);
+    assert!(d.message.contains("BFD session"), "{}", d.message);
+    h.establish(b);
+    assert_eq!(h.status(b).down_reason, None);
 }
