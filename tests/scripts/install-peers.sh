@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real BGP peers the interop tests run against, when missing:
-#   - BIRD 2 (Debian bird2), FRR bgpd + vtysh (Debian frr), iproute2: apt-get install;
+#   - BIRD 2 (Debian bird2), FRR bgpd + vtysh (Debian frr), iproute2, nftables: apt-get install;
 #   - BIRD 1.6.8 (Debian bird; conflicts with bird2 as a package, so it is not installed
 #     but fetched with `apt-get download` and unpacked with `dpkg -x`) into PEERS_DIR/bird16.
 #
@@ -38,6 +38,8 @@ missing=()
     bird --version 2>&1 | grep -q 'BIRD version 2\.'; } || missing+=(bird2)
 { [[ -x $BGPD ]] && command -v vtysh >/dev/null 2>&1; } || missing+=(frr)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# nftables silences a port or a link inside a test's namespace (no netem on these kernels).
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 if ((${#missing[@]})); then
     apt_update_once
     log "installing ${missing[*]}"

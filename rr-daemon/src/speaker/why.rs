@@ -288,8 +288,14 @@ impl PeerWhy {
         self.open_sent = false;
         let mut cause = classify(reason, connect, peer, local_as, now);
         if let Some(x) = self.expected.take() {
+            // The reason known beforehand wins; what the session saw of it is added
+            // when it tells something else (a BFD Down, then a closed connection).
+            if cause.reason != Some(x.reason) {
+                cause.message = format!("{} ({})", x.message, cause.message);
+            } else {
+                cause.message = x.message;
+            }
             cause.reason = Some(x.reason);
-            cause.message = format!("{} ({})", x.message, cause.message);
         }
         if let Some(old) = &self.cause
             && old.reason == cause.reason
