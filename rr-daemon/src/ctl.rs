@@ -347,7 +347,10 @@ fn peers_table(peers: &[PeerStatus]) -> String {
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), |d| d.reason.to_string());
             vec![
-                p.address.to_string(),
+                match &p.interface {
+                    Some(i) => format!("{}%{i}", p.address),
+                    None => p.address.to_string(),
+                },
                 p.asn.to_string(),
                 p.state.to_string(),
                 format_duration(since),
@@ -384,7 +387,13 @@ fn neighbor_text(p: &PeerStatus) -> String {
     let mut line = |k: &str, v: String| {
         let _ = writeln!(out, "{k:<24}{v}");
     };
-    line("Address:", p.address.to_string());
+    line(
+        "Address:",
+        match &p.interface {
+            Some(i) => format!("{}%{i}", p.address),
+            None => p.address.to_string(),
+        },
+    );
     line("AS:", p.asn.to_string());
     line(
         "State:",

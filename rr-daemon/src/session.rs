@@ -45,6 +45,8 @@ pub struct SessionSpec {
     pub port: u16,
     /// Our source address for outbound connections (the peer checks it).
     pub local: Option<IpAddr>,
+    /// The interface of a link-local peer: the scope of its address and of ours.
+    pub interface: Option<String>,
     /// How long an outbound connection attempt may take.
     pub connect_timeout: Duration,
     /// TCP-MD5 key (RFC 2385) of outbound connections, set on the socket before it
@@ -96,6 +98,9 @@ pub struct SessionEvent {
     pub connect_error: Option<ConnectError>,
     /// When the session connects out again by itself, as of this event.
     pub next_try: Option<NextTry>,
+    /// With `Established` on a link-local connection: a global IPv6 address of ours on
+    /// that interface, sent before the link-local one as the next hop (RFC 2545 §3).
+    pub local_global: Option<std::net::Ipv6Addr>,
 }
 
 /// Unwritten UPDATE bytes per session below which its owner hands it more: a session
@@ -204,11 +209,12 @@ impl Conn {
 
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 
-/// Opens the outbound connection from `local` (if set) to `peer`, signed with `password`
-/// (TCP-MD5) if set.
+/// Opens the outbound connection from `local` (if set) to `peer` (on `interface` for a
+/// link-local peer), signed with `password` (TCP-MD5) if set.
 async fn connect(
     peer: SocketAddr,
     local: Option<IpAddr>,
+    interface: Option<String>,
     timeout: Duration,
     password: Option<Secret>,
     ttl: Ttl,
@@ -225,9 +231,15 @@ async fn connect(
         error!("{e}");
         return Err(e);
     }
+    // A link-local peer is reached through its interface: the scope of both addresses.
+    let scope = match &interface {
+        Some(name) => Some(link::ifindex(name)?),
+        None => None,
+    };
+    let peer = link::scoped(peer, scope);
     if let Some(l) = local {
         // The peer checks the source address: bind it before connecting.
-        socket.bind(SocketAddr::new(l, 0))?;
+        socket.bind(link::scoped(SocketAddr::new(l, 0), scope))?;
     }
     sockopt::set_ttl(&socket, ttl.outgoing(), ttl.min_incoming())?;
     match tokio::time::timeout(timeout, socket.connect(peer)).await {
@@ -272,6 +284,14 @@ impl Outbox {
     /// Hands an event to the owner. A gone owner means nobody listens; the session still
     /// shuts down cleanly.
     async fn emit(&self, peer: IpAddr, news: News, local: Option<SocketAddr>, why: Why) {
+        let local_global = match (&news, local) {
+            (News::Established { .. }, Some(SocketAddr::V6(l)))
+                if l.ip().is_unicast_link_local() =>
+            {
+                link::global_address(l.scope_id())
+            }
+            _ => None,
+        };
         let generation = self.generation;
         let e = SessionEvent {
             peer,
@@ -280,6 +300,7 @@ impl Outbox {
             local,
             connect_error: why.0,
             next_try: why.1,
+            local_global,
         };
         let _ = self.events.send(e).await;
     }
@@ -690,6 +711,7 @@ impl Driver {
                 self.connecting = Some(Box::pin(connect(
                     peer,
                     self.spec.local,
+                    self.spec.interface.clone(),
                     self.spec.connect_timeout,
                     self.spec.password.clone(),
                     self.spec.ttl,
@@ -771,5 +793,108 @@ impl Driver {
         self.out
             .emit(peer, news, local, (connect_error, next_try))
             .await;
+    }
+}
+
+/// Link-local peers: interface names, indexes and addresses, from `/sys` and `/proc`
+/// (no `ioctl`, no `unsafe`).
+pub(crate) mod link {
+    use std::io;
+    use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+
+    /// The index of interface `name`.
+    pub(crate) fn ifindex(name: &str) -> io::Result<u32> {
+        let path = format!("/sys/class/net/{name}/ifindex");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            io::Error::new(io::ErrorKind::NotFound, format!("interface {name}: {e}"))
+        })?;
+        text.trim()
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {text:?}")))
+    }
+
+    /// The name of the interface with index `index`, if there is one.
+    pub(crate) fn ifname(index: u32) -> Option<String> {
+        // Bounded by the interfaces of the namespace.
+        std::fs::read_dir("/sys/class/net")
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| {
+                std::fs::read_to_string(e.path().join("ifindex"))
+                    .is_ok_and(|t| t.trim().parse() == Ok(index))
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+    }
+
+    /// `a` with the scope `scope` when it is an IPv6 link-local address.
+    pub(crate) fn scoped(a: SocketAddr, scope: Option<u32>) -> SocketAddr {
+        match (a, scope) {
+            (SocketAddr::V6(v6), Some(s)) if v6.ip().is_unicast_link_local() => {
+                SocketAddr::V6(SocketAddrV6::new(*v6.ip(), v6.port(), 0, s))
+            }
+            _ => a,
+        }
+    }
+
+    /// A global IPv6 address on interface `index`, the first the kernel lists.
+    pub(crate) fn global_address(index: u32) -> Option<Ipv6Addr> {
+        let text = std::fs::read_to_string("/proc/net/if_inet6").ok()?;
+        parse_if_inet6(&text, index)
+    }
+
+    /// From the text of `/proc/net/if_inet6` (`ADDR IFINDEX PREFIXLEN SCOPE FLAGS NAME`,
+    /// hexadecimal), the first global-scope (0) address on `index` that is not
+    /// tentative or deprecated.
+    pub(crate) fn parse_if_inet6(text: &str, index: u32) -> Option<Ipv6Addr> {
+        text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let [addr, ifx, _, scope, flags, ..] = f[..] else {
+                return None;
+            };
+            let ok = u32::from_str_radix(ifx, 16) == Ok(index)
+                && scope == "00"
+                && u32::from_str_radix(flags, 16).is_ok_and(|fl| fl & (0x40 | 0x20) == 0);
+            if !ok || addr.len() != 32 {
+                return None;
+            }
+            u128::from_str_radix(addr, 16).ok().map(Ipv6Addr::from)
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn global_addresses_are_read_from_if_inet6() {
+            let text = "fe800000000000000000000000000001 03 40 20 80 veth0\n\
+                        20010db8000000000000000000000001 03 40 00 80 veth0\n\
+                        20010db8000000000000000000000099 04 40 00 80 veth1\n";
+            assert_eq!(
+                parse_if_inet6(text, 3),
+                Some("2001:db8::1".parse().unwrap())
+            );
+            assert_eq!(
+                parse_if_inet6(text, 4),
+                Some("2001:db8::99".parse().unwrap())
+            );
+            assert_eq!(parse_if_inet6(text, 5), None);
+            let tentative = "20010db8000000000000000000000001 03 40 00 40 veth0\n";
+            assert_eq!(parse_if_inet6(tentative, 3), None);
+        }
+
+        #[test]
+        fn only_link_local_addresses_take_a_scope() {
+            let ll: SocketAddr = "[fe80::2]:179".parse().unwrap();
+            let SocketAddr::V6(v6) = scoped(ll, Some(7)) else {
+                unreachable!()
+            };
+            assert_eq!(v6.scope_id(), 7);
+            let global: SocketAddr = "[2001:db8::2]:179".parse().unwrap();
+            assert_eq!(scoped(global, Some(7)), global);
+            assert!(ifindex("lo").is_ok_and(|i| i >= 1));
+            assert_eq!(ifname(ifindex("lo").unwrap()).as_deref(), Some("lo"));
+            assert!(ifindex("no-such-if0").is_err());
+        }
     }
 }

@@ -640,6 +640,7 @@ passive = true
 fn status(address: &str, state: &str) -> PeerStatus {
     PeerStatus {
         address: address.parse().unwrap(),
+        interface: None,
         asn: 65000,
         state: serde_json::from_str(&format!("\"{state}\"")).unwrap(),
         uptime_s: None,

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use super::model::LogFormat;
 use super::values::{
     Action, AddPath, Asn, CommunityValue, DefaultAction, Families, GracefulRestart, HoldTime,
-    IpList, LargeCommunityValue, ListenAddr, MaxPrefixValue, Multihop, NextHopSelf, Password,
-    PasswordFile, Prefix, PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
+    Interface, IpList, LargeCommunityValue, ListenAddr, MaxPrefixValue, Multihop, NextHopSelf,
+    Password, PasswordFile, PeerAddress, Prefix, PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
 };
 
 /// The whole file.
@@ -141,7 +141,8 @@ pub(super) struct RawMesh {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDynamic {
-    pub(super) prefix: Prefix,
+    pub(super) prefix: Option<Prefix>,
+    pub(super) interface: Option<Interface>,
     pub(super) group: String,
     pub(super) limit: Option<NonZeroU32>,
 }
@@ -198,7 +199,7 @@ macro_rules! peer_fields {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         pub(super) struct RawPeer {
-            pub(super) address: IpAddr,
+            pub(super) address: PeerAddress,
             pub(super) group: Option<String>,
             $($f: Option<$t>,)*
         }

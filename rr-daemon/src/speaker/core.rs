@@ -197,10 +197,26 @@ impl Core {
     /// A listener accepted a connection from `from`. Returns the generation of the
     /// session that takes it: a configured peer's, or a new dynamic neighbour's (whose
     /// [`Action::Spawn`] comes first); `None` when it is refused.
-    pub(crate) fn handle_inbound(&mut self, now: Instant, from: SocketAddr) -> Option<u64> {
+    ///
+    /// `interface` is the interface a link-local source came in on: a peer configured
+    /// on another interface (`fe80::2%eth0`) refuses it, and a `[[dynamic_neighbors]]`
+    /// range bound to an interface takes only its own.
+    pub(crate) fn handle_inbound(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        interface: Option<&str>,
+    ) -> Option<u64> {
         let addr = from.ip();
+        if let Some(p) = self.peers.get(&addr)
+            && let Some(want) = &p.settings.interface
+            && interface != Some(want.as_str())
+        {
+            warn!(%from, interface, want, "refused connection: the peer is configured on another interface");
+            return None;
+        }
         if !self.peers.contains_key(&addr) {
-            let Some(range) = self.config.dynamic_range(addr) else {
+            let Some(range) = self.config.dynamic_range_on(addr, interface) else {
                 warn!(%from, "refused connection: not a configured peer");
                 return None;
             };
@@ -603,9 +619,19 @@ impl Core {
                 p.why.up();
                 p.counters = Default::default();
                 self.gr.on_established(e.peer, negotiated.ctx.families);
-                let local = e
-                    .local
-                    .map_or(LocalAddrs::default(), |a| LocalAddrs::from(a.ip()));
+                let local = e.local.map_or(LocalAddrs::default(), |a| match a.ip() {
+                    // RFC 2545 §3: a global address, then the link-local one; a link
+                    // with no global address of ours gets the link-local one alone.
+                    IpAddr::V6(ll) if ll.is_unicast_link_local() => match e.local_global {
+                        Some(global) => LocalAddrs {
+                            v6: Some(global),
+                            link_local: Some(ll),
+                            ..LocalAddrs::default()
+                        },
+                        None => LocalAddrs::from(a.ip()),
+                    },
+                    ip => LocalAddrs::from(ip),
+                });
                 let session = rib::Session {
                     ctx: negotiated.ctx,
                     router_id: peer_open.bgp_id,

@@ -228,7 +228,14 @@ impl Shell {
         };
         match r {
             Request::Inbound(stream, from) => {
-                if let Some(generation) = self.core.handle_inbound(now, from) {
+                let interface = match from {
+                    SocketAddr::V6(v6) if v6.scope_id() != 0 => {
+                        session::link::ifname(v6.scope_id())
+                    }
+                    _ => None,
+                };
+                if let Some(generation) = self.core.handle_inbound(now, from, interface.as_deref())
+                {
                     let _ = self.carry_out();
                     if let Some((g, h)) = self.sessions.get(&from.ip())
                         && *g == generation

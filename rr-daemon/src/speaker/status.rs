@@ -76,6 +76,10 @@ impl PartialEq<&str> for PeerState {
 pub struct PeerStatus {
     /// The peer's address.
     pub address: IpAddr,
+    /// The interface of a link-local peer (`fe80::2%eth0`), or of a dynamic neighbour
+    /// accepted on an interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
     /// The peer's configured AS.
     pub asn: u32,
     /// RFC 4271 state.
@@ -173,6 +177,7 @@ impl super::core::Core {
             .values()
             .map(|p| PeerStatus {
                 address: p.address(),
+                interface: p.settings.interface.clone(),
                 asn: p.settings.asn,
                 state: p.session.state.into(),
                 uptime_s: p

@@ -161,6 +161,7 @@ impl Harness {
             local,
             connect_error: None,
             next_try: None,
+            local_global: None,
         };
         self.core.handle_event(self.now, e);
         self.drain();
@@ -449,13 +450,16 @@ fn test_reload_dynamic_neighbour_into_a_peer_drops_its_routes_and_group() {
         false,
     );
     let from = SocketAddr::new(d, 40000);
-    let generation = h.core.handle_inbound(h.now, from).expect("in the range");
+    let generation = h
+        .core
+        .handle_inbound(h.now, from, None)
+        .expect("in the range");
     h.drain();
     assert_eq!(h.sessions.get(&d), Some(&generation));
     assert!(h.status(d).dynamic);
     assert_eq!(
         h.core
-            .handle_inbound(h.now, SocketAddr::new(ip("10.9.0.1"), 1)),
+            .handle_inbound(h.now, SocketAddr::new(ip("10.9.0.1"), 1), None),
         None,
         "outside every range"
     );
@@ -508,7 +512,10 @@ fn test_dynamic_neighbour_removed_when_idle() {
                    [[dynamic_neighbors]]\nprefix = \"10.1.0.0/16\"\ngroup = \"nodes\"\n";
     let d = ip("10.1.0.5");
     let mut h = Harness::new(config(dynamic), false);
-    let generation = h.core.handle_inbound(h.now, SocketAddr::new(d, 1)).unwrap();
+    let generation = h
+        .core
+        .handle_inbound(h.now, SocketAddr::new(d, 1), None)
+        .unwrap();
     h.drain();
     h.establish(d);
     h.announce(d, &["10.5.0.0/24"]);
@@ -737,4 +744,41 @@ fn test_down_reason_follows_the_session() {
     assert!(d.message.contains("BFD session"), "{}", d.message);
     h.establish(b);
     assert_eq!(h.status(b).down_reason, None);
+}
+
+/// Link-local peers: a configured `fe80::2%eth0` takes the peer's connection only from
+/// eth0, and a `[[dynamic_neighbors]] interface = "eth1"` range any link-local peer on eth1
+/// (and nothing from elsewhere).
+#[test]
+fn test_link_local_peers_by_interface() {
+    let text = "[[peer]]\naddress = \"fe80::2%eth0\"\nasn = 65001\n\
+                [[peer_group]]\nname = \"fabric\"\nasn = 65002\n\
+                [[dynamic_neighbors]]\ninterface = \"eth1\"\ngroup = \"fabric\"\n";
+    let mut h = Harness::new(config(text), false);
+    let ll = ip("fe80::2");
+    assert_eq!(h.status(ll).address, ll);
+    let from = SocketAddr::new(ll, 40000);
+    assert_eq!(
+        h.core.handle_inbound(h.now, from, Some("eth1")),
+        None,
+        "wrong link"
+    );
+    assert_eq!(h.core.handle_inbound(h.now, from, None), None, "no link");
+    assert_eq!(
+        h.core.handle_inbound(h.now, from, Some("eth0")),
+        Some(h.sessions[&ll])
+    );
+    // Any link-local peer on eth1, as a dynamic neighbour of AS 65002.
+    let other = SocketAddr::new(ip("fe80::77"), 40000);
+    assert_eq!(h.core.handle_inbound(h.now, other, Some("eth0")), None);
+    let generation = h
+        .core
+        .handle_inbound(h.now, other, Some("eth1"))
+        .expect("eth1 range");
+    h.drain();
+    assert_eq!(h.sessions[&other.ip()], generation);
+    let p = h.status(other.ip());
+    assert!(p.dynamic && p.asn == 65002, "{p:?}");
+    assert_eq!(p.interface.as_deref(), Some("eth1"));
+    assert_eq!(h.status(ll).interface.as_deref(), Some("eth0"));
 }

@@ -141,6 +141,8 @@ impl ConnectError {
             }
             Some(_) => Self::Other(e.to_string()),
             None if e.kind() == io::ErrorKind::TimedOut => Self::TimedOut,
+            // A link-local peer's interface that is not there.
+            None if e.kind() == io::ErrorKind::NotFound => Self::Unreachable(e.to_string()),
             None => Self::Other(e.to_string()),
         }
     }
