@@ -59,6 +59,9 @@ pub struct Hop {
     pub gateway: IpAddr,
     /// Through the IP-in-IP device, `onlink` (Calico's `krt_tunnel = "tunl0"`).
     pub tunnel: bool,
+    /// The interface (index) of an IPv6 link-local gateway, which the kernel needs
+    /// (`via fe80::2 dev eth0`; `via inet6 fe80::2 dev eth0` for an IPv4 route).
+    pub dev: Option<u32>,
 }
 
 impl Hop {
@@ -67,6 +70,7 @@ impl Hop {
         Self {
             gateway,
             tunnel: false,
+            dev: None,
         }
     }
 
@@ -75,6 +79,16 @@ impl Hop {
         Self {
             gateway,
             tunnel: true,
+            dev: None,
+        }
+    }
+
+    /// A link-local gateway on interface `dev`.
+    pub const fn link(gateway: IpAddr, dev: u32) -> Self {
+        Self {
+            gateway,
+            tunnel: false,
+            dev: Some(dev),
         }
     }
 }
@@ -82,6 +96,9 @@ impl Hop {
 impl fmt::Display for Hop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.gateway)?;
+        if let Some(d) = self.dev {
+            write!(f, " dev #{d}")?;
+        }
         if self.tunnel {
             f.write_str(" (tunnel, onlink)")?;
         }
@@ -126,6 +143,9 @@ pub enum Resolution {
     Via(IpAddr),
     /// No unicast route to it (yet).
     Unreachable,
+    /// An IPv6 link-local next hop, on the interface with this index (a BGP session over
+    /// link-local addresses): the kernel route names the interface.
+    Link(u32),
 }
 
 /// What decides the kernel form of a route, from `[fib]`.
@@ -537,6 +557,7 @@ impl Reconciler {
                 match self.resolved.get(nh) {
                     None => return Want::Waiting,
                     Some(Resolution::Via(g)) if g.is_ipv4() == nh.is_ipv4() => Hop::via(*g),
+                    Some(Resolution::Link(dev)) => Hop::link(*nh, *dev),
                     Some(_) => Hop::via(*nh),
                 }
             } else {
