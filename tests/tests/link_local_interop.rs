@@ -13,7 +13,13 @@
 //! link. A second case takes BIRD's connection on a `[[dynamic_neighbors]] interface`
 //! range (unnumbered: we never connect), with the same checks.
 //!
-//! Needs root and BIRD 2 (`sudo tests/scripts/install-peers.sh`).
+//! The same against FRR 8.4 unnumbered (`neighbor bgpt1 interface remote-as external`),
+//! with zebra so that FRR programs its kernel. FRR learns an unnumbered peer's address
+//! from its router advertisements only (it refuses our connection until then: "not
+//! configured"), so a second zebra in our namespace does nothing but send them; our
+//! daemon is the only BGP speaker there.
+//!
+//! Needs root, BIRD 2 and FRR (`sudo tests/scripts/install-peers.sh`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -190,6 +196,168 @@ fn run(ours: Ours, name: &str) {
         kernel_route(&bird_ns, OUR_V4).unwrap()
     ));
     drop(daemon);
+}
+
+/// The same world with FRR unnumbered: zebra and bgpd in FRR's namespace, a zebra that
+/// sends router advertisements in ours.
+fn run_frr(ours: Ours, name: &str) {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let dir = WorkDir::new(name).unwrap();
+    let ours_ns = Netns::create("rr").unwrap();
+    let frr_ns = Netns::create("frr").unwrap();
+    let _link = Link::new(
+        &ours_ns,
+        &[&format!("{OURS}/64")],
+        &frr_ns,
+        &[&format!("{BIRD}/64")],
+    )
+    .unwrap();
+    let started = Instant::now();
+    let log = |what: &str| eprintln!("[{name} +{:5.1}s] {what}", started.elapsed().as_secs_f64());
+    // zebra drops to the frr user: its directories must be its.
+    let sub = |d: &str| {
+        let p = dir.path().join(d);
+        std::fs::create_dir_all(&p).unwrap();
+        let _ = std::process::Command::new("chown")
+            .args(["frr:frr", &p.to_string_lossy()])
+            .status();
+        p
+    };
+    let (frr_dir, ra_dir) = (sub("frr"), sub("ra"));
+    let zebra = Path::new("/usr/lib/frr/zebra");
+    let bgpd = Path::new(interop_tests::FRR_BGPD);
+    let start = |ns: &Netns, d: &Path, label: &str, prog: &Path, conf: &str, extra: &[&str]| {
+        let f = d.join(format!("{label}.conf"));
+        std::fs::write(&f, conf).unwrap();
+        let _ = std::process::Command::new("chown")
+            .args(["frr:frr", &f.to_string_lossy()])
+            .status();
+        let d = d.to_string_lossy();
+        let mut args: Vec<String> = vec![
+            "-f".into(),
+            f.to_string_lossy().into_owned(),
+            "-i".into(),
+            format!("{d}/{label}.pid"),
+            "-z".into(),
+            format!("{d}/zserv.api"),
+            "--vty_socket".into(),
+            d.to_string(),
+            "-P".into(),
+            "0".into(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        ns.spawn(Path::new(&*d), label, prog, &args, &[], false)
+            .unwrap_or_else(|e| panic!("cannot start {label}: {e}"))
+    };
+    let zebra_conf = |log: &Path, dev: &str| {
+        format!(
+            "hostname z\nlog file {}\ninterface {dev}\n ipv6 nd ra-interval 1\n no ipv6 nd suppress-ra\n!\n",
+            log.display()
+        )
+    };
+    let frr_user = ["-u", "frr", "-g", "frr"];
+    let _frr_zebra = start(
+        &frr_ns,
+        &frr_dir,
+        "zebra",
+        zebra,
+        &zebra_conf(&frr_dir.join("zebra.log"), "bgpt1"),
+        &frr_user,
+    );
+    let _ra_zebra = start(
+        &ours_ns,
+        &ra_dir,
+        "zebra",
+        zebra,
+        &zebra_conf(&ra_dir.join("zebra.log"), "bgpt0"),
+        &frr_user,
+    );
+    // bgpd waits for zebra's socket.
+    poll(Duration::from_secs(10), Duration::from_millis(100), || {
+        frr_dir.join("zserv.api").exists().then_some(())
+    })
+    .unwrap_or_else(|| panic!("FRR zebra did not start"));
+    let bgpd_conf = format!(
+        "frr defaults traditional\nhostname f\nlog file {}\ndebug bgp neighbor-events\n!\n\
+         router bgp 65001\n bgp router-id 192.0.2.2\n no bgp ebgp-requires-policy\n\
+         \x20no bgp network import-check\n\
+         \x20neighbor bgpt1 interface remote-as external\n neighbor bgpt1 timers connect 1\n\
+         \x20address-family ipv4 unicast\n  network {BIRD_V4}\n  neighbor bgpt1 activate\n\
+         \x20exit-address-family\n address-family ipv6 unicast\n  network {BIRD_V6}\n\
+         \x20 neighbor bgpt1 activate\n exit-address-family\n!\n",
+        frr_dir.join("bgpd.log").display()
+    );
+    let _bgpd = start(
+        &frr_ns,
+        &frr_dir,
+        "bgpd",
+        bgpd,
+        &bgpd_conf,
+        &["-S", "-p", "179"],
+    );
+    let daemon = Daemon::start(&ours_ns, dir.path(), exe(), &daemon_config(ours))
+        .unwrap_or_else(|e| panic!("cannot start the daemon: {e}"));
+    let fail = |msg: &str| -> ! {
+        let peers = ctl_json(&ours_ns, exe(), API, &["peers"]).map(|v| v.to_string());
+        panic!(
+            "{name}: {msg}\n--- ctl peers ---\n{peers:?}\n--- our kernel ---\n{:?}\n{:?}\n\
+             --- FRR's kernel ---\n{:?}\n{:?}\n--- bgpd log ---\n{}\n{}",
+            ours_ns.ip(&["-4", "route"]),
+            ours_ns.ip(&["-6", "route"]),
+            frr_ns.ip(&["-4", "route"]),
+            frr_ns.ip(&["-6", "route"]),
+            interop_tests::tail(&frr_dir.join("bgpd.log"), 30),
+            daemon.transcript(40)
+        )
+    };
+    let up = poll(WITHIN, Duration::from_millis(250), || {
+        let peers = ctl_json(&ours_ns, exe(), API, &["peers"]).ok()?;
+        let p = peers
+            .as_array()?
+            .iter()
+            .find(|p| p["address"] == BIRD)?
+            .clone();
+        (p["state"] == "Established").then_some(p)
+    });
+    let p = up.unwrap_or_else(|| fail("not Established"));
+    assert_eq!(p["interface"], "bgpt0", "{p}");
+    log("Established with FRR unnumbered");
+    let routes = poll(WITHIN, Duration::from_millis(250), || {
+        let checks = [
+            (&ours_ns, BIRD_V6, BIRD, "bgpt0"),
+            (&ours_ns, BIRD_V4, BIRD, "bgpt0"),
+            (&frr_ns, OUR_V6, OURS, "bgpt1"),
+            (&frr_ns, OUR_V4, OURS, "bgpt1"),
+        ];
+        checks
+            .iter()
+            .all(|(ns, prefix, gw, dev)| {
+                kernel_route(ns, prefix).is_some_and(|r| via_link_local(&r, gw, dev))
+            })
+            .then_some(())
+    });
+    if routes.is_none() {
+        fail("routes not in both kernels via the link-local next hops");
+    }
+    log(&format!(
+        "our kernel: {}",
+        kernel_route(&ours_ns, BIRD_V4).unwrap()
+    ));
+    log(&format!(
+        "FRR's kernel: {}",
+        kernel_route(&frr_ns, OUR_V4).unwrap()
+    ));
+    drop(daemon);
+}
+
+#[test]
+fn link_local_unnumbered_with_frr() {
+    run_frr(Ours::Peer, "ll-frr");
+}
+
+#[test]
+fn link_local_interface_range_with_frr() {
+    run_frr(Ours::Interface, "ll-frr-iface");
 }
 
 #[test]
