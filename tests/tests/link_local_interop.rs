@@ -115,18 +115,23 @@ fn via_link_local(r: &Value, gw: &str, dev: &str) -> bool {
     gateway == gw && r["dev"] == dev
 }
 
-fn run(ours: Ours, name: &str) {
+/// With `global`, both ends also hold a global address (the session stays on the
+/// link-local ones): our next hop is then both, global first (RFC 2545 §3).
+fn run(ours: Ours, name: &str, global: bool) {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let dir = WorkDir::new(name).unwrap();
     let ours_ns = Netns::create("rr").unwrap();
     let bird_ns = Netns::create("bird").unwrap();
-    let _link = Link::new(
-        &ours_ns,
-        &[&format!("{OURS}/64")],
-        &bird_ns,
-        &[&format!("{BIRD}/64")],
-    )
-    .unwrap();
+    let (our_ll, bird_ll) = (format!("{OURS}/64"), format!("{BIRD}/64"));
+    let (ours_addrs, bird_addrs): (Vec<&str>, Vec<&str>) = if global {
+        (
+            vec![&our_ll, "2001:db8:ff::1/64"],
+            vec![&bird_ll, "2001:db8:ff::2/64"],
+        )
+    } else {
+        (vec![&our_ll], vec![&bird_ll])
+    };
+    let _link = Link::new(&ours_ns, &ours_addrs, &bird_ns, &bird_addrs).unwrap();
     let started = Instant::now();
     let log = |what: &str| eprintln!("[{name} +{:5.1}s] {what}", started.elapsed().as_secs_f64());
     let bird = Bird::start_config(
@@ -171,12 +176,14 @@ fn run(ours: Ours, name: &str) {
     log("Established over link-local addresses");
 
     // Both kernels: the other side's routes via its link-local address on the link.
+    // BIRD forwards to our global next hop when we send one (it is on the link).
+    let ours_gw = if global { "2001:db8:ff::1" } else { OURS };
     let routes = poll(WITHIN, Duration::from_millis(250), || {
         let checks = [
             (&ours_ns, BIRD_V6, BIRD, "bgpt0"),
             (&ours_ns, BIRD_V4, BIRD, "bgpt0"),
-            (&bird_ns, OUR_V6, OURS, "bgpt1"),
-            (&bird_ns, OUR_V4, OURS, "bgpt1"),
+            (&bird_ns, OUR_V6, ours_gw, "bgpt1"),
+            (&bird_ns, OUR_V4, ours_gw, "bgpt1"),
         ];
         checks
             .iter()
@@ -190,6 +197,20 @@ fn run(ours: Ours, name: &str) {
     }
     let ours_v4 = kernel_route(&ours_ns, BIRD_V4).unwrap();
     assert_eq!(ours_v4["protocol"], "bird", "ours, protocol 12: {ours_v4}");
+    // The next hop BIRD got from us: the link-local address alone (BIRD shows the empty
+    // global slot as `::`), or the global one then the link-local one.
+    let shown = bird
+        .birdc(&["show", "route", "all", OUR_V6])
+        .unwrap_or_default();
+    let want = if global {
+        format!("BGP.next_hop: 2001:db8:ff::1 {OURS}")
+    } else {
+        format!("BGP.next_hop: :: {OURS}")
+    };
+    assert!(
+        shown.lines().any(|l| l.trim() == want),
+        "want {want:?} in:\n{shown}"
+    );
     log(&format!("our kernel: {ours_v4}"));
     log(&format!(
         "BIRD's kernel: {}",
@@ -362,10 +383,15 @@ fn link_local_interface_range_with_frr() {
 
 #[test]
 fn link_local_peer_with_bird() {
-    run(Ours::Peer, "ll-peer");
+    run(Ours::Peer, "ll-peer", false);
 }
 
 #[test]
 fn link_local_interface_range_with_bird() {
-    run(Ours::Interface, "ll-iface");
+    run(Ours::Interface, "ll-iface", false);
+}
+
+#[test]
+fn link_local_session_global_and_link_local_next_hop_with_bird() {
+    run(Ours::Peer, "ll-global", true);
 }
