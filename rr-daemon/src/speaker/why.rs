@@ -1,11 +1,11 @@
 //! Why a session is not up: a machine-readable reason from a fixed list, with a sentence an
 //! operator can act on.
 //!
-//! The core keeps, per peer, the cause of the last failure ([`Cause`], classified from the
+//! The core keeps, per peer, the cause of the last failure (`Cause`, classified from the
 //! session's [`bgp_fsm::DownReason`] and, for an outbound attempt, from the OS error the
 //! connect returned: [`ConnectError`]), when the session will try again, and the kernel's
-//! TCP-MD5 drop counters ([`Md5Counters`], read by the shell from `/proc/net/netstat` of
-//! the daemon's network namespace). [`PeerWhy::down_reason`] turns that into the
+//! TCP-MD5 drop counters (`Md5Counters`, read by the shell from `/proc/net/netstat` of
+//! the daemon's network namespace). `PeerWhy::down_reason` turns that into the
 //! [`DownReason`] of `/v1/peers`, `ctl peers` (`Why`), `ctl neighbor`, the
 //! `rr_peers_down{reason}` metric and the readiness failure. Everything here is pure.
 
