@@ -1214,6 +1214,30 @@ mod tests {
         assert_eq!(run_ok(&mut r2), vec![Op::Delete(old)]);
     }
 
+    /// A link-local next hop (a session over link-local addresses) goes in with the
+    /// interface the kernel reaches it on: for an IPv4 route, `via inet6 fe80::2 dev N`.
+    #[test]
+    fn test_link_local_next_hops_name_their_interface() {
+        let mut r = Reconciler::with_rules(Rules {
+            resolve: true,
+            ..Rules::with_metric(1024)
+        });
+        r.handle_best_change(net("198.51.100.0/24"), &[ip("fe80::2")], false, None);
+        r.handle_best_change(net("2001:db8:200::/48"), &[ip("fe80::2")], false, None);
+        assert_eq!(r.poll_lookups(), vec![ip("fe80::2")]);
+        r.handle_lookup(ip("fe80::2"), Resolution::Link(7));
+        let hop = Hop::link(ip("fe80::2"), 7);
+        let ops = run_ok(&mut r);
+        assert_eq!(ops.len(), 2, "{ops:?}");
+        for p in ["198.51.100.0/24", "2001:db8:200::/48"] {
+            assert!(
+                ops.contains(&Op::Add(with_hops(p, &[hop], 1024))),
+                "{ops:?}"
+            );
+        }
+        assert_eq!(hop.to_string(), "fe80::2 dev #7");
+    }
+
     #[test]
     fn test_gateway_resolved_recursively_and_moves_when_it_changes() {
         let mut r = Reconciler::with_rules(Rules {

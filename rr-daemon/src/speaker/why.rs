@@ -53,7 +53,8 @@ pub enum Reason {
     MaxPrefix,
     /// A connection collision was resolved against the last connection (RFC 4271 §6.8).
     CollisionLost,
-    /// Waiting out the (damped) idle hold time after an error, before trying again.
+    /// Waiting to try again after another failure (a connection reset, a malformed
+    /// message): the (damped) idle hold time after an error, or the connect retry time.
     IdleBackoff,
 }
 
@@ -341,7 +342,8 @@ impl PeerWhy {
                 let reason = match c.reason {
                     Some(Reason::ConnectTimeout) if keyed => Reason::TcpMd5MismatchSuspected,
                     Some(r) => r,
-                    None if next_try.is_some_and(|n| n.idle_hold) => Reason::IdleBackoff,
+                    // Another failure: say what the session does about it.
+                    None if next_try.is_some() => Reason::IdleBackoff,
                     None => Reason::WaitingForPeer,
                 };
                 let mut message = c.message.clone();
@@ -350,8 +352,10 @@ impl PeerWhy {
                         "our SYNs to {addr} went unanswered while a TCP-MD5 key is set: the \
                          peer has no key or another one for us (or the port is filtered)"
                     );
-                } else if c.reason.is_none() && reason == Reason::IdleBackoff {
+                } else if c.reason.is_none() && next_try.is_some_and(|n| n.idle_hold) {
                     message = format!("waiting out the idle hold time after: {message}");
+                } else if c.reason.is_none() && reason == Reason::IdleBackoff {
+                    message = format!("waiting for the next attempt after: {message}");
                 } else if c.reason.is_none() {
                     message = format!("waiting for the peer to connect again after: {message}");
                 }
