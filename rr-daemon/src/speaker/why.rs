@@ -157,8 +157,6 @@ pub(crate) struct Md5Counters {
     pub(crate) not_found: u64,
     /// `TCPMD5Failure`: a segment signed with another key.
     pub(crate) failure: u64,
-    /// `TCPMD5Unexpected`: a signed segment from an address we have no key for.
-    pub(crate) unexpected: u64,
 }
 
 impl Md5Counters {
@@ -174,7 +172,6 @@ impl Md5Counters {
             let slot = match n {
                 "TCPMD5NotFound" => &mut c.not_found,
                 "TCPMD5Failure" => &mut c.failure,
-                "TCPMD5Unexpected" => &mut c.unexpected,
                 _ => continue,
             };
             *slot = v.parse().ok()?;
@@ -189,22 +186,20 @@ impl Md5Counters {
 pub(crate) struct Md5Watch {
     last: Option<Md5Counters>,
     /// `TCPMD5NotFound` or `TCPMD5Failure` rose: a peer we have a key for sends unsigned
-    /// or wrongly signed segments.
+    /// or wrongly signed segments. The counters are the namespace's, not per peer: a
+    /// keyed peer that is down for no clearer reason is suspected. (`TCPMD5Unexpected`,
+    /// signed segments where we have no key, is not used: with several keyless peers
+    /// down it would blame all of them.)
     keyed_rose_at: Option<Instant>,
-    /// `TCPMD5Unexpected` rose: a peer signs segments we have no key for.
-    unexpected_rose_at: Option<Instant>,
 }
 
 impl Md5Watch {
     /// Takes one reading at `now`.
     pub(crate) fn observe(&mut self, now: Instant, c: Md5Counters) {
-        if let Some(last) = self.last {
-            if c.not_found > last.not_found || c.failure > last.failure {
-                self.keyed_rose_at = Some(now);
-            }
-            if c.unexpected > last.unexpected {
-                self.unexpected_rose_at = Some(now);
-            }
+        if let Some(last) = self.last
+            && (c.not_found > last.not_found || c.failure > last.failure)
+        {
+            self.keyed_rose_at = Some(now);
         }
         self.last = Some(c);
     }
@@ -330,12 +325,7 @@ impl PeerWhy {
         let next_in = next_try.map(|n| n.at.saturating_duration_since(now).as_secs());
         let when = next_in.map_or_else(String::new, |s| format!("; next try in {}", span(s)));
         let keyed = peer.password.is_some();
-        let md5_rose = if keyed {
-            md5.keyed_rose_at
-        } else {
-            md5.unexpected_rose_at
-        }
-        .filter(|t| *t >= self.down_since);
+        let md5_rose = md5.keyed_rose_at.filter(|t| keyed && *t >= self.down_since);
         let addr = SocketAddr::new(peer.address, peer.port);
         let mut out = match &self.cause {
             Some(c) => {
@@ -398,23 +388,13 @@ impl PeerWhy {
             && vague
         {
             out.reason = Reason::TcpMd5MismatchSuspected;
-            out.message = if keyed {
-                format!(
-                    "the kernel dropped TCP segments for a missing or wrong TCP-MD5 signature \
-                     (TCPMD5NotFound/TCPMD5Failure rose {} ago) while a key is set for \
-                     {}: check the peer's password{when}",
-                    span(ago(t)),
-                    peer.address
-                )
-            } else {
-                format!(
-                    "the kernel dropped TCP-MD5 signed segments it has no key for \
-                     (TCPMD5Unexpected rose {} ago) and no password is set for {}: the \
-                     peer may have one{when}",
-                    span(ago(t)),
-                    peer.address
-                )
-            };
+            out.message = format!(
+                "the kernel dropped TCP segments for a missing or wrong TCP-MD5 signature \
+                 (TCPMD5NotFound/TCPMD5Failure rose {} ago) while a key is set for {}: \
+                 check the peer's password{when}",
+                span(ago(t)),
+                peer.address
+            );
         }
         Some(out)
     }
@@ -886,7 +866,7 @@ mod tests {
                     TcpExt: 0 3 0 1\n\
                     IpExt: InNoRoutes\nIpExt: 0\n";
         let c = Md5Counters::parse(text).unwrap();
-        assert_eq!((c.not_found, c.unexpected, c.failure), (3, 0, 1));
+        assert_eq!((c.not_found, c.failure), (3, 1));
         assert_eq!(Md5Counters::parse("IpExt: A\nIpExt: 1\n"), None);
 
         let t0 = Instant::now();
@@ -905,27 +885,13 @@ mod tests {
         let d = w.down_reason(at, State::Active, &keyed, &md5).unwrap();
         assert_eq!(d.reason, Reason::TcpMd5MismatchSuspected);
         assert!(d.message.contains("TCPMD5NotFound"), "{}", d.message);
-        // A peer without a key is suspected only when signed segments came unexpected.
+        // A peer without a key is not blamed: the counters are not per peer.
         let plain = peer("passive = true\n");
         assert_eq!(
             w.down_reason(at, State::Active, &plain, &md5)
                 .unwrap()
                 .reason,
             Reason::WaitingForPeer
-        );
-        md5.observe(
-            at,
-            Md5Counters {
-                not_found: 4,
-                unexpected: 1,
-                ..c
-            },
-        );
-        assert_eq!(
-            w.down_reason(at, State::Active, &plain, &md5)
-                .unwrap()
-                .reason,
-            Reason::TcpMd5MismatchSuspected
         );
     }
 
