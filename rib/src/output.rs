@@ -155,6 +155,12 @@ impl Rib {
             dest.best_paths()
                 .filter_map(|p| match p.attrs.next_hop? {
                     NextHop::V4(a) => Some(IpAddr::V4(a)),
+                    // A sender with no global address on the link puts `::` first and
+                    // its link-local address second (RFC 2545): forward to that one.
+                    NextHop::V6 {
+                        global,
+                        link_local: Some(ll),
+                    } if global.is_unspecified() => Some(IpAddr::V6(ll)),
                     NextHop::V6 { global, .. } => Some(IpAddr::V6(global)),
                 })
                 .collect()

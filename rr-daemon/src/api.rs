@@ -3,7 +3,8 @@
 //!
 //! | route | answer |
 //! | --- | --- |
-//! | `GET /v1/peers` | every peer ([`PeerStatus`]), by address |
+//! | `GET /v1/peers` | every peer ([`PeerStatus`]), by address; `down_reason` says why one is not Established |
+//! | `GET /v1/peers/{address}` | one peer ([`PeerStatus`]); 404 when there is none |
 //! | `GET /v1/routes?limit=N&offset=M` | best routes ([`RoutesResponse`]), 1000 by default |
 //! | `GET /v1/routes/{prefix}` | every path of a prefix, which is best and why the others lost ([`RouteDetail`]); `10.0.0.0/24` or `10.0.0.0%2F24` |
 //! | `GET /v1/status` | speaker summary and readiness ([`StatusResponse`]) |
@@ -141,6 +142,7 @@ pub fn router(speaker: Speaker, options: ApiOptions) -> Router {
     };
     Router::new()
         .route("/v1/peers", get(peers))
+        .route("/v1/peers/{address}", get(peer))
         .route("/v1/routes", get(routes))
         .route("/v1/routes/{*prefix}", get(route))
         .route("/v1/status", get(status))
@@ -213,7 +215,7 @@ pub struct ErrorBody {
 async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
-        message: "no such endpoint: see /v1/peers, /v1/routes, /v1/routes/PREFIX, /v1/status, \
+        message: "no such endpoint: see /v1/peers, /v1/peers/ADDRESS, /v1/routes, /v1/routes/PREFIX, /v1/status, \
                   /metrics, /healthz, /readyz"
             .to_owned(),
     }
@@ -221,6 +223,29 @@ async fn not_found() -> ApiError {
 
 async fn peers(State(app): State<App>) -> Result<axum::Json<Vec<PeerStatus>>, ApiError> {
     Ok(axum::Json(app.ask(app.speaker.peers()).await?))
+}
+
+async fn peer(
+    State(app): State<App>,
+    Path(address): Path<String>,
+) -> Result<axum::Json<PeerStatus>, ApiError> {
+    // `fe80::2%eth0` names the link-local peer on an interface: the zone is dropped.
+    let text = address.split('%').next().unwrap_or_default();
+    let Ok(ip) = text.parse::<IpAddr>() else {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("{address:?} is not an IP address"),
+        });
+    };
+    let peers = app.ask(app.speaker.peers()).await?;
+    peers
+        .into_iter()
+        .find(|p| p.address == ip)
+        .map(axum::Json)
+        .ok_or_else(|| ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no peer {ip}"),
+        })
 }
 
 /// A best route as `GET /v1/routes` lists it.
@@ -421,6 +446,9 @@ pub struct NotReady {
     pub state: String,
     /// Why it is not ready, in words.
     pub reason: String,
+    /// The peer's `down_reason` from the fixed list, when it is not Established.
+    #[serde(default)]
+    pub down_reason: Option<crate::speaker::Reason>,
 }
 
 /// The body of `/readyz`, and part of `/v1/status`.
@@ -474,13 +502,14 @@ pub fn readiness(peers: &[PeerStatus], since_start: Duration, grace: Duration) -
             } else {
                 "no peer is Established".to_owned()
             };
+            let why = match (&p.down_reason, &p.last_error) {
+                (Some(d), _) => format!("{}: {}", d.reason, d.message),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "no error recorded yet (no answer from the peer)".to_owned(),
+            };
             Some(format!(
-                "not Established ({} for {} s; {rule}): {}",
-                p.state,
-                p.since_s,
-                p.last_error
-                    .as_deref()
-                    .unwrap_or("no error recorded yet (no answer from the peer)")
+                "not Established ({} for {} s; {rule}): {why}",
+                p.state, p.since_s
             ))
         } else {
             None
@@ -490,6 +519,7 @@ pub fn readiness(peers: &[PeerStatus], since_start: Duration, grace: Duration) -
                 address: p.address,
                 state: p.state.to_string(),
                 reason,
+                down_reason: p.down_reason.as_ref().map(|d| d.reason),
             });
         }
     }
@@ -653,6 +683,12 @@ struct PeerLabel {
     peer: String,
 }
 
+/// The label of `rr_peers_down`: one of the twelve reasons, so the series are bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
 /// `rr_peer_state` values, in RFC 4271 order.
 fn state_number(state: &str) -> i64 {
     match state {
@@ -734,6 +770,24 @@ fn render_metrics(
         "UPDATE bytes handed to the session and not yet written",
         Some(Unit::Bytes),
     );
+    let down = Family::<ReasonLabel, Gauge>::default();
+    reg.register(
+        "rr_peers_down",
+        "Peers not Established, by the reason of their down_reason (every reason of the \
+         fixed list, 0 included)",
+        down.clone(),
+    );
+    for r in crate::speaker::Reason::ALL {
+        let n = s
+            .peers
+            .iter()
+            .filter(|p| p.down_reason.as_ref().is_some_and(|d| d.reason == r))
+            .count();
+        down.get_or_create(&ReasonLabel {
+            reason: r.as_str().to_owned(),
+        })
+        .set(clamp(n as u64));
+    }
     for p in &s.peers {
         let l = PeerLabel {
             peer: p.address.to_string(),

@@ -558,6 +558,7 @@ async fn session(a: SessionArgs) -> anyhow::Result<()> {
         peer: a.peer,
         port: a.port,
         local: a.bind,
+        interface: None,
         connect_timeout: Duration::from_secs(a.connect_retry.max(1)),
         password: match &a.password {
             Some(path) => Some(read_password(path)?),

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! rr-daemon ctl [--api ADDR] [--json] peers
+//! rr-daemon ctl [--api ADDR] [--json] neighbor ADDRESS
 //! rr-daemon ctl [--api ADDR] [--json] routes [PREFIX] [--limit N] [--offset M]
 //! rr-daemon ctl [--api ADDR] [--json] status
 //! rr-daemon ctl [--api ADDR] [--json] fib
@@ -46,6 +47,11 @@ pub struct CtlArgs {
 pub enum CtlCommand {
     /// Every peer: address, AS, state, time in state or uptime, and why it is not up.
     Peers,
+    /// One peer, every field, with why it is not up (`down_reason`).
+    Neighbor {
+        /// The peer's address (`192.0.2.1`, `fe80::2%eth0`).
+        address: String,
+    },
     /// Best routes; with PREFIX, every path of that prefix and why the others lost.
     Routes {
         /// A prefix (`10.0.0.0/24`) or an address (its host prefix).
@@ -125,6 +131,15 @@ pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
                 raw(json)
             } else {
                 peers_table(&peers)
+            })
+        }
+        CtlCommand::Neighbor { address } => {
+            let path = format!("/v1/peers/{}", address.replace('%', "%25"));
+            let (json, peer) = client.get::<PeerStatus>(&path)?;
+            Ok(if args.json {
+                raw(json)
+            } else {
+                neighbor_text(&peer)
             })
         }
         CtlCommand::Routes {
@@ -318,16 +333,24 @@ fn peers_table(peers: &[PeerStatus]) -> String {
         .iter()
         .map(|p| {
             let since = p.uptime_s.unwrap_or(p.since_s);
-            let info = match (&p.last_error, p.state.as_str()) {
-                (_, "Established") if p.graceful_restart_pending => {
+            let info = match (&p.down_reason, &p.last_error, p.state.as_str()) {
+                (_, _, "Established") if p.graceful_restart_pending => {
                     "graceful restart: waiting for End-of-RIB".to_owned()
                 }
-                (_, "Established") => String::new(),
-                (Some(e), _) => e.clone(),
-                (None, _) => String::new(),
+                (_, _, "Established") => String::new(),
+                (Some(d), _, _) => d.message.clone(),
+                (None, Some(e), _) => e.clone(),
+                (None, None, _) => String::new(),
             };
+            let why = p
+                .down_reason
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |d| d.reason.to_string());
             vec![
-                p.address.to_string(),
+                match &p.interface {
+                    Some(i) => format!("{}%{i}", p.address),
+                    None => p.address.to_string(),
+                },
                 p.asn.to_string(),
                 p.state.to_string(),
                 p.bfd.map_or("-", |b| b.as_str()).to_owned(),
@@ -336,6 +359,7 @@ fn peers_table(peers: &[PeerStatus]) -> String {
                     "{}/{}/{}",
                     p.prefixes_received, p.prefixes_accepted, p.prefixes_sent
                 ),
+                why,
                 match (p.dynamic, info.is_empty()) {
                     (true, true) => "dynamic neighbour".to_owned(),
                     (true, false) => format!("dynamic neighbour; {info}"),
@@ -352,10 +376,87 @@ fn peers_table(peers: &[PeerStatus]) -> String {
             "BFD",
             "Since",
             "Rcvd/Acc/Sent",
+            "Why",
             "Info",
         ],
         &rows,
     )
+}
+
+/// `ctl neighbor`: one `key: value` line per field, `down_reason` spelled out.
+fn neighbor_text(p: &PeerStatus) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| {
+        let _ = writeln!(out, "{k:<24}{v}");
+    };
+    line(
+        "Address:",
+        match &p.interface {
+            Some(i) => format!("{}%{i}", p.address),
+            None => p.address.to_string(),
+        },
+    );
+    line("AS:", p.asn.to_string());
+    line(
+        "State:",
+        format!(
+            "{} for {}",
+            p.state,
+            format_duration(p.uptime_s.unwrap_or(p.since_s))
+        ),
+    );
+    match &p.down_reason {
+        Some(d) => {
+            line("Why:", d.reason.to_string());
+            line("Why, in words:", d.message.clone());
+            line(
+                "Reason since:",
+                format!("{} ago", format_duration(d.since_s)),
+            );
+            if let Some(n) = d.next_try_in_s {
+                line("Next try in:", format_duration(n));
+            }
+            if let Some(n) = &d.notification_sent {
+                line("NOTIFICATION sent:", n.clone());
+            }
+            if let Some(n) = &d.notification_received {
+                line("NOTIFICATION received:", n.clone());
+            }
+        }
+        None => line("Why:", "-".to_owned()),
+    }
+    line(
+        "Prefixes:",
+        format!(
+            "{} received, {} accepted, {} sent",
+            p.prefixes_received, p.prefixes_accepted, p.prefixes_sent
+        ),
+    );
+    line(
+        "UPDATEs:",
+        format!("{} received, {} sent", p.updates_received, p.updates_sent),
+    );
+    line("Queued bytes:", p.queued_bytes.to_string());
+    line("Last error:", or_dash(p.last_error.as_ref()));
+    line(
+        "Last NOTIFICATION sent:",
+        or_dash(p.last_notification_sent.as_ref()),
+    );
+    line(
+        "Last NOTIFICATION rcvd:",
+        or_dash(p.last_notification_received.as_ref()),
+    );
+    line(
+        "Graceful restart:",
+        if p.graceful_restart_pending {
+            "pending"
+        } else {
+            "-"
+        }
+        .to_owned(),
+    );
+    line("Dynamic:", p.dynamic.to_string());
+    out
 }
 
 fn or_dash<T: ToString>(v: Option<T>) -> String {

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bgp_fsm::{Action, Config, ConnId, Input, News, Output, Session};
+use bgp_fsm::{Action, Config, ConnId, Input, News, Output, Session, Timer};
 use bgp_wire::{Framer, Notification};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -39,6 +39,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Secret, Ttl};
 use crate::sockopt;
+use crate::speaker::why::{ConnectError, NextTry};
 
 /// Where and how to reach one peer.
 #[derive(Clone, Debug)]
@@ -51,6 +52,8 @@ pub struct SessionSpec {
     pub port: u16,
     /// Our source address for outbound connections (the peer checks it).
     pub local: Option<IpAddr>,
+    /// The interface of a link-local peer: the scope of its address and of ours.
+    pub interface: Option<String>,
     /// How long an outbound connection attempt may take.
     pub connect_timeout: Duration,
     /// TCP-MD5 key (RFC 2385) of outbound connections, set on the socket before it
@@ -104,6 +107,14 @@ pub struct SessionEvent {
     pub news: News,
     /// With `Established`: our address on the connection (for next-hop-self).
     pub local: Option<SocketAddr>,
+    /// With the `Failed` of our outbound attempt: how the connect failed, from the OS
+    /// error (for `down_reason`).
+    pub connect_error: Option<ConnectError>,
+    /// When the session connects out again by itself, as of this event.
+    pub next_try: Option<NextTry>,
+    /// With `Established` on a link-local connection: a global IPv6 address of ours on
+    /// that interface, sent before the link-local one as the next hop (RFC 2545 §3).
+    pub local_global: Option<std::net::Ipv6Addr>,
 }
 
 /// Unwritten UPDATE bytes per session below which its owner hands it more: a session
@@ -236,11 +247,12 @@ const PROBE: Duration = Duration::from_millis(250);
 
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 
-/// Opens the outbound connection from `local` (if set) to `peer`, signed with `password`
-/// (TCP-MD5) if set.
+/// Opens the outbound connection from `local` (if set) to `peer` (on `interface` for a
+/// link-local peer), signed with `password` (TCP-MD5) if set.
 async fn connect(
     peer: SocketAddr,
     local: Option<IpAddr>,
+    interface: Option<String>,
     timeout: Duration,
     password: Option<Secret>,
     ttl: Ttl,
@@ -257,9 +269,15 @@ async fn connect(
         error!("{e}");
         return Err(e);
     }
+    // A link-local peer is reached through its interface: the scope of both addresses.
+    let scope = match &interface {
+        Some(name) => Some(link::ifindex(name)?),
+        None => None,
+    };
+    let peer = link::scoped(peer, scope);
     if let Some(l) = local {
         // The peer checks the source address: bind it before connecting.
-        socket.bind(SocketAddr::new(l, 0))?;
+        socket.bind(link::scoped(SocketAddr::new(l, 0), scope))?;
     }
     sockopt::set_ttl(&socket, ttl.outgoing(), ttl.min_incoming())?;
     match tokio::time::timeout(timeout, socket.connect(peer)).await {
@@ -324,13 +342,24 @@ fn update_bytes(e: &SessionEvent) -> usize {
 impl Outbox {
     /// Hands an event to the owner, or queues it behind those already waiting. A gone
     /// owner means nobody listens; the session still shuts down cleanly.
-    fn emit(&mut self, peer: IpAddr, news: News, local: Option<SocketAddr>) {
+    fn emit(&mut self, peer: IpAddr, news: News, local: Option<SocketAddr>, why: Why) {
+        let local_global = match (&news, local) {
+            (News::Established { .. }, Some(SocketAddr::V6(l)))
+                if l.ip().is_unicast_link_local() =>
+            {
+                link::global_address(l.scope_id())
+            }
+            _ => None,
+        };
         let generation = self.generation;
         let e = SessionEvent {
             peer,
             generation,
             news,
             local,
+            connect_error: why.0,
+            next_try: why.1,
+            local_global,
         };
         self.backlog_bytes += update_bytes(&e);
         self.backlog.push_back(e);
@@ -397,6 +426,9 @@ async fn owner_room(out: &Outbox) -> Option<mpsc::OwnedPermit<SessionEvent>> {
     out.events.clone().reserve_owned().await.ok()
 }
 
+/// What a session adds to an event for `down_reason`.
+type Why = (Option<ConnectError>, Option<NextTry>);
+
 /// The session task.
 struct Driver {
     spec: SessionSpec,
@@ -412,7 +444,18 @@ struct Driver {
     /// Connections being closed, each writing what it had left (its NOTIFICATION) for at
     /// most [`CLOSE_FLUSH`]; the task waits for them before it ends.
     closing: Vec<JoinHandle<()>>,
+    /// How the last outbound attempt failed, until the machine's `Failed` reports it.
+    connect_error: Option<ConnectError>,
+    /// When the outbound attempt in flight started.
+    connect_started: Option<Instant>,
+    /// The machine dropped an attempt that had no answer for a while (its connect retry
+    /// timer ran out first): reported as a timed-out connect, which the machine does not.
+    abandoned: Option<Duration>,
 }
+
+/// An outbound attempt dropped by the machine after this long without an answer counts
+/// as a timed-out connect (a shorter one was cut short by something else: a collision).
+const ABANDONED_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a closed connection may take to write its last bytes.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
@@ -433,6 +476,9 @@ async fn run(
         receive_paused: false,
         next_probe: None,
         closing: Vec::new(),
+        connect_error: None,
+        connect_started: None,
+        abandoned: None,
     };
     d.fsm
         .handle(Instant::now(), Input::Start { automatic: false });
@@ -475,12 +521,16 @@ async fn run(
             Some(stream) = inbound.recv() => d.accept(stream),
             res = connected(&mut d.connecting) => {
                 d.connecting = None;
+                d.connect_started = None;
                 match res {
                     Ok(stream) => {
                         d.conns[ConnId::Outbound.index()] = Some(Conn::new(stream));
                         d.fsm.handle(Instant::now(), Input::Connected);
                     }
-                    Err(e) => d.fsm.handle(Instant::now(), Input::ConnectionFailed { conn: ConnId::Outbound, reason: e.to_string() }),
+                    Err(e) => {
+                        d.connect_error = Some(ConnectError::classify(&e));
+                        d.fsm.handle(Instant::now(), Input::ConnectionFailed { conn: ConnId::Outbound, reason: e.to_string() });
+                    }
                 }
             }
             r = readable(&d.conns[0]), if reading => d.on_readable(ConnId::Outbound, r),
@@ -820,19 +870,27 @@ impl Driver {
             match self.fsm.poll_output() {
                 Some(Output::Action(a)) => self.act(a),
                 Some(Output::News(n)) => self.report(n),
-                None => return,
+                None => break,
             }
+        }
+        if let Some(waited) = self.abandoned.take() {
+            self.connect_error = Some(ConnectError::TimedOut);
+            let reason = format!("no answer to our SYN in {} s", waited.as_secs_f32().round());
+            self.report(News::Failed(bgp_fsm::DownReason::ConnectionFailed(reason)));
         }
     }
 
     fn act(&mut self, action: Action) {
         match action {
             Action::Connect => {
+                self.connect_error = None;
+                self.connect_started = Some(Instant::now());
                 let peer = SocketAddr::new(self.spec.peer, self.spec.port);
                 debug!(%peer, "connecting");
                 self.connecting = Some(Box::pin(connect(
                     peer,
                     self.spec.local,
+                    self.spec.interface.clone(),
                     self.spec.connect_timeout,
                     self.spec.password.clone(),
                     self.spec.ttl,
@@ -846,6 +904,12 @@ impl Driver {
             }
             Action::Close(conn) => {
                 if conn == ConnId::Outbound {
+                    if self.connecting.is_some()
+                        && let Some(t) = self.connect_started.take()
+                        && t.elapsed() >= ABANDONED_AFTER
+                    {
+                        self.abandoned = Some(t.elapsed());
+                    }
                     self.connecting = None;
                 }
                 if let Some(mut c) = self.forget(conn) {
@@ -891,6 +955,123 @@ impl Driver {
             News::StateChanged { from, to } => debug!(%peer, %from, %to, "state"),
             News::Update(_) | News::RouteRefresh(_) => {}
         }
-        self.out.emit(peer, news, local);
+        let connect_error = match &news {
+            News::Failed(_) | News::Down { .. } => self.connect_error.take(),
+            _ => None,
+        };
+        let next_try = match self.fsm.timer(Timer::IdleHold) {
+            Some(at) => Some(NextTry {
+                at,
+                idle_hold: true,
+            }),
+            None => self.fsm.timer(Timer::ConnectRetry).map(|at| NextTry {
+                at,
+                idle_hold: false,
+            }),
+        };
+        self.out.emit(peer, news, local, (connect_error, next_try));
+    }
+}
+
+/// Link-local peers: interface names, indexes and addresses, from `/sys` and `/proc`
+/// (no `ioctl`, no `unsafe`).
+pub(crate) mod link {
+    use std::io;
+    use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+
+    /// The index of interface `name`.
+    pub(crate) fn ifindex(name: &str) -> io::Result<u32> {
+        let path = format!("/sys/class/net/{name}/ifindex");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            io::Error::new(io::ErrorKind::NotFound, format!("interface {name}: {e}"))
+        })?;
+        text.trim()
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {text:?}")))
+    }
+
+    /// The name of the interface with index `index`, if there is one.
+    pub(crate) fn ifname(index: u32) -> Option<String> {
+        // Bounded by the interfaces of the namespace.
+        std::fs::read_dir("/sys/class/net")
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| {
+                std::fs::read_to_string(e.path().join("ifindex"))
+                    .is_ok_and(|t| t.trim().parse() == Ok(index))
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+    }
+
+    /// `a` with the scope `scope` when it is an IPv6 link-local address.
+    pub(crate) fn scoped(a: SocketAddr, scope: Option<u32>) -> SocketAddr {
+        match (a, scope) {
+            (SocketAddr::V6(v6), Some(s)) if v6.ip().is_unicast_link_local() => {
+                SocketAddr::V6(SocketAddrV6::new(*v6.ip(), v6.port(), 0, s))
+            }
+            _ => a,
+        }
+    }
+
+    /// A global IPv6 address on interface `index`, the first the kernel lists.
+    pub(crate) fn global_address(index: u32) -> Option<Ipv6Addr> {
+        let text = std::fs::read_to_string("/proc/net/if_inet6").ok()?;
+        parse_if_inet6(&text, index)
+    }
+
+    /// From the text of `/proc/net/if_inet6` (`ADDR IFINDEX PREFIXLEN SCOPE FLAGS NAME`,
+    /// hexadecimal), the first global-scope (0) address on `index` that is not
+    /// tentative or deprecated.
+    pub(crate) fn parse_if_inet6(text: &str, index: u32) -> Option<Ipv6Addr> {
+        text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let [addr, ifx, _, scope, flags, ..] = f[..] else {
+                return None;
+            };
+            let ok = u32::from_str_radix(ifx, 16) == Ok(index)
+                && scope == "00"
+                && u32::from_str_radix(flags, 16).is_ok_and(|fl| fl & (0x40 | 0x20) == 0);
+            if !ok || addr.len() != 32 {
+                return None;
+            }
+            u128::from_str_radix(addr, 16).ok().map(Ipv6Addr::from)
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn global_addresses_are_read_from_if_inet6() {
+            let text = "fe800000000000000000000000000001 03 40 20 80 veth0\n\
+                        20010db8000000000000000000000001 03 40 00 80 veth0\n\
+                        20010db8000000000000000000000099 04 40 00 80 veth1\n";
+            assert_eq!(
+                parse_if_inet6(text, 3),
+                Some("2001:db8::1".parse().unwrap())
+            );
+            assert_eq!(
+                parse_if_inet6(text, 4),
+                Some("2001:db8::99".parse().unwrap())
+            );
+            assert_eq!(parse_if_inet6(text, 5), None);
+            let tentative = "20010db8000000000000000000000001 03 40 00 40 veth0\n";
+            assert_eq!(parse_if_inet6(tentative, 3), None);
+        }
+
+        #[test]
+        fn only_link_local_addresses_take_a_scope() {
+            let ll: SocketAddr = "[fe80::2]:179".parse().unwrap();
+            let SocketAddr::V6(v6) = scoped(ll, Some(7)) else {
+                unreachable!()
+            };
+            assert_eq!(v6.scope_id(), 7);
+            let global: SocketAddr = "[2001:db8::2]:179".parse().unwrap();
+            assert_eq!(scoped(global, Some(7)), global);
+            assert!(ifindex("lo").is_ok_and(|i| i >= 1));
+            assert_eq!(ifname(ifindex("lo").unwrap()).as_deref(), Some("lo"));
+            assert!(ifindex("no-such-if0").is_err());
+        }
     }
 }

@@ -214,7 +214,27 @@ async fn unreachable_peers_are_explained() {
             assert!(p.get(key).is_some(), "{key} missing: {p}");
         }
         assert_eq!(p["uptime_s"], Value::Null);
+        // Nothing listens on the port: the machine-readable reason says so.
+        let p = wait_peer(api, addr, |p| {
+            p["down_reason"]["reason"] == "connect-refused"
+        })
+        .await;
+        let why = &p["down_reason"];
+        assert!(
+            why["message"].as_str().unwrap().contains(addr),
+            "the sentence names the peer: {p}"
+        );
+        assert!(why["since_s"].is_u64(), "{p}");
+        // The same peer alone, by address.
+        let (status, one) = get_json(api, &format!("/v1/peers/{addr}")).await;
+        assert_eq!(status, 200, "{one}");
+        assert_eq!(one["address"], addr);
+        assert!(one.get("down_reason").is_some(), "{one}");
     }
+    let (status, none) = get_json(api, "/v1/peers/127.0.0.99").await;
+    assert_eq!(status, 404, "{none}");
+    let (status, bad) = get_json(api, "/v1/peers/not-an-address").await;
+    assert_eq!(status, 400, "{bad}");
 
     let (status, body) = get(api, "/healthz").await;
     assert_eq!(status, 200, "{body}");
@@ -235,6 +255,17 @@ async fn unreachable_peers_are_explained() {
             .unwrap()
             .to_lowercase()
             .contains("refused")
+    );
+    assert_eq!(
+        ready["not_ready"][0]["down_reason"], "connect-refused",
+        "{ready}"
+    );
+    assert!(
+        ready["not_ready"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("connect-refused: "),
+        "{ready}"
     );
 
     let (status, text) = get(api, "/metrics").await;
@@ -261,12 +292,28 @@ async fn unreachable_peers_are_explained() {
     }
     assert_eq!(sample(&samples, "rr_ready", ""), Some(0.0));
     assert_eq!(sample(&samples, "rr_peers", ""), Some(2.0));
-    // Series grow with peers only: every labelled series is per peer, but for the fixed
-    // four of `rr_bfd_sessions{state}`.
+    // Series grow with peers only: every labelled series is per peer, but the twelve of
+    // rr_peers_down and the fixed four of rr_bfd_sessions{state}.
     assert!(
         samples.iter().all(|(n, l, _)| l.is_empty()
             || l.starts_with("peer=\"")
-            || n == "rr_bfd_sessions" && l.starts_with("state=\"")),
+            || (n == "rr_peers_down" && l.starts_with("reason=\""))
+            || (n == "rr_bfd_sessions" && l.starts_with("state=\""))),
+        "{text}"
+    );
+    let down: Vec<_> = samples
+        .iter()
+        .filter(|(n, _, _)| n == "rr_peers_down")
+        .collect();
+    assert_eq!(down.len(), 12, "{text}");
+    assert_eq!(
+        sample(&samples, "rr_peers_down", "reason=\"connect-refused\""),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&samples, "rr_peers_down", "reason=\"open-rejected\""),
+        Some(0.0),
         "{text}"
     );
     for state in ["admin-down", "down", "init", "up"] {
@@ -598,6 +645,7 @@ passive = true
 fn status(address: &str, state: &str) -> PeerStatus {
     PeerStatus {
         address: address.parse().unwrap(),
+        interface: None,
         asn: 65000,
         state: serde_json::from_str(&format!("\"{state}\"")).unwrap(),
         uptime_s: None,
@@ -615,6 +663,7 @@ fn status(address: &str, state: &str) -> PeerStatus {
         graceful_restart_pending: false,
         dynamic: false,
         bfd: None,
+        down_reason: None,
     }
 }
 

@@ -51,6 +51,7 @@ async fn a_session_whose_core_is_busy_keeps_its_peer() {
         connect_timeout: Duration::from_secs(1),
         password: None,
         ttl: Ttl::Multihop(255),
+        interface: None,
     };
     // The owner: a channel of one event, not read during the busy period.
     let (events_tx, mut events) = mpsc::channel(1);

@@ -1510,3 +1510,48 @@ fn test_graceful_restart_and_max_prefix_keys() {
         assert_eq!(error(&format!("{head}{text}")), want);
     }
 }
+
+/// `address = "fe80::2%eth0"`: a link-local peer names its interface; nothing else takes
+/// one. A `[[dynamic_neighbors]]` range may name an interface instead of a prefix.
+#[test]
+fn link_local_peers_name_their_interface() {
+    let cfg = parse(&format!(
+        "{HEAD}[[peer]]\naddress = \"fe80::2%eth0\"\nasn = 65001\n\
+         [[peer_group]]\nname = \"g\"\nasn = 65002\n\
+         [[dynamic_neighbors]]\ninterface = \"eth1\"\ngroup = \"g\"\n"
+    ));
+    let p = cfg.peer(ip("fe80::2")).unwrap();
+    assert_eq!(p.interface.as_deref(), Some("eth0"));
+    assert_eq!(
+        p.session_spec(&cfg.speaker).interface.as_deref(),
+        Some("eth0")
+    );
+    let d = &cfg.dynamic_neighbors[0];
+    assert_eq!(d.prefix.to_string(), "fe80::/10");
+    assert_eq!(d.interface.as_deref(), Some("eth1"));
+    assert!(cfg.dynamic_range(ip("fe80::9")).is_none(), "only on eth1");
+    let on = cfg.dynamic_range_on(ip("fe80::9"), Some("eth1")).unwrap();
+    assert_eq!(on.peer(ip("fe80::9")).interface.as_deref(), Some("eth1"));
+    assert!(cfg.dynamic_range_on(ip("fe80::9"), Some("eth2")).is_none());
+
+    let e = error(&format!("{HEAD}[[peer]]\naddress = \"fe80::2\"\nasn = 1\n"));
+    assert!(
+        e.contains("peer[0].address") && e.contains("name its interface"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{HEAD}[[peer]]\naddress = \"10.0.0.2%eth0\"\nasn = 1\n"
+    ));
+    assert!(e.contains("only a link-local"), "{e}");
+    let e = error(&format!(
+        "{HEAD}[[peer]]\naddress = \"fe80::2%a/b\"\nasn = 1\n"
+    ));
+    assert!(e.contains("not an interface name"), "{e}");
+    let e = error(&format!(
+        "{HEAD}[[peer_group]]\nname = \"g\"\nasn = 2\n[[dynamic_neighbors]]\ngroup = \"g\"\n"
+    ));
+    assert!(
+        e.contains("dynamic_neighbors[0]") && e.contains("missing prefix"),
+        "{e}"
+    );
+}

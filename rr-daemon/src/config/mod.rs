@@ -191,10 +191,22 @@ impl Config {
     /// longest prefix that holds it. Configured peers come first: look them up with
     /// [`Config::peer`] before.
     pub fn dynamic_range(&self, address: IpAddr) -> Option<&DynamicNeighbors> {
+        self.dynamic_range_on(address, None)
+    }
+
+    /// [`Config::dynamic_range`] for a connection that came in on `interface` (the zone of
+    /// a link-local source): a range bound to an interface takes only connections from
+    /// it, and is preferred to one that is not.
+    pub fn dynamic_range_on(
+        &self,
+        address: IpAddr,
+        interface: Option<&str>,
+    ) -> Option<&DynamicNeighbors> {
         self.dynamic_neighbors
             .iter()
             .filter(|d| d.prefix.contains(&address))
-            .max_by_key(|d| d.prefix.prefix_len())
+            .filter(|d| d.interface.is_none() || d.interface.as_deref() == interface)
+            .max_by_key(|d| (d.interface.is_some(), d.prefix.prefix_len()))
     }
 
     /// The RIB's speaker-wide settings; best-path changes are tracked when `[fib]` is

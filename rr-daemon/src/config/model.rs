@@ -391,6 +391,9 @@ impl fmt::Debug for Secret {
 pub struct PeerSettings {
     /// The peer's address.
     pub address: IpAddr,
+    /// The interface of a link-local peer (`fe80::2%eth0`): connections go out on it,
+    /// and the peer's connections are taken only from it.
+    pub interface: Option<String>,
     /// The peer's TCP port.
     pub port: u16,
     /// The peer's AS: equal to ours makes the session internal.
@@ -471,6 +474,7 @@ impl PeerSettings {
         // Destructured so that a new field has to be placed on one side or the other.
         let Self {
             address,
+            interface,
             port,
             asn,
             source_address,
@@ -502,6 +506,7 @@ impl PeerSettings {
         } = self;
         let keys = [
             ("address", *address == new.address),
+            ("interface", *interface == new.interface),
             ("asn", *asn == new.asn),
             ("port", *port == new.port),
             ("source_address", *source_address == new.source_address),
@@ -668,6 +673,7 @@ impl PeerSettings {
             peer: self.address,
             port: self.port,
             local: self.source_address,
+            interface: self.interface.clone(),
             connect_timeout: Duration::from_secs(self.connect_retry.into()),
             password: self.password.clone(),
             ttl: self.ttl,
@@ -685,8 +691,11 @@ pub const DEFAULT_DYNAMIC_LIMIT: u32 = 5000;
 /// `[[dynamic_neighbors]]`: peers accepted from a range, configured by a group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DynamicNeighbors {
-    /// The range.
+    /// The range (`fe80::/10` for an `interface` without `prefix`).
     pub prefix: IpNet,
+    /// Peers are taken only from this interface (FRR's `neighbor eth0 interface`): a
+    /// link-local range on a link.
+    pub interface: Option<String>,
     /// The group the settings come from.
     pub group: String,
     /// The most peers at once from the range ([`DEFAULT_DYNAMIC_LIMIT`] unless set).
@@ -701,6 +710,7 @@ impl DynamicNeighbors {
     pub fn peer(&self, address: IpAddr) -> PeerSettings {
         PeerSettings {
             address,
+            interface: self.interface.clone(),
             ..self.template.clone()
         }
     }

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use super::model::LogFormat;
 use super::values::{
     Action, AddPath, Asn, BfdValue, CommunityValue, DefaultAction, Families, GracefulRestart,
-    HoldTime, IpList, LargeCommunityValue, ListenAddr, LongLivedStaleTime, MaxPrefixValue,
-    Multihop, NextHopSelf, Password, PasswordFile, Prefix, PrefixEntry, Protocol, SendHoldTime,
-    TtlSecurity,
+    HoldTime, Interface, IpList, LargeCommunityValue, ListenAddr, LongLivedStaleTime,
+    MaxPrefixValue, Multihop, NextHopSelf, Password, PasswordFile, PeerAddress, Prefix,
+    PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
 };
 
 /// The whole file.
@@ -147,7 +147,8 @@ pub(super) struct RawMesh {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDynamic {
-    pub(super) prefix: Prefix,
+    pub(super) prefix: Option<Prefix>,
+    pub(super) interface: Option<Interface>,
     pub(super) group: String,
     pub(super) limit: Option<NonZeroU32>,
 }
@@ -204,7 +205,7 @@ macro_rules! peer_fields {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         pub(super) struct RawPeer {
-            pub(super) address: IpAddr,
+            pub(super) address: PeerAddress,
             pub(super) group: Option<String>,
             $($f: Option<$t>,)*
         }

@@ -73,15 +73,16 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
     for (i, p) in raw.peer.iter().enumerate() {
         let path = KeyPath::item("peer", i);
         let own = p.fields();
+        let address = p.address.ip;
         cx.check_level(&own, &path)?;
         let group = cx.group(p.group.as_deref(), &path.key("group"))?;
-        cx.check_unicast(p.address, &path.key("address"))?;
-        if cx.is_own_address(p.address) {
+        cx.check_unicast(address, &path.key("address"))?;
+        if cx.is_own_address(address) {
             return Err(doc.error(
                 &path.key("address"),
                 format!(
                     "{} is this speaker's own address (speaker.router_id or speaker.listen)",
-                    p.address
+                    address
                 ),
             ));
         }
@@ -90,14 +91,15 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
             own_path: path.clone(),
             group,
         };
-        let settings = cx.peer(&layers, p.address, &Defaults::default())?;
-        if let Some(j) = defined_at.insert(p.address, i) {
+        let mut settings = cx.peer(&layers, address, &Defaults::default())?;
+        settings.interface.clone_from(&p.address.zone);
+        if let Some(j) = defined_at.insert(address, i) {
             return Err(doc.error(
                 &path.key("address"),
-                format!("peer {} is already defined at peer[{j}]", p.address),
+                format!("peer {address} is already defined at peer[{j}]"),
             ));
         }
-        peers.insert(p.address, settings);
+        peers.insert(address, settings);
     }
 
     let mut dynamic_neighbors: Vec<DynamicNeighbors> = Vec::new();
@@ -114,13 +116,25 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
                 ),
             ));
         }
+        let interface = d.interface.as_ref().map(|i| i.0.clone());
+        let prefix = match (d.prefix, &interface) {
+            (Some(p), _) => p.0,
+            // FRR's `neighbor eth0 interface`: any link-local peer on the link.
+            (None, Some(_)) => "fe80::/10".parse().expect("a prefix"),
+            (None, None) => {
+                return Err(doc.error(
+                    &path,
+                    "missing prefix (required unless interface names a link)",
+                ));
+            }
+        };
         if let Some(j) = dynamic_neighbors
             .iter()
-            .position(|o| o.prefix == d.prefix.0)
+            .position(|o| o.prefix == prefix && o.interface == interface)
         {
             return Err(doc.error(
                 &path.key("prefix"),
-                format!("{} is already given at dynamic_neighbors[{j}]", d.prefix.0),
+                format!("{prefix} is already given at dynamic_neighbors[{j}]"),
             ));
         }
         let own = PeerFields::default();
@@ -133,9 +147,11 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
             passive: Some(true),
             ..Defaults::default()
         };
-        let template = cx.peer(&layers, d.prefix.0.network(), &defaults)?;
+        let mut template = cx.peer(&layers, prefix.network(), &defaults)?;
+        template.interface.clone_from(&interface);
         dynamic_neighbors.push(DynamicNeighbors {
-            prefix: d.prefix.0,
+            prefix,
+            interface,
             group: d.group.clone(),
             limit: d
                 .limit
@@ -527,6 +543,7 @@ impl Cx<'_> {
 
         Ok(PeerSettings {
             address,
+            interface: None,
             port: pick!(port).map_or(179, |p| p.get()),
             asn,
             source_address,

@@ -581,6 +581,68 @@ impl<'de> Deserialize<'de> for IpList {
     }
 }
 
+/// A peer's address, with the interface of a link-local one: `"192.0.2.1"`,
+/// `"fe80::2%eth0"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct PeerAddress {
+    pub(super) ip: IpAddr,
+    /// The zone: an interface name.
+    pub(super) zone: Option<String>,
+}
+
+impl PeerAddress {
+    fn parse(s: &str) -> Result<Self, String> {
+        let (ip, zone) = match s.split_once('%') {
+            Some((ip, zone)) => (ip, Some(zone)),
+            None => (s, None),
+        };
+        let ip: IpAddr = ip.parse().map_err(|_| {
+            format!("{s:?} is not an IP address (a link-local one as \"fe80::2%eth0\")")
+        })?;
+        let link_local = matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local());
+        match zone {
+            None if link_local => Err(format!(
+                "{s:?} is link-local: name its interface, as \"{ip}%eth0\""
+            )),
+            Some(_) if !link_local => Err(format!(
+                "{s:?}: only a link-local (fe80::/10) address takes an interface after %"
+            )),
+            Some(z) => Ok(Self {
+                ip,
+                zone: Some(interface_name(z)?),
+            }),
+            None => Ok(Self { ip, zone: None }),
+        }
+    }
+}
+
+from_string!(
+    PeerAddress,
+    "an IP address such as \"192.0.2.1\" or \"fe80::2%eth0\""
+);
+
+/// Checks an interface name as Linux takes it: 1..=15 bytes, no `/`, no white space.
+pub(super) fn interface_name(z: &str) -> Result<String, String> {
+    if z.is_empty() || z.len() > 15 || z.contains('/') || z.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "{z:?} is not an interface name (1 to 15 characters, no '/' or spaces)"
+        ));
+    }
+    Ok(z.to_owned())
+}
+
+/// An interface name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Interface(pub(super) String);
+
+impl Interface {
+    fn parse(s: &str) -> Result<Self, String> {
+        interface_name(s).map(Self)
+    }
+}
+
+from_string!(Interface, "an interface name such as \"eth0\"");
+
 /// A prefix without host bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Prefix(pub(super) IpNet);

@@ -101,6 +101,20 @@ impl Kernel {
         if m.header.kind != RouteType::Unicast {
             return Resolution::Unreachable;
         }
+        if let IpAddr::V6(v6) = next_hop
+            && v6.is_unicast_link_local()
+        {
+            // Reachable only through an interface: the one the kernel picks for it (the
+            // link of the session it came over, when fe80::/64 is on one link only).
+            return m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    RouteAttribute::Oif(i) => Some(Resolution::Link(*i)),
+                    _ => None,
+                })
+                .unwrap_or(Resolution::Unreachable);
+        }
         match m.attributes.iter().find_map(gateway) {
             Some(g) if g != next_hop => Resolution::Via(g),
             _ => Resolution::OnLink,
@@ -172,6 +186,7 @@ impl Kernel {
                     gws.extend(gateway(a).map(|g| Hop {
                         gateway: g,
                         tunnel: through(oif),
+                        dev: link_local(g).then_some(oif),
                     }));
                 }
                 RouteAttribute::MultiPath(hops) => {
@@ -179,6 +194,7 @@ impl Kernel {
                         h.attributes.iter().filter_map(gateway).map(|g| Hop {
                             gateway: g,
                             tunnel: through(h.interface_index),
+                            dev: link_local(g).then_some(h.interface_index),
                         })
                     }));
                 }
@@ -238,7 +254,13 @@ impl Kernel {
                     .map_err(invalid)?
                     .output_interface(tunnel_index()?)
                     .onlink(),
-                [one] => b.gateway(one.gateway).map_err(invalid)?,
+                [one] => match one.dev {
+                    Some(dev) => b
+                        .gateway(one.gateway)
+                        .map_err(invalid)?
+                        .output_interface(dev),
+                    None => b.gateway(one.gateway).map_err(invalid)?,
+                },
                 many => {
                     let family = if r.prefix.addr().is_ipv4() {
                         AddressFamily::Inet
@@ -252,6 +274,8 @@ impl Kernel {
                             .map_err(invalid)?;
                         if h.tunnel {
                             nh = nh.interface(tunnel_index()?).onlink();
+                        } else if let Some(dev) = h.dev {
+                            nh = nh.interface(dev);
                         }
                         hops.push(nh.build());
                     }
@@ -349,6 +373,11 @@ fn address(a: &RouteAddress) -> Option<IpAddr> {
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
         _ => None,
     }
+}
+
+/// An IPv6 link-local address: a gateway the kernel keeps with its interface.
+fn link_local(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if v6.is_unicast_link_local())
 }
 
 fn gateway(a: &RouteAttribute) -> Option<IpAddr> {

@@ -66,6 +66,9 @@ pub struct Hop {
     pub gateway: IpAddr,
     /// Through the IP-in-IP device, `onlink` (Calico's `krt_tunnel = "tunl0"`).
     pub tunnel: bool,
+    /// The interface (index) of an IPv6 link-local gateway, which the kernel needs
+    /// (`via fe80::2 dev eth0`; `via inet6 fe80::2 dev eth0` for an IPv4 route).
+    pub dev: Option<u32>,
 }
 
 impl Hop {
@@ -74,6 +77,7 @@ impl Hop {
         Self {
             gateway,
             tunnel: false,
+            dev: None,
         }
     }
 
@@ -82,6 +86,16 @@ impl Hop {
         Self {
             gateway,
             tunnel: true,
+            dev: None,
+        }
+    }
+
+    /// A link-local gateway on interface `dev`.
+    pub const fn link(gateway: IpAddr, dev: u32) -> Self {
+        Self {
+            gateway,
+            tunnel: false,
+            dev: Some(dev),
         }
     }
 }
@@ -89,6 +103,9 @@ impl Hop {
 impl fmt::Display for Hop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.gateway)?;
+        if let Some(d) = self.dev {
+            write!(f, " dev #{d}")?;
+        }
         if self.tunnel {
             f.write_str(" (tunnel, onlink)")?;
         }
@@ -134,6 +151,9 @@ pub enum Resolution {
     Via(IpAddr),
     /// No unicast route to it (yet).
     Unreachable,
+    /// An IPv6 link-local next hop, on the interface with this index (a BGP session over
+    /// link-local addresses): the kernel route names the interface.
+    Link(u32),
 }
 
 /// What decides the kernel form of a route, from `[fib]`.
@@ -662,6 +682,7 @@ impl Reconciler {
                 match self.resolved.get(nh) {
                     None => return Want::Waiting,
                     Some(Resolution::Via(g)) if g.is_ipv4() == nh.is_ipv4() => Hop::via(*g),
+                    Some(Resolution::Link(dev)) => Hop::link(*nh, *dev),
                     Some(_) => Hop::via(*nh),
                 }
             } else {
@@ -1453,6 +1474,30 @@ mod tests {
         assert!(run_ok(&mut r2).is_empty());
         r2.mark_synced();
         assert_eq!(run_ok(&mut r2), vec![Op::Delete(old)]);
+    }
+
+    /// A link-local next hop (a session over link-local addresses) goes in with the
+    /// interface the kernel reaches it on: for an IPv4 route, `via inet6 fe80::2 dev N`.
+    #[test]
+    fn test_link_local_next_hops_name_their_interface() {
+        let mut r = Reconciler::with_rules(Rules {
+            resolve: true,
+            ..Rules::with_metric(1024)
+        });
+        r.handle_best_change(net("198.51.100.0/24"), &[ip("fe80::2")], false, None);
+        r.handle_best_change(net("2001:db8:200::/48"), &[ip("fe80::2")], false, None);
+        assert_eq!(r.poll_lookups(), vec![ip("fe80::2")]);
+        r.handle_lookup(ip("fe80::2"), Resolution::Link(7));
+        let hop = Hop::link(ip("fe80::2"), 7);
+        let ops = run_ok(&mut r);
+        assert_eq!(ops.len(), 2, "{ops:?}");
+        for p in ["198.51.100.0/24", "2001:db8:200::/48"] {
+            assert!(
+                ops.contains(&Op::Add(with_hops(p, &[hop], 1024))),
+                "{ops:?}"
+            );
+        }
+        assert_eq!(hop.to_string(), "fe80::2 dev #7");
     }
 
     #[test]

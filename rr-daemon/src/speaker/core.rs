@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use super::gr::{GracefulRestart, Reopened};
 use super::peers::Peer;
+use super::why::{Expected, Md5Counters, Md5Watch, Reason};
 use super::{ExplainedRoute, PeerChange, RouteEntry, RoutesPage, SpeakerError};
 use crate::config::{Config, Diff, PeerSettings, Secret};
 use crate::session::{Command, SessionEvent, SessionSpec};
@@ -98,6 +99,8 @@ pub(crate) struct Core {
     /// that a dynamic neighbour is refused too.
     pub(super) held_down: HashMap<IpAddr, Instant>,
     pub(super) actions: VecDeque<Action>,
+    /// The kernel's TCP-MD5 drop counters as the shell last read them.
+    pub(super) md5: Md5Watch,
 }
 
 /// Long-lived graceful restart for `p` once its restart time is over (RFC 9494): the
@@ -165,6 +168,7 @@ impl Core {
             gr: GracefulRestart::new(deferral),
             held_down: HashMap::new(),
             actions: VecDeque::new(),
+            md5: Md5Watch::default(),
         };
         core.range_keys(true);
         let peers: Vec<PeerSettings> = core.config.peers.values().cloned().collect();
@@ -266,18 +270,51 @@ impl Core {
         }
     }
 
+    /// The shell read the kernel's TCP-MD5 drop counters (`/proc/net/netstat`) at `now`:
+    /// a rise while a peer is down makes its `down_reason` `tcp-md5-mismatch-suspected`.
+    pub(crate) fn observe_md5(&mut self, now: Instant, counters: Md5Counters) {
+        self.md5.observe(now, counters);
+    }
+
+    /// The session of the peer at `address` is about to go down for `reason` (BFD Down,
+    /// say): its next failure is reported under it, with `message`. Whoever calls this
+    /// still has to take the session down.
+    // The BFD shell's hook: BFD Down arrives there, not as a session event.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn expect_down(&mut self, address: IpAddr, reason: Reason, message: String) {
+        if let Some(p) = self.peers.get_mut(&address) {
+            p.why.expected = Some(Expected { reason, message });
+        }
+    }
+
     /// A listener accepted a connection from `from`. Returns the generation of the
     /// session that takes it: a configured peer's, or a new dynamic neighbour's (whose
     /// [`Action::Spawn`] comes first); `None` when it is refused.
-    pub(crate) fn handle_inbound(&mut self, now: Instant, from: SocketAddr) -> Option<u64> {
+    ///
+    /// `interface` is the interface a link-local source came in on: a peer configured
+    /// on another interface (`fe80::2%eth0`) refuses it, and a `[[dynamic_neighbors]]`
+    /// range bound to an interface takes only its own.
+    pub(crate) fn handle_inbound(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        interface: Option<&str>,
+    ) -> Option<u64> {
         let addr = from.ip();
         if let Some(until) = self.held_down.get(&addr) {
             let left = until.saturating_duration_since(now).as_secs();
             warn!(%from, seconds_left = left, "refused connection: held down after crossing its max-prefix limit");
             return None;
         }
+        if let Some(p) = self.peers.get(&addr)
+            && let Some(want) = &p.settings.interface
+            && interface != Some(want.as_str())
+        {
+            warn!(%from, interface, want, "refused connection: the peer is configured on another interface");
+            return None;
+        }
         if !self.peers.contains_key(&addr) {
-            let Some(range) = self.config.dynamic_range(addr) else {
+            let Some(range) = self.config.dynamic_range_on(addr, interface) else {
                 warn!(%from, "refused connection: not a configured peer");
                 return None;
             };
@@ -743,6 +780,14 @@ impl Core {
         );
         warn!(peer = %n.peer, diag = n.diag.name(), bgp = ?p.session.state, "BFD session down: BGP session reset");
         p.history.last_error = Some(format!("BFD session down: {}", n.diag.name()));
+        p.why.expected = Some(Expected {
+            reason: Reason::BfdDown,
+            message: format!(
+                "the BFD session to {} went down ({}): the path failed",
+                n.peer,
+                n.diag.name()
+            ),
+        });
         let hold = strict && !p.dynamic;
         if bgp_up {
             let cease = Notification::new(ErrorCode::CEASE, subcode::cease::BFD_DOWN);
@@ -763,6 +808,12 @@ impl Core {
             return;
         }
         view.holding = true;
+        p.why.expected = Some(Expected {
+            reason: Reason::BfdDown,
+            message: format!(
+                "the BGP session to {address} waits for its BFD session to come up (strict)"
+            ),
+        });
         info!(peer = %address, "BGP session waits for BFD (strict)");
         let generation = p.generation;
         self.command(address, generation, Command::Stop(None));
@@ -838,8 +889,12 @@ impl Core {
             self.remove_dynamic(e.peer);
             return;
         }
+        p.why.next_try = e.next_try;
         match e.news {
-            News::StateChanged { to, .. } => p.set_state(to, now),
+            News::StateChanged { to, .. } => {
+                p.set_state(to, now);
+                p.why.open_sent |= to == State::OpenSent;
+            }
             News::Established {
                 mut negotiated,
                 peer_open,
@@ -863,6 +918,7 @@ impl Core {
                 p.session.hard_reset = peer_gr.is_some_and(|g| g.notification)
                     && p.settings.graceful_restart.is_some();
                 p.history.last_error = None;
+                p.why.up();
                 p.counters = Default::default();
                 let stale_time = Duration::from_secs(p.settings.stale_time.into());
                 let reopened = self.gr.on_established(
@@ -873,9 +929,19 @@ impl Core {
                     stale_time,
                     now,
                 );
-                let local = e
-                    .local
-                    .map_or(LocalAddrs::default(), |a| LocalAddrs::from(a.ip()));
+                let local = e.local.map_or(LocalAddrs::default(), |a| match a.ip() {
+                    // RFC 2545 §3: a global address, then the link-local one; a link
+                    // with no global address of ours gets the link-local one alone.
+                    IpAddr::V6(ll) if ll.is_unicast_link_local() => match e.local_global {
+                        Some(global) => LocalAddrs {
+                            v6: Some(global),
+                            link_local: Some(ll),
+                            ..LocalAddrs::default()
+                        },
+                        None => LocalAddrs::from(a.ip()),
+                    },
+                    ip => LocalAddrs::from(ip),
+                });
                 let session = rib::Session {
                     ctx: negotiated.ctx,
                     router_id: peer_open.bgp_id,
@@ -901,6 +967,14 @@ impl Core {
             }
             News::Down { reason, graceful } => {
                 p.record_down(&reason, local_as);
+                p.why.went_down(now);
+                p.why.failed(
+                    now,
+                    &reason,
+                    e.connect_error.as_ref(),
+                    &p.settings,
+                    local_as,
+                );
                 p.session.established_at = None;
                 p.session.ctx = None;
                 p.session.hard_reset = false;
@@ -915,7 +989,16 @@ impl Core {
                 self.rib.peer_down(id, graceful);
                 self.gr.on_down(e.peer, graceful, restart, long_lived, now);
             }
-            News::Failed(reason) => p.record_down(&reason, local_as),
+            News::Failed(reason) => {
+                p.record_down(&reason, local_as);
+                p.why.failed(
+                    now,
+                    &reason,
+                    e.connect_error.as_ref(),
+                    &p.settings,
+                    local_as,
+                );
+            }
             News::Update(frame) => {
                 let Some(ctx) = p.session.ctx else { return };
                 p.counters.updates_received += 1;
@@ -943,6 +1026,13 @@ impl Core {
                     let restart = p.settings.max_prefix_restart;
                     warn!(peer = %e.peer, limit, warn_only, hold_down_s = restart, "maximum prefix count exceeded");
                     if !warn_only {
+                        p.why.expected = Some(Expected {
+                            reason: Reason::MaxPrefix,
+                            message: format!(
+                                "the peer sent more than {limit} prefixes, our max_prefix: \
+                                 we sent Cease / Maximum Number of Prefixes Reached"
+                            ),
+                        });
                         // RFC 4486 §4: AFI, SAFI and the limit. The family is not known
                         // here; IPv4 unicast names the session's first family.
                         let mut data = BytesMut::with_capacity(7);

@@ -54,8 +54,10 @@ mod shell;
 mod status;
 #[cfg(test)]
 mod tests;
+pub mod why;
 
 pub use status::{ExplainedRoute, PeerState, PeerStatus, RouteEntry, RoutesPage, Snapshot};
+pub use why::{DownReason, Reason};
 
 /// Best-path changes a subscriber's channel holds ([`Speaker::subscribe`]).
 pub const SUBSCRIBER_CAPACITY: usize = 4096;

@@ -24,6 +24,8 @@ pub(super) struct Peer {
     pub(super) history: History,
     /// The peer's BFD session, when its settings have `bfd`.
     pub(super) bfd: Option<BfdView>,
+    /// What `down_reason` is made of.
+    pub(super) why: super::why::PeerWhy,
 }
 
 /// What the core knows of a peer's BFD session, from its notices.
@@ -118,6 +120,7 @@ impl Peer {
                 last_notification_sent: None,
                 last_notification_received: None,
             },
+            why: super::why::PeerWhy::new(now),
         }
     }
 

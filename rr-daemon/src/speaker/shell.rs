@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::core::{Action, Core};
+use super::why::Md5Counters;
 use super::{Request, SpeakerError};
 use crate::config::{Config, Secret};
 use crate::session::{self, Command, SessionEvent, SessionHandle, Writers};
@@ -65,6 +66,7 @@ pub(super) async fn start(
         sessions_peak: 0,
         first_subscriber: false,
     };
+    read_md5(&mut shell.core, Instant::now());
     let _ = shell.carry_out();
     let task = tokio::spawn(shell.run(rx, events_rx, bfd_rx));
     Ok((tx, task))
@@ -305,7 +307,14 @@ impl Shell {
         };
         match r {
             Request::Inbound(stream, from) => {
-                if let Some(generation) = self.core.handle_inbound(now, from) {
+                let interface = match from {
+                    SocketAddr::V6(v6) if v6.scope_id() != 0 => {
+                        session::link::ifname(v6.scope_id())
+                    }
+                    _ => None,
+                };
+                if let Some(generation) = self.core.handle_inbound(now, from, interface.as_deref())
+                {
                     let _ = self.carry_out();
                     if let Some((g, h)) = self.sessions.get(&from.ip())
                         && *g == generation
@@ -335,6 +344,7 @@ impl Shell {
                 self.subscribers.push(tx);
             }
             Request::Peers(done) => {
+                read_md5(&mut self.core, now);
                 let _ = done.send(self.core.statuses(now, &queued));
             }
             Request::Route(prefix, done) => {
@@ -351,6 +361,7 @@ impl Shell {
                 let _ = done.send(self.core.routes(offset, limit));
             }
             Request::Snapshot(done) => {
+                read_md5(&mut self.core, now);
                 let _ = done.send(self.core.snapshot(now, &queued));
             }
             Request::Deferring(done) => {
@@ -499,6 +510,18 @@ impl Shell {
             ms = started.elapsed().as_millis() as u64,
             "sessions closed"
         );
+    }
+}
+
+/// Hands the core the kernel's TCP-MD5 drop counters of our network namespace, read at
+/// `now` (a few kilobytes of `/proc/net/netstat`, only when someone asks for the peers'
+/// status); nothing when they cannot be read.
+fn read_md5(core: &mut Core, now: Instant) {
+    if let Some(c) = std::fs::read_to_string("/proc/net/netstat")
+        .ok()
+        .and_then(|t| Md5Counters::parse(&t))
+    {
+        core.observe_md5(now, c);
     }
 }
 

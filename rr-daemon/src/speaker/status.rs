@@ -76,6 +76,10 @@ impl PartialEq<&str> for PeerState {
 pub struct PeerStatus {
     /// The peer's address.
     pub address: IpAddr,
+    /// The interface of a link-local peer (`fe80::2%eth0`), or of a dynamic neighbour
+    /// accepted on an interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
     /// The peer's configured AS.
     pub asn: u32,
     /// RFC 4271 state.
@@ -114,6 +118,10 @@ pub struct PeerStatus {
     /// The state of the peer's BFD session; `None` when BFD is off for the peer.
     #[serde(default)]
     pub bfd: Option<crate::bfd::State>,
+    /// Why the session is not Established, from a fixed list with a sentence; `null`
+    /// while it is.
+    #[serde(default)]
+    pub down_reason: Option<super::DownReason>,
 }
 
 /// A best route with the address of the peer it came from.
@@ -172,6 +180,7 @@ impl super::core::Core {
             .values()
             .map(|p| PeerStatus {
                 address: p.address(),
+                interface: p.settings.interface.clone(),
                 asn: p.settings.asn,
                 state: p.session.state.into(),
                 uptime_s: p
@@ -196,6 +205,9 @@ impl super::core::Core {
                 graceful_restart_pending: self.gr.helping(p.address()),
                 dynamic: p.dynamic,
                 bfd: p.bfd.map(|b| b.state),
+                down_reason: p
+                    .why
+                    .down_reason(now, p.session.state, &p.settings, &self.md5),
             })
             .collect();
         v.sort_by_key(|p| p.address);

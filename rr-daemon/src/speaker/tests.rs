@@ -213,6 +213,9 @@ impl Harness {
             generation,
             news,
             local,
+            connect_error: None,
+            next_try: None,
+            local_global: None,
         };
         self.core.handle_event(self.now, e);
         self.drain();
@@ -501,13 +504,16 @@ fn test_reload_dynamic_neighbour_into_a_peer_drops_its_routes_and_group() {
         false,
     );
     let from = SocketAddr::new(d, 40000);
-    let generation = h.core.handle_inbound(h.now, from).expect("in the range");
+    let generation = h
+        .core
+        .handle_inbound(h.now, from, None)
+        .expect("in the range");
     h.drain();
     assert_eq!(h.sessions.get(&d), Some(&generation));
     assert!(h.status(d).dynamic);
     assert_eq!(
         h.core
-            .handle_inbound(h.now, SocketAddr::new(ip("10.9.0.1"), 1)),
+            .handle_inbound(h.now, SocketAddr::new(ip("10.9.0.1"), 1), None),
         None,
         "outside every range"
     );
@@ -560,7 +566,10 @@ fn test_dynamic_neighbour_removed_when_idle() {
                    [[dynamic_neighbors]]\nprefix = \"10.1.0.0/16\"\ngroup = \"nodes\"\n";
     let d = ip("10.1.0.5");
     let mut h = Harness::new(config(dynamic), false);
-    let generation = h.core.handle_inbound(h.now, SocketAddr::new(d, 1)).unwrap();
+    let generation = h
+        .core
+        .handle_inbound(h.now, SocketAddr::new(d, 1), None)
+        .unwrap();
     h.drain();
     h.establish(d);
     h.announce(d, &["10.5.0.0/24"]);
@@ -857,7 +866,10 @@ const DYNAMIC: &str = "[[peer_group]]\nname = \"nodes\"\nasn = 65000\nrr_client 
 fn test_gr_helper_dynamic_neighbour_kept_through_a_graceful_restart() {
     let d = ip("10.1.0.5");
     let mut h = Harness::new(config(DYNAMIC), false);
-    let generation = h.core.handle_inbound(h.now, SocketAddr::new(d, 1)).unwrap();
+    let generation = h
+        .core
+        .handle_inbound(h.now, SocketAddr::new(d, 1), None)
+        .unwrap();
     h.drain();
     h.establish(d);
     h.announce(d, &["10.5.0.0/24", "10.6.0.0/24"]);
@@ -868,7 +880,7 @@ fn test_gr_helper_dynamic_neighbour_kept_through_a_graceful_restart() {
     // Back: its connection goes to the same session; End-of-RIB ends the help.
     h.advance(Duration::from_secs(20));
     assert_eq!(
-        h.core.handle_inbound(h.now, SocketAddr::new(d, 2)),
+        h.core.handle_inbound(h.now, SocketAddr::new(d, 2), None),
         Some(generation)
     );
     h.establish(d);
@@ -1009,7 +1021,10 @@ fn test_max_prefix_hard_reset_purges_and_holds_down() {
     assert!(!h.status(a).graceful_restart_pending);
     // Held down: its connections are refused until the restart time is over.
     h.advance(Duration::from_secs(29));
-    assert_eq!(h.core.handle_inbound(h.now, SocketAddr::new(a, 1)), None);
+    assert_eq!(
+        h.core.handle_inbound(h.now, SocketAddr::new(a, 1), None),
+        None
+    );
     assert!(
         !h.commands
             .iter()
@@ -1023,7 +1038,7 @@ fn test_max_prefix_hard_reset_purges_and_holds_down() {
         "started again"
     );
     assert_eq!(
-        h.core.handle_inbound(h.now, SocketAddr::new(a, 1)),
+        h.core.handle_inbound(h.now, SocketAddr::new(a, 1), None),
         Some(h.sessions[&a])
     );
     assert_eq!(h.core.poll_timeout(), None);
@@ -1352,4 +1367,99 @@ fn test_bfd_timer_change_keeps_the_bgp_session() {
     assert_eq!(h.bfd.last(), Some(&(a, None)));
     assert!(h.stopped.is_empty());
     assert_eq!(h.status(a).bfd, None);
+}
+
+/// `down_reason` through the core: none while up; a max-prefix breach the RIB found and
+/// a BFD Down announced before the session reports its end keep their names, whatever
+/// the session says about the end.
+#[test]
+fn test_down_reason_follows_the_session() {
+    use super::Reason;
+    let (a, b) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    let peers = format!(
+        "{}{}",
+        client("10.0.0.2", "max_prefix = 2"),
+        client("10.0.0.3", "")
+    );
+    let mut h = Harness::new(config(&peers), false);
+    let d = h.status(a).down_reason.expect("a new peer is not up");
+    assert_eq!(d.reason, Reason::WaitingForPeer);
+    assert!(
+        d.message.contains("connecting to 10.0.0.2:179"),
+        "{}",
+        d.message
+    );
+    h.establish(a);
+    h.establish(b);
+    assert_eq!(h.status(a).down_reason, None);
+
+    // Three prefixes over a limit of two: the core asks the session for the Cease.
+    h.announce(a, &["10.1.0.0/24", "10.2.0.0/24", "10.3.0.0/24"]);
+    let cease = Notification::new(bgp_wire::ErrorCode::CEASE, subcode::cease::MAX_PREFIXES);
+    let reason = DownReason::NotificationSent(cease);
+    h.event(
+        a,
+        News::Down {
+            reason,
+            graceful: false,
+        },
+    );
+    let to_idle = News::StateChanged {
+        from: State::Established,
+        to: State::Idle,
+    };
+    h.event(a, to_idle);
+    let d = h.status(a).down_reason.unwrap();
+    assert_eq!(d.reason, Reason::MaxPrefix);
+    assert!(d.message.contains("more than 2 prefixes"), "{}", d.message);
+
+    // BFD says the path is gone; the session then only sees its connection end.
+    h.core.expect_down(
+        b,
+        Reason::BfdDown,
+        "BFD session to 10.0.0.3 went Down".into(),
+    );
+    h.down(b, false);
+    let d = h.status(b).down_reason.unwrap();
+    assert_eq!(d.reason, Reason::BfdDown);
+    assert!(d.message.contains("BFD session"), "{}", d.message);
+    h.establish(b);
+    assert_eq!(h.status(b).down_reason, None);
+}
+
+/// Link-local peers: a configured `fe80::2%eth0` takes the peer's connection only from
+/// eth0, and a `[[dynamic_neighbors]] interface = "eth1"` range any link-local peer on eth1
+/// (and nothing from elsewhere).
+#[test]
+fn test_link_local_peers_by_interface() {
+    let text = "[[peer]]\naddress = \"fe80::2%eth0\"\nasn = 65001\n\
+                [[peer_group]]\nname = \"fabric\"\nasn = 65002\n\
+                [[dynamic_neighbors]]\ninterface = \"eth1\"\ngroup = \"fabric\"\n";
+    let mut h = Harness::new(config(text), false);
+    let ll = ip("fe80::2");
+    assert_eq!(h.status(ll).address, ll);
+    let from = SocketAddr::new(ll, 40000);
+    assert_eq!(
+        h.core.handle_inbound(h.now, from, Some("eth1")),
+        None,
+        "wrong link"
+    );
+    assert_eq!(h.core.handle_inbound(h.now, from, None), None, "no link");
+    assert_eq!(
+        h.core.handle_inbound(h.now, from, Some("eth0")),
+        Some(h.sessions[&ll])
+    );
+    // Any link-local peer on eth1, as a dynamic neighbour of AS 65002.
+    let other = SocketAddr::new(ip("fe80::77"), 40000);
+    assert_eq!(h.core.handle_inbound(h.now, other, Some("eth0")), None);
+    let generation = h
+        .core
+        .handle_inbound(h.now, other, Some("eth1"))
+        .expect("eth1 range");
+    h.drain();
+    assert_eq!(h.sessions[&other.ip()], generation);
+    let p = h.status(other.ip());
+    assert!(p.dynamic && p.asn == 65002, "{p:?}");
+    assert_eq!(p.interface.as_deref(), Some("eth1"));
+    assert_eq!(h.status(ll).interface.as_deref(), Some("eth0"));
 }

@@ -166,17 +166,17 @@ fn test_dynamic_neighbours_have_a_default_limit() {
     let mut h = Harness::new(c, false);
     let n = DEFAULT_DYNAMIC_LIMIT;
     for i in 0..n {
-        assert!(h.core.handle_inbound(h.now, from(i)).is_some(), "{i}");
+        assert!(h.core.handle_inbound(h.now, from(i), None).is_some(), "{i}");
     }
     h.drain();
-    assert!(h.core.handle_inbound(h.now, from(n)).is_none());
+    assert!(h.core.handle_inbound(h.now, from(n), None).is_none());
     assert_eq!(h.core.peers.len(), n as usize);
 
     let mut h = Harness::new(config(&format!("{RANGE}limit = 2\n")), false);
-    assert!(h.core.handle_inbound(h.now, from(0)).is_some());
-    assert!(h.core.handle_inbound(h.now, from(1)).is_some());
+    assert!(h.core.handle_inbound(h.now, from(0), None).is_some());
+    assert!(h.core.handle_inbound(h.now, from(1), None).is_some());
     h.drain();
-    assert!(h.core.handle_inbound(h.now, from(2)).is_none());
+    assert!(h.core.handle_inbound(h.now, from(2), None).is_none());
     // One leaves: its place is free again.
     let gone = from(0).ip();
     h.event(
@@ -186,7 +186,7 @@ fn test_dynamic_neighbours_have_a_default_limit() {
             to: State::Idle,
         },
     );
-    assert!(h.core.handle_inbound(h.now, from(2)).is_some());
+    assert!(h.core.handle_inbound(h.now, from(2), None).is_some());
 }
 
 /// A connection from a range that never sends its OPEN: its session gives up after the
@@ -202,7 +202,7 @@ fn test_dynamic_neighbours_without_open_give_their_slots_back() {
         let mut spawned = Vec::new();
         for i in 0..100 {
             let addr = from(round * 100 + i);
-            let generation = core.handle_inbound(now, addr).unwrap();
+            let generation = core.handle_inbound(now, addr, None).unwrap();
             spawned.push((addr.ip(), generation));
         }
         while let Some(a) = core.poll_action() {
@@ -221,6 +221,9 @@ fn test_dynamic_neighbours_without_open_give_their_slots_back() {
                     to: State::Idle,
                 },
                 local: None,
+                connect_error: None,
+                next_try: None,
+                local_global: None,
             };
             core.handle_event(now, e);
         }
@@ -317,6 +320,9 @@ fn test_unwritten_output_is_bounded_for_the_whole_process() {
                 IpAddr::V4(Ipv4Addr::new(10, 9, 0, i as u8 + 1)),
                 179,
             )),
+            connect_error: None,
+            next_try: None,
+            local_global: None,
         };
         h.core.handle_event(h.now, e);
         h.drain();
