@@ -218,7 +218,9 @@ impl ConfigSource {
         &self,
     ) -> Result<(crate::config::Config, Option<crate::bird::Translation>), String> {
         match self {
-            Self::Toml(p) => crate::config::Config::load(p)
+            // The environment's overrides apply to the native file only: a BIRD file
+            // comes from confd, which has already put the node's values in.
+            Self::Toml(p) => crate::config::Config::load_with(p, &overrides())
                 .map(|c| (c, None))
                 .map_err(|e| e.to_string()),
             Self::Bird(p, d) => crate::bird::load(p, *d)
