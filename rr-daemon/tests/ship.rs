@@ -558,8 +558,8 @@ fn ctl_json(api: &str, args: &[&str]) -> Option<serde_json::Value> {
 
 /// The restart the manual's upgrade procedure uses: SIGUSR2 closes the sessions without
 /// a Cease, so the helper keeps our route, stale, and never withdraws it; the daemon
-/// started again with `--graceful-restart` replaces it (no longer stale). SIGTERM, by
-/// contrast, sends a Cease, which the helper sees.
+/// started again with `--graceful-restart` replaces it (no longer stale). SIGTERM with
+/// `graceful_stop = false`, by contrast, sends a Cease, which the helper sees.
 #[test]
 fn test_sigusr2_stops_for_a_graceful_restart() {
     let dir = Scratch::new("restart");
@@ -574,6 +574,8 @@ fn test_sigusr2_stops_for_a_graceful_restart() {
         )
     };
     let hc = dir.write("h.toml", &conf(h, &h_api, r, ""));
+    // `graceful_stop = false`: SIGTERM is a stop for good, with a Cease to every peer (by
+    // default it too closes graceful restart sessions without one).
     let rc = dir.write(
         "r.toml",
         &conf(
@@ -581,6 +583,10 @@ fn test_sigusr2_stops_for_a_graceful_restart() {
             &r_api,
             h,
             "[[route]]\nprefix = \"198.51.100.0/24\"\nnext_hop = \"192.0.2.52\"\n",
+        )
+        .replace(
+            "connect_retry = 1\n",
+            "connect_retry = 1\ngraceful_stop = false\n",
         ),
     );
     let spawn = |cfg: &PathBuf, extra: &[&str]| {
