@@ -5,15 +5,16 @@
 //! vector indexed by Loc-RIB slot (4 bytes per prefix per group); only ADD-PATH groups,
 //! which may hold several paths per prefix, use a map.
 
+use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 
 use bgp_wire::attr::{AsPath, AsSegment, NextHop, PathAttribute};
 use bgp_wire::header::HEADER_LEN;
 use bgp_wire::{Family, SessionCtx};
-use bytes::{Bytes, BytesMut};
+use hashbrown::HashTable;
 
 use crate::attrs::Attrs;
-use crate::fx::FxHashMap;
+use crate::fx::{FxHashMap, FxHasher};
 
 /// What an outgoing attribute set is cached under: the interned input set's id, the
 /// source peer (ORIGINATOR_ID may come from it), the export policy's rule mask and the
@@ -21,20 +22,42 @@ use crate::fx::FxHashMap;
 pub(crate) type MemoKey = (u64, u32, u64, Family);
 
 /// An outgoing attribute set, encoded for the group's session parameters.
+///
+/// A table with few prefixes per attribute set has about as many of these per group as
+/// attribute sets: 48 bytes here, the encoded attributes in an allocation of their exact
+/// size, and 4 bytes in the memo's index.
 #[derive(Debug)]
 pub(crate) struct OutEntry {
     /// The path attributes, MP attributes excepted (NEXT_HOP included for IPv4 routes with
     /// an IPv4 next hop).
-    pub(crate) bytes: Bytes,
+    pub(crate) bytes: Box<[u8]>,
     /// The next hop that goes into MP_REACH_NLRI, for the other cases.
-    pub(crate) mp_next_hop: Option<NextHop>,
-    pub(crate) family: Family,
-    /// The source peer: never sent back to it.
-    pub(crate) src: u32,
+    pub(crate) mp_next_hop: Option<Box<NextHop>>,
     /// ORIGINATOR_ID as sent: never sent to the peer with that identifier (RFC 4456 §8).
     pub(crate) originator: Option<Ipv4Addr>,
     refs: u32,
     key: MemoKey,
+}
+
+impl OutEntry {
+    /// The family the entry is encoded for.
+    #[inline]
+    pub(crate) fn family(&self) -> Family {
+        self.key.3
+    }
+
+    /// The source peer: never sent back to it.
+    #[inline]
+    pub(crate) fn src(&self) -> u32 {
+        self.key.1
+    }
+}
+
+#[inline]
+fn memo_hash(key: &MemoKey) -> u64 {
+    let mut h = FxHasher::default();
+    key.hash(&mut h);
+    h.finish()
 }
 
 /// A group's encoded outgoing attribute sets, reference-counted by the prefixes
@@ -43,7 +66,8 @@ pub(crate) struct OutEntry {
 pub(crate) struct OutTable {
     entries: Vec<Option<OutEntry>>,
     free: Vec<u32>,
-    memo: FxHashMap<MemoKey, u32>,
+    /// Entry ids by [`MemoKey`], which the entries hold.
+    memo: HashTable<u32>,
     unused: Vec<u32>,
 }
 
@@ -51,23 +75,28 @@ impl OutTable {
     /// The entry cached under `key`.
     #[inline]
     pub(crate) fn lookup(&self, key: &MemoKey) -> Option<u32> {
-        self.memo.get(key).copied()
+        let entries = &self.entries;
+        self.memo
+            .find(memo_hash(key), |&id| {
+                entries[id as usize - 1]
+                    .as_ref()
+                    .is_some_and(|e| e.key == *key)
+            })
+            .copied()
     }
 
-    /// Adds an entry (ids start at 1; 0 means "nothing advertised").
+    /// Adds an entry (ids start at 1; 0 means "nothing advertised"). `key` must not be
+    /// cached yet.
     pub(crate) fn insert(
         &mut self,
         key: MemoKey,
-        bytes: Bytes,
+        bytes: Box<[u8]>,
         mp_next_hop: Option<NextHop>,
-        src: u32,
         originator: Option<Ipv4Addr>,
     ) -> u32 {
         let entry = OutEntry {
             bytes,
-            mp_next_hop,
-            family: key.3,
-            src,
+            mp_next_hop: mp_next_hop.map(Box::new),
             originator,
             refs: 0,
             key,
@@ -82,7 +111,12 @@ impl OutTable {
                 self.entries.len() as u32
             }
         };
-        self.memo.insert(key, id);
+        let entries = &self.entries;
+        self.memo.insert_unique(memo_hash(&key), id, |&i| {
+            entries[i as usize - 1]
+                .as_ref()
+                .map_or(0, |e| memo_hash(&e.key))
+        });
         // Unused until a prefix refers to it.
         self.unused.push(id);
         id
@@ -119,10 +153,16 @@ impl OutTable {
             if let Some(Some(e)) = self.entries.get(i)
                 && e.refs == 0
             {
-                self.memo.remove(&e.key);
+                if let Ok(m) = self.memo.find_entry(memo_hash(&e.key), |&x| x == id) {
+                    m.remove();
+                }
                 self.entries[i] = None;
                 self.free.push(id);
             }
+        }
+        if self.memo.is_empty() {
+            // Every prefix withdrawn: give the table's memory back.
+            *self = Self::default();
         }
     }
 
@@ -218,7 +258,7 @@ pub(crate) fn encode(
     a: &Attrs,
     family: Family,
     ctx: &SessionCtx,
-) -> Option<(Bytes, Option<NextHop>)> {
+) -> Option<(Box<[u8]>, Option<NextHop>)> {
     let nh = a.next_hop?;
     let mut v: Vec<PathAttribute> = Vec::with_capacity(12);
     v.push(PathAttribute::Origin(a.origin));
@@ -296,9 +336,20 @@ pub(crate) fn encode(
     if worst > ctx.max_message_len() {
         return None;
     }
-    let mut out = BytesMut::with_capacity(len);
+    let mut out = bytes::BytesMut::with_capacity(len);
     for x in &v {
         x.encode(ctx, &mut out);
     }
-    Some((out.freeze(), mp))
+    Some((Vec::from(out).into_boxed_slice(), mp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_size() {
+        // One per attribute set and group: keep it from growing unnoticed.
+        assert_eq!(size_of::<Option<OutEntry>>(), 64);
+    }
 }

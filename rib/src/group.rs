@@ -287,10 +287,10 @@ impl UpdateGroup {
                     continue;
                 };
                 if self
-                    .excluded(e.src, e.originator, facts)
+                    .excluded(e.src(), e.originator, facts)
                     .includes(PeerId(peer))
                 {
-                    let path_id = self.key.add_path(e.family).map(|_| tx);
+                    let path_id = self.key.add_path(e.family()).map(|_| tx);
                     v.push(Nlri { path_id, prefix });
                 }
             }
@@ -325,7 +325,7 @@ impl UpdateGroup {
                 let sent = state.iter().any(|&(tx, id)| {
                     (mode.is_none() || n.path_id == Some(tx))
                         && self.table.get(id).is_some_and(|e| {
-                            self.excluded(e.src, e.originator, dc.facts)
+                            self.excluded(e.src(), e.originator, dc.facts)
                                 .includes(PeerId(peer))
                         })
                 });
@@ -419,7 +419,7 @@ impl UpdateGroup {
 
     fn entry_audience(&self, id: u32, facts: &[PeerFact]) -> Audience {
         match self.table.get(id) {
-            Some(e) => self.excluded(e.src, e.originator, facts),
+            Some(e) => self.excluded(e.src(), e.originator, facts),
             None => Audience::All,
         }
     }
@@ -448,10 +448,7 @@ impl UpdateGroup {
             p.apply(mask, &mut out);
         }
         let (bytes, mp) = adj_out::encode(&out, family, &self.ctx)?;
-        Some(
-            self.table
-                .insert(memo, bytes, mp, path.peer, out.originator_id),
-        )
+        Some(self.table.insert(memo, bytes, mp, out.originator_id))
     }
 
     /// Brings the group's Adj-RIB-Out for `slot` in line with the Loc-RIB, queueing the
@@ -631,10 +628,10 @@ impl UpdateGroup {
                         let Some(e) = self.table.get(id) else {
                             continue;
                         };
-                        if self.excludes(e.src, e.originator, peer, dc.facts) {
+                        if self.excludes(e.src(), e.originator, peer, dc.facts) {
                             continue;
                         }
-                        let family = e.family;
+                        let family = e.family();
                         let next = batch.buckets.len();
                         let b = *batch.ann_only.entry((id, peer)).or_insert(next);
                         if b == next {
@@ -681,7 +678,7 @@ impl UpdateGroup {
                     self.packer.announce(
                         b.family,
                         &e.bytes,
-                        e.mp_next_hop.as_ref(),
+                        e.mp_next_hop.as_deref(),
                         &b.nlri,
                         &mut out.buf,
                     )
