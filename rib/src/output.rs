@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use crate::attrs::AttrSet;
 use crate::best::{Decider, PathStatus};
+use crate::dirty::DirtySet;
 use crate::group::{DrainCtx, GroupId, Outbound};
 use crate::peer::PeerId;
 use crate::rib::Rib;
@@ -130,6 +131,11 @@ impl Rib {
             Some(Some(g)) => g.members.iter().map(|m| PeerId(*m)).collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// How many prefixes have a best-path change to report ([`Rib::poll_best_change`]).
+    pub fn best_changes_pending(&self) -> usize {
+        self.fib.as_ref().map_or(0, DirtySet::len)
     }
 
     /// The next best-path change, when [`crate::RibConfig::track_best_changes`] is on.

@@ -27,6 +27,9 @@ pub(crate) const MAX_QUEUED: usize = 256 << 20;
 /// never starved by a big table.
 const DRAIN_SLICE: usize = 2048;
 
+/// How many best-path changes one turn hands on, at most.
+const BEST_SLICE: usize = 4096;
+
 /// A peer's unwritten bytes: what the session holds (`queued`) and what this turn handed
 /// it on top, which the shell adds once it carries out the sends.
 struct Unwritten<'a> {
@@ -151,13 +154,20 @@ impl Core {
             }
         }
         self.reset_laggards(now, &unwritten);
-        while let Some(c) = self.rib.poll_best_change() {
+        // A slice per turn: a million withdrawals must not become a million queued
+        // actions at once (80 MB at the peak of a full table's withdrawal).
+        for _ in 0..BEST_SLICE {
+            let Some(c) = self.rib.poll_best_change() else {
+                break;
+            };
             self.actions.push_back(Action::BestChange(c));
         }
-        self.rib
-            .pending_groups()
-            .into_iter()
-            .any(|g| self.has_room(&self.rib.group_members(g), &unwritten))
+        self.rib.best_changes_pending() > 0
+            || self
+                .rib
+                .pending_groups()
+                .into_iter()
+                .any(|g| self.has_room(&self.rib.group_members(g), &unwritten))
     }
 
     /// Whether a member of a group can take more output: a group goes at the pace of its
