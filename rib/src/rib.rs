@@ -237,7 +237,9 @@ impl Rib {
             && let Some(g) = slot.take()
         {
             self.group_index.remove(&g.key);
-            g.dissolve(&mut self.loc);
+            for set in g.dissolve(&mut self.loc) {
+                self.attrs.release(set);
+            }
         }
     }
 
