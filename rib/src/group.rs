@@ -163,6 +163,10 @@ pub(crate) struct UpdateGroup {
 /// hop.
 type Encoding = (adj_out::MemoKey, Box<[u8]>, Option<NextHop>);
 
+/// A set encoded for a group: attributes, MP_REACH_NLRI next hop, ORIGINATOR_ID as
+/// sent.
+type SetEncoding = (Box<[u8]>, Option<NextHop>, Option<Ipv4Addr>);
+
 /// How many entries' encodings a group keeps between drains, at most.
 const ENCODED_KEEP: usize = 4096;
 
@@ -479,7 +483,7 @@ impl UpdateGroup {
         mask: u64,
         family: Family,
         dc: &DrainCtx<'_>,
-    ) -> Option<(Box<[u8]>, Option<NextHop>, Option<Ipv4Addr>)> {
+    ) -> Option<SetEncoding> {
         let fact = dc.facts.get(src as usize)?;
         let mut out = reflect::transform(dc.cfg, &self.key, fact, attrs, family)?;
         if let Some(p) = &self.key.export {
