@@ -5,43 +5,142 @@
 //! destination, where the decision process reads them; the per-peer table holds the keys,
 //! so that dropping a peer, sweeping its stale routes or counting them against its
 //! max-prefix limit costs in proportion to that peer's routes, not the whole table.
+//!
+//! Most keys have path identifier 0 (no ADD-PATH): those are bits of a sparse bitmap over
+//! Loc-RIB slots, one 64-bit word per 64 slots that hold any, in a hash map. A full table
+//! from one peer costs about a bit per route (a hash set of keys cost 9 bytes and more);
+//! a peer with a handful of routes costs a word or two. Keys with another path identifier
+//! go to a set of their own.
 
-use crate::fx::FxHashSet;
+use crate::fx::{FxHashMap, FxHashSet};
 
 /// One peer's received routes, as (Loc-RIB slot, received path identifier).
 #[derive(Debug, Default)]
 pub(crate) struct AdjRibIn {
-    keys: FxHashSet<(u32, u32)>,
+    /// Slots of the routes with path identifier 0: bit `s % 64` of word `s / 64`.
+    words: FxHashMap<u32, u64>,
+    /// Routes with another path identifier.
+    other: FxHashSet<(u32, u32)>,
+    /// How many routes in all.
+    len: usize,
 }
 
 impl AdjRibIn {
     /// Records a route; returns whether it is new.
     #[inline]
     pub(crate) fn insert(&mut self, slot: u32, path_id: u32) -> bool {
-        self.keys.insert((slot, path_id))
+        let new = if path_id == 0 {
+            let w = self.words.entry(slot >> 6).or_insert(0);
+            let bit = 1u64 << (slot & 63);
+            let new = *w & bit == 0;
+            *w |= bit;
+            new
+        } else {
+            self.other.insert((slot, path_id))
+        };
+        self.len += usize::from(new);
+        new
     }
 
     /// Forgets a route; returns whether it was there.
     #[inline]
     pub(crate) fn remove(&mut self, slot: u32, path_id: u32) -> bool {
-        self.keys.remove(&(slot, path_id))
+        let was = if path_id == 0 {
+            match self.words.get_mut(&(slot >> 6)) {
+                Some(w) => {
+                    let bit = 1u64 << (slot & 63);
+                    let was = *w & bit != 0;
+                    *w &= !bit;
+                    if *w == 0 {
+                        self.words.remove(&(slot >> 6));
+                    }
+                    was
+                }
+                None => false,
+            }
+        } else {
+            self.other.remove(&(slot, path_id))
+        };
+        self.len -= usize::from(was);
+        was
     }
 
     /// How many routes the peer has sent.
     pub(crate) fn len(&self) -> usize {
-        self.keys.len()
+        self.len
     }
 
     /// The keys, sorted so that what follows from them (withdrawals, sweeps) happens in
     /// the same order on every run.
     pub(crate) fn keys(&self) -> Vec<(u32, u32)> {
-        let mut k: Vec<(u32, u32)> = self.keys.iter().copied().collect();
-        k.sort_unstable();
+        let mut k: Vec<(u32, u32)> = Vec::with_capacity(self.len);
+        let mut words: Vec<(u32, u64)> = self.words.iter().map(|(i, w)| (*i, *w)).collect();
+        words.sort_unstable_by_key(|w| w.0);
+        for (i, mut w) in words {
+            while w != 0 {
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                k.push((i << 6 | b, 0));
+            }
+        }
+        k.extend(self.other.iter().copied());
+        // Ordered words come out sorted; the others interleave by slot.
+        if !self.other.is_empty() {
+            k.sort_unstable();
+        }
         k
     }
 
     /// Forgets every route and gives back the memory.
     pub(crate) fn clear(&mut self) {
-        self.keys = FxHashSet::default();
+        *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sorted_counted_and_removed() {
+        let mut a = AdjRibIn::default();
+        for (s, p) in [
+            (130, 0),
+            (1, 0),
+            (64, 0),
+            (1, 7),
+            (63, 0),
+            (130, 2),
+            (5000, 0),
+        ] {
+            assert!(a.insert(s, p));
+        }
+        assert!(!a.insert(64, 0));
+        assert!(!a.insert(1, 7));
+        assert_eq!(a.len(), 7);
+        assert_eq!(
+            a.keys(),
+            vec![
+                (1, 0),
+                (1, 7),
+                (63, 0),
+                (64, 0),
+                (130, 0),
+                (130, 2),
+                (5000, 0)
+            ]
+        );
+        assert!(a.remove(64, 0));
+        assert!(!a.remove(64, 0));
+        assert!(!a.remove(65, 0));
+        assert!(a.remove(130, 2));
+        assert!(!a.remove(130, 3));
+        assert_eq!(a.len(), 5);
+        assert_eq!(a.keys(), vec![(1, 0), (1, 7), (63, 0), (130, 0), (5000, 0)]);
+        for (s, p) in a.keys() {
+            assert!(a.remove(s, p));
+        }
+        assert_eq!(a.len(), 0);
+        assert!(a.words.is_empty() && a.other.is_empty());
     }
 }

@@ -5,73 +5,124 @@
 //! vector indexed by Loc-RIB slot (4 bytes per prefix per group); only ADD-PATH groups,
 //! which may hold several paths per prefix, use a map.
 
+use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use bgp_wire::attr::{AsPath, AsSegment, NextHop, PathAttribute};
 use bgp_wire::header::HEADER_LEN;
 use bgp_wire::{Family, SessionCtx};
-use bytes::{Bytes, BytesMut};
+use hashbrown::HashTable;
 
-use crate::attrs::Attrs;
-use crate::fx::FxHashMap;
+use crate::attrs::{AttrSet, Attrs};
+use crate::fx::{FxHashMap, FxHasher};
 
 /// What an outgoing attribute set is cached under: the interned input set's id, the
-/// source peer (ORIGINATOR_ID may come from it), the export policy's rule mask and the
-/// family (the next hop may depend on it).
-pub(crate) type MemoKey = (u64, u32, u64, Family);
+/// source peer and its BGP identifier (ORIGINATOR_ID may come from it, and a peer may
+/// come back as another router while the group still holds entries of its routes), the
+/// export policy's rule mask and the family (the next hop may depend on it).
+pub(crate) type MemoKey = (u64, u32, Ipv4Addr, u64, Family);
 
-/// An outgoing attribute set, encoded for the group's session parameters.
+/// An outgoing attribute set: what the group sends for the paths that carry one input
+/// set, from one source, under one export rule mask, in one family.
+///
+/// A table with few prefixes per attribute set has about as many of these per group as
+/// attribute sets, so they hold no encoding (40 bytes, and 5 in the memo's index): the
+/// group encodes an entry once per drain that sends it ([`crate::group`]), which for a
+/// table being advertised is once.
 #[derive(Debug)]
 pub(crate) struct OutEntry {
-    /// The path attributes, MP attributes excepted (NEXT_HOP included for IPv4 routes with
-    /// an IPv4 next hop).
-    pub(crate) bytes: Bytes,
-    /// The next hop that goes into MP_REACH_NLRI, for the other cases.
-    pub(crate) mp_next_hop: Option<NextHop>,
-    pub(crate) family: Family,
-    /// The source peer: never sent back to it.
-    pub(crate) src: u32,
+    /// The input set (kept while the entry is advertised).
+    pub(crate) attrs: Arc<AttrSet>,
+    /// The export policy's rule mask.
+    pub(crate) mask: u64,
+    src: u32,
+    src_id: Ipv4Addr,
     /// ORIGINATOR_ID as sent: never sent to the peer with that identifier (RFC 4456 §8).
     pub(crate) originator: Option<Ipv4Addr>,
     refs: u32,
-    key: MemoKey,
+    family: Family,
 }
 
-/// A group's encoded outgoing attribute sets, reference-counted by the prefixes
-/// advertised with them.
+impl OutEntry {
+    /// The family the entry is for.
+    #[inline]
+    pub(crate) fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The source peer: never sent back to it.
+    #[inline]
+    pub(crate) fn src(&self) -> u32 {
+        self.src
+    }
+
+    /// The key the entry is cached under.
+    pub(crate) fn key(&self) -> MemoKey {
+        (
+            self.attrs.id(),
+            self.src,
+            self.src_id,
+            self.mask,
+            self.family,
+        )
+    }
+}
+
+#[inline]
+fn memo_hash(key: &MemoKey) -> u64 {
+    let mut h = FxHasher::default();
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// A group's outgoing attribute sets, reference-counted by the prefixes advertised with
+/// them.
 #[derive(Debug, Default)]
 pub(crate) struct OutTable {
     entries: Vec<Option<OutEntry>>,
     free: Vec<u32>,
-    memo: FxHashMap<MemoKey, u32>,
+    /// Entry ids by [`MemoKey`], which the entries hold.
+    memo: HashTable<u32>,
     unused: Vec<u32>,
+    /// Input sets of entries freed, for the RIB to release from its intern table
+    /// ([`OutTable::take_released`]).
+    released: Vec<Arc<AttrSet>>,
 }
 
 impl OutTable {
     /// The entry cached under `key`.
     #[inline]
     pub(crate) fn lookup(&self, key: &MemoKey) -> Option<u32> {
-        self.memo.get(key).copied()
+        let entries = &self.entries;
+        self.memo
+            .find(memo_hash(key), |&id| {
+                entries[id as usize - 1]
+                    .as_ref()
+                    .is_some_and(|e| e.key() == *key)
+            })
+            .copied()
     }
 
-    /// Adds an entry (ids start at 1; 0 means "nothing advertised").
+    /// Adds an entry (ids start at 1; 0 means "nothing advertised") for the input set
+    /// and the rest of `key` ([`MemoKey`]), which must not be cached yet.
     pub(crate) fn insert(
         &mut self,
+        attrs: Arc<AttrSet>,
         key: MemoKey,
-        bytes: Bytes,
-        mp_next_hop: Option<NextHop>,
-        src: u32,
         originator: Option<Ipv4Addr>,
     ) -> u32 {
+        let (_, src, src_id, mask, family) = key;
         let entry = OutEntry {
-            bytes,
-            mp_next_hop,
-            family: key.3,
+            attrs,
+            mask,
             src,
+            src_id,
             originator,
             refs: 0,
-            key,
+            family,
         };
+        let hash = memo_hash(&entry.key());
         let id = match self.free.pop() {
             Some(id) => {
                 self.entries[id as usize - 1] = Some(entry);
@@ -82,7 +133,12 @@ impl OutTable {
                 self.entries.len() as u32
             }
         };
-        self.memo.insert(key, id);
+        let entries = &self.entries;
+        self.memo.insert_unique(hash, id, |&i| {
+            entries[i as usize - 1]
+                .as_ref()
+                .map_or(0, |e| memo_hash(&e.key()))
+        });
         // Unused until a prefix refers to it.
         self.unused.push(id);
         id
@@ -119,11 +175,35 @@ impl OutTable {
             if let Some(Some(e)) = self.entries.get(i)
                 && e.refs == 0
             {
-                self.memo.remove(&e.key);
-                self.entries[i] = None;
+                if let Ok(m) = self.memo.find_entry(memo_hash(&e.key()), |&x| x == id) {
+                    m.remove();
+                }
+                if let Some(e) = self.entries[i].take() {
+                    self.released.push(e.attrs);
+                }
                 self.free.push(id);
             }
         }
+        if self.memo.is_empty() {
+            // Every prefix withdrawn: give the table's memory back.
+            let released = std::mem::take(&mut self.released);
+            *self = Self::default();
+            self.released = released;
+        }
+    }
+
+    /// The input sets of the entries freed since the last call: the RIB's intern table
+    /// drops a set with its last user, which may be one of these.
+    pub(crate) fn take_released(&mut self) -> Vec<Arc<AttrSet>> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// Every entry's input set, the table emptied: for a group that is dissolved.
+    pub(crate) fn release_all(&mut self) -> Vec<Arc<AttrSet>> {
+        let mut v = std::mem::take(&mut self.released);
+        v.extend(self.entries.drain(..).flatten().map(|e| e.attrs));
+        *self = Self::default();
+        v
     }
 
     /// How many entries are live.
@@ -218,7 +298,7 @@ pub(crate) fn encode(
     a: &Attrs,
     family: Family,
     ctx: &SessionCtx,
-) -> Option<(Bytes, Option<NextHop>)> {
+) -> Option<(Box<[u8]>, Option<NextHop>)> {
     let nh = a.next_hop?;
     let mut v: Vec<PathAttribute> = Vec::with_capacity(12);
     v.push(PathAttribute::Origin(a.origin));
@@ -296,9 +376,20 @@ pub(crate) fn encode(
     if worst > ctx.max_message_len() {
         return None;
     }
-    let mut out = BytesMut::with_capacity(len);
+    let mut out = bytes::BytesMut::with_capacity(len);
     for x in &v {
         x.encode(ctx, &mut out);
     }
-    Some((out.freeze(), mp))
+    Some((Vec::from(out).into_boxed_slice(), mp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_size() {
+        // One per attribute set and group: keep it from growing unnoticed.
+        assert_eq!(size_of::<Option<OutEntry>>(), 40);
+    }
 }

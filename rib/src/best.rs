@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use bgp_wire::attr::NextHop;
 
-use crate::loc::Path;
+use crate::loc::{Path, Paths};
 use crate::peer::{PeerFact, PeerKind};
 
 /// Resolves next hops to an IGP cost (RFC 4271 §9.1.2.1): the caller's view of its
@@ -276,7 +276,7 @@ impl<'a> Decider<'a> {
 
     /// Puts `paths` in decision order and marks the ECMP set; returns how many are
     /// eligible (they come first, the best at index 0).
-    pub(crate) fn rank(&self, paths: &mut Vec<Path>) -> u16 {
+    pub(crate) fn rank(&self, paths: &mut Paths) -> u16 {
         match paths.len() {
             0 => return 0,
             1 => {

@@ -12,6 +12,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use bgp_wire::attr::NextHop;
 use bgp_wire::nlri::Nlri;
 use bgp_wire::update::{Update, UpdatePacker};
 use bgp_wire::{Family, FamilySet, SessionCtx};
@@ -20,7 +21,8 @@ use ipnet::IpNet;
 
 use crate::RibConfig;
 use crate::addpath::{self, AddPathMode};
-use crate::adj_out::{self, AdjOut, OutTable};
+use crate::adj_out::{self, AdjOut, OutEntry, OutTable};
+use crate::attrs::AttrSet;
 use crate::dirty::DirtySet;
 use crate::fx::FxHashMap;
 use crate::loc::{LocRib, Path};
@@ -150,7 +152,25 @@ pub(crate) struct UpdateGroup {
     held: FxHashMap<u32, Vec<Nlri>>,
     old: Vec<(u32, u32)>,
     new: Vec<(u32, u32)>,
+    /// Out entries encoded recently, by id, under the entry's key (an id is reused once
+    /// its entry is freed): attributes and MP_REACH_NLRI next hop. Entries keep no
+    /// encoding; this keeps up to [`ENCODED_KEEP`] of them from one drain to the next, so
+    /// that a rack's late members, each caught up with the same few thousand entries,
+    /// cost one encoding per entry, while a big table's hundreds of thousands of
+    /// entries are not all kept.
+    encoded: FxHashMap<u32, Encoding>,
 }
+
+/// An out entry's encoding: the entry's key, its attributes and its MP_REACH_NLRI next
+/// hop.
+type Encoding = (adj_out::MemoKey, Box<[u8]>, Option<NextHop>);
+
+/// A set encoded for a group: attributes, MP_REACH_NLRI next hop, ORIGINATOR_ID as
+/// sent.
+type SetEncoding = (Box<[u8]>, Option<NextHop>, Option<Ipv4Addr>);
+
+/// How many entries' encodings a group keeps between drains, at most.
+const ENCODED_KEEP: usize = 4096;
 
 /// Messages being assembled by one drain.
 #[derive(Default)]
@@ -229,6 +249,7 @@ impl UpdateGroup {
             held: FxHashMap::default(),
             old: Vec::new(),
             new: Vec::new(),
+            encoded: FxHashMap::default(),
             key,
         }
     }
@@ -289,10 +310,10 @@ impl UpdateGroup {
                     continue;
                 };
                 if self
-                    .excluded(e.src, e.originator, facts)
+                    .excluded(e.src(), e.originator, facts)
                     .includes(PeerId(peer))
                 {
-                    let path_id = self.key.add_path(e.family).map(|_| tx);
+                    let path_id = self.key.add_path(e.family()).map(|_| tx);
                     v.push(Nlri { path_id, prefix });
                 }
             }
@@ -327,7 +348,7 @@ impl UpdateGroup {
                 let sent = state.iter().any(|&(tx, id)| {
                     (mode.is_none() || n.path_id == Some(tx))
                         && self.table.get(id).is_some_and(|e| {
-                            self.excluded(e.src, e.originator, dc.facts)
+                            self.excluded(e.src(), e.originator, dc.facts)
                                 .includes(PeerId(peer))
                         })
                 });
@@ -373,8 +394,9 @@ impl UpdateGroup {
         self.dirty.len() + walk + dumps
     }
 
-    /// Releases everything the group holds in the Loc-RIB.
-    pub(crate) fn dissolve(mut self, loc: &mut LocRib) {
+    /// Releases everything the group holds in the Loc-RIB; returns the input attribute
+    /// sets its Adj-RIB-Out held, for the intern table.
+    pub(crate) fn dissolve(mut self, loc: &mut LocRib) -> Vec<Arc<AttrSet>> {
         for slot in self.dirty.drain() {
             loc.dest_mut(slot).refs -= 1;
             loc.try_free(slot);
@@ -383,6 +405,7 @@ impl UpdateGroup {
             loc.dest_mut(slot).refs -= 1;
             loc.try_free(slot);
         }
+        self.table.release_all()
     }
 
     /// Members a route must not be sent to: its source, and the peer its ORIGINATOR_ID
@@ -421,12 +444,13 @@ impl UpdateGroup {
 
     fn entry_audience(&self, id: u32, facts: &[PeerFact]) -> Audience {
         match self.table.get(id) {
-            Some(e) => self.excluded(e.src, e.originator, facts),
+            Some(e) => self.excluded(e.src(), e.originator, facts),
             None => Audience::All,
         }
     }
 
-    /// The out entry for sending `path` of `prefix`, computed and encoded on first use.
+    /// The out entry for sending `path` of `prefix`, computed on first use (and encoded
+    /// for this drain).
     fn export(
         &mut self,
         path: &Path,
@@ -440,20 +464,35 @@ impl UpdateGroup {
             None => 0,
             Some(p) => p.evaluate(prefix, &path.attrs, path.attrs.route_len())?,
         };
-        let memo = (path.attrs.id(), path.peer, mask, family);
+        let src_id = dc.facts.get(path.peer as usize)?.router_id;
+        let memo = (path.attrs.id(), path.peer, src_id, mask, family);
         if let Some(id) = self.table.lookup(&memo) {
             return Some(id);
         }
-        let src = dc.facts.get(path.peer as usize)?;
-        let mut out = reflect::transform(dc.cfg, &self.key, src, &path.attrs, family)?;
+        let (bytes, mp, originator) = self.encode_set(&path.attrs, path.peer, mask, family, dc)?;
+        let id = self.table.insert(path.attrs.clone(), memo, originator);
+        self.encoded.insert(id, (memo, bytes, mp));
+        Some(id)
+    }
+
+    /// What the group sends for `attrs` from `src` under export rule `mask` in `family`:
+    /// the encoded attributes, the MP_REACH_NLRI next hop and the ORIGINATOR_ID; `None`
+    /// when the route cannot be sent.
+    fn encode_set(
+        &self,
+        attrs: &AttrSet,
+        src: u32,
+        mask: u64,
+        family: Family,
+        dc: &DrainCtx<'_>,
+    ) -> Option<SetEncoding> {
+        let fact = dc.facts.get(src as usize)?;
+        let mut out = reflect::transform(dc.cfg, &self.key, fact, attrs, family)?;
         if let Some(p) = &self.key.export {
             p.apply(mask, &mut out);
         }
         let (bytes, mp) = adj_out::encode(&out, family, &self.ctx)?;
-        Some(
-            self.table
-                .insert(memo, bytes, mp, path.peer, out.originator_id),
-        )
+        Some((bytes, mp, out.originator_id))
     }
 
     /// Brings the group's Adj-RIB-Out for `slot` in line with the Loc-RIB, queueing the
@@ -586,7 +625,10 @@ impl UpdateGroup {
         if !self.held.is_empty() {
             self.withdraw_held(&eor, loc, dc, &mut batch);
         }
-        let out = self.encode(batch, &eor);
+        let out = self.encode(batch, &eor, dc);
+        if self.encoded.len() > ENCODED_KEEP {
+            self.encoded = FxHashMap::default();
+        }
         self.table.collect();
         out
     }
@@ -633,10 +675,10 @@ impl UpdateGroup {
                         let Some(e) = self.table.get(id) else {
                             continue;
                         };
-                        if self.excludes(e.src, e.originator, peer, dc.facts) {
+                        if self.excludes(e.src(), e.originator, peer, dc.facts) {
                             continue;
                         }
-                        let family = e.family;
+                        let family = e.family();
                         let next = batch.buckets.len();
                         let b = *batch.ann_only.entry((id, peer)).or_insert(next);
                         if b == next {
@@ -661,7 +703,7 @@ impl UpdateGroup {
     /// Packs the batch into messages, consecutive ones for the same audience sharing one
     /// `Bytes`, then the End-of-RIB markers (RFC 4724 §2) of members whose initial
     /// advertisement is complete.
-    fn encode(&self, batch: Batch, eor: &[u32]) -> Vec<Outbound> {
+    fn encode(&mut self, batch: Batch, eor: &[u32], dc: &DrainCtx<'_>) -> Vec<Outbound> {
         let mut out = Encoded::default();
         // Catch-up first, then withdrawals (some go to the member an announcement below
         // skips), then announcements: a prefix changed by this drain ends in its new state
@@ -677,16 +719,29 @@ impl UpdateGroup {
             out.switch(Some(&b.audience));
             // Neither can fail: the out entry was checked to fit a message with a
             // longest prefix when it was built.
-            let written = match b.entry.and_then(|id| self.table.get(id)) {
-                Some(e) => {
-                    out.announced += b.nlri.len();
-                    self.packer.announce(
-                        b.family,
-                        &e.bytes,
-                        e.mp_next_hop.as_ref(),
-                        &b.nlri,
-                        &mut out.buf,
-                    )
+            let written = match b.entry.filter(|id| self.table.get(*id).is_some()) {
+                Some(id) => {
+                    let key = self.table.get(id).map(OutEntry::key);
+                    if let Some(e) = self.table.get(id)
+                        && self.encoded.get(&id).is_none_or(|c| Some(c.0) != key)
+                        && let Some((bytes, mp, _)) =
+                            self.encode_set(&e.attrs, e.src(), e.mask, e.family(), dc)
+                    {
+                        self.encoded.insert(id, (e.key(), bytes, mp));
+                    }
+                    match self.encoded.get(&id).filter(|c| Some(c.0) == key) {
+                        Some((_, bytes, mp)) => {
+                            out.announced += b.nlri.len();
+                            self.packer.announce(
+                                b.family,
+                                bytes,
+                                mp.as_ref(),
+                                &b.nlri,
+                                &mut out.buf,
+                            )
+                        }
+                        None => Ok(0),
+                    }
                 }
                 None => self.packer.withdraw(b.family, &b.nlri, &mut out.buf),
             };

@@ -5,14 +5,22 @@
 //! keys on (Adj-RIB-In keys, each update group's Adj-RIB-Out, dirty sets): a 4-byte index
 //! instead of a prefix, and a vector instead of a hash map per group. A slot is reused only
 //! once nothing refers to it any more ([`Dest::refs`]).
+//!
+//! Sizes, per prefix of a table learned from one peer: the destination with its one path
+//! inline (56 bytes, no allocation of its own) and 4 bytes of index (plus the hash table's
+//! control byte and spare room): the index holds slots only, and compares prefixes in the
+//! destinations.
 
+use std::hash::Hasher;
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use ipnet::IpNet;
+use smallvec::SmallVec;
 
 use crate::attrs::AttrSet;
 use crate::best::Ineligible;
-use crate::fx::FxHashMap;
+use crate::fx::FxHasher;
 
 const STALE: u8 = 1;
 const ECMP: u8 = 2;
@@ -77,12 +85,16 @@ impl Path {
     }
 }
 
+/// The paths of one prefix: one inline (a prefix known from one peer, the bulk of a big
+/// table), more on the heap.
+pub(crate) type Paths = SmallVec<[Path; 1]>;
+
 /// Every path of one prefix.
 #[derive(Debug)]
 pub(crate) struct Dest {
-    pub(crate) prefix: IpNet,
     /// In decision order: the first `eligible` can be used, the first of them is the best.
-    pub(crate) paths: Vec<Path>,
+    pub(crate) paths: Paths,
+    pub(crate) prefix: IpNet,
     pub(crate) eligible: u16,
     /// How many dirty sets hold this slot plus how many update groups have advertised
     /// something for it: the slot stays allocated while any does.
@@ -108,53 +120,69 @@ impl Dest {
 /// The Loc-RIB's table of destinations.
 #[derive(Default)]
 pub(crate) struct LocRib {
-    v4: FxHashMap<(u32, u8), u32>,
-    v6: FxHashMap<(u128, u8), u32>,
+    /// The slots of live prefixes, hashed by prefix (see [`prefix_hash`]).
+    index: HashTable<u32>,
     dests: Vec<Dest>,
     free: Vec<u32>,
+}
+
+/// What the index hashes a prefix to.
+#[inline]
+fn prefix_hash(prefix: &IpNet) -> u64 {
+    let mut h = FxHasher::default();
+    match prefix {
+        IpNet::V4(p) => h.write_u64(u64::from(p.addr().to_bits()) << 8 | u64::from(p.prefix_len())),
+        IpNet::V6(p) => {
+            h.write_u128(p.addr().to_bits());
+            h.write_u8(p.prefix_len());
+        }
+    }
+    h.finish()
 }
 
 impl LocRib {
     /// The slot of `prefix`, if it has one.
     #[inline]
     pub(crate) fn slot(&self, prefix: &IpNet) -> Option<u32> {
-        match prefix {
-            IpNet::V4(p) => self.v4.get(&(p.addr().to_bits(), p.prefix_len())).copied(),
-            IpNet::V6(p) => self.v6.get(&(p.addr().to_bits(), p.prefix_len())).copied(),
-        }
+        let dests = &self.dests;
+        self.index
+            .find(prefix_hash(prefix), |&s| {
+                dests[s as usize].prefix == *prefix
+            })
+            .copied()
     }
 
     /// The slot of `prefix`, allocated now if needed.
     #[inline]
     pub(crate) fn slot_or_insert(&mut self, prefix: IpNet) -> u32 {
-        let next = match self.free.last() {
-            Some(&s) => s,
-            None => self.dests.len() as u32,
+        let dests = &self.dests;
+        let entry = self.index.entry(
+            prefix_hash(&prefix),
+            |&s| dests[s as usize].prefix == prefix,
+            |&s| prefix_hash(&dests[s as usize].prefix),
+        );
+        let vacant = match entry {
+            hashbrown::hash_table::Entry::Occupied(e) => return *e.get(),
+            hashbrown::hash_table::Entry::Vacant(v) => v,
         };
-        let slot = *match prefix {
-            IpNet::V4(p) => self
-                .v4
-                .entry((p.addr().to_bits(), p.prefix_len()))
-                .or_insert(next),
-            IpNet::V6(p) => self
-                .v6
-                .entry((p.addr().to_bits(), p.prefix_len()))
-                .or_insert(next),
+        let dest = Dest {
+            paths: Paths::new(),
+            prefix,
+            eligible: 0,
+            refs: 0,
+            live: true,
         };
-        if slot == next {
-            let dest = Dest {
-                prefix,
-                paths: Vec::new(),
-                eligible: 0,
-                refs: 0,
-                live: true,
-            };
-            if self.free.pop().is_some() {
-                self.dests[slot as usize] = dest;
-            } else {
-                self.dests.push(dest);
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.dests[s as usize] = dest;
+                s
             }
-        }
+            None => {
+                self.dests.push(dest);
+                self.dests.len() as u32 - 1
+            }
+        };
+        vacant.insert(slot);
         slot
     }
 
@@ -186,18 +214,20 @@ impl LocRib {
         if !d.paths.is_empty() || d.refs > 0 || !d.live {
             return;
         }
-        match d.prefix {
-            IpNet::V4(p) => self.v4.remove(&(p.addr().to_bits(), p.prefix_len())),
-            IpNet::V6(p) => self.v6.remove(&(p.addr().to_bits(), p.prefix_len())),
-        };
+        if let Ok(e) = self
+            .index
+            .find_entry(prefix_hash(&d.prefix), |&s| s == slot)
+        {
+            e.remove();
+        }
         d.live = false;
-        d.paths = Vec::new();
+        d.paths = Paths::new();
         self.free.push(slot);
     }
 
     /// How many prefixes are held.
     pub(crate) fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.index.len()
     }
 
     /// Live slots with their destinations, in slot order.
@@ -207,5 +237,45 @@ impl LocRib {
             .enumerate()
             .filter(|(_, d)| d.live)
             .map(|(i, d)| (i as u32, d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        // What a million prefixes cost: keep it from growing unnoticed.
+        assert_eq!(size_of::<Path>(), 24);
+        assert_eq!(size_of::<Dest>(), 56);
+    }
+
+    #[test]
+    fn slots_are_found_freed_and_reused() {
+        let mut loc = LocRib::default();
+        let a: IpNet = "10.0.0.0/8".parse().unwrap();
+        let b: IpNet = "10.0.0.0/16".parse().unwrap();
+        let c: IpNet = "2001:db8::/32".parse().unwrap();
+        let (sa, sb, sc) = (
+            loc.slot_or_insert(a),
+            loc.slot_or_insert(b),
+            loc.slot_or_insert(c),
+        );
+        assert_eq!((sa, sb, sc), (0, 1, 2));
+        assert_eq!(loc.slot_or_insert(b), sb);
+        assert_eq!(loc.slot(&c), Some(sc));
+        assert_eq!(loc.len(), 3);
+        loc.try_free(sb);
+        assert_eq!(loc.slot(&b), None);
+        assert_eq!(loc.slot(&a), Some(sa));
+        assert_eq!(loc.len(), 2);
+        let d: IpNet = "192.0.2.0/24".parse().unwrap();
+        assert_eq!(loc.slot_or_insert(d), sb);
+        assert_eq!(loc.slot(&d), Some(sb));
+        assert!(
+            loc.iter()
+                .all(|(s, dest)| loc.slot(&dest.prefix) == Some(s))
+        );
     }
 }

@@ -108,7 +108,11 @@ impl Rib {
             cfg: &self.cfg,
             facts: &self.facts,
         };
-        g.drain(&mut self.loc, &dc, budget)
+        let out = g.drain(&mut self.loc, &dc, budget);
+        for set in g.table.take_released() {
+            self.attrs.release(set);
+        }
+        out
     }
 
     /// Groups with pending work, in id order.

@@ -264,7 +264,9 @@ impl Rib {
             && let Some(g) = slot.take()
         {
             self.group_index.remove(&g.key);
-            g.dissolve(&mut self.loc);
+            for set in g.dissolve(&mut self.loc) {
+                self.attrs.release(set);
+            }
         }
     }
 
@@ -351,7 +353,7 @@ impl Rib {
     }
 
     /// What the FIB stream compares a destination against after a change, when it is on.
-    fn fib_before(&self, slot: u32) -> Option<Vec<(u32, u32, u64)>> {
+    fn fib_before(&self, slot: u32) -> Option<FibKey> {
         self.fib
             .as_ref()
             .map(|_| fib_key(self.loc.dest(slot).best_paths()))
@@ -365,7 +367,7 @@ impl Rib {
 
     /// Reruns the decision for `slot` and marks it for every group, and for the FIB
     /// stream if its best paths differ from `before`.
-    fn reselect_from(&mut self, slot: u32, before: Option<Vec<(u32, u32, u64)>>) {
+    fn reselect_from(&mut self, slot: u32, before: Option<FibKey>) {
         let decider = Decider::new(&self.facts, self.resolver.as_ref(), &self.cfg, self.depth);
         let dest = self.loc.dest_mut(slot);
         dest.eligible = decider.rank(&mut dest.paths);
@@ -432,7 +434,10 @@ impl Rib {
 }
 
 /// What the FIB cares about in a destination: the usable best paths' identities and
-/// attribute sets.
-fn fib_key<'a>(paths: impl Iterator<Item = &'a Path>) -> Vec<(u32, u32, u64)> {
+/// attribute sets (inline for one path: compared on every change of every prefix).
+type FibKey = smallvec::SmallVec<[(u32, u32, u64); 1]>;
+
+/// The [`FibKey`] of a destination's best paths.
+fn fib_key<'a>(paths: impl Iterator<Item = &'a Path>) -> FibKey {
     paths.map(|p| (p.peer, p.rx_id, p.attrs.id())).collect()
 }

@@ -14,6 +14,8 @@
 # BENCH_SPREAD_MS=N spreads the clients' first connects over N ms (both implementations):
 # BIRD 2 does not take hundreds of simultaneous connects (its accept queue overflows and
 # the connections wait for SYN retransmissions), so the fabric comparison needs it.
+# BENCH_IMPLS="ours bird2" (the default) chooses the implementations and their order
+# within a round; BENCH_IMPLS=ours runs ours alone.
 # Needs root, BIRD 2 (`tests/scripts/install-peers.sh`) and release builds:
 #   cargo build --release -p rr-daemon -p interop-tests --bin rr-daemon --bin bgp-load
 set -euo pipefail
@@ -31,7 +33,7 @@ load=$target/bgp-load
 for exe in "$ours" "$load"; do
     [ -x "$exe" ] || { echo "bench-reflector.sh: build $exe first (see the header)" >&2; exit 2; }
 done
-command -v bird >/dev/null || { echo "bench-reflector.sh: BIRD 2 missing: tests/scripts/install-peers.sh" >&2; exit 2; }
+[[ " ${BENCH_IMPLS:-bird2} " != *" bird2 "* ]] || command -v bird >/dev/null || { echo "bench-reflector.sh: BIRD 2 missing: tests/scripts/install-peers.sh" >&2; exit 2; }
 
 ns=bench-$$
 work=$(mktemp -d)
@@ -173,6 +175,7 @@ PY
 
 seq_no=0
 for _ in $(seq "$runs"); do
-    one ours
-    one bird2
+    for impl in ${BENCH_IMPLS:-ours bird2}; do
+        one "$impl"
+    done
 done

@@ -35,6 +35,9 @@ pub(crate) const MAX_QUEUED_TOTAL: usize = 1 << 30;
 /// never starved by a big table.
 const DRAIN_SLICE: usize = 2048;
 
+/// How many best-path changes one turn hands on, at most.
+const BEST_SLICE: usize = 4096;
+
 /// A peer's unwritten bytes: what the session holds (`queued`) and what this turn handed
 /// it on top, which the shell adds once it carries out the sends.
 struct Unwritten<'a> {
@@ -188,7 +191,10 @@ impl Core {
     /// every subscriber can take now. The others wait in the RIB, one per prefix in its
     /// latest state, however often it changed meanwhile.
     pub(crate) fn best_changes(&mut self, room: usize) {
-        for _ in 0..room {
+        // At most a slice per turn however much room there is: a million withdrawals
+        // must not become a million queued actions at once (80 MB at the peak of a full
+        // table's withdrawal).
+        for _ in 0..room.min(BEST_SLICE) {
             let Some(c) = self.rib.poll_best_change() else {
                 return;
             };
