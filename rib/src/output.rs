@@ -241,6 +241,10 @@ impl Rib {
     /// ineligible (`rr-daemon ctl route <prefix>`).
     pub fn explain(&self, prefix: &IpNet) -> Option<Explanation> {
         let d = self.loc.dest(self.loc.slot(&prefix.trunc())?);
+        if d.paths.is_empty() {
+            // Its last path is gone; the slot waits for the update groups to let go.
+            return None;
+        }
         let decider = Decider::new(&self.facts, self.resolver.as_ref(), &self.cfg, 1);
         let status = decider.explain(&d.paths);
         let paths = d
