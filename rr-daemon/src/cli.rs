@@ -91,10 +91,18 @@ struct CompletionsArgs {
 }
 
 #[derive(Args)]
+#[group(required = true, multiple = false)]
 struct CheckArgs {
     /// The configuration file.
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    /// A BIRD 1.6 file (`bird.cfg`, with its includes): print the native TOML it
+    /// translates to.
+    #[arg(long)]
+    bird: Option<PathBuf>,
+    /// A BIRD 1.6 file for IPv6 (`bird6.cfg`): print the native TOML it translates to.
+    #[arg(long)]
+    bird6: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -158,6 +166,16 @@ struct SessionArgs {
 /// The process entry point: parses arguments, runs, and turns errors into a one-line
 /// cause and a non-zero exit.
 pub fn main() -> ExitCode {
+    // Started as `bird` or `bird6` (a symlink or a copy): BIRD's command line.
+    let mut argv = std::env::args_os();
+    if let Some(dialect) = argv
+        .next()
+        .as_deref()
+        .and_then(crate::bird::argv::dialect_of)
+    {
+        let rest: Vec<std::ffi::OsString> = argv.collect();
+        return crate::bird::argv::main(dialect, &rest);
+    }
     let cli = Cli::parse();
     let job = match (cli.command, cli.config) {
         (Some(Cmd::Check(args)), _) => return check(&args),
@@ -165,16 +183,77 @@ pub fn main() -> ExitCode {
         (Some(Cmd::Man(args)), _) => return man(&args),
         (Some(Cmd::Completions(args)), _) => return completions(args.shell),
         (Some(Cmd::Session(args)), _) => Job::Session(args),
-        (None, Some(path)) => Job::Daemon(path, cli.graceful_restart),
+        (None, Some(path)) => {
+            return run_daemon(ConfigSource::Toml(path), cli.graceful_restart, None);
+        }
         (None, None) => {
             eprintln!("rr-daemon: nothing to do: give --config FILE (or a subcommand, see --help)");
             return ExitCode::FAILURE;
         }
     };
+    run(job)
+}
+
+/// Where the daemon's configuration comes from: a native TOML file, or a BIRD file
+/// translated ([`crate::bird`]). Read at the start and again at each SIGHUP.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    /// `rr-daemon --config FILE`.
+    Toml(PathBuf),
+    /// `bird -c FILE` / `bird6 -c FILE`.
+    Bird(PathBuf, crate::bird::Dialect),
+}
+
+impl ConfigSource {
+    /// Reads and resolves the configuration; the error is one line, located. The
+    /// environment's `overrides` apply to a TOML file; a BIRD file is calico-node's, which
+    /// renders its router id and AS itself.
+    pub fn load(
+        &self,
+        overrides: &crate::config::Overrides,
+    ) -> Result<crate::config::Config, String> {
+        self.load_translated(overrides).map(|(c, _)| c)
+    }
+
+    /// [`ConfigSource::load`], with the BIRD file's translation (its protocols as BIRD
+    /// lists them, for the control socket) when the source is one.
+    pub fn load_translated(
+        &self,
+        overrides: &crate::config::Overrides,
+    ) -> Result<(crate::config::Config, Option<crate::bird::Translation>), String> {
+        match self {
+            Self::Toml(p) => crate::config::Config::load_with(p, overrides)
+                .map(|c| (c, None))
+                .map_err(|e| e.to_string()),
+            Self::Bird(p, d) => crate::bird::load(p, *d)
+                .map(|t| (t.config.clone(), Some(t)))
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Runs the daemon on `source` in the foreground until SIGTERM or SIGINT (SIGHUP
+/// reloads). `socket` is BIRD's `-s`: the control socket is not served yet.
+pub fn run_daemon(
+    source: ConfigSource,
+    restarting: bool,
+    socket: Option<&std::path::Path>,
+) -> ExitCode {
+    if let Some(s) = socket {
+        eprintln!(
+            "rr-daemon: the BIRD control socket ({}) is not served yet; running without it",
+            s.display()
+        );
+    }
+    run(Job::Daemon(source, restarting))
+}
+
+fn run(job: Job) -> ExitCode {
     // `[speaker] log_format` decides text or JSON; a file that does not load is reported
     // by `daemon()` itself, in text.
     let json = match &job {
-        Job::Daemon(path, _) => crate::config::Config::load_with(path, &overrides())
+        Job::Daemon(source, _) => source
+            .load(&overrides())
             .is_ok_and(|c| c.speaker.log_format == crate::config::LogFormat::Json),
         Job::Session(_) => false,
     };
@@ -202,7 +281,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match job {
             Job::Session(args) => session(args).await,
-            Job::Daemon(path, restarting) => daemon(path, restarting).await,
+            Job::Daemon(source, restarting) => daemon(source, restarting).await,
         }
     });
     match result {
@@ -216,16 +295,17 @@ pub fn main() -> ExitCode {
 
 enum Job {
     Session(SessionArgs),
-    Daemon(PathBuf, bool),
+    Daemon(ConfigSource, bool),
 }
 
 /// The daemon: the speaker on the configuration, until SIGTERM; SIGHUP reloads.
-async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
+async fn daemon(source: ConfigSource, restarting: bool) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let overrides = overrides();
-    let config =
-        crate::config::Config::load_with(&path, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if !overrides.is_empty() {
+    let config = source
+        .load(&overrides)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !overrides.is_empty() && matches!(source, ConfigSource::Toml(_)) {
         info!(
             "overridden from the environment: {}",
             overrides.names().join(", ")
@@ -318,7 +398,7 @@ async fn daemon(path: PathBuf, restarting: bool) -> anyhow::Result<()> {
             _ = usr2.recv() => { for_restart = true; break; }
             _ = hup.recv() => {
                 crate::notify::reloading();
-                match crate::config::Config::load_with(&path, &overrides) {
+                match source.load(&overrides) {
                 Ok(new) => {
                     if new.api != api {
                         warn!("[api] changes take effect at the next start");
@@ -421,9 +501,30 @@ fn write_out(bytes: &[u8], what: &str) -> ExitCode {
 /// `rr-daemon check`: no runtime, no logging, one line out. The environment's overrides
 /// apply, as they would to the daemon.
 fn check(args: &CheckArgs) -> ExitCode {
-    match crate::config::Config::load_with(&args.config, &overrides()) {
+    let bird = match (&args.bird, &args.bird6) {
+        (Some(p), _) => Some((p, crate::bird::Dialect::Bird)),
+        (_, Some(p)) => Some((p, crate::bird::Dialect::Bird6)),
+        _ => None,
+    };
+    if let Some((path, dialect)) = bird {
+        return match crate::bird::load(path, dialect) {
+            Ok(t) => {
+                print!("{}", t.toml);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rr-daemon: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let Some(config) = &args.config else {
+        eprintln!("rr-daemon: check needs --config, --bird or --bird6");
+        return ExitCode::FAILURE;
+    };
+    match crate::config::Config::load_with(config, &overrides()) {
         Ok(cfg) => {
-            println!("{}: ok: {}", args.config.display(), cfg.summary());
+            println!("{}: ok: {}", config.display(), cfg.summary());
             ExitCode::SUCCESS
         }
         Err(e) => {

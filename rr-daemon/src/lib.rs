@@ -9,11 +9,13 @@
 //! `rr-daemon --config FILE` runs the daemon, `rr-daemon check` checks a configuration
 //! file, `rr-daemon ctl` ([`ctl`]) asks a running daemon, and `rr-daemon session` brings
 //! one session up against a real peer. [`notify`] tells systemd when the daemon is ready,
-//! reloading or stopping.
+//! reloading or stopping. [`bird`] reads Calico's BIRD 1.6 files into the native model
+//! and answers as `bird`/`bird6`.
 
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod bird;
 pub mod cli;
 pub mod config;
 pub mod ctl;

@@ -222,6 +222,47 @@ impl Daemon {
         Ok(d)
     }
 
+    /// Starts the daemon as BIRD 1.6 would be started: `dir/NAME -d -c CONFIG` inside
+    /// `ns`, where `dir/NAME` (`bird` or `bird6`) is a symlink to `exe`, so that `argv[0]`
+    /// names it. `config` is a BIRD file ([`rr_daemon::bird`] translates it). Returns once
+    /// it logged its configuration summary (at most 10 s).
+    pub fn start_bird(
+        ns: &Netns,
+        dir: &Path,
+        exe: &Path,
+        name: &str,
+        config: &Path,
+    ) -> Result<Self, String> {
+        let link = dir.join(name);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(exe, &link)
+            .map_err(|e| format!("cannot link {} to {}: {e}", link.display(), exe.display()))?;
+        let filter = std::env::var("RR_LOG").unwrap_or_else(|_| "info,rr_daemon=debug".into());
+        let args = vec![
+            "-d".to_owned(),
+            "-c".to_owned(),
+            config.to_string_lossy().into_owned(),
+        ];
+        let proc = spawn_in(
+            ns.name(),
+            dir,
+            "rr-daemon",
+            &link,
+            &args,
+            &[("RUST_LOG", filter.as_str())],
+            false,
+        )?;
+        let mut d = Self {
+            proc,
+            conf: config.to_owned(),
+            ns: ns.name().to_owned(),
+            exe: exe.to_owned(),
+            dir: dir.to_owned(),
+        };
+        d.wait_started(0)?;
+        Ok(d)
+    }
+
     fn spawn(
         ns: &str,
         dir: &Path,

@@ -36,12 +36,15 @@
 //!   `INSTALL_HINT`, shared by BIRD and FRR;
 //! - `bird`: [`Bird`], [`BirdCtl`], [`BirdVersion`], [`bird16_dir`], [`parse_bird_routes`];
 //! - `frr`: [`Frr`], [`FRR_BGPD`];
-//! - `daemon`: ours, the one-session [`Speaker`], the [`Daemon`], and [`ctl_json`],
-//!   [`ctl_route`].
+//! - `daemon`: ours, the one-session [`Speaker`], the [`Daemon`] (also started as `bird`:
+//!   [`Daemon::start_bird`]), and [`ctl_json`], [`ctl_route`];
+//! - `kernel`: kernel routing tables compared field by field ([`kernel_routes`],
+//!   [`route_diff`]).
 
 mod bird;
 mod daemon;
 mod frr;
+mod kernel;
 mod netns;
 mod peer;
 mod proc;
@@ -49,6 +52,7 @@ mod proc;
 pub use bird::{Bird, BirdCtl, BirdVersion, bird16_dir, parse_bird_routes};
 pub use daemon::{Daemon, Speaker, ctl_json, ctl_route};
 pub use frr::{FRR_BGPD, Frr};
+pub use kernel::{KernelRoute, field, kernel_routes, route_diff, route_of, show};
 pub use netns::{Hub, Link, Netns, require_root};
 pub use peer::{Client, ClientConfig, ClientOptions, ClientRoute, Learned, Peer, PeerConfig};
 pub use proc::{Proc, WorkDir, poll, poll_ok, run_capture, run_cmd, tail};

@@ -41,8 +41,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use interop_tests::{Bird, BirdVersion, Daemon, Hub, Netns, WorkDir, poll, require_root};
-use serde_json::Value;
+use interop_tests::{
+    Bird, BirdVersion, Daemon, Hub, KernelRoute as Route, Netns, WorkDir, field, kernel_routes,
+    poll, require_root, route_diff, show,
+};
 
 const AS: u32 = 64512;
 const NODE1: &str = "172.17.42.31";
@@ -245,110 +247,6 @@ impl Running {
     }
 }
 
-/// One kernel route, every field `ip -j route` prints, as text, with the defaults made
-/// explicit (`type` unicast, `metric` 0, `protocol` 12 spelled `bird`).
-type Route = BTreeMap<String, String>;
-
-fn route_of(v: &Value) -> Route {
-    let mut r = Route::new();
-    if let Some(o) = v.as_object() {
-        for (k, v) in o {
-            let s = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            r.insert(k.clone(), s);
-        }
-    }
-    r.entry("type".into()).or_insert_with(|| "unicast".into());
-    r.entry("metric".into()).or_insert_with(|| "0".into());
-    if r.get("protocol").map(String::as_str) == Some("12") {
-        r.insert("protocol".into(), "bird".into());
-    }
-    r
-}
-
-/// `ip -j route show table main` of `ns`, sorted.
-fn kernel_routes(ns: &Netns) -> Result<Vec<Route>, String> {
-    let out = ns.ip(&["-j", "route", "show", "table", "main"])?;
-    let v: Value = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
-    let mut routes: Vec<Route> = v
-        .as_array()
-        .ok_or_else(|| format!("not an array: {out}"))?
-        .iter()
-        .map(route_of)
-        .collect();
-    routes.sort();
-    Ok(routes)
-}
-
-fn field<'a>(r: &'a Route, k: &str) -> &'a str {
-    r.get(k).map_or("", String::as_str)
-}
-
-fn show(r: &Route) -> String {
-    r.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Every difference between two route lists, keyed by (dst, type, metric), then field by
-/// field; empty when they are the same.
-fn diff(want_label: &str, want: &[Route], got_label: &str, got: &[Route]) -> String {
-    let key = |r: &Route| {
-        (
-            field(r, "dst").to_owned(),
-            field(r, "type").to_owned(),
-            field(r, "protocol").to_owned(),
-        )
-    };
-    let index = |v: &[Route]| -> BTreeMap<_, Vec<Route>> {
-        let mut m: BTreeMap<_, Vec<Route>> = BTreeMap::new();
-        for r in v {
-            m.entry(key(r)).or_default().push(r.clone());
-        }
-        m
-    };
-    let (w, g) = (index(want), index(got));
-    let mut out = String::new();
-    let keys: std::collections::BTreeSet<_> = w.keys().chain(g.keys()).cloned().collect();
-    for k in keys {
-        let (a, b) = (w.get(&k), g.get(&k));
-        match (a, b) {
-            (Some(a), Some(b)) if a == b => {}
-            (Some(a), Some(b)) if a.len() == 1 && b.len() == 1 => {
-                let (a, b) = (&a[0], &b[0]);
-                let fields: std::collections::BTreeSet<&String> =
-                    a.keys().chain(b.keys()).collect();
-                for f in fields {
-                    let (x, y) = (field(a, f), field(b, f));
-                    if x != y {
-                        let _ = writeln!(
-                            out,
-                            "  {} {}: {f}: {want_label} {x:?}, {got_label} {y:?}",
-                            k.0, k.1
-                        );
-                    }
-                }
-            }
-            _ => {
-                for r in a.into_iter().flatten() {
-                    if !b.is_some_and(|b| b.contains(r)) {
-                        let _ = writeln!(out, "  only {want_label}: {}", show(r));
-                    }
-                }
-                for r in b.into_iter().flatten() {
-                    if !a.is_some_and(|a| a.contains(r)) {
-                        let _ = writeln!(out, "  only {got_label}: {}", show(r));
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 fn subdir(dir: &WorkDir, name: &str) -> PathBuf {
     let d = dir.path().join(name);
     fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
@@ -419,7 +317,7 @@ fn run(label: &str, kinds: [Speaker; 2]) -> Kernels {
                 n.name,
                 kinds[i],
                 running[i].transcript(),
-                kernel_routes(&nss[i]).unwrap_or_default()
+                kernel_routes(&nss[i], false).unwrap_or_default()
             );
         }
         let _ = write!(s, "work dir: {}", dir.path().display());
@@ -428,7 +326,7 @@ fn run(label: &str, kinds: [Speaker; 2]) -> Kernels {
 
     // Both kernels: the own block as a blackhole, the other's block via the other node.
     let programmed = |i: usize| -> Result<Vec<Route>, String> {
-        let routes = kernel_routes(&nss[i])?;
+        let routes = kernel_routes(&nss[i], false)?;
         let (me, other) = (&NODES[i], &NODES[1 - i]);
         let has = |dst: &str, ok: &dyn Fn(&Route) -> bool| {
             routes
@@ -488,7 +386,7 @@ fn run(label: &str, kinds: [Speaker; 2]) -> Kernels {
 fn assert_same(base_label: &str, base: &Kernels, label: &str, got: &Kernels) {
     let mut out = String::new();
     for n in &NODES {
-        let d = diff(base_label, &base[n.name], label, &got[n.name]);
+        let d = route_diff(base_label, &base[n.name], label, &got[n.name]);
         if !d.is_empty() {
             let _ = write!(out, "{}:\n{d}", n.name);
         }

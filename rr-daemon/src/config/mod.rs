@@ -93,6 +93,10 @@ pub struct Originate {
     /// Its own kernel metric (`metric`), else `[fib] metric`; with
     /// `[fib] metric_from_local_pref`, also announced as `LOCAL_PREF = 2147483647 - metric`.
     pub metric: Option<u32>,
+    /// `kernel_metric`: the blackhole's metric in the kernel, whatever `metric` and
+    /// `[fib]` say (BIRD 1.6 installs static routes at 0 while announcing them with
+    /// Calico's LOCAL_PREF); the announcement is unchanged.
+    pub kernel_metric: Option<u32>,
 }
 
 /// `[[route]]`: a route this speaker originates (a node's address block, a test prefix).
@@ -227,13 +231,16 @@ impl Config {
     }
 
     /// The blocks the FIB installs as blackholes (`[[originate]] blackhole = true`), each
-    /// with its metric (its own, else `[fib] metric`; 0 with `[fib] bird16_metric`).
+    /// with its metric (its `kernel_metric`, else 0 with `[fib] bird16_metric`, else its
+    /// `metric`, else `[fib] metric`).
     pub fn blackholes(&self) -> Vec<(ipnet::IpNet, u32)> {
         self.originate
             .iter()
             .filter(|o| o.blackhole)
             .map(|o| {
-                let metric = if self.fib.bird16_metric {
+                let metric = if let Some(m) = o.kernel_metric {
+                    m
+                } else if self.fib.bird16_metric {
                     0
                 } else {
                     o.metric.unwrap_or(self.fib.metric)

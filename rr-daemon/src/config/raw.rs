@@ -44,6 +44,7 @@ pub(super) struct RawOriginate {
     pub(super) prefix: ipnet::IpNet,
     pub(super) blackhole: Option<bool>,
     pub(super) metric: Option<u32>,
+    pub(super) kernel_metric: Option<u32>,
 }
 
 /// `[[route]]`: a route this speaker originates.

@@ -812,6 +812,7 @@ fn originate(
             prefix,
             blackhole: o.blackhole.unwrap_or(true),
             metric: o.metric,
+            kernel_metric: o.kernel_metric,
         });
         routes.push(super::Route {
             prefix,

@@ -53,6 +53,7 @@ pub(super) async fn start(
         events_tx,
         writers: Arc::new(Writers::default()),
         subscribers: Vec::new(),
+        unsubscribed: Some(Vec::new()),
     };
     let _ = shell.carry_out();
     let task = tokio::spawn(shell.run(rx, events_rx));
@@ -119,6 +120,13 @@ struct Shell {
     /// Wakes the shell when a session's output queue drains (see [`Writers`]).
     writers: Arc<Writers>,
     subscribers: Vec<mpsc::UnboundedSender<BestChange>>,
+    /// Best-path changes made before the first subscriber came: the sessions start with
+    /// the speaker, and a peer that is already up (a BIRD waiting passively) can send its
+    /// table before [`super::Speaker::subscribe`] is handled; the first subscriber gets
+    /// them. Only filled with `track_best_changes` on, when the daemon subscribes its FIB
+    /// right after the start; `None` from the first subscription on (a subscriber that
+    /// went away later does not make changes pile up).
+    unsubscribed: Option<Vec<BestChange>>,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -251,7 +259,12 @@ impl Shell {
             }
             Request::Originate(prefix, attrs) => self.core.originate(prefix, *attrs),
             Request::Withdraw(prefix) => self.core.withdraw(prefix),
-            Request::Subscribe(tx) => self.subscribers.push(tx),
+            Request::Subscribe(tx) => {
+                for c in self.unsubscribed.take().into_iter().flatten() {
+                    let _ = tx.send(c);
+                }
+                self.subscribers.push(tx);
+            }
             Request::Peers(done) => {
                 let _ = done.send(self.core.statuses(now, &queued));
             }
@@ -372,9 +385,10 @@ impl Shell {
                         self.core.handle_key_error(target.addr(), e);
                     }
                 }
-                Action::BestChange(c) => {
-                    self.subscribers.retain(|s| s.send(c.clone()).is_ok());
-                }
+                Action::BestChange(c) => match &mut self.unsubscribed {
+                    Some(before) => before.push(c),
+                    None => self.subscribers.retain(|s| s.send(c.clone()).is_ok()),
+                },
             }
         }
         stopped
