@@ -30,6 +30,7 @@ pub mod argv;
 pub mod ast;
 mod filter;
 mod parse;
+pub mod socket;
 mod translate;
 
 use std::fmt;

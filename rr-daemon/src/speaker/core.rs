@@ -30,7 +30,7 @@ use crate::config::{Config, Diff, PeerSettings, Secret};
 use crate::session::{Command, SessionEvent, SessionSpec};
 
 /// Graceful restart time of a restarting speaker without `graceful_restart` configured.
-const DEFAULT_RESTART_TIME: u64 = 120;
+pub(super) const DEFAULT_RESTART_TIME: u64 = 120;
 
 /// What the core asks of its shell.
 #[derive(Debug)]
@@ -170,6 +170,7 @@ impl Core {
     pub(crate) fn handle_key_error(&mut self, address: IpAddr, error: String) {
         if let Some(p) = self.peers.get_mut(&address) {
             p.history.last_error = Some(error);
+            p.history.last_down = None;
         }
     }
 
@@ -575,6 +576,7 @@ impl Core {
                 p.session.ctx = Some(negotiated.ctx);
                 p.session.route_refresh = negotiated.route_refresh;
                 p.history.last_error = None;
+                p.history.last_down = None;
                 p.counters = Default::default();
                 self.gr.on_established(e.peer, negotiated.ctx.families);
                 let local = e

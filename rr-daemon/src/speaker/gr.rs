@@ -70,6 +70,16 @@ impl GracefulRestart {
         self.deferral.is_some()
     }
 
+    /// While route selection is deferred: how many of `peers` have not yet sent every
+    /// End-of-RIB, and when the deferral ends at the latest.
+    pub(super) fn recovery(&self, peers: impl Iterator<Item = IpAddr>) -> Option<(usize, Instant)> {
+        let d = self.deferral.as_ref()?;
+        let waiting = peers
+            .filter(|a| !d.awaited.get(a).is_some_and(|f| f.is_empty()))
+            .count();
+        Some((waiting, d.until))
+    }
+
     /// Whether every one of `peers` is up and sent End-of-RIB in each of its families.
     pub(super) fn deferral_complete(&self, mut peers: impl Iterator<Item = IpAddr>) -> bool {
         let Some(d) = &self.deferral else {

@@ -46,7 +46,9 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-pub use status::{ExplainedRoute, PeerState, PeerStatus, RouteEntry, RoutesPage, Snapshot};
+pub use status::{
+    ExplainedRoute, PeerState, PeerStatus, Recovery, RouteEntry, RoutesPage, Snapshot,
+};
 
 /// What [`Speaker::set_peer`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -102,6 +102,11 @@ pub struct PeerStatus {
     pub age_s: u64,
     /// Why the session is not (or was last not) Established, in words.
     pub last_error: Option<String>,
+    /// Why the session went down last, as the state machine reported it, while
+    /// `last_error` tells of it (for front ends that word it their own way, such as
+    /// BIRD's control socket); not serialised.
+    #[serde(skip)]
+    pub last_down: Option<bgp_fsm::DownReason>,
     /// The last NOTIFICATION we sent, by name, if any since the peer was added.
     pub last_notification_sent: Option<String>,
     /// The last NOTIFICATION the peer sent, by name, if any since the peer was added.
@@ -155,6 +160,20 @@ pub struct Snapshot {
     pub peers: Vec<PeerStatus>,
     /// Table sizes (computing them walks the Loc-RIB once).
     pub rib: RibStats,
+    /// Started as a restarting speaker and route selection still deferred: what it waits
+    /// for (BIRD's "Graceful restart recovery in progress").
+    pub recovery: Option<Recovery>,
+}
+
+/// Graceful restart recovery (RFC 4724 §4.1, we restart) still under way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// Configured peers whose End-of-RIB (in every family of their session) is not in.
+    pub waiting: usize,
+    /// Seconds until the deferral ends whatever arrived.
+    pub remaining_s: u64,
+    /// The whole deferral, in seconds (the graceful restart time).
+    pub wait_s: u64,
 }
 
 impl super::core::Core {
@@ -184,6 +203,7 @@ impl super::core::Core {
                 since_s: now.saturating_duration_since(p.session.since).as_secs(),
                 age_s: now.saturating_duration_since(p.history.added_at).as_secs(),
                 last_error: p.history.last_error.clone(),
+                last_down: p.history.last_down.clone(),
                 last_notification_sent: p.history.last_notification_sent.clone(),
                 last_notification_received: p.history.last_notification_received.clone(),
                 graceful_restart_pending: self.gr.helping(p.address()),
@@ -205,6 +225,17 @@ impl super::core::Core {
             router_id: self.config.speaker.router_id,
             peers: self.statuses(now, queued),
             rib: self.rib.stats(),
+            recovery: self.gr.recovery(self.config.peers.keys().copied()).map(
+                |(waiting, until)| Recovery {
+                    waiting,
+                    remaining_s: until.saturating_duration_since(now).as_secs(),
+                    wait_s: self
+                        .config
+                        .speaker
+                        .graceful_restart
+                        .map_or(super::core::DEFAULT_RESTART_TIME, u64::from),
+                },
+            ),
         }
     }
 }
