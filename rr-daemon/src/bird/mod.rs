@@ -28,6 +28,7 @@
 
 pub mod argv;
 pub mod ast;
+pub mod control;
 mod filter;
 mod parse;
 pub mod socket;
@@ -117,6 +118,11 @@ pub struct ProtocolInfo {
     pub peer: Option<IpAddr>,
     /// The template it was made `from`, if any.
     pub template: Option<String>,
+    /// Its import filter as BIRD names it in `show protocols all`: `ACCEPT` (`all`, the
+    /// default), `REJECT` (`none`), `(unnamed)` (inline or `where`), or the filter's name.
+    pub import: String,
+    /// Its export filter, likewise (default `REJECT`).
+    pub export: String,
 }
 
 /// A BIRD file, translated.

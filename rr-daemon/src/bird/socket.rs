@@ -511,8 +511,9 @@ pub struct ProtoView {
     pub import: String,
     /// The export filter, likewise.
     pub export: String,
-    /// During graceful restart recovery: whether it still holds the recovery back.
-    pub recovery_pending: Option<bool>,
+    /// During graceful restart recovery: what BIRD prints after `GR recovery:` (` pending`
+    /// while it holds the recovery back, ` waiting` for the kernel protocol, else empty).
+    pub recovery: Option<&'static str>,
     /// Its routes.
     pub routes: RouteCounts,
     /// The session, for BGP.
@@ -603,11 +604,8 @@ fn details(p: &ProtoView, r: &mut Reply) {
     r.more(1006, format!("  Preference:     {}", p.preference));
     r.more(1006, format!("  Input filter:   {}", p.import));
     r.more(1006, format!("  Output filter:  {}", p.export));
-    if let Some(pending) = p.recovery_pending {
-        r.more(
-            1006,
-            format!("  GR recovery:   {}", if pending { " pending" } else { "" }),
-        );
+    if let Some(state) = p.recovery {
+        r.more(1006, format!("  GR recovery:   {state}"));
     }
     if p.state != ProtoState::Down {
         let c = p.routes;
@@ -863,19 +861,15 @@ pub fn as_path_text(p: &bgp_wire::attr::AsPath) -> String {
 }
 
 /// The tail of a BGP route's line: ` (PREF/IGP) [ASNo]`, the origin AS (the last of the
-/// path) and the origin's letter (`i`, `e`, `?`); `igp` is `None` for an unresolvable
-/// next hop (`/-`).
-pub fn bgp_route_info(a: &rib::Attrs, preference: u32, stale: bool, igp: Option<u32>) -> String {
+/// path) and the origin's letter (`i`, `e`, `?`); `igp` is BIRD's next hop metric: `/0`
+/// for a directly connected next hop, `/?` for one reached through another router, `/-`
+/// for an unresolvable one.
+pub fn bgp_route_info(a: &rib::Attrs, preference: u32, stale: bool, igp: &str) -> String {
     let mut s = format!(" ({preference}");
     if stale {
         s.push('s');
     }
-    match igp {
-        Some(m) => {
-            let _ = write!(s, "/{m}");
-        }
-        None => s.push_str("/-"),
-    }
+    s.push_str(igp);
     s.push_str(") [");
     if let Some(last) = a
         .as_path

@@ -34,7 +34,7 @@ fn simple(name: &str, kind: ProtoKind) -> ProtoView {
         preference: default_preference(kind),
         import: "ACCEPT".into(),
         export: "REJECT".into(),
-        recovery_pending: None,
+        recovery: None,
         routes: RouteCounts::default(),
         bgp: None,
     }
@@ -303,7 +303,7 @@ fn bgp_route() -> RouteRow {
         since: ts("2026-12-06T17:41:23Z"),
         from: Some("172.17.42.32".parse().unwrap()),
         primary: true,
-        info: bgp_route_info(&attrs, 100, false, Some(0)),
+        info: bgp_route_info(&attrs, 100, false, "/0"),
         attrs: bgp_attr_lines(&attrs, Some("172.17.42.32".parse().unwrap())),
     }
 }
@@ -405,7 +405,7 @@ fn reflected_routes_say_where_they_came_from() {
         origin: bgp_wire::attr::Origin(2),
         ..rib::Attrs::default()
     };
-    r.info = bgp_route_info(&a, 100, true, None);
+    r.info = bgp_route_info(&a, 100, true, "/-");
     assert_eq!(
         route_line(&r, true, &clock()),
         "192.168.0.64/26    via 172.17.42.32 on eth0 [Mesh_172_17_42_32 17:41:23 from 172.17.42.40] * (100s/-) [AS65002?]"
