@@ -367,6 +367,14 @@ impl Context {
                                     k.push_str(" route-reflector");
                                 }
                                 k.push_str(" AS4");
+                                // As configured: whether the peer agreed is not in the
+                                // speaker's status.
+                                if settings.is_some_and(|c| c.add_path.receive) {
+                                    k.push_str(" add-path-rx");
+                                }
+                                if settings.is_some_and(|c| c.add_path.send.is_some()) {
+                                    k.push_str(" add-path-tx");
+                                }
                                 k
                             });
                             v.bgp = Some(BgpView {
