@@ -15,7 +15,8 @@
 //!   node/pkg/health/health.go, calicoctl/.../node/status.go), written again in
 //!   [`calico`] from their behaviour: ready with every peer up; not ready with one down
 //!   within the grace period; after it, ready with one of two up; not ready while ours
-//!   is in graceful-restart recovery (a peer that never sends End-of-RIB holds it).
+//!   is in graceful-restart recovery (`gr-silent-peer`, a graceful-restart peer that
+//!   never sends End-of-RIB, holds it).
 //!
 //! Needs root and BIRD 1.6 (`BIRD16_DIR`), `birdcl` on PATH. `KEEP_WORK=1` keeps the
 //! work dir.
@@ -691,10 +692,10 @@ fn calico_readiness_after_the_grace_period_with_one_of_two_peers_up() {
     calico::ready(&sock, AFTER_GRACE, GRACE).unwrap();
 }
 
-/// Ours started with `-R` beside a peer that comes up but never sends End-of-RIB
-/// (`rr-daemon session`): every peer Established, yet not ready while the recovery is
-/// under way (`show status` 0024). BIRD 1.6 in the peer's place sends End-of-RIB: the
-/// recovery ends and ours is ready.
+/// Ours started with `-R` beside a graceful-restart peer that comes up but never sends
+/// End-of-RIB (`gr-silent-peer`): every peer Established, yet not ready while the
+/// recovery is under way (`show status` 0024). BIRD 1.6 in its place sends End-of-RIB:
+/// the recovery ends and ours is ready.
 #[test]
 fn calico_not_ready_during_graceful_restart_recovery() {
     require_root().unwrap_or_else(|e| panic!("{e}"));
@@ -704,23 +705,21 @@ fn calico_not_ready_during_graceful_restart_recovery() {
     let (_n1, sock) = start(Kind::Ours, &ns1, dir.path(), "mesh-node1", true, "n1");
     assert!(calico::gr_in_progress(&sock).unwrap());
     let args: Vec<String> = [
-        "session",
-        "--local-as",
+        "--connect",
+        NODE1,
+        "--asn",
         "64512",
         "--router-id",
         NODE2,
-        "--peer",
-        NODE1,
-        "--peer-as",
-        "64512",
-        "--bind",
-        NODE2,
+        "--seconds",
+        "60",
     ]
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
+    let silent_peer = Path::new(env!("CARGO_BIN_EXE_gr-silent-peer"));
     let silent = ns2
-        .spawn(dir.path(), "silent-peer", exe(), &args, &[], false)
+        .spawn(dir.path(), "silent-peer", silent_peer, &args, &[], false)
         .unwrap();
     let up = poll(UP_WITHIN, Duration::from_millis(100), || {
         established(&sock, MESH).then_some(())
@@ -730,6 +729,8 @@ fn calico_not_ready_during_graceful_restart_recovery() {
         "{}",
         ask(&sock, "show protocols all").unwrap_or_default()
     );
+    // Still in recovery a while later: nothing but KEEPALIVEs came.
+    std::thread::sleep(Duration::from_secs(2));
     let status = ask(&sock, "show status").unwrap();
     assert!(
         status.contains(
@@ -737,6 +738,7 @@ fn calico_not_ready_during_graceful_restart_recovery() {
         ),
         "{status}"
     );
+    assert!(established(&sock, MESH));
     assert_eq!(
         calico::ready(&sock, Duration::ZERO, GRACE),
         Err("graceful restart in progress".into())
