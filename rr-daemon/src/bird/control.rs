@@ -2,10 +2,10 @@
 //! serving [`super::socket`]'s protocol from the running speaker.
 //!
 //! Each connection gets the greeting, then one reply per command line. A reply is made
-//! from a [`View`] gathered for that command from the speaker's public API
-//! ([`Speaker::snapshot`], [`Speaker::routes`], [`Speaker::explain`]) and the BIRD file's
-//! translation (protocol names, filters, the configuration); next hops' interfaces come
-//! from the kernel (`ip route get`). `configure` and `down` go to the daemon's loop
+//! from views ([`StatusView`], [`ProtoView`], [`RouteRow`]) gathered for that command
+//! from the speaker's public API ([`Speaker::snapshot`], [`Speaker::routes`],
+//! [`Speaker::explain`]) and the BIRD file's translation (protocol names, filters, the
+//! configuration); next hops' interfaces come from the kernel (`ip route get`). `configure` and `down` go to the daemon's loop
 //! ([`Request`]), which reloads or stops as on SIGHUP or SIGTERM and says how it went.
 //!
 //! Bounds: at most [`MAX_CONNECTIONS`] connections at once (more wait in the backlog), a
@@ -340,17 +340,10 @@ impl Context {
                                 v.recovery = Some(if up { "" } else { " pending" });
                             }
                             let passive = settings.is_some_and(|c| c.passive);
-                            let error =
-                                s.last_down
-                                    .as_ref()
-                                    .and_then(socket::bgp_error)
-                                    .or_else(|| {
-                                        (s.last_down.is_none())
-                                            .then(|| {
-                                                s.last_error.as_ref().map(|e| format!("Error: {e}"))
-                                            })
-                                            .flatten()
-                                    });
+                            let error = match snap.last_down.get(&addr) {
+                                Some(d) => socket::bgp_error(d),
+                                None => s.last_error.as_ref().map(|e| format!("Error: {e}")),
+                            };
                             let session = up.then(|| {
                                 let mut k = String::from(if s.asn == snap.local_as {
                                     "internal"
@@ -771,4 +764,133 @@ async fn route_get(h: &rtnetlink::Handle, addr: IpAddr) -> Option<Hop> {
         iface: name,
         interface_route: m.header.protocol == RouteProtocol::Kernel,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    const FILE: &str = "router id 10.0.0.1;\n\
+        protocol device { scan time 2; }\n\
+        protocol static { route 192.168.0.0/26 blackhole; }\n\
+        protocol bgp Mesh_127_0_0_2 {\n  description \"Connection to BGP peer\";\n  \
+        local as 64512;\n  neighbor 127.0.0.2 as 64512;\n  passive on;\n  \
+        import all;\n  export all;\n}\n";
+
+    fn path(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("rr-birdsock-{}-{tag}.ctl", std::process::id()))
+    }
+
+    /// Reads one reply: up to and with its `NNNN ` line.
+    async fn reply(r: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> String {
+        let mut out = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), r.read_line(&mut line))
+                .await
+                .expect("a reply within 5 s")
+                .unwrap();
+            assert!(n > 0, "closed after {out:?}");
+            out.push_str(&line);
+            let b = line.as_bytes();
+            if b.len() >= 5 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b' ' {
+                return out;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn bind_sets_the_mode_replaces_a_stale_file_and_refuses_a_live_socket() {
+        let p = path("bind");
+        std::fs::write(&p, b"stale").unwrap();
+        let s = ControlSocket::bind(&p).await.unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o660);
+        let e = ControlSocket::bind(&p).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+        drop(s);
+        assert!(!p.exists(), "the socket file is removed with the socket");
+    }
+
+    #[tokio::test]
+    async fn several_commands_on_one_connection_from_the_speaker() {
+        let t = super::super::translate_str(FILE, "bird.cfg", super::super::Dialect::Bird).unwrap();
+        let mut config = t.config.clone();
+        config.speaker.listen.clear();
+        let (speaker, _core) = Speaker::start(config.clone()).await.unwrap();
+        let loaded = Loaded {
+            config,
+            translation: t,
+            file: "bird.cfg".into(),
+            at: Timestamp::now(),
+        };
+        let (_loaded_tx, loaded_rx) = watch::channel(Arc::new(loaded));
+        let (req_tx, mut req_rx) = mpsc::channel(4);
+        let p = path("serve");
+        let socket = ControlSocket::bind(&p).await.unwrap();
+        let server = tokio::spawn(async move { socket.serve(speaker, loaded_rx, req_tx).await });
+
+        let (rd, mut wr) = UnixStream::connect(&p).await.unwrap().into_split();
+        let mut rd = BufReader::new(rd);
+        assert_eq!(reply(&mut rd).await, "0001 BIRD v0.3.3+birdv1.6.8 ready.\n");
+        // Three commands in one write, one overlong line, then a fourth.
+        wr.write_all(b"show protocols\nbogus\nshow route\n")
+            .await
+            .unwrap();
+        let protocols = reply(&mut rd).await;
+        let rows: Vec<&str> = protocols.lines().collect();
+        assert_eq!(rows.len(), 5, "{protocols}");
+        assert_eq!(
+            rows[0],
+            "2002-name     proto    table    state  since       info"
+        );
+        assert!(
+            rows[1].starts_with("1002-device1  Device   master   up     "),
+            "{protocols}"
+        );
+        assert!(
+            rows[2].starts_with(" static1  Static   master   up     "),
+            "{protocols}"
+        );
+        assert!(
+            rows[3].starts_with(" Mesh_127_0_0_2 BGP      master   start  ")
+                && rows[3].ends_with("  Passive       "),
+            "{protocols}"
+        );
+        assert_eq!(rows[4], "0000 ");
+        assert_eq!(reply(&mut rd).await, "9001 syntax error\n");
+        let routes = reply(&mut rd).await;
+        assert!(
+            routes.starts_with("1007-192.168.0.0/26     blackhole [static1 ")
+                && routes.ends_with("] * (200)\n0000 \n"),
+            "{routes}"
+        );
+        let long = format!("show {}\n", "x".repeat(socket::MAX_COMMAND + 10));
+        wr.write_all(long.as_bytes()).await.unwrap();
+        assert_eq!(reply(&mut rd).await, "9000 Command too long\n");
+        wr.write_all(b"show status\n").await.unwrap();
+        let status = reply(&mut rd).await;
+        assert!(
+            status.starts_with("1000-BIRD v0.3.3+birdv1.6.8\n1011-Router ID is 10.0.0.1\n")
+                && status.ends_with("0013 Daemon is up and running\n"),
+            "{status}"
+        );
+        // `configure check` is the daemon loop's: the request reaches it.
+        wr.write_all(b"configure check\n").await.unwrap();
+        match req_rx.recv().await {
+            Some(Request::Configure { check, file, done }) => {
+                assert!(check && file.is_none());
+                let _ = done.send(socket::configure_reply("bird.cfg", Ok(()), false));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            reply(&mut rd).await,
+            "0002-Reading configuration from bird.cfg\n0020 Configuration OK\n"
+        );
+        server.abort();
+        let _ = server.await;
+        assert!(!p.exists(), "the socket file goes with the serving task");
+    }
 }

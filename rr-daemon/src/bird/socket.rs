@@ -2,8 +2,9 @@
 //!
 //! Calico's clients (`birdcl`, calico-node's readiness check, `calicoctl node status`)
 //! talk to BIRD through a Unix stream socket; this module is what they see. The shell
-//! ([`super::control`]) owns the socket, gathers a [`View`] of the speaker for each
-//! command and writes what [`Framer`] makes of the [`Reply`].
+//! ([`super::control`]) owns the socket, gathers the views of the speaker a command
+//! needs ([`StatusView`], [`ProtoView`], [`RouteRow`]) and writes what [`Framer`] makes of
+//! the [`Reply`].
 //!
 //! # Framing
 //! The server speaks first: `0001 BIRD v0.3.3+birdv1.6.8 ready.` (the version string of

@@ -102,11 +102,6 @@ pub struct PeerStatus {
     pub age_s: u64,
     /// Why the session is not (or was last not) Established, in words.
     pub last_error: Option<String>,
-    /// Why the session went down last, as the state machine reported it, while
-    /// `last_error` tells of it (for front ends that word it their own way, such as
-    /// BIRD's control socket); not serialised.
-    #[serde(skip)]
-    pub last_down: Option<bgp_fsm::DownReason>,
     /// The last NOTIFICATION we sent, by name, if any since the peer was added.
     pub last_notification_sent: Option<String>,
     /// The last NOTIFICATION the peer sent, by name, if any since the peer was added.
@@ -163,6 +158,10 @@ pub struct Snapshot {
     /// Started as a restarting speaker and route selection still deferred: what it waits
     /// for (BIRD's "Graceful restart recovery in progress").
     pub recovery: Option<Recovery>,
+    /// Why each peer's session went down last, as the state machine reported it, while
+    /// its `last_error` tells of it (for front ends that word it their own way, such as
+    /// BIRD's control socket).
+    pub last_down: std::collections::BTreeMap<IpAddr, bgp_fsm::DownReason>,
 }
 
 /// Graceful restart recovery (RFC 4724 §4.1, we restart) still under way.
@@ -203,7 +202,6 @@ impl super::core::Core {
                 since_s: now.saturating_duration_since(p.session.since).as_secs(),
                 age_s: now.saturating_duration_since(p.history.added_at).as_secs(),
                 last_error: p.history.last_error.clone(),
-                last_down: p.history.last_down.clone(),
                 last_notification_sent: p.history.last_notification_sent.clone(),
                 last_notification_received: p.history.last_notification_received.clone(),
                 graceful_restart_pending: self.gr.helping(p.address()),
@@ -225,6 +223,11 @@ impl super::core::Core {
             router_id: self.config.speaker.router_id,
             peers: self.statuses(now, queued),
             rib: self.rib.stats(),
+            last_down: self
+                .peers
+                .values()
+                .filter_map(|p| Some((p.address(), p.history.last_down.clone()?)))
+                .collect(),
             recovery: self.gr.recovery(self.config.peers.keys().copied()).map(
                 |(waiting, until)| Recovery {
                     waiting,
