@@ -479,10 +479,7 @@ impl Context {
                     for (i, path) in x.explanation.paths.iter().enumerate() {
                         let from = x.from.get(i).copied().flatten();
                         let best = matches!(path.status, rib::PathStatus::Best);
-                        list.push(
-                            rows.row(t, &path.attrs, from, best, path.stale, loaded)
-                                .await,
-                        );
+                        list.push(rows.row(t, &path.attrs, from, best, path.stale).await);
                     }
                 }
                 socket::show_route(&list, q, &names, clock)
@@ -502,17 +499,22 @@ impl Context {
                         };
                         let mut list = Vec::with_capacity(page.routes.len());
                         for e in &page.routes {
-                            list.push(
-                                rows.row(e.prefix, &e.best.attrs, e.from, true, false, loaded)
-                                    .await,
-                            );
+                            total += 1;
+                            // Rows are only made (kernel lookups and all) when shown.
+                            if let Some(p) = rows.quick_protocol(e.prefix, e.from) {
+                                let wanted = q.protocol.as_ref().is_none_or(|w| *w == p);
+                                if q.count || !wanted {
+                                    shown += usize::from(wanted);
+                                    continue;
+                                }
+                            }
+                            let row = rows.row(e.prefix, &e.best.attrs, e.from, true, false).await;
+                            if q.protocol.as_ref().is_none_or(|p| *p == row.protocol) {
+                                shown += 1;
+                                list.push(row);
+                            }
                         }
                         offset += page.routes.len();
-                        total += list.len();
-                        shown += list
-                            .iter()
-                            .filter(|r| q.protocol.as_ref().is_none_or(|p| *p == r.protocol))
-                            .count();
                         if !q.count {
                             let part = socket::show_route(&list, q, &names, clock);
                             // Every line but the closing `0000 `.
@@ -561,6 +563,8 @@ struct Rows {
     kernel_name: String,
     direct_name: String,
     static_since: Timestamp,
+    /// The file's static routes (`[[originate]]`).
+    originated: std::collections::HashSet<IpNet>,
 }
 
 /// The kernel's answer to `ip route get`.
@@ -619,6 +623,21 @@ impl Rows {
             kernel_name: name_of(ProtoKind::Kernel, "kernel1"),
             direct_name: name_of(ProtoKind::Direct, "direct1"),
             static_since: loaded.at,
+            originated: loaded.config.originate.iter().map(|o| o.prefix).collect(),
+        }
+    }
+
+    /// The protocol of a route when it is known without asking the kernel (a peer's,
+    /// the static protocol's); `None` for a route learned from the kernel.
+    fn quick_protocol(&self, prefix: IpNet, from: Option<IpAddr>) -> Option<String> {
+        match from {
+            Some(peer) => Some(
+                self.peers
+                    .get(&peer)
+                    .map_or_else(|| peer.to_string(), |(n, _)| n.clone()),
+            ),
+            None if self.originated.contains(&prefix) => Some(self.static_name.clone()),
+            None => None,
         }
     }
 
@@ -642,7 +661,6 @@ impl Rows {
         from: Option<IpAddr>,
         primary: bool,
         stale: bool,
-        loaded: &Loaded,
     ) -> RouteRow {
         let next_hop: Option<IpAddr> = attrs.next_hop.as_ref().map(|nh| match nh {
             bgp_wire::attr::NextHop::V4(a) => IpAddr::V4(*a),
@@ -675,7 +693,7 @@ impl Rows {
                     attrs: socket::bgp_attr_lines(attrs, next_hop),
                 }
             }
-            None if loaded.config.originate.iter().any(|o| o.prefix == prefix) => RouteRow {
+            None if self.originated.contains(&prefix) => RouteRow {
                 prefix,
                 dest: Dest::Blackhole,
                 protocol: self.static_name.clone(),
@@ -892,5 +910,67 @@ mod tests {
         server.abort();
         let _ = server.await;
         assert!(!p.exists(), "the socket file goes with the serving task");
+    }
+
+    /// `show route` of a 100,000-route table (the file's static routes), timed:
+    /// `cargo test --release -p rr-daemon --lib bird::control::tests::show_route_of_100k -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a timing, run by hand"]
+    async fn show_route_of_100k_routes() {
+        const N: usize = 100_000;
+        let mut file = String::from("router id 10.0.0.1;\nprotocol static {\n");
+        for i in 0..N {
+            let _ = std::fmt::Write::write_fmt(
+                &mut file,
+                format_args!(
+                    "  route {}.{}.{}.0/24 blackhole;\n",
+                    10 + (i >> 16),
+                    (i >> 8) & 0xff,
+                    i & 0xff
+                ),
+            );
+        }
+        file.push_str("}\n");
+        let t =
+            super::super::translate_str(&file, "bird.cfg", super::super::Dialect::Bird).unwrap();
+        let mut config = t.config.clone();
+        config.speaker.listen.clear();
+        let (speaker, _core) = Speaker::start(config.clone()).await.unwrap();
+        let loaded = Loaded {
+            config,
+            translation: t,
+            file: "bird.cfg".into(),
+            at: Timestamp::now(),
+        };
+        let (_loaded_tx, loaded_rx) = watch::channel(Arc::new(loaded));
+        let (req_tx, _req_rx) = mpsc::channel(4);
+        let p = path("bench");
+        let socket = ControlSocket::bind(&p).await.unwrap();
+        let server = tokio::spawn(async move { socket.serve(speaker, loaded_rx, req_tx).await });
+        let (rd, mut wr) = UnixStream::connect(&p).await.unwrap().into_split();
+        let mut rd = BufReader::new(rd);
+        reply(&mut rd).await;
+        for cmd in [
+            "show route count",
+            "show route",
+            "show protocols all static1",
+        ] {
+            let t0 = std::time::Instant::now();
+            wr.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
+            let r = reply(&mut rd).await;
+            eprintln!(
+                "{cmd:?}: {} lines, {} bytes in {:.3} s",
+                r.lines().count(),
+                r.len(),
+                t0.elapsed().as_secs_f64()
+            );
+            if cmd == "show route count" {
+                assert_eq!(r, format!("0014 {N} of {N} routes for {N} networks\n"));
+            }
+            if cmd == "show route" {
+                assert_eq!(r.lines().count(), N + 1);
+            }
+        }
+        server.abort();
     }
 }
