@@ -170,7 +170,8 @@ fn namespaces(hub: &Hub) -> (Netns, Netns) {
 }
 
 /// Starts `kind` as BIRD is started by calico-node: `bird [-R] -s SOCK -d -c FILE`, ours
-/// through a symlink named `bird`. Returns once the socket answers.
+/// through a symlink named `bird` found on PATH (so that argv[0] is `bird`, as
+/// `calicoctl node status` wants). Returns once the socket answers.
 fn start(
     kind: Kind,
     ns: &Netns,
@@ -179,18 +180,36 @@ fn start(
     recovery: bool,
     label: &str,
 ) -> (Proc, PathBuf) {
+    start_as(kind, ns, dir, files, "bird", recovery, label)
+}
+
+/// [`start`] as `name` (`bird` or `bird6`, on `bird.cfg` or `bird6.cfg`).
+fn start_as(
+    kind: Kind,
+    ns: &Netns,
+    dir: &Path,
+    files: &str,
+    name: &str,
+    recovery: bool,
+    label: &str,
+) -> (Proc, PathBuf) {
     let sub = dir.join(label);
     std::fs::create_dir_all(&sub).unwrap();
+    let path = format!(
+        "{}:{}",
+        sub.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let program = match kind {
-        Kind::Bird16 => bird16_dir().join("usr/sbin/bird"),
+        Kind::Bird16 => bird16_dir().join("usr/sbin").join(name),
         Kind::Ours => {
-            let link = sub.join("bird");
+            let link = sub.join(name);
             let _ = std::fs::remove_file(&link);
             std::os::unix::fs::symlink(exe(), &link).unwrap();
-            link
+            PathBuf::from(name)
         }
     };
-    let sock = sub.join("bird.ctl");
+    let sock = sub.join(format!("{name}.ctl"));
     let mut args = Vec::new();
     if recovery {
         args.push("-R".to_owned());
@@ -201,19 +220,13 @@ fn start(
     args.push(
         data()
             .join(files)
-            .join("bird.cfg")
+            .join(format!("{name}.cfg"))
             .to_string_lossy()
             .into_owned(),
     );
+    let env = [("RUST_LOG", "info"), ("PATH", path.as_str())];
     let proc = ns
-        .spawn(
-            &sub,
-            "bird",
-            &program,
-            &args,
-            &[("RUST_LOG", "info")],
-            false,
-        )
+        .spawn(&sub, name, &program, &args, &env, false)
         .unwrap_or_else(|e| panic!("{label}: {e}"));
     let up = poll(Duration::from_secs(10), Duration::from_millis(50), || {
         Ctl::connect(&sock).ok()
@@ -545,9 +558,12 @@ fn calico_clients_and_readiness_on_the_mesh() {
     let hub = Hub::create("hub", &[]).unwrap();
     let (ns1, ns2) = namespaces(&hub);
     let (mut n2, _) = start(Kind::Bird16, &ns2, dir.path(), "mesh-node2", false, "n2");
-    let (_n1, sock) = start(Kind::Ours, &ns1, dir.path(), "mesh-node1", false, "n1");
+    let (n1, sock) = start(Kind::Ours, &ns1, dir.path(), "mesh-node1", false, "n1");
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o660, "socket mode {mode:o}");
+    // calicoctl node status looks for a process whose argv[0] is `bird`.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", n1.pid())).unwrap();
+    assert_eq!(cmdline.split(|&b| b == 0).next(), Some(&b"bird"[..]));
     let t0 = Instant::now();
     let up = poll(UP_WITHIN, Duration::from_millis(100), || {
         established(&sock, MESH).then_some(())
@@ -757,6 +773,54 @@ fn calico_not_ready_during_graceful_restart_recovery() {
     eprintln!(
         "recovery over {:.1}s after BIRD 1.6 replaced the silent peer",
         t0.elapsed().as_secs_f64()
+    );
+    calico::ready(&sock, Duration::ZERO, GRACE).unwrap();
+}
+
+/// `bird6`: ours on the rendered IPv6 mesh file beside BIRD 1.6's `bird6`; Calico's
+/// readers turn `Mesh_fd00__2` back into `fd00::2`, and the route shows its IPv6 next hop.
+#[test]
+fn bird6_socket_on_the_ipv6_mesh() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let dir = WorkDir::new("birdsock-v6").unwrap();
+    let hub = Hub::create("hub", &[]).unwrap();
+    let mk = |role: &str, addr: &str| {
+        let ns = Netns::create(role).unwrap();
+        hub.attach(&ns, &[addr]).unwrap();
+        ns
+    };
+    let (ns1, ns2) = (mk("v6n1", "fd00::1/64"), mk("v6n2", "fd00::2/64"));
+    let (_n2, _) = start_as(
+        Kind::Bird16,
+        &ns2,
+        dir.path(),
+        "ipv6-node2",
+        "bird6",
+        false,
+        "n2",
+    );
+    let (_n1, sock) = start_as(Kind::Ours, &ns1, dir.path(), "ipv6", "bird6", false, "n1");
+    let up = poll(UP_WITHIN, Duration::from_millis(100), || {
+        (established(&sock, "Mesh_fd00__2")
+            && ask(&sock, "show route for fd00:10:244::41").is_ok_and(|r| r.starts_with("1007-")))
+        .then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "{}",
+        ask(&sock, "show protocols all").unwrap_or_default()
+    );
+    let peers = calico::peers(&sock, true).unwrap();
+    assert_eq!(peers.len(), 1, "{peers:#?}");
+    assert_eq!(
+        (peers[0].peer_ip.as_str(), peers[0].bgp_state.as_str()),
+        ("fd00::2", "Established")
+    );
+    let route = ask(&sock, "show route for fd00:10:244::41").unwrap();
+    assert!(
+        route.starts_with("1007-fd00:10:244::40/122 via fd00::2 on eth0 [Mesh_fd00__2 ")
+            && route.ends_with("] * (100/0) [i]\n0000 \n"),
+        "{route}"
     );
     calico::ready(&sock, Duration::ZERO, GRACE).unwrap();
 }
