@@ -24,7 +24,10 @@
 //!
 //! Layout: `ast` (the file as written), `parse` (the nom grammar), `filter` (filters onto
 //! policies and `[fib]`), `translate` (protocols onto the model), [`argv`] (the `bird`
-//! command line). Nothing outside this module knows BIRD's syntax.
+//! command line), [`socket`] (BIRD 1.6's control socket protocol, pure: a command line in,
+//! reply lines out) and [`control`] (its Unix socket shell at `-s PATH`). Nothing outside
+//! this module knows BIRD's syntax. The control socket is organised by dialect as the
+//! reader is: a BIRD 2/3 `show protocols` would be another printer over the same views.
 
 pub mod argv;
 pub mod ast;
