@@ -39,6 +39,10 @@ fn sections() -> BTreeMap<String, Vec<Row>> {
     let mut out: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     let mut heading = String::new();
     let mut default_col: Option<usize> = None;
+    // Only tables headed `key` (or `rule key`, ...) list keys; others map BIRD's words,
+    // commands, ...
+    let mut key_table = false;
+    let mut in_table = false;
     for line in DOC.lines() {
         if line.starts_with('#') {
             // `### ...` subsections belong to no table's section.
@@ -49,14 +53,18 @@ fn sections() -> BTreeMap<String, Vec<Row>> {
             continue;
         }
         if !line.starts_with('|') {
+            in_table = false;
             continue;
         }
         let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
-        if cells[0] == "key" {
+        if !in_table {
+            // A table's first row is its heading.
+            in_table = true;
+            key_table = cells[0] == "key" || cells[0].ends_with(" key");
             default_col = cells.iter().position(|c| *c == "default");
             continue;
         }
-        if cells[0].starts_with("---") || !cells[0].starts_with('`') {
+        if !key_table || cells[0].starts_with("---") || !cells[0].starts_with('`') {
             continue;
         }
         let keys = cells[0]
