@@ -212,24 +212,20 @@ impl ConfigSource {
         }
     }
 
-    /// Reads and resolves the configuration; the error is one line, located. The
-    /// environment's `overrides` apply to a TOML file; a BIRD file is calico-node's, which
-    /// renders its router id and AS itself.
-    pub fn load(
-        &self,
-        overrides: &crate::config::Overrides,
-    ) -> Result<crate::config::Config, String> {
-        self.load_translated(overrides).map(|(c, _)| c)
+    /// Reads and resolves the configuration; the error is one line, located.
+    pub fn load(&self) -> Result<crate::config::Config, String> {
+        self.load_translated().map(|(c, _)| c)
     }
 
     /// [`ConfigSource::load`], with the BIRD file's translation (its protocols as BIRD
     /// lists them, for the control socket) when the source is one.
     pub fn load_translated(
         &self,
-        overrides: &crate::config::Overrides,
     ) -> Result<(crate::config::Config, Option<crate::bird::Translation>), String> {
         match self {
-            Self::Toml(p) => crate::config::Config::load_with(p, overrides)
+            // The environment's overrides apply to the native file only: a BIRD file
+            // comes from confd, which has already put the node's values in.
+            Self::Toml(p) => crate::config::Config::load_with(p, &overrides())
                 .map(|c| (c, None))
                 .map_err(|e| e.to_string()),
             Self::Bird(p, d) => crate::bird::load(p, *d)
@@ -255,7 +251,7 @@ fn run(job: Job) -> ExitCode {
     // by `daemon()` itself, in text.
     let json = match &job {
         Job::Daemon(source, ..) => source
-            .load(&overrides())
+            .load()
             .is_ok_and(|c| c.speaker.log_format == crate::config::LogFormat::Json),
         Job::Session(_) => false,
     };
@@ -312,9 +308,9 @@ async fn daemon(
     use tokio::signal::unix::{SignalKind, signal};
     let overrides = overrides();
     let (config, translation) = source
-        .load_translated(&overrides)
+        .load_translated()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if !overrides.is_empty() && matches!(source, ConfigSource::Toml(_)) {
+    if matches!(source, ConfigSource::Toml(_)) && !overrides.is_empty() {
         info!(
             "overridden from the environment: {}",
             overrides.names().join(", ")
@@ -443,7 +439,7 @@ async fn daemon(
                                 (_, s) => s.clone(),
                             };
                             if check {
-                                let r = from.load_translated(&overrides).map(|_| ());
+                                let r = from.load_translated().map(|_| ());
                                 let _ = done.send(crate::bird::socket::configure_reply(
                                     &from.path().display().to_string(), r, false));
                                 Some((from, Some(None)))
@@ -466,7 +462,7 @@ async fn daemon(
                 };
                 crate::notify::reloading();
                 let file = from.path().display().to_string();
-                match from.load_translated(&overrides) {
+                match from.load_translated() {
                 Ok((new, translation)) => {
                     if let (Some(tx), Some(t)) = (&loaded_tx, translation) {
                         tx.send_replace(std::sync::Arc::new(Loaded {

@@ -9,8 +9,8 @@
 //! `rr-daemon --config FILE` runs the daemon, `rr-daemon check` checks a configuration
 //! file, `rr-daemon ctl` ([`ctl`]) asks a running daemon, and `rr-daemon session` brings
 //! one session up against a real peer. [`notify`] tells systemd when the daemon is ready,
-//! reloading or stopping. [`bird`] reads Calico's BIRD 1.6 files into the native model
-//! and answers as `bird`/`bird6`, control socket included.
+//! reloading or stopping. [`bird`] reads Calico's BIRD 1.6 files into the native model and
+//! answers as `bird`/`bird6`, control socket included.
 
 #![warn(missing_docs)]
 
