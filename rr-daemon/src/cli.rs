@@ -327,7 +327,7 @@ async fn daemon(
     // Bound before the speaker starts too; its file goes when `control` is dropped.
     let control = match (&socket, &source, &translation) {
         (None, ..) => None,
-        (Some(path), ConfigSource::Bird(file, _), Some(t)) => {
+        (Some(path), ConfigSource::Bird(file, dialect), Some(t)) => {
             let s = ControlSocket::bind(path)
                 .await
                 .with_context(|| format!("cannot create control socket {}", path.display()))?;
@@ -335,6 +335,7 @@ async fn daemon(
                 config: config.clone(),
                 translation: t.clone(),
                 file: file.clone(),
+                dialect: *dialect,
                 at: jiff::Timestamp::now(),
             };
             Some((s, tokio::sync::watch::channel(std::sync::Arc::new(loaded))))
@@ -464,11 +465,14 @@ async fn daemon(
                 let file = from.path().display().to_string();
                 match from.load_translated() {
                 Ok((new, translation)) => {
-                    if let (Some(tx), Some(t)) = (&loaded_tx, translation) {
+                    if let (Some(tx), Some(t), ConfigSource::Bird(_, dialect)) =
+                        (&loaded_tx, translation, &from)
+                    {
                         tx.send_replace(std::sync::Arc::new(Loaded {
                             config: new.clone(),
                             translation: t,
                             file: from.path().to_owned(),
+                            dialect: *dialect,
                             at: jiff::Timestamp::now(),
                         }));
                     }

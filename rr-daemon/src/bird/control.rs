@@ -52,6 +52,8 @@ pub struct Loaded {
     pub translation: Translation,
     /// The BIRD file's path.
     pub file: PathBuf,
+    /// `bird` or `bird6`.
+    pub dialect: super::Dialect,
     /// When it was loaded.
     pub at: Timestamp,
 }
@@ -207,7 +209,8 @@ impl Context {
         stream: &mut UnixStream,
     ) -> io::Result<bool> {
         let mut out = String::new();
-        let cmd = match socket::parse(line) {
+        let dialect = self.loaded.borrow().dialect;
+        let cmd = match socket::parse(line, dialect) {
             Ok(c) => c,
             Err(reply) => {
                 framer.write(&reply, &mut out);
@@ -841,6 +844,7 @@ mod tests {
             config,
             translation: t,
             file: "bird.cfg".into(),
+            dialect: super::super::Dialect::Bird,
             at: Timestamp::now(),
         };
         let (_loaded_tx, loaded_rx) = watch::channel(Arc::new(loaded));
@@ -940,6 +944,7 @@ mod tests {
             config,
             translation: t,
             file: "bird.cfg".into(),
+            dialect: super::super::Dialect::Bird,
             at: Timestamp::now(),
         };
         let (_loaded_tx, loaded_rx) = watch::channel(Arc::new(loaded));

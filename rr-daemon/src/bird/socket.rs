@@ -32,7 +32,7 @@ use ipnet::IpNet;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use super::ProtoKind;
+use super::{Dialect, ProtoKind};
 
 /// The version the socket announces: Calico's BIRD (`calico-node` and `calicoctl` only
 /// look at the `BIRD` in front of it).
@@ -226,16 +226,44 @@ fn symbol(w: &str) -> bool {
         && !keyword(w)
 }
 
-/// `ADDRESS` or `PREFIX` of `show route`.
-fn net(w: &str) -> Option<IpNet> {
-    if w.contains('/') {
-        return w.parse::<IpNet>().ok().map(|n| n.trunc());
+/// `ADDRESS` or `PREFIX` of `show route`, checked as BIRD checks it: the family of the
+/// daemon, a length within the family's, no host bits.
+fn net(w: &str, dialect: Dialect) -> Result<IpNet, Reply> {
+    let (addr, len) = match w.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (w, None),
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| Reply::syntax_error())?;
+    match (addr, dialect) {
+        (IpAddr::V6(_), Dialect::Bird) => {
+            return Err(Reply::one(
+                9001,
+                "This is an IPv4 router, therefore IPv6 addresses are not supported",
+            ));
+        }
+        (IpAddr::V4(_), Dialect::Bird6) => {
+            return Err(Reply::one(
+                9001,
+                "This is an IPv6 router, therefore IPv4 addresses are not supported",
+            ));
+        }
+        _ => {}
     }
-    w.parse::<IpAddr>().ok().map(IpNet::from)
+    let Some(len) = len else {
+        return Ok(IpNet::from(addr));
+    };
+    let len: u8 = len.parse().map_err(|_| Reply::syntax_error())?;
+    let net = IpNet::new(addr, len)
+        .map_err(|_| Reply::one(9001, format!("Invalid prefix length {len}")))?;
+    if net.trunc() != net {
+        return Err(Reply::one(9001, "Invalid prefix"));
+    }
+    Ok(net)
 }
 
-/// Parses one command line (without its line end); the error is the reply to send.
-pub fn parse(line: &str) -> Result<Command, Reply> {
+/// Parses one command line (without its line end) for `bird` or `bird6`; the error is
+/// the reply to send.
+pub fn parse(line: &str, dialect: Dialect) -> Result<Command, Reply> {
     use Token::{Quoted, Word};
     let Some(t) = tokens(line) else {
         return Err(Reply::syntax_error());
@@ -255,10 +283,12 @@ pub fn parse(line: &str) -> Result<Command, Reply> {
             };
             Ok(Command::ShowProtocols { all, which })
         }
-        [Word("show"), Word("route"), rest @ ..] => route_query(rest).map(Command::ShowRoute),
+        [Word("show"), Word("route"), rest @ ..] => {
+            route_query(rest, dialect).map(Command::ShowRoute)
+        }
         [Word("configure"), rest @ ..] => {
             let rest = match rest {
-                [Word("soft"), rest @ ..] => rest,
+                [Word("soft"), rest @ ..] if matches!(rest, [] | [Quoted(_)]) => rest,
                 _ => rest,
             };
             match rest {
@@ -301,7 +331,7 @@ pub fn parse(line: &str) -> Result<Command, Reply> {
     }
 }
 
-fn route_query(mut rest: &[Token<'_>]) -> Result<RouteQuery, Reply> {
+fn route_query(mut rest: &[Token<'_>], dialect: Dialect) -> Result<RouteQuery, Reply> {
     use Token::Word;
     let mut q = RouteQuery::default();
     while let [first, tail @ ..] = rest {
@@ -314,7 +344,7 @@ fn route_query(mut rest: &[Token<'_>]) -> Result<RouteQuery, Reply> {
                 let [Word(w), tail @ ..] = rest else {
                     return Err(Reply::syntax_error());
                 };
-                let n = net(w).ok_or_else(Reply::syntax_error)?;
+                let n = net(w, dialect)?;
                 if q.prefix.replace((n, true)).is_some() {
                     return Err(Reply::syntax_error());
                 }
@@ -327,7 +357,9 @@ fn route_query(mut rest: &[Token<'_>]) -> Result<RouteQuery, Reply> {
                 if !symbol(w) {
                     return Err(Reply::syntax_error());
                 }
-                q.protocol = Some((*w).to_owned());
+                if q.protocol.replace((*w).to_owned()).is_some() {
+                    return Err(Reply::one(9001, "Protocol specified twice"));
+                }
                 rest = tail;
             }
             Word(
@@ -340,7 +372,7 @@ fn route_query(mut rest: &[Token<'_>]) -> Result<RouteQuery, Reply> {
                 ));
             }
             Word(w) => {
-                let n = net(w).ok_or_else(Reply::syntax_error)?;
+                let n = net(w, dialect)?;
                 if q.prefix.replace((n, false)).is_some() {
                     return Err(Reply::syntax_error());
                 }

@@ -2,6 +2,7 @@
 //! BIRD 1.6 on the seed's mesh files, its times replaced by the clock's here).
 
 use super::*;
+use crate::bird::Dialect;
 use bgp_wire::ErrorCode;
 
 fn clock() -> Clock {
@@ -216,31 +217,37 @@ fn several_commands_on_one_connection_keep_the_framing() {
 
 #[test]
 fn parses_the_commands_calico_and_operators_send() {
-    assert_eq!(parse("show status"), Ok(Command::ShowStatus));
-    assert_eq!(parse("  show    status   "), Ok(Command::ShowStatus));
+    assert_eq!(parse("show status", Dialect::Bird), Ok(Command::ShowStatus));
     assert_eq!(
-        parse("show protocols"),
+        parse("  show    status   ", Dialect::Bird),
+        Ok(Command::ShowStatus)
+    );
+    assert_eq!(
+        parse("show protocols", Dialect::Bird),
         Ok(Command::ShowProtocols {
             all: false,
             which: Which::All
         })
     );
     assert_eq!(
-        parse("show protocols all Mesh_10_0_0_2"),
+        parse("show protocols all Mesh_10_0_0_2", Dialect::Bird),
         Ok(Command::ShowProtocols {
             all: true,
             which: Which::Name("Mesh_10_0_0_2".into())
         })
     );
     assert_eq!(
-        parse("show protocols \"Mesh*\""),
+        parse("show protocols \"Mesh*\"", Dialect::Bird),
         Ok(Command::ShowProtocols {
             all: false,
             which: Which::Pattern("Mesh*".into())
         })
     );
     assert_eq!(
-        parse("show route for 192.168.0.70 all protocol Mesh_10_0_0_2"),
+        parse(
+            "show route for 192.168.0.70 all protocol Mesh_10_0_0_2",
+            Dialect::Bird
+        ),
         Ok(Command::ShowRoute(RouteQuery {
             prefix: Some(("192.168.0.70/32".parse().unwrap(), true)),
             all: true,
@@ -249,27 +256,30 @@ fn parses_the_commands_calico_and_operators_send() {
         }))
     );
     assert_eq!(
-        parse("show route 192.168.0.1/26"),
+        parse("show route 192.168.0.0/26", Dialect::Bird),
         Ok(Command::ShowRoute(RouteQuery {
             prefix: Some(("192.168.0.0/26".parse().unwrap(), false)),
             ..RouteQuery::default()
         }))
     );
     assert_eq!(
-        parse("configure check"),
+        parse("configure check", Dialect::Bird),
         Ok(Command::Configure {
             check: true,
             file: None
         })
     );
     assert_eq!(
-        parse("configure soft \"/etc/calico/confd/config/bird.cfg\""),
+        parse(
+            "configure soft \"/etc/calico/confd/config/bird.cfg\"",
+            Dialect::Bird
+        ),
         Ok(Command::Configure {
             check: false,
             file: Some("/etc/calico/confd/config/bird.cfg".into())
         })
     );
-    assert_eq!(parse("down"), Ok(Command::Down));
+    assert_eq!(parse("down", Dialect::Bird), Ok(Command::Down));
     for bad in [
         "",
         "bogus",
@@ -278,11 +288,42 @@ fn parses_the_commands_calico_and_operators_send() {
         "show route for 1.2.3",
         "show protocols all \"unterminated",
         "show status now",
+        "configure soft check",
+        "show protocols all all",
     ] {
-        assert_eq!(parse(bad), Err(Reply::syntax_error()), "{bad:?}");
+        assert_eq!(
+            parse(bad, Dialect::Bird),
+            Err(Reply::syntax_error()),
+            "{bad:?}"
+        );
+    }
+    for (line, error) in [
+        ("show route 192.168.0.1/26", "Invalid prefix"),
+        ("show route for 10.0.0.0/33", "Invalid prefix length 33"),
+        (
+            "show route protocol static1 protocol kernel1",
+            "Protocol specified twice",
+        ),
+        (
+            "show route for fd00::1",
+            "This is an IPv4 router, therefore IPv6 addresses are not supported",
+        ),
+    ] {
+        assert_eq!(
+            parse(line, Dialect::Bird),
+            Err(Reply::one(9001, error)),
+            "{line}"
+        );
     }
     assert_eq!(
-        parse("show interfaces").unwrap_err().lines[0].code,
+        parse("show route for 10.0.0.1", Dialect::Bird6),
+        Err(Reply::one(
+            9001,
+            "This is an IPv6 router, therefore IPv4 addresses are not supported"
+        ))
+    );
+    assert_eq!(
+        parse("show interfaces", Dialect::Bird).unwrap_err().lines[0].code,
         9001,
         "valid in BIRD, not answered here"
     );
