@@ -3,8 +3,10 @@
 //! `tests/data/bird/mesh-node1`), read by real clients and by Calico's logic:
 //!
 //! - Transcripts: the same commands on the same topology (node1 at 172.17.42.31, node2
-//!   BIRD 1.6 at 172.17.42.32) sent to ours and compared, line by line, with what BIRD 1.6
-//!   sent as node1 (`tests/data/bird/golden/*.txt`, made by
+//!   BIRD 1.6 at 172.17.42.32; node1 alone in graceful restart recovery; node1 as a
+//!   client of the seed's reflector, BIRD 1.6 at 172.17.42.40; that reflector itself) sent
+//!   to ours and compared,
+//!   line by line, with what BIRD 1.6 sent as node1 (`tests/data/bird/golden/*.txt`, made by
 //!   `cargo test -p interop-tests --test bird_socket_interop -- --ignored regenerate`).
 //!   Times, timers, route counts and the version are masked; the lines BIRD prints and
 //!   ours does not model (per-protocol route change statistics, the neighbour's ID,
@@ -285,6 +287,84 @@ fn mesh_up(kind: Kind) -> String {
     transcript(&sock, UP_COMMANDS)
 }
 
+/// The commands of the `rr-client` transcript: a client of the seed's reflector.
+const RR_CLIENT_COMMANDS: &[&str] = &[
+    "show protocols",
+    "show protocols all Global_172_17_42_40",
+    "show route protocol Global_172_17_42_40",
+    "show route all protocol Global_172_17_42_40",
+    "show route for 192.168.0.70 all",
+];
+
+/// The seed's reflector (BIRD 1.6 at 172.17.42.40, cluster ID 1.0.0.1) with client2 BIRD
+/// 1.6 and `kind` as client1; the transcript of client1 once it holds client2's block,
+/// reflected.
+fn rr_client(kind: Kind) -> String {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let dir = WorkDir::new("birdsock-rrc").unwrap();
+    let hub = Hub::create("hub", &[]).unwrap();
+    let rr_ns = Netns::create("rr").unwrap();
+    hub.attach(&rr_ns, &["172.17.42.40/16"]).unwrap();
+    let (ns1, ns2) = namespaces(&hub);
+    let (_rr, _) = start(
+        Kind::Bird16,
+        &rr_ns,
+        dir.path(),
+        "rr-reflector",
+        false,
+        "rr",
+    );
+    let (_c2, _) = start(Kind::Bird16, &ns2, dir.path(), "rr-client2", false, "c2");
+    let (_c1, sock) = start(kind, &ns1, dir.path(), "rr-client1", false, "c1");
+    let up = poll(UP_WITHIN, Duration::from_millis(100), || {
+        (established(&sock, "Global_172_17_42_40")
+            && ask(&sock, "show route for 192.168.0.70").is_ok_and(|r| r.starts_with("1007-")))
+        .then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "{kind:?}: not up within {UP_WITHIN:?}:\n{}",
+        ask(&sock, "show protocols all").unwrap_or_default()
+    );
+    transcript(&sock, RR_CLIENT_COMMANDS)
+}
+
+/// The commands of the `reflector` transcript: the seed's reflector itself.
+const REFLECTOR_COMMANDS: &[&str] = &[
+    "show protocols",
+    "show protocols all Node_172_17_42_31",
+    "show protocols all Node_172_17_42_32",
+    "show route for 192.168.0.2 all",
+    "show route for 192.168.0.70 all",
+    "show route protocol Node_172_17_42_32",
+    "show route count",
+];
+
+/// `kind` as the seed's reflector (172.17.42.40, cluster ID 1.0.0.1) with both clients
+/// BIRD 1.6; the reflector's transcript once it holds both blocks.
+fn reflector(kind: Kind) -> String {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let dir = WorkDir::new("birdsock-rr").unwrap();
+    let hub = Hub::create("hub", &[]).unwrap();
+    let rr_ns = Netns::create("rr").unwrap();
+    hub.attach(&rr_ns, &["172.17.42.40/16"]).unwrap();
+    let (ns1, ns2) = namespaces(&hub);
+    let (_c1, _) = start(Kind::Bird16, &ns1, dir.path(), "rr-client1", false, "c1");
+    let (_c2, _) = start(Kind::Bird16, &ns2, dir.path(), "rr-client2", false, "c2");
+    let (_rr, sock) = start(kind, &rr_ns, dir.path(), "rr-reflector", false, "rr");
+    let up = poll(UP_WITHIN, Duration::from_millis(100), || {
+        (ask(&sock, "show route for 192.168.0.2").is_ok_and(|r| r.starts_with("1007-"))
+            && ask(&sock, "show route for 192.168.0.70").is_ok_and(|r| r.starts_with("1007-")))
+        .then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "{kind:?}: not up within {UP_WITHIN:?}:\n{}",
+        ask(&sock, "show protocols all").unwrap_or_default()
+    );
+    transcript(&sock, REFLECTOR_COMMANDS)
+}
+
 /// Node1 alone, started with `-R`: recovery waits for its peer.
 fn recovering(kind: Kind) -> String {
     require_root().unwrap_or_else(|e| panic!("{e}"));
@@ -395,6 +475,8 @@ fn regenerate() {
     for (name, t) in [
         ("mesh-up", mesh_up(Kind::Bird16)),
         ("recovering", recovering(Kind::Bird16)),
+        ("rr-client", rr_client(Kind::Bird16)),
+        ("reflector", reflector(Kind::Bird16)),
     ] {
         std::fs::write(golden(name), &t).unwrap();
         eprintln!("wrote {}:\n{t}", golden(name).display());
@@ -405,6 +487,18 @@ fn regenerate() {
 fn transcripts_match_bird16_on_the_same_mesh() {
     let ours = mesh_up(Kind::Ours);
     compare("mesh-up", &ours);
+}
+
+#[test]
+fn transcripts_match_bird16_as_the_reflector() {
+    let ours = reflector(Kind::Ours);
+    compare("reflector", &ours);
+}
+
+#[test]
+fn transcripts_match_bird16_as_a_reflector_client() {
+    let ours = rr_client(Kind::Ours);
+    compare("rr-client", &ours);
 }
 
 #[test]
