@@ -39,10 +39,8 @@ fn sections() -> BTreeMap<String, Vec<Row>> {
     let mut out: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     let mut heading = String::new();
     let mut default_col: Option<usize> = None;
-    // Only tables headed `key` (or `rule key`, ...) list keys; others map BIRD's words,
-    // commands, ...
+    // Inside a table of keys (its header starts with `key`, or `rule key`, ...).
     let mut key_table = false;
-    let mut in_table = false;
     for line in DOC.lines() {
         if line.starts_with('#') {
             // `### ...` subsections belong to no table's section.
@@ -50,21 +48,27 @@ fn sections() -> BTreeMap<String, Vec<Row>> {
                 Some(h) => h.to_owned(),
                 None => line.to_owned(),
             };
+            key_table = false;
             continue;
         }
         if !line.starts_with('|') {
-            in_table = false;
             continue;
         }
         let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
-        if !in_table {
-            // A table's first row is its heading.
-            in_table = true;
-            key_table = cells[0] == "key" || cells[0].ends_with(" key");
+        if cells[0] == "key" || cells[0].ends_with(" key") {
             default_col = cells.iter().position(|c| *c == "default");
+            key_table = true;
             continue;
         }
-        if !key_table || cells[0].starts_with("---") || !cells[0].starts_with('`') {
+        if cells[0].starts_with("---") {
+            continue;
+        }
+        if !cells[0].starts_with('`') {
+            // The header of another kind of table (the BIRD mapping, ...): not keys.
+            key_table = false;
+            continue;
+        }
+        if !key_table {
             continue;
         }
         let keys = cells[0]
