@@ -10,7 +10,7 @@
 //! file, `rr-daemon ctl` ([`ctl`]) asks a running daemon, and `rr-daemon session` brings
 //! one session up against a real peer. [`notify`] tells systemd when the daemon is ready,
 //! reloading or stopping. [`bird`] reads Calico's BIRD 1.6 files into the native model and
-//! answers as `bird`/`bird6`, control socket included.
+//! answers as `bird`/`bird6`.
 
 #![warn(missing_docs)]
 

@@ -576,7 +576,6 @@ impl Core {
                 p.session.ctx = Some(negotiated.ctx);
                 p.session.route_refresh = negotiated.route_refresh;
                 p.history.last_error = None;
-                p.history.last_down = None;
                 p.counters = Default::default();
                 self.gr.on_established(e.peer, negotiated.ctx.families);
                 let local = e

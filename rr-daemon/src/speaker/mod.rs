@@ -37,6 +37,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Diff, PeerSettings};
 
+pub use status::Recovery;
+
 mod core;
 mod export;
 mod gr;
@@ -46,9 +48,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-pub use status::{
-    ExplainedRoute, PeerState, PeerStatus, Recovery, RouteEntry, RoutesPage, Snapshot,
-};
+pub use status::{ExplainedRoute, PeerState, PeerStatus, RouteEntry, RoutesPage, Snapshot};
 
 /// What [`Speaker::set_peer`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

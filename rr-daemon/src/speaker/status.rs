@@ -158,9 +158,8 @@ pub struct Snapshot {
     /// Started as a restarting speaker and route selection still deferred: what it waits
     /// for (BIRD's "Graceful restart recovery in progress").
     pub recovery: Option<Recovery>,
-    /// Why each peer's session went down last, as the state machine reported it, while
-    /// its `last_error` tells of it (for front ends that word it their own way, such as
-    /// BIRD's control socket).
+    /// Why each peer not Established went down last, as the state machine reported it
+    /// (for front ends that word it their own way, such as BIRD's control socket).
     pub last_down: std::collections::BTreeMap<IpAddr, bgp_fsm::DownReason>,
 }
 
@@ -223,9 +222,11 @@ impl super::core::Core {
             router_id: self.config.speaker.router_id,
             peers: self.statuses(now, queued),
             rib: self.rib.stats(),
+            // An Established session has no error to tell (as BIRD clears it).
             last_down: self
                 .peers
                 .values()
+                .filter(|p| p.session.state != bgp_fsm::State::Established)
                 .filter_map(|p| Some((p.address(), p.history.last_down.clone()?)))
                 .collect(),
             recovery: self.gr.recovery(self.config.peers.keys().copied()).map(
