@@ -207,6 +207,13 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
+    /// The file.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Toml(p) | Self::Bird(p, _) => p,
+        }
+    }
+
     /// Reads and resolves the configuration; the error is one line, located.
     pub fn load(&self) -> Result<crate::config::Config, String> {
         self.load_translated().map(|(c, _)| c)
@@ -231,26 +238,21 @@ impl ConfigSource {
 }
 
 /// Runs the daemon on `source` in the foreground until SIGTERM or SIGINT (SIGHUP
-/// reloads). `socket` is BIRD's `-s`: the control socket is not served yet.
+/// reloads). `socket` is BIRD's `-s`: the control socket ([`crate::bird::control`]),
+/// served for a BIRD file only, removed on exit.
 pub fn run_daemon(
     source: ConfigSource,
     restarting: bool,
     socket: Option<&std::path::Path>,
 ) -> ExitCode {
-    if let Some(s) = socket {
-        eprintln!(
-            "rr-daemon: the BIRD control socket ({}) is not served yet; running without it",
-            s.display()
-        );
-    }
-    run(Job::Daemon(source, restarting))
+    run(Job::Daemon(source, restarting, socket.map(PathBuf::from)))
 }
 
 fn run(job: Job) -> ExitCode {
     // `[speaker] log_format` decides text or JSON; a file that does not load is reported
     // by `daemon()` itself, in text.
     let json = match &job {
-        Job::Daemon(source, _) => source
+        Job::Daemon(source, ..) => source
             .load()
             .is_ok_and(|c| c.speaker.log_format == crate::config::LogFormat::Json),
         Job::Session(_) => false,
@@ -279,7 +281,7 @@ fn run(job: Job) -> ExitCode {
     let result = runtime.block_on(async {
         match job {
             Job::Session(args) => session(args).await,
-            Job::Daemon(source, restarting) => daemon(source, restarting).await,
+            Job::Daemon(source, restarting, socket) => daemon(source, restarting, socket).await,
         }
     });
     match result {
@@ -293,14 +295,23 @@ fn run(job: Job) -> ExitCode {
 
 enum Job {
     Session(SessionArgs),
-    Daemon(ConfigSource, bool),
+    Daemon(ConfigSource, bool, Option<PathBuf>),
 }
 
-/// The daemon: the speaker on the configuration, until SIGTERM; SIGHUP reloads.
-async fn daemon(source: ConfigSource, restarting: bool) -> anyhow::Result<()> {
+/// The daemon: the speaker on the configuration, until SIGTERM; SIGHUP reloads. With
+/// `socket`, BIRD's control socket is served there (`configure` reloads as SIGHUP does,
+/// `down` stops as SIGTERM does).
+async fn daemon(
+    source: ConfigSource,
+    restarting: bool,
+    socket: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use crate::bird::control::{ControlSocket, Loaded, Request};
     use tokio::signal::unix::{SignalKind, signal};
     let overrides = overrides();
-    let config = source.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (config, translation) = source
+        .load_translated()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if matches!(source, ConfigSource::Toml(_)) && !overrides.is_empty() {
         info!(
             "overridden from the environment: {}",
@@ -315,6 +326,26 @@ async fn daemon(source: ConfigSource, restarting: bool) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Bound before the speaker starts too; its file goes when `control` is dropped.
+    let control = match (&socket, &source, &translation) {
+        (None, ..) => None,
+        (Some(path), ConfigSource::Bird(file, dialect), Some(t)) => {
+            let s = ControlSocket::bind(path)
+                .await
+                .with_context(|| format!("cannot create control socket {}", path.display()))?;
+            let loaded = Loaded {
+                config: config.clone(),
+                translation: t.clone(),
+                file: file.clone(),
+                dialect: *dialect,
+                at: jiff::Timestamp::now(),
+            };
+            Some((s, tokio::sync::watch::channel(std::sync::Arc::new(loaded))))
+        }
+        (Some(_), ..) => anyhow::bail!("a control socket is served for a BIRD file only"),
+    };
+    // Never closed without a socket: its `recv` then waits for ever.
+    let (control_tx, mut control_rx) = mpsc::channel::<Request>(8);
     let fib = config.fib.clone();
     let (fib_tx, fib_config) = tokio::sync::watch::channel(fib.clone());
     let configured: Vec<IpAddr> = config.peers.keys().copied().collect();
@@ -375,6 +406,14 @@ async fn daemon(source: ConfigSource, restarting: bool) -> anyhow::Result<()> {
             }
         });
     }
+    let mut loaded_tx = None;
+    let control_task = control.map(|(socket, (tx, rx))| {
+        loaded_tx = Some(tx);
+        info!("control socket at {}", socket.path().display());
+        let speaker = speaker.clone();
+        let requests = control_tx.clone();
+        tokio::spawn(async move { socket.serve(speaker, rx, requests).await })
+    });
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut usr2 = signal(SignalKind::user_defined2()).context("cannot watch SIGUSR2")?;
@@ -392,10 +431,53 @@ async fn daemon(source: ConfigSource, restarting: bool) -> anyhow::Result<()> {
             r = tokio::signal::ctrl_c() => { r.context("cannot watch SIGINT")?; break; }
             _ = term.recv() => break,
             _ = usr2.recv() => { for_restart = true; break; }
-            _ = hup.recv() => {
+            reload = async {
+                tokio::select! {
+                    _ = hup.recv() => Some((source.clone(), None)),
+                    Some(req) = control_rx.recv() => match req {
+                        Request::Down => None,
+                        Request::Configure { check, file, done } => {
+                            let from = match (file, &source) {
+                                (Some(f), ConfigSource::Bird(_, d)) => ConfigSource::Bird(f, *d),
+                                (_, s) => s.clone(),
+                            };
+                            if check {
+                                let r = from.load_translated().map(|_| ());
+                                let _ = done.send(crate::bird::socket::configure_reply(
+                                    &from.path().display().to_string(), r, false));
+                                Some((from, Some(None)))
+                            } else {
+                                Some((from, Some(Some(done))))
+                            }
+                        }
+                    },
+                }
+            } => {
+                // `None`: `down`; `Some(Some(None))`: a check, answered.
+                let Some((from, reply)) = reload else {
+                    info!("shutdown requested on the control socket");
+                    break;
+                };
+                let done = match reply {
+                    Some(None) => continue,
+                    Some(Some(done)) => Some(done),
+                    None => None,
+                };
                 crate::notify::reloading();
-                match source.load() {
-                Ok(new) => {
+                let file = from.path().display().to_string();
+                match from.load_translated() {
+                Ok((new, translation)) => {
+                    if let (Some(tx), Some(t), ConfigSource::Bird(_, dialect)) =
+                        (&loaded_tx, translation, &from)
+                    {
+                        tx.send_replace(std::sync::Arc::new(Loaded {
+                            config: new.clone(),
+                            translation: t,
+                            file: from.path().to_owned(),
+                            dialect: *dialect,
+                            at: jiff::Timestamp::now(),
+                        }));
+                    }
                     if new.api != api {
                         warn!("[api] changes take effect at the next start");
                     }
@@ -415,17 +497,28 @@ async fn daemon(source: ConfigSource, restarting: bool) -> anyhow::Result<()> {
                     learn_tx.send_replace(crate::fib::learn::Scope::of(&new));
                     let _ = speaker.reload(new).await?;
                     crate::notify::ready();
+                    if let Some(done) = done {
+                        let _ = done.send(crate::bird::socket::configure_reply(&file, Ok(()), true));
+                    }
                 }
                 // A bad file changes nothing: the running configuration stays.
                 Err(e) => {
                     warn!("reload refused: {e}");
                     crate::notify::ready();
+                    if let Some(done) = done {
+                        let _ = done.send(crate::bird::socket::configure_reply(&file, Err(e), true));
+                    }
                 }
                 }
             }
         }
     }
     crate::notify::stopping();
+    // The socket's file goes with its task.
+    if let Some(t) = control_task {
+        t.abort();
+        let _ = t.await;
+    }
     if for_restart {
         // No Cease: the connections just close (the runtime goes, and every socket with
         // it), which a graceful restart helper (RFC 4724 §4.2) takes as our restart and

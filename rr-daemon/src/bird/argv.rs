@@ -5,7 +5,8 @@
 //! - `-p`: parse the file and exit: 0, or 1 after `bird: FILE:LINE:COL message` on
 //!   stderr, as BIRD 1.6 prints it.
 //! - `-R`: start in graceful-restart recovery (`rr-daemon --graceful-restart`).
-//! - `-s SOCK`: the control socket's path (not served yet: the run goes on without it).
+//! - `-s SOCK`: the control socket ([`super::control`]): BIRD's protocol, mode 0660,
+//!   removed on exit.
 //! - `-d`, `-f`: stay in the foreground (the daemon always does; calico-node passes
 //!   `-d`). Logs go to stderr at `info`; `RUST_LOG` asks for more.
 //! - `-l`, `-D FILE`, `-P FILE`, `-u USER`, `-g GROUP`: accepted; logs go to stderr, the

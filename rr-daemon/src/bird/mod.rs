@@ -24,12 +24,17 @@
 //!
 //! Layout: `ast` (the file as written), `parse` (the nom grammar), `filter` (filters onto
 //! policies and `[fib]`), `translate` (protocols onto the model), [`argv`] (the `bird`
-//! command line). Nothing outside this module knows BIRD's syntax.
+//! command line), [`socket`] (BIRD 1.6's control socket protocol, pure: a command line in,
+//! reply lines out) and [`control`] (its Unix socket shell at `-s PATH`). Nothing outside
+//! this module knows BIRD's syntax. The control socket is organised by dialect as the
+//! reader is: a BIRD 2/3 `show protocols` would be another printer over the same views.
 
 pub mod argv;
 pub mod ast;
+pub mod control;
 mod filter;
 mod parse;
+pub mod socket;
 mod translate;
 
 use std::fmt;
@@ -116,6 +121,11 @@ pub struct ProtocolInfo {
     pub peer: Option<IpAddr>,
     /// The template it was made `from`, if any.
     pub template: Option<String>,
+    /// Its import filter as BIRD names it in `show protocols all`: `ACCEPT` (`all`, the
+    /// default), `REJECT` (`none`), `(unnamed)` (inline or `where`), or the filter's name.
+    pub import: String,
+    /// Its export filter, likewise (default `REJECT`).
+    pub export: String,
 }
 
 /// A BIRD file, translated.

@@ -368,7 +368,24 @@ pub(super) fn translate(
             description: None,
             peer: None,
             template: p.from.as_ref().map(|(t, _)| t.clone()),
+            import: "ACCEPT".to_owned(),
+            export: "REJECT".to_owned(),
         };
+        for o in &options {
+            if let OptKind::Channel(import, f) = &o.kind {
+                let shown = match f {
+                    FilterRef::All => "ACCEPT".to_owned(),
+                    FilterRef::None => "REJECT".to_owned(),
+                    FilterRef::Named(n, _) => n.clone(),
+                    FilterRef::Inline(_) | FilterRef::Where(_) => "(unnamed)".to_owned(),
+                };
+                if *import {
+                    info.import = shown;
+                } else {
+                    info.export = shown;
+                }
+            }
+        }
         match p.kind {
             ProtoKind::Bgp => {
                 let mut b = Bgp::default();

@@ -31,7 +31,7 @@ use crate::config::{Config, Diff, PeerSettings, Secret};
 use crate::session::{Command, SessionEvent, SessionSpec};
 
 /// Graceful restart time of a restarting speaker without `graceful_restart` configured.
-const DEFAULT_RESTART_TIME: u64 = 120;
+pub(super) const DEFAULT_RESTART_TIME: u64 = 120;
 
 /// What the core asks of its shell.
 #[derive(Debug)]
@@ -267,6 +267,7 @@ impl Core {
     pub(crate) fn handle_key_error(&mut self, address: IpAddr, error: String) {
         if let Some(p) = self.peers.get_mut(&address) {
             p.history.last_error = Some(error);
+            p.history.last_down = None;
         }
     }
 

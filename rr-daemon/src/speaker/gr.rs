@@ -129,6 +129,16 @@ impl GracefulRestart {
         self.deferral.is_some()
     }
 
+    /// While route selection is deferred: how many of `peers` have not yet sent every
+    /// End-of-RIB, and when the deferral ends at the latest.
+    pub(super) fn recovery(&self, peers: impl Iterator<Item = IpAddr>) -> Option<(usize, Instant)> {
+        let d = self.deferral.as_ref()?;
+        let waiting = peers
+            .filter(|a| !d.awaited.get(a).is_some_and(|w| w.families.is_empty()))
+            .count();
+        Some((waiting, d.until))
+    }
+
     /// Whether route selection may run: every one of `peers` came up, and each one that
     /// selection waits for sent End-of-RIB in each of its families.
     pub(super) fn selection_complete(&self, mut peers: impl Iterator<Item = IpAddr>) -> bool {

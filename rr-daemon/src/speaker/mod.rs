@@ -46,6 +46,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Diff, PeerSettings};
 
+pub use status::Recovery;
+
 mod core;
 mod export;
 mod gr;

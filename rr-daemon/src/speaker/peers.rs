@@ -81,6 +81,9 @@ impl Counters {
 pub(super) struct History {
     pub(super) added_at: Instant,
     pub(super) last_error: Option<String>,
+    /// What `last_error` says, as the machine reported it (`None` when `last_error` came
+    /// from elsewhere, or is cleared).
+    pub(super) last_down: Option<DownReason>,
     pub(super) last_notification_sent: Option<String>,
     pub(super) last_notification_received: Option<String>,
 }
@@ -117,6 +120,7 @@ impl Peer {
             history: History {
                 added_at: now,
                 last_error: None,
+                last_down: None,
                 last_notification_sent: None,
                 last_notification_received: None,
             },
@@ -151,6 +155,7 @@ impl Peer {
             _ => {}
         }
         self.history.last_error = Some(describe_down(reason, &self.settings, local_as));
+        self.history.last_down = Some(reason.clone());
     }
 }
 

@@ -166,6 +166,23 @@ pub struct Snapshot {
     pub peers: Vec<PeerStatus>,
     /// Table sizes (computing them walks the Loc-RIB once).
     pub rib: RibStats,
+    /// Started as a restarting speaker and route selection still deferred: what it waits
+    /// for (BIRD's "Graceful restart recovery in progress").
+    pub recovery: Option<Recovery>,
+    /// Why each peer not Established went down last, as the state machine reported it
+    /// (for front ends that word it their own way, such as BIRD's control socket).
+    pub last_down: std::collections::BTreeMap<IpAddr, bgp_fsm::DownReason>,
+}
+
+/// Graceful restart recovery (RFC 4724 §4.1, we restart) still under way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// Configured peers whose End-of-RIB (in every family of their session) is not in.
+    pub waiting: usize,
+    /// Seconds until the deferral ends whatever arrived.
+    pub remaining_s: u64,
+    /// The whole deferral, in seconds (the graceful restart time).
+    pub wait_s: u64,
 }
 
 impl super::core::Core {
@@ -225,6 +242,24 @@ impl super::core::Core {
             router_id: self.config.speaker.router_id,
             peers: self.statuses(now, queued),
             rib: self.rib.stats(),
+            // An Established session has no error to tell (as BIRD clears it).
+            last_down: self
+                .peers
+                .values()
+                .filter(|p| p.session.state != bgp_fsm::State::Established)
+                .filter_map(|p| Some((p.address(), p.history.last_down.clone()?)))
+                .collect(),
+            recovery: self.gr.recovery(self.config.peers.keys().copied()).map(
+                |(waiting, until)| Recovery {
+                    waiting,
+                    remaining_s: until.saturating_duration_since(now).as_secs(),
+                    wait_s: self
+                        .config
+                        .speaker
+                        .graceful_restart
+                        .map_or(super::core::DEFAULT_RESTART_TIME, u64::from),
+                },
+            ),
         }
     }
 }
