@@ -662,13 +662,22 @@ impl Harness {
                 assert_ne!(o, p.session.unwrap().router_id, "sent to its originator");
                 assert_ne!(o, ROUTER_ID, "our router ID as ORIGINATOR_ID");
             }
+            // Each of our cluster IDs at most once, and ours in front: a reflector with
+            // several cluster IDs reflects from one of its clusters into another as one
+            // reflector per cluster (the receiver's cluster ID, then the sender's).
+            let mut ours = 0;
             for c in &our_cluster_ids {
                 let k = base.cluster_list.iter().filter(|x| *x == c).count();
                 assert!(k <= 1, "cluster ID {c} twice in {:?}", base.cluster_list);
-                if k == 1 {
-                    assert_eq!(base.cluster_list[0], *c, "our cluster ID not in front");
-                }
+                ours += k;
             }
+            assert!(
+                base.cluster_list[..ours]
+                    .iter()
+                    .all(|c| our_cluster_ids.contains(c)),
+                "our cluster IDs not in front: {:?}",
+                base.cluster_list
+            );
         }
         let mut add = |n: Nlri, nh: Option<NextHop>| {
             let mut a = base.clone();
@@ -685,6 +694,14 @@ impl Harness {
                 add(n, nh);
             }
         }
+    }
+
+    /// The cluster ID of the source peer's cluster (ours, or its group's own).
+    fn src_cluster(&self, peer: PeerId) -> Option<Ipv4Addr> {
+        self.peers
+            .iter()
+            .find(|p| p.id == peer)
+            .map(|p| p.cluster_id(self.cfg.cluster_id()))
     }
 
     fn src_kind(&self, peer: PeerId) -> (PeerKind, Ipv4Addr) {
@@ -719,8 +736,12 @@ impl Harness {
                 false
             }
             (PeerKind::Local | PeerKind::Ebgp, _) => false,
+            // Reflection between clients is off only inside one cluster (its clients
+            // fully meshed); a route from another of our clusters still enters.
             (PeerKind::Client, PeerKind::Client) => {
-                if !self.cfg.client_to_client {
+                let to_client = p.cfg.client_to_client.unwrap_or(self.cfg.client_to_client);
+                if !to_client && self.src_cluster(src) == Some(p.cluster_id(self.cfg.cluster_id()))
+                {
                     return None;
                 }
                 true
@@ -730,8 +751,20 @@ impl Harness {
             }
             _ => return None,
         };
-        let cluster = p.cluster_id(self.cfg.cluster_id());
-        if reflect && a.cluster_list.contains(&cluster) {
+        // One reflector per cluster: the route leaves the source client's cluster and
+        // enters the receiving client's, when that is another; each passage counts.
+        let leaves = if reflect && sk == PeerKind::Client {
+            self.src_cluster(src)
+        } else {
+            None
+        };
+        let own = p.cluster_id(self.cfg.cluster_id());
+        let enters = (reflect && p.kind == PeerKind::Client && leaves != Some(own)).then_some(own);
+        if [leaves, enters]
+            .iter()
+            .flatten()
+            .any(|c| a.cluster_list.contains(c))
+        {
             return None;
         }
         let mut out = a.clone();
@@ -749,7 +782,9 @@ impl Harness {
             out.local_pref = Some(a.local_pref.unwrap_or(self.cfg.default_local_pref));
             if reflect {
                 out.originator_id = Some(a.originator_id.unwrap_or(srid));
-                out.cluster_list.insert(0, cluster);
+                for c in [leaves, enters].into_iter().flatten() {
+                    out.cluster_list.insert(0, c);
+                }
             }
         }
         let set_self = a.next_hop.is_none()
@@ -953,7 +988,6 @@ impl Harness {
         assert!(self.rib.loc_rib().next().is_none());
     }
 }
-
 
 fn trace() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
