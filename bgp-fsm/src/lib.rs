@@ -65,7 +65,7 @@
 
 mod config;
 mod io;
-mod rng;
+pub mod rng;
 mod session;
 mod timer;
 

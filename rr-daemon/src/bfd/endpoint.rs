@@ -17,7 +17,8 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use super::packet::{DecodeError, Packet, State};
-use super::session::{Change, Discard, Rng, Session, SessionConfig};
+use super::session::{Change, Discard, Session, SessionConfig};
+use bgp_fsm::rng::Rng;
 
 /// What identifies a session before its discriminators are known: the peer's address
 /// and single hop (RFC 5881) or multihop (RFC 5883).

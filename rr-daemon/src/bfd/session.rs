@@ -11,6 +11,7 @@
 //! interval shortens the detection time only once acknowledged, a longer one at once.
 //! While not Up the session transmits at most once a second.
 
+use bgp_fsm::rng::Rng;
 use std::time::{Duration, Instant};
 
 use super::packet::{
@@ -98,30 +99,10 @@ pub enum Discard {
     PollAndFinal,
 }
 
-/// A small deterministic generator for jitter and sequence numbers (xorshift64*).
-#[derive(Clone, Debug)]
-pub(super) struct Rng(u64);
-
-impl Rng {
-    pub(super) fn new(seed: u64) -> Self {
-        Self(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
-    }
-
-    pub(super) fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// `d` reduced by a random 0 to 25% (to 10..25% when `mult` is 1), §6.8.7.
-    fn jitter(&mut self, d: Duration, mult: u8) -> Duration {
-        let frac = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        let top = if mult == 1 { 0.9 } else { 1.0 };
-        d.mul_f64(0.75 + (top - 0.75) * frac)
-    }
+/// `d` reduced by a random 0 to 25% (to 10..25% when `mult` is 1), §6.8.7.
+fn jitter(rng: &mut Rng, d: Duration, mult: u8) -> Duration {
+    let top = if mult == 1 { 0.9 } else { 1.0 };
+    d.mul_f64(0.75 + (top - 0.75) * rng.unit())
 }
 
 /// Microseconds on the wire, saturating.
@@ -458,7 +439,7 @@ impl Session {
         }
         let interval = self.tx_interval();
         if !owed || self.next_tx <= now {
-            self.next_tx = now + self.rng.jitter(interval, self.cfg.detect_mult);
+            self.next_tx = now + jitter(&mut self.rng, interval, self.cfg.detect_mult);
         }
         if self.remote_min_rx == 0 {
             self.send_final = false;
