@@ -49,6 +49,7 @@ mod calico;
 mod daemon;
 mod frr;
 mod kernel;
+mod mesh;
 mod netns;
 mod peer;
 mod proc;
@@ -59,6 +60,7 @@ pub use calico::{CalicoPeer, calico_bird16_node_config, calico_passive, calico_p
 pub use daemon::{Daemon, Speaker, ctl_json, ctl_route};
 pub use frr::{FRR_BGPD, FRR_ZEBRA, Frr};
 pub use kernel::{KernelRoute, field, kernel_routes, route_diff, route_of, show};
+pub use mesh::{Kernels, MeshNode, await_programmed, kernels_diff, mesh_node_ns};
 pub use netns::{Hub, Link, Netns, require_root};
 pub use peer::{Client, ClientConfig, ClientOptions, ClientRoute, Learned, Peer, PeerConfig};
 pub use proc::{Proc, WorkDir, poll, poll_ok, run_capture, run_cmd, tail};

@@ -23,15 +23,14 @@
 //! Needs root and BIRD 1.6 (`BIRD16_DIR`, default `target/peers/bird16`). `KEEP_WORK=1`
 //! keeps the work dir.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use interop_tests::{
-    Bird, BirdVersion, Daemon, Hub, KernelRoute, Netns, WorkDir, field, kernel_routes, poll,
-    require_root, route_diff, show,
+    Bird, BirdVersion, Daemon, Hub, KernelRoute, Kernels, MeshNode, Netns, WorkDir,
+    await_programmed, field, kernel_routes, kernels_diff, mesh_node_ns, poll, require_root, show,
 };
 
 /// Both kernels programmed, counted from the last speaker's start.
@@ -59,6 +58,18 @@ struct Node {
     workloads: &'static [(&'static str, &'static str)],
     /// `bird6` on `bird6.cfg` (addresses in a /64), else `bird` on `bird.cfg` (a /16).
     ipv6: bool,
+}
+
+impl Node {
+    fn mesh(&self) -> MeshNode<'static> {
+        MeshNode {
+            name: self.name,
+            addr: self.addr,
+            block: self.block,
+            workloads: self.workloads,
+            ipv6: self.ipv6,
+        }
+    }
 }
 
 const NODE1_WORKLOADS: &[(&str, &str)] = &[("192.168.0.2", "cali1f3c9fa633a")];
@@ -167,26 +178,6 @@ impl Running {
     }
 }
 
-/// A node's namespace on the hub with its workloads (as in `node_interop`): a `cali…`
-/// veth and Felix's route `ADDR dev cali… scope link metric 1024`.
-fn node_ns(hub: &Hub, n: &Node) -> Result<Netns, String> {
-    let ns = Netns::create(n.name)?;
-    let len = if n.ipv6 { 64 } else { 16 };
-    hub.attach(&ns, &[&format!("{}/{len}", n.addr)])?;
-    for (i, (ip, cali)) in n.workloads.iter().enumerate() {
-        let peer = format!("wl{i}");
-        ns.ip(&["link", "add", cali, "type", "veth", "peer", "name", &peer])?;
-        ns.ip(&["link", "set", cali, "up"])?;
-        ns.ip(&["link", "set", &peer, "up"])?;
-        ns.ip(&[
-            "route", "add", ip, "dev", cali, "scope", "link", "metric", "1024",
-        ])?;
-    }
-    Ok(ns)
-}
-
-type Kernels = BTreeMap<&'static str, Vec<KernelRoute>>;
-
 /// Starts `kinds[i]` at `nodes[i]`, each on its rendered files, waits until every kernel
 /// holds its own block as a blackhole and every other node's block via that node, and
 /// stays the same for [`SETTLE`]; returns the kernels.
@@ -197,7 +188,9 @@ fn run(label: &str, nodes: &[Node], kinds: &[Kind]) -> Kernels {
     let hub = Hub::create("hub", &[]).unwrap_or_else(|e| panic!("{label}: {e}"));
     let nss: Vec<Netns> = nodes
         .iter()
-        .map(|n| node_ns(&hub, n).unwrap_or_else(|e| panic!("{label}: {}: {e}", n.name)))
+        .map(|n| {
+            mesh_node_ns(&hub, &n.mesh()).unwrap_or_else(|e| panic!("{label}: {}: {e}", n.name))
+        })
         .collect();
     let mut running = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
@@ -246,74 +239,24 @@ fn run(label: &str, nodes: &[Node], kinds: &[Kind]) -> Kernels {
         let _ = write!(s, "work dir: {}", dir.path().display());
         panic!("{s}");
     };
-    let programmed = |i: usize| -> Result<Vec<KernelRoute>, String> {
-        let me = &nodes[i];
-        let routes = kernel_routes(&nss[i], me.ipv6)?;
-        let has = |dst: &str, ok: &dyn Fn(&KernelRoute) -> bool| {
-            routes
-                .iter()
-                .any(|r| field(r, "dst") == dst && field(r, "protocol") == "bird" && ok(r))
-        };
-        if let Some(b) = me.block
-            && !has(b, &|r| field(r, "type") == "blackhole")
-        {
-            return Err(format!("{}: no blackhole for {b}", me.name));
-        }
-        for other in nodes.iter().filter(|o| o.addr != me.addr) {
-            let Some(b) = other.block else { continue };
-            if !has(b, &|r| field(r, "gateway") == other.addr) {
-                return Err(format!("{}: no {b} via {}", me.name, other.addr));
-            }
-        }
-        Ok(routes)
-    };
-    let mut last = String::new();
-    let mut stable_since: Option<(Instant, Vec<Vec<KernelRoute>>)> = None;
-    let got = poll(CONVERGED_WITHIN, Duration::from_millis(100), || {
-        let now: Result<Vec<Vec<KernelRoute>>, String> = (0..nodes.len()).map(programmed).collect();
-        match now {
-            Err(e) => {
-                last = e;
-                stable_since = None;
-                None
-            }
-            Ok(now) => match &stable_since {
-                Some((t, before)) if *before == now => (t.elapsed() >= SETTLE).then_some(now),
-                _ => {
-                    last = "programmed, settling".into();
-                    stable_since = Some((Instant::now(), now));
-                    None
-                }
-            },
-        }
-    });
-    let Some(got) = got else {
-        fail(format!(
-            "kernels not programmed within {CONVERGED_WITHIN:?}: {last}"
-        ));
-    };
+    let mesh: Vec<MeshNode<'_>> = nodes.iter().map(Node::mesh).collect();
+    let got = await_programmed(&mesh, &nss, CONVERGED_WITHIN, SETTLE).unwrap_or_else(|e| fail(e));
     eprintln!(
         "[{label}] both kernels programmed and settled after {:.1}s",
         t0.elapsed().as_secs_f64()
     );
-    for (n, routes) in nodes.iter().zip(&got) {
-        eprintln!("[{label}] {}:", n.name);
+    for (name, routes) in &got {
+        eprintln!("[{label}] {name}:");
         for r in routes {
             eprintln!("    {}", show(r));
         }
     }
     drop(running);
-    nodes.iter().map(|n| n.name).zip(got).collect()
+    got
 }
 
-fn assert_same(nodes: &[Node], base_label: &str, base: &Kernels, label: &str, got: &Kernels) {
-    let mut out = String::new();
-    for n in nodes {
-        let d = route_diff(base_label, &base[n.name], label, &got[n.name]);
-        if !d.is_empty() {
-            let _ = write!(out, "{}:\n{d}", n.name);
-        }
-    }
+fn assert_same(base_label: &str, base: &Kernels, label: &str, got: &Kernels) {
+    let out = kernels_diff(base_label, base, label, got);
     assert!(
         out.is_empty(),
         "`ip -j route show` differs between {base_label} and {label}:\n{out}"
@@ -348,10 +291,9 @@ fn rendered_mesh_same_kernels_under_bird16_and_ours_as_bird() {
         );
     }
     let ours = run("ours", &NODES, &[Kind::Ours, Kind::Ours]);
-    assert_same(&NODES, "BIRD 1.6", &bird, "ours as bird", &ours);
+    assert_same("BIRD 1.6", &bird, "ours as bird", &ours);
     let mixed = run("mixed", &NODES, &[Kind::Bird16, Kind::Ours]);
     assert_same(
-        &NODES,
         "BIRD 1.6",
         &bird,
         "mixed (node1 BIRD 1.6, node2 ours)",
@@ -381,7 +323,7 @@ fn ours_as_bird_reloads_the_bird_file_on_sighup_without_a_reset() {
     let hub = Hub::create("hub", &[]).unwrap_or_else(|e| panic!("{e}"));
     let nss: Vec<Netns> = NODES
         .iter()
-        .map(|n| node_ns(&hub, n).unwrap_or_else(|e| panic!("{}: {e}", n.name)))
+        .map(|n| mesh_node_ns(&hub, &n.mesh()).unwrap_or_else(|e| panic!("{}: {e}", n.name)))
         .collect();
     let mut daemons = Vec::new();
     let mut cfgs = Vec::new();
@@ -488,9 +430,9 @@ fn rendered_reflector_same_kernels_under_bird16_and_ours_as_bird() {
         .expect("node1 has node2's block");
     assert_eq!(field(via, "gateway"), "172.17.42.32", "{}", show(via));
     let rr_ours = run("rr-ours", &RR, &[Kind::Ours, Kind::Bird16, Kind::Bird16]);
-    assert_same(&RR, "BIRD 1.6", &bird, "ours as the reflector", &rr_ours);
+    assert_same("BIRD 1.6", &bird, "ours as the reflector", &rr_ours);
     let all_ours = run("rr-all-ours", &RR, &[Kind::Ours, Kind::Ours, Kind::Ours]);
-    assert_same(&RR, "BIRD 1.6", &bird, "all ours", &all_ours);
+    assert_same("BIRD 1.6", &bird, "all ours", &all_ours);
 }
 
 /// The IPv6 mesh from rendered `bird6.cfg` files: BIRD 1.6's `bird6`, ours as `bird6`,
@@ -499,7 +441,7 @@ fn rendered_reflector_same_kernels_under_bird16_and_ours_as_bird() {
 fn rendered_ipv6_mesh_same_kernels_under_bird6_and_ours_as_bird6() {
     let bird = run("v6-bird16", &MESH6, &[Kind::Bird16, Kind::Bird16]);
     let ours = run("v6-ours", &MESH6, &[Kind::Ours, Kind::Ours]);
-    assert_same(&MESH6, "BIRD 1.6", &bird, "ours as bird6", &ours);
+    assert_same("BIRD 1.6", &bird, "ours as bird6", &ours);
     let mixed = run("v6-mixed", &MESH6, &[Kind::Bird16, Kind::Ours]);
-    assert_same(&MESH6, "BIRD 1.6", &bird, "mixed", &mixed);
+    assert_same("BIRD 1.6", &bird, "mixed", &mixed);
 }

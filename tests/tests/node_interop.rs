@@ -35,16 +35,15 @@
 //! Only the namespaces each run creates are touched. Needs root and BIRD 1.6 (through
 //! `BIRD16_DIR`, default `target/peers/bird16`). `KEEP_WORK=1` keeps the work dir.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use interop_tests::{
-    Bird, BirdVersion, CalicoPeer, Daemon, Hub, KernelRoute as Route, Netns, WorkDir,
-    calico_bird16_node_config, calico_passive, calico_proto, field, kernel_routes, poll,
-    require_root, route_diff, show,
+    Bird, BirdVersion, CalicoPeer, Daemon, Hub, Kernels, MeshNode, Netns, WorkDir,
+    await_programmed, calico_bird16_node_config, calico_passive, calico_proto, field,
+    kernel_routes, kernels_diff, mesh_node_ns, require_root, show,
 };
 
 const AS: u32 = 64512;
@@ -70,6 +69,18 @@ struct Node {
     addr: &'static str,
     block: &'static str,
     workloads: &'static [(&'static str, &'static str)],
+}
+
+impl Node {
+    fn mesh(&self) -> MeshNode<'static> {
+        MeshNode {
+            name: self.name,
+            addr: self.addr,
+            block: Some(self.block),
+            workloads: self.workloads,
+            ipv6: false,
+        }
+    }
 }
 
 const NODES: [Node; 2] = [
@@ -164,29 +175,6 @@ fn subdir(dir: &WorkDir, name: &str) -> PathBuf {
     d
 }
 
-/// A node's namespace on the hub (`eth0`, `ADDR/16` as in the seed's 172.17.0.0/16) with
-/// its workloads: a veth `cali…` (its peer `wl…` stays in the node's namespace, both up)
-/// and Felix's route `ADDR dev cali… scope link metric 1024` (Calico 3.32's Felix
-/// programs workload routes at `IPv4NormalRoutePriority`, 1024; a lower metric marks an
-/// elevated route, which Calico's `calico_aggr` exports as a /32).
-fn node_ns(hub: &Hub, n: &Node) -> Result<Netns, String> {
-    let ns = Netns::create(n.name)?;
-    hub.attach(&ns, &[&format!("{}/16", n.addr)])?;
-    for (i, (ip, cali)) in n.workloads.iter().enumerate() {
-        let peer = format!("wl{i}");
-        ns.ip(&["link", "add", cali, "type", "veth", "peer", "name", &peer])?;
-        ns.ip(&["link", "set", cali, "up"])?;
-        ns.ip(&["link", "set", &peer, "up"])?;
-        ns.ip(&[
-            "route", "add", ip, "dev", cali, "scope", "link", "metric", "1024",
-        ])?;
-    }
-    Ok(ns)
-}
-
-/// What one run found: each node's kernel routes, by node name.
-type Kernels = BTreeMap<&'static str, Vec<Route>>;
-
 /// Builds the mesh with `kinds[i]` at node i, waits for both kernels to be programmed and
 /// settled, and returns their routing tables.
 fn run(label: &str, kinds: [Speaker; 2]) -> Kernels {
@@ -196,7 +184,9 @@ fn run(label: &str, kinds: [Speaker; 2]) -> Kernels {
     let hub = Hub::create("hub", &[]).unwrap_or_else(|e| panic!("{label}: {e}"));
     let nss: Vec<Netns> = NODES
         .iter()
-        .map(|n| node_ns(&hub, n).unwrap_or_else(|e| panic!("{label}: {}: {e}", n.name)))
+        .map(|n| {
+            mesh_node_ns(&hub, &n.mesh()).unwrap_or_else(|e| panic!("{label}: {}: {e}", n.name))
+        })
         .collect();
     let mut running = Vec::new();
     for (i, n) in NODES.iter().enumerate() {
@@ -236,72 +226,24 @@ fn run(label: &str, kinds: [Speaker; 2]) -> Kernels {
     };
 
     // Both kernels: the own block as a blackhole, the other's block via the other node.
-    let programmed = |i: usize| -> Result<Vec<Route>, String> {
-        let routes = kernel_routes(&nss[i], false)?;
-        let (me, other) = (&NODES[i], &NODES[1 - i]);
-        let has = |dst: &str, ok: &dyn Fn(&Route) -> bool| {
-            routes
-                .iter()
-                .any(|r| field(r, "dst") == dst && field(r, "protocol") == "bird" && ok(r))
-        };
-        if !has(me.block, &|r| field(r, "type") == "blackhole") {
-            return Err(format!("{}: no blackhole for {}", me.name, me.block));
-        }
-        if !has(other.block, &|r| field(r, "gateway") == other.addr) {
-            return Err(format!(
-                "{}: no {} via {}",
-                me.name, other.block, other.addr
-            ));
-        }
-        Ok(routes)
-    };
-    let mut last = String::new();
-    let mut stable_since: Option<(Instant, Vec<Vec<Route>>)> = None;
-    let got = poll(CONVERGED_WITHIN, Duration::from_millis(100), || {
-        let now: Result<Vec<Vec<Route>>, String> = (0..NODES.len()).map(programmed).collect();
-        match now {
-            Err(e) => {
-                last = e;
-                stable_since = None;
-                None
-            }
-            Ok(now) => match &stable_since {
-                Some((t, before)) if *before == now => (t.elapsed() >= SETTLE).then_some(now),
-                _ => {
-                    last = "programmed, settling".into();
-                    stable_since = Some((Instant::now(), now));
-                    None
-                }
-            },
-        }
-    });
-    let Some(got) = got else {
-        fail(format!(
-            "kernels not programmed within {CONVERGED_WITHIN:?}: {last}"
-        ));
-    };
+    let mesh: Vec<MeshNode<'_>> = NODES.iter().map(Node::mesh).collect();
+    let got = await_programmed(&mesh, &nss, CONVERGED_WITHIN, SETTLE).unwrap_or_else(|e| fail(e));
     eprintln!(
         "[{label}] both kernels programmed and settled after {:.1}s",
         t0.elapsed().as_secs_f64()
     );
-    for (n, routes) in NODES.iter().zip(&got) {
-        eprintln!("[{label}] {}:", n.name);
+    for (name, routes) in &got {
+        eprintln!("[{label}] {name}:");
         for r in routes {
             eprintln!("    {}", show(r));
         }
     }
     drop(running);
-    NODES.iter().map(|n| n.name).zip(got).collect()
+    got
 }
 
 fn assert_same(base_label: &str, base: &Kernels, label: &str, got: &Kernels) {
-    let mut out = String::new();
-    for n in &NODES {
-        let d = route_diff(base_label, &base[n.name], label, &got[n.name]);
-        if !d.is_empty() {
-            let _ = write!(out, "{}:\n{d}", n.name);
-        }
-    }
+    let out = kernels_diff(base_label, base, label, got);
     assert!(
         out.is_empty(),
         "`ip -j route show` differs between {base_label} and {label}:\n{out}"
