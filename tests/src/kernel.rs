@@ -1,5 +1,7 @@
-//! Kernel routing tables compared field by field: [`KernelRoute`], [`kernel_routes`],
-//! [`route_diff`] (shared by the scenarios that put BIRD and ours on the same node).
+//! Kernel routing tables: compared field by field ([`KernelRoute`], [`kernel_routes`],
+//! [`route_diff`]: the scenarios that put BIRD and ours on the same node), or reduced to
+//! destination, type, gateways, protocol and metric ([`KRoute`], [`kroutes`]: the FIB's
+//! own scenarios).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -49,6 +51,105 @@ pub fn kernel_routes(ns: &Netns, ipv6: bool) -> Result<Vec<KernelRoute>, String>
         .collect();
     routes.sort();
     Ok(routes)
+}
+
+/// A kernel route reduced to what the FIB's checks compare.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KRoute {
+    /// The destination, a host route with its length (`ip -j` prints it without).
+    pub dst: String,
+    /// `unicast`, `blackhole`, ...
+    pub kind: String,
+    /// The gateways, sorted; several for a multipath route.
+    pub gateways: Vec<String>,
+    /// The protocol; 12 reads `bird` whether or not `/etc/iproute2/rt_protos` names it.
+    pub protocol: String,
+    /// The metric (0 when `ip` prints none).
+    pub metric: u64,
+}
+
+impl KRoute {
+    /// A route of protocol 12.
+    pub fn new(dst: &str, kind: &str, gateways: &[&str], metric: u64) -> Self {
+        let mut gateways: Vec<String> = gateways.iter().map(|g| (*g).to_owned()).collect();
+        gateways.sort();
+        Self {
+            dst: dst.into(),
+            kind: kind.into(),
+            gateways,
+            protocol: "bird".into(),
+            metric,
+        }
+    }
+
+    /// A unicast route of protocol 12 via `gateways`.
+    pub fn via(dst: &str, gateways: &[&str], metric: u64) -> Self {
+        Self::new(dst, "unicast", gateways, metric)
+    }
+
+    /// A blackhole of protocol 12.
+    pub fn blackhole(dst: &str, metric: u64) -> Self {
+        Self::new(dst, "blackhole", &[], metric)
+    }
+
+    /// Of protocol 12 (BIRD's number, and ours).
+    pub fn ours(&self) -> bool {
+        self.protocol == "bird"
+    }
+
+    /// Every route of `ip -j route`'s output, sorted.
+    pub fn parse_all(out: &str) -> Result<Vec<Self>, String> {
+        let v: Value = serde_json::from_str(out).map_err(|e| format!("{e}: {out}"))?;
+        let mut routes: Vec<Self> = v
+            .as_array()
+            .ok_or_else(|| format!("not an array: {out}"))?
+            .iter()
+            .map(Self::of)
+            .collect();
+        routes.sort();
+        Ok(routes)
+    }
+
+    fn of(r: &Value) -> Self {
+        let mut gateways: Vec<String> = r["gateway"]
+            .as_str()
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        if let Some(hops) = r["nexthops"].as_array() {
+            gateways.extend(
+                hops.iter()
+                    .filter_map(|h| h["gateway"].as_str().map(str::to_owned)),
+            );
+        }
+        gateways.sort();
+        let mut dst = r["dst"].as_str().unwrap_or_default().to_owned();
+        if dst != "default" && !dst.contains('/') {
+            dst.push_str(if dst.contains(':') { "/128" } else { "/32" });
+        }
+        Self {
+            dst,
+            kind: r["type"].as_str().unwrap_or("unicast").to_owned(),
+            gateways,
+            protocol: match &r["protocol"] {
+                Value::String(s) if s == "12" => "bird".to_owned(),
+                Value::String(s) => s.clone(),
+                Value::Number(n) if n.as_u64() == Some(12) => "bird".to_owned(),
+                Value::Number(n) => n.to_string(),
+                _ => "boot".to_owned(),
+            },
+            metric: r["metric"].as_u64().unwrap_or(0),
+        }
+    }
+}
+
+/// Every route of `family` (`-4`, `-6`) in `table` of `ns`, as [`KRoute`]s; panics when
+/// `ip` fails.
+pub fn kroutes(ns: &Netns, family: &str, table: &str) -> Vec<KRoute> {
+    let out = ns
+        .ip(&[family, "-j", "route", "show", "table", table])
+        .unwrap_or_else(|e| panic!("ip route: {e}"));
+    KRoute::parse_all(&out).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A field of a route, `""` when absent.

@@ -59,11 +59,11 @@ pub use bird::{Bird, BirdCtl, BirdVersion, bird16_dir, parse_bird_routes};
 pub use calico::{CalicoPeer, calico_bird16_node_config, calico_passive, calico_proto};
 pub use daemon::{Daemon, Speaker, ctl_json, ctl_route};
 pub use frr::{FRR_BGPD, FRR_ZEBRA, Frr};
-pub use kernel::{KernelRoute, field, kernel_routes, route_diff, route_of, show};
+pub use kernel::{KRoute, KernelRoute, field, kernel_routes, kroutes, route_diff, route_of, show};
 pub use mesh::{Kernels, MeshNode, await_programmed, kernels_diff, mesh_node_ns};
 pub use netns::{Hub, Link, Netns, require_root};
 pub use peer::{Client, ClientConfig, ClientOptions, ClientRoute, Learned, Peer, PeerConfig};
-pub use proc::{Proc, WorkDir, poll, poll_ok, run_capture, run_cmd, tail};
+pub use proc::{Proc, WorkDir, poll, poll_ok, run_capture, run_cmd, tail, wait_for};
 pub use topology::{
     EndState, Fabric, FabricRoute, Gap, Impl, KernelWatch, Member, Node, Rack, Reflector, RibPath,
     Topology, kernel_routes_of, rss_kib, topologies_dir,

@@ -94,6 +94,24 @@ impl Netns {
         spawn_in(&self.name, dir, label, program, args, env, pipe_stdout)
     }
 
+    /// Starts `ip monitor route` in the namespace, its output in
+    /// `dir/ip-monitor.stdout` (to see whether a route was ever deleted).
+    pub fn monitor_routes(&self, dir: &Path) -> Result<Proc, String> {
+        let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists())
+            .ok_or("no `ip` program")?;
+        self.spawn(
+            dir,
+            "ip-monitor",
+            ip,
+            &["monitor".into(), "route".into()],
+            &[],
+            false,
+        )
+    }
+
     /// PIDs of the processes in this namespace.
     pub fn pids(&self) -> Vec<u32> {
         run_cmd("ip", &["netns", "pids", &self.name], Duration::from_secs(5))

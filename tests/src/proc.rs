@@ -126,6 +126,20 @@ pub(crate) fn await_control(
 
 /// Polls `check` every `every` until it returns `Ok`, at most `timeout`: how long it took,
 /// or the last error it gave.
+/// Polls `f` every 20 ms until it gives a value (at most `timeout`); panics with `what`
+/// and `f`'s last error when it never does.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let mut last = String::new();
+    let got = poll(timeout, Duration::from_millis(20), || match f() {
+        Ok(v) => Some(v),
+        Err(e) => {
+            last = e;
+            None
+        }
+    });
+    got.unwrap_or_else(|| panic!("{what}: not within {timeout:?}: {last}"))
+}
+
 pub fn poll_ok(
     timeout: Duration,
     every: Duration,

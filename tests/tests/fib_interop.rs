@@ -23,7 +23,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use interop_tests::{Bird, BirdVersion, Daemon, Hub, Netns, Proc, WorkDir, poll, require_root};
+use interop_tests::{
+    Bird, BirdVersion, Daemon, Hub, KRoute, Netns, WorkDir, kroutes, poll, require_root, wait_for,
+};
 use serde_json::Value;
 
 const AS: u32 = 64512;
@@ -40,60 +42,9 @@ fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_speaker"))
 }
 
-/// A kernel route as `ip -j route` prints it, reduced to what the tests compare.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct KRoute {
-    dst: String,
-    kind: String,
-    gateways: Vec<String>,
-    protocol: String,
-    metric: u64,
-}
-
-impl KRoute {
-    fn ours(&self) -> bool {
-        self.protocol == "bird" || self.protocol == "12"
-    }
-}
-
 /// Every IPv4 route of the main table of `ns`.
 fn routes(ns: &Netns) -> Vec<KRoute> {
-    let out = ns
-        .ip(&["-j", "route", "show", "table", "main"])
-        .unwrap_or_else(|e| panic!("ip route: {e}"));
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    let mut r: Vec<KRoute> = v
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|r| {
-            let mut gateways: Vec<String> = r["gateway"]
-                .as_str()
-                .map(str::to_owned)
-                .into_iter()
-                .collect();
-            if let Some(hops) = r["nexthops"].as_array() {
-                gateways.extend(
-                    hops.iter()
-                        .filter_map(|h| h["gateway"].as_str().map(str::to_owned)),
-                );
-            }
-            gateways.sort();
-            KRoute {
-                dst: r["dst"].as_str().unwrap_or_default().to_owned(),
-                kind: r["type"].as_str().unwrap_or("unicast").to_owned(),
-                gateways,
-                protocol: match &r["protocol"] {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    _ => "boot".to_owned(),
-                },
-                metric: r["metric"].as_u64().unwrap_or(0),
-            }
-        })
-        .collect();
-    r.sort();
-    r
+    kroutes(ns, "-4", "main")
 }
 
 fn ours(ns: &Netns) -> Vec<KRoute> {
@@ -101,56 +52,19 @@ fn ours(ns: &Netns) -> Vec<KRoute> {
 }
 
 fn blackhole(dst: &str) -> KRoute {
-    KRoute {
-        dst: dst.into(),
-        kind: "blackhole".into(),
-        gateways: vec![],
-        protocol: "bird".into(),
-        metric: METRIC,
-    }
+    KRoute::blackhole(dst, METRIC)
 }
 
 fn via(dst: &str, gw: &str) -> KRoute {
-    KRoute {
-        dst: dst.into(),
-        kind: "unicast".into(),
-        gateways: vec![gw.into()],
-        protocol: "bird".into(),
-        metric: METRIC,
-    }
+    KRoute::via(dst, &[gw], METRIC)
 }
 
-/// `ip -j` prints protocol 12 as `bird` (or `12` without `/etc/iproute2/rt_protos`).
+/// The same routes, in any order.
 fn same(a: &[KRoute], b: &[KRoute]) -> bool {
-    let norm = |v: &[KRoute]| {
-        let mut v: Vec<KRoute> = v
-            .iter()
-            .cloned()
-            .map(|mut r| {
-                if r.protocol == "12" {
-                    r.protocol = "bird".into();
-                }
-                r
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    norm(a) == norm(b)
-}
-
-fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let mut last = String::new();
-    match poll(timeout, Duration::from_millis(20), || match f() {
-        Ok(v) => Some(v),
-        Err(e) => {
-            last = e;
-            None
-        }
-    }) {
-        Some(v) => v,
-        None => panic!("{what}: not within {timeout:?}: {last}"),
-    }
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort();
+    b.sort();
+    a == b
 }
 
 fn node_config(me: &str, other: &str, block: Option<&str>) -> String {
@@ -268,7 +182,7 @@ fn mesh_nodes_program_blocks_and_survive_kill() {
         "mesh: withdrawn block left node 1's kernel in {:?}",
         t.elapsed()
     );
-    wait("node 2's blackhole gone", Duration::from_secs(2), || {
+    wait_for("node 2's blackhole gone", Duration::from_secs(2), || {
         let o = ours(&ns2);
         same(&o, &[via(BLOCK1, NODE1)])
             .then_some(())
@@ -276,7 +190,7 @@ fn mesh_nodes_program_blocks_and_survive_kill() {
     });
     d2.reload(&node_config(NODE2, NODE1, Some(BLOCK2)))
         .unwrap_or_else(|e| panic!("{e}"));
-    wait(
+    wait_for(
         "block back in node 1's kernel",
         Duration::from_secs(2),
         || {
@@ -302,7 +216,9 @@ fn mesh_nodes_program_blocks_and_survive_kill() {
         "1024",
     ])
     .unwrap_or_else(|e| panic!("{e}"));
-    let mut monitor = start_monitor(&ns1, dir.path());
+    let mut monitor = ns1
+        .monitor_routes(dir.path())
+        .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(200));
     let mark = d1.log_mark();
     d1.start_again(&[]).unwrap_or_else(|e| panic!("{e}"));
@@ -320,7 +236,7 @@ fn mesh_nodes_program_blocks_and_survive_kill() {
         .find(|l| l.contains("adopted our routes"))
         .unwrap_or_default();
     assert!(adopted.contains("routes=3"), "{adopted}");
-    wait(
+    wait_for(
         "stale route of ours removed",
         Duration::from_secs(2),
         || {
@@ -348,24 +264,6 @@ fn mesh_nodes_program_blocks_and_survive_kill() {
     let now_foreign: Vec<KRoute> = routes(&ns1).into_iter().filter(|r| !r.ours()).collect();
     assert_eq!(now_foreign, foreign);
     drop((d1, d2));
-}
-
-/// `ip monitor route` in `ns`, its output in `dir/ip-monitor.stdout`.
-fn start_monitor(ns: &Netns, dir: &Path) -> Proc {
-    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.exists())
-        .expect("ip");
-    ns.spawn(
-        dir,
-        "ip-monitor",
-        ip,
-        &["monitor".into(), "route".into()],
-        &[],
-        false,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A BIRD 2 peer announcing 1,000 prefixes: all land in our node's kernel via the peer,
@@ -478,7 +376,7 @@ fn thousand_routes_from_bird2_land_in_kernel() {
     bird.birdc(&["disable", "s1"])
         .unwrap_or_else(|e| panic!("{e}"));
     let t = Instant::now();
-    wait("all 1,000 gone", Duration::from_secs(10), || {
+    wait_for("all 1,000 gone", Duration::from_secs(10), || {
         let n = count(&ns1);
         (n == 0).then_some(()).ok_or(format!("{n} left"))
     });
@@ -568,7 +466,7 @@ fn equal_paths_are_one_multipath_route() {
     }
     bird.birdc(&["disable", "s1"])
         .unwrap_or_else(|e| panic!("{e}"));
-    wait("back to one path", Duration::from_secs(2), || {
+    wait_for("back to one path", Duration::from_secs(2), || {
         let o = ours(&ns1);
         same(&o, &[via(SHARED, NODE2)])
             .then_some(())
@@ -919,7 +817,9 @@ fn graceful_restart_kernel_recovery_ends_on_end_of_rib() {
         "1024",
     ])
     .unwrap_or_else(|e| panic!("{e}"));
-    let mut monitor = start_monitor(&ns1, dir.path());
+    let mut monitor = ns1
+        .monitor_routes(dir.path())
+        .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(200));
     let mark = d1.log_mark();
     d1.start_again(&["--graceful-restart"])
@@ -975,7 +875,7 @@ fn graceful_restart_kernel_recovery_ends_on_end_of_rib() {
     {
         fail("the recovery did not end by the End-of-RIBs", &d1);
     }
-    wait("the stale route removed", Duration::from_secs(5), || {
+    wait_for("the stale route removed", Duration::from_secs(5), || {
         let o = ours(&ns1);
         same(&o, &want).then_some(()).ok_or(format!("{o:?}"))
     });

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use interop_tests::{
-    Bird, BirdVersion, Daemon, Hub, Netns, Proc, WorkDir, ctl_route, poll, require_root,
+    Bird, BirdVersion, Daemon, Hub, KRoute, Netns, WorkDir, ctl_route, kroutes, poll, require_root,
+    wait_for,
 };
 use serde_json::Value;
 
@@ -52,120 +53,18 @@ fn subdir(dir: &WorkDir, name: &str) -> PathBuf {
     d
 }
 
-/// A kernel route as `ip -j route` prints it, reduced to what the tests compare.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct KRoute {
-    dst: String,
-    kind: String,
-    /// Sorted; several for a multipath route.
-    gateways: Vec<String>,
-    protocol: String,
-    metric: u64,
-}
-
-impl KRoute {
-    fn ours(&self) -> bool {
-        self.protocol == "bird" || self.protocol == "12"
-    }
-}
-
-fn parse_routes(out: &str) -> Result<Vec<KRoute>, String> {
-    let v: Value = serde_json::from_str(out).map_err(|e| format!("{e}: {out}"))?;
-    let mut r: Vec<KRoute> = v
-        .as_array()
-        .ok_or("not an array")?
-        .iter()
-        .map(|r| {
-            let mut gateways: Vec<String> = r["gateway"]
-                .as_str()
-                .map(str::to_owned)
-                .into_iter()
-                .collect();
-            if let Some(hops) = r["nexthops"].as_array() {
-                gateways.extend(
-                    hops.iter()
-                        .filter_map(|h| h["gateway"].as_str().map(str::to_owned)),
-                );
-            }
-            gateways.sort();
-            // `ip -j` prints a host route without its length.
-            let mut dst = r["dst"].as_str().unwrap_or_default().to_owned();
-            if dst != "default" && !dst.contains('/') {
-                dst.push_str(if dst.contains(':') { "/128" } else { "/32" });
-            }
-            KRoute {
-                dst,
-                kind: r["type"].as_str().unwrap_or("unicast").to_owned(),
-                gateways,
-                protocol: match &r["protocol"] {
-                    Value::String(s) if s == "12" => "bird".to_owned(),
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) if n.as_u64() == Some(12) => "bird".to_owned(),
-                    Value::Number(n) => n.to_string(),
-                    _ => "boot".to_owned(),
-                },
-                metric: r["metric"].as_u64().unwrap_or(0),
-            }
-        })
-        .collect();
-    r.sort();
-    Ok(r)
-}
-
-/// Every route of `family` (`-4`, `-6`) in table `table` of `ns`.
-fn routes_in(ns: &Netns, family: &str, table: &str) -> Vec<KRoute> {
-    let out = ns
-        .ip(&[family, "-j", "route", "show", "table", table])
-        .unwrap_or_else(|e| panic!("ip route: {e}"));
-    parse_routes(&out).unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// The routes of `ns`'s main table (both families) for `dst`, any protocol.
 fn routes_for(ns: &Netns, dst: &str) -> Vec<KRoute> {
     let family = if dst.contains(':') { "-6" } else { "-4" };
     let out = ns
         .ip(&[family, "-j", "route", "show", "table", "main", "exact", dst])
         .unwrap_or_default();
-    parse_routes(&out).unwrap_or_default()
+    KRoute::parse_all(&out).unwrap_or_default()
 }
 
 /// Our route for `dst` in `ns`'s main table, if any.
 fn ours_for(ns: &Netns, dst: &str) -> Option<KRoute> {
     routes_for(ns, dst).into_iter().find(KRoute::ours)
-}
-
-fn route(dst: &str, kind: &str, gateways: &[&str], metric: u64) -> KRoute {
-    let mut gateways: Vec<String> = gateways.iter().map(|g| (*g).to_owned()).collect();
-    gateways.sort();
-    KRoute {
-        dst: dst.into(),
-        kind: kind.into(),
-        gateways,
-        protocol: "bird".into(),
-        metric,
-    }
-}
-
-fn via(dst: &str, gws: &[&str], metric: u64) -> KRoute {
-    route(dst, "unicast", gws, metric)
-}
-
-fn blackhole(dst: &str, metric: u64) -> KRoute {
-    route(dst, "blackhole", &[], metric)
-}
-
-fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let mut last = String::new();
-    match poll(timeout, Duration::from_millis(20), || match f() {
-        Ok(v) => Some(v),
-        Err(e) => {
-            last = e;
-            None
-        }
-    }) {
-        Some(v) => v,
-        None => panic!("{what}: not within {timeout:?}: {last}"),
-    }
 }
 
 /// Polls `f` every 10 ms until it is true (at most `timeout`); returns when it first was.
@@ -284,15 +183,15 @@ fn block_and_workload_changes_reach_the_other_kernel() {
     let fail = |d1: &Daemon, what: &str| -> ! {
         panic!(
             "{what}\nnode 1: {:?}\nnode 2: {:?}\n{}\n{}",
-            routes_in(&ns1, "-4", "main"),
-            routes_in(&ns2, "-4", "main"),
+            kroutes(&ns1, "-4", "main"),
+            kroutes(&ns2, "-4", "main"),
             d1.transcript(60),
             d2.transcript(60)
         )
     };
     if until(CONVERGED_WITHIN, || {
-        ours_for(&ns2, BLOCK1) == Some(via(BLOCK1, &[NODE1], 1024))
-            && ours_for(&ns1, BLOCK2) == Some(via(BLOCK2, &[NODE2], 1024))
+        ours_for(&ns2, BLOCK1) == Some(KRoute::via(BLOCK1, &[NODE1], 1024))
+            && ours_for(&ns1, BLOCK2) == Some(KRoute::via(BLOCK2, &[NODE2], 1024))
     })
     .is_none()
     {
@@ -307,10 +206,12 @@ fn block_and_workload_changes_reach_the_other_kernel() {
             .unwrap_or_else(|e| panic!("{e}"));
         let mut at1 = None;
         let at2 = until(PROPAGATED_WITHIN, || {
-            if at1.is_none() && ours_for(&ns1, NEW_BLOCK) == Some(blackhole(NEW_BLOCK, 1024)) {
+            if at1.is_none()
+                && ours_for(&ns1, NEW_BLOCK) == Some(KRoute::blackhole(NEW_BLOCK, 1024))
+            {
                 at1 = Some(Instant::now());
             }
-            ours_for(&ns2, NEW_BLOCK) == Some(via(NEW_BLOCK, &[NODE1], 1024))
+            ours_for(&ns2, NEW_BLOCK) == Some(KRoute::via(NEW_BLOCK, &[NODE1], 1024))
         });
         let Some(at2) = at2 else {
             fail(
@@ -319,7 +220,7 @@ fn block_and_workload_changes_reach_the_other_kernel() {
             )
         };
         let at1 = at1.unwrap_or_else(|| {
-            (ours_for(&ns1, NEW_BLOCK) == Some(blackhole(NEW_BLOCK, 1024)))
+            (ours_for(&ns1, NEW_BLOCK) == Some(KRoute::blackhole(NEW_BLOCK, 1024)))
                 .then(Instant::now)
                 .unwrap_or_else(|| fail(&d1, "no blackhole for the new block at node 1"))
         });
@@ -379,7 +280,7 @@ fn block_and_workload_changes_reach_the_other_kernel() {
                 ],
             );
             let Some(t) = until(PROPAGATED_WITHIN, || {
-                ours_for(&ns2, dst) == Some(via(dst, &[NODE1], metric))
+                ours_for(&ns2, dst) == Some(KRoute::via(dst, &[NODE1], metric))
             }) else {
                 fail(&d1, &format!("round {round}: workload {dst} not at node 2"))
             };
@@ -470,24 +371,6 @@ fn bird_peer_body(prefixes4: &[&str], prefixes6: &[&str]) -> String {
     )
 }
 
-/// Starts `ip monitor route` in `ns` (output in `dir/ip-monitor.stdout`).
-fn start_monitor(ns: &Netns, dir: &Path) -> Proc {
-    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.exists())
-        .expect("ip");
-    ns.spawn(
-        dir,
-        "ip-monitor",
-        ip,
-        &["monitor".into(), "route".into()],
-        &[],
-        false,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// Node 1 (ours, `[fib]`) peers with node 2 (ours) and node 3 (BIRD 2), over IPv4 and
 /// over IPv6 (one session per family). Both announce 10.200.0.0/24 and fd00:200::/64 with
 /// equal attributes: node 1's kernel holds one multipath route for each, both next hops.
@@ -559,21 +442,21 @@ fn ecmp_two_paths_then_one_ipv4_and_ipv6_and_ipv6_routes() {
     let fail = |what: &str| -> ! {
         panic!(
             "{what}\nnode 1 v4: {:?}\nnode 1 v6: {:?}\n{}\n{}\nBIRD: {}",
-            routes_in(&ns1, "-4", "main"),
-            routes_in(&ns1, "-6", "main"),
+            kroutes(&ns1, "-4", "main"),
+            kroutes(&ns1, "-6", "main"),
             d1.transcript(60),
             d2.transcript(20),
             bird.birdc(&["show", "protocols", "all"])
                 .unwrap_or_default()
         )
     };
-    let multi4 = via(SHARED4, &[NODE2, NODE3], 1024);
-    let multi6 = via(SHARED6, &[NODE2_6, NODE3_6], 1024);
+    let multi4 = KRoute::via(SHARED4, &[NODE2, NODE3], 1024);
+    let multi6 = KRoute::via(SHARED6, &[NODE2_6, NODE3_6], 1024);
     let t = Instant::now();
     if until(CONVERGED_WITHIN, || {
         ours_for(&ns1, SHARED4) == Some(multi4.clone())
             && ours_for(&ns1, SHARED6) == Some(multi6.clone())
-            && ours_for(&ns1, ONLY_BIRD6) == Some(via(ONLY_BIRD6, &[NODE3_6], 1024))
+            && ours_for(&ns1, ONLY_BIRD6) == Some(KRoute::via(ONLY_BIRD6, &[NODE3_6], 1024))
     })
     .is_none()
     {
@@ -586,9 +469,9 @@ fn ecmp_two_paths_then_one_ipv4_and_ipv6_and_ipv6_routes() {
     // IPv6: BIRD's own route via BIRD, our block a blackhole, both protocol bird.
     assert_eq!(
         ours_for(&ns1, BLOCK6),
-        Some(blackhole(BLOCK6, 1024)),
+        Some(KRoute::blackhole(BLOCK6, 1024)),
         "{:?}",
-        routes_in(&ns1, "-6", "main")
+        kroutes(&ns1, "-6", "main")
     );
     let shown = ns1
         .ip(&["-6", "route", "show", SHARED6])
@@ -597,10 +480,12 @@ fn ecmp_two_paths_then_one_ipv4_and_ipv6_and_ipv6_routes() {
 
     // One path goes: watched by `ip monitor` and by polling every 10 ms.
     let mon_dir = subdir(&dir, "monitor");
-    let mut monitor = start_monitor(&ns1, &mon_dir);
+    let mut monitor = ns1
+        .monitor_routes(&mon_dir)
+        .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(300));
-    let single4 = via(SHARED4, &[NODE2], 1024);
-    let single6 = via(SHARED6, &[NODE2_6], 1024);
+    let single4 = KRoute::via(SHARED4, &[NODE2], 1024);
+    let single6 = KRoute::via(SHARED6, &[NODE2_6], 1024);
     // A poller runs from before the withdrawal until both routes are single-path.
     let (polls, gaps, took) = std::thread::scope(|s| {
         let poller = s.spawn(|| {
@@ -658,7 +543,7 @@ fn ecmp_two_paths_then_one_ipv4_and_ipv6_and_ipv6_routes() {
         "deletions while one path went: {deleted:?}"
     );
     // BIRD's IPv6-only route went with its static protocol.
-    wait("fd00:300::/64 gone", PROPAGATED_WITHIN, || {
+    wait_for("fd00:300::/64 gone", PROPAGATED_WITHIN, || {
         ours_for(&ns1, ONLY_BIRD6)
             .is_none()
             .then_some(())
@@ -712,7 +597,7 @@ fn reload_of_fib_and_learn_moves_only_our_routes() {
         );
     }
     let theirs = |ns: &Netns, table: &str| -> Vec<KRoute> {
-        routes_in(ns, "-4", table)
+        kroutes(ns, "-4", table)
             .into_iter()
             .filter(|r| r.protocol == "static")
             .collect()
@@ -753,15 +638,15 @@ fn reload_of_fib_and_learn_moves_only_our_routes() {
     let fail = |d1: &Daemon, what: &str| -> ! {
         panic!(
             "{what}\nnode 1 main: {:?}\nnode 1 table 100: {:?}\nnode 2: {:?}\n{}\n{}",
-            routes_in(&ns1, "-4", "main"),
-            routes_in(&ns1, "-4", "100"),
-            routes_in(&ns2, "-4", "main"),
+            kroutes(&ns1, "-4", "main"),
+            kroutes(&ns1, "-4", "100"),
+            kroutes(&ns2, "-4", "main"),
             d1.transcript(60),
             d2.transcript(30)
         )
     };
     let ours_in = |table: &str| -> Vec<KRoute> {
-        routes_in(&ns1, "-4", table)
+        kroutes(&ns1, "-4", table)
             .into_iter()
             .filter(KRoute::ours)
             .collect()
@@ -769,12 +654,12 @@ fn reload_of_fib_and_learn_moves_only_our_routes() {
     let expect = |metric: u64, far: bool| {
         let mut v = vec![
             // The block's blackhole follows `[fib] metric` too (it sets none of its own).
-            blackhole(BLOCK1, metric),
-            via(BLOCK2, &[NODE2], metric),
-            via(SHARED, &[NODE2], metric),
+            KRoute::blackhole(BLOCK1, metric),
+            KRoute::via(BLOCK2, &[NODE2], metric),
+            KRoute::via(SHARED, &[NODE2], metric),
         ];
         if far {
-            v.push(via(FAR, &[NODE2], metric));
+            v.push(KRoute::via(FAR, &[NODE2], metric));
         }
         v.sort();
         v
