@@ -95,8 +95,8 @@ impl Netns {
     }
 
     /// Starts `ip monitor route` in the namespace, its output in
-    /// `dir/ip-monitor.stdout` (to see whether a route was ever deleted).
-    pub fn monitor_routes(&self, dir: &Path) -> Result<Proc, String> {
+    /// `dir/ip-monitor-LABEL.stdout` (to see whether a route was ever deleted).
+    pub fn monitor_routes(&self, dir: &Path, label: &str) -> Result<Proc, String> {
         let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
             .into_iter()
             .map(Path::new)
@@ -104,7 +104,7 @@ impl Netns {
             .ok_or("no `ip` program")?;
         self.spawn(
             dir,
-            "ip-monitor",
+            &format!("ip-monitor-{label}"),
             ip,
             &["monitor".into(), "route".into()],
             &[],

@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use interop_tests::{
-    Bird, BirdVersion, Daemon, Hub, KRoute, Netns, WorkDir, kroutes, poll, require_root, wait_for,
+    Bird, BirdVersion, Daemon, Hub, KRoute, Netns, Proc, WorkDir, kroutes, poll, require_root,
+    wait_for,
 };
 use serde_json::Value;
 
@@ -40,6 +41,25 @@ const CONVERGED_WITHIN: Duration = Duration::from_secs(30);
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_speaker"))
+}
+
+/// Stops `monitor` (`ip monitor route` across a restart) and checks what it saw: the
+/// stale route 10.77.0.0/24 deleted, and no change to a live route of the blocks.
+fn only_stale_deleted(mut monitor: Proc) {
+    let _ = monitor.stop(Duration::from_secs(2));
+    let events = fs::read_to_string(monitor.stdout_path()).unwrap_or_default();
+    let deletes: Vec<&str> = events
+        .lines()
+        .filter(|l| l.starts_with("Deleted"))
+        .collect();
+    assert!(
+        deletes.len() == 1 && deletes[0].contains("10.77.0.0/24"),
+        "only the stale route may be deleted across the restart: {events}"
+    );
+    assert!(
+        !events.lines().any(|l| l.contains("192.168.0.")),
+        "no change to a live route across the restart: {events}"
+    );
 }
 
 /// Every IPv4 route of the main table of `ns`.
@@ -216,8 +236,8 @@ fn mesh_nodes_program_blocks_and_survive_kill() {
         "1024",
     ])
     .unwrap_or_else(|e| panic!("{e}"));
-    let mut monitor = ns1
-        .monitor_routes(dir.path())
+    let monitor = ns1
+        .monitor_routes(dir.path(), "node1")
         .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(200));
     let mark = d1.log_mark();
@@ -245,20 +265,7 @@ fn mesh_nodes_program_blocks_and_survive_kill() {
         },
     );
     std::thread::sleep(Duration::from_millis(300));
-    let _ = monitor.stop(Duration::from_secs(2));
-    let events = fs::read_to_string(monitor.stdout_path()).unwrap_or_default();
-    let deletes: Vec<&str> = events
-        .lines()
-        .filter(|l| l.starts_with("Deleted"))
-        .collect();
-    assert!(
-        deletes.len() == 1 && deletes[0].contains("10.77.0.0/24"),
-        "only the stale route may be deleted across the restart: {events}"
-    );
-    assert!(
-        !events.lines().any(|l| l.contains("192.168.0.")),
-        "no change to a live route across the restart: {events}"
-    );
+    only_stale_deleted(monitor);
 
     // Other protocols' routes: untouched throughout.
     let now_foreign: Vec<KRoute> = routes(&ns1).into_iter().filter(|r| !r.ours()).collect();
@@ -817,8 +824,8 @@ fn graceful_restart_kernel_recovery_ends_on_end_of_rib() {
         "1024",
     ])
     .unwrap_or_else(|e| panic!("{e}"));
-    let mut monitor = ns1
-        .monitor_routes(dir.path())
+    let monitor = ns1
+        .monitor_routes(dir.path(), "node1")
         .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(200));
     let mark = d1.log_mark();
@@ -880,19 +887,6 @@ fn graceful_restart_kernel_recovery_ends_on_end_of_rib() {
         same(&o, &want).then_some(()).ok_or(format!("{o:?}"))
     });
     std::thread::sleep(Duration::from_millis(500));
-    let _ = monitor.stop(Duration::from_secs(2));
-    let events = fs::read_to_string(monitor.stdout_path()).unwrap_or_default();
-    let deletes: Vec<&str> = events
-        .lines()
-        .filter(|l| l.starts_with("Deleted"))
-        .collect();
-    assert!(
-        deletes.len() == 1 && deletes[0].contains("10.77.0.0/24"),
-        "only the stale route may be deleted across the restart: {events}"
-    );
-    assert!(
-        !events.lines().any(|l| l.contains("192.168.0.")),
-        "no change to a live route across the restart: {events}"
-    );
+    only_stale_deleted(monitor);
     drop((d1, bird));
 }

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use interop_tests::{Daemon, Hub, Netns, Proc, WorkDir, poll_ok, require_root};
+use interop_tests::{Daemon, Hub, Netns, WorkDir, poll_ok, require_root};
 use serde_json::Value;
 
 const AS: u32 = 64512;
@@ -125,24 +125,6 @@ fn watch(
     }
 }
 
-/// `ip monitor route` in `ns`, its output in `dir/ip-monitor-LABEL.stdout`.
-fn monitor(ns: &Netns, dir: &Path, label: &str) -> Proc {
-    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.exists())
-        .expect("ip");
-    ns.spawn(
-        dir,
-        &format!("ip-monitor-{label}"),
-        ip,
-        &["monitor".into(), "route".into()],
-        &[],
-        false,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
 struct StopOnDrop<'a>(&'a AtomicBool);
 
 impl Drop for StopOnDrop<'_> {
@@ -227,7 +209,11 @@ fn three_of_five_mesh_nodes_restart_together_and_nobody_loses_a_route() {
         let killed = Instant::now();
         say("three nodes killed (SIGKILL)");
         for &i in &RESTARTED {
-            monitors.push(monitor(&nss[i], dir.path(), &format!("n{i}")));
+            monitors.push(
+                nss[i]
+                    .monitor_routes(dir.path(), &format!("n{i}"))
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
         }
         thread::sleep(DOWN_FOR);
         for &i in &RESTARTED {

@@ -481,7 +481,7 @@ fn ecmp_two_paths_then_one_ipv4_and_ipv6_and_ipv6_routes() {
     // One path goes: watched by `ip monitor` and by polling every 10 ms.
     let mon_dir = subdir(&dir, "monitor");
     let mut monitor = ns1
-        .monitor_routes(&mon_dir)
+        .monitor_routes(&mon_dir, "node1")
         .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(300));
     let single4 = KRoute::via(SHARED4, &[NODE2], 1024);
