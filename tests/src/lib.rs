@@ -63,7 +63,7 @@ pub use kernel::{KRoute, KernelRoute, field, kernel_routes, kroutes, route_diff,
 pub use mesh::{Kernels, MeshNode, await_programmed, kernels_diff, mesh_node_ns};
 pub use netns::{Hub, Link, Netns, require_root};
 pub use peer::{Client, ClientConfig, ClientOptions, ClientRoute, Learned, Peer, PeerConfig};
-pub use proc::{Proc, WorkDir, poll, poll_ok, run_capture, run_cmd, tail, wait_for};
+pub use proc::{Proc, StopOnDrop, WorkDir, poll, poll_ok, run_capture, run_cmd, tail, wait_for};
 pub use topology::{
     EndState, Fabric, FabricRoute, Gap, Impl, KernelWatch, Member, Node, Rack, Reflector, RibPath,
     Topology, kernel_routes_of, rss_kib, topologies_dir,

@@ -5,7 +5,7 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -126,6 +126,16 @@ pub(crate) fn await_control(
 
 /// Polls `check` every `every` until it returns `Ok`, at most `timeout`: how long it took,
 /// or the last error it gave.
+/// Sets its flag when dropped, also when the test panics: a watcher thread polling the
+/// flag then ends, and the scope that spawned it can join it.
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Polls `f` every 20 ms until it gives a value (at most `timeout`); panics with `what`
 /// and `f`'s last error when it never does.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {

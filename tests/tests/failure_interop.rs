@@ -31,7 +31,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use interop_tests::{
-    Bird, BirdCtl, BirdVersion, Daemon, Hub, Netns, WorkDir, ctl_json, poll_ok, require_root,
+    Bird, BirdCtl, BirdVersion, Daemon, Hub, Netns, StopOnDrop, WorkDir, ctl_json, poll_ok,
+    require_root,
 };
 use serde_json::Value;
 
@@ -308,15 +309,6 @@ fn watch_count(b: &BirdCtl, stop: &AtomicBool, limit: Duration, out: &Mutex<Watc
             }
         }
         thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Sets the flag when dropped, so that a watcher ends even when the test panics.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
 

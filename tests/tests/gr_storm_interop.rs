@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use interop_tests::{Daemon, Hub, Netns, WorkDir, poll_ok, require_root};
+use interop_tests::{Daemon, Hub, Netns, StopOnDrop, WorkDir, poll_ok, require_root};
 use serde_json::Value;
 
 const AS: u32 = 64512;
@@ -122,14 +122,6 @@ fn watch(
             w.1.extend(problems);
         }
         thread::sleep(Duration::from_millis(100));
-    }
-}
-
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use interop_tests::{
     Bird, BirdCtl, BirdVersion, ClientConfig, ClientOptions, ClientRoute, Daemon, Frr, Hub, Link,
-    Netns, Peer, WorkDir, ctl_json, ctl_route, poll_ok, require_root,
+    Netns, Peer, StopOnDrop, WorkDir, ctl_json, ctl_route, poll_ok, require_root,
 };
 use serde_json::Value;
 
@@ -433,16 +433,6 @@ fn watch_observer(
             w.problems.extend(problems.into_iter().map(|p| (now, p)));
         }
         thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Sets the flag when dropped (also when the test panics), so the watcher thread ends and
-/// the scope can join it.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
 
