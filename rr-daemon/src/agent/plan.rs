@@ -718,7 +718,7 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
         .map(|s| s.name.clone())
         .zip(details)
         .collect();
-    Ok(Plan {
+    let mut plan = Plan {
         sessions,
         skipped,
         node: NodePlan {
@@ -740,7 +740,23 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
         route_exclude,
         direct_exclude,
         normal_priority,
-    })
+    };
+    // BGPFilters our policies cannot say: reported now, left out of the config.
+    let mut problems = Vec::new();
+    for s in &plan.sessions {
+        if plan.details.get(&s.name).is_some_and(|d| d.in_config) {
+            let v6 = s.neighbor.is_ipv6();
+            let ibgp = s.asn == s.local_asn;
+            plan.filter_rules(&s.import_filters, true, v6, ibgp, &mut problems);
+            plan.filter_rules(&s.export_filters, false, v6, ibgp, &mut problems);
+        }
+    }
+    for e in problems {
+        if !plan.skipped.contains(&e) {
+            plan.skipped.push(e);
+        }
+    }
+    Ok(plan)
 }
 
 fn strings<I: IntoIterator<Item = String>>(i: I) -> T {
