@@ -427,3 +427,64 @@ fn same_config_as_the_bird_files() {
     let blocks = |c: &Config| c.originate.iter().map(|o| o.prefix).collect::<Vec<_>>();
     assert_eq!(blocks(&c), blocks(&bird));
 }
+
+/// A thousand nodes in the mesh: one node's plan has 999 sessions and its Config 999
+/// peers sharing one export policy. The time is printed (`--nocapture`), not asserted
+/// tightly: the bound only catches a quadratic blow-up.
+#[test]
+fn thousand_node_mesh() {
+    let r = "/calico/resources/v3/projectcalico.org/";
+    let mut ds = Datastore::new();
+    let start = std::time::Instant::now();
+    for i in 0..1000u32 {
+        let name = format!("node{i}");
+        let v = format!(
+            r#"{{"metadata":{{"name":"{name}","labels":{{"rack":"r{}"}}}},"spec":{{"bgp":{{"ipv4Address":"10.1.{}.{}/16"}}}}}}"#,
+            i % 10,
+            i / 250,
+            i % 250 + 1,
+        );
+        ds.apply(&format!("{r}nodes/{name}"), Some(v.as_bytes()))
+            .unwrap();
+        ds.apply(
+            &format!(
+                "/calico/ipam/v2/host/{name}/ipv4/block/192.168.{}.{}-26",
+                i / 4,
+                (i % 4) * 64
+            ),
+            Some(br#"{"state":"confirmed"}"#),
+        )
+        .unwrap();
+    }
+    ds.apply(
+        &format!("{r}ippools/p"),
+        Some(br#"{"spec":{"cidr":"192.168.0.0/16"}}"#),
+    )
+    .unwrap();
+    let loaded = start.elapsed();
+    let env = NodeEnv {
+        node_name: "node500".into(),
+        router_id: RouterId::Address,
+        secrets_dir: None,
+    };
+    let t = std::time::Instant::now();
+    let p = plan(&ds, &env).unwrap();
+    let planned = t.elapsed();
+    let t = std::time::Instant::now();
+    let c = p.config(&base());
+    let configured = t.elapsed();
+    println!("1000 nodes: loaded in {loaded:?}, planned in {planned:?}, Config in {configured:?}");
+    assert_eq!(p.sessions.len(), 999);
+    assert!(p.skipped.is_empty(), "{:?}", p.skipped);
+    assert_eq!(c.peers.len(), 999);
+    assert_eq!(
+        c.policies.len(),
+        1,
+        "one export policy shared by every mesh peer"
+    );
+    assert_eq!(c.originate.len(), 1);
+    assert!(
+        (planned + configured).as_secs() < 60,
+        "{planned:?} + {configured:?}"
+    );
+}

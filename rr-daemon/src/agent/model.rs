@@ -257,7 +257,7 @@ pub struct BgpConfiguration {
     /// `spec.prefixAdvertisements` resolved: prefix -> communities `(a, b)` and large
     /// communities `(g, l1, l2)`.
     #[serde(skip)]
-    pub advertisements: Vec<(IpNet, Vec<(u16, u16)>, Vec<(u32, u32, u32)>)>,
+    pub advertisements: Vec<Advertisement>,
     /// Service CIDRs: cluster, external and load-balancer IPs, checked.
     #[serde(skip)]
     pub service_cidrs: Vec<IpNet>,
@@ -674,12 +674,28 @@ pub fn parse_peer_ip(s: &str) -> Option<(IpAddr, u16)> {
     Some((a, port))
 }
 
-/// A community value: `A:B` (16 bits each) or `G:L1:L2` (32 bits each).
-pub fn parse_community(s: &str) -> Option<Result<(u16, u16), (u32, u32, u32)>> {
+/// A community value of a BGPFilter or a prefix advertisement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommunityValue {
+    /// `A:B` (16 bits each).
+    Standard(u16, u16),
+    /// `G:L1:L2` (32 bits each).
+    Large(u32, u32, u32),
+}
+
+/// A prefix of `prefixAdvertisements` with its communities and large communities.
+pub type Advertisement = (IpNet, Vec<(u16, u16)>, Vec<(u32, u32, u32)>);
+
+/// `A:B` or `G:L1:L2`.
+pub fn parse_community(s: &str) -> Option<CommunityValue> {
     let p: Vec<&str> = s.split(':').collect();
     match p.as_slice() {
-        [a, b] => Some(Ok((a.parse().ok()?, b.parse().ok()?))),
-        [g, l1, l2] => Some(Err((g.parse().ok()?, l1.parse().ok()?, l2.parse().ok()?))),
+        [a, b] => Some(CommunityValue::Standard(a.parse().ok()?, b.parse().ok()?)),
+        [g, l1, l2] => Some(CommunityValue::Large(
+            g.parse().ok()?,
+            l1.parse().ok()?,
+            l2.parse().ok()?,
+        )),
         _ => None,
     }
 }
@@ -720,8 +736,8 @@ fn check_config(key: &str, c: &mut BgpConfiguration) -> Result<(), ResourceError
                     .and_then(|d| parse_community(&d.value)),
             };
             match value {
-                Some(Ok(v)) => std.push(v),
-                Some(Err(v)) => large.push(v),
+                Some(CommunityValue::Standard(a, b)) => std.push((a, b)),
+                Some(CommunityValue::Large(g, l1, l2)) => large.push((g, l1, l2)),
                 None => {
                     return Err(ResourceError::new(
                         key,
@@ -1015,11 +1031,7 @@ impl Datastore {
     /// layout the agent reads are ignored (`Ok`); a value that cannot be used leaves the
     /// key absent and says why.
     pub fn apply(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), ResourceError> {
-        let kind = match classify(key) {
-            Ok(k) => k,
-            Err(e) => return Err(e),
-        };
-        match kind {
+        match classify(key)? {
             Kind::Other => Ok(()),
             Kind::Block(node, net) => {
                 let keep = match value {

@@ -28,7 +28,9 @@ use ipnet::IpNet;
 use serde::Serialize;
 use toml::{Table, Value as T};
 
-use super::model::{BgpFilter, BgpPeer, Datastore, Encap, FilterRule, Node, ResourceError};
+use super::model::{
+    BgpFilter, BgpPeer, CommunityValue, Datastore, Encap, FilterRule, Node, ResourceError,
+};
 use crate::config::{Config, Secret};
 
 /// BIRD's `multihop` without a number, as Calico's sessions say it (and the BIRD
@@ -160,7 +162,7 @@ pub struct Plan {
     /// The BGPFilters sessions use, by name.
     pub filters: BTreeMap<String, BgpFilter>,
     /// `prefixAdvertisements`: prefix, communities, large communities.
-    pub advertisements: Vec<(IpNet, Vec<(u16, u16)>, Vec<(u32, u32, u32)>)>,
+    pub advertisements: Vec<super::model::Advertisement>,
     /// Service CIDRs the node announces (`serviceClusterIPs`, and `serviceExternalIPs`
     /// that are not single addresses); a reflector also passes on routes inside
     /// `serviceLoadBalancerIPs`/`serviceExternalIPs` ranges.
@@ -428,7 +430,7 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
     let mut global_keys: BTreeMap<(IpAddr, u16), Peering<'_>> = BTreeMap::new();
     let mut node_keys: BTreeMap<(IpAddr, u16), Peering<'_>> = BTreeMap::new();
     let all_names: Vec<&String> = ctx.nodes().map(|(k, _)| k).collect();
-    let me_in = |names: &[&String]| names.iter().any(|n| *n == me);
+    let me_in = |names: &[&String]| names.contains(&me);
     for global_pass in [true, false] {
         for p in ds.peers.values() {
             if global_pass != p.is_global() {
@@ -819,8 +821,8 @@ fn filter_rule(r: &FilterRule, ibgp: bool, v6: bool) -> Result<Option<Table>, St
         let (mut std, mut large) = (Vec::new(), Vec::new());
         for v in &c.values {
             match super::model::parse_community(v) {
-                Some(Ok(_)) => std.push(v.clone()),
-                Some(Err(_)) => large.push(v.clone()),
+                Some(CommunityValue::Standard(..)) => std.push(v.clone()),
+                Some(CommunityValue::Large(..)) => large.push(v.clone()),
                 None => return Err(format!("communities: {v:?}")),
             }
         }
@@ -840,8 +842,8 @@ fn filter_rule(r: &FilterRule, ibgp: bool, v6: bool) -> Result<Option<Table>, St
         for o in &r.operations {
             if let Some(a) = &o.add_community {
                 match super::model::parse_community(&a.value) {
-                    Some(Ok(_)) => add.push(a.value.clone()),
-                    Some(Err(_)) => add_l.push(a.value.clone()),
+                    Some(CommunityValue::Standard(..)) => add.push(a.value.clone()),
+                    Some(CommunityValue::Large(..)) => add_l.push(a.value.clone()),
                     None => return Err(format!("operations.addCommunity: {:?}", a.value)),
                 }
             }

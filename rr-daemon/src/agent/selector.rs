@@ -45,11 +45,11 @@ pub enum Selector {
     /// `k ends with 'v'`.
     EndsWith(String, String),
     /// `!s`.
-    Not(Box<Selector>),
+    Not(Box<Self>),
     /// `a && b`.
-    And(Box<Selector>, Box<Selector>),
+    And(Box<Self>, Box<Self>),
     /// `a || b`.
-    Or(Box<Selector>, Box<Selector>),
+    Or(Box<Self>, Box<Self>),
 }
 
 /// A selector that cannot be parsed.
