@@ -321,8 +321,16 @@ fn config_of_reflectors_and_explicit_peers() {
     let p = plan_of("explicit-peers", "n1");
     let c = p.config(&base());
     // rack-a-v6 has its own local AS: in the plan, not in the config.
-    assert_eq!(p.sessions.len(), 4);
-    assert_eq!(c.peers.len(), 3);
+    assert_eq!(p.sessions.len(), 5);
+    assert_eq!(c.peers.len(), 4);
+    assert_eq!(c.peers[&ip("10.0.0.3")].port, 1790);
+    // n2 has two sessions to 10.0.0.3 (to-n3-port's global one on port 1790, to-n2's
+    // reverse one on 179): one peer per address, the first by name kept.
+    let p2 = plan_of("explicit-peers", "n2");
+    let c2 = p2.config(&base());
+    assert_eq!(p2.sessions.len(), 5);
+    assert_eq!(c2.peers.len(), 4);
+    assert_eq!(c2.peers[&ip("10.0.0.3")].port, 1790);
     let rr = &c.peers[&ip("10.0.0.253")];
     assert_eq!(rr.port, 1790);
     assert_eq!(rr.ttl, Ttl::Security(2));

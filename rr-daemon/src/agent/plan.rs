@@ -245,13 +245,25 @@ impl<'a> Ctx<'a> {
     }
 
     /// Nodes whose address is `ip`, whose AS is `asn` and (when given) whose listen port
-    /// is `port` (confd's `nodesWithIPPortAndAS`).
+    /// is `port` (confd's `nodesWithIPPortAndAS`: a port refuses a node whose own
+    /// listen port differs, else one when the global listen port is set and differs; with
+    /// neither set, any port matches).
     fn nodes_with(&self, ip: IpAddr, asn: u32, port: u16) -> Vec<&'a String> {
         self.nodes()
             .filter(|(name, n)| {
+                let own = self
+                    .ds
+                    .bgp_configs
+                    .get(&format!("node.{name}"))
+                    .and_then(|c| c.spec.listen_port);
+                let port_ok = port == 0
+                    || match own {
+                        Some(p) if p != port => false,
+                        _ => self.global_port.is_none_or(|g| g == port),
+                    };
                 (n.ip(false) == Some(ip) || n.ip(true) == Some(ip))
                     && n.asn().unwrap_or(self.global_as) == asn
-                    && (port == 0 || self.node_port(name).unwrap_or(179) == port)
+                    && port_ok
             })
             .map(|(k, _)| k)
             .collect()
