@@ -496,3 +496,57 @@ fn thousand_node_mesh() {
         "{planned:?} + {configured:?}"
     );
 }
+
+/// A node with 40 blocks: confd's export is three rules a block, more than a policy
+/// holds (64); the rules are folded and every block still goes out. A keepaliveTime not
+/// below the hold time is left out and reported, not a Config that fails.
+#[test]
+fn many_blocks_and_bad_keepalive() {
+    let r = "/calico/resources/v3/projectcalico.org/";
+    let mut ds = Datastore::new();
+    for (k, v) in [
+        (
+            format!("{r}nodes/n1"),
+            r#"{"spec":{"bgp":{"ipv4Address":"10.0.0.1/24"}}}"#.to_owned(),
+        ),
+        (
+            format!("{r}nodes/n2"),
+            r#"{"spec":{"bgp":{"ipv4Address":"10.0.0.2/24"}}}"#.to_owned(),
+        ),
+        (
+            format!("{r}ippools/p"),
+            r#"{"spec":{"cidr":"192.168.0.0/16"}}"#.to_owned(),
+        ),
+        (
+            format!("{r}bgppeers/slow"),
+            r#"{"spec":{"peerIP":"10.0.0.254","asNumber":65001,"keepaliveTime":"5m"}}"#.to_owned(),
+        ),
+    ] {
+        ds.apply(&k, Some(v.as_bytes())).unwrap();
+    }
+    for i in 0..40 {
+        ds.apply(
+            &format!("/calico/ipam/v2/host/n1/ipv4/block/192.168.{i}.0-26"),
+            Some(br#"{"state":"confirmed"}"#),
+        )
+        .unwrap();
+    }
+    let env = NodeEnv {
+        node_name: "n1".into(),
+        router_id: RouterId::Address,
+        secrets_dir: None,
+    };
+    let p = plan(&ds, &env).unwrap();
+    let skipped: Vec<&str> = p.skipped.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(skipped, ["spec.keepaliveTime"], "{:?}", p.skipped);
+    let c = p.try_config(&base()).unwrap();
+    assert_eq!(c.originate.len(), 40);
+    let n2 = &c.peers[&ip("10.0.0.2")];
+    assert!(n2.export.policy.rules().len() <= rib::policy::MAX_RULES);
+    for i in 0..40 {
+        assert!(passes(&n2.export.policy, &format!("192.168.{i}.0/26")));
+    }
+    assert!(passes(&n2.export.policy, "192.168.200.0/26"), "the pool");
+    assert!(!passes(&n2.export.policy, "10.9.0.0/24"));
+    assert_eq!(c.peers[&ip("10.0.0.254")].keepalive_time, None);
+}

@@ -1058,6 +1058,8 @@ impl Datastore {
                         self.$map.remove(name);
                         if let Some(v) = value {
                             let mut r: $ty = json(key, v)?;
+                            // The key names the resource, whatever the value says.
+                            r.metadata.name = name.to_owned();
                             #[allow(clippy::redundant_closure_call)]
                             ($check)(key, &mut r)?;
                             self.$map.insert(name.to_owned(), r);

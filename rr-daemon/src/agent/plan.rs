@@ -755,16 +755,8 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
         direct_exclude,
         normal_priority,
     };
-    // BGPFilters our policies cannot say: reported now, left out of the config.
-    let mut problems = Vec::new();
-    for s in &plan.sessions {
-        if plan.details.get(&s.name).is_some_and(|d| d.in_config) {
-            let v6 = s.neighbor.is_ipv6();
-            let ibgp = s.asn == s.local_asn;
-            plan.filter_rules(&s.import_filters, true, v6, ibgp, &mut problems);
-            plan.filter_rules(&s.export_filters, false, v6, ibgp, &mut problems);
-        }
-    }
+    // What the config cannot say (BGPFilters, keepalive times...): reported now.
+    let (_, problems) = plan.doc(None);
     for e in problems {
         if !plan.skipped.contains(&e) {
             plan.skipped.push(e);
@@ -888,6 +880,32 @@ fn rule(prefixes: &[String], action: &str) -> Table {
     t
 }
 
+/// The most rules of one policy (`rib::policy::MAX_RULES`).
+const MAX_RULES: usize = rib::policy::MAX_RULES;
+
+/// Folds consecutive rules that only match prefixes and share their action into one
+/// (a node with many blocks): the same routes pass, in fewer rules.
+fn compact(rules: Vec<Table>) -> Vec<Table> {
+    let plain = |t: &Table| t.len() == 2 && t.contains_key("prefixes") && t.contains_key("action");
+    let mut out: Vec<Table> = Vec::with_capacity(rules.len());
+    for r in rules {
+        if let Some(last) = out.last_mut()
+            && plain(last)
+            && plain(&r)
+            && last.get("action") == r.get("action")
+            && let (Some(T::Array(a)), Some(T::Array(b))) =
+                (last.get("prefixes").cloned(), r.get("prefixes"))
+        {
+            let mut all = a;
+            all.extend(b.iter().cloned());
+            last.insert("prefixes".into(), T::Array(all));
+            continue;
+        }
+        out.push(r);
+    }
+    out
+}
+
 fn within(n: &IpNet) -> String {
     format!("{n} le {}", n.max_prefix_len())
 }
@@ -969,10 +987,16 @@ impl Plan {
             }
             out.push(t);
         }
-        for b in self.blocks.iter().filter(|b| fam(b)) {
-            out.push(rule(&[b.to_string()], "accept"));
-            out.push(rule(&[within(b)], "accept"));
-            out.push(rule(&[within(b)], "reject"));
+        // confd's calico_aggr() per block (the block; its more-specifics when elevated;
+        // the rest refused), grouped: blocks do not overlap, so one rule of each kind
+        // for all of them passes the same routes.
+        let blocks: Vec<&IpNet> = self.blocks.iter().filter(|b| fam(b)).collect();
+        if !blocks.is_empty() {
+            let exact: Vec<String> = blocks.iter().map(|b| b.to_string()).collect();
+            let more: Vec<String> = blocks.iter().map(|b| within(b)).collect();
+            out.push(rule(&exact, "accept"));
+            out.push(rule(&more, "accept"));
+            out.push(rule(&more, "reject"));
         }
         for s in self.service_routes.iter().filter(|s| fam(s)) {
             out.push(rule(&[s.to_string()], "accept"));
@@ -990,10 +1014,14 @@ impl Plan {
     /// for the files confd renders), with `base`'s speaker-wide settings; the sessions
     /// the speaker cannot run are left out and reported in the second value.
     pub fn toml(&self, base: &Config) -> (Table, Vec<ResourceError>) {
+        self.doc(Some(&base.speaker))
+    }
+
+    /// [`Plan::toml`] with `base`'s speaker-wide settings, or the daemon's defaults.
+    fn doc(&self, base: Option<&crate::config::Speaker>) -> (Table, Vec<ResourceError>) {
         let mut problems = Vec::new();
         let mut doc = Table::new();
         let mut sp = Table::new();
-        let b = &base.speaker;
         sp.insert("asn".into(), T::Integer(self.node.asn.into()));
         sp.insert(
             "router_id".into(),
@@ -1011,28 +1039,25 @@ impl Plan {
         sp.insert("hold_time".into(), T::Integer(240));
         sp.insert("connect_retry".into(), T::Integer(120));
         sp.insert("graceful_restart".into(), T::Boolean(false));
-        sp.insert("stale_time".into(), T::Integer(b.stale_time.into()));
-        sp.insert("client_to_client".into(), T::Boolean(b.client_to_client));
-        sp.insert(
-            "always_compare_med".into(),
-            T::Boolean(b.always_compare_med),
-        );
-        sp.insert("missing_med_worst".into(), T::Boolean(b.missing_med_worst));
-        sp.insert(
-            "default_local_pref".into(),
-            T::Integer(b.default_local_pref.into()),
-        );
-        sp.insert("graceful_stop".into(), T::Boolean(b.graceful_stop));
-        sp.insert(
-            "log_format".into(),
-            T::String(
-                match b.log_format {
-                    crate::config::LogFormat::Text => "text",
-                    crate::config::LogFormat::Json => "json",
-                }
-                .into(),
-            ),
-        );
+        if let Some(b) = base {
+            sp.insert("stale_time".into(), T::Integer(b.stale_time.into()));
+            sp.insert("client_to_client".into(), T::Boolean(b.client_to_client));
+            sp.insert(
+                "always_compare_med".into(),
+                T::Boolean(b.always_compare_med),
+            );
+            sp.insert("missing_med_worst".into(), T::Boolean(b.missing_med_worst));
+            sp.insert(
+                "default_local_pref".into(),
+                T::Integer(b.default_local_pref.into()),
+            );
+            sp.insert("graceful_stop".into(), T::Boolean(b.graceful_stop));
+            let format = match b.log_format {
+                crate::config::LogFormat::Text => "text",
+                crate::config::LogFormat::Json => "json",
+            };
+            sp.insert("log_format".into(), T::String(format.into()));
+        }
         doc.insert("speaker".into(), T::Table(sp));
 
         let mut peers = Vec::new();
@@ -1075,8 +1100,17 @@ impl Plan {
                 Some(h) => t.insert("ttl_security".into(), T::Integer(h.min(254).into())),
                 None => t.insert("multihop".into(), T::Integer(MULTIHOP)),
             };
+            // keepaliveTime must stay below the hold time (BIRD's 240 s).
             if let Some(k) = d.keepalive_time {
-                t.insert("keepalive_time".into(), T::Integer(k.min(65535).into()));
+                if (1..240).contains(&k) {
+                    t.insert("keepalive_time".into(), T::Integer(k.into()));
+                } else {
+                    problems.push(ResourceError::new(
+                        &d.source,
+                        "spec.keepaliveTime",
+                        format!("{k} s: 1 to 239 s (below the hold time): left out"),
+                    ));
+                }
             }
             t.insert("connect_retry".into(), T::Integer(5));
             t.insert(
@@ -1109,9 +1143,35 @@ impl Plan {
             if let Some(p) = &d.password {
                 t.insert("password".into(), T::String(p.expose().to_owned()));
             }
-            let import = self.filter_rules(&s.import_filters, true, v6, ibgp, &mut problems);
+            let mut import = self.filter_rules(&s.import_filters, true, v6, ibgp, &mut problems);
             let mut export = self.filter_rules(&s.export_filters, false, v6, ibgp, &mut problems);
             export.extend(self.export_rules(v6));
+            for (rules, names, what) in [
+                (&mut import, &s.import_filters, "import"),
+                (&mut export, &s.export_filters, "export"),
+            ] {
+                if rules.len() > MAX_RULES {
+                    *rules = compact(std::mem::take(rules));
+                }
+                if rules.len() > MAX_RULES {
+                    // The BGPFilters make it too long: confd's rules alone.
+                    problems.push(ResourceError::new(
+                        &d.source,
+                        "spec.filters",
+                        format!(
+                            "session {}: {what} filters {names:?} give more than {MAX_RULES} \
+                             rules: left out",
+                            s.name
+                        ),
+                    ));
+                    *rules = if what == "export" {
+                        compact(self.export_rules(v6))
+                    } else {
+                        Vec::new()
+                    };
+                    rules.truncate(MAX_RULES);
+                }
+            }
             let import = bind(format!("{}_import", s.name), import, "accept");
             let export = bind(format!("{}_export", s.name), export, "reject");
             t.insert("import".into(), T::String(import));
