@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod api;
 pub mod bfd;
 pub mod bird;

@@ -1,0 +1,18 @@
+//! The node agent (`rr-daemon agent`): Calico's datastore (etcd v3) drives the embedded
+//! [`Speaker`](crate::speaker::Speaker), with no confd and no rendered files.
+//!
+//! Two halves meet at [`plan::Plan`]:
+//! - the pure half reads Calico's resources into a [`model::Datastore`] (one etcd key at a
+//!   time, put or delete) and computes what this node runs: its sessions, named as confd
+//!   names BIRD's protocols, its blocks and pools, and from them a whole [`Config`]
+//!   ([`plan::Plan::config`]). Selectors have their own parser ([`selector`]).
+//! - the runtime half ([`etcd`], [`run`]) lists and watches the datastore, feeds every
+//!   change into the `Datastore`, plans again and hands the new `Config` to
+//!   [`Speaker::reload`](crate::speaker::Speaker::reload), whose diff touches only the
+//!   peers and routes that changed.
+//!
+//! [`Config`]: crate::config::Config
+
+pub mod model;
+pub mod plan;
+pub mod selector;
