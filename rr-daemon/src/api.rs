@@ -76,6 +76,10 @@ pub struct ApiOptions {
     /// `/readyz` also wants the kernel routes programmed (`[api] ready_requires_fib`):
     /// the FIB's initial sync over, no route pending or failing.
     pub ready_requires_fib: bool,
+    /// `rr-daemon agent`: why Calico's datastore is stale (unreachable, re-listing), or
+    /// `None` while it is followed; a stale datastore makes `/readyz` answer 503 with
+    /// [`Readiness::datastore`] (sessions and kernel routes stay as they are).
+    pub datastore: Option<tokio::sync::watch::Receiver<Option<String>>>,
 }
 
 impl Default for ApiOptions {
@@ -87,6 +91,7 @@ impl Default for ApiOptions {
             max_routes: 100_000,
             fib: None,
             ready_requires_fib: false,
+            datastore: None,
         }
     }
 }
@@ -463,6 +468,9 @@ pub struct Readiness {
     /// With `[api] ready_requires_fib`: why the kernel routes make it not ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fib: Option<String>,
+    /// `rr-daemon agent`: why Calico's datastore is stale (`datastore: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datastore: Option<String>,
 }
 
 /// Readiness from the peers' status, `since_start` after the speaker started, with
@@ -527,6 +535,7 @@ pub fn readiness(peers: &[PeerStatus], since_start: Duration, grace: Duration) -
         established,
         not_ready,
         fib: None,
+        datastore: None,
     }
 }
 
@@ -585,6 +594,15 @@ async fn readyz(State(app): State<App>) -> Result<Response, ApiError> {
             r.ready = false;
             r.fib = Some(why);
         }
+    }
+    if let Some(why) = app
+        .options
+        .datastore
+        .as_ref()
+        .and_then(|d| d.borrow().clone())
+    {
+        r.ready = false;
+        r.datastore = Some(format!("datastore: {why}"));
     }
     let code = if r.ready {
         StatusCode::OK
