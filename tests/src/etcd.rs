@@ -194,7 +194,8 @@ impl Etcd {
             let quoted = serde_json::Value::String(v.clone()).to_string();
             script.push_str(&format!("put {k} {quoted}\n"));
         }
-        script.push('\n');
+        // Ends the success requests, then the (empty) failure requests.
+        script.push_str("\n\n");
         let endpoint = format!("--endpoints={}", self.endpoint());
         let mut cmd = if self.ns.is_empty() {
             Command::new("etcdctl")

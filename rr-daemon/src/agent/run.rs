@@ -134,11 +134,24 @@ pub fn base_config(path: Option<&Path>) -> Result<Config, String> {
         "RR_ASN" => Some("64512".to_owned()),
         _ => None,
     });
-    match path {
-        Some(p) => Config::load_with(p, &placeholders),
-        None => Config::parse_with("", "<agent defaults>", &placeholders),
-    }
-    .map_err(|e| e.to_string())
+    let (text, name) = match path {
+        Some(p) => (
+            std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?,
+            p.to_owned(),
+        ),
+        None => (String::new(), PathBuf::from("<agent defaults>")),
+    };
+    // `[speaker]` is required by the file's schema; the agent's file may leave it out
+    // (appended, so that the file's own lines keep their numbers in errors).
+    let has_speaker = text
+        .parse::<toml::Table>()
+        .is_ok_and(|t| t.contains_key("speaker"));
+    let text = if has_speaker {
+        text
+    } else {
+        format!("{text}\n[speaker]\n")
+    };
+    Config::parse_with(&text, &name, &placeholders).map_err(|e| e.to_string())
 }
 
 /// An error and its causes on one line (the client's errors say little at the top).
@@ -423,4 +436,101 @@ pub async fn run(
     running.speaker.shutdown().await?;
     let _ = tokio::time::timeout(Duration::from_secs(3), core).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> AgentArgs {
+        AgentArgs {
+            etcd_endpoints: None,
+            node_name: None,
+            config: None,
+            secrets_dir: None,
+            once: false,
+            print_sessions: false,
+        }
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn settings_come_from_calico_nodes_environment_and_flags_win() {
+        let vars = [
+            ("DATASTORE_TYPE", "etcdv3"),
+            (
+                "ETCD_ENDPOINTS",
+                "http://10.0.0.1:2379,http://10.0.0.2:2379",
+            ),
+            ("NODENAME", "node-a"),
+            ("CALICO_ROUTER_ID", "hash"),
+        ];
+        let s = AgentSettings::new(&args(), env(&vars)).unwrap();
+        assert_eq!(s.etcd.endpoints.len(), 2);
+        assert_eq!(s.env.node_name, "node-a");
+        assert_eq!(s.env.router_id, RouterId::Hash);
+        let mut a = args();
+        a.etcd_endpoints = Some("http://127.0.0.1:2379".into());
+        a.node_name = Some("node-b".into());
+        let s = AgentSettings::new(&a, env(&vars)).unwrap();
+        assert_eq!(s.etcd.endpoints, ["http://127.0.0.1:2379"]);
+        assert_eq!(s.env.node_name, "node-b");
+        // DATASTORE_TYPE unset is etcdv3 (calico-node's default); the router ID defaults
+        // to the node's address.
+        let s = AgentSettings::new(&a, env(&[])).unwrap();
+        assert_eq!(s.env.router_id, RouterId::Address);
+    }
+
+    #[test]
+    fn bad_settings_are_one_line_errors() {
+        let cases: [(&[(&str, &str)], &str); 4] = [
+            (
+                &[("DATASTORE_TYPE", "kubernetes")],
+                "DATASTORE_TYPE=kubernetes",
+            ),
+            (&[("NODENAME", "n")], "ETCD_ENDPOINTS"),
+            (&[("ETCD_ENDPOINTS", "http://e:2379")], "NODENAME"),
+            (
+                &[
+                    ("ETCD_ENDPOINTS", "http://e:2379"),
+                    ("NODENAME", "n"),
+                    ("CALICO_ROUTER_ID", "x"),
+                ],
+                "CALICO_ROUTER_ID=x",
+            ),
+        ];
+        for (vars, want) in cases {
+            let e = AgentSettings::new(&args(), env(vars)).unwrap_err();
+            let e = format!("{e:#}");
+            assert!(e.contains(want) && !e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_config_file_may_leave_the_speaker_out() {
+        let base = base_config(None).unwrap();
+        assert!(!base.fib.enabled);
+        let dir = std::env::temp_dir().join(format!("rr-agent-base-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agent.toml");
+        std::fs::write(
+            &file,
+            "[fib]\nenabled = true\n[api]\nlisten = \"127.0.0.1:19179\"\n",
+        )
+        .unwrap();
+        let base = base_config(Some(&file)).unwrap();
+        assert!(base.fib.enabled);
+        assert_eq!(base.api.listen.port(), 19179);
+        std::fs::write(&file, "[fib]\nenabled = 3\n").unwrap();
+        let e = base_config(Some(&file)).unwrap_err();
+        assert!(e.contains("agent.toml:2"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
