@@ -595,15 +595,7 @@ async fn readyz(State(app): State<App>) -> Result<Response, ApiError> {
             r.fib = Some(why);
         }
     }
-    if let Some(why) = app
-        .options
-        .datastore
-        .as_ref()
-        .and_then(|d| d.borrow().clone())
-    {
-        r.ready = false;
-        r.datastore = Some(format!("datastore: {why}"));
-    }
+    datastore_stale(&app.options, &mut r);
     let code = if r.ready {
         StatusCode::OK
     } else {
@@ -649,14 +641,24 @@ pub struct StatusResponse {
     pub rib: RibSizes,
 }
 
+/// `rr-daemon agent`: a stale datastore makes it not ready, and says why.
+fn datastore_stale(options: &ApiOptions, r: &mut Readiness) {
+    if let Some(why) = options.datastore.as_ref().and_then(|d| d.borrow().clone()) {
+        r.ready = false;
+        r.datastore = Some(format!("datastore: {why}"));
+    }
+}
+
 async fn status(State(app): State<App>) -> Result<axum::Json<StatusResponse>, ApiError> {
     let s = app.ask(app.speaker.snapshot()).await?;
+    let mut readiness = readiness(&s.peers, app.started.elapsed(), app.options.readiness_grace);
+    datastore_stale(&app.options, &mut readiness);
     Ok(axum::Json(StatusResponse {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         asn: s.local_as,
         router_id: s.router_id,
         uptime_s: app.started.elapsed().as_secs(),
-        readiness: readiness(&s.peers, app.started.elapsed(), app.options.readiness_grace),
+        readiness,
         rib: RibSizes {
             prefixes: s.rib.prefixes,
             paths: s.rib.paths,

@@ -566,6 +566,21 @@ fn kernel_route(ns: &Netns, dst: &str) -> Option<(String, String)> {
     ))
 }
 
+/// The uptime of node `i`'s session to `a`, while Established.
+fn uptime(c: &Cluster, i: usize, a: &str) -> Option<u64> {
+    c.peers(i)
+        .iter()
+        .find(|p| p["address"] == a)
+        .and_then(|p| p["uptime_s"].as_u64())
+}
+
+/// Why node `i`'s agent reports the datastore stale (`/v1/status`), if it does.
+fn stale(c: &Cluster, i: usize) -> Option<String> {
+    ctl_json(&c.nodes[i - 1], exe(), "127.0.0.1:9179", &["status"])
+        .ok()
+        .and_then(|v| v["readiness"]["datastore"].as_str().map(str::to_owned))
+}
+
 /// Every node's own block is a blackhole, every other node's a route via that node.
 fn blocks_in_kernels(c: &Cluster, n: usize) -> Result<(), String> {
     for i in 1..=n {
@@ -733,15 +748,9 @@ fn agents_mesh_blocks_reflector_and_bgppeer_removal() {
     }
     c.wait_established(2, &[node_addr(1), node_addr(3)], Duration::from_secs(30));
     c.wait_established(3, &[node_addr(1), node_addr(2)], Duration::from_secs(30));
-    let uptime = |i: usize, a: &str| -> Option<u64> {
-        c.peers(i)
-            .iter()
-            .find(|p| p["address"] == a)
-            .and_then(|p| p["uptime_s"].as_u64())
-    };
     let before: Vec<(usize, String, u64)> = [(1, 2), (1, 3), (2, 1), (3, 1)]
         .iter()
-        .map(|&(i, j)| (i, node_addr(j), uptime(i, &node_addr(j)).expect("up")))
+        .map(|&(i, j)| (i, node_addr(j), uptime(&c, i, &node_addr(j)).expect("up")))
         .collect();
     c.etcd.delete(&format!("{RES}/bgppeers/n2-n3")).unwrap();
     let gone = poll(Duration::from_secs(15), Duration::from_millis(100), || {
@@ -759,10 +768,78 @@ fn agents_mesh_blocks_reflector_and_bgppeer_removal() {
         c.peers(2)
     );
     for (i, a, up) in before {
-        let now = uptime(i, &a);
+        let now = uptime(&c, i, &a);
         assert!(
             now.is_some_and(|n| n >= up),
             "node-{i}'s session to {a} reset (uptime {up} s, now {now:?})"
+        );
+    }
+
+    // etcd stopped: sessions and kernel routes stay, readiness says the datastore is
+    // stale; started again, a change made then is applied after the re-list, and the
+    // re-list resets no session.
+    let sessions = [(1, 2), (1, 3), (2, 1), (3, 1), (3, 2)];
+    let before: Vec<(usize, String, u64)> = sessions
+        .iter()
+        .filter_map(|&(i, j)| uptime(&c, i, &node_addr(j)).map(|u| (i, node_addr(j), u)))
+        .collect();
+    assert_eq!(
+        before.len(),
+        4,
+        "node-3's session to node-2 is down (node-2 no longer peers)"
+    );
+    c.etcd.stop();
+    for i in 1..=3 {
+        let why = poll(Duration::from_secs(30), Duration::from_millis(200), || {
+            stale(&c, i)
+        });
+        assert!(
+            why.is_some(),
+            "node-{i}: the datastore is not reported stale"
+        );
+        println!("node-{i} while etcd is stopped: {}", why.unwrap());
+    }
+    thread::sleep(Duration::from_secs(3));
+    assert!(
+        blocks_in_kernels(&c, 3).is_ok(),
+        "{:?}",
+        blocks_in_kernels(&c, 3)
+    );
+    c.etcd.start_again().expect("etcd again");
+    let extra = "192.168.12.0/26";
+    c.etcd
+        .put(
+            &format!(
+                "/calico/ipam/v2/host/node-2/ipv4/block/{}",
+                extra.replace('/', "-")
+            ),
+            &json!({ "state": "confirmed", "deleted": "false" }).to_string(),
+        )
+        .unwrap();
+    let t = Instant::now();
+    let applied = poll(Duration::from_secs(30), Duration::from_millis(100), || {
+        let at = |i: usize| kernel_route(&c.nodes[i - 1], extra);
+        (at(2).is_some_and(|r| r.0 == "blackhole")
+            && at(1).is_some_and(|r| r.1 == node_addr(2))
+            && at(3).is_some_and(|r| r.1 == node_addr(2)))
+        .then_some(())
+    });
+    assert!(
+        applied.is_some(),
+        "the block written after the restart is not in the kernels"
+    );
+    println!("a change after etcd's restart applied in {:?}", t.elapsed());
+    for i in 1..=3 {
+        let fresh = poll(Duration::from_secs(10), Duration::from_millis(200), || {
+            stale(&c, i).is_none().then_some(())
+        });
+        assert!(fresh.is_some(), "node-{i}: still stale: {:?}", stale(&c, i));
+    }
+    for (i, a, up) in before {
+        let now = uptime(&c, i, &a);
+        assert!(
+            now.is_some_and(|n| n >= up),
+            "node-{i}'s session to {a} reset across etcd's restart (uptime {up} s, now {now:?})"
         );
     }
     drop(c.hub);
