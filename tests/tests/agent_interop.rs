@@ -521,11 +521,15 @@ impl Cluster {
         }
     }
 
-    fn peers(&self, i: usize) -> Vec<Value> {
+    /// Node `i`'s peers, `None` while its API does not answer.
+    fn try_peers(&self, i: usize) -> Option<Vec<Value>> {
         ctl_json(&self.nodes[i - 1], exe(), "127.0.0.1:9179", &["peers"])
             .ok()
             .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default()
+    }
+
+    fn peers(&self, i: usize) -> Vec<Value> {
+        self.try_peers(i).unwrap_or_default()
     }
 
     fn agent_log(&self, i: usize) -> String {
@@ -537,7 +541,7 @@ impl Cluster {
         let mut want: Vec<String> = want.to_vec();
         want.sort();
         let ok = poll(within, Duration::from_millis(200), || {
-            let peers = self.peers(i);
+            let peers = self.try_peers(i)?;
             let mut up: Vec<String> = peers
                 .iter()
                 .filter(|p| p["state"] == "Established")
