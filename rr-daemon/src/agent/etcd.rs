@@ -26,7 +26,7 @@ pub const PREFIXES: [&str; 2] = [
 ];
 
 /// Keys fetched per range request of a list (several pages at the same revision).
-const PAGE: i64 = 1000;
+pub const PAGE: i64 = 1000;
 
 /// How the agent reaches etcd: calico-node's `ETCD_ENDPOINTS`, `ETCD_CA_CERT_FILE`,
 /// `ETCD_CERT_FILE` and `ETCD_KEY_FILE`.
