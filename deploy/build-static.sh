@@ -31,6 +31,9 @@ if [ ! -f "$libc_a" ]; then
     fi
 fi
 
+# protoc for etcd-client's build script (installed when root, else the script says how).
+tests/scripts/install-protoc.sh
+
 # --target keeps the flag off build scripts and proc-macros, which must stay dynamic.
 # Stripped and without debug info here only: the workspace's release profile keeps both.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \

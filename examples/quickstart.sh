@@ -6,6 +6,8 @@
 #   examples/quickstart.sh            (about 10 s after the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The build needs protoc (etcd-client compiles etcd's .proto files): installed when root.
+tests/scripts/install-protoc.sh
 cargo build --quiet -p rr-daemon
 bin=target/debug/rr-daemon
 dir=$(mktemp -d)

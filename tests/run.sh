@@ -15,6 +15,9 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
+step "build tools: protoc (etcd-client's build compiles etcd's .proto files)"
+tests/scripts/install-protoc.sh
+
 step "format"
 cargo fmt --all -- --check
 

@@ -76,6 +76,10 @@ pub struct ApiOptions {
     /// `/readyz` also wants the kernel routes programmed (`[api] ready_requires_fib`):
     /// the FIB's initial sync over, no route pending or failing.
     pub ready_requires_fib: bool,
+    /// `rr-daemon agent`: why Calico's datastore is stale (unreachable, re-listing), or
+    /// `None` while it is followed; a stale datastore makes `/readyz` answer 503 with
+    /// [`Readiness::datastore`] (sessions and kernel routes stay as they are).
+    pub datastore: Option<tokio::sync::watch::Receiver<Option<String>>>,
 }
 
 impl Default for ApiOptions {
@@ -87,6 +91,7 @@ impl Default for ApiOptions {
             max_routes: 100_000,
             fib: None,
             ready_requires_fib: false,
+            datastore: None,
         }
     }
 }
@@ -463,6 +468,9 @@ pub struct Readiness {
     /// With `[api] ready_requires_fib`: why the kernel routes make it not ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fib: Option<String>,
+    /// `rr-daemon agent`: why Calico's datastore is stale (`datastore: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datastore: Option<String>,
 }
 
 /// Readiness from the peers' status, `since_start` after the speaker started, with
@@ -527,6 +535,7 @@ pub fn readiness(peers: &[PeerStatus], since_start: Duration, grace: Duration) -
         established,
         not_ready,
         fib: None,
+        datastore: None,
     }
 }
 
@@ -586,6 +595,7 @@ async fn readyz(State(app): State<App>) -> Result<Response, ApiError> {
             r.fib = Some(why);
         }
     }
+    datastore_stale(&app.options, &mut r);
     let code = if r.ready {
         StatusCode::OK
     } else {
@@ -631,14 +641,24 @@ pub struct StatusResponse {
     pub rib: RibSizes,
 }
 
+/// `rr-daemon agent`: a stale datastore makes it not ready, and says why.
+fn datastore_stale(options: &ApiOptions, r: &mut Readiness) {
+    if let Some(why) = options.datastore.as_ref().and_then(|d| d.borrow().clone()) {
+        r.ready = false;
+        r.datastore = Some(format!("datastore: {why}"));
+    }
+}
+
 async fn status(State(app): State<App>) -> Result<axum::Json<StatusResponse>, ApiError> {
     let s = app.ask(app.speaker.snapshot()).await?;
+    let mut readiness = readiness(&s.peers, app.started.elapsed(), app.options.readiness_grace);
+    datastore_stale(&app.options, &mut readiness);
     Ok(axum::Json(StatusResponse {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         asn: s.local_as,
         router_id: s.router_id,
         uptime_s: app.started.elapsed().as_secs(),
-        readiness: readiness(&s.peers, app.started.elapsed(), app.options.readiness_grace),
+        readiness,
         rib: RibSizes {
             prefixes: s.rib.prefixes,
             paths: s.rib.paths,

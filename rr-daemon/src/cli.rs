@@ -28,7 +28,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::session::{Command, SessionEvent, SessionSpec, spawn};
 
@@ -76,6 +76,8 @@ enum Cmd {
     Man(ManArgs),
     /// Print a shell completion script: `rr-daemon completions bash > rr-daemon.bash`.
     Completions(CompletionsArgs),
+    /// The node agent: Calico's datastore (etcd v3) drives the speaker, no confd.
+    Agent(crate::agent::run::AgentArgs),
 }
 
 #[derive(Args)]
@@ -185,6 +187,7 @@ pub fn main() -> ExitCode {
         (Some(Cmd::Man(args)), _) => return man(&args),
         (Some(Cmd::Completions(args)), _) => return completions(args.shell),
         (Some(Cmd::Session(args)), _) => Job::Session(args),
+        (Some(Cmd::Agent(args)), _) => Job::Agent(args),
         (None, Some(path)) => {
             return run_daemon(ConfigSource::Toml(path), cli.graceful_restart, None);
         }
@@ -255,10 +258,13 @@ fn run(job: Job) -> ExitCode {
         Job::Daemon(source, ..) => source
             .load()
             .is_ok_and(|c| c.speaker.log_format == crate::config::LogFormat::Json),
-        Job::Session(_) => false,
+        Job::Session(_) | Job::Agent(_) => false,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // `agent --once` prints sessions; only warnings go to standard error.
+    let quiet = matches!(&job, Job::Agent(a) if a.once);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if quiet { "warn" } else { "info" })
+    });
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter);
@@ -282,6 +288,7 @@ fn run(job: Job) -> ExitCode {
         match job {
             Job::Session(args) => session(args).await,
             Job::Daemon(source, restarting, socket) => daemon(source, restarting, socket).await,
+            Job::Agent(args) => crate::agent::run::main(args).await,
         }
     });
     match result {
@@ -295,6 +302,7 @@ fn run(job: Job) -> ExitCode {
 
 enum Job {
     Session(SessionArgs),
+    Agent(crate::agent::run::AgentArgs),
     Daemon(ConfigSource, bool, Option<PathBuf>),
 }
 
@@ -346,66 +354,13 @@ async fn daemon(
     };
     // Never closed without a socket: its `recv` then waits for ever.
     let (control_tx, mut control_rx) = mpsc::channel::<Request>(8);
-    let fib = config.fib.clone();
-    let (fib_tx, fib_config) = tokio::sync::watch::channel(fib.clone());
-    let configured: Vec<IpAddr> = config.peers.keys().copied().collect();
-    let (blackholes_tx, blackholes) = tokio::sync::watch::channel(config.blackholes());
-    let (fib_handle, fib_requests) = crate::fib::FibHandle::new();
-    let learn = config.learn.clone();
-    let (learn_tx, learn_scope) =
-        tokio::sync::watch::channel(crate::fib::learn::Scope::of(&config));
-    let (learn_settings_tx, learn_settings) =
-        tokio::sync::watch::channel(crate::fib::watcher::Settings::of(&config));
-    let (speaker, mut core) = if restarting {
-        crate::speaker::Speaker::start_restarting(config).await?
-    } else {
-        crate::speaker::Speaker::start(config).await?
+    let options = crate::running::StartOptions {
+        restarting,
+        api_listener,
+        datastore: None,
     };
-    if fib.enabled {
-        // Subscribed before any session can be up: no best-path change of a peer's route
-        // is missed (the ones of our own routes, at the start, are never installed).
-        let changes = speaker.subscribe().await?;
-        let speaker = speaker.clone();
-        tokio::spawn(async move {
-            let r = crate::fib::run(
-                fib_config,
-                speaker,
-                configured,
-                changes,
-                blackholes,
-                fib_requests,
-            )
-            .await;
-            if let Err(e) = r {
-                // Never fatal: BGP goes on without kernel routes.
-                error!("fib: kernel routes are not programmed: {e}");
-            }
-        });
-    }
-    if learn.enabled {
-        let speaker = speaker.clone();
-        tokio::spawn(async move {
-            if let Err(e) = crate::fib::watcher::run(learn_settings, speaker, learn_scope).await {
-                // Never fatal: BGP goes on without learned routes.
-                error!("learn: routes of the kernel are not learned: {e}");
-            }
-        });
-    }
-    if let Some(listener) = api_listener {
-        let options = crate::api::ApiOptions {
-            readiness_grace: api.readiness_grace,
-            fib: fib.enabled.then_some(fib_handle),
-            ready_requires_fib: api.ready_requires_fib,
-            ..crate::api::ApiOptions::default()
-        };
-        let speaker = speaker.clone();
-        tokio::spawn(async move {
-            let never = std::future::pending();
-            if let Err(e) = crate::api::serve(listener, speaker, options, never).await {
-                warn!("control API stopped: {e}");
-            }
-        });
-    }
+    let (running, mut core) = crate::running::Running::start(config, options).await?;
+    let speaker = running.speaker.clone();
     let mut loaded_tx = None;
     let control_task = control.map(|(socket, (tx, rx))| {
         loaded_tx = Some(tx);
@@ -478,24 +433,7 @@ async fn daemon(
                             at: jiff::Timestamp::now(),
                         }));
                     }
-                    if new.api != api {
-                        warn!("[api] changes take effect at the next start");
-                    }
-                    // [fib] and [learn] apply at once (their tasks log what changed);
-                    // turning either on or off needs a start (compared with the start's).
-                    if new.fib.enabled != fib.enabled {
-                        warn!("[fib] turned {}: takes effect at the next start",
-                            if new.fib.enabled { "on" } else { "off" });
-                    }
-                    if new.learn.enabled != learn.enabled {
-                        warn!("[learn] turned {}: takes effect at the next start",
-                            if new.learn.enabled { "on" } else { "off" });
-                    }
-                    fib_tx.send_replace(new.fib.clone());
-                    learn_settings_tx.send_replace(crate::fib::watcher::Settings::of(&new));
-                    blackholes_tx.send_replace(new.blackholes());
-                    learn_tx.send_replace(crate::fib::learn::Scope::of(&new));
-                    let _ = speaker.reload(new).await?;
+                    let _ = running.reload(new).await?;
                     crate::notify::ready();
                     if let Some(done) = done {
                         let _ = done.send(crate::bird::socket::configure_reply(&file, Ok(()), true));

@@ -23,6 +23,7 @@ pub mod config;
 pub mod ctl;
 pub mod fib;
 pub mod notify;
+pub mod running;
 pub mod session;
 pub mod sockopt;
 pub mod speaker;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real BGP peers the interop tests run against, when missing:
-#   - BIRD 2 (Debian bird2), FRR bgpd + bfdd + vtysh (Debian frr), iproute2, nftables:
+#   - BIRD 2 (Debian bird2), FRR bgpd + bfdd + vtysh (Debian frr), iproute2, nftables,
+#     etcd 3.4 and etcdctl (Debian etcd-server, etcd-client; for agent_interop):
 #     apt-get install;
 #   - BIRD 1.6.8 (Debian bird; conflicts with bird2 as a package, so it is not installed
 #     but fetched with `apt-get download` and unpacked with `dpkg -x`) into PEERS_DIR/bird16.
@@ -41,6 +42,9 @@ missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # bfd_interop silences a link with nftables (this kernel has no netem).
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+# agent_interop runs a real etcd (3.4) and writes Calico's keys with etcdctl.
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 if ((${#missing[@]})); then
     apt_update_once
     log "installing ${missing[*]}"
@@ -52,6 +56,8 @@ bird --version 2>&1 | grep -q 'BIRD version 2\.' || die "bird is not BIRD 2 afte
 [[ -x /usr/lib/frr/bfdd ]] || die "/usr/lib/frr/bfdd missing (Debian frr ships it)"
 command -v nft >/dev/null 2>&1 || die "nft missing after installing nftables"
 command -v vtysh >/dev/null 2>&1 || die "vtysh missing after installing frr"
+command -v etcd >/dev/null 2>&1 || die "etcd missing after installing etcd-server"
+command -v etcdctl >/dev/null 2>&1 || die "etcdctl missing after installing etcd-client"
 
 # ------------------------------------------------------------------ BIRD 1.6 (unpacked)
 if [[ ! -x $BIRD16_DIR/usr/sbin/bird || ! -x $BIRD16_DIR/usr/sbin/birdc ]]; then

@@ -40,6 +40,7 @@
 //!   [`Daemon::start_bird`]), and [`ctl_json`], [`ctl_route`];
 //! - `kernel`: kernel routing tables compared field by field ([`kernel_routes`],
 //!   [`route_diff`]);
+//! - `etcd`: a real etcd for the agent's tests ([`Etcd`]), keys written with `etcdctl`;
 //! - `calico`: Calico's rendered BIRD 1.6 node config ([`calico_bird16_node_config`]);
 //! - `topology`: topologies as data ([`Topology`], files under `tests/topologies/`) and
 //!   the harness that brings one up, checks it and breaks it ([`Fabric`]).
@@ -47,6 +48,7 @@
 mod bird;
 mod calico;
 mod daemon;
+mod etcd;
 mod frr;
 mod kernel;
 mod mesh;
@@ -58,6 +60,7 @@ mod topology;
 pub use bird::{Bird, BirdCtl, BirdVersion, bird16_dir, parse_bird_routes};
 pub use calico::{CalicoPeer, calico_bird16_node_config, calico_passive, calico_proto};
 pub use daemon::{Daemon, Speaker, ctl_json, ctl_route};
+pub use etcd::{ETCD_INSTALL_HINT, Etcd};
 pub use frr::{FRR_BGPD, FRR_ZEBRA, Frr};
 pub use kernel::{KRoute, KernelRoute, field, kernel_routes, kroutes, route_diff, route_of, show};
 pub use mesh::{Kernels, MeshNode, await_programmed, kernels_diff, mesh_node_ns};

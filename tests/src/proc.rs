@@ -329,11 +329,16 @@ pub(crate) fn spawn_in(
             .map_err(|e| format!("cannot open {}: {e}", p.display()))
     };
     let err_file = open(&stderr)?;
-    let mut cmd = Command::new("ip");
-    // `ip netns exec` execs the program (no fork): the child's PID is the program's.
-    cmd.args(["netns", "exec", ns])
-        .arg(program)
-        .args(args)
+    // `ip netns exec` execs the program (no fork): the child's PID is the program's. An
+    // empty `ns` is the host's namespace (a server the test reaches on loopback).
+    let mut cmd = if ns.is_empty() {
+        Command::new(program)
+    } else {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).arg(program);
+        cmd
+    };
+    cmd.args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stderr(Stdio::from(err_file));

@@ -13,6 +13,8 @@
 //!
 //! [`Config`]: crate::config::Config
 
+pub mod etcd;
 pub mod model;
 pub mod plan;
+pub mod run;
 pub mod selector;

@@ -1,0 +1,536 @@
+//! `rr-daemon agent`: follows Calico's datastore ([`super::etcd::follow`]), keeps a
+//! [`Datastore`] of it, and after each burst of changes plans the node again and applies
+//! the plan's [`Config`] through [`Running::reload`], the path SIGHUP takes in
+//! `rr-daemon --config FILE`: the speaker's diff touches only the peers and routes that
+//! changed.
+//!
+//! - Bursts are merged: after a change the agent waits until the datastore has been quiet
+//!   for [`QUIET`] (at most [`MAX_DELAY`] after the first change), so 1,000 writes make a
+//!   few reloads, not 1,000.
+//! - A re-list (after a compaction or a reconnection) rebuilds the `Datastore` from
+//!   scratch and applies the result like any change: only the difference reaches the
+//!   speaker.
+//! - While the datastore cannot be read, sessions and kernel routes stay as they are and
+//!   `/readyz` reports the datastore as stale ([`crate::api::Readiness::datastore`]).
+//! - Every resource that cannot be used is logged once with its key and field, and
+//!   skipped.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use super::etcd::{Change, Etcd, EtcdSettings, Snapshot, Update, follow};
+use super::model::{Datastore, ResourceError};
+use super::plan::{NodeEnv, Plan, RouterId, plan};
+use crate::config::{Config, Overrides};
+use crate::running::{Running, StartOptions};
+
+/// How long the datastore must be quiet after a change before the agent plans again.
+pub const QUIET: Duration = Duration::from_millis(150);
+
+/// The longest a change waits for a quiet datastore before it is applied anyway.
+pub const MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// `rr-daemon agent`: Calico's datastore (etcd v3) drives the speaker.
+///
+/// Environment, as calico-node takes it: DATASTORE_TYPE (etcdv3, the default; no other is
+/// supported), ETCD_ENDPOINTS (comma-separated URLs), ETCD_CA_CERT_FILE, ETCD_CERT_FILE and
+/// ETCD_KEY_FILE (TLS with a client certificate), NODENAME (this node's Node resource),
+/// CALICO_ROUTER_ID (`hash`, or an IPv4 address; the node's IPv4 address by default).
+#[derive(Args, Clone, Debug)]
+pub struct AgentArgs {
+    /// etcd endpoints, comma-separated URLs (instead of ETCD_ENDPOINTS).
+    #[arg(long, value_name = "URLS")]
+    pub etcd_endpoints: Option<String>,
+    /// This node's name (instead of NODENAME).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Settings beside the datastore's: `[api]`, `[fib]`, `[learn]`, `[control]`... (CONFIG.md);
+    /// the speaker and its peers come from the datastore.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of BGPPeer password secrets, one file per secret (see CONFIG.md).
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
+    /// Read the datastore once and exit (with --print-sessions).
+    #[arg(long)]
+    pub once: bool,
+    /// With --once: print the node's BGP sessions, one JSON object per line.
+    #[arg(long, requires = "once")]
+    pub print_sessions: bool,
+}
+
+/// Everything the agent runs with, from the arguments and the environment.
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    /// How to reach etcd.
+    pub etcd: EtcdSettings,
+    /// The node.
+    pub env: NodeEnv,
+    /// The `--config` file's settings (or the defaults), that the plan completes.
+    pub base: Config,
+}
+
+impl AgentSettings {
+    /// Settings from `args`, with `lookup` giving environment variables by name (flags
+    /// win over the environment). The error is one line.
+    pub fn new(args: &AgentArgs, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        if let Some(t) = get("DATASTORE_TYPE")
+            && t.trim() != "etcdv3"
+        {
+            anyhow::bail!(
+                "DATASTORE_TYPE={t}: only etcdv3 is supported (Calico's datastore in etcd v3)"
+            );
+        }
+        let endpoints = args
+            .etcd_endpoints
+            .clone()
+            .or_else(|| get("ETCD_ENDPOINTS"))
+            .context("no etcd endpoint: set ETCD_ENDPOINTS or --etcd-endpoints")?;
+        let file = |name: &str| get(name).map(PathBuf::from);
+        let etcd = EtcdSettings::new(
+            &endpoints,
+            file("ETCD_CA_CERT_FILE"),
+            file("ETCD_CERT_FILE"),
+            file("ETCD_KEY_FILE"),
+        )?;
+        let node_name = args
+            .node_name
+            .clone()
+            .or_else(|| get("NODENAME"))
+            .context("no node name: set NODENAME or --node-name")?;
+        let router_id = match get("CALICO_ROUTER_ID") {
+            None => RouterId::Address,
+            Some(v) if v.trim() == "hash" => RouterId::Hash,
+            Some(v) => RouterId::Fixed(v.trim().parse().map_err(|_| {
+                anyhow::anyhow!("CALICO_ROUTER_ID={v}: neither `hash` nor an IPv4 address")
+            })?),
+        };
+        let base = base_config(args.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self {
+            etcd,
+            env: NodeEnv {
+                node_name,
+                router_id,
+                secrets_dir: args.secrets_dir.clone(),
+            },
+            base,
+        })
+    }
+}
+
+/// The `--config` file, or the defaults: its `[speaker]` AS and router ID may be absent,
+/// since the plan sets them from the datastore.
+pub fn base_config(path: Option<&Path>) -> Result<Config, String> {
+    // Placeholders only, replaced by the plan's speaker.
+    let placeholders = Overrides::from_lookup(|name| match name {
+        "RR_ROUTER_ID" => Some("192.0.2.1".to_owned()),
+        "RR_ASN" => Some("64512".to_owned()),
+        _ => None,
+    });
+    let (text, name) = match path {
+        Some(p) => (
+            std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?,
+            p.to_owned(),
+        ),
+        None => (String::new(), PathBuf::from("<agent defaults>")),
+    };
+    // `[speaker]` is required by the file's schema; the agent's file may leave it out
+    // (appended, so that the file's own lines keep their numbers in errors).
+    let has_speaker = text
+        .parse::<toml::Table>()
+        .is_ok_and(|t| t.contains_key("speaker"));
+    let text = if has_speaker {
+        text
+    } else {
+        format!("{text}\n[speaker]\n")
+    };
+    Config::parse_with(&text, &name, &placeholders).map_err(|e| e.to_string())
+}
+
+/// An error and its causes on one line (the client's errors say little at the top).
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        source = cause.source();
+    }
+    s.replace('\n', " ")
+}
+
+/// The datastore of one snapshot; every unusable resource is in the returned list.
+pub fn datastore_of(snapshot: &Snapshot) -> (Datastore, Vec<ResourceError>) {
+    let mut ds = Datastore::new();
+    let mut skipped = Vec::new();
+    for (key, value) in &snapshot.kvs {
+        if let Err(e) = ds.apply(key, Some(value)) {
+            skipped.push(e);
+        }
+    }
+    (ds, skipped)
+}
+
+/// `rr-daemon agent --once`: lists the datastore once and plans the node.
+pub async fn once(settings: &AgentSettings) -> anyhow::Result<Plan> {
+    let mut etcd = Etcd::connect(&settings.etcd)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", one_line(&e)))?;
+    let snapshot = etcd
+        .list()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", one_line(&e)))?;
+    let (ds, skipped) = datastore_of(&snapshot);
+    for e in &skipped {
+        warn!("skipped: {e}");
+    }
+    plan(&ds, &settings.env).map_err(|e| anyhow::anyhow!("node {}: {e}", settings.env.node_name))
+}
+
+/// `rr-daemon agent` (and `--once --print-sessions`).
+pub async fn main(args: AgentArgs) -> anyhow::Result<()> {
+    let settings = AgentSettings::new(&args, |n| std::env::var(n).ok())?;
+    if args.once {
+        let plan = once(&settings).await?;
+        if args.print_sessions {
+            let mut out = String::new();
+            for s in &plan.sessions {
+                out.push_str(&serde_json::to_string(s)?);
+                out.push('\n');
+            }
+            print!("{out}");
+        }
+        return Ok(());
+    }
+    run(settings, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The agent's view of the datastore, and what it last logged as skipped.
+struct View {
+    ds: Datastore,
+    revision: i64,
+    logged: HashSet<String>,
+}
+
+impl View {
+    fn new() -> Self {
+        Self {
+            ds: Datastore::new(),
+            revision: 0,
+            logged: HashSet::new(),
+        }
+    }
+
+    /// Takes in one update; returns whether the datastore may have changed.
+    fn take(&mut self, update: Update, stale: &watch::Sender<Option<String>>) -> bool {
+        match update {
+            Update::Snapshot(s) => {
+                let (ds, skipped) = datastore_of(&s);
+                info!(
+                    revision = s.revision,
+                    keys = s.kvs.len(),
+                    "datastore rebuilt from a list"
+                );
+                self.ds = ds;
+                self.revision = s.revision;
+                self.log_skipped(&skipped, true);
+                stale.send_replace(None);
+                true
+            }
+            Update::Changes { revision, changes } => {
+                let mut skipped = Vec::new();
+                for c in changes {
+                    let r = match &c {
+                        Change::Put(k, v) => self.ds.apply(k, Some(v)),
+                        Change::Delete(k) => self.ds.apply(k, None),
+                    };
+                    if let Err(e) = r {
+                        skipped.push(e);
+                    }
+                }
+                self.revision = revision;
+                self.log_skipped(&skipped, false);
+                true
+            }
+            Update::Stale(why) => {
+                stale.send_replace(Some(why));
+                false
+            }
+        }
+    }
+
+    /// Logs each skipped resource once (again after it was usable); `all` says the list
+    /// is complete, so that what is no longer in it may be logged again later.
+    fn log_skipped(&mut self, skipped: &[ResourceError], all: bool) {
+        let now: HashSet<String> = skipped.iter().map(ToString::to_string).collect();
+        for e in skipped {
+            if !self.logged.contains(&e.to_string()) {
+                warn!(key = %e.key, field = %e.field, "resource skipped: {}", e.message);
+            }
+        }
+        if all {
+            self.logged = now;
+        } else {
+            self.logged.extend(now);
+        }
+    }
+}
+
+/// Waits for the first update, then for a quiet datastore ([`QUIET`], at most
+/// [`MAX_DELAY`]), taking every update in; `None` when the updates ended.
+async fn next_burst(
+    rx: &mut mpsc::Receiver<Update>,
+    view: &mut View,
+    stale: &watch::Sender<Option<String>>,
+) -> Option<bool> {
+    let first = rx.recv().await?;
+    let mut changed = view.take(first, stale);
+    let deadline = Instant::now() + MAX_DELAY;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(QUIET.min(left), rx.recv()).await {
+            Ok(Some(u)) => changed |= view.take(u, stale),
+            Ok(None) => return None,
+            Err(_) => break,
+        }
+    }
+    Some(changed)
+}
+
+/// Plans the node; logs what was skipped (once each) and why no plan can be made.
+fn plan_view(view: &mut View, env: &NodeEnv) -> Option<Plan> {
+    match plan(&view.ds, env) {
+        Ok(p) => {
+            let fresh: Vec<ResourceError> = p
+                .skipped
+                .iter()
+                .filter(|e| !view.logged.contains(&e.to_string()))
+                .cloned()
+                .collect();
+            view.log_skipped(&fresh, false);
+            Some(p)
+        }
+        Err(e) => {
+            warn!(
+                revision = view.revision,
+                "node {}: no plan: {e}", env.node_name
+            );
+            None
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` completes: follows the datastore, starts the speaker
+/// with the node's first plan, and applies every later plan.
+pub async fn run(
+    settings: AgentSettings,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (tx, mut rx) = mpsc::channel(64);
+    let follower = tokio::spawn(follow(settings.etcd.clone(), tx));
+    let (stale_tx, stale_rx) = watch::channel(Some("not listed yet".to_owned()));
+    let mut view = View::new();
+    tokio::pin!(shutdown);
+    // Until the node's own resources are there, nothing runs.
+    let first = loop {
+        tokio::select! {
+            () = &mut shutdown => {
+                follower.abort();
+                return Ok(());
+            }
+            burst = next_burst(&mut rx, &mut view, &stale_tx) => {
+                if burst.is_none() {
+                    anyhow::bail!("the datastore follower stopped");
+                }
+                if let Some(p) = plan_view(&mut view, &settings.env) {
+                    break p;
+                }
+            }
+        }
+    };
+    let mut applied = first.config(&settings.base);
+    info!(
+        sessions = first.sessions.len(),
+        "node {}: starting with {}",
+        settings.env.node_name,
+        applied.summary()
+    );
+    let api = applied.api;
+    let api_listener = if api.enabled {
+        Some(crate::api::bind(api.listen).await?)
+    } else {
+        None
+    };
+    let options = StartOptions {
+        restarting: false,
+        api_listener,
+        datastore: Some(stale_rx),
+    };
+    let (running, mut core) = Running::start(applied.clone(), options).await?;
+    crate::notify::ready();
+    loop {
+        tokio::select! {
+            r = &mut core => match r {
+                Err(e) if e.is_panic() => anyhow::bail!("the speaker's core panicked"),
+                _ => anyhow::bail!("the speaker's core stopped unexpectedly"),
+            },
+            () = &mut shutdown => break,
+            burst = next_burst(&mut rx, &mut view, &stale_tx) => {
+                match burst {
+                    None => anyhow::bail!("the datastore follower stopped"),
+                    Some(false) => continue,
+                    Some(true) => {}
+                }
+                // No plan (the node's resource went or broke): keep what runs.
+                let Some(p) = plan_view(&mut view, &settings.env) else { continue };
+                let config = p.config(&settings.base);
+                if config == applied {
+                    continue;
+                }
+                let diff = running.reload(config.clone()).await?;
+                info!(
+                    revision = view.revision,
+                    added = diff.added.len(),
+                    removed = diff.removed.len(),
+                    changed = diff.changed.len(),
+                    unchanged = diff.unchanged.len(),
+                    "applied the datastore"
+                );
+                applied = config;
+            }
+        }
+    }
+    crate::notify::stopping();
+    follower.abort();
+    // Kernel routes stay (BIRD's `persist`): the next start adopts them.
+    info!("stopping: every session ends");
+    running.speaker.shutdown().await?;
+    let _ = tokio::time::timeout(Duration::from_secs(3), core).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> AgentArgs {
+        AgentArgs {
+            etcd_endpoints: None,
+            node_name: None,
+            config: None,
+            secrets_dir: None,
+            once: false,
+            print_sessions: false,
+        }
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn settings_come_from_calico_nodes_environment_and_flags_win() {
+        let vars = [
+            ("DATASTORE_TYPE", "etcdv3"),
+            (
+                "ETCD_ENDPOINTS",
+                "http://10.0.0.1:2379,http://10.0.0.2:2379",
+            ),
+            ("NODENAME", "node-a"),
+            ("CALICO_ROUTER_ID", "hash"),
+        ];
+        let s = AgentSettings::new(&args(), env(&vars)).unwrap();
+        assert_eq!(s.etcd.endpoints.len(), 2);
+        assert_eq!(s.env.node_name, "node-a");
+        assert_eq!(s.env.router_id, RouterId::Hash);
+        let mut a = args();
+        a.etcd_endpoints = Some("http://127.0.0.1:2379".into());
+        a.node_name = Some("node-b".into());
+        let s = AgentSettings::new(&a, env(&vars)).unwrap();
+        assert_eq!(s.etcd.endpoints, ["http://127.0.0.1:2379"]);
+        assert_eq!(s.env.node_name, "node-b");
+        // DATASTORE_TYPE unset is etcdv3 (calico-node's default); the router ID defaults
+        // to the node's address.
+        let s = AgentSettings::new(&a, env(&[])).unwrap();
+        assert_eq!(s.env.router_id, RouterId::Address);
+    }
+
+    #[test]
+    fn bad_settings_are_one_line_errors() {
+        let cases: [(&[(&str, &str)], &str); 4] = [
+            (
+                &[("DATASTORE_TYPE", "kubernetes")],
+                "DATASTORE_TYPE=kubernetes",
+            ),
+            (&[("NODENAME", "n")], "ETCD_ENDPOINTS"),
+            (&[("ETCD_ENDPOINTS", "http://e:2379")], "NODENAME"),
+            (
+                &[
+                    ("ETCD_ENDPOINTS", "http://e:2379"),
+                    ("NODENAME", "n"),
+                    ("CALICO_ROUTER_ID", "x"),
+                ],
+                "CALICO_ROUTER_ID=x",
+            ),
+        ];
+        for (vars, want) in cases {
+            let e = AgentSettings::new(&args(), env(vars)).unwrap_err();
+            let e = format!("{e:#}");
+            assert!(e.contains(want) && !e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_config_file_may_leave_the_speaker_out() {
+        let base = base_config(None).unwrap();
+        assert!(!base.fib.enabled);
+        let dir = std::env::temp_dir().join(format!("rr-agent-base-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agent.toml");
+        std::fs::write(
+            &file,
+            "[fib]\nenabled = true\n[api]\nlisten = \"127.0.0.1:19179\"\n",
+        )
+        .unwrap();
+        let base = base_config(Some(&file)).unwrap();
+        assert!(base.fib.enabled);
+        assert_eq!(base.api.listen.port(), 19179);
+        std::fs::write(&file, "[fib]\nenabled = 3\n").unwrap();
+        let e = base_config(Some(&file)).unwrap_err();
+        assert!(e.contains("agent.toml:2"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,264 @@
+//! A real etcd (Debian's `etcd-server`, 3.4) for the agent's tests: one member, its data in
+//! a directory of the test, listening on loopback at free ports ([`Etcd::start`]) or on an
+//! address inside a namespace of the test ([`Etcd::start_in`]); stopped by its PID and
+//! started again on the same data ([`Etcd::stop`], [`Etcd::start_again`]). Keys are
+//! written with `etcdctl` (Debian's `etcd-client`), in the same namespace.
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::netns::Netns;
+use crate::proc::{Proc, poll, run_cmd, spawn_in, tail, which};
+
+/// How to install etcd when it is missing.
+pub const ETCD_INSTALL_HINT: &str =
+    "etcd missing: run tests/scripts/install-peers.sh (Debian etcd-server and etcd-client)";
+
+/// One etcd member started by the test.
+#[derive(Debug)]
+pub struct Etcd {
+    proc: Option<Proc>,
+    /// The namespace's name, empty for the host's.
+    ns: String,
+    dir: PathBuf,
+    addr: IpAddr,
+    client_port: u16,
+    peer_port: u16,
+    extra: Vec<String>,
+    starts: usize,
+}
+
+/// A free TCP port on 127.0.0.1 (the OS's pick; free when returned).
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot pick a free port: {e}"))
+}
+
+impl Etcd {
+    /// Starts etcd on 127.0.0.1 (host namespace) at free ports, its data in `dir/etcd`.
+    /// `extra` are more `etcd` flags (`--max-txn-ops=2000`).
+    pub fn start(dir: &Path, extra: &[&str]) -> Result<Self, String> {
+        let (client_port, peer_port) = (free_port()?, free_port()?);
+        Self::launch(
+            String::new(),
+            dir,
+            Ipv4Addr::LOCALHOST.into(),
+            client_port,
+            peer_port,
+            extra,
+        )
+    }
+
+    /// Starts etcd inside `ns` on `addr` (ports 2379 and 2380, the namespace's own).
+    pub fn start_in(ns: &Netns, dir: &Path, addr: IpAddr, extra: &[&str]) -> Result<Self, String> {
+        Self::launch(ns.name().to_owned(), dir, addr, 2379, 2380, extra)
+    }
+
+    fn launch(
+        ns: String,
+        dir: &Path,
+        addr: IpAddr,
+        client_port: u16,
+        peer_port: u16,
+        extra: &[&str],
+    ) -> Result<Self, String> {
+        if which("etcd").is_none() || which("etcdctl").is_none() {
+            return Err(ETCD_INSTALL_HINT.to_owned());
+        }
+        let data = dir.join("etcd");
+        std::fs::create_dir_all(&data)
+            .map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+        let mut etcd = Self {
+            proc: None,
+            ns,
+            dir: dir.to_owned(),
+            addr,
+            client_port,
+            peer_port,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            starts: 0,
+        };
+        etcd.start_again()?;
+        Ok(etcd)
+    }
+
+    fn host(&self) -> String {
+        match self.addr {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("[{a}]"),
+        }
+    }
+
+    /// The client URL (`http://ADDR:PORT`), for `ETCD_ENDPOINTS`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}:{}", self.host(), self.client_port)
+    }
+
+    /// Where its data is.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("etcd")
+    }
+
+    /// Its PID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
+
+    /// Starts it (again, after [`Etcd::stop`]) on the same data and ports; waits until it
+    /// answers (at most 20 s).
+    pub fn start_again(&mut self) -> Result<(), String> {
+        if self.proc.is_some() {
+            return Ok(());
+        }
+        self.starts += 1;
+        let peer = format!("http://{}:{}", self.host(), self.peer_port);
+        let name = format!("bgpt{}", std::process::id());
+        let mut args: Vec<String> = vec![
+            format!("--name={name}"),
+            format!("--data-dir={}", self.data_dir().display()),
+            format!("--listen-client-urls={}", self.endpoint()),
+            format!("--advertise-client-urls={}", self.endpoint()),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster={name}={peer}"),
+            "--initial-cluster-state=new".to_owned(),
+            "--log-level=warn".to_owned(),
+            "--logger=zap".to_owned(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        let etcd = which("etcd").ok_or(ETCD_INSTALL_HINT)?;
+        let label = format!("etcd-{}", self.starts);
+        // Debian's etcd 3.4 refuses to start on arm64 etc. without this; harmless here.
+        let env = [("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)];
+        let proc = spawn_in(&self.ns, &self.dir, &label, &etcd, &args, &env, false)?;
+        let stderr = proc.stderr_path().to_owned();
+        self.proc = Some(proc);
+        let up = poll(Duration::from_secs(20), Duration::from_millis(100), || {
+            self.ctl(&["endpoint", "health"]).ok()
+        });
+        if up.is_none() {
+            let running = self.proc.as_mut().is_some_and(Proc::is_running);
+            return Err(format!(
+                "etcd did not answer within 20 s (running: {running}); its log:\n{}",
+                tail(&stderr, 20)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stops it by its PID (SIGTERM, then SIGKILL); its data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop(Duration::from_secs(5));
+        }
+    }
+
+    /// Runs `etcdctl ARGS` against it (in its namespace), bounded to 30 s; its stdout.
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let endpoint = format!("--endpoints={}", self.endpoint());
+        let mut argv: Vec<&str> = Vec::new();
+        if !self.ns.is_empty() {
+            argv.extend(["netns", "exec", &self.ns, "etcdctl"]);
+        }
+        argv.push(&endpoint);
+        argv.push("--dial-timeout=2s");
+        argv.push("--command-timeout=20s");
+        argv.extend_from_slice(args);
+        let program = if self.ns.is_empty() { "etcdctl" } else { "ip" };
+        run_cmd(program, &argv, Duration::from_secs(30))
+    }
+
+    /// Puts `key` = `value`.
+    pub fn put(&self, key: &str, value: &str) -> Result<(), String> {
+        // `--` so that a value starting with `-` is not a flag.
+        self.ctl(&["put", "--", key, value]).map(|_| ())
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&self, key: &str) -> Result<(), String> {
+        self.ctl(&["del", "--", key]).map(|_| ())
+    }
+
+    /// Puts every pair in one transaction (one revision): needs `--max-txn-ops` at least
+    /// `kvs.len()` on the server (etcd's default is 128). Keys must not contain spaces.
+    pub fn put_all(&self, kvs: &[(String, String)]) -> Result<(), String> {
+        let mut script = String::from("\n");
+        for (k, v) in kvs {
+            // etcdctl reads a double-quoted argument as a Go string literal, of which a
+            // JSON string is one.
+            let quoted = serde_json::Value::String(v.clone()).to_string();
+            script.push_str(&format!("put {k} {quoted}\n"));
+        }
+        // Ends the success requests, then the (empty) failure requests.
+        script.push_str("\n\n");
+        let endpoint = format!("--endpoints={}", self.endpoint());
+        let mut cmd = if self.ns.is_empty() {
+            Command::new("etcdctl")
+        } else {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &self.ns, "etcdctl"]);
+            c
+        };
+        let mut child = cmd
+            .args([endpoint.as_str(), "--command-timeout=60s", "txn"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run etcdctl txn: {e}"))?;
+        let mut stdin = child.stdin.take().ok_or("etcdctl stdin not piped")?;
+        // A writer thread: etcdctl may answer before it has read everything.
+        let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+                let _ = writer.join();
+                let out = child.wait_with_output().map_err(|e| e.to_string())?;
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                return if st.success() && stdout.starts_with("SUCCESS") {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "etcdctl txn failed ({st}): {} {}",
+                        stdout.lines().next().unwrap_or(""),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ))
+                };
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("etcdctl txn did not finish within 90 s".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The store's current revision.
+    pub fn revision(&self) -> Result<i64, String> {
+        let out = self.ctl(&["endpoint", "status", "--write-out=json"])?;
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .map_err(|e| format!("etcdctl endpoint status: {e}: {out}"))?;
+        v[0]["Status"]["header"]["revision"]
+            .as_i64()
+            .ok_or_else(|| format!("no revision in {out}"))
+    }
+
+    /// Compacts the history up to `revision` (physically: watches from before it are
+    /// cancelled with its compact revision).
+    pub fn compact(&self, revision: i64) -> Result<(), String> {
+        self.ctl(&["compaction", "--physical", &revision.to_string()])
+            .map(|_| ())
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
