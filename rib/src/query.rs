@@ -12,13 +12,12 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use bgp_wire::Family;
 use bgp_wire::attr::{AsSegmentType, Community, LargeCommunity};
 use ipnet::IpNet;
 
-use crate::attrs::{AttrSet, Attrs};
+use crate::attrs::Attrs;
 use crate::best::Ineligible;
 use crate::loc::{Dest, Path};
 use crate::output::BestRoute;
@@ -132,8 +131,10 @@ pub enum InView {
     /// The routes the import policy let in (loop-checked and unusable ones included,
     /// with their reason), with the attributes as imported.
     Accepted,
-    /// Every route the peer sent that the RIB holds: with soft-reconfiguration inbound,
-    /// those the import policy rejected too (and those of malformed UPDATEs).
+    /// Every route the peer sent that the RIB holds, with the attributes as received
+    /// (before import policy): with soft-reconfiguration inbound, those the import policy
+    /// rejected too (and those of malformed UPDATEs). Without it, routes the policy
+    /// changed are listed as imported: only soft-reconfiguration inbound keeps both.
     Received,
 }
 
@@ -144,9 +145,11 @@ pub struct InRoute {
     pub prefix: IpNet,
     /// The received ADD-PATH identifier (0 without ADD-PATH).
     pub path_id: u32,
-    /// The attributes as stored: after import policy for an accepted route, as received
-    /// for a rejected one.
-    pub attrs: Arc<AttrSet>,
+    /// The attributes: with [`InView::Accepted`], as imported (after import policy);
+    /// with [`InView::Received`], as received. A copy, not the RIB's shared set: a
+    /// shared set held outside the RIB would stay in its intern table after its last
+    /// route is gone.
+    pub attrs: Attrs,
     /// Why it can never be chosen, if so (rejected by import policy included).
     pub ineligible: Option<Ineligible>,
     /// It is the best path of its prefix.
@@ -243,15 +246,22 @@ impl Rib {
                 (s..end).find(|&s| self.loc.is_live(s))
             }
         };
-        Some(self.page(filter, from, limit, next, |_, d, out| {
+        Some(self.page(filter, from, limit, next, |slot, d, out| {
             for (i, p) in d.paths.iter().enumerate() {
-                if p.peer != peer.0 || !in_view(view, p) || !filter.matches_attrs(&p.attrs) {
+                if p.peer != peer.0 || !in_view(view, p) {
+                    continue;
+                }
+                let attrs = match view {
+                    InView::Received => st.received.get(&(slot, p.rx_id)).unwrap_or(&p.attrs),
+                    InView::Accepted => &p.attrs,
+                };
+                if !filter.matches_attrs(attrs) {
                     continue;
                 }
                 out.push(InRoute {
                     prefix: d.prefix,
                     path_id: p.rx_id,
-                    attrs: p.attrs.clone(),
+                    attrs: Attrs::clone(attrs),
                     ineligible: p.reason,
                     best: i == 0 && d.eligible > 0,
                     stale: p.is_stale(),

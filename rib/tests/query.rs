@@ -343,11 +343,19 @@ fn test_received_and_accepted_differ_by_what_the_policy_rejected() {
             .iter()
             .all(|r| r.attrs.local_pref == Some(250) && r.best)
     );
+    // As received: without the LOCAL_PREF the policy set, rejected or not.
+    assert!(received.iter().all(|r| r.attrs.local_pref.is_none()));
     assert!(
         received
             .iter()
             .filter(|r| rejected.contains(&r.prefix))
-            .all(|r| r.attrs.local_pref.is_none() && !r.best)
+            .all(|r| !r.best && r.ineligible == Some(rib::Ineligible::RejectedByImport))
+    );
+    assert!(
+        received
+            .iter()
+            .filter(|r| !rejected.contains(&r.prefix))
+            .all(|r| r.best && r.ineligible.is_none())
     );
     let counts = rib.peer_counts(e);
     assert_eq!(counts[0].received, pa.len());
@@ -373,6 +381,67 @@ fn test_received_and_accepted_differ_by_what_the_policy_rejected() {
         rib.adj_rib_out_page(e, &f, Cursor(0), 10)
             .is_none_or(|p| p.items.is_empty())
     );
+    // The received copies go with their routes: a new announcement of the same routes
+    // with other attributes replaces them, and withdrawing everything frees every set.
+    for chunk in pa.chunks(100) {
+        let p: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let _ = apply(
+            &mut rib,
+            e,
+            &ctx,
+            &announce(&p, base("192.0.2.9", &[65001, 65001]), &ctx),
+        );
+    }
+    let received = all(1000, |cur, l| {
+        rib.adj_rib_in_page(e, InView::Received, &f, cur, l)
+            .unwrap()
+    });
+    assert_eq!(received.len(), pa.len());
+    assert!(
+        received
+            .iter()
+            .all(|r| r.attrs.as_path.route_len() == 2 && r.attrs.local_pref.is_none())
+    );
+    for chunk in pa.chunks(100) {
+        let p: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let _ = apply(&mut rib, e, &ctx, &withdraw(&p, &ctx));
+    }
+    drain(&mut rib);
+    assert_eq!(rib.stats().attr_sets, 0, "every attribute set released");
+}
+
+/// Without soft-reconfiguration inbound nothing is kept as received: the received view
+/// is what was imported.
+#[test]
+fn test_without_soft_reconfiguration_nothing_extra_is_kept() {
+    let mut rib = rr();
+    let policy = Policy::new(
+        vec![Rule {
+            when: Match::default(),
+            then: vec![Modify::SetLocalPref(250)],
+            verdict: Verdict::Accept,
+        }],
+        false,
+    )
+    .unwrap();
+    let mut cfg = PeerConfig::new(IpAddr::V4(v4("0.0.0.0")), 65001);
+    cfg.import = Some(Arc::new(policy));
+    let e = up(&mut rib, cfg, 5, ebgp_ctx());
+    let ctx = ebgp_ctx();
+    let _ = apply(
+        &mut rib,
+        e,
+        &ctx,
+        &announce(&["10.0.0.0/24"], base("192.0.2.9", &[65001]), &ctx),
+    );
+    let f = RouteFilter::default();
+    let r = rib
+        .adj_rib_in_page(e, InView::Received, &f, Cursor(0), 10)
+        .unwrap();
+    assert_eq!(r.items.len(), 1);
+    assert_eq!(r.items[0].attrs.local_pref, Some(250));
+    let _ = apply(&mut rib, e, &ctx, &withdraw(&["10.0.0.0/24"], &ctx));
+    assert_eq!(rib.stats().attr_sets, 0);
 }
 
 fn received_by(
