@@ -79,7 +79,7 @@ fn test_adj_rib_in_pages_hold_exactly_what_the_peer_sent() {
     announce_all(&mut rib, a, &pa, &base("10.0.0.2", &[]));
     // Another peer's routes interleave in the Loc-RIB's slots.
     let pb: Vec<String> = (0..500)
-        .map(|i| format!("172.16.{}.0/24", i % 256 + i / 256))
+        .map(|i| format!("172.{}.{}.0/24", 16 + i / 256, i % 256))
         .collect();
     let pb: Vec<String> = pb
         .into_iter()
@@ -224,9 +224,7 @@ fn test_attribute_filters_community_and_as_path() {
     let tagged = Community::new(65000, 7);
     let mut with_c = base("10.0.0.2", &[65001, 65002]);
     with_c.push(A::Communities(vec![tagged]));
-    let p1: Vec<String> = (0..300)
-        .map(|i| format!("10.1.{}.0/24", i % 256 + i / 256 * 0))
-        .collect();
+    let p1: Vec<String> = (0..256).map(|i| format!("10.1.{i}.0/24")).collect();
     let p1: Vec<String> = p1
         .into_iter()
         .collect::<BTreeSet<_>>()
@@ -462,7 +460,7 @@ fn test_adj_rib_out_leaves_out_a_members_own_routes() {
     assert_eq!(rib.group_of(a), rib.group_of(b));
     let pa = table_prefixes(600);
     let pb: Vec<String> = (0..400)
-        .map(|i| format!("172.16.{}.0/24", i % 256))
+        .map(|i| format!("172.{}.{}.0/24", 16 + i / 256, i % 256))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();

@@ -70,7 +70,7 @@ pub enum CtlCommand {
         offset: Option<usize>,
         /// A peer's table instead of the Loc-RIB, and its filters.
         #[command(flatten)]
-        peer: PeerRoutesArgs,
+        peer: Box<PeerRoutesArgs>,
     },
     /// The speaker: identity, readiness and table sizes.
     Status,
@@ -205,22 +205,23 @@ pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
             prefix,
             limit,
             offset,
-            peer:
-                PeerRoutesArgs {
-                    peer: Some(peer),
-                    dir_in,
-                    out,
-                    received,
-                    more_specifics,
-                    community,
-                    large_community,
-                    as_path,
-                    origin_as,
-                    family,
-                    cursor,
-                    all,
-                },
-        } => {
+            peer: table,
+        } if table.peer.is_some() => {
+            let PeerRoutesArgs {
+                peer,
+                dir_in,
+                out,
+                received,
+                more_specifics,
+                community,
+                large_community,
+                as_path,
+                origin_as,
+                family,
+                cursor,
+                all,
+            } = &**table;
+            let peer = peer.as_deref().unwrap_or_default();
             let dir = match (dir_in, out) {
                 (true, false) => "in",
                 (false, true) => "out",
@@ -787,7 +788,7 @@ fn neighbor_text(d: &PeerDetail) -> String {
     let note = |n: &Option<crate::speaker::NotificationInfo>| match n {
         None => "-".to_owned(),
         Some(n) => {
-            let mut t = format!("{}", n.code_name);
+            let mut t = n.code_name.clone();
             match &n.subcode_name {
                 Some(sub) => {
                     let _ = write!(t, " / {sub}");
