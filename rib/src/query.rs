@@ -206,7 +206,8 @@ impl Rib {
     }
 
     /// A page of the Loc-RIB's best routes that pass `filter`, from `from` on, at most
-    /// `limit` (at least one prefix per page).
+    /// `limit` (at least one prefix per page). Like [`Rib::loc_rib`], it hands out the
+    /// RIB's shared attribute sets: drop the page before the RIB changes again.
     pub fn loc_rib_page(
         &self,
         filter: &RouteFilter,
