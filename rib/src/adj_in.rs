@@ -91,6 +91,35 @@ impl AdjRibIn {
         k
     }
 
+    /// Whether some route has a path identifier other than 0 (then [`Self::next_slot`]
+    /// does not see it).
+    pub(crate) fn has_other(&self) -> bool {
+        !self.other.is_empty()
+    }
+
+    /// The first slot at or after `from`, before `end`, holding a route with path
+    /// identifier 0: one bitmap word per 64 slots, no allocation.
+    pub(crate) fn next_slot(&self, from: u32, end: u32) -> Option<u32> {
+        if self.words.is_empty() {
+            return None;
+        }
+        let mut w = from >> 6;
+        // Bits below `from` in its word are behind us.
+        let mut mask = u64::MAX << (from & 63);
+        while u64::from(w) << 6 < u64::from(end) {
+            if let Some(bits) = self.words.get(&w) {
+                let b = bits & mask;
+                if b != 0 {
+                    let s = w << 6 | b.trailing_zeros();
+                    return (s < end).then_some(s);
+                }
+            }
+            w += 1;
+            mask = u64::MAX;
+        }
+        None
+    }
+
     /// Forgets every route and gives back the memory.
     pub(crate) fn clear(&mut self) {
         *self = Self::default();
@@ -142,5 +171,30 @@ mod tests {
         }
         assert_eq!(a.len(), 0);
         assert!(a.words.is_empty() && a.other.is_empty());
+    }
+
+    #[test]
+    fn next_slot_walks_the_bitmap_in_order() {
+        let mut a = AdjRibIn::default();
+        assert_eq!(a.next_slot(0, 10_000), None);
+        let slots = [0u32, 1, 63, 64, 127, 128, 4095, 9000];
+        for s in slots {
+            a.insert(s, 0);
+        }
+        a.insert(5, 9);
+        assert!(a.has_other());
+        let mut seen = Vec::new();
+        let mut s = 0;
+        while let Some(x) = a.next_slot(s, 10_000) {
+            seen.push(x);
+            s = x + 1;
+        }
+        assert_eq!(seen, slots);
+        assert_eq!(a.next_slot(2, 10_000), Some(63));
+        assert_eq!(a.next_slot(129, 10_000), Some(4095));
+        // `end` bounds the walk, inside a word too.
+        assert_eq!(a.next_slot(129, 4095), None);
+        assert_eq!(a.next_slot(129, 4096), Some(4095));
+        assert_eq!(a.next_slot(9001, 10_000), None);
     }
 }

@@ -282,6 +282,27 @@ impl AdjOut {
         }
     }
 
+    /// The first slot at or after `from`, before `end`, with something advertised:
+    /// no allocation (an ADD-PATH group looks each slot up).
+    pub(crate) fn next_slot(&self, from: u32, end: u32) -> Option<u32> {
+        match self {
+            Self::Single(v) => {
+                let end = (end as usize).min(v.len());
+                let from = (from as usize).min(end);
+                v[from..end]
+                    .iter()
+                    .position(|id| *id != 0)
+                    .map(|i| (from + i) as u32)
+            }
+            Self::Multi(m) => {
+                if m.is_empty() {
+                    return None;
+                }
+                (from..end).find(|s| m.contains_key(s))
+            }
+        }
+    }
+
     /// How many paths are advertised.
     pub(crate) fn len(&self) -> usize {
         match self {

@@ -429,7 +429,7 @@ impl UpdateGroup {
     /// Whether a route from `src` (with ORIGINATOR_ID `originator`) must not go to member
     /// `peer`: [`UpdateGroup::excluded`] for one member, without building the list (a
     /// late joiner's catch-up asks it for every route).
-    fn excludes(
+    pub(crate) fn excludes(
         &self,
         src: u32,
         originator: Option<Ipv4Addr>,
@@ -473,6 +473,22 @@ impl UpdateGroup {
         let id = self.table.insert(path.attrs.clone(), memo, originator);
         self.encoded.insert(id, (memo, bytes, mp));
         Some(id)
+    }
+
+    /// The attributes the group sends for the out entry `e` (for operators: the
+    /// group's Adj-RIB-Out as sent, without encoding it).
+    pub(crate) fn sent_attrs(
+        &self,
+        e: &OutEntry,
+        cfg: &RibConfig,
+        facts: &[PeerFact],
+    ) -> Option<crate::attrs::Attrs> {
+        let fact = facts.get(e.src() as usize)?;
+        let mut out = reflect::transform(cfg, &self.key, fact, &e.attrs, e.family())?;
+        if let Some(p) = &self.key.export {
+            p.apply(e.mask, &mut out);
+        }
+        Some(out)
     }
 
     /// What the group sends for `attrs` from `src` under export rule `mask` in `family`:

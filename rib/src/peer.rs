@@ -84,7 +84,10 @@ pub struct PeerConfig {
     /// Keep the routes the import policy rejects, listed as
     /// [`crate::Ineligible::RejectedByImport`] (FRR's soft-reconfiguration inbound). Off,
     /// a rejected route is dropped as it arrives (and replaces, as an implicit withdrawal,
-    /// what the peer sent before for the prefix): rejected routes cost no memory.
+    /// what the peer sent before for the prefix): rejected routes cost no memory. On, the
+    /// received attributes of routes the import policy modified are kept too (one entry
+    /// per such route), so that the peer's routes can be listed as received
+    /// ([`crate::InView::Received`]).
     pub soft_reconfiguration_inbound: bool,
 }
 

@@ -22,6 +22,10 @@ pub(crate) struct PeerState {
     pub(crate) cfg: PeerConfig,
     pub(crate) session: Option<Session>,
     pub(crate) adj_in: AdjRibIn,
+    /// With soft-reconfiguration inbound: the attributes as received of the routes
+    /// (Loc-RIB slot, received path id) whose import policy changed them (the others
+    /// are stored as received).
+    pub(crate) received: FxHashMap<(u32, u32), Arc<AttrSet>>,
     /// The max-prefix limit was reported crossed and the count has not gone back under.
     pub(crate) over_limit: bool,
 }
@@ -120,6 +124,7 @@ impl Rib {
             cfg,
             session: None,
             adj_in: AdjRibIn::default(),
+            received: FxHashMap::default(),
             over_limit: false,
         });
         // A removed peer's index, if there is one: nothing refers to it any more (its
@@ -324,6 +329,36 @@ impl Rib {
         true
     }
 
+    /// Records the attributes as received of the stored path (`peer`, `rx_id`) of
+    /// `prefix` when the import policy changed them (`Some`), or that it did not.
+    pub(crate) fn note_received(
+        &mut self,
+        peer: u32,
+        prefix: &IpNet,
+        rx_id: u32,
+        received: Option<Arc<AttrSet>>,
+    ) {
+        let Some(slot) = self.loc.slot(prefix) else {
+            if let Some(set) = received {
+                self.attrs.release(set);
+            }
+            return;
+        };
+        let Some(Some(st)) = self.peers.get_mut(peer as usize) else {
+            if let Some(set) = received {
+                self.attrs.release(set);
+            }
+            return;
+        };
+        let old = match received {
+            Some(set) => st.received.insert((slot, rx_id), set),
+            None => st.received.remove(&(slot, rx_id)),
+        };
+        if let Some(old) = old {
+            self.attrs.release(old);
+        }
+    }
+
     /// Removes the path (`peer`, `rx_id`) of `prefix`; returns whether it was there.
     pub(crate) fn remove(&mut self, peer: u32, prefix: &IpNet, rx_id: u32) -> bool {
         let Some(slot) = self.loc.slot(prefix) else {
@@ -346,6 +381,9 @@ impl Rib {
         self.attrs.release(p.attrs);
         if let Some(Some(st)) = self.peers.get_mut(peer as usize) {
             st.adj_in.remove(slot, rx_id);
+            if let Some(old) = st.received.remove(&(slot, rx_id)) {
+                self.attrs.release(old);
+            }
         }
         self.reselect_from(slot, before);
         self.loc.try_free(slot);

@@ -108,6 +108,8 @@ impl Rib {
                     reason,
                 ) {
                     out.ignored_paths += 1;
+                } else {
+                    self.note_received(peer.0, &n.prefix, n.path_id.unwrap_or(0), None);
                 }
                 out.announced += 1;
             }
@@ -210,8 +212,12 @@ impl Rib {
                     continue;
                 }
             }
+            let modified = !Arc::ptr_eq(&chosen, &set);
             if !self.upsert(peer.0, n.prefix, rx, chosen, why) {
                 out.ignored_paths += 1;
+            } else if keep_rejected {
+                // Kept as received, for listing the peer's routes before policy.
+                self.note_received(peer.0, &n.prefix, rx, modified.then(|| set.clone()));
             }
         }
         self.attrs.release(set);

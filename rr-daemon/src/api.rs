@@ -4,9 +4,10 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /v1/peers` | every peer ([`PeerStatus`]), by address; `down_reason` says why one is not Established |
-//! | `GET /v1/peers/{address}` | one peer ([`PeerStatus`]); 404 when there is none |
+//! | `GET /v1/peers/{address}` | one peer in detail ([`PeerDetail`]: every field of `/v1/peers` and what the session negotiated, its history, routes per family); 404 when there is none |
+//! | `GET /v1/peers/{address}/routes?dir=in\|out` | the peer's Adj-RIB-In (after import policy; `view=received` for before, with `soft_reconfiguration_inbound`) or Adj-RIB-Out as sent ([`PeerRoutesResponse`]), paged by `cursor` (or `offset`) and `limit`, filtered by `prefix`, `longest`, `orlonger`, `community`, `large_community`, `as`, `origin_as`, `family` |
 //! | `GET /v1/routes?limit=N&offset=M` | best routes ([`RoutesResponse`]), 1000 by default |
-//! | `GET /v1/routes/{prefix}` | every path of a prefix, which is best and why the others lost ([`RouteDetail`]); `10.0.0.0/24` or `10.0.0.0%2F24` |
+//! | `GET /v1/routes/{prefix}` | every path of a prefix, which is best and why the others lost ([`RouteDetail`]); `10.0.0.0/24` or `10.0.0.0%2F24`; a bare address (`10.0.0.7`) gives its longest match |
 //! | `GET /v1/status` | speaker summary and readiness ([`StatusResponse`]) |
 //! | `GET /v1/fib` | kernel routes: counters, installed routes, failures ([`crate::fib::FibReport`]); 404 when `[fib]` is off |
 //! | `GET /metrics` | Prometheus (OpenMetrics) text: per-peer series labelled by address only |
@@ -46,7 +47,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::speaker::{PeerStatus, RouteEntry, Speaker, SpeakerError};
+use crate::speaker::{
+    Direction, PeerDetail, PeerRoute, PeerRoutesError, PeerRoutesQuery, PeerStatus, RouteEntry,
+    Speaker, SpeakerError,
+};
 
 mod metrics;
 use metrics::render_metrics;
@@ -146,6 +150,7 @@ pub fn router(speaker: Speaker, options: ApiOptions) -> Router {
     Router::new()
         .route("/v1/peers", get(peers))
         .route("/v1/peers/{address}", get(peer))
+        .route("/v1/peers/{address}/routes", get(peer_routes))
         .route("/v1/routes", get(routes))
         .route("/v1/routes/{*prefix}", get(route))
         .route("/v1/status", get(status))
@@ -228,27 +233,318 @@ async fn peers(State(app): State<App>) -> Result<axum::Json<Vec<PeerStatus>>, Ap
     Ok(axum::Json(app.ask(app.speaker.peers()).await?))
 }
 
+/// Parses a peer address of a path: `fe80::2%eth0` names the link-local peer on an
+/// interface, and the zone is dropped.
+fn peer_address(address: &str) -> Result<IpAddr, ApiError> {
+    let text = address.split('%').next().unwrap_or_default();
+    text.parse::<IpAddr>().map_err(|_| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("{address:?} is not an IP address"),
+    })
+}
+
 async fn peer(
     State(app): State<App>,
     Path(address): Path<String>,
-) -> Result<axum::Json<PeerStatus>, ApiError> {
-    // `fe80::2%eth0` names the link-local peer on an interface: the zone is dropped.
-    let text = address.split('%').next().unwrap_or_default();
-    let Ok(ip) = text.parse::<IpAddr>() else {
-        return Err(ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("{address:?} is not an IP address"),
-        });
-    };
-    let peers = app.ask(app.speaker.peers()).await?;
-    peers
-        .into_iter()
-        .find(|p| p.address == ip)
+) -> Result<axum::Json<PeerDetail>, ApiError> {
+    let ip = peer_address(&address)?;
+    app.ask(app.speaker.peer_detail(ip))
+        .await?
         .map(axum::Json)
         .ok_or_else(|| ApiError {
             status: StatusCode::NOT_FOUND,
             message: format!("no peer {ip}"),
         })
+}
+
+/// The query of `GET /v1/peers/{address}/routes`.
+#[derive(Debug, Default, Deserialize)]
+struct PeerRoutesParams {
+    dir: Option<String>,
+    view: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+    cursor: Option<String>,
+    prefix: Option<String>,
+    longest: Option<String>,
+    orlonger: Option<String>,
+    community: Option<String>,
+    large_community: Option<String>,
+    #[serde(rename = "as")]
+    as_path_contains: Option<String>,
+    origin_as: Option<String>,
+    family: Option<String>,
+}
+
+/// A route of a peer's table as `GET /v1/peers/{address}/routes` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRouteView {
+    /// The prefix.
+    pub prefix: IpNet,
+    /// The ADD-PATH identifier received (in) or sent (out), where there is one.
+    pub path_id: Option<u32>,
+    /// The next hop (for `out`, as sent; `null` when the session's address is sent).
+    pub next_hop: Option<IpAddr>,
+    /// AS_PATH in BIRD's notation.
+    pub as_path: String,
+    /// ORIGIN.
+    pub origin: String,
+    /// LOCAL_PREF, if carried.
+    pub local_pref: Option<u32>,
+    /// MULTI_EXIT_DISC, if carried.
+    pub med: Option<u32>,
+    /// COMMUNITIES.
+    pub communities: Vec<String>,
+    /// LARGE_COMMUNITY.
+    pub large_communities: Vec<String>,
+    /// ORIGINATOR_ID, if carried.
+    pub originator_id: Option<Ipv4Addr>,
+    /// CLUSTER_LIST, most recent first.
+    pub cluster_list: Vec<Ipv4Addr>,
+    /// `in`: `best`, `accepted` (usable, not best), `ineligible` or `rejected` (by import
+    /// policy, listed with `view=received`); `out`: `sent`.
+    pub status: String,
+    /// `in`: why the route cannot be used, in words.
+    pub reason: Option<String>,
+    /// `in`: kept from a gracefully restarting session (RFC 4724).
+    pub stale: bool,
+    /// `out`: the peer the route came from; `null` for our own.
+    pub from: Option<IpAddr>,
+}
+
+/// `GET /v1/peers/{address}/routes`: one page of a peer's table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerRoutesResponse {
+    /// The peer.
+    pub peer: IpAddr,
+    /// `in` or `out`.
+    pub dir: Direction,
+    /// `accepted` (after import policy) or `received` (before); `sent` for `out`.
+    pub view: String,
+    /// The routes, in the RIB's slot order.
+    pub routes: Vec<PeerRouteView>,
+    /// The page size asked for (after capping).
+    pub limit: usize,
+    /// The `cursor` of the next page, if the listing goes on (the next page may come
+    /// back empty).
+    pub next_cursor: Option<String>,
+}
+
+/// A filter from the query string, or a 400 naming the parameter.
+fn route_filter(q: &PeerRoutesParams) -> Result<rib::RouteFilter, ApiError> {
+    fn bad(param: &str, value: &str, want: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("{param}={value:?}: expected {want}"),
+        }
+    }
+    let mut f = rib::RouteFilter::default();
+    let set = [
+        q.prefix.is_some(),
+        q.longest.is_some(),
+        q.orlonger.is_some(),
+    ];
+    if set.iter().filter(|x| **x).count() > 1 {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: "prefix, longest and orlonger exclude each other".to_owned(),
+        });
+    }
+    if let Some(p) = &q.prefix {
+        let n = parse_prefix(p).ok_or_else(|| bad("prefix", p, "a prefix (10.0.0.0/24)"))?;
+        f.prefix = Some(rib::PrefixQuery::Exact(n));
+    }
+    if let Some(a) = &q.longest {
+        let ip = a
+            .parse::<IpAddr>()
+            .map_err(|_| bad("longest", a, "an address (10.0.0.7)"))?;
+        f.prefix = Some(rib::PrefixQuery::Longest(ip));
+    }
+    if let Some(p) = &q.orlonger {
+        let n = parse_prefix(p).ok_or_else(|| bad("orlonger", p, "a prefix (10.0.0.0/16)"))?;
+        f.prefix = Some(rib::PrefixQuery::OrLonger(n));
+    }
+    if let Some(c) = &q.community {
+        f.community =
+            Some(parse_community(c).ok_or_else(|| bad("community", c, "ASN:VALUE (65000:100)"))?);
+    }
+    if let Some(c) = &q.large_community {
+        let parts: Vec<Option<u32>> = c.split(':').map(|x| x.parse().ok()).collect();
+        match parts.as_slice() {
+            [Some(g), Some(a), Some(b)] => {
+                f.large_community = Some(bgp_wire::attr::LargeCommunity {
+                    global: *g,
+                    local1: *a,
+                    local2: *b,
+                });
+            }
+            _ => return Err(bad("large_community", c, "GLOBAL:LOCAL1:LOCAL2")),
+        }
+    }
+    if let Some(a) = &q.as_path_contains {
+        f.as_path_contains = Some(parse_asn(a).ok_or_else(|| bad("as", a, "an AS number"))?);
+    }
+    if let Some(a) = &q.origin_as {
+        f.origin_as = Some(parse_asn(a).ok_or_else(|| bad("origin_as", a, "an AS number"))?);
+    }
+    if let Some(fam) = &q.family {
+        f.family = Some(match fam.as_str() {
+            "ipv4" | "ipv4-unicast" => bgp_wire::Family::Ipv4Unicast,
+            "ipv6" | "ipv6-unicast" => bgp_wire::Family::Ipv6Unicast,
+            _ => return Err(bad("family", fam, "ipv4 or ipv6")),
+        });
+    }
+    Ok(f)
+}
+
+/// `65000:100`, or a well-known name (`no-export`, `no-advertise`, ...).
+pub fn parse_community(s: &str) -> Option<bgp_wire::attr::Community> {
+    use bgp_wire::attr::Community;
+    let named = match s.to_ascii_lowercase().replace('_', "-").as_str() {
+        "no-export" => Some(Community::NO_EXPORT),
+        "no-advertise" => Some(Community::NO_ADVERTISE),
+        "no-export-subconfed" | "local-as" => Some(Community::NO_EXPORT_SUBCONFED),
+        "graceful-shutdown" => Some(Community::GRACEFUL_SHUTDOWN),
+        "no-peer" => Some(Community::NOPEER),
+        "blackhole" => Some(Community::BLACKHOLE),
+        _ => None,
+    };
+    if named.is_some() {
+        return named;
+    }
+    let (a, v) = s.split_once(':')?;
+    Some(Community::new(a.parse().ok()?, v.parse().ok()?))
+}
+
+/// `65001`, or `AS65001`.
+fn parse_asn(s: &str) -> Option<u32> {
+    let t = s
+        .strip_prefix("AS")
+        .or_else(|| s.strip_prefix("as"))
+        .unwrap_or(s);
+    t.parse().ok()
+}
+
+async fn peer_routes(
+    State(app): State<App>,
+    Path(address): Path<String>,
+    Query(q): Query<PeerRoutesParams>,
+) -> Result<axum::Json<PeerRoutesResponse>, ApiError> {
+    let ip = peer_address(&address)?;
+    let bad = |message: String| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message,
+    };
+    let dir = match q.dir.as_deref() {
+        Some("in") => Direction::In,
+        Some("out") => Direction::Out,
+        Some(other) => return Err(bad(format!("dir={other:?}: expected in or out"))),
+        None => return Err(bad("dir is required: dir=in or dir=out".to_owned())),
+    };
+    let received = match (dir, q.view.as_deref()) {
+        (_, None | Some("accepted")) => false,
+        (Direction::In, Some("received")) => true,
+        (Direction::Out, Some(v)) => {
+            return Err(bad(format!("view={v:?}: only dir=in has views")));
+        }
+        (_, Some(v)) => return Err(bad(format!("view={v:?}: expected accepted or received"))),
+    };
+    let cursor = match &q.cursor {
+        None => rib::Cursor::default(),
+        Some(c) => c
+            .parse()
+            .map_err(|_| bad(format!("cursor={c:?}: expected the next_cursor of a page")))?,
+    };
+    let limit = q
+        .limit
+        .unwrap_or(DEFAULT_ROUTES_LIMIT)
+        .clamp(1, app.options.max_routes.max(1));
+    let query = PeerRoutesQuery {
+        address: ip,
+        dir,
+        received,
+        filter: route_filter(&q)?,
+        cursor,
+        offset: q.offset.unwrap_or(0),
+        limit,
+    };
+    let page = app
+        .ask(app.speaker.peer_routes(query))
+        .await?
+        .map_err(|e| ApiError {
+            status: match e {
+                PeerRoutesError::NoPeer(_) => StatusCode::NOT_FOUND,
+                PeerRoutesError::NotKept(_) => StatusCode::CONFLICT,
+            },
+            message: e.to_string(),
+        })?;
+    let routes = page.routes.iter().map(peer_route_view).collect();
+    Ok(axum::Json(PeerRoutesResponse {
+        peer: ip,
+        dir,
+        view: match (dir, received) {
+            (Direction::Out, _) => "sent",
+            (Direction::In, true) => "received",
+            (Direction::In, false) => "accepted",
+        }
+        .to_owned(),
+        routes,
+        limit,
+        next_cursor: page.next.map(|c| c.to_string()),
+    }))
+}
+
+fn peer_route_view(r: &PeerRoute) -> PeerRouteView {
+    let (prefix, path_id, a, status, reason, stale, from): (_, _, &rib::Attrs, _, _, _, _) = match r
+    {
+        PeerRoute::In(r) => {
+            let status = match r.ineligible {
+                Some(rib::Ineligible::RejectedByImport) => "rejected",
+                Some(_) => "ineligible",
+                None if r.best => "best",
+                None => "accepted",
+            };
+            (
+                r.prefix,
+                (r.path_id != 0).then_some(r.path_id),
+                &r.attrs,
+                status,
+                r.ineligible.map(|i| i.to_string()),
+                r.stale,
+                None,
+            )
+        }
+        PeerRoute::Out { route: r, from } => {
+            (r.prefix, r.path_id, &r.attrs, "sent", None, false, *from)
+        }
+    };
+    PeerRouteView {
+        prefix,
+        path_id,
+        next_hop: a.next_hop.map(|nh| match nh {
+            NextHop::V4(v4) => IpAddr::V4(v4),
+            NextHop::V6 { global, .. } => IpAddr::V6(global),
+        }),
+        as_path: a.as_path.to_string(),
+        origin: a
+            .origin
+            .name()
+            .map_or_else(|| a.origin.0.to_string(), str::to_owned),
+        local_pref: a.local_pref,
+        med: a.med,
+        communities: a.communities.iter().map(ToString::to_string).collect(),
+        large_communities: a
+            .large_communities
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        originator_id: a.originator_id,
+        cluster_list: a.cluster_list.clone(),
+        status: status.to_owned(),
+        reason,
+        stale,
+        from,
+    }
 }
 
 /// A best route as `GET /v1/routes` lists it.
@@ -398,10 +694,22 @@ async fn route(
             message: format!("not a prefix: {raw:?} (10.0.0.0/24, or 10.0.0.0%2F24)"),
         });
     };
-    let Some(e) = app.ask(app.speaker.explain(prefix)).await? else {
+    // A bare address asks for its longest match.
+    let bare =
+        !raw.trim_matches('/').contains('/') && prefix.prefix_len() == prefix.max_prefix_len();
+    let answer = if bare {
+        app.ask(app.speaker.lookup(prefix.addr())).await?
+    } else {
+        app.ask(app.speaker.explain(prefix)).await?
+    };
+    let Some(e) = answer else {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
-            message: format!("no route for {}", prefix.trunc()),
+            message: if bare {
+                format!("no route covers {}", prefix.addr())
+            } else {
+                format!("no route for {}", prefix.trunc())
+            },
         });
     };
     let paths = e

@@ -3,7 +3,10 @@
 //! ```text
 //! rr-daemon ctl [--api ADDR] [--json] peers
 //! rr-daemon ctl [--api ADDR] [--json] neighbor ADDRESS
-//! rr-daemon ctl [--api ADDR] [--json] routes [PREFIX] [--limit N] [--offset M]
+//! rr-daemon ctl [--api ADDR] [--json] routes [PREFIX|ADDRESS] [--limit N] [--offset M]
+//! rr-daemon ctl [--api ADDR] [--json] routes --peer ADDRESS --in|--out [--received]
+//!     [PREFIX|ADDRESS] [--more-specifics PREFIX] [--community C] [--large-community C]
+//!     [--as ASN] [--origin-as ASN] [--family ipv4|ipv6] [--limit N] [--cursor C] [--all]
 //! rr-daemon ctl [--api ADDR] [--json] status
 //! rr-daemon ctl [--api ADDR] [--json] fib
 //! ```
@@ -23,10 +26,10 @@ use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    DEFAULT_ADDR, ErrorBody, Readiness, RouteDetail, RoutesResponse, StatusResponse,
-    format_duration,
+    DEFAULT_ADDR, ErrorBody, PeerRoutesResponse, Readiness, RouteDetail, RoutesResponse,
+    StatusResponse, format_duration,
 };
-use crate::speaker::PeerStatus;
+use crate::speaker::{PeerDetail, PeerStatus};
 
 /// `rr-daemon ctl`'s arguments.
 #[derive(Args, Clone, Debug)]
@@ -52,9 +55,12 @@ pub enum CtlCommand {
         /// The peer's address (`192.0.2.1`, `fe80::2%eth0`).
         address: String,
     },
-    /// Best routes; with PREFIX, every path of that prefix and why the others lost.
+    /// Best routes; with PREFIX, every path of that prefix and why the others lost; with
+    /// an ADDRESS, the same for its longest match. With `--peer`, a peer's Adj-RIB-In
+    /// (`--in`) or Adj-RIB-Out (`--out`), where PREFIX selects one prefix and ADDRESS
+    /// its longest match.
     Routes {
-        /// A prefix (`10.0.0.0/24`) or an address (its host prefix).
+        /// A prefix (`10.0.0.0/24`) or an address (its longest match).
         prefix: Option<String>,
         /// Routes to list (the API caps it).
         #[arg(long)]
@@ -62,12 +68,62 @@ pub enum CtlCommand {
         /// Routes to skip (paging: the previous answer's `next_offset`).
         #[arg(long)]
         offset: Option<usize>,
+        /// A peer's table instead of the Loc-RIB, and its filters.
+        #[command(flatten)]
+        peer: Box<PeerRoutesArgs>,
     },
     /// The speaker: identity, readiness and table sizes.
     Status,
     /// Kernel routes (`[fib]`): counters, installed routes, failures with the kernel's
     /// error. "`[fib]` is off (HTTP 404)" when the daemon does not program routes.
     Fib,
+}
+
+/// `ctl routes --peer ADDRESS --in|--out`: which table of a peer, filtered how.
+#[derive(Args, Clone, Debug, Default)]
+pub struct PeerRoutesArgs {
+    /// List a peer's routes instead of the Loc-RIB (with `--in` or `--out`).
+    #[arg(long, value_name = "ADDRESS")]
+    pub peer: Option<String>,
+    /// The peer's Adj-RIB-In: what it sent, after import policy (see `--received`).
+    #[arg(long = "in", requires = "peer", conflicts_with = "out")]
+    pub dir_in: bool,
+    /// The peer's Adj-RIB-Out: what we sent it, as sent.
+    #[arg(long = "out", requires = "peer")]
+    pub out: bool,
+    /// With `--in`: the routes as received, before import policy (those it rejected
+    /// included); needs `soft_reconfiguration_inbound = true` for the peer.
+    #[arg(long, requires = "dir_in")]
+    pub received: bool,
+    /// Only PREFIX and the prefixes inside it.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        requires = "peer",
+        conflicts_with = "prefix"
+    )]
+    pub more_specifics: Option<String>,
+    /// Only routes carrying this community (`65000:100`, `no-export`).
+    #[arg(long, requires = "peer")]
+    pub community: Option<String>,
+    /// Only routes carrying this large community (`65000:1:2`).
+    #[arg(long, requires = "peer")]
+    pub large_community: Option<String>,
+    /// Only routes whose AS path holds this AS.
+    #[arg(long = "as", value_name = "ASN", requires = "peer")]
+    pub as_path: Option<String>,
+    /// Only routes that originate in this AS (the last of the path).
+    #[arg(long, value_name = "ASN", requires = "peer")]
+    pub origin_as: Option<String>,
+    /// Only routes of this family: `ipv4` or `ipv6`.
+    #[arg(long, requires = "peer")]
+    pub family: Option<String>,
+    /// Start at this cursor (the previous page's `next_cursor`).
+    #[arg(long, requires = "peer", conflicts_with = "offset")]
+    pub cursor: Option<String>,
+    /// Every page, one after the other (`--json`: one JSON answer per line).
+    #[arg(long, requires = "peer")]
+    pub all: bool,
 }
 
 /// Why `rr-daemon ctl` failed, in one line.
@@ -89,6 +145,8 @@ pub enum CtlError {
     },
     /// The answer was not what this version of `ctl` understands.
     BadAnswer(String),
+    /// The command line asks for something that cannot be.
+    Usage(String),
 }
 
 impl std::fmt::Display for CtlError {
@@ -99,6 +157,7 @@ impl std::fmt::Display for CtlError {
             }
             Self::Api { status, message } => write!(f, "{message} (HTTP {status})"),
             Self::BadAnswer(why) => write!(f, "unexpected answer from the daemon: {why}"),
+            Self::Usage(why) => f.write_str(why),
         }
     }
 }
@@ -135,7 +194,7 @@ pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
         }
         CtlCommand::Neighbor { address } => {
             let path = format!("/v1/peers/{}", address.replace('%', "%25"));
-            let (json, peer) = client.get::<PeerStatus>(&path)?;
+            let (json, peer) = client.get::<PeerDetail>(&path)?;
             Ok(if args.json {
                 raw(json)
             } else {
@@ -143,9 +202,70 @@ pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
             })
         }
         CtlCommand::Routes {
+            prefix,
+            limit,
+            offset,
+            peer: table,
+        } if table.peer.is_some() => {
+            let PeerRoutesArgs {
+                peer,
+                dir_in,
+                out,
+                received,
+                more_specifics,
+                community,
+                large_community,
+                as_path,
+                origin_as,
+                family,
+                cursor,
+                all,
+            } = &**table;
+            let peer = peer.as_deref().unwrap_or_default();
+            let dir = match (dir_in, out) {
+                (true, false) => "in",
+                (false, true) => "out",
+                _ => {
+                    return Err(CtlError::Usage(
+                        "routes --peer needs --in (what the peer sent) or --out (what it was sent)"
+                            .to_owned(),
+                    ));
+                }
+            };
+            let mut params: Vec<(&str, String)> = vec![("dir", dir.to_owned())];
+            if *received {
+                params.push(("view", "received".to_owned()));
+            }
+            if let Some(p) = prefix {
+                let key = if p.contains('/') { "prefix" } else { "longest" };
+                params.push((key, p.clone()));
+            }
+            for (k, v) in [
+                ("orlonger", more_specifics),
+                ("community", community),
+                ("large_community", large_community),
+                ("as", as_path),
+                ("origin_as", origin_as),
+                ("family", family),
+                ("cursor", cursor),
+            ] {
+                if let Some(v) = v {
+                    params.push((k, v.clone()));
+                }
+            }
+            for (k, v) in [("limit", limit), ("offset", offset)] {
+                if let Some(v) = v {
+                    params.push((k, v.to_string()));
+                }
+            }
+            let base = format!("/v1/peers/{}/routes", peer.replace('%', "%25"));
+            peer_routes(&client, &base, params, *all, args.json)
+        }
+        CtlCommand::Routes {
             prefix: Some(p),
             limit: _,
             offset: _,
+            peer: _,
         } => {
             let path = format!("/v1/routes/{}", p.replace('/', "%2F"));
             let (json, detail) = client.get::<RouteDetail>(&path)?;
@@ -159,6 +279,7 @@ pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
             prefix: None,
             limit,
             offset,
+            peer: _,
         } => {
             let mut path = "/v1/routes".to_owned();
             let mut sep = '?';
@@ -187,6 +308,130 @@ pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
             let (json, fib) = client.get::<crate::fib::FibReport>("/v1/fib")?;
             Ok(if args.json { raw(json) } else { fib_text(&fib) })
         }
+    }
+}
+
+/// Percent-encodes a query value (prefixes carry `/`, link-local peers `%`).
+fn encode_query(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// `ctl routes --peer`: one page, or every page with `all`.
+fn peer_routes(
+    client: &Client,
+    base: &str,
+    mut params: Vec<(&str, String)>,
+    all: bool,
+    json: bool,
+) -> Result<String, CtlError> {
+    let mut out = String::new();
+    let mut total = 0usize;
+    // Bounded: each page moves the cursor forward over at most every slot of the RIB.
+    loop {
+        let query: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode_query(v)))
+            .collect();
+        let path = format!("{base}?{}", query.join("&"));
+        let (body, page) = client.get::<PeerRoutesResponse>(&path)?;
+        let first = total == 0;
+        total += page.routes.len();
+        if json {
+            out.push_str(&raw(body));
+        } else {
+            out.push_str(&peer_routes_table(&page, !first));
+        }
+        match (&page.next_cursor, all) {
+            (Some(next), true) => {
+                params.retain(|(k, _)| *k != "cursor" && *k != "offset");
+                params.push(("cursor", next.clone()));
+            }
+            (Some(next), false) => {
+                if !json {
+                    let _ = writeln!(out, "... more routes: --cursor {next} for the next page");
+                }
+                return Ok(out);
+            }
+            (None, _) => {
+                if !json && all {
+                    let _ = writeln!(out, "{total} routes");
+                }
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// One page of a peer's table; `continued` leaves out the header after the first page.
+fn peer_routes_table(page: &PeerRoutesResponse, continued: bool) -> String {
+    let out_dir = page.view == "sent";
+    let rows: Vec<Vec<String>> = page
+        .routes
+        .iter()
+        .map(|r| {
+            let mut v = vec![
+                match r.path_id {
+                    Some(id) => format!("{} (path {id})", r.prefix),
+                    None => r.prefix.to_string(),
+                },
+                or_dash(r.next_hop),
+                if r.as_path.is_empty() {
+                    "-".to_owned()
+                } else {
+                    r.as_path.clone()
+                },
+                or_dash(r.local_pref),
+                or_dash(r.med),
+                if r.communities.is_empty() && r.large_communities.is_empty() {
+                    "-".to_owned()
+                } else {
+                    let mut c = r.communities.clone();
+                    c.extend(r.large_communities.iter().cloned());
+                    c.join(" ")
+                },
+            ];
+            if out_dir {
+                v.push(r.from.map_or_else(|| "local".to_owned(), |a| a.to_string()));
+            } else {
+                let mut st = r.status.clone();
+                if r.stale {
+                    st.push_str(" (stale)");
+                }
+                if let Some(why) = &r.reason {
+                    let _ = write!(st, ": {why}");
+                }
+                v.push(st);
+            }
+            v
+        })
+        .collect();
+    let last = if out_dir { "From" } else { "Status" };
+    let t = table(
+        &[
+            "Prefix",
+            "Next hop",
+            "AS path",
+            "LP",
+            "MED",
+            "Communities",
+            last,
+        ],
+        &rows,
+    );
+    if continued {
+        // The header line only once over pages.
+        t.split_once('\n')
+            .map_or(t.clone(), |(_, rest)| rest.to_owned())
+    } else {
+        t
     }
 }
 
@@ -383,20 +628,28 @@ fn peers_table(peers: &[PeerStatus]) -> String {
     )
 }
 
-/// `ctl neighbor`: one `key: value` line per field, `down_reason` spelled out.
-fn neighbor_text(p: &PeerStatus) -> String {
+/// `ctl neighbor`: the peer in sections (state, session, routes, traffic, history), one
+/// `key: value` line per field, `down_reason` spelled out.
+fn neighbor_text(d: &PeerDetail) -> String {
+    let p = &d.status;
     let mut out = String::new();
-    let mut line = |k: &str, v: String| {
-        let _ = writeln!(out, "{k:<24}{v}");
+    let addr = match &p.interface {
+        Some(i) => format!("{}%{i}", p.address),
+        None => p.address.to_string(),
     };
-    line(
-        "Address:",
-        match &p.interface {
-            Some(i) => format!("{}%{i}", p.address),
-            None => p.address.to_string(),
-        },
+    let _ = writeln!(
+        out,
+        "BGP neighbor {addr}, AS {}{}",
+        p.asn,
+        if p.dynamic {
+            " (dynamic neighbour)"
+        } else {
+            ""
+        }
     );
-    line("AS:", p.asn.to_string());
+    let mut line = |k: &str, v: String| {
+        let _ = writeln!(out, "  {k:<24}{v}");
+    };
     line(
         "State:",
         format!(
@@ -405,57 +658,157 @@ fn neighbor_text(p: &PeerStatus) -> String {
             format_duration(p.uptime_s.unwrap_or(p.since_s))
         ),
     );
-    match &p.down_reason {
-        Some(d) => {
-            line("Why:", d.reason.to_string());
-            line("Why, in words:", d.message.clone());
-            line(
-                "Reason since:",
-                format!("{} ago", format_duration(d.since_s)),
-            );
-            if let Some(n) = d.next_try_in_s {
-                line("Next try in:", format_duration(n));
-            }
-            if let Some(n) = &d.notification_sent {
-                line("NOTIFICATION sent:", n.clone());
-            }
-            if let Some(n) = &d.notification_received {
-                line("NOTIFICATION received:", n.clone());
-            }
-        }
-        None => line("Why:", "-".to_owned()),
-    }
     line(
-        "Prefixes:",
+        "Last up:",
+        match d.last_up_s {
+            Some(0) => "now".to_owned(),
+            Some(s) => format!("{} ago", format_duration(s)),
+            None => "never".to_owned(),
+        },
+    );
+    if let Some(r) = &p.down_reason {
+        line("Why:", format!("{}: {}", r.reason, r.message));
+        line(
+            "Reason since:",
+            format!("{} ago", format_duration(r.since_s)),
+        );
+        if let Some(n) = r.next_try_in_s {
+            line("Next try in:", format_duration(n));
+        }
+    }
+    if let Some(b) = p.bfd {
+        line("BFD:", b.as_str().to_owned());
+    }
+    let up = p.state.as_str() == "Established";
+    let _ = writeln!(out, "{}", if up { "Session" } else { "Last session" });
+    let mut line = |k: &str, v: String| {
+        let _ = writeln!(out, "  {k:<24}{v}");
+    };
+    if d.router_id.is_none() {
+        line("Negotiated:", "never established".to_owned());
+    } else {
+        line("Router ID:", or_dash(d.router_id));
+        if d.peer_asn.is_some_and(|a| a != p.asn) {
+            line("AS in OPEN:", or_dash(d.peer_asn));
+        }
+        let ep = |a: Option<std::net::IpAddr>, port: Option<u16>| match (a, port) {
+            (Some(a), Some(p)) => format!("{a} port {p}"),
+            (None, Some(p)) => format!("port {p}"),
+            (a, None) => or_dash(a),
+        };
+        line("Local:", ep(d.local_address, d.local_port));
+        line("Remote:", ep(Some(p.address), d.remote_port));
+        line(
+            "Hold time:",
+            format!(
+                "{} s, keepalive every {} s",
+                or_dash(d.hold_time),
+                or_dash(d.keepalive_time)
+            ),
+        );
+        line("Families:", d.families.join(", "));
+        line("Capabilities:", d.capabilities.join(", "));
+    }
+    let gr = &d.graceful_restart;
+    line(
+        "Graceful restart:",
         format!(
-            "{} received, {} accepted, {} sent",
-            p.prefixes_received, p.prefixes_accepted, p.prefixes_sent
+            "{}{}{}",
+            if gr.negotiated {
+                "negotiated"
+            } else {
+                "not negotiated"
+            },
+            gr.peer_restart_time
+                .map_or(String::new(), |t| format!(", peer restart time {t} s")),
+            if gr.state == "helping" {
+                format!(", helping: {} stale routes kept", gr.stale_routes)
+            } else {
+                String::new()
+            }
         ),
     );
+    out.push_str("Routes\n");
+    let rows: Vec<Vec<String>> = d
+        .prefixes
+        .iter()
+        .map(|f| {
+            vec![
+                format!("  {}", f.family),
+                f.received.to_string(),
+                f.accepted.to_string(),
+                f.best.to_string(),
+                f.advertised.to_string(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str("  none\n");
+    } else {
+        out.push_str(&table(
+            &["  Family", "Received", "Accepted", "Best", "Advertised"],
+            &rows,
+        ));
+    }
+    if d.soft_reconfiguration_inbound {
+        out.push_str(
+            "  (soft reconfiguration inbound: rejected routes kept and counted as received)\n",
+        );
+    }
+    out.push_str("Traffic (this session)\n");
+    let mut line = |k: &str, v: String| {
+        let _ = writeln!(out, "  {k:<24}{v}");
+    };
     line(
         "UPDATEs:",
         format!("{} received, {} sent", p.updates_received, p.updates_sent),
     );
-    line("Queued bytes:", p.queued_bytes.to_string());
+    line(
+        "Prefixes:",
+        format!(
+            "{} received, {} sent, {} held",
+            p.prefixes_received, p.prefixes_sent, p.prefixes_accepted
+        ),
+    );
+    line("Queued:", format!("{} bytes", p.queued_bytes));
+    let _ = writeln!(
+        out,
+        "History (since added {} ago)",
+        format_duration(p.age_s)
+    );
+    let mut line = |k: &str, v: String| {
+        let _ = writeln!(out, "  {k:<24}{v}");
+    };
+    line("Flaps:", d.flaps.to_string());
+    line(
+        "Last state change:",
+        format!("{} ago", format_duration(d.last_state_change_s)),
+    );
     line("Last error:", or_dash(p.last_error.as_ref()));
-    line(
-        "Last NOTIFICATION sent:",
-        or_dash(p.last_notification_sent.as_ref()),
-    );
-    line(
-        "Last NOTIFICATION rcvd:",
-        or_dash(p.last_notification_received.as_ref()),
-    );
-    line(
-        "Graceful restart:",
-        if p.graceful_restart_pending {
-            "pending"
-        } else {
-            "-"
+    let note = |n: &Option<crate::speaker::NotificationInfo>| match n {
+        None => "-".to_owned(),
+        Some(n) => {
+            let mut t = n.code_name.clone();
+            match &n.subcode_name {
+                Some(sub) => {
+                    let _ = write!(t, " / {sub}");
+                }
+                None => {
+                    let _ = write!(t, " / subcode {}", n.subcode);
+                }
+            }
+            let _ = write!(t, " ({}/{})", n.code, n.subcode);
+            if let Some(m) = &n.message {
+                let _ = write!(t, ": \"{}\"", m.escape_debug());
+            } else if !n.data.is_empty() {
+                let _ = write!(t, ", data {}", n.data);
+            }
+            let _ = write!(t, ", {} ago", format_duration(n.age_s));
+            t
         }
-        .to_owned(),
-    );
-    line("Dynamic:", p.dynamic.to_string());
+    };
+    line("NOTIFICATION sent:", note(&d.notification_sent));
+    line("NOTIFICATION received:", note(&d.notification_received));
     out
 }
 

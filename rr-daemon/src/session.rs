@@ -107,6 +107,8 @@ pub struct SessionEvent {
     pub news: News,
     /// With `Established`: our address on the connection (for next-hop-self).
     pub local: Option<SocketAddr>,
+    /// With `Established`: the peer's address and port on the connection.
+    pub remote: Option<SocketAddr>,
     /// With the `Failed` of our outbound attempt: how the connect failed, from the OS
     /// error (for `down_reason`).
     pub connect_error: Option<ConnectError>,
@@ -342,7 +344,13 @@ fn update_bytes(e: &SessionEvent) -> usize {
 impl Outbox {
     /// Hands an event to the owner, or queues it behind those already waiting. A gone
     /// owner means nobody listens; the session still shuts down cleanly.
-    fn emit(&mut self, peer: IpAddr, news: News, local: Option<SocketAddr>, why: Why) {
+    fn emit(
+        &mut self,
+        peer: IpAddr,
+        news: News,
+        (local, remote): (Option<SocketAddr>, Option<SocketAddr>),
+        why: Why,
+    ) {
         let local_global = match (&news, local) {
             (News::Established { .. }, Some(SocketAddr::V6(l)))
                 if l.ip().is_unicast_link_local() =>
@@ -357,6 +365,7 @@ impl Outbox {
             generation,
             news,
             local,
+            remote,
             connect_error: why.0,
             next_try: why.1,
             local_global,
@@ -936,7 +945,7 @@ impl Driver {
     /// its connection, which is still open (see [`Output`]).
     fn report(&mut self, news: News) {
         let peer = self.spec.peer;
-        let mut local = None;
+        let (mut local, mut remote) = (None, None);
         match &news {
             News::Established {
                 conn,
@@ -945,6 +954,7 @@ impl Driver {
             } => {
                 if let Some(c) = self.conns[conn.index()].as_ref() {
                     local = c.stream.local_addr().ok();
+                    remote = c.stream.peer_addr().ok();
                 }
                 info!(%peer, asn = peer_open.asn, id = %peer_open.bgp_id, hold = negotiated.hold_time, "session established");
             }
@@ -969,7 +979,8 @@ impl Driver {
                 idle_hold: false,
             }),
         };
-        self.out.emit(peer, news, local, (connect_error, next_try));
+        self.out
+            .emit(peer, news, (local, remote), (connect_error, next_try));
     }
 }
 

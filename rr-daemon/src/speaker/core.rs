@@ -902,6 +902,13 @@ impl Core {
                 ..
             } => {
                 negotiated.ctx.policy = p.settings.update_policy(&negotiated.ctx);
+                p.history.link = Some(Box::new(super::peers::Link::new(
+                    &negotiated,
+                    &peer_open,
+                    &p.settings,
+                    e.local,
+                    e.remote,
+                )));
                 p.session.state = State::Established;
                 p.session.established_at = Some(now);
                 p.session.ctx = Some(negotiated.ctx);
@@ -967,7 +974,10 @@ impl Core {
                 }
             }
             News::Down { reason, graceful } => {
-                p.record_down(&reason, local_as);
+                p.record_down(&reason, local_as, now);
+                // The session left Established (a flap).
+                p.history.flaps += 1;
+                p.history.last_up = Some(now);
                 p.why.went_down(now);
                 p.why.failed(
                     now,
@@ -991,7 +1001,7 @@ impl Core {
                 self.gr.on_down(e.peer, graceful, restart, long_lived, now);
             }
             News::Failed(reason) => {
-                p.record_down(&reason, local_as);
+                p.record_down(&reason, local_as, now);
                 p.why.failed(
                     now,
                     &reason,

@@ -58,7 +58,11 @@ mod status;
 mod tests;
 pub mod why;
 
-pub use status::{ExplainedRoute, PeerState, PeerStatus, RouteEntry, RoutesPage, Snapshot};
+pub use status::{
+    Direction, ExplainedRoute, FamilyPrefixes, GracefulRestartInfo, NotificationInfo, PeerDetail,
+    PeerRoute, PeerRoutesError, PeerRoutesPage, PeerRoutesQuery, PeerState, PeerStatus, RouteEntry,
+    RoutesPage, Snapshot,
+};
 pub use why::{DownReason, Reason};
 
 /// Best-path changes a subscriber's channel holds ([`Speaker::subscribe`]).
@@ -119,6 +123,13 @@ enum Request {
         done: oneshot::Sender<RoutesPage>,
     },
     Snapshot(oneshot::Sender<Snapshot>),
+    // Neighbour detail, per-peer tables and lookups (`ctl neighbor`, `ctl routes`).
+    PeerDetail(IpAddr, oneshot::Sender<Option<PeerDetail>>),
+    PeerRoutes(
+        Box<PeerRoutesQuery>,
+        oneshot::Sender<Result<PeerRoutesPage, PeerRoutesError>>,
+    ),
+    Lookup(IpAddr, oneshot::Sender<Option<ExplainedRoute>>),
     // Added for the FIB (`crate::fib`): the end of its initial sync waits for this.
     Deferring(oneshot::Sender<bool>),
     Recovering(oneshot::Sender<bool>),
@@ -244,6 +255,28 @@ impl Speaker {
             done,
         })
         .await
+    }
+
+    /// One peer in detail: its status, what its session negotiated, its history and
+    /// its routes counted per family. `None` when no peer has the address.
+    pub async fn peer_detail(&self, address: IpAddr) -> Result<Option<PeerDetail>, SpeakerError> {
+        self.ask(|tx| Request::PeerDetail(address, tx)).await
+    }
+
+    /// A page of one peer's Adj-RIB-In or Adj-RIB-Out. The core visits the slots
+    /// between the cursor and the page's end (the whole table at worst, for a filter that
+    /// matches little) plus `offset` routes.
+    pub async fn peer_routes(
+        &self,
+        query: PeerRoutesQuery,
+    ) -> Result<Result<PeerRoutesPage, PeerRoutesError>, SpeakerError> {
+        self.ask(|tx| Request::PeerRoutes(Box::new(query), tx))
+            .await
+    }
+
+    /// The Loc-RIB's longest match for `address`, every path explained.
+    pub async fn lookup(&self, address: IpAddr) -> Result<Option<ExplainedRoute>, SpeakerError> {
+        self.ask(|tx| Request::Lookup(address, tx)).await
     }
 
     /// Every peer's status and the RIB's sizes, for metrics.

@@ -1,11 +1,11 @@
 //! The core's peer table entry, and why a session went down in an operator's words.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use bgp_fsm::{DownReason, State};
 use bgp_wire::notification::subcode;
-use bgp_wire::{ErrorCode, SessionCtx};
+use bgp_wire::{ErrorCode, Family, Notification, SessionCtx};
 use rib::PeerId;
 
 use crate::config::PeerSettings;
@@ -54,7 +54,7 @@ pub(super) struct SessionView {
     pub(super) peer_restart_time: Option<u16>,
     /// The families of the peer's long-lived graceful restart capability (RFC 9494) in
     /// its last OPEN, with their long-lived stale times; kept like `peer_restart_time`.
-    pub(super) peer_llgr: Vec<(bgp_wire::Family, u32)>,
+    pub(super) peer_llgr: Vec<(Family, u32)>,
     /// While Established: both sides sent the graceful restart N bit (RFC 8538), so a
     /// Cease that must purge our routes at the peer goes as a Hard Reset.
     pub(super) hard_reset: bool,
@@ -86,6 +86,95 @@ pub(super) struct History {
     pub(super) last_down: Option<DownReason>,
     pub(super) last_notification_sent: Option<String>,
     pub(super) last_notification_received: Option<String>,
+    /// The last NOTIFICATION sent and received, and when.
+    pub(super) notification_sent: Option<(Notification, Instant)>,
+    pub(super) notification_received: Option<(Notification, Instant)>,
+    /// How many times a session left Established.
+    pub(super) flaps: u64,
+    /// When a session last left Established.
+    pub(super) last_up: Option<Instant>,
+    /// What the current (while Established) or last session negotiated.
+    pub(super) link: Option<Box<Link>>,
+}
+
+/// What an Established session negotiated, for `ctl neighbor`: kept after it goes down,
+/// until the next one comes up.
+#[derive(Clone, Debug)]
+pub(super) struct Link {
+    pub(super) router_id: Ipv4Addr,
+    pub(super) peer_asn: u32,
+    /// The hold time in use (the smaller of both OPENs'), and the keepalive interval
+    /// that follows from it and the settings, as the state machine computes it.
+    pub(super) hold_time: u16,
+    pub(super) keepalive_time: u16,
+    pub(super) local: Option<SocketAddr>,
+    pub(super) remote: Option<SocketAddr>,
+    /// Negotiated capabilities, by name.
+    pub(super) capabilities: Vec<String>,
+    pub(super) families: Vec<Family>,
+    /// Both sides sent the graceful restart capability (RFC 4724).
+    pub(super) graceful_restart: bool,
+}
+
+impl Link {
+    /// What `negotiated` and the peer's OPEN say, for a peer with `settings`.
+    pub(super) fn new(
+        negotiated: &bgp_wire::negotiate::Negotiated,
+        peer_open: &bgp_wire::open::Open,
+        settings: &PeerSettings,
+        local: Option<SocketAddr>,
+        remote: Option<SocketAddr>,
+    ) -> Self {
+        let ctx = &negotiated.ctx;
+        let hold = negotiated.hold_time;
+        // As bgp-fsm arms its keepalive timer: a third of the hold time, or the
+        // configured interval when shorter; none without a hold time.
+        let keepalive_time = if hold == 0 {
+            0
+        } else {
+            let third = (hold / 3).max(1);
+            settings.keepalive_time.map_or(third, |k| k.clamp(1, third))
+        };
+        let graceful_restart =
+            negotiated.peer_graceful_restart.is_some() && settings.graceful_restart.is_some();
+        let mut caps: Vec<String> = Vec::new();
+        let mut flag = |on: bool, name: &str| {
+            if on {
+                caps.push(name.to_owned());
+            }
+        };
+        flag(ctx.four_octet_as, "four-octet-as");
+        flag(negotiated.route_refresh, "route-refresh");
+        flag(negotiated.enhanced_route_refresh, "enhanced-route-refresh");
+        flag(ctx.extended_message, "extended-message");
+        flag(graceful_restart, "graceful-restart");
+        flag(
+            negotiated.peer_llgr.is_some() && settings.long_lived_stale_time.is_some(),
+            "long-lived-graceful-restart",
+        );
+        flag(negotiated.peer_role.is_some(), "role");
+        flag(negotiated.peer_fqdn.is_some(), "hostname");
+        for f in ctx.add_path_rx.iter() {
+            caps.push(format!("add-path-receive {f}"));
+        }
+        for f in ctx.add_path_tx.iter() {
+            caps.push(format!("add-path-send {f}"));
+        }
+        for f in ctx.extended_next_hop.iter() {
+            caps.push(format!("extended-next-hop {f}"));
+        }
+        Self {
+            router_id: peer_open.bgp_id,
+            peer_asn: peer_open.asn,
+            hold_time: hold,
+            keepalive_time,
+            local,
+            remote,
+            capabilities: caps,
+            families: ctx.families.iter().collect(),
+            graceful_restart,
+        }
+    }
 }
 
 impl Peer {
@@ -123,6 +212,11 @@ impl Peer {
                 last_down: None,
                 last_notification_sent: None,
                 last_notification_received: None,
+                notification_sent: None,
+                notification_received: None,
+                flaps: 0,
+                last_up: None,
+                link: None,
             },
             why: super::why::PeerWhy::new(now),
         }
@@ -139,7 +233,7 @@ impl Peer {
 
     /// Records why a session or connection attempt ended: `last_error` in words, and the
     /// NOTIFICATION by direction.
-    pub(super) fn record_down(&mut self, reason: &DownReason, local_as: u32) {
+    pub(super) fn record_down(&mut self, reason: &DownReason, local_as: u32, now: Instant) {
         match reason {
             DownReason::NotificationSent(n)
             | DownReason::OpenRefused {
@@ -148,9 +242,11 @@ impl Peer {
                 ..
             } => {
                 self.history.last_notification_sent = Some(n.to_string());
+                self.history.notification_sent = Some((n.clone(), now));
             }
             DownReason::NotificationReceived(n) => {
                 self.history.last_notification_received = Some(n.to_string());
+                self.history.notification_received = Some((n.clone(), now));
             }
             _ => {}
         }

@@ -364,6 +364,16 @@ impl Shell {
                 read_md5(&mut self.core, now);
                 let _ = done.send(self.core.snapshot(now, &queued));
             }
+            Request::PeerDetail(address, done) => {
+                read_md5(&mut self.core, now);
+                let _ = done.send(self.core.peer_detail(now, address, &queued));
+            }
+            Request::PeerRoutes(q, done) => {
+                let _ = done.send(self.core.peer_routes(&q));
+            }
+            Request::Lookup(address, done) => {
+                let _ = done.send(self.core.lookup(address));
+            }
             Request::Deferring(done) => {
                 let _ = done.send(self.core.deferring());
             }

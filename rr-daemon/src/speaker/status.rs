@@ -263,3 +263,364 @@ impl super::core::Core {
         }
     }
 }
+
+/// A NOTIFICATION as `ctl neighbor` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationInfo {
+    /// Error code.
+    pub code: u8,
+    /// Error subcode.
+    pub subcode: u8,
+    /// The code's name (`Cease`).
+    pub code_name: String,
+    /// The subcode's name (`Administrative Shutdown`), when it has one.
+    pub subcode_name: Option<String>,
+    /// The shutdown communication (RFC 9003) of a Cease / Administrative Shutdown or
+    /// Reset, when it carries a valid one.
+    pub message: Option<String>,
+    /// The data, in hex (empty when there is none).
+    pub data: String,
+    /// All of it in one line, as the logs write it.
+    pub text: String,
+    /// Seconds since it was sent or received.
+    pub age_s: u64,
+}
+
+impl NotificationInfo {
+    fn new(n: &bgp_wire::Notification, at: std::time::Instant, now: std::time::Instant) -> Self {
+        Self {
+            code: n.code.0,
+            subcode: n.subcode,
+            code_name: n.code.to_string(),
+            subcode_name: n.subcode_name().map(str::to_owned),
+            message: n.shutdown_communication().map(str::to_owned),
+            data: n.data.iter().fold(String::new(), |mut s, b| {
+                use std::fmt::Write as _;
+                let _ = write!(s, "{b:02x}");
+                s
+            }),
+            text: n.to_string(),
+            age_s: now.saturating_duration_since(at).as_secs(),
+        }
+    }
+}
+
+/// A peer's routes of one family, counted (`ctl neighbor`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyPrefixes {
+    /// The family (`ipv4-unicast`).
+    pub family: String,
+    /// Routes held from the peer (with soft-reconfiguration inbound, those the import
+    /// policy rejected too).
+    pub received: u64,
+    /// Of those, the ones let in by the import policy and usable.
+    pub accepted: u64,
+    /// Of those, the ones that are the best path of their prefix.
+    pub best: u64,
+    /// Routes sent to the peer: its Adj-RIB-Out.
+    pub advertised: u64,
+}
+
+/// Graceful restart (RFC 4724) with one peer (`ctl neighbor`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GracefulRestartInfo {
+    /// Both sides sent the capability on the current (or last) session.
+    pub negotiated: bool,
+    /// The restart time the peer advertised, if it sent the capability.
+    pub peer_restart_time: Option<u16>,
+    /// `helping` while the peer restarts and its routes are kept as stale, else `none`.
+    pub state: String,
+    /// Routes of the peer kept as stale now.
+    pub stale_routes: u64,
+}
+
+/// One peer in detail: `GET /v1/peers/{address}` and `ctl neighbor`. Every field of
+/// [`PeerStatus`], and what the session negotiated. While the session is not
+/// Established, the session fields (`router_id` to `families`) describe the last session
+/// that was, and are `null` (or empty) when none ever was.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerDetail {
+    /// What `GET /v1/peers` says of the peer.
+    #[serde(flatten)]
+    pub status: PeerStatus,
+    /// The peer's BGP identifier.
+    pub router_id: Option<Ipv4Addr>,
+    /// The AS the peer's OPEN gave.
+    pub peer_asn: Option<u32>,
+    /// The hold time in use, in seconds (the smaller of both OPENs'; 0: none).
+    pub hold_time: Option<u16>,
+    /// The keepalive interval in use, in seconds.
+    pub keepalive_time: Option<u16>,
+    /// Our address on the connection.
+    pub local_address: Option<IpAddr>,
+    /// Our TCP port on the connection (179 when the peer connected to us).
+    pub local_port: Option<u16>,
+    /// The peer's TCP port on the connection.
+    pub remote_port: Option<u16>,
+    /// How many times a session with the peer left Established since it was added.
+    pub flaps: u64,
+    /// Negotiated capabilities, by name (`four-octet-as`, `route-refresh`,
+    /// `graceful-restart`, `add-path-receive ipv4-unicast`, ...).
+    pub capabilities: Vec<String>,
+    /// Negotiated families (`ipv4-unicast`, `ipv6-unicast`).
+    pub families: Vec<String>,
+    /// Routes per family: received, accepted, best, advertised.
+    pub prefixes: Vec<FamilyPrefixes>,
+    /// Seconds since the session entered its current state (as `since_s`).
+    pub last_state_change_s: u64,
+    /// Seconds since the session was last Established: 0 while it is, `null` when it
+    /// never was.
+    pub last_up_s: Option<u64>,
+    /// The last NOTIFICATION we sent, in detail.
+    pub notification_sent: Option<NotificationInfo>,
+    /// The last NOTIFICATION the peer sent, in detail (with its RFC 9003 message).
+    pub notification_received: Option<NotificationInfo>,
+    /// Graceful restart with the peer.
+    pub graceful_restart: GracefulRestartInfo,
+    /// Import keeps rejected routes (`soft_reconfiguration_inbound`): `ctl routes
+    /// --peer ADDRESS --in --received` works.
+    pub soft_reconfiguration_inbound: bool,
+}
+
+/// Which table of a peer [`super::Speaker::peer_routes`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Adj-RIB-In: what the peer sent.
+    In,
+    /// Adj-RIB-Out: what we sent the peer.
+    Out,
+}
+
+/// A query of one peer's routes.
+#[derive(Clone, Debug)]
+pub struct PeerRoutesQuery {
+    /// The peer.
+    pub address: IpAddr,
+    /// Which table.
+    pub dir: Direction,
+    /// With [`Direction::In`]: the routes as received, those the import policy rejected
+    /// included (needs `soft_reconfiguration_inbound`); else after import policy.
+    pub received: bool,
+    /// What to keep.
+    pub filter: rib::RouteFilter,
+    /// Where the page starts.
+    pub cursor: rib::Cursor,
+    /// Routes to skip from `cursor` on (paging by offset, which costs the skipped routes).
+    pub offset: usize,
+    /// Routes per page.
+    pub limit: usize,
+}
+
+/// A route of a peer's table.
+#[derive(Clone, Debug)]
+pub enum PeerRoute {
+    /// Adj-RIB-In.
+    In(rib::InRoute),
+    /// Adj-RIB-Out, with the address of the peer the route came from (`None` for our
+    /// own).
+    Out {
+        /// The route as sent.
+        route: rib::OutRoute,
+        /// Where it came from.
+        from: Option<IpAddr>,
+    },
+}
+
+/// A page of a peer's table.
+#[derive(Clone, Debug)]
+pub struct PeerRoutesPage {
+    /// The routes, in the RIB's slot order.
+    pub routes: Vec<PeerRoute>,
+    /// Where the next page starts, if the listing goes on.
+    pub next: Option<rib::Cursor>,
+}
+
+/// Why a peer's routes cannot be listed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeerRoutesError {
+    /// No peer has the address.
+    #[error("no peer {0}")]
+    NoPeer(IpAddr),
+    /// Routes as received were asked for, and import does not keep them.
+    #[error(
+        "peer {0}: routes as received (before import policy) are kept only with \
+         soft_reconfiguration_inbound = true; without it --in lists them after import policy"
+    )]
+    NotKept(IpAddr),
+}
+
+impl super::core::Core {
+    /// One peer in detail.
+    pub(crate) fn peer_detail(
+        &self,
+        now: std::time::Instant,
+        address: IpAddr,
+        queued: &dyn Fn(IpAddr) -> usize,
+    ) -> Option<PeerDetail> {
+        let p = self.peers.get(&address)?;
+        let status = self
+            .statuses(now, queued)
+            .into_iter()
+            .find(|s| s.address == address)?;
+        let link = p.history.link.as_deref();
+        let up = p.session.state == bgp_fsm::State::Established;
+        let counts = self.rib.peer_counts(p.id);
+        let prefixes = bgp_wire::Family::ALL
+            .iter()
+            .zip(counts)
+            .filter(|(f, c)| {
+                link.is_some_and(|l| l.families.contains(f)) || c.received > 0 || c.advertised > 0
+            })
+            .map(|(f, c)| FamilyPrefixes {
+                family: f.to_string(),
+                received: c.received as u64,
+                accepted: c.accepted as u64,
+                best: c.best as u64,
+                advertised: c.advertised as u64,
+            })
+            .collect();
+        let helping = self.gr.helping(address);
+        Some(PeerDetail {
+            router_id: link.map(|l| l.router_id),
+            peer_asn: link.map(|l| l.peer_asn),
+            hold_time: link.map(|l| l.hold_time),
+            keepalive_time: link.map(|l| l.keepalive_time),
+            local_address: link.and_then(|l| l.local).map(|a| a.ip()),
+            local_port: link.and_then(|l| l.local).map(|a| a.port()),
+            remote_port: link.and_then(|l| l.remote).map(|a| a.port()),
+            flaps: p.history.flaps,
+            capabilities: link.map(|l| l.capabilities.clone()).unwrap_or_default(),
+            families: link
+                .map(|l| l.families.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            prefixes,
+            last_state_change_s: status.since_s,
+            last_up_s: if up {
+                Some(0)
+            } else {
+                p.history
+                    .last_up
+                    .map(|t| now.saturating_duration_since(t).as_secs())
+            },
+            notification_sent: p
+                .history
+                .notification_sent
+                .as_ref()
+                .map(|(n, at)| NotificationInfo::new(n, *at, now)),
+            notification_received: p
+                .history
+                .notification_received
+                .as_ref()
+                .map(|(n, at)| NotificationInfo::new(n, *at, now)),
+            graceful_restart: GracefulRestartInfo {
+                negotiated: link.is_some_and(|l| l.graceful_restart),
+                peer_restart_time: p.session.peer_restart_time,
+                state: if helping { "helping" } else { "none" }.to_owned(),
+                stale_routes: self.rib.stale_count(p.id) as u64,
+            },
+            soft_reconfiguration_inbound: p.settings.soft_reconfiguration_inbound,
+            status,
+        })
+    }
+
+    /// A page of one peer's Adj-RIB-In or Adj-RIB-Out.
+    pub(crate) fn peer_routes(
+        &self,
+        q: &PeerRoutesQuery,
+    ) -> Result<PeerRoutesPage, PeerRoutesError> {
+        let p = self
+            .peers
+            .get(&q.address)
+            .ok_or(PeerRoutesError::NoPeer(q.address))?;
+        if q.dir == Direction::In && q.received && !p.settings.soft_reconfiguration_inbound {
+            return Err(PeerRoutesError::NotKept(q.address));
+        }
+        let view = if q.received {
+            rib::InView::Received
+        } else {
+            rib::InView::Accepted
+        };
+        let page = |cursor: rib::Cursor, limit: usize| -> rib::Page<PeerRoute> {
+            match q.dir {
+                Direction::In => {
+                    let pg = self
+                        .rib
+                        .adj_rib_in_page(p.id, view, &q.filter, cursor, limit)
+                        .unwrap_or(rib::Page {
+                            items: Vec::new(),
+                            next: None,
+                        });
+                    rib::Page {
+                        items: pg.items.into_iter().map(PeerRoute::In).collect(),
+                        next: pg.next,
+                    }
+                }
+                Direction::Out => {
+                    // A peer that is down has been sent nothing that still holds.
+                    let pg = self
+                        .rib
+                        .adj_rib_out_page(p.id, &q.filter, cursor, limit)
+                        .unwrap_or(rib::Page {
+                            items: Vec::new(),
+                            next: None,
+                        });
+                    rib::Page {
+                        items: pg
+                            .items
+                            .into_iter()
+                            .map(|route| PeerRoute::Out {
+                                from: self.source(route.source),
+                                route,
+                            })
+                            .collect(),
+                        next: pg.next,
+                    }
+                }
+            }
+        };
+        // Paging by offset: skip in pages, never holding more than one.
+        let mut cursor = q.cursor;
+        let mut skip = q.offset;
+        let mut head = Vec::new();
+        while skip > 0 {
+            let pg = page(cursor, skip.min(10_000));
+            let n = pg.items.len();
+            if n > skip {
+                head.extend(pg.items.into_iter().skip(skip));
+            }
+            skip = skip.saturating_sub(n);
+            match pg.next {
+                Some(c) => cursor = c,
+                None => {
+                    return Ok(PeerRoutesPage {
+                        routes: head,
+                        next: None,
+                    });
+                }
+            }
+            if !head.is_empty() {
+                break;
+            }
+        }
+        let limit = q.limit.max(1);
+        if head.len() >= limit {
+            // Only an ADD-PATH prefix with more paths than the page cut in the middle.
+            return Ok(PeerRoutesPage {
+                routes: head,
+                next: Some(cursor),
+            });
+        }
+        let pg = page(cursor, limit - head.len());
+        head.extend(pg.items);
+        Ok(PeerRoutesPage {
+            routes: head,
+            next: pg.next,
+        })
+    }
+
+    /// The longest match of `address` in the Loc-RIB, explained.
+    pub(crate) fn lookup(&self, address: IpAddr) -> Option<ExplainedRoute> {
+        self.explain(&self.rib.longest_match(address)?)
+    }
+}

@@ -25,6 +25,8 @@ use crate::session::{Command, SessionEvent};
 
 /// Bounded memory, first AS, extended messages: `tests/bounds.rs`.
 mod bounds;
+/// Neighbour detail and per-peer tables: `tests/detail.rs`.
+mod detail;
 
 const HEAD: &str = "[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\nlisten = []\n";
 
@@ -213,6 +215,7 @@ impl Harness {
             generation,
             news,
             local,
+            remote: None,
             connect_error: None,
             next_try: None,
             local_global: None,
