@@ -86,6 +86,11 @@ pub struct PeerConfig {
     /// a rejected route is dropped as it arrives (and replaces, as an implicit withdrawal,
     /// what the peer sent before for the prefix): rejected routes cost no memory.
     pub soft_reconfiguration_inbound: bool,
+    /// The AS this speaker presents to the peer instead of
+    /// [`RibConfig::local_as`](crate::RibConfig): whether the session is internal, the AS
+    /// prepended on export to an external peer, and the AS whose presence in a received
+    /// AS_PATH is a loop. `None`: the speaker's.
+    pub local_as: Option<u32>,
 }
 
 impl PeerConfig {
@@ -104,6 +109,7 @@ impl PeerConfig {
             add_path_send: [None, None],
             graceful_restart: false,
             soft_reconfiguration_inbound: false,
+            local_as: None,
         }
     }
 

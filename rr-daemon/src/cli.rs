@@ -664,6 +664,7 @@ async fn session(a: SessionArgs) -> anyhow::Result<()> {
             Some(hops) => crate::config::Ttl::Security(hops.max(1)),
             None => crate::config::Ttl::Multihop(if a.local_as == a.peer_as { 255 } else { 1 }),
         },
+        admin_down: false,
     };
     let key = spec.password.clone();
     let (ev_tx, mut ev_rx) = mpsc::channel(64);
