@@ -356,6 +356,8 @@ async fn daemon(
         tokio::sync::watch::channel(crate::fib::learn::Scope::of(&config));
     let (learn_settings_tx, learn_settings) =
         tokio::sync::watch::channel(crate::fib::watcher::Settings::of(&config));
+    let running_config = config.clone();
+    let running_control = config.control.clone();
     let (speaker, mut core) = if restarting {
         crate::speaker::Speaker::start_restarting(config).await?
     } else {
@@ -391,13 +393,14 @@ async fn daemon(
             }
         });
     }
+    let api_options = crate::api::ApiOptions {
+        readiness_grace: api.readiness_grace,
+        fib: fib.enabled.then_some(fib_handle),
+        ready_requires_fib: api.ready_requires_fib,
+        ..crate::api::ApiOptions::default()
+    };
     if let Some(listener) = api_listener {
-        let options = crate::api::ApiOptions {
-            readiness_grace: api.readiness_grace,
-            fib: fib.enabled.then_some(fib_handle),
-            ready_requires_fib: api.ready_requires_fib,
-            ..crate::api::ApiOptions::default()
-        };
+        let options = api_options.clone();
         let speaker = speaker.clone();
         tokio::spawn(async move {
             let never = std::future::pending();
@@ -414,6 +417,22 @@ async fn daemon(
         let requests = control_tx.clone();
         tokio::spawn(async move { socket.serve(speaker, rx, requests).await })
     });
+    // `[control] socket`: the actions of `ctl --socket` (reload comes back here).
+    // Never closed without a socket: its `recv` then waits for ever.
+    let (ctl_reload_tx, mut ctl_reload_rx) = mpsc::channel::<crate::control::ReloadRequest>(4);
+    let ctl_task = actions_socket(&running_control, &speaker, &api_options, &ctl_reload_tx)?;
+    let mut reloader = Reloader {
+        current: running_config,
+        api,
+        fib_enabled: fib.enabled,
+        learn_enabled: learn.enabled,
+        fib_tx,
+        learn_settings_tx,
+        blackholes_tx,
+        learn_tx,
+        loaded_tx,
+        speaker: speaker.clone(),
+    };
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut usr2 = signal(SignalKind::user_defined2()).context("cannot watch SIGUSR2")?;
@@ -431,91 +450,46 @@ async fn daemon(
             r = tokio::signal::ctrl_c() => { r.context("cannot watch SIGINT")?; break; }
             _ = term.recv() => break,
             _ = usr2.recv() => { for_restart = true; break; }
-            reload = async {
-                tokio::select! {
-                    _ = hup.recv() => Some((source.clone(), None)),
-                    Some(req) = control_rx.recv() => match req {
-                        Request::Down => None,
-                        Request::Configure { check, file, done } => {
-                            let from = match (file, &source) {
-                                (Some(f), ConfigSource::Bird(_, d)) => ConfigSource::Bird(f, *d),
-                                (_, s) => s.clone(),
-                            };
-                            if check {
-                                let r = from.load_translated().map(|_| ());
-                                let _ = done.send(crate::bird::socket::configure_reply(
-                                    &from.path().display().to_string(), r, false));
-                                Some((from, Some(None)))
-                            } else {
-                                Some((from, Some(Some(done))))
-                            }
-                        }
-                    },
-                }
-            } => {
-                // `None`: `down`; `Some(Some(None))`: a check, answered.
-                let Some((from, reply)) = reload else {
-                    info!("shutdown requested on the control socket");
-                    break;
-                };
-                let done = match reply {
-                    Some(None) => continue,
-                    Some(Some(done)) => Some(done),
-                    None => None,
-                };
-                crate::notify::reloading();
-                let file = from.path().display().to_string();
-                match from.load_translated() {
-                Ok((new, translation)) => {
-                    if let (Some(tx), Some(t), ConfigSource::Bird(_, dialect)) =
-                        (&loaded_tx, translation, &from)
-                    {
-                        tx.send_replace(std::sync::Arc::new(Loaded {
-                            config: new.clone(),
-                            translation: t,
-                            file: from.path().to_owned(),
-                            dialect: *dialect,
-                            at: jiff::Timestamp::now(),
-                        }));
-                    }
-                    if new.api != api {
-                        warn!("[api] changes take effect at the next start");
-                    }
-                    // [fib] and [learn] apply at once (their tasks log what changed);
-                    // turning either on or off needs a start (compared with the start's).
-                    if new.fib.enabled != fib.enabled {
-                        warn!("[fib] turned {}: takes effect at the next start",
-                            if new.fib.enabled { "on" } else { "off" });
-                    }
-                    if new.learn.enabled != learn.enabled {
-                        warn!("[learn] turned {}: takes effect at the next start",
-                            if new.learn.enabled { "on" } else { "off" });
-                    }
-                    fib_tx.send_replace(new.fib.clone());
-                    learn_settings_tx.send_replace(crate::fib::watcher::Settings::of(&new));
-                    blackholes_tx.send_replace(new.blackholes());
-                    learn_tx.send_replace(crate::fib::learn::Scope::of(&new));
-                    let _ = speaker.reload(new).await?;
-                    crate::notify::ready();
-                    if let Some(done) = done {
-                        let _ = done.send(crate::bird::socket::configure_reply(&file, Ok(()), true));
-                    }
-                }
-                // A bad file changes nothing: the running configuration stays.
-                Err(e) => {
+            _ = hup.recv() => {
+                if let Err(e) = reloader.reload(&source).await {
                     warn!("reload refused: {e}");
-                    crate::notify::ready();
-                    if let Some(done) = done {
-                        let _ = done.send(crate::bird::socket::configure_reply(&file, Err(e), true));
-                    }
-                }
                 }
             }
+            Some(done) = ctl_reload_rx.recv() => {
+                let r = reloader.reload(&source).await;
+                if let Err(e) = &r {
+                    warn!("reload refused: {e}");
+                }
+                let _ = done.send(r);
+            }
+            Some(req) = control_rx.recv() => match req {
+                Request::Down => {
+                    info!("shutdown requested on the control socket");
+                    break;
+                }
+                Request::Configure { check, file, done } => {
+                    let from = match (file, &source) {
+                        (Some(f), ConfigSource::Bird(_, d)) => ConfigSource::Bird(f, *d),
+                        (_, s) => s.clone(),
+                    };
+                    let path = from.path().display().to_string();
+                    if check {
+                        let r = from.load_translated().map(|_| ());
+                        let _ = done.send(crate::bird::socket::configure_reply(&path, r, false));
+                        continue;
+                    }
+                    let r = reloader.reload(&from).await.map(|_| ());
+                    if let Err(e) = &r {
+                        warn!("reload refused: {e}");
+                    }
+                    let _ = done.send(crate::bird::socket::configure_reply(&path, r, true));
+                }
+            },
         }
     }
     crate::notify::stopping();
-    // The socket's file goes with its task.
-    if let Some(t) = control_task {
+    // The sockets' files go with their tasks.
+    for t in [control_task, ctl_task].into_iter().flatten() {
         t.abort();
         let _ = t.await;
     }
@@ -531,6 +505,154 @@ async fn daemon(
     speaker.shutdown().await?;
     let _ = tokio::time::timeout(Duration::from_secs(3), core).await;
     Ok(())
+}
+
+/// What a reload changes besides the speaker: the watched settings of the FIB and
+/// learning tasks, and the BIRD control socket's view of the file. One reload for
+/// SIGHUP, BIRD's `configure` and `ctl reload` alike.
+struct Reloader {
+    /// The configuration running now.
+    current: crate::config::Config,
+    /// `[api]` as started (changes need a start).
+    api: crate::config::Api,
+    /// `[fib]` and `[learn]` on at the start (turning them on or off needs a start).
+    fib_enabled: bool,
+    learn_enabled: bool,
+    fib_tx: tokio::sync::watch::Sender<crate::config::Fib>,
+    learn_settings_tx: tokio::sync::watch::Sender<crate::fib::watcher::Settings>,
+    blackholes_tx: tokio::sync::watch::Sender<Vec<(ipnet::IpNet, u32)>>,
+    learn_tx: tokio::sync::watch::Sender<crate::fib::learn::Scope>,
+    loaded_tx: Option<tokio::sync::watch::Sender<std::sync::Arc<crate::bird::control::Loaded>>>,
+    speaker: crate::speaker::Speaker,
+}
+
+impl Reloader {
+    /// Reads `from` and applies it: the speaker's peers and routes, `[fib]`, `[learn]`,
+    /// the BIRD socket's view. A file equal to the running configuration changes
+    /// nothing; a bad one changes nothing and is the error, `FILE:LINE:COL: message`.
+    async fn reload(
+        &mut self,
+        from: &ConfigSource,
+    ) -> Result<crate::control::ReloadReport, String> {
+        let file = from.path().display().to_string();
+        crate::notify::reloading();
+        let r = self.apply(from, file).await;
+        crate::notify::ready();
+        r
+    }
+
+    async fn apply(
+        &mut self,
+        from: &ConfigSource,
+        file: String,
+    ) -> Result<crate::control::ReloadReport, String> {
+        let (new, translation) = from.load_translated()?;
+        if let (Some(tx), Some(t), ConfigSource::Bird(_, dialect)) =
+            (&self.loaded_tx, translation, from)
+        {
+            tx.send_replace(std::sync::Arc::new(crate::bird::control::Loaded {
+                config: new.clone(),
+                translation: t,
+                file: from.path().to_owned(),
+                dialect: *dialect,
+                at: jiff::Timestamp::now(),
+            }));
+        }
+        let mut report = crate::control::ReloadReport {
+            file,
+            ..Default::default()
+        };
+        if new == self.current {
+            info!(file = report.file, "configuration unchanged: nothing to do");
+            report.unchanged = true;
+            return Ok(report);
+        }
+        let old = &self.current;
+        for (what, changed) in [
+            ("[speaker]", old.speaker != new.speaker),
+            ("[api] (at the next start)", old.api != new.api),
+            ("[control] (at the next start)", old.control != new.control),
+            ("[fib]", old.fib != new.fib),
+            ("[learn]", old.learn != new.learn),
+            ("[[policy]]", old.policies != new.policies),
+            (
+                "[[route]]/[[originate]]",
+                old.routes != new.routes || old.originate != new.originate,
+            ),
+            (
+                "[[dynamic_neighbors]]",
+                old.dynamic_neighbors != new.dynamic_neighbors,
+            ),
+            ("[mesh]", old.mesh != new.mesh),
+        ] {
+            if changed {
+                report.other.push(what.to_owned());
+            }
+        }
+        if new.api != self.api {
+            warn!("[api] changes take effect at the next start");
+        }
+        // [fib] and [learn] apply at once (their tasks log what changed); turning either
+        // on or off needs a start (compared with the start's).
+        if new.fib.enabled != self.fib_enabled {
+            warn!(
+                "[fib] turned {}: takes effect at the next start",
+                if new.fib.enabled { "on" } else { "off" }
+            );
+        }
+        if new.learn.enabled != self.learn_enabled {
+            warn!(
+                "[learn] turned {}: takes effect at the next start",
+                if new.learn.enabled { "on" } else { "off" }
+            );
+        }
+        self.fib_tx.send_replace(new.fib.clone());
+        self.learn_settings_tx
+            .send_replace(crate::fib::watcher::Settings::of(&new));
+        self.blackholes_tx.send_replace(new.blackholes());
+        self.learn_tx
+            .send_replace(crate::fib::learn::Scope::of(&new));
+        self.current = new.clone();
+        let diff = self.speaker.reload(new).await.map_err(|e| e.to_string())?;
+        report.added = diff.added;
+        report.removed = diff.removed;
+        report.changed = diff.changed;
+        report.policy_only = diff.policy_only;
+        Ok(report)
+    }
+}
+
+/// Creates `[control] socket` and serves the actions on it. The default path that
+/// cannot be created (not root, or another daemon's) is logged and left out; one set in
+/// the file is an error.
+fn actions_socket(
+    control: &crate::config::Control,
+    speaker: &crate::speaker::Speaker,
+    api: &crate::api::ApiOptions,
+    reload: &mpsc::Sender<crate::control::ReloadRequest>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if !control.enabled {
+        return Ok(None);
+    }
+    let socket = match crate::control::ControlSocket::bind(&control.socket) {
+        Ok(s) => s,
+        Err(e) if control.explicit => {
+            return Err(anyhow::anyhow!("cannot create the control socket: {e}"));
+        }
+        Err(e) => {
+            warn!(
+                "no control socket (ctl --socket): {e}; set [control] socket to a path this user can create"
+            );
+            return Ok(None);
+        }
+    };
+    info!(path = %socket.path().display(), "control socket for actions (ctl --socket)");
+    let router = crate::api::router(speaker.clone(), api.clone());
+    let speaker = speaker.clone();
+    let reload = reload.clone();
+    Ok(Some(tokio::spawn(async move {
+        socket.serve(speaker, router, reload).await;
+    })))
 }
 
 /// The environment's overrides of the file; a bad value is reported when the file is

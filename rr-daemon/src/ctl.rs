@@ -37,6 +37,10 @@ pub struct CtlArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The daemon's control socket (`[control] socket`): the actions go there
+    /// (default /run/rr-daemon/control.sock), and with it the read commands too.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
     /// What to show.
     #[command(subcommand)]
     pub what: CtlCommand,
@@ -68,6 +72,9 @@ pub enum CtlCommand {
     /// Kernel routes (`[fib]`): counters, installed routes, failures with the kernel's
     /// error. "`[fib]` is off (HTTP 404)" when the daemon does not program routes.
     Fib,
+    /// The actions, over the control socket (`crate::control::cli`).
+    #[command(flatten)]
+    Action(crate::control::cli::Action),
 }
 
 /// Why `rr-daemon ctl` failed, in one line.
@@ -89,6 +96,9 @@ pub enum CtlError {
     },
     /// The answer was not what this version of `ctl` understands.
     BadAnswer(String),
+    /// The control socket could not be reached, or the daemon refused the action: its
+    /// one line.
+    Control(String),
 }
 
 impl std::fmt::Display for CtlError {
@@ -99,6 +109,7 @@ impl std::fmt::Display for CtlError {
             }
             Self::Api { status, message } => write!(f, "{message} (HTTP {status})"),
             Self::BadAnswer(why) => write!(f, "unexpected answer from the daemon: {why}"),
+            Self::Control(why) => f.write_str(why),
         }
     }
 }
@@ -123,8 +134,10 @@ pub fn main(args: &CtlArgs) -> ExitCode {
 
 /// Asks the daemon and returns what `ctl` prints.
 pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
-    let client = Client::new(&args.api);
+    let mut client = Client::new(&args.api);
+    client.socket.clone_from(&args.socket);
     match &args.what {
+        CtlCommand::Action(a) => crate::control::cli::run(args, a),
         CtlCommand::Peers => {
             let (json, peers) = client.get::<Vec<PeerStatus>>("/v1/peers")?;
             Ok(if args.json {
@@ -229,6 +242,8 @@ struct Client {
     agent: ureq::Agent,
     base: String,
     api: String,
+    /// `--socket`: GETs go over the control socket.
+    socket: Option<std::path::PathBuf>,
 }
 
 impl Client {
@@ -248,12 +263,29 @@ impl Client {
             agent: ureq::Agent::new_with_config(config),
             base,
             api: api.to_owned(),
+            socket: None,
         }
     }
 
     /// GETs `path`: the JSON as sent, and as `T` (checked even when only the text is
     /// printed, so that `--json` never passes on something else).
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<(String, T), CtlError> {
+        let (status, body) = match &self.socket {
+            Some(socket) => crate::control::cli::get(socket, path)?,
+            None => self.get_http(path)?,
+        };
+        if !(200..300).contains(&status) {
+            let message = serde_json::from_str::<ErrorBody>(&body)
+                .map(|b| b.error)
+                // `/readyz`-like answers, and anything else: their text, on one line.
+                .unwrap_or_else(|_| body.split_whitespace().collect::<Vec<_>>().join(" "));
+            return Err(CtlError::Api { status, message });
+        }
+        let typed = serde_json::from_str(&body).map_err(|e| CtlError::BadAnswer(e.to_string()))?;
+        Ok((body, typed))
+    }
+
+    fn get_http(&self, path: &str) -> Result<(u16, String), CtlError> {
         let url = format!("{}{path}", self.base);
         let mut resp = self
             .agent
@@ -267,15 +299,7 @@ impl Client {
             .limit(1 << 30)
             .read_to_string()
             .map_err(|e| self.unreachable(e))?;
-        if !(200..300).contains(&status) {
-            let message = serde_json::from_str::<ErrorBody>(&body)
-                .map(|b| b.error)
-                // `/readyz`-like answers, and anything else: their text, on one line.
-                .unwrap_or_else(|_| body.split_whitespace().collect::<Vec<_>>().join(" "));
-            return Err(CtlError::Api { status, message });
-        }
-        let typed = serde_json::from_str(&body).map_err(|e| CtlError::BadAnswer(e.to_string()))?;
-        Ok((body, typed))
+        Ok((status, body))
     }
 
     fn unreachable(&self, e: ureq::Error) -> CtlError {

@@ -44,6 +44,7 @@ use tracing::{debug, info, warn};
 
 use crate::speaker::{SoftReset, Speaker};
 
+pub mod cli;
 pub mod client;
 
 /// The default `[control] socket`.
