@@ -26,6 +26,9 @@ use crate::session::{Command, SessionEvent};
 /// Bounded memory, first AS, extended messages: `tests/bounds.rs`.
 mod bounds;
 
+/// The operator's actions: `tests/actions.rs`.
+mod actions;
+
 const HEAD: &str = "[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\nlisten = []\n";
 
 fn ip(s: &str) -> IpAddr {
