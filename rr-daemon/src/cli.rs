@@ -308,6 +308,11 @@ async fn daemon(
 ) -> anyhow::Result<()> {
     use crate::bird::control::{ControlSocket, Loaded, Request};
     use tokio::signal::unix::{SignalKind, signal};
+    // Watched before anything is bound: a SIGTERM as soon as the API answers must stop
+    // the daemon cleanly (its sockets' files removed), not kill it.
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut usr2 = signal(SignalKind::user_defined2()).context("cannot watch SIGUSR2")?;
     let overrides = overrides();
     let (config, translation) = source
         .load_translated()
@@ -433,9 +438,6 @@ async fn daemon(
         loaded_tx,
         speaker: speaker.clone(),
     };
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    let mut usr2 = signal(SignalKind::user_defined2()).context("cannot watch SIGUSR2")?;
     let mut for_restart = false;
     // Listeners bound (by `Speaker::start` and `api::bind` above), the configuration
     // applied, signals watched: systemd may now start what depends on us.

@@ -352,6 +352,15 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// `birdc show protocols`, for BGP peers.
+/// `ctl peers`' Info: the peer's `description` first (`"spine 1": ...`).
+fn with_description(p: &PeerStatus, info: String) -> String {
+    match (&p.description, info.is_empty()) {
+        (None, _) => info,
+        (Some(d), true) => format!("\"{d}\""),
+        (Some(d), false) => format!("\"{d}\": {info}"),
+    }
+}
+
 fn peers_table(peers: &[PeerStatus]) -> String {
     let rows: Vec<Vec<String>> = peers
         .iter()
@@ -384,11 +393,14 @@ fn peers_table(peers: &[PeerStatus]) -> String {
                     p.prefixes_received, p.prefixes_accepted, p.prefixes_sent
                 ),
                 why,
-                match (p.dynamic, info.is_empty()) {
-                    (true, true) => "dynamic neighbour".to_owned(),
-                    (true, false) => format!("dynamic neighbour; {info}"),
-                    (false, _) => info,
-                },
+                with_description(
+                    p,
+                    match (p.dynamic, info.is_empty()) {
+                        (true, true) => "dynamic neighbour".to_owned(),
+                        (true, false) => format!("dynamic neighbour; {info}"),
+                        (false, _) => info,
+                    },
+                ),
             ]
         })
         .collect();

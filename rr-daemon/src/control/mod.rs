@@ -249,7 +249,7 @@ impl BindError {
 
 impl ControlSocket {
     /// Binds `path`, mode 0660 from the start: the socket is bound in a private
-    /// directory (0700) next to it, its mode set, and only then renamed into place, so
+    /// directory (0700) next to it, its mode set, and only then linked into place, so
     /// nobody can connect while it is wider. A missing directory is created (0750); a
     /// socket file nobody answers on is replaced; one a process answers on is not
     /// ([`BindError::Live`]), nor a file that is no socket.
@@ -294,15 +294,22 @@ impl ControlSocket {
             .create(&private)
             .map_err(io_err)?;
         let staged = private.join("s");
+        // Linked, not renamed, into place: link() never replaces a file, so of two
+        // daemons starting at once the second finds the first's socket.
         let bound = (|| {
             let l = std::os::unix::net::UnixListener::bind(&staged)?;
             std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o660))?;
-            std::fs::rename(&staged, path)?;
+            std::fs::hard_link(&staged, path)?;
             l.set_nonblocking(true)?;
             Ok::<_, io::Error>(l)
         })();
         let _ = std::fs::remove_dir_all(&private);
-        let listener = bound.map_err(io_err)?;
+        let listener = match bound {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(BindError::Live(path.to_owned()));
+            }
+            r => r.map_err(io_err)?,
+        };
         let meta = std::fs::symlink_metadata(path).map_err(io_err)?;
         let listener = UnixListener::from_std(listener).map_err(io_err)?;
         Ok(Self {
