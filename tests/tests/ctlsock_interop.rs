@@ -252,7 +252,14 @@ fn ctl_socket_actions_against_bird() {
         TABLE_WITHIN,
         || w.established("feed") && w.established("sink") && w.count("t_dst") == Some(ROUTES),
     );
-    // local_as: BIRD's `sink` wants AS 64999 of us, and got it.
+    // local_as: BIRD's `sink` wants AS 64999 of us, and got it: in the OPEN, and as the
+    // AS we prepend (not 65000).
+    let r = w
+        .bird
+        .routes(&["10.0.0.0/24", "table", "t_dst"])
+        .unwrap_or_else(|e| w.fail(&e));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].as_path, format!("{LOCAL_AS} 65001"), "{r:?}");
     assert!(
         w.proto("sink")
             .contains(&format!("Neighbor AS:      {LOCAL_AS}")),
