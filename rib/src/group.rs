@@ -84,6 +84,8 @@ pub struct Outbound {
 pub(crate) struct GroupKey {
     pub(crate) kind: PeerKind,
     pub(crate) cluster_id: Ipv4Addr,
+    /// The AS we present to the members (prepended towards external ones).
+    pub(crate) local_as: u32,
     /// Routes from clients of `cluster_id` are reflected to this group's clients.
     pub(crate) client_to_client: bool,
     pub(crate) next_hop: NextHopMode,

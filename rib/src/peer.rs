@@ -89,6 +89,11 @@ pub struct PeerConfig {
     /// per such route), so that the peer's routes can be listed as received
     /// ([`crate::InView::Received`]).
     pub soft_reconfiguration_inbound: bool,
+    /// The AS this speaker presents to the peer instead of
+    /// [`RibConfig::local_as`](crate::RibConfig): whether the session is internal, the AS
+    /// prepended on export to an external peer, and the AS whose presence in a received
+    /// AS_PATH is a loop. `None`: the speaker's.
+    pub local_as: Option<u32>,
 }
 
 impl PeerConfig {
@@ -107,6 +112,7 @@ impl PeerConfig {
             add_path_send: [None, None],
             graceful_restart: false,
             soft_reconfiguration_inbound: false,
+            local_as: None,
         }
     }
 

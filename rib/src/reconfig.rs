@@ -59,6 +59,7 @@ impl Rib {
         let fixed = [
             ("address", old.address == cfg.address),
             ("remote_as", old.remote_as == cfg.remote_as),
+            ("local_as", old.local_as == cfg.local_as),
             ("rr_client", old.rr_client == cfg.rr_client),
             ("cluster_id", old.cluster_id == cfg.cluster_id),
             (

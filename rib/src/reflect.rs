@@ -81,7 +81,7 @@ pub(crate) fn transform(
         // are in none, so they only come from a misconfigured internal peer).
         out.as_path.segments.retain(|s| !matches!(s.ty.0, 3 | 4));
         // §5.1.2: prepend our AS towards an external peer.
-        out.as_path.prepend(cfg.local_as, 1);
+        out.as_path.prepend(key.local_as, 1);
     } else {
         out.local_pref = Some(a.local_pref.unwrap_or(cfg.default_local_pref));
         if reflect {

@@ -103,7 +103,8 @@ impl Rib {
 
     /// Configures a peer. Its routes are accepted once it is up ([`Rib::peer_up`]).
     pub fn add_peer(&mut self, cfg: PeerConfig) -> PeerId {
-        let kind = match (cfg.remote_as == self.cfg.local_as, cfg.rr_client) {
+        let local_as = cfg.local_as.unwrap_or(self.cfg.local_as);
+        let kind = match (cfg.remote_as == local_as, cfg.rr_client) {
             (false, _) => PeerKind::Ebgp,
             (true, true) => PeerKind::Client,
             (true, false) => PeerKind::NonClient,
@@ -214,6 +215,7 @@ impl Rib {
         let key = GroupKey {
             kind: fact.kind,
             cluster_id: cfg.cluster_id.unwrap_or(self.cfg.cluster_id()),
+            local_as: cfg.local_as.unwrap_or(self.cfg.local_as),
             client_to_client: cfg.client_to_client.unwrap_or(self.cfg.client_to_client),
             next_hop: cfg.next_hop,
             export: cfg.export.clone(),
@@ -425,7 +427,12 @@ impl Rib {
 
     /// Whether `attrs` from a peer of `kind` went round: our ORIGINATOR_ID or one of our
     /// cluster IDs (RFC 4456 §8), or our AS from outside (RFC 4271 §9.1.2).
-    pub(crate) fn loop_check(&self, kind: PeerKind, attrs: &Attrs) -> Option<Ineligible> {
+    pub(crate) fn loop_check(
+        &self,
+        peer: PeerId,
+        kind: PeerKind,
+        attrs: &Attrs,
+    ) -> Option<Ineligible> {
         if attrs.originator_id == Some(self.cfg.router_id) {
             return Some(Ineligible::OriginatorIsUs);
         }
@@ -436,7 +443,13 @@ impl Rib {
         {
             return Some(Ineligible::ClusterLoop);
         }
-        if kind == PeerKind::Ebgp && attrs.as_path_contains(self.cfg.local_as) {
+        let local_as = self
+            .peer(peer)
+            .and_then(|p| p.cfg.local_as)
+            .unwrap_or(self.cfg.local_as);
+        if kind == PeerKind::Ebgp
+            && (attrs.as_path_contains(self.cfg.local_as) || attrs.as_path_contains(local_as))
+        {
             return Some(Ineligible::AsLoop);
         }
         None

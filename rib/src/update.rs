@@ -164,7 +164,7 @@ impl Rib {
         let mut attrs = base.clone();
         attrs.next_hop = next_hop;
         let reason = self
-            .loop_check(kind, &attrs)
+            .loop_check(peer, kind, &attrs)
             .or_else(|| self.next_hop_is_ours(peer, next_hop.as_ref()));
         let set = self.attrs.intern(attrs);
         let (policy, keep_rejected) = self.peer(peer).map_or((None, false), |p| {

@@ -316,6 +316,11 @@ async fn daemon(
 ) -> anyhow::Result<()> {
     use crate::bird::control::{ControlSocket, Loaded, Request};
     use tokio::signal::unix::{SignalKind, signal};
+    // Watched before anything is bound: a SIGTERM as soon as the API answers must stop
+    // the daemon cleanly (its sockets' files removed), not kill it.
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut usr2 = signal(SignalKind::user_defined2()).context("cannot watch SIGUSR2")?;
     let overrides = overrides();
     let (config, translation) = source
         .load_translated()
@@ -354,6 +359,8 @@ async fn daemon(
     };
     // Never closed without a socket: its `recv` then waits for ever.
     let (control_tx, mut control_rx) = mpsc::channel::<Request>(8);
+    let running_control = config.control.clone();
+    let running_config = config.clone();
     let options = crate::running::StartOptions {
         restarting,
         api_listener,
@@ -369,9 +376,20 @@ async fn daemon(
         let requests = control_tx.clone();
         tokio::spawn(async move { socket.serve(speaker, rx, requests).await })
     });
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    let mut usr2 = signal(SignalKind::user_defined2()).context("cannot watch SIGUSR2")?;
+    // `[control] socket`: the actions of `ctl --socket` (reload comes back here).
+    // Never closed without a socket: its `recv` then waits for ever.
+    let (ctl_reload_tx, mut ctl_reload_rx) = mpsc::channel::<crate::control::ReloadRequest>(4);
+    let ctl_task = actions_socket(
+        &running_control,
+        &speaker,
+        running.api_options(),
+        &ctl_reload_tx,
+    )?;
+    let mut reloader = Reloader {
+        current: running_config,
+        loaded_tx,
+        running,
+    };
     let mut for_restart = false;
     // Listeners bound (by `Speaker::start` and `api::bind` above), the configuration
     // applied, signals watched: systemd may now start what depends on us.
@@ -386,74 +404,46 @@ async fn daemon(
             r = tokio::signal::ctrl_c() => { r.context("cannot watch SIGINT")?; break; }
             _ = term.recv() => break,
             _ = usr2.recv() => { for_restart = true; break; }
-            reload = async {
-                tokio::select! {
-                    _ = hup.recv() => Some((source.clone(), None)),
-                    Some(req) = control_rx.recv() => match req {
-                        Request::Down => None,
-                        Request::Configure { check, file, done } => {
-                            let from = match (file, &source) {
-                                (Some(f), ConfigSource::Bird(_, d)) => ConfigSource::Bird(f, *d),
-                                (_, s) => s.clone(),
-                            };
-                            if check {
-                                let r = from.load_translated().map(|_| ());
-                                let _ = done.send(crate::bird::socket::configure_reply(
-                                    &from.path().display().to_string(), r, false));
-                                Some((from, Some(None)))
-                            } else {
-                                Some((from, Some(Some(done))))
-                            }
-                        }
-                    },
-                }
-            } => {
-                // `None`: `down`; `Some(Some(None))`: a check, answered.
-                let Some((from, reply)) = reload else {
-                    info!("shutdown requested on the control socket");
-                    break;
-                };
-                let done = match reply {
-                    Some(None) => continue,
-                    Some(Some(done)) => Some(done),
-                    None => None,
-                };
-                crate::notify::reloading();
-                let file = from.path().display().to_string();
-                match from.load_translated() {
-                Ok((new, translation)) => {
-                    if let (Some(tx), Some(t), ConfigSource::Bird(_, dialect)) =
-                        (&loaded_tx, translation, &from)
-                    {
-                        tx.send_replace(std::sync::Arc::new(Loaded {
-                            config: new.clone(),
-                            translation: t,
-                            file: from.path().to_owned(),
-                            dialect: *dialect,
-                            at: jiff::Timestamp::now(),
-                        }));
-                    }
-                    let _ = running.reload(new).await?;
-                    crate::notify::ready();
-                    if let Some(done) = done {
-                        let _ = done.send(crate::bird::socket::configure_reply(&file, Ok(()), true));
-                    }
-                }
-                // A bad file changes nothing: the running configuration stays.
-                Err(e) => {
+            _ = hup.recv() => {
+                if let Err(e) = reloader.reload(&source).await {
                     warn!("reload refused: {e}");
-                    crate::notify::ready();
-                    if let Some(done) = done {
-                        let _ = done.send(crate::bird::socket::configure_reply(&file, Err(e), true));
-                    }
-                }
                 }
             }
+            Some(done) = ctl_reload_rx.recv() => {
+                let r = reloader.reload(&source).await;
+                if let Err(e) = &r {
+                    warn!("reload refused: {e}");
+                }
+                let _ = done.send(r);
+            }
+            Some(req) = control_rx.recv() => match req {
+                Request::Down => {
+                    info!("shutdown requested on the control socket");
+                    break;
+                }
+                Request::Configure { check, file, done } => {
+                    let from = match (file, &source) {
+                        (Some(f), ConfigSource::Bird(_, d)) => ConfigSource::Bird(f, *d),
+                        (_, s) => s.clone(),
+                    };
+                    let path = from.path().display().to_string();
+                    if check {
+                        let r = from.load_translated().map(|_| ());
+                        let _ = done.send(crate::bird::socket::configure_reply(&path, r, false));
+                        continue;
+                    }
+                    let r = reloader.reload(&from).await.map(|_| ());
+                    if let Err(e) = &r {
+                        warn!("reload refused: {e}");
+                    }
+                    let _ = done.send(crate::bird::socket::configure_reply(&path, r, true));
+                }
+            },
         }
     }
     crate::notify::stopping();
-    // The socket's file goes with its task.
-    if let Some(t) = control_task {
+    // The sockets' files go with their tasks.
+    for t in [control_task, ctl_task].into_iter().flatten() {
         t.abort();
         let _ = t.await;
     }
@@ -469,6 +459,125 @@ async fn daemon(
     speaker.shutdown().await?;
     let _ = tokio::time::timeout(Duration::from_secs(3), core).await;
     Ok(())
+}
+
+/// What a reload changes besides the speaker: the watched settings of the FIB and
+/// learning tasks, and the BIRD control socket's view of the file. One reload for
+/// SIGHUP, BIRD's `configure` and `ctl reload` alike.
+struct Reloader {
+    /// The configuration running now.
+    current: crate::config::Config,
+    loaded_tx: Option<tokio::sync::watch::Sender<std::sync::Arc<crate::bird::control::Loaded>>>,
+    /// The speaker and its tasks; [`crate::running::Running::reload`] applies.
+    running: crate::running::Running,
+}
+
+impl Reloader {
+    /// Reads `from` and applies it: the speaker's peers and routes, `[fib]`, `[learn]`,
+    /// the BIRD socket's view. A file equal to the running configuration changes
+    /// nothing; a bad one changes nothing and is the error, `FILE:LINE:COL: message`.
+    async fn reload(
+        &mut self,
+        from: &ConfigSource,
+    ) -> Result<crate::control::ReloadReport, String> {
+        let file = from.path().display().to_string();
+        crate::notify::reloading();
+        let r = self.apply(from, file).await;
+        crate::notify::ready();
+        r
+    }
+
+    async fn apply(
+        &mut self,
+        from: &ConfigSource,
+        file: String,
+    ) -> Result<crate::control::ReloadReport, String> {
+        let (new, translation) = from.load_translated()?;
+        if let (Some(tx), Some(t), ConfigSource::Bird(_, dialect)) =
+            (&self.loaded_tx, translation, from)
+        {
+            tx.send_replace(std::sync::Arc::new(crate::bird::control::Loaded {
+                config: new.clone(),
+                translation: t,
+                file: from.path().to_owned(),
+                dialect: *dialect,
+                at: jiff::Timestamp::now(),
+            }));
+        }
+        let mut report = crate::control::ReloadReport {
+            file,
+            ..Default::default()
+        };
+        if new == self.current {
+            info!(file = report.file, "configuration unchanged: nothing to do");
+            report.unchanged = true;
+            return Ok(report);
+        }
+        let old = &self.current;
+        for (what, changed) in [
+            ("[speaker]", old.speaker != new.speaker),
+            ("[api] (at the next start)", old.api != new.api),
+            ("[control] (at the next start)", old.control != new.control),
+            ("[fib]", old.fib != new.fib),
+            ("[learn]", old.learn != new.learn),
+            ("[[policy]]", old.policies != new.policies),
+            (
+                "[[route]]/[[originate]]",
+                old.routes != new.routes || old.originate != new.originate,
+            ),
+            (
+                "[[dynamic_neighbors]]",
+                old.dynamic_neighbors != new.dynamic_neighbors,
+            ),
+            ("[mesh]", old.mesh != new.mesh),
+        ] {
+            if changed {
+                report.other.push(what.to_owned());
+            }
+        }
+        // [fib] and [learn] apply at once (their tasks log what changed); turning either
+        // on or off, and [api], need a start (logged by `Running::reload`).
+        self.current = new.clone();
+        let diff = self.running.reload(new).await.map_err(|e| e.to_string())?;
+        report.added = diff.added;
+        report.removed = diff.removed;
+        report.changed = diff.changed;
+        report.policy_only = diff.policy_only;
+        Ok(report)
+    }
+}
+
+/// Creates `[control] socket` and serves the actions on it. The default path that
+/// cannot be created (not root, or another daemon's) is logged and left out; one set in
+/// the file is an error.
+fn actions_socket(
+    control: &crate::config::Control,
+    speaker: &crate::speaker::Speaker,
+    api: &crate::api::ApiOptions,
+    reload: &mpsc::Sender<crate::control::ReloadRequest>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if !control.enabled {
+        return Ok(None);
+    }
+    let socket = match crate::control::ControlSocket::bind(&control.socket) {
+        Ok(s) => s,
+        Err(e) if control.explicit => {
+            return Err(anyhow::anyhow!("cannot create the control socket: {e}"));
+        }
+        Err(e) => {
+            warn!(
+                "no control socket (ctl --socket): {e}; set [control] socket to a path this user can create"
+            );
+            return Ok(None);
+        }
+    };
+    info!(path = %socket.path().display(), "control socket for actions (ctl --socket)");
+    let router = crate::api::router(speaker.clone(), api.clone());
+    let speaker = speaker.clone();
+    let reload = reload.clone();
+    Ok(Some(tokio::spawn(async move {
+        socket.serve(speaker, router, reload).await;
+    })))
 }
 
 /// The environment's overrides of the file; a bad value is reported when the file is
@@ -602,6 +711,7 @@ async fn session(a: SessionArgs) -> anyhow::Result<()> {
             Some(hops) => crate::config::Ttl::Security(hops.max(1)),
             None => crate::config::Ttl::Multihop(if a.local_as == a.peer_as { 255 } else { 1 }),
         },
+        admin_down: false,
     };
     let key = spec.password.clone();
     let (ev_tx, mut ev_rx) = mpsc::channel(64);

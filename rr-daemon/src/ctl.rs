@@ -40,6 +40,10 @@ pub struct CtlArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The daemon's control socket (`[control] socket`): the actions go there
+    /// (default /run/rr-daemon/control.sock), and with it the read commands too.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
     /// What to show.
     #[command(subcommand)]
     pub what: CtlCommand,
@@ -77,6 +81,9 @@ pub enum CtlCommand {
     /// Kernel routes (`[fib]`): counters, installed routes, failures with the kernel's
     /// error. "`[fib]` is off (HTTP 404)" when the daemon does not program routes.
     Fib,
+    /// The actions, over the control socket (`crate::control::cli`).
+    #[command(flatten)]
+    Action(crate::control::cli::Action),
 }
 
 /// `ctl routes --peer ADDRESS --in|--out`: which table of a peer, filtered how.
@@ -147,6 +154,9 @@ pub enum CtlError {
     BadAnswer(String),
     /// The command line asks for something that cannot be.
     Usage(String),
+    /// The control socket could not be reached, or the daemon refused the action: its
+    /// one line.
+    Control(String),
 }
 
 impl std::fmt::Display for CtlError {
@@ -158,6 +168,7 @@ impl std::fmt::Display for CtlError {
             Self::Api { status, message } => write!(f, "{message} (HTTP {status})"),
             Self::BadAnswer(why) => write!(f, "unexpected answer from the daemon: {why}"),
             Self::Usage(why) => f.write_str(why),
+            Self::Control(why) => f.write_str(why),
         }
     }
 }
@@ -182,8 +193,10 @@ pub fn main(args: &CtlArgs) -> ExitCode {
 
 /// Asks the daemon and returns what `ctl` prints.
 pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
-    let client = Client::new(&args.api);
+    let mut client = Client::new(&args.api);
+    client.socket.clone_from(&args.socket);
     match &args.what {
+        CtlCommand::Action(a) => crate::control::cli::run(args, a),
         CtlCommand::Peers => {
             let (json, peers) = client.get::<Vec<PeerStatus>>("/v1/peers")?;
             Ok(if args.json {
@@ -474,6 +487,8 @@ struct Client {
     agent: ureq::Agent,
     base: String,
     api: String,
+    /// `--socket`: GETs go over the control socket.
+    socket: Option<std::path::PathBuf>,
 }
 
 impl Client {
@@ -493,12 +508,29 @@ impl Client {
             agent: ureq::Agent::new_with_config(config),
             base,
             api: api.to_owned(),
+            socket: None,
         }
     }
 
     /// GETs `path`: the JSON as sent, and as `T` (checked even when only the text is
     /// printed, so that `--json` never passes on something else).
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<(String, T), CtlError> {
+        let (status, body) = match &self.socket {
+            Some(socket) => crate::control::cli::get(socket, path)?,
+            None => self.get_http(path)?,
+        };
+        if !(200..300).contains(&status) {
+            let message = serde_json::from_str::<ErrorBody>(&body)
+                .map(|b| b.error)
+                // `/readyz`-like answers, and anything else: their text, on one line.
+                .unwrap_or_else(|_| body.split_whitespace().collect::<Vec<_>>().join(" "));
+            return Err(CtlError::Api { status, message });
+        }
+        let typed = serde_json::from_str(&body).map_err(|e| CtlError::BadAnswer(e.to_string()))?;
+        Ok((body, typed))
+    }
+
+    fn get_http(&self, path: &str) -> Result<(u16, String), CtlError> {
         let url = format!("{}{path}", self.base);
         let mut resp = self
             .agent
@@ -512,15 +544,7 @@ impl Client {
             .limit(1 << 30)
             .read_to_string()
             .map_err(|e| self.unreachable(e))?;
-        if !(200..300).contains(&status) {
-            let message = serde_json::from_str::<ErrorBody>(&body)
-                .map(|b| b.error)
-                // `/readyz`-like answers, and anything else: their text, on one line.
-                .unwrap_or_else(|_| body.split_whitespace().collect::<Vec<_>>().join(" "));
-            return Err(CtlError::Api { status, message });
-        }
-        let typed = serde_json::from_str(&body).map_err(|e| CtlError::BadAnswer(e.to_string()))?;
-        Ok((body, typed))
+        Ok((status, body))
     }
 
     fn unreachable(&self, e: ureq::Error) -> CtlError {
@@ -573,6 +597,15 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// `birdc show protocols`, for BGP peers.
+/// `ctl peers`' Info: the peer's `description` first (`"spine 1": ...`).
+fn with_description(p: &PeerStatus, info: String) -> String {
+    match (&p.description, info.is_empty()) {
+        (None, _) => info,
+        (Some(d), true) => format!("\"{d}\""),
+        (Some(d), false) => format!("\"{d}\": {info}"),
+    }
+}
+
 fn peers_table(peers: &[PeerStatus]) -> String {
     let rows: Vec<Vec<String>> = peers
         .iter()
@@ -605,11 +638,14 @@ fn peers_table(peers: &[PeerStatus]) -> String {
                     p.prefixes_received, p.prefixes_accepted, p.prefixes_sent
                 ),
                 why,
-                match (p.dynamic, info.is_empty()) {
-                    (true, true) => "dynamic neighbour".to_owned(),
-                    (true, false) => format!("dynamic neighbour; {info}"),
-                    (false, _) => info,
-                },
+                with_description(
+                    p,
+                    match (p.dynamic, info.is_empty()) {
+                        (true, true) => "dynamic neighbour".to_owned(),
+                        (true, false) => format!("dynamic neighbour; {info}"),
+                        (false, _) => info,
+                    },
+                ),
             ]
         })
         .collect();

@@ -20,6 +20,7 @@ pub mod bfd;
 pub mod bird;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod ctl;
 pub mod fib;
 pub mod notify;

@@ -19,6 +19,7 @@ pub struct Running {
     /// The speaker.
     pub speaker: Speaker,
     api: Api,
+    api_options: crate::api::ApiOptions,
     fib_enabled: bool,
     learn_enabled: bool,
     fib_tx: watch::Sender<crate::config::Fib>,
@@ -94,14 +95,15 @@ impl Running {
                 }
             });
         }
+        let api_options = crate::api::ApiOptions {
+            readiness_grace: api.readiness_grace,
+            fib: fib.enabled.then_some(fib_handle),
+            ready_requires_fib: api.ready_requires_fib,
+            datastore: options.datastore,
+            ..crate::api::ApiOptions::default()
+        };
         if let Some(listener) = options.api_listener {
-            let api_options = crate::api::ApiOptions {
-                readiness_grace: api.readiness_grace,
-                fib: fib.enabled.then_some(fib_handle),
-                ready_requires_fib: api.ready_requires_fib,
-                datastore: options.datastore,
-                ..crate::api::ApiOptions::default()
-            };
+            let api_options = api_options.clone();
             let speaker = speaker.clone();
             tokio::spawn(async move {
                 let never = std::future::pending();
@@ -113,6 +115,7 @@ impl Running {
         let running = Self {
             speaker,
             api,
+            api_options,
             fib_enabled: fib.enabled,
             learn_enabled: learn.enabled,
             fib_tx,
@@ -121,6 +124,12 @@ impl Running {
             learn_tx,
         };
         Ok((running, core))
+    }
+
+    /// The API's options (readiness, the FIB's reports), for other servers of the same
+    /// routes (the control socket's reads).
+    pub fn api_options(&self) -> &crate::api::ApiOptions {
+        &self.api_options
     }
 
     /// Applies `new`: `[fib]` and `[learn]` settings, blackholes and the learner's scope

@@ -62,6 +62,9 @@ pub struct SessionSpec {
     /// TTL of our packets, and with GTSM (RFC 5082) the smallest TTL accepted, on both
     /// connections.
     pub ttl: Ttl,
+    /// Start stopped (administratively down: `enabled = false`): no connection out and
+    /// the peer's refused until [`Command::Start`].
+    pub admin_down: bool,
 }
 
 /// What the owner of a session can ask of it.
@@ -489,8 +492,10 @@ async fn run(
         connect_started: None,
         abandoned: None,
     };
-    d.fsm
-        .handle(Instant::now(), Input::Start { automatic: false });
+    if !d.spec.admin_down {
+        d.fsm
+            .handle(Instant::now(), Input::Start { automatic: false });
+    }
     loop {
         d.carry_out();
         d.pace();

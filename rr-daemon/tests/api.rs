@@ -370,6 +370,7 @@ async fn unreachable_peers_are_explained() {
         api: api.to_string(),
         json,
         what,
+        socket: None,
     };
     let table = ctl::run(&ctl_args(CtlCommand::Peers, false)).unwrap();
     let mut lines = table.lines();
@@ -435,6 +436,7 @@ async fn ctl_reports_an_unreachable_daemon() {
         api: closed.clone(),
         json: false,
         what: CtlCommand::Peers,
+        socket: None,
     })
     .unwrap_err();
     assert_eq!(
@@ -535,6 +537,7 @@ passive = true
         api: api_b.to_string(),
         json: false,
         what: CtlCommand::Peers,
+        socket: None,
     })
     .unwrap();
     assert!(
@@ -664,6 +667,8 @@ fn status(address: &str, state: &str) -> PeerStatus {
         dynamic: false,
         bfd: None,
         down_reason: None,
+        description: None,
+        enabled: true,
     }
 }
 
@@ -806,6 +811,7 @@ async fn test_fib_report_metrics_and_readiness() {
         api: addr.to_string(),
         json: false,
         what: CtlCommand::Fib,
+        socket: None,
     })
     .unwrap();
     assert!(

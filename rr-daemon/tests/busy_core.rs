@@ -52,6 +52,7 @@ async fn a_session_whose_core_is_busy_keeps_its_peer() {
         password: None,
         ttl: Ttl::Multihop(255),
         interface: None,
+        admin_down: false,
     };
     // The owner: a channel of one event, not read during the busy period.
     let (events_tx, mut events) = mpsc::channel(1);

@@ -892,7 +892,7 @@ fn test_error_messages_are_located() {
         // Unknown key, at top level and nested.
         (
             "[speakr]\n",
-            "test.toml:1:2: speakr: unknown key, expected one of `speaker`, `api`, `fib`, \
+            "test.toml:1:2: speakr: unknown key, expected one of `speaker`, `api`, `control`, `fib`, \
              `learn`, `mesh`, `peer_group`, `peer`, `dynamic_neighbors`, `policy`, `route`, \
              `originate`",
         ),

@@ -14,6 +14,7 @@ fn section_of(table: &str) -> &'static str {
     match table {
         "speaker" => "`[speaker]`",
         "api" => "`[api]`",
+        "control" => "`[control]`",
         "fib" | "fib.ip_pool" => "`[fib]`",
         "learn" => "`[learn]`",
         "mesh" => "`[mesh]`",

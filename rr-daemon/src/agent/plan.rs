@@ -1319,6 +1319,7 @@ impl Plan {
         Ok(Config {
             speaker: c.speaker,
             api: base.api,
+            control: base.control.clone(),
             fib,
             learn,
             peers: c.peers,

@@ -52,8 +52,8 @@ use serde::Deserialize;
 pub use env::Overrides;
 pub use error::{ConfigError, ErrorKind};
 pub use model::{
-    AddPath, Api, Bfd, DEFAULT_DYNAMIC_LIMIT, DynamicNeighbors, Fib, IpPool, IpipMode, Learn,
-    LogFormat, Mesh, PeerSettings, PolicyBinding, Secret, Speaker, Ttl,
+    AddPath, Api, Bfd, Control, DEFAULT_DYNAMIC_LIMIT, DynamicNeighbors, Fib, IpPool, IpipMode,
+    Learn, LogFormat, Mesh, PeerSettings, PolicyBinding, Secret, Speaker, Ttl,
 };
 pub use schema::tables;
 
@@ -64,6 +64,8 @@ pub struct Config {
     pub speaker: Speaker,
     /// `[api]`.
     pub api: Api,
+    /// `[control]`.
+    pub control: Control,
     /// `[fib]`.
     pub fib: Fib,
     /// `[learn]`.

@@ -209,6 +209,19 @@ pub struct Api {
     pub ready_requires_fib: bool,
 }
 
+/// `[control]`: the local control socket (`crate::control`), for the actions of
+/// `rr-daemon ctl --socket`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Control {
+    /// Whether to serve it.
+    pub enabled: bool,
+    /// The socket's path.
+    pub socket: std::path::PathBuf,
+    /// `socket` was set in the file: failing to create it fails the start. The default
+    /// path (under `/run`, where a user other than root may not write) only logs.
+    pub explicit: bool,
+}
+
 /// `[fib]`: kernel route programming (`crate::fib`), on when the section is present.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fib {
@@ -460,6 +473,20 @@ pub struct PeerSettings {
     pub password: Option<Secret>,
     /// BFD with the peer (RFC 5880); `None`: off.
     pub bfd: Option<Bfd>,
+    /// Free text naming the peer, shown by `ctl peers` and in the peers' JSON.
+    pub description: Option<String>,
+    /// `false`: administratively down from the start, as after `ctl disable` (no
+    /// connection out, the peer's refused) until `ctl enable` or a reload that sets it
+    /// `true`.
+    pub enabled: bool,
+    /// The AS we present on this session (in our OPEN) instead of `[speaker] asn`;
+    /// `None`: the speaker's.
+    pub local_as: Option<u32>,
+    /// Seconds in Idle after an error before we connect out again, the first time (the
+    /// peer's connections are accepted meanwhile); doubled at each error in a row.
+    pub idle_hold: u16,
+    /// Ceiling of the doubled idle hold time, in seconds.
+    pub idle_hold_max: u16,
 }
 
 impl PeerSettings {
@@ -503,6 +530,12 @@ impl PeerSettings {
             long_lived_stale_time,
             password,
             bfd: _,
+            description: _,
+            // Applied to the running session: stopped or started, nothing else.
+            enabled: _,
+            local_as,
+            idle_hold,
+            idle_hold_max,
         } = self;
         let keys = [
             ("address", *address == new.address),
@@ -549,19 +582,27 @@ impl PeerSettings {
                 *long_lived_stale_time == new.long_lived_stale_time,
             ),
             ("password", *password == new.password),
+            ("local_as", *local_as == new.local_as),
+            ("idle_hold", *idle_hold == new.idle_hold),
+            ("idle_hold_max", *idle_hold_max == new.idle_hold_max),
         ];
         keys.iter().find(|(_, same)| !same).map(|(k, _)| *k)
     }
 
     /// Whether the session is internal.
     pub fn is_ibgp(&self, speaker: &Speaker) -> bool {
-        self.asn == speaker.asn
+        self.asn == self.local_as(speaker)
+    }
+
+    /// The AS we present to the peer: `local_as`, else `[speaker] asn`.
+    pub fn local_as(&self, speaker: &Speaker) -> u32 {
+        self.local_as.unwrap_or(speaker.asn)
     }
 
     /// The session's configuration: our OPEN (families, ADD-PATH, extended next hop,
     /// graceful restart as helper), passive mode and timers.
     pub fn fsm_config(&self, speaker: &Speaker) -> bgp_fsm::Config {
-        let mut c = bgp_fsm::Config::new(speaker.asn, speaker.router_id, self.asn);
+        let mut c = bgp_fsm::Config::new(self.local_as(speaker), speaker.router_id, self.asn);
         c.set_families(self.families);
         let mode = match (self.add_path.receive, self.add_path.send.is_some()) {
             (true, true) => Some(bgp_wire::capability::AddPathMode::Both),
@@ -634,6 +675,8 @@ impl PeerSettings {
         c.timing.keepalive_time = self.keepalive_time;
         c.timing.send_hold = self.send_hold_time.map(|s| Duration::from_secs(s.into()));
         c.timing.connect_retry = Duration::from_secs(self.connect_retry.into());
+        c.timing.idle_hold = Duration::from_secs(self.idle_hold.into());
+        c.timing.idle_hold_max = Duration::from_secs(self.idle_hold_max.into());
         c
     }
 
@@ -654,6 +697,7 @@ impl PeerSettings {
         }
         c.graceful_restart = self.graceful_restart.is_some();
         c.soft_reconfiguration_inbound = self.soft_reconfiguration_inbound;
+        c.local_as = self.local_as;
         c
     }
 
@@ -677,6 +721,7 @@ impl PeerSettings {
             connect_timeout: Duration::from_secs(self.connect_retry.into()),
             password: self.password.clone(),
             ttl: self.ttl,
+            admin_down: !self.enabled,
         }
     }
 }

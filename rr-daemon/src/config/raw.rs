@@ -21,6 +21,7 @@ use super::values::{
 pub(super) struct RawFile {
     pub(super) speaker: RawSpeaker,
     pub(super) api: Option<RawApi>,
+    pub(super) control: Option<RawControl>,
     pub(super) fib: Option<RawFib>,
     pub(super) learn: Option<RawLearn>,
     pub(super) mesh: Option<RawMesh>,
@@ -92,6 +93,14 @@ pub(super) struct RawApi {
     pub(super) listen: Option<SocketAddr>,
     pub(super) readiness_grace: Option<u32>,
     pub(super) ready_requires_fib: Option<bool>,
+}
+
+/// `[control]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawControl {
+    pub(super) enabled: Option<bool>,
+    pub(super) socket: Option<std::path::PathBuf>,
 }
 
 /// `[fib]`.
@@ -265,4 +274,9 @@ peer_fields! {
     password: Password,
     password_file: PasswordFile,
     bfd: BfdValue,
+    description: String,
+    enabled: bool,
+    local_as: Asn,
+    idle_hold: NonZeroU16,
+    idle_hold_max: NonZeroU16,
 }

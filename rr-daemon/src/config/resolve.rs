@@ -17,8 +17,8 @@ use rib::policy::Policy;
 use super::Config;
 use super::error::{ConfigError, Doc, KeyPath};
 use super::model::{
-    AddPath, Api, DynamicNeighbors, Fib, Learn, LogFormat, Mesh, PeerSettings, PolicyBinding,
-    Secret, Speaker, Ttl,
+    AddPath, Api, Control, DynamicNeighbors, Fib, Learn, LogFormat, Mesh, PeerSettings,
+    PolicyBinding, Secret, Speaker, Ttl,
 };
 use super::raw::{PeerFields, RawFile, RawMesh, RawPolicy, RawSpeaker};
 use super::values::{DEFAULT_RESTART_TIME, NextHopSelf};
@@ -26,6 +26,11 @@ use super::values::{DEFAULT_RESTART_TIME, NextHopSelf};
 /// Default `[speaker]` values.
 const HOLD_TIME: u16 = 90;
 const CONNECT_RETRY: u16 = 5;
+/// Default `idle_hold`: seconds in Idle after a first error (BIRD's error wait time
+/// starts at 60; 5 is the state machine's default, and what Calico's restarts expect).
+const IDLE_HOLD: u16 = 5;
+/// Default `idle_hold_max` (BIRD's error wait time ends at 300).
+const IDLE_HOLD_MAX: u16 = 120;
 /// Default `stale_time`: how long a peer back from a graceful restart has to send its
 /// End-of-RIB (FRR's `stalepath-time`; BIRD waits as long).
 const STALE_TIME: u16 = 360;
@@ -207,6 +212,15 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
                     Duration::from_secs(u64::from(s))
                 }),
             ready_requires_fib: api.and_then(|a| a.ready_requires_fib).unwrap_or(false),
+        },
+        control: Control {
+            enabled: raw.control.as_ref().and_then(|c| c.enabled).unwrap_or(true),
+            socket: raw
+                .control
+                .as_ref()
+                .and_then(|c| c.socket.clone())
+                .unwrap_or_else(|| crate::control::DEFAULT_SOCKET.into()),
+            explicit: raw.control.as_ref().is_some_and(|c| c.socket.is_some()),
         },
         originate,
         fib,
@@ -470,7 +484,8 @@ impl Cx<'_> {
                 "missing (required): set asn in the peer or in its group",
             ));
         };
-        let ibgp = asn == s.asn;
+        let local_as = pick!(local_as).map(|a| a.0);
+        let ibgp = asn == local_as.unwrap_or(s.asn);
 
         let source_address = pick!(source_address).or(d.source_address);
         if let Some(src) = source_address
@@ -536,6 +551,15 @@ impl Cx<'_> {
             ));
         }
 
+        let idle_hold = pick!(idle_hold).map_or(IDLE_HOLD, |t| t.get());
+        let idle_hold_max = pick!(idle_hold_max).map_or(IDLE_HOLD_MAX.max(idle_hold), |t| t.get());
+        if idle_hold_max < idle_hold {
+            return Err(self.error(
+                &self.blame(l, "idle_hold_max", "idle_hold"),
+                format!("{idle_hold_max} is below idle_hold ({idle_hold}): the ceiling of the back-off cannot be under its start"),
+            ));
+        }
+
         // RFC 8212: without a policy, nothing in or out on external sessions.
         let default_policy = if ibgp { "all" } else { "none" };
         let import = pick!(import).unwrap_or_else(|| default_policy.to_owned());
@@ -584,6 +608,11 @@ impl Cx<'_> {
                 None => None,
             },
             bfd: pick!(bfd).and_then(|b| b.0),
+            description: pick!(description),
+            enabled: pick!(enabled).unwrap_or(true),
+            local_as,
+            idle_hold,
+            idle_hold_max,
         })
     }
 

@@ -16,6 +16,7 @@ pub fn tables() -> Vec<(&'static str, &'static [&'static str])> {
     vec![
         ("speaker", fields::<raw::RawSpeaker>()),
         ("api", fields::<raw::RawApi>()),
+        ("control", fields::<raw::RawControl>()),
         ("fib", fields::<raw::RawFib>()),
         ("fib.ip_pool", fields::<raw::RawIpPool>()),
         ("learn", fields::<raw::RawLearn>()),

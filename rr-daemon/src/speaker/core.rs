@@ -101,6 +101,9 @@ pub(crate) struct Core {
     pub(super) actions: VecDeque<Action>,
     /// The kernel's TCP-MD5 drop counters as the shell last read them.
     pub(super) md5: Md5Watch,
+    /// Routes originated at run time (`ctl announce`, [`Core::announce`]): they outlive
+    /// reloads and win over a `[[route]]` of the same prefix while they exist.
+    pub(super) runtime_routes: HashMap<IpNet, Attrs>,
 }
 
 /// Long-lived graceful restart for `p` once its restart time is over (RFC 9494): the
@@ -169,6 +172,7 @@ impl Core {
             held_down: HashMap::new(),
             actions: VecDeque::new(),
             md5: Md5Watch::default(),
+            runtime_routes: HashMap::new(),
         };
         core.range_keys(true);
         let peers: Vec<PeerSettings> = core.config.peers.values().cloned().collect();
@@ -241,7 +245,7 @@ impl Core {
             .collect();
         for addr in over {
             self.held_down.remove(&addr);
-            if let Some(p) = self.peers.get(&addr) {
+            if let Some(p) = self.peers.get(&addr).filter(|p| p.admin_down.is_none()) {
                 info!(peer = %addr, "max-prefix hold-down over: the session starts again");
                 let generation = p.generation;
                 self.command(addr, generation, Command::Start);
@@ -307,6 +311,14 @@ impl Core {
             warn!(%from, seconds_left = left, "refused connection: held down after crossing its max-prefix limit");
             return None;
         }
+        if self
+            .peers
+            .get(&addr)
+            .is_some_and(|p| p.admin_down.is_some())
+        {
+            warn!(%from, "refused connection: the peer is disabled (ctl enable, or enabled = true)");
+            return None;
+        }
         if let Some(p) = self.peers.get(&addr)
             && let Some(want) = &p.settings.interface
             && interface != Some(want.as_str())
@@ -370,11 +382,22 @@ impl Core {
         why: Option<&'static str>,
     ) -> PeerChange {
         let address = settings.address;
+        let was_enabled = self.peers.get(&address).map(|p| p.settings.enabled);
+        let enabled = settings.enabled;
         let reset = match why {
             Some(key) => Some(key),
             None => self.reconfigure(address, &settings),
         };
         let Some(key) = reset else {
+            if was_enabled.is_some_and(|was| was != enabled) {
+                // `enabled` alone: the session stops or starts, nothing else changes.
+                let _ = self.set_peer_enabled(
+                    now,
+                    address,
+                    enabled,
+                    Some("disabled in the configuration"),
+                );
+            }
             return PeerChange::Reconfigured;
         };
         info!(peer = %address, key, "configuration change needs a new session: Cease (Other Configuration Change)");
@@ -449,13 +472,16 @@ impl Core {
             self.drop_peer(*a, subcode::cease::PEER_DECONFIGURED);
         }
         // `[[route]]`: withdraw what is gone, originate what is new or changed.
+        // A prefix also announced at run time keeps the run-time route.
         for r in &self.config.routes {
-            if !new.routes.iter().any(|n| n.prefix == r.prefix) {
+            if !new.routes.iter().any(|n| n.prefix == r.prefix)
+                && !self.runtime_routes.contains_key(&r.prefix)
+            {
                 self.rib.withdraw_local(r.prefix);
             }
         }
         for r in &new.routes {
-            if !self.config.routes.contains(r) {
+            if !self.config.routes.contains(r) && !self.runtime_routes.contains_key(&r.prefix) {
                 self.rib.originate(r.prefix, r.attrs.clone());
             }
         }
@@ -647,8 +673,19 @@ impl Core {
         let address = settings.address;
         let bfd = settings.bfd.clone();
         let source = settings.source_address;
-        self.peers
-            .insert(address, Peer::new(settings, id, generation, dynamic, now));
+        let enabled = settings.enabled;
+        let mut peer = Peer::new(settings, id, generation, dynamic, now);
+        if !enabled {
+            // The session task starts stopped (`SessionSpec::admin_down`).
+            let note = "disabled in the configuration (enabled = false)".to_owned();
+            peer.why.expected = Some(Expected {
+                reason: Reason::AdminDown,
+                message: note.clone(),
+            });
+            peer.admin_down = Some(super::actions::AdminDown { since: now, note });
+            info!(peer = %address, "peer disabled (enabled = false): no session until enabled");
+        }
+        self.peers.insert(address, peer);
         if let Some(b) = bfd {
             self.actions.push_back(Action::Bfd {
                 peer: address,
@@ -738,7 +775,7 @@ impl Core {
         }
     }
 
-    fn command(&mut self, peer: IpAddr, generation: u64, command: Command) {
+    pub(super) fn command(&mut self, peer: IpAddr, generation: u64, command: Command) {
         self.actions.push_back(Action::Command {
             peer,
             generation,
@@ -766,7 +803,7 @@ impl Core {
         view.state = n.state;
         let generation = p.generation;
         if n.state == Bfd::Up {
-            if std::mem::take(&mut view.holding) {
+            if std::mem::take(&mut view.holding) && p.admin_down.is_none() {
                 info!(peer = %n.peer, "BFD up: BGP session started (strict)");
                 self.command(n.peer, generation, Command::Start);
             }
@@ -832,6 +869,7 @@ impl Core {
             p.generation,
         );
         let holding = p.bfd.is_some_and(|v| v.holding);
+        let admin_down = p.admin_down.is_some();
         match bfd {
             Some(b) => {
                 let state = p.bfd.map_or(crate::bfd::State::Down, |v| v.state);
@@ -843,10 +881,16 @@ impl Core {
                 if b.strict && !p.dynamic {
                     self.hold_for_bfd(address);
                 } else if holding {
-                    if let Some(v) = self.peers.get_mut(&address).and_then(|p| p.bfd.as_mut()) {
+                    let mut start = false;
+                    if let Some(p) = self.peers.get_mut(&address)
+                        && let Some(v) = p.bfd.as_mut()
+                    {
                         v.holding = false;
+                        start = p.admin_down.is_none();
                     }
-                    self.command(address, generation, Command::Start);
+                    if start {
+                        self.command(address, generation, Command::Start);
+                    }
                 }
             }
             None => {
@@ -855,7 +899,7 @@ impl Core {
                     peer: address,
                     spec: None,
                 });
-                if holding {
+                if holding && !admin_down {
                     self.command(address, generation, Command::Start);
                 }
             }

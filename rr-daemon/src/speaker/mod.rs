@@ -46,8 +46,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Diff, PeerSettings};
 
+pub use actions::SoftReset;
 pub use status::Recovery;
 
+mod actions;
 mod core;
 mod export;
 mod gr;
@@ -101,6 +103,20 @@ pub enum SpeakerError {
     /// The speaker's task has ended (shut down, or panicked).
     #[error("the speaker has stopped")]
     Stopped,
+    /// An action named an address that is not a peer.
+    #[error("{0} is not a peer")]
+    UnknownPeer(IpAddr),
+    /// An action that needs the session up ([`Speaker::soft_reset`]) found it down.
+    #[error("the session with {0} is not established")]
+    NotEstablished(IpAddr),
+    /// [`Speaker::soft_reset`] in of a peer that did not negotiate ROUTE-REFRESH.
+    #[error(
+        "{0} did not negotiate ROUTE-REFRESH (RFC 2918): a soft reset in cannot ask it for its routes; a hard reset can"
+    )]
+    NoRefresh(IpAddr),
+    /// [`Speaker::reset_peer`] of a disabled peer.
+    #[error("{0} is disabled: enable it first")]
+    PeerDisabled(IpAddr),
 }
 
 /// A request to the shell, answered by the core.
@@ -112,6 +128,21 @@ enum Request {
     Reload(Box<Config>, oneshot::Sender<Diff>),
     Originate(IpNet, Box<Attrs>),
     Withdraw(IpNet),
+    // The operator's actions (`actions.rs`), for the control socket and a node agent.
+    ResetPeer(
+        IpAddr,
+        Option<String>,
+        oneshot::Sender<Result<(), SpeakerError>>,
+    ),
+    SoftReset(IpAddr, SoftReset, oneshot::Sender<Result<(), SpeakerError>>),
+    SetEnabled(
+        IpAddr,
+        bool,
+        Option<String>,
+        oneshot::Sender<Result<bool, SpeakerError>>,
+    ),
+    Announce(IpNet, Box<Attrs>, oneshot::Sender<bool>),
+    WithdrawRuntime(IpNet, oneshot::Sender<bool>),
     Subscribe(mpsc::Sender<BestChange>),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Route(IpNet, oneshot::Sender<Option<Explanation>>),
@@ -215,6 +246,63 @@ impl Speaker {
     /// Stops originating `prefix`.
     pub async fn withdraw(&self, prefix: IpNet) -> Result<(), SpeakerError> {
         self.send(Request::Withdraw(prefix)).await
+    }
+
+    /// Hard reset of a peer: Cease / Administrative Reset (as a Hard Reset, RFC 8538,
+    /// when both sides sent the N bit: the peer drops our routes as we drop its), with
+    /// `message` as the shutdown communication (RFC 9003), then a new session at once.
+    /// Fails for an unknown or disabled peer.
+    pub async fn reset_peer(
+        &self,
+        address: IpAddr,
+        message: Option<String>,
+    ) -> Result<(), SpeakerError> {
+        self.ask(|tx| Request::ResetPeer(address, message, tx))
+            .await?
+    }
+
+    /// Soft reset of an established peer, its session kept: [`SoftReset::In`] sends it a
+    /// ROUTE-REFRESH (RFC 2918) per negotiated family, so that its routes come again
+    /// through the import policy ([`SpeakerError::NoRefresh`] when it did not negotiate
+    /// ROUTE-REFRESH); [`SoftReset::Out`] sends it our Adj-RIB-Out again, then End-of-RIB.
+    pub async fn soft_reset(
+        &self,
+        address: IpAddr,
+        direction: SoftReset,
+    ) -> Result<(), SpeakerError> {
+        self.ask(|tx| Request::SoftReset(address, direction, tx))
+            .await?
+    }
+
+    /// Disables (`enabled` false) or enables a peer. Disabling sends Cease /
+    /// Administrative Shutdown with `message` as the shutdown communication (RFC 9003; a
+    /// Hard Reset with the N bit on both sides), and the peer stays down (no connection
+    /// out, the peer's refused, no restart after a max-prefix hold-down or BFD) until it
+    /// is enabled again, by this call or by a reload that changes its `enabled` key.
+    /// Returns whether the peer's state changed.
+    pub async fn set_peer_enabled(
+        &self,
+        address: IpAddr,
+        enabled: bool,
+        message: Option<String>,
+    ) -> Result<bool, SpeakerError> {
+        self.ask(|tx| Request::SetEnabled(address, enabled, message, tx))
+            .await?
+    }
+
+    /// Originates `prefix` with `attrs` as a run-time route (`ctl announce`): unlike
+    /// [`Speaker::originate`] it is remembered apart from the configuration, kept across
+    /// reloads, and wins over a `[[route]]` of the same prefix until
+    /// [`Speaker::withdraw_announced`]. Returns whether it replaced an earlier one.
+    pub async fn announce(&self, prefix: IpNet, attrs: Attrs) -> Result<bool, SpeakerError> {
+        self.ask(|tx| Request::Announce(prefix, Box::new(attrs), tx))
+            .await
+    }
+
+    /// Withdraws a route of [`Speaker::announce`] (a `[[route]]` of the same prefix is
+    /// originated again as configured); `false` when none was announced for `prefix`.
+    pub async fn withdraw_announced(&self, prefix: IpNet) -> Result<bool, SpeakerError> {
+        self.ask(|tx| Request::WithdrawRuntime(prefix, tx)).await
     }
 
     /// A stream of best-path changes, from now on (what a data plane programs).

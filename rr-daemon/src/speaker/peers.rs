@@ -26,6 +26,9 @@ pub(super) struct Peer {
     pub(super) bfd: Option<BfdView>,
     /// What `down_reason` is made of.
     pub(super) why: super::why::PeerWhy,
+    /// Taken down by the operator (`ctl disable`, `enabled = false`): no session until
+    /// enabled.
+    pub(super) admin_down: Option<super::actions::AdminDown>,
 }
 
 /// What the core knows of a peer's BFD session, from its notices.
@@ -219,6 +222,7 @@ impl Peer {
                 link: None,
             },
             why: super::why::PeerWhy::new(now),
+            admin_down: None,
         }
     }
 

@@ -339,6 +339,24 @@ impl Shell {
             }
             Request::Originate(prefix, attrs) => self.core.originate(prefix, *attrs),
             Request::Withdraw(prefix) => self.core.withdraw(prefix),
+            Request::ResetPeer(a, message, done) => {
+                let _ = done.send(self.core.reset_peer(a, message.as_deref()));
+            }
+            Request::SoftReset(a, direction, done) => {
+                let _ = done.send(self.core.soft_reset(a, direction));
+            }
+            Request::SetEnabled(a, enabled, message, done) => {
+                let r = self
+                    .core
+                    .set_peer_enabled(now, a, enabled, message.as_deref());
+                let _ = done.send(r);
+            }
+            Request::Announce(prefix, attrs, done) => {
+                let _ = done.send(self.core.announce(prefix, *attrs));
+            }
+            Request::WithdrawRuntime(prefix, done) => {
+                let _ = done.send(self.core.withdraw_runtime(prefix));
+            }
             Request::Subscribe(tx) => {
                 self.first_subscriber = true;
                 self.subscribers.push(tx);

@@ -122,6 +122,17 @@ pub struct PeerStatus {
     /// while it is.
     #[serde(default)]
     pub down_reason: Option<super::DownReason>,
+    /// The peer's `description` from the configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `false` while the peer is administratively down (`ctl disable`, `enabled =
+    /// false`).
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+}
+
+fn enabled_default() -> bool {
+    true
 }
 
 /// A best route with the address of the peer it came from.
@@ -222,9 +233,27 @@ impl super::core::Core {
                 graceful_restart_pending: self.gr.helping(p.address()),
                 dynamic: p.dynamic,
                 bfd: p.bfd.map(|b| b.state),
-                down_reason: p
-                    .why
-                    .down_reason(now, p.session.state, &p.settings, &self.md5),
+                down_reason: match &p.admin_down {
+                    Some(a) if p.session.state != bgp_fsm::State::Established => {
+                        Some(super::DownReason {
+                            reason: super::Reason::AdminDown,
+                            message: format!(
+                                "{}: `ctl enable {}` brings it back",
+                                a.note,
+                                p.address()
+                            ),
+                            since_s: now.saturating_duration_since(a.since).as_secs(),
+                            next_try_in_s: None,
+                            notification_sent: p.history.last_notification_sent.clone(),
+                            notification_received: None,
+                        })
+                    }
+                    _ => p
+                        .why
+                        .down_reason(now, p.session.state, &p.settings, &self.md5),
+                },
+                description: p.settings.description.clone(),
+                enabled: p.admin_down.is_none(),
             })
             .collect();
         v.sort_by_key(|p| p.address);

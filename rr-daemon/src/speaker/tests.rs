@@ -28,6 +28,9 @@ mod bounds;
 /// Neighbour detail and per-peer tables: `tests/detail.rs`.
 mod detail;
 
+/// The operator's actions: `tests/actions.rs`.
+mod actions;
+
 const HEAD: &str = "[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\nlisten = []\n";
 
 fn ip(s: &str) -> IpAddr {
