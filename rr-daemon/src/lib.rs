@@ -25,3 +25,4 @@ pub mod notify;
 pub mod session;
 pub mod sockopt;
 pub mod speaker;
+pub mod traffic;

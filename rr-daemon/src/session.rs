@@ -40,6 +40,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Secret, Ttl};
 use crate::sockopt;
 use crate::speaker::why::{ConnectError, NextTry};
+use crate::traffic::Traffic;
 
 /// Where and how to reach one peer.
 #[derive(Clone, Debug)]
@@ -160,6 +161,18 @@ pub fn spawn(
     events: mpsc::Sender<SessionEvent>,
     writers: Arc<Writers>,
 ) -> SessionHandle {
+    spawn_counted(spec, generation, events, writers, Arc::default())
+}
+
+/// [`spawn`], counting the messages read and queued into `traffic` (which the owner keeps
+/// across the peer's sessions).
+pub fn spawn_counted(
+    spec: SessionSpec,
+    generation: u64,
+    events: mpsc::Sender<SessionEvent>,
+    writers: Arc<Writers>,
+    traffic: Arc<Traffic>,
+) -> SessionHandle {
     let (commands, cmd_rx) = mpsc::unbounded_channel();
     let (inbound, in_rx) = mpsc::channel(4);
     let queued = Arc::new(AtomicUsize::new(0));
@@ -170,6 +183,7 @@ pub fn spawn(
         writers,
         backlog: VecDeque::new(),
         backlog_bytes: 0,
+        traffic,
     };
     let task = tokio::spawn(run(spec, in_rx, cmd_rx, out));
     SessionHandle {
@@ -320,6 +334,8 @@ struct Outbox {
     backlog: VecDeque<SessionEvent>,
     /// Bytes of the UPDATEs among them: past [`BACKLOG_PAUSE`] the session stops reading.
     backlog_bytes: usize,
+    /// The peer's message counters, shared with the owner.
+    traffic: Arc<Traffic>,
 }
 
 /// UPDATE bytes waiting for the owner past which the session stops reading (until they
@@ -624,6 +640,7 @@ impl Driver {
                 Some((c, _)) => {
                     // Written by the caller once the batch of commands is in.
                     if let Some(conn) = self.conns[c.index()].as_mut() {
+                        self.out.traffic.queued(&bytes);
                         conn.wq.push_back((bytes, true));
                     }
                 }
@@ -649,6 +666,7 @@ impl Driver {
                         }
                         .encode(&mut buf);
                     }
+                    self.out.traffic.queued(&buf);
                     conn.wq.push_back((buf.freeze(), false));
                     self.flush(c);
                 }
@@ -714,6 +732,7 @@ impl Driver {
             };
             match conn.framer.next_frame(&mut conn.rbuf) {
                 Ok(Some(frame)) => {
+                    self.out.traffic.received(&frame.bytes);
                     self.fsm.handle(now, Input::Message { conn: c, frame });
                     self.sync_framer(c);
                 }
@@ -898,6 +917,7 @@ impl Driver {
             }
             Action::Send { conn, bytes } => {
                 if let Some(c) = self.conns[conn.index()].as_mut() {
+                    self.out.traffic.queued(&bytes);
                     c.wq.push_back((bytes, false));
                     self.flush(conn);
                 }

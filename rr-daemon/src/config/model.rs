@@ -396,6 +396,9 @@ pub struct PeerSettings {
     pub interface: Option<String>,
     /// The peer's TCP port.
     pub port: u16,
+    /// The `[[peer_group]]` its settings come from (the range's group for a dynamic
+    /// neighbour, `[mesh] group` for a mesh peer), if any: a label of its metrics.
+    pub group: Option<String>,
     /// The peer's AS: equal to ours makes the session internal.
     pub asn: u32,
     /// Our source address for connections to the peer.
@@ -476,6 +479,8 @@ impl PeerSettings {
             address,
             interface,
             port,
+            // A name only: the settings it brings are compared one by one.
+            group: _,
             asn,
             source_address,
             passive,

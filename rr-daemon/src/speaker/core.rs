@@ -967,6 +967,7 @@ impl Core {
                 }
             }
             News::Down { reason, graceful } => {
+                p.history.flaps += 1;
                 p.record_down(&reason, local_as);
                 p.why.went_down(now);
                 p.why.failed(

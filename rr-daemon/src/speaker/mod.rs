@@ -58,7 +58,9 @@ mod status;
 mod tests;
 pub mod why;
 
-pub use status::{ExplainedRoute, PeerState, PeerStatus, RouteEntry, RoutesPage, Snapshot};
+pub use status::{
+    CoreTimings, ExplainedRoute, PeerState, PeerStatus, RouteEntry, RoutesPage, Snapshot,
+};
 pub use why::{DownReason, Reason};
 
 /// Best-path changes a subscriber's channel holds ([`Speaker::subscribe`]).

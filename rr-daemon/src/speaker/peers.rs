@@ -86,6 +86,8 @@ pub(super) struct History {
     pub(super) last_down: Option<DownReason>,
     pub(super) last_notification_sent: Option<String>,
     pub(super) last_notification_received: Option<String>,
+    /// Times the session left Established.
+    pub(super) flaps: u64,
 }
 
 impl Peer {
@@ -123,6 +125,7 @@ impl Peer {
                 last_down: None,
                 last_notification_sent: None,
                 last_notification_received: None,
+                flaps: 0,
             },
             why: super::why::PeerWhy::new(now),
         }
