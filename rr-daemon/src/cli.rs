@@ -60,6 +60,10 @@ struct Cli {
     /// ours go out only once every peer's End-of-RIB is in (or the restart time passed).
     #[arg(long, requires = "config")]
     graceful_restart: bool,
+    /// Log filter: error, warn, info, debug, trace, or RUST_LOG directives. Over RUST_LOG
+    /// and [speaker] log_level at the start; a reload that changes log_level changes it.
+    #[arg(long, value_name = "LEVEL", value_parser = log_level)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -179,6 +183,9 @@ pub fn main() -> ExitCode {
         return crate::bird::argv::main(dialect, &rest);
     }
     let cli = Cli::parse();
+    if let Some(l) = &cli.log_level {
+        let _ = LOG_LEVEL.set(l.clone());
+    }
     let job = match (cli.command, cli.config) {
         (Some(Cmd::Check(args)), _) => return check(&args),
         (Some(Cmd::Ctl(args)), _) => return crate::ctl::main(&args),
@@ -251,22 +258,19 @@ pub fn run_daemon(
 fn run(job: Job) -> ExitCode {
     // `[speaker] log_format` decides text or JSON; a file that does not load is reported
     // by `daemon()` itself, in text.
-    let json = match &job {
-        Job::Daemon(source, ..) => source
-            .load()
-            .is_ok_and(|c| c.speaker.log_format == crate::config::LogFormat::Json),
-        Job::Session(_) => false,
+    let (json, level) = match &job {
+        Job::Daemon(source, ..) => source.load().map_or((false, None), |c| {
+            (
+                c.speaker.log_format == crate::config::LogFormat::Json,
+                c.speaker.log_level,
+            )
+        }),
+        Job::Session(_) => (false, None),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    if json {
-        logs.json().init();
-    } else {
-        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
+    let flag = LOG_LEVEL.get().map(String::as_str);
+    if let Err(e) = crate::logging::init(json, flag, level.as_deref()) {
+        eprintln!("rr-daemon: cannot start logging: {e}");
+        return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -291,6 +295,13 @@ fn run(job: Job) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--log-level`, for [`run`].
+static LOG_LEVEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn log_level(s: &str) -> Result<String, String> {
+    crate::logging::check(s).map(|()| s.to_owned())
 }
 
 enum Job {
@@ -319,6 +330,7 @@ async fn daemon(
         );
     }
     info!("{}", config.summary());
+    let mut log_level = config.speaker.log_level.clone();
     let api = config.api;
     // Bound before the speaker starts: a taken address fails the start cleanly.
     let api_listener = if api.enabled {
@@ -491,6 +503,12 @@ async fn daemon(
                         warn!("[learn] turned {}: takes effect at the next start",
                             if new.learn.enabled { "on" } else { "off" });
                     }
+                    match crate::logging::reloaded(log_level.as_deref(), new.speaker.log_level.as_deref()) {
+                        Ok(Some(f)) => info!("log level now {f}"),
+                        Ok(None) => {}
+                        Err(e) => warn!("log level unchanged: {e}"),
+                    }
+                    log_level.clone_from(&new.speaker.log_level);
                     fib_tx.send_replace(new.fib.clone());
                     learn_settings_tx.send_replace(crate::fib::watcher::Settings::of(&new));
                     blackholes_tx.send_replace(new.blackholes());

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod fib;
+pub mod logging;
 pub mod notify;
 pub mod session;
 pub mod sockopt;

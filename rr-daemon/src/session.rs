@@ -467,6 +467,8 @@ struct Driver {
     /// The machine dropped an attempt that had no answer for a while (its connect retry
     /// timer ran out first): reported as a timed-out connect, which the machine does not.
     abandoned: Option<Duration>,
+    /// Why the last connection ended, for the state change that follows it in the log.
+    last_reason: Option<String>,
 }
 
 /// An outbound attempt dropped by the machine after this long without an answer counts
@@ -495,6 +497,7 @@ async fn run(
         connect_error: None,
         connect_started: None,
         abandoned: None,
+        last_reason: None,
     };
     d.fsm
         .handle(Instant::now(), Input::Start { automatic: false });
@@ -970,9 +973,26 @@ impl Driver {
             }
             News::Down { reason, graceful } => {
                 warn!(%peer, %reason, graceful, "session down");
+                self.last_reason = Some(reason.to_string());
             }
-            News::Failed(reason) => info!(%peer, %reason, "connection failed"),
-            News::StateChanged { from, to } => debug!(%peer, %from, %to, "state"),
+            News::Failed(reason) => {
+                info!(%peer, %reason, "connection failed");
+                self.last_reason = Some(reason.to_string());
+            }
+            News::StateChanged { from, to } => {
+                let why = state_reason(*from, *to, self.last_reason.take());
+                // The connect-retry cycle of a peer that is not there (Idle, Connect,
+                // Active and back) is routine: below info, so that an unreachable peer
+                // does not fill the log.
+                use bgp_fsm::State as S;
+                let routine = matches!(to, S::Connect | S::Active)
+                    && matches!(from, S::Idle | S::Connect | S::Active);
+                if routine {
+                    debug!(%peer, %from, %to, reason = %why, "state changed");
+                } else {
+                    info!(%peer, %from, %to, reason = %why, "state changed");
+                }
+            }
             News::Update(_) | News::RouteRefresh(_) => {}
         }
         let connect_error = match &news {
@@ -990,6 +1010,27 @@ impl Driver {
             }),
         };
         self.out.emit(peer, news, local, (connect_error, next_try));
+    }
+}
+
+/// Why the session went from `from` to `to`, in words: what the machine saw to move
+/// forward, or the reason the last connection ended (`failed`) for a step back.
+fn state_reason(from: bgp_fsm::State, to: bgp_fsm::State, failed: Option<String>) -> String {
+    use bgp_fsm::State as S;
+    let fixed = match (from, to) {
+        (_, S::OpenSent) => "TCP connection up, OPEN sent",
+        (_, S::OpenConfirm) => "the peer's OPEN accepted, KEEPALIVE sent",
+        (_, S::Established) => "the peer's KEEPALIVE received",
+        (S::Idle, S::Connect) => "started: connecting",
+        (S::Idle, S::Active) => "started: waiting for the peer to connect",
+        (S::Active, S::Connect) => "connect retry",
+        _ => "",
+    };
+    match (fixed, failed) {
+        ("", Some(f)) => f,
+        ("", None) if to == S::Idle => "stopped".to_owned(),
+        ("", None) => "connection attempt over".to_owned(),
+        (s, _) => s.to_owned(),
     }
 }
 

@@ -116,6 +116,9 @@ pub struct Speaker {
     pub graceful_stop: bool,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Log filter (`info`, `debug`, ... or `RUST_LOG` directives); `None`: `info`, or
+    /// what `--log-level` or `RUST_LOG` say. Applied again at each reload.
+    pub log_level: Option<String>,
 }
 
 impl Speaker {

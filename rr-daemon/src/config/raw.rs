@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::model::LogFormat;
 use super::values::{
     Action, AddPath, Asn, BfdValue, CommunityValue, DefaultAction, Families, GracefulRestart,
-    HoldTime, Interface, IpList, LargeCommunityValue, ListenAddr, LongLivedStaleTime,
+    HoldTime, Interface, IpList, LargeCommunityValue, ListenAddr, LogLevel, LongLivedStaleTime,
     MaxPrefixValue, Multihop, NextHopSelf, Password, PasswordFile, PeerAddress, Prefix,
     PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
 };
@@ -82,6 +82,7 @@ pub(super) struct RawSpeaker {
     pub(super) stale_time: Option<NonZeroU16>,
     pub(super) graceful_stop: Option<bool>,
     pub(super) log_format: Option<LogFormat>,
+    pub(super) log_level: Option<LogLevel>,
 }
 
 /// `[api]`.

@@ -279,6 +279,7 @@ fn speaker(doc: &Doc<'_>, s: &RawSpeaker) -> Result<Speaker> {
         stale_time: s.stale_time.map_or(STALE_TIME, |t| t.get()),
         graceful_stop: s.graceful_stop.unwrap_or(true),
         log_format: s.log_format.unwrap_or(LogFormat::Text),
+        log_level: s.log_level.as_ref().map(|l| l.0.clone()),
     })
 }
 

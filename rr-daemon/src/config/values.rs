@@ -631,6 +631,22 @@ pub(super) fn interface_name(z: &str) -> Result<String, String> {
     Ok(z.to_owned())
 }
 
+/// A log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or a `RUST_LOG`
+/// directive list (`info,rr_daemon::session=debug`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct LogLevel(pub(super) String);
+
+impl LogLevel {
+    fn parse(s: &str) -> Result<Self, String> {
+        crate::logging::check(s).map(|()| Self(s.to_owned()))
+    }
+}
+
+from_string!(
+    LogLevel,
+    "a log level (error, warn, info, debug, trace) or RUST_LOG directives"
+);
+
 /// An interface name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Interface(pub(super) String);
