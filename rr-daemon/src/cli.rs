@@ -629,13 +629,16 @@ fn check(args: &CheckArgs) -> ExitCode {
         eprintln!("rr-daemon: check needs --config, --bird or --bird6");
         return ExitCode::FAILURE;
     };
-    match crate::config::Config::load_with(config, &overrides()) {
+    match crate::config::Config::load_all(config, &overrides()) {
         Ok(cfg) => {
             println!("{}: ok: {}", config.display(), cfg.summary());
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("rr-daemon: {e}");
+        // Every mistake, one a line, in file order.
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("rr-daemon: {e}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -47,10 +47,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rib::{Policy, RibConfig};
-use serde::Deserialize;
 
 pub use env::Overrides;
-pub use error::{ConfigError, ErrorKind};
+pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use model::{
     AddPath, Api, Bfd, DEFAULT_DYNAMIC_LIMIT, DynamicNeighbors, Fib, IpPool, IpipMode, Learn,
     LogFormat, Mesh, PeerSettings, PolicyBinding, Secret, Speaker, Ttl,
@@ -142,6 +141,11 @@ impl Config {
     /// Reads and resolves the file at `path`, with `overrides` (from the environment,
     /// [`Overrides::from_env`]) in place of the file's values.
     pub fn load_with(path: impl AsRef<Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_all(path, overrides).map_err(ConfigErrors::first)
+    }
+
+    /// [`Config::load_with`], reporting every mistake of the file at once, in file order.
+    pub fn load_all(path: impl AsRef<Path>, overrides: &Overrides) -> Result<Self, ConfigErrors> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             kind: ErrorKind::Io,
@@ -151,7 +155,7 @@ impl Config {
             key: String::new(),
             message: format!("cannot read: {e}"),
         })?;
-        Self::parse_with(&text, path, overrides)
+        Self::parse_all(&text, path, overrides)
     }
 
     /// Resolves `text`; `path` names the file in errors, and relative `password_file`s
@@ -166,10 +170,23 @@ impl Config {
         path: impl AsRef<Path>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigError> {
+        Self::parse_all(text, path, overrides).map_err(ConfigErrors::first)
+    }
+
+    /// [`Config::parse_with`], reporting every mistake at once, in file order: every key
+    /// that is unknown, missing or has a bad value. Checks that relate several values
+    /// (names of groups and policies, duplicates) run once those pass, and stop at the
+    /// first.
+    pub fn parse_all(
+        text: &str,
+        path: impl AsRef<Path>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigErrors> {
         let doc = error::Doc::parse(text, path.as_ref().display().to_string())?;
         let overrides = overrides.check(doc.file())?;
-        let mut raw = raw::RawFile::deserialize(toml::de::Deserializer::from(doc.tree()))
-            .map_err(|e| doc.schema_error(&e))?;
+        let mut raw = doc
+            .deserialize_all::<raw::RawFile>()
+            .map_err(ConfigErrors)?;
         if let Some(id) = overrides.router_id {
             raw.speaker.router_id = Some(IpAddr::V4(id));
         }
@@ -179,7 +196,7 @@ impl Config {
         if let Some(id) = overrides.cluster_id {
             raw.speaker.cluster_id = Some(id);
         }
-        resolve::resolve(&doc, raw)
+        Ok(resolve::resolve(&doc, raw)?)
     }
 
     /// The configured peer at `address`.

@@ -42,6 +42,7 @@ pub(super) struct RawFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOriginate {
+    #[serde(deserialize_with = "super::values::net")]
     pub(super) prefix: ipnet::IpNet,
     pub(super) blackhole: Option<bool>,
     pub(super) metric: Option<u32>,
@@ -52,6 +53,7 @@ pub(super) struct RawOriginate {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
+    #[serde(deserialize_with = "super::values::net")]
     pub(super) prefix: ipnet::IpNet,
     pub(super) next_hop: Option<IpAddr>,
     pub(super) med: Option<u32>,
@@ -105,6 +107,7 @@ pub(super) struct RawFib {
     pub(super) metric: Option<u32>,
     pub(super) metric_from_local_pref: Option<bool>,
     pub(super) bird16_metric: Option<bool>,
+    #[serde(default, deserialize_with = "super::values::opt_net")]
     pub(super) node_subnet: Option<ipnet::IpNet>,
     pub(super) tunnel_device: Option<String>,
     #[serde(default)]
@@ -115,6 +118,7 @@ pub(super) struct RawFib {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawIpPool {
+    #[serde(deserialize_with = "super::values::net")]
     pub(super) prefix: ipnet::IpNet,
     pub(super) ipip: Option<super::model::IpipMode>,
     pub(super) install: Option<bool>,
