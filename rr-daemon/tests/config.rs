@@ -1615,3 +1615,82 @@ fn test_prefix_errors_say_what_is_wrong() {
         assert!(e.contains(says), "{prefix}: {e}");
     }
 }
+
+/// `include`: the tables of other files join the file's; errors name the file they are
+/// in and its own line; cycles, files included twice, missing files and bare keys in an
+/// included file are errors at their place.
+#[test]
+fn test_include() {
+    let dir = std::env::temp_dir().join(format!("rr-include-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("peers")).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    write(
+        "main.toml",
+        "include = [\"peers/a.toml\", \"b.toml\"]\n[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\n",
+    );
+    // Relative to the including file: peers/a.toml includes peers/c.toml.
+    write(
+        "peers/a.toml",
+        "include = [\"c.toml\"]\n[[peer]]\naddress = \"10.0.0.2\"\nasn = 65001\n",
+    );
+    write(
+        "peers/c.toml",
+        "[[peer]]\naddress = \"10.0.0.3\"\nasn = 65001\n",
+    );
+    write(
+        "b.toml",
+        "# peers of b\n[[peer]]\naddress = \"10.0.0.4\"\nasn = 65001\n",
+    );
+    let c = Config::load(dir.join("main.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let addrs: Vec<String> = c.peers.keys().map(ToString::to_string).collect();
+    assert_eq!(addrs, ["10.0.0.2", "10.0.0.3", "10.0.0.4"]);
+
+    // A mistake in an included file: its name and its own line.
+    write(
+        "b.toml",
+        "# peers of b\n[[peer]]\naddress = \"10.0.0.4\"\nasn = \"x\"\nhold_tme = 3\n",
+    );
+    let e = Config::load_all(dir.join("main.toml"), &Default::default()).unwrap_err();
+    let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+    let b = dir.join("b.toml").display().to_string();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(&format!("{b}:4:7: peer[2].asn: ")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{b}:5:1: peer[2].hold_tme: unknown key: did you mean `hold_time`?"
+        )),
+        "{lines:#?}"
+    );
+
+    // A cycle, a missing file, a bare key.
+    write("b.toml", "[[peer]]\naddress = \"10.0.0.4\"\nasn = 65001\n");
+    write("peers/c.toml", "include = [\"a.toml\", \"gone.toml\"]\n");
+    let e = Config::load_all(dir.join("main.toml"), &Default::default()).unwrap_err();
+    let text = e.to_string();
+    let c_file = dir.join("peers/c.toml").display().to_string();
+    assert!(
+        text.contains(&format!("{c_file}:1:12: include[0]: include cycle: ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{c_file}:1:22: include[1]: cannot read ")),
+        "{text}"
+    );
+    write("peers/c.toml", "hold_time = 3\n");
+    let e = Config::load(dir.join("main.toml")).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{c_file}:1:1: hold_time: an included file holds tables only"
+        )),
+        "{e}"
+    );
+    // Included twice.
+    write("peers/c.toml", "include = [\"../b.toml\"]\n");
+    let e = Config::load(dir.join("main.toml")).unwrap_err().to_string();
+    assert!(e.contains("is already included"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

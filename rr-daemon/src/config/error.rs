@@ -172,21 +172,58 @@ impl fmt::Display for KeyPath {
     }
 }
 
+/// Where one file's text starts in a document made of several (`include`).
+#[derive(Clone, Debug)]
+pub(crate) struct Segment {
+    /// The file, as named in errors.
+    pub(crate) file: String,
+    /// Its first byte in the document.
+    pub(crate) start: usize,
+    /// The document's line (from 1) that is the file's first.
+    pub(crate) line: usize,
+}
+
+/// The file, line and column (from 1) of byte `offset` of `text`, made of `segments`
+/// (none: all of it is `file`).
+fn locate(text: &str, segments: &[Segment], file: &str, offset: usize) -> (String, usize, usize) {
+    let (line, column) = line_col(text, offset);
+    match segments.iter().rev().find(|s| s.start <= offset) {
+        Some(s) => (s.file.clone(), line + 1 - s.line, column),
+        None => (file.to_owned(), line, column),
+    }
+}
+
 /// The parsed document, for locating keys.
 pub(crate) struct Doc<'a> {
     file: String,
     text: &'a str,
     root: Spanned<DeTable<'a>>,
+    segments: Vec<Segment>,
 }
 
 impl<'a> Doc<'a> {
     /// Parses `text`; a syntax error comes back located.
     pub(crate) fn parse(text: &'a str, file: String) -> Result<Self, ConfigError> {
+        Self::parse_segments(text, file, Vec::new())
+    }
+
+    /// Parses `text`, made of the files of `segments` (`include`); errors name the file
+    /// each position is in.
+    pub(crate) fn parse_segments(
+        text: &'a str,
+        file: String,
+        segments: Vec<Segment>,
+    ) -> Result<Self, ConfigError> {
         match DeTable::parse(text) {
-            Ok(root) => Ok(Self { file, text, root }),
+            Ok(root) => Ok(Self {
+                file,
+                text,
+                root,
+                segments,
+            }),
             Err(e) => {
                 let at = e.span().map_or(0, |s| s.start);
-                let (line, column) = line_col(text, at);
+                let (file, line, column) = locate(text, &segments, &file, at);
                 Err(ConfigError {
                     kind: ErrorKind::Syntax,
                     file,
@@ -287,10 +324,10 @@ impl<'a> Doc<'a> {
         path: &KeyPath,
         message: impl Into<String>,
     ) -> ConfigError {
-        let (line, column) = line_col(self.text, offset);
+        let (file, line, column) = locate(self.text, &self.segments, &self.file, offset);
         ConfigError {
             kind,
-            file: self.file.clone(),
+            file,
             line,
             column,
             key: path.to_string(),
@@ -432,7 +469,7 @@ fn walk_value(
 }
 
 /// Line and column (in characters), both from 1, of byte `offset`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
     let line = before.bytes().filter(|&b| b == b'\n').count() + 1;

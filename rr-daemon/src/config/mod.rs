@@ -33,6 +33,7 @@
 
 mod env;
 mod error;
+mod include;
 mod model;
 mod policy;
 mod raw;
@@ -182,7 +183,12 @@ impl Config {
         path: impl AsRef<Path>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigErrors> {
-        let doc = error::Doc::parse(text, path.as_ref().display().to_string())?;
+        let file = path.as_ref().display().to_string();
+        let assembled = include::assemble(text, path.as_ref()).map_err(ConfigErrors)?;
+        let doc = match &assembled {
+            Some((all, segments)) => error::Doc::parse_segments(all, file, segments.clone())?,
+            None => error::Doc::parse(text, file)?,
+        };
         let overrides = overrides.check(doc.file())?;
         let mut raw = doc
             .deserialize_all::<raw::RawFile>()
