@@ -93,6 +93,10 @@ pub struct RibStats {
     /// Peer slots, used and free ([`Rib::peer_slots`]): the most peers configured at
     /// once, not every peer ever configured.
     pub peer_slots: usize,
+    /// Of `prefixes`, the IPv6 ones (the others are IPv4).
+    pub prefixes_v6: usize,
+    /// Of `paths`, those of IPv6 prefixes.
+    pub paths_v6: usize,
 }
 
 impl Rib {
@@ -270,9 +274,19 @@ impl Rib {
     /// Table sizes.
     pub fn stats(&self) -> RibStats {
         let groups = self.groups.iter().flatten();
+        let (mut paths, mut prefixes_v6, mut paths_v6) = (0, 0, 0);
+        for (_, d) in self.loc.iter() {
+            paths += d.paths.len();
+            if matches!(d.prefix, IpNet::V6(_)) {
+                prefixes_v6 += 1;
+                paths_v6 += d.paths.len();
+            }
+        }
         RibStats {
             prefixes: self.loc.len(),
-            paths: self.loc.iter().map(|(_, d)| d.paths.len()).sum(),
+            paths,
+            prefixes_v6,
+            paths_v6,
             attr_sets: self.attrs.len(),
             out_attr_sets: groups.clone().map(|g| g.table.len()).sum(),
             adj_out_paths: groups.clone().map(|g| g.out.len()).sum(),

@@ -60,6 +60,10 @@ struct Cli {
     /// ours go out only once every peer's End-of-RIB is in (or the restart time passed).
     #[arg(long, requires = "config")]
     graceful_restart: bool,
+    /// Log filter: error, warn, info, debug, trace, or RUST_LOG directives. Over RUST_LOG
+    /// and [speaker] log_level at the start; a reload that changes log_level changes it.
+    #[arg(long, value_name = "LEVEL", value_parser = log_level)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -181,6 +185,9 @@ pub fn main() -> ExitCode {
         return crate::bird::argv::main(dialect, &rest);
     }
     let cli = Cli::parse();
+    if let Some(l) = &cli.log_level {
+        let _ = LOG_LEVEL.set(l.clone());
+    }
     let job = match (cli.command, cli.config) {
         (Some(Cmd::Check(args)), _) => return check(&args),
         (Some(Cmd::Ctl(args)), _) => return crate::ctl::main(&args),
@@ -254,25 +261,21 @@ pub fn run_daemon(
 fn run(job: Job) -> ExitCode {
     // `[speaker] log_format` decides text or JSON; a file that does not load is reported
     // by `daemon()` itself, in text.
-    let json = match &job {
-        Job::Daemon(source, ..) => source
-            .load()
-            .is_ok_and(|c| c.speaker.log_format == crate::config::LogFormat::Json),
-        Job::Session(_) | Job::Agent(_) => false,
+    let (json, level) = match &job {
+        Job::Daemon(source, ..) => source.load().map_or((false, None), |c| {
+            (
+                c.speaker.log_format == crate::config::LogFormat::Json,
+                c.speaker.log_level,
+            )
+        }),
+        // `agent --once` prints sessions; only warnings go to standard error.
+        Job::Agent(a) if a.once => (false, Some("warn".to_owned())),
+        Job::Session(_) | Job::Agent(_) => (false, None),
     };
-    // `agent --once` prints sessions; only warnings go to standard error.
-    let quiet = matches!(&job, Job::Agent(a) if a.once);
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if quiet { "warn" } else { "info" })
-    });
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    if json {
-        logs.json().init();
-    } else {
-        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
+    let flag = LOG_LEVEL.get().map(String::as_str);
+    if let Err(e) = crate::logging::init(json, flag, level.as_deref()) {
+        eprintln!("rr-daemon: cannot start logging: {e}");
+        return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -298,6 +301,13 @@ fn run(job: Job) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--log-level`, for [`run`].
+static LOG_LEVEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn log_level(s: &str) -> Result<String, String> {
+    crate::logging::check(s).map(|()| s.to_owned())
 }
 
 enum Job {
@@ -535,6 +545,14 @@ impl Reloader {
                 report.other.push(what.to_owned());
             }
         }
+        match crate::logging::reloaded(
+            self.current.speaker.log_level.as_deref(),
+            new.speaker.log_level.as_deref(),
+        ) {
+            Ok(Some(f)) => info!("log level now {f}"),
+            Ok(None) => {}
+            Err(e) => warn!("log level unchanged: {e}"),
+        }
         // [fib] and [learn] apply at once (their tasks log what changed); turning either
         // on or off, and [api], need a start (logged by `Running::reload`).
         self.current = new.clone();
@@ -658,13 +676,16 @@ fn check(args: &CheckArgs) -> ExitCode {
         eprintln!("rr-daemon: check needs --config, --bird or --bird6");
         return ExitCode::FAILURE;
     };
-    match crate::config::Config::load_with(config, &overrides()) {
+    match crate::config::Config::load_all(config, &overrides()) {
         Ok(cfg) => {
             println!("{}: ok: {}", config.display(), cfg.summary());
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("rr-daemon: {e}");
+        // Every mistake, one a line, in file order.
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("rr-daemon: {e}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -40,6 +40,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Secret, Ttl};
 use crate::sockopt;
 use crate::speaker::why::{ConnectError, NextTry};
+use crate::traffic::Traffic;
 
 /// Where and how to reach one peer.
 #[derive(Clone, Debug)]
@@ -165,6 +166,18 @@ pub fn spawn(
     events: mpsc::Sender<SessionEvent>,
     writers: Arc<Writers>,
 ) -> SessionHandle {
+    spawn_counted(spec, generation, events, writers, Arc::default())
+}
+
+/// [`spawn`], counting the messages read and queued into `traffic` (which the owner keeps
+/// across the peer's sessions).
+pub fn spawn_counted(
+    spec: SessionSpec,
+    generation: u64,
+    events: mpsc::Sender<SessionEvent>,
+    writers: Arc<Writers>,
+    traffic: Arc<Traffic>,
+) -> SessionHandle {
     let (commands, cmd_rx) = mpsc::unbounded_channel();
     let (inbound, in_rx) = mpsc::channel(4);
     let queued = Arc::new(AtomicUsize::new(0));
@@ -175,6 +188,7 @@ pub fn spawn(
         writers,
         backlog: VecDeque::new(),
         backlog_bytes: 0,
+        traffic,
     };
     let task = tokio::spawn(run(spec, in_rx, cmd_rx, out));
     SessionHandle {
@@ -325,6 +339,8 @@ struct Outbox {
     backlog: VecDeque<SessionEvent>,
     /// Bytes of the UPDATEs among them: past [`BACKLOG_PAUSE`] the session stops reading.
     backlog_bytes: usize,
+    /// The peer's message counters, shared with the owner.
+    traffic: Arc<Traffic>,
 }
 
 /// UPDATE bytes waiting for the owner past which the session stops reading (until they
@@ -463,6 +479,8 @@ struct Driver {
     /// The machine dropped an attempt that had no answer for a while (its connect retry
     /// timer ran out first): reported as a timed-out connect, which the machine does not.
     abandoned: Option<Duration>,
+    /// Why the last connection ended, for the state change that follows it in the log.
+    last_reason: Option<String>,
 }
 
 /// An outbound attempt dropped by the machine after this long without an answer counts
@@ -491,6 +509,7 @@ async fn run(
         connect_error: None,
         connect_started: None,
         abandoned: None,
+        last_reason: None,
     };
     if !d.spec.admin_down {
         d.fsm
@@ -638,6 +657,7 @@ impl Driver {
                 Some((c, _)) => {
                     // Written by the caller once the batch of commands is in.
                     if let Some(conn) = self.conns[c.index()].as_mut() {
+                        self.out.traffic.queued(&bytes);
                         conn.wq.push_back((bytes, true));
                     }
                 }
@@ -663,6 +683,7 @@ impl Driver {
                         }
                         .encode(&mut buf);
                     }
+                    self.out.traffic.queued(&buf);
                     conn.wq.push_back((buf.freeze(), false));
                     self.flush(c);
                 }
@@ -728,6 +749,7 @@ impl Driver {
             };
             match conn.framer.next_frame(&mut conn.rbuf) {
                 Ok(Some(frame)) => {
+                    self.out.traffic.received(&frame.bytes);
                     self.fsm.handle(now, Input::Message { conn: c, frame });
                     self.sync_framer(c);
                 }
@@ -912,6 +934,7 @@ impl Driver {
             }
             Action::Send { conn, bytes } => {
                 if let Some(c) = self.conns[conn.index()].as_mut() {
+                    self.out.traffic.queued(&bytes);
                     c.wq.push_back((bytes, false));
                     self.flush(conn);
                 }
@@ -965,9 +988,26 @@ impl Driver {
             }
             News::Down { reason, graceful } => {
                 warn!(%peer, %reason, graceful, "session down");
+                self.last_reason = Some(reason.to_string());
             }
-            News::Failed(reason) => info!(%peer, %reason, "connection failed"),
-            News::StateChanged { from, to } => debug!(%peer, %from, %to, "state"),
+            News::Failed(reason) => {
+                info!(%peer, %reason, "connection failed");
+                self.last_reason = Some(reason.to_string());
+            }
+            News::StateChanged { from, to } => {
+                let why = state_reason(*from, *to, self.last_reason.take());
+                // The connect-retry cycle of a peer that is not there (Idle, Connect,
+                // Active and back) is routine: below info, so that an unreachable peer
+                // does not fill the log.
+                use bgp_fsm::State as S;
+                let routine = matches!(to, S::Connect | S::Active)
+                    && matches!(from, S::Idle | S::Connect | S::Active);
+                if routine {
+                    debug!(%peer, %from, %to, reason = %why, "state changed");
+                } else {
+                    info!(%peer, %from, %to, reason = %why, "state changed");
+                }
+            }
             News::Update(_) | News::RouteRefresh(_) => {}
         }
         let connect_error = match &news {
@@ -986,6 +1026,27 @@ impl Driver {
         };
         self.out
             .emit(peer, news, (local, remote), (connect_error, next_try));
+    }
+}
+
+/// Why the session went from `from` to `to`, in words: what the machine saw to move
+/// forward, or the reason the last connection ended (`failed`) for a step back.
+fn state_reason(from: bgp_fsm::State, to: bgp_fsm::State, failed: Option<String>) -> String {
+    use bgp_fsm::State as S;
+    let fixed = match (from, to) {
+        (_, S::OpenSent) => "TCP connection up, OPEN sent",
+        (_, S::OpenConfirm) => "the peer's OPEN accepted, KEEPALIVE sent",
+        (_, S::Established) => "the peer's KEEPALIVE received",
+        (S::Idle, S::Connect) => "started: connecting",
+        (S::Idle, S::Active) => "started: waiting for the peer to connect",
+        (S::Active, S::Connect) => "connect retry",
+        _ => "",
+    };
+    match (fixed, failed) {
+        ("", Some(f)) => f,
+        ("", None) if to == S::Idle => "stopped".to_owned(),
+        ("", None) => "connection attempt over".to_owned(),
+        (s, _) => s.to_owned(),
     }
 }
 

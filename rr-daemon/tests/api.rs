@@ -127,7 +127,10 @@ fn parse_metrics(text: &str) -> Vec<(String, String, f64)> {
             assert!(["HELP", "TYPE", "UNIT"].contains(&kind), "{line}");
             assert!(name_ok(w.next().unwrap()), "{line}");
             if kind == "TYPE" {
-                assert!(["gauge", "counter"].contains(&w.next().unwrap()), "{line}");
+                assert!(
+                    ["gauge", "counter", "histogram"].contains(&w.next().unwrap()),
+                    "{line}"
+                );
             }
             continue;
         }
@@ -154,10 +157,17 @@ fn parse_metrics(text: &str) -> Vec<(String, String, f64)> {
     samples
 }
 
+/// The value of the series `name` whose labels are `labels`, or start with them and a
+/// comma (per-peer series go on with `peer_asn`, `group`, ...).
 fn sample(samples: &[(String, String, f64)], name: &str, labels: &str) -> Option<f64> {
     samples
         .iter()
-        .find(|(n, l, _)| n == name && l == labels)
+        .find(|(n, l, _)| {
+            n == name
+                && (l == labels
+                    || (!labels.is_empty()
+                        && l.strip_prefix(labels).is_some_and(|r| r.starts_with(','))))
+        })
         .map(|s| s.2)
 }
 
@@ -293,14 +303,48 @@ async fn unreachable_peers_are_explained() {
     assert_eq!(sample(&samples, "rr_ready", ""), Some(0.0));
     assert_eq!(sample(&samples, "rr_peers", ""), Some(2.0));
     // Series grow with peers only: every labelled series is per peer, but the twelve of
-    // rr_peers_down and the fixed four of rr_bfd_sessions{state}.
+    // rr_peers_down, the fixed four of rr_bfd_sessions{state}, the two families of the
+    // RIB's, the histograms' buckets and the build.
     assert!(
         samples.iter().all(|(n, l, _)| l.is_empty()
             || l.starts_with("peer=\"")
             || (n == "rr_peers_down" && l.starts_with("reason=\""))
-            || (n == "rr_bfd_sessions" && l.starts_with("state=\""))),
+            || (n == "rr_bfd_sessions" && l.starts_with("state=\""))
+            || (n.starts_with("rr_rib_") && l.starts_with("afi_safi=\""))
+            || (n.ends_with("_seconds_bucket") && l.starts_with("le=\""))
+            || (n == "build_info" && l.starts_with("version=\""))),
         "{text}"
     );
+    // Per-peer series carry the peer's AS and group.
+    assert!(
+        text.contains("rr_peer_state{peer=\"127.0.0.1\",peer_asn=\"65001\",group=\"\"}"),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&samples, "rr_peer_up", "peer=\"127.0.0.1\""),
+        Some(0.0)
+    );
+    let build = format!(
+        "version=\"{}\",commit=\"{}\"",
+        env!("CARGO_PKG_VERSION"),
+        rr_daemon::cli::VERSION
+            .split_once(" (")
+            .unwrap()
+            .1
+            .trim_end_matches(')')
+    );
+    assert_eq!(sample(&samples, "build_info", &build), Some(1.0), "{text}");
+    assert!(sample(&samples, "rr_process_resident_memory_bytes", "").unwrap() > 1e6);
+    assert!(sample(&samples, "rr_process_cpu_seconds_total", "").is_some());
+    // Twice the same: the series come in the same order.
+    let (_, again) = get(api, "/metrics").await;
+    let names = |t: &str| -> Vec<String> {
+        parse_metrics(t)
+            .into_iter()
+            .map(|(n, l, _)| format!("{n}{{{l}}}"))
+            .collect()
+    };
+    assert_eq!(names(&text), names(&again));
     let down: Vec<_> = samples
         .iter()
         .filter(|(n, _, _)| n == "rr_peers_down")
@@ -529,10 +573,26 @@ passive = true
     let samples = parse_metrics(&text);
     let l = "peer=\"127.0.0.3\"";
     assert_eq!(sample(&samples, "rr_peer_state", l), Some(6.0));
+    assert_eq!(sample(&samples, "rr_peer_up", l), Some(1.0));
     assert_eq!(
         sample(&samples, "rr_peer_prefixes_sent_total", l),
         Some(1.0)
     );
+    // One OPEN each way, and the UPDATE of our route (with End-of-RIB) went out.
+    for dir in ["received", "sent"] {
+        let open = format!("{l},peer_asn=\"65000\",group=\"\",direction=\"{dir}\",type=\"open\"");
+        assert!(
+            sample(&samples, "rr_peer_messages_total", &open).unwrap_or(0.0) >= 1.0,
+            "{open}\n{text}"
+        );
+    }
+    let updates = format!("{l},peer_asn=\"65000\",group=\"\",direction=\"sent\",type=\"update\"");
+    assert!(
+        sample(&samples, "rr_peer_messages_total", &updates).unwrap() >= 1.0,
+        "{text}"
+    );
+    assert!(sample(&samples, "rr_update_processing_seconds_count", "").is_some());
+    assert!(sample(&samples, "rr_core_batch_seconds_count", "").unwrap() >= 1.0);
     let table = ctl::run(&CtlArgs {
         api: api_b.to_string(),
         json: false,
@@ -650,6 +710,7 @@ fn status(address: &str, state: &str) -> PeerStatus {
         address: address.parse().unwrap(),
         interface: None,
         asn: 65000,
+        group: None,
         state: serde_json::from_str(&format!("\"{state}\"")).unwrap(),
         uptime_s: None,
         prefixes_received: 0,
@@ -665,6 +726,7 @@ fn status(address: &str, state: &str) -> PeerStatus {
         last_notification_received: None,
         graceful_restart_pending: false,
         dynamic: false,
+        flaps: 0,
         bfd: None,
         down_reason: None,
         description: None,

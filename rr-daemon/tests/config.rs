@@ -892,14 +892,12 @@ fn test_error_messages_are_located() {
         // Unknown key, at top level and nested.
         (
             "[speakr]\n",
-            "test.toml:1:2: speakr: unknown key, expected one of `speaker`, `api`, `control`, `fib`, \
-             `learn`, `mesh`, `peer_group`, `peer`, `dynamic_neighbors`, `policy`, `route`, \
-             `originate`",
+            "test.toml:1:2: speakr: unknown key: did you mean `speaker`?",
         ),
         (
             "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
              add_path = { receive = true, sned = \"all\" }\n",
-            "test.toml:6:30: peer[0].add_path.sned: unknown key, expected `receive` or `send`",
+            "test.toml:6:30: peer[0].add_path.sned: unknown key: did you mean `send`?",
         ),
         // Missing key.
         (
@@ -1265,9 +1263,7 @@ fn test_fib_section_presence_turns_programming_on() {
     );
     assert_eq!(
         error(&format!("{base}[fib]\ntabel = 254\n")),
-        "test.toml:5:1: fib.tabel: unknown key, expected one of `enabled`, `table`, \
-         `protocol`, `metric`, `metric_from_local_pref`, `bird16_metric`, `node_subnet`, \
-         `tunnel_device`, `ip_pool`"
+        "test.toml:5:1: fib.tabel: unknown key: did you mean `table`?"
     );
 }
 
@@ -1554,4 +1550,147 @@ fn link_local_peers_name_their_interface() {
         e.contains("dynamic_neighbors[0]") && e.contains("missing prefix"),
         "{e}"
     );
+}
+
+/// Every schema mistake of a file at once, in file order, each at its line and key; a
+/// misspelt key gets the name it is closest to.
+#[test]
+fn test_every_error_at_once_in_file_order() {
+    let text = r#"[speaker]
+asn = 65000
+router_id = "10.0.0.1"
+hold_tme = 30
+keepalive_time = "often"
+
+[[peer]]
+address = "10.0.0.2"
+asn = "x"
+
+[[peer]]
+asn = 65001
+
+[[peer]]
+address = "10.0.0.4"
+asn = 65001
+rr_clinet = true
+
+[[route]]
+prefix = "10.0.0.0/33"
+"#;
+    let errors = Config::parse_all(text, "rr.toml", &Default::default()).unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    let expect = [
+        "rr.toml:4:1: speaker.hold_tme: unknown key: did you mean `hold_time`?",
+        "rr.toml:5:18: speaker.keepalive_time: ",
+        "rr.toml:9:7: peer[0].asn: ",
+        "rr.toml:11:1: peer[1].address: missing (required)",
+        "rr.toml:17:1: peer[2].rr_clinet: unknown key: did you mean `rr_client`?",
+        "rr.toml:20:10: route[0].prefix: \"10.0.0.0/33\": prefix length 33 is longer than 32",
+    ];
+    assert_eq!(lines.len(), expect.len(), "{lines:#?}");
+    for (got, want) in lines.iter().zip(expect) {
+        assert!(got.starts_with(want), "{got}\n  wanted {want}");
+    }
+    // The first error alone, as before.
+    let first = Config::parse(text, "rr.toml").unwrap_err();
+    assert_eq!(first.to_string(), lines[0]);
+    // A key far from every known one gets the list instead.
+    let e = error("[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\nzzzzzz = 1\n");
+    assert!(e.contains("unknown key, expected one of"), "{e}");
+}
+
+/// An invalid prefix says what is wrong with it.
+#[test]
+fn test_prefix_errors_say_what_is_wrong() {
+    let head = "[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\n";
+    for (prefix, says) in [
+        ("10.0.0.0/33", "prefix length 33 is longer than 32"),
+        ("2001:db8::/129", "prefix length 129 is longer than 128"),
+        ("10.0.0.300/24", "\"10.0.0.300\" is not an IP address"),
+        ("10.0.0.0", "no /LENGTH"),
+    ] {
+        let e = error(&format!("{head}[[route]]\nprefix = \"{prefix}\"\n"));
+        assert!(e.contains(says), "{prefix}: {e}");
+        let e = error(&format!("{head}[learn]\npools = [\"{prefix}\"]\n"));
+        assert!(e.contains(says), "{prefix}: {e}");
+    }
+}
+
+/// `include`: the tables of other files join the file's; errors name the file they are
+/// in and its own line; cycles, files included twice, missing files and bare keys in an
+/// included file are errors at their place.
+#[test]
+fn test_include() {
+    let dir = std::env::temp_dir().join(format!("rr-include-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("peers")).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    write(
+        "main.toml",
+        "include = [\"peers/a.toml\", \"b.toml\"]\n[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\n",
+    );
+    // Relative to the including file: peers/a.toml includes peers/c.toml.
+    write(
+        "peers/a.toml",
+        "include = [\"c.toml\"]\n[[peer]]\naddress = \"10.0.0.2\"\nasn = 65001\n",
+    );
+    write(
+        "peers/c.toml",
+        "[[peer]]\naddress = \"10.0.0.3\"\nasn = 65001\n",
+    );
+    write(
+        "b.toml",
+        "# peers of b\n[[peer]]\naddress = \"10.0.0.4\"\nasn = 65001\n",
+    );
+    let c = Config::load(dir.join("main.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let addrs: Vec<String> = c.peers.keys().map(ToString::to_string).collect();
+    assert_eq!(addrs, ["10.0.0.2", "10.0.0.3", "10.0.0.4"]);
+
+    // A mistake in an included file: its name and its own line.
+    write(
+        "b.toml",
+        "# peers of b\n[[peer]]\naddress = \"10.0.0.4\"\nasn = \"x\"\nhold_tme = 3\n",
+    );
+    let e = Config::load_all(dir.join("main.toml"), &Default::default()).unwrap_err();
+    let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+    let b = dir.join("b.toml").display().to_string();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(&format!("{b}:4:7: peer[2].asn: ")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{b}:5:1: peer[2].hold_tme: unknown key: did you mean `hold_time`?"
+        )),
+        "{lines:#?}"
+    );
+
+    // A cycle, a missing file, a bare key.
+    write("b.toml", "[[peer]]\naddress = \"10.0.0.4\"\nasn = 65001\n");
+    write("peers/c.toml", "include = [\"a.toml\", \"gone.toml\"]\n");
+    let e = Config::load_all(dir.join("main.toml"), &Default::default()).unwrap_err();
+    let text = e.to_string();
+    let c_file = dir.join("peers/c.toml").display().to_string();
+    assert!(
+        text.contains(&format!("{c_file}:1:12: include[0]: include cycle: ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{c_file}:1:22: include[1]: cannot read ")),
+        "{text}"
+    );
+    write("peers/c.toml", "hold_time = 3\n");
+    let e = Config::load(dir.join("main.toml")).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{c_file}:1:1: hold_time: an included file holds tables only"
+        )),
+        "{e}"
+    );
+    // Included twice.
+    write("peers/c.toml", "include = [\"../b.toml\"]\n");
+    let e = Config::load(dir.join("main.toml")).unwrap_err().to_string();
+    assert!(e.contains("is already included"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

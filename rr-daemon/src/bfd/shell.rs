@@ -327,7 +327,7 @@ impl Task {
             }
         }
         while let Some(e) = self.ep.poll_event() {
-            info!(peer = %e.key.peer, from = ?e.change.from, to = ?e.change.to, diag = e.change.diag.name(), remote = ?e.remote, "BFD session state");
+            info!(peer = %e.key.peer, from = e.change.from.as_str(), to = e.change.to.as_str(), diag = e.change.diag.name(), remote = e.remote.as_str(), "BFD session state");
             let _ = self.notices.send(Notice {
                 peer: e.key.peer,
                 from: e.change.from,
@@ -354,7 +354,7 @@ impl Task {
             let s = match sender(local, v6, self.port_seed) {
                 Ok(s) => Sender::Open(s),
                 Err(e) => {
-                    warn!(local = ?local, "BFD cannot open a send socket: {e}");
+                    warn!(local = %local.map_or_else(|| "any".to_owned(), |a| a.to_string()), "BFD cannot open a send socket: {e}");
                     Sender::Failed(now)
                 }
             };

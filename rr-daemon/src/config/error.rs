@@ -69,6 +69,48 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Every mistake found in a configuration, in file order (at least one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The first mistake.
+    pub fn first(self) -> ConfigError {
+        self.0.into_iter().next().unwrap_or_else(|| ConfigError {
+            kind: ErrorKind::Invalid,
+            file: String::new(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: "invalid configuration".to_owned(),
+        })
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        Self(vec![e])
+    }
+}
+
+/// One mistake a line.
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The message of a required key that is not there.
+const MISSING: &str = "missing (required)";
+
 /// One step of a [`KeyPath`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Seg {
@@ -130,21 +172,58 @@ impl fmt::Display for KeyPath {
     }
 }
 
+/// Where one file's text starts in a document made of several (`include`).
+#[derive(Clone, Debug)]
+pub(crate) struct Segment {
+    /// The file, as named in errors.
+    pub(crate) file: String,
+    /// Its first byte in the document.
+    pub(crate) start: usize,
+    /// The document's line (from 1) that is the file's first.
+    pub(crate) line: usize,
+}
+
+/// The file, line and column (from 1) of byte `offset` of `text`, made of `segments`
+/// (none: all of it is `file`).
+fn locate(text: &str, segments: &[Segment], file: &str, offset: usize) -> (String, usize, usize) {
+    let (line, column) = line_col(text, offset);
+    match segments.iter().rev().find(|s| s.start <= offset) {
+        Some(s) => (s.file.clone(), line + 1 - s.line, column),
+        None => (file.to_owned(), line, column),
+    }
+}
+
 /// The parsed document, for locating keys.
 pub(crate) struct Doc<'a> {
     file: String,
     text: &'a str,
     root: Spanned<DeTable<'a>>,
+    segments: Vec<Segment>,
 }
 
 impl<'a> Doc<'a> {
     /// Parses `text`; a syntax error comes back located.
     pub(crate) fn parse(text: &'a str, file: String) -> Result<Self, ConfigError> {
+        Self::parse_segments(text, file, Vec::new())
+    }
+
+    /// Parses `text`, made of the files of `segments` (`include`); errors name the file
+    /// each position is in.
+    pub(crate) fn parse_segments(
+        text: &'a str,
+        file: String,
+        segments: Vec<Segment>,
+    ) -> Result<Self, ConfigError> {
         match DeTable::parse(text) {
-            Ok(root) => Ok(Self { file, text, root }),
+            Ok(root) => Ok(Self {
+                file,
+                text,
+                root,
+                segments,
+            }),
             Err(e) => {
                 let at = e.span().map_or(0, |s| s.start);
-                let (line, column) = line_col(text, at);
+                let (file, line, column) = locate(text, &segments, &file, at);
                 Err(ConfigError {
                     kind: ErrorKind::Syntax,
                     file,
@@ -162,29 +241,75 @@ impl<'a> Doc<'a> {
         &self.file
     }
 
-    /// The tree, for the deserializer.
-    pub(crate) fn tree(&self) -> Spanned<DeTable<'a>> {
-        self.root.clone()
-    }
-
     /// A validation error at `path`.
     pub(crate) fn error(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
         self.at(ErrorKind::Invalid, self.span_of(path).start, path, message)
     }
 
+    /// Deserializes the document, reporting every schema error, in file order: after
+    /// each error the key (or table) it is about is taken out of a copy of the tree and
+    /// the copy deserialized again, until it passes or nothing more can be taken out.
+    /// A key that was taken out is not reported again as missing.
+    pub(crate) fn deserialize_all<T>(&self) -> Result<T, Vec<ConfigError>>
+    where
+        T: for<'de> serde::Deserialize<'de>,
+    {
+        let mut tree = self.root.clone();
+        let mut errors: Vec<(usize, ConfigError)> = Vec::new();
+        let mut removed: Vec<String> = Vec::new();
+        // Bounded: every round takes an entry out of the tree, or stops.
+        for _ in 0..1000 {
+            let e = match T::deserialize(toml::de::Deserializer::from(tree.clone())) {
+                Ok(v) if errors.is_empty() => return Ok(v),
+                Ok(_) => break,
+                Err(e) => e,
+            };
+            let span = e.span().unwrap_or(0..0);
+            let error = self.schema_error(&e);
+            // A missing key is noticed at the end of its table: it sorts after the
+            // mistakes inside the table (and a missing table of the root, last).
+            let at = if error.message == MISSING {
+                if span.is_empty() {
+                    usize::MAX
+                } else {
+                    span.end
+                }
+            } else {
+                span.start
+            };
+            if !removed.contains(&error.key) && !errors.iter().any(|(_, x)| *x == error) {
+                errors.push((at, error));
+            }
+            match take_out(tree.get_mut(), &span) {
+                Some(at) => removed.push(self.path_at(&at).to_string()),
+                None => break,
+            }
+        }
+        errors.sort_by_key(|(at, _)| *at);
+        Err(errors.into_iter().map(|(_, e)| e).collect())
+    }
+
     /// A serde error, located by its span and given the key path found there.
     pub(crate) fn schema_error(&self, e: &toml::de::Error) -> ConfigError {
         let span = e.span().unwrap_or(0..0);
-        let mut path = self.path_at(&span);
+        // No span: the root's (a missing top-level table).
+        let mut path = if span.is_empty() {
+            KeyPath::root()
+        } else {
+            self.path_at(&span)
+        };
         let raw = e.message().trim_end();
         let message = if let Some(rest) = raw.strip_prefix("missing field `") {
             let name = rest.split('`').next().unwrap_or_default();
             path = path.key(name);
-            "missing (required)".to_owned()
+            MISSING.to_owned()
         } else if let Some(rest) = raw.strip_prefix("unknown field `") {
             match rest.split_once("`, ") {
                 Some((_, "there are no fields")) | None => "unknown key".to_owned(),
-                Some((_, expected)) => format!("unknown key, {expected}"),
+                Some((key, expected)) => match did_you_mean(key, expected) {
+                    Some(near) => format!("unknown key: did you mean `{near}`?"),
+                    None => format!("unknown key, {expected}"),
+                },
             }
         } else {
             raw.to_owned()
@@ -199,10 +324,10 @@ impl<'a> Doc<'a> {
         path: &KeyPath,
         message: impl Into<String>,
     ) -> ConfigError {
-        let (line, column) = line_col(self.text, offset);
+        let (file, line, column) = locate(self.text, &self.segments, &self.file, offset);
         ConfigError {
             kind,
-            file: self.file.clone(),
+            file,
             line,
             column,
             key: path.to_string(),
@@ -237,6 +362,68 @@ impl<'a> Doc<'a> {
         walk_table(self.root.get_ref(), span, &mut path, &mut best);
         best.1
     }
+}
+
+/// The known key closest to `key` among serde's "expected one of `a`, `b`" list, when it
+/// is close enough to be a misspelling: at most two edits (transpositions count as one),
+/// and fewer than half the key's letters.
+fn did_you_mean<'e>(key: &str, expected: &'e str) -> Option<&'e str> {
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|k| (strsim::damerau_levenshtein(key, k), k))
+        .filter(|(d, _)| *d <= 2 && *d * 2 < key.chars().count().max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Takes out of `table` the deepest key (or array element that is a table) whose span
+/// holds `span`; returns the span of what was taken out (in the original text). Every
+/// table is looked into: the span of an array of tables need not cover its elements.
+fn take_out(table: &mut DeTable<'_>, span: &Range<usize>) -> Option<Range<usize>> {
+    let mut found = None;
+    for (k, v) in table.iter_mut() {
+        let deeper = match v.get_mut() {
+            DeValue::Table(t) => take_out(t, span),
+            DeValue::Array(a) => take_out_item(a, span),
+            _ => None,
+        };
+        if deeper.is_some() {
+            return deeper;
+        }
+        if found.is_none() && (holds(&k.span(), span) || holds(&v.span(), span)) {
+            found = Some((k.get_ref().to_string(), v.span()));
+        }
+    }
+    let (key, at) = found?;
+    table.remove(key.as_str());
+    Some(at)
+}
+
+fn take_out_item(a: &mut toml::de::DeArray<'_>, span: &Range<usize>) -> Option<Range<usize>> {
+    let mut found = None;
+    for (i, item) in a.as_mut().iter_mut().enumerate() {
+        let at = item.span();
+        if let DeValue::Table(t) = item.get_mut() {
+            if let Some(deeper) = take_out(t, span) {
+                return Some(deeper);
+            }
+            if found.is_none() && holds(&at, span) {
+                found = Some((i, at));
+            }
+        }
+    }
+    // The error is about a table element itself (a key missing): the element goes. A
+    // scalar element is not taken out: its key goes.
+    let (i, at) = found?;
+    let items = std::mem::replace(a, toml::de::DeArray::new());
+    for (j, item) in items.into_iter().enumerate() {
+        if j != i {
+            a.push(item);
+        }
+    }
+    Some(at)
 }
 
 fn holds(outer: &Range<usize>, inner: &Range<usize>) -> bool {
@@ -282,7 +469,7 @@ fn walk_value(
 }
 
 /// Line and column (in characters), both from 1, of byte `offset`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
     let line = before.bytes().filter(|&b| b == b'\n').count() + 1;

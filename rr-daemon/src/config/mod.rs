@@ -33,6 +33,7 @@
 
 mod env;
 mod error;
+mod include;
 mod model;
 mod policy;
 mod raw;
@@ -47,10 +48,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rib::{Policy, RibConfig};
-use serde::Deserialize;
 
 pub use env::Overrides;
-pub use error::{ConfigError, ErrorKind};
+pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use model::{
     AddPath, Api, Bfd, Control, DEFAULT_DYNAMIC_LIMIT, DynamicNeighbors, Fib, IpPool, IpipMode,
     Learn, LogFormat, Mesh, PeerSettings, PolicyBinding, Secret, Speaker, Ttl,
@@ -144,6 +144,11 @@ impl Config {
     /// Reads and resolves the file at `path`, with `overrides` (from the environment,
     /// [`Overrides::from_env`]) in place of the file's values.
     pub fn load_with(path: impl AsRef<Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_all(path, overrides).map_err(ConfigErrors::first)
+    }
+
+    /// [`Config::load_with`], reporting every mistake of the file at once, in file order.
+    pub fn load_all(path: impl AsRef<Path>, overrides: &Overrides) -> Result<Self, ConfigErrors> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             kind: ErrorKind::Io,
@@ -153,7 +158,7 @@ impl Config {
             key: String::new(),
             message: format!("cannot read: {e}"),
         })?;
-        Self::parse_with(&text, path, overrides)
+        Self::parse_all(&text, path, overrides)
     }
 
     /// Resolves `text`; `path` names the file in errors, and relative `password_file`s
@@ -168,10 +173,28 @@ impl Config {
         path: impl AsRef<Path>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigError> {
-        let doc = error::Doc::parse(text, path.as_ref().display().to_string())?;
+        Self::parse_all(text, path, overrides).map_err(ConfigErrors::first)
+    }
+
+    /// [`Config::parse_with`], reporting every mistake at once, in file order: every key
+    /// that is unknown, missing or has a bad value. Checks that relate several values
+    /// (names of groups and policies, duplicates) run once those pass, and stop at the
+    /// first.
+    pub fn parse_all(
+        text: &str,
+        path: impl AsRef<Path>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigErrors> {
+        let file = path.as_ref().display().to_string();
+        let assembled = include::assemble(text, path.as_ref()).map_err(ConfigErrors)?;
+        let doc = match &assembled {
+            Some((all, segments)) => error::Doc::parse_segments(all, file, segments.clone())?,
+            None => error::Doc::parse(text, file)?,
+        };
         let overrides = overrides.check(doc.file())?;
-        let mut raw = raw::RawFile::deserialize(toml::de::Deserializer::from(doc.tree()))
-            .map_err(|e| doc.schema_error(&e))?;
+        let mut raw = doc
+            .deserialize_all::<raw::RawFile>()
+            .map_err(ConfigErrors)?;
         if let Some(id) = overrides.router_id {
             raw.speaker.router_id = Some(IpAddr::V4(id));
         }
@@ -181,7 +204,7 @@ impl Config {
         if let Some(id) = overrides.cluster_id {
             raw.speaker.cluster_id = Some(id);
         }
-        resolve::resolve(&doc, raw)
+        Ok(resolve::resolve(&doc, raw)?)
     }
 
     /// The configured peer at `address`.

@@ -116,6 +116,9 @@ pub struct Speaker {
     pub graceful_stop: bool,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Log filter (`info`, `debug`, ... or `RUST_LOG` directives); `None`: `info`, or
+    /// what `--log-level` or `RUST_LOG` say. Applied again at each reload.
+    pub log_level: Option<String>,
 }
 
 impl Speaker {
@@ -409,6 +412,9 @@ pub struct PeerSettings {
     pub interface: Option<String>,
     /// The peer's TCP port.
     pub port: u16,
+    /// The `[[peer_group]]` its settings come from (the range's group for a dynamic
+    /// neighbour, `[mesh] group` for a mesh peer), if any: a label of its metrics.
+    pub group: Option<String>,
     /// The peer's AS: equal to ours makes the session internal.
     pub asn: u32,
     /// Our source address for connections to the peer.
@@ -503,6 +509,8 @@ impl PeerSettings {
             address,
             interface,
             port,
+            // A name only: the settings it brings are compared one by one.
+            group: _,
             asn,
             source_address,
             passive,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::model::LogFormat;
 use super::values::{
     Action, AddPath, Asn, BfdValue, CommunityValue, DefaultAction, Families, GracefulRestart,
-    HoldTime, Interface, IpList, LargeCommunityValue, ListenAddr, LongLivedStaleTime,
+    HoldTime, Interface, IpList, LargeCommunityValue, ListenAddr, LogLevel, LongLivedStaleTime,
     MaxPrefixValue, Multihop, NextHopSelf, Password, PasswordFile, PeerAddress, Prefix,
     PrefixEntry, Protocol, SendHoldTime, TtlSecurity,
 };
@@ -43,6 +43,7 @@ pub(super) struct RawFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOriginate {
+    #[serde(deserialize_with = "super::values::net")]
     pub(super) prefix: ipnet::IpNet,
     pub(super) blackhole: Option<bool>,
     pub(super) metric: Option<u32>,
@@ -53,6 +54,7 @@ pub(super) struct RawOriginate {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
+    #[serde(deserialize_with = "super::values::net")]
     pub(super) prefix: ipnet::IpNet,
     pub(super) next_hop: Option<IpAddr>,
     pub(super) med: Option<u32>,
@@ -83,6 +85,7 @@ pub(super) struct RawSpeaker {
     pub(super) stale_time: Option<NonZeroU16>,
     pub(super) graceful_stop: Option<bool>,
     pub(super) log_format: Option<LogFormat>,
+    pub(super) log_level: Option<LogLevel>,
 }
 
 /// `[api]`.
@@ -113,6 +116,7 @@ pub(super) struct RawFib {
     pub(super) metric: Option<u32>,
     pub(super) metric_from_local_pref: Option<bool>,
     pub(super) bird16_metric: Option<bool>,
+    #[serde(default, deserialize_with = "super::values::opt_net")]
     pub(super) node_subnet: Option<ipnet::IpNet>,
     pub(super) tunnel_device: Option<String>,
     #[serde(default)]
@@ -123,6 +127,7 @@ pub(super) struct RawFib {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawIpPool {
+    #[serde(deserialize_with = "super::values::net")]
     pub(super) prefix: ipnet::IpNet,
     pub(super) ipip: Option<super::model::IpipMode>,
     pub(super) install: Option<bool>,

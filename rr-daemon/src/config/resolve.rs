@@ -98,6 +98,7 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
         };
         let mut settings = cx.peer(&layers, address, &Defaults::default())?;
         settings.interface.clone_from(&p.address.zone);
+        settings.group.clone_from(&p.group);
         if let Some(j) = defined_at.insert(address, i) {
             return Err(doc.error(
                 &path.key("address"),
@@ -154,6 +155,7 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
         };
         let mut template = cx.peer(&layers, prefix.network(), &defaults)?;
         template.interface.clone_from(&interface);
+        template.group = Some(d.group.clone());
         dynamic_neighbors.push(DynamicNeighbors {
             prefix,
             interface,
@@ -291,6 +293,7 @@ fn speaker(doc: &Doc<'_>, s: &RawSpeaker) -> Result<Speaker> {
         stale_time: s.stale_time.map_or(STALE_TIME, |t| t.get()),
         graceful_stop: s.graceful_stop.unwrap_or(true),
         log_format: s.log_format.unwrap_or(LogFormat::Text),
+        log_level: s.log_level.as_ref().map(|l| l.0.clone()),
     })
 }
 
@@ -568,6 +571,7 @@ impl Cx<'_> {
         Ok(PeerSettings {
             address,
             interface: None,
+            group: None,
             port: pick!(port).map_or(179, |p| p.get()),
             asn,
             source_address,
@@ -726,7 +730,8 @@ impl Cx<'_> {
                 passive: Some(mesh_passive(ours, node)),
                 source_address: Some(ours),
             };
-            let settings = self.peer(&layers, node, &defaults)?;
+            let mut settings = self.peer(&layers, node, &defaults)?;
+            settings.group.clone_from(&m.group);
             match peers.entry(node) {
                 Entry::Occupied(_) => {
                     let j = defined_at.get(&node).copied().unwrap_or_default();

@@ -631,6 +631,22 @@ pub(super) fn interface_name(z: &str) -> Result<String, String> {
     Ok(z.to_owned())
 }
 
+/// A log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or a `RUST_LOG`
+/// directive list (`info,rr_daemon::session=debug`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct LogLevel(pub(super) String);
+
+impl LogLevel {
+    fn parse(s: &str) -> Result<Self, String> {
+        crate::logging::check(s).map(|()| Self(s.to_owned()))
+    }
+}
+
+from_string!(
+    LogLevel,
+    "a log level (error, warn, info, debug, trace) or RUST_LOG directives"
+);
+
 /// An interface name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Interface(pub(super) String);
@@ -647,11 +663,48 @@ from_string!(Interface, "an interface name such as \"eth0\"");
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Prefix(pub(super) IpNet);
 
+/// `s` as a prefix; the error says which part is wrong: an address, or a length beyond
+/// its family's (`"10.0.0.0/33"`).
+pub(super) fn parse_net(s: &str) -> Result<IpNet, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net);
+    }
+    let Some((addr, len)) = s.split_once('/') else {
+        return Err(format!(
+            "{s:?} is not a prefix such as \"10.0.0.0/8\" (no /LENGTH)"
+        ));
+    };
+    let Ok(addr) = addr.parse::<IpAddr>() else {
+        return Err(format!(
+            "{s:?} is not a prefix: {addr:?} is not an IP address"
+        ));
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    match len.parse::<u32>() {
+        Ok(n) if n > max => Err(format!(
+            "{s:?}: prefix length {n} is longer than {max}, the most for an IPv{} address",
+            if addr.is_ipv4() { 4 } else { 6 }
+        )),
+        _ => Err(format!(
+            "{s:?} is not a prefix: the length {len:?} is not a number from 0 to {max}"
+        )),
+    }
+}
+
+/// A prefix, host bits allowed, with [`parse_net`]'s errors (`deserialize_with`).
+pub(super) fn net<'de, D: Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_net(&s).map_err(de::Error::custom)
+}
+
+/// [`net`] of an optional key (`#[serde(default, deserialize_with = ...)]`).
+pub(super) fn opt_net<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpNet>, D::Error> {
+    net(d).map(Some)
+}
+
 impl Prefix {
     fn parse(s: &str) -> Result<Self, String> {
-        let net = s
-            .parse::<IpNet>()
-            .map_err(|_| format!("{s:?} is not a prefix such as \"10.0.0.0/8\""))?;
+        let net = parse_net(s)?;
         if net.trunc() != net {
             return Err(format!(
                 "{s:?} has host bits set: did you mean \"{}\"?",

@@ -79,7 +79,7 @@ pub fn changes(old: &Settings, new: &Settings) -> Vec<String> {
     let (o, n) = (&old.rules, &new.rules);
     field("table", o.table.to_string(), n.table.to_string());
     field("protocol", o.protocol.to_string(), n.protocol.to_string());
-    field("pools", format!("{:?}", o.pools), format!("{:?}", n.pools));
+    field("pools", list(&o.pools), list(&n.pools));
     field(
         "elevated_below",
         o.elevated_below.to_string(),
@@ -88,8 +88,8 @@ pub fn changes(old: &Settings, new: &Settings) -> Vec<String> {
     field("direct", o.direct.to_string(), n.direct.to_string());
     field(
         "direct_exclude",
-        format!("{:?}", o.direct_exclude),
-        format!("{:?}", n.direct_exclude),
+        list(&o.direct_exclude),
+        list(&n.direct_exclude),
     );
     field(
         "local_pref_from_metric",
@@ -98,8 +98,8 @@ pub fn changes(old: &Settings, new: &Settings) -> Vec<String> {
     );
     field(
         "resync",
-        format!("{:?}", old.resync),
-        format!("{:?}", new.resync),
+        format!("{} s", old.resync.as_secs()),
+        format!("{} s", new.resync.as_secs()),
     );
     out
 }
@@ -206,7 +206,7 @@ pub async fn run(
                 local_pref: learner.local_pref(p),
                 ..rib::Attrs::default()
             };
-            debug!(prefix = %p, why, local_pref = ?attrs.local_pref, "learn: originate");
+            debug!(prefix = %p, why, local_pref = attrs.local_pref.unwrap_or_default(), "learn: originate");
             if speaker.originate(*p, attrs).await.is_err() {
                 return Ok(());
             }
@@ -369,4 +369,10 @@ fn address(a: &RouteAddress) -> Option<IpAddr> {
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
         _ => None,
     }
+}
+
+/// `[a, b]` of a list's Display forms, for a log line.
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+    format!("[{}]", items.join(", "))
 }

@@ -816,7 +816,7 @@ impl Core {
             p.session.state,
             State::OpenSent | State::OpenConfirm | State::Established
         );
-        warn!(peer = %n.peer, diag = n.diag.name(), bgp = ?p.session.state, "BFD session down: BGP session reset");
+        warn!(peer = %n.peer, diag = n.diag.name(), bgp = %p.session.state, "BFD session down: BGP session reset");
         p.history.last_error = Some(format!("BFD session down: {}", n.diag.name()));
         p.why.expected = Some(Expected {
             reason: Reason::BfdDown,
@@ -1061,12 +1061,12 @@ impl Core {
                 // The RIB decides what RFC 7606 asks for; here it is only carried out.
                 let applied = self.rib.apply_update(id, &view);
                 if let Some(Signal::SessionReset(n)) = applied.signal {
-                    warn!(peer = %e.peer, notification = %n, treatment = %view.treatment(), issues = ?view.issues(), "malformed UPDATE: resetting the session");
+                    warn!(peer = %e.peer, notification = %n, treatment = %view.treatment(), issues = %issues_text(view.issues()), "malformed UPDATE: resetting the session");
                     self.command(e.peer, generation, Command::UpdateError(n));
                     return;
                 }
                 if view.treatment() != Treatment::Normal {
-                    warn!(peer = %e.peer, treatment = %view.treatment(), issues = ?view.issues(), "malformed UPDATE");
+                    warn!(peer = %e.peer, treatment = %view.treatment(), issues = %issues_text(view.issues()), "malformed UPDATE");
                 }
                 p.counters.prefixes_received += applied.announced as u64;
                 if applied.ignored_paths > 0 {
@@ -1119,4 +1119,13 @@ impl Core {
             }
         }
     }
+}
+
+/// An UPDATE's faults for a log line: each in words, `; ` between them.
+fn issues_text(issues: &[bgp_wire::update::UpdateIssue]) -> String {
+    issues
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -61,9 +61,9 @@ mod tests;
 pub mod why;
 
 pub use status::{
-    Direction, ExplainedRoute, FamilyPrefixes, GracefulRestartInfo, NotificationInfo, PeerDetail,
-    PeerRoute, PeerRoutesError, PeerRoutesPage, PeerRoutesQuery, PeerState, PeerStatus, RouteEntry,
-    RoutesPage, Snapshot,
+    CoreTimings, Direction, ExplainedRoute, FamilyPrefixes, GracefulRestartInfo, NotificationInfo,
+    PeerDetail, PeerRoute, PeerRoutesError, PeerRoutesPage, PeerRoutesQuery, PeerState, PeerStatus,
+    RouteEntry, RoutesPage, Snapshot,
 };
 pub use why::{DownReason, Reason};
 

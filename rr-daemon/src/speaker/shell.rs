@@ -18,11 +18,13 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::core::{Action, Core};
+use super::status::CoreTimings;
 use super::why::Md5Counters;
 use super::{Request, SpeakerError};
 use crate::config::{Config, Secret};
 use crate::session::{self, Command, SessionEvent, SessionHandle, Writers};
 use crate::sockopt;
+use crate::traffic::Traffic;
 
 /// Session events taken in one turn of the shell before the core encodes: batches, not
 /// single routes, and still a bounded turn.
@@ -65,6 +67,8 @@ pub(super) async fn start(
         subscribers: Vec::new(),
         sessions_peak: 0,
         first_subscriber: false,
+        traffic: HashMap::new(),
+        timings: CoreTimings::default(),
     };
     read_md5(&mut shell.core, Instant::now());
     let _ = shell.carry_out();
@@ -144,6 +148,10 @@ struct Shell {
     bfd: crate::bfd::Handle,
     /// The most sessions at once since memory was last given back ([`TRIM_AFTER`]).
     sessions_peak: usize,
+    /// Each peer's message counters, kept across its sessions while it is configured.
+    traffic: HashMap<IpAddr, Arc<Traffic>>,
+    /// Time spent in the core, for `/metrics`.
+    timings: CoreTimings,
 }
 
 /// Waits until every subscriber's channel has room for one more change.
@@ -193,11 +201,18 @@ impl Shell {
                 }
             }
             let now = Instant::now();
+            let mut taken = 0;
             for _ in 0..EVENT_BATCH {
                 match events.try_recv() {
-                    Ok(e) => self.on_event(now, e),
+                    Ok(e) => {
+                        self.on_event(now, e);
+                        taken += 1;
+                    }
                     Err(_) => break,
                 }
+            }
+            if taken > 0 {
+                self.timings.batch.observe(now.elapsed().as_secs_f64());
             }
             let more = self.flush();
             self.best_changes();
@@ -219,7 +234,11 @@ impl Shell {
                         return;
                     }
                 },
-                Some(e) = events.recv() => self.on_event(Instant::now(), e),
+                Some(e) = events.recv() => {
+                    let now = Instant::now();
+                    self.on_event(now, e);
+                    self.timings.batch.observe(now.elapsed().as_secs_f64());
+                }
                 Some(n) = bfd.recv() => {
                     self.core.handle_bfd(n);
                     let _ = self.carry_out();
@@ -241,7 +260,12 @@ impl Shell {
     }
 
     fn on_event(&mut self, now: Instant, e: SessionEvent) {
+        let update = matches!(e.news, bgp_fsm::News::Update(_));
+        let started = update.then(Instant::now);
         self.core.handle_event(now, e);
+        if let Some(t) = started {
+            self.timings.update.observe(t.elapsed().as_secs_f64());
+        }
         let _ = self.carry_out();
         self.trim();
     }
@@ -380,7 +404,14 @@ impl Shell {
             }
             Request::Snapshot(done) => {
                 read_md5(&mut self.core, now);
-                let _ = done.send(self.core.snapshot(now, &queued));
+                let mut s = self.core.snapshot(now, &queued);
+                s.traffic = s
+                    .peers
+                    .iter()
+                    .filter_map(|p| Some((p.address, self.traffic.get(&p.address)?.counts())))
+                    .collect();
+                s.timings = Some(self.timings.clone());
+                let _ = done.send(s);
             }
             Request::PeerDetail(address, done) => {
                 read_md5(&mut self.core, now);
@@ -450,11 +481,13 @@ impl Shell {
             match a {
                 Action::Spawn { generation, spec } => {
                     let peer = spec.peer;
-                    let h = session::spawn(
+                    let traffic = self.traffic.entry(peer).or_default().clone();
+                    let h = session::spawn_counted(
                         *spec,
                         generation,
                         self.events_tx.clone(),
                         self.writers.clone(),
+                        traffic,
                     );
                     self.sessions.insert(peer, (generation, h));
                 }
@@ -489,6 +522,11 @@ impl Shell {
                         // Dropping the handle closes the command channel: the task ends
                         // once the Cease is flushed.
                         stopped.push(h.task);
+                    }
+                    // A peer gone from the configuration (or a dynamic neighbour gone)
+                    // takes its counters with it: the table never outgrows the peers.
+                    if !self.core.peers.contains_key(&peer) {
+                        self.traffic.remove(&peer);
                     }
                 }
                 Action::ListenerKey { target, range, key } => {

@@ -82,6 +82,9 @@ pub struct PeerStatus {
     pub interface: Option<String>,
     /// The peer's configured AS.
     pub asn: u32,
+    /// The peer group its settings come from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// RFC 4271 state.
     pub state: PeerState,
     /// Seconds since the session became Established, while it is.
@@ -115,6 +118,9 @@ pub struct PeerStatus {
     pub graceful_restart_pending: bool,
     /// Accepted from a dynamic neighbour range.
     pub dynamic: bool,
+    /// Times the session left Established since the peer was added.
+    #[serde(default)]
+    pub flaps: u64,
     /// The state of the peer's BFD session; `None` when BFD is off for the peer.
     #[serde(default)]
     pub bfd: Option<crate::bfd::State>,
@@ -183,6 +189,36 @@ pub struct Snapshot {
     /// Why each peer not Established went down last, as the state machine reported it
     /// (for front ends that word it their own way, such as BIRD's control socket).
     pub last_down: std::collections::BTreeMap<IpAddr, bgp_fsm::DownReason>,
+    /// Each configured peer's messages and NOTIFICATIONs since it was configured, over
+    /// all its sessions (filled in by the shell, which owns the sockets).
+    pub traffic: std::collections::BTreeMap<IpAddr, crate::traffic::TrafficCounts>,
+    /// How long the shell spent in the core (filled in by the shell: the core reads no
+    /// clock).
+    pub timings: Option<CoreTimings>,
+}
+
+/// Time spent in the core, measured by the shell around its calls: the core is sans-IO
+/// and reads no clock of its own. Cheap to clone (the histograms are shared).
+#[derive(Clone, Debug)]
+pub struct CoreTimings {
+    /// Seconds the core took over one received UPDATE (parsing, import policy, decision;
+    /// not the encoding of what it sends on, which is done later per update group).
+    pub update: prometheus_client::metrics::histogram::Histogram,
+    /// Seconds the core took over one batch of session events (up to 4096 taken at
+    /// once, and a single one when the shell woke for it).
+    pub batch: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for CoreTimings {
+    fn default() -> Self {
+        use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+        Self {
+            // 10 µs to 0.65 s, by fours.
+            update: Histogram::new(exponential_buckets(1e-5, 4.0, 9)),
+            // 10 µs to 2.6 s, by fours.
+            batch: Histogram::new(exponential_buckets(1e-5, 4.0, 10)),
+        }
+    }
 }
 
 /// Graceful restart recovery (RFC 4724 §4.1, we restart) still under way.
@@ -210,6 +246,7 @@ impl super::core::Core {
                 address: p.address(),
                 interface: p.settings.interface.clone(),
                 asn: p.settings.asn,
+                group: p.settings.group.clone(),
                 state: p.session.state.into(),
                 uptime_s: p
                     .session
@@ -232,6 +269,7 @@ impl super::core::Core {
                 last_notification_received: p.history.last_notification_received.clone(),
                 graceful_restart_pending: self.gr.helping(p.address()),
                 dynamic: p.dynamic,
+                flaps: p.history.flaps,
                 bfd: p.bfd.map(|b| b.state),
                 down_reason: match &p.admin_down {
                     Some(a) if p.session.state != bgp_fsm::State::Established => {
@@ -278,6 +316,8 @@ impl super::core::Core {
                 .filter(|p| p.session.state != bgp_fsm::State::Established)
                 .filter_map(|p| Some((p.address(), p.history.last_down.clone()?)))
                 .collect(),
+            traffic: std::collections::BTreeMap::new(),
+            timings: None,
             recovery: self.gr.recovery(self.config.peers.keys().copied()).map(
                 |(waiting, until)| Recovery {
                     waiting,
