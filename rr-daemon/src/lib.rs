@@ -17,10 +17,12 @@
 pub mod api;
 pub mod bfd;
 pub mod bird;
+pub mod bmp;
 pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod fib;
+pub mod mrt;
 pub mod notify;
 pub mod session;
 pub mod sockopt;

@@ -115,6 +115,18 @@ pub struct SessionEvent {
     /// With `Established` on a link-local connection: a global IPv6 address of ours on
     /// that interface, sent before the link-local one as the next hop (RFC 2545 §3).
     pub local_global: Option<std::net::Ipv6Addr>,
+    /// With `Established`: the connection's far end and the OPEN we sent on it, whole
+    /// (for BMP's Peer Up).
+    pub opened: Option<Box<Opened>>,
+}
+
+/// What `Established` adds to a [`SessionEvent`] for monitoring (BMP Peer Up).
+#[derive(Clone, Debug)]
+pub struct Opened {
+    /// The peer's address and port on the connection.
+    pub remote: SocketAddr,
+    /// The OPEN message we sent, header included.
+    pub sent_open: Bytes,
 }
 
 /// Unwritten UPDATE bytes per session below which its owner hands it more: a session
@@ -342,7 +354,13 @@ fn update_bytes(e: &SessionEvent) -> usize {
 impl Outbox {
     /// Hands an event to the owner, or queues it behind those already waiting. A gone
     /// owner means nobody listens; the session still shuts down cleanly.
-    fn emit(&mut self, peer: IpAddr, news: News, local: Option<SocketAddr>, why: Why) {
+    fn emit(
+        &mut self,
+        peer: IpAddr,
+        news: News,
+        (local, opened): (Option<SocketAddr>, Option<Box<Opened>>),
+        why: Why,
+    ) {
         let local_global = match (&news, local) {
             (News::Established { .. }, Some(SocketAddr::V6(l)))
                 if l.ip().is_unicast_link_local() =>
@@ -360,6 +378,7 @@ impl Outbox {
             connect_error: why.0,
             next_try: why.1,
             local_global,
+            opened,
         };
         self.backlog_bytes += update_bytes(&e);
         self.backlog.push_back(e);
@@ -937,6 +956,7 @@ impl Driver {
     fn report(&mut self, news: News) {
         let peer = self.spec.peer;
         let mut local = None;
+        let mut opened = None;
         match &news {
             News::Established {
                 conn,
@@ -945,6 +965,14 @@ impl Driver {
             } => {
                 if let Some(c) = self.conns[conn.index()].as_ref() {
                     local = c.stream.local_addr().ok();
+                    if let Ok(remote) = c.stream.peer_addr() {
+                        let mut sent_open = BytesMut::new();
+                        self.fsm.config().open().encode(&mut sent_open);
+                        opened = Some(Box::new(Opened {
+                            remote,
+                            sent_open: sent_open.freeze(),
+                        }));
+                    }
                 }
                 info!(%peer, asn = peer_open.asn, id = %peer_open.bgp_id, hold = negotiated.hold_time, "session established");
             }
@@ -969,7 +997,8 @@ impl Driver {
                 idle_hold: false,
             }),
         };
-        self.out.emit(peer, news, local, (connect_error, next_try));
+        self.out
+            .emit(peer, news, (local, opened), (connect_error, next_try));
     }
 }
 

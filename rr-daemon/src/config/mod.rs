@@ -52,8 +52,9 @@ use serde::Deserialize;
 pub use env::Overrides;
 pub use error::{ConfigError, ErrorKind};
 pub use model::{
-    AddPath, Api, Bfd, DEFAULT_DYNAMIC_LIMIT, DynamicNeighbors, Fib, IpPool, IpipMode, Learn,
-    LogFormat, Mesh, PeerSettings, PolicyBinding, Secret, Speaker, Ttl,
+    AddPath, Api, Bfd, BmpCollector, DEFAULT_DYNAMIC_LIMIT, DynamicNeighbors, Fib, IpPool,
+    IpipMode, Learn, LogFormat, Mesh, PeerSettings, PolicyBinding, RouteMonitoring, Secret,
+    Speaker, Ttl,
 };
 pub use schema::tables;
 
@@ -81,6 +82,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// `[[originate]]`: the node's blocks, in file order (also in `routes`).
     pub originate: Vec<Originate>,
+    /// `[[bmp]]`: BMP collectors, in file order.
+    pub bmp: Vec<BmpCollector>,
 }
 
 /// `[[originate]]`: one of the node's address blocks (Calico's `bird_aggr.cfg`).

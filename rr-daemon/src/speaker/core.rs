@@ -18,7 +18,7 @@ use bgp_wire::capability::Capability;
 use bgp_wire::notification::subcode;
 use bgp_wire::update::{Treatment, UpdateView};
 use bgp_wire::{ErrorCode, FamilySet, Notification};
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use ipnet::IpNet;
 use rib::{Attrs, BestChange, Explanation, LocalAddrs, PeerId, Rib, Signal};
 use tracing::{info, warn};
@@ -77,6 +77,13 @@ pub(crate) enum Action {
     },
     /// A best path changed, for subscribers (a data plane).
     BestChange(BestChange),
+    /// Tell BMP collectors ([`crate::bmp`]): the one with id `to`, or every attached one.
+    Monitor {
+        /// The collector, or `None` for all.
+        to: Option<u64>,
+        /// What to tell.
+        event: crate::bmp::Event,
+    },
     /// Start or change (`Some`) or end (`None`) the BFD session of `peer`.
     Bfd {
         /// The peer's address.
@@ -101,6 +108,8 @@ pub(crate) struct Core {
     pub(super) actions: VecDeque<Action>,
     /// The kernel's TCP-MD5 drop counters as the shell last read them.
     pub(super) md5: Md5Watch,
+    /// BMP: Peer Ups kept, collectors attached.
+    pub(super) bmp: super::monitor::Monitor,
 }
 
 /// Long-lived graceful restart for `p` once its restart time is over (RFC 9494): the
@@ -169,6 +178,7 @@ impl Core {
             held_down: HashMap::new(),
             actions: VecDeque::new(),
             md5: Md5Watch::default(),
+            bmp: Default::default(),
         };
         core.range_keys(true);
         let peers: Vec<PeerSettings> = core.config.peers.values().cloned().collect();
@@ -553,6 +563,16 @@ impl Core {
             "rr-daemon shutting down",
         );
         let (mut graceful, mut ceased) = (0usize, 0usize);
+        let up: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for peer in up {
+            let mut pdu = BytesMut::new();
+            cease.encode(&mut pdu);
+            self.bmp_down(
+                peer,
+                crate::bmp::wire::down_reason::LOCAL_NOTIFICATION,
+                pdu.freeze(),
+            );
+        }
         for (peer, p) in self.peers.drain() {
             if p.bfd.is_some() {
                 self.actions.push_back(Action::Bfd { peer, spec: None });
@@ -676,6 +696,18 @@ impl Core {
         );
         let cease = Notification::new(ErrorCode::CEASE, why);
         let cease = hard_reset(cease, purge && p.session.hard_reset);
+        if why == subcode::cease::PEER_DECONFIGURED {
+            self.bmp_down(
+                address,
+                crate::bmp::wire::down_reason::DECONFIGURED,
+                Bytes::new(),
+            );
+        } else {
+            let mut pdu = BytesMut::new();
+            cease.encode(&mut pdu);
+            let reason = crate::bmp::wire::down_reason::LOCAL_NOTIFICATION;
+            self.bmp_down(address, reason, pdu.freeze());
+        }
         self.actions.push_back(Action::Stop {
             peer: address,
             generation: p.generation,
@@ -949,6 +981,13 @@ impl Core {
                     local,
                 };
                 self.rib.peer_up(id, session);
+                self.bmp_up(
+                    e.peer,
+                    &negotiated.ctx,
+                    &peer_open,
+                    e.local,
+                    e.opened.as_deref(),
+                );
                 if let Reopened::Sweep {
                     families,
                     help_over,
@@ -987,7 +1026,9 @@ impl Core {
                 let theirs = p.session.peer_restart_time.unwrap_or(0);
                 let restart = Duration::from_secs(ours.min(theirs).into());
                 let long_lived = long_lived(p);
+                let (bmp_reason, bmp_data) = super::monitor::reason_of(&reason);
                 self.rib.peer_down(id, graceful);
+                self.bmp_down(e.peer, bmp_reason, bmp_data);
                 self.gr.on_down(e.peer, graceful, restart, long_lived, now);
             }
             News::Failed(reason) => {
@@ -1006,6 +1047,10 @@ impl Core {
                 let view = UpdateView::parse(frame.body(), &ctx);
                 // The RIB decides what RFC 7606 asks for; here it is only carried out.
                 let applied = self.rib.apply_update(id, &view);
+                self.bmp_update(e.peer, id, &frame, &view, &applied);
+                let Some(p) = self.peers.get_mut(&e.peer) else {
+                    return;
+                };
                 if let Some(Signal::SessionReset(n)) = applied.signal {
                     warn!(peer = %e.peer, notification = %n, treatment = %view.treatment(), issues = ?view.issues(), "malformed UPDATE: resetting the session");
                     self.command(e.peer, generation, Command::UpdateError(n));

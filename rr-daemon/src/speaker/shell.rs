@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use super::core::{Action, Core};
 use super::why::Md5Counters;
 use super::{Request, SpeakerError};
+use crate::bmp::collector as bmp;
 use crate::config::{Config, Secret};
 use crate::session::{self, Command, SessionEvent, SessionHandle, Writers};
 use crate::sockopt;
@@ -53,6 +54,16 @@ pub(super) async fn start(
     }
     let (events_tx, events_rx) = mpsc::channel(4096);
     let (bfd_tx, bfd_rx) = mpsc::unbounded_channel();
+    let (bmp_tx, bmp_rx) = mpsc::channel(64);
+    let sys_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| config.speaker.router_id.to_string());
+    let bmp_tasks = config
+        .bmp
+        .iter()
+        .enumerate()
+        .map(|(i, c)| bmp::spawn(i as u64, c.clone(), sys_name.clone(), bmp_tx.clone()))
+        .collect();
     let bfd = crate::bfd::spawn(bfd_tx);
     let mut shell = Shell {
         bfd,
@@ -65,10 +76,12 @@ pub(super) async fn start(
         subscribers: Vec::new(),
         sessions_peak: 0,
         first_subscriber: false,
+        collectors: Vec::new(),
+        bmp_tasks,
     };
     read_md5(&mut shell.core, Instant::now());
     let _ = shell.carry_out();
-    let task = tokio::spawn(shell.run(rx, events_rx, bfd_rx));
+    let task = tokio::spawn(shell.run(rx, events_rx, bfd_rx, bmp_rx));
     Ok((tx, task))
 }
 
@@ -144,6 +157,10 @@ struct Shell {
     bfd: crate::bfd::Handle,
     /// The most sessions at once since memory was last given back ([`TRIM_AFTER`]).
     sessions_peak: usize,
+    /// The BMP collectors connected now ([`crate::bmp`]).
+    collectors: Vec<bmp::Attach>,
+    /// The BMP collectors' tasks.
+    bmp_tasks: Vec<JoinHandle<()>>,
 }
 
 /// Waits until every subscriber's channel has room for one more change.
@@ -174,6 +191,7 @@ impl Shell {
         mut requests: mpsc::Receiver<Request>,
         mut events: mpsc::Receiver<SessionEvent>,
         mut bfd: mpsc::UnboundedReceiver<crate::bfd::Notice>,
+        mut bmp: mpsc::Receiver<bmp::ToCore>,
     ) {
         let writers = self.writers.clone();
         loop {
@@ -224,6 +242,7 @@ impl Shell {
                     self.core.handle_bfd(n);
                     let _ = self.carry_out();
                 }
+                Some(m) = bmp.recv() => self.on_bmp(m),
                 () = writers.room() => {}
                 () = subscribers_room(&self.subscribers), if best_waiting => {}
                 () = sleep_until(deadline) => {}
@@ -374,6 +393,12 @@ impl Shell {
                 let waiting = self.first_subscriber && self.core.best_changes_pending();
                 let _ = done.send(self.core.recovering() || waiting);
             }
+            Request::MrtPeers(done) => {
+                let _ = done.send(self.core.mrt_peers());
+            }
+            Request::RibPage { from, limit, done } => {
+                let _ = done.send(self.core.rib_page(from, limit));
+            }
             Request::Shutdown(done) => {
                 self.shutdown().await;
                 let _ = done.send(());
@@ -482,6 +507,7 @@ impl Shell {
                         )
                     });
                 }
+                Action::Monitor { to, event } => self.monitor(to, event),
                 Action::Bfd { peer, spec } => match spec {
                     Some(spec) => self.bfd.set(peer, *spec),
                     None => self.bfd.remove(peer),
@@ -491,9 +517,56 @@ impl Shell {
         stopped
     }
 
+    /// A BMP collector's task asks.
+    fn on_bmp(&mut self, m: bmp::ToCore) {
+        match m {
+            bmp::ToCore::Attach(a) => {
+                let (id, pre, post) = (a.id, a.pre, a.post);
+                self.collectors.retain(|c| c.id != id);
+                self.collectors.push(a);
+                self.core.bmp_attach(id, pre, post);
+            }
+            bmp::ToCore::Stats(id) => self.core.bmp_stats(id),
+        }
+        let _ = self.carry_out();
+    }
+
+    /// Queues `event` for the collector `to` (or every one that wants it). A collector
+    /// whose queue would pass its limit is dropped: its task sends Termination,
+    /// reconnects and is resynchronised from the RIB.
+    fn monitor(&mut self, to: Option<u64>, event: crate::bmp::Event) {
+        use crate::bmp::Event;
+        let cost = event.cost();
+        let mut dropped = Vec::new();
+        let wants = |c: &bmp::Attach| {
+            to.is_none_or(|t| t == c.id)
+                && match &event {
+                    Event::Update { .. } => c.pre,
+                    Event::Post { .. } => c.post,
+                    _ => true,
+                }
+        };
+        for c in self.collectors.iter().filter(|c| wants(c)) {
+            let queued = c.queued.load(Ordering::Relaxed);
+            if queued + cost > c.limit || c.tx.send(bmp::Item::Event(event.clone())).is_err() {
+                dropped.push(c.id);
+                continue;
+            }
+            c.queued.fetch_add(cost, Ordering::Relaxed);
+        }
+        for id in dropped {
+            self.collectors.retain(|c| c.id != id);
+            self.core.bmp_detach(id);
+        }
+    }
+
     async fn shutdown(&mut self) {
         self.core.shutdown();
         let tasks = self.carry_out();
+        for c in self.collectors.drain(..) {
+            let _ = c.tx.send(bmp::Item::Terminate);
+        }
+        let bmp_tasks = std::mem::take(&mut self.bmp_tasks);
         // One deadline for all: the Ceases go out together, not one peer after another.
         let started = tokio::time::Instant::now();
         let deadline = started + SHUTDOWN_GRACE;
@@ -502,6 +575,12 @@ impl Shell {
         for t in tasks {
             if tokio::time::timeout_at(deadline, t).await.is_ok() {
                 ended += 1;
+            }
+        }
+        for t in bmp_tasks {
+            let abort = t.abort_handle();
+            if tokio::time::timeout_at(deadline, t).await.is_err() {
+                abort.abort();
             }
         }
         info!(

@@ -174,7 +174,7 @@ impl Harness {
                 Action::Bfd { peer, spec } => self
                     .bfd
                     .push((peer, spec.map(|s| (s.multihop, s.config.desired_min_tx)))),
-                Action::ListenerKey { .. } | Action::BestChange(_) => {}
+                Action::ListenerKey { .. } | Action::BestChange(_) | Action::Monitor { .. } => {}
             }
         }
     }
@@ -216,6 +216,7 @@ impl Harness {
             connect_error: None,
             next_try: None,
             local_global: None,
+            opened: None,
         };
         self.core.handle_event(self.now, e);
         self.drain();
