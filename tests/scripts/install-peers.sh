@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real BGP peers the interop tests run against, when missing:
-#   - BIRD 2 (Debian bird2), FRR bgpd + bfdd + vtysh (Debian frr), iproute2, nftables:
+#   - BIRD 2 (Debian bird2), FRR bgpd + bfdd + vtysh (Debian frr), iproute2, nftables,
+#     bgpdump, tshark:
 #     apt-get install;
 #   - BIRD 1.6.8 (Debian bird; conflicts with bird2 as a package, so it is not installed
 #     but fetched with `apt-get download` and unpacked with `dpkg -x`) into PEERS_DIR/bird16.
@@ -41,6 +42,9 @@ missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # bfd_interop silences a link with nftables (this kernel has no netem).
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+# bmp_interop reads our MRT dumps with bgpdump, and our BMP stream with tshark's dissector.
+command -v bgpdump >/dev/null 2>&1 || missing+=(bgpdump)
+command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 if ((${#missing[@]})); then
     apt_update_once
     log "installing ${missing[*]}"

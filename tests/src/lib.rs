@@ -50,6 +50,7 @@ mod daemon;
 mod frr;
 mod kernel;
 mod netns;
+pub mod pcap;
 mod peer;
 mod proc;
 mod topology;

@@ -275,7 +275,7 @@ impl Conn {
                     .filter_map(|(n, a)| Some((n, a?)))
                     .collect();
                 self.routes(&up, true, &announced).await?;
-                let ctx = wire::stored_ctx(up.add_path);
+                let ctx = wire::stored_ctx(up.add_path, up.extended_message);
                 for f in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
                     let nlri: Vec<Nlri> = withdrawn
                         .iter()
@@ -354,7 +354,7 @@ impl Conn {
         post: bool,
         routes: &[(Nlri, Arc<rib::AttrSet>)],
     ) -> std::io::Result<()> {
-        let ctx = wire::stored_ctx(up.add_path);
+        let ctx = wire::stored_ctx(up.add_path, up.extended_message);
         // Groups by attribute set (the RIB shares one `Arc` per distinct set).
         let mut order: Vec<(usize, Family)> = Vec::new();
         let mut groups: HashMap<(usize, Family), (Arc<rib::AttrSet>, Vec<Nlri>)> = HashMap::new();

@@ -52,6 +52,9 @@ pub(crate) struct PeerUpInfo {
     pub(crate) received_open: Bytes,
     /// The peer sends ADD-PATH identifiers (stored routes are shown with them).
     pub(crate) add_path: bool,
+    /// The session takes messages up to 65535 bytes (RFC 8654): so do the UPDATEs made
+    /// from its stored routes; else 4096.
+    pub(crate) extended_message: bool,
     /// The negotiated families (an End-of-RIB each after a dump).
     pub(crate) families: Vec<Family>,
 }

@@ -267,9 +267,9 @@ pub fn path_attributes(a: &Attrs) -> Vec<PathAttribute> {
 }
 
 /// The encoding context of UPDATEs made from stored routes: 4-octet AS, iBGP (every
-/// attribute kept), extended messages (stored routes may have come in them), ADD-PATH
-/// where `add_path` says.
-pub fn stored_ctx(add_path: bool) -> SessionCtx {
+/// attribute kept), messages up to 65535 bytes with `extended_message` (RFC 8654, as the
+/// peer's session), ADD-PATH where `add_path` says.
+pub fn stored_ctx(add_path: bool, extended_message: bool) -> SessionCtx {
     let families = if add_path {
         bgp_wire::FamilySet::ALL
     } else {
@@ -277,7 +277,7 @@ pub fn stored_ctx(add_path: bool) -> SessionCtx {
     };
     SessionCtx {
         four_octet_as: true,
-        extended_message: true,
+        extended_message,
         ibgp: true,
         add_path_tx: families,
         add_path_rx: families,
@@ -485,7 +485,7 @@ mod tests {
         let mut b = BytesMut::new();
         let n = announce(
             &mut b,
-            &stored_ctx(false),
+            &stored_ctx(false, false),
             Family::Ipv4Unicast,
             &attrs,
             &nlri,

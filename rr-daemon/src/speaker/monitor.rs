@@ -140,6 +140,7 @@ impl Core {
             sent_open: opened.sent_open.clone(),
             received_open: received_open.freeze(),
             add_path: !ctx.add_path_rx.is_empty(),
+            extended_message: ctx.extended_message,
             families: ctx.families.iter().collect(),
         });
         self.bmp.up.insert(peer, up.clone());
