@@ -185,6 +185,10 @@ impl World {
     }
 
     fn start_collector(&mut self) {
+        self.start_collector_with(&[]);
+    }
+
+    fn start_collector_with(&mut self, extra: &[&str]) {
         self.collector_runs += 1;
         let label = format!("collector-{}", self.collector_runs);
         let raw = self.dir.path().join(&label);
@@ -195,6 +199,10 @@ impl World {
             "--raw-dir".to_owned(),
             raw.display().to_string(),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|a| (*a).to_owned()))
+            .collect();
         let p = self
             .hub
             .ns()
@@ -565,5 +573,96 @@ fn bmp_export() {
         w.log(&format!("tshark: the same BMP messages by type: {types:?}"));
     } else {
         w.log("tshark not installed: its check skipped");
+    }
+}
+
+/// A collector that stops reading: ours drops it once `queue_limit` bytes of live events
+/// wait for it (Termination, out of resources), and the BGP session goes on; when it
+/// connects again it gets the whole table from the RIB, exactly.
+#[test]
+fn bmp_slow_collector() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let n = table_size();
+    let dir = WorkDir::new("bmpslow").unwrap_or_else(|e| panic!("{e}"));
+    let hub = Hub::create("bmpshub", &[&format!("{RR}/24")]).unwrap_or_else(|e| panic!("{e}"));
+    let mut w = World {
+        collector: None,
+        ours: None,
+        bird: None,
+        _ns: Vec::new(),
+        hub,
+        dir,
+        started: Instant::now(),
+        collector_runs: 0,
+    };
+    w.hub
+        .ns()
+        .ip(&["link", "set", "lo", "up"])
+        .unwrap_or_else(|e| w.fail(&e));
+    // Initiation, the Peer Up, and then nothing more is read of the first connection.
+    w.start_collector_with(&["--stall-after", "2", "--rcvbuf", "4096"]);
+    let config = our_config().replace("statistics_interval = 1\n", "queue_limit = 65536\n");
+    let sub = w.dir.path().join("ours");
+    std::fs::create_dir_all(&sub).unwrap_or_else(|e| w.fail(&e.to_string()));
+    let d = Daemon::start(w.hub.ns(), &sub, exe(), &config)
+        .unwrap_or_else(|e| w.fail(&format!("cannot start our daemon: {e}")));
+    w.ours = Some(d);
+    let ns = Netns::create("bmpsc1").unwrap_or_else(|e| w.fail(&e));
+    w.hub
+        .attach(&ns, &[&format!("{C1}/24")])
+        .unwrap_or_else(|e| w.fail(&e));
+    let bsub = w.dir.path().join("c1");
+    std::fs::create_dir_all(&bsub).unwrap_or_else(|e| w.fail(&e.to_string()));
+    let b = Bird::start_config(
+        BirdVersion::V2,
+        &ns,
+        &bsub,
+        "c1",
+        "upstream",
+        false,
+        &client_body(0..n),
+    )
+    .unwrap_or_else(|e| w.fail(&format!("cannot start BIRD: {e}")));
+    w._ns.push(ns);
+    w.bird = Some(b);
+    w.log(&format!("BIRD 2 c1 started with {n} routes"));
+
+    let out = w.output();
+    let r = poll_ok(TABLE_WITHIN, Duration::from_millis(500), || {
+        let conns = collected(&out)?;
+        if conns.len() < 2 {
+            return Err(format!("{} connection(s)", conns.len()));
+        }
+        let c = conns.values().next_back().ok_or("none")?;
+        full_table(c, n, true)?;
+        if !c.peer_down.is_empty() {
+            return Err(format!(
+                "Peer Down on the new connection: {:?}",
+                c.peer_down
+            ));
+        }
+        Ok(())
+    });
+    match r {
+        Ok(t) => w.log(&format!(
+            "dropped and resynchronised: {n} prefixes on a new connection after {:.1}s",
+            t.as_secs_f64()
+        )),
+        Err(e) => w.fail(&format!(
+            "no resynchronised connection within {TABLE_WITHIN:?}: {e}"
+        )),
+    }
+    let log = w.ours.as_ref().expect("ours").log();
+    if !log.contains("fell behind") {
+        w.fail("our log does not say the collector fell behind");
+    }
+    let state = w
+        .bird
+        .as_ref()
+        .expect("bird")
+        .protocol_state("upstream")
+        .unwrap_or_else(|e| w.fail(&e));
+    if !state.contains("Established") {
+        w.fail(&format!("BIRD's session to ours is not up: {state}"));
     }
 }

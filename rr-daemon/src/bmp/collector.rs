@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bgp_wire::Family;
@@ -53,6 +53,9 @@ pub(crate) struct Attach {
     pub(crate) queued: Arc<AtomicUsize>,
     /// The bound on `queued`.
     pub(crate) limit: usize,
+    /// Set by the shell when it drops the collector for passing `limit`: the task stops
+    /// at once (what is still queued is dropped unsent) and resynchronises.
+    pub(crate) dropped: Arc<AtomicBool>,
     /// Pre-policy route monitoring wanted.
     pub(crate) pre: bool,
     /// Post-policy route monitoring wanted.
@@ -101,6 +104,7 @@ async fn run(id: u64, cfg: BmpCollector, sys_name: String, to_core: mpsc::Sender
         info!(collector = %addr, "BMP: connected");
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicBool::new(false));
         let (pre, post) = match cfg.route_monitoring {
             RouteMonitoring::PrePolicy => (true, false),
             RouteMonitoring::PostPolicy => (false, true),
@@ -111,17 +115,20 @@ async fn run(id: u64, cfg: BmpCollector, sys_name: String, to_core: mpsc::Sender
             tx,
             queued: queued.clone(),
             limit: cfg.queue_limit,
+            dropped: dropped.clone(),
             pre,
             post,
         };
         if to_core.send(ToCore::Attach(attach)).await.is_err() {
             return;
         }
+        let dropped_flag = dropped.clone();
         let mut conn = Conn {
             stream,
             buf: BytesMut::with_capacity(WRITE_CHUNK),
             peers: HashMap::new(),
             queued,
+            dropped,
             pre,
             post,
         };
@@ -133,6 +140,9 @@ async fn run(id: u64, cfg: BmpCollector, sys_name: String, to_core: mpsc::Sender
             }
             End::Behind => {
                 warn!(collector = %addr, limit = cfg.queue_limit, "BMP: the collector fell behind: dropped, to be resynchronised on reconnection");
+            }
+            End::Lost(_) if dropped_flag.load(Ordering::Relaxed) => {
+                warn!(collector = %addr, limit = cfg.queue_limit, "BMP: the collector fell behind (and stopped reading): dropped, to be resynchronised on reconnection");
             }
             End::Lost(e) => warn!(collector = %addr, error = %e, "BMP: connection lost"),
         }
@@ -152,6 +162,7 @@ struct Conn {
     buf: BytesMut,
     peers: HashMap<IpAddr, Arc<PeerUpInfo>>,
     queued: Arc<AtomicUsize>,
+    dropped: Arc<AtomicBool>,
     pre: bool,
     post: bool,
 }
@@ -190,14 +201,14 @@ impl Conn {
             tokio::select! {
                 item = rx.recv() => {
                     let Some(item) = item else {
-                        // The shell dropped us: we fell behind.
-                        wire::termination(&mut self.buf, wire::term_reason::OUT_OF_RESOURCES);
-                        let _ = self.flush().await;
-                        return End::Behind;
+                        return self.behind().await;
                     };
                     let mut item = Some(item);
                     // Take what is ready, up to a chunk, before writing.
                     while let Some(it) = item.take() {
+                        if self.dropped.load(Ordering::Relaxed) {
+                            return self.behind().await;
+                        }
                         match it {
                             Item::Terminate => {
                                 wire::termination(&mut self.buf, wire::term_reason::ADMIN_CLOSED);
@@ -233,11 +244,35 @@ impl Conn {
         }
     }
 
+    /// Dropped by the shell for falling behind: Termination (out of resources) if it
+    /// goes out within a moment, and the connection ends.
+    async fn behind(&mut self) -> End {
+        self.buf.clear();
+        wire::termination(&mut self.buf, wire::term_reason::OUT_OF_RESOURCES);
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), self.stream.write_all(&self.buf)).await;
+        End::Behind
+    }
+
+    /// Writes what is encoded. A collector that stops reading blocks it until the shell
+    /// drops the collector (checked every second), never longer.
     async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.buf.is_empty() {
-            self.stream.write_all(&self.buf).await?;
-            self.buf.clear();
+        let mut at = 0;
+        while at < self.buf.len() {
+            tokio::select! {
+                r = self.stream.write(&self.buf[at..]) => match r {
+                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Ok(n) => at += n,
+                    Err(e) => return Err(e),
+                },
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if self.dropped.load(Ordering::Relaxed) {
+                        return Err(std::io::Error::other("dropped while the collector did not read"));
+                    }
+                }
+            }
         }
+        self.buf.clear();
         Ok(())
     }
 

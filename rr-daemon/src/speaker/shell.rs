@@ -555,7 +555,12 @@ impl Shell {
             c.queued.fetch_add(cost, Ordering::Relaxed);
         }
         for id in dropped {
-            self.collectors.retain(|c| c.id != id);
+            self.collectors.retain(|c| {
+                if c.id == id {
+                    c.dropped.store(true, Ordering::Relaxed);
+                }
+                c.id != id
+            });
             self.core.bmp_detach(id);
         }
     }
@@ -563,10 +568,16 @@ impl Shell {
     async fn shutdown(&mut self) {
         self.core.shutdown();
         let tasks = self.carry_out();
-        for c in self.collectors.drain(..) {
-            let _ = c.tx.send(bmp::Item::Terminate);
+        // Connected collectors get Termination (their tasks end once it is out); the
+        // others' tasks, connecting or waiting to, end now.
+        let mut bmp_tasks = Vec::new();
+        for (id, t) in std::mem::take(&mut self.bmp_tasks).into_iter().enumerate() {
+            match self.collectors.iter().find(|c| c.id == id as u64) {
+                Some(c) if c.tx.send(bmp::Item::Terminate).is_ok() => bmp_tasks.push(t),
+                _ => t.abort(),
+            }
         }
-        let bmp_tasks = std::mem::take(&mut self.bmp_tasks);
+        self.collectors.clear();
         // One deadline for all: the Ceases go out together, not one peer after another.
         let started = tokio::time::Instant::now();
         let deadline = started + SHUTDOWN_GRACE;

@@ -13,7 +13,9 @@
 //!
 //! `bmp-collector --listen ADDR:PORT [--raw-dir DIR] [--stall-after N]`: with `--raw-dir`
 //! each connection's bytes also go to DIR/conn-N.bmp; with `--stall-after`, it stops
-//! reading the first connection after N messages (a collector that does not keep up).
+//! reading the first connection after N messages (a collector that does not keep up)
+//! and holds it open (`--rcvbuf BYTES` makes its receive buffer small, so the speaker
+//! sees it soon). Each connection is served by a thread of its own.
 //! Any decoding error ends the process with a message on stderr (exit 2).
 
 use std::fs::File;
@@ -36,11 +38,33 @@ struct Args {
     /// Stop reading the first connection after this many messages.
     #[arg(long)]
     stall_after: Option<u64>,
+    /// The receive buffer of accepted connections (small: the speaker's writes block
+    /// soon after the collector stops reading).
+    #[arg(long)]
+    rcvbuf: Option<usize>,
+}
+
+fn listen(addr: &str, rcvbuf: Option<usize>) -> std::io::Result<TcpListener> {
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    s.set_reuse_address(true)?;
+    if let Some(n) = rcvbuf {
+        s.set_recv_buffer_size(n)?;
+    }
+    s.bind(&addr.into())?;
+    s.listen(16)?;
+    Ok(s.into())
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let listener = match TcpListener::bind(&args.listen) {
+    let listener = match listen(&args.listen, args.rcvbuf) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("bmp-collector: cannot listen on {}: {e}", args.listen);
@@ -52,11 +76,15 @@ fn main() -> ExitCode {
         let Ok(stream) = stream else { continue };
         conn += 1;
         let stall = if conn == 1 { args.stall_after } else { None };
-        if let Err(e) = serve(conn, stream, args.raw_dir.as_ref(), stall) {
-            eprintln!("bmp-collector: connection {conn}: {e}");
-            return ExitCode::from(2);
-        }
-        emit(&json!({"conn": conn, "type": "closed"}));
+        let raw_dir = args.raw_dir.clone();
+        // A thread per connection: a stalled first one does not hold up the next.
+        std::thread::spawn(move || {
+            if let Err(e) = serve(conn, stream, raw_dir.as_ref(), stall) {
+                eprintln!("bmp-collector: connection {conn}: {e}");
+                std::process::exit(2);
+            }
+            emit(&json!({"conn": conn, "type": "closed"}));
+        });
     }
     ExitCode::SUCCESS
 }
