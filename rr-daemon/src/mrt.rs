@@ -176,6 +176,83 @@ fn put_mp(out: &mut BytesMut, nh: Option<NextHop>) {
     out.put_slice(&v);
 }
 
+/// Prefixes per visit to the core while dumping.
+const PAGE: usize = 1024;
+
+/// The whole dump as a stream of chunks, taken from the speaker page by page: the table
+/// is never held whole, in the core or here. Paths of a peer that came after the
+/// PEER_INDEX_TABLE was written are left out.
+pub fn stream(
+    speaker: crate::speaker::Speaker,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, crate::speaker::SpeakerError>> + Send + 'static
+{
+    use std::collections::HashMap;
+    struct St {
+        speaker: crate::speaker::Speaker,
+        index: HashMap<Option<IpAddr>, u16>,
+        next: Option<u32>,
+        seq: u32,
+        ts: u32,
+        started: bool,
+    }
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32);
+    let st = St {
+        speaker,
+        index: HashMap::new(),
+        next: Some(0),
+        seq: 0,
+        ts,
+        started: false,
+    };
+    futures_util::stream::unfold(st, |mut st| async move {
+        let mut out = BytesMut::new();
+        if !st.started {
+            st.started = true;
+            let peers = match st.speaker.mrt_peers().await {
+                Ok(p) => p,
+                Err(e) => return Some((Err(e), st)),
+            };
+            for (i, p) in peers.iter().enumerate().take(usize::from(u16::MAX)) {
+                let key = (i > 0).then_some(p.address);
+                st.index.insert(key, i as u16);
+            }
+            let id = peers.first().map_or(Ipv4Addr::UNSPECIFIED, |p| p.bgp_id);
+            peer_index_table(&mut out, st.ts, id, "rr-daemon", &peers);
+            return Some((Ok(out.freeze()), st));
+        }
+        let from = st.next?;
+        let page = match st.speaker.rib_page(from, PAGE).await {
+            Ok(p) => p,
+            Err(e) => {
+                st.next = None;
+                return Some((Err(e), st));
+            }
+        };
+        st.next = page.next;
+        for (prefix, paths) in &page.prefixes {
+            let entries: Vec<Entry<'_>> = paths
+                .iter()
+                .filter_map(|p| {
+                    Some(Entry {
+                        peer_index: *st.index.get(&p.peer)?,
+                        originated: 0,
+                        path_id: p.path_id,
+                        attrs: &p.attrs,
+                    })
+                })
+                .collect();
+            if entries.is_empty() {
+                continue;
+            }
+            rib_record(&mut out, st.ts, st.seq, *prefix, &entries);
+            st.seq = st.seq.wrapping_add(1);
+        }
+        Some((Ok(out.freeze()), st))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,81 +353,4 @@ mod tests {
         want.extend(g.octets());
         assert_eq!(mp, &want[..]);
     }
-}
-
-/// Prefixes per visit to the core while dumping.
-const PAGE: usize = 1024;
-
-/// The whole dump as a stream of chunks, taken from the speaker page by page: the table
-/// is never held whole, in the core or here. Paths of a peer that came after the
-/// PEER_INDEX_TABLE was written are left out.
-pub fn stream(
-    speaker: crate::speaker::Speaker,
-) -> impl futures_util::Stream<Item = Result<bytes::Bytes, crate::speaker::SpeakerError>> + Send + 'static
-{
-    use std::collections::HashMap;
-    struct St {
-        speaker: crate::speaker::Speaker,
-        index: HashMap<Option<IpAddr>, u16>,
-        next: Option<u32>,
-        seq: u32,
-        ts: u32,
-        started: bool,
-    }
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as u32);
-    let st = St {
-        speaker,
-        index: HashMap::new(),
-        next: Some(0),
-        seq: 0,
-        ts,
-        started: false,
-    };
-    futures_util::stream::unfold(st, |mut st| async move {
-        let mut out = BytesMut::new();
-        if !st.started {
-            st.started = true;
-            let peers = match st.speaker.mrt_peers().await {
-                Ok(p) => p,
-                Err(e) => return Some((Err(e), st)),
-            };
-            for (i, p) in peers.iter().enumerate().take(usize::from(u16::MAX)) {
-                let key = (i > 0).then_some(p.address);
-                st.index.insert(key, i as u16);
-            }
-            let id = peers.first().map_or(Ipv4Addr::UNSPECIFIED, |p| p.bgp_id);
-            peer_index_table(&mut out, st.ts, id, "rr-daemon", &peers);
-            return Some((Ok(out.freeze()), st));
-        }
-        let from = st.next?;
-        let page = match st.speaker.rib_page(from, PAGE).await {
-            Ok(p) => p,
-            Err(e) => {
-                st.next = None;
-                return Some((Err(e), st));
-            }
-        };
-        st.next = page.next;
-        for (prefix, paths) in &page.prefixes {
-            let entries: Vec<Entry<'_>> = paths
-                .iter()
-                .filter_map(|p| {
-                    Some(Entry {
-                        peer_index: *st.index.get(&p.peer)?,
-                        originated: 0,
-                        path_id: p.path_id,
-                        attrs: &p.attrs,
-                    })
-                })
-                .collect();
-            if entries.is_empty() {
-                continue;
-            }
-            rib_record(&mut out, st.ts, st.seq, *prefix, &entries);
-            st.seq = st.seq.wrapping_add(1);
-        }
-        Some((Ok(out.freeze()), st))
-    })
 }

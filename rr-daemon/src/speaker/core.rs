@@ -563,24 +563,34 @@ impl Core {
             "rr-daemon shutting down",
         );
         let (mut graceful, mut ceased) = (0usize, 0usize);
-        let up: Vec<IpAddr> = self.peers.keys().copied().collect();
-        for peer in up {
-            let mut pdu = BytesMut::new();
-            cease.encode(&mut pdu);
-            self.bmp_down(
-                peer,
-                crate::bmp::wire::down_reason::LOCAL_NOTIFICATION,
-                pdu.freeze(),
-            );
+        // BMP: each collector hears how each session ends (below: a Cease, or a close
+        // without a NOTIFICATION for a graceful stop, FSM event 2 ManualStop).
+        let ends: Vec<(IpAddr, bool)> = self
+            .peers
+            .iter()
+            .filter(|_| self.bmp_on())
+            .map(|(a, p)| (*a, Self::keeps_ours(graceful_stop, p)))
+            .collect();
+        for (peer, keeps_ours) in ends {
+            let n_bit = self.peers.get(&peer).is_some_and(|p| p.session.hard_reset);
+            let (reason, data) = if keeps_ours {
+                let event = Bytes::from_static(&[0, 2]);
+                (crate::bmp::wire::down_reason::LOCAL_NO_NOTIFICATION, event)
+            } else {
+                let mut pdu = BytesMut::new();
+                hard_reset(cease.clone(), n_bit).encode(&mut pdu);
+                (
+                    crate::bmp::wire::down_reason::LOCAL_NOTIFICATION,
+                    pdu.freeze(),
+                )
+            };
+            self.bmp_down(peer, reason, data);
         }
         for (peer, p) in self.peers.drain() {
             if p.bfd.is_some() {
                 self.actions.push_back(Action::Bfd { peer, spec: None });
             }
-            let keeps_ours = graceful_stop
-                && p.session.state == State::Established
-                && p.settings.graceful_restart.is_some()
-                && p.session.peer_restart_time.is_some();
+            let keeps_ours = Self::keeps_ours(graceful_stop, &p);
             let cease = if keeps_ours {
                 graceful += 1;
                 self.actions.push_back(Action::Command {
@@ -604,6 +614,14 @@ impl Core {
             ceased,
             "stopping: sessions with graceful restart closed without a NOTIFICATION (the peers keep our routes until we are back), a Cease to the others"
         );
+    }
+
+    /// Whether a stop leaves `p` our routes as stale (see [`Core::shutdown`]).
+    fn keeps_ours(graceful_stop: bool, p: &Peer) -> bool {
+        graceful_stop
+            && p.session.state == State::Established
+            && p.settings.graceful_restart.is_some()
+            && p.session.peer_restart_time.is_some()
     }
 
     /// The address of the peer behind `id`; `None` for local routes (and for a peer

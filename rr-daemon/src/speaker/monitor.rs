@@ -65,6 +65,11 @@ pub(super) fn reason_of(reason: &DownReason) -> (u8, Bytes) {
 }
 
 impl Core {
+    /// Whether a collector is attached.
+    pub(super) fn bmp_on(&self) -> bool {
+        self.bmp.on()
+    }
+
     fn monitor(&mut self, to: Option<u64>, event: Event) {
         self.actions.push_back(Action::Monitor { to, event });
     }
