@@ -894,7 +894,7 @@ fn test_error_messages_are_located() {
             "[speakr]\n",
             "test.toml:1:2: speakr: unknown key, expected one of `speaker`, `api`, `fib`, \
              `learn`, `mesh`, `peer_group`, `peer`, `dynamic_neighbors`, `policy`, `route`, \
-             `originate`",
+             `originate`, `bmp`",
         ),
         (
             "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
@@ -1113,6 +1113,17 @@ fn test_error_messages_are_located() {
             "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[policy]]\nname = \"p\"\n\
              [[policy.rule]]\n",
             "test.toml:6:1: policy[0].rule[0].action: missing (required)",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[bmp]]\naddress = \"127.0.0.1\"\n\
+             port = 11019\nroute_monitoring = \"pre\"\n",
+            "test.toml:7:20: bmp[0].route_monitoring: unknown variant `pre`, expected one of \
+             `pre-policy`, `post-policy`, `both`",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[bmp]]\naddress = \"127.0.0.1\"\n\
+             port = 11019\n[[bmp]]\naddress = \"127.0.0.1\"\nport = 11019\n",
+            "test.toml:9:8: bmp[1].port: the collector 127.0.0.1:11019 is already configured",
         ),
     ];
     for (text, want) in cases {
