@@ -10,7 +10,8 @@
 //! file, `rr-daemon ctl` ([`ctl`]) asks a running daemon, and `rr-daemon session` brings
 //! one session up against a real peer. [`notify`] tells systemd when the daemon is ready,
 //! reloading or stopping. [`bird`] reads Calico's BIRD 1.6 files into the native model and
-//! answers as `bird`/`bird6`.
+//! answers as `bird`/`bird6`. [`bmp`] reports peers and routes to BMP collectors
+//! (RFC 7854); [`mrt`] dumps the RIB in MRT (RFC 6396).
 
 #![warn(missing_docs)]
 

@@ -12,7 +12,8 @@
 //!        │                            │ poll_action()
 //!        │                            ▼
 //!        └── Command::Send(Bytes) ◀── Action: Spawn / Command / Stop a session,
-//!            spawn, stop              set a listener's TCP-MD5 key, a best-path change
+//!            spawn, stop              set a listener's TCP-MD5 key, a best-path change,
+//!                                     a BMP event (`monitor.rs`, [`crate::bmp`])
 //! ```
 //!
 //! BFD runs on a thread of its own ([`crate::bfd`]): the core asks for a peer's BFD session
