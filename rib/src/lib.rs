@@ -47,7 +47,9 @@ pub use addpath::AddPathMode;
 pub use attrs::{AttrSet, Attrs};
 pub use best::{AllReachable, Criterion, Ineligible, NextHopResolver, PathStatus};
 pub use group::{Audience, GroupId, Outbound};
-pub use output::{BestChange, BestRoute, Explanation, PathReport, RibStats};
+pub use output::{
+    BestChange, BestRoute, Explanation, PathReport, PrefixPaths, RibStats, StoredPath,
+};
 pub use peer::{LocalAddrs, MaxPrefix, NextHopMode, PeerConfig, PeerId, PeerKind, Session};
 pub use policy::Policy;
 pub use query::{Cursor, FamilyCounts, InRoute, InView, OutRoute, Page, PrefixQuery, RouteFilter};

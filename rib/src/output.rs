@@ -44,6 +44,26 @@ pub struct BestRoute {
     pub attrs: Arc<AttrSet>,
 }
 
+/// A prefix and its usable paths, best first ([`Rib::paths_page`]).
+#[derive(Clone, Debug)]
+pub struct PrefixPaths {
+    /// The prefix.
+    pub prefix: IpNet,
+    /// Its usable paths, in decision order.
+    pub paths: Vec<StoredPath>,
+}
+
+/// One usable path as stored ([`Rib::paths_page`]).
+#[derive(Clone, Debug)]
+pub struct StoredPath {
+    /// Where it came from ([`PeerId::LOCAL`] for our own routes).
+    pub peer: PeerId,
+    /// Its received ADD-PATH identifier (0 without ADD-PATH).
+    pub path_id: u32,
+    /// Its attributes, after import policy.
+    pub attrs: Arc<AttrSet>,
+}
+
 /// One path of a prefix and where it stands.
 #[derive(Clone, Debug)]
 pub struct PathReport {
@@ -233,6 +253,55 @@ impl Rib {
             .collect();
         v.sort_by_key(|a| a.0);
         v
+    }
+
+    /// The attributes of the path `peer` sent for `prefix` under `path_id` (0 without
+    /// ADD-PATH) as stored, after import policy; `None` when there is none (withdrawn, or
+    /// rejected). For post-policy monitoring (BMP), prefix by prefix.
+    pub fn adj_rib_in_path(
+        &self,
+        peer: PeerId,
+        prefix: &IpNet,
+        path_id: u32,
+    ) -> Option<Arc<AttrSet>> {
+        let d = self.loc.dest(self.loc.slot(&prefix.trunc())?);
+        d.paths
+            .iter()
+            .find(|p| p.peer == peer.0 && p.rx_id == path_id && p.reason.is_none())
+            .map(|p| p.attrs.clone())
+    }
+
+    /// Up to `limit` prefixes of the Loc-RIB from slot `from` on, each with its usable
+    /// paths (every peer's, local ones included) in decision order, best first; and the
+    /// slot to go on from, `None` at the end. Slots are stable while a prefix lives, so a
+    /// dump taken page by page (MRT) sees every prefix that lived throughout once.
+    pub fn paths_page(&self, from: u32, limit: usize) -> (Vec<PrefixPaths>, Option<u32>) {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        let mut slot = from;
+        let end = self.loc.slot_count();
+        while slot < end && out.len() < limit {
+            if self.loc.is_live(slot) {
+                let d = self.loc.dest(slot);
+                let paths: Vec<StoredPath> = d
+                    .paths
+                    .iter()
+                    .filter(|p| p.reason.is_none())
+                    .map(|p| StoredPath {
+                        peer: PeerId(p.peer),
+                        path_id: p.rx_id,
+                        attrs: p.attrs.clone(),
+                    })
+                    .collect();
+                if !paths.is_empty() {
+                    out.push(PrefixPaths {
+                        prefix: d.prefix,
+                        paths,
+                    });
+                }
+            }
+            slot += 1;
+        }
+        (out, (slot < end).then_some(slot))
     }
 
     /// How many routes from `peer` the Adj-RIB-In holds (after import policy; stale ones

@@ -155,6 +155,7 @@ pub fn router(speaker: Speaker, options: ApiOptions) -> Router {
         .route("/v1/routes/{*prefix}", get(route))
         .route("/v1/status", get(status))
         .route("/v1/fib", get(fib))
+        .route("/v1/mrt", get(mrt))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -881,6 +882,12 @@ async fn fib(State(app): State<App>) -> Result<axum::Json<crate::fib::FibReport>
             "the FIB task did not answer in time".to_owned(),
         )),
     }
+}
+
+/// `GET /v1/mrt`: an MRT TABLE_DUMP_V2 dump of the RIB ([`crate::mrt`]), streamed.
+async fn mrt(State(app): State<App>) -> Response {
+    let body = axum::body::Body::from_stream(crate::mrt::stream(app.speaker.clone()));
+    ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
 }
 
 async fn healthz(State(app): State<App>) -> Result<&'static str, ApiError> {

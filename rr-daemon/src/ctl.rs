@@ -84,6 +84,12 @@ pub enum CtlCommand {
     /// The actions, over the control socket (`crate::control::cli`).
     #[command(flatten)]
     Action(crate::control::cli::Action),
+    /// Writes an MRT dump of the RIB (RFC 6396 TABLE_DUMP_V2, `GET /v1/mrt`) to FILE
+    /// (`-` for stdout), for `bgpdump` and the like.
+    DumpMrt {
+        /// Where to write it.
+        file: std::path::PathBuf,
+    },
 }
 
 /// `ctl routes --peer ADDRESS --in|--out`: which table of a peer, filtered how.
@@ -157,6 +163,8 @@ pub enum CtlError {
     /// The control socket could not be reached, or the daemon refused the action: its
     /// one line.
     Control(String),
+    /// The output file could not be written: the path and why.
+    Write(String, String),
 }
 
 impl std::fmt::Display for CtlError {
@@ -169,6 +177,7 @@ impl std::fmt::Display for CtlError {
             Self::BadAnswer(why) => write!(f, "unexpected answer from the daemon: {why}"),
             Self::Usage(why) => f.write_str(why),
             Self::Control(why) => f.write_str(why),
+            Self::Write(path, why) => write!(f, "cannot write {path}: {why}"),
         }
     }
 }
@@ -321,6 +330,7 @@ pub fn run(args: &CtlArgs) -> Result<String, CtlError> {
             let (json, fib) = client.get::<crate::fib::FibReport>("/v1/fib")?;
             Ok(if args.json { raw(json) } else { fib_text(&fib) })
         }
+        CtlCommand::DumpMrt { file } => dump_mrt(&client, file),
     }
 }
 
@@ -448,6 +458,45 @@ fn peer_routes_table(page: &PeerRoutesResponse, continued: bool) -> String {
     }
 }
 
+/// `ctl dump-mrt FILE`: streams `GET /v1/mrt` into FILE (written whole or removed).
+fn dump_mrt(client: &Client, file: &std::path::Path) -> Result<String, CtlError> {
+    use std::io::Write as _;
+    let config = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(3)))
+        .timeout_recv_body(Some(Duration::from_secs(600)))
+        .http_status_as_error(false)
+        .build();
+    let agent = ureq::Agent::new_with_config(config);
+    let url = format!("{}/v1/mrt", client.base);
+    let mut resp = agent.get(&url).call().map_err(|e| client.unreachable(e))?;
+    let status = resp.status().as_u16();
+    if !(200..300).contains(&status) {
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&body).map_or(body, |b| b.error);
+        return Err(CtlError::Api { status, message });
+    }
+    let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+    let name = file.display().to_string();
+    let werr = |e: std::io::Error| CtlError::Write(name.clone(), e.to_string());
+    if file.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        std::io::copy(&mut reader, &mut out).map_err(|e| client.read_error(e))?;
+        out.flush().map_err(werr)?;
+        return Ok(String::new());
+    }
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file).map_err(werr)?);
+    let n = match std::io::copy(&mut reader, &mut out) {
+        Ok(n) => n,
+        Err(e) => {
+            drop(out);
+            let _ = std::fs::remove_file(file);
+            return Err(client.read_error(e));
+        }
+    };
+    out.flush().map_err(werr)?;
+    Ok(format!("{n} bytes of MRT written to {name}\n"))
+}
+
 /// `ctl fib`: one line of counters, then the failing prefixes, then our routes.
 fn fib_text(f: &crate::fib::FibReport) -> String {
     let mut s = format!(
@@ -545,6 +594,14 @@ impl Client {
             .read_to_string()
             .map_err(|e| self.unreachable(e))?;
         Ok((status, body))
+    }
+
+    /// A body that broke off while read (the daemon stopped, a timeout).
+    fn read_error(&self, e: std::io::Error) -> CtlError {
+        CtlError::Unreachable {
+            api: self.api.clone(),
+            cause: format!("the answer broke off: {e}"),
+        }
     }
 
     fn unreachable(&self, e: ureq::Error) -> CtlError {

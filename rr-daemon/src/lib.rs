@@ -10,7 +10,8 @@
 //! file, `rr-daemon ctl` ([`ctl`]) asks a running daemon, and `rr-daemon session` brings
 //! one session up against a real peer. [`notify`] tells systemd when the daemon is ready,
 //! reloading or stopping. [`bird`] reads Calico's BIRD 1.6 files into the native model and
-//! answers as `bird`/`bird6`.
+//! answers as `bird`/`bird6`. [`bmp`] reports peers and routes to BMP collectors
+//! (RFC 7854); [`mrt`] dumps the RIB in MRT (RFC 6396).
 
 #![warn(missing_docs)]
 
@@ -18,12 +19,14 @@ pub mod agent;
 pub mod api;
 pub mod bfd;
 pub mod bird;
+pub mod bmp;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod fib;
 pub mod logging;
+pub mod mrt;
 pub mod notify;
 pub mod running;
 pub mod session;

@@ -121,6 +121,18 @@ pub struct SessionEvent {
     /// With `Established` on a link-local connection: a global IPv6 address of ours on
     /// that interface, sent before the link-local one as the next hop (RFC 2545 §3).
     pub local_global: Option<std::net::Ipv6Addr>,
+    /// With `Established`: the connection's far end and the OPEN we sent on it, whole
+    /// (for BMP's Peer Up).
+    pub opened: Option<Box<Opened>>,
+}
+
+/// What `Established` adds to a [`SessionEvent`] for monitoring (BMP Peer Up).
+#[derive(Clone, Debug)]
+pub struct Opened {
+    /// The peer's address and port on the connection.
+    pub remote: SocketAddr,
+    /// The OPEN message we sent, header included.
+    pub sent_open: Bytes,
 }
 
 /// Unwritten UPDATE bytes per session below which its owner hands it more: a session
@@ -367,7 +379,7 @@ impl Outbox {
         &mut self,
         peer: IpAddr,
         news: News,
-        (local, remote): (Option<SocketAddr>, Option<SocketAddr>),
+        (local, remote, opened): (Option<SocketAddr>, Option<SocketAddr>, Option<Box<Opened>>),
         why: Why,
     ) {
         let local_global = match (&news, local) {
@@ -388,6 +400,7 @@ impl Outbox {
             connect_error: why.0,
             next_try: why.1,
             local_global,
+            opened,
         };
         self.backlog_bytes += update_bytes(&e);
         self.backlog.push_back(e);
@@ -973,7 +986,7 @@ impl Driver {
     /// its connection, which is still open (see [`Output`]).
     fn report(&mut self, news: News) {
         let peer = self.spec.peer;
-        let (mut local, mut remote) = (None, None);
+        let (mut local, mut remote, mut opened) = (None, None, None);
         match &news {
             News::Established {
                 conn,
@@ -983,6 +996,14 @@ impl Driver {
                 if let Some(c) = self.conns[conn.index()].as_ref() {
                     local = c.stream.local_addr().ok();
                     remote = c.stream.peer_addr().ok();
+                    if let Some(remote) = remote {
+                        let mut sent_open = BytesMut::new();
+                        self.fsm.config().open().encode(&mut sent_open);
+                        opened = Some(Box::new(Opened {
+                            remote,
+                            sent_open: sent_open.freeze(),
+                        }));
+                    }
                 }
                 info!(%peer, asn = peer_open.asn, id = %peer_open.bgp_id, hold = negotiated.hold_time, "session established");
             }
@@ -1024,8 +1045,12 @@ impl Driver {
                 idle_hold: false,
             }),
         };
-        self.out
-            .emit(peer, news, (local, remote), (connect_error, next_try));
+        self.out.emit(
+            peer,
+            news,
+            (local, remote, opened),
+            (connect_error, next_try),
+        );
     }
 }
 

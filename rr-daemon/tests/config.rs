@@ -1112,6 +1112,17 @@ fn test_error_messages_are_located() {
              [[policy.rule]]\n",
             "test.toml:6:1: policy[0].rule[0].action: missing (required)",
         ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[bmp]]\naddress = \"127.0.0.1\"\n\
+             port = 11019\nroute_monitoring = \"pre\"\n",
+            "test.toml:7:20: bmp[0].route_monitoring: unknown variant `pre`, expected one of \
+             `pre-policy`, `post-policy`, `both`",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[bmp]]\naddress = \"127.0.0.1\"\n\
+             port = 11019\n[[bmp]]\naddress = \"127.0.0.1\"\nport = 11019\n",
+            "test.toml:9:8: bmp[1].port: the collector 127.0.0.1:11019 is already configured",
+        ),
     ];
     for (text, want) in cases {
         assert_eq!(&error(text), want, "for:\n{text}");

@@ -23,6 +23,7 @@ fn section_of(table: &str) -> &'static str {
         "policy" | "policy.rule" => "`[[policy]]`",
         "route" => "`[[route]]`",
         "originate" => "`[[originate]]`",
+        "bmp" => "`[[bmp]]`",
         other => panic!("no section for table {other:?}: add it here and to CONFIG.md"),
     }
 }
@@ -197,6 +198,11 @@ fn test_documented_defaults_are_the_real_ones() {
         ("fib", format!("{HEAD}[fib]\n"), HEAD.len() + 6),
         ("learn", format!("{HEAD}[learn]\n"), HEAD.len() + 8),
         ("peer", format!("{HEAD}{PEER}"), HEAD.len() + PEER.len()),
+        (
+            "bmp",
+            format!("{HEAD}[[bmp]]\naddress = \"127.0.0.1\"\nport = 1\n"),
+            HEAD.len() + 8,
+        ),
     ] {
         let keys = tables().into_iter().find(|(t, _)| *t == table).unwrap().1;
         let plain = Config::parse(&base, "base.toml").unwrap();

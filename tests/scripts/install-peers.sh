@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real BGP peers the interop tests run against, when missing:
 #   - BIRD 2 (Debian bird2), FRR bgpd + bfdd + vtysh (Debian frr), iproute2, nftables,
-#     etcd 3.4 and etcdctl (Debian etcd-server, etcd-client; for agent_interop):
+#     etcd 3.4 and etcdctl (Debian etcd-server, etcd-client; for agent_interop),
+#     bgpdump and tshark (for bmp_interop):
 #     apt-get install;
 #   - BIRD 1.6.8 (Debian bird; conflicts with bird2 as a package, so it is not installed
 #     but fetched with `apt-get download` and unpacked with `dpkg -x`) into PEERS_DIR/bird16.
@@ -45,6 +46,9 @@ command -v nft >/dev/null 2>&1 || missing+=(nftables)
 # agent_interop runs a real etcd (3.4) and writes Calico's keys with etcdctl.
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+# bmp_interop reads our MRT dumps with bgpdump, and our BMP stream with tshark's dissector.
+command -v bgpdump >/dev/null 2>&1 || missing+=(bgpdump)
+command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 if ((${#missing[@]})); then
     apt_update_once
     log "installing ${missing[*]}"

@@ -53,6 +53,7 @@ mod frr;
 mod kernel;
 mod mesh;
 mod netns;
+pub mod pcap;
 mod peer;
 mod proc;
 mod topology;

@@ -1320,6 +1320,7 @@ impl Plan {
             speaker: c.speaker,
             api: base.api,
             control: base.control.clone(),
+            bmp: base.bmp.clone(),
             fib,
             learn,
             peers: c.peers,

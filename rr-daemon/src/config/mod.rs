@@ -52,8 +52,9 @@ use rib::{Policy, RibConfig};
 pub use env::Overrides;
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use model::{
-    AddPath, Api, Bfd, Control, DEFAULT_DYNAMIC_LIMIT, DynamicNeighbors, Fib, IpPool, IpipMode,
-    Learn, LogFormat, Mesh, PeerSettings, PolicyBinding, Secret, Speaker, Ttl,
+    AddPath, Api, Bfd, BmpCollector, Control, DEFAULT_DYNAMIC_LIMIT, DynamicNeighbors, Fib, IpPool,
+    IpipMode, Learn, LogFormat, Mesh, PeerSettings, PolicyBinding, RouteMonitoring, Secret,
+    Speaker, Ttl,
 };
 pub use schema::tables;
 
@@ -83,6 +84,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// `[[originate]]`: the node's blocks, in file order (also in `routes`).
     pub originate: Vec<Originate>,
+    /// `[[bmp]]`: BMP collectors, in file order.
+    pub bmp: Vec<BmpCollector>,
 }
 
 /// `[[originate]]`: one of the node's address blocks (Calico's `bird_aggr.cfg`).

@@ -225,6 +225,35 @@ pub struct Control {
     pub explicit: bool,
 }
 
+/// `[[bmp]]` `route_monitoring`: which Adj-RIB-In a collector is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteMonitoring {
+    /// The routes as each peer sent them (before import policy).
+    #[default]
+    PrePolicy,
+    /// The routes after import policy (the L flag).
+    PostPolicy,
+    /// Both.
+    Both,
+}
+
+/// `[[bmp]]`: a BMP collector (RFC 7854) the speaker connects to and reports to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BmpCollector {
+    /// `address` and `port` of the collector.
+    pub address: SocketAddr,
+    /// `route_monitoring`.
+    pub route_monitoring: RouteMonitoring,
+    /// `statistics_interval`: seconds between Statistics Reports; `None` for none.
+    pub statistics_interval: Option<Duration>,
+    /// `queue_limit`: bytes of live events held for a collector that does not keep up,
+    /// past which it is dropped and resynchronised when it reconnects.
+    pub queue_limit: usize,
+    /// `retry`: the longest back-off between connection attempts.
+    pub retry: Duration,
+}
+
 /// `[fib]`: kernel route programming (`crate::fib`), on when the section is present.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fib {

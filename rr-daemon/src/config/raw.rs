@@ -37,6 +37,20 @@ pub(super) struct RawFile {
     pub(super) route: Vec<RawRoute>,
     #[serde(default)]
     pub(super) originate: Vec<RawOriginate>,
+    #[serde(default)]
+    pub(super) bmp: Vec<RawBmp>,
+}
+
+/// `[[bmp]]`: a BMP collector (RFC 7854) the speaker connects to.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBmp {
+    pub(super) address: IpAddr,
+    pub(super) port: NonZeroU16,
+    pub(super) route_monitoring: Option<super::model::RouteMonitoring>,
+    pub(super) statistics_interval: Option<u32>,
+    pub(super) queue_limit: Option<NonZeroU32>,
+    pub(super) retry: Option<NonZeroU16>,
 }
 
 /// `[[originate]]`: one of the node's blocks.

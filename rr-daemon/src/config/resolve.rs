@@ -199,8 +199,10 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
         }
     }
     let learn = learn(doc, raw.learn.as_ref())?;
+    let bmp = bmp(doc, &raw.bmp)?;
     Ok(Config {
         learn,
+        bmp,
         routes,
         speaker,
         api: Api {
@@ -903,6 +905,34 @@ fn originate(
 }
 
 /// `[learn]`: interface patterns checked, defaults filled in.
+/// `[[bmp]]`.
+fn bmp(doc: &Doc<'_>, raw: &[super::raw::RawBmp]) -> Result<Vec<super::BmpCollector>> {
+    let mut out: Vec<super::BmpCollector> = Vec::with_capacity(raw.len());
+    for (i, b) in raw.iter().enumerate() {
+        let path = KeyPath::item("bmp", i);
+        let address = SocketAddr::new(b.address, b.port.get());
+        if out.iter().any(|o| o.address == address) {
+            return Err(doc.error(
+                &path.key("port"),
+                format!("the collector {address} is already configured"),
+            ));
+        }
+        out.push(super::BmpCollector {
+            address,
+            route_monitoring: b.route_monitoring.unwrap_or_default(),
+            statistics_interval: b
+                .statistics_interval
+                .filter(|s| *s > 0)
+                .map(|s| Duration::from_secs(u64::from(s))),
+            queue_limit: b
+                .queue_limit
+                .map_or(crate::bmp::collector::QUEUE_LIMIT, |q| q.get() as usize),
+            retry: Duration::from_secs(u64::from(b.retry.map_or(30, |r| r.get()))),
+        });
+    }
+    Ok(out)
+}
+
 fn learn(doc: &Doc<'_>, raw: Option<&super::raw::RawLearn>) -> Result<Learn> {
     let path = KeyPath::root().key("learn");
     let exclude = match raw.and_then(|l| l.direct_exclude.as_ref()) {

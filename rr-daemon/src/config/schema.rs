@@ -28,6 +28,7 @@ pub fn tables() -> Vec<(&'static str, &'static [&'static str])> {
         ("policy.rule", fields::<raw::RawRule>()),
         ("route", fields::<raw::RawRoute>()),
         ("originate", fields::<raw::RawOriginate>()),
+        ("bmp", fields::<raw::RawBmp>()),
         ("", fields::<raw::RawFile>()),
     ]
 }

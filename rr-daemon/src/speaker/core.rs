@@ -18,7 +18,7 @@ use bgp_wire::capability::Capability;
 use bgp_wire::notification::subcode;
 use bgp_wire::update::{Treatment, UpdateView};
 use bgp_wire::{ErrorCode, FamilySet, Notification};
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use ipnet::IpNet;
 use rib::{Attrs, BestChange, Explanation, LocalAddrs, PeerId, Rib, Signal};
 use tracing::{info, warn};
@@ -77,6 +77,13 @@ pub(crate) enum Action {
     },
     /// A best path changed, for subscribers (a data plane).
     BestChange(BestChange),
+    /// Tell BMP collectors ([`crate::bmp`]): the one with id `to`, or every attached one.
+    Monitor {
+        /// The collector, or `None` for all.
+        to: Option<u64>,
+        /// What to tell.
+        event: crate::bmp::Event,
+    },
     /// Start or change (`Some`) or end (`None`) the BFD session of `peer`.
     Bfd {
         /// The peer's address.
@@ -104,6 +111,8 @@ pub(crate) struct Core {
     /// Routes originated at run time (`ctl announce`, [`Core::announce`]): they outlive
     /// reloads and win over a `[[route]]` of the same prefix while they exist.
     pub(super) runtime_routes: HashMap<IpNet, Attrs>,
+    /// BMP: Peer Ups kept, collectors attached.
+    pub(super) bmp: super::monitor::Monitor,
 }
 
 /// Long-lived graceful restart for `p` once its restart time is over (RFC 9494): the
@@ -173,6 +182,7 @@ impl Core {
             actions: VecDeque::new(),
             md5: Md5Watch::default(),
             runtime_routes: HashMap::new(),
+            bmp: Default::default(),
         };
         core.range_keys(true);
         let peers: Vec<PeerSettings> = core.config.peers.values().cloned().collect();
@@ -579,14 +589,34 @@ impl Core {
             "rr-daemon shutting down",
         );
         let (mut graceful, mut ceased) = (0usize, 0usize);
+        // BMP: each collector hears how each session ends (below: a Cease, or a close
+        // without a NOTIFICATION for a graceful stop, FSM event 2 ManualStop).
+        let ends: Vec<(IpAddr, bool)> = self
+            .peers
+            .iter()
+            .filter(|_| self.bmp_on())
+            .map(|(a, p)| (*a, Self::keeps_ours(graceful_stop, p)))
+            .collect();
+        for (peer, keeps_ours) in ends {
+            let n_bit = self.peers.get(&peer).is_some_and(|p| p.session.hard_reset);
+            let (reason, data) = if keeps_ours {
+                let event = Bytes::from_static(&[0, 2]);
+                (crate::bmp::wire::down_reason::LOCAL_NO_NOTIFICATION, event)
+            } else {
+                let mut pdu = BytesMut::new();
+                hard_reset(cease.clone(), n_bit).encode(&mut pdu);
+                (
+                    crate::bmp::wire::down_reason::LOCAL_NOTIFICATION,
+                    pdu.freeze(),
+                )
+            };
+            self.bmp_down(peer, reason, data);
+        }
         for (peer, p) in self.peers.drain() {
             if p.bfd.is_some() {
                 self.actions.push_back(Action::Bfd { peer, spec: None });
             }
-            let keeps_ours = graceful_stop
-                && p.session.state == State::Established
-                && p.settings.graceful_restart.is_some()
-                && p.session.peer_restart_time.is_some();
+            let keeps_ours = Self::keeps_ours(graceful_stop, &p);
             let cease = if keeps_ours {
                 graceful += 1;
                 self.actions.push_back(Action::Command {
@@ -610,6 +640,14 @@ impl Core {
             ceased,
             "stopping: sessions with graceful restart closed without a NOTIFICATION (the peers keep our routes until we are back), a Cease to the others"
         );
+    }
+
+    /// Whether a stop leaves `p` our routes as stale (see [`Core::shutdown`]).
+    fn keeps_ours(graceful_stop: bool, p: &Peer) -> bool {
+        graceful_stop
+            && p.session.state == State::Established
+            && p.settings.graceful_restart.is_some()
+            && p.session.peer_restart_time.is_some()
     }
 
     /// The address of the peer behind `id`; `None` for local routes (and for a peer
@@ -713,6 +751,18 @@ impl Core {
         );
         let cease = Notification::new(ErrorCode::CEASE, why);
         let cease = hard_reset(cease, purge && p.session.hard_reset);
+        if why == subcode::cease::PEER_DECONFIGURED {
+            self.bmp_down(
+                address,
+                crate::bmp::wire::down_reason::DECONFIGURED,
+                Bytes::new(),
+            );
+        } else {
+            let mut pdu = BytesMut::new();
+            cease.encode(&mut pdu);
+            let reason = crate::bmp::wire::down_reason::LOCAL_NOTIFICATION;
+            self.bmp_down(address, reason, pdu.freeze());
+        }
         self.actions.push_back(Action::Stop {
             peer: address,
             generation: p.generation,
@@ -1000,6 +1050,13 @@ impl Core {
                     local,
                 };
                 self.rib.peer_up(id, session);
+                self.bmp_up(
+                    e.peer,
+                    &negotiated.ctx,
+                    &peer_open,
+                    e.local,
+                    e.opened.as_deref(),
+                );
                 if let Reopened::Sweep {
                     families,
                     help_over,
@@ -1041,7 +1098,9 @@ impl Core {
                 let theirs = p.session.peer_restart_time.unwrap_or(0);
                 let restart = Duration::from_secs(ours.min(theirs).into());
                 let long_lived = long_lived(p);
+                let (bmp_reason, bmp_data) = super::monitor::reason_of(&reason);
                 self.rib.peer_down(id, graceful);
+                self.bmp_down(e.peer, bmp_reason, bmp_data);
                 self.gr.on_down(e.peer, graceful, restart, long_lived, now);
             }
             News::Failed(reason) => {
@@ -1060,6 +1119,10 @@ impl Core {
                 let view = UpdateView::parse(frame.body(), &ctx);
                 // The RIB decides what RFC 7606 asks for; here it is only carried out.
                 let applied = self.rib.apply_update(id, &view);
+                self.bmp_update(e.peer, id, &frame, &view, &applied);
+                let Some(p) = self.peers.get_mut(&e.peer) else {
+                    return;
+                };
                 if let Some(Signal::SessionReset(n)) = applied.signal {
                     warn!(peer = %e.peer, notification = %n, treatment = %view.treatment(), issues = %issues_text(view.issues()), "malformed UPDATE: resetting the session");
                     self.command(e.peer, generation, Command::UpdateError(n));

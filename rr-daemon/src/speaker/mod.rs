@@ -12,7 +12,8 @@
 //!        │                            │ poll_action()
 //!        │                            ▼
 //!        └── Command::Send(Bytes) ◀── Action: Spawn / Command / Stop a session,
-//!            spawn, stop              set a listener's TCP-MD5 key, a best-path change
+//!            spawn, stop              set a listener's TCP-MD5 key, a best-path change,
+//!                                     a BMP event (`monitor.rs`, [`crate::bmp`])
 //! ```
 //!
 //! BFD runs on a thread of its own ([`crate::bfd`]): the core asks for a peer's BFD session
@@ -53,6 +54,7 @@ mod actions;
 mod core;
 mod export;
 mod gr;
+mod monitor;
 mod peers;
 mod shell;
 mod status;
@@ -165,6 +167,33 @@ enum Request {
     Deferring(oneshot::Sender<bool>),
     Recovering(oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
+    // Added for MRT dumps (`crate::mrt`).
+    MrtPeers(oneshot::Sender<Vec<crate::mrt::Peer>>),
+    RibPage {
+        from: u32,
+        limit: usize,
+        done: oneshot::Sender<RibPage>,
+    },
+}
+
+/// One stored path of a prefix, for dumps ([`Speaker::rib_page`]).
+#[derive(Clone, Debug)]
+pub struct DumpPath {
+    /// The peer it came from; `None` for a route this speaker originates.
+    pub peer: Option<IpAddr>,
+    /// Its ADD-PATH identifier, where the peer's session sends them.
+    pub path_id: Option<u32>,
+    /// Its attributes, after import policy.
+    pub attrs: std::sync::Arc<rib::AttrSet>,
+}
+
+/// A page of the RIB ([`Speaker::rib_page`]).
+#[derive(Clone, Debug, Default)]
+pub struct RibPage {
+    /// Prefixes with their usable paths, best first.
+    pub prefixes: Vec<(IpNet, Vec<DumpPath>)>,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<u32>,
 }
 
 /// The handle of a running speaker. Cheap to clone; every call is a message to the core.
@@ -386,6 +415,20 @@ impl Speaker {
     /// still waiting for it. What kernel routes wait for before the stale ones are removed.
     pub async fn recovering(&self) -> Result<bool, SpeakerError> {
         self.ask(Request::Recovering).await
+    }
+
+    /// The peers of an MRT PEER_INDEX_TABLE: this speaker (address 0.0.0.0, for its own
+    /// routes) first, then every peer, by address.
+    pub async fn mrt_peers(&self) -> Result<Vec<crate::mrt::Peer>, SpeakerError> {
+        self.ask(Request::MrtPeers).await
+    }
+
+    /// Up to `limit` prefixes of the RIB with every usable path, from position `from`
+    /// (0 first, then each page's `next`): a dump walks the table page by page without
+    /// holding it. A prefix that lives throughout the walk is seen once.
+    pub async fn rib_page(&self, from: u32, limit: usize) -> Result<RibPage, SpeakerError> {
+        self.ask(|done| Request::RibPage { from, limit, done })
+            .await
     }
 
     /// Sends a Cease to every peer and stops.

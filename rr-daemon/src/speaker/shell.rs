@@ -21,6 +21,7 @@ use super::core::{Action, Core};
 use super::status::CoreTimings;
 use super::why::Md5Counters;
 use super::{Request, SpeakerError};
+use crate::bmp::collector as bmp;
 use crate::config::{Config, Secret};
 use crate::session::{self, Command, SessionEvent, SessionHandle, Writers};
 use crate::sockopt;
@@ -55,6 +56,16 @@ pub(super) async fn start(
     }
     let (events_tx, events_rx) = mpsc::channel(4096);
     let (bfd_tx, bfd_rx) = mpsc::unbounded_channel();
+    let (bmp_tx, bmp_rx) = mpsc::channel(64);
+    let sys_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| config.speaker.router_id.to_string());
+    let bmp_tasks = config
+        .bmp
+        .iter()
+        .enumerate()
+        .map(|(i, c)| bmp::spawn(i as u64, c.clone(), sys_name.clone(), bmp_tx.clone()))
+        .collect();
     let bfd = crate::bfd::spawn(bfd_tx);
     let mut shell = Shell {
         bfd,
@@ -69,10 +80,12 @@ pub(super) async fn start(
         first_subscriber: false,
         traffic: HashMap::new(),
         timings: CoreTimings::default(),
+        collectors: Vec::new(),
+        bmp_tasks,
     };
     read_md5(&mut shell.core, Instant::now());
     let _ = shell.carry_out();
-    let task = tokio::spawn(shell.run(rx, events_rx, bfd_rx));
+    let task = tokio::spawn(shell.run(rx, events_rx, bfd_rx, bmp_rx));
     Ok((tx, task))
 }
 
@@ -152,6 +165,10 @@ struct Shell {
     traffic: HashMap<IpAddr, Arc<Traffic>>,
     /// Time spent in the core, for `/metrics`.
     timings: CoreTimings,
+    /// The BMP collectors connected now ([`crate::bmp`]).
+    collectors: Vec<bmp::Attach>,
+    /// The BMP collectors' tasks.
+    bmp_tasks: Vec<JoinHandle<()>>,
 }
 
 /// Waits until every subscriber's channel has room for one more change.
@@ -182,6 +199,7 @@ impl Shell {
         mut requests: mpsc::Receiver<Request>,
         mut events: mpsc::Receiver<SessionEvent>,
         mut bfd: mpsc::UnboundedReceiver<crate::bfd::Notice>,
+        mut bmp: mpsc::Receiver<bmp::ToCore>,
     ) {
         let writers = self.writers.clone();
         loop {
@@ -243,6 +261,7 @@ impl Shell {
                     self.core.handle_bfd(n);
                     let _ = self.carry_out();
                 }
+                Some(m) = bmp.recv() => self.on_bmp(m),
                 () = writers.room() => {}
                 () = subscribers_room(&self.subscribers), if best_waiting => {}
                 () = sleep_until(deadline) => {}
@@ -433,6 +452,12 @@ impl Shell {
                 let waiting = self.first_subscriber && self.core.best_changes_pending();
                 let _ = done.send(self.core.recovering() || waiting);
             }
+            Request::MrtPeers(done) => {
+                let _ = done.send(self.core.mrt_peers());
+            }
+            Request::RibPage { from, limit, done } => {
+                let _ = done.send(self.core.rib_page(from, limit));
+            }
             Request::Shutdown(done) => {
                 self.shutdown().await;
                 let _ = done.send(());
@@ -548,6 +573,7 @@ impl Shell {
                         )
                     });
                 }
+                Action::Monitor { to, event } => self.monitor(to, event),
                 Action::Bfd { peer, spec } => match spec {
                     Some(spec) => self.bfd.set(peer, *spec),
                     None => self.bfd.remove(peer),
@@ -557,9 +583,67 @@ impl Shell {
         stopped
     }
 
+    /// A BMP collector's task asks.
+    fn on_bmp(&mut self, m: bmp::ToCore) {
+        match m {
+            bmp::ToCore::Attach(a) => {
+                let (id, pre, post) = (a.id, a.pre, a.post);
+                self.collectors.retain(|c| c.id != id);
+                self.collectors.push(a);
+                self.core.bmp_attach(id, pre, post);
+            }
+            bmp::ToCore::Stats(id) => self.core.bmp_stats(id),
+        }
+        let _ = self.carry_out();
+    }
+
+    /// Queues `event` for the collector `to` (or every one that wants it). A collector
+    /// whose queue would pass its limit is dropped: its task sends Termination,
+    /// reconnects and is resynchronised from the RIB.
+    fn monitor(&mut self, to: Option<u64>, event: crate::bmp::Event) {
+        use crate::bmp::Event;
+        let cost = event.cost();
+        let mut dropped = Vec::new();
+        let wants = |c: &bmp::Attach| {
+            to.is_none_or(|t| t == c.id)
+                && match &event {
+                    Event::Update { .. } => c.pre,
+                    Event::Post { .. } => c.post,
+                    _ => true,
+                }
+        };
+        for c in self.collectors.iter().filter(|c| wants(c)) {
+            let queued = c.queued.load(Ordering::Relaxed);
+            if queued + cost > c.limit || c.tx.send(bmp::Item::Event(event.clone())).is_err() {
+                dropped.push(c.id);
+                continue;
+            }
+            c.queued.fetch_add(cost, Ordering::Relaxed);
+        }
+        for id in dropped {
+            self.collectors.retain(|c| {
+                if c.id == id {
+                    c.dropped.store(true, Ordering::Relaxed);
+                }
+                c.id != id
+            });
+            self.core.bmp_detach(id);
+        }
+    }
+
     async fn shutdown(&mut self) {
         self.core.shutdown();
         let tasks = self.carry_out();
+        // Connected collectors get Termination (their tasks end once it is out); the
+        // others' tasks, connecting or waiting to, end now.
+        let mut bmp_tasks = Vec::new();
+        for (id, t) in std::mem::take(&mut self.bmp_tasks).into_iter().enumerate() {
+            match self.collectors.iter().find(|c| c.id == id as u64) {
+                Some(c) if c.tx.send(bmp::Item::Terminate).is_ok() => bmp_tasks.push(t),
+                _ => t.abort(),
+            }
+        }
+        self.collectors.clear();
         // One deadline for all: the Ceases go out together, not one peer after another.
         let started = tokio::time::Instant::now();
         let deadline = started + SHUTDOWN_GRACE;
@@ -568,6 +652,12 @@ impl Shell {
         for t in tasks {
             if tokio::time::timeout_at(deadline, t).await.is_ok() {
                 ended += 1;
+            }
+        }
+        for t in bmp_tasks {
+            let abort = t.abort_handle();
+            if tokio::time::timeout_at(deadline, t).await.is_err() {
+                abort.abort();
             }
         }
         info!(

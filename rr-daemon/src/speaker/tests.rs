@@ -31,6 +31,9 @@ mod detail;
 /// The operator's actions: `tests/actions.rs`.
 mod actions;
 
+/// BMP's events: `tests/monitor.rs`.
+mod monitor;
+
 const HEAD: &str = "[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\nlisten = []\n";
 
 fn ip(s: &str) -> IpAddr {
@@ -89,6 +92,8 @@ struct Harness {
     bfd: Vec<(IpAddr, Option<(bool, Duration)>)>,
     /// Manual starts (`true`) and stops (`false`) of sessions.
     start_stop: Vec<(IpAddr, bool)>,
+    /// What BMP collectors were told: (collector, event).
+    monitor: Vec<(Option<u64>, crate::bmp::Event)>,
 }
 
 /// A peer's graceful restart capability: restart time 120 s, IPv4 unicast with the
@@ -125,6 +130,7 @@ impl Harness {
             ceases: Vec::new(),
             bfd: Vec::new(),
             start_stop: Vec::new(),
+            monitor: Vec::new(),
         };
         h.drain();
         h
@@ -179,6 +185,7 @@ impl Harness {
                 Action::Bfd { peer, spec } => self
                     .bfd
                     .push((peer, spec.map(|s| (s.multihop, s.config.desired_min_tx)))),
+                Action::Monitor { to, event } => self.monitor.push((to, event)),
                 Action::ListenerKey { .. } | Action::BestChange(_) => {}
             }
         }
@@ -213,6 +220,12 @@ impl Harness {
 
     fn event_of(&mut self, peer: IpAddr, generation: u64, news: News) {
         let local = Some(SocketAddr::new(ip("10.0.0.1"), 179));
+        let opened = matches!(news, News::Established { .. }).then(|| {
+            Box::new(crate::session::Opened {
+                remote: SocketAddr::new(peer, 40000),
+                sent_open: bytes::Bytes::from_static(&[0xff; 19]),
+            })
+        });
         let e = SessionEvent {
             peer,
             generation,
@@ -222,6 +235,7 @@ impl Harness {
             connect_error: None,
             next_try: None,
             local_global: None,
+            opened,
         };
         self.core.handle_event(self.now, e);
         self.drain();

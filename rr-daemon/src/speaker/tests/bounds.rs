@@ -225,6 +225,7 @@ fn test_dynamic_neighbours_without_open_give_their_slots_back() {
                 connect_error: None,
                 next_try: None,
                 local_global: None,
+                opened: None,
             };
             core.handle_event(now, e);
         }
@@ -325,6 +326,7 @@ fn test_unwritten_output_is_bounded_for_the_whole_process() {
             connect_error: None,
             next_try: None,
             local_global: None,
+            opened: None,
         };
         h.core.handle_event(h.now, e);
         h.drain();

@@ -1,0 +1,668 @@
+//! BMP export (RFC 7854) and MRT dumps (RFC 6396) at size, read by decoders that are not
+//! ours: the project's test collector (`bmp-collector`, a decoder of its own), tshark's
+//! BMP dissector where tshark is installed, and Debian's `bgpdump` for MRT.
+//!
+//! Topology: a hub namespace with our daemon (`192.0.2.1`) and the collector on the
+//! hub's loopback; a BIRD 2 client (`192.0.2.11`) in a namespace of its own announcing
+//! 100,000 /24s (`RR_ROUTES` to change it) with AS path `64512` and community
+//! `64512:7`. Counts are the collector's: the prefixes it holds per peer after applying
+//! every Route Monitoring message in order, pre- and post-policy apart.
+//!
+//! Needs root, BIRD 2 and bgpdump (`tests/scripts/install-peers.sh`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use interop_tests::{Bird, BirdVersion, Daemon, Hub, Netns, Proc, WorkDir, poll_ok, require_root};
+use serde_json::Value;
+
+const AS: u32 = 65000;
+const RR: &str = "192.0.2.1";
+const API: &str = "192.0.2.1:9179";
+const C1: &str = "192.0.2.11";
+const COLLECTOR: &str = "127.0.0.1:11019";
+/// A full table at the collector (100,000 routes through BIRD, us and the collector on a
+/// loaded 2-core machine).
+const TABLE_WITHIN: Duration = Duration::from_secs(120);
+/// Routes BIRD withdraws in the withdrawal phase.
+const WITHDRAWN: usize = 10_000;
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_speaker"))
+}
+
+fn collector_exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_bmp-collector"))
+}
+
+fn table_size() -> usize {
+    std::env::var("RR_ROUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+/// The `i`-th prefix: distinct /24s in 16.0.0.0/4.
+fn prefix(i: usize) -> String {
+    format!("{}.{}.{}.0/24", 16 + i / 65_536, (i / 256) % 256, i % 256)
+}
+
+/// BIRD 2 announcing prefixes `routes` to ours over iBGP.
+fn client_body(routes: std::ops::Range<usize>) -> String {
+    let mut s = String::with_capacity(40 * routes.len() + 1024);
+    let _ = writeln!(s, "router id {C1};");
+    let _ = writeln!(s, "protocol device {{ scan time 10; }}");
+    let _ = writeln!(s, "protocol static s1 {{\n  ipv4;");
+    for i in routes {
+        let _ = writeln!(s, "  route {} blackhole;", prefix(i));
+    }
+    let _ = writeln!(s, "}}");
+    let _ = write!(
+        s,
+        "protocol bgp upstream {{\n\
+         \x20 local {C1} as {AS};\n\
+         \x20 neighbor {RR} as {AS};\n\
+         \x20 direct;\n\
+         \x20 hold time 30;\n\
+         \x20 connect retry time 1;\n\
+         \x20 connect delay time 1;\n\
+         \x20 error wait time 1,2;\n\
+         \x20 ipv4 {{ import all; export filter {{ if source != RTS_STATIC then reject; \
+         bgp_path.prepend(64512); bgp_community.add((64512, 7)); accept; }}; }};\n\
+         }}\n"
+    );
+    s
+}
+
+fn our_config() -> String {
+    format!(
+        "[speaker]\nasn = {AS}\nrouter_id = \"{RR}\"\nlisten = [\"{RR}:179\"]\n\
+         hold_time = 30\nconnect_retry = 1\n\n\
+         [api]\nlisten = \"{API}\"\n\n\
+         [[peer]]\naddress = \"{C1}\"\nasn = {AS}\nrr_client = true\n\
+         source_address = \"{RR}\"\nfamilies = [\"ipv4-unicast\"]\n\n\
+         [[bmp]]\naddress = \"127.0.0.1\"\nport = 11019\nroute_monitoring = \"both\"\n\
+         statistics_interval = 1\nretry = 2\n"
+    )
+}
+
+/// What the collector saw on one connection.
+#[derive(Debug, Default)]
+struct Conn {
+    initiation: bool,
+    peer_up: Vec<Value>,
+    pre: HashSet<String>,
+    post: HashSet<String>,
+    pre_withdrawn: usize,
+    post_withdrawn: usize,
+    pre_eor: bool,
+    post_eor: bool,
+    peer_down: Vec<Value>,
+    stats: Option<Value>,
+    termination: Option<u64>,
+    closed: bool,
+    /// Message types in order of first appearance, with counts.
+    types: BTreeMap<String, usize>,
+}
+
+/// The collector's output so far, by connection.
+fn collected(path: &Path) -> Result<BTreeMap<u64, Conn>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let mut conns: BTreeMap<u64, Conn> = BTreeMap::new();
+    for line in text.lines() {
+        // A line being written is incomplete: stop there.
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            break;
+        };
+        let c = conns.entry(v["conn"].as_u64().unwrap_or(0)).or_default();
+        let ty = v["type"].as_str().unwrap_or("").to_owned();
+        *c.types.entry(ty.clone()).or_default() += 1;
+        match ty.as_str() {
+            "initiation" => c.initiation = true,
+            "peer_up" => c.peer_up.push(v),
+            "peer_down" => c.peer_down.push(v),
+            "stats" => c.stats = Some(v),
+            "termination" => c.termination = v["reason"].as_u64(),
+            "closed" => c.closed = true,
+            "route_monitoring" => {
+                let post = v["post"] == true;
+                let (set, wd, eor) = if post {
+                    (&mut c.post, &mut c.post_withdrawn, &mut c.post_eor)
+                } else {
+                    (&mut c.pre, &mut c.pre_withdrawn, &mut c.pre_eor)
+                };
+                for p in v["withdraw"].as_array().into_iter().flatten() {
+                    if set.remove(p.as_str().unwrap_or("")) {
+                        *wd += 1;
+                    }
+                }
+                for p in v["announce"].as_array().into_iter().flatten() {
+                    set.insert(p.as_str().unwrap_or("").to_owned());
+                }
+                *eor |= v["eor"] == true;
+            }
+            _ => {}
+        }
+    }
+    Ok(conns)
+}
+
+struct World {
+    collector: Option<Proc>,
+    ours: Option<Daemon>,
+    bird: Option<Bird>,
+    _ns: Vec<Netns>,
+    hub: Hub,
+    dir: WorkDir,
+    started: Instant,
+    collector_runs: u32,
+}
+
+impl World {
+    fn log(&self, what: &str) {
+        eprintln!(
+            "[bmp +{:6.1}s] {what}",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    fn fail(&self, msg: &str) -> ! {
+        let mut s = format!("bmp_export: {msg}\n");
+        if let Some(d) = &self.ours {
+            let _ = writeln!(s, "{}", d.transcript(60));
+        }
+        if let Some(c) = &self.collector {
+            let _ = writeln!(
+                s,
+                "--- collector stderr ---\n{}",
+                interop_tests::tail(c.stderr_path(), 20)
+            );
+        }
+        let _ = write!(s, "work dir: {}", self.dir.path().display());
+        panic!("{s}");
+    }
+
+    fn start_collector(&mut self) {
+        self.start_collector_with(&[]);
+    }
+
+    fn start_collector_with(&mut self, extra: &[&str]) {
+        self.collector_runs += 1;
+        let label = format!("collector-{}", self.collector_runs);
+        let raw = self.dir.path().join(&label);
+        std::fs::create_dir_all(&raw).unwrap_or_else(|e| self.fail(&e.to_string()));
+        let args = vec![
+            "--listen".to_owned(),
+            COLLECTOR.to_owned(),
+            "--raw-dir".to_owned(),
+            raw.display().to_string(),
+        ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|a| (*a).to_owned()))
+            .collect();
+        let p = self
+            .hub
+            .ns()
+            .spawn(self.dir.path(), &label, collector_exe(), &args, &[], false)
+            .unwrap_or_else(|e| self.fail(&format!("cannot start the collector: {e}")));
+        self.collector = Some(p);
+        self.log(&format!(
+            "collector {} listening on {COLLECTOR}",
+            self.collector_runs
+        ));
+    }
+
+    fn output(&self) -> PathBuf {
+        self.collector
+            .as_ref()
+            .expect("collector")
+            .stdout_path()
+            .to_owned()
+    }
+
+    /// Waits until `check` passes on the collector's connection `conn`.
+    fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Conn) -> Result<(), String>,
+    ) {
+        let out = self.output();
+        let r = poll_ok(timeout, Duration::from_millis(500), || {
+            let conns = collected(&out)?;
+            let last = conns.values().next_back().ok_or("no connection yet")?;
+            check(last)
+        });
+        match r {
+            Ok(t) => self.log(&format!("{what}: after {:.1}s", t.as_secs_f64())),
+            Err(last) => self.fail(&format!("{what}: not within {timeout:?}: {last}")),
+        }
+    }
+}
+
+fn count_is(c: &Conn, pre: usize, post: usize) -> Result<(), String> {
+    if c.pre.len() == pre && c.post.len() == post {
+        Ok(())
+    } else {
+        Err(format!(
+            "pre-policy {} of {pre}, post-policy {} of {post}",
+            c.pre.len(),
+            c.post.len()
+        ))
+    }
+}
+
+fn full_table(c: &Conn, n: usize, eor: bool) -> Result<(), String> {
+    if !c.initiation {
+        return Err("no Initiation".into());
+    }
+    let up = c
+        .peer_up
+        .iter()
+        .find(|u| u["peer"] == C1)
+        .ok_or("no Peer Up")?;
+    if up["sent_open"] != true || up["received_open"] != true || up["local"] != RR {
+        return Err(format!("Peer Up without the OPENs or our address: {up}"));
+    }
+    if up["local_port"] != 179 && up["remote_port"] != 179 {
+        return Err(format!("Peer Up ports: {up}"));
+    }
+    count_is(c, n, n)?;
+    if eor && !(c.pre_eor && c.post_eor) {
+        return Err(format!("End-of-RIB pre {} post {}", c.pre_eor, c.post_eor));
+    }
+    Ok(())
+}
+
+/// bgpdump's one-line records (`-m`) of an MRT file.
+fn bgpdump(file: &Path) -> Result<Vec<String>, String> {
+    let out = std::process::Command::new("bgpdump")
+        .args(["-m", "-q"])
+        .arg(file)
+        .output()
+        .map_err(|e| format!("cannot run bgpdump: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "bgpdump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+fn have(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The BMP message types tshark's dissector finds in a saved stream: it is wrapped
+/// into a pcap of one TCP flow first (tshark reads captures, not streams).
+fn tshark_types(stream: &Path, dir: &Path) -> Result<BTreeMap<String, usize>, String> {
+    let pcap = dir.join("bmp.pcap");
+    let bytes = std::fs::read(stream).map_err(|e| e.to_string())?;
+    std::fs::write(&pcap, interop_tests::pcap::tcp_flow(&bytes, 11019))
+        .map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .args([
+            "-o",
+            "tcp.desegment_tcp_streams:TRUE",
+            "-d",
+            "tcp.port==11019,bmp",
+            "-T",
+            "fields",
+            "-e",
+            "bmp.type",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run tshark: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "tshark failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let mut types = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        for t in line.split(',').filter(|t| !t.is_empty()) {
+            *types.entry(t.to_owned()).or_default() += 1;
+        }
+    }
+    Ok(types)
+}
+
+/// BIRD sends the table to ours with a collector attached (live Route Monitoring); the
+/// collector is killed and comes back (resynchronisation from the RIB, End-of-RIB); an
+/// MRT dump of the table goes through bgpdump; BIRD withdraws 10,000 routes; BIRD is
+/// disabled (Peer Down with its Cease); ours stops (Termination).
+#[test]
+fn bmp_export() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let n = table_size();
+    let dir = WorkDir::new("bmp").unwrap_or_else(|e| panic!("{e}"));
+    let hub = Hub::create("bmphub", &[&format!("{RR}/24")]).unwrap_or_else(|e| panic!("{e}"));
+    let mut w = World {
+        collector: None,
+        ours: None,
+        bird: None,
+        _ns: Vec::new(),
+        hub,
+        dir,
+        started: Instant::now(),
+        collector_runs: 0,
+    };
+    w.hub
+        .ns()
+        .ip(&["link", "set", "lo", "up"])
+        .unwrap_or_else(|e| w.fail(&e));
+    w.start_collector();
+
+    let sub = w.dir.path().join("ours");
+    std::fs::create_dir_all(&sub).unwrap_or_else(|e| w.fail(&e.to_string()));
+    let d = Daemon::start(w.hub.ns(), &sub, exe(), &our_config())
+        .unwrap_or_else(|e| w.fail(&format!("cannot start our daemon: {e}")));
+    w.ours = Some(d);
+    w.wait("collector: Initiation", Duration::from_secs(20), |c| {
+        if c.initiation {
+            Ok(())
+        } else {
+            Err("none".into())
+        }
+    });
+
+    let ns = Netns::create("bmpc1").unwrap_or_else(|e| w.fail(&e));
+    w.hub
+        .attach(&ns, &[&format!("{C1}/24")])
+        .unwrap_or_else(|e| w.fail(&e));
+    let bsub = w.dir.path().join("c1");
+    std::fs::create_dir_all(&bsub).unwrap_or_else(|e| w.fail(&e.to_string()));
+    let b = Bird::start_config(
+        BirdVersion::V2,
+        &ns,
+        &bsub,
+        "c1",
+        "upstream",
+        false,
+        &client_body(0..n),
+    )
+    .unwrap_or_else(|e| w.fail(&format!("cannot start BIRD: {e}")));
+    w._ns.push(ns);
+    w.bird = Some(b);
+    w.log(&format!("BIRD 2 c1 started with {n} routes"));
+
+    // Live: Peer Up, then every UPDATE as BIRD sent it and the routes as stored.
+    w.wait(
+        &format!("live: Peer Up and {n} prefixes pre- and post-policy"),
+        TABLE_WITHIN,
+        |c| full_table(c, n, false),
+    );
+    w.wait(
+        "statistics: Adj-RIB-In routes",
+        Duration::from_secs(20),
+        |c| {
+            let s = c.stats.as_ref().ok_or("no Statistics Report")?;
+            if s["peer"] == C1 && s["stats"]["7"] == n && s["stats"]["0"] == 0 {
+                Ok(())
+            } else {
+                Err(s.to_string())
+            }
+        },
+    );
+
+    // The collector dies and comes back: everything again, from the RIB.
+    if let Some(mut c) = w.collector.take() {
+        c.stop(Duration::from_secs(2));
+    }
+    w.log("collector killed");
+    std::thread::sleep(Duration::from_secs(1));
+    w.start_collector();
+    w.wait(
+        &format!("resync: Peer Up, {n} prefixes pre- and post-policy, End-of-RIB"),
+        TABLE_WITHIN,
+        |c| full_table(c, n, true),
+    );
+    let stream = w.dir.path().join("collector-2").join("conn-1.bmp");
+
+    // MRT: ctl dump-mrt, read by bgpdump.
+    let mrt = w.dir.path().join("rib.mrt");
+    let t = Instant::now();
+    let out = w
+        .hub
+        .ns()
+        .exec(
+            exe().to_str().expect("utf-8 path"),
+            &[
+                "ctl",
+                "--api",
+                API,
+                "dump-mrt",
+                mrt.to_str().expect("utf-8 path"),
+            ],
+        )
+        .unwrap_or_else(|e| w.fail(&format!("ctl dump-mrt: {e}")));
+    w.log(&format!(
+        "ctl dump-mrt: {} in {:.2}s",
+        out.trim(),
+        t.elapsed().as_secs_f64()
+    ));
+    let lines = bgpdump(&mrt).unwrap_or_else(|e| w.fail(&e));
+    let mut seen = HashSet::new();
+    for l in &lines {
+        let f: Vec<&str> = l.split('|').collect();
+        if f.len() < 12 || f[0] != "TABLE_DUMP2" || f[2] != "B" {
+            w.fail(&format!("bgpdump line: {l}"));
+        }
+        if f[3] != C1
+            || f[4] != AS.to_string()
+            || f[6] != "64512"
+            || f[7] != "IGP"
+            || f[8] != C1
+            || f[11] != "64512:7"
+        {
+            w.fail(&format!(
+                "bgpdump: wrong peer, AS path, next hop or community: {l}"
+            ));
+        }
+        seen.insert(f[5].to_owned());
+    }
+    if lines.len() != n || seen.len() != n || (0..n).any(|i| !seen.contains(&prefix(i))) {
+        w.fail(&format!(
+            "bgpdump: {} entries, {} prefixes, want {n} of ours",
+            lines.len(),
+            seen.len()
+        ));
+    }
+    w.log(&format!(
+        "bgpdump: {} entries, peer {C1}, AS path 64512, next hop {C1}",
+        lines.len()
+    ));
+
+    // BIRD withdraws some.
+    let keep = n - WITHDRAWN.min(n / 2);
+    {
+        let b = w.bird.as_mut().expect("bird");
+        b.replace_config(&client_body(0..keep))
+            .unwrap_or_else(|e| panic!("{e}"));
+        b.configure().unwrap_or_else(|e| panic!("{e}"));
+    }
+    w.wait(
+        &format!("withdrawals: {keep} prefixes left"),
+        TABLE_WITHIN,
+        |c| {
+            count_is(c, keep, keep)?;
+            if c.pre_withdrawn == n - keep && c.post_withdrawn == n - keep {
+                Ok(())
+            } else {
+                Err(format!(
+                    "withdrawn pre {} post {}",
+                    c.pre_withdrawn, c.post_withdrawn
+                ))
+            }
+        },
+    );
+
+    // BIRD disabled: it sends a Cease (Administrative Shutdown).
+    w.bird
+        .as_ref()
+        .expect("bird")
+        .birdc(&["disable", "upstream"])
+        .unwrap_or_else(|e| w.fail(&e));
+    w.wait(
+        "Peer Down: the peer's NOTIFICATION (reason 3, Cease)",
+        Duration::from_secs(30),
+        |c| {
+            let d = c
+                .peer_down
+                .iter()
+                .find(|d| d["peer"] == C1)
+                .ok_or("no Peer Down")?;
+            if d["reason"] == 3 && d["notification"][0] == 6 {
+                Ok(())
+            } else {
+                Err(d.to_string())
+            }
+        },
+    );
+
+    // Ours stops: Termination.
+    if let Some(mut d) = w.ours.take() {
+        let _ = d.terminate(Duration::from_secs(10));
+    }
+    w.wait(
+        "Termination (administratively closed)",
+        Duration::from_secs(15),
+        |c| {
+            if c.termination == Some(0) {
+                Ok(())
+            } else {
+                Err(format!("{:?}", c.termination))
+            }
+        },
+    );
+
+    if have("tshark") {
+        let types = tshark_types(&stream, w.dir.path()).unwrap_or_else(|e| w.fail(&e));
+        let conns = collected(&w.output()).unwrap_or_else(|e| w.fail(&e));
+        let ours = &conns.values().next().expect("a connection").types;
+        // tshark numbers the types: 0 RM, 1 stats, 2 down, 3 up, 4 initiation, 5 termination.
+        let want: BTreeMap<String, usize> = [
+            ("0", "route_monitoring"),
+            ("1", "stats"),
+            ("2", "peer_down"),
+            ("3", "peer_up"),
+            ("4", "initiation"),
+            ("5", "termination"),
+        ]
+        .into_iter()
+        .filter_map(|(t, name)| ours.get(name).map(|n| (t.to_owned(), *n)))
+        .collect();
+        if types != want {
+            w.fail(&format!(
+                "tshark's BMP types {types:?}, the collector's {want:?}"
+            ));
+        }
+        w.log(&format!("tshark: the same BMP messages by type: {types:?}"));
+    } else {
+        w.log("tshark not installed: its check skipped");
+    }
+}
+
+/// A collector that stops reading: ours drops it once `queue_limit` bytes of live events
+/// wait for it (Termination, out of resources), and the BGP session goes on; when it
+/// connects again it gets the whole table from the RIB, exactly.
+#[test]
+fn bmp_slow_collector() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let n = table_size();
+    let dir = WorkDir::new("bmpslow").unwrap_or_else(|e| panic!("{e}"));
+    let hub = Hub::create("bmpshub", &[&format!("{RR}/24")]).unwrap_or_else(|e| panic!("{e}"));
+    let mut w = World {
+        collector: None,
+        ours: None,
+        bird: None,
+        _ns: Vec::new(),
+        hub,
+        dir,
+        started: Instant::now(),
+        collector_runs: 0,
+    };
+    w.hub
+        .ns()
+        .ip(&["link", "set", "lo", "up"])
+        .unwrap_or_else(|e| w.fail(&e));
+    // Initiation, the Peer Up, and then nothing more is read of the first connection.
+    w.start_collector_with(&["--stall-after", "2", "--rcvbuf", "4096"]);
+    let config = our_config().replace("statistics_interval = 1\n", "queue_limit = 65536\n");
+    let sub = w.dir.path().join("ours");
+    std::fs::create_dir_all(&sub).unwrap_or_else(|e| w.fail(&e.to_string()));
+    let d = Daemon::start(w.hub.ns(), &sub, exe(), &config)
+        .unwrap_or_else(|e| w.fail(&format!("cannot start our daemon: {e}")));
+    w.ours = Some(d);
+    let ns = Netns::create("bmpsc1").unwrap_or_else(|e| w.fail(&e));
+    w.hub
+        .attach(&ns, &[&format!("{C1}/24")])
+        .unwrap_or_else(|e| w.fail(&e));
+    let bsub = w.dir.path().join("c1");
+    std::fs::create_dir_all(&bsub).unwrap_or_else(|e| w.fail(&e.to_string()));
+    let b = Bird::start_config(
+        BirdVersion::V2,
+        &ns,
+        &bsub,
+        "c1",
+        "upstream",
+        false,
+        &client_body(0..n),
+    )
+    .unwrap_or_else(|e| w.fail(&format!("cannot start BIRD: {e}")));
+    w._ns.push(ns);
+    w.bird = Some(b);
+    w.log(&format!("BIRD 2 c1 started with {n} routes"));
+
+    let out = w.output();
+    let r = poll_ok(TABLE_WITHIN, Duration::from_millis(500), || {
+        let conns = collected(&out)?;
+        if conns.len() < 2 {
+            return Err(format!("{} connection(s)", conns.len()));
+        }
+        let c = conns.values().next_back().ok_or("none")?;
+        full_table(c, n, true)?;
+        if !c.peer_down.is_empty() {
+            return Err(format!(
+                "Peer Down on the new connection: {:?}",
+                c.peer_down
+            ));
+        }
+        Ok(())
+    });
+    match r {
+        Ok(t) => w.log(&format!(
+            "dropped and resynchronised: {n} prefixes on a new connection after {:.1}s",
+            t.as_secs_f64()
+        )),
+        Err(e) => w.fail(&format!(
+            "no resynchronised connection within {TABLE_WITHIN:?}: {e}"
+        )),
+    }
+    let log = w.ours.as_ref().expect("ours").log();
+    if !log.contains("fell behind") {
+        w.fail("our log does not say the collector fell behind");
+    }
+    let state = w
+        .bird
+        .as_ref()
+        .expect("bird")
+        .protocol_state("upstream")
+        .unwrap_or_else(|e| w.fail(&e));
+    if !state.contains("Established") {
+        w.fail(&format!("BIRD's session to ours is not up: {state}"));
+    }
+}
