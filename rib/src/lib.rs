@@ -48,7 +48,7 @@ pub use best::{AllReachable, Criterion, Ineligible, NextHopResolver, PathStatus}
 pub use group::{Audience, GroupId, Outbound};
 pub use output::{BestChange, BestRoute, Explanation, PathReport, RibStats};
 pub use peer::{LocalAddrs, MaxPrefix, NextHopMode, PeerConfig, PeerId, PeerKind, Session};
-pub use policy::Policy;
+pub use policy::{Matchable, Policy};
 pub use reconfig::{NeedsReset, Reconfigured};
 pub use rib::Rib;
 pub use update::{Applied, Signal};
