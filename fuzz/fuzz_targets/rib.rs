@@ -858,7 +858,7 @@ impl Harness {
                     if mode == Some(AddPathMode::Ecmp) && !r.ecmp {
                         continue;
                     }
-                    let Some(out) = self.export(i, r.peer, &r.attrs, family) else {
+                    let Some(out) = self.export(i, r.peer, &r.attrs.to_attrs(), family) else {
                         continue;
                     };
                     if r.peer == p.id || out.originator_id == Some(s.router_id) {

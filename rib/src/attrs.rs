@@ -9,13 +9,12 @@
 use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
-use std::ops::Deref;
 use std::sync::Arc;
 
 use bgp_wire::attr::as_path::AS_TRANS;
 use bgp_wire::attr::{
-    Aggregator, AsPath, AsSegmentType, Community, ExtCommunity, LargeCommunity, NextHop, Origin,
-    RawAttribute,
+    Aggregator, AsPath, AsSegment, AsSegmentType, Community, ExtCommunity, LargeCommunity, NextHop,
+    Origin, RawAttribute,
 };
 use bgp_wire::update::UpdateView;
 
@@ -149,14 +148,134 @@ impl Attrs {
     }
 }
 
-/// An interned attribute set: the decoded [`Attrs`] and what the decision process reads
-/// from them, computed once.
+/// An interned attribute set, in a compact form: one allocation for the set and at most
+/// two more (the AS path with the communities, and the attributes a big table rarely
+/// carries), about 150 bytes for a typical set instead of the 370 the decoded [`Attrs`]
+/// with its vectors took. Readers use the accessors; [`AttrSet::to_attrs`] decodes the
+/// whole set for a change (export, policy) or a display.
 #[derive(Debug)]
 pub struct AttrSet {
     id: u64,
-    attrs: Attrs,
     route_len: u32,
     neighbor_as: Option<u32>,
+    packed: Packed,
+}
+
+/// The stored form of an [`Attrs`], canonical: two sets are equal exactly when their
+/// [`Attrs`] are, so the intern table compares and hashes this form.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Packed {
+    med: Option<u32>,
+    local_pref: Option<u32>,
+    /// An IPv4 next hop; any other is in [`Rare::next_hop`].
+    next_hop_v4: Option<Ipv4Addr>,
+    origin: Origin,
+    /// Empty when the AS path and the communities are; otherwise the number `n` of words
+    /// of the AS path, the path (each segment a header word, type << 24 | length, then
+    /// its ASes), then the communities in order.
+    words: Box<[u32]>,
+    rare: Option<Box<Rare>>,
+}
+
+/// What few routes of a big table carry, behind one pointer.
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+struct Rare {
+    /// A next hop other than IPv4.
+    next_hop: Option<NextHop>,
+    atomic_aggregate: bool,
+    aggregator: Option<Aggregator>,
+    ext_communities: Box<[ExtCommunity]>,
+    large_communities: Box<[LargeCommunity]>,
+    originator_id: Option<Ipv4Addr>,
+    cluster_list: Box<[Ipv4Addr]>,
+    only_to_customer: Option<u32>,
+    other: Box<[RawAttribute]>,
+}
+
+/// The longest AS segment one header word holds; an AS_PATH attribute (at most 65,535
+/// octets) never has one this long, longer ones are split.
+const SEGMENT_MAX: usize = (1 << 24) - 1;
+
+impl Packed {
+    fn new(a: Attrs) -> Self {
+        let path_words: usize = a
+            .as_path
+            .segments
+            .iter()
+            .map(|s| s.asns.len() + s.asns.len().div_ceil(SEGMENT_MAX).max(1))
+            .sum();
+        let words = if path_words == 0 && a.communities.is_empty() {
+            Box::default()
+        } else {
+            let mut w = Vec::with_capacity(1 + path_words + a.communities.len());
+            w.push(path_words as u32);
+            for s in &a.as_path.segments {
+                let mut chunks = s.asns.chunks(SEGMENT_MAX);
+                let first = chunks.next().unwrap_or(&[]);
+                for c in std::iter::once(first).chain(chunks) {
+                    w.push(u32::from(s.ty.0) << 24 | c.len() as u32);
+                    w.extend_from_slice(c);
+                }
+            }
+            w.extend(a.communities.iter().map(|c| c.0));
+            w.into_boxed_slice()
+        };
+        let (next_hop_v4, next_hop) = match a.next_hop {
+            Some(NextHop::V4(v4)) => (Some(v4), None),
+            other => (None, other),
+        };
+        let rare = Rare {
+            next_hop,
+            atomic_aggregate: a.atomic_aggregate,
+            aggregator: a.aggregator,
+            ext_communities: a.ext_communities.into(),
+            large_communities: a.large_communities.into(),
+            originator_id: a.originator_id,
+            cluster_list: a.cluster_list.into(),
+            only_to_customer: a.only_to_customer,
+            other: a.other.into(),
+        };
+        Self {
+            med: a.med,
+            local_pref: a.local_pref,
+            next_hop_v4,
+            origin: a.origin,
+            words,
+            rare: (rare != Rare::default()).then(|| Box::new(rare)),
+        }
+    }
+
+    fn path_words(&self) -> &[u32] {
+        match self.words.split_first() {
+            Some((&n, rest)) => &rest[..n as usize],
+            None => &[],
+        }
+    }
+
+    fn community_words(&self) -> &[u32] {
+        match self.words.split_first() {
+            Some((&n, rest)) => &rest[n as usize..],
+            None => &[],
+        }
+    }
+}
+
+/// The segments of a packed AS path: type and ASes.
+#[derive(Clone)]
+pub struct Segments<'a> {
+    words: &'a [u32],
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = (AsSegmentType, &'a [u32]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (&h, rest) = self.words.split_first()?;
+        let len = ((h & 0x00ff_ffff) as usize).min(rest.len());
+        let (asns, rest) = rest.split_at(len);
+        self.words = rest;
+        Some((AsSegmentType((h >> 24) as u8), asns))
+    }
 }
 
 impl AttrSet {
@@ -177,32 +296,160 @@ impl AttrSet {
     pub const fn neighbor_as(&self) -> Option<u32> {
         self.neighbor_as
     }
-}
 
-impl Deref for AttrSet {
-    type Target = Attrs;
-    fn deref(&self) -> &Attrs {
-        &self.attrs
+    fn rare(&self) -> Option<&Rare> {
+        self.packed.rare.as_deref()
+    }
+
+    /// ORIGIN.
+    pub const fn origin(&self) -> Origin {
+        self.packed.origin
+    }
+
+    /// The AS_PATH's segments, without a copy.
+    pub fn as_path_segments(&self) -> Segments<'_> {
+        Segments {
+            words: self.packed.path_words(),
+        }
+    }
+
+    /// AS_PATH, decoded (an allocation: for a change or a display).
+    pub fn as_path(&self) -> AsPath {
+        AsPath {
+            segments: self
+                .as_path_segments()
+                .map(|(ty, asns)| AsSegment {
+                    ty,
+                    asns: asns.to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether AS_PATH holds `asn` in any segment (RFC 4271 §9.1.2 loop detection).
+    pub fn as_path_contains(&self, asn: u32) -> bool {
+        self.as_path_segments().any(|(_, s)| s.contains(&asn))
+    }
+
+    /// NEXT_HOP or the next hop of MP_REACH_NLRI (see [`Attrs::next_hop`]).
+    pub fn next_hop(&self) -> Option<NextHop> {
+        match self.packed.next_hop_v4 {
+            Some(v4) => Some(NextHop::V4(v4)),
+            None => self.rare().and_then(|r| r.next_hop),
+        }
+    }
+
+    /// MULTI_EXIT_DISC.
+    pub const fn med(&self) -> Option<u32> {
+        self.packed.med
+    }
+
+    /// LOCAL_PREF.
+    pub const fn local_pref(&self) -> Option<u32> {
+        self.packed.local_pref
+    }
+
+    /// ATOMIC_AGGREGATE.
+    pub fn atomic_aggregate(&self) -> bool {
+        self.rare().is_some_and(|r| r.atomic_aggregate)
+    }
+
+    /// AGGREGATOR.
+    pub fn aggregator(&self) -> Option<Aggregator> {
+        self.rare().and_then(|r| r.aggregator)
+    }
+
+    /// COMMUNITIES, sorted and without duplicates.
+    pub fn communities(&self) -> impl ExactSizeIterator<Item = Community> + Clone + '_ {
+        self.packed.community_words().iter().map(|&c| Community(c))
+    }
+
+    /// Whether the set carries `c`.
+    pub fn has_community(&self, c: Community) -> bool {
+        self.packed.community_words().binary_search(&c.0).is_ok()
+    }
+
+    /// EXTENDED COMMUNITIES, as received.
+    pub fn ext_communities(&self) -> &[ExtCommunity] {
+        self.rare().map_or(&[], |r| &r.ext_communities)
+    }
+
+    /// LARGE_COMMUNITY, sorted and without duplicates.
+    pub fn large_communities(&self) -> &[LargeCommunity] {
+        self.rare().map_or(&[], |r| &r.large_communities)
+    }
+
+    /// ORIGINATOR_ID (RFC 4456 §8).
+    pub fn originator_id(&self) -> Option<Ipv4Addr> {
+        self.rare().and_then(|r| r.originator_id)
+    }
+
+    /// CLUSTER_LIST (RFC 4456 §8), most recent cluster first.
+    pub fn cluster_list(&self) -> &[Ipv4Addr] {
+        self.rare().map_or(&[], |r| &r.cluster_list)
+    }
+
+    /// ONLY_TO_CUSTOMER (RFC 9234).
+    pub fn only_to_customer(&self) -> Option<u32> {
+        self.rare().and_then(|r| r.only_to_customer)
+    }
+
+    /// Unrecognised optional transitive attributes (see [`Attrs::other`]).
+    pub fn other(&self) -> &[RawAttribute] {
+        self.rare().map_or(&[], |r| &r.other)
+    }
+
+    /// The set decoded, equal to the [`Attrs`] it was interned from.
+    pub fn to_attrs(&self) -> Attrs {
+        Attrs {
+            origin: self.origin(),
+            as_path: self.as_path(),
+            next_hop: self.next_hop(),
+            med: self.med(),
+            local_pref: self.local_pref(),
+            atomic_aggregate: self.atomic_aggregate(),
+            aggregator: self.aggregator(),
+            communities: self.communities().collect(),
+            ext_communities: self.ext_communities().to_vec(),
+            large_communities: self.large_communities().to_vec(),
+            originator_id: self.originator_id(),
+            cluster_list: self.cluster_list().to_vec(),
+            only_to_customer: self.only_to_customer(),
+            other: self.other().to_vec(),
+        }
     }
 }
 
-/// The intern table's key: an `Arc` that hashes and compares as its [`Attrs`].
+impl From<Attrs> for AttrSet {
+    /// A set outside any RIB (to run a policy over, or in tests): its [`AttrSet::id`] is 0,
+    /// which no interned set has.
+    fn from(attrs: Attrs) -> Self {
+        Self {
+            id: 0,
+            route_len: u32::try_from(attrs.as_path.route_len()).unwrap_or(u32::MAX),
+            neighbor_as: attrs.as_path.first_as(),
+            packed: Packed::new(attrs),
+        }
+    }
+}
+
+/// The intern table's key: an `Arc` that hashes and compares as its packed form.
 struct Interned(Arc<AttrSet>);
 
 impl Hash for Interned {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.attrs.hash(state);
+        self.0.packed.hash(state);
     }
 }
 impl PartialEq for Interned {
     fn eq(&self, other: &Self) -> bool {
-        self.0.attrs == other.0.attrs
+        self.0.packed == other.0.packed
     }
 }
 impl Eq for Interned {}
-impl Borrow<Attrs> for Interned {
-    fn borrow(&self) -> &Attrs {
-        &self.0.attrs
+impl Borrow<Packed> for Interned {
+    fn borrow(&self) -> &Packed {
+        &self.0.packed
     }
 }
 
@@ -216,21 +463,13 @@ pub(crate) struct AttrStore {
 impl AttrStore {
     /// The shared set equal to `attrs`, interned now if it is new.
     pub(crate) fn intern(&mut self, attrs: Attrs) -> Arc<AttrSet> {
-        if let Some(i) = self.set.get(&attrs) {
+        let mut set = AttrSet::from(attrs);
+        if let Some(i) = self.set.get(&set.packed) {
             return i.0.clone();
         }
         self.next_id += 1;
-        let route_len = u32::try_from(attrs.as_path.route_len()).unwrap_or(u32::MAX);
-        let neighbor_as = match attrs.as_path.segments.first() {
-            Some(s) if s.ty == AsSegmentType::AS_SEQUENCE => s.asns.first().copied(),
-            _ => None,
-        };
-        let set = Arc::new(AttrSet {
-            id: self.next_id,
-            attrs,
-            route_len,
-            neighbor_as,
-        });
+        set.id = self.next_id;
+        let set = Arc::new(set);
         self.set.insert(Interned(set.clone()));
         set
     }
@@ -240,12 +479,112 @@ impl AttrStore {
     pub(crate) fn release(&mut self, set: Arc<AttrSet>) {
         // Two references: the table's and the one being released.
         if Arc::strong_count(&set) == 2 {
-            self.set.remove(&set.attrs);
+            self.set.remove(&set.packed);
         }
     }
 
     /// How many distinct sets are interned.
     pub(crate) fn len(&self) -> usize {
         self.set.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bgp_wire::attr::{AttrFlags, AttrType};
+
+    fn full() -> Attrs {
+        Attrs {
+            origin: Origin::EGP,
+            as_path: AsPath {
+                segments: vec![
+                    AsSegment {
+                        ty: AsSegmentType::AS_SEQUENCE,
+                        asns: vec![65001, 4_200_000_000, 7],
+                    },
+                    AsSegment {
+                        ty: AsSegmentType::AS_SET,
+                        asns: vec![9, 8],
+                    },
+                    AsSegment {
+                        ty: AsSegmentType::AS_SEQUENCE,
+                        asns: vec![],
+                    },
+                ],
+            },
+            next_hop: Some(NextHop::V6 {
+                global: "2001:db8::1".parse().unwrap(),
+                link_local: Some("fe80::1".parse().unwrap()),
+            }),
+            med: Some(0),
+            local_pref: Some(100),
+            atomic_aggregate: true,
+            aggregator: Some(Aggregator {
+                asn: 65001,
+                address: Ipv4Addr::new(192, 0, 2, 9),
+            }),
+            communities: vec![Community(1), Community(0xFFFF_0001)],
+            ext_communities: vec![ExtCommunity([0, 2, 0, 0, 0, 1, 0, 2])],
+            large_communities: vec![LargeCommunity {
+                global: 1,
+                local1: 2,
+                local2: 3,
+            }],
+            originator_id: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            cluster_list: vec![Ipv4Addr::new(1, 0, 0, 1), Ipv4Addr::new(1, 0, 0, 2)],
+            only_to_customer: Some(65002),
+            other: vec![RawAttribute {
+                flags: AttrFlags(0xc0),
+                ty: AttrType(99),
+                value: bytes::Bytes::from_static(b"xy"),
+            }],
+        }
+    }
+
+    #[test]
+    fn every_attribute_survives_the_packing() {
+        let mut store = AttrStore::default();
+        let mut plain = Attrs {
+            next_hop: Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 1))),
+            as_path: AsPath::from_sequence([65001, 65002]),
+            ..Attrs::default()
+        };
+        for a in [Attrs::default(), full(), plain.clone()] {
+            let set = store.intern(a.clone());
+            assert_eq!(set.to_attrs(), a);
+            assert_eq!(set.route_len() as usize, a.as_path.route_len());
+            assert_eq!(set.neighbor_as(), a.as_path.first_as());
+            assert_eq!(
+                set.has_community(Community(1)),
+                a.has_community(Community(1))
+            );
+            assert_eq!(set.as_path_contains(7), a.as_path_contains(7));
+        }
+        // Equal sets are one; any difference is another set.
+        assert_eq!(store.len(), 3);
+        let again = store.intern(plain.clone());
+        assert_eq!(store.len(), 3);
+        plain.communities.push(Community(5));
+        let other = store.intern(plain);
+        assert_eq!(store.len(), 4);
+        assert_ne!(again.id(), other.id());
+        // Only the path's words: communities are not ASes.
+        assert!(!other.as_path_contains(5));
+    }
+
+    #[test]
+    fn a_set_is_small() {
+        // What a table of 200,000 sets costs: keep it from growing unnoticed.
+        assert!(size_of::<AttrSet>() <= 72, "{}", size_of::<AttrSet>());
+        let mut store = AttrStore::default();
+        let set = store.intern(Attrs {
+            next_hop: Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 1))),
+            as_path: AsPath::from_sequence([65001, 65002, 65003]),
+            local_pref: Some(100),
+            ..Attrs::default()
+        });
+        assert!(set.packed.rare.is_none());
+        assert_eq!(set.packed.words.len(), 5);
     }
 }

@@ -234,7 +234,7 @@ impl<'a> Decider<'a> {
             return Err(r);
         }
         let a = &p.attrs;
-        let igp = match a.next_hop {
+        let igp = match a.next_hop() {
             // Locally originated without a next hop: ourselves.
             None => 0,
             Some(NextHop::V4(v4)) => self.resolve(IpAddr::V4(v4))?,
@@ -244,13 +244,13 @@ impl<'a> Decider<'a> {
         let kind = fact.map_or(PeerKind::Local, |f| f.kind);
         Ok(Cand {
             local: kind == PeerKind::Local,
-            local_pref: a.local_pref.unwrap_or(self.default_local_pref),
+            local_pref: a.local_pref().unwrap_or(self.default_local_pref),
             as_len: a.route_len(),
-            origin: a.origin.0,
+            origin: a.origin().0,
             // RFC 4271 §9.1.2.2 c: a missing MED is the lowest value unless configured
             // otherwise.
             med: a
-                .med
+                .med()
                 .unwrap_or(if self.missing_med_worst { u32::MAX } else { 0 }),
             neighbor_as: a.neighbor_as(),
             peer_type: match kind {
@@ -260,9 +260,9 @@ impl<'a> Decider<'a> {
             },
             igp,
             router_id: a
-                .originator_id
+                .originator_id()
                 .unwrap_or(fact.map_or(Ipv4Addr::UNSPECIFIED, |f| f.router_id)),
-            cluster_len: a.cluster_list.len(),
+            cluster_len: a.cluster_list().len(),
             address: fact.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |f| f.address),
             tie: (p.rx_id, p.peer),
         })

@@ -111,7 +111,7 @@ impl Rib {
             {
                 drop.push((slot, rx));
             } else if !p.attrs.has_community(Community::LLGR_STALE) {
-                let mut a = (*p.attrs).clone();
+                let mut a = p.attrs.to_attrs();
                 for c in [Community::LLGR_STALE, Community::NO_EXPORT] {
                     if let Err(i) = a.communities.binary_search(&c) {
                         a.communities.insert(i, c);

@@ -464,7 +464,7 @@ impl UpdateGroup {
             // RFC 8212: no export policy, nothing to an external peer.
             None if self.key.kind == PeerKind::Ebgp => return None,
             None => 0,
-            Some(p) => p.evaluate(prefix, &path.attrs, path.attrs.route_len())?,
+            Some(p) => p.evaluate(prefix, &*path.attrs, path.attrs.route_len())?,
         };
         let src_id = dc.facts.get(path.peer as usize)?.router_id;
         let memo = (path.attrs.id(), path.peer, src_id, mask, family);

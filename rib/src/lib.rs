@@ -51,7 +51,7 @@ pub use output::{
     BestChange, BestRoute, Explanation, PathReport, PrefixPaths, RibStats, StoredPath,
 };
 pub use peer::{LocalAddrs, MaxPrefix, NextHopMode, PeerConfig, PeerId, PeerKind, Session};
-pub use policy::Policy;
+pub use policy::{Matchable, Policy};
 pub use query::{Cursor, FamilyCounts, InRoute, InView, OutRoute, Page, PrefixQuery, RouteFilter};
 pub use reconfig::{NeedsReset, Reconfigured};
 pub use rib::Rib;

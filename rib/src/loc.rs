@@ -7,7 +7,7 @@
 //! once nothing refers to it any more ([`Dest::refs`]).
 //!
 //! Sizes, per prefix of a table learned from one peer: the destination with its one path
-//! inline (56 bytes, no allocation of its own) and 4 bytes of index (plus the hash table's
+//! inline (48 bytes, no allocation of its own) and 4 bytes of index (plus the hash table's
 //! control byte and spare room): the index holds slots only, and compares prefixes in the
 //! destinations.
 
@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 use ipnet::IpNet;
-use smallvec::SmallVec;
 
 use crate::attrs::AttrSet;
 use crate::best::Ineligible;
@@ -86,8 +85,93 @@ impl Path {
 }
 
 /// The paths of one prefix: one inline (a prefix known from one peer, the bulk of a big
-/// table), more on the heap.
-pub(crate) type Paths = SmallVec<[Path; 1]>;
+/// table), more on the heap. The size of one [`Path`]: the variant is told by a value
+/// [`Path::reason`] never takes, and the heap list is one pointer (a prefix with several
+/// paths pays one more indirection so that the million with one pay nothing).
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Paths {
+    /// No path.
+    #[default]
+    Empty,
+    /// One path.
+    One(Path),
+    /// Two or more.
+    // One pointer rather than a `Vec`'s three words: what keeps the enum at one path's
+    // size; the rare prefix with several paths pays the extra allocation.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<Path>>),
+}
+
+impl Paths {
+    pub(crate) const fn new() -> Self {
+        Self::Empty
+    }
+
+    /// Appends `p`.
+    pub(crate) fn push(&mut self, p: Path) {
+        *self = match std::mem::take(self) {
+            Self::Empty => Self::One(p),
+            Self::One(q) => Self::Many(Box::new(vec![q, p])),
+            Self::Many(mut v) => {
+                v.push(p);
+                Self::Many(v)
+            }
+        };
+    }
+
+    /// Removes and returns the path at `i` (panics out of bounds, as `Vec::remove`).
+    pub(crate) fn remove(&mut self, i: usize) -> Path {
+        match std::mem::take(self) {
+            Self::Empty => panic!("remove({i}) from no path"),
+            Self::One(p) => {
+                assert_eq!(i, 0, "remove({i}) from one path");
+                p
+            }
+            Self::Many(mut v) => {
+                let p = v.remove(i);
+                *self = match v.len() {
+                    1 => Self::One(v.pop().expect("one left")),
+                    _ => Self::Many(v),
+                };
+                p
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Paths {
+    type Target = [Path];
+    fn deref(&self) -> &[Path] {
+        match self {
+            Self::Empty => &[],
+            Self::One(p) => std::slice::from_ref(p),
+            Self::Many(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Paths {
+    fn deref_mut(&mut self) -> &mut [Path] {
+        match self {
+            Self::Empty => &mut [],
+            Self::One(p) => std::slice::from_mut(p),
+            Self::Many(v) => v,
+        }
+    }
+}
+
+impl IntoIterator for Paths {
+    type Item = Path;
+    type IntoIter = std::vec::IntoIter<Path>;
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            Self::Empty => Vec::new(),
+            Self::One(p) => vec![p],
+            Self::Many(v) => *v,
+        }
+        .into_iter()
+    }
+}
 
 /// Every path of one prefix.
 #[derive(Debug)]
@@ -248,7 +332,38 @@ mod tests {
     fn sizes() {
         // What a million prefixes cost: keep it from growing unnoticed.
         assert_eq!(size_of::<Path>(), 24);
-        assert_eq!(size_of::<Dest>(), 56);
+        assert_eq!(size_of::<Paths>(), 24);
+        assert_eq!(size_of::<Dest>(), 48);
+    }
+
+    #[test]
+    fn paths_go_from_none_to_one_to_many_and_back() {
+        let mut store = crate::attrs::AttrStore::default();
+        let set = store.intern(crate::Attrs::default());
+        let path = |peer| Path::new(set.clone(), peer, 0, 0, None);
+        let peers = |ps: &Paths| ps.iter().map(|p| p.peer).collect::<Vec<_>>();
+        let mut ps = Paths::new();
+        assert!(ps.is_empty());
+        ps.push(path(1));
+        assert!(matches!(ps, Paths::One(_)));
+        ps.push(path(2));
+        ps.push(path(3));
+        assert_eq!(peers(&ps), [1, 2, 3]);
+        ps[2].set_stale(true);
+        assert!(ps[2].is_stale() && !ps[1].is_stale());
+        assert_eq!(ps.remove(1).peer, 2);
+        assert_eq!(peers(&ps), [1, 3]);
+        assert_eq!(ps.remove(0).peer, 1);
+        assert!(matches!(ps, Paths::One(_)));
+        assert_eq!(peers(&ps), [3]);
+        ps.push(path(4));
+        assert_eq!(
+            ps.clone().into_iter().map(|p| p.peer).collect::<Vec<_>>(),
+            [3, 4]
+        );
+        assert_eq!(ps.remove(1).peer, 4);
+        assert_eq!(ps.remove(0).peer, 3);
+        assert!(matches!(ps, Paths::Empty) && ps.is_empty());
     }
 
     #[test]
@@ -272,6 +387,7 @@ mod tests {
         assert_eq!(loc.len(), 2);
         let d: IpNet = "192.0.2.0/24".parse().unwrap();
         assert_eq!(loc.slot_or_insert(d), sb);
+        assert!(loc.dest(sb).paths.is_empty());
         assert_eq!(loc.slot(&d), Some(sb));
         assert!(
             loc.iter()

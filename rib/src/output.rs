@@ -181,7 +181,7 @@ impl Rib {
             Vec::new()
         } else {
             dest.best_paths()
-                .filter_map(|p| match p.attrs.next_hop? {
+                .filter_map(|p| match p.attrs.next_hop()? {
                     NextHop::V4(a) => Some(IpAddr::V4(a)),
                     // A sender with no global address on the link puts `::` first and
                     // its link-local address second (RFC 2545): forward to that one.
@@ -198,7 +198,7 @@ impl Rib {
         let local_pref = if local {
             None
         } else {
-            dest.best().and_then(|p| p.attrs.local_pref)
+            dest.best().and_then(|p| p.attrs.local_pref())
         };
         let change = BestChange {
             prefix: dest.prefix,

@@ -11,7 +11,7 @@ use bgp_wire::attr::{Community, LargeCommunity, NextHop};
 use ipnet::IpNet;
 use thiserror::Error;
 
-use crate::attrs::Attrs;
+use crate::attrs::{AttrSet, Attrs};
 
 /// The most rules a policy holds: fired rules are reported as a `u64` mask.
 pub const MAX_RULES: usize = 64;
@@ -79,8 +79,35 @@ pub struct Match {
     pub as_path_longer_than: Option<u32>,
 }
 
+/// What a rule's conditions read of a route's attributes: the decoded [`Attrs`] or the
+/// interned [`AttrSet`] alike.
+pub trait Matchable {
+    /// Whether the route carries the community `c`.
+    fn has_community(&self, c: Community) -> bool;
+    /// Whether the route carries the large community `c`.
+    fn has_large_community(&self, c: &LargeCommunity) -> bool;
+}
+
+impl Matchable for Attrs {
+    fn has_community(&self, c: Community) -> bool {
+        Self::has_community(self, c)
+    }
+    fn has_large_community(&self, c: &LargeCommunity) -> bool {
+        self.large_communities.binary_search(c).is_ok()
+    }
+}
+
+impl Matchable for AttrSet {
+    fn has_community(&self, c: Community) -> bool {
+        Self::has_community(self, c)
+    }
+    fn has_large_community(&self, c: &LargeCommunity) -> bool {
+        self.large_communities().binary_search(c).is_ok()
+    }
+}
+
 impl Match {
-    fn matches(&self, prefix: &IpNet, attrs: &Attrs, route_len: u32) -> bool {
+    fn matches<A: Matchable + ?Sized>(&self, prefix: &IpNet, attrs: &A, route_len: u32) -> bool {
         (self.prefixes.is_empty() || self.prefixes.iter().any(|m| m.matches(prefix)))
             && (self.communities.is_empty()
                 || self.communities.iter().any(|c| attrs.has_community(*c)))
@@ -88,7 +115,7 @@ impl Match {
                 || self
                     .large_communities
                     .iter()
-                    .any(|c| attrs.large_communities.binary_search(c).is_ok()))
+                    .any(|c| attrs.has_large_community(c)))
             && self.as_path_longer_than.is_none_or(|n| route_len > n)
     }
 }
@@ -177,7 +204,12 @@ impl Policy {
 
     /// Runs the rules over a route: `None` when refused, else the mask of rules whose
     /// changes apply (bit `i` for rule `i`).
-    pub fn evaluate(&self, prefix: &IpNet, attrs: &Attrs, route_len: u32) -> Option<u64> {
+    pub fn evaluate<A: Matchable + ?Sized>(
+        &self,
+        prefix: &IpNet,
+        attrs: &A,
+        route_len: u32,
+    ) -> Option<u64> {
         let mut mask = 0u64;
         for (i, rule) in self.rules.iter().enumerate() {
             if !rule.when.matches(prefix, attrs, route_len) {

@@ -17,7 +17,7 @@ use bgp_wire::Family;
 use bgp_wire::attr::{AsSegmentType, Community, LargeCommunity};
 use ipnet::IpNet;
 
-use crate::attrs::Attrs;
+use crate::attrs::{AttrSet, Attrs};
 use crate::best::Ineligible;
 use crate::loc::{Dest, Path};
 use crate::output::BestRoute;
@@ -78,6 +78,23 @@ impl RouteFilter {
                 .as_path_contains
                 .is_none_or(|a| attrs.as_path_contains(a))
             && self.origin_as.is_none_or(|a| origin_as(attrs) == Some(a))
+    }
+}
+
+impl RouteFilter {
+    /// [`Self::matches_attrs`] on an interned set, read in place.
+    pub fn matches_set(&self, attrs: &AttrSet) -> bool {
+        self.community.is_none_or(|c| attrs.has_community(c))
+            && self
+                .large_community
+                .is_none_or(|c| attrs.large_communities().binary_search(&c).is_ok())
+            && self
+                .as_path_contains
+                .is_none_or(|a| attrs.as_path_contains(a))
+            && self.origin_as.is_none_or(|a| {
+                matches!(attrs.as_path_segments().last(),
+                    Some((ty, asns)) if ty == AsSegmentType::AS_SEQUENCE && asns.last() == Some(&a))
+            })
     }
 }
 
@@ -218,7 +235,7 @@ impl Rib {
         let next = |s: u32| (s..end).find(|&s| self.loc.is_live(s));
         self.page(filter, from, limit, next, |_, d, out| {
             if let Some(p) = d.best()
-                && filter.matches_attrs(&p.attrs)
+                && filter.matches_set(&p.attrs)
             {
                 out.push((d.prefix, self.best_route_of(p)));
             }
@@ -256,13 +273,13 @@ impl Rib {
                     InView::Received => st.received.get(&(slot, p.rx_id)).unwrap_or(&p.attrs),
                     InView::Accepted => &p.attrs,
                 };
-                if !filter.matches_attrs(attrs) {
+                if !filter.matches_set(attrs) {
                     continue;
                 }
                 out.push(InRoute {
                     prefix: d.prefix,
                     path_id: p.rx_id,
-                    attrs: Attrs::clone(attrs),
+                    attrs: attrs.to_attrs(),
                     ineligible: p.reason,
                     best: i == 0 && d.eligible > 0,
                     stale: p.is_stale(),

@@ -9,7 +9,7 @@ use bgp_wire::Family;
 use bgp_wire::attr::{Community, NextHop};
 
 use crate::RibConfig;
-use crate::attrs::Attrs;
+use crate::attrs::{AttrSet, Attrs};
 use crate::group::GroupKey;
 use crate::peer::{NextHopMode, PeerFact, PeerKind};
 
@@ -19,7 +19,7 @@ pub(crate) fn transform(
     cfg: &RibConfig,
     key: &GroupKey,
     src: &PeerFact,
-    a: &Attrs,
+    a: &AttrSet,
     family: Family,
 ) -> Option<Attrs> {
     // RFC 1997: NO_ADVERTISE goes to no peer, NO_EXPORT to no external peer.
@@ -62,11 +62,11 @@ pub(crate) fn transform(
     if [leaves, enters]
         .iter()
         .flatten()
-        .any(|c| a.cluster_list.contains(c))
+        .any(|c| a.cluster_list().contains(c))
     {
         return None;
     }
-    let mut out = a.clone();
+    let mut out = a.to_attrs();
     if to_ebgp {
         // RFC 4271 §5.1.5, RFC 4456 §8: LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST stay
         // inside the AS. §5.1.4: a MED learned from a neighbouring AS is not passed to
@@ -83,17 +83,17 @@ pub(crate) fn transform(
         // §5.1.2: prepend our AS towards an external peer.
         out.as_path.prepend(key.local_as, 1);
     } else {
-        out.local_pref = Some(a.local_pref.unwrap_or(cfg.default_local_pref));
+        out.local_pref = Some(a.local_pref().unwrap_or(cfg.default_local_pref));
         if reflect {
             // RFC 4456 §8: ORIGINATOR_ID names the route's originator inside the AS and
             // is set only once; CLUSTER_LIST gets our cluster ID in front.
-            out.originator_id = Some(a.originator_id.unwrap_or(src.router_id));
+            out.originator_id = Some(a.originator_id().unwrap_or(src.router_id));
             for c in [leaves, enters].into_iter().flatten() {
                 out.cluster_list.insert(0, c);
             }
         }
     }
-    let no_next_hop = a.next_hop.is_none();
+    let no_next_hop = a.next_hop().is_none();
     let set_self = no_next_hop
         || match key.next_hop {
             NextHopMode::Keep => false,

@@ -181,7 +181,7 @@ impl Rib {
                     (set.clone(), Some(Ineligible::RejectedByImport))
                 }
                 (None, None) => (set.clone(), None),
-                (None, Some(p)) => match p.evaluate(&n.prefix, &set, set.route_len()) {
+                (None, Some(p)) => match p.evaluate(&n.prefix, &*set, set.route_len()) {
                     None => (set.clone(), Some(Ineligible::RejectedByImport)),
                     Some(0) => (set.clone(), None),
                     Some(mask) => {
@@ -189,7 +189,7 @@ impl Rib {
                         let m = match modified {
                             Some(m) => m.clone(),
                             None => {
-                                let mut a = Attrs::clone(&set);
+                                let mut a = set.to_attrs();
                                 p.apply(mask, &mut a);
                                 let m = self.attrs.intern(a);
                                 *modified = Some(m.clone());

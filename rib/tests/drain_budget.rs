@@ -762,7 +762,12 @@ impl Harness {
                 let Some((a, stale)) = want.remove(&r.peer) else {
                     panic!("{prefix}: a path from {} nobody sent", self.name(r.peer));
                 };
-                assert_eq!(&**r.attrs, a, "{prefix} from {}", self.name(r.peer));
+                assert_eq!(
+                    &r.attrs.to_attrs(),
+                    a,
+                    "{prefix} from {}",
+                    self.name(r.peer)
+                );
                 assert_eq!(r.stale, stale, "{prefix} from {}: stale", self.name(r.peer));
             }
             assert!(want.is_empty(), "{prefix}: paths missing: {want:?}");
@@ -787,7 +792,7 @@ impl Harness {
                 .iter()
                 .filter(|r| !matches!(r.status, PathStatus::Ineligible(_)));
             for r in eligible.take(take) {
-                let Some(out) = self.export(to, r.peer, &r.attrs, &e.prefix) else {
+                let Some(out) = self.export(to, r.peer, &r.attrs.to_attrs(), &e.prefix) else {
                     continue;
                 };
                 // The group sends the path to its other members only (RFC 4456 §8).

@@ -100,7 +100,7 @@ fn snapshot(rib: &Rib) -> Snapshot {
             .map(|x| (x.peer, x.status))
             .collect();
         st.sort_by_key(|x| x.0);
-        m.insert(p.to_string(), (best.peer, (*best.attrs).clone(), st));
+        m.insert(p.to_string(), (best.peer, best.attrs.to_attrs(), st));
     }
     m
 }
@@ -161,7 +161,7 @@ proptest! {
                     return Err(TestCaseError::fail("no CLUSTER_LIST on a reflected route"));
                 };
                 prop_assert_eq!(cl[0], RR_ID);
-                prop_assert_eq!(&cl[1..], &best.paths[0].attrs.cluster_list[..]);
+                prop_assert_eq!(&cl[1..], best.paths[0].attrs.cluster_list());
                 prop_assert!(!cl[1..].contains(&RR_ID));
             }
         }

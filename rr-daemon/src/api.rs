@@ -612,25 +612,24 @@ fn route_view(r: &RouteEntry) -> RouteView {
     RouteView {
         prefix: r.prefix,
         next_hop: next_hop(a),
-        as_path: a.as_path.to_string(),
+        as_path: a.as_path().to_string(),
         origin: origin(a),
-        local_pref: a.local_pref,
-        med: a.med,
+        local_pref: a.local_pref(),
+        med: a.med(),
         peer: r.from,
     }
 }
 
 fn next_hop(a: &AttrSet) -> Option<IpAddr> {
-    match a.next_hop? {
+    match a.next_hop()? {
         NextHop::V4(v4) => Some(IpAddr::V4(v4)),
         NextHop::V6 { global, .. } => Some(IpAddr::V6(global)),
     }
 }
 
 fn origin(a: &AttrSet) -> String {
-    a.origin
-        .name()
-        .map_or_else(|| a.origin.0.to_string(), str::to_owned)
+    let o = a.origin();
+    o.name().map_or_else(|| o.0.to_string(), str::to_owned)
 }
 
 /// One path of a prefix as `GET /v1/routes/{prefix}` shows it.
@@ -725,18 +724,18 @@ async fn route(
                 status: p.status.name().to_owned(),
                 reason: p.status.reason().map(ToString::to_string),
                 next_hop: next_hop(a),
-                as_path: a.as_path.to_string(),
+                as_path: a.as_path().to_string(),
                 origin: origin(a),
-                local_pref: a.local_pref,
-                med: a.med,
-                communities: a.communities.iter().map(ToString::to_string).collect(),
+                local_pref: a.local_pref(),
+                med: a.med(),
+                communities: a.communities().map(|c| c.to_string()).collect(),
                 large_communities: a
-                    .large_communities
+                    .large_communities()
                     .iter()
                     .map(ToString::to_string)
                     .collect(),
-                originator_id: a.originator_id,
-                cluster_list: a.cluster_list.clone(),
+                originator_id: a.originator_id(),
+                cluster_list: a.cluster_list().to_vec(),
                 path_id: p.path_id,
                 stale: p.stale,
                 ecmp: p.ecmp,

@@ -232,14 +232,16 @@ pub fn stream(
         };
         st.next = page.next;
         for (prefix, paths) in &page.prefixes {
+            let owned: Vec<Attrs> = paths.iter().map(|p| p.attrs.to_attrs()).collect();
             let entries: Vec<Entry<'_>> = paths
                 .iter()
-                .filter_map(|p| {
+                .zip(&owned)
+                .filter_map(|(p, attrs)| {
                     Some(Entry {
                         peer_index: *st.index.get(&p.peer)?,
                         originated: 0,
                         path_id: p.path_id,
-                        attrs: &p.attrs,
+                        attrs,
                     })
                 })
                 .collect();

@@ -482,7 +482,10 @@ impl Context {
                     for (i, path) in x.explanation.paths.iter().enumerate() {
                         let from = x.from.get(i).copied().flatten();
                         let best = matches!(path.status, rib::PathStatus::Best);
-                        list.push(rows.row(t, &path.attrs, from, best, path.stale).await);
+                        list.push(
+                            rows.row(t, &path.attrs.to_attrs(), from, best, path.stale)
+                                .await,
+                        );
                     }
                 }
                 socket::show_route(&list, q, &names, clock)
@@ -511,7 +514,9 @@ impl Context {
                                     continue;
                                 }
                             }
-                            let row = rows.row(e.prefix, &e.best.attrs, e.from, true, false).await;
+                            let row = rows
+                                .row(e.prefix, &e.best.attrs.to_attrs(), e.from, true, false)
+                                .await;
                             if q.protocol.as_ref().is_none_or(|p| *p == row.protocol) {
                                 shown += 1;
                                 list.push(row);

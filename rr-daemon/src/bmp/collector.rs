@@ -409,7 +409,7 @@ impl Conn {
                 continue;
             };
             let mut upd = BytesMut::new();
-            wire::announce(&mut upd, &ctx, k.1, &attrs, &nlri);
+            wire::announce(&mut upd, &ctx, k.1, &attrs.to_attrs(), &nlri);
             self.wrap_updates(&up.header, post, &upd);
             self.flush_if_full().await?;
         }

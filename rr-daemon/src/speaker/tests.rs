@@ -1214,7 +1214,7 @@ fn test_llgr_keeps_routes_long_lived_after_the_restart_time() {
     let p = &e.paths[0];
     assert!(p.stale && p.attrs.has_community(Community::LLGR_STALE));
     assert!(p.attrs.has_community(Community::NO_EXPORT));
-    assert_eq!(p.attrs.local_pref, Some(0));
+    assert_eq!(p.attrs.local_pref(), Some(0));
     assert!(!h.has_route("10.2.0.0/24"), "NO_LLGR: not kept");
     assert!(h.status(a).graceful_restart_pending);
     // Any fresh path wins over it.
@@ -1263,7 +1263,7 @@ fn test_llgr_peer_back_replaces_long_lived_routes() {
     h.end_of_rib(a);
     let e = h.core.route(&net("10.1.0.0/24")).unwrap();
     assert!(!e.paths[0].stale && !e.paths[0].attrs.has_community(Community::LLGR_STALE));
-    assert_eq!(e.paths[0].attrs.local_pref, Some(100));
+    assert_eq!(e.paths[0].attrs.local_pref(), Some(100));
     assert!(!h.has_route("10.2.0.0/24"));
     // Without LLGR on the peer's side: the routes go at the restart time.
     let mut h = Harness::new(

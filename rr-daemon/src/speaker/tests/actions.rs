@@ -220,7 +220,7 @@ fn test_runtime_routes_outlive_reloads_and_give_way_to_the_file_when_withdrawn()
     let next_hop = |h: &Harness, p: &IpNet| {
         h.core
             .route(p)
-            .and_then(|e| e.paths.first().map(|x| x.attrs.next_hop))
+            .and_then(|e| e.paths.first().map(|x| x.attrs.next_hop()))
     };
     let now = h.now;
     h.core.reload(now, without);
