@@ -117,7 +117,7 @@ log "$work/bird.log" { warning, error, fatal };
 router id 192.0.2.1;
 protocol device {}
 protocol direct { interface "d0"; }
-template bgp client {
+template bgp rrc {
     local 127.0.0.1 as 65000;
     passive on;
     rr client;
@@ -129,7 +129,7 @@ EOF
     local i=0
     client_addrs | while read -r a; do
         i=$((i + 1))
-        printf 'protocol bgp c%d from client { neighbor %s as 65000; }\n' "$i" "$a"
+        printf 'protocol bgp c%d from rrc { neighbor %s as 65000; }\n' "$i" "$a"
     done
 }
 

@@ -101,6 +101,9 @@ pub(crate) struct Core {
     pub(super) actions: VecDeque<Action>,
     /// The kernel's TCP-MD5 drop counters as the shell last read them.
     pub(super) md5: Md5Watch,
+    /// UPDATE bytes handed to sessions since every peer's unwritten output was last
+    /// checked against the bounds (see `Core::flush`).
+    pub(super) handed_since_scan: usize,
 }
 
 /// Long-lived graceful restart for `p` once its restart time is over (RFC 9494): the
@@ -169,6 +172,7 @@ impl Core {
             held_down: HashMap::new(),
             actions: VecDeque::new(),
             md5: Md5Watch::default(),
+            handed_since_scan: 0,
         };
         core.range_keys(true);
         let peers: Vec<PeerSettings> = core.config.peers.values().cloned().collect();
