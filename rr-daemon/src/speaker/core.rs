@@ -104,6 +104,8 @@ pub(crate) struct Core {
     /// UPDATE bytes handed to sessions since every peer's unwritten output was last
     /// checked against the bounds (see `Core::flush`).
     pub(super) handed_since_scan: usize,
+    /// When that check last ran.
+    pub(super) last_scan: Option<Instant>,
 }
 
 /// Long-lived graceful restart for `p` once its restart time is over (RFC 9494): the
@@ -173,6 +175,7 @@ impl Core {
             actions: VecDeque::new(),
             md5: Md5Watch::default(),
             handed_since_scan: 0,
+            last_scan: None,
         };
         core.range_keys(true);
         let peers: Vec<PeerSettings> = core.config.peers.values().cloned().collect();

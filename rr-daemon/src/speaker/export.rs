@@ -41,6 +41,9 @@ const DRAIN_SLICE: usize = 2048;
 /// are reset.
 const SCAN_EVERY: usize = 16 << 20;
 
+/// See [`SCAN_EVERY`]: the look is also taken this long after the last.
+const SCAN_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// How many best-path changes one turn hands on, at most.
 const BEST_SLICE: usize = 4096;
 
@@ -307,13 +310,15 @@ impl Core {
                 }
             }
         }
-        // Only what is handed out can put a peer, or the process, over its bound: every
-        // peer is looked at when one of this turn's members passed its own, or once
-        // [`SCAN_EVERY`] bytes went out since the last look (a rack's turns hand out a
-        // few kilobytes to thousands of members; looking at all of them each turn was
-        // most of the cost).
-        if suspect || self.handed_since_scan >= SCAN_EVERY {
+        // Every peer is looked at when one of this turn's members passed its own bound,
+        // or once [`SCAN_EVERY`] bytes went out or [`SCAN_PERIOD`] passed since the last
+        // look (a rack's turns hand out a few kilobytes to thousands of members; looking
+        // at all of them each turn was most of the cost).
+        let due = self.handed_since_scan >= SCAN_EVERY
+            || self.last_scan.is_none_or(|t| now >= t + SCAN_PERIOD);
+        if suspect || due {
             self.handed_since_scan = 0;
+            self.last_scan = Some(now);
             self.reset_laggards(now, &unwritten);
         }
         self.rib
