@@ -249,7 +249,9 @@ impl Conn {
         }
         Self {
             stream,
-            rbuf: BytesMut::with_capacity(4096),
+            // Allocated by the first read, and given up whenever every byte read was
+            // framed (see `Driver::on_readable`).
+            rbuf: BytesMut::new(),
             wq: VecDeque::new(),
             framer: Framer::new(),
             blocked: false,
@@ -766,7 +768,15 @@ impl Driver {
                     self.fsm.handle(now, Input::Message { conn: c, frame });
                     self.sync_framer(c);
                 }
-                Ok(None) => return,
+                Ok(None) => {
+                    // An idle session holds no read buffer: thousands of clients that send
+                    // a KEEPALIVE now and then would otherwise keep 4 KiB each. The frames
+                    // taken from it keep what they use until they are dropped.
+                    if conn.rbuf.is_empty() {
+                        conn.rbuf = BytesMut::new();
+                    }
+                    return;
+                }
                 Err(error) => {
                     self.fsm.handle(now, Input::HeaderError { conn: c, error });
                     return;

@@ -386,7 +386,7 @@ fn fabric_config() -> String {
 /// 500 configured clients, started after the reflector, which has already tried (and
 /// failed) to connect to each: every one is taken at once and ends with the 499 others'
 /// blocks; one that sends a Cease and reconnects at once is Established again in under a
-/// second, and every other client has its block again.
+/// second, and every other client has its block again (or held it throughout).
 #[test]
 fn fabric_500_clients_and_a_flap() {
     const NAME: &str = "scale-fabric";
@@ -466,6 +466,13 @@ fn fabric_500_clients_and_a_flap() {
         back < 1.0,
         "the flapped client took {back} s to come back: {flap}"
     );
-    assert!(flap["all_updated_s"].as_f64().is_some(), "{flap}");
+    // Either every other client was sent the block again, or (the reflector coalesces
+    // export for a few milliseconds) the withdrawal and the announcement met before they
+    // went out, and every other client held the block throughout.
+    let unchanged = flap["unchanged"].as_u64().unwrap_or(0);
+    assert!(
+        flap["all_updated_s"].as_f64().is_some() || unchanged == FABRIC as u64 - 1,
+        "{flap}"
+    );
     log(NAME, started, "done");
 }

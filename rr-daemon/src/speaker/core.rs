@@ -113,6 +113,11 @@ pub(crate) struct Core {
     pub(super) runtime_routes: HashMap<IpNet, Attrs>,
     /// BMP: Peer Ups kept, collectors attached.
     pub(super) bmp: super::monitor::Monitor,
+    /// UPDATE bytes handed to sessions since every peer's unwritten output was last
+    /// checked against the bounds (see `Core::flush`).
+    pub(super) handed_since_scan: usize,
+    /// When that check last ran.
+    pub(super) last_scan: Option<Instant>,
 }
 
 /// Long-lived graceful restart for `p` once its restart time is over (RFC 9494): the
@@ -183,6 +188,8 @@ impl Core {
             md5: Md5Watch::default(),
             runtime_routes: HashMap::new(),
             bmp: Default::default(),
+            handed_since_scan: 0,
+            last_scan: None,
         };
         core.range_keys(true);
         let peers: Vec<PeerSettings> = core.config.peers.values().cloned().collect();

@@ -5,13 +5,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::ops::Range;
 use std::time::Instant;
 
 use bgp_fsm::State;
 use bgp_wire::notification::subcode;
 use bgp_wire::{ErrorCode, Notification};
 use bytes::Bytes;
-use rib::PeerId;
+use rib::{Audience, Outbound, PeerId};
 use tracing::{info, warn};
 
 use super::core::{Action, Core};
@@ -34,6 +35,14 @@ pub(crate) const MAX_QUEUED_TOTAL: usize = 1 << 30;
 /// inputs again: requests (accepts, the control API, reloads) and session events are
 /// never starved by a big table.
 const DRAIN_SLICE: usize = 2048;
+
+/// UPDATE bytes handed out between two looks at every peer's unwritten output: what the
+/// process may hold beyond [`MAX_QUEUED_TOTAL`] at most before its peers furthest behind
+/// are reset.
+const SCAN_EVERY: usize = 16 << 20;
+
+/// See [`SCAN_EVERY`]: the look is also taken this long after the last.
+const SCAN_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How many best-path changes one turn hands on, at most.
 const BEST_SLICE: usize = 4096;
@@ -62,6 +71,10 @@ struct Target {
     handed: usize,
     messages: usize,
     announced: usize,
+    /// The part of the drain's buffer it is to receive next, not handed yet: consecutive
+    /// pieces grow it, so that a member gets the drain in as few slices as its audience
+    /// allows (at rack size, two: before and after its own route).
+    run: Option<Range<usize>>,
 }
 
 impl Target {
@@ -73,6 +86,131 @@ impl Target {
             generation: self.generation,
             command: Command::Send(bytes),
         });
+    }
+
+    /// Adds `batch[r]` to what the member receives: joined to the run when it continues
+    /// it, else the run is handed over and `r` starts the next.
+    fn give(&mut self, actions: &mut VecDeque<Action>, batch: &Bytes, r: Range<usize>) {
+        if r.is_empty() {
+            return;
+        }
+        match self.run.take() {
+            Some(cur) if cur.end == r.start => self.run = Some(cur.start..r.end),
+            Some(cur) => {
+                self.send(actions, batch.slice(cur));
+                self.run = Some(r);
+            }
+            None => self.run = Some(r),
+        }
+    }
+
+    /// Hands over what is left of the run.
+    fn finish(&mut self, actions: &mut VecDeque<Action>, batch: &Bytes) {
+        if let Some(r) = self.run.take() {
+            self.send(actions, batch.slice(r));
+        }
+    }
+}
+
+/// Outbounds of one drain that follow each other in its buffer and are all for every
+/// member or every member but a few (not for one member alone): handed out together, in
+/// time linear in the members plus the exceptions rather than members times outbounds.
+struct Segment<'a> {
+    range: Range<usize>,
+    messages: usize,
+    announced: usize,
+    /// Per excluded member, the outbounds of the segment it is excluded from.
+    except: HashMap<PeerId, Vec<&'a Outbound>>,
+}
+
+impl<'a> Segment<'a> {
+    fn new(o: &Outbound) -> Self {
+        Self {
+            range: o.range.start..o.range.start,
+            messages: 0,
+            announced: 0,
+            except: HashMap::new(),
+        }
+    }
+
+    fn push(&mut self, o: &'a Outbound) {
+        self.range.end = o.range.end;
+        self.messages += o.messages;
+        self.announced += o.announced;
+        if let Audience::AllExcept(v) = &o.audience {
+            for p in v {
+                self.except.entry(*p).or_default().push(o);
+            }
+        }
+    }
+
+    /// Gives every target its share: the segment but the outbounds it is excluded from.
+    fn hand_out(&self, targets: &mut [Target], actions: &mut VecDeque<Action>, batch: &Bytes) {
+        for t in targets.iter_mut().filter(|t| t.unwritten <= MAX_QUEUED) {
+            match self.except.get(&t.id) {
+                None => {
+                    t.messages += self.messages;
+                    t.announced += self.announced;
+                    t.give(actions, batch, self.range.clone());
+                }
+                Some(skipped) => {
+                    let mut at = self.range.start;
+                    t.messages += self.messages;
+                    t.announced += self.announced;
+                    for o in skipped {
+                        t.messages -= o.messages;
+                        t.announced -= o.announced;
+                        t.give(actions, batch, at..o.range.start);
+                        at = o.range.end;
+                    }
+                    t.give(actions, batch, at..self.range.end);
+                }
+            }
+        }
+    }
+}
+
+/// Hands the outbounds of one drain to the targets (sorted by id), in order: each member
+/// gets every outbound whose audience includes it, consecutive ones joined into one
+/// slice of `batch`.
+fn distribute(
+    drained: &[Outbound],
+    batch: &Bytes,
+    targets: &mut [Target],
+    actions: &mut VecDeque<Action>,
+) {
+    let mut segment: Option<Segment<'_>> = None;
+    for o in drained {
+        if let Audience::Only(p) = &o.audience {
+            if let Some(seg) = segment.take() {
+                seg.hand_out(targets, actions, batch);
+            }
+            if let Ok(k) = targets.binary_search_by_key(p, |t| t.id)
+                && targets[k].unwritten <= MAX_QUEUED
+            {
+                let t = &mut targets[k];
+                t.messages += o.messages;
+                t.announced += o.announced;
+                t.give(actions, batch, o.range.clone());
+            }
+            continue;
+        }
+        let mut seg = match segment.take() {
+            Some(seg) if seg.range.end == o.range.start => seg,
+            Some(seg) => {
+                seg.hand_out(targets, actions, batch);
+                Segment::new(o)
+            }
+            None => Segment::new(o),
+        };
+        seg.push(o);
+        segment = Some(seg);
+    }
+    if let Some(seg) = segment {
+        seg.hand_out(targets, actions, batch);
+    }
+    for t in targets.iter_mut() {
+        t.finish(actions, batch);
     }
 }
 
@@ -108,12 +246,39 @@ impl Core {
             queued,
             handed: HashMap::new(),
         };
+        // A member handed enough to pass its bound, or one already past it.
+        let mut suspect = false;
         for g in self.rib.pending_groups() {
-            // Each member looked up once per turn, not once per message: a rack's group
-            // sends thousands of small UPDATEs to thousands of members.
-            let mut targets: Vec<Target> = self
-                .rib
-                .group_members(g)
+            let members = self.rib.group_members(g);
+            if !self.has_room(&members, &unwritten) {
+                continue;
+            }
+            let drained = self.rib.drain_group(g, DRAIN_SLICE);
+            let Some(batch) = drained.first().map(|o| o.batch.clone()) else {
+                continue;
+            };
+            // The members the drain has output for, each looked up once per turn, not
+            // once per message: a rack's group sends thousands of small UPDATEs to
+            // thousands of members. A drain of late joiners' catch-ups alone (one member
+            // each) looks up those joiners only.
+            let everyone = drained
+                .iter()
+                .any(|o| !matches!(o.audience, Audience::Only(_)));
+            let wanted = if everyone {
+                members
+            } else {
+                let mut v: Vec<PeerId> = drained
+                    .iter()
+                    .filter_map(|o| match o.audience {
+                        Audience::Only(p) => Some(p),
+                        _ => None,
+                    })
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            let mut targets: Vec<Target> = wanted
                 .into_iter()
                 .filter_map(|m| {
                     let addr = *self.by_id.get(&m)?;
@@ -127,53 +292,44 @@ impl Core {
                         handed: 0,
                         messages: 0,
                         announced: 0,
+                        run: None,
                     })
                 })
                 .collect();
-            if !targets.iter().any(|t| t.unwritten < WINDOW) {
-                continue;
-            }
-            let drained = self.rib.drain_group(g, DRAIN_SLICE);
-            let Some(batch) = drained.first().map(|o| o.batch.clone()) else {
-                continue;
-            };
-            for t in &mut targets {
-                // Past MAX_QUEUED it is reset below; what it misses now it gets with its
-                // next session.
-                if t.unwritten > MAX_QUEUED {
-                    continue;
-                }
-                // Consecutive outbounds that include the member go as one slice.
-                let mut run: Option<std::ops::Range<usize>> = None;
-                let id = t.id;
-                for o in drained.iter().filter(|o| o.audience.includes(id)) {
-                    t.messages += o.messages;
-                    t.announced += o.announced;
-                    run = match run {
-                        Some(r) if r.end == o.range.start => Some(r.start..o.range.end),
-                        Some(r) => {
-                            t.send(&mut self.actions, batch.slice(r));
-                            Some(o.range.clone())
-                        }
-                        None => Some(o.range.clone()),
-                    };
-                }
-                if let Some(r) = run {
-                    t.send(&mut self.actions, batch.slice(r));
-                }
+            // Past MAX_QUEUED a member is reset below and gets nothing more: what it
+            // misses now it gets with its next session.
+            distribute(&drained, &batch, &mut targets, &mut self.actions);
+            for t in &targets {
+                suspect |= t.unwritten + t.handed > MAX_QUEUED;
             }
             for t in targets.iter().filter(|t| t.handed > 0) {
+                self.handed_since_scan += t.handed;
                 *unwritten.handed.entry(t.addr).or_default() += t.handed;
                 if let Some(p) = self.peers.get_mut(&t.addr) {
                     p.counters.sent(t.messages, t.announced);
                 }
             }
         }
-        self.reset_laggards(now, &unwritten);
+        // Every peer is looked at when one of this turn's members passed its own bound,
+        // or once [`SCAN_EVERY`] bytes went out or [`SCAN_PERIOD`] passed since the last
+        // look (a rack's turns hand out a few kilobytes to thousands of members; looking
+        // at all of them each turn was most of the cost).
+        let due = self.handed_since_scan >= SCAN_EVERY
+            || self.last_scan.is_none_or(|t| now >= t + SCAN_PERIOD);
+        if suspect || due {
+            self.handed_since_scan = 0;
+            self.last_scan = Some(now);
+            self.reset_laggards(now, &unwritten);
+        }
         self.rib
             .pending_groups()
             .into_iter()
             .any(|g| self.has_room(&self.rib.group_members(g), &unwritten))
+    }
+
+    /// Whether an update group has output to encode ([`Core::flush`]).
+    pub(crate) fn export_pending(&self) -> bool {
+        !self.rib.pending_groups().is_empty()
     }
 
     /// Our restart is over: sessions that connect from now on no longer claim it.

@@ -40,6 +40,15 @@ const REQUEST_BATCH: usize = 64;
 /// enough, down to 64.
 const TRIM_AFTER: usize = 1000;
 
+/// How long export waits, once the RIB has output after a quiet spell, before it encodes:
+/// the changes that come meanwhile go out with it. A rack's clients connect and announce
+/// within a second or so; encoding and handing out each one's route alone costs every
+/// other member a message and a write of its own each time (K² of them), where this
+/// batches them at the price of a few milliseconds on the first change. Once export is
+/// busy (output left behind for writers with no room, or more to encode) it goes on at
+/// once.
+const EXPORT_COALESCE: Duration = Duration::from_millis(5);
+
 /// How long a shutdown waits for the sessions' Ceases to go out, all together.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -82,6 +91,8 @@ pub(super) async fn start(
         timings: CoreTimings::default(),
         collectors: Vec::new(),
         bmp_tasks,
+        export_at: None,
+        export_busy: false,
     };
     read_md5(&mut shell.core, Instant::now());
     let _ = shell.carry_out();
@@ -169,6 +180,11 @@ struct Shell {
     collectors: Vec<bmp::Attach>,
     /// The BMP collectors' tasks.
     bmp_tasks: Vec<JoinHandle<()>>,
+    /// When the core's pending output is encoded next ([`EXPORT_COALESCE`]); `None`
+    /// while it has none.
+    export_at: Option<Instant>,
+    /// The last turn of export left output behind: the next one starts at once.
+    export_busy: bool,
 }
 
 /// Waits until every subscriber's channel has room for one more change.
@@ -232,13 +248,18 @@ impl Shell {
             if taken > 0 {
                 self.timings.batch.observe(now.elapsed().as_secs_f64());
             }
-            let more = self.flush();
+            let more = self.export();
             self.best_changes();
             if more {
                 tokio::task::yield_now().await;
                 continue;
             }
-            let deadline = self.core.poll_timeout();
+            let deadline = self
+                .core
+                .poll_timeout()
+                .into_iter()
+                .chain(self.export_at)
+                .min();
             let best_waiting = self.core.best_changes_pending() && !self.subscribers.is_empty();
             tokio::select! {
                 r = requests.recv() => match r {
@@ -306,6 +327,36 @@ impl Shell {
             sockopt::give_back_memory();
             self.sessions_peak = n;
         }
+    }
+
+    /// One turn of export when it is due ([`EXPORT_COALESCE`]); whether more can go out
+    /// at once. During our graceful restart every turn goes to the core, which decides
+    /// there when selection may run.
+    fn export(&mut self) -> bool {
+        if self.core.recovering() {
+            return self.flush();
+        }
+        if !self.core.export_pending() {
+            self.export_at = None;
+            self.export_busy = false;
+            return false;
+        }
+        let now = Instant::now();
+        let delay = if self.export_busy {
+            Duration::ZERO
+        } else {
+            EXPORT_COALESCE
+        };
+        let at = *self.export_at.get_or_insert(now + delay);
+        if now < at {
+            return false;
+        }
+        let more = self.flush();
+        if !more {
+            self.export_at = None;
+            self.export_busy = self.core.export_pending();
+        }
+        more
     }
 
     /// One turn of export; see [`Core::flush`].
