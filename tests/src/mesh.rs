@@ -76,7 +76,7 @@ fn programmed(nodes: &[MeshNode<'_>], i: usize, ns: &Netns) -> Result<Vec<Kernel
 }
 
 /// Waits (`within` at most, polling every 100 ms) until every node's kernel is programmed
-/// (see [`programmed`]) and no kernel has changed for `settle`; returns the kernels by
+/// (its own block a blackhole, every other block via its node) and no kernel has changed for `settle`; returns the kernels by
 /// node name, or the last thing missing.
 pub fn await_programmed(
     nodes: &[MeshNode<'_>],
