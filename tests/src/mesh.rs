@@ -75,9 +75,9 @@ fn programmed(nodes: &[MeshNode<'_>], i: usize, ns: &Netns) -> Result<Vec<Kernel
     Ok(routes)
 }
 
-/// Waits (`within` at most, polling every 100 ms) until every node's kernel is programmed
-/// (its own block a blackhole, every other block via its node) and no kernel has changed for `settle`; returns the kernels by
-/// node name, or the last thing missing.
+/// Waits (`within` at most, polling every 100 ms) until every node's kernel is
+/// programmed (its own block a blackhole, every other block via its node) and no kernel
+/// has changed for `settle`; returns the kernels by node name, or the last thing missing.
 pub fn await_programmed(
     nodes: &[MeshNode<'_>],
     nss: &[Netns],
