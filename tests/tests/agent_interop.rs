@@ -159,6 +159,43 @@ fn etcd_list_pages_many_keys_at_one_revision() {
     });
 }
 
+#[test]
+fn etcd_tls_with_a_client_certificate() {
+    let dir = WorkDir::new("agent-etcd-tls").expect("work dir");
+    let etcd = Etcd::start_tls(dir.path()).expect("etcd with TLS");
+    let tls = etcd.tls().expect("certificates").clone();
+    let node = format!("{RES}/nodes/node-1");
+    etcd.put(&node, "{}").unwrap();
+    let path = |p: &Path| Some(p.to_path_buf());
+    runtime().block_on(async {
+        // As calico-node takes them: ETCD_CA_CERT_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE.
+        let mut s = EtcdSettings::new(
+            &etcd.endpoint(),
+            path(&tls.ca),
+            path(&tls.cert),
+            path(&tls.key),
+        )
+        .expect("settings");
+        s.timeout = Duration::from_secs(3);
+        let mut c = Client::connect(&s).await.expect("connect with TLS");
+        let snapshot = c.list().await.expect("list over TLS");
+        assert_eq!(keys_of(&snapshot.kvs), [node.as_str()]);
+
+        // Without a client certificate the server refuses.
+        let mut s = EtcdSettings::new(&etcd.endpoint(), path(&tls.ca), None, None).unwrap();
+        s.timeout = Duration::from_secs(3);
+        let refused = match Client::connect(&s).await {
+            Err(e) => e.to_string(),
+            Ok(mut c) => c
+                .list()
+                .await
+                .expect_err("listed without a client certificate")
+                .to_string(),
+        };
+        println!("without a client certificate: {refused}");
+    });
+}
+
 /// A TCP proxy on loopback to etcd whose link the test can cut: every open connection
 /// is closed and new ones are refused until it is restored.
 struct Proxy {
