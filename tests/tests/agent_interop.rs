@@ -434,6 +434,82 @@ fn once_with_etcd_unreachable_fails_with_one_line() {
 
 // ------------------------------------------------------------------------ end to end
 
+/// `--once --print-sessions` against a real etcd: one JSON object per session, with
+/// exactly the contract's keys (needs the datastore model).
+#[test]
+fn once_prints_the_sessions_of_the_datastore() {
+    let dir = WorkDir::new("agent-once").expect("work dir");
+    let etcd = Etcd::start(dir.path(), &[]).expect("etcd");
+    etcd.put(
+        &format!("{RES}/bgpconfigurations/default"),
+        &bgp_config(true),
+    )
+    .unwrap();
+    for i in 1..=3 {
+        etcd.put(
+            &format!("{RES}/nodes/node-{i}"),
+            &node_json(i, json!({}), None),
+        )
+        .unwrap();
+    }
+    let exe = exe().to_str().unwrap().to_owned();
+    let (st, out, err) = run_capture(
+        "env",
+        &[
+            &format!("ETCD_ENDPOINTS={}", etcd.endpoint()),
+            &exe,
+            "agent",
+            "--node-name",
+            "node-2",
+            "--once",
+            "--print-sessions",
+        ],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(st.success(), "{st}: {err}");
+    let sessions: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let names: Vec<&str> = sessions
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Mesh_192_0_2_101", "Mesh_192_0_2_103"], "{out}");
+    let keys: Vec<&str> = sessions[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want = [
+        "name",
+        "neighbor",
+        "port",
+        "asn",
+        "local_asn",
+        "passive",
+        "rr_client",
+        "cluster_id",
+        "source_address",
+        "ttl_security",
+        "next_hop",
+        "password",
+        "graceful_restart_time",
+        "import_filters",
+        "export_filters",
+    ];
+    want.sort_unstable();
+    let mut keys = keys;
+    keys.sort_unstable();
+    assert_eq!(keys, want);
+    // node-2 waits for node-3 ("192.0.2.103" > "192.0.2.102" as strings), not for node-1.
+    assert_eq!(sessions[0]["passive"], false);
+    assert_eq!(sessions[1]["passive"], true);
+    assert_eq!(sessions[1]["asn"], AS);
+}
+
 const AS: u32 = 64512;
 const ETCD_ADDR: &str = "192.0.2.1";
 
