@@ -4,10 +4,12 @@
 //! The etcd layer (`rr_daemon::agent::etcd`), on loopback: the initial list and its
 //! revision, a watch from it (puts and deletes in order), a compaction past a watch's
 //! revision, the follower losing etcd (a cut connection while others write; etcd stopped
-//! and started) and catching up with a re-list; `agent --once --print-sessions` with
-//! etcd unreachable exits non-zero with one line.
+//! and started) and catching up with a re-list; TLS with a client certificate (a test CA
+//! made with `openssl`); `agent --once --print-sessions` with etcd unreachable exits
+//! non-zero with one line.
 //!
-//! End to end (three agents in namespaces, one etcd; they need the datastore model):
+//! With the datastore model: `--once --print-sessions` prints the contract's keys; end to
+//! end (three agents in namespaces, one etcd):
 //! Node resources bring up the mesh; block affinities appear as blackholes and as routes
 //! in the other kernels; mesh off and one node a reflector with a cluster ID moves the
 //! others to it without a gap in any kernel (polled every 100 ms); deleting one BGPPeer
