@@ -29,6 +29,54 @@ pub struct Etcd {
     peer_port: u16,
     extra: Vec<String>,
     starts: usize,
+    tls: Option<TlsFiles>,
+}
+
+/// The PEM files of a TLS etcd ([`Etcd::start_tls`]): a test CA, the server's certificate
+/// (for 127.0.0.1) and a client certificate, both signed by it.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The CA's certificate (`ETCD_CA_CERT_FILE`).
+    pub ca: PathBuf,
+    /// The client's certificate (`ETCD_CERT_FILE`).
+    pub cert: PathBuf,
+    /// The client's key (`ETCD_KEY_FILE`).
+    pub key: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+}
+
+/// Makes a CA, a server certificate for `ip` and a client certificate in `dir` with
+/// `openssl` (P-256 keys, valid two days).
+fn make_certs(dir: &Path, ip: &str) -> Result<TlsFiles, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let script = format!(
+        r#"set -e
+cd '{dir}'
+key() {{ openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }}
+key ca.key
+openssl req -x509 -new -key ca.key -out ca.pem -days 2 -subj /CN=bgpt-test-ca \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+sign() {{
+    key "$1.key"
+    openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=$1"
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=%s\nsubjectAltName=IP:{ip}\n' "$2" > "$1.ext"
+    openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+}}
+sign server serverAuth
+sign client clientAuth
+"#,
+        dir = dir.display()
+    );
+    run_cmd("sh", &["-c", &script], Duration::from_secs(30))?;
+    Ok(TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("client.pem"),
+        key: dir.join("client.key"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+    })
 }
 
 /// A free TCP port on 127.0.0.1 (the OS's pick; free when returned).
@@ -54,6 +102,35 @@ impl Etcd {
         )
     }
 
+    /// Starts etcd on 127.0.0.1 at free ports, serving HTTPS only and asking every client
+    /// for a certificate of the test CA ([`Etcd::tls`]).
+    pub fn start_tls(dir: &Path) -> Result<Self, String> {
+        let tls = make_certs(&dir.join("tls"), "127.0.0.1")?;
+        let (client_port, peer_port) = (free_port()?, free_port()?);
+        let mut etcd = Self::new(
+            String::new(),
+            dir,
+            Ipv4Addr::LOCALHOST.into(),
+            client_port,
+            peer_port,
+            &[],
+        )?;
+        etcd.extra = vec![
+            format!("--cert-file={}", tls.server_cert.display()),
+            format!("--key-file={}", tls.server_key.display()),
+            format!("--trusted-ca-file={}", tls.ca.display()),
+            "--client-cert-auth".to_owned(),
+        ];
+        etcd.tls = Some(tls);
+        etcd.start_again()?;
+        Ok(etcd)
+    }
+
+    /// The certificates, for a TLS etcd.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
     /// Starts etcd inside `ns` on `addr` (ports 2379 and 2380, the namespace's own).
     pub fn start_in(ns: &Netns, dir: &Path, addr: IpAddr, extra: &[&str]) -> Result<Self, String> {
         Self::launch(ns.name().to_owned(), dir, addr, 2379, 2380, extra)
@@ -67,13 +144,26 @@ impl Etcd {
         peer_port: u16,
         extra: &[&str],
     ) -> Result<Self, String> {
+        let mut etcd = Self::new(ns, dir, addr, client_port, peer_port, extra)?;
+        etcd.start_again()?;
+        Ok(etcd)
+    }
+
+    fn new(
+        ns: String,
+        dir: &Path,
+        addr: IpAddr,
+        client_port: u16,
+        peer_port: u16,
+        extra: &[&str],
+    ) -> Result<Self, String> {
         if which("etcd").is_none() || which("etcdctl").is_none() {
             return Err(ETCD_INSTALL_HINT.to_owned());
         }
         let data = dir.join("etcd");
         std::fs::create_dir_all(&data)
             .map_err(|e| format!("cannot create {}: {e}", data.display()))?;
-        let mut etcd = Self {
+        Ok(Self {
             proc: None,
             ns,
             dir: dir.to_owned(),
@@ -82,9 +172,8 @@ impl Etcd {
             peer_port,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             starts: 0,
-        };
-        etcd.start_again()?;
-        Ok(etcd)
+            tls: None,
+        })
     }
 
     fn host(&self) -> String {
@@ -94,9 +183,10 @@ impl Etcd {
         }
     }
 
-    /// The client URL (`http://ADDR:PORT`), for `ETCD_ENDPOINTS`.
+    /// The client URL (`http://ADDR:PORT`, `https://` with TLS), for `ETCD_ENDPOINTS`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}:{}", self.host(), self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host(), self.client_port)
     }
 
     /// Where its data is.
@@ -166,6 +256,18 @@ impl Etcd {
             argv.extend(["netns", "exec", &self.ns, "etcdctl"]);
         }
         argv.push(&endpoint);
+        let certs: Vec<String> = self
+            .tls
+            .iter()
+            .flat_map(|t| {
+                [
+                    format!("--cacert={}", t.ca.display()),
+                    format!("--cert={}", t.cert.display()),
+                    format!("--key={}", t.key.display()),
+                ]
+            })
+            .collect();
+        argv.extend(certs.iter().map(String::as_str));
         argv.push("--dial-timeout=2s");
         argv.push("--command-timeout=20s");
         argv.extend_from_slice(args);

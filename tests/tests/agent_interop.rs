@@ -4,10 +4,12 @@
 //! The etcd layer (`rr_daemon::agent::etcd`), on loopback: the initial list and its
 //! revision, a watch from it (puts and deletes in order), a compaction past a watch's
 //! revision, the follower losing etcd (a cut connection while others write; etcd stopped
-//! and started) and catching up with a re-list; `agent --once --print-sessions` with
-//! etcd unreachable exits non-zero with one line.
+//! and started) and catching up with a re-list; TLS with a client certificate (a test CA
+//! made with `openssl`); `agent --once --print-sessions` with etcd unreachable exits
+//! non-zero with one line.
 //!
-//! End to end (three agents in namespaces, one etcd; they need the datastore model):
+//! With the datastore model: `--once --print-sessions` prints the contract's keys; end to
+//! end (three agents in namespaces, one etcd):
 //! Node resources bring up the mesh; block affinities appear as blackholes and as routes
 //! in the other kernels; mesh off and one node a reflector with a cluster ID moves the
 //! others to it without a gap in any kernel (polled every 100 ms); deleting one BGPPeer
@@ -156,6 +158,43 @@ fn etcd_list_pages_many_keys_at_one_revision() {
         keys.dedup();
         assert_eq!(keys.len(), 2500);
         assert_eq!(s.kvs[2499].1, br#"{"i":2499}"#);
+    });
+}
+
+#[test]
+fn etcd_tls_with_a_client_certificate() {
+    let dir = WorkDir::new("agent-etcd-tls").expect("work dir");
+    let etcd = Etcd::start_tls(dir.path()).expect("etcd with TLS");
+    let tls = etcd.tls().expect("certificates").clone();
+    let node = format!("{RES}/nodes/node-1");
+    etcd.put(&node, "{}").unwrap();
+    let path = |p: &Path| Some(p.to_path_buf());
+    runtime().block_on(async {
+        // As calico-node takes them: ETCD_CA_CERT_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE.
+        let mut s = EtcdSettings::new(
+            &etcd.endpoint(),
+            path(&tls.ca),
+            path(&tls.cert),
+            path(&tls.key),
+        )
+        .expect("settings");
+        s.timeout = Duration::from_secs(3);
+        let mut c = Client::connect(&s).await.expect("connect with TLS");
+        let snapshot = c.list().await.expect("list over TLS");
+        assert_eq!(keys_of(&snapshot.kvs), [node.as_str()]);
+
+        // Without a client certificate the server refuses.
+        let mut s = EtcdSettings::new(&etcd.endpoint(), path(&tls.ca), None, None).unwrap();
+        s.timeout = Duration::from_secs(3);
+        let refused = match Client::connect(&s).await {
+            Err(e) => e.to_string(),
+            Ok(mut c) => c
+                .list()
+                .await
+                .expect_err("listed without a client certificate")
+                .to_string(),
+        };
+        println!("without a client certificate: {refused}");
     });
 }
 
@@ -396,6 +435,82 @@ fn once_with_etcd_unreachable_fails_with_one_line() {
 }
 
 // ------------------------------------------------------------------------ end to end
+
+/// `--once --print-sessions` against a real etcd: one JSON object per session, with
+/// exactly the contract's keys (needs the datastore model).
+#[test]
+fn once_prints_the_sessions_of_the_datastore() {
+    let dir = WorkDir::new("agent-once").expect("work dir");
+    let etcd = Etcd::start(dir.path(), &[]).expect("etcd");
+    etcd.put(
+        &format!("{RES}/bgpconfigurations/default"),
+        &bgp_config(true),
+    )
+    .unwrap();
+    for i in 1..=3 {
+        etcd.put(
+            &format!("{RES}/nodes/node-{i}"),
+            &node_json(i, json!({}), None),
+        )
+        .unwrap();
+    }
+    let exe = exe().to_str().unwrap().to_owned();
+    let (st, out, err) = run_capture(
+        "env",
+        &[
+            &format!("ETCD_ENDPOINTS={}", etcd.endpoint()),
+            &exe,
+            "agent",
+            "--node-name",
+            "node-2",
+            "--once",
+            "--print-sessions",
+        ],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(st.success(), "{st}: {err}");
+    let sessions: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let names: Vec<&str> = sessions
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Mesh_192_0_2_101", "Mesh_192_0_2_103"], "{out}");
+    let keys: Vec<&str> = sessions[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want = [
+        "name",
+        "neighbor",
+        "port",
+        "asn",
+        "local_asn",
+        "passive",
+        "rr_client",
+        "cluster_id",
+        "source_address",
+        "ttl_security",
+        "next_hop",
+        "password",
+        "graceful_restart_time",
+        "import_filters",
+        "export_filters",
+    ];
+    want.sort_unstable();
+    let mut keys = keys;
+    keys.sort_unstable();
+    assert_eq!(keys, want);
+    // node-2 waits for node-3 ("192.0.2.103" > "192.0.2.102" as strings), not for node-1.
+    assert_eq!(sessions[0]["passive"], false);
+    assert_eq!(sessions[1]["passive"], true);
+    assert_eq!(sessions[1]["asn"], AS);
+}
 
 const AS: u32 = 64512;
 const ETCD_ADDR: &str = "192.0.2.1";
