@@ -872,7 +872,7 @@ fn neighbor_text(d: &PeerDetail) -> String {
     let mut line = |k: &str, v: String| {
         let _ = writeln!(out, "  {k:<24}{v}");
     };
-    line("Flaps:", d.flaps.to_string());
+    line("Flaps:", d.status.flaps.to_string());
     line(
         "Last state change:",
         format!("{} ago", format_duration(d.last_state_change_s)),

@@ -426,8 +426,6 @@ pub struct PeerDetail {
     pub local_port: Option<u16>,
     /// The peer's TCP port on the connection.
     pub remote_port: Option<u16>,
-    /// How many times a session with the peer left Established since it was added.
-    pub flaps: u64,
     /// Negotiated capabilities, by name (`four-octet-as`, `route-refresh`,
     /// `graceful-restart`, `add-path-receive ipv4-unicast`, ...).
     pub capabilities: Vec<String>,
@@ -558,7 +556,6 @@ impl super::core::Core {
             local_address: link.and_then(|l| l.local).map(|a| a.ip()),
             local_port: link.and_then(|l| l.local).map(|a| a.port()),
             remote_port: link.and_then(|l| l.remote).map(|a| a.port()),
-            flaps: p.history.flaps,
             capabilities: link.map(|l| l.capabilities.clone()).unwrap_or_default(),
             families: link
                 .map(|l| l.families.iter().map(ToString::to_string).collect())

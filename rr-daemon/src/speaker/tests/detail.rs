@@ -43,7 +43,7 @@ fn test_neighbor_detail_tables_and_flaps() {
     let before = h.core.peer_detail(h.now, a, &|_| 0).unwrap();
     assert_eq!(before.router_id, None);
     assert_eq!(before.last_up_s, None);
-    assert_eq!(before.flaps, 0);
+    assert_eq!(before.status.flaps, 0);
     h.establish(a);
     h.establish(b);
     h.announce(a, &["10.1.0.0/16", "10.1.2.0/24", "10.1.2.128/25"]);
@@ -138,7 +138,7 @@ fn test_neighbor_detail_tables_and_flaps() {
     );
     h.advance(Duration::from_secs(7));
     let d = h.core.peer_detail(h.now, a, &|_| 0).unwrap();
-    assert_eq!(d.flaps, 1);
+    assert_eq!(d.status.flaps, 1);
     assert_eq!(d.last_up_s, Some(7));
     assert_eq!(d.last_state_change_s, 7);
     let nr = d.notification_received.as_ref().unwrap();
@@ -150,5 +150,5 @@ fn test_neighbor_detail_tables_and_flaps() {
     assert_eq!(d.prefixes[0].received, 0);
     h.establish(a);
     let d = h.core.peer_detail(h.now, a, &|_| 0).unwrap();
-    assert_eq!((d.flaps, d.last_up_s), (1, Some(0)));
+    assert_eq!((d.status.flaps, d.last_up_s), (1, Some(0)));
 }
