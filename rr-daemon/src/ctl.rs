@@ -84,7 +84,7 @@ pub enum CtlCommand {
     /// The actions, over the control socket (`crate::control::cli`).
     #[command(flatten)]
     Action(crate::control::cli::Action),
-    /// Writes an MRT dump of the RIB (RFC 6396 TABLE_DUMP_V2, `GET /v1/mrt`) to FILE
+    /// Write an MRT dump of the RIB (RFC 6396 TABLE_DUMP_V2, `GET /v1/mrt`) to FILE
     /// (`-` for stdout), for `bgpdump` and the like.
     DumpMrt {
         /// Where to write it.
