@@ -24,7 +24,7 @@ pub enum Direction {
 /// `[control] socket`'s default).
 #[derive(Subcommand, Clone, Debug)]
 pub enum Action {
-    /// Reset a peer's session: hard (Cease / Administrative Reset, then a new session),
+    /// Reset a peer's session: hard (Cease / Administrative Reset, a new session after the idle hold time),
     /// or with --soft in|out keeping it (ROUTE-REFRESH to the peer, or our routes sent
     /// again).
     Reset {

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! > {"action":"reset","address":"192.0.2.1"}
-//! < {"ok":true,"message":"192.0.2.1: hard reset (Cease / Administrative Reset), the session starts again"}
+//! < {"ok":true,"message":"192.0.2.1: hard reset (Cease / Administrative Reset), a new session after the idle hold time"}
 //! > {"action":"reset","address":"192.0.2.1","soft":"out"}
 //! > {"action":"disable","address":"192.0.2.1","message":"maintenance until 14:00"}
 //! > {"action":"enable","address":"192.0.2.1"}
@@ -488,7 +488,7 @@ impl Context {
                 check_communication(message.as_deref())?;
                 s.reset_peer(a, message).await.map_err(|e| e.to_string())?;
                 Ok(format!(
-                    "{a}: hard reset (Cease / Administrative Reset), the session starts again"
+                    "{a}: hard reset (Cease / Administrative Reset), a new session after the idle hold time"
                 ))
             }
             Request::Reset {

@@ -67,9 +67,12 @@ impl Core {
         });
         let generation = p.generation;
         self.held_down.remove(&address);
-        info!(peer = %address, state = was.name(), "hard reset: Cease (Administrative Reset) and a new session");
-        self.command(address, generation, Command::Stop(Some(cease)));
-        self.command(address, generation, Command::Start);
+        info!(peer = %address, state = was.name(), "hard reset: Cease (Administrative Reset), a new session after the idle hold time");
+        // AutomaticStop, as a router does on `clear`: the Cease, then a new session after
+        // the idle hold time. A new connection right behind the Cease can reach the peer
+        // first, and a peer with graceful restart takes it for our restart (RFC 4724
+        // section 4.2) and never reads the Cease.
+        self.command(address, generation, Command::Reset(cease));
         Ok(())
     }
 

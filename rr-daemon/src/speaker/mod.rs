@@ -279,7 +279,7 @@ impl Speaker {
 
     /// Hard reset of a peer: Cease / Administrative Reset (as a Hard Reset, RFC 8538,
     /// when both sides sent the N bit: the peer drops our routes as we drop its), with
-    /// `message` as the shutdown communication (RFC 9003), then a new session at once.
+    /// `message` as the shutdown communication (RFC 9003), then a new session after the idle hold time.
     /// Fails for an unknown or disabled peer.
     pub async fn reset_peer(
         &self,

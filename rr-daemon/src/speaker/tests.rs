@@ -168,7 +168,10 @@ impl Harness {
                     peer,
                     command: Command::Reset(n),
                     ..
-                } => self.resets.push((peer, n.subcode)),
+                } => {
+                    self.resets.push((peer, n.subcode));
+                    self.commands.push((peer, Command::Reset(n)));
+                }
                 Action::Command {
                     peer,
                     command: Command::RouteRefresh(f),
