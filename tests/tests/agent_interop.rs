@@ -635,7 +635,7 @@ impl Cluster {
         let config = self.dir.path().join("agent.toml");
         std::fs::write(&config, "[fib]\nenabled = true\n").unwrap();
         for (node, ns) in self.names.iter().zip(&self.nodes) {
-            let d = self.dir.path().join(&node);
+            let d = self.dir.path().join(node);
             std::fs::create_dir_all(&d).unwrap();
             let args: Vec<String> = ["agent", "--config", config.to_str().unwrap()]
                 .iter()
