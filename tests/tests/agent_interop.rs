@@ -612,8 +612,8 @@ impl Cluster {
         let etcd_addr = etcd_cidr.split('/').next().unwrap().parse().unwrap();
         let etcd = Etcd::start_in(hub.ns(), dir.path(), etcd_addr, extra).expect("etcd");
         let mut namespaces = Vec::new();
-        for (name, cidr) in nodes {
-            let ns = Netns::create(&name.to_lowercase()).expect("netns");
+        for (i, (_, cidr)) in nodes.iter().enumerate() {
+            let ns = Netns::create(&format!("n{}", i + 1)).expect("netns");
             hub.attach(&ns, &[cidr]).expect("attach");
             namespaces.push(ns);
         }
