@@ -13,7 +13,10 @@
 //! Node resources bring up the mesh; block affinities appear as blackholes and as routes
 //! in the other kernels; mesh off and one node a reflector with a cluster ID moves the
 //! others to it without a gap in any kernel (polled every 100 ms); deleting one BGPPeer
-//! removes exactly its session, and no other session resets.
+//! removes exactly its session, and no other session resets. The seed's top-of-rack
+//! topology (nine nodes, six reflectors, three cluster IDs: `tests/data/agent/tor/`) from
+//! the datastore alone, fifteen agents: exactly the expected sessions, every block in
+//! every kernel.
 //!
 //! `#[ignore]`d: etcd stopped for 30 s (`etcd_stopped_30s`), and 1,000 Node resources
 //! written at once (`agent_scale_1000_nodes`):
@@ -579,33 +582,50 @@ fn affinity(i: usize) -> (String, String) {
     )
 }
 
-/// One etcd in the hub's namespace and `n` nodes on the hub's bridge, each running an
-/// agent with `[fib]` on.
+/// One etcd in the hub's namespace and nodes on the hub's bridge, each running an agent
+/// with `[fib]` on.
 struct Cluster {
     hub: Hub,
     etcd: Etcd,
+    /// Calico node names, in the order of `nodes`.
+    names: Vec<String>,
+    /// The nodes' addresses (without the prefix length), in the order of `nodes`.
+    addrs: Vec<String>,
     nodes: Vec<Netns>,
     agents: Vec<Proc>,
     dir: WorkDir,
 }
 
 impl Cluster {
+    /// `n` nodes `node-1`.. at `node_addr(i)`, etcd at `ETCD_ADDR`.
     fn new(tag: &str, n: usize, extra: &[&str]) -> Self {
+        let nodes: Vec<(String, String)> = (1..=n)
+            .map(|i| (format!("node-{i}"), format!("{}/24", node_addr(i))))
+            .collect();
+        Self::with_nodes(tag, &format!("{ETCD_ADDR}/24"), &nodes, extra)
+    }
+
+    /// Etcd at `etcd_cidr` in the hub, and one namespace per `(node name, address/len)`.
+    fn with_nodes(tag: &str, etcd_cidr: &str, nodes: &[(String, String)], extra: &[&str]) -> Self {
         let dir = WorkDir::new(tag).expect("work dir");
-        let hub = Hub::create("etcd", &[&format!("{ETCD_ADDR}/24")]).expect("hub");
-        let etcd =
-            Etcd::start_in(hub.ns(), dir.path(), ETCD_ADDR.parse().unwrap(), extra).expect("etcd");
-        let mut nodes = Vec::new();
-        for i in 1..=n {
-            let ns = Netns::create(&format!("n{i}")).expect("netns");
-            hub.attach(&ns, &[&format!("{}/24", node_addr(i))])
-                .expect("attach");
-            nodes.push(ns);
+        let hub = Hub::create("etcd", &[etcd_cidr]).expect("hub");
+        let etcd_addr = etcd_cidr.split('/').next().unwrap().parse().unwrap();
+        let etcd = Etcd::start_in(hub.ns(), dir.path(), etcd_addr, extra).expect("etcd");
+        let mut namespaces = Vec::new();
+        for (i, (_, cidr)) in nodes.iter().enumerate() {
+            let ns = Netns::create(&format!("n{}", i + 1)).expect("netns");
+            hub.attach(&ns, &[cidr]).expect("attach");
+            namespaces.push(ns);
         }
         Self {
             hub,
             etcd,
-            nodes,
+            names: nodes.iter().map(|(n, _)| n.clone()).collect(),
+            addrs: nodes
+                .iter()
+                .map(|(_, c)| c.split('/').next().unwrap().to_owned())
+                .collect(),
+            nodes: namespaces,
             agents: Vec::new(),
             dir,
         }
@@ -614,9 +634,8 @@ impl Cluster {
     fn start_agents(&mut self) {
         let config = self.dir.path().join("agent.toml");
         std::fs::write(&config, "[fib]\nenabled = true\n").unwrap();
-        for (i, ns) in self.nodes.iter().enumerate() {
-            let node = format!("node-{}", i + 1);
-            let d = self.dir.path().join(&node);
+        for (node, ns) in self.names.iter().zip(&self.nodes) {
+            let d = self.dir.path().join(node);
             std::fs::create_dir_all(&d).unwrap();
             let args: Vec<String> = ["agent", "--config", config.to_str().unwrap()]
                 .iter()
@@ -667,7 +686,8 @@ impl Cluster {
         });
         assert!(
             ok.is_some(),
-            "node-{i}: wanted {want:?} Established, have {:?}\n{}",
+            "{}: wanted {want:?} Established, have {:?}\n{}",
+            self.names[i - 1],
             self.peers(i),
             self.agent_log(i)
         );
@@ -702,18 +722,25 @@ fn stale(c: &Cluster, i: usize) -> Option<String> {
 
 /// Every node's own block is a blackhole, every other node's a route via that node.
 fn blocks_in_kernels(c: &Cluster, n: usize) -> Result<(), String> {
-    for i in 1..=n {
-        for j in 1..=n {
-            let want = if i == j {
+    let blocks: Vec<(usize, String)> = (1..=n).map(|j| (j, block_of(j))).collect();
+    blocks_of_in_kernels(c, &blocks)
+}
+
+/// `blocks` as (owner, CIDR), owners numbered from 1 as `c.nodes`: in every node's kernel
+/// a blackhole at its owner, a route via the owner's address elsewhere.
+fn blocks_of_in_kernels(c: &Cluster, blocks: &[(usize, String)]) -> Result<(), String> {
+    for (i, ns) in c.nodes.iter().enumerate() {
+        for (j, block) in blocks {
+            let want = if i + 1 == *j {
                 ("blackhole".to_owned(), String::new())
             } else {
-                ("unicast".to_owned(), node_addr(j))
+                ("unicast".to_owned(), c.addrs[j - 1].clone())
             };
-            let have = kernel_route(&c.nodes[i - 1], &block_of(j));
+            let have = kernel_route(ns, block);
             if have.as_ref() != Some(&want) {
                 return Err(format!(
-                    "node-{i}: {} is {have:?}, wanted {want:?}",
-                    block_of(j)
+                    "{}: {block} is {have:?}, wanted {want:?}",
+                    c.names[i]
                 ));
             }
         }
@@ -960,6 +987,156 @@ fn agents_mesh_blocks_reflector_and_bgppeer_removal() {
         );
     }
     drop(c.hub);
+}
+
+/// The seed's top-of-rack topology (`tests/data/agent/tor/`, the resources of the
+/// conformance case) from the datastore alone: nine nodes in three racks, six reflectors
+/// (a pair per rack, one cluster ID per pair) in full mesh, node-to-node mesh off. Fifteen
+/// agents; each ends with exactly its sessions up (a node: its rack's two reflectors; a
+/// reflector: its rack's nodes and the five other reflectors, all but its partner as
+/// clients) and every node's block in every kernel via the node's own address.
+#[test]
+fn agents_tor_topology_from_the_datastore() {
+    if let Err(e) = require_root() {
+        panic!("{e}");
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/agent/tor/datastore.json");
+    let data: serde_json::Map<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("datastore.json"))
+            .expect("datastore.json is a JSON object");
+    // (name, ipv4Address, rack, cluster ID) of every Node resource.
+    let mut specs: Vec<(String, String, String, Option<String>)> = data
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{RES}/nodes/")))
+        .map(|(_, v)| {
+            let bgp = &v["spec"]["bgp"];
+            (
+                v["metadata"]["name"].as_str().unwrap().to_owned(),
+                bgp["ipv4Address"].as_str().unwrap().to_owned(),
+                v["metadata"]["labels"]["rack"].as_str().unwrap().to_owned(),
+                bgp["routeReflectorClusterID"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    specs.sort();
+    let reflectors = specs.iter().filter(|s| s.3.is_some()).count();
+    let mut ids: Vec<&str> = specs.iter().filter_map(|s| s.3.as_deref()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        (specs.len() - reflectors, reflectors, ids.len()),
+        (9, 6, 3),
+        "the topology: nine nodes, six reflectors, three cluster IDs"
+    );
+    let nodes: Vec<(String, String)> = specs
+        .iter()
+        .map(|(n, a, _, _)| (n.clone(), a.clone()))
+        .collect();
+    let mut c = Cluster::with_nodes("agent-tor", "10.1.0.250/24", &nodes, &[]);
+    let index = |name: &str| c.names.iter().position(|n| n == name).unwrap() + 1;
+    // Blocks by owner, from the affinities.
+    let blocks: Vec<(usize, String)> = data
+        .keys()
+        .filter_map(|k| k.strip_prefix("/calico/ipam/v2/host/"))
+        .map(|rest| {
+            let (node, cidr) = rest.split_once("/ipv4/block/").expect("an IPv4 affinity");
+            (index(node), cidr.replace('-', "/"))
+        })
+        .collect();
+    assert_eq!(blocks.len(), 9);
+    let kvs: Vec<(String, String)> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    c.etcd.put_all(&kvs).unwrap();
+
+    // Expected sessions: (neighbor, rr_client) of each node, in the order of `c.nodes`.
+    let expected: Vec<Vec<(String, bool)>> = specs
+        .iter()
+        .map(|(name, _, rack, id)| {
+            let mut want: Vec<(String, bool)> = specs
+                .iter()
+                .filter(|(n, _, r, other_id)| {
+                    n != name
+                        && match id {
+                            None => r == rack && other_id.is_some(),
+                            Some(_) => r == rack || other_id.is_some(),
+                        }
+                })
+                .map(|(n, _, _, other_id)| {
+                    (
+                        c.addrs[index(n) - 1].clone(),
+                        id.is_some() && other_id != id,
+                    )
+                })
+                .collect();
+            want.sort();
+            want
+        })
+        .collect();
+    for (i, want) in expected.iter().enumerate() {
+        let reflector = specs[i].3.is_some();
+        assert_eq!(want.len(), if reflector { 8 } else { 2 }, "{}", c.names[i]);
+    }
+
+    let t = Instant::now();
+    c.start_agents();
+    for (i, want) in expected.iter().enumerate() {
+        let addrs: Vec<String> = want.iter().map(|(a, _)| a.clone()).collect();
+        c.wait_established(i + 1, &addrs, Duration::from_secs(60));
+    }
+    println!("all sessions up {:?} after the agents started", t.elapsed());
+    let ok = poll(Duration::from_secs(60), Duration::from_millis(200), || {
+        blocks_of_in_kernels(&c, &blocks).ok()
+    });
+    assert!(ok.is_some(), "{:?}", blocks_of_in_kernels(&c, &blocks));
+    println!(
+        "nine blocks in fifteen kernels {:?} after the agents started",
+        t.elapsed()
+    );
+
+    // Who is a reflector's client, as each agent reads the datastore.
+    let endpoint = c.etcd.endpoint();
+    let bin = exe().to_str().unwrap();
+    for (i, ns) in c.nodes.iter().enumerate() {
+        let out = ns
+            .exec(
+                "env",
+                &[
+                    &format!("ETCD_ENDPOINTS={endpoint}"),
+                    bin,
+                    "agent",
+                    "--node-name",
+                    &c.names[i],
+                    "--once",
+                    "--print-sessions",
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", c.names[i]));
+        let mut have: Vec<(String, bool)> = out
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                (
+                    v["neighbor"].as_str().unwrap().to_owned(),
+                    v["rr_client"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        have.sort();
+        assert_eq!(have, expected[i], "{}'s sessions", c.names[i]);
+    }
+    // Nothing moved meanwhile: every session still up, every block still in place.
+    for (i, want) in expected.iter().enumerate() {
+        let addrs: Vec<String> = want.iter().map(|(a, _)| a.clone()).collect();
+        c.wait_established(i + 1, &addrs, Duration::from_secs(1));
+    }
+    assert!(
+        blocks_of_in_kernels(&c, &blocks).is_ok(),
+        "{:?}",
+        blocks_of_in_kernels(&c, &blocks)
+    );
+    println!("done {:?} after the agents started", t.elapsed());
 }
 
 /// 1,000 Node resources written in one transaction: the agent of node-1 ends with 999
