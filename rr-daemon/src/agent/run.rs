@@ -50,7 +50,7 @@ pub struct AgentArgs {
     /// This node's name (instead of NODENAME).
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
-    /// Settings beside the datastore's: `[api]`, `[fib]`, `[learn]`, `[control]`... (CONFIG.md);
+    /// Settings beside the datastore's: `[api]`, `[fib]`, `[learn]` (CONFIG.md; no `[control]` socket yet);
     /// the speaker and its peers come from the datastore.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
