@@ -43,6 +43,25 @@ fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_speaker"))
 }
 
+/// Before a restart: a stale route of ours (10.77.0.0/24, as a previous life left it) in
+/// `ns`, and `ip monitor route` watching from now on (see [`only_stale_deleted`]).
+fn plant_stale_route(ns: &Netns, dir: &Path) -> Proc {
+    ns.ip(&[
+        "route",
+        "add",
+        "10.77.0.0/24",
+        "via",
+        NODE2,
+        "proto",
+        "12",
+        "metric",
+        "1024",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    ns.monitor_routes(dir, "node1")
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Stops `monitor` (`ip monitor route` across a restart) and checks what it saw: the
 /// stale route 10.77.0.0/24 deleted, and no change to a live route of the blocks.
 fn only_stale_deleted(mut monitor: Proc) {
@@ -224,21 +243,7 @@ fn mesh_nodes_program_blocks_and_survive_kill() {
     std::thread::sleep(Duration::from_millis(300));
     let after_kill = ours(&ns1);
     assert!(same(&after_kill, &want1), "after kill -9: {after_kill:?}");
-    ns1.ip(&[
-        "route",
-        "add",
-        "10.77.0.0/24",
-        "via",
-        NODE2,
-        "proto",
-        "12",
-        "metric",
-        "1024",
-    ])
-    .unwrap_or_else(|e| panic!("{e}"));
-    let monitor = ns1
-        .monitor_routes(dir.path(), "node1")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let monitor = plant_stale_route(&ns1, dir.path());
     std::thread::sleep(Duration::from_millis(200));
     let mark = d1.log_mark();
     d1.start_again(&[]).unwrap_or_else(|e| panic!("{e}"));
@@ -812,21 +817,7 @@ fn graceful_restart_kernel_recovery_ends_on_end_of_rib() {
 
     d1.kill().unwrap_or_else(|e| panic!("{e}"));
     bird.kill().unwrap_or_else(|e| panic!("{e}"));
-    ns1.ip(&[
-        "route",
-        "add",
-        "10.77.0.0/24",
-        "via",
-        NODE2,
-        "proto",
-        "12",
-        "metric",
-        "1024",
-    ])
-    .unwrap_or_else(|e| panic!("{e}"));
-    let monitor = ns1
-        .monitor_routes(dir.path(), "node1")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let monitor = plant_stale_route(&ns1, dir.path());
     std::thread::sleep(Duration::from_millis(200));
     let mark = d1.log_mark();
     d1.start_again(&["--graceful-restart"])
