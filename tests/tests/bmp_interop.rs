@@ -161,6 +161,28 @@ struct World {
 }
 
 impl World {
+    /// A work dir `work` and a hub `hub` (ours on it at RR, its loopback up); nothing
+    /// started yet.
+    fn new(work: &str, hub: &str) -> Self {
+        let dir = WorkDir::new(work).unwrap_or_else(|e| panic!("{e}"));
+        let hub = Hub::create(hub, &[&format!("{RR}/24")]).unwrap_or_else(|e| panic!("{e}"));
+        let w = Self {
+            collector: None,
+            ours: None,
+            bird: None,
+            _ns: Vec::new(),
+            hub,
+            dir,
+            started: Instant::now(),
+            collector_runs: 0,
+        };
+        w.hub
+            .ns()
+            .ip(&["link", "set", "lo", "up"])
+            .unwrap_or_else(|e| w.fail(&e));
+        w
+    }
+
     fn log(&self, what: &str) {
         eprintln!(
             "[bmp +{:6.1}s] {what}",
@@ -348,22 +370,7 @@ fn tshark_types(stream: &Path, dir: &Path) -> Result<BTreeMap<String, usize>, St
 fn bmp_export() {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let n = table_size();
-    let dir = WorkDir::new("bmp").unwrap_or_else(|e| panic!("{e}"));
-    let hub = Hub::create("bmphub", &[&format!("{RR}/24")]).unwrap_or_else(|e| panic!("{e}"));
-    let mut w = World {
-        collector: None,
-        ours: None,
-        bird: None,
-        _ns: Vec::new(),
-        hub,
-        dir,
-        started: Instant::now(),
-        collector_runs: 0,
-    };
-    w.hub
-        .ns()
-        .ip(&["link", "set", "lo", "up"])
-        .unwrap_or_else(|e| w.fail(&e));
+    let mut w = World::new("bmp", "bmphub");
     w.start_collector();
 
     let sub = w.dir.path().join("ours");
@@ -583,22 +590,7 @@ fn bmp_export() {
 fn bmp_slow_collector() {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let n = table_size();
-    let dir = WorkDir::new("bmpslow").unwrap_or_else(|e| panic!("{e}"));
-    let hub = Hub::create("bmpshub", &[&format!("{RR}/24")]).unwrap_or_else(|e| panic!("{e}"));
-    let mut w = World {
-        collector: None,
-        ours: None,
-        bird: None,
-        _ns: Vec::new(),
-        hub,
-        dir,
-        started: Instant::now(),
-        collector_runs: 0,
-    };
-    w.hub
-        .ns()
-        .ip(&["link", "set", "lo", "up"])
-        .unwrap_or_else(|e| w.fail(&e));
+    let mut w = World::new("bmpslow", "bmpshub");
     // Initiation, the Peer Up, and then nothing more is read of the first connection.
     w.start_collector_with(&["--stall-after", "2", "--rcvbuf", "4096"]);
     let config = our_config().replace("statistics_interval = 1\n", "queue_limit = 65536\n");
