@@ -174,6 +174,7 @@ struct SessionArgs {
 /// The process entry point: parses arguments, runs, and turns errors into a one-line
 /// cause and a non-zero exit.
 pub fn main() -> ExitCode {
+    crate::memory::limit_arenas();
     // Started as `bird` or `bird6` (a symlink or a copy): BIRD's command line.
     let mut argv = std::env::args_os();
     if let Some(dialect) = argv

@@ -4,7 +4,8 @@
 //! sessions. [`config`] is the configuration file and its resolved model; [`session`] the
 //! tokio driver of one peer's [`bgp_fsm::Session`]; [`api`] the read-only HTTP control API
 //! and Prometheus metrics; [`sockopt`] the socket options without a safe binding (TCP-MD5,
-//! GTSM's minimum TTL): the crate's only `unsafe` code; [`fib`] kernel routes (node
+//! GTSM's minimum TTL) and [`memory`] the allocator's arenas and trim: with BFD's
+//! `recvmsg`, the crate's only `unsafe` code; [`fib`] kernel routes (node
 //! mode): a pure reconciler and its rtnetlink shell. The command line ([`cli`]):
 //! `rr-daemon --config FILE` runs the daemon, `rr-daemon check` checks a configuration
 //! file, `rr-daemon ctl` ([`ctl`]) asks a running daemon, and `rr-daemon session` brings
@@ -26,6 +27,7 @@ pub mod control;
 pub mod ctl;
 pub mod fib;
 pub mod logging;
+pub mod memory;
 pub mod mrt;
 pub mod notify;
 pub mod running;

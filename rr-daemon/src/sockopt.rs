@@ -8,10 +8,10 @@
 //! those are set with `libc::setsockopt` (a `struct tcp_md5sig` built here, or an `int`).
 //! Nor for `SIOCOUTQ` (the bytes a peer has not acknowledged), read with `libc::ioctl`
 //! into an `int`: the send hold timer (RFC 9687) needs to know that a slow peer still
-//! takes bytes while the kernel holds more for it than wakes a writer. And, not a socket
-//! option but the same kind of call, glibc's `malloc_trim` ([`give_back_memory`]).
-//! These foreign calls are the only `unsafe` in the workspace (the project's rule: `unsafe` only with a measured
-//! reason and a `SAFETY:` comment; `bgp-wire`, `bgp-fsm` and `rib` forbid it outright).
+//! takes bytes while the kernel holds more for it than wakes a writer. These foreign
+//! calls, BFD's `recvmsg` ([`crate::bfd`]) and the allocator's ([`crate::memory`]) are the
+//! only `unsafe` in the workspace (the project's rule: `unsafe` only with a measured reason
+//! and a `SAFETY:` comment; `bgp-wire`, `bgp-fsm` and `rib` forbid it outright).
 //! Everything else, the address inside the struct included, is built in safe code: the
 //! socket address is written byte by byte into a `sockaddr_storage`-sized array.
 //!
@@ -265,20 +265,6 @@ fn build(target: Target, ipv6_socket: bool, key: &[u8]) -> io::Result<(TcpMd5Sig
         None => libc::TCP_MD5SIG,
     };
     Ok((sig, optname))
-}
-
-/// Hands the allocator's free memory back to the system (glibc's `malloc_trim(0)`; a
-/// no-op elsewhere). Measured: 10,000 dynamic connections that came and went left the
-/// daemon at 90 MB resident from a 17 MB start, the freed session buffers kept by
-/// glibc's arenas (further waves reuse them: no growth past 100 MB); trimmed after the
-/// peers are gone, it goes back near the start.
-pub fn give_back_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim has no preconditions: it walks glibc's own arenas under their
-    // locks and only releases pages that hold no allocation.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 #[cfg(test)]

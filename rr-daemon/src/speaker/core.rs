@@ -159,6 +159,14 @@ fn track_best(mut c: rib::RibConfig) -> rib::RibConfig {
 }
 
 impl Core {
+    /// Gives back the peer tables' slots once most of their peers are gone (a wave of
+    /// dynamic neighbours): see [`super::shell::shrink`].
+    pub(super) fn shrink_tables(&mut self) {
+        super::shell::shrink(&mut self.peers);
+        super::shell::shrink(&mut self.by_id);
+        super::shell::shrink(&mut self.held_down);
+    }
+
     /// A core with every configured peer added (their sessions to be spawned) and every
     /// `[[route]]` originated. `restarting`: see
     /// [`Speaker::start_restarting`](super::Speaker::start_restarting).

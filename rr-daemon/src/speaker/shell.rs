@@ -35,7 +35,7 @@ const EVENT_BATCH: usize = 4096;
 const REQUEST_BATCH: usize = 64;
 
 /// Sessions gone since the most at once before the allocator's free memory is handed
-/// back to the system ([`sockopt::give_back_memory`]): a wave of dynamic neighbours that
+/// back to the system ([`crate::memory::give_back`]): a wave of dynamic neighbours that
 /// left (a scan that never sent OPEN, a cluster scaled down). Half of a smaller peak is
 /// enough, down to 64.
 const TRIM_AFTER: usize = 1000;
@@ -196,6 +196,14 @@ async fn subscribers_room(subscribers: &[mpsc::Sender<BestChange>]) {
     }
 }
 
+/// Gives back a map's table once it is under a quarter full: a map keeps the capacity of
+/// its most entries at once, as many slots as the largest wave of dynamic neighbours.
+pub(super) fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.len() < map.capacity() / 4 {
+        map.shrink_to_fit();
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
@@ -324,7 +332,10 @@ impl Shell {
                 peak = self.sessions_peak,
                 "many sessions gone: memory handed back"
             );
-            sockopt::give_back_memory();
+            shrink(&mut self.sessions);
+            shrink(&mut self.traffic);
+            self.core.shrink_tables();
+            crate::memory::give_back();
             self.sessions_peak = n;
         }
     }
