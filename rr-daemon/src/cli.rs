@@ -39,10 +39,12 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RR_COMM
 /// BGP speaker and route reflector.
 ///
 /// With --config FILE, runs the daemon in the foreground: SIGHUP reloads the file (peers
-/// whose settings did not change keep their sessions), SIGTERM or SIGINT sends a Cease to
-/// every peer and exits 0, SIGUSR2 stops for a restart: the sessions close without a
-/// Cease, so that graceful restart helpers keep our routes until we are back with
-/// --graceful-restart (an upgrade without traffic loss). The file's keys are in CONFIG.md and in the operator's manual
+/// whose settings did not change keep their sessions), SIGTERM or SIGINT stops and exits
+/// 0: by default ([speaker] graceful_stop) a planned restart, where the sessions that
+/// negotiated graceful restart close without a Cease and the others get one
+/// (graceful_stop = false: a Cease to every peer); SIGUSR2 stops for a restart: every
+/// session closes without a Cease, so that graceful restart helpers keep our routes until
+/// we are back with --graceful-restart (an upgrade without traffic loss). The file's keys are in CONFIG.md and in the operator's manual
 /// (docs/manual.md).
 ///
 /// Environment: RR_ROUTER_ID, RR_ASN and RR_CLUSTER_ID replace [speaker] router_id, asn
