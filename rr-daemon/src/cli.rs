@@ -7,7 +7,7 @@
 //! `rr-daemon session ...` brings up one BGP session and reports its
 //! events, one line each (JSON with `--json`), until SIGINT or SIGTERM, when it sends a
 //! Cease and exits 0. `rr-daemon check --config FILE` checks a configuration file
-//! ([`crate::config`]) and prints a one-line summary, or the first error as
+//! ([`crate::config`]) and prints a one-line summary, or every error, one a line, as
 //! `FILE:LINE:COL: KEY: message` and exits 1. `rr-daemon ctl ...` asks a running daemon
 //! through its control API ([`crate::ctl`]). The daemon serves that API ([`crate::api`])
 //! on `[api] listen` unless `[api] enabled = false`. `rr-daemon man` prints the manual
@@ -74,9 +74,10 @@ struct Cli {
 enum Cmd {
     /// Bring up one BGP session and print its events until interrupted.
     Session(SessionArgs),
-    /// Check a configuration file: print a one-line summary, or the first error.
+    /// Check a configuration file: print a one-line summary, or every error (one a line, exit 1).
     Check(CheckArgs),
-    /// Ask a running daemon through its control API: peers, routes, status.
+    /// Ask a running daemon: peers, routes, status (HTTP API); reset, disable, enable,
+    /// reload, announce, withdraw (control socket).
     Ctl(crate::ctl::CtlArgs),
     /// Print the manual page (roff): `rr-daemon man > rr-daemon.1`.
     Man(ManArgs),
