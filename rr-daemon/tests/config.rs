@@ -932,6 +932,21 @@ fn test_error_messages_are_located() {
              asn = 1\n[[peer]]\nasn = 2\n",
             "test.toml:7:1: peer[1].address: missing (required)",
         ),
+        // A key or a table twice.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\nasn = 2\n",
+            "test.toml:4:1: syntax: duplicate key: `asn` is set twice in this table",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[speaker]\nasn = 2\n",
+            "test.toml:4:2: syntax: duplicate key: table `[speaker]` is defined twice",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[peer]\naddress = \"10.0.0.2\"\n\
+             [peer]\naddress = \"10.0.0.3\"\n",
+            "test.toml:6:2: syntax: duplicate key: table `[peer]` is defined twice (each entry \
+             of a list of tables is written `[[peer]]`)",
+        ),
         // Wrong type, bad value.
         (
             "[speaker]\nasn = 1\nrouter_id = 10.0.0.1\n",

@@ -226,7 +226,9 @@ impl<'a> Doc<'a> {
                 let at = e.span().map_or(0, |s| s.start);
                 let (file, line, column) = locate(text, &segments, &file, at);
                 let mut message = e.message().trim_end().to_owned();
-                if let Some(word) = unquoted_address(text, at) {
+                if message == "duplicate key" {
+                    message = duplicate(text, at);
+                } else if let Some(word) = unquoted_address(text, at) {
                     let _ = write!(message, ": an address is a string, quote it: \"{word}\"");
                 }
                 Err(ConfigError {
@@ -403,6 +405,42 @@ fn plain(raw: &str, value: &str) -> String {
         return format!("{head}expected true or false");
     }
     raw.to_owned()
+}
+
+/// TOML's "duplicate key" with the key's name: `offset` is at the key, or inside the
+/// `[header]` of a table defined twice.
+fn duplicate(text: &str, offset: usize) -> String {
+    let rest = text.get(offset..).unwrap_or_default();
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .collect();
+    if name.is_empty() {
+        return "duplicate key".to_owned();
+    }
+    const LISTS: [&str; 9] = [
+        "peer",
+        "peer_group",
+        "dynamic_neighbors",
+        "policy",
+        "policy.rule",
+        "route",
+        "originate",
+        "bmp",
+        "fib.ip_pool",
+    ];
+    if text.get(..offset).is_some_and(|t| t.ends_with('[')) {
+        if LISTS.contains(&name.as_str()) {
+            format!(
+                "duplicate key: table `[{name}]` is defined twice (each entry of a list of \
+                 tables is written `[[{name}]]`)"
+            )
+        } else {
+            format!("duplicate key: table `[{name}]` is defined twice")
+        }
+    } else {
+        format!("duplicate key: `{name}` is set twice in this table")
+    }
 }
 
 /// The word around `offset` when it is an IP address, a prefix or `ADDRESS:PORT` written
