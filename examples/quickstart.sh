@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # The build needs protoc (etcd-client compiles etcd's .proto files): installed when root.
 tests/scripts/install-protoc.sh
 cargo build --quiet -p rr-daemon
-bin=target/debug/rr-daemon
+# Where cargo put it: CARGO_TARGET_DIR when set (relative to the repository root), else target.
+bin=${CARGO_TARGET_DIR:-target}/debug/rr-daemon
 dir=$(mktemp -d)
 pids=()
 cleanup() {

@@ -7,7 +7,7 @@
 //! `rr-daemon session ...` brings up one BGP session and reports its
 //! events, one line each (JSON with `--json`), until SIGINT or SIGTERM, when it sends a
 //! Cease and exits 0. `rr-daemon check --config FILE` checks a configuration file
-//! ([`crate::config`]) and prints a one-line summary, or the first error as
+//! ([`crate::config`]) and prints a one-line summary, or every error, one a line, as
 //! `FILE:LINE:COL: KEY: message` and exits 1. `rr-daemon ctl ...` asks a running daemon
 //! through its control API ([`crate::ctl`]). The daemon serves that API ([`crate::api`])
 //! on `[api] listen` unless `[api] enabled = false`. `rr-daemon man` prints the manual
@@ -39,10 +39,12 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RR_COMM
 /// BGP speaker and route reflector.
 ///
 /// With --config FILE, runs the daemon in the foreground: SIGHUP reloads the file (peers
-/// whose settings did not change keep their sessions), SIGTERM or SIGINT sends a Cease to
-/// every peer and exits 0, SIGUSR2 stops for a restart: the sessions close without a
-/// Cease, so that graceful restart helpers keep our routes until we are back with
-/// --graceful-restart (an upgrade without traffic loss). The file's keys are in CONFIG.md and in the operator's manual
+/// whose settings did not change keep their sessions), SIGTERM or SIGINT stops and exits
+/// 0: by default ([speaker] graceful_stop) a planned restart, where the sessions that
+/// negotiated graceful restart close without a Cease and the others get one
+/// (graceful_stop = false: a Cease to every peer); SIGUSR2 stops for a restart: every
+/// session closes without a Cease, so that graceful restart helpers keep our routes until
+/// we are back with --graceful-restart (an upgrade without traffic loss). The file's keys are in CONFIG.md and in the operator's manual
 /// (docs/manual.md).
 ///
 /// Environment: RR_ROUTER_ID, RR_ASN and RR_CLUSTER_ID replace [speaker] router_id, asn
@@ -72,9 +74,10 @@ struct Cli {
 enum Cmd {
     /// Bring up one BGP session and print its events until interrupted.
     Session(SessionArgs),
-    /// Check a configuration file: print a one-line summary, or the first error.
+    /// Check a configuration file: print a one-line summary, or every error (one a line, exit 1).
     Check(CheckArgs),
-    /// Ask a running daemon through its control API: peers, routes, status.
+    /// Ask a running daemon: peers, routes, status (HTTP API); reset, disable, enable,
+    /// reload, announce, withdraw (control socket).
     Ctl(crate::ctl::CtlArgs),
     /// Print the manual page (roff): `rr-daemon man > rr-daemon.1`.
     Man(ManArgs),

@@ -686,6 +686,43 @@ fn model_errors_point_into_the_bird_file() {
     );
 }
 
+/// A misspelt option is BIRD's syntax error, with the option meant; an option BIRD has
+/// and we do not translate is "not supported".
+#[test]
+fn bgp_option_typos_are_syntax_errors() {
+    let with = |opt: &str| {
+        translate_str(
+            &format!(
+                "router id 10.0.0.1;\nprotocol bgp a {{\n  local as 64512;\n  {opt};\n  \
+                 neighbor 10.0.0.2 as 64512;\n}}\n"
+            ),
+            "typo.cfg",
+            Dialect::Bird,
+        )
+        .unwrap_err()
+    };
+    let e = with("improt all");
+    assert_eq!((e.line, e.col), (4, 3), "{e}");
+    assert_eq!(
+        e.message,
+        "syntax error, `improt` is no option of protocol bgp: did you mean `import`?"
+    );
+    let e = with("neighbour 10.0.0.3 as 1");
+    assert!(e.message.ends_with("did you mean `neighbor`?"), "{e}");
+    let e = with("frobnicate on");
+    assert_eq!(
+        e.message,
+        "syntax error, `frobnicate` is no option of protocol bgp"
+    );
+    // BIRD 1.6 has it, we do not translate it: not a syntax error.
+    let e = with("igp metric off");
+    assert!(
+        e.message
+            .contains("not supported by rr-daemon in protocol bgp"),
+        "{e}"
+    );
+}
+
 /// BIRD programs IP-in-IP itself: `tunl0` routes are its own, not excluded.
 #[test]
 fn ipip_by_bird_keeps_tunl0_routes() {

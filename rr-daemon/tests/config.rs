@@ -212,6 +212,28 @@ fn test_examples_load() {
     // Clients and no speaker cluster_id: the router ID serves (documented).
     assert_eq!(rack.speaker.cluster_id, Some(v4("10.0.0.1")));
     assert_eq!(rack.peers.len(), 9);
+    // `check`'s line names the clusters the clients are in, not only the speaker's.
+    assert!(
+        rack.summary().contains(
+            "route reflector (cluster id 10.0.0.1; clients' cluster ids 1.0.0.1, 1.0.0.2)"
+        ),
+        "{}",
+        rack.summary()
+    );
+}
+
+#[test]
+fn test_summary_names_only_the_speakers_cluster_when_clients_are_in_it() {
+    let cfg = parse(&format!(
+        "{HEAD}cluster_id = \"1.0.0.9\"\n[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\nrr_client = true\n\
+         [[peer]]\naddress = \"10.0.0.3\"\nasn = 65000\nrr_client = true\ncluster_id = \"1.0.0.9\"\n"
+    ));
+    assert!(
+        cfg.summary()
+            .contains("route reflector (cluster id 1.0.0.9);"),
+        "{}",
+        cfg.summary()
+    );
 }
 
 #[test]
@@ -544,7 +566,7 @@ fn test_extended_next_hop() {
         error(&format!(
             "{HEAD}[[peer]]\naddress = \"2001:db8::2\"\nasn = 65000\nextended_next_hop = 1\n"
         )),
-        "test.toml:7:21: peer[0].extended_next_hop: invalid type: integer `1`, expected a boolean"
+        "test.toml:7:21: peer[0].extended_next_hop: invalid type: integer `1`, expected true or false"
     );
 }
 
@@ -910,14 +932,49 @@ fn test_error_messages_are_located() {
              asn = 1\n[[peer]]\nasn = 2\n",
             "test.toml:7:1: peer[1].address: missing (required)",
         ),
+        // A key or a table twice.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\nasn = 2\n",
+            "test.toml:4:1: syntax: duplicate key: `asn` is set twice in this table",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[speaker]\nasn = 2\n",
+            "test.toml:4:2: syntax: duplicate key: table `[speaker]` is defined twice",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[peer]\naddress = \"10.0.0.2\"\n\
+             [peer]\naddress = \"10.0.0.3\"\n",
+            "test.toml:6:2: syntax: duplicate key: table `[peer]` is defined twice (each entry \
+             of a list of tables is written `[[peer]]`)",
+        ),
         // Wrong type, bad value.
         (
+            "[speaker]\nasn = 1\nrouter_id = 10.0.0.1\n",
+            "test.toml:3:17: syntax: invalid float, expected nothing: an address is a string, \
+             quote it: \"10.0.0.1\"",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\nlisten = [\"10.0.0.1:179\", fe80::1%eth0]\n",
+            "test.toml:4:27: syntax: invalid boolean, expected `false`: an address is a \
+             string, quote it: \"fe80::1%eth0\"",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[peer]\naddress = \"10.0.0.2\"\n",
+            "test.toml:4:1: peer: `[peer]` is one table, but `peer` is a list of tables: \
+             write each entry as `[[peer]]`",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\nlisten = \"10.0.0.1:179\"\n",
+            "test.toml:4:10: speaker.listen: invalid type: string \"10.0.0.1:179\", expected \
+             a list: [ ... ]",
+        ),
+        (
             "[speaker]\nasn = \"65000\"\nrouter_id = \"10.0.0.1\"\n",
-            "test.toml:2:7: speaker.asn: invalid type: string \"65000\", expected u32",
+            "test.toml:2:7: speaker.asn: invalid type: string \"65000\", expected an integer from 0 to 4294967295",
         ),
         (
             "[speaker]\nasn = 1\nrouter_id = \"10.0.0.x\"\n",
-            "test.toml:3:13: speaker.router_id: invalid IP address syntax",
+            "test.toml:3:13: speaker.router_id: \"10.0.0.x\" is not an IP address",
         ),
         (
             "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
@@ -965,7 +1022,7 @@ fn test_error_messages_are_located() {
         (
             "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\nsend_hold_time = 70000\n",
             "test.toml:4:18: speaker.send_hold_time: invalid value: integer `70000`, \
-             expected u16",
+             expected an integer from 0 to 65535",
         ),
         // Router ID not IPv4.
         (

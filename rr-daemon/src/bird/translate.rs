@@ -258,10 +258,84 @@ impl Bgp {
                      are refused)",
                 ));
             }
-            _ => return Err(unsupported(o, &t.join(" "), ProtoKind::Bgp)),
+            _ => return Err(unknown_or_unsupported(o, &t)),
         }
         Ok(())
     }
+}
+
+/// The words BIRD 1.6's grammar lets a `protocol bgp` option begin with (its BGP options
+/// and the options of every protocol).
+const BIRD16_BGP_OPTIONS: &[&str] = &[
+    "add",
+    "advertise",
+    "allow",
+    "bfd",
+    "capabilities",
+    "check",
+    "connect",
+    "debug",
+    "default",
+    "description",
+    "deterministic",
+    "disable",
+    "disabled",
+    "enable",
+    "error",
+    "export",
+    "gateway",
+    "graceful",
+    "hold",
+    "igp",
+    "import",
+    "interpret",
+    "keepalive",
+    "local",
+    "med",
+    "missing",
+    "mrtdump",
+    "multihop",
+    "neighbor",
+    "next",
+    "passive",
+    "password",
+    "path",
+    "prefer",
+    "preference",
+    "receive",
+    "route",
+    "router",
+    "rr",
+    "rs",
+    "secondary",
+    "setkey",
+    "source",
+    "start",
+    "startup",
+    "table",
+    "ttl",
+    "vrf",
+];
+
+/// An option of a `protocol bgp` we do not translate: BIRD's own `syntax error` when its
+/// first word is no option of BIRD 1.6 (a typo, with the option it is closest to), else
+/// not supported.
+fn unknown_or_unsupported(o: &Opt, words: &[&str]) -> BirdError {
+    let first = words.first().copied().unwrap_or_default();
+    if first.is_empty() || BIRD16_BGP_OPTIONS.contains(&first) {
+        return unsupported(o, &words.join(" "), ProtoKind::Bgp);
+    }
+    let near = BIRD16_BGP_OPTIONS
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(first, k), *k))
+        .filter(|(d, _)| *d <= 2 && *d * 2 < first.chars().count().max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k);
+    let hint = near.map_or(String::new(), |k| format!(": did you mean `{k}`?"));
+    err(
+        &o.pos,
+        format!("syntax error, `{first}` is no option of protocol bgp{hint}"),
+    )
 }
 
 /// The whole translation.

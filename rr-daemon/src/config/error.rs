@@ -6,6 +6,7 @@
 //! the span (the value, or the nearest table that exists).
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::ops::Range;
 
 use toml::Spanned;
@@ -224,13 +225,19 @@ impl<'a> Doc<'a> {
             Err(e) => {
                 let at = e.span().map_or(0, |s| s.start);
                 let (file, line, column) = locate(text, &segments, &file, at);
+                let mut message = e.message().trim_end().to_owned();
+                if message == "duplicate key" {
+                    message = duplicate(text, at);
+                } else if let Some(word) = unquoted_address(text, at) {
+                    let _ = write!(message, ": an address is a string, quote it: \"{word}\"");
+                }
                 Err(ConfigError {
                     kind: ErrorKind::Syntax,
                     file,
                     line,
                     column,
                     key: "syntax".to_owned(),
-                    message: e.message().trim_end().to_owned(),
+                    message,
                 })
             }
         }
@@ -312,7 +319,7 @@ impl<'a> Doc<'a> {
                 },
             }
         } else {
-            raw.to_owned()
+            plain(raw, self.text.get(span.clone()).unwrap_or_default())
         };
         self.at(ErrorKind::Schema, span.start, &path, message)
     }
@@ -362,6 +369,106 @@ impl<'a> Doc<'a> {
         walk_table(self.root.get_ref(), span, &mut path, &mut best);
         best.1
     }
+}
+
+/// serde's words for a type error, in the file's terms: `u32` is an integer in a range,
+/// a sequence a list, a map at a `[name]` header a table that should be `[[name]]`.
+/// `value` is the text the error points at.
+fn plain(raw: &str, value: &str) -> String {
+    const RANGES: [(&str, &str); 4] = [
+        ("u8", "0 to 255"),
+        ("u16", "0 to 65535"),
+        ("u32", "0 to 4294967295"),
+        ("u64", "0 to 18446744073709551615"),
+    ];
+    if raw == "invalid IP address syntax" && value.starts_with('"') {
+        return format!("{value} is not an IP address");
+    }
+    if raw.starts_with("invalid type: map, expected a sequence")
+        && value.starts_with('[')
+        && !value.starts_with("[[")
+    {
+        let name = value[1..].split(']').next().unwrap_or_default().trim();
+        return format!(
+            "`[{name}]` is one table, but `{name}` is a list of tables: write each entry as `[[{name}]]`"
+        );
+    }
+    for (ty, range) in RANGES {
+        if let Some(head) = raw.strip_suffix(&format!("expected {ty}")) {
+            return format!("{head}expected an integer from {range}");
+        }
+    }
+    if let Some(head) = raw.strip_suffix("expected a sequence") {
+        return format!("{head}expected a list: [ ... ]");
+    }
+    if let Some(head) = raw.strip_suffix("expected a boolean") {
+        return format!("{head}expected true or false");
+    }
+    raw.to_owned()
+}
+
+/// TOML's "duplicate key" with the key's name: `offset` is at the key, or inside the
+/// `[header]` of a table defined twice.
+fn duplicate(text: &str, offset: usize) -> String {
+    let rest = text.get(offset..).unwrap_or_default();
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .collect();
+    if name.is_empty() {
+        return "duplicate key".to_owned();
+    }
+    const LISTS: [&str; 9] = [
+        "peer",
+        "peer_group",
+        "dynamic_neighbors",
+        "policy",
+        "policy.rule",
+        "route",
+        "originate",
+        "bmp",
+        "fib.ip_pool",
+    ];
+    if text.get(..offset).is_some_and(|t| t.ends_with('[')) {
+        if LISTS.contains(&name.as_str()) {
+            format!(
+                "duplicate key: table `[{name}]` is defined twice (each entry of a list of \
+                 tables is written `[[{name}]]`)"
+            )
+        } else {
+            format!("duplicate key: table `[{name}]` is defined twice")
+        }
+    } else {
+        format!("duplicate key: `{name}` is set twice in this table")
+    }
+}
+
+/// The word around `offset` when it is an IP address, a prefix or `ADDRESS:PORT` written
+/// without quotes (`router_id = 192.0.2.1`, as in BIRD's files), which TOML reads as a
+/// broken number or boolean.
+fn unquoted_address(text: &str, offset: usize) -> Option<&str> {
+    let word = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '/' | '%');
+    let start = text
+        .get(..offset)?
+        .rfind(|c: char| !word(c))
+        .map_or(0, |i| i + 1);
+    let end = offset
+        + text
+            .get(offset..)?
+            .find(|c: char| !word(c))
+            .unwrap_or(text.len() - offset);
+    let w = text.get(start..end)?;
+    if text[..start].ends_with(['"', '\'']) {
+        return None;
+    }
+    let address = |s: &str| s.parse::<std::net::IpAddr>().is_ok();
+    let ok = address(w)
+        || w.parse::<std::net::SocketAddr>().is_ok()
+        || w.split_once('/')
+            .is_some_and(|(a, l)| address(a) && l.parse::<u8>().is_ok())
+        || w.split_once('%')
+            .is_some_and(|(a, z)| address(a) && !z.is_empty());
+    ok.then_some(w)
 }
 
 /// The known key closest to `key` among serde's "expected one of `a`, `b`" list, when it

@@ -43,7 +43,7 @@ mod values;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -295,7 +295,22 @@ impl Config {
         let s = &self.speaker;
         let mut out = format!("AS {}, router id {}", s.asn, s.router_id);
         if let Some(c) = s.cluster_id {
-            let _ = write!(out, ", route reflector (cluster id {c})");
+            let _ = write!(out, ", route reflector (cluster id {c}");
+            // Clients may be in other clusters (`cluster_id` on a peer or its group, BIRD's
+            // `rr cluster id`): name those, or the line says the wrong cluster.
+            let mut used: Vec<Ipv4Addr> = self
+                .peers
+                .values()
+                .filter(|p| p.rr_client)
+                .map(|p| p.cluster_id.unwrap_or(c))
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            if used.iter().any(|x| *x != c) {
+                let list: Vec<String> = used.iter().map(ToString::to_string).collect();
+                let _ = write!(out, "; clients' cluster ids {}", list.join(", "));
+            }
+            out.push(')');
         }
         let ibgp = self.peers.values().filter(|p| p.is_ibgp(s)).count();
         let clients = self.peers.values().filter(|p| p.rr_client).count();

@@ -45,5 +45,12 @@ pub fn call(path: &Path, req: &Request) -> Result<Reply, String> {
             path.display()
         ));
     }
+    if answer.starts_with("0001 BIRD") {
+        // BIRD's greeting: `bird -s SOCK` (ours or BIRD's), not `[control] socket`.
+        return Err(format!(
+            "{} is a BIRD control socket (bird -s): ask it with birdc or birdcl",
+            path.display()
+        ));
+    }
     serde_json::from_str(&answer).map_err(|e| format!("unexpected answer from the daemon: {e}"))
 }

@@ -103,3 +103,28 @@ fn addresses_next_hops_and_the_reload_summary() {
         "reloaded a.toml: peers added: 10.0.0.3; also changed: [fib]"
     );
 }
+
+/// `ctl --socket` pointed at a BIRD control socket (`bird -s`) says so instead of a JSON
+/// parse error.
+#[test]
+fn a_bird_socket_is_named_as_such() {
+    let d = dir("bird");
+    let path = d.join("bird.ctl");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::Write as _;
+        let (mut c, _) = l.accept().unwrap();
+        c.write_all(b"0001 BIRD v0.3.3+birdv1.6.8 ready.\n")
+            .unwrap();
+    });
+    let e = client::call(&path, &Request::Reload).unwrap_err();
+    server.join().unwrap();
+    assert_eq!(
+        e,
+        format!(
+            "{} is a BIRD control socket (bird -s): ask it with birdc or birdcl",
+            path.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
