@@ -1037,6 +1037,17 @@ fn test_error_messages_are_located() {
             "test.toml:6:9: peer[0].group: unknown peer group \"rack-9\" (define it with \
              [[peer_group]] name = ...)",
         ),
+        // A misspelt group or policy: the one meant.
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer_group]]\nname = \"nodes\"\n\
+             asn = 1\n[[peer]]\naddress = \"10.0.0.2\"\ngroup = \"nodez\"\n",
+            "test.toml:9:9: peer[0].group: unknown peer group \"nodez\": did you mean \"nodes\"?",
+        ),
+        (
+            "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
+             asn = 2\nexport = \"nnoe\"\n",
+            "test.toml:7:10: peer[0].export: unknown policy \"nnoe\": did you mean \"none\"?",
+        ),
         (
             "[speaker]\nasn = 1\nrouter_id = \"10.0.0.1\"\n[[peer]]\naddress = \"10.0.0.2\"\n\
              asn = 2\nexport = \"pools\"\n",

@@ -471,16 +471,18 @@ fn unquoted_address(text: &str, offset: usize) -> Option<&str> {
     ok.then_some(w)
 }
 
-/// The known key closest to `key` among serde's "expected one of `a`, `b`" list, when it
-/// is close enough to be a misspelling: at most two edits (transpositions count as one),
-/// and fewer than half the key's letters.
+/// The known key closest to `key` among serde's "expected one of `a`, `b`" list (see
+/// [`nearest`]).
 fn did_you_mean<'e>(key: &str, expected: &'e str) -> Option<&'e str> {
-    expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(|k| (strsim::damerau_levenshtein(key, k), k))
-        .filter(|(d, _)| *d <= 2 && *d * 2 < key.chars().count().max(2))
+    nearest(key, expected.split('`').skip(1).step_by(2))
+}
+
+/// The name among `known` closest to `name`, when it is close enough to be a misspelling:
+/// at most two edits (transpositions count as one), and fewer than half the name's letters.
+pub(crate) fn nearest<'k>(name: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
+    known
+        .map(|k| (strsim::damerau_levenshtein(name, k), k))
+        .filter(|(d, _)| *d <= 2 && *d * 2 < name.chars().count().max(2))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }

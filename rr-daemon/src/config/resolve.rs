@@ -406,10 +406,18 @@ impl Cx<'_> {
         let Some(name) = name else { return Ok(None) };
         match self.groups.iter().position(|(n, _)| n == name) {
             Some(i) => Ok(Some((&self.groups[i].1, KeyPath::item("peer_group", i)))),
-            None => Err(self.error(
-                at,
-                format!("unknown peer group {name:?} (define it with [[peer_group]] name = ...)"),
-            )),
+            None => {
+                let message = match super::error::nearest(
+                    name,
+                    self.groups.iter().map(|(n, _)| n.as_str()),
+                ) {
+                    Some(near) => format!("unknown peer group {name:?}: did you mean {near:?}?"),
+                    None => format!(
+                        "unknown peer group {name:?} (define it with [[peer_group]] name = ...)"
+                    ),
+                };
+                Err(self.error(at, message))
+            }
         }
     }
 
@@ -462,12 +470,19 @@ impl Cx<'_> {
                     name: name.to_owned(),
                     policy: p.clone(),
                 }),
-                None => Err(self.error(
-                    at,
-                    format!(
-                        "unknown policy {name:?} (\"all\", \"none\" or the name of a [[policy]])"
-                    ),
-                )),
+                None => {
+                    let known = ["all", "none"]
+                        .into_iter()
+                        .chain(self.policies.keys().map(String::as_str));
+                    let message = match super::error::nearest(name, known) {
+                        Some(near) => format!("unknown policy {name:?}: did you mean {near:?}?"),
+                        None => format!(
+                            "unknown policy {name:?} (\"all\", \"none\" or the name of a \
+                             [[policy]])"
+                        ),
+                    };
+                    Err(self.error(at, message))
+                }
             },
         }
     }
