@@ -76,7 +76,7 @@ fn bird_config() -> String {
     format!(
         r#"router id {BIRD};
 protocol device {{ scan time 2; }}
-protocol static routes {{
+protocol static originated {{
   ipv4;
   route 10.20.1.0/24 blackhole;
   route 10.20.2.0/24 blackhole;
@@ -335,7 +335,7 @@ fn agent_local_as_and_allowed_local_as_against_bird2() {
         "10.20.4.0/24",
     ]);
     assert!(
-        w.log().contains("key=allow_local_as"),
+        w.log().contains("key=\"allow_local_as\""),
         "the reset names its key\n{}",
         w.context()
     );
@@ -396,12 +396,14 @@ fn agent_compaction_past_the_watch_while_running() {
     let since = w.bird_since();
     let uptime = w.peer().unwrap()["uptime_s"].as_u64().unwrap();
 
-    // The agent stops reading: etcd's watch stream for it fills (3 MB of values, then
-    // 200 revisions of their own), etcd drops the watcher behind, and the history
+    // The agent stops reading: etcd's watch stream for it fills (8 MB of values, past
+    // HTTP/2's windows), then etcd's queue of the watch (1,024 responses in 3.4) with
+    // 1,500 revisions of a key each; etcd leaves the watcher behind, and the history
     // before the current revision is compacted away. Then the change.
     w.agent.signal("STOP").expect("SIGSTOP");
     let filler = "x".repeat(10_000);
-    for t in 0..3 {
+    let t = std::time::Instant::now();
+    for t in 0..8 {
         let kvs: Vec<(String, String)> = (0..100)
             .map(|i| {
                 (
@@ -412,11 +414,16 @@ fn agent_compaction_past_the_watch_while_running() {
             .collect();
         w.etcd.put_all(&kvs).expect("filler");
     }
-    for i in 0..200 {
-        w.etcd
-            .put(&format!("{RES}/kubecontrollersconfigurations/one-{i}"), "x")
-            .expect("filler");
-    }
+    let kvs: Vec<(String, String)> = (0..1500)
+        .map(|i| {
+            (
+                format!("{RES}/kubecontrollersconfigurations/one-{i}"),
+                "x".to_owned(),
+            )
+        })
+        .collect();
+    w.etcd.put_each(&kvs).expect("filler");
+    println!("filler written in {:?}", t.elapsed());
     let rev = w.etcd.revision().unwrap();
     w.etcd.compact(rev).expect("compaction");
     let (k, v) = affinity("node-1", "192.168.2.0/26");
