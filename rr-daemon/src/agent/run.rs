@@ -14,6 +14,11 @@
 //!   `/readyz` reports the datastore as stale ([`crate::api::Readiness::datastore`]).
 //! - Every resource that cannot be used is logged once with its key and field, and
 //!   skipped.
+//! - `[control]` of `--config`: the actions of `ctl --socket`, whose `reload` lists the
+//!   datastore again on a connection of its own (changes of the watch up to the list's
+//!   revision are then skipped) and answers with what changed.
+//! - `logSeverityScreen` (or `BGP_LOGSEVERITYSCREEN`, or the file's `[speaker]
+//!   log_level`) sets the log level at each plan ([`crate::logging::reloaded`]).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
