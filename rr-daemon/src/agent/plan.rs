@@ -1441,6 +1441,23 @@ mod tests {
     }
 
     #[test]
+    fn log_filters_of_calicos_severities() {
+        for (sev, want) in [
+            ("Debug", Some("debug")),
+            ("Info", Some("info")),
+            ("Warning", Some("warn")),
+            ("error", Some("error")),
+            ("Fatal", Some("error")),
+            ("Panic", Some("error")),
+            ("None", Some("off")),
+            ("Loud", None),
+            ("", None),
+        ] {
+            assert_eq!(log_filter(sev), want, "{sev}");
+        }
+    }
+
+    #[test]
     fn names_as_confd() {
         let a: IpAddr = "10.0.0.2".parse().unwrap();
         assert_eq!(proto_name("Mesh", a, 0), "Mesh_10_0_0_2");

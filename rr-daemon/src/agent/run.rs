@@ -644,6 +644,49 @@ mod tests {
         }
     }
 
+    /// After a list at revision 10 (`ctl reload`), the watch's changes up to 10 are in
+    /// it already: skipped; later ones apply.
+    #[test]
+    fn changes_a_list_already_holds_are_skipped() {
+        let (stale, _rx) = watch::channel(None);
+        let mut v = View::new();
+        let key = format!("{}nodes/n1", super::super::model::RESOURCES);
+        let node = br#"{"kind":"Node","apiVersion":"projectcalico.org/v3","metadata":{"name":"n1"},"spec":{"bgp":{"ipv4Address":"10.0.0.1/24"}}}"#;
+        let snapshot = Snapshot {
+            revision: 10,
+            kvs: vec![(key.clone(), node.to_vec())],
+        };
+        assert!(v.take(Update::Snapshot(snapshot), &stale));
+        let delete = |revision| Update::Changes {
+            revision,
+            changes: vec![Change::Delete(key.clone())],
+        };
+        assert!(!v.take(delete(9), &stale));
+        assert!(!v.take(delete(10), &stale));
+        assert!(v.ds.nodes.contains_key("n1"));
+        assert!(v.take(delete(11), &stale));
+        assert!(!v.ds.nodes.contains_key("n1"));
+        assert_eq!(v.revision, 11);
+    }
+
+    #[test]
+    fn bgp_logseverityscreen_wins_and_is_checked() {
+        let vars = [
+            ("ETCD_ENDPOINTS", "http://127.0.0.1:2379"),
+            ("NODENAME", "n"),
+            ("BGP_LOGSEVERITYSCREEN", "Warning"),
+        ];
+        let s = AgentSettings::new(&args(), env(&vars)).unwrap();
+        assert_eq!(s.base.speaker.log_level.as_deref(), Some("warn"));
+        let vars = [
+            ("ETCD_ENDPOINTS", "http://127.0.0.1:2379"),
+            ("NODENAME", "n"),
+            ("BGP_LOGSEVERITYSCREEN", "loud"),
+        ];
+        let e = AgentSettings::new(&args(), env(&vars)).unwrap_err();
+        assert!(e.to_string().contains("BGP_LOGSEVERITYSCREEN=loud"), "{e}");
+    }
+
     #[test]
     fn the_config_file_may_leave_the_speaker_out() {
         let base = base_config(None).unwrap();
