@@ -146,6 +146,16 @@ impl Attrs {
     pub fn as_path_contains(&self, asn: u32) -> bool {
         self.as_path.segments.iter().any(|s| s.asns.contains(&asn))
     }
+
+    /// How many times `asn` appears in AS_PATH, in every segment (BIRD's
+    /// `as_path_contains(path, as, min)` counts the same way).
+    pub fn as_path_count(&self, asn: u32) -> usize {
+        self.as_path
+            .segments
+            .iter()
+            .map(|s| s.asns.iter().filter(|a| **a == asn).count())
+            .sum()
+    }
 }
 
 /// An interned attribute set, in a compact form: one allocation for the set and at most

@@ -94,6 +94,11 @@ pub struct PeerConfig {
     /// prepended on export to an external peer, and the AS whose presence in a received
     /// AS_PATH is a loop. `None`: the speaker's.
     pub local_as: Option<u32>,
+    /// How many times our AS (the session's local AS, or the speaker's) may appear in
+    /// the AS_PATH of a route from an external peer before it is a loop (BIRD's `allow
+    /// local as N`, Calico's `numAllowedLocalASNumbers`): 0, the default, refuses a path
+    /// with our AS once (RFC 4271 §9.1.2).
+    pub allow_local_as: u8,
 }
 
 impl PeerConfig {
@@ -113,6 +118,7 @@ impl PeerConfig {
             graceful_restart: false,
             soft_reconfiguration_inbound: false,
             local_as: None,
+            allow_local_as: 0,
         }
     }
 

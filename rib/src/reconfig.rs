@@ -60,6 +60,7 @@ impl Rib {
             ("address", old.address == cfg.address),
             ("remote_as", old.remote_as == cfg.remote_as),
             ("local_as", old.local_as == cfg.local_as),
+            ("allow_local_as", old.allow_local_as == cfg.allow_local_as),
             ("rr_client", old.rr_client == cfg.rr_client),
             ("cluster_id", old.cluster_id == cfg.cluster_id),
             (

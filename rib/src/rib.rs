@@ -426,7 +426,8 @@ impl Rib {
     }
 
     /// Whether `attrs` from a peer of `kind` went round: our ORIGINATOR_ID or one of our
-    /// cluster IDs (RFC 4456 §8), or our AS from outside (RFC 4271 §9.1.2).
+    /// cluster IDs (RFC 4456 §8), or our AS from outside (RFC 4271 §9.1.2) more often
+    /// than the peer's [`PeerConfig::allow_local_as`] allows.
     pub(crate) fn loop_check(
         &self,
         peer: PeerId,
@@ -443,12 +444,12 @@ impl Rib {
         {
             return Some(Ineligible::ClusterLoop);
         }
-        let local_as = self
-            .peer(peer)
-            .and_then(|p| p.cfg.local_as)
-            .unwrap_or(self.cfg.local_as);
+        let cfg = self.peer(peer).map(|p| &p.cfg);
+        let local_as = cfg.and_then(|c| c.local_as).unwrap_or(self.cfg.local_as);
+        let allowed = cfg.map_or(0, |c| usize::from(c.allow_local_as));
         if kind == PeerKind::Ebgp
-            && (attrs.as_path_contains(self.cfg.local_as) || attrs.as_path_contains(local_as))
+            && (attrs.as_path_count(self.cfg.local_as) > allowed
+                || attrs.as_path_count(local_as) > allowed)
         {
             return Some(Ineligible::AsLoop);
         }

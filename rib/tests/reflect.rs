@@ -437,6 +437,51 @@ fn test_no_export_and_as_loop() {
     );
 }
 
+/// `allow_local_as = N` (BIRD's `allow local as N`): a path from an external peer with
+/// our AS up to N times is taken, one with it N + 1 times is a loop; a local AS of the
+/// session counts the same way.
+#[test]
+fn test_allow_local_as_counts_our_as() {
+    for (local_as, allow, times, looped) in [
+        (None, 0, 1, true),
+        (None, 1, 1, false),
+        (None, 1, 2, true),
+        (None, 2, 2, false),
+        (None, 2, 3, true),
+        (Some(65100), 1, 1, false),
+        (Some(65100), 1, 2, true),
+    ] {
+        let mut rib = rr();
+        let mut ecfg = PeerConfig::new(IpAddr::V4(v4("0.0.0.0")), 65002);
+        ecfg.export = Some(Arc::new(Policy::accept_all()));
+        ecfg.import = Some(Arc::new(Policy::accept_all()));
+        ecfg.local_as = local_as;
+        ecfg.allow_local_as = allow;
+        let e = up(&mut rib, ecfg, 6, ebgp_ctx());
+        drain(&mut rib);
+        let ours = local_as.unwrap_or(LOCAL_AS);
+        let mut path = vec![65002];
+        for _ in 0..times {
+            path.extend([ours, 65003]);
+        }
+        let ectx = ebgp_ctx();
+        let _ = apply(
+            &mut rib,
+            e,
+            &ectx,
+            &announce(&["203.0.113.0/24"], base("192.0.2.9", &path), &ectx),
+        );
+        drain(&mut rib);
+        let status = rib.explain(&net("203.0.113.0/24")).unwrap().paths[0].status;
+        let case = format!("local_as {local_as:?}, allow {allow}, path {path:?}");
+        if looped {
+            assert_eq!(status, PathStatus::Ineligible(Ineligible::AsLoop), "{case}");
+        } else {
+            assert_ne!(status, PathStatus::Ineligible(Ineligible::AsLoop), "{case}");
+        }
+    }
+}
+
 #[test]
 fn test_ipv6_next_hop_self_with_link_local() {
     let mut rib = rr();

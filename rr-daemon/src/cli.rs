@@ -572,7 +572,7 @@ impl Reloader {
 /// Creates `[control] socket` and serves the actions on it. The default path that
 /// cannot be created (not root, or another daemon's) is logged and left out; one set in
 /// the file is an error.
-fn actions_socket(
+pub(crate) fn actions_socket(
     control: &crate::config::Control,
     speaker: &crate::speaker::Speaker,
     api: &crate::api::ApiOptions,

@@ -320,9 +320,16 @@ fn config_of_reflectors_and_explicit_peers() {
 
     let p = plan_of("explicit-peers", "n1");
     let c = p.config(&base());
-    // rack-a-v6 has its own local AS: in the plan, not in the config.
+    // rack-a-v6 has its own local AS (BIRD's `local as` in its protocol): the peer's
+    // `local_as`; tor's numAllowedLocalASNumbers is its `allow_local_as`.
     assert_eq!(p.sessions.len(), 5);
-    assert_eq!(c.peers.len(), 4);
+    assert_eq!(c.peers.len(), 5);
+    let v6 = &c.peers[&ip("fd00::fe")];
+    assert_eq!(v6.local_as, Some(65100));
+    assert!(!v6.is_ibgp(&c.speaker));
+    assert_eq!(c.peers[&ip("10.0.0.254")].allow_local_as, 2);
+    assert_eq!(c.peers[&ip("10.0.0.253")].allow_local_as, 0);
+    assert_eq!(c.peers[&ip("10.0.0.253")].local_as, None);
     assert_eq!(c.peers[&ip("10.0.0.3")].port, 1790);
     // n2 has two sessions to 10.0.0.3 (to-n3-port's global one on port 1790, to-n2's
     // reverse one on 179): one peer per address, the first by name kept.
@@ -339,6 +346,26 @@ fn config_of_reflectors_and_explicit_peers() {
     assert_eq!(rr.next_hop, rib::NextHopMode::SelfAll);
     let tor = &c.peers[&ip("10.0.0.254")];
     assert_eq!(tor.next_hop, rib::NextHopMode::Keep);
+}
+
+/// `logSeverityScreen`: the node's BGPConfiguration over the global one (confd's
+/// `getNodeOrGlobalValue`), a value that is no severity skipped; the `--config` file's
+/// `[speaker] log_level` (or BGP_LOGSEVERITYSCREEN, put there) over both.
+#[test]
+fn log_severity_screen_is_the_log_level() {
+    let level = |node: &str, base: &Config| {
+        plan_of("explicit-peers", node)
+            .config(base)
+            .speaker
+            .log_level
+    };
+    assert_eq!(level("n1", &base()).as_deref(), Some("warn"));
+    assert_eq!(level("n2", &base()).as_deref(), Some("debug"));
+    // node.n3 says "Loud" (reported, see skipped-n3.txt): the global one.
+    assert_eq!(level("n3", &base()).as_deref(), Some("warn"));
+    let mut b = base();
+    b.speaker.log_level = Some("error".to_owned());
+    assert_eq!(level("n2", &b).as_deref(), Some("error"));
 }
 
 #[test]

@@ -394,6 +394,29 @@ fn refused(rel: &str) -> String {
     }
 }
 
+/// A protocol's own `local as` (a BGPPeer's localASNumber) is its peer's `local_as`, the
+/// template's the speaker's AS; `allow local as [N]` is `allow_local_as` (without a
+/// number, 255: BIRD drops the check).
+#[test]
+fn local_as_and_allow_local_as() {
+    let t = translate("local-as/bird.cfg", Dialect::Bird);
+    let c = &t.config;
+    assert_eq!(c.speaker.asn, 64512);
+    let tor = peer(c, "10.0.0.254");
+    assert_eq!(tor.local_as, Some(65100));
+    assert!(!tor.is_ibgp(&c.speaker));
+    assert_eq!(tor.allow_local_as, 1);
+    let node = peer(c, "10.0.0.253");
+    assert_eq!(node.local_as, None);
+    assert!(node.is_ibgp(&c.speaker));
+    assert_eq!(node.allow_local_as, 255);
+    // Without a template, the first protocol's AS is the speaker's.
+    let t = translate("two-local-as.cfg", Dialect::Bird);
+    assert_eq!(t.config.speaker.asn, 64512);
+    assert_eq!(peer(&t.config, "10.0.0.253").local_as, Some(64513));
+    assert_eq!(peer(&t.config, "10.0.0.254").local_as, None);
+}
+
 #[test]
 fn broken_files_name_file_line_column() {
     let cases = [
@@ -407,8 +430,11 @@ fn broken_files_name_file_line_column() {
             "calico_export_to_bgp_peers: no such function",
         ),
         ("prepend.cfg", "4:48", "bgp_path.prepend"),
-        ("allow-local-as.cfg", "6:3", "allow local as"),
-        ("two-local-as.cfg", "9:12", "one AS"),
+        (
+            "allow-local-as.cfg",
+            "6:18",
+            "allow local as 300: at most 255",
+        ),
         ("static-via.cfg", "4:4", "blackhole routes only"),
         ("unsupported-wireguard.cfg", "4:7", "WireGuard"),
     ];

@@ -204,15 +204,18 @@ impl Etcd {
     }
 
     /// Lists every key under [`PREFIXES`] at one revision (the first page's), in pages
-    /// of [`PAGE`] keys; each request is bounded by the settings' timeout.
+    /// of [`PAGE`] keys; each request is bounded by the settings' timeout. A page larger
+    /// than the client takes in one message (4 MiB: big values) is asked again with half
+    /// as many keys, down to one.
     pub async fn list(&mut self) -> Result<Snapshot, EtcdError> {
         let mut snapshot = Snapshot::default();
         let mut revision = 0;
+        let mut page = PAGE;
         for prefix in PREFIXES {
             let end = prefix_end(prefix.as_bytes());
             let mut from = prefix.as_bytes().to_vec();
             loop {
-                let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+                let mut options = GetOptions::new().with_range(end.clone()).with_limit(page);
                 if revision > 0 {
                     options = options.with_revision(revision);
                 }
@@ -221,8 +224,16 @@ impl Etcd {
                     .await
                     .map_err(|_| {
                         EtcdError::Timeout(self.settings.endpoints.join(","), self.settings.timeout)
-                    })?
-                    .map_err(|e| self.error(e))?;
+                    })?;
+                let resp = match resp {
+                    Err(etcd_client::Error::GRpcStatus(s))
+                        if page > 1 && s.message().contains("message length too large") =>
+                    {
+                        page = (page / 2).max(1);
+                        continue;
+                    }
+                    r => r.map_err(|e| self.error(e))?,
+                };
                 if revision == 0 {
                     revision = resp.header().map_or(0, |h| h.revision());
                 }

@@ -831,7 +831,9 @@ fn check_peer(key: &str, p: &mut BgpPeer) -> Result<(), ResourceError> {
         return Err(ResourceError::new(
             key,
             "spec.localWorkloadSelector",
-            "local workload peering needs workload endpoints, which the agent does not read",
+            "local workload peering: confd takes the workloads from Felix's endpoint status \
+             files (endpoint-status/ under Felix's status directory), which the agent does \
+             not read",
         ));
     }
     if p.peer_selector.is_none() {

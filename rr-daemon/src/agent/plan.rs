@@ -15,8 +15,10 @@
 //!   global one to the same address and port exists;
 //! - for each: a reflector node (cluster ID set) makes an iBGP peer its client unless the
 //!   peer is a node with the same cluster ID; `nextHopMode` (else `keepOriginalNextHop`,
-//!   on eBGP only); `localASNumber`; `ttlSecurity`; `sourceAddress`; a global peering
-//!   to a Calico node's address is passive towards a greater address;
+//!   on eBGP only); `localASNumber` (the peer's `local_as`); `numAllowedLocalASNumbers`
+//!   (its `allow_local_as`); `ttlSecurity`; `sourceAddress`; a global peering to a
+//!   Calico node's address is passive towards a greater address; `reachableBy` is
+//!   reported (confd's static route to the peer is not installed);
 //! - names: `Mesh_`, `Global_`, `Node_` and the address with `.`/`:` as `_`, then
 //!   `_port_N` for a port given in `peerIP` or taken from the peer node's listen port.
 
@@ -106,8 +108,11 @@ pub struct SessionDetail {
     pub keepalive_time: Option<u32>,
     /// The session's resource (`BGPPeer` key, or the `BGPConfiguration` for the mesh).
     pub source: String,
-    /// Whether the session goes into the [`Config`] (`false`: a per-session local AS,
-    /// which the speaker cannot do; the reason is in [`Plan::skipped`]).
+    /// `numAllowedLocalASNumbers`: how many times our AS may be in a received AS_PATH
+    /// (BIRD's `allow local as N`, the peer's `allow_local_as`); 0: none.
+    pub allow_local_as: u8,
+    /// Whether the session goes into the [`Config`] (`false`: a second session to one
+    /// address, which the speaker cannot do; the reason is in [`Plan::skipped`]).
     pub in_config: bool,
 }
 
@@ -176,6 +181,24 @@ pub struct Plan {
     pub direct_exclude: Vec<String>,
     /// The normal route priority (kernel metric) of IPv4 routes.
     pub normal_priority: u32,
+    /// The log filter of `logSeverityScreen` (the node's `BGPConfiguration` over the
+    /// global one, as confd reads it), see [`log_filter`]; `None`: the start's.
+    pub log_level: Option<String>,
+}
+
+/// The log filter for a `logSeverityScreen` (Calico's `Debug`, `Info`, `Warning`,
+/// `Error`, `Fatal`, `Panic`, any case; `None` turns logging off); `None` for another
+/// value.
+pub fn log_filter(severity: &str) -> Option<&'static str> {
+    match severity.trim().to_ascii_lowercase().as_str() {
+        "trace" => Some("trace"),
+        "debug" => Some("debug"),
+        "info" => Some("info"),
+        "warning" | "warn" => Some("warn"),
+        "error" | "fatal" | "panic" => Some("error"),
+        "none" => Some("off"),
+        _ => None,
+    }
 }
 
 /// Why no plan can be made (the node's own resource is missing or unusable).
@@ -431,6 +454,7 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
                     password: password.clone(),
                     keepalive_time: None,
                     source: gkey.clone(),
+                    allow_local_as: 0,
                     in_config: true,
                 };
                 sessions.push((s, d));
@@ -609,10 +633,36 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
                 import_filters,
                 export_filters,
             };
+            let allow_local_as = match p.spec.num_allowed_local_as_numbers {
+                Some(n) if n > 255 => {
+                    skipped.push(ResourceError::new(
+                        &pkey,
+                        "spec.numAllowedLocalASNumbers",
+                        format!("{n}: at most 255 taken"),
+                    ));
+                    255
+                }
+                Some(n) => u8::try_from(n).unwrap_or(0),
+                None => 0,
+            };
+            if !p.spec.reachable_by.is_empty() {
+                skipped.push(ResourceError::new(
+                    &pkey,
+                    "spec.reachableBy",
+                    format!(
+                        "session {}: the static route to {} via {} that confd renders is not \
+                         installed by the agent (route it in the host's network configuration)",
+                        proto_name(prefix, pr.ip, pr.port),
+                        pr.ip,
+                        p.spec.reachable_by
+                    ),
+                ));
+            }
             let d = SessionDetail {
                 password,
                 keepalive_time: p.keepalive_secs,
                 source: pkey,
+                allow_local_as,
                 in_config: true,
             };
             sessions.push((s, d));
@@ -620,21 +670,10 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
     }
     sessions.sort_by(|a, b| a.0.name.cmp(&b.0.name));
 
-    // What the speaker cannot run: a per-session local AS; two sessions to one address.
+    // What the speaker cannot run: two sessions to one address.
     let mut seen: BTreeSet<IpAddr> = BTreeSet::new();
     for (s, d) in &mut sessions {
-        if s.local_asn != asn {
-            d.in_config = false;
-            skipped.push(ResourceError::new(
-                &d.source,
-                "spec.localASNumber",
-                format!(
-                    "session {}: local AS {} differs from the node's AS {asn}: rr-daemon speaks \
-                     for one AS, the session is left out of the running config",
-                    s.name, s.local_asn
-                ),
-            ));
-        } else if s.neighbor == IpAddr::V4(router_id) || !seen.insert(s.neighbor) {
+        if s.neighbor == IpAddr::V4(router_id) || !seen.insert(s.neighbor) {
             d.in_config = false;
             skipped.push(ResourceError::new(
                 &d.source,
@@ -725,6 +764,27 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
     let normal_priority = global
         .and_then(|c| c.spec.ipv4_normal_route_priority)
         .unwrap_or(1024);
+    // confd: the node's BGPConfiguration's logSeverityScreen, else the global one.
+    let mut log_level = None;
+    for (name, c) in [(format!("node.{me}"), mine), ("default".to_owned(), global)] {
+        let Some(sev) = c.and_then(|c| c.spec.log_severity_screen.as_deref()) else {
+            continue;
+        };
+        if sev.trim().is_empty() {
+            continue;
+        }
+        match log_filter(sev) {
+            Some(f) => {
+                log_level = Some(f.to_owned());
+                break;
+            }
+            None => skipped.push(ResourceError::new(
+                &res_key("bgpconfigurations", &name),
+                "spec.logSeverityScreen",
+                format!("{sev:?}: Debug, Info, Warning, Error, Fatal or None"),
+            )),
+        }
+    }
 
     let (sessions, details): (Vec<_>, Vec<_>) = sessions.into_iter().unzip();
     let details = sessions
@@ -754,6 +814,7 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
         route_exclude,
         direct_exclude,
         normal_priority,
+        log_level,
     };
     // What the config cannot say (BGPFilters, keepalive times...): reported now.
     let (_, problems) = plan.doc(None);
@@ -1058,6 +1119,13 @@ impl Plan {
             };
             sp.insert("log_format".into(), T::String(format.into()));
         }
+        // The `--config` file's (or BGP_LOGSEVERITYSCREEN's) level over the datastore's.
+        if let Some(l) = base
+            .and_then(|b| b.log_level.clone())
+            .or_else(|| self.log_level.clone())
+        {
+            sp.insert("log_level".into(), T::String(l));
+        }
         doc.insert("speaker".into(), T::Table(sp));
 
         let mut peers = Vec::new();
@@ -1087,8 +1155,15 @@ impl Plan {
             let mut t = Table::new();
             t.insert("address".into(), T::String(s.neighbor.to_string()));
             t.insert("asn".into(), T::Integer(s.asn.into()));
+            if s.local_asn != self.node.asn {
+                // BIRD's `local as` in the session: the peer's `local_as`.
+                t.insert("local_as".into(), T::Integer(s.local_asn.into()));
+            }
             if s.port != 179 {
                 t.insert("port".into(), T::Integer(s.port.into()));
+            }
+            if d.allow_local_as > 0 {
+                t.insert("allow_local_as".into(), T::Integer(d.allow_local_as.into()));
             }
             if let Some(a) = &s.source_address {
                 t.insert("source_address".into(), T::String(a.clone()));
@@ -1363,6 +1438,23 @@ mod tests {
         assert_eq!(hash_router_id("node1"), Ipv4Addr::new(202, 18, 243, 27));
         // sha256("node16") starts e8 fb f5 f4: 232 > 223 is lowered by 32.
         assert_eq!(hash_router_id("node16"), Ipv4Addr::new(200, 251, 245, 244));
+    }
+
+    #[test]
+    fn log_filters_of_calicos_severities() {
+        for (sev, want) in [
+            ("Debug", Some("debug")),
+            ("Info", Some("info")),
+            ("Warning", Some("warn")),
+            ("error", Some("error")),
+            ("Fatal", Some("error")),
+            ("Panic", Some("error")),
+            ("None", Some("off")),
+            ("Loud", None),
+            ("", None),
+        ] {
+            assert_eq!(log_filter(sev), want, "{sev}");
+        }
     }
 
     #[test]

@@ -14,6 +14,11 @@
 //!   `/readyz` reports the datastore as stale ([`crate::api::Readiness::datastore`]).
 //! - Every resource that cannot be used is logged once with its key and field, and
 //!   skipped.
+//! - `[control]` of `--config`: the actions of `ctl --socket`, whose `reload` lists the
+//!   datastore again on a connection of its own (changes of the watch up to the list's
+//!   revision are then skipped) and answers with what changed.
+//! - `logSeverityScreen` (or `BGP_LOGSEVERITYSCREEN`, or the file's `[speaker]
+//!   log_level`) sets the log level at each plan ([`crate::logging::reloaded`]).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -28,6 +33,7 @@ use super::etcd::{Change, Etcd, EtcdSettings, Snapshot, Update, follow};
 use super::model::{Datastore, ResourceError};
 use super::plan::{NodeEnv, Plan, RouterId, plan};
 use crate::config::{Config, Overrides};
+use crate::control::{ReloadReport, ReloadRequest};
 use crate::running::{Running, StartOptions};
 
 /// How long the datastore must be quiet after a change before the agent plans again.
@@ -50,7 +56,7 @@ pub struct AgentArgs {
     /// This node's name (instead of NODENAME).
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
-    /// Settings beside the datastore's: `[api]`, `[fib]`, `[learn]` (CONFIG.md; no `[control]` socket yet);
+    /// Settings beside the datastore's: `[api]`, `[fib]`, `[learn]`, `[control]` (CONFIG.md);
     /// the speaker and its peers come from the datastore.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -112,7 +118,16 @@ impl AgentSettings {
                 anyhow::anyhow!("CALICO_ROUTER_ID={v}: neither `hash` nor an IPv4 address")
             })?),
         };
-        let base = base_config(args.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut base = base_config(args.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // calico-node's override of logSeverityScreen wins over the datastore's.
+        if let Some(v) = get("BGP_LOGSEVERITYSCREEN") {
+            let f = super::plan::log_filter(&v).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "BGP_LOGSEVERITYSCREEN={v}: Debug, Info, Warning, Error, Fatal or None"
+                )
+            })?;
+            base.speaker.log_level = Some(f.to_owned());
+        }
         Ok(Self {
             etcd,
             env: NodeEnv {
@@ -263,6 +278,8 @@ impl View {
                 stale.send_replace(None);
                 true
             }
+            // Already in a list taken since (`ctl reload`): the watch catches up.
+            Update::Changes { revision, .. } if revision <= self.revision => false,
             Update::Changes { revision, changes } => {
                 let mut skipped = Vec::new();
                 for c in changes {
@@ -384,6 +401,7 @@ pub async fn run(
         settings.env.node_name,
         applied.summary()
     );
+    log_level(None, applied.speaker.log_level.as_deref());
     let api = applied.api;
     let api_listener = if api.enabled {
         Some(crate::api::bind(api.listen).await?)
@@ -396,46 +414,159 @@ pub async fn run(
         datastore: Some(stale_rx),
     };
     let (running, mut core) = Running::start(applied.clone(), options).await?;
+    // `[control] socket`: the actions of `ctl --socket`; its `reload` lists the
+    // datastore again. Never closed without a socket: its `recv` then waits for ever.
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ReloadRequest>(4);
+    let ctl_task = crate::cli::actions_socket(
+        &applied.control,
+        &running.speaker,
+        running.api_options(),
+        &ctl_tx,
+    )?;
     crate::notify::ready();
-    loop {
+    let result = loop {
         tokio::select! {
-            r = &mut core => match r {
-                Err(e) if e.is_panic() => anyhow::bail!("the speaker's core panicked"),
-                _ => anyhow::bail!("the speaker's core stopped unexpectedly"),
+            r = &mut core => break match r {
+                Err(e) if e.is_panic() => Err(anyhow::anyhow!("the speaker's core panicked")),
+                _ => Err(anyhow::anyhow!("the speaker's core stopped unexpectedly")),
             },
-            () = &mut shutdown => break,
+            () = &mut shutdown => break Ok(()),
             burst = next_burst(&mut rx, &mut view, &stale_tx) => {
                 match burst {
-                    None => anyhow::bail!("the datastore follower stopped"),
+                    None => break Err(anyhow::anyhow!("the datastore follower stopped")),
                     Some(false) => continue,
                     Some(true) => {}
                 }
-                // No plan (the node's resource went or broke): keep what runs.
-                let Some(p) = plan_view(&mut view, &settings.env) else { continue };
-                let config = p.config(&settings.base);
-                if config == applied {
-                    continue;
+                if let Err(e) = apply(&mut view, &settings, &running, &mut applied).await {
+                    break Err(e);
                 }
-                let diff = running.reload(config.clone()).await?;
-                info!(
-                    revision = view.revision,
-                    added = diff.added.len(),
-                    removed = diff.removed.len(),
-                    changed = diff.changed.len(),
-                    unchanged = diff.unchanged.len(),
-                    "applied the datastore"
-                );
-                applied = config;
+            }
+            Some(done) = ctl_rx.recv() => {
+                let r = relist(&mut view, &settings, &stale_tx, &running, &mut applied).await;
+                if let Err(e) = &r {
+                    warn!("ctl reload: {e}");
+                }
+                let _ = done.send(r);
             }
         }
-    }
+    };
     crate::notify::stopping();
     follower.abort();
+    if let Some(t) = ctl_task {
+        // The socket's file goes with its task.
+        t.abort();
+        let _ = t.await;
+    }
+    result?;
     // Kernel routes stay (BIRD's `persist`): the next start adopts them.
     info!("stopping: every session ends");
     running.speaker.shutdown().await?;
     let _ = tokio::time::timeout(Duration::from_secs(3), core).await;
     Ok(())
+}
+
+/// Applies a change of the log level (`logSeverityScreen`, or the `--config` file's).
+fn log_level(old: Option<&str>, new: Option<&str>) {
+    match crate::logging::reloaded(old, new) {
+        Ok(Some(f)) => info!("log level now {f}"),
+        Ok(None) => {}
+        Err(e) => warn!("log level unchanged: {e}"),
+    }
+}
+
+/// Plans the node from `view` and applies the plan when it differs from `applied`; the
+/// report says what changed (`None`: no plan, what runs is kept).
+async fn apply(
+    view: &mut View,
+    settings: &AgentSettings,
+    running: &Running,
+    applied: &mut Config,
+) -> anyhow::Result<Option<ReloadReport>> {
+    // No plan (the node's resource went or broke): keep what runs.
+    let Some(p) = plan_view(view, &settings.env) else {
+        return Ok(None);
+    };
+    let config = p.config(&settings.base);
+    let mut report = ReloadReport {
+        file: format!("the datastore at revision {}", view.revision),
+        ..ReloadReport::default()
+    };
+    if config == *applied {
+        report.unchanged = true;
+        return Ok(Some(report));
+    }
+    log_level(
+        applied.speaker.log_level.as_deref(),
+        config.speaker.log_level.as_deref(),
+    );
+    for (what, changed) in [
+        ("[speaker]", applied.speaker != config.speaker),
+        ("[fib]", applied.fib != config.fib),
+        ("[learn]", applied.learn != config.learn),
+        ("[[policy]]", applied.policies != config.policies),
+        (
+            "[[route]]/[[originate]]",
+            applied.routes != config.routes || applied.originate != config.originate,
+        ),
+    ] {
+        if changed {
+            report.other.push(what.to_owned());
+        }
+    }
+    let diff = running.reload(config.clone()).await?;
+    info!(
+        revision = view.revision,
+        added = diff.added.len(),
+        removed = diff.removed.len(),
+        changed = diff.changed.len(),
+        unchanged = diff.unchanged.len(),
+        "applied the datastore"
+    );
+    report.added = diff.added;
+    report.removed = diff.removed;
+    report.changed = diff.changed;
+    report.policy_only = diff.policy_only;
+    *applied = config;
+    Ok(Some(report))
+}
+
+/// `ctl reload`: lists the datastore again on a connection of its own, rebuilds the
+/// view from it and applies the difference (the watch goes on; its changes up to the
+/// list's revision are then skipped).
+async fn relist(
+    view: &mut View,
+    settings: &AgentSettings,
+    stale: &watch::Sender<Option<String>>,
+    running: &Running,
+    applied: &mut Config,
+) -> Result<ReloadReport, String> {
+    let mut etcd = Etcd::connect(&settings.etcd)
+        .await
+        .map_err(|e| format!("the datastore cannot be read: {}", one_line(&e)))?;
+    let snapshot = etcd
+        .list()
+        .await
+        .map_err(|e| format!("the datastore cannot be read: {}", one_line(&e)))?;
+    info!(
+        revision = snapshot.revision,
+        "ctl reload: the datastore listed again"
+    );
+    if snapshot.revision < view.revision {
+        // An endpoint behind the one watched: what runs is newer.
+        return Err(format!(
+            "the endpoint answered at revision {}, behind the watched {}: nothing done",
+            snapshot.revision, view.revision
+        ));
+    }
+    view.take(Update::Snapshot(snapshot), stale);
+    match apply(view, settings, running, applied).await {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(format!(
+            "node {}: no plan (see the log): what runs is kept",
+            settings.env.node_name
+        )),
+        Err(e) => Err(format!("{e:#}")),
+    }
 }
 
 #[cfg(test)]
@@ -511,6 +642,49 @@ mod tests {
             let e = format!("{e:#}");
             assert!(e.contains(want) && !e.contains('\n'), "{e}");
         }
+    }
+
+    /// After a list at revision 10 (`ctl reload`), the watch's changes up to 10 are in
+    /// it already: skipped; later ones apply.
+    #[test]
+    fn changes_a_list_already_holds_are_skipped() {
+        let (stale, _rx) = watch::channel(None);
+        let mut v = View::new();
+        let key = format!("{}nodes/n1", super::super::model::RESOURCES);
+        let node = br#"{"kind":"Node","apiVersion":"projectcalico.org/v3","metadata":{"name":"n1"},"spec":{"bgp":{"ipv4Address":"10.0.0.1/24"}}}"#;
+        let snapshot = Snapshot {
+            revision: 10,
+            kvs: vec![(key.clone(), node.to_vec())],
+        };
+        assert!(v.take(Update::Snapshot(snapshot), &stale));
+        let delete = |revision| Update::Changes {
+            revision,
+            changes: vec![Change::Delete(key.clone())],
+        };
+        assert!(!v.take(delete(9), &stale));
+        assert!(!v.take(delete(10), &stale));
+        assert!(v.ds.nodes.contains_key("n1"));
+        assert!(v.take(delete(11), &stale));
+        assert!(!v.ds.nodes.contains_key("n1"));
+        assert_eq!(v.revision, 11);
+    }
+
+    #[test]
+    fn bgp_logseverityscreen_wins_and_is_checked() {
+        let vars = [
+            ("ETCD_ENDPOINTS", "http://127.0.0.1:2379"),
+            ("NODENAME", "n"),
+            ("BGP_LOGSEVERITYSCREEN", "Warning"),
+        ];
+        let s = AgentSettings::new(&args(), env(&vars)).unwrap();
+        assert_eq!(s.base.speaker.log_level.as_deref(), Some("warn"));
+        let vars = [
+            ("ETCD_ENDPOINTS", "http://127.0.0.1:2379"),
+            ("NODENAME", "n"),
+            ("BGP_LOGSEVERITYSCREEN", "loud"),
+        ];
+        let e = AgentSettings::new(&args(), env(&vars)).unwrap_err();
+        assert!(e.to_string().contains("BGP_LOGSEVERITYSCREEN=loud"), "{e}");
     }
 
     #[test]

@@ -72,6 +72,7 @@ struct Bgp {
     import: Option<FilterRef>,
     export: Option<FilterRef>,
     description: Option<String>,
+    allow_local_as: Option<u8>,
 }
 
 /// The words of an option, as text, for matching.
@@ -251,12 +252,19 @@ impl Bgp {
                 self.next_hop_keep = true;
                 self.next_hop_self = false;
             }
-            ["allow", "local", "as", ..] => {
-                return Err(err(
-                    &o.pos,
-                    "allow local as: not supported by rr-daemon (routes with our AS in the path \
-                     are refused)",
-                ));
+            // Without a number BIRD drops the check: as many as an AS_PATH holds.
+            ["allow", "local", "as"] => self.allow_local_as = Some(u8::MAX),
+            ["allow", "local", "as", _] => {
+                let n = num(&words[3])?;
+                match u8::try_from(n) {
+                    Ok(n) => self.allow_local_as = Some(n),
+                    _ => {
+                        return Err(err(
+                            &words[3].pos,
+                            format!("allow local as {n}: at most 255"),
+                        ));
+                    }
+                }
             }
             _ => return Err(unknown_or_unsupported(o, &t)),
         }
@@ -678,35 +686,26 @@ pub(super) fn translate(
             "router id is not set (rr-daemon does not pick one from the interfaces)",
         ));
     };
+    // The speaker's AS: the BGP template's (confd's `bgp_template` has the node's), else
+    // the first protocol's; a protocol with another `local as` (a BGPPeer's
+    // localASNumber) gets it as its peer's `local_as`.
     let mut local_as: Option<(u32, Pos)> = None;
-    for (name, b, pos) in &bgps {
-        let Some((a, apos)) = &b.local_as else {
-            return Err(err(pos, format!("protocol {name}: no local as")));
-        };
-        match &local_as {
-            Some((first, _)) if first != a => {
-                return Err(err(
-                    apos,
-                    format!(
-                        "local as {a}: rr-daemon speaks for one AS, and another protocol has \
-                         local as {first}"
-                    ),
-                ));
-            }
-            _ => local_as = Some((*a, apos.clone())),
+    for t in templates.values().filter(|t| t.kind == ProtoKind::Bgp) {
+        let mut b = Bgp::default();
+        for o in &t.options {
+            b.option(o, &mut Vec::new())?;
+        }
+        if let Some(a) = b.local_as {
+            local_as = Some(a);
+            break;
         }
     }
-    // A node without peers still needs an AS: the BGP template's.
-    if local_as.is_none() {
-        for t in templates.values().filter(|t| t.kind == ProtoKind::Bgp) {
-            let mut b = Bgp::default();
-            for o in &t.options {
-                b.option(o, &mut Vec::new())?;
-            }
-            if let Some(a) = b.local_as {
-                local_as = Some(a);
-                break;
-            }
+    for (name, b, pos) in &bgps {
+        let Some(a) = &b.local_as else {
+            return Err(err(pos, format!("protocol {name}: no local as")));
+        };
+        if local_as.is_none() {
+            local_as = Some(a.clone());
         }
     }
     let asn = local_as.as_ref().map_or(64512, |(a, _)| *a);
@@ -761,10 +760,17 @@ pub(super) fn translate(
     let mut export_policies: Vec<Policy> = Vec::new();
     for (name, b, pos) in &bgps {
         let (addr, port, peer_as, npos) = b.neighbor.clone().expect("checked above");
-        let ibgp = peer_as == asn;
+        let my_as = b.local_as.as_ref().map_or(asn, |(a, _)| *a);
+        let ibgp = peer_as == my_as;
         let mut t = Table::new();
         t.insert("address".into(), T::String(addr.to_string()));
         t.insert("asn".into(), T::Integer(peer_as.into()));
+        if my_as != asn {
+            t.insert("local_as".into(), T::Integer(my_as.into()));
+        }
+        if let Some(n) = b.allow_local_as.filter(|n| *n > 0) {
+            t.insert("allow_local_as".into(), T::Integer(n.into()));
+        }
         if let Some(p) = port {
             t.insert("port".into(), T::Integer(p.into()));
         }

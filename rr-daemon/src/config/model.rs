@@ -517,6 +517,9 @@ pub struct PeerSettings {
     /// The AS we present on this session (in our OPEN) instead of `[speaker] asn`;
     /// `None`: the speaker's.
     pub local_as: Option<u32>,
+    /// How many times our AS may appear in the AS_PATH of a route from an external peer
+    /// before the route is a loop (BIRD's `allow local as N`); 0 by default.
+    pub allow_local_as: u8,
     /// Seconds in Idle after an error before we connect out again, the first time (the
     /// peer's connections are accepted meanwhile); doubled at each error in a row.
     pub idle_hold: u16,
@@ -531,7 +534,7 @@ impl PeerSettings {
     /// the speaker applies to the running session. Everything else goes into the OPEN
     /// (AS, families, ADD-PATH, extended next hop, graceful restart, timers), the
     /// connection (port, source address, passive, TTL, password), or into how the peer's
-    /// routes were accepted and reflected (`rr_client`, `cluster_id`).
+    /// routes were accepted and reflected (`rr_client`, `cluster_id`, `allow_local_as`).
     pub fn reset_key(&self, new: &Self) -> Option<&'static str> {
         // Destructured so that a new field has to be placed on one side or the other.
         let Self {
@@ -571,6 +574,7 @@ impl PeerSettings {
             // Applied to the running session: stopped or started, nothing else.
             enabled: _,
             local_as,
+            allow_local_as,
             idle_hold,
             idle_hold_max,
         } = self;
@@ -620,6 +624,7 @@ impl PeerSettings {
             ),
             ("password", *password == new.password),
             ("local_as", *local_as == new.local_as),
+            ("allow_local_as", *allow_local_as == new.allow_local_as),
             ("idle_hold", *idle_hold == new.idle_hold),
             ("idle_hold_max", *idle_hold_max == new.idle_hold_max),
         ];
@@ -735,6 +740,7 @@ impl PeerSettings {
         c.graceful_restart = self.graceful_restart.is_some();
         c.soft_reconfiguration_inbound = self.soft_reconfiguration_inbound;
         c.local_as = self.local_as;
+        c.allow_local_as = self.allow_local_as;
         c
     }
 

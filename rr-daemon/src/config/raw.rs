@@ -296,6 +296,7 @@ peer_fields! {
     description: String,
     enabled: bool,
     local_as: Asn,
+    allow_local_as: u8,
     idle_hold: NonZeroU16,
     idle_hold_max: NonZeroU16,
 }

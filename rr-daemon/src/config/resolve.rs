@@ -632,6 +632,7 @@ impl Cx<'_> {
             description: pick!(description),
             enabled: pick!(enabled).unwrap_or(true),
             local_as,
+            allow_local_as: pick!(allow_local_as).unwrap_or(0),
             idle_hold,
             idle_hold_max,
         })
