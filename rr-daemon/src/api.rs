@@ -717,35 +717,37 @@ async fn route(
         .paths
         .iter()
         .zip(&e.from)
-        .map(|(p, from)| {
-            let a = &p.attrs;
-            PathView {
-                peer: *from,
-                status: p.status.name().to_owned(),
-                reason: p.status.reason().map(ToString::to_string),
-                next_hop: next_hop(a),
-                as_path: a.as_path().to_string(),
-                origin: origin(a),
-                local_pref: a.local_pref(),
-                med: a.med(),
-                communities: a.communities().map(|c| c.to_string()).collect(),
-                large_communities: a
-                    .large_communities()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-                originator_id: a.originator_id(),
-                cluster_list: a.cluster_list().to_vec(),
-                path_id: p.path_id,
-                stale: p.stale,
-                ecmp: p.ecmp,
-            }
-        })
+        .map(|(p, from)| path_view(p, *from))
         .collect();
     Ok(axum::Json(RouteDetail {
         prefix: e.explanation.prefix,
         paths,
     }))
+}
+
+fn path_view(p: &rib::PathReport, from: Option<IpAddr>) -> PathView {
+    let a = &p.attrs;
+    PathView {
+        peer: from,
+        status: p.status.name().to_owned(),
+        reason: p.status.reason().map(ToString::to_string),
+        next_hop: next_hop(a),
+        as_path: a.as_path().to_string(),
+        origin: origin(a),
+        local_pref: a.local_pref(),
+        med: a.med(),
+        communities: a.communities().map(|c| c.to_string()).collect(),
+        large_communities: a
+            .large_communities()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        originator_id: a.originator_id(),
+        cluster_list: a.cluster_list().to_vec(),
+        path_id: p.path_id,
+        stale: p.stale,
+        ecmp: p.ecmp,
+    }
 }
 
 /// A peer that keeps the speaker from being ready, and why.
@@ -1047,4 +1049,146 @@ mod tests {
         assert_eq!(format_duration(75), "00:01:15");
         assert_eq!(format_duration(2 * 86_400 + 3 * 3600 + 4 * 60), "2d 03:04");
     }
+
+    /// A route carrying every attribute the views show, and a second one with none of
+    /// the optional ones, as the three views render them.
+    fn every_attribute() -> [rib::Attrs; 2] {
+        use bgp_wire::attr::{AsPath, AsSegment, AsSegmentType, Community, LargeCommunity, Origin};
+        let full = rib::Attrs {
+            origin: Origin(1),
+            as_path: AsPath {
+                segments: vec![
+                    AsSegment {
+                        ty: AsSegmentType::AS_SEQUENCE,
+                        asns: vec![65001, 4_200_000_000],
+                    },
+                    AsSegment {
+                        ty: AsSegmentType::AS_SET,
+                        asns: vec![65003, 65004],
+                    },
+                ],
+            },
+            next_hop: Some(NextHop::V6 {
+                global: "2001:db8::1".parse().unwrap(),
+                link_local: Some("fe80::1".parse().unwrap()),
+            }),
+            med: Some(50),
+            local_pref: Some(200),
+            communities: vec![Community::new(65000, 100), Community::NO_EXPORT],
+            large_communities: vec![LargeCommunity {
+                global: 65000,
+                local1: 1,
+                local2: 2,
+            }],
+            originator_id: Some(Ipv4Addr::new(192, 0, 2, 9)),
+            cluster_list: vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)],
+            ..rib::Attrs::default()
+        };
+        let bare = rib::Attrs {
+            next_hop: Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 1))),
+            ..rib::Attrs::default()
+        };
+        [full, bare]
+    }
+
+    /// Renders the three views of each route of [`every_attribute`] as JSON lines.
+    fn views_json() -> String {
+        let mut out = String::new();
+        for (i, a) in every_attribute().into_iter().enumerate() {
+            let set = std::sync::Arc::new(AttrSet::from(a.clone()));
+            let prefix: IpNet = "2001:db8:1::/48".parse().unwrap();
+            let from = (i == 0).then(|| "2001:db8::7".parse::<IpAddr>().unwrap());
+            let route = RouteEntry {
+                prefix,
+                best: rib::BestRoute {
+                    peer: rib::PeerId::LOCAL,
+                    path_id: Some(3),
+                    attrs: set.clone(),
+                },
+                from,
+            };
+            let path = rib::PathReport {
+                peer: rib::PeerId::LOCAL,
+                path_id: 3,
+                tx_path_id: 4,
+                attrs: set,
+                stale: i == 0,
+                ecmp: i == 1,
+                status: if i == 0 {
+                    rib::PathStatus::Best
+                } else {
+                    rib::PathStatus::Ineligible(rib::Ineligible::ClusterLoop)
+                },
+            };
+            let peer_in = PeerRoute::In(rib::InRoute {
+                prefix,
+                path_id: 3 * u32::try_from(i).unwrap(),
+                attrs: a.clone(),
+                ineligible: (i == 1).then_some(rib::Ineligible::RejectedByImport),
+                best: i == 0,
+                stale: i == 0,
+            });
+            let peer_out = PeerRoute::Out {
+                route: rib::OutRoute {
+                    prefix,
+                    path_id: (i == 0).then_some(9),
+                    attrs: a,
+                    source: rib::PeerId::LOCAL,
+                },
+                from,
+            };
+            for json in [
+                serde_json::to_string(&route_view(&route)).unwrap(),
+                serde_json::to_string(&path_view(&path, from)).unwrap(),
+                serde_json::to_string(&peer_route_view(&peer_in)).unwrap(),
+                serde_json::to_string(&peer_route_view(&peer_out)).unwrap(),
+            ] {
+                out.push_str(&json);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The JSON of `/v1/routes`, `/v1/routes/{prefix}` and `/v1/peers/{address}/routes`
+    /// routes, field names and order, as they were before the attribute fields were
+    /// folded into [`AttrView`]: `ctl --json`, tests and scripts read them.
+    #[test]
+    fn route_views_json_is_unchanged() {
+        let got = views_json();
+        assert_eq!(got, GOLDEN_VIEWS);
+        // `ctl` reads them back: each line parses into its view and renders the same.
+        fn again<T: Serialize + serde::de::DeserializeOwned>(line: &str) -> String {
+            serde_json::to_string(&serde_json::from_str::<T>(line).unwrap()).unwrap()
+        }
+        for (i, line) in GOLDEN_VIEWS.lines().enumerate() {
+            let back = match i % 4 {
+                0 => again::<RouteView>(line),
+                1 => again::<PathView>(line),
+                _ => again::<PeerRouteView>(line),
+            };
+            assert_eq!(back, line);
+        }
+    }
+
+    /// What the views rendered before [`AttrView`]: one JSON line each, in the order
+    /// of [`views_json`].
+    const GOLDEN_VIEWS: &str = concat!(
+        r#"{"prefix":"2001:db8:1::/48","next_hop":"2001:db8::1","as_path":"65001 4200000000 {65003 65004}","origin":"EGP","local_pref":200,"med":50,"peer":"2001:db8::7"}"#,
+        "\n",
+        r#"{"peer":"2001:db8::7","status":"best","reason":null,"next_hop":"2001:db8::1","as_path":"65001 4200000000 {65003 65004}","origin":"EGP","local_pref":200,"med":50,"communities":["65000:100","NO_EXPORT"],"large_communities":["65000:1:2"],"originator_id":"192.0.2.9","cluster_list":["10.0.0.1","10.0.0.2"],"path_id":3,"stale":true,"ecmp":false}"#,
+        "\n",
+        r#"{"prefix":"2001:db8:1::/48","path_id":null,"next_hop":"2001:db8::1","as_path":"65001 4200000000 {65003 65004}","origin":"EGP","local_pref":200,"med":50,"communities":["65000:100","NO_EXPORT"],"large_communities":["65000:1:2"],"originator_id":"192.0.2.9","cluster_list":["10.0.0.1","10.0.0.2"],"status":"best","reason":null,"stale":true,"from":null}"#,
+        "\n",
+        r#"{"prefix":"2001:db8:1::/48","path_id":9,"next_hop":"2001:db8::1","as_path":"65001 4200000000 {65003 65004}","origin":"EGP","local_pref":200,"med":50,"communities":["65000:100","NO_EXPORT"],"large_communities":["65000:1:2"],"originator_id":"192.0.2.9","cluster_list":["10.0.0.1","10.0.0.2"],"status":"sent","reason":null,"stale":false,"from":"2001:db8::7"}"#,
+        "\n",
+        r#"{"prefix":"2001:db8:1::/48","next_hop":"192.0.2.1","as_path":"","origin":"IGP","local_pref":null,"med":null,"peer":null}"#,
+        "\n",
+        r#"{"peer":null,"status":"ineligible","reason":"CLUSTER_LIST holds our cluster ID (reflection loop)","next_hop":"192.0.2.1","as_path":"","origin":"IGP","local_pref":null,"med":null,"communities":[],"large_communities":[],"originator_id":null,"cluster_list":[],"path_id":3,"stale":false,"ecmp":true}"#,
+        "\n",
+        r#"{"prefix":"2001:db8:1::/48","path_id":3,"next_hop":"192.0.2.1","as_path":"","origin":"IGP","local_pref":null,"med":null,"communities":[],"large_communities":[],"originator_id":null,"cluster_list":[],"status":"rejected","reason":"rejected by the import policy (or no policy on an eBGP session, RFC 8212)","stale":false,"from":null}"#,
+        "\n",
+        r#"{"prefix":"2001:db8:1::/48","path_id":null,"next_hop":"192.0.2.1","as_path":"","origin":"IGP","local_pref":null,"med":null,"communities":[],"large_communities":[],"originator_id":null,"cluster_list":[],"status":"sent","reason":null,"stale":false,"from":null}"#,
+        "\n",
+    );
 }
