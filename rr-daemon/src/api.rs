@@ -284,24 +284,10 @@ pub struct PeerRouteView {
     pub prefix: IpNet,
     /// The ADD-PATH identifier received (in) or sent (out), where there is one.
     pub path_id: Option<u32>,
-    /// The next hop (for `out`, as sent; `null` when the session's address is sent).
-    pub next_hop: Option<IpAddr>,
-    /// AS_PATH in BIRD's notation.
-    pub as_path: String,
-    /// ORIGIN.
-    pub origin: String,
-    /// LOCAL_PREF, if carried.
-    pub local_pref: Option<u32>,
-    /// MULTI_EXIT_DISC, if carried.
-    pub med: Option<u32>,
-    /// COMMUNITIES.
-    pub communities: Vec<String>,
-    /// LARGE_COMMUNITY.
-    pub large_communities: Vec<String>,
-    /// ORIGINATOR_ID, if carried.
-    pub originator_id: Option<Ipv4Addr>,
-    /// CLUSTER_LIST, most recent first.
-    pub cluster_list: Vec<Ipv4Addr>,
+    /// Its attributes (for `out`, as sent: `next_hop` is `null` when the session's
+    /// address is sent), every one of them.
+    #[serde(flatten)]
+    pub attrs: AttrView,
     /// `in`: `best`, `accepted` (usable, not best), `ineligible` or `rejected` (by import
     /// policy, listed with `view=received`); `out`: `sent`.
     pub status: String,
@@ -522,25 +508,7 @@ fn peer_route_view(r: &PeerRoute) -> PeerRouteView {
     PeerRouteView {
         prefix,
         path_id,
-        next_hop: a.next_hop.map(|nh| match nh {
-            NextHop::V4(v4) => IpAddr::V4(v4),
-            NextHop::V6 { global, .. } => IpAddr::V6(global),
-        }),
-        as_path: a.as_path.to_string(),
-        origin: a
-            .origin
-            .name()
-            .map_or_else(|| a.origin.0.to_string(), str::to_owned),
-        local_pref: a.local_pref,
-        med: a.med,
-        communities: a.communities.iter().map(ToString::to_string).collect(),
-        large_communities: a
-            .large_communities
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        originator_id: a.originator_id,
-        cluster_list: a.cluster_list.clone(),
+        attrs: AttrView::of(a, true),
         status: status.to_owned(),
         reason,
         stale,
@@ -553,6 +521,18 @@ fn peer_route_view(r: &PeerRoute) -> PeerRouteView {
 pub struct RouteView {
     /// The prefix.
     pub prefix: IpNet,
+    /// Its attributes, without the lists ([`AttrView::more`] is `None`).
+    #[serde(flatten)]
+    pub attrs: AttrView,
+    /// The source peer's address; `null` for a route this speaker originates.
+    pub peer: Option<IpAddr>,
+}
+
+/// The attributes of a route as every route view of the API shows them, flattened into
+/// the view (`#[serde(flatten)]`): each field is declared and filled here only, and the
+/// JSON keeps its field names and order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttrView {
     /// The next hop; `null` for a route originated here without one (the session's
     /// address is sent).
     pub next_hop: Option<IpAddr>,
@@ -565,8 +545,138 @@ pub struct RouteView {
     pub local_pref: Option<u32>,
     /// MULTI_EXIT_DISC, if carried.
     pub med: Option<u32>,
-    /// The source peer's address; `null` for a route this speaker originates.
-    pub peer: Option<IpAddr>,
+    /// The communities and the route-reflection attributes: in the views of one path
+    /// (`/v1/routes/{prefix}`, `/v1/peers/{address}/routes`); `None`, and absent from
+    /// the JSON, in the best-route listing `/v1/routes`.
+    #[serde(flatten)]
+    pub more: Option<MoreAttrs>,
+}
+
+/// The attributes [`AttrView::more`] adds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoreAttrs {
+    /// COMMUNITIES (`65000:100`, or well-known names).
+    pub communities: Vec<String>,
+    /// LARGE_COMMUNITY.
+    pub large_communities: Vec<String>,
+    /// ORIGINATOR_ID (RFC 4456), if carried.
+    pub originator_id: Option<Ipv4Addr>,
+    /// CLUSTER_LIST (RFC 4456), most recent first.
+    pub cluster_list: Vec<Ipv4Addr>,
+}
+
+impl AttrView {
+    /// The view of `a`; with `more`, the communities and the route-reflection
+    /// attributes too.
+    fn of(a: &impl Attributes, more: bool) -> Self {
+        Self {
+            next_hop: a.next_hop().map(|nh| match nh {
+                NextHop::V4(v4) => IpAddr::V4(v4),
+                NextHop::V6 { global, .. } => IpAddr::V6(global),
+            }),
+            as_path: a.as_path().to_string(),
+            origin: {
+                let o = a.origin();
+                o.name().map_or_else(|| o.0.to_string(), str::to_owned)
+            },
+            local_pref: a.local_pref(),
+            med: a.med(),
+            more: more.then(|| MoreAttrs {
+                communities: a.communities().map(|c| c.to_string()).collect(),
+                large_communities: a
+                    .large_communities()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                originator_id: a.originator_id(),
+                cluster_list: a.cluster_list().to_vec(),
+            }),
+        }
+    }
+
+    /// COMMUNITIES; empty without [`AttrView::more`].
+    pub fn communities(&self) -> &[String] {
+        self.more.as_ref().map_or(&[], |m| &m.communities)
+    }
+
+    /// LARGE_COMMUNITY; empty without [`AttrView::more`].
+    pub fn large_communities(&self) -> &[String] {
+        self.more.as_ref().map_or(&[], |m| &m.large_communities)
+    }
+}
+
+/// What [`AttrView::of`] reads: the interned [`AttrSet`] of the Loc-RIB and the decoded
+/// [`rib::Attrs`] of the per-peer tables.
+trait Attributes {
+    fn next_hop(&self) -> Option<NextHop>;
+    fn as_path(&self) -> bgp_wire::attr::AsPath;
+    fn origin(&self) -> bgp_wire::attr::Origin;
+    fn local_pref(&self) -> Option<u32>;
+    fn med(&self) -> Option<u32>;
+    fn communities(&self) -> impl Iterator<Item = bgp_wire::attr::Community> + '_;
+    fn large_communities(&self) -> &[bgp_wire::attr::LargeCommunity];
+    fn originator_id(&self) -> Option<Ipv4Addr>;
+    fn cluster_list(&self) -> &[Ipv4Addr];
+}
+
+impl Attributes for AttrSet {
+    fn next_hop(&self) -> Option<NextHop> {
+        Self::next_hop(self)
+    }
+    fn as_path(&self) -> bgp_wire::attr::AsPath {
+        Self::as_path(self)
+    }
+    fn origin(&self) -> bgp_wire::attr::Origin {
+        Self::origin(self)
+    }
+    fn local_pref(&self) -> Option<u32> {
+        Self::local_pref(self)
+    }
+    fn med(&self) -> Option<u32> {
+        Self::med(self)
+    }
+    fn communities(&self) -> impl Iterator<Item = bgp_wire::attr::Community> + '_ {
+        Self::communities(self)
+    }
+    fn large_communities(&self) -> &[bgp_wire::attr::LargeCommunity] {
+        Self::large_communities(self)
+    }
+    fn originator_id(&self) -> Option<Ipv4Addr> {
+        Self::originator_id(self)
+    }
+    fn cluster_list(&self) -> &[Ipv4Addr] {
+        Self::cluster_list(self)
+    }
+}
+
+impl Attributes for rib::Attrs {
+    fn next_hop(&self) -> Option<NextHop> {
+        self.next_hop
+    }
+    fn as_path(&self) -> bgp_wire::attr::AsPath {
+        self.as_path.clone()
+    }
+    fn origin(&self) -> bgp_wire::attr::Origin {
+        self.origin
+    }
+    fn local_pref(&self) -> Option<u32> {
+        self.local_pref
+    }
+    fn med(&self) -> Option<u32> {
+        self.med
+    }
+    fn communities(&self) -> impl Iterator<Item = bgp_wire::attr::Community> + '_ {
+        self.communities.iter().copied()
+    }
+    fn large_communities(&self) -> &[bgp_wire::attr::LargeCommunity] {
+        &self.large_communities
+    }
+    fn originator_id(&self) -> Option<Ipv4Addr> {
+        self.originator_id
+    }
+    fn cluster_list(&self) -> &[Ipv4Addr] {
+        &self.cluster_list
+    }
 }
 
 /// `GET /v1/routes`: one page of best routes.
@@ -608,28 +718,11 @@ async fn routes(
 }
 
 fn route_view(r: &RouteEntry) -> RouteView {
-    let a = &r.best.attrs;
     RouteView {
         prefix: r.prefix,
-        next_hop: next_hop(a),
-        as_path: a.as_path().to_string(),
-        origin: origin(a),
-        local_pref: a.local_pref(),
-        med: a.med(),
+        attrs: AttrView::of(&*r.best.attrs, false),
         peer: r.from,
     }
-}
-
-fn next_hop(a: &AttrSet) -> Option<IpAddr> {
-    match a.next_hop()? {
-        NextHop::V4(v4) => Some(IpAddr::V4(v4)),
-        NextHop::V6 { global, .. } => Some(IpAddr::V6(global)),
-    }
-}
-
-fn origin(a: &AttrSet) -> String {
-    let o = a.origin();
-    o.name().map_or_else(|| o.0.to_string(), str::to_owned)
 }
 
 /// One path of a prefix as `GET /v1/routes/{prefix}` shows it.
@@ -641,24 +734,9 @@ pub struct PathView {
     pub status: String,
     /// Why it lost or is ineligible, in words; `null` for the best path.
     pub reason: Option<String>,
-    /// The next hop, as in [`RouteView::next_hop`].
-    pub next_hop: Option<IpAddr>,
-    /// AS_PATH in BIRD's notation.
-    pub as_path: String,
-    /// ORIGIN.
-    pub origin: String,
-    /// LOCAL_PREF, if carried.
-    pub local_pref: Option<u32>,
-    /// MULTI_EXIT_DISC, if carried.
-    pub med: Option<u32>,
-    /// COMMUNITIES (`65000:100`, or well-known names).
-    pub communities: Vec<String>,
-    /// LARGE_COMMUNITY.
-    pub large_communities: Vec<String>,
-    /// ORIGINATOR_ID (RFC 4456), if carried.
-    pub originator_id: Option<Ipv4Addr>,
-    /// CLUSTER_LIST (RFC 4456), most recent first.
-    pub cluster_list: Vec<Ipv4Addr>,
+    /// Its attributes, every one of them.
+    #[serde(flatten)]
+    pub attrs: AttrView,
     /// The ADD-PATH identifier it was received with (0 without ADD-PATH).
     pub path_id: u32,
     /// Kept from a gracefully restarting peer (RFC 4724), still eligible.
@@ -726,24 +804,11 @@ async fn route(
 }
 
 fn path_view(p: &rib::PathReport, from: Option<IpAddr>) -> PathView {
-    let a = &p.attrs;
     PathView {
         peer: from,
         status: p.status.name().to_owned(),
         reason: p.status.reason().map(ToString::to_string),
-        next_hop: next_hop(a),
-        as_path: a.as_path().to_string(),
-        origin: origin(a),
-        local_pref: a.local_pref(),
-        med: a.med(),
-        communities: a.communities().map(|c| c.to_string()).collect(),
-        large_communities: a
-            .large_communities()
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        originator_id: a.originator_id(),
-        cluster_list: a.cluster_list().to_vec(),
+        attrs: AttrView::of(&*p.attrs, true),
         path_id: p.path_id,
         stale: p.stale,
         ecmp: p.ecmp,
