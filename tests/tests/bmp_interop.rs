@@ -884,7 +884,9 @@ fn bmp_ipv6_and_add_path() {
                 continue;
             }
             if v6.len() != ids.len() {
-                w.fail(&format!("tshark: IPv6 prefixes without path identifiers: {line}"));
+                w.fail(&format!(
+                    "tshark: IPv6 prefixes without path identifiers: {line}"
+                ));
             }
             for (p, id) in v6.iter().zip(&ids) {
                 decoded += 1;
