@@ -284,24 +284,10 @@ pub struct PeerRouteView {
     pub prefix: IpNet,
     /// The ADD-PATH identifier received (in) or sent (out), where there is one.
     pub path_id: Option<u32>,
-    /// The next hop (for `out`, as sent; `null` when the session's address is sent).
-    pub next_hop: Option<IpAddr>,
-    /// AS_PATH in BIRD's notation.
-    pub as_path: String,
-    /// ORIGIN.
-    pub origin: String,
-    /// LOCAL_PREF, if carried.
-    pub local_pref: Option<u32>,
-    /// MULTI_EXIT_DISC, if carried.
-    pub med: Option<u32>,
-    /// COMMUNITIES.
-    pub communities: Vec<String>,
-    /// LARGE_COMMUNITY.
-    pub large_communities: Vec<String>,
-    /// ORIGINATOR_ID, if carried.
-    pub originator_id: Option<Ipv4Addr>,
-    /// CLUSTER_LIST, most recent first.
-    pub cluster_list: Vec<Ipv4Addr>,
+    /// Its attributes (for `out`, as sent: `next_hop` is `null` when the session's
+    /// address is sent), every one of them.
+    #[serde(flatten)]
+    pub attrs: AttrView,
     /// `in`: `best`, `accepted` (usable, not best), `ineligible` or `rejected` (by import
     /// policy, listed with `view=received`); `out`: `sent`.
     pub status: String,
@@ -522,25 +508,7 @@ fn peer_route_view(r: &PeerRoute) -> PeerRouteView {
     PeerRouteView {
         prefix,
         path_id,
-        next_hop: a.next_hop.map(|nh| match nh {
-            NextHop::V4(v4) => IpAddr::V4(v4),
-            NextHop::V6 { global, .. } => IpAddr::V6(global),
-        }),
-        as_path: a.as_path.to_string(),
-        origin: a
-            .origin
-            .name()
-            .map_or_else(|| a.origin.0.to_string(), str::to_owned),
-        local_pref: a.local_pref,
-        med: a.med,
-        communities: a.communities.iter().map(ToString::to_string).collect(),
-        large_communities: a
-            .large_communities
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        originator_id: a.originator_id,
-        cluster_list: a.cluster_list.clone(),
+        attrs: AttrView::of(a, true),
         status: status.to_owned(),
         reason,
         stale,
@@ -553,6 +521,18 @@ fn peer_route_view(r: &PeerRoute) -> PeerRouteView {
 pub struct RouteView {
     /// The prefix.
     pub prefix: IpNet,
+    /// Its attributes, without the lists ([`AttrView::more`] is `None`).
+    #[serde(flatten)]
+    pub attrs: AttrView,
+    /// The source peer's address; `null` for a route this speaker originates.
+    pub peer: Option<IpAddr>,
+}
+
+/// The attributes of a route as every route view of the API shows them, flattened into
+/// the view (`#[serde(flatten)]`): each field is declared and filled here only, and the
+/// JSON keeps its field names and order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttrView {
     /// The next hop; `null` for a route originated here without one (the session's
     /// address is sent).
     pub next_hop: Option<IpAddr>,
@@ -565,8 +545,138 @@ pub struct RouteView {
     pub local_pref: Option<u32>,
     /// MULTI_EXIT_DISC, if carried.
     pub med: Option<u32>,
-    /// The source peer's address; `null` for a route this speaker originates.
-    pub peer: Option<IpAddr>,
+    /// The communities and the route-reflection attributes: in the views of one path
+    /// (`/v1/routes/{prefix}`, `/v1/peers/{address}/routes`); `None`, and absent from
+    /// the JSON, in the best-route listing `/v1/routes`.
+    #[serde(flatten)]
+    pub more: Option<MoreAttrs>,
+}
+
+/// The attributes [`AttrView::more`] adds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoreAttrs {
+    /// COMMUNITIES (`65000:100`, or well-known names).
+    pub communities: Vec<String>,
+    /// LARGE_COMMUNITY.
+    pub large_communities: Vec<String>,
+    /// ORIGINATOR_ID (RFC 4456), if carried.
+    pub originator_id: Option<Ipv4Addr>,
+    /// CLUSTER_LIST (RFC 4456), most recent first.
+    pub cluster_list: Vec<Ipv4Addr>,
+}
+
+impl AttrView {
+    /// The view of `a`; with `more`, the communities and the route-reflection
+    /// attributes too.
+    fn of(a: &impl Attributes, more: bool) -> Self {
+        Self {
+            next_hop: a.next_hop().map(|nh| match nh {
+                NextHop::V4(v4) => IpAddr::V4(v4),
+                NextHop::V6 { global, .. } => IpAddr::V6(global),
+            }),
+            as_path: a.as_path().to_string(),
+            origin: {
+                let o = a.origin();
+                o.name().map_or_else(|| o.0.to_string(), str::to_owned)
+            },
+            local_pref: a.local_pref(),
+            med: a.med(),
+            more: more.then(|| MoreAttrs {
+                communities: a.communities().map(|c| c.to_string()).collect(),
+                large_communities: a
+                    .large_communities()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                originator_id: a.originator_id(),
+                cluster_list: a.cluster_list().to_vec(),
+            }),
+        }
+    }
+
+    /// COMMUNITIES; empty without [`AttrView::more`].
+    pub fn communities(&self) -> &[String] {
+        self.more.as_ref().map_or(&[], |m| &m.communities)
+    }
+
+    /// LARGE_COMMUNITY; empty without [`AttrView::more`].
+    pub fn large_communities(&self) -> &[String] {
+        self.more.as_ref().map_or(&[], |m| &m.large_communities)
+    }
+}
+
+/// What [`AttrView::of`] reads: the interned [`AttrSet`] of the Loc-RIB and the decoded
+/// [`rib::Attrs`] of the per-peer tables.
+trait Attributes {
+    fn next_hop(&self) -> Option<NextHop>;
+    fn as_path(&self) -> bgp_wire::attr::AsPath;
+    fn origin(&self) -> bgp_wire::attr::Origin;
+    fn local_pref(&self) -> Option<u32>;
+    fn med(&self) -> Option<u32>;
+    fn communities(&self) -> impl Iterator<Item = bgp_wire::attr::Community> + '_;
+    fn large_communities(&self) -> &[bgp_wire::attr::LargeCommunity];
+    fn originator_id(&self) -> Option<Ipv4Addr>;
+    fn cluster_list(&self) -> &[Ipv4Addr];
+}
+
+impl Attributes for AttrSet {
+    fn next_hop(&self) -> Option<NextHop> {
+        Self::next_hop(self)
+    }
+    fn as_path(&self) -> bgp_wire::attr::AsPath {
+        Self::as_path(self)
+    }
+    fn origin(&self) -> bgp_wire::attr::Origin {
+        Self::origin(self)
+    }
+    fn local_pref(&self) -> Option<u32> {
+        Self::local_pref(self)
+    }
+    fn med(&self) -> Option<u32> {
+        Self::med(self)
+    }
+    fn communities(&self) -> impl Iterator<Item = bgp_wire::attr::Community> + '_ {
+        Self::communities(self)
+    }
+    fn large_communities(&self) -> &[bgp_wire::attr::LargeCommunity] {
+        Self::large_communities(self)
+    }
+    fn originator_id(&self) -> Option<Ipv4Addr> {
+        Self::originator_id(self)
+    }
+    fn cluster_list(&self) -> &[Ipv4Addr] {
+        Self::cluster_list(self)
+    }
+}
+
+impl Attributes for rib::Attrs {
+    fn next_hop(&self) -> Option<NextHop> {
+        self.next_hop
+    }
+    fn as_path(&self) -> bgp_wire::attr::AsPath {
+        self.as_path.clone()
+    }
+    fn origin(&self) -> bgp_wire::attr::Origin {
+        self.origin
+    }
+    fn local_pref(&self) -> Option<u32> {
+        self.local_pref
+    }
+    fn med(&self) -> Option<u32> {
+        self.med
+    }
+    fn communities(&self) -> impl Iterator<Item = bgp_wire::attr::Community> + '_ {
+        self.communities.iter().copied()
+    }
+    fn large_communities(&self) -> &[bgp_wire::attr::LargeCommunity] {
+        &self.large_communities
+    }
+    fn originator_id(&self) -> Option<Ipv4Addr> {
+        self.originator_id
+    }
+    fn cluster_list(&self) -> &[Ipv4Addr] {
+        &self.cluster_list
+    }
 }
 
 /// `GET /v1/routes`: one page of best routes.
@@ -608,28 +718,11 @@ async fn routes(
 }
 
 fn route_view(r: &RouteEntry) -> RouteView {
-    let a = &r.best.attrs;
     RouteView {
         prefix: r.prefix,
-        next_hop: next_hop(a),
-        as_path: a.as_path().to_string(),
-        origin: origin(a),
-        local_pref: a.local_pref(),
-        med: a.med(),
+        attrs: AttrView::of(&*r.best.attrs, false),
         peer: r.from,
     }
-}
-
-fn next_hop(a: &AttrSet) -> Option<IpAddr> {
-    match a.next_hop()? {
-        NextHop::V4(v4) => Some(IpAddr::V4(v4)),
-        NextHop::V6 { global, .. } => Some(IpAddr::V6(global)),
-    }
-}
-
-fn origin(a: &AttrSet) -> String {
-    let o = a.origin();
-    o.name().map_or_else(|| o.0.to_string(), str::to_owned)
 }
 
 /// One path of a prefix as `GET /v1/routes/{prefix}` shows it.
@@ -641,24 +734,9 @@ pub struct PathView {
     pub status: String,
     /// Why it lost or is ineligible, in words; `null` for the best path.
     pub reason: Option<String>,
-    /// The next hop, as in [`RouteView::next_hop`].
-    pub next_hop: Option<IpAddr>,
-    /// AS_PATH in BIRD's notation.
-    pub as_path: String,
-    /// ORIGIN.
-    pub origin: String,
-    /// LOCAL_PREF, if carried.
-    pub local_pref: Option<u32>,
-    /// MULTI_EXIT_DISC, if carried.
-    pub med: Option<u32>,
-    /// COMMUNITIES (`65000:100`, or well-known names).
-    pub communities: Vec<String>,
-    /// LARGE_COMMUNITY.
-    pub large_communities: Vec<String>,
-    /// ORIGINATOR_ID (RFC 4456), if carried.
-    pub originator_id: Option<Ipv4Addr>,
-    /// CLUSTER_LIST (RFC 4456), most recent first.
-    pub cluster_list: Vec<Ipv4Addr>,
+    /// Its attributes, every one of them.
+    #[serde(flatten)]
+    pub attrs: AttrView,
     /// The ADD-PATH identifier it was received with (0 without ADD-PATH).
     pub path_id: u32,
     /// Kept from a gracefully restarting peer (RFC 4724), still eligible.
@@ -717,35 +795,24 @@ async fn route(
         .paths
         .iter()
         .zip(&e.from)
-        .map(|(p, from)| {
-            let a = &p.attrs;
-            PathView {
-                peer: *from,
-                status: p.status.name().to_owned(),
-                reason: p.status.reason().map(ToString::to_string),
-                next_hop: next_hop(a),
-                as_path: a.as_path().to_string(),
-                origin: origin(a),
-                local_pref: a.local_pref(),
-                med: a.med(),
-                communities: a.communities().map(|c| c.to_string()).collect(),
-                large_communities: a
-                    .large_communities()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-                originator_id: a.originator_id(),
-                cluster_list: a.cluster_list().to_vec(),
-                path_id: p.path_id,
-                stale: p.stale,
-                ecmp: p.ecmp,
-            }
-        })
+        .map(|(p, from)| path_view(p, *from))
         .collect();
     Ok(axum::Json(RouteDetail {
         prefix: e.explanation.prefix,
         paths,
     }))
+}
+
+fn path_view(p: &rib::PathReport, from: Option<IpAddr>) -> PathView {
+    PathView {
+        peer: from,
+        status: p.status.name().to_owned(),
+        reason: p.status.reason().map(ToString::to_string),
+        attrs: AttrView::of(&*p.attrs, true),
+        path_id: p.path_id,
+        stale: p.stale,
+        ecmp: p.ecmp,
+    }
 }
 
 /// A peer that keeps the speaker from being ready, and why.
@@ -1047,4 +1114,146 @@ mod tests {
         assert_eq!(format_duration(75), "00:01:15");
         assert_eq!(format_duration(2 * 86_400 + 3 * 3600 + 4 * 60), "2d 03:04");
     }
+
+    /// A route carrying every attribute the views show, and a second one with none of
+    /// the optional ones, as the three views render them.
+    fn every_attribute() -> [rib::Attrs; 2] {
+        use bgp_wire::attr::{AsPath, AsSegment, AsSegmentType, Community, LargeCommunity, Origin};
+        let full = rib::Attrs {
+            origin: Origin(1),
+            as_path: AsPath {
+                segments: vec![
+                    AsSegment {
+                        ty: AsSegmentType::AS_SEQUENCE,
+                        asns: vec![65001, 4_200_000_000],
+                    },
+                    AsSegment {
+                        ty: AsSegmentType::AS_SET,
+                        asns: vec![65003, 65004],
+                    },
+                ],
+            },
+            next_hop: Some(NextHop::V6 {
+                global: "2001:db8::1".parse().unwrap(),
+                link_local: Some("fe80::1".parse().unwrap()),
+            }),
+            med: Some(50),
+            local_pref: Some(200),
+            communities: vec![Community::new(65000, 100), Community::NO_EXPORT],
+            large_communities: vec![LargeCommunity {
+                global: 65000,
+                local1: 1,
+                local2: 2,
+            }],
+            originator_id: Some(Ipv4Addr::new(192, 0, 2, 9)),
+            cluster_list: vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)],
+            ..rib::Attrs::default()
+        };
+        let bare = rib::Attrs {
+            next_hop: Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 1))),
+            ..rib::Attrs::default()
+        };
+        [full, bare]
+    }
+
+    /// Renders the three views of each route of [`every_attribute`] as JSON lines.
+    fn views_json() -> String {
+        let mut out = String::new();
+        for (i, a) in every_attribute().into_iter().enumerate() {
+            let set = std::sync::Arc::new(AttrSet::from(a.clone()));
+            let prefix: IpNet = "2001:db8:1::/48".parse().unwrap();
+            let from = (i == 0).then(|| "2001:db8::7".parse::<IpAddr>().unwrap());
+            let route = RouteEntry {
+                prefix,
+                best: rib::BestRoute {
+                    peer: rib::PeerId::LOCAL,
+                    path_id: Some(3),
+                    attrs: set.clone(),
+                },
+                from,
+            };
+            let path = rib::PathReport {
+                peer: rib::PeerId::LOCAL,
+                path_id: 3,
+                tx_path_id: 4,
+                attrs: set,
+                stale: i == 0,
+                ecmp: i == 1,
+                status: if i == 0 {
+                    rib::PathStatus::Best
+                } else {
+                    rib::PathStatus::Ineligible(rib::Ineligible::ClusterLoop)
+                },
+            };
+            let peer_in = PeerRoute::In(rib::InRoute {
+                prefix,
+                path_id: 3 * u32::try_from(i).unwrap(),
+                attrs: a.clone(),
+                ineligible: (i == 1).then_some(rib::Ineligible::RejectedByImport),
+                best: i == 0,
+                stale: i == 0,
+            });
+            let peer_out = PeerRoute::Out {
+                route: rib::OutRoute {
+                    prefix,
+                    path_id: (i == 0).then_some(9),
+                    attrs: a,
+                    source: rib::PeerId::LOCAL,
+                },
+                from,
+            };
+            for json in [
+                serde_json::to_string(&route_view(&route)).unwrap(),
+                serde_json::to_string(&path_view(&path, from)).unwrap(),
+                serde_json::to_string(&peer_route_view(&peer_in)).unwrap(),
+                serde_json::to_string(&peer_route_view(&peer_out)).unwrap(),
+            ] {
+                out.push_str(&json);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The JSON of `/v1/routes`, `/v1/routes/{prefix}` and `/v1/peers/{address}/routes`
+    /// routes, field names and order, as they were before the attribute fields were
+    /// folded into [`AttrView`]: `ctl --json`, tests and scripts read them.
+    #[test]
+    fn route_views_json_is_unchanged() {
+        let got = views_json();
+        assert_eq!(got, GOLDEN_VIEWS);
+        // `ctl` reads them back: each line parses into its view and renders the same.
+        fn again<T: Serialize + serde::de::DeserializeOwned>(line: &str) -> String {
+            serde_json::to_string(&serde_json::from_str::<T>(line).unwrap()).unwrap()
+        }
+        for (i, line) in GOLDEN_VIEWS.lines().enumerate() {
+            let back = match i % 4 {
+                0 => again::<RouteView>(line),
+                1 => again::<PathView>(line),
+                _ => again::<PeerRouteView>(line),
+            };
+            assert_eq!(back, line);
+        }
+    }
+
+    /// What the views rendered before [`AttrView`]: one JSON line each, in the order
+    /// of [`views_json`].
+    const GOLDEN_VIEWS: &str = concat!(
+        r#"{"prefix":"2001:db8:1::/48","next_hop":"2001:db8::1","as_path":"65001 4200000000 {65003 65004}","origin":"EGP","local_pref":200,"med":50,"peer":"2001:db8::7"}"#,
+        "\n",
+        r#"{"peer":"2001:db8::7","status":"best","reason":null,"next_hop":"2001:db8::1","as_path":"65001 4200000000 {65003 65004}","origin":"EGP","local_pref":200,"med":50,"communities":["65000:100","NO_EXPORT"],"large_communities":["65000:1:2"],"originator_id":"192.0.2.9","cluster_list":["10.0.0.1","10.0.0.2"],"path_id":3,"stale":true,"ecmp":false}"#,
+        "\n",
+        r#"{"prefix":"2001:db8:1::/48","path_id":null,"next_hop":"2001:db8::1","as_path":"65001 4200000000 {65003 65004}","origin":"EGP","local_pref":200,"med":50,"communities":["65000:100","NO_EXPORT"],"large_communities":["65000:1:2"],"originator_id":"192.0.2.9","cluster_list":["10.0.0.1","10.0.0.2"],"status":"best","reason":null,"stale":true,"from":null}"#,
+        "\n",
+        r#"{"prefix":"2001:db8:1::/48","path_id":9,"next_hop":"2001:db8::1","as_path":"65001 4200000000 {65003 65004}","origin":"EGP","local_pref":200,"med":50,"communities":["65000:100","NO_EXPORT"],"large_communities":["65000:1:2"],"originator_id":"192.0.2.9","cluster_list":["10.0.0.1","10.0.0.2"],"status":"sent","reason":null,"stale":false,"from":"2001:db8::7"}"#,
+        "\n",
+        r#"{"prefix":"2001:db8:1::/48","next_hop":"192.0.2.1","as_path":"","origin":"IGP","local_pref":null,"med":null,"peer":null}"#,
+        "\n",
+        r#"{"peer":null,"status":"ineligible","reason":"CLUSTER_LIST holds our cluster ID (reflection loop)","next_hop":"192.0.2.1","as_path":"","origin":"IGP","local_pref":null,"med":null,"communities":[],"large_communities":[],"originator_id":null,"cluster_list":[],"path_id":3,"stale":false,"ecmp":true}"#,
+        "\n",
+        r#"{"prefix":"2001:db8:1::/48","path_id":3,"next_hop":"192.0.2.1","as_path":"","origin":"IGP","local_pref":null,"med":null,"communities":[],"large_communities":[],"originator_id":null,"cluster_list":[],"status":"rejected","reason":"rejected by the import policy (or no policy on an eBGP session, RFC 8212)","stale":false,"from":null}"#,
+        "\n",
+        r#"{"prefix":"2001:db8:1::/48","path_id":null,"next_hop":"192.0.2.1","as_path":"","origin":"IGP","local_pref":null,"med":null,"communities":[],"large_communities":[],"originator_id":null,"cluster_list":[],"status":"sent","reason":null,"stale":false,"from":null}"#,
+        "\n",
+    );
 }

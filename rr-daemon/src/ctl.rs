@@ -405,19 +405,19 @@ fn peer_routes_table(page: &PeerRoutesResponse, continued: bool) -> String {
                     Some(id) => format!("{} (path {id})", r.prefix),
                     None => r.prefix.to_string(),
                 },
-                or_dash(r.next_hop),
-                if r.as_path.is_empty() {
+                or_dash(r.attrs.next_hop),
+                if r.attrs.as_path.is_empty() {
                     "-".to_owned()
                 } else {
-                    r.as_path.clone()
+                    r.attrs.as_path.clone()
                 },
-                or_dash(r.local_pref),
-                or_dash(r.med),
-                if r.communities.is_empty() && r.large_communities.is_empty() {
+                or_dash(r.attrs.local_pref),
+                or_dash(r.attrs.med),
+                if r.attrs.communities().is_empty() && r.attrs.large_communities().is_empty() {
                     "-".to_owned()
                 } else {
-                    let mut c = r.communities.clone();
-                    c.extend(r.large_communities.iter().cloned());
+                    let mut c = r.attrs.communities().to_vec();
+                    c.extend(r.attrs.large_communities().iter().cloned());
                     c.join(" ")
                 },
             ];
@@ -916,8 +916,8 @@ fn routes_table(page: &RoutesResponse) -> String {
         .map(|r| {
             vec![
                 r.prefix.to_string(),
-                or_dash(r.next_hop),
-                r.as_path.clone(),
+                or_dash(r.attrs.next_hop),
+                r.attrs.as_path.clone(),
                 r.peer.map_or_else(|| "local".to_owned(), |p| p.to_string()),
             ]
         })
@@ -948,10 +948,10 @@ fn route_table(d: &RouteDetail) -> String {
             vec![
                 status,
                 p.peer.map_or_else(|| "local".to_owned(), |a| a.to_string()),
-                or_dash(p.next_hop),
-                p.as_path.clone(),
-                or_dash(p.local_pref),
-                or_dash(p.med),
+                or_dash(p.attrs.next_hop),
+                p.attrs.as_path.clone(),
+                or_dash(p.attrs.local_pref),
+                or_dash(p.attrs.med),
                 p.reason.clone().unwrap_or_default(),
             ]
         })

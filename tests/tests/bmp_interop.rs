@@ -8,6 +8,10 @@
 //! `64512:7`. Counts are the collector's: the prefixes it holds per peer after applying
 //! every Route Monitoring message in order, pre- and post-policy apart.
 //!
+//! A third scenario has IPv6 and ADD-PATH (RFC 7911): BIRD sends IPv4 without path
+//! identifiers and two paths of every IPv6 prefix; the collector decodes each family as
+//! the Peer Up's OPENs negotiated it.
+//!
 //! Needs root, BIRD 2 and bgpdump (`tests/scripts/install-peers.sh`).
 
 use std::collections::{BTreeMap, HashSet};
@@ -318,6 +322,18 @@ fn bgpdump(file: &Path) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// A process's resident set (`VmRSS`), in kB.
+fn rss_kb(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn have(program: &str) -> bool {
     std::process::Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
@@ -439,8 +455,26 @@ fn bmp_export() {
     );
     let stream = w.dir.path().join("collector-2").join("conn-1.bmp");
 
-    // MRT: ctl dump-mrt, read by bgpdump.
+    // MRT: ctl dump-mrt, read by bgpdump; our RSS sampled during the dump.
     let mrt = w.dir.path().join("rib.mrt");
+    let pid = w.ours.as_ref().expect("ours").pid();
+    let rss_before = rss_kb(pid).unwrap_or(0);
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let on = sampling.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            // At most 10 minutes of samples, every 10 ms.
+            for _ in 0..60_000 {
+                if !on.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                peak = peak.max(rss_kb(pid).unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
     let t = Instant::now();
     let out = w
         .hub
@@ -456,11 +490,23 @@ fn bmp_export() {
             ],
         )
         .unwrap_or_else(|e| w.fail(&format!("ctl dump-mrt: {e}")));
+    let took = t.elapsed().as_secs_f64();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap_or(0);
+    let size = std::fs::metadata(&mrt).map_or(0, |m| m.len());
     w.log(&format!(
-        "ctl dump-mrt: {} in {:.2}s",
+        "ctl dump-mrt: {} in {took:.2}s, {size} bytes; our RSS {} MiB before, {} MiB at most \
+         during the dump",
         out.trim(),
-        t.elapsed().as_secs_f64()
+        rss_before / 1024,
+        peak / 1024
     ));
+    // Streamed a page at a time: the dump must not hold a second copy of the RIB.
+    if rss_before > 0 && peak > rss_before + rss_before / 2 {
+        w.fail(&format!(
+            "RSS grew from {rss_before} kB to {peak} kB during the MRT dump"
+        ));
+    }
     let lines = bgpdump(&mrt).unwrap_or_else(|e| w.fail(&e));
     let mut seen = HashSet::new();
     for l in &lines {
@@ -656,5 +702,249 @@ fn bmp_slow_collector() {
         .unwrap_or_else(|e| w.fail(&e));
     if !state.contains("Established") {
         w.fail(&format!("BIRD's session to ours is not up: {state}"));
+    }
+}
+
+/// IPv4 prefixes of the IPv6 and ADD-PATH scenario.
+const AP_V4: usize = 1_000;
+/// IPv6 prefixes of that scenario, each with two paths.
+const AP_V6: usize = 5_000;
+
+/// The `i`-th IPv6 prefix of the scenario: distinct /48s in 2001:db8::/32 (2001:db8:1::
+/// on; `i` below 65,535).
+fn prefix6(i: usize) -> String {
+    format!("2001:db8:{:x}::/48", i + 1)
+}
+
+/// BIRD 2 on an IPv4 session with two channels: IPv4 (`AP_V4` prefixes, no ADD-PATH)
+/// and IPv6 with `add paths tx`, where every one of `AP_V6` prefixes has two routes (two
+/// static protocols; AS paths 64512 and 64513) and both are sent.
+fn add_path_client() -> String {
+    let mut s = String::with_capacity(40 * (AP_V4 + 2 * AP_V6) + 1024);
+    let _ = writeln!(s, "router id {C1};");
+    let _ = writeln!(s, "protocol device {{ scan time 10; }}");
+    let _ = writeln!(s, "protocol static s4 {{\n  ipv4;");
+    for i in 0..AP_V4 {
+        let _ = writeln!(s, "  route {} blackhole;", prefix(i));
+    }
+    let _ = writeln!(s, "}}");
+    for name in ["s6a", "s6b"] {
+        let _ = writeln!(s, "protocol static {name} {{\n  ipv6;");
+        for i in 0..AP_V6 {
+            let _ = writeln!(s, "  route {} blackhole;", prefix6(i));
+        }
+        let _ = writeln!(s, "}}");
+    }
+    let _ = write!(
+        s,
+        "protocol bgp upstream {{\n\
+         \x20 local {C1} as {AS};\n\
+         \x20 neighbor {RR} as {AS};\n\
+         \x20 direct;\n\
+         \x20 hold time 30;\n\
+         \x20 connect retry time 1;\n\
+         \x20 connect delay time 1;\n\
+         \x20 error wait time 1,2;\n\
+         \x20 ipv4 {{ import none; export filter {{ if source != RTS_STATIC then reject; \
+         bgp_path.prepend(64512); accept; }}; }};\n\
+         \x20 ipv6 {{ import none; add paths tx; next hop address 2001:db8::11; \
+         export filter {{ if source != RTS_STATIC then reject; \
+         if proto = \"s6b\" then bgp_path.prepend(64513); else bgp_path.prepend(64512); \
+         accept; }}; }};\n\
+         }}\n"
+    );
+    s
+}
+
+/// Ours for that scenario: both families from C1, ADD-PATH receive.
+fn add_path_config() -> String {
+    our_config().replace(
+        "families = [\"ipv4-unicast\"]\n",
+        "families = [\"ipv4-unicast\", \"ipv6-unicast\"]\n\
+         add_path = { receive = true, send = false }\n",
+    )
+}
+
+/// The scenario's expected prefixes at the collector: IPv4 without path identifiers (not
+/// negotiated for IPv4), IPv6 `prefix#id` with two distinct identifiers each.
+fn add_path_table(c: &Conn) -> Result<(), String> {
+    for (view, set) in [("pre", &c.pre), ("post", &c.post)] {
+        let v4 = set.iter().filter(|p| !p.contains(':')).count();
+        let mut ids: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
+        for p in set.iter().filter(|p| p.contains(':')) {
+            let (prefix, id) = p
+                .split_once('#')
+                .ok_or_else(|| format!("{view}: IPv6 {p} without a path identifier"))?;
+            ids.entry(prefix).or_default().insert(id);
+        }
+        if let Some(p) = set.iter().find(|p| !p.contains(':') && p.contains('#')) {
+            return Err(format!("{view}: IPv4 {p} with a path identifier"));
+        }
+        let two = ids.values().filter(|s| s.len() == 2).count();
+        if v4 != AP_V4 || ids.len() != AP_V6 || two != AP_V6 {
+            return Err(format!(
+                "{view}: {v4} IPv4 of {AP_V4}, {} IPv6 prefixes of {AP_V6}, {two} with two paths",
+                ids.len()
+            ));
+        }
+        if (0..AP_V6).any(|i| !ids.contains_key(prefix6(i).as_str())) {
+            return Err(format!("{view}: an IPv6 prefix is not ours"));
+        }
+    }
+    Ok(())
+}
+
+/// BMP of IPv6 prefixes and of several paths of one prefix (ADD-PATH, RFC 7911): BIRD
+/// sends IPv4 without ADD-PATH and IPv6 with two paths per prefix; the collector, which
+/// decodes each family as the Peer Up's OPENs negotiated it, sees every path pre- and
+/// post-policy, live and after a resynchronisation; tshark's BGP decode finds the same
+/// path identifiers; bgpdump reads the MRT dump's ADD-PATH records.
+#[test]
+fn bmp_ipv6_and_add_path() {
+    require_root().unwrap_or_else(|e| panic!("{e}"));
+    let mut w = World::new("bmpap", "bmpaphub");
+    w.start_collector();
+    let sub = w.dir.path().join("ours");
+    std::fs::create_dir_all(&sub).unwrap_or_else(|e| w.fail(&e.to_string()));
+    let d = Daemon::start(w.hub.ns(), &sub, exe(), &add_path_config())
+        .unwrap_or_else(|e| w.fail(&format!("cannot start our daemon: {e}")));
+    w.ours = Some(d);
+    let ns = Netns::create("bmpapc1").unwrap_or_else(|e| w.fail(&e));
+    w.hub
+        .attach(&ns, &[&format!("{C1}/24")])
+        .unwrap_or_else(|e| w.fail(&e));
+    let bsub = w.dir.path().join("c1");
+    std::fs::create_dir_all(&bsub).unwrap_or_else(|e| w.fail(&e.to_string()));
+    let b = Bird::start_config(
+        BirdVersion::V2,
+        &ns,
+        &bsub,
+        "c1",
+        "upstream",
+        false,
+        &add_path_client(),
+    )
+    .unwrap_or_else(|e| w.fail(&format!("cannot start BIRD: {e}")));
+    w._ns.push(ns);
+    w.bird = Some(b);
+    let within = Duration::from_secs(60);
+    w.wait(
+        &format!("live: {AP_V4} IPv4 and {AP_V6} IPv6 prefixes with two paths each"),
+        within,
+        add_path_table,
+    );
+    // The collector comes back: the same from the RIB, with the End-of-RIB of each family.
+    if let Some(mut c) = w.collector.take() {
+        c.stop(Duration::from_secs(2));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    w.start_collector();
+    w.wait("resync: the same, End-of-RIB", within, |c| {
+        add_path_table(c)?;
+        if c.pre_eor && c.post_eor {
+            Ok(())
+        } else {
+            Err("no End-of-RIB".into())
+        }
+    });
+
+    // tshark's own BGP decode of the resynchronised stream: the same IPv6 paths.
+    if have("tshark") {
+        let stream = w.dir.path().join("collector-2").join("conn-1.bmp");
+        let pcap = w.dir.path().join("ap.pcap");
+        let bytes = std::fs::read(&stream).unwrap_or_else(|e| w.fail(&e.to_string()));
+        std::fs::write(&pcap, interop_tests::pcap::tcp_flow(&bytes, 11019))
+            .unwrap_or_else(|e| w.fail(&e.to_string()));
+        let out = std::process::Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&pcap)
+            .args([
+                "-o",
+                "tcp.desegment_tcp_streams:TRUE",
+                "-d",
+                "tcp.port==11019,bmp",
+                "-T",
+                "fields",
+                "-e",
+                "bgp.mp_reach_nlri_ipv6_prefix",
+                "-e",
+                "bgp.nlri_path_id",
+            ])
+            .output()
+            .unwrap_or_else(|e| w.fail(&format!("tshark: {e}")));
+        let text = String::from_utf8_lossy(&out.stdout);
+        // Each path once pre- and once post-policy: 4 x AP_V6 decoded, 2 x AP_V6 distinct.
+        let mut decoded = 0;
+        let mut paths: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+        for line in text.lines() {
+            let (v6, ids) = line.split_once('\t').unwrap_or((line, ""));
+            let v6: Vec<&str> = v6.split(',').filter(|x| !x.is_empty()).collect();
+            let ids: Vec<&str> = ids.split(',').filter(|x| !x.is_empty()).collect();
+            if v6.is_empty() {
+                continue;
+            }
+            if v6.len() != ids.len() {
+                w.fail(&format!(
+                    "tshark: IPv6 prefixes without path identifiers: {line}"
+                ));
+            }
+            for (p, id) in v6.iter().zip(&ids) {
+                decoded += 1;
+                paths
+                    .entry((*p).to_owned())
+                    .or_default()
+                    .insert((*id).to_owned());
+            }
+        }
+        let distinct: usize = paths.values().map(HashSet::len).sum();
+        w.log(&format!(
+            "tshark: {decoded} IPv6 paths decoded with identifiers, {} prefixes, {distinct} \
+             distinct paths",
+            paths.len()
+        ));
+        if decoded != 4 * AP_V6 || paths.len() != AP_V6 || distinct != 2 * AP_V6 {
+            w.fail(&format!(
+                "tshark: {decoded} IPv6 paths of {}, {} prefixes of {AP_V6}, {distinct} \
+                 distinct of {}; stderr: {}",
+                4 * AP_V6,
+                paths.len(),
+                2 * AP_V6,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    } else {
+        w.log("tshark not installed: its check skipped");
+    }
+
+    // MRT: one RIB entry per path, the IPv6 ones in ADD-PATH records.
+    let mrt = w.dir.path().join("rib.mrt");
+    w.hub
+        .ns()
+        .exec(
+            exe().to_str().expect("utf-8 path"),
+            &[
+                "ctl",
+                "--api",
+                API,
+                "dump-mrt",
+                mrt.to_str().expect("utf-8 path"),
+            ],
+        )
+        .unwrap_or_else(|e| w.fail(&format!("ctl dump-mrt: {e}")));
+    let lines = bgpdump(&mrt).unwrap_or_else(|e| w.fail(&e));
+    let v6: Vec<&String> = lines.iter().filter(|l| l.contains("|2001:db8:")).collect();
+    let v4 = lines.len() - v6.len();
+    let s6b = v6.iter().filter(|l| l.contains("|64513|")).count();
+    w.log(&format!(
+        "bgpdump: {v4} IPv4 entries, {} IPv6 ({s6b} through 64513)",
+        v6.len()
+    ));
+    if v4 != AP_V4 || v6.len() != 2 * AP_V6 || s6b != AP_V6 {
+        w.fail(&format!(
+            "bgpdump: {v4} IPv4 entries of {AP_V4}, {} IPv6 of {}, {s6b} via 64513; first: {:?}",
+            v6.len(),
+            2 * AP_V6,
+            lines.iter().take(3).collect::<Vec<_>>()
+        ));
     }
 }

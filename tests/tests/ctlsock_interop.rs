@@ -1,9 +1,11 @@
 //! The control socket's actions against a real BIRD 2 (`ctl --socket PATH`): soft reset
 //! out with 100,000 routes (BIRD holds exactly 100,000 afterwards and its session is
 //! kept), soft reset in (BIRD answers the ROUTE-REFRESH by exporting its 100,000 routes
-//! again), a hard reset (BIRD logs Received: Administrative reset), disable with a
+//! again), a hard reset (BIRD logs Received: Administrative reset) and a disable/enable
+//! of the source (BIRD's table empty, then exactly 100,000 again), disable with a
 //! shutdown communication and enable, run-time announce and withdraw seen in BIRD's
-//! table, `ctl reload` with a change, with an unchanged file and with a broken file
+//! table (one, then hundreds in a loop, timed), `ctl reload` adding, moving and removing
+//! 500 peers, with a change, with an unchanged file and with a broken file
 //! (`FILE:LINE:COL`, non-zero exit), the socket's mode 0660 and a second daemon refused
 //! on the live socket, and a per-peer `local_as` that BIRD is configured for.
 //!
@@ -35,6 +37,39 @@ const ROUTES: usize = 100_000;
 const TABLE_WITHIN: Duration = Duration::from_secs(90);
 /// An action's effect at BIRD.
 const SEEN_WITHIN: Duration = Duration::from_secs(20);
+
+/// Prefixes announced (and withdrawn) one `ctl` at a time: 200 by default (a `ctl`
+/// process each, about 15 ms in a debug build), `RR_CTL_ANNOUNCES=1000` (at most 16,384)
+/// for the figure at size.
+fn many() -> usize {
+    std::env::var("RR_CTL_ANNOUNCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+        .clamp(1, 16_384)
+}
+/// Peers a reload adds, moves and removes.
+const PEERS: usize = 500;
+
+/// The `i`-th of the [`many`] prefixes: /24s in 100.64.0.0/10.
+fn many_prefix(i: usize) -> String {
+    format!("100.{}.{}.0/24", 64 + i / 256, i % 256)
+}
+
+/// [`PEERS`] peers on the namespace's loopback (127.0.1.1 on; nothing answers, so
+/// connecting fails at once), in group `group` of two that differ in hold time.
+fn many_peers(group: &str) -> String {
+    let mut s = String::from(
+        "\n[[peer_group]]\nname = \"a\"\nasn = 65010\nhold_time = 30\n\n\
+         [[peer_group]]\nname = \"b\"\nasn = 65010\nhold_time = 60\n",
+    );
+    let first = u32::from(std::net::Ipv4Addr::new(127, 0, 1, 1));
+    for i in 0..PEERS as u32 {
+        let a = std::net::Ipv4Addr::from(first + i);
+        let _ = write!(s, "\n[[peer]]\naddress = \"{a}\"\ngroup = \"{group}\"\n");
+    }
+    s
+}
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_speaker"))
@@ -204,6 +239,15 @@ impl World {
         s.out
     }
 
+    /// Like [`World::ctl_ok`], without logging the answer.
+    fn ctl_ok_quiet(&self, args: &[&str]) -> String {
+        let s = self.ctl(args);
+        if !s.ok {
+            self.fail(&format!("ctl {}: {}", args.join(" "), s.err));
+        }
+        s.out
+    }
+
     fn count(&self, table: &str) -> Option<usize> {
         let out = self
             .bird
@@ -333,7 +377,10 @@ fn ctl_socket_actions_against_bird() {
     assert!(w.established("feed"));
 
     // Hard reset: BIRD sees Administrative reset (in its log: the new session may be up
-    // before `show protocols` is read), and the session comes back.
+    // before `show protocols` is read), and the session comes back; `sink` loses the
+    // 100,000 routes and, after the idle hold, holds exactly 100,000 again.
+    let withdrawn = w.stat("sink", "Import withdraws:");
+    let t = Instant::now();
     w.ctl_ok(&["reset", SRC]);
     w.wait(
         "BIRD's feed: Received: Administrative reset",
@@ -347,6 +394,41 @@ fn ctl_socket_actions_against_bird() {
     w.wait("feed Established again", TABLE_WITHIN, || {
         w.established("feed")
     });
+    w.wait(
+        "sink: the 100,000 withdrawn, then exactly 100,000 again",
+        TABLE_WITHIN,
+        || {
+            // (BIRD's counters of `feed` start again with the new session; `sink`'s go on.)
+            w.stat("sink", "Import withdraws:") >= withdrawn + ROUTES as u64
+                && w.count("t_dst") == Some(ROUTES)
+        },
+    );
+    w.log(&format!(
+        "hard reset of a peer with {ROUTES} routes: back at BIRD in {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+
+    // Disable and enable the source: `sink` empty, then exactly 100,000 again.
+    let t = Instant::now();
+    w.ctl_ok(&["disable", SRC]);
+    w.wait("feed disabled: sink empty", TABLE_WITHIN, || {
+        !w.established("feed") && w.count("t_dst") == Some(0)
+    });
+    w.log(&format!(
+        "disable of a peer with {ROUTES} routes: sink empty in {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+    let t = Instant::now();
+    w.ctl_ok(&["enable", SRC]);
+    w.wait(
+        "feed enabled: sink has exactly 100,000",
+        TABLE_WITHIN,
+        || w.established("feed") && w.count("t_dst") == Some(ROUTES),
+    );
+    w.log(&format!(
+        "enable: {ROUTES} routes back at BIRD in {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
 
     // Disable with a message: BIRD sees Administrative shutdown and the text; the
     // session stays down until enable.
@@ -389,6 +471,41 @@ fn ctl_socket_actions_against_bird() {
         w.count("t_dst") == Some(ROUTES)
     });
 
+    // Many announces, one `ctl` each: all in BIRD's table, then all withdrawn.
+    let many = many();
+    for (verb, want) in [("announce", ROUTES + many), ("withdraw", ROUTES)] {
+        let t = Instant::now();
+        for i in 0..many {
+            let p = many_prefix(i);
+            let mut args = vec![verb, p.as_str()];
+            if verb == "announce" {
+                args.extend(["--next-hop", OURS]);
+            }
+            let s = w.ctl(&args);
+            if !s.ok {
+                w.fail(&format!("ctl {verb} {p}: {}", s.err));
+            }
+        }
+        let each = t.elapsed().as_secs_f64() / many as f64;
+        w.wait(
+            &format!("{many} x ctl {verb}: BIRD holds {want}"),
+            SEEN_WITHIN,
+            || w.count("t_dst") == Some(want),
+        );
+        if verb == "announce" {
+            let r = w
+                .bird
+                .routes(&[&many_prefix(many - 1), "table", "t_dst"])
+                .unwrap_or_else(|e| w.fail(&e));
+            assert_eq!(r.len(), 1, "the last announced: {r:?}");
+        }
+        w.log(&format!(
+            "{many} x ctl {verb}: {:.2} ms per action, all at BIRD after {:.1} s",
+            each * 1000.0,
+            t.elapsed().as_secs_f64()
+        ));
+    }
+
     // Reload: unchanged, changed, broken.
     let out = w.ctl_ok(&["reload"]);
     assert!(out.contains("unchanged"), "{out}");
@@ -406,6 +523,46 @@ fn ctl_socket_actions_against_bird() {
     w.wait("BIRD has the reloaded route", SEEN_WITHIN, || {
         w.count("t_dst") == Some(ROUTES + 1)
     });
+    // Reload that adds 500 peers, moves them to another group, then removes them: the
+    // two BIRD sessions untouched throughout, the report listing the 500 each time.
+    let route = "\n[[route]]\nprefix = \"198.51.100.0/24\"\n";
+    let since = w.bird.since().unwrap_or_else(|e| w.fail(&e));
+    for (step, extra, field) in [
+        ("add", many_peers("a"), "added"),
+        ("move", many_peers("b"), "changed"),
+        ("remove", String::new(), "removed"),
+    ] {
+        std::fs::write(&conf, daemon_config(&w.socket, &format!("{route}{extra}"))).unwrap();
+        let t = Instant::now();
+        let s = w.ctl(&["--json", "reload"]);
+        let took = t.elapsed().as_secs_f64();
+        if !s.ok {
+            w.fail(&format!("reload ({step} {PEERS} peers): {}", s.err));
+        }
+        let v: serde_json::Value = serde_json::from_str(s.out.trim())
+            .unwrap_or_else(|e| w.fail(&format!("reload --json: {e}: {}", s.out)));
+        let listed = v["reload"][field].as_array().map_or(0, Vec::len);
+        assert_eq!(listed, PEERS, "reload ({step}): {field}: {}", v["reload"]);
+        let peers = w.ctl_ok_quiet(&["--json", "peers"]);
+        let n = serde_json::from_str::<serde_json::Value>(&peers)
+            .ok()
+            .and_then(|v| v.as_array().map(Vec::len));
+        let want = if step == "remove" { 2 } else { PEERS + 2 };
+        assert_eq!(n, Some(want), "peers after the reload ({step})");
+        w.log(&format!(
+            "ctl reload ({step} {PEERS} peers): {:.2} s, {} bytes of answer",
+            took,
+            s.out.len()
+        ));
+    }
+    assert_eq!(
+        w.bird.since().unwrap(),
+        since,
+        "the BIRD sessions were kept"
+    );
+    assert!(w.established("feed") && w.established("sink"));
+    assert_eq!(w.count("t_dst"), Some(ROUTES + 1));
+
     std::fs::write(
         &conf,
         daemon_config(&w.socket, "\n[[route]]\nprefix = \"10.0.0.0/33\"\n"),

@@ -316,7 +316,7 @@ impl Conn {
                         .iter()
                         .map(|r| r.0)
                         .filter(|n| n.family() == f)
-                        .map(|n| key(n, up.add_path))
+                        .map(|n| key(n, up.add_path.contains(f)))
                         .collect();
                     if nlri.is_empty() {
                         continue;
@@ -402,7 +402,7 @@ impl Conn {
                     (a.clone(), Vec::new())
                 })
                 .1
-                .push(key(*n, up.add_path));
+                .push(key(*n, up.add_path.contains(n.family())));
         }
         for k in order {
             let Some((attrs, nlri)) = groups.remove(&k) else {

@@ -50,8 +50,10 @@ pub(crate) struct PeerUpInfo {
     pub(crate) sent_open: Bytes,
     /// The OPEN we received, whole.
     pub(crate) received_open: Bytes,
-    /// The peer sends ADD-PATH identifiers (stored routes are shown with them).
-    pub(crate) add_path: bool,
+    /// The families in which the peer sends ADD-PATH identifiers (the session's
+    /// negotiated receive side): its stored routes of those families are shown with
+    /// them, of the others without, as its own UPDATEs carry them (RFC 7854 §4.6).
+    pub(crate) add_path: bgp_wire::FamilySet,
     /// The session takes messages up to 65535 bytes (RFC 8654): so do the UPDATEs made
     /// from its stored routes; else 4096.
     pub(crate) extended_message: bool,

@@ -268,13 +268,9 @@ pub fn path_attributes(a: &Attrs) -> Vec<PathAttribute> {
 
 /// The encoding context of UPDATEs made from stored routes: 4-octet AS, iBGP (every
 /// attribute kept), messages up to 65535 bytes with `extended_message` (RFC 8654, as the
-/// peer's session), ADD-PATH where `add_path` says.
-pub fn stored_ctx(add_path: bool, extended_message: bool) -> SessionCtx {
-    let families = if add_path {
-        bgp_wire::FamilySet::ALL
-    } else {
-        bgp_wire::FamilySet::EMPTY
-    };
+/// peer's session), ADD-PATH in the families of `add_path` (the peer's session's).
+pub fn stored_ctx(add_path: bgp_wire::FamilySet, extended_message: bool) -> SessionCtx {
+    let families = add_path;
     SessionCtx {
         four_octet_as: true,
         extended_message,
@@ -485,7 +481,7 @@ mod tests {
         let mut b = BytesMut::new();
         let n = announce(
             &mut b,
-            &stored_ctx(false, false),
+            &stored_ctx(bgp_wire::FamilySet::EMPTY, false),
             Family::Ipv4Unicast,
             &attrs,
             &nlri,

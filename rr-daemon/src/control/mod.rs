@@ -166,17 +166,27 @@ pub struct ReloadReport {
     pub other: Vec<String>,
 }
 
+/// Peers a [`ReloadReport::summary`] names in each list (the JSON has them all).
+pub const SUMMARY_PEERS: usize = 10;
+
 impl ReloadReport {
     /// One line: what changed, or that nothing did.
     pub fn summary(&self) -> String {
         if self.unchanged {
             return format!("{}: unchanged, nothing done", self.file);
         }
+        // A reload of hundreds of peers stays one readable line; `--json` lists them all.
         let list = |v: &[IpAddr]| {
-            v.iter()
+            let mut s = v
+                .iter()
+                .take(SUMMARY_PEERS)
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" ");
+            if v.len() > SUMMARY_PEERS {
+                s.push_str(&format!(" and {} more", v.len() - SUMMARY_PEERS));
+            }
+            s
         };
         let mut parts = Vec::new();
         for (what, v) in [

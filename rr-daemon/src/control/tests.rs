@@ -102,6 +102,16 @@ fn addresses_next_hops_and_the_reload_summary() {
         r.summary(),
         "reloaded a.toml: peers added: 10.0.0.3; also changed: [fib]"
     );
+    // Hundreds of peers: the first ten named, the rest counted.
+    r.added = (1..=500u32)
+        .map(|i| IpAddr::V4(std::net::Ipv4Addr::from(0x7f00_0100 + i)))
+        .collect();
+    r.other.clear();
+    assert_eq!(
+        r.summary(),
+        "reloaded a.toml: peers added: 127.0.1.1 127.0.1.2 127.0.1.3 127.0.1.4 127.0.1.5 \
+         127.0.1.6 127.0.1.7 127.0.1.8 127.0.1.9 127.0.1.10 and 490 more"
+    );
 }
 
 /// `ctl --socket` pointed at a BIRD control socket (`bird -s`) says so instead of a JSON

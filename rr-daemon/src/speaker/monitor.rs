@@ -144,7 +144,7 @@ impl Core {
             remote_port: opened.remote.port(),
             sent_open: opened.sent_open.clone(),
             received_open: received_open.freeze(),
-            add_path: !ctx.add_path_rx.is_empty(),
+            add_path: ctx.add_path_rx,
             extended_message: ctx.extended_message,
             families: ctx.families.iter().collect(),
         });
@@ -256,11 +256,17 @@ impl Core {
                             });
                         }
                         let addr = self.source(sp.peer)?;
+                        // Identifiers in the families the peer sends them in (RFC 8050's
+                        // ADD-PATH records for those only).
+                        let family = match pp.prefix {
+                            ipnet::IpNet::V4(_) => bgp_wire::Family::Ipv4Unicast,
+                            ipnet::IpNet::V6(_) => bgp_wire::Family::Ipv6Unicast,
+                        };
                         let add_path = self
                             .peers
                             .get(&addr)
                             .and_then(|p| p.session.ctx)
-                            .is_some_and(|c| !c.add_path_rx.is_empty());
+                            .is_some_and(|c| c.add_path_rx.contains(family));
                         Some(super::DumpPath {
                             peer: Some(addr),
                             path_id: add_path.then_some(sp.path_id),

@@ -5,7 +5,9 @@
 //! `{"conn":1,"type":"peer_up","peer":"192.0.2.11","asn":65000,"bgp_id":"...",
 //!   "local":"192.0.2.1","local_port":179,"remote_port":40000,"sent_open":true,"received_open":true}`
 //! `{"conn":1,"type":"route_monitoring","peer":"...","post":false,"announce":[..],
-//!   "withdraw":[..],"eor":false}` (prefixes as text; IPv4 NLRI and MP_REACH/MP_UNREACH)
+//!   "withdraw":[..],"eor":false}` (prefixes as text; IPv4 NLRI and MP_REACH/MP_UNREACH;
+//!   where the peer's Peer Up OPENs negotiated ADD-PATH receive for the family, RFC 7911,
+//!   each prefix is followed by `#` and its path identifier: `2001:db8::/48#2`)
 //! `{"conn":1,"type":"peer_down","peer":"...","reason":3,"notification":[6,2]}`
 //! `{"conn":1,"type":"stats","peer":"...","stats":{"0":N,"7":M}}`
 //! `{"conn":1,"type":"initiation","sys_name":"...","sys_descr":"..."}`
@@ -18,6 +20,7 @@
 //! sees it soon). Each connection is served by a thread of its own.
 //! Any decoding error ends the process with a message on stderr (exit 2).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
@@ -110,6 +113,7 @@ fn serve(
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut chunk = vec![0u8; 1 << 16];
     let mut count = 0u64;
+    let mut add_path = AddPaths::new();
     loop {
         if stall.is_some_and(|n| count >= n) {
             // Hold the connection without reading until the speaker gives up on it.
@@ -142,7 +146,7 @@ fn serve(
             if buf.len() - at < len {
                 break;
             }
-            let v = message(conn, buf[at + 5], &buf[at + 6..at + len])?;
+            let v = message(conn, buf[at + 5], &buf[at + 6..at + len], &mut add_path)?;
             emit(&v);
             count += 1;
             at += len;
@@ -213,7 +217,44 @@ fn bgp_message(b: &[u8]) -> Result<(u8, usize), String> {
     Ok((b[18], len))
 }
 
-fn message(conn: u64, ty: u8, b: &[u8]) -> Result<Value, String> {
+/// For each peer of a connection (by address), whether its routes carry ADD-PATH
+/// identifiers: `[IPv4 unicast, IPv6 unicast]`.
+type AddPaths = HashMap<String, [bool; 2]>;
+
+/// The ADD-PATH capability (69) of an OPEN: for each family (IPv4 and IPv6 unicast), its
+/// send/receive field (1 receive, 2 send, 3 both; 0 without).
+fn open_add_path(open: &[u8]) -> Result<[u8; 2], String> {
+    let mut out = [0u8; 2];
+    let body = open.get(19..).ok_or("short OPEN")?;
+    let optlen = usize::from(*body.get(9).ok_or("short OPEN")?);
+    let mut params = body.get(10..10 + optlen).ok_or("short OPEN parameters")?;
+    while params.len() >= 2 {
+        let (pty, plen) = (params[0], usize::from(params[1]));
+        let val = params.get(2..2 + plen).ok_or("short OPEN parameter")?;
+        if pty == 2 {
+            let mut caps = val;
+            while caps.len() >= 2 {
+                let (code, clen) = (caps[0], usize::from(caps[1]));
+                let cv = caps.get(2..2 + clen).ok_or("short capability")?;
+                if code == 69 {
+                    for t in cv.chunks_exact(4) {
+                        let (afi, safi) = (u16::from_be_bytes([t[0], t[1]]), t[2]);
+                        match (afi, safi) {
+                            (1, 1) => out[0] = t[3],
+                            (2, 1) => out[1] = t[3],
+                            _ => {}
+                        }
+                    }
+                }
+                caps = &caps[2 + clen..];
+            }
+        }
+        params = &params[2 + plen..];
+    }
+    Ok(out)
+}
+
+fn message(conn: u64, ty: u8, b: &[u8], add_path: &mut AddPaths) -> Result<Value, String> {
     Ok(match ty {
         4 => {
             let mut v = json!({"conn": conn, "type": "initiation"});
@@ -243,7 +284,14 @@ fn message(conn: u64, ty: u8, b: &[u8]) -> Result<Value, String> {
             }
             let local = addr16(&rest[..16], rest[..12].iter().any(|x| *x != 0));
             let (sent_ty, sent_len) = bgp_message(&rest[20..])?;
-            let (recv_ty, _) = bgp_message(&rest[20 + sent_len..])?;
+            let (recv_ty, recv_len) = bgp_message(&rest[20 + sent_len..])?;
+            // The speaker receives identifiers where it said receive and the peer send.
+            let sent = open_add_path(&rest[20..20 + sent_len])?;
+            let received = open_add_path(&rest[20 + sent_len..20 + sent_len + recv_len])?;
+            add_path.insert(
+                v["peer"].as_str().unwrap_or_default().to_owned(),
+                [0, 1].map(|i| sent[i] & 1 != 0 && received[i] & 2 != 0),
+            );
             v["conn"] = conn.into();
             v["type"] = "peer_up".into();
             v["local"] = local.to_string().into();
@@ -298,7 +346,11 @@ fn message(conn: u64, ty: u8, b: &[u8]) -> Result<Value, String> {
                     rest.len()
                 ));
             }
-            let (announce, withdraw, eor) = update(&rest[19..len], flags & 0x20 == 0)?;
+            let ap = add_path
+                .get(v["peer"].as_str().unwrap_or_default())
+                .copied()
+                .unwrap_or_default();
+            let (announce, withdraw, eor) = update(&rest[19..len], flags & 0x20 == 0, ap)?;
             v["conn"] = conn.into();
             v["type"] = "route_monitoring".into();
             v["post"] = (flags & 0x40 != 0).into();
@@ -311,8 +363,16 @@ fn message(conn: u64, ty: u8, b: &[u8]) -> Result<Value, String> {
     })
 }
 
-fn prefixes(mut b: &[u8], v6: bool, out: &mut Vec<String>) -> Result<(), String> {
-    while let Some(&len) = b.first() {
+fn prefixes(mut b: &[u8], v6: bool, add_path: bool, out: &mut Vec<String>) -> Result<(), String> {
+    while !b.is_empty() {
+        let id = if add_path {
+            let id = be32(b, 0)?;
+            b = &b[4..];
+            Some(id)
+        } else {
+            None
+        };
+        let len = *b.first().ok_or("short prefix")?;
         let n = usize::from(len).div_ceil(8);
         let bytes = b.get(1..1 + n).ok_or("short prefix")?;
         let text = if v6 {
@@ -324,22 +384,29 @@ fn prefixes(mut b: &[u8], v6: bool, out: &mut Vec<String>) -> Result<(), String>
             o[..n].copy_from_slice(bytes);
             format!("{}/{len}", Ipv4Addr::from(o))
         };
-        out.push(text);
+        out.push(match id {
+            Some(id) => format!("{text}#{id}"),
+            None => text,
+        });
         b = &b[1 + n..];
     }
     Ok(())
 }
 
 /// An UPDATE body: announced and withdrawn prefixes, and whether it is an End-of-RIB.
-fn update(b: &[u8], _four_octet: bool) -> Result<(Vec<String>, Vec<String>, bool), String> {
+fn update(
+    b: &[u8],
+    _four_octet: bool,
+    add_path: [bool; 2],
+) -> Result<(Vec<String>, Vec<String>, bool), String> {
     let wlen = usize::from(be16(b, 0)?);
     let withdrawn = b.get(2..2 + wlen).ok_or("short withdrawn")?;
     let alen = usize::from(be16(b, 2 + wlen)?);
     let attrs = b.get(4 + wlen..4 + wlen + alen).ok_or("short attributes")?;
     let nlri = &b[4 + wlen + alen..];
     let (mut ann, mut wd) = (Vec::new(), Vec::new());
-    prefixes(withdrawn, false, &mut wd)?;
-    prefixes(nlri, false, &mut ann)?;
+    prefixes(withdrawn, false, add_path[0], &mut wd)?;
+    prefixes(nlri, false, add_path[0], &mut ann)?;
     let mut a = attrs;
     let mut eor = wlen == 0 && alen == 0 && nlri.is_empty();
     while !a.is_empty() {
@@ -356,7 +423,7 @@ fn update(b: &[u8], _four_octet: bool) -> Result<(Vec<String>, Vec<String>, bool
                 let afi = be16(val, 0)?;
                 let nhl = usize::from(val[3]);
                 let rest = val.get(5 + nhl..).ok_or("short MP_REACH_NLRI")?;
-                prefixes(rest, afi == 2, &mut ann)?;
+                prefixes(rest, afi == 2, add_path[usize::from(afi == 2)], &mut ann)?;
             }
             15 => {
                 let afi = be16(val, 0)?;
@@ -364,7 +431,7 @@ fn update(b: &[u8], _four_octet: bool) -> Result<(Vec<String>, Vec<String>, bool
                 if rest.is_empty() && alen == len + hdr && wlen == 0 && nlri.is_empty() {
                     eor = true;
                 }
-                prefixes(rest, afi == 2, &mut wd)?;
+                prefixes(rest, afi == 2, add_path[usize::from(afi == 2)], &mut wd)?;
             }
             _ => {}
         }
