@@ -193,9 +193,11 @@ impl Session {
     /// long-lived graceful restart capabilities; the Restart State bit is left as it is.
     /// For a speaker that started afresh, once the peer has our routes of this run.
     pub fn keep_forwarding(&mut self) {
-        let restart_state = self.cfg.capabilities.iter().any(
-            |c| matches!(c, Capability::GracefulRestart(gr) if gr.restart_state),
-        );
+        let restart_state = self
+            .cfg
+            .capabilities
+            .iter()
+            .any(|c| matches!(c, Capability::GracefulRestart(gr) if gr.restart_state));
         self.set_graceful_restart_bits(restart_state, true);
     }
 
@@ -1056,7 +1058,7 @@ mod tests {
 
     /// The encoded OPEN of `s`.
     fn open_bytes(s: &Session) -> Vec<u8> {
-        let mut out = bytes::BytesMut::new();
+        let mut out = BytesMut::new();
         s.config().open().encode(&mut out);
         out.to_vec()
     }

@@ -748,13 +748,12 @@ fn blocks_of_in_kernels(c: &Cluster, blocks: &[(usize, String)]) -> Result<(), S
     Ok(())
 }
 
-/// Known gap (issue 18 stays open on it): when a node becomes a reflector its sessions to
-/// the others are reset (their `rr_client` changes), and our new OPEN does not claim the
-/// forwarding state kept, so the other side drops the node's routes at once (RFC 4724
-/// section 4.2) and a block can be missing from a kernel for a few milliseconds; the
-/// 100 ms poll catches it in some runs. Run with `--ignored`.
+/// When a node becomes a reflector its sessions to the others are reset (their
+/// `rr_client` changes): the Cease is not a Hard Reset, both sides keep the other's
+/// routes as stale (RFC 8538 section 4), and the new OPENs set the Forwarding State bits,
+/// so no block leaves any kernel (polled every 100 ms) until the new sessions' End-of-RIB
+/// replaces them.
 #[test]
-#[ignore = "known gap: a block can vanish for milliseconds when a node becomes a reflector (issue 18)"]
 fn agents_mesh_blocks_reflector_and_bgppeer_removal() {
     if let Err(e) = require_root() {
         panic!("{e}");

@@ -997,7 +997,10 @@ fn reset_by_us_keeps_our_routes_at_bird() {
         w.expect_ours_established(1);
         // Our table and End-of-RIB follow at once; BIRD sweeps what is still stale then.
         thread::sleep(Duration::from_secs(2));
-        w.log(&format!("reset and recovered in {:.1}s", t.elapsed().as_secs_f64()));
+        w.log(&format!(
+            "reset and recovered in {:.1}s",
+            t.elapsed().as_secs_f64()
+        ));
     });
     let counts = counts.into_inner().unwrap_or_else(|p| p.into_inner());
     let bad: Vec<&(f64, Result<usize, String>)> = counts
@@ -1013,7 +1016,7 @@ fn reset_by_us_keeps_our_routes_at_bird() {
         ));
     }
     let log = w.ours.as_ref().expect("ours").log();
-    let reset = lines_with(&log, &["key=rr_client"]);
+    let reset = lines_with(&log, &["key=\"rr_client\""]);
     let silent = lines_with(&log, &["without_notification=true"]);
     if reset.is_empty() || silent.is_empty() {
         w.fail(&format!(

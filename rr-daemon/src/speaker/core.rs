@@ -245,7 +245,12 @@ impl Core {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let held = self.held_down.values().min().copied();
         let stale = self.stale_sessions.values().map(|s| s.until).min();
-        self.gr.poll_timeout().into_iter().chain(held).chain(stale).min()
+        self.gr
+            .poll_timeout()
+            .into_iter()
+            .chain(held)
+            .chain(stale)
+            .min()
     }
 
     /// Handles every deadline that passed by `now`.
@@ -1180,17 +1185,14 @@ impl Core {
                 p.session.peer_llgr = peer_llgr
                     .unwrap_or_default()
                     .iter()
-                    .filter_map(|f| {
-                        Family::from_afi_safi(f.afi, f.safi).map(|x| (x, f.stale_time))
-                    })
+                    .filter_map(|f| Family::from_afi_safi(f.afi, f.safi).map(|x| (x, f.stale_time)))
                     .collect();
                 p.session.hard_reset = peer_gr.is_some_and(|g| g.notification)
                     && p.settings.graceful_restart.is_some();
                 p.history.last_error = None;
                 p.why.up();
                 p.counters = Default::default();
-                if p.settings.graceful_restart.is_some() && self.forwarding_kept.insert(e.peer)
-                {
+                if p.settings.graceful_restart.is_some() && self.forwarding_kept.insert(e.peer) {
                     // The peer has our routes of this run from now on: later OPENs of the
                     // session claim the forwarding state kept (see `Core::insert_peer`).
                     self.actions.push_back(Action::Command {
@@ -1254,7 +1256,11 @@ impl Core {
                     // RFC 4724 §4.2 for the previous session's routes too: a family the
                     // new session lacks, or whose forwarding state the peer did not keep.
                     let mut kept = FamilySet::EMPTY;
-                    for f in negotiated.peer_graceful_restart.iter().flat_map(|g| &g.families) {
+                    for f in negotiated
+                        .peer_graceful_restart
+                        .iter()
+                        .flat_map(|g| &g.families)
+                    {
                         if let Some(family) = Family::from_afi_safi(f.afi, f.safi)
                             && f.forwarding
                             && negotiated.ctx.families.contains(family)
@@ -1262,8 +1268,10 @@ impl Core {
                             kept.insert(family);
                         }
                     }
-                    let gone: Vec<Family> =
-                        Family::ALL.into_iter().filter(|f| !kept.contains(*f)).collect();
+                    let gone: Vec<Family> = Family::ALL
+                        .into_iter()
+                        .filter(|f| !kept.contains(*f))
+                        .collect();
                     self.sweep_stale_session(e.peer, &gone);
                 }
             }

@@ -1021,8 +1021,15 @@ fn last_forwarding(h: &Harness, peer: IpAddr) -> Option<bool> {
 fn test_forwarding_bit_clear_at_a_fresh_start_then_kept() {
     let a = ip("10.0.0.2");
     let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
-    assert_eq!(last_forwarding(&h, a), Some(false), "a fresh start keeps nothing");
-    assert!(!h.spawned.iter().any(|(_, _, r)| *r), "no Restart State bit");
+    assert_eq!(
+        last_forwarding(&h, a),
+        Some(false),
+        "a fresh start keeps nothing"
+    );
+    assert!(
+        !h.spawned.iter().any(|(_, _, r)| *r),
+        "no Restart State bit"
+    );
     h.establish(a);
     let kept: Vec<IpAddr> = h
         .commands
@@ -1030,7 +1037,11 @@ fn test_forwarding_bit_clear_at_a_fresh_start_then_kept() {
         .filter(|(_, c)| matches!(c, Command::KeepForwarding))
         .map(|(p, _)| *p)
         .collect();
-    assert_eq!(kept, [a], "the session's later OPENs claim the forwarding state");
+    assert_eq!(
+        kept,
+        [a],
+        "the session's later OPENs claim the forwarding state"
+    );
     // A flap: the same session, nothing more to say.
     h.down(a, true);
     h.establish(a);
@@ -1055,7 +1066,12 @@ fn test_reset_for_rr_client_sets_forwarding_and_keeps_our_routes_at_the_peer() {
     );
     h.drain();
     assert_eq!(h.spawned.len(), spawns + 1, "rr_client needs a new session");
-    assert_eq!(last_forwarding(&h, a), Some(true), "{:?}", h.spawned_forwarding);
+    assert_eq!(
+        last_forwarding(&h, a),
+        Some(true),
+        "{:?}",
+        h.spawned_forwarding
+    );
     assert!(!h.spawned.last().unwrap().2, "no Restart State bit");
     // Both sides sent the N bit: a Cease, not a Hard Reset, so the peer keeps our routes
     // as stale (RFC 8538 §4) until the new session's End-of-RIB.
@@ -1066,7 +1082,11 @@ fn test_reset_for_rr_client_sets_forwarding_and_keeps_our_routes_at_the_peer() {
         .map(|(_, n)| (n.code.0, n.subcode))
         .collect();
     assert_eq!(ceases, [(6, subcode::cease::OTHER_CONFIG_CHANGE)]);
-    assert!(!h.commands.iter().any(|(_, c)| matches!(c, Command::Abandon)));
+    assert!(
+        !h.commands
+            .iter()
+            .any(|(_, c)| matches!(c, Command::Abandon))
+    );
 }
 
 #[test]
@@ -1093,7 +1113,10 @@ fn test_reset_for_rr_client_keeps_the_peers_routes_until_its_end_of_rib() {
     h.flush();
     let e = h.core.route(&net("10.1.0.0/24")).unwrap();
     assert!(e.paths.len() == 1 && !e.paths[0].stale, "{:?}", e.paths);
-    assert!(!h.has_route("10.2.0.0/24"), "not sent again: gone with End-of-RIB");
+    assert!(
+        !h.has_route("10.2.0.0/24"),
+        "not sent again: gone with End-of-RIB"
+    );
     assert!(h.core.stale_sessions.is_empty());
     assert_eq!(h.core.poll_timeout(), None);
 
@@ -1177,7 +1200,11 @@ fn test_reset_towards_a_helper_without_n_bit_closes_without_notification() {
     );
     h.drain();
     assert_eq!(h.ceases.len(), 1, "{:?}", h.ceases);
-    assert!(!h.commands.iter().any(|(_, c)| matches!(c, Command::Abandon)));
+    assert!(
+        !h.commands
+            .iter()
+            .any(|(_, c)| matches!(c, Command::Abandon))
+    );
 }
 
 #[test]
