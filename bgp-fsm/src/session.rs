@@ -176,22 +176,61 @@ impl Session {
     }
 
     /// Our graceful restart is over (RFC 4724 §4.1): the OPENs of later connections carry
-    /// the graceful restart capability with the Restart State bit and every Forwarding
-    /// State bit clear, and the long-lived graceful restart capability (RFC 9494) with
-    /// its Forwarding State bits clear, as after a fresh start. A running connection is
-    /// not touched.
+    /// the graceful restart capability with the Restart State bit clear and every
+    /// Forwarding State bit set, and the long-lived graceful restart capability (RFC 9494
+    /// §3) with its Forwarding State bits set. The R bit says that *this* OPEN follows a
+    /// restart of ours, which later OPENs do not; the F bit says that the forwarding
+    /// state of the routes we sent the peer before was kept, which stays true for as long
+    /// as the speaker runs: a later connection (a session reset, a flap, the peer's
+    /// restart) lets a peer that kept our routes as stale keep them until our End-of-RIB
+    /// (RFC 4724 §4.2, RFC 8538 §4). A running connection is not touched.
     pub fn end_restart(&mut self) {
+        self.set_graceful_restart_bits(false, true);
+    }
+
+    /// The forwarding state is kept from now on (see [`Session::end_restart`]): the OPENs
+    /// of later connections set every Forwarding State bit of the graceful restart and
+    /// long-lived graceful restart capabilities; the Restart State bit is left as it is.
+    /// For a speaker that started afresh, once the peer has our routes of this run.
+    pub fn keep_forwarding(&mut self) {
+        let restart_state = self
+            .cfg
+            .capabilities
+            .iter()
+            .any(|c| matches!(c, Capability::GracefulRestart(gr) if gr.restart_state));
+        self.set_graceful_restart_bits(restart_state, true);
+    }
+
+    /// PassiveTcpEstablishment changed in the configuration. It only decides who opens
+    /// the next TCP connection, so a connection that is up or on its way stays. Made
+    /// passive: no outbound attempt is started again (the ConnectRetryTimer stops).
+    /// Made active while started and waiting in Active with no connection: an outbound
+    /// attempt starts now.
+    pub fn set_passive(&mut self, now: Instant, passive: bool) {
+        if self.cfg.passive == passive {
+            return;
+        }
+        self.cfg.passive = passive;
+        if passive {
+            self.timers.stop(Timer::ConnectRetry);
+        } else if self.running && self.conns.iter().all(Option::is_none) {
+            self.connect(now);
+        }
+        self.report();
+    }
+
+    fn set_graceful_restart_bits(&mut self, restart_state: bool, forwarding: bool) {
         for c in &mut self.cfg.capabilities {
             match c {
                 Capability::GracefulRestart(gr) => {
-                    gr.restart_state = false;
+                    gr.restart_state = restart_state;
                     for f in &mut gr.families {
-                        f.forwarding = false;
+                        f.forwarding = forwarding;
                     }
                 }
                 Capability::LongLivedGracefulRestart(families) => {
                     for f in families {
-                        f.forwarding = false;
+                        f.forwarding = forwarding;
                     }
                 }
                 _ => {}
@@ -980,40 +1019,105 @@ fn graceful_notification(n: &Negotiated, cfg: &Config, notif: &Notification) -> 
 
 #[cfg(test)]
 mod tests {
-    use bgp_wire::capability::{GrFamily, GracefulRestart};
+    use bgp_wire::capability::{GrFamily, GracefulRestart, LlgrFamily};
     use bgp_wire::{Afi, Safi};
 
     use super::*;
 
-    #[test]
-    fn test_end_restart_clears_restart_and_forwarding_bits() {
+    /// A session for IPv4 and IPv6 unicast with graceful restart (N bit, 120 s) and
+    /// long-lived graceful restart (stale time 3600 s), its R and F bits as given.
+    fn gr_session(restart_state: bool, forwarding: bool) -> Session {
         let mut cfg = Config::new(65000, Ipv4Addr::new(10, 0, 0, 1), 65000);
-        let gr = GracefulRestart {
-            restart_state: true,
-            notification: true,
-            restart_time: 120,
-            families: vec![GrFamily {
-                afi: Afi::IPV4,
-                safi: Safi::UNICAST,
-                forwarding: true,
-            }],
-        };
+        let afs = [(Afi::IPV4, Safi::UNICAST), (Afi::IPV6, Safi::UNICAST)];
         cfg.capabilities
-            .push(Capability::GracefulRestart(gr.clone()));
-        let mut s = Session::new(cfg);
+            .push(Capability::GracefulRestart(GracefulRestart {
+                restart_state,
+                notification: true,
+                restart_time: 120,
+                families: afs
+                    .iter()
+                    .map(|&(afi, safi)| GrFamily {
+                        afi,
+                        safi,
+                        forwarding,
+                    })
+                    .collect(),
+            }));
+        cfg.capabilities.push(Capability::LongLivedGracefulRestart(
+            afs.iter()
+                .map(|&(afi, safi)| LlgrFamily {
+                    afi,
+                    safi,
+                    forwarding,
+                    stale_time: 3600,
+                })
+                .collect(),
+        ));
+        Session::new(cfg)
+    }
+
+    /// The encoded OPEN of `s`.
+    fn open_bytes(s: &Session) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        s.config().open().encode(&mut out);
+        out.to_vec()
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// The graceful restart capability (code 64, RFC 4724 §3) as it goes on the wire:
+    /// flags and restart time, then AFI, SAFI and flags per family.
+    fn gr_tlv(r: bool, f: bool) -> Vec<u8> {
+        let flags = if r { 0xc0 } else { 0x40 }; // R, N (RFC 8538)
+        let fam = if f { 0x80 } else { 0x00 };
+        vec![64, 10, flags, 120, 0, 1, 1, fam, 0, 2, 1, fam]
+    }
+
+    /// The long-lived graceful restart capability (code 71, RFC 9494 §3): AFI, SAFI,
+    /// flags and 24-bit stale time per family.
+    fn llgr_tlv(f: bool) -> Vec<u8> {
+        let fam = if f { 0x80 } else { 0x00 };
+        vec![
+            71, 14, 0, 1, 1, fam, 0, 0x0e, 0x10, 0, 2, 1, fam, 0, 0x0e, 0x10,
+        ]
+    }
+
+    #[test]
+    fn test_open_fresh_start_sets_neither_restart_nor_forwarding_bits() {
+        let s = gr_session(false, false);
+        let open = open_bytes(&s);
+        assert!(contains(&open, &gr_tlv(false, false)), "{open:02x?}");
+        assert!(contains(&open, &llgr_tlv(false)), "{open:02x?}");
+    }
+
+    #[test]
+    fn test_keep_forwarding_sets_every_forwarding_bit_and_no_restart_bit() {
+        let mut s = gr_session(false, false);
+        s.keep_forwarding();
+        let open = open_bytes(&s);
+        assert!(contains(&open, &gr_tlv(false, true)), "{open:02x?}");
+        assert!(contains(&open, &llgr_tlv(true)), "{open:02x?}");
+        assert!(!contains(&open, &gr_tlv(false, false)), "{open:02x?}");
+    }
+
+    #[test]
+    fn test_keep_forwarding_while_restarting_keeps_the_restart_bit() {
+        let mut s = gr_session(true, true);
+        s.keep_forwarding();
+        let open = open_bytes(&s);
+        assert!(contains(&open, &gr_tlv(true, true)), "{open:02x?}");
+    }
+
+    #[test]
+    fn test_end_restart_clears_the_restart_bit_and_keeps_forwarding() {
+        let mut s = gr_session(true, true);
+        assert!(contains(&open_bytes(&s), &gr_tlv(true, true)));
         s.end_restart();
-        let after = s.config().open().capabilities;
-        let expected = GracefulRestart {
-            restart_state: false,
-            families: vec![GrFamily {
-                forwarding: false,
-                ..gr.families[0]
-            }],
-            ..gr
-        };
-        assert!(
-            after.contains(&Capability::GracefulRestart(expected)),
-            "{after:?}"
-        );
+        let open = open_bytes(&s);
+        assert!(contains(&open, &gr_tlv(false, true)), "{open:02x?}");
+        assert!(contains(&open, &llgr_tlv(true)), "{open:02x?}");
+        assert!(!contains(&open, &gr_tlv(true, true)), "{open:02x?}");
     }
 }

@@ -2707,3 +2707,39 @@ fn test_established_tcp_cr_acked_on_the_live_connection() {
     // (a stale report of an attempt the machine replaced), and the live one stays as it is.
     established().ignores(Input::Connected);
 }
+
+#[test]
+fn test_set_passive_while_established_keeps_the_connection() {
+    // Passivity decides who opens the next connection, nothing else: an Established
+    // session stays as it is, and no connect retry timer runs on a passive session.
+    let mut f = established();
+    f.s.set_passive(f.now, true);
+    assert_eq!(f.drain(), []);
+    assert_eq!(f.state(), State::Established);
+    assert_eq!(f.left(Timer::ConnectRetry), None);
+    assert!(f.s.config().passive);
+}
+
+#[test]
+fn test_set_active_while_waiting_passively_connects_out() {
+    let mut cfg = rfc_config();
+    cfg.passive = true;
+    let mut f = Fsm::new(cfg);
+    assert_eq!(f.start(), [Out::State(State::Idle, State::Active)]);
+    f.s.set_passive(f.now, false);
+    assert_eq!(
+        f.drain(),
+        [Out::Connect, Out::State(State::Active, State::Connect)]
+    );
+    assert_jittered(f.left(Timer::ConnectRetry), CONNECT_RETRY);
+}
+
+#[test]
+fn test_set_passive_while_connecting_stops_retrying() {
+    let mut f = fresh();
+    f.start();
+    assert!(f.left(Timer::ConnectRetry).is_some());
+    f.s.set_passive(f.now, true);
+    assert_eq!(f.drain(), []);
+    assert_eq!(f.s.poll_timeout(), None);
+}

@@ -88,9 +88,15 @@ pub enum Command {
     /// Ask the peer to send its routes of these families again: one ROUTE-REFRESH each
     /// (RFC 2918), for a session that negotiated it. Not counted with UPDATE bytes.
     RouteRefresh(Vec<bgp_wire::Family>),
-    /// Our graceful restart is over: later OPENs carry neither the Restart State bit nor
-    /// the Forwarding State bits (RFC 4724 §4.1).
+    /// Our graceful restart is over: later OPENs carry the Forwarding State bits but no
+    /// longer the Restart State bit (RFC 4724 §4.1; see [`bgp_fsm::Session::end_restart`]).
     EndRestart,
+    /// PassiveTcpEstablishment changed: the session keeps its connections; only who
+    /// opens the next one follows (see [`bgp_fsm::Session::set_passive`]).
+    SetPassive(bool),
+    /// The peer has our routes of this run: later OPENs set every Forwarding State bit
+    /// (RFC 4724 §3; see [`bgp_fsm::Session::keep_forwarding`]).
+    KeepForwarding,
     /// A planned restart of ours: the task ends at once, its connections closed without
     /// a NOTIFICATION, so that a peer that negotiated graceful restart keeps our routes
     /// as stale until we are back (RFC 4724 §4.2), as after a crash.
@@ -545,6 +551,9 @@ async fn run(
                     d.command(cmd);
                     for _ in 0..COMMAND_BATCH {
                         match commands.try_recv() {
+                            // An abandon behind other commands: gone just the same, no
+                            // NOTIFICATION (the closed channel would send a Cease).
+                            Ok(Command::Abandon) => return,
                             Ok(cmd) => d.command(cmd),
                             Err(_) => break,
                         }
@@ -680,6 +689,8 @@ impl Driver {
             },
             Command::UpdateError(n) => self.fsm.handle(now, Input::UpdateError(n)),
             Command::EndRestart => self.fsm.end_restart(),
+            Command::KeepForwarding => self.fsm.keep_forwarding(),
+            Command::SetPassive(passive) => self.fsm.set_passive(now, passive),
             // Handled by the task's loop before it gets here.
             Command::Abandon => {}
             Command::MaxPrefixExceeded(data) => {

@@ -748,13 +748,19 @@ fn blocks_of_in_kernels(c: &Cluster, blocks: &[(usize, String)]) -> Result<(), S
     Ok(())
 }
 
-/// Known gap (issue 18 stays open on it): when a node becomes a reflector its sessions to
-/// the others are reset (their `rr_client` changes), and our new OPEN does not claim the
-/// forwarding state kept, so the other side drops the node's routes at once (RFC 4724
-/// section 4.2) and a block can be missing from a kernel for a few milliseconds; the
-/// 100 ms poll catches it in some runs. Run with `--ignored`.
+/// When a node becomes a reflector its sessions to the others are reset (their
+/// `rr_client` changes): the Cease is not a Hard Reset, both sides keep the other's
+/// routes as stale (RFC 8538 section 4), and the new OPENs set the Forwarding State bits,
+/// so no block leaves any kernel (polled every 100 ms) until the new sessions' End-of-RIB
+/// replaces them.
+///
+/// Known gap left (issue 18): the test writes the reflector's Node, then the BGPPeer.
+/// When the agent applies the two revisions apart, the first leaves node-1 without its
+/// sessions to the others (the mesh no longer has them, the BGPPeer is not there yet):
+/// they are removed (Peer De-configured, Hard Reset), and re-added 0.3 s later; blocks go
+/// missing meanwhile. Seen once in 7 runs. Run with `--ignored`.
 #[test]
-#[ignore = "known gap: a block can vanish for milliseconds when a node becomes a reflector (issue 18)"]
+#[ignore = "known gap: node-1's sessions removed between the Node and the BGPPeer revisions (issue 18)"]
 fn agents_mesh_blocks_reflector_and_bgppeer_removal() {
     if let Err(e) = require_root() {
         panic!("{e}");

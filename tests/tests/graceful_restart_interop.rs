@@ -907,3 +907,126 @@ fn peer_restart_is_helped() {
     }
     w.log("done");
 }
+
+// --------------------------------------------------- a reset of ours, BIRD keeps our routes
+
+/// Routes ours originates in [`reset_by_us_keeps_our_routes_at_bird`].
+const OURS_ROUTES: usize = 40;
+
+/// Ours with BIRD 2 client c1 only, `rr_client` as given, originating [`OURS_ROUTES`]
+/// prefixes 10.77.N.0/24.
+fn one_client_config(rr_client: bool) -> String {
+    let mut s = format!(
+        "[speaker]\nasn = {AS}\nrouter_id = \"{RR}\"\nlisten = [\"{RR}:179\"]\n\
+         cluster_id = \"1.0.0.1\"\nhold_time = {HOLD}\nconnect_retry = 1\n\n\
+         [api]\nlisten = \"{API}\"\n\n\
+         [[peer]]\naddress = \"{C1}\"\nasn = {AS}\nrr_client = {rr_client}\n\
+         source_address = \"{RR}\"\nfamilies = [\"ipv4-unicast\"]\n"
+    );
+    for i in 0..OURS_ROUTES {
+        let _ = write!(s, "\n[[route]]\nprefix = \"10.77.{i}.0/24\"\n");
+    }
+    s
+}
+
+/// BIRD's count of the routes it has from protocol `upstream` (stale ones included).
+fn bird_count_from_us(b: &BirdCtl) -> Result<usize, String> {
+    let out = b.birdc(&["show", "route", "protocol", "upstream", "count"])?;
+    out.lines()
+        .find(|l| l.contains("routes for"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("no count in {out:?}"))
+}
+
+/// A reload that changes `rr_client` gives the session a new start (the reflector role
+/// is fixed for a session's routes): ours closes it without a NOTIFICATION (BIRD 2 has
+/// no N bit, RFC 8538, and takes a Cease as the end of its help) and the new OPEN sets
+/// the Forwarding State bit, so BIRD (`graceful restart on`) keeps our routes as stale
+/// until our End-of-RIB (RFC 4724 §4.2). Before, BIRD dropped all of them at once.
+/// BIRD's count of our routes is polled every 50 ms across the reset: it never drops.
+#[test]
+fn reset_by_us_keeps_our_routes_at_bird() {
+    let mut w = World::new("gr-reset-ours");
+    let n1 = w.add_ns("c1", C1);
+    let c1 = w.add_bird_client(n1, "c1", C1, &[P1], gr_on());
+    w.start_ours(&one_client_config(true));
+    w.expect_bird_established(&[(c1, "upstream")]);
+    w.expect_ours_established(1);
+    w.wait("c1 has our routes", CONVERGED_WITHIN, || {
+        let n = bird_count_from_us(&w.node(c1).bird().control())?;
+        if n == OURS_ROUTES {
+            Ok(())
+        } else {
+            Err(format!("c1 has {n} of our {OURS_ROUTES} routes"))
+        }
+    });
+    let since = w.node(c1).bird().since().unwrap_or_else(|e| w.fail(&e));
+    let stop = AtomicBool::new(false);
+    let counts = Mutex::new(Vec::<(f64, Result<usize, String>)>::new());
+    thread::scope(|s| {
+        let (ctl, stop_ref, counts_ref) = (w.node(c1).bird().control(), &stop, &counts);
+        s.spawn(move || {
+            let t = Instant::now();
+            while !stop_ref.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(60) {
+                let n = bird_count_from_us(&ctl);
+                counts_ref
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((t.elapsed().as_secs_f64(), n));
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let _stop = StopOnDrop(&stop);
+        let t = Instant::now();
+        let st = w
+            .ours
+            .as_mut()
+            .expect("ours")
+            .reload(&one_client_config(false));
+        st.unwrap_or_else(|e| w.fail(&e));
+        w.wait("c1's session started again", UP_WITHIN, || {
+            let now = w.node(c1).bird().since()?;
+            let state = w.node(c1).bird().protocol_state("upstream")?;
+            if now != since && state == "Established" {
+                Ok(())
+            } else {
+                Err(format!("c1 upstream {state} since {now}"))
+            }
+        });
+        w.expect_ours_established(1);
+        // Our table and End-of-RIB follow at once; BIRD sweeps what is still stale then.
+        thread::sleep(Duration::from_secs(2));
+        w.log(&format!(
+            "reset and recovered in {:.1}s",
+            t.elapsed().as_secs_f64()
+        ));
+    });
+    let counts = counts.into_inner().unwrap_or_else(|p| p.into_inner());
+    let bad: Vec<&(f64, Result<usize, String>)> = counts
+        .iter()
+        .filter(|(_, n)| n.as_ref().ok() != Some(&OURS_ROUTES))
+        .collect();
+    w.log(&format!("c1 polled {} times", counts.len()));
+    if !bad.is_empty() || counts.len() < 10 {
+        w.fail(&format!(
+            "c1's count of our routes ({} polls) left {OURS_ROUTES}: {:?}",
+            counts.len(),
+            bad.iter().take(10).collect::<Vec<_>>()
+        ));
+    }
+    let log = w.ours.as_ref().expect("ours").log();
+    let reset = lines_with(&log, &["key=\"rr_client\""]);
+    let silent = lines_with(&log, &["without_notification=true"]);
+    if reset.is_empty() || silent.is_empty() {
+        w.fail(&format!(
+            "ours did not reset c1's session for rr_client without a NOTIFICATION: {reset:?} {silent:?}"
+        ));
+    }
+    // BIRD took it as a restart of ours (a lost connection), not as the session's end.
+    let bird_log = w.node(c1).bird().log_text();
+    if !bird_log.contains("graceful restart detected") {
+        w.fail("BIRD c1 did not detect a graceful restart of ours");
+    }
+    w.log("done");
+}

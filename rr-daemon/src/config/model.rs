@@ -531,10 +531,13 @@ impl PeerSettings {
     /// The first key whose change from `self` to `new` needs a new session (a Cease, Other
     /// Configuration Change), as the file names it; `None` when the two differ at most in
     /// policy: `import`, `export`, `next_hop_self`/`next_hop_keep` and `max_prefix`, which
-    /// the speaker applies to the running session. Everything else goes into the OPEN
-    /// (AS, families, ADD-PATH, extended next hop, graceful restart, timers), the
-    /// connection (port, source address, passive, TTL, password), or into how the peer's
-    /// routes were accepted and reflected (`rr_client`, `cluster_id`, `allow_local_as`).
+    /// the speaker applies to the running session, or in what it also applies there or
+    /// only shows: `passive` (who opens the next connection), `enabled`, `bfd`,
+    /// `description`, `stale_time`. Everything else goes into the OPEN (AS, families,
+    /// ADD-PATH, extended next hop, graceful restart, timers), the connection (port,
+    /// source address, TTL, password), or into how the peer's routes were accepted and
+    /// reflected (`rr_client`, `cluster_id`,
+    /// `allow_local_as`).
     pub fn reset_key(&self, new: &Self) -> Option<&'static str> {
         // Destructured so that a new field has to be placed on one side or the other.
         let Self {
@@ -545,7 +548,9 @@ impl PeerSettings {
             group: _,
             asn,
             source_address,
-            passive,
+            // Who opens the next connection: applied to the running session, which stays
+            // (an Established one keeps its connection).
+            passive: _,
             ttl,
             hold_time,
             keepalive_time,
@@ -584,7 +589,6 @@ impl PeerSettings {
             ("asn", *asn == new.asn),
             ("port", *port == new.port),
             ("source_address", *source_address == new.source_address),
-            ("passive", *passive == new.passive),
             ("multihop/ttl_security", *ttl == new.ttl),
             ("hold_time", *hold_time == new.hold_time),
             ("keepalive_time", *keepalive_time == new.keepalive_time),

@@ -9,7 +9,7 @@
 //! shell passes in). Outputs: [`Action`]s, drained with [`Core::poll_action`] after every
 //! input. No clock, socket, channel or task is touched here.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use bgp_fsm::{News, State};
 use bgp_wire::capability::Capability;
 use bgp_wire::notification::subcode;
 use bgp_wire::update::{Treatment, UpdateView};
-use bgp_wire::{ErrorCode, FamilySet, Notification};
+use bgp_wire::{ErrorCode, Family, FamilySet, Notification};
 use bytes::{BufMut, Bytes, BytesMut};
 use ipnet::IpNet;
 use rib::{Attrs, BestChange, Explanation, LocalAddrs, PeerId, Rib, Signal};
@@ -118,6 +118,27 @@ pub(crate) struct Core {
     pub(super) handed_since_scan: usize,
     /// When that check last ran.
     pub(super) last_scan: Option<Instant>,
+    /// Peers that have had a session Established in this run, so that the routes a helper
+    /// among them keeps of ours are of this run and their forwarding state is kept: the
+    /// OPENs of their later sessions (a flap, a reset for a configuration change, their
+    /// restart) set every Forwarding State bit ([`Core::insert_peer`]). Kept across a
+    /// reset for a configuration change; forgotten when the peer is removed.
+    pub(super) forwarding_kept: HashSet<IpAddr>,
+    /// The previous session of a peer reset for a configuration change, by address: its
+    /// routes stay in the RIB, stale, under its old RIB peer until the new session's
+    /// End-of-RIB replaces them, its new OPEN keeps no forwarding state, or `until`
+    /// (RFC 8538 §4: the speaker that sends the NOTIFICATION keeps the peer's routes as
+    /// a receiving speaker does, RFC 4724 §4.2). The kernel keeps them meanwhile.
+    pub(super) stale_sessions: HashMap<IpAddr, StaleSession>,
+}
+
+/// See [`Core::stale_sessions`].
+#[derive(Clone, Copy, Debug)]
+pub(super) struct StaleSession {
+    /// The RIB peer of the old session.
+    id: PeerId,
+    /// When whatever is left goes: the restart time (the smaller of ours and the peer's).
+    until: Instant,
 }
 
 /// Long-lived graceful restart for `p` once its restart time is over (RFC 9494): the
@@ -198,6 +219,8 @@ impl Core {
             bmp: Default::default(),
             handed_since_scan: 0,
             last_scan: None,
+            forwarding_kept: HashSet::new(),
+            stale_sessions: HashMap::new(),
         };
         core.range_keys(true);
         let peers: Vec<PeerSettings> = core.config.peers.values().cloned().collect();
@@ -229,11 +252,27 @@ impl Core {
     /// The earliest deadline, for [`Core::handle_timeout`].
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let held = self.held_down.values().min().copied();
-        self.gr.poll_timeout().into_iter().chain(held).min()
+        let stale = self.stale_sessions.values().map(|s| s.until).min();
+        self.gr
+            .poll_timeout()
+            .into_iter()
+            .chain(held)
+            .chain(stale)
+            .min()
     }
 
     /// Handles every deadline that passed by `now`.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        let over: Vec<IpAddr> = self
+            .stale_sessions
+            .iter()
+            .filter(|(_, s)| s.until <= now)
+            .map(|(a, _)| *a)
+            .collect();
+        for a in over {
+            info!(peer = %a, "the previous session's routes, still stale at the restart time, removed");
+            self.drop_stale_session(a);
+        }
         let expired = self.gr.handle_timeout(now);
         if expired.selection {
             info!("graceful restart time over: sending routes");
@@ -287,6 +326,7 @@ impl Core {
                 cease: None,
             });
             self.forget(&p);
+            self.forwarding_kept.remove(&addr);
             info!(peer = %addr, "dynamic neighbour removed");
         }
     }
@@ -426,7 +466,20 @@ impl Core {
             return PeerChange::Reconfigured;
         };
         info!(peer = %address, key, "configuration change needs a new session: Cease (Other Configuration Change)");
-        self.drop_peer(address, subcode::cease::OTHER_CONFIG_CHANGE);
+        // RFC 8538 §4 (and RFC 4724 §4.2 for a peer without the N bit, whose connection
+        // is closed without a NOTIFICATION, see `Core::drop_peer`): where both sides do
+        // graceful restart, the peer's routes stay, stale, until the new session's
+        // End-of-RIB, bounded by the restart time.
+        let keep = self
+            .peers
+            .get(&address)
+            .filter(|p| Self::keeps_ours(true, p) && settings.graceful_restart.is_some())
+            .map(|p| {
+                let ours = p.settings.graceful_restart.unwrap_or(0);
+                let theirs = p.session.peer_restart_time.unwrap_or(0);
+                now + Duration::from_secs(ours.min(theirs).into())
+            });
+        self.drop_peer_keeping(address, subcode::cease::OTHER_CONFIG_CHANGE, keep);
         self.insert_peer(now, settings, false);
         PeerChange::Changed
     }
@@ -458,8 +511,16 @@ impl Core {
             });
         }
         let bfd_changed = p.settings.bfd != settings.bfd;
+        if p.settings.passive != settings.passive {
+            // Who connects next time; the session and its connections stay.
+            self.actions.push_back(Action::Command {
+                peer: address,
+                generation: p.generation,
+                command: Command::SetPassive(settings.passive),
+            });
+        }
         p.settings = settings.clone();
-        info!(peer = %address, export = done.export, import = done.import, bfd = bfd_changed, "peer reconfigured, session kept");
+        info!(peer = %address, export = done.export, import = done.import, bfd = bfd_changed, passive = settings.passive, "peer reconfigured, session kept");
         if bfd_changed {
             self.bfd_reconfigured(address);
         }
@@ -685,14 +746,29 @@ impl Core {
             // minutes RFC 4271 §8.2.2 suggests for OpenSent.
             spec.fsm.timing.open_hold = Duration::from_secs(settings.hold_time.into());
         }
-        if self.gr.deferring() {
-            // RFC 4724 §3: Restart State, and forwarding kept for every family (the
-            // kernel routes of a node persist across the restart; a reflector forwards
-            // nothing, so it has nothing to lose).
+        // RFC 4724 §3, the bits of our graceful restart capability (and RFC 9494 §3 for the
+        // long-lived one's F bits):
+        // - Restart State (R): set only in the OPENs of a speaker that restarts
+        //   (`Speaker::start_restarting`) until its routes are out (`Core::end_restart`),
+        //   so that the peer does not wait for our End-of-RIB before its own (§4.1).
+        // - Forwarding State (F): whether the forwarding state of the routes we sent the
+        //   peer before was kept. Set while we restart (the kernel routes of a node persist
+        //   across the restart; a reflector forwards nothing, so it has nothing to lose),
+        //   and in every OPEN towards a peer that had our routes of this run: the speaker
+        //   kept running, so a session reset by us (a configuration change), a flap or the
+        //   peer's restart lose nothing, and a helper keeps our routes, stale, until our
+        //   End-of-RIB instead of dropping them at once (§4.2; RFC 8538 §4 wants F set by
+        //   both sides after a reset by a NOTIFICATION). FRR does this with
+        //   `bgp graceful-restart preserve-fw-state`; BIRD sets F only while it recovers.
+        //   Clear in the first OPENs of a fresh start: what a peer kept of a previous run
+        //   may be gone from our kernel, so it must drop it.
+        let restarting = self.gr.deferring();
+        let forwarding = restarting || self.forwarding_kept.contains(&settings.address);
+        if forwarding {
             for c in &mut spec.fsm.capabilities {
                 match c {
                     Capability::GracefulRestart(gr) => {
-                        gr.restart_state = true;
+                        gr.restart_state = restarting;
                         for f in &mut gr.families {
                             f.forwarding = true;
                         }
@@ -751,8 +827,16 @@ impl Core {
         id
     }
 
-    /// Removes a peer with a Cease (subcode `why`), its routes and group membership.
+    /// Removes a peer with a Cease (subcode `why`), its routes and group membership. For a
+    /// configuration change (Other Configuration Change) the peer may keep our routes:
+    /// see the comment on `silent` below.
     fn drop_peer(&mut self, address: IpAddr, why: u8) -> bool {
+        self.drop_peer_keeping(address, why, None)
+    }
+
+    /// [`Core::drop_peer`]; with `keep`, the peer's routes stay, stale, until then
+    /// ([`Core::stale_sessions`]).
+    fn drop_peer_keeping(&mut self, address: IpAddr, why: u8, keep: Option<Instant>) -> bool {
         let Some(p) = self.peers.remove(&address) else {
             return false;
         };
@@ -764,24 +848,54 @@ impl Core {
                 | subcode::cease::PEER_DECONFIGURED
                 | subcode::cease::ADMIN_RESET
         );
-        let cease = Notification::new(ErrorCode::CEASE, why);
-        let cease = hard_reset(cease, purge && p.session.hard_reset);
-        if why == subcode::cease::PEER_DECONFIGURED {
+        if purge {
+            // The peer drops our routes: a later session starts afresh; and we its.
+            self.forwarding_kept.remove(&address);
+            self.drop_stale_session(address);
+        }
+        // A new session for a configuration change, towards a peer that helps with
+        // graceful restart but has no N bit (BIRD): the peer would take a Cease as the end
+        // of the session and drop our routes at once (RFC 4724 §4.2 helps only after a
+        // lost connection), so the connection is closed without a NOTIFICATION, as for a
+        // planned restart (`Core::shutdown`). Our next OPEN sets the Forwarding State
+        // bits (`Core::insert_peer`), and the peer keeps our routes until our End-of-RIB.
+        // With the N bit, the Cease (not a Hard Reset) keeps them as well (RFC 8538 §4).
+        let silent = why == subcode::cease::OTHER_CONFIG_CHANGE
+            && Self::keeps_ours(true, &p)
+            && !p.session.hard_reset;
+        let cease = if silent {
             self.bmp_down(
                 address,
-                crate::bmp::wire::down_reason::DECONFIGURED,
-                Bytes::new(),
+                crate::bmp::wire::down_reason::LOCAL_NO_NOTIFICATION,
+                Bytes::from_static(&[0, 2]),
             );
+            self.actions.push_back(Action::Command {
+                peer: address,
+                generation: p.generation,
+                command: Command::Abandon,
+            });
+            None
         } else {
-            let mut pdu = BytesMut::new();
-            cease.encode(&mut pdu);
-            let reason = crate::bmp::wire::down_reason::LOCAL_NOTIFICATION;
-            self.bmp_down(address, reason, pdu.freeze());
-        }
+            let cease = Notification::new(ErrorCode::CEASE, why);
+            let cease = hard_reset(cease, purge && p.session.hard_reset);
+            if why == subcode::cease::PEER_DECONFIGURED {
+                self.bmp_down(
+                    address,
+                    crate::bmp::wire::down_reason::DECONFIGURED,
+                    Bytes::new(),
+                );
+            } else {
+                let mut pdu = BytesMut::new();
+                cease.encode(&mut pdu);
+                let reason = crate::bmp::wire::down_reason::LOCAL_NOTIFICATION;
+                self.bmp_down(address, reason, pdu.freeze());
+            }
+            Some(cease)
+        };
         self.actions.push_back(Action::Stop {
             peer: address,
             generation: p.generation,
-            cease: Some(cease),
+            cease,
         });
         if !p.dynamic && p.settings.password.is_some() {
             self.actions.push_back(Action::ListenerKey {
@@ -790,9 +904,60 @@ impl Core {
                 key: None,
             });
         }
-        self.forget(&p);
-        info!(peer = %address, "peer removed");
+        match keep {
+            Some(until) => self.keep_stale_session(&p, until),
+            None => self.forget(&p),
+        }
+        info!(peer = %address, without_notification = silent, routes_kept_stale = keep.is_some(), "peer removed");
         true
+    }
+
+    /// Takes a peer (already out of `peers`) out of graceful restart, its routes left in
+    /// the RIB, stale, until `until` ([`Core::stale_sessions`]).
+    fn keep_stale_session(&mut self, p: &Peer, until: Instant) {
+        if p.bfd.is_some() {
+            self.actions.push_back(Action::Bfd {
+                peer: p.address(),
+                spec: None,
+            });
+        }
+        self.rib.peer_down(p.id, true);
+        // `by_id` keeps the old RIB peer's address: its routes still name their peer.
+        self.gr.forget(p.address());
+        if !p.dynamic {
+            self.held_down.remove(&p.address());
+        }
+        let old = self
+            .stale_sessions
+            .insert(p.address(), StaleSession { id: p.id, until });
+        if let Some(old) = old {
+            self.rib.remove_peer(old.id);
+            self.by_id.remove(&old.id);
+        }
+    }
+
+    /// Removes the routes of `address`'s previous session still kept stale, if any.
+    fn drop_stale_session(&mut self, address: IpAddr) {
+        if let Some(old) = self.stale_sessions.remove(&address) {
+            self.rib.remove_peer(old.id);
+            self.by_id.remove(&old.id);
+        }
+    }
+
+    /// The new session of `address` refreshed `families` (End-of-RIB), or keeps no
+    /// forwarding state for them: the previous session's routes of those families that
+    /// are still stale go, and the previous session with them once none is left.
+    fn sweep_stale_session(&mut self, address: IpAddr, families: &[Family]) {
+        let Some(old) = self.stale_sessions.get(&address).copied() else {
+            return;
+        };
+        for f in families {
+            self.rib.sweep_stale_family(old.id, *f);
+        }
+        if self.rib.stale_count(old.id) == 0 {
+            info!(peer = %address, "the previous session's routes all replaced");
+            self.drop_stale_session(address);
+        }
     }
 
     /// Takes a peer (already out of `peers`) out of the RIB and graceful restart.
@@ -1028,15 +1193,22 @@ impl Core {
                 p.session.peer_llgr = peer_llgr
                     .unwrap_or_default()
                     .iter()
-                    .filter_map(|f| {
-                        bgp_wire::Family::from_afi_safi(f.afi, f.safi).map(|x| (x, f.stale_time))
-                    })
+                    .filter_map(|f| Family::from_afi_safi(f.afi, f.safi).map(|x| (x, f.stale_time)))
                     .collect();
                 p.session.hard_reset = peer_gr.is_some_and(|g| g.notification)
                     && p.settings.graceful_restart.is_some();
                 p.history.last_error = None;
                 p.why.up();
                 p.counters = Default::default();
+                if p.settings.graceful_restart.is_some() && self.forwarding_kept.insert(e.peer) {
+                    // The peer has our routes of this run from now on: later OPENs of the
+                    // session claim the forwarding state kept (see `Core::insert_peer`).
+                    self.actions.push_back(Action::Command {
+                        peer: e.peer,
+                        generation: p.generation,
+                        command: Command::KeepForwarding,
+                    });
+                }
                 let stale_time = Duration::from_secs(p.settings.stale_time.into());
                 let reopened = self.gr.on_established(
                     e.peer,
@@ -1088,6 +1260,28 @@ impl Core {
                         info!(peer = %e.peer, "graceful restart over: nothing left to wait for");
                     }
                 }
+                if self.stale_sessions.contains_key(&e.peer) {
+                    // RFC 4724 §4.2 for the previous session's routes too: a family the
+                    // new session lacks, or whose forwarding state the peer did not keep.
+                    let mut kept = FamilySet::EMPTY;
+                    for f in negotiated
+                        .peer_graceful_restart
+                        .iter()
+                        .flat_map(|g| &g.families)
+                    {
+                        if let Some(family) = Family::from_afi_safi(f.afi, f.safi)
+                            && f.forwarding
+                            && negotiated.ctx.families.contains(family)
+                        {
+                            kept.insert(family);
+                        }
+                    }
+                    let gone: Vec<Family> = Family::ALL
+                        .into_iter()
+                        .filter(|f| !kept.contains(*f))
+                        .collect();
+                    self.sweep_stale_session(e.peer, &gone);
+                }
             }
             News::Down { reason, graceful } => {
                 p.record_down(&reason, local_as, now);
@@ -1135,6 +1329,12 @@ impl Core {
                 // The RIB decides what RFC 7606 asks for; here it is only carried out.
                 let applied = self.rib.apply_update(id, &view);
                 self.bmp_update(e.peer, id, &frame, &view, &applied);
+                if let Some(f) = applied.end_of_rib
+                    && self.stale_sessions.contains_key(&e.peer)
+                {
+                    // The new session's table is complete: the previous one's go.
+                    self.sweep_stale_session(e.peer, &[f]);
+                }
                 let Some(p) = self.peers.get_mut(&e.peer) else {
                     return;
                 };

@@ -70,6 +70,9 @@ struct Harness {
     sessions: HashMap<IpAddr, u64>,
     /// Every spawn, in order: (peer, generation, Restart State bit set).
     spawned: Vec<(IpAddr, u64, bool)>,
+    /// Every spawn's OPEN, in order: (peer, Forwarding State bit of every family of the
+    /// graceful restart capability set; `None` without the capability).
+    spawned_forwarding: Vec<(IpAddr, Option<bool>)>,
     /// UPDATE bytes handed to each peer's sessions.
     sent: HashMap<IpAddr, usize>,
     /// Sessions stopped: (peer, generation).
@@ -119,6 +122,7 @@ impl Harness {
             now,
             sessions: HashMap::new(),
             spawned: Vec::new(),
+            spawned_forwarding: Vec::new(),
             sent: HashMap::new(),
             stopped: Vec::new(),
             resets: Vec::new(),
@@ -145,8 +149,15 @@ impl Harness {
                         spec.fsm.capabilities.iter().any(
                             |c| matches!(c, Capability::GracefulRestart(gr) if gr.restart_state),
                         );
+                    let forwarding = spec.fsm.capabilities.iter().find_map(|c| match c {
+                        Capability::GracefulRestart(gr) => {
+                            Some(gr.families.iter().all(|f| f.forwarding))
+                        }
+                        _ => None,
+                    });
                     self.sessions.insert(spec.peer, generation);
                     self.spawned.push((spec.peer, generation, restart_state));
+                    self.spawned_forwarding.push((spec.peer, forwarding));
                 }
                 Action::Command {
                     peer,
@@ -995,6 +1006,240 @@ fn test_restarting_recovery_ends_at_the_restart_time() {
     );
 }
 
+// ------------------------------------------------ forwarding state across resets
+
+/// The Forwarding State bits of the last OPEN spawned for `peer`.
+fn last_forwarding(h: &Harness, peer: IpAddr) -> Option<bool> {
+    h.spawned_forwarding
+        .iter()
+        .rev()
+        .find(|(p, _)| *p == peer)
+        .and_then(|(_, f)| *f)
+}
+
+#[test]
+fn test_forwarding_bit_clear_at_a_fresh_start_then_kept() {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    assert_eq!(
+        last_forwarding(&h, a),
+        Some(false),
+        "a fresh start keeps nothing"
+    );
+    assert!(
+        !h.spawned.iter().any(|(_, _, r)| *r),
+        "no Restart State bit"
+    );
+    h.establish(a);
+    let kept: Vec<IpAddr> = h
+        .commands
+        .iter()
+        .filter(|(_, c)| matches!(c, Command::KeepForwarding))
+        .map(|(p, _)| *p)
+        .collect();
+    assert_eq!(
+        kept,
+        [a],
+        "the session's later OPENs claim the forwarding state"
+    );
+    // A flap: the same session, nothing more to say.
+    h.down(a, true);
+    h.establish(a);
+    assert_eq!(
+        h.commands
+            .iter()
+            .filter(|(_, c)| matches!(c, Command::KeepForwarding))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn test_reset_for_rr_client_sets_forwarding_and_keeps_our_routes_at_the_peer() {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    h.establish(a);
+    let spawns = h.spawned.len();
+    h.core.reload(
+        h.now,
+        config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
+    );
+    h.drain();
+    assert_eq!(h.spawned.len(), spawns + 1, "rr_client needs a new session");
+    assert_eq!(
+        last_forwarding(&h, a),
+        Some(true),
+        "{:?}",
+        h.spawned_forwarding
+    );
+    assert!(!h.spawned.last().unwrap().2, "no Restart State bit");
+    // Both sides sent the N bit: a Cease, not a Hard Reset, so the peer keeps our routes
+    // as stale (RFC 8538 §4) until the new session's End-of-RIB.
+    let ceases: Vec<(u8, u8)> = h
+        .ceases
+        .iter()
+        .filter(|(p, _)| *p == a)
+        .map(|(_, n)| (n.code.0, n.subcode))
+        .collect();
+    assert_eq!(ceases, [(6, subcode::cease::OTHER_CONFIG_CHANGE)]);
+    assert!(
+        !h.commands
+            .iter()
+            .any(|(_, c)| matches!(c, Command::Abandon))
+    );
+}
+
+#[test]
+fn test_reset_for_rr_client_keeps_the_peers_routes_until_its_end_of_rib() {
+    let a = ip("10.0.0.2");
+    let non_client = || config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n");
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    h.establish(a);
+    h.announce(a, &["10.1.0.0/24", "10.2.0.0/24"]);
+    h.flush();
+    h.core.reload(h.now, non_client());
+    h.drain();
+    // RFC 8538 §4: ours sent the Cease, ours keeps the peer's routes too, stale.
+    for p in ["10.1.0.0/24", "10.2.0.0/24"] {
+        let e = h.core.route(&net(p)).unwrap();
+        assert!(e.paths.len() == 1 && e.paths[0].stale, "{p}: {:?}", e.paths);
+        assert_eq!(h.core.source(e.paths[0].peer), Some(a));
+    }
+    h.establish(a);
+    assert!(h.has_route("10.1.0.0/24") && h.has_route("10.2.0.0/24"));
+    // The new session sends one of the two, then End-of-RIB: the other goes.
+    h.announce(a, &["10.1.0.0/24"]);
+    h.end_of_rib(a);
+    h.flush();
+    let e = h.core.route(&net("10.1.0.0/24")).unwrap();
+    assert!(e.paths.len() == 1 && !e.paths[0].stale, "{:?}", e.paths);
+    assert!(
+        !h.has_route("10.2.0.0/24"),
+        "not sent again: gone with End-of-RIB"
+    );
+    assert!(h.core.stale_sessions.is_empty());
+    assert_eq!(h.core.poll_timeout(), None);
+
+    // A new session that never comes: the routes go at the restart time (120 s).
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    h.establish(a);
+    h.announce(a, &["10.1.0.0/24"]);
+    h.flush();
+    h.core.reload(h.now, non_client());
+    h.drain();
+    h.advance(Duration::from_secs(119));
+    assert!(h.has_route("10.1.0.0/24"));
+    h.advance(Duration::from_secs(2));
+    assert!(!h.has_route("10.1.0.0/24"));
+    assert!(h.core.stale_sessions.is_empty());
+
+    // Removed from the configuration meanwhile: its routes go at once.
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    h.establish(a);
+    h.announce(a, &["10.1.0.0/24"]);
+    h.flush();
+    h.core.reload(h.now, non_client());
+    h.drain();
+    h.core.reload(h.now, config(""));
+    h.drain();
+    assert!(!h.has_route("10.1.0.0/24"));
+    assert!(h.core.stale_sessions.is_empty());
+}
+
+#[test]
+fn test_reset_towards_a_peer_keeping_no_forwarding_state_drops_its_routes_when_back() {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    h.peer_gr = peer_gr(false, false);
+    h.establish(a);
+    h.announce(a, &["10.1.0.0/24"]);
+    h.flush();
+    h.core.reload(
+        h.now,
+        config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
+    );
+    h.drain();
+    assert!(h.has_route("10.1.0.0/24"), "kept while the session is down");
+    h.establish(a);
+    assert!(
+        !h.has_route("10.1.0.0/24"),
+        "RFC 4724 §4.2: its new OPEN keeps no forwarding state"
+    );
+    assert!(h.core.stale_sessions.is_empty());
+}
+
+#[test]
+fn test_reset_towards_a_helper_without_n_bit_closes_without_notification() {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    // BIRD: graceful restart, no N bit. A Cease would end its help.
+    h.peer_gr = Some(GracefulRestart {
+        notification: false,
+        ..peer_gr(false, false).unwrap()
+    });
+    h.establish(a);
+    h.core.reload(
+        h.now,
+        config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
+    );
+    h.drain();
+    assert!(h.ceases.iter().all(|(p, _)| *p != a), "{:?}", h.ceases);
+    assert!(
+        h.commands
+            .iter()
+            .any(|(p, c)| *p == a && matches!(c, Command::Abandon))
+    );
+    assert_eq!(last_forwarding(&h, a), Some(true));
+    // A peer without graceful restart gets the Cease.
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    h.peer_gr = None;
+    h.establish(a);
+    h.core.reload(
+        h.now,
+        config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
+    );
+    h.drain();
+    assert_eq!(h.ceases.len(), 1, "{:?}", h.ceases);
+    assert!(
+        !h.commands
+            .iter()
+            .any(|(_, c)| matches!(c, Command::Abandon))
+    );
+}
+
+#[test]
+fn test_deconfigured_peer_added_again_starts_afresh() {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    h.establish(a);
+    h.core.reload(h.now, config(""));
+    h.drain();
+    h.core.reload(h.now, config(&client("10.0.0.2", "")));
+    h.drain();
+    assert_eq!(last_forwarding(&h, a), Some(false), "it dropped our routes");
+}
+
+#[test]
+fn test_passive_change_keeps_the_session() {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    h.establish(a);
+    let spawns = h.spawned.len();
+    let diff = h
+        .core
+        .reload(h.now, config(&client("10.0.0.2", "passive = true")));
+    h.drain();
+    assert_eq!(diff.policy_only, [a]);
+    assert_eq!(h.spawned.len(), spawns, "no new session");
+    assert!(h.stopped.is_empty() && h.ceases.is_empty());
+    assert!(
+        h.commands
+            .iter()
+            .any(|(p, c)| *p == a && matches!(c, Command::SetPassive(true)))
+    );
+    assert_eq!(h.core.peers[&a].session.state, State::Established);
+}
+
 // ------------------------------------------------------------ hard reset, max-prefix
 
 #[test]
@@ -1013,6 +1258,9 @@ fn test_max_prefix_hard_reset_purges_and_holds_down() {
     h.establish(b);
     h.announce(a, &["10.1.0.0/24", "10.2.0.0/24"]);
     h.flush();
+    // Each session up claims the forwarding state kept from then on; nothing else.
+    h.commands
+        .retain(|(_, c)| !matches!(c, Command::KeepForwarding));
     assert!(h.commands.is_empty(), "{:?}", h.commands);
     h.announce(a, &["10.3.0.0/24"]);
     let stop = h
