@@ -25,12 +25,13 @@ fn rack(k: u8) -> (Rib, Vec<PeerId>) {
     for (i, id) in ids.iter().enumerate() {
         let n = i as u8 + 1;
         let nh = format!("192.0.2.{n}");
-        apply(
+        let r = apply(
             &mut rib,
             *id,
             &ctx,
             &announce(&[&block(n)], base(&nh, &[]), &ctx),
         );
+        assert_eq!(r.announced, 1);
     }
     drain(&mut rib);
     (rib, ids)
@@ -221,13 +222,15 @@ fn test_changes_during_a_shared_catch_up_land_last() {
         rib.drain_group(g, 4).into_iter().map(|o| (g, o)).collect();
     // Client 1 withdraws its block and client 40 moves its to a new next hop while the
     // catch-up runs: the joiners end with the new state.
-    apply(&mut rib, ids[0], &ctx, &withdraw(&[&block(1)], &ctx));
-    apply(
+    let r = apply(&mut rib, ids[0], &ctx, &withdraw(&[&block(1)], &ctx));
+    assert_eq!(r.withdrawn, 1);
+    let r = apply(
         &mut rib,
         ids[39],
         &ctx,
         &announce(&[&block(40)], base("192.0.2.99", &[]), &ctx),
     );
+    assert_eq!(r.announced, 1);
     outs.extend(drain_by(&mut rib, 4));
     for id in [a, b] {
         let t = table(&received(&rib, id, &outs, &ctx));
