@@ -610,6 +610,12 @@ impl Harness {
             Audience::Only(p) => assert!(members.contains(p), "Only() a non-member"),
             Audience::AllExcept(v) => assert!(v.windows(2).all(|w| w[0] < w[1])),
             Audience::All => {}
+            Audience::Among { members: m, except } => {
+                assert!(m.windows(2).all(|w| w[0] < w[1]));
+                assert!(m.iter().all(|p| members.contains(p)), "Among a non-member");
+                assert!(except.iter().all(|p| m.binary_search(p).is_ok()));
+                assert!(except.len() < m.len(), "a message for nobody");
+            }
         }
         for m in members {
             if !o.audience.includes(m) {

@@ -43,6 +43,15 @@ pub enum Audience {
     AllExcept(Vec<PeerId>),
     /// This member only.
     Only(PeerId),
+    /// Members catching up together (late joiners of the same turn share one walk of
+    /// the Adj-RIB-Out): `members` (sorted, shared by every message of that catch-up)
+    /// but `except` (sorted, a subset of `members`).
+    Among {
+        /// The members catching up together.
+        members: Arc<[PeerId]>,
+        /// Those of them the message is not for.
+        except: Vec<PeerId>,
+    },
 }
 
 impl Audience {
@@ -52,6 +61,9 @@ impl Audience {
             Self::All => true,
             Self::AllExcept(v) => !v.contains(&peer),
             Self::Only(p) => *p == peer,
+            Self::Among { members, except } => {
+                members.binary_search(&peer).is_ok() && except.binary_search(&peer).is_err()
+            }
         }
     }
 }
@@ -123,11 +135,15 @@ impl GroupKey {
     }
 }
 
-/// A member catching up with a group that was already advertising: it is sent the
-/// group's Adj-RIB-Out from `cursor` on, then End-of-RIB.
+/// Members catching up with a group that was already advertising: they are sent the
+/// group's Adj-RIB-Out from `cursor` on, then End-of-RIB. Members that join before a
+/// catch-up has started share it (one walk, one encoding, one buffer for all of them):
+/// a rack whose clients come up over a second is caught up in a few walks, not one per
+/// client.
 #[derive(Debug)]
 struct Joiner {
-    peer: u32,
+    /// Sorted, never empty.
+    peers: Vec<u32>,
     cursor: u32,
 }
 
@@ -171,6 +187,10 @@ type Encoding = (adj_out::MemoKey, Box<[u8]>, Option<NextHop>);
 /// sent.
 type SetEncoding = (Box<[u8]>, Option<NextHop>, Option<Ipv4Addr>);
 
+/// Members whose table from the group is complete after a drain (sorted, except those
+/// of the first walk), with their audience when a catch-up shared by several built one.
+type Done = (Vec<u32>, Option<Arc<[PeerId]>>);
+
 /// How many entries' encodings a group keeps between drains, at most.
 const ENCODED_KEEP: usize = 4096;
 
@@ -179,7 +199,6 @@ const ENCODED_KEEP: usize = 4096;
 struct Batch {
     buckets: Vec<Bucket>,
     ann: FxHashMap<u32, usize>,
-    ann_only: FxHashMap<(u32, u32), usize>,
     wd_by_entry: FxHashMap<u32, usize>,
     wd: FxHashMap<(Family, Audience), usize>,
 }
@@ -187,9 +206,11 @@ struct Batch {
 struct Bucket {
     /// Out entry id for announcements, `None` for withdrawals.
     entry: Option<u32>,
-    /// A late joiner's catch-up from the Adj-RIB-Out as it was before this drain's
-    /// changes: sent before them, so that the changes land last.
-    catch_up: bool,
+    /// Late joiners' catch-up from the Adj-RIB-Out as it was before this drain's
+    /// changes: sent before them, so that the changes land last. Which catch-up of the
+    /// drain (they go out in turn), and whether some of its members are left out (those
+    /// go after the rest, so that a member gets the catch-up in few slices).
+    catch_up: Option<(u32, bool)>,
     family: Family,
     audience: Audience,
     nlri: Vec<Nlri>,
@@ -199,7 +220,7 @@ impl Batch {
     fn bucket(&mut self, entry: Option<u32>, family: Family, audience: Audience) -> usize {
         self.buckets.push(Bucket {
             entry,
-            catch_up: false,
+            catch_up: None,
             family,
             audience,
             nlri: Vec::new(),
@@ -266,8 +287,32 @@ impl UpdateGroup {
         if self.initial == Some(0) {
             self.initial_peers.push(peer);
         } else {
-            self.joiners.push(Joiner { peer, cursor: 0 });
+            self.enqueue(peer);
         }
+    }
+
+    /// Puts `peer` in the catch-up at the back of the queue if that one has not started,
+    /// else in a new one behind it.
+    fn enqueue(&mut self, peer: u32) {
+        match self.joiners.last_mut() {
+            Some(j) if j.cursor == 0 => {
+                if let Err(at) = j.peers.binary_search(&peer) {
+                    j.peers.insert(at, peer);
+                }
+            }
+            _ => self.joiners.push(Joiner {
+                peers: vec![peer],
+                cursor: 0,
+            }),
+        }
+    }
+
+    /// Takes `peer` out of every catch-up, dropping those left empty.
+    fn dequeue(&mut self, peer: u32) {
+        for j in &mut self.joiners {
+            j.peers.retain(|p| *p != peer);
+        }
+        self.joiners.retain(|j| !j.peers.is_empty());
     }
 
     /// Sends `peer`, a member, the group's table again, then End-of-RIB: the answer to a
@@ -279,8 +324,8 @@ impl UpdateGroup {
         if self.members.binary_search(&peer).is_err() || self.initial_peers.contains(&peer) {
             return;
         }
-        self.joiners.retain(|j| j.peer != peer);
-        self.joiners.push(Joiner { peer, cursor: 0 });
+        self.dequeue(peer);
+        self.enqueue(peer);
     }
 
     /// Removes a member; returns whether the group is now empty.
@@ -291,7 +336,7 @@ impl UpdateGroup {
         }
         self.by_router_id.retain(|_, v| !v.is_empty());
         self.initial_peers.retain(|m| *m != peer);
-        self.joiners.retain(|j| j.peer != peer);
+        self.dequeue(peer);
         self.held.remove(&peer);
         self.members.is_empty()
     }
@@ -388,6 +433,7 @@ impl UpdateGroup {
         let walk = self
             .initial
             .map_or(0, |c| slot_count.saturating_sub(c) as usize);
+        // One walk per catch-up, however many members share it.
         let dumps: usize = self
             .joiners
             .iter()
@@ -613,7 +659,7 @@ impl UpdateGroup {
         let budget = budget.max(1);
         let mut batch = Batch::default();
         let mut done = 0usize;
-        let mut eor: Vec<u32> = Vec::new();
+        let mut eor: Vec<Done> = Vec::new();
         let walking = self.initial.is_some() || !self.joiners.is_empty();
         let changes = if walking { budget.div_ceil(2) } else { budget };
         self.drain_dirty(loc, dc, &mut batch, &mut done, changes);
@@ -629,7 +675,7 @@ impl UpdateGroup {
             }
             if cur >= end {
                 self.initial = None;
-                eor.append(&mut self.initial_peers);
+                eor.push((std::mem::take(&mut self.initial_peers), None));
             } else {
                 self.initial = Some(cur);
             }
@@ -641,7 +687,8 @@ impl UpdateGroup {
         // What the walk and the catch-ups left of the budget.
         self.drain_dirty(loc, dc, &mut batch, &mut done, budget);
         if !self.held.is_empty() {
-            self.withdraw_held(&eor, loc, dc, &mut batch);
+            let done: Vec<u32> = eor.iter().flat_map(|d| d.0.iter().copied()).collect();
+            self.withdraw_held(&done, loc, dc, &mut batch);
         }
         let out = self.encode(batch, &eor, dc);
         if self.encoded.len() > ENCODED_KEEP {
@@ -669,7 +716,8 @@ impl UpdateGroup {
         }
     }
 
-    /// Sends late members what the group has advertised, from the Adj-RIB-Out.
+    /// Sends late members what the group has advertised, from the Adj-RIB-Out: each
+    /// catch-up walks the Adj-RIB-Out once for all its members, one bucket per out entry.
     fn dump_joiners(
         &mut self,
         loc: &LocRib,
@@ -677,12 +725,19 @@ impl UpdateGroup {
         batch: &mut Batch,
         done: &mut usize,
         budget: usize,
-        eor: &mut Vec<u32>,
+        eor: &mut Vec<Done>,
     ) {
         let end = loc.slot_count();
         let mut state = Vec::new();
+        let mut seq = 0u32;
         while let Some(j) = self.joiners.first_mut() {
-            let (peer, mut cur) = (j.peer, j.cursor);
+            let mut cur = j.cursor;
+            let peers = std::mem::take(&mut j.peers);
+            let members: Option<Arc<[PeerId]>> =
+                (peers.len() > 1).then(|| peers.iter().map(|p| PeerId(*p)).collect());
+            // Per out entry, its bucket, or `None` when no member of the catch-up is to
+            // get it.
+            let mut buckets: FxHashMap<u32, Option<usize>> = FxHashMap::default();
             while cur < end && *done < budget {
                 state.clear();
                 self.out.get(cur, &mut state);
@@ -693,16 +748,33 @@ impl UpdateGroup {
                         let Some(e) = self.table.get(id) else {
                             continue;
                         };
-                        if self.excludes(e.src(), e.originator, peer, dc.facts) {
-                            continue;
-                        }
                         let family = e.family();
-                        let next = batch.buckets.len();
-                        let b = *batch.ann_only.entry((id, peer)).or_insert(next);
-                        if b == next {
-                            batch.bucket(Some(id), family, Audience::Only(PeerId(peer)));
-                            batch.buckets[b].catch_up = true;
-                        }
+                        let b = match buckets.get(&id) {
+                            Some(b) => *b,
+                            None => {
+                                let aud = self.catch_up_audience(
+                                    e.src(),
+                                    e.originator,
+                                    &peers,
+                                    members.as_ref(),
+                                    dc.facts,
+                                );
+                                let b = aud.map(|aud| {
+                                    let some_left_out = matches!(
+                                        &aud,
+                                        Audience::Among { except, .. } if !except.is_empty()
+                                    );
+                                    let b = batch.bucket(Some(id), family, aud);
+                                    batch.buckets[b].catch_up = Some((seq, some_left_out));
+                                    b
+                                });
+                                buckets.insert(id, b);
+                                b
+                            }
+                        };
+                        let Some(b) = b else {
+                            continue;
+                        };
                         let path_id = self.key.add_path(family).map(|_| tx);
                         batch.buckets[b].nlri.push(Nlri { path_id, prefix });
                     }
@@ -710,26 +782,59 @@ impl UpdateGroup {
                 cur += 1;
             }
             if cur < end {
-                self.joiners[0].cursor = cur;
+                let j = &mut self.joiners[0];
+                j.peers = peers;
+                j.cursor = cur;
                 return;
             }
-            eor.push(peer);
+            eor.push((peers, members));
             self.joiners.remove(0);
+            seq += 1;
         }
+    }
+
+    /// Which members of a catch-up (`peers`; `members`, the same as an audience, when
+    /// there are several) a route from `src` with ORIGINATOR_ID `originator` goes to;
+    /// `None` when to none of them.
+    fn catch_up_audience(
+        &self,
+        src: u32,
+        originator: Option<Ipv4Addr>,
+        peers: &[u32],
+        members: Option<&Arc<[PeerId]>>,
+        facts: &[PeerFact],
+    ) -> Option<Audience> {
+        let Some(members) = members else {
+            let p = *peers.first()?;
+            return (!self.excludes(src, originator, p, facts))
+                .then_some(Audience::Only(PeerId(p)));
+        };
+        let except: Vec<PeerId> = match self.excluded(src, originator, facts) {
+            Audience::AllExcept(v) => v
+                .into_iter()
+                .filter(|p| members.binary_search(p).is_ok())
+                .collect(),
+            _ => Vec::new(),
+        };
+        (except.len() < members.len()).then(|| Audience::Among {
+            members: members.clone(),
+            except,
+        })
     }
 
     /// Packs the batch into messages, consecutive ones for the same audience sharing one
     /// `Bytes`, then the End-of-RIB markers (RFC 4724 §2) of members whose initial
     /// advertisement is complete.
-    fn encode(&mut self, batch: Batch, eor: &[u32], dc: &DrainCtx<'_>) -> Vec<Outbound> {
+    fn encode(&mut self, batch: Batch, eor: &[Done], dc: &DrainCtx<'_>) -> Vec<Outbound> {
         let mut out = Encoded::default();
-        // Catch-up first, then withdrawals (some go to the member an announcement below
+        // Catch-ups first (each in turn, what all its members get before what some are
+        // left out of), then withdrawals (some go to the member an announcement below
         // skips), then announcements: a prefix changed by this drain ends in its new state
         // at every member, a joiner included.
         let rank = |b: &Bucket| match (b.catch_up, b.entry) {
-            (true, _) => 0,
-            (false, None) => 1,
-            (false, Some(_)) => 2,
+            (Some((seq, some_left_out)), _) => (0, seq, some_left_out),
+            (None, None) => (1, 0, false),
+            (None, Some(_)) => (2, 0, false),
         };
         let mut order: Vec<&Bucket> = batch.buckets.iter().collect();
         order.sort_by_key(|b| rank(b));
@@ -765,12 +870,30 @@ impl UpdateGroup {
             };
             out.messages += written.unwrap_or(0);
         }
-        if !eor.is_empty() {
-            let all = eor.len() == self.members.len();
+        let complete: usize = eor.iter().map(|d| d.0.len()).sum();
+        if complete > 0 {
+            let all = complete == self.members.len();
             let audiences: Vec<Audience> = if all {
                 vec![Audience::All]
             } else {
-                eor.iter().map(|p| Audience::Only(PeerId(*p))).collect()
+                eor.iter()
+                    .filter_map(|(peers, members)| match (peers.as_slice(), members) {
+                        ([], _) => None,
+                        ([p], _) => Some(Audience::Only(PeerId(*p))),
+                        (_, Some(m)) => Some(Audience::Among {
+                            members: m.clone(),
+                            except: Vec::new(),
+                        }),
+                        (_, None) => {
+                            let mut v: Vec<PeerId> = peers.iter().map(|p| PeerId(*p)).collect();
+                            v.sort_unstable();
+                            Some(Audience::Among {
+                                members: v.into(),
+                                except: Vec::new(),
+                            })
+                        }
+                    })
+                    .collect()
             };
             for a in audiences {
                 out.switch(Some(&a));

@@ -915,6 +915,12 @@ impl Harness {
     fn deliver(&mut self, members: &[PeerId], o: &Outbound) {
         match &o.audience {
             Audience::All => {}
+            Audience::Among { members: m, except } => {
+                assert!(m.windows(2).all(|w| w[0] < w[1]));
+                assert!(m.iter().all(|p| members.contains(p)), "Among a non-member");
+                assert!(except.iter().all(|p| m.binary_search(p).is_ok()));
+                assert!(except.len() < m.len(), "a message for nobody");
+            }
             Audience::AllExcept(v) => assert!(v.windows(2).all(|w| w[0] < w[1])),
             Audience::Only(p) => assert!(members.contains(p), "Only() a non-member"),
         }

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bgp_fsm::State;
@@ -113,12 +114,16 @@ impl Target {
 }
 
 /// Outbounds of one drain that follow each other in its buffer and are all for every
-/// member or every member but a few (not for one member alone): handed out together, in
-/// time linear in the members plus the exceptions rather than members times outbounds.
+/// member or every member but a few, or all for the members of one shared catch-up but a
+/// few (not for one member alone): handed out together, in time linear in the members
+/// plus the exceptions rather than members times outbounds.
 struct Segment<'a> {
     range: Range<usize>,
     messages: usize,
     announced: usize,
+    /// The members of the shared catch-up ([`Audience::Among`]) the segment is for;
+    /// `None` when it is for every member.
+    among: Option<Arc<[PeerId]>>,
     /// Per excluded member, the outbounds of the segment it is excluded from.
     except: HashMap<PeerId, Vec<&'a Outbound>>,
 }
@@ -129,44 +134,74 @@ impl<'a> Segment<'a> {
             range: o.range.start..o.range.start,
             messages: 0,
             announced: 0,
+            among: match &o.audience {
+                Audience::Among { members, .. } => Some(members.clone()),
+                _ => None,
+            },
             except: HashMap::new(),
         }
+    }
+
+    /// Whether `o` continues the segment: it follows it in the buffer, for the same
+    /// members.
+    fn continues(&self, o: &Outbound) -> bool {
+        self.range.end == o.range.start
+            && match (&self.among, &o.audience) {
+                (None, Audience::All | Audience::AllExcept(_)) => true,
+                (Some(m), Audience::Among { members, .. }) => Arc::ptr_eq(m, members),
+                _ => false,
+            }
     }
 
     fn push(&mut self, o: &'a Outbound) {
         self.range.end = o.range.end;
         self.messages += o.messages;
         self.announced += o.announced;
-        if let Audience::AllExcept(v) = &o.audience {
+        if let Audience::AllExcept(v) | Audience::Among { except: v, .. } = &o.audience {
             for p in v {
                 self.except.entry(*p).or_default().push(o);
             }
         }
     }
 
-    /// Gives every target its share: the segment but the outbounds it is excluded from.
+    /// Gives every target the segment is for its share: the segment but the outbounds
+    /// it is excluded from.
     fn hand_out(&self, targets: &mut [Target], actions: &mut VecDeque<Action>, batch: &Bytes) {
-        for t in targets.iter_mut().filter(|t| t.unwritten <= MAX_QUEUED) {
-            match self.except.get(&t.id) {
-                None => {
-                    t.messages += self.messages;
-                    t.announced += self.announced;
-                    t.give(actions, batch, self.range.clone());
+        match &self.among {
+            None => {
+                for t in targets.iter_mut() {
+                    self.give_to(t, actions, batch);
                 }
-                Some(skipped) => {
-                    let mut at = self.range.start;
-                    t.messages += self.messages;
-                    t.announced += self.announced;
-                    for o in skipped {
-                        t.messages -= o.messages;
-                        t.announced -= o.announced;
-                        t.give(actions, batch, at..o.range.start);
-                        at = o.range.end;
+            }
+            Some(members) => {
+                for p in members.iter() {
+                    if let Ok(k) = targets.binary_search_by_key(p, |t| t.id) {
+                        self.give_to(&mut targets[k], actions, batch);
                     }
-                    t.give(actions, batch, at..self.range.end);
                 }
             }
         }
+    }
+
+    /// Gives `t` its share of the segment.
+    fn give_to(&self, t: &mut Target, actions: &mut VecDeque<Action>, batch: &Bytes) {
+        if t.unwritten > MAX_QUEUED {
+            return;
+        }
+        t.messages += self.messages;
+        t.announced += self.announced;
+        let Some(skipped) = self.except.get(&t.id) else {
+            t.give(actions, batch, self.range.clone());
+            return;
+        };
+        let mut at = self.range.start;
+        for o in skipped {
+            t.messages -= o.messages;
+            t.announced -= o.announced;
+            t.give(actions, batch, at..o.range.start);
+            at = o.range.end;
+        }
+        t.give(actions, batch, at..self.range.end);
     }
 }
 
@@ -196,7 +231,7 @@ fn distribute(
             continue;
         }
         let mut seg = match segment.take() {
-            Some(seg) if seg.range.end == o.range.start => seg,
+            Some(seg) if seg.continues(o) => seg,
             Some(seg) => {
                 seg.hand_out(targets, actions, batch);
                 Segment::new(o)
@@ -259,21 +294,28 @@ impl Core {
             };
             // The members the drain has output for, each looked up once per turn, not
             // once per message: a rack's group sends thousands of small UPDATEs to
-            // thousands of members. A drain of late joiners' catch-ups alone (one member
-            // each) looks up those joiners only.
+            // thousands of members. A drain of late joiners' catch-ups alone looks up
+            // those joiners only (each shared catch-up's members once).
             let everyone = drained
                 .iter()
-                .any(|o| !matches!(o.audience, Audience::Only(_)));
+                .any(|o| matches!(o.audience, Audience::All | Audience::AllExcept(_)));
             let wanted = if everyone {
                 members
             } else {
-                let mut v: Vec<PeerId> = drained
-                    .iter()
-                    .filter_map(|o| match o.audience {
-                        Audience::Only(p) => Some(p),
-                        _ => None,
-                    })
-                    .collect();
+                let mut v: Vec<PeerId> = Vec::new();
+                let mut seen: Option<&Arc<[PeerId]>> = None;
+                for o in &drained {
+                    match &o.audience {
+                        Audience::Only(p) => v.push(*p),
+                        Audience::Among { members, .. }
+                            if !seen.is_some_and(|s| Arc::ptr_eq(s, members)) =>
+                        {
+                            v.extend(members.iter().copied());
+                            seen = Some(members);
+                        }
+                        _ => {}
+                    }
+                }
                 v.sort_unstable();
                 v.dedup();
                 v
