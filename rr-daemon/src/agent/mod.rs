@@ -13,6 +13,7 @@
 //!
 //! [`Config`]: crate::config::Config
 
+pub mod departing;
 pub mod etcd;
 pub mod model;
 pub mod plan;

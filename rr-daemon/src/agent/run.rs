@@ -17,6 +17,9 @@
 //! - `[control]` of `--config`: the actions of `ctl --socket`, whose `reload` lists the
 //!   datastore again on a connection of its own (changes of the watch up to the list's
 //!   revision are then skipped) and answers with what changed.
+//! - A peer that leaves the plan keeps running for [`super::departing::LINGER`]: a move
+//!   between resources (the mesh off, then a `BGPPeer` to the reflector) is a change of
+//!   its settings, not a removal and an addition with a gap in every kernel between.
 //! - `logSeverityScreen` (or `BGP_LOGSEVERITYSCREEN`, or the file's `[speaker]
 //!   log_level`) sets the log level at each plan ([`crate::logging::reloaded`]).
 
@@ -29,6 +32,7 @@ use clap::Args;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use super::departing::Departing;
 use super::etcd::{Change, Etcd, EtcdSettings, Snapshot, Update, follow};
 use super::model::{Datastore, ResourceError};
 use super::plan::{NodeEnv, Plan, RouterId, plan};
@@ -395,6 +399,7 @@ pub async fn run(
         }
     };
     let mut applied = first.config(&settings.base);
+    let mut departing = Departing::new(&applied);
     info!(
         sessions = first.sessions.len(),
         "node {}: starting with {}",
@@ -437,12 +442,17 @@ pub async fn run(
                     Some(false) => continue,
                     Some(true) => {}
                 }
-                if let Err(e) = apply(&mut view, &settings, &running, &mut applied).await {
+                if let Err(e) = apply(&mut view, &settings, &running, &mut applied, &mut departing).await {
+                    break Err(e);
+                }
+            }
+            () = sleep_until(departing.next()), if departing.next().is_some() => {
+                if let Err(e) = apply(&mut view, &settings, &running, &mut applied, &mut departing).await {
                     break Err(e);
                 }
             }
             Some(done) = ctl_rx.recv() => {
-                let r = relist(&mut view, &settings, &stale_tx, &running, &mut applied).await;
+                let r = relist(&mut view, &settings, &stale_tx, &running, &mut applied, &mut departing).await;
                 if let Err(e) = &r {
                     warn!("ctl reload: {e}");
                 }
@@ -474,19 +484,37 @@ fn log_level(old: Option<&str>, new: Option<&str>) {
     }
 }
 
-/// Plans the node from `view` and applies the plan when it differs from `applied`; the
-/// report says what changed (`None`: no plan, what runs is kept).
+/// Sleeps until `deadline` (for ever without one).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Plans the node from `view` and applies the plan, with the peers that left it kept a
+/// moment ([`Departing`]), when it differs from `applied`; the report says what changed
+/// (`None`: no plan, what runs is kept).
 async fn apply(
     view: &mut View,
     settings: &AgentSettings,
     running: &Running,
     applied: &mut Config,
+    departing: &mut Departing,
 ) -> anyhow::Result<Option<ReloadReport>> {
     // No plan (the node's resource went or broke): keep what runs.
     let Some(p) = plan_view(view, &settings.env) else {
         return Ok(None);
     };
-    let config = p.config(&settings.base);
+    let config = departing.hold(Instant::now(), applied, p.config(&settings.base));
+    let kept: Vec<String> = departing.leaving().map(|a| a.to_string()).collect();
+    if !kept.is_empty() {
+        info!(
+            peers = kept.join(","),
+            "left the plan: kept for {:?} in case they come back with the next change",
+            super::departing::LINGER
+        );
+    }
     let mut report = ReloadReport {
         file: format!("the datastore at revision {}", view.revision),
         ..ReloadReport::default()
@@ -539,6 +567,7 @@ async fn relist(
     stale: &watch::Sender<Option<String>>,
     running: &Running,
     applied: &mut Config,
+    departing: &mut Departing,
 ) -> Result<ReloadReport, String> {
     let mut etcd = Etcd::connect(&settings.etcd)
         .await
@@ -559,7 +588,7 @@ async fn relist(
         ));
     }
     view.take(Update::Snapshot(snapshot), stale);
-    match apply(view, settings, running, applied).await {
+    match apply(view, settings, running, applied, departing).await {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(format!(
             "node {}: no plan (see the log): what runs is kept",
