@@ -392,6 +392,34 @@ mod tests {
     }
 
     #[test]
+    fn the_index_grows_and_regrows_past_frees() {
+        // Through several rebuilds of the index (64, 128, ... entries), with slots freed
+        // between them (tombstones, free slots skipped by the rebuild): every live
+        // prefix is found at its slot, and no freed one.
+        let mut loc = LocRib::default();
+        let net = |i: u32| IpNet::V4(ipnet::Ipv4Net::new_assert((i << 8).into(), 24));
+        let mut slots = Vec::new();
+        for i in 0..5000u32 {
+            slots.push(loc.slot_or_insert(net(i)));
+            if i % 3 == 0 {
+                loc.try_free(slots[i as usize]);
+            }
+        }
+        for i in 5000..12_000u32 {
+            slots.push(loc.slot_or_insert(net(i)));
+        }
+        let freed = 5000usize.div_ceil(3);
+        assert_eq!(loc.len(), 12_000 - freed);
+        // Freed slots were taken again by the next prefix.
+        assert!(loc.slot_count() as usize <= 12_000 - freed + 1);
+        for i in 0..12_000u32 {
+            let want = (i >= 5000 || i % 3 != 0).then(|| slots[i as usize]);
+            assert_eq!(loc.slot(&net(i)), want, "prefix {i}");
+        }
+        assert!(loc.index.capacity() >= loc.len());
+    }
+
+    #[test]
     fn slots_are_found_freed_and_reused() {
         let mut loc = LocRib::default();
         let a: IpNet = "10.0.0.0/8".parse().unwrap();
