@@ -86,7 +86,7 @@ impl PrefixIndex {
     }
 
     /// The position of `n` in the table, if it is one of ours (no ADD-PATH identifier).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn get(&self, n: &Nlri) -> Option<usize> {
         self.map.get(&Self::key(n)?).map(|&i| i as usize)
     }
