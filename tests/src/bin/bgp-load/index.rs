@@ -71,7 +71,7 @@ impl PrefixIndex {
         }
     }
 
-    /// [`Self::get`], trying position `*next` first; `*next` becomes the position after
+    /// The position of `n` in the table, as the map has it, trying position `*next` first; `*next` becomes the position after
     /// the one found. The answer is the map's in every case (positions are unique).
     #[inline]
     pub(crate) fn get_near(&self, n: &Nlri, next: &mut usize) -> Option<usize> {
