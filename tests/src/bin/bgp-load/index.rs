@@ -71,8 +71,9 @@ impl PrefixIndex {
         }
     }
 
-    /// The position of `n` in the table, as the map has it, trying position `*next` first; `*next` becomes the position after
-    /// the one found. The answer is the map's in every case (positions are unique).
+    /// The position of `n` in the table, trying position `*next` before the map; `*next`
+    /// becomes the position after the one found. The answer is the map's in every case
+    /// (positions are unique).
     #[inline]
     pub(crate) fn get_near(&self, n: &Nlri, next: &mut usize) -> Option<usize> {
         let key = Self::key(n)?;
