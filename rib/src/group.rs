@@ -692,7 +692,8 @@ impl UpdateGroup {
         }
         let out = self.encode(batch, &eor, dc);
         if self.encoded.len() > ENCODED_KEEP {
-            self.encoded = FxHashMap::default();
+            // Emptied, its room kept: a big table's drains fill it again at once.
+            self.encoded.clear();
         }
         self.table.collect();
         out

@@ -14,7 +14,8 @@
 # Established, the clients connecting at once unless spread; fabric: `all_complete_s`,
 # `flap_reestablished_s`, `flap_all_updated_s`), the reflector's peak RSS (`vmhwm_kib`:
 # the VmHWM of its processes summed, bgpd and zebra for FRR) and CPU seconds (`cpu_s`,
-# user + system of those processes), and the namespace's `somaxconn`.
+# user + system of those processes), the load tool's own CPU seconds (`load_cpu_s`: it
+# shares the cores with the reflector), and the namespace's `somaxconn`.
 # With BENCH_RAW=DIR, each run's full bgp-load report is kept as DIR/<n>-<impl>.json.
 # BENCH_SPREAD_MS=N spreads the clients' first connects over N ms (every implementation).
 # BENCH_IMPLS="ours bird2" (the default) chooses the implementations and their order
@@ -225,7 +226,9 @@ one() {
         args=(fabric --clients "$k" --flap)
     fi
     local out rc=0
-    out=$(ip netns exec "$ns" "$load" "${args[@]}" --target 127.0.0.1:179 --source 127.0.1.1 \
+    rm -f "$work/load.time"
+    out=$(ip netns exec "$ns" /usr/bin/time -f '%U %S' -o "$work/load.time" \
+        "$load" "${args[@]}" --target 127.0.0.1:179 --source 127.0.1.1 \
         --next-hop 192.0.2.100 --connect-spread-ms "${BENCH_SPREAD_MS:-0}" \
         --timeout "${BENCH_TIMEOUT:-300}" 2>"$work/load.err") || rc=$?
     # The reflector's processes: those of its names in the namespace (the load tool is the
@@ -254,9 +257,13 @@ one() {
         mkdir -p "$BENCH_RAW"
         printf '%s\n' "$out" >"$BENCH_RAW/$seq_no-$impl.json"
     fi
-    python3 - "$impl" "$rc" "$hwm" "$cpu" "$somaxconn" "$out" <<'PY'
+    local load_cpu=null
+    if [ -s "$work/load.time" ]; then
+        load_cpu=$(awk 'END {printf "%.2f", $1 + $2}' "$work/load.time")
+    fi
+    python3 - "$impl" "$rc" "$hwm" "$cpu" "$somaxconn" "$load_cpu" "$out" <<'PY'
 import json, sys
-impl, rc, hwm, cpu, somaxconn, out = sys.argv[1:]
+impl, rc, hwm, cpu, somaxconn, load_cpu, out = sys.argv[1:]
 try:
     r = json.loads(out)
 except ValueError:
@@ -265,6 +272,7 @@ line = {"impl": impl, "ok": r.get("ok"), "exit": int(rc),
         "connect_spread_ms": int(__import__("os").environ.get("BENCH_SPREAD_MS", "0")),
         "vmhwm_kib": None if hwm == "null" else int(hwm),
         "cpu_s": None if cpu == "null" else float(cpu),
+        "load_cpu_s": None if load_cpu == "null" else float(load_cpu),
         "somaxconn": int(somaxconn),
         "sessions_up_s": r.get("sessions_up_s")}
 if r.get("mode") == "table":

@@ -327,6 +327,7 @@ async fn session_task(st: Arc<State>, i: usize, peer: Peer, delay: Duration) {
         tally: Tally::new(st.n as usize),
         ctx: s.ctx,
         faulted: false,
+        next: 0,
     });
     let mut end = End::Down("message limit reached".into());
     for _ in 0..MAX_MESSAGES {
@@ -361,6 +362,9 @@ struct Receiver {
     ctx: SessionCtx,
     /// An UPDATE fault was reported already (one error per session is enough).
     faulted: bool,
+    /// The table position after the last prefix found: where the next is looked for
+    /// first ([`PrefixIndex::get_near`]).
+    next: usize,
 }
 
 impl Receiver {
@@ -388,7 +392,15 @@ impl Receiver {
             me.end_of_rib_at.set_once(now);
             return;
         }
-        let a = apply(&v, &mut self.tally, |n| st.index.get(n), |_, _| {});
+        let next = std::cell::Cell::new(self.next);
+        let near = |n: &bgp_wire::nlri::Nlri| {
+            let mut at = next.get();
+            let i = st.index.get_near(n, &mut at);
+            next.set(at);
+            i
+        };
+        let a = apply(&v, &mut self.tally, near, |_, _| {});
+        self.next = next.get();
         if i == 1 && st.refresh_at.get().is_some() {
             st.refresh_updates.fetch_add(1, Ordering::Relaxed);
             st.refresh_announced
