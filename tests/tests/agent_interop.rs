@@ -754,13 +754,12 @@ fn blocks_of_in_kernels(c: &Cluster, blocks: &[(usize, String)]) -> Result<(), S
 /// so no block leaves any kernel (polled every 100 ms) until the new sessions' End-of-RIB
 /// replaces them.
 ///
-/// Known gap left (issue 18): the test writes the reflector's Node, then the BGPPeer.
-/// When the agent applies the two revisions apart, the first leaves node-1 without its
-/// sessions to the others (the mesh no longer has them, the BGPPeer is not there yet):
-/// they are removed (Peer De-configured, Hard Reset), and re-added 0.3 s later; blocks go
-/// missing meanwhile. Seen once in 7 runs. Run with `--ignored`.
+/// The test writes the reflector's Node, then the BGPPeer, as an operator would: when the
+/// agent applies the two revisions apart, the first leaves node-1 without its sessions
+/// to the others for a moment (the mesh no longer has them, the BGPPeer is not there
+/// yet). The agent keeps a peer that left its plan for 2 s (`agent::departing`), so they
+/// come back as a change of settings, not as a removal (Peer De-configured) and a gap.
 #[test]
-#[ignore = "known gap: node-1's sessions removed between the Node and the BGPPeer revisions (issue 18)"]
 fn agents_mesh_blocks_reflector_and_bgppeer_removal() {
     if let Err(e) = require_root() {
         panic!("{e}");
