@@ -210,6 +210,21 @@ impl World {
         panic!("{s}");
     }
 
+    /// BIRD 2 as client c1 ({C1}) in a namespace of its own named `ns`, on the hub, with
+    /// `body` as its configuration.
+    fn start_client(&mut self, ns: &str, body: &str) {
+        let ns = Netns::create(ns).unwrap_or_else(|e| self.fail(&e));
+        self.hub
+            .attach(&ns, &[&format!("{C1}/24")])
+            .unwrap_or_else(|e| self.fail(&e));
+        let sub = self.dir.path().join("c1");
+        std::fs::create_dir_all(&sub).unwrap_or_else(|e| self.fail(&e.to_string()));
+        let b = Bird::start_config(BirdVersion::V2, &ns, &sub, "c1", "upstream", false, body)
+            .unwrap_or_else(|e| self.fail(&format!("cannot start BIRD: {e}")));
+        self._ns.push(ns);
+        self.bird = Some(b);
+    }
+
     fn start_collector(&mut self) {
         self.start_collector_with(&[]);
     }
@@ -402,24 +417,7 @@ fn bmp_export() {
         }
     });
 
-    let ns = Netns::create("bmpc1").unwrap_or_else(|e| w.fail(&e));
-    w.hub
-        .attach(&ns, &[&format!("{C1}/24")])
-        .unwrap_or_else(|e| w.fail(&e));
-    let bsub = w.dir.path().join("c1");
-    std::fs::create_dir_all(&bsub).unwrap_or_else(|e| w.fail(&e.to_string()));
-    let b = Bird::start_config(
-        BirdVersion::V2,
-        &ns,
-        &bsub,
-        "c1",
-        "upstream",
-        false,
-        &client_body(0..n),
-    )
-    .unwrap_or_else(|e| w.fail(&format!("cannot start BIRD: {e}")));
-    w._ns.push(ns);
-    w.bird = Some(b);
+    w.start_client("bmpc1", &client_body(0..n));
     w.log(&format!("BIRD 2 c1 started with {n} routes"));
 
     // Live: Peer Up, then every UPDATE as BIRD sent it and the routes as stored.
@@ -645,24 +643,7 @@ fn bmp_slow_collector() {
     let d = Daemon::start(w.hub.ns(), &sub, exe(), &config)
         .unwrap_or_else(|e| w.fail(&format!("cannot start our daemon: {e}")));
     w.ours = Some(d);
-    let ns = Netns::create("bmpsc1").unwrap_or_else(|e| w.fail(&e));
-    w.hub
-        .attach(&ns, &[&format!("{C1}/24")])
-        .unwrap_or_else(|e| w.fail(&e));
-    let bsub = w.dir.path().join("c1");
-    std::fs::create_dir_all(&bsub).unwrap_or_else(|e| w.fail(&e.to_string()));
-    let b = Bird::start_config(
-        BirdVersion::V2,
-        &ns,
-        &bsub,
-        "c1",
-        "upstream",
-        false,
-        &client_body(0..n),
-    )
-    .unwrap_or_else(|e| w.fail(&format!("cannot start BIRD: {e}")));
-    w._ns.push(ns);
-    w.bird = Some(b);
+    w.start_client("bmpsc1", &client_body(0..n));
     w.log(&format!("BIRD 2 c1 started with {n} routes"));
 
     let out = w.output();
@@ -809,24 +790,7 @@ fn bmp_ipv6_and_add_path() {
     let d = Daemon::start(w.hub.ns(), &sub, exe(), &add_path_config())
         .unwrap_or_else(|e| w.fail(&format!("cannot start our daemon: {e}")));
     w.ours = Some(d);
-    let ns = Netns::create("bmpapc1").unwrap_or_else(|e| w.fail(&e));
-    w.hub
-        .attach(&ns, &[&format!("{C1}/24")])
-        .unwrap_or_else(|e| w.fail(&e));
-    let bsub = w.dir.path().join("c1");
-    std::fs::create_dir_all(&bsub).unwrap_or_else(|e| w.fail(&e.to_string()));
-    let b = Bird::start_config(
-        BirdVersion::V2,
-        &ns,
-        &bsub,
-        "c1",
-        "upstream",
-        false,
-        &add_path_client(),
-    )
-    .unwrap_or_else(|e| w.fail(&format!("cannot start BIRD: {e}")));
-    w._ns.push(ns);
-    w.bird = Some(b);
+    w.start_client("bmpapc1", &add_path_client());
     let within = Duration::from_secs(60);
     w.wait(
         &format!("live: {AP_V4} IPv4 and {AP_V6} IPv6 prefixes with two paths each"),
