@@ -325,7 +325,7 @@ impl Core {
                 generation: p.generation,
                 cease: None,
             });
-            self.forget(&p);
+            self.forget(&p, None);
             self.forwarding_kept.remove(&addr);
             info!(peer = %addr, "dynamic neighbour removed");
         }
@@ -904,36 +904,9 @@ impl Core {
                 key: None,
             });
         }
-        match keep {
-            Some(until) => self.keep_stale_session(&p, until),
-            None => self.forget(&p),
-        }
+        self.forget(&p, keep);
         info!(peer = %address, without_notification = silent, routes_kept_stale = keep.is_some(), "peer removed");
         true
-    }
-
-    /// Takes a peer (already out of `peers`) out of graceful restart, its routes left in
-    /// the RIB, stale, until `until` ([`Core::stale_sessions`]).
-    fn keep_stale_session(&mut self, p: &Peer, until: Instant) {
-        if p.bfd.is_some() {
-            self.actions.push_back(Action::Bfd {
-                peer: p.address(),
-                spec: None,
-            });
-        }
-        self.rib.peer_down(p.id, true);
-        // `by_id` keeps the old RIB peer's address: its routes still name their peer.
-        self.gr.forget(p.address());
-        if !p.dynamic {
-            self.held_down.remove(&p.address());
-        }
-        let old = self
-            .stale_sessions
-            .insert(p.address(), StaleSession { id: p.id, until });
-        if let Some(old) = old {
-            self.rib.remove_peer(old.id);
-            self.by_id.remove(&old.id);
-        }
     }
 
     /// Removes the routes of `address`'s previous session still kept stale, if any.
@@ -960,20 +933,37 @@ impl Core {
         }
     }
 
-    /// Takes a peer (already out of `peers`) out of the RIB and graceful restart.
-    fn forget(&mut self, p: &Peer) {
+    /// Takes a peer (already out of `peers`) out of graceful restart and BFD, and out of
+    /// the RIB; or, with `keep`, its routes left in the RIB, stale, until then
+    /// ([`Core::stale_sessions`]).
+    fn forget(&mut self, p: &Peer, keep: Option<Instant>) {
         if p.bfd.is_some() {
             self.actions.push_back(Action::Bfd {
                 peer: p.address(),
                 spec: None,
             });
         }
-        self.rib.peer_down(p.id, false);
-        self.rib.remove_peer(p.id);
-        self.by_id.remove(&p.id);
         self.gr.forget(p.address());
         if !p.dynamic {
             self.held_down.remove(&p.address());
+        }
+        match keep {
+            Some(until) => {
+                self.rib.peer_down(p.id, true);
+                // `by_id` keeps the old RIB peer's address: its routes still name their peer.
+                let old = self
+                    .stale_sessions
+                    .insert(p.address(), StaleSession { id: p.id, until });
+                if let Some(old) = old {
+                    self.rib.remove_peer(old.id);
+                    self.by_id.remove(&old.id);
+                }
+            }
+            None => {
+                self.rib.peer_down(p.id, false);
+                self.rib.remove_peer(p.id);
+                self.by_id.remove(&p.id);
+            }
         }
     }
 
