@@ -3,7 +3,11 @@
 //! confd's templates render for a node (`expected-<node>.jsonl`, derived by hand from the
 //! templates' and confd's logic, each file saying how in its `#` lines), the keys refused
 //! when read (`rejected.txt`) and the resources a node's plan skips (`skipped-<node>.txt`),
-//! as `KEY FIELD` lines. Secrets are read from the scenario's `secrets/` directory.
+//! as `KEY FIELD` lines, and the static routes `bird_aggr.cfg` renders for `reachableBy`
+//! (`static-routes-<node>.txt`, `PREFIX via GATEWAY` lines; none without the file).
+//! Secrets are read from the scenario's `secrets/` directory, Felix's endpoint status
+//! files (local workload peering) from its `endpoint-status/` (a file that cannot be used
+//! is refused as `endpoint-status/NAME FIELD`).
 //!
 //! Then `Plan::config` on a few scenarios (peers, originate, pools, policies), and the
 //! same node through the BIRD files confd renders (`tests/data/bird/mesh-node2`) and
@@ -15,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use rib::Attrs;
-use rr_daemon::agent::model::Datastore;
+use rr_daemon::agent::model::{Datastore, read_endpoint_status};
 use rr_daemon::agent::plan::{NodeEnv, Plan, RouterId, plan};
 use rr_daemon::config::{Config, IpipMode, Ttl};
 
@@ -34,6 +38,12 @@ fn load(dir: &Path) -> (Datastore, Vec<String>) {
             assert_eq!(e.key, *k);
             rejected.push(format!("{} {}", e.key, e.field));
         }
+    }
+    let (workloads, bad) = read_endpoint_status(&dir.join("endpoint-status"));
+    ds.workloads = workloads;
+    for e in bad {
+        let name = Path::new(&e.key).file_name().unwrap().to_string_lossy();
+        rejected.push(format!("endpoint-status/{name} {}", e.field));
     }
     rejected.sort();
     (ds, rejected)
@@ -127,6 +137,17 @@ fn sessions_equal_confds() {
                     want.join("\n    ")
                 ));
             }
+            let statics: Vec<String> = p
+                .static_routes
+                .iter()
+                .map(|(p, gw)| format!("{p} via {gw}"))
+                .collect();
+            let want_statics = lines_of(&dir.join(format!("static-routes-{node}.txt")));
+            if statics != want_statics {
+                failures.push(format!(
+                    "{name}/{node}: static routes\n  got  {statics:?}\n  want {want_statics:?}"
+                ));
+            }
             let mut skipped: Vec<String> = p
                 .skipped
                 .iter()
@@ -205,6 +226,70 @@ fn net(s: &str) -> IpNet {
 
 fn passes(p: &rib::Policy, prefix: &str) -> bool {
     p.evaluate(&net(prefix), &Attrs::default(), 0).is_some()
+}
+
+/// `reachableBy` in the running config: a `[[fib.static_route]]` to the peer via its
+/// gateway at `[fib] metric` (Calico's 1024 here), beside the peer itself.
+#[test]
+fn config_of_reachable_by() {
+    let p = plan_of("reachable-by", "kube-node-1");
+    let c = p.try_config(&base()).unwrap();
+    let statics: Vec<(IpNet, IpAddr, u32)> = c.fib.statics();
+    assert_eq!(
+        statics,
+        [
+            (net("10.225.0.4/32"), ip("10.224.0.1"), 1024),
+            (net("10.225.0.5/32"), ip("10.224.0.1"), 1024),
+            (net("fd00:225::10/128"), ip("fd00:224::1"), 1024),
+            (net("10.192.0.2/32"), ip("10.192.0.1"), 1024),
+        ]
+    );
+    assert!(c.peers.contains_key(&ip("10.225.0.4")));
+    assert!(c.peers.contains_key(&ip("10.192.0.2")));
+    // Not announced: the export refuses them like any address outside blocks and pools.
+    let rr = &c.peers[&ip("10.225.0.4")];
+    assert!(!passes(&rr.export.policy, "10.225.0.4/32"));
+    // Without reachableBy, none.
+    assert!(
+        plan_of("mesh-ipip-off", "n1")
+            .config(&base())
+            .fib
+            .static_routes
+            .is_empty()
+    );
+}
+
+/// Local workload sessions in the running config: passive, the BGPPeer's local AS, no
+/// source address, TTL 64 (confd's `multihop`), the BGPFilter on import; an iBGP workload
+/// of a reflector is its client.
+#[test]
+fn config_of_local_workloads() {
+    let p = plan_of("local-workloads", "kube-master");
+    let c = p.try_config(&base()).unwrap();
+    let w = &c.peers[&ip("192.168.162.134")];
+    assert!(w.passive);
+    assert_eq!(w.asn, 64516);
+    assert_eq!(w.local_as, Some(65002));
+    assert_eq!(w.source_address, None);
+    assert_eq!(w.ttl, Ttl::Multihop(64));
+    assert_ne!(w.import.name, "all", "the BGPFilter is bound");
+    assert!(passes(&w.import.policy, "44.0.1.0/24"));
+    assert!(
+        passes(&w.import.policy, "45.0.0.0/24"),
+        "confd's import accepts what the filter leaves"
+    );
+    let w6 = &c.peers[&ip("fd00:10:244:0:586d:4461:e980:a286")];
+    assert_eq!((w6.asn, w6.local_as), (64517, Some(65001)));
+    assert!(passes(&w6.import.policy, "5000::/64"));
+    let rr = plan_of("local-workloads", "kube-rr").config(&base());
+    let w = &rr.peers[&ip("192.168.162.138")];
+    assert!(w.rr_client && w.passive);
+    assert_eq!(w.password, None);
+    assert_eq!(w.allow_local_as, 0);
+    assert!(
+        rr.fib.static_routes.is_empty(),
+        "no reachableBy for workloads"
+    );
 }
 
 #[test]

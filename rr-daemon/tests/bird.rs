@@ -394,6 +394,50 @@ fn refused(rel: &str) -> String {
     }
 }
 
+/// confd's `reachableBy`: `route PEER/32 via GW` in bird_aggr.cfg's static protocol is
+/// a `[[fib.static_route]]` (installed at metric 0, as BIRD 1.6 installs static routes;
+/// never announced), beside the peer's session.
+#[test]
+fn reachable_by_static_route() {
+    let t = translate("reachable-by/bird.cfg", Dialect::Bird);
+    let c = &t.config;
+    assert_eq!(
+        c.fib.static_routes,
+        [rr_daemon::config::StaticRoute {
+            prefix: "10.225.0.4/32".parse().unwrap(),
+            via: ip("10.0.0.250"),
+            metric: Some(0),
+        }]
+    );
+    assert_eq!(
+        c.fib.statics(),
+        [("10.225.0.4/32".parse().unwrap(), ip("10.0.0.250"), 0)]
+    );
+    assert!(t.toml.contains("[[fib.static_route]]"), "{}", t.toml);
+    let rr = peer(c, "10.225.0.4");
+    assert_eq!(rr.asn, 65515);
+    assert_eq!(rr.next_hop, NextHopMode::Keep);
+    // Not announced: the export refuses it as anything outside the blocks and pools.
+    assert!(!passes(&rr.export.policy, "10.225.0.4/32"));
+    assert!(passes(&rr.export.policy, "10.244.1.0/26"));
+    // The block stays a blackhole; the static route is not an [[originate]].
+    assert_eq!(c.originate.len(), 1);
+    // A gateway of the other family is refused where it is written.
+    let dir = std::env::temp_dir().join(format!("bird-static-via-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("bird.cfg"),
+        "router id 10.0.0.1;\nprotocol static {\n   route 10.0.0.254/32 via fd00::1;\n}\n",
+    )
+    .unwrap();
+    let e = load(dir.join("bird.cfg"), Dialect::Bird)
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!((e.line, e.col), (3, 10), "{e}");
+    assert!(e.message.contains("not of bird's family"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A protocol's own `local as` (a BGPPeer's localASNumber) is its peer's `local_as`, the
 /// template's the speaker's AS; `allow local as [N]` is `allow_local_as` (without a
 /// number, 255: BIRD drops the check).
@@ -435,7 +479,7 @@ fn broken_files_name_file_line_column() {
             "6:18",
             "allow local as 300: at most 255",
         ),
-        ("static-via.cfg", "4:4", "blackhole routes only"),
+        ("static-unreachable.cfg", "4:4", "static route unreachable"),
         ("unsupported-wireguard.cfg", "4:7", "WireGuard"),
     ];
     for (file, at, words) in cases {
@@ -487,6 +531,7 @@ fn bird_p_exit_codes() {
     for ok in [
         "mesh-node1/bird.cfg",
         "global-peers/bird.cfg",
+        "reachable-by/bird.cfg",
         "route-reflector/bird.cfg",
         "ipip-always/bird.cfg",
         "ipip-cross-subnet/bird.cfg",

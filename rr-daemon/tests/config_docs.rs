@@ -15,7 +15,7 @@ fn section_of(table: &str) -> &'static str {
         "speaker" => "`[speaker]`",
         "api" => "`[api]`",
         "control" => "`[control]`",
-        "fib" | "fib.ip_pool" => "`[fib]`",
+        "fib" | "fib.ip_pool" | "fib.static_route" => "`[fib]`",
         "learn" => "`[learn]`",
         "mesh" => "`[mesh]`",
         "peer" | "peer_group" => "`[[peer]]`",

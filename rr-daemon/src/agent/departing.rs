@@ -11,13 +11,17 @@
 //! The agent instead keeps a peer the plan dropped for [`LINGER`] with its last settings:
 //! back in the plan within that time, it is a change of settings (applied as any reload
 //! does, with graceful restart keeping the routes on both sides where a new session is
-//! needed), not a removal and an addition; still gone after it, it is removed.
+//! needed), not a removal and an addition; still gone after it, it is removed. Its static
+//! route (a BGPPeer's `reachableBy`: `[[fib.static_route]]` to the peer's address) stays
+//! and goes with it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, PeerSettings};
+use ipnet::IpNet;
+
+use crate::config::{Config, PeerSettings, StaticRoute};
 
 /// How long a peer that left the plan keeps running: longer than the writes of one change
 /// by `calicoctl` or an operator's script take, short against how long a removed peer may
@@ -28,7 +32,7 @@ pub const LINGER: Duration = Duration::from_secs(2);
 #[derive(Debug, Default)]
 pub struct Departing {
     planned: BTreeSet<IpAddr>,
-    leaving: BTreeMap<IpAddr, (PeerSettings, Instant)>,
+    leaving: BTreeMap<IpAddr, (PeerSettings, Option<StaticRoute>, Instant)>,
 }
 
 impl Departing {
@@ -49,16 +53,32 @@ impl Departing {
                 continue;
             }
             if let Some(s) = applied.peers.get(a) {
+                let host = IpNet::from(*a);
+                let route = applied
+                    .fib
+                    .static_routes
+                    .iter()
+                    .find(|r| r.prefix == host)
+                    .copied();
                 self.leaving
                     .entry(*a)
-                    .or_insert_with(|| (s.clone(), now + LINGER));
+                    .or_insert_with(|| (s.clone(), route, now + LINGER));
             }
         }
         self.planned = planned.peers.keys().copied().collect();
         self.leaving
-            .retain(|a, (_, until)| *until > now && !planned.peers.contains_key(a));
-        for (a, (s, _)) in &self.leaving {
+            .retain(|a, (.., until)| *until > now && !planned.peers.contains_key(a));
+        for (a, (s, route, _)) in &self.leaving {
             planned.peers.insert(*a, s.clone());
+            if let Some(r) = route
+                && !planned
+                    .fib
+                    .static_routes
+                    .iter()
+                    .any(|x| x.prefix == r.prefix)
+            {
+                planned.fib.static_routes.push(*r);
+            }
         }
         planned
     }
@@ -70,7 +90,7 @@ impl Departing {
 
     /// When the next kept peer goes: the agent applies its plan again then.
     pub fn next(&self) -> Option<Instant> {
-        self.leaving.values().map(|(_, until)| *until).min()
+        self.leaving.values().map(|(.., until)| *until).min()
     }
 }
 
@@ -118,6 +138,25 @@ mod tests {
             [("10.0.0.2".into(), true), ("10.0.0.3".into(), true)]
         );
         assert_eq!(d.next(), None);
+    }
+
+    /// A departing peer keeps its static route (`reachableBy`) while it is kept.
+    #[test]
+    fn a_departing_peer_keeps_its_static_route() {
+        let t0 = Instant::now();
+        let mut with = config(&[("10.225.0.4", false)]);
+        with.fib.static_routes.push(StaticRoute {
+            prefix: "10.225.0.4/32".parse().unwrap(),
+            via: "192.0.2.254".parse().unwrap(),
+            metric: None,
+        });
+        let mut d = Departing::new(&with);
+        let applied = d.hold(t0, &with, config(&[]));
+        assert_eq!(applied.peers.len(), 1);
+        assert_eq!(applied.fib.static_routes, with.fib.static_routes);
+        let applied = d.hold(t0 + LINGER, &applied, config(&[]));
+        assert!(applied.peers.is_empty());
+        assert!(applied.fib.static_routes.is_empty());
     }
 
     /// A peer removed for good goes once the linger time is over, and is not kept again

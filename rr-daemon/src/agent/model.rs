@@ -38,6 +38,124 @@ pub struct Datastore {
     pub filters: BTreeMap<String, BgpFilter>,
     /// Confirmed block affinities: node name -> its blocks.
     pub blocks: BTreeMap<String, BTreeSet<IpNet>>,
+    /// This node's workloads chosen for local BGP peering, by endpoint status file name:
+    /// not from etcd but from the files Felix writes ([`read_endpoint_status`]), as confd
+    /// reads them.
+    pub workloads: BTreeMap<String, LocalWorkload>,
+}
+
+/// Where Felix writes its endpoint status files by default, and confd reads them
+/// (`CALICO_ENDPOINT_STATUS_PATH_PREFIX` overrides it): `<prefix>/endpoint-status/<name>`.
+pub const ENDPOINT_STATUS_PREFIX: &str = "/var/run/calico";
+/// The directory of the endpoint status files under their prefix.
+pub const ENDPOINT_STATUS_DIR: &str = "endpoint-status";
+
+/// A workload of this node that peers with it (`BGPPeer.spec.localWorkloadSelector`): Felix
+/// matches the selector against the node's workload endpoints and names the BGPPeer in the
+/// workload's endpoint status file, confd peers with the workload's first address of each
+/// family (`Local_Workload_<address>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalWorkload {
+    /// The BGPPeer whose `localWorkloadSelector` chose it (`bgpPeerName`).
+    pub bgp_peer_name: String,
+    /// The first of `ipv4Nets`, without its length.
+    pub ipv4: Option<Ipv4Addr>,
+    /// The first of `ipv6Nets`, without its length.
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+/// An endpoint status file (libcalico-go's `WorkloadEndpointStatus`), the fields the
+/// agent uses.
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct EndpointStatus {
+    ipv4_nets: Vec<String>,
+    ipv6_nets: Vec<String>,
+    #[serde(rename = "bgpPeerName")]
+    bgp_peer_name: String,
+}
+
+/// Reads one endpoint status file's text (`path` names it in errors): `None` when the
+/// workload is not chosen for local BGP peering (no `bgpPeerName`). As confd: the first
+/// address of each family, which must be a CIDR (`A.B.C.D/32`), and at least one.
+pub fn parse_endpoint_status(
+    path: &str,
+    text: &[u8],
+) -> Result<Option<LocalWorkload>, ResourceError> {
+    let st: EndpointStatus = json(path, text)?;
+    if st.bgp_peer_name.is_empty() {
+        return Ok(None);
+    }
+    fn first<A: std::str::FromStr>(
+        path: &str,
+        field: &str,
+        nets: &[String],
+    ) -> Result<Option<A>, ResourceError> {
+        let Some(n) = nets.first() else {
+            return Ok(None);
+        };
+        let (addr, len) = n.split_once('/').ok_or_else(|| {
+            ResourceError::new(path, field, format!("{n:?} is not a CIDR: ignored for now"))
+        })?;
+        match (addr.parse::<A>(), len.parse::<u8>()) {
+            (Ok(a), Ok(_)) => Ok(Some(a)),
+            _ => Err(ResourceError::new(
+                path,
+                field,
+                format!("{n:?} is not a CIDR of the family: ignored for now"),
+            )),
+        }
+    }
+    let ipv4 = first::<Ipv4Addr>(path, "ipv4Nets", &st.ipv4_nets)?;
+    let ipv6 = first::<Ipv6Addr>(path, "ipv6Nets", &st.ipv6_nets)?;
+    if ipv4.is_none() && ipv6.is_none() {
+        return Err(ResourceError::new(
+            path,
+            "ipv4Nets",
+            "no address yet: ignored for now",
+        ));
+    }
+    Ok(Some(LocalWorkload {
+        bgp_peer_name: st.bgp_peer_name,
+        ipv4,
+        ipv6,
+    }))
+}
+
+/// Reads Felix's endpoint status files of `dir` (`<prefix>/endpoint-status`): the
+/// workloads chosen for local BGP peering by file name, and the files that cannot be used
+/// yet (a file being written, an address missing), each named by its path. A missing
+/// directory is no workload (Felix creates it with its first workload).
+pub fn read_endpoint_status(
+    dir: &std::path::Path,
+) -> (BTreeMap<String, LocalWorkload>, Vec<ResourceError>) {
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (out, errors);
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = e.path();
+        let shown = path.display().to_string();
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(err) => {
+                errors.push(ResourceError::new(&shown, "", err.to_string()));
+                continue;
+            }
+        };
+        match parse_endpoint_status(&shown, &text) {
+            Ok(Some(w)) => {
+                out.insert(e.file_name().to_string_lossy().into_owned(), w);
+            }
+            Ok(None) => {}
+            Err(err) => errors.push(err),
+        }
+    }
+    (out, errors)
 }
 
 /// A resource that cannot be used: logged with its name and field, and skipped.
@@ -403,6 +521,12 @@ impl BgpPeer {
     /// A global peer: every node peers (neither `node` nor `nodeSelector`).
     pub fn is_global(&self) -> bool {
         self.spec.node.is_empty() && self.spec.node_selector.is_empty()
+    }
+
+    /// Peers with this node's workloads that Felix chose by `localWorkloadSelector`
+    /// (confd: before `peerSelector` and `peerIP`, which are then ignored).
+    pub fn is_local_workload(&self) -> bool {
+        !self.spec.local_workload_selector.is_empty()
     }
 
     /// `reversePeering` is not `Manual`.
@@ -827,16 +951,14 @@ fn check_node(key: &str, n: &mut Node) -> Result<(), ResourceError> {
 fn check_peer(key: &str, p: &mut BgpPeer) -> Result<(), ResourceError> {
     p.node_selector = selector(key, "spec.nodeSelector", &p.spec.node_selector)?;
     p.peer_selector = selector(key, "spec.peerSelector", &p.spec.peer_selector)?;
-    if !p.spec.local_workload_selector.is_empty() {
+    if p.is_local_workload() && p.spec.as_number.is_none_or(|a| a.0 == 0) {
         return Err(ResourceError::new(
             key,
-            "spec.localWorkloadSelector",
-            "local workload peering: confd takes the workloads from Felix's endpoint status \
-             files (endpoint-status/ under Felix's status directory), which the agent does \
-             not read",
+            "spec.asNumber",
+            "required with localWorkloadSelector",
         ));
     }
-    if p.peer_selector.is_none() {
+    if p.peer_selector.is_none() && !p.is_local_workload() {
         let ip = &p.spec.peer_ip;
         if ip.is_empty() {
             return Err(ResourceError::new(
@@ -1126,6 +1248,34 @@ mod tests {
         assert_eq!(p("\"1.10\""), Some(65546));
         assert_eq!(p("4294967296"), None);
         assert_eq!(p("\"x\""), None);
+    }
+
+    #[test]
+    fn endpoint_status_as_confd_reads_it() {
+        let p = |t: &str| parse_endpoint_status("f", t.as_bytes());
+        let w = p(r#"{"ifaceName":"cali1","ipv4Nets":["192.168.1.5/32","192.168.1.6/32"],"ipv6Nets":["fd00::5/128"],"bgpPeerName":"wl"}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(w.bgp_peer_name, "wl");
+        assert_eq!(w.ipv4, Some(Ipv4Addr::new(192, 168, 1, 5)));
+        assert_eq!(w.ipv6, Some("fd00::5".parse().unwrap()));
+        // Not chosen for local peering.
+        assert_eq!(p(r#"{"ipv4Nets":["192.168.1.5/32"]}"#).unwrap(), None);
+        // No address yet, an address without its length, a file being written.
+        assert_eq!(p(r#"{"bgpPeerName":"wl"}"#).unwrap_err().field, "ipv4Nets");
+        assert_eq!(
+            p(r#"{"ipv4Nets":["192.168.1.5"],"bgpPeerName":"wl"}"#)
+                .unwrap_err()
+                .field,
+            "ipv4Nets"
+        );
+        assert_eq!(
+            p(r#"{"ipv6Nets":["192.168.1.5/32"],"bgpPeerName":"wl"}"#)
+                .unwrap_err()
+                .field,
+            "ipv6Nets"
+        );
+        assert!(p(r#"{"ipv4Nets":["#).is_err());
     }
 
     #[test]

@@ -17,10 +17,22 @@
 //!   peer is a node with the same cluster ID; `nextHopMode` (else `keepOriginalNextHop`,
 //!   on eBGP only); `localASNumber` (the peer's `local_as`); `numAllowedLocalASNumbers`
 //!   (its `allow_local_as`); `ttlSecurity`; `sourceAddress`; a global peering to a
-//!   Calico node's address is passive towards a greater address; `reachableBy` is
-//!   reported (confd's static route to the peer is not installed);
-//! - names: `Mesh_`, `Global_`, `Node_` and the address with `.`/`:` as `_`, then
-//!   `_port_N` for a port given in `peerIP` or taken from the peer node's listen port.
+//!   Calico node's address is passive towards a greater address; `reachableBy`: a
+//!   static route to the peer's address via that gateway ([`Plan::static_routes`], a
+//!   `[[fib.static_route]]`, as `bird_aggr.cfg` renders `route PEER/32 via GW`), also
+//!   for a peering by `peerSelector` and a reverse peering (confd's `nodeAsBGPPeers`
+//!   copies it);
+//! - local workload peering (`localWorkloadSelector`, confd's
+//!   `localBGPPeerDataAsBGPPeers`): Felix chooses the workloads and names the BGPPeer in
+//!   their endpoint status files ([`super::model::read_endpoint_status`]); each chosen
+//!   workload of this node gets a passive session per family to its first address,
+//!   `Local_Workload_<address>`, with the BGPPeer's `asNumber`, `localASNumber` and
+//!   `filters` and nothing else of it (no source address, TTL security, password,
+//!   restart time or next-hop mode), as a reflector's client when iBGP; a global
+//!   BGPPeer's on every node, a node BGPPeer's on its nodes; never reversed;
+//! - names: `Mesh_`, `Global_`, `Node_`, `Local_Workload_` and the address with `.`/`:`
+//!   as `_`, then `_port_N` for a port given in `peerIP` or taken from the peer node's
+//!   listen port.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -164,6 +176,9 @@ pub struct Plan {
     pub blocks: Vec<IpNet>,
     /// The IP pools.
     pub pools: Vec<PoolPlan>,
+    /// Static routes to BGPPeers' addresses via their `reachableBy` gateways (prefix,
+    /// gateway), as `bird_aggr.cfg` renders them: `[[fib.static_route]]`s.
+    pub static_routes: Vec<(IpNet, IpAddr)>,
     /// The BGPFilters sessions use, by name.
     pub filters: BTreeMap<String, BgpFilter>,
     /// `prefixAdvertisements`: prefix, communities, large communities.
@@ -238,7 +253,16 @@ struct Peering<'a> {
     rr_cluster_id: Option<&'a str>,
     calico_node: bool,
     ttl_security: Option<u8>,
+    /// `reachableBy`, copied as confd copies it (whatever its family).
+    reachable_by: Option<IpAddr>,
+    /// A workload of this node (`localWorkloadSelector`).
+    local_workload: bool,
     peer: &'a BgpPeer,
+}
+
+/// `reachableBy` of a BGPPeer (checked when read).
+fn reachable_by(p: &BgpPeer) -> Option<IpAddr> {
+    p.spec.reachable_by.parse().ok()
 }
 
 struct Ctx<'a> {
@@ -316,6 +340,8 @@ impl<'a> Ctx<'a> {
                     rr_cluster_id: n.cluster_id(),
                     calico_node: false,
                     ttl_security: peer.spec.ttl_security,
+                    reachable_by: reachable_by(peer),
+                    local_workload: false,
                     peer,
                 });
             }
@@ -486,7 +512,26 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
                     continue;
                 }
             }
-            let peerings = if let Some(sel) = &p.peer_selector {
+            let peerings = if p.is_local_workload() {
+                let peer_as = p.spec.as_number.map_or(0, |a| a.0);
+                ds.workloads
+                    .values()
+                    .filter(|w| w.bgp_peer_name == p.metadata.name)
+                    .flat_map(|w| [w.ipv4.map(IpAddr::V4), w.ipv6.map(IpAddr::V6)])
+                    .flatten()
+                    .map(|ip| Peering {
+                        ip,
+                        port: 0,
+                        asn: peer_as,
+                        rr_cluster_id: None,
+                        calico_node: false,
+                        ttl_security: None,
+                        reachable_by: None,
+                        local_workload: true,
+                        peer: p,
+                    })
+                    .collect()
+            } else if let Some(sel) = &p.peer_selector {
                 ctx.matching(sel)
                     .into_iter()
                     .flat_map(|n| ctx.node_as_peerings(n, true, true, p))
@@ -508,6 +553,8 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
                     rr_cluster_id: None,
                     calico_node,
                     ttl_security: p.spec.ttl_security,
+                    reachable_by: reachable_by(p),
+                    local_workload: false,
                     peer: p,
                 }]
             } else {
@@ -524,7 +571,8 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
         }
     }
     for p in ds.peers.values() {
-        if !p.reverse() {
+        // confd: a local workload's reverse peering is the workload's own business.
+        if !p.reverse() || p.is_local_workload() {
             continue;
         }
         let (locals, v4, v6) = if let Some(sel) = &p.peer_selector {
@@ -563,8 +611,15 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
     }
 
     let mut used_filters = BTreeMap::new();
-    for (prefix, keys) in [("Global", &global_keys), ("Node", &node_keys)] {
+    let mut static_routes: Vec<(IpNet, IpAddr)> = Vec::new();
+    for (kind, keys) in [("Global", &global_keys), ("Node", &node_keys)] {
         for pr in keys.values() {
+            let prefix = if pr.local_workload {
+                "Local_Workload"
+            } else {
+                kind
+            };
+            let wl = pr.local_workload;
             let v6 = pr.ip.is_ipv6();
             let Some(my_ip) = node.ip(v6) else { continue };
             if pr.ip == my_ip {
@@ -575,6 +630,7 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
             let local = p.spec.local_as_number.map(|a| a.0).filter(|a| *a != 0);
             let effective = local.unwrap_or(asn);
             let next_hop = match p.spec.next_hop_mode.as_deref() {
+                _ if wl => None,
                 Some("Self") => Some("self".to_owned()),
                 Some("Keep") => Some("keep".to_owned()),
                 Some(_) => None,
@@ -589,8 +645,8 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
                 }
                 _ => (false, None),
             };
-            let passive =
-                prefix == "Global" && pr.calico_node && pr.ip.to_string() > my_ip.to_string();
+            let passive = wl
+                || (prefix == "Global" && pr.calico_node && pr.ip.to_string() > my_ip.to_string());
             let mut filters = |import: bool| -> Vec<String> {
                 let mut out = Vec::new();
                 for f in &p.spec.filters {
@@ -606,13 +662,18 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
             };
             let import_filters = filters(true);
             let export_filters = filters(false);
-            let password = secret(
-                &p.spec.password,
-                &pkey,
-                "spec.password.secretKeyRef",
-                &mut skipped,
-            );
+            let password = if wl {
+                None
+            } else {
+                secret(
+                    &p.spec.password,
+                    &pkey,
+                    "spec.password.secretKeyRef",
+                    &mut skipped,
+                )
+            };
             let source_address = match p.spec.source_address.as_str() {
+                _ if wl => None,
                 "None" => None,
                 _ => Some(my_ip.to_string()),
             };
@@ -629,11 +690,12 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
                 ttl_security: pr.ttl_security.filter(|t| *t > 0),
                 next_hop,
                 password: password.is_some(),
-                graceful_restart_time: p.restart_secs,
+                graceful_restart_time: if wl { None } else { p.restart_secs },
                 import_filters,
                 export_filters,
             };
             let allow_local_as = match p.spec.num_allowed_local_as_numbers {
+                _ if wl => 0,
                 Some(n) if n > 255 => {
                     skipped.push(ResourceError::new(
                         &pkey,
@@ -645,22 +707,27 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
                 Some(n) => u8::try_from(n).unwrap_or(0),
                 None => 0,
             };
-            if !p.spec.reachable_by.is_empty() {
-                skipped.push(ResourceError::new(
-                    &pkey,
-                    "spec.reachableBy",
-                    format!(
-                        "session {}: the static route to {} via {} that confd renders is not \
-                         installed by the agent (route it in the host's network configuration)",
-                        proto_name(prefix, pr.ip, pr.port),
-                        pr.ip,
-                        p.spec.reachable_by
-                    ),
-                ));
+            if let Some(gw) = pr.reachable_by {
+                let host = IpNet::from(pr.ip);
+                if gw.is_ipv4() != pr.ip.is_ipv4() {
+                    // A peerSelector's nodes of the other family (confd renders a route
+                    // BIRD refuses).
+                    skipped.push(ResourceError::new(
+                        &pkey,
+                        "spec.reachableBy",
+                        format!(
+                            "session {}: gateway {gw} is not of {}'s family: no static route",
+                            proto_name(prefix, pr.ip, pr.port),
+                            pr.ip
+                        ),
+                    ));
+                } else if !static_routes.iter().any(|(p, _)| *p == host) {
+                    static_routes.push((host, gw));
+                }
             }
             let d = SessionDetail {
                 password,
-                keepalive_time: p.keepalive_secs,
+                keepalive_time: if wl { None } else { p.keepalive_secs },
                 source: pkey,
                 allow_local_as,
                 in_config: true,
@@ -807,6 +874,7 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
         details,
         blocks,
         pools,
+        static_routes,
         filters: used_filters,
         advertisements,
         service_routes,
@@ -1301,6 +1369,19 @@ impl Plan {
         if !pools.is_empty() {
             fib.insert("ip_pool".into(), T::Array(pools));
         }
+        let statics: Vec<T> = self
+            .static_routes
+            .iter()
+            .map(|(p, gw)| {
+                let mut t = Table::new();
+                t.insert("prefix".into(), T::String(p.to_string()));
+                t.insert("via".into(), T::String(gw.to_string()));
+                T::Table(t)
+            })
+            .collect();
+        if !statics.is_empty() {
+            fib.insert("static_route".into(), T::Array(statics));
+        }
         doc.insert("fib".into(), T::Table(fib));
 
         // [learn]: kernel routes inside what the exports accept (the outermost prefixes).
@@ -1386,6 +1467,7 @@ impl Plan {
         fib.metric_from_local_pref = c.fib.metric_from_local_pref;
         fib.node_subnet = c.fib.node_subnet;
         fib.ip_pools = c.fib.ip_pools;
+        fib.static_routes = c.fib.static_routes;
         let mut learn = base.learn.clone();
         learn.pools = c.learn.pools;
         learn.elevated_below = c.learn.elevated_below;
@@ -1414,7 +1496,7 @@ impl Plan {
     /// From the plan: `[speaker]` AS, router ID, listen addresses and cluster ID (the
     /// other speaker-wide settings are `base`'s), every peer and its policies,
     /// `[[originate]]` (the node's blocks, as blackholes), `[[route]]` (service CIDRs),
-    /// `[fib]` pools, node subnet and metric, and `[learn]` pools and exclusions. From
+    /// `[fib]` pools, static routes (`reachableBy`), node subnet and metric, and `[learn]` pools and exclusions. From
     /// `base`: `[api]`, `[fib]` `enabled`/`table`/`protocol`/`tunnel_device`, `[learn]`
     /// `enabled`/`direct`/`resync`, `[[dynamic_neighbors]]`.
     pub fn config(&self, base: &Config) -> Config {

@@ -22,6 +22,10 @@
 //!   its settings, not a removal and an addition with a gap in every kernel between.
 //! - `logSeverityScreen` (or `BGP_LOGSEVERITYSCREEN`, or the file's `[speaker]
 //!   log_level`) sets the log level at each plan ([`crate::logging::reloaded`]).
+//! - Local workload peering: Felix's endpoint status files
+//!   (`$CALICO_ENDPOINT_STATUS_PATH_PREFIX/endpoint-status/`, `/var/run/calico` by
+//!   default, as confd reads them) are looked at every [`WORKLOAD_POLL`]; a change of the
+//!   workloads chosen for local BGP peering plans the node again.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -46,12 +50,18 @@ pub const QUIET: Duration = Duration::from_millis(150);
 /// The longest a change waits for a quiet datastore before it is applied anyway.
 pub const MAX_DELAY: Duration = Duration::from_secs(1);
 
+/// How often Felix's endpoint status directory is looked at (confd watches it with
+/// inotify, and polls every 30 s where it cannot).
+pub const WORKLOAD_POLL: Duration = Duration::from_secs(1);
+
 /// `rr-daemon agent`: Calico's datastore (etcd v3) drives the speaker.
 ///
 /// Environment, as calico-node takes it: DATASTORE_TYPE (etcdv3, the default; no other is
 /// supported), ETCD_ENDPOINTS (comma-separated URLs), ETCD_CA_CERT_FILE, ETCD_CERT_FILE and
 /// ETCD_KEY_FILE (TLS with a client certificate), NODENAME (this node's Node resource),
-/// CALICO_ROUTER_ID (`hash`, or an IPv4 address; the node's IPv4 address by default).
+/// CALICO_ROUTER_ID (`hash`, or an IPv4 address; the node's IPv4 address by default),
+/// CALICO_ENDPOINT_STATUS_PATH_PREFIX (where Felix writes `endpoint-status/`, the
+/// workloads for local BGP peering; `/var/run/calico` by default).
 #[derive(Args, Clone, Debug)]
 pub struct AgentArgs {
     /// etcd endpoints, comma-separated URLs (instead of ETCD_ENDPOINTS).
@@ -67,6 +77,10 @@ pub struct AgentArgs {
     /// Directory of BGPPeer password secrets, one file per secret (see CONFIG.md).
     #[arg(long, value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
+    /// Where Felix writes its endpoint status files, `DIR/endpoint-status/` (instead of
+    /// CALICO_ENDPOINT_STATUS_PATH_PREFIX; default /var/run/calico).
+    #[arg(long, value_name = "DIR")]
+    pub endpoint_status_prefix: Option<PathBuf>,
     /// Read the datastore once and exit (with --print-sessions).
     #[arg(long)]
     pub once: bool,
@@ -84,6 +98,8 @@ pub struct AgentSettings {
     pub env: NodeEnv,
     /// The `--config` file's settings (or the defaults), that the plan completes.
     pub base: Config,
+    /// Felix's endpoint status directory (`<prefix>/endpoint-status`).
+    pub endpoint_status: PathBuf,
 }
 
 impl AgentSettings {
@@ -132,7 +148,13 @@ impl AgentSettings {
             })?;
             base.speaker.log_level = Some(f.to_owned());
         }
+        let prefix = args
+            .endpoint_status_prefix
+            .clone()
+            .or_else(|| file("CALICO_ENDPOINT_STATUS_PATH_PREFIX"))
+            .unwrap_or_else(|| PathBuf::from(super::model::ENDPOINT_STATUS_PREFIX));
         Ok(Self {
+            endpoint_status: prefix.join(super::model::ENDPOINT_STATUS_DIR),
             etcd,
             env: NodeEnv {
                 node_name,
@@ -209,7 +231,10 @@ pub async fn once(settings: &AgentSettings) -> anyhow::Result<Plan> {
         .list()
         .await
         .map_err(|e| anyhow::anyhow!("{}", one_line(&e)))?;
-    let (ds, skipped) = datastore_of(&snapshot);
+    let (mut ds, mut skipped) = datastore_of(&snapshot);
+    let (workloads, bad) = super::model::read_endpoint_status(&settings.endpoint_status);
+    ds.workloads = workloads;
+    skipped.extend(bad);
     for e in &skipped {
         warn!("skipped: {e}");
     }
@@ -276,7 +301,10 @@ impl View {
                     keys = s.kvs.len(),
                     "datastore rebuilt from a list"
                 );
+                // The workloads come from Felix's files, not from etcd.
+                let workloads = std::mem::take(&mut self.ds.workloads);
                 self.ds = ds;
+                self.ds.workloads = workloads;
                 self.revision = s.revision;
                 self.log_skipped(&skipped, true);
                 stale.send_replace(None);
@@ -320,6 +348,62 @@ impl View {
         } else {
             self.logged.extend(now);
         }
+    }
+}
+
+/// Felix's endpoint status directory, as last read.
+struct Workloads {
+    dir: PathBuf,
+    /// Name, length and modification time of each file at the last read.
+    seen: Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)>,
+    /// The last read had files that could not be used (being written): read again.
+    retry: bool,
+}
+
+impl Workloads {
+    fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            seen: Vec::new(),
+            retry: true,
+        }
+    }
+
+    /// Reads the directory when anything in it changed since the last read (or the last
+    /// read found a file that could not be used); returns whether the view's workloads
+    /// changed.
+    fn poll(&mut self, view: &mut View) -> bool {
+        let mut now: Vec<_> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| {
+                let m = e.metadata().ok();
+                (
+                    e.file_name(),
+                    m.as_ref().map_or(0, std::fs::Metadata::len),
+                    m.and_then(|m| m.modified().ok()),
+                )
+            })
+            .collect();
+        now.sort();
+        if now == self.seen && !self.retry {
+            return false;
+        }
+        self.seen = now;
+        let (workloads, bad) = super::model::read_endpoint_status(&self.dir);
+        self.retry = !bad.is_empty();
+        view.log_skipped(&bad, false);
+        if workloads == view.ds.workloads {
+            return false;
+        }
+        info!(
+            workloads = workloads.len(),
+            dir = %self.dir.display(),
+            "workloads for local BGP peering changed"
+        );
+        view.ds.workloads = workloads;
+        true
     }
 }
 
@@ -380,6 +464,10 @@ pub async fn run(
     let follower = tokio::spawn(follow(settings.etcd.clone(), tx));
     let (stale_tx, stale_rx) = watch::channel(Some("not listed yet".to_owned()));
     let mut view = View::new();
+    let mut workloads = Workloads::new(settings.endpoint_status.clone());
+    workloads.poll(&mut view);
+    let mut workload_poll = tokio::time::interval(WORKLOAD_POLL);
+    workload_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     // Until the node's own resources are there, nothing runs.
     let first = loop {
@@ -392,6 +480,7 @@ pub async fn run(
                 if burst.is_none() {
                     anyhow::bail!("the datastore follower stopped");
                 }
+                workloads.poll(&mut view);
                 if let Some(p) = plan_view(&mut view, &settings.env) {
                     break p;
                 }
@@ -443,6 +532,13 @@ pub async fn run(
                     Some(true) => {}
                 }
                 if let Err(e) = apply(&mut view, &settings, &running, &mut applied, &mut departing).await {
+                    break Err(e);
+                }
+            }
+            _ = workload_poll.tick() => {
+                if workloads.poll(&mut view)
+                    && let Err(e) = apply(&mut view, &settings, &running, &mut applied, &mut departing).await
+                {
                     break Err(e);
                 }
             }
@@ -608,6 +704,7 @@ mod tests {
             node_name: None,
             config: None,
             secrets_dir: None,
+            endpoint_status_prefix: None,
             once: false,
             print_sessions: false,
         }
@@ -636,6 +733,15 @@ mod tests {
         assert_eq!(s.etcd.endpoints.len(), 2);
         assert_eq!(s.env.node_name, "node-a");
         assert_eq!(s.env.router_id, RouterId::Hash);
+        // Felix's endpoint status files, where confd reads them.
+        assert_eq!(
+            s.endpoint_status,
+            Path::new("/var/run/calico/endpoint-status")
+        );
+        let mut with_prefix = vars.to_vec();
+        with_prefix.push(("CALICO_ENDPOINT_STATUS_PATH_PREFIX", "/run/felix"));
+        let s = AgentSettings::new(&args(), env(&with_prefix)).unwrap();
+        assert_eq!(s.endpoint_status, Path::new("/run/felix/endpoint-status"));
         let mut a = args();
         a.etcd_endpoints = Some("http://127.0.0.1:2379".into());
         a.node_name = Some("node-b".into());

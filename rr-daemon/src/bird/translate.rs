@@ -11,6 +11,7 @@
 //! | `protocol kernel`: `kernel table N` | `[fib] table` |
 //! | `protocol direct`: `interface -"A", -"B", "*"` | `[learn] direct = true`, `direct_exclude = ["A", "B"]` |
 //! | `protocol static`: `route P blackhole` | `[[originate]] prefix = P, blackhole = true` |
+//! | `protocol static`: `route P via GW` (confd's route to a `reachableBy` gateway) | `[[fib.static_route]] prefix = P, via = GW` (installed, not announced) |
 //! | `protocol bgp`: `local as` | `[speaker] asn` (one for all protocols) |
 //! | `neighbor A [port P] as N` | `[[peer]] address`, `port`, `asn` |
 //! | `multihop [N]`, `ttl security on` | `multihop = N` (64 without N, as BIRD), `ttl_security = N` |
@@ -405,6 +406,7 @@ pub(super) fn translate(
     let mut kernel: Option<(Option<filter::Kernel>, bool, Option<u32>, Pos)> = None;
     let mut direct: Option<Vec<String>> = None;
     let mut originate: Vec<(IpNet, Pos)> = Vec::new();
+    let mut statics: Vec<(IpNet, IpAddr, Pos)> = Vec::new();
     let mut bgps: Vec<(String, Bgp, Pos)> = Vec::new();
 
     for p in &protocols {
@@ -659,12 +661,44 @@ pub(super) fn translate(
                                     }
                                     originate.push((pfx, w[1].pos.clone()));
                                 }
+                                (Some("route"), Some(Value::Prefix(pfx)), Some("via"))
+                                    if w.len() == 4 =>
+                                {
+                                    let Value::Ip(gw) = &w[3].value else {
+                                        return Err(err(
+                                            &w[3].pos,
+                                            "route ... via: a gateway address (rr-daemon \
+                                             installs static routes via a gateway only)",
+                                        ));
+                                    };
+                                    let pfx = pfx.trunc();
+                                    let fam = dialect == Dialect::Bird6;
+                                    if pfx.addr().is_ipv6() != fam || gw.is_ipv6() != fam {
+                                        return Err(err(
+                                            &w[1].pos,
+                                            format!(
+                                                "route {pfx} via {gw}: not of {}'s family",
+                                                dialect.name()
+                                            ),
+                                        ));
+                                    }
+                                    if statics.iter().any(|(p, ..)| *p == pfx)
+                                        || originate.iter().any(|(p, _)| *p == pfx)
+                                    {
+                                        return Err(err(
+                                            &w[1].pos,
+                                            format!("route {pfx} given twice"),
+                                        ));
+                                    }
+                                    statics.push((pfx, *gw, w[1].pos.clone()));
+                                }
                                 (Some("route"), Some(Value::Prefix(_)), Some(kind)) => {
                                     return Err(err(
                                         &o.pos,
                                         format!(
-                                            "static route {kind} ...: rr-daemon originates \
-                                             blackhole routes only ([[originate]])"
+                                            "static route {kind} ...: rr-daemon has static \
+                                             routes `blackhole` ([[originate]]) and `via \
+                                             GATEWAY` ([[fib.static_route]]) only"
                                         ),
                                     ));
                                 }
@@ -978,6 +1012,22 @@ pub(super) fn translate(
                         .collect();
                     t.insert("ip_pool".into(), T::Array(pools));
                 }
+                if !statics.is_empty() {
+                    let routes = statics
+                        .iter()
+                        .map(|(p, gw, _)| {
+                            let mut rt = Table::new();
+                            rt.insert("prefix".into(), T::String(p.to_string()));
+                            rt.insert("via".into(), T::String(gw.to_string()));
+                            // As BIRD 1.6 installs them: no krt_metric, metric 0.
+                            if let Some(m) = static_metric {
+                                rt.insert("metric".into(), T::Integer(m.into()));
+                            }
+                            T::Table(rt)
+                        })
+                        .collect();
+                    t.insert("static_route".into(), T::Array(routes));
+                }
             }
         }
         doc.insert("fib".into(), T::Table(t));
@@ -1068,6 +1118,7 @@ pub(super) fn translate(
             .and_then(|i| peer_pos.get(i))
             .or_else(|| index("policy[").and_then(|i| policy_pos.get(i)))
             .or_else(|| index("originate[").and_then(|i| originate.get(i).map(|(_, p)| p)))
+            .or_else(|| index("fib.static_route[").and_then(|i| statics.get(i).map(|(.., p)| p)))
             .unwrap_or(&rid_pos);
         err(pos, format!("{}: {}", e.key, e.message))
     })?;

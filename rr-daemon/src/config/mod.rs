@@ -54,7 +54,7 @@ pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use model::{
     AddPath, Api, Bfd, BmpCollector, Control, DEFAULT_DYNAMIC_LIMIT, DynamicNeighbors, Fib, IpPool,
     IpipMode, Learn, LogFormat, Mesh, PeerSettings, PolicyBinding, RouteMonitoring, Secret,
-    Speaker, Ttl,
+    Speaker, StaticRoute, Ttl,
 };
 pub use schema::tables;
 

@@ -282,6 +282,39 @@ pub struct Fib {
     pub tunnel_device: String,
     /// `[[fib.ip_pool]]`, in file order.
     pub ip_pools: Vec<IpPool>,
+    /// `[[fib.static_route]]`, in file order.
+    pub static_routes: Vec<StaticRoute>,
+}
+
+impl Fib {
+    /// The static routes to install: prefix, gateway and metric (the route's own `metric`,
+    /// else 0 with `bird16_metric`, else `metric`).
+    pub fn statics(&self) -> Vec<(IpNet, IpAddr, u32)> {
+        self.static_routes
+            .iter()
+            .map(|r| {
+                let m = match r.metric {
+                    Some(m) => m,
+                    None if self.bird16_metric => 0,
+                    None => self.metric,
+                };
+                (r.prefix, r.via, m)
+            })
+            .collect()
+    }
+}
+
+/// `[[fib.static_route]]`: a route installed in the kernel via a gateway, never announced
+/// over BGP (BIRD's `protocol static { route P via GW; }` on Calico's config, confd's route
+/// to a BGPPeer's `reachableBy` gateway).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticRoute {
+    /// The destination, host bits clear.
+    pub prefix: IpNet,
+    /// The gateway, of the prefix's family.
+    pub via: IpAddr,
+    /// Its own kernel metric, else `[fib] metric` (0 with `bird16_metric`).
+    pub metric: Option<u32>,
 }
 
 /// `[[fib.ip_pool]]`: a Calico IP pool, as far as kernel routes care.

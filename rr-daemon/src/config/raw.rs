@@ -135,6 +135,18 @@ pub(super) struct RawFib {
     pub(super) tunnel_device: Option<String>,
     #[serde(default)]
     pub(super) ip_pool: Vec<RawIpPool>,
+    #[serde(default)]
+    pub(super) static_route: Vec<RawStaticRoute>,
+}
+
+/// `[[fib.static_route]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStaticRoute {
+    #[serde(deserialize_with = "super::values::net")]
+    pub(super) prefix: ipnet::IpNet,
+    pub(super) via: IpAddr,
+    pub(super) metric: Option<u32>,
 }
 
 /// `[[fib.ip_pool]]`.

@@ -182,6 +182,21 @@ pub(super) fn resolve(doc: &Doc<'_>, raw: RawFile) -> Result<Config> {
     let originate = originate(doc, &raw.originate, &mut routes)?;
     let api = raw.api.as_ref();
     let fib = fib(doc, raw.fib.as_ref())?;
+    for (i, r) in fib.static_routes.iter().enumerate() {
+        if let Some(j) = originate
+            .iter()
+            .position(|o| o.blackhole && o.prefix == r.prefix)
+        {
+            return Err(doc.error(
+                &KeyPath::root()
+                    .key("fib")
+                    .key("static_route")
+                    .index(i)
+                    .key("prefix"),
+                format!("{} is already a blackhole: originate[{j}]", r.prefix),
+            ));
+        }
+    }
     if fib.metric_from_local_pref {
         // Calico 3.32's export rule: `bgp_local_pref = 2147483647 - krt_metric`, the
         // metric defaulting to 1024 (`[fib] metric`); a peer that follows the import rule
@@ -859,6 +874,28 @@ fn fib(doc: &Doc<'_>, fib: Option<&super::raw::RawFib>) -> Result<Fib> {
             install: p.install.unwrap_or(true),
         });
     }
+    let mut static_routes: Vec<super::StaticRoute> = Vec::new();
+    for (i, r) in fib.map_or(&[][..], |f| &f.static_route).iter().enumerate() {
+        let path = KeyPath::root().key("fib").key("static_route").index(i);
+        let prefix = r.prefix.trunc();
+        if let Some(j) = static_routes.iter().position(|q| q.prefix == prefix) {
+            return Err(doc.error(
+                &path.key("prefix"),
+                format!("{prefix} is already fib.static_route[{j}]"),
+            ));
+        }
+        if r.via.is_ipv4() != prefix.addr().is_ipv4() {
+            return Err(doc.error(&path.key("via"), "not of the prefix's family"));
+        }
+        if r.via.is_unspecified() || r.via.is_multicast() || r.via.is_loopback() {
+            return Err(doc.error(&path.key("via"), "not a unicast gateway address"));
+        }
+        static_routes.push(super::StaticRoute {
+            prefix,
+            via: r.via,
+            metric: r.metric,
+        });
+    }
     let tunnel_device = fib
         .and_then(|f| f.tunnel_device.clone())
         .unwrap_or_else(|| "tunl0".to_owned());
@@ -879,6 +916,7 @@ fn fib(doc: &Doc<'_>, fib: Option<&super::raw::RawFib>) -> Result<Fib> {
         node_subnet: fib.and_then(|f| f.node_subnet).map(|n| n.trunc()),
         tunnel_device,
         ip_pools,
+        static_routes,
     })
 }
 

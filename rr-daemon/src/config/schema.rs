@@ -19,6 +19,7 @@ pub fn tables() -> Vec<(&'static str, &'static [&'static str])> {
         ("control", fields::<raw::RawControl>()),
         ("fib", fields::<raw::RawFib>()),
         ("fib.ip_pool", fields::<raw::RawIpPool>()),
+        ("fib.static_route", fields::<raw::RawStaticRoute>()),
         ("learn", fields::<raw::RawLearn>()),
         ("mesh", fields::<raw::RawMesh>()),
         ("peer_group", fields::<raw::RawGroup>()),

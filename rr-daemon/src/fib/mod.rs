@@ -1,6 +1,7 @@
 //! Kernel routes (node mode): the best paths of the Loc-RIB go into a kernel table with our
 //! route protocol number (12, BIRD's, by default: Calico's Felix recognises routes by it)
-//! and a metric; our blocks (`[[originate]] blackhole = true`) go in as blackholes.
+//! and a metric; our blocks (`[[originate]] blackhole = true`) go in as blackholes, and
+//! `[[fib.static_route]]`s via their gateways.
 //!
 //! ```text
 //!  Speaker::subscribe() ──BestChange──┐
@@ -281,6 +282,15 @@ pub fn changes(old: &Fib, new: &Fib) -> Vec<String> {
         format!("[{}]", v.join(", "))
     };
     field("ip_pool", pools(old), pools(new));
+    let statics = |f: &Fib| {
+        let v: Vec<String> = f
+            .statics()
+            .iter()
+            .map(|(p, g, m)| format!("{p} via {g} metric {m}"))
+            .collect();
+        format!("[{}]", v.join(", "))
+    };
+    field("static_route", statics(old), statics(new));
     out
 }
 
@@ -313,6 +323,7 @@ pub async fn run(
     );
     rec.adopt(found);
     rec.set_blackholes(blackholes.borrow_and_update().iter().copied());
+    rec.set_statics(fib.statics());
     let mut sync = InitialSync::new(started);
     // Started with `--graceful-restart`: the initial sync is graceful restart's recovery,
     // over with the End-of-RIBs (or the restart time), not after a quiet second.
@@ -384,6 +395,7 @@ pub async fn run(
                     {
                         leftover = Some(l);
                     }
+                    rec.set_statics(fib.statics());
                 }
             }
             _ = retry.tick() => rec.retry_failed(),
@@ -574,6 +586,7 @@ mod tests {
             node_subnet: None,
             tunnel_device: "tunl0".into(),
             ip_pools: Vec::new(),
+            static_routes: Vec::new(),
         };
         assert!(changes(&old, &old).is_empty());
         let new = Fib {
@@ -584,6 +597,11 @@ mod tests {
                 ipip: crate::config::IpipMode::CrossSubnet,
                 install: false,
             }],
+            static_routes: vec![crate::config::StaticRoute {
+                prefix: "10.225.0.4/32".parse().unwrap(),
+                via: "192.0.2.1".parse().unwrap(),
+                metric: None,
+            }],
             ..old.clone()
         };
         assert_eq!(
@@ -592,6 +610,7 @@ mod tests {
                 "table 254 -> 100".to_owned(),
                 "metric 1024 -> 2000".to_owned(),
                 "ip_pool [] -> [10.80.0.0/16 ipip=cross-subnet install=false]".to_owned(),
+                "static_route [] -> [10.225.0.4/32 via 192.0.2.1 metric 2000]".to_owned(),
             ]
         );
     }

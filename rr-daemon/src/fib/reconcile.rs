@@ -14,6 +14,11 @@
 //!   is added at the new metric first and ours at the old one deleted after (make before
 //!   break). Either way the prefix is never without a route of ours in between.
 //! - Several next hops are one multipath route.
+//! - Static routes ([`Reconciler::set_statics`], `[[fib.static_route]]`: BIRD's `route P
+//!   via GW`, confd's route to a BGPPeer's `reachableBy` gateway) go in via their gateway
+//!   as they are (no lookup: the kernel refuses a gateway it cannot reach, and the add is
+//!   retried), over what BGP says for the prefix (BIRD's static routes have the higher
+//!   preference); a block's blackhole goes over both.
 //! - Until [`Reconciler::mark_synced`], routes adopted from the kernel that nothing
 //!   desires (yet) stay: after a restart they are still forwarding, and the peers that
 //!   will confirm them may not be up yet (BIRD's `persist` and kernel graceful restart).
@@ -400,6 +405,8 @@ pub struct Reconciler {
     learned: BTreeMap<IpNet, Learned>,
     /// Our blocks with their metrics, installed as blackholes whatever BGP says.
     blackholes: BTreeMap<IpNet, u32>,
+    /// Static routes: gateway and metric, installed whatever BGP says.
+    statics: BTreeMap<IpNet, (IpAddr, u32)>,
     /// How the kernel reaches each next hop looked up.
     resolved: BTreeMap<IpAddr, Resolution>,
     /// Next hops to look up (again), whatever the dirty prefixes need.
@@ -438,6 +445,7 @@ impl Reconciler {
             rules,
             learned: BTreeMap::new(),
             blackholes: BTreeMap::new(),
+            statics: BTreeMap::new(),
             resolved: BTreeMap::new(),
             to_look_up: BTreeSet::new(),
             looking_up: BTreeSet::new(),
@@ -526,6 +534,21 @@ impl Reconciler {
         self.blackholes = new;
     }
 
+    /// The static routes (`[[fib.static_route]]`): prefix, gateway and metric, all of
+    /// them: ones no longer listed go (or fall back to what BGP says).
+    pub fn set_statics(&mut self, routes: impl IntoIterator<Item = (IpNet, IpAddr, u32)>) {
+        let new: BTreeMap<IpNet, (IpAddr, u32)> = routes
+            .into_iter()
+            .map(|(p, g, m)| (p.trunc(), (g, m)))
+            .collect();
+        for (p, v) in self.statics.iter().chain(&new) {
+            if self.statics.get(p) != Some(v) || new.get(p) != Some(v) {
+                self.dirty.insert(*p);
+            }
+        }
+        self.statics = new;
+    }
+
     /// The rules changed (a reload of `[fib]`): every prefix is looked at again, and the
     /// routes whose kernel form changed move (metric, tunnel, pools), the others cost
     /// nothing. Returns whether anything changed.
@@ -536,6 +559,7 @@ impl Reconciler {
         self.rules = rules;
         self.dirty.extend(self.learned.keys().copied());
         self.dirty.extend(self.blackholes.keys().copied());
+        self.dirty.extend(self.statics.keys().copied());
         self.dirty.extend(self.installed.keys().copied());
         true
     }
@@ -556,6 +580,7 @@ impl Reconciler {
         self.dirty.extend(old.keys().copied());
         self.dirty.extend(self.learned.keys().copied());
         self.dirty.extend(self.blackholes.keys().copied());
+        self.dirty.extend(self.statics.keys().copied());
         old.into_values().collect()
     }
 
@@ -664,6 +689,13 @@ impl Reconciler {
             return Want::Route(KernelRoute {
                 prefix: *prefix,
                 target: Target::Blackhole,
+                metric: *m,
+            });
+        }
+        if let Some((gw, m)) = self.statics.get(prefix) {
+            return Want::Route(KernelRoute {
+                prefix: *prefix,
+                target: Target::Via(Arc::from([Hop::via(*gw)])),
                 metric: *m,
             });
         }
@@ -819,6 +851,11 @@ impl Reconciler {
             + self
                 .blackholes
                 .keys()
+                .chain(
+                    self.statics
+                        .keys()
+                        .filter(|p| !self.blackholes.contains_key(p)),
+                )
                 .filter(|p| !self.learned.contains_key(p))
                 .count();
         FibStats {
@@ -1299,7 +1336,17 @@ mod tests {
             node_subnet: None,
             tunnel_device: "tunl0".into(),
             ip_pools: Vec::new(),
+            static_routes: vec![crate::config::StaticRoute {
+                prefix: net("10.225.0.4/32"),
+                via: ip("10.224.0.1"),
+                metric: None,
+            }],
         };
+        assert_eq!(
+            fib.statics(),
+            [(net("10.225.0.4/32"), ip("10.224.0.1"), 0)],
+            "BIRD 1.6's static routes carry no metric"
+        );
         let mut r = Reconciler::with_rules(Rules {
             resolve: false,
             ..Rules::from_config(&fib)
@@ -1370,6 +1417,50 @@ mod tests {
         assert_eq!(
             run_ok(&mut r),
             vec![Op::Add(via("10.1.0.0/24", &["10.0.0.2"], 1024))]
+        );
+    }
+
+    #[test]
+    fn test_static_route_via_its_gateway_over_bgp_and_gone_with_its_entry() {
+        let mut r = Reconciler::with_rules(Rules {
+            resolve: true,
+            ..Rules::with_metric(1024)
+        });
+        // A static route needs no lookup: it goes in via its gateway as it is.
+        r.set_statics([(net("10.225.0.4/32"), ip("192.0.2.1"), 1024)]);
+        assert!(r.poll_lookups().is_empty());
+        assert_eq!(
+            run_ok(&mut r),
+            vec![Op::Add(via("10.225.0.4/32", &["192.0.2.1"], 1024))]
+        );
+        // BGP's path for the same prefix does not displace it (BIRD: static over BGP).
+        r.handle_best_change(net("10.225.0.4/32"), &[ip("10.225.0.4")], false, None);
+        r.handle_lookup(ip("10.225.0.4"), Resolution::OnLink);
+        assert!(run_ok(&mut r).is_empty());
+        assert_eq!(r.stats().desired, 1);
+        // A new gateway: replaced in place.
+        r.set_statics([(net("10.225.0.4/32"), ip("192.0.2.2"), 1024)]);
+        assert_eq!(
+            run_ok(&mut r),
+            vec![Op::Replace(via("10.225.0.4/32", &["192.0.2.2"], 1024))]
+        );
+        // Gone from the list: BGP's route takes the prefix, then nothing.
+        r.set_statics([]);
+        assert_eq!(
+            run_ok(&mut r),
+            vec![Op::Replace(via("10.225.0.4/32", &["10.225.0.4"], 1024))]
+        );
+        r.handle_best_change(net("10.225.0.4/32"), &[], false, None);
+        assert_eq!(
+            run_ok(&mut r),
+            vec![Op::Delete(via("10.225.0.4/32", &["10.225.0.4"], 1024))]
+        );
+        // A block's blackhole goes over a static route of the same prefix.
+        r.set_statics([(net("192.168.0.0/26"), ip("192.0.2.1"), 1024)]);
+        r.set_blackholes([(net("192.168.0.0/26"), 1024)]);
+        assert_eq!(
+            run_ok(&mut r),
+            vec![Op::Add(blackhole("192.168.0.0/26", 1024))]
         );
     }
 
