@@ -181,6 +181,8 @@ protocol bgp agent {{
   local 10.225.0.4 as 65002;
   neighbor {NODE} as {AS};
   multihop;
+  connect delay time 1;
+  connect retry time 2;
   ipv4 {{ import all; export all; }};
 }}
 "#
@@ -298,6 +300,8 @@ protocol bgp node {{
   local 192.168.1.5 as 65010;
   neighbor 169.254.1.1 as {AS};
   multihop;
+  connect delay time 1;
+  connect retry time 2;
   ipv4 {{ import all; export all; }};
 }}
 "#
