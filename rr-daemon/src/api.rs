@@ -84,6 +84,10 @@ pub struct ApiOptions {
     /// `None` while it is followed; a stale datastore makes `/readyz` answer 503 with
     /// [`Readiness::datastore`] (sessions and kernel routes stay as they are).
     pub datastore: Option<tokio::sync::watch::Receiver<Option<String>>>,
+    /// `rr-daemon agent`: peers that readiness leaves out, its local workload sessions
+    /// (`Local_Workload_`): calico-node's readiness looks at `Mesh_`, `Global_` and
+    /// `Node_` sessions only.
+    pub not_counted: Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<IpAddr>>>,
 }
 
 impl Default for ApiOptions {
@@ -96,6 +100,7 @@ impl Default for ApiOptions {
             fib: None,
             ready_requires_fib: false,
             datastore: None,
+            not_counted: None,
         }
     }
 }
@@ -961,8 +966,17 @@ async fn healthz(State(app): State<App>) -> Result<&'static str, ApiError> {
     Ok("ok\n")
 }
 
+/// The peers readiness counts: all but [`ApiOptions::not_counted`].
+fn counted(options: &ApiOptions, mut peers: Vec<PeerStatus>) -> Vec<PeerStatus> {
+    if let Some(n) = &options.not_counted {
+        let n = n.borrow();
+        peers.retain(|p| !n.contains(&p.address));
+    }
+    peers
+}
+
 async fn readyz(State(app): State<App>) -> Result<Response, ApiError> {
-    let peers = app.ask(app.speaker.peers()).await?;
+    let peers = counted(&app.options, app.ask(app.speaker.peers()).await?);
     let mut r = readiness(&peers, app.started.elapsed(), app.options.readiness_grace);
     if app.options.ready_requires_fib
         && let Some(h) = &app.options.fib
@@ -1032,7 +1046,11 @@ fn datastore_stale(options: &ApiOptions, r: &mut Readiness) {
 
 async fn status(State(app): State<App>) -> Result<axum::Json<StatusResponse>, ApiError> {
     let s = app.ask(app.speaker.snapshot()).await?;
-    let mut readiness = readiness(&s.peers, app.started.elapsed(), app.options.readiness_grace);
+    let mut readiness = readiness(
+        &counted(&app.options, s.peers.clone()),
+        app.started.elapsed(),
+        app.options.readiness_grace,
+    );
     datastore_stale(&app.options, &mut readiness);
     Ok(axum::Json(StatusResponse {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -1054,7 +1072,11 @@ async fn status(State(app): State<App>) -> Result<axum::Json<StatusResponse>, Ap
 
 async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
     let s = app.ask(app.speaker.snapshot()).await?;
-    let ready = readiness(&s.peers, app.started.elapsed(), app.options.readiness_grace);
+    let ready = readiness(
+        &counted(&app.options, s.peers.clone()),
+        app.started.elapsed(),
+        app.options.readiness_grace,
+    );
     let fib = match &app.options.fib {
         Some(h) => tokio::time::timeout(app.options.core_timeout, h.report())
             .await

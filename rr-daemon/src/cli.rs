@@ -379,6 +379,7 @@ async fn daemon(
         restarting,
         api_listener,
         datastore: None,
+        not_counted: None,
     };
     let (running, mut core) = crate::running::Running::start(config, options).await?;
     let speaker = running.speaker.clone();

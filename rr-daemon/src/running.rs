@@ -38,6 +38,9 @@ pub struct StartOptions {
     pub api_listener: Option<TcpListener>,
     /// The agent's datastore state for `/readyz` ([`crate::api::ApiOptions::datastore`]).
     pub datastore: Option<watch::Receiver<Option<String>>>,
+    /// The agent's peers that readiness leaves out
+    /// ([`crate::api::ApiOptions::not_counted`]).
+    pub not_counted: Option<watch::Receiver<std::collections::BTreeSet<std::net::IpAddr>>>,
 }
 
 impl Running {
@@ -100,6 +103,7 @@ impl Running {
             fib: fib.enabled.then_some(fib_handle),
             ready_requires_fib: api.ready_requires_fib,
             datastore: options.datastore,
+            not_counted: options.not_counted,
             ..crate::api::ApiOptions::default()
         };
         if let Some(listener) = options.api_listener {

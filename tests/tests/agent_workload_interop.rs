@@ -13,7 +13,8 @@
 //!   169.254.1.1. Felix's endpoint status file names the BGPPeer (`localWorkloadSelector`):
 //!   `--print-sessions` shows `Local_Workload_192_168_1_5`, passive, the session comes up,
 //!   routes go both ways (the workload's prefix into the node's kernel, the node's block to
-//!   the workload); the file removed, the session goes.
+//!   the workload), readiness leaves it out (as calico-node's); the file removed, the
+//!   session goes.
 //!
 //! Needs root (namespaces), etcd and BIRD 2 (`sudo tests/scripts/install-peers.sh`). Each
 //! test takes a few seconds:
@@ -400,6 +401,15 @@ protocol bgp node {{
         block.is_some(),
         "no block at the workload\n{}",
         context(&agent, &bird)
+    );
+    // Readiness leaves the workload's session out, as calico-node's does (`Mesh_`,
+    // `Global_`, `Node_` only): no peer to wait for, ready.
+    let status = ctl_json(&b.node, exe(), API, &["status"]).expect("status");
+    let r = &status["readiness"];
+    assert_eq!(
+        (&r["peers"], &r["ready"]),
+        (&json!(0), &json!(true)),
+        "{status}"
     );
 
     // The workload no longer chosen (its file gone): the session goes.

@@ -5,9 +5,13 @@
 //! - the pure half reads Calico's resources into a [`model::Datastore`] (one etcd key at a
 //!   time, put or delete) and computes what this node runs: its sessions, named as confd
 //!   names BIRD's protocols, its blocks and pools, and from them a whole [`Config`]
-//!   ([`plan::Plan::config`]). Selectors have their own parser ([`selector`]).
+//!   ([`plan::Plan::config`]). Selectors have their own parser ([`selector`]). One
+//!   input is not in etcd: the workloads of this node chosen for local workload peering,
+//!   read, as confd reads them, from the endpoint status files Felix writes
+//!   ([`model::read_endpoint_status`]).
 //! - the runtime half ([`etcd`], [`run`]) lists and watches the datastore, feeds every
-//!   change into the `Datastore`, plans again and hands the new `Config` to
+//!   change (and every change of Felix's endpoint status files) into the `Datastore`,
+//!   plans again and hands the new `Config` to
 //!   [`Speaker::reload`](crate::speaker::Speaker::reload), whose diff touches only the
 //!   peers and routes that changed.
 //!

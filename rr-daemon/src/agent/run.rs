@@ -6,7 +6,8 @@
 //!
 //! - Bursts are merged: after a change the agent waits until the datastore has been quiet
 //!   for [`QUIET`] (at most [`MAX_DELAY`] after the first change), so 1,000 writes make a
-//!   few reloads, not 1,000.
+//!   few reloads, not 1,000. A burst whose wait another event cuts short is applied at
+//!   the next look at the workloads ([`WORKLOAD_POLL`]) at the latest.
 //! - A re-list (after a compaction or a reconnection) rebuilds the `Datastore` from
 //!   scratch and applies the result like any change: only the difference reaches the
 //!   speaker.
@@ -25,9 +26,12 @@
 //! - Local workload peering: Felix's endpoint status files
 //!   (`$CALICO_ENDPOINT_STATUS_PATH_PREFIX/endpoint-status/`, `/var/run/calico` by
 //!   default, as confd reads them) are looked at every [`WORKLOAD_POLL`]; a change of the
-//!   workloads chosen for local BGP peering plans the node again.
+//!   workloads chosen for local BGP peering plans the node again. Their sessions
+//!   (`Local_Workload_`) are left out of `/readyz`, as calico-node's readiness leaves
+//!   them out ([`crate::api::ApiOptions::not_counted`]).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -280,6 +284,11 @@ struct View {
     ds: Datastore,
     revision: i64,
     logged: HashSet<String>,
+    /// Changes taken in and not planned yet: a burst ([`next_burst`]) whose wait was cut
+    /// short by another branch of the agent's loop (the workload poll, a departing
+    /// peer's time, `ctl reload`) leaves them here, and the next look at the workloads
+    /// applies them.
+    unapplied: bool,
 }
 
 impl View {
@@ -288,11 +297,18 @@ impl View {
             ds: Datastore::new(),
             revision: 0,
             logged: HashSet::new(),
+            unapplied: false,
         }
     }
 
     /// Takes in one update; returns whether the datastore may have changed.
     fn take(&mut self, update: Update, stale: &watch::Sender<Option<String>>) -> bool {
+        let changed = self.take_one(update, stale);
+        self.unapplied |= changed;
+        changed
+    }
+
+    fn take_one(&mut self, update: Update, stale: &watch::Sender<Option<String>>) -> bool {
         match update {
             Update::Snapshot(s) => {
                 let (ds, skipped) = datastore_of(&s);
@@ -502,10 +518,13 @@ pub async fn run(
     } else {
         None
     };
+    let (not_counted, not_counted_rx) = watch::channel(BTreeSet::new());
+    not_counted.send_replace(local_workloads(&first, &BTreeSet::new(), &departing));
     let options = StartOptions {
         restarting: false,
         api_listener,
         datastore: Some(stale_rx),
+        not_counted: Some(not_counted_rx),
     };
     let (running, mut core) = Running::start(applied.clone(), options).await?;
     // `[control] socket`: the actions of `ctl --socket`; its `reload` lists the
@@ -531,24 +550,24 @@ pub async fn run(
                     Some(false) => continue,
                     Some(true) => {}
                 }
-                if let Err(e) = apply(&mut view, &settings, &running, &mut applied, &mut departing).await {
+                if let Err(e) = apply(&mut view, &settings, &running, &mut applied, &mut departing, &not_counted).await {
                     break Err(e);
                 }
             }
             _ = workload_poll.tick() => {
-                if workloads.poll(&mut view)
-                    && let Err(e) = apply(&mut view, &settings, &running, &mut applied, &mut departing).await
+                if (workloads.poll(&mut view) || view.unapplied)
+                    && let Err(e) = apply(&mut view, &settings, &running, &mut applied, &mut departing, &not_counted).await
                 {
                     break Err(e);
                 }
             }
             () = sleep_until(departing.next()), if departing.next().is_some() => {
-                if let Err(e) = apply(&mut view, &settings, &running, &mut applied, &mut departing).await {
+                if let Err(e) = apply(&mut view, &settings, &running, &mut applied, &mut departing, &not_counted).await {
                     break Err(e);
                 }
             }
             Some(done) = ctl_rx.recv() => {
-                let r = relist(&mut view, &settings, &stale_tx, &running, &mut applied, &mut departing).await;
+                let r = relist(&mut view, &settings, &stale_tx, &running, &mut applied, &mut departing, &not_counted).await;
                 if let Err(e) = &r {
                     warn!("ctl reload: {e}");
                 }
@@ -580,6 +599,23 @@ fn log_level(old: Option<&str>, new: Option<&str>) {
     }
 }
 
+/// The addresses of `plan`'s local workload sessions, and of the ones `counted` held that
+/// are still kept while departing: readiness leaves them out.
+fn local_workloads(
+    plan: &Plan,
+    counted: &BTreeSet<IpAddr>,
+    departing: &Departing,
+) -> BTreeSet<IpAddr> {
+    let mut out: BTreeSet<IpAddr> = plan
+        .sessions
+        .iter()
+        .filter(|s| s.name.starts_with("Local_Workload_"))
+        .map(|s| s.neighbor)
+        .collect();
+    out.extend(departing.leaving().filter(|a| counted.contains(a)));
+    out
+}
+
 /// Sleeps until `deadline` (for ever without one).
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
@@ -597,12 +633,21 @@ async fn apply(
     running: &Running,
     applied: &mut Config,
     departing: &mut Departing,
+    not_counted: &watch::Sender<BTreeSet<IpAddr>>,
 ) -> anyhow::Result<Option<ReloadReport>> {
+    view.unapplied = false;
     // No plan (the node's resource went or broke): keep what runs.
     let Some(p) = plan_view(view, &settings.env) else {
         return Ok(None);
     };
     let config = departing.hold(Instant::now(), applied, p.config(&settings.base));
+    let before = not_counted.borrow().clone();
+    not_counted.send_if_modified(|n| {
+        let new = local_workloads(&p, &before, departing);
+        let changed = *n != new;
+        *n = new;
+        changed
+    });
     let kept: Vec<String> = departing.leaving().map(|a| a.to_string()).collect();
     if !kept.is_empty() {
         info!(
@@ -664,6 +709,7 @@ async fn relist(
     running: &Running,
     applied: &mut Config,
     departing: &mut Departing,
+    not_counted: &watch::Sender<BTreeSet<IpAddr>>,
 ) -> Result<ReloadReport, String> {
     let mut etcd = Etcd::connect(&settings.etcd)
         .await
@@ -684,7 +730,7 @@ async fn relist(
         ));
     }
     view.take(Update::Snapshot(snapshot), stale);
-    match apply(view, settings, running, applied, departing).await {
+    match apply(view, settings, running, applied, departing, not_counted).await {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(format!(
             "node {}: no plan (see the log): what runs is kept",
