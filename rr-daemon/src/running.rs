@@ -40,7 +40,7 @@ pub struct StartOptions {
     pub datastore: Option<watch::Receiver<Option<String>>>,
     /// The agent's peers that readiness leaves out
     /// ([`crate::api::ApiOptions::not_counted`]).
-    pub not_counted: Option<watch::Receiver<std::collections::BTreeSet<std::net::IpAddr>>>,
+    pub not_counted: Option<watch::Receiver<std::collections::BTreeSet<IpAddr>>>,
 }
 
 impl Running {
