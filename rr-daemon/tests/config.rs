@@ -1519,6 +1519,75 @@ fn test_fib_pools_metric_rule_and_block_metric() {
     );
 }
 
+/// `[[fib.static_route]]`: prefix (host bits cleared), gateway, own metric or `[fib]`'s
+/// (0 with `bird16_metric`); the errors name their key.
+#[test]
+fn test_fib_static_routes() {
+    let c = parse(&format!(
+        "{HEAD}[fib]\nmetric = 512\n\
+         [[fib.static_route]]\nprefix = \"10.225.0.4/32\"\nvia = \"10.224.0.1\"\n\
+         [[fib.static_route]]\nprefix = \"fd00:225::1/64\"\nvia = \"fd00:224::1\"\nmetric = 7\n"
+    ));
+    let want: Vec<(ipnet::IpNet, IpAddr, u32)> = vec![
+        (
+            "10.225.0.4/32".parse().unwrap(),
+            "10.224.0.1".parse().unwrap(),
+            512,
+        ),
+        (
+            "fd00:225::/64".parse().unwrap(),
+            "fd00:224::1".parse().unwrap(),
+            7,
+        ),
+    ];
+    assert_eq!(c.fib.statics(), want);
+    let c = parse(&format!(
+        "{HEAD}[fib]\nbird16_metric = true\n\
+         [[fib.static_route]]\nprefix = \"10.225.0.4/32\"\nvia = \"10.224.0.1\"\n"
+    ));
+    assert_eq!(
+        c.fib.statics()[0].2,
+        0,
+        "BIRD 1.6's static routes carry no metric"
+    );
+    let key = |text: &str| {
+        error(&format!("{HEAD}[fib]\n{text}"))
+            .split(": ")
+            .nth(1)
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        key("[[fib.static_route]]\nprefix = \"10.225.0.4/32\"\nvia = \"fd00::1\"\n").as_deref(),
+        Some("fib.static_route[0].via")
+    );
+    assert_eq!(
+        key("[[fib.static_route]]\nprefix = \"10.225.0.4/32\"\nvia = \"0.0.0.0\"\n").as_deref(),
+        Some("fib.static_route[0].via")
+    );
+    assert_eq!(
+        key(
+            "[[fib.static_route]]\nprefix = \"10.225.0.4/32\"\nvia = \"10.0.0.1\"\n\
+             [[fib.static_route]]\nprefix = \"10.225.0.4/32\"\nvia = \"10.0.0.2\"\n"
+        )
+        .as_deref(),
+        Some("fib.static_route[1].prefix")
+    );
+    assert!(
+        error(&format!(
+            "{HEAD}[fib]\n[[fib.static_route]]\nprefix = \"10.225.0.4/32\"\n"
+        ))
+        .contains("via")
+    );
+    let e = error(&format!(
+        "{HEAD}[[originate]]\nprefix = \"192.168.0.0/26\"\n[fib]\n\
+         [[fib.static_route]]\nprefix = \"192.168.0.0/26\"\nvia = \"10.0.0.1\"\n"
+    ));
+    assert!(
+        e.contains("fib.static_route[0].prefix") && e.contains("originate[0]"),
+        "{e}"
+    );
+}
+
 /// Failure-semantics keys (issue 12): `stale_time`, `max_prefix` `restart`,
 /// `long_lived_stale_time`, `[speaker] graceful_stop`: defaults, inheritance, errors.
 #[test]
