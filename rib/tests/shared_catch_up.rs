@@ -433,7 +433,7 @@ fn add_path_ctx() -> bgp_wire::SessionCtx {
 
 /// Client `n`, sent every path (ADD-PATH, RFC 7911).
 fn add_path_client(rib: &mut Rib, n: u8) -> PeerId {
-    let mut c = PeerConfig::new(std::net::IpAddr::V4(v4("0.0.0.0")), common::LOCAL_AS);
+    let mut c = PeerConfig::new(std::net::IpAddr::V4(v4("0.0.0.0")), LOCAL_AS);
     c.rr_client = true;
     c.add_path_send = [Some(AddPathMode::All), None];
     up(rib, c, n, add_path_ctx())
