@@ -39,7 +39,7 @@ pub struct GroupId(pub(crate) u32);
 pub enum Audience {
     /// Every member.
     All,
-    /// Every member but these (sorted).
+    /// Every member but these (sorted, without repeats).
     AllExcept(Vec<PeerId>),
     /// This member only.
     Only(PeerId),
@@ -59,12 +59,29 @@ impl Audience {
     pub fn includes(&self, peer: PeerId) -> bool {
         match self {
             Self::All => true,
-            Self::AllExcept(v) => !v.contains(&peer),
+            Self::AllExcept(v) => v.binary_search(&peer).is_err(),
             Self::Only(p) => *p == peer,
             Self::Among { members, except } => {
                 members.binary_search(&peer).is_ok() && except.binary_search(&peer).is_err()
             }
         }
+    }
+
+    /// This audience but `peers` (sorted), for an audience of every member or every
+    /// member but some.
+    fn without(self, peers: &[PeerId]) -> Self {
+        if peers.is_empty() {
+            return self;
+        }
+        let mut v = match self {
+            Self::All => Vec::new(),
+            Self::AllExcept(v) => v,
+            other => return other,
+        };
+        v.extend_from_slice(peers);
+        v.sort_unstable();
+        v.dedup();
+        Self::AllExcept(v)
     }
 }
 
@@ -198,7 +215,15 @@ const ENCODED_KEEP: usize = 4096;
 #[derive(Default)]
 struct Batch {
     buckets: Vec<Bucket>,
-    ann: FxHashMap<u32, usize>,
+    /// Per out entry, and whether the prefix lies ahead of the first catch-up's cursor,
+    /// its announcement bucket (`None`: no member is to get it). Valid while the
+    /// catch-ups stand still: cleared when they move.
+    ann: FxHashMap<(u32, bool), Option<usize>>,
+    /// Members whose catch-up has yet to reach a prefix changed now, so that changes
+    /// leave them out: `.0` for a prefix behind the first catch-up's cursor (the members
+    /// of the catch-ups queued behind it), `.1` for one ahead of it (those and the first
+    /// catch-up's own). Sorted.
+    behind: (Vec<PeerId>, Vec<PeerId>),
     wd_by_entry: FxHashMap<u32, usize>,
     wd: FxHashMap<(Family, Audience), usize>,
 }
@@ -206,10 +231,12 @@ struct Batch {
 struct Bucket {
     /// Out entry id for announcements, `None` for withdrawals.
     entry: Option<u32>,
-    /// Late joiners' catch-up from the Adj-RIB-Out as it was before this drain's
-    /// changes: sent before them, so that the changes land last. Which catch-up of the
-    /// drain (they go out in turn), and whether some of its members are left out (those
-    /// go after the rest, so that a member gets the catch-up in few slices).
+    /// Late joiners' catch-up from the Adj-RIB-Out: sent before the drain's changes, so
+    /// that the changes to prefixes it has passed land last (those to prefixes ahead of
+    /// it are not for its members: it reads them there when it comes to them). Which
+    /// catch-up of the drain (they go out in turn), and whether some of its members are
+    /// left out (those go after the rest, so that a member gets the catch-up in few
+    /// slices).
     catch_up: Option<(u32, bool)>,
     family: Family,
     audience: Audience,
@@ -595,13 +622,24 @@ impl UpdateGroup {
                 if was == Some(id) {
                     continue;
                 }
-                let next = batch.buckets.len();
-                let b = *batch.ann.entry(id).or_insert(next);
-                if b == next {
-                    let aud = self.entry_audience(id, dc.facts);
-                    batch.bucket(Some(id), family, aud);
+                let ahead = self.joiners.first().is_some_and(|j| slot >= j.cursor);
+                let b = match batch.ann.get(&(id, ahead)) {
+                    Some(b) => *b,
+                    None => {
+                        let behind = if ahead {
+                            &batch.behind.1
+                        } else {
+                            &batch.behind.0
+                        };
+                        let aud = self.entry_audience(id, dc.facts).without(behind);
+                        let b = (!self.nobody(&aud)).then(|| batch.bucket(Some(id), family, aud));
+                        batch.ann.insert((id, ahead), b);
+                        b
+                    }
+                };
+                if let Some(b) = b {
+                    batch.buckets[b].nlri.push(nlri(tx));
                 }
-                batch.buckets[b].nlri.push(nlri(tx));
                 // A member that had the old path but must not have the new one.
                 if let Some(was) = was {
                     let (a_new, a_old) = (
@@ -708,6 +746,7 @@ impl UpdateGroup {
         done: &mut usize,
         budget: usize,
     ) {
+        self.note_catch_ups(batch);
         while *done < budget {
             let Some(slot) = self.dirty.pop() else { break };
             loc.dest_mut(slot).refs -= 1;
@@ -715,6 +754,34 @@ impl UpdateGroup {
             loc.try_free(slot);
             *done += 1;
         }
+    }
+
+    /// Records in `batch` which members the changes processed next leave out: those whose
+    /// catch-up has yet to reach the prefix. A catch-up reads the Adj-RIB-Out when it
+    /// comes to a prefix, so it sends them the prefix as changed; the change sent to them
+    /// too would reach them twice (a rack's clients that come up together announce
+    /// their routes in the turn they join). Withdrawals still go to them: a member that
+    /// asked for a refresh holds what it had.
+    fn note_catch_ups(&self, batch: &mut Batch) {
+        batch.ann.clear();
+        let (near, far) = &mut batch.behind;
+        near.clear();
+        far.clear();
+        let Some((first, rest)) = self.joiners.split_first() else {
+            return;
+        };
+        near.extend(rest.iter().flat_map(|j| &j.peers).map(|p| PeerId(*p)));
+        near.sort_unstable();
+        near.dedup();
+        far.extend(first.peers.iter().map(|p| PeerId(*p)));
+        far.extend_from_slice(near);
+        far.sort_unstable();
+        far.dedup();
+    }
+
+    /// Whether `aud`, an audience of a change, leaves out every member.
+    fn nobody(&self, aud: &Audience) -> bool {
+        matches!(aud, Audience::AllExcept(v) if v.len() >= self.members.len())
     }
 
     /// Sends late members what the group has advertised, from the Adj-RIB-Out: each

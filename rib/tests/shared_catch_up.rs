@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use bgp_wire::nlri::Nlri;
 use bgp_wire::update::Update;
 use common::*;
-use rib::{Audience, GroupId, Outbound, PeerId, Rib};
+use rib::{AddPathMode, Audience, GroupId, Outbound, PeerConfig, PeerId, Rib};
 
 /// Client `n`'s own prefix: 10.`n`.0.0/26.
 fn block(n: u8) -> String {
@@ -244,5 +244,282 @@ fn test_changes_during_a_shared_catch_up_land_last() {
             nh,
             Some(&bgp_wire::attr::PathAttribute::NextHop(v4("192.0.2.99")))
         );
+    }
+}
+
+/// Per announced NLRI, how many times `updates` announce it (withdrawals and End-of-RIB
+/// markers skipped: they are checked through [`table`]).
+fn announcements(updates: &[Update]) -> BTreeMap<Nlri, usize> {
+    let mut seen = BTreeMap::new();
+    for u in updates.iter().filter(|u| !is_eor(u)) {
+        for n in &u.nlri {
+            *seen.entry(*n).or_default() += 1;
+        }
+    }
+    seen
+}
+
+/// Clients `from..=to` come up in the same turn and each announces its block before the
+/// group is drained again (a rack's clients starting at once).
+fn join_announcing(rib: &mut Rib, from: u8, to: u8) -> Vec<PeerId> {
+    let ctx = ibgp_ctx();
+    let ids: Vec<PeerId> = (from..=to).map(|n| client(rib, n)).collect();
+    for (id, n) in ids.iter().zip(from..=to) {
+        let nh = format!("192.0.2.{n}");
+        let r = apply(
+            rib,
+            *id,
+            &ctx,
+            &announce(&[&block(n)], base(&nh, &[]), &ctx),
+        );
+        assert_eq!(r.announced, 1);
+    }
+    ids
+}
+
+#[test]
+fn test_joiners_announcing_in_their_first_turn_get_each_block_once() {
+    let (mut rib, old) = rack(6);
+    // Four come up and announce their blocks in one turn: each of their blocks is both a
+    // change for the group and in the joiners' catch-up; each member gets it once.
+    let late = join_announcing(&mut rib, 7, 10);
+    let outs = drain(&mut rib);
+    for (id, n) in late.iter().zip(7u8..) {
+        assert_caught_up(&rib, *id, n, 10, &outs);
+    }
+    for (id, n) in old.iter().zip(1u8..) {
+        let got = received(&rib, *id, &outs, &ibgp_ctx());
+        let want: BTreeMap<Nlri, usize> = (7..=10)
+            .filter(|m| *m != n)
+            .map(|m| (Nlri::new(net(&block(m))), 1))
+            .collect();
+        assert_eq!(tally(&got).0, want, "client {n}: the four new blocks, once");
+    }
+}
+
+#[test]
+fn test_joiners_announcing_over_small_drains_get_each_block_once() {
+    // The same with small drains: the joiners' blocks are changes ahead of the
+    // catch-up's cursor, behind it, and in a second catch-up queued behind the first.
+    let (mut rib, _) = rack(40);
+    let first = join_announcing(&mut rib, 41, 44);
+    let g = rib.group_of(first[0]).unwrap();
+    let mut outs: Vec<(GroupId, Outbound)> =
+        rib.drain_group(g, 6).into_iter().map(|o| (g, o)).collect();
+    // What went out before the second four joined is not theirs.
+    let before = outs.len();
+    let second = join_announcing(&mut rib, 45, 48);
+    outs.extend(drain_by(&mut rib, 6));
+    for (id, n) in first.iter().zip(41u8..) {
+        assert_caught_up(&rib, *id, n, 48, &outs);
+    }
+    for (id, n) in second.iter().zip(45u8..) {
+        assert_caught_up(&rib, *id, n, 48, &outs[before..]);
+    }
+}
+
+#[test]
+fn test_changes_ahead_of_a_catch_up_reach_its_members_once() {
+    let (mut rib, ids) = rack(40);
+    let ctx = ibgp_ctx();
+    let a = client(&mut rib, 41);
+    let b = client(&mut rib, 42);
+    let g = rib.group_of(a).unwrap();
+    let mut outs: Vec<(GroupId, Outbound)> =
+        rib.drain_group(g, 4).into_iter().map(|o| (g, o)).collect();
+    // While the catch-up runs: block 40 (ahead of its cursor) moves to a new next hop,
+    // block 30 (ahead) is withdrawn, drained, then announced again, block 2 (behind)
+    // is withdrawn then announced again in one turn.
+    let r = apply(
+        &mut rib,
+        ids[39],
+        &ctx,
+        &announce(&[&block(40)], base("192.0.2.99", &[]), &ctx),
+    );
+    assert_eq!(r.announced, 1);
+    let _ = apply(&mut rib, ids[29], &ctx, &withdraw(&[&block(30)], &ctx));
+    let _ = apply(&mut rib, ids[1], &ctx, &withdraw(&[&block(2)], &ctx));
+    outs.extend(rib.drain_group(g, 4).into_iter().map(|o| (g, o)));
+    let again = |n: u8| announce(&[&block(n)], base(&format!("192.0.2.{n}"), &[]), &ctx);
+    let _ = apply(&mut rib, ids[29], &ctx, &again(30));
+    let _ = apply(&mut rib, ids[1], &ctx, &again(2));
+    outs.extend(drain_by(&mut rib, 4));
+    for (id, n) in [(a, 41u8), (b, 42)] {
+        let got = received(&rib, id, &outs, &ctx);
+        let counts = announcements(&got);
+        // Block 2 was sent before its withdrawal and again after; every other block once.
+        let mut want = blocks_but(40, 0);
+        *want.get_mut(&Nlri::new(net(&block(2)))).unwrap() = 2;
+        assert_eq!(counts, want, "client {n}");
+        let t = table(&got);
+        assert_eq!(t.len(), 40, "client {n} ends with all 40 blocks");
+        let nh = attr(
+            &t[&Nlri::new(net(&block(40)))],
+            bgp_wire::attr::AttrType::NEXT_HOP,
+        );
+        assert_eq!(
+            nh,
+            Some(&bgp_wire::attr::PathAttribute::NextHop(v4("192.0.2.99")))
+        );
+    }
+}
+
+#[test]
+fn test_refreshing_member_gets_withdrawals_ahead_of_its_catch_up() {
+    // A member that asks for the table again still holds what it had: a route withdrawn
+    // ahead of its catch-up's cursor must be withdrawn from it, not merely left out.
+    let (mut rib, ids) = rack(40);
+    let ctx = ibgp_ctx();
+    assert!(rib.refresh(ids[0]));
+    let g = rib.group_of(ids[0]).unwrap();
+    let mut outs: Vec<(GroupId, Outbound)> =
+        rib.drain_group(g, 4).into_iter().map(|o| (g, o)).collect();
+    let r = apply(&mut rib, ids[34], &ctx, &withdraw(&[&block(35)], &ctx));
+    assert_eq!(r.withdrawn, 1);
+    outs.extend(drain_by(&mut rib, 4));
+    let got = received(&rib, ids[0], &outs, &ctx);
+    let withdrawn: Vec<Nlri> = got.iter().flat_map(|u| u.withdrawn.clone()).collect();
+    assert_eq!(withdrawn, vec![Nlri::new(net(&block(35)))]);
+    let counts = announcements(&got);
+    let mut want = blocks_but(40, 1);
+    want.remove(&Nlri::new(net(&block(35))));
+    assert_eq!(counts, want);
+}
+
+#[test]
+fn test_member_joining_during_the_first_walk_gets_each_route_once() {
+    // A group's first walk is under way when a second member joins: it is caught up
+    // after the walk, and the walk's messages are not for it.
+    let mut rib = rr();
+    let ctx = ibgp_ctx();
+    let a = client(&mut rib, 1);
+    let blocks: Vec<String> = (1..=40).map(block).collect();
+    let refs: Vec<&str> = blocks.iter().map(String::as_str).collect();
+    let r = apply(
+        &mut rib,
+        a,
+        &ctx,
+        &announce(&refs, base("192.0.2.1", &[]), &ctx),
+    );
+    assert_eq!(r.announced, 40);
+    let s = nonclient(&mut rib, 100);
+    let g = rib.group_of(s).unwrap();
+    let mut outs: Vec<(GroupId, Outbound)> =
+        rib.drain_group(g, 4).into_iter().map(|o| (g, o)).collect();
+    // What went out before b joined is not b's.
+    let before = outs.len();
+    let b = nonclient(&mut rib, 101);
+    assert_eq!(rib.group_of(b), Some(g));
+    outs.extend(drain_by(&mut rib, 4));
+    for (id, from) in [(s, 0), (b, before)] {
+        let got = received(&rib, id, &outs[from..], &ctx);
+        let (seen, eors, eor_last) = tally(&got);
+        assert_eq!(seen, blocks_but(40, 0), "{id:?}");
+        assert_eq!(eors, ibgp_ctx().families.iter().count());
+        assert!(eor_last);
+    }
+}
+
+/// A prefix every ADD-PATH client announces.
+const ANYCAST: &str = "198.51.100.0/24";
+
+fn add_path_ctx() -> bgp_wire::SessionCtx {
+    bgp_wire::SessionCtx {
+        add_path_rx: bgp_wire::FamilySet::only(bgp_wire::Family::Ipv4Unicast),
+        add_path_tx: bgp_wire::FamilySet::only(bgp_wire::Family::Ipv4Unicast),
+        ..ibgp_ctx()
+    }
+}
+
+/// Client `n`, sent every path (ADD-PATH, RFC 7911).
+fn add_path_client(rib: &mut Rib, n: u8) -> PeerId {
+    let mut c = PeerConfig::new(std::net::IpAddr::V4(v4("0.0.0.0")), LOCAL_AS);
+    c.rr_client = true;
+    c.add_path_send = [Some(AddPathMode::All), None];
+    up(rib, c, n, add_path_ctx())
+}
+
+/// Client `n`'s UPDATE announcing `prefix` via `nh`, under path id 1.
+fn add_path_announce(prefix: &str, nh: &str) -> bytes::Bytes {
+    let u = Update {
+        withdrawn: vec![],
+        attributes: base(nh, &[]),
+        nlri: vec![Nlri::with_path_id(net(prefix), 1)],
+    };
+    let mut b = bytes::BytesMut::new();
+    u.encode(&tx(&add_path_ctx()), &mut b).unwrap();
+    b.freeze()
+}
+
+/// Clients `ns` announce their blocks, then the anycast prefix.
+fn add_path_announce_all(rib: &mut Rib, ids: &[PeerId], ns: std::ops::RangeInclusive<u8>) {
+    let ctx = add_path_ctx();
+    for (id, n) in ids.iter().zip(ns.clone()) {
+        let nh = format!("192.0.2.{n}");
+        let r = apply(rib, *id, &ctx, &add_path_announce(&block(n), &nh));
+        assert_eq!(r.announced, 1);
+    }
+    for (id, n) in ids.iter().zip(ns) {
+        let nh = format!("192.0.2.{n}");
+        let r = apply(rib, *id, &ctx, &add_path_announce(ANYCAST, &nh));
+        assert_eq!(r.announced, 1);
+    }
+}
+
+#[test]
+fn test_add_path_joiners_announcing_get_each_path_once() {
+    let ctx = add_path_ctx();
+    let mut rib = rr();
+    let old: Vec<PeerId> = (1..=20).map(|n| add_path_client(&mut rib, n)).collect();
+    add_path_announce_all(&mut rib, &old, 1..=20);
+    drain(&mut rib);
+    // Four join and announce in one turn; small drains; while their catch-up runs,
+    // client 20 moves its anycast path (ahead of the cursor) and client 19 withdraws
+    // its own.
+    let late: Vec<PeerId> = (21..=24).map(|n| add_path_client(&mut rib, n)).collect();
+    add_path_announce_all(&mut rib, &late, 21..=24);
+    let g = rib.group_of(late[0]).unwrap();
+    let mut outs: Vec<(GroupId, Outbound)> =
+        rib.drain_group(g, 3).into_iter().map(|o| (g, o)).collect();
+    let r = apply(
+        &mut rib,
+        old[19],
+        &ctx,
+        &add_path_announce(ANYCAST, "192.0.2.99"),
+    );
+    assert_eq!(r.announced, 1);
+    let u = Update {
+        withdrawn: vec![Nlri::with_path_id(net(ANYCAST), 1)],
+        attributes: vec![],
+        nlri: vec![],
+    };
+    let mut b = bytes::BytesMut::new();
+    u.encode(&tx(&ctx), &mut b).unwrap();
+    let r = apply(&mut rib, old[18], &ctx, &b.freeze());
+    assert_eq!(r.withdrawn, 1);
+    outs.extend(drain_by(&mut rib, 3));
+    for (id, n) in late.iter().zip(21u8..) {
+        let got = received(&rib, *id, &outs, &ctx);
+        let counts = announcements(&got);
+        assert!(
+            counts.values().all(|c| *c == 1),
+            "client {n}: each path once: {counts:?}"
+        );
+        let t = table(&got);
+        let blocks = t.keys().filter(|k| k.prefix != net(ANYCAST)).count();
+        let anycast: Vec<&Nlri> = t.keys().filter(|k| k.prefix == net(ANYCAST)).collect();
+        assert_eq!(blocks, 23, "client {n}: every other block");
+        // 24 paths but its own and client 19's.
+        assert_eq!(anycast.len(), 22, "client {n}: every other anycast path");
+        let nexthops: std::collections::BTreeSet<String> = t
+            .iter()
+            .filter(|(k, _)| k.prefix == net(ANYCAST))
+            .filter_map(|(_, a)| match attr(a, bgp_wire::attr::AttrType::NEXT_HOP) {
+                Some(bgp_wire::attr::PathAttribute::NextHop(nh)) => Some(nh.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert!(nexthops.contains("192.0.2.99") && !nexthops.contains("192.0.2.20"));
+        assert!(!nexthops.contains("192.0.2.19"));
     }
 }

@@ -264,14 +264,21 @@ pub fn run_daemon(
 
 fn run(job: Job) -> ExitCode {
     // `[speaker] log_format` decides text or JSON; a file that does not load is reported
-    // by `daemon()` itself, in text.
+    // by `daemon()` itself, in text. Loaded once, here, and handed on: a file of 100,000
+    // routes takes seconds to read in a debug build.
+    let mut loaded = None;
     let (json, level) = match &job {
-        Job::Daemon(source, ..) => source.load().map_or((false, None), |c| {
-            (
-                c.speaker.log_format == crate::config::LogFormat::Json,
-                c.speaker.log_level,
-            )
-        }),
+        Job::Daemon(source, ..) => {
+            let l = source.load_translated();
+            let r = l.as_ref().map_or((false, None), |(c, _)| {
+                (
+                    c.speaker.log_format == crate::config::LogFormat::Json,
+                    c.speaker.log_level.clone(),
+                )
+            });
+            loaded = Some(l);
+            r
+        }
         // `agent --once` prints sessions; only warnings go to standard error.
         Job::Agent(a) if a.once => (false, Some("warn".to_owned())),
         Job::Session(_) | Job::Agent(_) => (false, None),
@@ -294,7 +301,10 @@ fn run(job: Job) -> ExitCode {
     let result = runtime.block_on(async {
         match job {
             Job::Session(args) => session(args).await,
-            Job::Daemon(source, restarting, socket) => daemon(source, restarting, socket).await,
+            Job::Daemon(source, restarting, socket) => {
+                let loaded = loaded.unwrap_or_else(|| source.load_translated());
+                daemon(source, loaded, restarting, socket).await
+            }
             Job::Agent(args) => crate::agent::run::main(args).await,
         }
     });
@@ -325,6 +335,7 @@ enum Job {
 /// `down` stops as SIGTERM does).
 async fn daemon(
     source: ConfigSource,
+    loaded: Result<(crate::config::Config, Option<crate::bird::Translation>), String>,
     restarting: bool,
     socket: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -336,9 +347,7 @@ async fn daemon(
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut usr2 = signal(SignalKind::user_defined2()).context("cannot watch SIGUSR2")?;
     let overrides = overrides();
-    let (config, translation) = source
-        .load_translated()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (config, translation) = loaded.map_err(|e| anyhow::anyhow!("{e}"))?;
     if matches!(source, ConfigSource::Toml(_)) && !overrides.is_empty() {
         info!(
             "overridden from the environment: {}",
