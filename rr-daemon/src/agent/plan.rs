@@ -1455,6 +1455,38 @@ impl Plan {
         (doc, problems)
     }
 
+    /// The static routes (`reachableBy`) the plan asks for that the speaker will not
+    /// install because `base`'s `[fib]` is off (the agent's `--config` leaves
+    /// `[fib] enabled` false): one per route, naming the BGPPeer that asks for it and
+    /// its field, to be logged as a warning. Empty when `[fib]` is on or no route is
+    /// planned.
+    pub fn static_routes_without_fib(&self, base: &Config) -> Vec<ResourceError> {
+        if base.fib.enabled {
+            return Vec::new();
+        }
+        self.static_routes
+            .iter()
+            .map(|(prefix, gw)| {
+                let key = self
+                    .sessions
+                    .iter()
+                    .filter(|s| s.neighbor == prefix.addr())
+                    .filter_map(|s| self.details.get(&s.name))
+                    .map(|d| d.source.clone())
+                    .next()
+                    .unwrap_or_default();
+                ResourceError::new(
+                    &key,
+                    "spec.reachableBy",
+                    format!(
+                        "static route {prefix} via {gw} not installed: [fib] is off in the \
+                         agent's --config (set [fib] enabled = true to install it)"
+                    ),
+                )
+            })
+            .collect()
+    }
+
     /// [`Plan::config`], or why the plan's document does not resolve (a bug: the plan
     /// checks what the configuration refuses).
     pub fn try_config(&self, base: &Config) -> Result<Config, String> {
