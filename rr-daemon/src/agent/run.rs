@@ -971,4 +971,21 @@ mod tests {
         settings.base.fib.enabled = true;
         assert!(p.static_routes_without_fib(&settings.base).is_empty());
     }
+    /// calico-node's TLS variables name the CA and the client certificate and key.
+    #[test]
+    fn tls_files_come_from_calico_nodes_environment() {
+        let vars = [
+            ("ETCD_ENDPOINTS", "https://127.0.0.1:2379"),
+            ("NODENAME", "n"),
+            ("ETCD_CA_CERT_FILE", "/calico-secrets/etcd-ca"),
+            ("ETCD_CERT_FILE", "/calico-secrets/etcd-cert"),
+            ("ETCD_KEY_FILE", "/calico-secrets/etcd-key"),
+        ];
+        let s = AgentSettings::new(&args(), env(&vars)).unwrap();
+        let p = |f: &str| Some(PathBuf::from(f));
+        assert_eq!(s.etcd.ca_cert, p("/calico-secrets/etcd-ca"));
+        assert_eq!(s.etcd.cert, p("/calico-secrets/etcd-cert"));
+        assert_eq!(s.etcd.key, p("/calico-secrets/etcd-key"));
+        assert_eq!(s.etcd.endpoints, ["https://127.0.0.1:2379"]);
+    }
 }
