@@ -184,7 +184,7 @@ pub struct Plan {
     /// `prefixAdvertisements`: prefix, communities, large communities.
     pub advertisements: Vec<super::model::Advertisement>,
     /// Service CIDRs the node announces (`serviceClusterIPs`, and `serviceExternalIPs`
-    /// that are not single addresses); a reflector also passes on routes inside
+    /// and `serviceLoadBalancerIPs` that are not single addresses); a reflector also passes on routes inside
     /// `serviceLoadBalancerIPs`/`serviceExternalIPs` ranges.
     pub service_routes: Vec<IpNet>,
     /// Ranges a reflector passes on (load-balancer and external service IPs).
@@ -803,9 +803,13 @@ pub fn plan(ds: &Datastore, env: &NodeEnv) -> Result<Plan, PlanError> {
                 .collect()
         };
         service_routes.extend(cidrs(&g.spec.service_cluster_ips));
+        // confd (client.go onExternalIPsUpdate / onLoadBalancerIPsUpdate, Calico 3.24
+        // on): external and load-balancer ranges are announced from every node, single
+        // addresses only where their service runs (Kubernetes, not the datastore).
         service_routes.extend(
             cidrs(&g.spec.service_external_ips)
                 .into_iter()
+                .chain(cidrs(&g.spec.service_load_balancer_ips))
                 .filter(|n| n.prefix_len() != n.max_prefix_len()),
         );
         if my_cluster.is_some() {
@@ -1455,6 +1459,38 @@ impl Plan {
         (doc, problems)
     }
 
+    /// The static routes (`reachableBy`) the plan asks for that the speaker will not
+    /// install because `base`'s `[fib]` is off (the agent's `--config` leaves
+    /// `[fib] enabled` false): one per route, naming the BGPPeer that asks for it and
+    /// its field, to be logged as a warning. Empty when `[fib]` is on or no route is
+    /// planned.
+    pub fn static_routes_without_fib(&self, base: &Config) -> Vec<ResourceError> {
+        if base.fib.enabled {
+            return Vec::new();
+        }
+        self.static_routes
+            .iter()
+            .map(|(prefix, gw)| {
+                let key = self
+                    .sessions
+                    .iter()
+                    .filter(|s| s.neighbor == prefix.addr())
+                    .filter_map(|s| self.details.get(&s.name))
+                    .map(|d| d.source.clone())
+                    .next()
+                    .unwrap_or_default();
+                ResourceError::new(
+                    &key,
+                    "spec.reachableBy",
+                    format!(
+                        "static route {prefix} via {gw} not installed: [fib] is off in the \
+                         agent's --config (set [fib] enabled = true to install it)"
+                    ),
+                )
+            })
+            .collect()
+    }
+
     /// [`Plan::config`], or why the plan's document does not resolve (a bug: the plan
     /// checks what the configuration refuses).
     pub fn try_config(&self, base: &Config) -> Result<Config, String> {
@@ -1546,5 +1582,44 @@ mod tests {
         assert_eq!(proto_name("Node", a, 1790), "Node_10_0_0_2_port_1790");
         let b: IpAddr = "fd00::2".parse().unwrap();
         assert_eq!(proto_name("Global", b, 0), "Global_fd00__2");
+    }
+    /// Service advertisement as confd's `mesh/static-routes` case renders it
+    /// (`bird_aggr.cfg`: `route 10.101.0.0/16 blackhole; route 80.15.0.0/24 blackhole;`):
+    /// cluster IP ranges, and external and load-balancer ranges but not their single
+    /// addresses, from every node; `ignoredInterfaces` before confd's own exclusions.
+    #[test]
+    fn service_ranges_and_ignored_interfaces_as_confd() {
+        let r = super::super::model::RESOURCES;
+        let mut ds = Datastore::new();
+        for (k, v) in [
+            (
+                format!("{r}bgpconfigurations/default"),
+                r#"{"kind":"BGPConfiguration","apiVersion":"projectcalico.org/v3","metadata":{"name":"default"},"spec":{"serviceClusterIPs":[{"cidr":"10.101.0.0/16"},{"cidr":"fd00:96::/112"}],"serviceExternalIPs":[{"cidr":"10.102.0.0/24"},{"cidr":"10.102.1.1/32"}],"serviceLoadBalancerIPs":[{"cidr":"80.15.0.0/24"},{"cidr":"80.15.1.1/32"}],"ignoredInterfaces":["eth9","vlan*"]}}"#,
+            ),
+            (
+                format!("{r}nodes/n1"),
+                r#"{"kind":"Node","apiVersion":"projectcalico.org/v3","metadata":{"name":"n1"},"spec":{"bgp":{"ipv4Address":"10.192.0.2/16"}}}"#,
+            ),
+        ] {
+            ds.apply(&k, Some(v.as_bytes())).unwrap();
+        }
+        let env = NodeEnv {
+            node_name: "n1".into(),
+            router_id: RouterId::Address,
+            secrets_dir: None,
+        };
+        let p = plan(&ds, &env).unwrap();
+        let nets = |l: &[&str]| -> Vec<IpNet> { l.iter().map(|s| s.parse().unwrap()).collect() };
+        assert_eq!(
+            p.service_routes,
+            nets(&[
+                "10.101.0.0/16",
+                "10.102.0.0/24",
+                "80.15.0.0/24",
+                "fd00:96::/112"
+            ])
+        );
+        assert!(p.reflected_services.is_empty(), "not a reflector");
+        assert_eq!(p.direct_exclude, ["eth9", "vlan*", "cali*", "kube-ipvs*"]);
     }
 }

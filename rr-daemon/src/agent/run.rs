@@ -242,7 +242,12 @@ pub async fn once(settings: &AgentSettings) -> anyhow::Result<Plan> {
     for e in &skipped {
         warn!("skipped: {e}");
     }
-    plan(&ds, &settings.env).map_err(|e| anyhow::anyhow!("node {}: {e}", settings.env.node_name))
+    let p = plan(&ds, &settings.env)
+        .map_err(|e| anyhow::anyhow!("node {}: {e}", settings.env.node_name))?;
+    for e in p.static_routes_without_fib(&settings.base) {
+        warn_fib_off(&e);
+    }
+    Ok(p)
 }
 
 /// `rr-daemon agent` (and `--once --print-sessions`).
@@ -284,6 +289,9 @@ struct View {
     ds: Datastore,
     revision: i64,
     logged: HashSet<String>,
+    /// Static routes (`reachableBy`) already warned of as not installed, `[fib]` being
+    /// off ([`View::warn_fib_off`]): each is warned of once.
+    fib_warned: HashSet<String>,
     /// Changes taken in and not planned yet: a burst ([`next_burst`]) whose wait was cut
     /// short by another branch of the agent's loop (the workload poll, a departing
     /// peer's time, `ctl reload`) leaves them here, and the next look at the workloads
@@ -297,6 +305,7 @@ impl View {
             ds: Datastore::new(),
             revision: 0,
             logged: HashSet::new(),
+            fib_warned: HashSet::new(),
             unapplied: false,
         }
     }
@@ -348,6 +357,21 @@ impl View {
                 false
             }
         }
+    }
+
+    /// Warns, once each, of the plan's static routes (`reachableBy`) that are not
+    /// installed because `[fib]` is off in the agent's `--config`; returns the warnings
+    /// given now.
+    fn warn_fib_off(&mut self, plan: &Plan, base: &Config) -> Vec<ResourceError> {
+        let fresh: Vec<ResourceError> = plan
+            .static_routes_without_fib(base)
+            .into_iter()
+            .filter(|e| self.fib_warned.insert(e.to_string()))
+            .collect();
+        for e in &fresh {
+            warn_fib_off(e);
+        }
+        fresh
     }
 
     /// Logs each skipped resource once (again after it was usable); `all` says the list
@@ -447,10 +471,18 @@ async fn next_burst(
     Some(changed)
 }
 
-/// Plans the node; logs what was skipped (once each) and why no plan can be made.
-fn plan_view(view: &mut View, env: &NodeEnv) -> Option<Plan> {
-    match plan(&view.ds, env) {
+/// One warning of a static route (`reachableBy`) not installed, `[fib]` being off.
+fn warn_fib_off(e: &ResourceError) {
+    let peer = e.key.rsplit('/').next().unwrap_or_default();
+    warn!(peer, field = %e.field, "BGPPeer {peer}: {}", e.message);
+}
+
+/// Plans the node; logs what was skipped (once each), the static routes `[fib]` off
+/// leaves out (once each) and why no plan can be made.
+fn plan_view(view: &mut View, settings: &AgentSettings) -> Option<Plan> {
+    match plan(&view.ds, &settings.env) {
         Ok(p) => {
+            view.warn_fib_off(&p, &settings.base);
             let fresh: Vec<ResourceError> = p
                 .skipped
                 .iter()
@@ -463,7 +495,7 @@ fn plan_view(view: &mut View, env: &NodeEnv) -> Option<Plan> {
         Err(e) => {
             warn!(
                 revision = view.revision,
-                "node {}: no plan: {e}", env.node_name
+                "node {}: no plan: {e}", settings.env.node_name
             );
             None
         }
@@ -497,7 +529,7 @@ pub async fn run(
                     anyhow::bail!("the datastore follower stopped");
                 }
                 workloads.poll(&mut view);
-                if let Some(p) = plan_view(&mut view, &settings.env) {
+                if let Some(p) = plan_view(&mut view, &settings) {
                     break p;
                 }
             }
@@ -637,7 +669,7 @@ async fn apply(
 ) -> anyhow::Result<Option<ReloadReport>> {
     view.unapplied = false;
     // No plan (the node's resource went or broke): keep what runs.
-    let Some(p) = plan_view(view, &settings.env) else {
+    let Some(p) = plan_view(view, settings) else {
         return Ok(None);
     };
     let config = departing.hold(Instant::now(), applied, p.config(&settings.base));
@@ -887,5 +919,73 @@ mod tests {
         let e = base_config(Some(&file)).unwrap_err();
         assert!(e.contains("agent.toml:2"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+    /// A BGPPeer's `reachableBy` plans a static route; with `[fib]` off in `--config`
+    /// the agent warns once, naming the peer and the field, and not with `[fib]` on.
+    #[test]
+    fn static_routes_with_fib_off_are_warned_of_once() {
+        let (stale, _rx) = watch::channel(None);
+        let mut v = View::new();
+        let r = super::super::model::RESOURCES;
+        let kvs = vec![
+            (
+                format!("{r}nodes/n1"),
+                br#"{"kind":"Node","apiVersion":"projectcalico.org/v3","metadata":{"name":"n1"},"spec":{"bgp":{"ipv4Address":"10.0.0.1/24"}}}"#.to_vec(),
+            ),
+            (
+                format!("{r}bgppeers/tor-a"),
+                br#"{"kind":"BGPPeer","apiVersion":"projectcalico.org/v3","metadata":{"name":"tor-a"},"spec":{"peerIP":"10.9.0.1","asNumber":65001,"reachableBy":"10.0.0.254"}}"#.to_vec(),
+            ),
+        ];
+        assert!(v.take(Update::Snapshot(Snapshot { revision: 5, kvs }), &stale));
+        let mut settings = AgentSettings::new(
+            &args(),
+            env(&[
+                ("ETCD_ENDPOINTS", "http://127.0.0.1:2379"),
+                ("NODENAME", "n1"),
+            ]),
+        )
+        .unwrap();
+        assert!(!settings.base.fib.enabled);
+        let p = plan(&v.ds, &settings.env).unwrap();
+        assert_eq!(
+            p.static_routes,
+            [(
+                "10.9.0.1/32".parse().unwrap(),
+                "10.0.0.254".parse().unwrap()
+            )]
+        );
+        let warned = v.warn_fib_off(&p, &settings.base);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert_eq!(warned[0].key, format!("{r}bgppeers/tor-a"));
+        assert_eq!(warned[0].field, "spec.reachableBy");
+        assert!(
+            warned[0].message.contains("10.9.0.1/32 via 10.0.0.254")
+                && warned[0].message.contains("[fib]"),
+            "{}",
+            warned[0].message
+        );
+        assert!(v.warn_fib_off(&p, &settings.base).is_empty(), "once");
+        assert!(plan_view(&mut v, &settings).is_some());
+        assert!(v.fib_warned.len() == 1, "plan_view warns of nothing new");
+        settings.base.fib.enabled = true;
+        assert!(p.static_routes_without_fib(&settings.base).is_empty());
+    }
+    /// calico-node's TLS variables name the CA and the client certificate and key.
+    #[test]
+    fn tls_files_come_from_calico_nodes_environment() {
+        let vars = [
+            ("ETCD_ENDPOINTS", "https://127.0.0.1:2379"),
+            ("NODENAME", "n"),
+            ("ETCD_CA_CERT_FILE", "/calico-secrets/etcd-ca"),
+            ("ETCD_CERT_FILE", "/calico-secrets/etcd-cert"),
+            ("ETCD_KEY_FILE", "/calico-secrets/etcd-key"),
+        ];
+        let s = AgentSettings::new(&args(), env(&vars)).unwrap();
+        let p = |f: &str| Some(PathBuf::from(f));
+        assert_eq!(s.etcd.ca_cert, p("/calico-secrets/etcd-ca"));
+        assert_eq!(s.etcd.cert, p("/calico-secrets/etcd-cert"));
+        assert_eq!(s.etcd.key, p("/calico-secrets/etcd-key"));
+        assert_eq!(s.etcd.endpoints, ["https://127.0.0.1:2379"]);
     }
 }
