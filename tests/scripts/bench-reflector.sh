@@ -12,7 +12,10 @@
 # every reflector resolves them) on 127.0.1.x. One JSON line per run goes to stdout:
 # implementation, workload, the load tool's timings (`sessions_up_s`: all sessions
 # Established, the clients connecting at once unless spread; fabric: `all_complete_s`,
-# `flap_reestablished_s`, `flap_all_updated_s`), the reflector's peak RSS (`vmhwm_kib`:
+# `flap_reestablished_s`, `flap_all_updated_s`, `flap_client_complete_s`: the flapped
+# client holds every other block again, `flap_unchanged`: clients that held its block
+# throughout, the withdrawal and the new announcement having met in the reflector, for
+# which `flap_all_updated_s` is null when all did), the reflector's peak RSS (`vmhwm_kib`:
 # the VmHWM of its processes summed, bgpd and zebra for FRR) and CPU seconds (`cpu_s`,
 # user + system of those processes), the load tool's own CPU seconds (`load_cpu_s`: it
 # shares the cores with the reflector), the namespace's `somaxconn`, and its TCP counters
@@ -293,7 +296,9 @@ else:
     flap = r.get("flap") or {}
     line.update(clients=r.get("clients"), all_complete_s=r.get("all_complete_s"),
                 flap_reestablished_s=flap.get("reestablished_s"),
-                flap_all_updated_s=flap.get("all_updated_s"))
+                flap_all_updated_s=flap.get("all_updated_s"),
+                flap_client_complete_s=flap.get("client_complete_s"),
+                flap_unchanged=flap.get("unchanged"))
 if not r.get("ok"):
     line["errors"] = (r.get("errors") or [])[:3]
 print(json.dumps(line))
