@@ -718,6 +718,7 @@ impl Driver {
     }
 
     fn accept(&mut self, stream: TcpStream) {
+        self.read_pending();
         if let Some((c, negotiated)) = self.fsm.established()
             && negotiated.peer_graceful_restart.is_some()
         {
@@ -752,26 +753,70 @@ impl Driver {
         }
     }
 
+    /// Reads what the Established connection already holds before a new connection from
+    /// the peer is judged. A peer that ends its session (a Cease) and connects again at
+    /// once has its NOTIFICATION and FIN in our socket before its SYN reaches us, but the
+    /// new connection comes through the listener and the core on another path, and can
+    /// be handed over first: judged against a session that looks Established, it would be
+    /// refused (RFC 4271 §6.8), and the peer would wait for its next attempt. The reads
+    /// ask the socket itself: the runtime may not have seen it readable yet. Bounded: a
+    /// few reads, none while reading is paused for the owner.
+    fn read_pending(&mut self) {
+        for _ in 0..4 {
+            let Some((c, _)) = self.fsm.established() else {
+                return;
+            };
+            if self.receive_paused || !self.read(c, true) {
+                return;
+            }
+            self.carry_out();
+        }
+    }
+
     fn on_readable(&mut self, c: ConnId, ready: io::Result<()>) {
-        let now = Instant::now();
-        let Some(conn) = self.conns[c.index()].as_mut() else {
-            return;
-        };
         if let Err(e) = ready {
             return self.failed(c, e.to_string());
         }
+        self.read(c, false);
+    }
+
+    /// One read from `c` and the messages it completes; whether the socket had anything
+    /// (bytes, its end or an error). `now_or_never`: read from the socket itself, not
+    /// only once the runtime has seen it readable (its view may lag behind the kernel's:
+    /// see [`Driver::read_pending`]).
+    fn read(&mut self, c: ConnId, now_or_never: bool) -> bool {
+        let now = Instant::now();
+        let Some(conn) = self.conns[c.index()].as_mut() else {
+            return false;
+        };
         let want = conn.framer.wanted(&conn.rbuf).max(4096);
         conn.rbuf.reserve(want);
-        match conn.stream.try_read_buf(&mut conn.rbuf) {
-            Ok(0) => return self.failed(c, "connection closed by peer".into()),
+        let r = if now_or_never {
+            let mut chunk = [0u8; 4096];
+            let r = io::Read::read(&mut &*socket2::SockRef::from(&conn.stream), &mut chunk);
+            if let Ok(n) = r {
+                conn.rbuf.extend_from_slice(&chunk[..n]);
+            }
+            r
+        } else {
+            conn.stream.try_read_buf(&mut conn.rbuf)
+        };
+        match r {
+            Ok(0) => {
+                self.failed(c, "connection closed by peer".into());
+                return true;
+            }
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) => return self.failed(c, e.to_string()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                self.failed(c, e.to_string());
+                return true;
+            }
         }
         // Bounded: each frame consumes bytes from a finite buffer.
         loop {
             let Some(conn) = self.conns[c.index()].as_mut() else {
-                return;
+                return true;
             };
             match conn.framer.next_frame(&mut conn.rbuf) {
                 Ok(Some(frame)) => {
@@ -786,11 +831,11 @@ impl Driver {
                     if conn.rbuf.is_empty() {
                         conn.rbuf = BytesMut::new();
                     }
-                    return;
+                    return true;
                 }
                 Err(error) => {
                     self.fsm.handle(now, Input::HeaderError { conn: c, error });
-                    return;
+                    return true;
                 }
             }
         }

@@ -12,10 +12,15 @@
 # every reflector resolves them) on 127.0.1.x. One JSON line per run goes to stdout:
 # implementation, workload, the load tool's timings (`sessions_up_s`: all sessions
 # Established, the clients connecting at once unless spread; fabric: `all_complete_s`,
-# `flap_reestablished_s`, `flap_all_updated_s`), the reflector's peak RSS (`vmhwm_kib`:
+# `flap_reestablished_s`, `flap_all_updated_s`, `flap_client_complete_s`: the flapped
+# client holds every other block again, `flap_unchanged`: clients that held its block
+# throughout, the withdrawal and the new announcement having met in the reflector, for
+# which `flap_all_updated_s` is null when all did), the reflector's peak RSS (`vmhwm_kib`:
 # the VmHWM of its processes summed, bgpd and zebra for FRR) and CPU seconds (`cpu_s`,
 # user + system of those processes), the load tool's own CPU seconds (`load_cpu_s`: it
-# shares the cores with the reflector), and the namespace's `somaxconn`.
+# shares the cores with the reflector), the namespace's `somaxconn`, and its TCP counters
+# `listen_drops` (connections the listener's queues dropped) and `syn_retrans` (SYNs sent
+# again: each is a client that waited a second for its connection).
 # With BENCH_RAW=DIR, each run's full bgp-load report is kept as DIR/<n>-<impl>.json.
 # BENCH_SPREAD_MS=N spreads the clients' first connects over N ms (every implementation).
 # BENCH_IMPLS="ours bird2" (the default) chooses the implementations and their order
@@ -231,6 +236,12 @@ one() {
         "$load" "${args[@]}" --target 127.0.0.1:179 --source 127.0.1.1 \
         --next-hop 192.0.2.100 --connect-spread-ms "${BENCH_SPREAD_MS:-0}" \
         --timeout "${BENCH_TIMEOUT:-300}" 2>"$work/load.err") || rc=$?
+    # The namespace's TCP counters (clients and reflector alike live in it): connections
+    # the listener's queues dropped, and SYNs sent again (each costs its client a second).
+    local netstat listen_drops syn_retrans
+    netstat=$(ip netns exec "$ns" cat /proc/net/netstat)
+    listen_drops=$(awk '$1 == "TcpExt:" { if (!h) { for (i = 2; i <= NF; i++) c[$i] = i; h = 1 } else print $c["ListenDrops"] }' <<<"$netstat")
+    syn_retrans=$(awk '$1 == "TcpExt:" { if (!h) { for (i = 2; i <= NF; i++) c[$i] = i; h = 1 } else print $c["TCPSynRetrans"] }' <<<"$netstat")
     # The reflector's processes: those of its names in the namespace (the load tool is the
     # only other one).
     local names p comm hwm=0 ticks=0 found=0
@@ -261,9 +272,9 @@ one() {
     if [ -s "$work/load.time" ]; then
         load_cpu=$(awk 'END {printf "%.2f", $1 + $2}' "$work/load.time")
     fi
-    python3 - "$impl" "$rc" "$hwm" "$cpu" "$somaxconn" "$load_cpu" "$out" <<'PY'
+    python3 - "$impl" "$rc" "$hwm" "$cpu" "$somaxconn" "$load_cpu" "${listen_drops:-null}" "${syn_retrans:-null}" "$out" <<'PY'
 import json, sys
-impl, rc, hwm, cpu, somaxconn, load_cpu, out = sys.argv[1:]
+impl, rc, hwm, cpu, somaxconn, load_cpu, listen_drops, syn_retrans, out = sys.argv[1:]
 try:
     r = json.loads(out)
 except ValueError:
@@ -274,6 +285,8 @@ line = {"impl": impl, "ok": r.get("ok"), "exit": int(rc),
         "cpu_s": None if cpu == "null" else float(cpu),
         "load_cpu_s": None if load_cpu == "null" else float(load_cpu),
         "somaxconn": int(somaxconn),
+        "listen_drops": None if listen_drops == "null" else int(listen_drops),
+        "syn_retrans": None if syn_retrans == "null" else int(syn_retrans),
         "sessions_up_s": r.get("sessions_up_s")}
 if r.get("mode") == "table":
     line.update(prefixes=r.get("prefixes"), receivers=r.get("receivers"),
@@ -283,7 +296,9 @@ else:
     flap = r.get("flap") or {}
     line.update(clients=r.get("clients"), all_complete_s=r.get("all_complete_s"),
                 flap_reestablished_s=flap.get("reestablished_s"),
-                flap_all_updated_s=flap.get("all_updated_s"))
+                flap_all_updated_s=flap.get("all_updated_s"),
+                flap_client_complete_s=flap.get("client_complete_s"),
+                flap_unchanged=flap.get("unchanged"))
 if not r.get("ok"):
     line["errors"] = (r.get("errors") or [])[:3]
 print(json.dumps(line))
