@@ -1734,3 +1734,54 @@ fn test_link_local_peers_by_interface() {
     assert_eq!(p.interface.as_deref(), Some("eth1"));
     assert_eq!(h.status(ll).interface.as_deref(), Some("eth0"));
 }
+
+#[test]
+fn test_routes_listed_by_family_then_address_then_length() {
+    let mut h = Harness::new(config(""), false);
+    let scrambled = [
+        "2001:db8::/48",
+        "10.1.0.0/24",
+        "192.0.2.0/24",
+        "10.1.0.0/16",
+        "2001:db8::/32",
+        "9.0.0.0/8",
+        "10.0.255.0/24",
+        "::/0",
+        "10.1.0.128/25",
+    ];
+    for p in scrambled {
+        h.core.originate(net(p), rib::Attrs::default());
+    }
+    h.drain();
+    let listed = |page: super::RoutesPage| -> Vec<String> {
+        page.routes.iter().map(|r| r.prefix.to_string()).collect()
+    };
+    let all = h.core.routes(None, 0, 100);
+    assert!(!all.more);
+    let sorted = [
+        "9.0.0.0/8",
+        "10.0.255.0/24",
+        "10.1.0.0/16",
+        "10.1.0.0/24",
+        "10.1.0.128/25",
+        "192.0.2.0/24",
+        "::/0",
+        "2001:db8::/32",
+        "2001:db8::/48",
+    ];
+    assert_eq!(listed(all), sorted);
+    // Pages of 2 by offset, and by cursor, give the same list in the same order.
+    let (mut by_offset, mut by_cursor, mut after) = (Vec::new(), Vec::new(), None);
+    for offset in (0..sorted.len()).step_by(2) {
+        let page = h.core.routes(None, offset, 2);
+        assert_eq!(page.more, offset + 2 < sorted.len(), "offset {offset}");
+        by_offset.extend(listed(page));
+        let page = h.core.routes(after, 0, 2);
+        after = page.routes.last().map(|r| r.prefix);
+        by_cursor.extend(listed(page));
+    }
+    assert_eq!(by_offset, sorted);
+    assert_eq!(by_cursor, sorted);
+    assert!(h.core.routes(after, 0, 2).routes.is_empty());
+    assert!(h.core.routes(None, 100, 2).routes.is_empty());
+}
