@@ -1678,6 +1678,48 @@ prefix = "10.0.0.0/33"
     assert!(e.contains("unknown key, expected one of"), "{e}");
 }
 
+/// A `[speaker]` without `asn` is reported with the other mistakes, in file order (at
+/// the end of its table, as every missing key), not after they are fixed; set from the
+/// environment (`RR_ASN`), it is not missing.
+#[test]
+fn test_missing_speaker_asn_listed_with_the_other_errors() {
+    let text = "[speaker]\nrouter_id = \"10.0.0.1\"\nhold_tme = 30\n\n\
+                [[peer]]\naddress = \"10.0.0.2\"\nasn = 65001\nrr_clinet = true\n";
+    let lines = |overrides: &rr_daemon::config::Overrides| -> Vec<String> {
+        Config::parse_all(text, "rr.toml", overrides)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(
+        lines(&Default::default()),
+        [
+            "rr.toml:3:1: speaker.hold_tme: unknown key: did you mean `hold_time`?",
+            "rr.toml:1:1: speaker.asn: missing (required)",
+            "rr.toml:8:1: peer[0].rr_clinet: unknown key: did you mean `rr_client`?",
+        ]
+    );
+    let asn =
+        rr_daemon::config::Overrides::from_lookup(|n| (n == "RR_ASN").then(|| "65000".to_owned()));
+    assert_eq!(
+        lines(&asn),
+        [
+            "rr.toml:3:1: speaker.hold_tme: unknown key: did you mean `hold_time`?",
+            "rr.toml:8:1: peer[0].rr_clinet: unknown key: did you mean `rr_client`?",
+        ]
+    );
+    // Both required keys missing, nothing else wrong: both listed.
+    let e =
+        Config::parse_all("[speaker]\nlisten = []\n", "rr.toml", &Default::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "rr.toml:1:1: speaker.asn: missing (required)\n\
+         rr.toml:1:1: speaker.router_id: missing (required)"
+    );
+}
+
 /// An invalid prefix says what is wrong with it.
 #[test]
 fn test_prefix_errors_say_what_is_wrong() {

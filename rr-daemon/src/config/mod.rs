@@ -195,8 +195,18 @@ impl Config {
             None => error::Doc::parse(text, file)?,
         };
         let overrides = overrides.check(doc.file())?;
+        // `[speaker]`'s AS and router ID may come from the environment instead.
+        let speaker = error::KeyPath::root().key("speaker");
+        let required: Vec<_> = [
+            ("asn", overrides.asn.is_none()),
+            ("router_id", overrides.router_id.is_none()),
+        ]
+        .into_iter()
+        .filter(|(_, needed)| *needed)
+        .map(|(key, _)| speaker.key(key))
+        .collect();
         let mut raw = doc
-            .deserialize_all::<raw::RawFile>()
+            .deserialize_all::<raw::RawFile>(&required)
             .map_err(ConfigErrors)?;
         if let Some(id) = overrides.router_id {
             raw.speaker.router_id = Some(IpAddr::V4(id));
