@@ -1720,6 +1720,40 @@ fn test_missing_speaker_asn_listed_with_the_other_errors() {
     );
 }
 
+/// `check`'s line counts the routes the file originates and its pools.
+#[test]
+fn test_check_counts_routes_and_pools() {
+    let dir = std::env::temp_dir().join(format!("rr-daemon-check-count-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("node.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{HEAD}listen = []\n[[route]]\nprefix = \"198.51.100.0/24\"\n\
+             [[originate]]\nprefix = \"10.244.1.0/26\"\n[[originate]]\nprefix = \"10.244.1.64/26\"\n\
+             [fib]\n[[fib.ip_pool]]\nprefix = \"10.244.0.0/16\"\n\
+             [learn]\npools = [\"10.244.0.0/16\", \"10.245.0.0/16\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rr-daemon"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            "{}: ok: AS 65000, router id 10.0.0.1; 0 peer(s) (0 iBGP, 0 eBGP, 0 rr clients); \
+             0 dynamic ranges; 0 policies; 3 routes (1 [[route]], 2 [[originate]]); \
+             3 pools (1 [[fib.ip_pool]], 2 [learn]); listening on nothing\n",
+            path.display()
+        )
+    );
+}
+
 /// An invalid prefix says what is wrong with it.
 #[test]
 fn test_prefix_errors_say_what_is_wrong() {

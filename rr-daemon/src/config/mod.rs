@@ -300,7 +300,9 @@ impl Config {
             .collect()
     }
 
-    /// One line: AS, router ID, reflector role, peers, dynamic ranges and policies.
+    /// One line: AS, router ID, reflector role, peers, dynamic ranges, policies, the routes
+    /// it originates (`[[route]]`, `[[originate]]`), its pools (`[[fib.ip_pool]]`, `[learn]
+    /// pools`) and where it listens.
     pub fn summary(&self) -> String {
         let s = &self.speaker;
         let mut out = format!("AS {}, router id {}", s.asn, s.router_id);
@@ -334,11 +336,21 @@ impl Config {
             let mesh = m.nodes.iter().filter(|n| !m.local.contains(n)).count();
             let _ = write!(out, ", {mesh} mesh");
         }
+        let (originate, ip_pools, learn_pools) = (
+            self.originate.len(),
+            self.fib.ip_pools.len(),
+            self.learn.pools.len(),
+        );
         let _ = write!(
             out,
-            "); {} dynamic ranges; {} policies; listening on {}",
+            "); {} dynamic ranges; {} policies; {} routes ({} [[route]], {originate} \
+             [[originate]]); {} pools ({ip_pools} [[fib.ip_pool]], {learn_pools} [learn]); \
+             listening on {}",
             self.dynamic_neighbors.len(),
             self.policies.len(),
+            self.routes.len(),
+            self.routes.len().saturating_sub(originate),
+            ip_pools + learn_pools,
             match s.listen.len() {
                 0 => "nothing".to_owned(),
                 _ => s
