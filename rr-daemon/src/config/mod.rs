@@ -124,11 +124,15 @@ pub struct Diff {
     pub changed: Vec<IpAddr>,
     /// Peers in both, with equal settings.
     pub unchanged: Vec<IpAddr>,
-    /// The peers of `changed` whose change is to policy only (see
-    /// [`PeerSettings::reset_key`]): the speaker keeps their sessions, unless `[speaker]`
-    /// changed the AS or router ID ([`Speaker::reset_key`]) or an import policy changed
-    /// on a session without ROUTE-REFRESH.
+    /// The peers of `changed` whose change needs no new session (see
+    /// [`PeerSettings::reset_key`]: policy, or what is applied to the running session or
+    /// only shown, such as `description`): the speaker keeps their sessions, unless
+    /// `[speaker]` changed the AS or router ID ([`Speaker::reset_key`]) or an import
+    /// policy changed on a session without ROUTE-REFRESH.
     pub policy_only: Vec<IpAddr>,
+    /// For each peer of `changed`, the keys that changed
+    /// ([`PeerSettings::changed_keys`]).
+    pub changed_keys: BTreeMap<IpAddr, Vec<&'static str>>,
 }
 
 impl Diff {
@@ -265,6 +269,7 @@ impl Config {
                 Some(o) if o == p => d.unchanged.push(*a),
                 Some(o) => {
                     d.changed.push(*a);
+                    d.changed_keys.insert(*a, o.changed_keys(p));
                     if o.reset_key(p).is_none() {
                         d.policy_only.push(*a);
                     }

@@ -1785,3 +1785,28 @@ fn test_routes_listed_by_family_then_address_then_length() {
     assert!(h.core.routes(after, 0, 2).routes.is_empty());
     assert!(h.core.routes(None, 100, 2).routes.is_empty());
 }
+
+#[test]
+fn test_reload_description_only_keeps_the_session_and_sends_nothing() {
+    let mut h = reload_harness(true);
+    let n = ip("10.0.0.3");
+    let generation = h.sessions[&n];
+    let sent = h.sent.clone();
+    let mut c = reload_config("all", "all");
+    c.peers.get_mut(&n).unwrap().description = Some("rack 7".into());
+    let diff = h.core.reload(h.now, c);
+    h.drain();
+    h.flush();
+    assert_eq!(diff.changed, [n]);
+    assert_eq!(diff.policy_only, [n]);
+    assert_eq!(diff.changed_keys[&n], ["description"]);
+    assert!(
+        h.stopped.is_empty() && h.resets.is_empty(),
+        "{:?}",
+        h.stopped
+    );
+    assert!(h.refreshes.is_empty());
+    assert_eq!(h.sessions[&n], generation);
+    assert_eq!(h.sent, sent, "nothing exported again");
+    assert_eq!(h.status(n).description.as_deref(), Some("rack 7"));
+}
