@@ -639,9 +639,10 @@ impl Core {
     pub(crate) fn routes(&self, after: Option<IpNet>, offset: usize, limit: usize) -> RoutesPage {
         let keep = offset.saturating_add(limit).saturating_add(1);
         let mut first = std::collections::BinaryHeap::with_capacity(keep.min(1 << 16));
+        let after = after.map(|a| route_order(&a));
         for (prefix, best) in self.rib.loc_rib() {
             let key = route_order(&prefix);
-            if after.is_some_and(|a| key <= route_order(&a)) {
+            if after.is_some_and(|a| key <= a) {
                 continue;
             }
             if first.len() < keep {
