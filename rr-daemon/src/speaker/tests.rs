@@ -1054,17 +1054,45 @@ fn test_forwarding_bit_clear_at_a_fresh_start_then_kept() {
     );
 }
 
+/// Reflector client A (10.0.0.2), its sessions' OPENs with graceful restart `gr`: up,
+/// and having sent `routes` (if any).
+fn client_up(gr: Option<GracefulRestart>, routes: &[&str]) -> Harness {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    h.peer_gr = gr;
+    h.establish(a);
+    if !routes.is_empty() {
+        h.announce(a, routes);
+        h.flush();
+    }
+    h
+}
+
+impl Harness {
+    /// Reloads a configuration where A (10.0.0.2) is no longer a reflector client: a
+    /// change that needs a new session.
+    fn unclient(&mut self) {
+        self.core.reload(
+            self.now,
+            config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
+        );
+        self.drain();
+    }
+
+    /// Whether `peer`'s session was abandoned: closed without a NOTIFICATION.
+    fn abandoned(&self, peer: IpAddr) -> bool {
+        self.commands
+            .iter()
+            .any(|(p, c)| *p == peer && matches!(c, Command::Abandon))
+    }
+}
+
 #[test]
 fn test_reset_for_rr_client_sets_forwarding_and_keeps_our_routes_at_the_peer() {
     let a = ip("10.0.0.2");
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
-    h.establish(a);
+    let mut h = client_up(peer_gr(true, false), &[]);
     let spawns = h.spawned.len();
-    h.core.reload(
-        h.now,
-        config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
-    );
-    h.drain();
+    h.unclient();
     assert_eq!(h.spawned.len(), spawns + 1, "rr_client needs a new session");
     assert_eq!(
         last_forwarding(&h, a),
@@ -1082,23 +1110,14 @@ fn test_reset_for_rr_client_sets_forwarding_and_keeps_our_routes_at_the_peer() {
         .map(|(_, n)| (n.code.0, n.subcode))
         .collect();
     assert_eq!(ceases, [(6, subcode::cease::OTHER_CONFIG_CHANGE)]);
-    assert!(
-        !h.commands
-            .iter()
-            .any(|(_, c)| matches!(c, Command::Abandon))
-    );
+    assert!(!h.abandoned(a));
 }
 
 #[test]
 fn test_reset_for_rr_client_keeps_the_peers_routes_until_its_end_of_rib() {
     let a = ip("10.0.0.2");
-    let non_client = || config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n");
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
-    h.establish(a);
-    h.announce(a, &["10.1.0.0/24", "10.2.0.0/24"]);
-    h.flush();
-    h.core.reload(h.now, non_client());
-    h.drain();
+    let mut h = client_up(peer_gr(true, false), &["10.1.0.0/24", "10.2.0.0/24"]);
+    h.unclient();
     // RFC 8538 §4: ours sent the Cease, ours keeps the peer's routes too, stale.
     for p in ["10.1.0.0/24", "10.2.0.0/24"] {
         let e = h.core.route(&net(p)).unwrap();
@@ -1121,12 +1140,8 @@ fn test_reset_for_rr_client_keeps_the_peers_routes_until_its_end_of_rib() {
     assert_eq!(h.core.poll_timeout(), None);
 
     // A new session that never comes: the routes go at the restart time (120 s).
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
-    h.establish(a);
-    h.announce(a, &["10.1.0.0/24"]);
-    h.flush();
-    h.core.reload(h.now, non_client());
-    h.drain();
+    let mut h = client_up(peer_gr(true, false), &["10.1.0.0/24"]);
+    h.unclient();
     h.advance(Duration::from_secs(119));
     assert!(h.has_route("10.1.0.0/24"));
     h.advance(Duration::from_secs(2));
@@ -1134,12 +1149,8 @@ fn test_reset_for_rr_client_keeps_the_peers_routes_until_its_end_of_rib() {
     assert!(h.core.stale_sessions.is_empty());
 
     // Removed from the configuration meanwhile: its routes go at once.
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
-    h.establish(a);
-    h.announce(a, &["10.1.0.0/24"]);
-    h.flush();
-    h.core.reload(h.now, non_client());
-    h.drain();
+    let mut h = client_up(peer_gr(true, false), &["10.1.0.0/24"]);
+    h.unclient();
     h.core.reload(h.now, config(""));
     h.drain();
     assert!(!h.has_route("10.1.0.0/24"));
@@ -1149,16 +1160,8 @@ fn test_reset_for_rr_client_keeps_the_peers_routes_until_its_end_of_rib() {
 #[test]
 fn test_reset_towards_a_peer_keeping_no_forwarding_state_drops_its_routes_when_back() {
     let a = ip("10.0.0.2");
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
-    h.peer_gr = peer_gr(false, false);
-    h.establish(a);
-    h.announce(a, &["10.1.0.0/24"]);
-    h.flush();
-    h.core.reload(
-        h.now,
-        config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
-    );
-    h.drain();
+    let mut h = client_up(peer_gr(false, false), &["10.1.0.0/24"]);
+    h.unclient();
     assert!(h.has_route("10.1.0.0/24"), "kept while the session is down");
     h.establish(a);
     assert!(
@@ -1171,40 +1174,21 @@ fn test_reset_towards_a_peer_keeping_no_forwarding_state_drops_its_routes_when_b
 #[test]
 fn test_reset_towards_a_helper_without_n_bit_closes_without_notification() {
     let a = ip("10.0.0.2");
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
     // BIRD: graceful restart, no N bit. A Cease would end its help.
-    h.peer_gr = Some(GracefulRestart {
+    let bird = GracefulRestart {
         notification: false,
         ..peer_gr(false, false).unwrap()
-    });
-    h.establish(a);
-    h.core.reload(
-        h.now,
-        config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
-    );
-    h.drain();
+    };
+    let mut h = client_up(Some(bird), &[]);
+    h.unclient();
     assert!(h.ceases.iter().all(|(p, _)| *p != a), "{:?}", h.ceases);
-    assert!(
-        h.commands
-            .iter()
-            .any(|(p, c)| *p == a && matches!(c, Command::Abandon))
-    );
+    assert!(h.abandoned(a));
     assert_eq!(last_forwarding(&h, a), Some(true));
     // A peer without graceful restart gets the Cease.
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
-    h.peer_gr = None;
-    h.establish(a);
-    h.core.reload(
-        h.now,
-        config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
-    );
-    h.drain();
+    let mut h = client_up(None, &[]);
+    h.unclient();
     assert_eq!(h.ceases.len(), 1, "{:?}", h.ceases);
-    assert!(
-        !h.commands
-            .iter()
-            .any(|(_, c)| matches!(c, Command::Abandon))
-    );
+    assert!(!h.abandoned(a));
 }
 
 #[test]
@@ -1360,11 +1344,7 @@ fn test_shutdown_is_a_planned_restart_for_gr_sessions() {
     h.core.shutdown();
     h.drain();
     // a negotiated graceful restart: its connection closes without a NOTIFICATION.
-    assert!(
-        h.commands
-            .iter()
-            .any(|(p, c)| *p == a && matches!(c, Command::Abandon))
-    );
+    assert!(h.abandoned(a));
     assert!(h.ceases.iter().all(|(p, _)| *p != a), "{:?}", h.ceases);
     // b did not: Cease, Administrative Shutdown.
     assert_eq!(h.ceases.len(), 1);
@@ -1389,11 +1369,7 @@ fn test_shutdown_without_graceful_stop_ceases_every_peer() {
     h.establish(b);
     h.core.shutdown();
     h.drain();
-    assert!(
-        !h.commands
-            .iter()
-            .any(|(_, c)| matches!(c, Command::Abandon))
-    );
+    assert!(!h.abandoned(a) && !h.abandoned(b));
     let mut ceases: Vec<(IpAddr, u8, Vec<u8>)> = h
         .ceases
         .iter()
