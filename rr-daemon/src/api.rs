@@ -6,7 +6,7 @@
 //! | `GET /v1/peers` | every peer ([`PeerStatus`]), by address; `down_reason` says why one is not Established |
 //! | `GET /v1/peers/{address}` | one peer in detail ([`PeerDetail`]: every field of `/v1/peers` and what the session negotiated, its history, routes per family); 404 when there is none |
 //! | `GET /v1/peers/{address}/routes?dir=in\|out` | the peer's Adj-RIB-In (after import policy; `view=received` for before, with `soft_reconfiguration_inbound`) or Adj-RIB-Out as sent ([`PeerRoutesResponse`]), paged by `cursor` (or `offset`) and `limit`, filtered by `prefix`, `longest`, `orlonger`, `community`, `large_community`, `as`, `origin_as`, `family` |
-//! | `GET /v1/routes?limit=N&offset=M` | best routes ([`RoutesResponse`]), 1000 by default |
+//! | `GET /v1/routes?limit=N&offset=M` | best routes ([`RoutesResponse`]) in prefix order (family, address, length), 1000 by default |
 //! | `GET /v1/routes/{prefix}` | every path of a prefix, which is best and why the others lost ([`RouteDetail`]); `10.0.0.0/24` or `10.0.0.0%2F24`; a bare address (`10.0.0.7`) gives its longest match |
 //! | `GET /v1/status` | speaker summary and readiness ([`StatusResponse`]) |
 //! | `GET /v1/fib` | kernel routes: counters, installed routes, failures ([`crate::fib::FibReport`]); 404 when `[fib]` is off |
@@ -16,8 +16,8 @@
 //!
 //! Every request is one message to the speaker's core and waits for its answer at most
 //! [`ApiOptions::core_timeout`]; what the core does for it is bounded by the number of
-//! peers, or by `offset + limit` routes, or (metrics, status) one walk of the Loc-RIB to
-//! count paths. Rendering JSON and metrics happens here, off the core.
+//! peers, or (best routes) one walk of the Loc-RIB that keeps `offset + limit` routes
+//! aside to sort them, or (metrics, status) one walk of the Loc-RIB to count paths. Rendering JSON and metrics happens here, off the core.
 //!
 //! Readiness follows Calico's rule for BIRD (`calico-node -bird-ready`), over the
 //! configured peers (dynamic neighbours aside); see [`readiness`]:
@@ -687,7 +687,7 @@ impl Attributes for rib::Attrs {
 /// `GET /v1/routes`: one page of best routes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RoutesResponse {
-    /// The routes, in the RIB's internal order (stable while the table does not change).
+    /// The routes in prefix order: address family (IPv4 first), then address, then length.
     pub routes: Vec<RouteView>,
     /// Routes skipped before this page.
     pub offset: usize,

@@ -571,10 +571,7 @@ impl Reloader {
         // on or off, and [api], need a start (logged by `Running::reload`).
         self.current = new.clone();
         let diff = self.running.reload(new).await.map_err(|e| e.to_string())?;
-        report.added = diff.added;
-        report.removed = diff.removed;
-        report.changed = diff.changed;
-        report.policy_only = diff.policy_only;
+        report.set_peers(diff);
         Ok(report)
     }
 }

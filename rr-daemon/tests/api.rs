@@ -469,6 +469,54 @@ async fn unreachable_peers_are_explained() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["rib"]["prefixes"], 1);
 
+    // Routes are listed by family, then address, then length, whatever the order they
+    // came in; pages follow that order.
+    for p in ["2001:db8::/32", "10.0.0.0/8", "192.0.2.0/24", "10.1.0.0/16"] {
+        speaker
+            .originate(p.parse().unwrap(), Attrs::default())
+            .await
+            .unwrap();
+    }
+    let sorted = [
+        "10.0.0.0/8",
+        "10.1.0.0/16",
+        "10.1.0.0/24",
+        "192.0.2.0/24",
+        "2001:db8::/32",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get_json(api, "/v1/status").await.1["rib"]["prefixes"] != sorted.len() {
+        assert!(Instant::now() < deadline, "the routes of our own");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (ok, out, err) = run_bin(args(&["ctl", "--api", &a, "routes", "--limit", "3"])).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "Prefix       Next hop  AS path  From\n\
+         10.0.0.0/8   -                  local\n\
+         10.1.0.0/16  -                  local\n\
+         10.1.0.0/24  -                  local\n\
+         ... more routes: --offset 3 for the next 3\n"
+    );
+    let mut listed = Vec::new();
+    for offset in ["0", "2", "4"] {
+        let (ok, out, err) = run_bin(args(&[
+            "ctl", "--api", &a, "--json", "routes", "--limit", "2", "--offset", offset,
+        ]))
+        .await;
+        assert!(ok, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        listed.extend(
+            v["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["prefix"].as_str().unwrap().to_owned()),
+        );
+    }
+    assert_eq!(listed, sorted);
+
     speaker.shutdown().await.unwrap();
 }
 

@@ -603,6 +603,30 @@ fn check_bird_prints_the_toml() {
         translate("mesh-node1/bird.cfg", Dialect::Bird).config,
         "{text}"
     );
+    // The tables in CONFIG.md's order, `[speaker]` first, not sorted by name.
+    let headers: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(
+        headers,
+        [
+            "[speaker]",
+            "[api]",
+            "[[peer]]",
+            "[[policy]]",
+            "[[policy.rule]]",
+            "[[policy.rule]]",
+            "[[policy.rule]]",
+            "[[policy.rule]]",
+            "[[originate]]",
+            "[fib]",
+            "[[fib.ip_pool]]",
+            "[learn]",
+        ],
+        "{text}"
+    );
+    assert!(
+        text.contains("\n\n[speaker]\nasn = 64512\n"),
+        "the comments, a blank line, then [speaker]: {text}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_rr-daemon"))
         .args(["check", "--bird"])
         .arg(data("broken/prepend.cfg"))

@@ -1747,6 +1747,82 @@ prefix = "10.0.0.0/33"
     assert!(e.contains("unknown key, expected one of"), "{e}");
 }
 
+/// A `[speaker]` without `asn` is reported with the other mistakes, in file order (at
+/// the end of its table, as every missing key), not after they are fixed; set from the
+/// environment (`RR_ASN`), it is not missing.
+#[test]
+fn test_missing_speaker_asn_listed_with_the_other_errors() {
+    let text = "[speaker]\nrouter_id = \"10.0.0.1\"\nhold_tme = 30\n\n\
+                [[peer]]\naddress = \"10.0.0.2\"\nasn = 65001\nrr_clinet = true\n";
+    let lines = |overrides: &rr_daemon::config::Overrides| -> Vec<String> {
+        Config::parse_all(text, "rr.toml", overrides)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(
+        lines(&Default::default()),
+        [
+            "rr.toml:3:1: speaker.hold_tme: unknown key: did you mean `hold_time`?",
+            "rr.toml:1:1: speaker.asn: missing (required)",
+            "rr.toml:8:1: peer[0].rr_clinet: unknown key: did you mean `rr_client`?",
+        ]
+    );
+    let asn =
+        rr_daemon::config::Overrides::from_lookup(|n| (n == "RR_ASN").then(|| "65000".to_owned()));
+    assert_eq!(
+        lines(&asn),
+        [
+            "rr.toml:3:1: speaker.hold_tme: unknown key: did you mean `hold_time`?",
+            "rr.toml:8:1: peer[0].rr_clinet: unknown key: did you mean `rr_client`?",
+        ]
+    );
+    // Both required keys missing, nothing else wrong: both listed.
+    let e =
+        Config::parse_all("[speaker]\nlisten = []\n", "rr.toml", &Default::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "rr.toml:1:1: speaker.asn: missing (required)\n\
+         rr.toml:1:1: speaker.router_id: missing (required)"
+    );
+}
+
+/// `check`'s line counts the routes the file originates and its pools.
+#[test]
+fn test_check_counts_routes_and_pools() {
+    let dir = std::env::temp_dir().join(format!("rr-daemon-check-count-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("node.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{HEAD}listen = []\n[[route]]\nprefix = \"198.51.100.0/24\"\n\
+             [[originate]]\nprefix = \"10.244.1.0/26\"\n[[originate]]\nprefix = \"10.244.1.64/26\"\n\
+             [fib]\n[[fib.ip_pool]]\nprefix = \"10.244.0.0/16\"\n\
+             [learn]\npools = [\"10.244.0.0/16\", \"10.245.0.0/16\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rr-daemon"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            "{}: ok: AS 65000, router id 10.0.0.1; 0 peer(s) (0 iBGP, 0 eBGP, 0 rr clients); \
+             0 dynamic ranges; 0 policies; 3 routes (1 [[route]], 2 [[originate]]); \
+             3 pools (1 [[fib.ip_pool]], 2 [learn]); listening on nothing\n",
+            path.display()
+        )
+    );
+}
+
 /// An invalid prefix says what is wrong with it.
 #[test]
 fn test_prefix_errors_say_what_is_wrong() {

@@ -327,7 +327,10 @@ fn test_environment_overrides_through_the_binary() {
     assert!(!ok);
     assert_eq!(
         err.trim_end(),
-        format!("rr-daemon: {bare}:1:1: speaker.asn: missing (required)")
+        format!(
+            "rr-daemon: {bare}:1:1: speaker.asn: missing (required)\n\
+             rr-daemon: {bare}:1:1: speaker.router_id: missing (required)"
+        )
     );
     let (ok, out, err) = run(&["check", "--config", bare], &env[..2]);
     assert!(ok, "{err}");

@@ -43,7 +43,8 @@
 //! - `etcd`: a real etcd for the agent's tests ([`Etcd`]), keys written with `etcdctl`;
 //! - `calico`: Calico's rendered BIRD 1.6 node config ([`calico_bird16_node_config`]);
 //! - `topology`: topologies as data ([`Topology`], files under `tests/topologies/`) and
-//!   the harness that brings one up, checks it and breaks it ([`Fabric`]).
+//!   the harness that brings one up, checks it and breaks it ([`Fabric`]);
+//! - here: [`load_args`], the command line of `bgp-load`.
 
 mod bird;
 mod calico;
@@ -72,3 +73,23 @@ pub use topology::{
     EndState, Fabric, FabricRoute, Gap, Impl, KernelWatch, Member, Node, Rack, Reflector, RibPath,
     Topology, kernel_routes_of, rss_kib, topologies_dir,
 };
+
+/// The arguments of `bgp-load COMMAND` (`table`, `fabric`) against our daemon at
+/// 127.0.0.1:179 from 127.0.1.1 (on: the fabric's clients take the next addresses), next
+/// hop 192.0.2.100 (127/8 is no valid next hop, RFC 4271 §6.3), then `extra`
+/// (`--clients N`, `--prefixes N`, `--timeout S` ...).
+pub fn load_args(command: &str, extra: &[&str]) -> Vec<String> {
+    [
+        command,
+        "--target",
+        "127.0.0.1:179",
+        "--source",
+        "127.0.1.1",
+        "--next-hop",
+        "192.0.2.100",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| (*s).to_owned())
+    .collect()
+}

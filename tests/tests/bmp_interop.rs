@@ -55,14 +55,42 @@ fn prefix(i: usize) -> String {
 
 /// BIRD 2 announcing prefixes `routes` to ours over iBGP.
 fn client_body(routes: std::ops::Range<usize>) -> String {
-    let mut s = String::with_capacity(40 * routes.len() + 1024);
+    let mut s = client_head(routes.len());
+    static_protocol(&mut s, "s1", "ipv4", routes.map(prefix));
+    upstream(
+        &mut s,
+        "ipv4 { import all; export filter { if source != RTS_STATIC then reject; \
+         bgp_path.prepend(64512); bgp_community.add((64512, 7)); accept; }; };",
+    );
+    s
+}
+
+/// A BIRD 2 configuration of C1 for about `routes` routes, up to its first protocol.
+fn client_head(routes: usize) -> String {
+    let mut s = String::with_capacity(40 * routes + 1024);
     let _ = writeln!(s, "router id {C1};");
     let _ = writeln!(s, "protocol device {{ scan time 10; }}");
-    let _ = writeln!(s, "protocol static s1 {{\n  ipv4;");
-    for i in routes {
-        let _ = writeln!(s, "  route {} blackhole;", prefix(i));
+    s
+}
+
+/// `protocol static NAME` of `family` (`ipv4`, `ipv6`) with a blackhole route to each
+/// of `prefixes`.
+fn static_protocol(
+    s: &mut String,
+    name: &str,
+    family: &str,
+    prefixes: impl Iterator<Item = String>,
+) {
+    let _ = writeln!(s, "protocol static {name} {{\n  {family};");
+    for p in prefixes {
+        let _ = writeln!(s, "  route {p} blackhole;");
     }
     let _ = writeln!(s, "}}");
+}
+
+/// C1's iBGP session to ours, `protocol bgp upstream`, BIRD's timers shortened, with
+/// the channel blocks `channels`.
+fn upstream(s: &mut String, channels: &str) {
     let _ = write!(
         s,
         "protocol bgp upstream {{\n\
@@ -72,12 +100,12 @@ fn client_body(routes: std::ops::Range<usize>) -> String {
          \x20 hold time 30;\n\
          \x20 connect retry time 1;\n\
          \x20 connect delay time 1;\n\
-         \x20 error wait time 1,2;\n\
-         \x20 ipv4 {{ import all; export filter {{ if source != RTS_STATIC then reject; \
-         bgp_path.prepend(64512); bgp_community.add((64512, 7)); accept; }}; }};\n\
-         }}\n"
+         \x20 error wait time 1,2;\n"
     );
-    s
+    for line in channels.lines() {
+        let _ = writeln!(s, "\x20 {}", line.trim());
+    }
+    let _ = writeln!(s, "}}");
 }
 
 fn our_config() -> String {
@@ -701,38 +729,19 @@ fn prefix6(i: usize) -> String {
 /// and IPv6 with `add paths tx`, where every one of `AP_V6` prefixes has two routes (two
 /// static protocols; AS paths 64512 and 64513) and both are sent.
 fn add_path_client() -> String {
-    let mut s = String::with_capacity(40 * (AP_V4 + 2 * AP_V6) + 1024);
-    let _ = writeln!(s, "router id {C1};");
-    let _ = writeln!(s, "protocol device {{ scan time 10; }}");
-    let _ = writeln!(s, "protocol static s4 {{\n  ipv4;");
-    for i in 0..AP_V4 {
-        let _ = writeln!(s, "  route {} blackhole;", prefix(i));
-    }
-    let _ = writeln!(s, "}}");
+    let mut s = client_head(AP_V4 + 2 * AP_V6);
+    static_protocol(&mut s, "s4", "ipv4", (0..AP_V4).map(prefix));
     for name in ["s6a", "s6b"] {
-        let _ = writeln!(s, "protocol static {name} {{\n  ipv6;");
-        for i in 0..AP_V6 {
-            let _ = writeln!(s, "  route {} blackhole;", prefix6(i));
-        }
-        let _ = writeln!(s, "}}");
+        static_protocol(&mut s, name, "ipv6", (0..AP_V6).map(prefix6));
     }
-    let _ = write!(
-        s,
-        "protocol bgp upstream {{\n\
-         \x20 local {C1} as {AS};\n\
-         \x20 neighbor {RR} as {AS};\n\
-         \x20 direct;\n\
-         \x20 hold time 30;\n\
-         \x20 connect retry time 1;\n\
-         \x20 connect delay time 1;\n\
-         \x20 error wait time 1,2;\n\
-         \x20 ipv4 {{ import none; export filter {{ if source != RTS_STATIC then reject; \
-         bgp_path.prepend(64512); accept; }}; }};\n\
-         \x20 ipv6 {{ import none; add paths tx; next hop address 2001:db8::11; \
-         export filter {{ if source != RTS_STATIC then reject; \
+    upstream(
+        &mut s,
+        "ipv4 { import none; export filter { if source != RTS_STATIC then reject; \
+         bgp_path.prepend(64512); accept; }; };\n\
+         ipv6 { import none; add paths tx; next hop address 2001:db8::11; \
+         export filter { if source != RTS_STATIC then reject; \
          if proto = \"s6b\" then bgp_path.prepend(64513); else bgp_path.prepend(64512); \
-         accept; }}; }};\n\
-         }}\n"
+         accept; }; };",
     );
     s
 }

@@ -13,7 +13,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use interop_tests::{
-    Bird, BirdVersion, Daemon, Link, Netns, Proc, WorkDir, ctl_json, poll, require_root, run_cmd,
+    Bird, BirdVersion, Daemon, Link, Netns, Proc, WorkDir, ctl_json, load_args, poll, require_root,
+    run_cmd,
 };
 
 const API: &str = "192.0.2.1:9179";
@@ -43,6 +44,53 @@ const BIRD: &str = "router id 192.0.2.2;\n\
 protocol device { scan time 10; }\n\
 protocol static s4 {\n  ipv4;\n  route 203.0.113.0/24 blackhole;\n  route 203.0.113.128/25 blackhole;\n  route 198.51.100.0/24 blackhole;\n}\n\
 protocol bgp p1 {\n  local 192.0.2.2 as 64513;\n  neighbor 192.0.2.1 as 64512;\n  hold time 6;\n  connect retry time 1;\n  error wait time 1,2;\n  ipv4 { import all; export all; };\n}\n";
+
+/// Ours (192.0.2.1/24) and BIRD 2's (192.0.2.2/24) namespaces joined by a veth, and the
+/// work dir. The fields drop in order: the link, then the namespaces.
+struct Pair {
+    _link: Link,
+    _theirs: Netns,
+    ours: Netns,
+    dir: std::path::PathBuf,
+}
+
+impl Pair {
+    /// The namespaces `ours` and `theirs`, and BIRD 2 started in `theirs` with `config`
+    /// (protocol `p1`). Declared after the pair, BIRD stops before the namespaces go.
+    fn start(dir: &WorkDir, ours: &str, theirs: &str, config: &str) -> (Self, Bird) {
+        let ours = Netns::create(ours).unwrap();
+        let theirs = Netns::create(theirs).unwrap();
+        let link = Link::new(&ours, &["192.0.2.1/24"], &theirs, &["192.0.2.2/24"]).unwrap();
+        let bird = Bird::start_config(
+            BirdVersion::V2,
+            &theirs,
+            dir.path(),
+            "bird",
+            "p1",
+            false,
+            config,
+        )
+        .unwrap_or_else(|e| panic!("cannot start BIRD 2: {e}"));
+        let pair = Self {
+            _link: link,
+            _theirs: theirs,
+            ours,
+            dir: dir.path().to_owned(),
+        };
+        (pair, bird)
+    }
+
+    /// Fails with `msg`, our daemon's last lines, BIRD's view of `p1` and the work dir.
+    fn fail(&self, d: &Daemon, bird: &Bird, msg: &str) -> ! {
+        panic!(
+            "{msg}\n{}\n{}\nwork dir: {}",
+            d.transcript(60),
+            bird.birdc(&["show", "protocols", "all", "p1"])
+                .unwrap_or_else(|e| e),
+            self.dir.display()
+        )
+    }
+}
 
 /// The samples of a scrape, as (name, labels, value).
 fn samples(text: &str) -> Vec<(String, String, f64)> {
@@ -76,36 +124,18 @@ fn metrics_and_logs_after_a_bird_session() {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
     let dir = WorkDir::new("metrics").unwrap();
-    let ours = Netns::create("rrmet").unwrap();
-    let theirs = Netns::create("birdmet").unwrap();
-    let _link = Link::new(&ours, &["192.0.2.1/24"], &theirs, &["192.0.2.2/24"]).unwrap();
-    let bird = Bird::start_config(
-        BirdVersion::V2,
-        &theirs,
-        dir.path(),
-        "bird",
-        "p1",
-        false,
-        BIRD,
-    )
-    .unwrap_or_else(|e| panic!("cannot start BIRD 2: {e}"));
+    let (pair, bird) = Pair::start(&dir, "rrmet", "birdmet", BIRD);
+    let ours = &pair.ours;
     // `--log-level info` over the harness's RUST_LOG (which asks for debug).
     let mut d = Daemon::start_with(
-        &ours,
+        ours,
         dir.path(),
         exe(),
         &daemon_config(None),
         &["--log-level", "info"],
     )
     .unwrap_or_else(|e| panic!("cannot start the daemon: {e}"));
-    let fail = |d: &Daemon, msg: &str| -> ! {
-        panic!(
-            "{msg}\n{}\n{}",
-            d.transcript(60),
-            bird.birdc(&["show", "protocols", "all", "p1"])
-                .unwrap_or_else(|e| e)
-        )
-    };
+    let fail = |d: &Daemon, msg: &str| -> ! { pair.fail(d, &bird, msg) };
     let scrape = || {
         let text = ours
             .exec("curl", &["-s", &format!("http://{API}/metrics")])
@@ -117,7 +147,7 @@ fn metrics_and_logs_after_a_bird_session() {
 
     // Up, with BIRD's three routes in.
     let up = poll(Duration::from_secs(30), Duration::from_millis(250), || {
-        let v = ctl_json(&ours, exe(), API, &["neighbor", PEER]).ok()?;
+        let v = ctl_json(ours, exe(), API, &["neighbor", PEER]).ok()?;
         (v["state"] == "Established" && v["prefixes_accepted"] == 3).then_some(v)
     });
     if up.is_none() {
@@ -416,32 +446,13 @@ fn metrics_at_size_100k_routes_and_500_peers() {
         )
     };
     let dir = WorkDir::new("metrics-size").unwrap();
-    let ours = Netns::create("rrmsz").unwrap();
-    let theirs = Netns::create("birdmsz").unwrap();
-    let _link = Link::new(&ours, &["192.0.2.1/24"], &theirs, &["192.0.2.2/24"]).unwrap();
-    let bird = Bird::start_config(
-        BirdVersion::V2,
-        &theirs,
-        dir.path(),
-        "bird",
-        "p1",
-        false,
-        &size_bird(),
-    )
-    .unwrap_or_else(|e| panic!("cannot start BIRD 2: {e}"));
-    let mut d = Daemon::start(&ours, dir.path(), exe(), &size_config())
+    let (pair, bird) = Pair::start(&dir, "rrmsz", "birdmsz", &size_bird());
+    let ours = &pair.ours;
+    let mut d = Daemon::start(ours, dir.path(), exe(), &size_config())
         .unwrap_or_else(|e| panic!("cannot start the daemon: {e}"));
-    let fail = |d: &Daemon, msg: &str| -> ! {
-        panic!(
-            "{msg}\n{}\n{}\nwork dir: {}",
-            d.transcript(60),
-            bird.birdc(&["show", "protocols", "all", "p1"])
-                .unwrap_or_else(|e| e),
-            dir.path().display()
-        )
-    };
+    let fail = |d: &Daemon, msg: &str| -> ! { pair.fail(d, &bird, msg) };
     let up = poll(Duration::from_secs(120), Duration::from_millis(500), || {
-        let v = ctl_json(&ours, exe(), API, &["neighbor", PEER]).ok()?;
+        let v = ctl_json(ours, exe(), API, &["neighbor", PEER]).ok()?;
         (v["prefixes_accepted"] == SIZE_ROUTES).then_some(())
     });
     if up.is_none() {
@@ -452,25 +463,18 @@ fn metrics_at_size_100k_routes_and_500_peers() {
     // The clients: up until we stop the daemon (--await-cease), the ready file once every
     // one holds the 499 other blocks.
     let ready = dir.path().join("fabric.ready");
-    let args: Vec<String> = [
+    let args = load_args(
         "fabric",
-        "--target",
-        "127.0.0.1:179",
-        "--source",
-        "127.0.1.1",
-        "--next-hop",
-        "192.0.2.100",
-        "--clients",
-        &SIZE_CLIENTS.to_string(),
-        "--await-cease",
-        "--ready-file",
-        &ready.display().to_string(),
-        "--timeout",
-        "240",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+        &[
+            "--clients",
+            &SIZE_CLIENTS.to_string(),
+            "--await-cease",
+            "--ready-file",
+            &ready.display().to_string(),
+            "--timeout",
+            "240",
+        ],
+    );
     let mut tool: Proc = ours
         .spawn(dir.path(), "bgp-load", load_tool(), &args, &[], false)
         .unwrap_or_else(|e| panic!("cannot start bgp-load: {e}"));

@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use interop_tests::{
-    Bird, BirdVersion, ClientConfig, Daemon, Frr, Hub, Netns, Peer, Proc, WorkDir, ctl_json, poll,
-    require_root,
+    Bird, BirdVersion, ClientConfig, Daemon, Frr, Hub, Netns, Peer, Proc, WorkDir, ctl_json,
+    load_args, poll, require_root,
 };
 use serde_json::Value;
 
@@ -133,26 +133,19 @@ fn load_report(p: &mut Proc, within: Duration) -> Result<(Value, bool), String> 
 /// `bgp-load table` with the injector on 127.0.1.1, the whole table, a withdrawal that
 /// waits for `pause` to exist, and `extra` (receivers and the like).
 fn table_args(pause: &Path, extra: &[&str], timeout_s: u32) -> Vec<String> {
-    let mut args: Vec<String> = [
+    // The next hop is on the hub's subnet.
+    let mut args = load_args(
         "table",
-        "--target",
-        "127.0.0.1:179",
-        "--source",
-        "127.0.1.1",
-        // A next hop on the hub's subnet: 127/8 is no valid next hop (RFC 4271 §6.3).
-        "--next-hop",
-        "192.0.2.100",
-        "--prefixes",
-        &PREFIXES.to_string(),
-        "--withdraw",
-        "--pause-file",
-        &pause.to_string_lossy(),
-        "--timeout",
-        &timeout_s.to_string(),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+        &[
+            "--prefixes",
+            &PREFIXES.to_string(),
+            "--withdraw",
+            "--pause-file",
+            &pause.to_string_lossy(),
+            "--timeout",
+            &timeout_s.to_string(),
+        ],
+    );
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     args
 }
@@ -419,23 +412,16 @@ fn fabric_500_clients_and_a_flap() {
         "the reflector did not try to connect: {peers}"
     );
 
-    let args: Vec<String> = [
+    let args = load_args(
         "fabric",
-        "--target",
-        "127.0.0.1:179",
-        "--source",
-        "127.0.1.1",
-        "--next-hop",
-        "192.0.2.100",
-        "--clients",
-        &FABRIC.to_string(),
-        "--flap",
-        "--timeout",
-        "120",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+        &[
+            "--clients",
+            &FABRIC.to_string(),
+            "--flap",
+            "--timeout",
+            "120",
+        ],
+    );
     let mut tool = ns
         .spawn(dir.path(), "bgp-load", load_tool(), &args, &[], false)
         .unwrap_or_else(|e| panic!("cannot start bgp-load: {e}"));

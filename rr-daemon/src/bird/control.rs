@@ -426,9 +426,13 @@ impl Context {
     /// Calls `f` on every best route, page by page, until it returns `true` or `limit`
     /// routes were seen.
     async fn walk(&self, limit: usize, mut f: impl FnMut(&RouteEntry) -> bool) {
-        let mut offset = 0;
-        while offset < limit {
-            let Ok(page) = self.speaker.routes(offset, PAGE.min(limit - offset)).await else {
+        let (mut seen, mut after) = (0, None);
+        while seen < limit {
+            let Ok(page) = self
+                .speaker
+                .routes_after(after, PAGE.min(limit - seen))
+                .await
+            else {
                 return;
             };
             for e in &page.routes {
@@ -436,7 +440,8 @@ impl Context {
                     return;
                 }
             }
-            offset += page.routes.len();
+            seen += page.routes.len();
+            after = page.routes.last().map(|e| e.prefix);
             if !page.more || page.routes.is_empty() {
                 return;
             }
@@ -498,9 +503,9 @@ impl Context {
                     socket::show_route(&[], q, &names, clock)
                 } else {
                     let (mut shown, mut total) = (0usize, 0usize);
-                    let mut offset = 0;
+                    let mut after = None;
                     loop {
-                        let Ok(page) = self.speaker.routes(offset, PAGE).await else {
+                        let Ok(page) = self.speaker.routes_after(after, PAGE).await else {
                             break;
                         };
                         let mut list = Vec::with_capacity(page.routes.len());
@@ -522,7 +527,7 @@ impl Context {
                                 list.push(row);
                             }
                         }
-                        offset += page.routes.len();
+                        after = page.routes.last().map(|e| e.prefix);
                         if !q.count {
                             let part = socket::show_route(&list, q, &names, clock);
                             // Every line but the closing `0000 `.

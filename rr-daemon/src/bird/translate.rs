@@ -39,6 +39,24 @@ use super::filter::{self, Action, Change, Compiler, Found, Functions, Note, Poli
 use super::{BirdError, Dialect, ProtocolInfo, Translation};
 use crate::config::Config;
 
+/// The file's top-level tables in the order `rr-daemon/CONFIG.md` describes them: the
+/// order of the translated file.
+const SECTIONS: [&str; 13] = [
+    "speaker",
+    "api",
+    "control",
+    "peer_group",
+    "peer",
+    "dynamic_neighbors",
+    "mesh",
+    "policy",
+    "route",
+    "originate",
+    "bmp",
+    "fib",
+    "learn",
+];
+
 fn err(pos: &Pos, msg: impl Into<String>) -> BirdError {
     BirdError::at(pos, msg)
 }
@@ -1095,7 +1113,26 @@ pub(super) fn translate(
         ))
     });
     notes.dedup();
-    let body = toml::to_string(&doc).map_err(|e| err(&start, format!("cannot write TOML: {e}")))?;
+    // Section by section in CONFIG.md's order, `[speaker]` first (one `toml::to_string`
+    // of the whole table would sort them by name, `[[peer]]` before `[speaker]`).
+    let mut body = String::new();
+    let mut parts: Vec<Table> = SECTIONS
+        .iter()
+        .filter_map(|name| {
+            let v = doc.remove(*name)?;
+            Some(Table::from_iter([((*name).to_owned(), v)]))
+        })
+        .collect();
+    // A section SECTIONS does not know yet still goes out, last.
+    parts.push(doc);
+    for part in parts.iter().filter(|t| !t.is_empty()) {
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        let text =
+            toml::to_string(part).map_err(|e| err(&start, format!("cannot write TOML: {e}")))?;
+        body.push_str(&text);
+    }
     let mut text = format!(
         "# Translated by rr-daemon from {file} ({}).\n",
         dialect.name()

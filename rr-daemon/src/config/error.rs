@@ -256,13 +256,19 @@ impl<'a> Doc<'a> {
     /// Deserializes the document, reporting every schema error, in file order: after
     /// each error the key (or table) it is about is taken out of a copy of the tree and
     /// the copy deserialized again, until it passes or nothing more can be taken out.
-    /// A key that was taken out is not reported again as missing.
-    pub(crate) fn deserialize_all<T>(&self) -> Result<T, Vec<ConfigError>>
+    /// A key that was taken out is not reported again as missing. `required` are keys
+    /// that the types leave optional (an environment variable may set them later) but
+    /// that must be there now: each one absent from a table that is present is reported
+    /// missing in the same list, at the end of its table, as serde's own missing keys.
+    pub(crate) fn deserialize_all<T>(&self, required: &[KeyPath]) -> Result<T, Vec<ConfigError>>
     where
         T: for<'de> serde::Deserialize<'de>,
     {
         let mut tree = self.root.clone();
-        let mut errors: Vec<(usize, ConfigError)> = Vec::new();
+        let mut errors: Vec<(usize, ConfigError)> = required
+            .iter()
+            .filter_map(|path| self.missing(path))
+            .collect();
         let mut removed: Vec<String> = Vec::new();
         // Bounded: every round takes an entry out of the tree, or stops.
         for _ in 0..1000 {
@@ -294,6 +300,32 @@ impl<'a> Doc<'a> {
         }
         errors.sort_by_key(|(at, _)| *at);
         Err(errors.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// `path` as a missing key, with where it sorts (the end of its table), when its
+    /// table is present and the key is not.
+    fn missing(&self, path: &KeyPath) -> Option<(usize, ConfigError)> {
+        let (Seg::Key(key), parent) = path.0.split_last()? else {
+            return None;
+        };
+        let mut table = self.root.get_ref();
+        let mut span = 0..self.text.len();
+        for seg in parent {
+            let Seg::Key(k) = seg else { return None };
+            let next = table.get(k.as_str())?;
+            span = next.span();
+            table = next.get_ref().as_table()?;
+        }
+        if table.get(key.as_str()).is_some() {
+            return None;
+        }
+        let error = self.at(ErrorKind::Schema, span.start, path, MISSING);
+        // A `[header]` table's span is its header: its end is that of its last value.
+        let end = table
+            .values()
+            .map(|v| v.span().end)
+            .fold(span.end, usize::max);
+        Some((end, error))
     }
 
     /// A serde error, located by its span and given the key path found there.

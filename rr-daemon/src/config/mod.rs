@@ -124,11 +124,15 @@ pub struct Diff {
     pub changed: Vec<IpAddr>,
     /// Peers in both, with equal settings.
     pub unchanged: Vec<IpAddr>,
-    /// The peers of `changed` whose change is to policy only (see
-    /// [`PeerSettings::reset_key`]): the speaker keeps their sessions, unless `[speaker]`
-    /// changed the AS or router ID ([`Speaker::reset_key`]) or an import policy changed
-    /// on a session without ROUTE-REFRESH.
+    /// The peers of `changed` whose change needs no new session (see
+    /// [`PeerSettings::reset_key`]: policy, or what is applied to the running session or
+    /// only shown, such as `description`): the speaker keeps their sessions, unless
+    /// `[speaker]` changed the AS or router ID ([`Speaker::reset_key`]) or an import
+    /// policy changed on a session without ROUTE-REFRESH.
     pub policy_only: Vec<IpAddr>,
+    /// For each peer of `changed`, the keys that changed
+    /// ([`PeerSettings::changed_keys`]).
+    pub changed_keys: BTreeMap<IpAddr, Vec<&'static str>>,
 }
 
 impl Diff {
@@ -195,8 +199,18 @@ impl Config {
             None => error::Doc::parse(text, file)?,
         };
         let overrides = overrides.check(doc.file())?;
+        // `[speaker]`'s AS and router ID may come from the environment instead.
+        let speaker = error::KeyPath::root().key("speaker");
+        let required: Vec<_> = [
+            ("asn", overrides.asn.is_none()),
+            ("router_id", overrides.router_id.is_none()),
+        ]
+        .into_iter()
+        .filter(|(_, needed)| *needed)
+        .map(|(key, _)| speaker.key(key))
+        .collect();
         let mut raw = doc
-            .deserialize_all::<raw::RawFile>()
+            .deserialize_all::<raw::RawFile>(&required)
             .map_err(ConfigErrors)?;
         if let Some(id) = overrides.router_id {
             raw.speaker.router_id = Some(IpAddr::V4(id));
@@ -255,6 +269,7 @@ impl Config {
                 Some(o) if o == p => d.unchanged.push(*a),
                 Some(o) => {
                     d.changed.push(*a);
+                    d.changed_keys.insert(*a, o.changed_keys(p));
                     if o.reset_key(p).is_none() {
                         d.policy_only.push(*a);
                     }
@@ -290,7 +305,9 @@ impl Config {
             .collect()
     }
 
-    /// One line: AS, router ID, reflector role, peers, dynamic ranges and policies.
+    /// One line: AS, router ID, reflector role, peers, dynamic ranges, policies, the routes
+    /// it originates (`[[route]]`, `[[originate]]`), its pools (`[[fib.ip_pool]]`, `[learn]
+    /// pools`) and where it listens.
     pub fn summary(&self) -> String {
         let s = &self.speaker;
         let mut out = format!("AS {}, router id {}", s.asn, s.router_id);
@@ -324,11 +341,21 @@ impl Config {
             let mesh = m.nodes.iter().filter(|n| !m.local.contains(n)).count();
             let _ = write!(out, ", {mesh} mesh");
         }
+        let (originate, ip_pools, learn_pools) = (
+            self.originate.len(),
+            self.fib.ip_pools.len(),
+            self.learn.pools.len(),
+        );
         let _ = write!(
             out,
-            "); {} dynamic ranges; {} policies; listening on {}",
+            "); {} dynamic ranges; {} policies; {} routes ({} [[route]], {originate} \
+             [[originate]]); {} pools ({ip_pools} [[fib.ip_pool]], {learn_pools} [learn]); \
+             listening on {}",
             self.dynamic_neighbors.len(),
             self.policies.len(),
+            self.routes.len(),
+            self.routes.len().saturating_sub(originate),
+            ip_pools + learn_pools,
             match s.listen.len() {
                 0 => "nothing".to_owned(),
                 _ => s

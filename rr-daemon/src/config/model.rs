@@ -572,18 +572,35 @@ impl PeerSettings {
     /// reflected (`rr_client`, `cluster_id`,
     /// `allow_local_as`).
     pub fn reset_key(&self, new: &Self) -> Option<&'static str> {
+        self.compare(new)
+            .into_iter()
+            .find(|&(_, same, resets)| resets && !same)
+            .map(|(k, _, _)| k)
+    }
+
+    /// Every key that differs from `self` to `new`, as the file names it (empty when the
+    /// two are equal): what a reload says it changed. A key set in a peer's group counts
+    /// as the peer's.
+    pub fn changed_keys(&self, new: &Self) -> Vec<&'static str> {
+        self.compare(new)
+            .into_iter()
+            .filter(|&(_, same, _)| !same)
+            .map(|(k, _, _)| k)
+            .collect()
+    }
+
+    /// Each key: its name in the file, whether `self` and `new` agree on it, and whether
+    /// a change of it needs a new session (see [`PeerSettings::reset_key`]).
+    fn compare(&self, new: &Self) -> [(&'static str, bool, bool); 37] {
         // Destructured so that a new field has to be placed on one side or the other.
         let Self {
             address,
             interface,
             port,
-            // A name only: the settings it brings are compared one by one.
-            group: _,
+            group,
             asn,
             source_address,
-            // Who opens the next connection: applied to the running session, which stays
-            // (an Established one keeps its connection).
-            passive: _,
+            passive,
             ttl,
             hold_time,
             keepalive_time,
@@ -598,74 +615,121 @@ impl PeerSettings {
             rr_client,
             cluster_id,
             client_to_client,
-            next_hop: _,
-            import: _,
-            export: _,
-            max_prefix: _,
-            max_prefix_restart: _,
+            next_hop,
+            import,
+            export,
+            max_prefix,
+            max_prefix_restart,
             graceful_restart,
-            stale_time: _,
+            stale_time,
             long_lived_stale_time,
             password,
-            bfd: _,
-            description: _,
-            // Applied to the running session: stopped or started, nothing else.
-            enabled: _,
+            bfd,
+            description,
+            enabled,
             local_as,
             allow_local_as,
             idle_hold,
             idle_hold_max,
         } = self;
-        let keys = [
-            ("address", *address == new.address),
-            ("interface", *interface == new.interface),
-            ("asn", *asn == new.asn),
-            ("port", *port == new.port),
-            ("source_address", *source_address == new.source_address),
-            ("multihop/ttl_security", *ttl == new.ttl),
-            ("hold_time", *hold_time == new.hold_time),
-            ("keepalive_time", *keepalive_time == new.keepalive_time),
-            ("send_hold_time", *send_hold_time == new.send_hold_time),
-            ("connect_retry", *connect_retry == new.connect_retry),
-            ("families", *families == new.families),
-            ("add_path", *add_path == new.add_path),
+        const RESET: bool = true;
+        // Applied to the running session, or only shown.
+        const KEPT: bool = false;
+        [
+            ("address", *address == new.address, RESET),
+            ("interface", *interface == new.interface, RESET),
+            ("asn", *asn == new.asn, RESET),
+            ("port", *port == new.port, RESET),
+            (
+                "source_address",
+                *source_address == new.source_address,
+                RESET,
+            ),
+            // A name only: the settings it brings are compared one by one.
+            ("group", *group == new.group, KEPT),
+            // Who opens the next connection: applied to the running session, which stays
+            // (an Established one keeps its connection).
+            ("passive", *passive == new.passive, KEPT),
+            ("multihop/ttl_security", *ttl == new.ttl, RESET),
+            ("hold_time", *hold_time == new.hold_time, RESET),
+            (
+                "keepalive_time",
+                *keepalive_time == new.keepalive_time,
+                RESET,
+            ),
+            (
+                "send_hold_time",
+                *send_hold_time == new.send_hold_time,
+                RESET,
+            ),
+            ("connect_retry", *connect_retry == new.connect_retry, RESET),
+            ("families", *families == new.families, RESET),
+            ("add_path", *add_path == new.add_path, RESET),
             (
                 "extended_next_hop",
                 *extended_next_hop == new.extended_next_hop,
+                RESET,
             ),
             (
                 "extended_message",
                 *extended_message == new.extended_message,
+                RESET,
             ),
             (
                 "enforce_first_as",
                 *enforce_first_as == new.enforce_first_as,
+                RESET,
             ),
             (
                 "soft_reconfiguration_inbound",
                 *soft_reconfiguration_inbound == new.soft_reconfiguration_inbound,
+                RESET,
             ),
-            ("rr_client", *rr_client == new.rr_client),
-            ("cluster_id", *cluster_id == new.cluster_id),
+            ("rr_client", *rr_client == new.rr_client, RESET),
+            ("cluster_id", *cluster_id == new.cluster_id, RESET),
             (
                 "client_to_client",
                 *client_to_client == new.client_to_client,
+                RESET,
+            ),
+            (
+                "next_hop_self/next_hop_keep",
+                *next_hop == new.next_hop,
+                KEPT,
+            ),
+            ("import", *import == new.import, KEPT),
+            ("export", *export == new.export, KEPT),
+            ("max_prefix", *max_prefix == new.max_prefix, KEPT),
+            (
+                "max_prefix_restart",
+                *max_prefix_restart == new.max_prefix_restart,
+                KEPT,
             ),
             (
                 "graceful_restart",
                 *graceful_restart == new.graceful_restart,
+                RESET,
             ),
+            ("stale_time", *stale_time == new.stale_time, KEPT),
             (
                 "long_lived_stale_time",
                 *long_lived_stale_time == new.long_lived_stale_time,
+                RESET,
             ),
-            ("password", *password == new.password),
-            ("local_as", *local_as == new.local_as),
-            ("allow_local_as", *allow_local_as == new.allow_local_as),
-            ("idle_hold", *idle_hold == new.idle_hold),
-            ("idle_hold_max", *idle_hold_max == new.idle_hold_max),
-        ];
-        keys.iter().find(|(_, same)| !same).map(|(k, _)| *k)
+            ("password", *password == new.password, RESET),
+            ("bfd", *bfd == new.bfd, KEPT),
+            ("description", *description == new.description, KEPT),
+            // Applied to the running session: stopped or started, nothing else.
+            ("enabled", *enabled == new.enabled, KEPT),
+            ("local_as", *local_as == new.local_as, RESET),
+            (
+                "allow_local_as",
+                *allow_local_as == new.allow_local_as,
+                RESET,
+            ),
+            ("idle_hold", *idle_hold == new.idle_hold, RESET),
+            ("idle_hold_max", *idle_hold_max == new.idle_hold_max, RESET),
+        ]
     }
 
     /// Whether the session is internal.

@@ -27,6 +27,7 @@
 //! backlog), a request line of at most [`MAX_LINE`] bytes, a connection idle for
 //! [`IDLE`] is closed.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -160,8 +161,13 @@ pub struct ReloadReport {
     pub removed: Vec<IpAddr>,
     /// Peers whose settings changed (a new session, or new policies on the running one).
     pub changed: Vec<IpAddr>,
-    /// Of `changed`, those that kept their session (policy only).
+    /// Of `changed`, those that kept their session (their change was to policy, or to
+    /// what applies to the running session or is only shown, such as `description`).
     pub policy_only: Vec<IpAddr>,
+    /// For each peer of `changed`, the keys that changed, as the file names them
+    /// (`description`, `hold_time`, `export` ...); absent from the JSON when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub changed_keys: BTreeMap<IpAddr, Vec<String>>,
     /// Other parts that changed, in words (`[fib]`, `[[route]]`, `[speaker]` ...).
     pub other: Vec<String>,
 }
@@ -170,6 +176,19 @@ pub struct ReloadReport {
 pub const SUMMARY_PEERS: usize = 10;
 
 impl ReloadReport {
+    /// Fills in the peers' lists from the speaker's difference.
+    pub fn set_peers(&mut self, diff: crate::config::Diff) {
+        self.added = diff.added;
+        self.removed = diff.removed;
+        self.changed = diff.changed;
+        self.policy_only = diff.policy_only;
+        self.changed_keys = diff
+            .changed_keys
+            .into_iter()
+            .map(|(a, keys)| (a, keys.into_iter().map(str::to_owned).collect()))
+            .collect();
+    }
+
     /// One line: what changed, or that nothing did.
     pub fn summary(&self) -> String {
         if self.unchanged {
@@ -189,20 +208,30 @@ impl ReloadReport {
             s
         };
         let mut parts = Vec::new();
-        for (what, v) in [
-            ("added", &self.added),
-            ("removed", &self.removed),
-            ("changed", &self.changed),
-        ] {
+        for (what, v) in [("added", &self.added), ("removed", &self.removed)] {
             if !v.is_empty() {
                 parts.push(format!("peers {what}: {}", list(v)));
             }
         }
+        if !self.changed.is_empty() {
+            // Each peer with what changed in it, as far as the report knows.
+            let mut s = self
+                .changed
+                .iter()
+                .take(SUMMARY_PEERS)
+                .map(|a| match self.changed_keys.get(a) {
+                    Some(keys) if !keys.is_empty() => format!("{a} ({})", keys.join(", ")),
+                    _ => a.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            if self.changed.len() > SUMMARY_PEERS {
+                s.push_str(&format!(" and {} more", self.changed.len() - SUMMARY_PEERS));
+            }
+            parts.push(format!("peers changed: {s}"));
+        }
         if !self.policy_only.is_empty() {
-            parts.push(format!(
-                "sessions kept (policy only): {}",
-                list(&self.policy_only)
-            ));
+            parts.push(format!("sessions kept: {}", list(&self.policy_only)));
         }
         if !self.other.is_empty() {
             parts.push(format!("also changed: {}", self.other.join(", ")));

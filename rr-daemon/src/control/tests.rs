@@ -114,6 +114,49 @@ fn addresses_next_hops_and_the_reload_summary() {
     );
 }
 
+/// A reload that changes only a peer's `description` says so, and that the session
+/// was kept; one that changes a key of the OPEN says which.
+#[test]
+fn the_reload_summary_names_what_changed() {
+    use crate::config::Config;
+    let file = |description: &str, hold: u16| {
+        let text = format!(
+            "[speaker]\nasn = 65000\nrouter_id = \"10.0.0.1\"\nlisten = []\n\
+             [[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\ndescription = \"{description}\"\n\
+             hold_time = {hold}\n[[peer]]\naddress = \"10.0.0.3\"\nasn = 65001\n"
+        );
+        Config::parse(&text, "rr.toml").unwrap()
+    };
+    let old = file("rack 1", 90);
+    let mut r = ReloadReport {
+        file: "rr.toml".into(),
+        ..ReloadReport::default()
+    };
+    r.set_peers(Config::diff(&old, &file("rack 2", 90)));
+    assert_eq!(
+        r.summary(),
+        "reloaded rr.toml: peers changed: 10.0.0.2 (description); sessions kept: 10.0.0.2"
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        json["changed_keys"]["10.0.0.2"],
+        serde_json::json!(["description"])
+    );
+    r.set_peers(Config::diff(&old, &file("rack 2", 30)));
+    assert_eq!(
+        r.summary(),
+        "reloaded rr.toml: peers changed: 10.0.0.2 (hold_time, description)"
+    );
+    // A report without the keys (an older daemon's JSON) still reads, and names the peers.
+    let mut bare = json.clone();
+    bare.as_object_mut().unwrap().remove("changed_keys");
+    let back: ReloadReport = serde_json::from_value(bare).unwrap();
+    assert_eq!(
+        back.summary(),
+        "reloaded rr.toml: peers changed: 10.0.0.2; sessions kept: 10.0.0.2"
+    );
+}
+
 /// `ctl --socket` pointed at a BIRD control socket (`bird -s`) says so instead of a JSON
 /// parse error.
 #[test]

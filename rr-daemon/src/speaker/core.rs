@@ -638,14 +638,32 @@ impl Core {
         })
     }
 
-    /// A page of best routes.
-    pub(crate) fn routes(&self, offset: usize, limit: usize) -> RoutesPage {
-        let mut routes: Vec<RouteEntry> = self
-            .rib
-            .loc_rib()
+    /// A page of best routes in prefix order (address family, then address, then
+    /// length, as BIRD's `show route` lists them): those after `after` (all with `None`),
+    /// skipping the first `offset` of those. The whole Loc-RIB is walked once, keeping the
+    /// `offset + limit + 1` first prefixes in a bounded heap, so a page costs
+    /// O(routes × log(offset + limit)) and never sorts the table.
+    pub(crate) fn routes(&self, after: Option<IpNet>, offset: usize, limit: usize) -> RoutesPage {
+        let keep = offset.saturating_add(limit).saturating_add(1);
+        let mut first = std::collections::BinaryHeap::with_capacity(keep.min(1 << 16));
+        let after = after.map(|a| route_order(&a));
+        for (prefix, best) in self.rib.loc_rib() {
+            let key = route_order(&prefix);
+            if after.is_some_and(|a| key <= a) {
+                continue;
+            }
+            if first.len() < keep {
+                first.push(Ordered(key, prefix, best));
+            } else if first.peek().is_some_and(|top: &Ordered| key < top.0) {
+                first.pop();
+                first.push(Ordered(key, prefix, best));
+            }
+        }
+        let mut routes: Vec<RouteEntry> = first
+            .into_sorted_vec()
+            .into_iter()
             .skip(offset)
-            .take(limit.saturating_add(1))
-            .map(|(prefix, best)| RouteEntry {
+            .map(|Ordered(_, prefix, best)| RouteEntry {
                 prefix,
                 from: self.source(best.peer),
                 best,
@@ -1403,4 +1421,32 @@ fn issues_text(issues: &[bgp_wire::update::UpdateIssue]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The order of route listings: family (IPv4 first), then network address, then length.
+fn route_order(p: &IpNet) -> (IpAddr, u8) {
+    (p.network(), p.prefix_len())
+}
+
+/// A best route ordered by [`route_order`] alone, for the heap of [`Core::routes`].
+struct Ordered((IpAddr, u8), IpNet, rib::BestRoute);
+
+impl PartialEq for Ordered {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Ordered {}
+
+impl PartialOrd for Ordered {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ordered {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
 }

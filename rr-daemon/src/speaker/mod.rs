@@ -151,6 +151,7 @@ enum Request {
     // Added for the control API (`crate::api`): each is one visit to the core.
     Explain(IpNet, oneshot::Sender<Option<ExplainedRoute>>),
     Routes {
+        after: Option<IpNet>,
         offset: usize,
         limit: usize,
         done: oneshot::Sender<RoutesPage>,
@@ -363,11 +364,31 @@ impl Speaker {
         self.ask(|tx| Request::Explain(prefix, tx)).await
     }
 
-    /// Up to `limit` best routes of the Loc-RIB, skipping the first `offset`. The core
-    /// walks `offset + limit` entries: keep both bounded.
+    /// Up to `limit` best routes of the Loc-RIB in prefix order (family, address,
+    /// length), skipping the first `offset`. The core walks the whole Loc-RIB once per
+    /// page and keeps `offset + limit` routes aside: keep both bounded, and page through
+    /// a whole table with [`Speaker::routes_after`].
     pub async fn routes(&self, offset: usize, limit: usize) -> Result<RoutesPage, SpeakerError> {
         self.ask(|done| Request::Routes {
+            after: None,
             offset,
+            limit,
+            done,
+        })
+        .await
+    }
+
+    /// Up to `limit` best routes whose prefixes come after `after` in the order of
+    /// [`Speaker::routes`] (from the first with `None`): a cursor that costs the same for
+    /// every page of a large table.
+    pub async fn routes_after(
+        &self,
+        after: Option<IpNet>,
+        limit: usize,
+    ) -> Result<RoutesPage, SpeakerError> {
+        self.ask(|done| Request::Routes {
+            after,
+            offset: 0,
             limit,
             done,
         })

@@ -477,11 +477,12 @@ impl Shell {
                 let _ = done.send(self.core.explain(&prefix));
             }
             Request::Routes {
+                after,
                 offset,
                 limit,
                 done,
             } => {
-                let _ = done.send(self.core.routes(offset, limit));
+                let _ = done.send(self.core.routes(after, offset, limit));
             }
             Request::Snapshot(done) => {
                 read_md5(&mut self.core, now);

@@ -152,8 +152,8 @@ pub struct RouteEntry {
     pub from: Option<IpAddr>,
 }
 
-/// A page of the Loc-RIB, in the RIB's internal order (stable while the table does not
-/// change).
+/// A page of the Loc-RIB in prefix order: address family (IPv4 first), then address, then
+/// prefix length.
 #[derive(Clone, Debug)]
 pub struct RoutesPage {
     /// The routes.

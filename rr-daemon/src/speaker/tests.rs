@@ -1054,17 +1054,45 @@ fn test_forwarding_bit_clear_at_a_fresh_start_then_kept() {
     );
 }
 
+/// Reflector client A (10.0.0.2), its sessions' OPENs with graceful restart `gr`: up,
+/// and having sent `routes` (if any).
+fn client_up(gr: Option<GracefulRestart>, routes: &[&str]) -> Harness {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    h.peer_gr = gr;
+    h.establish(a);
+    if !routes.is_empty() {
+        h.announce(a, routes);
+        h.flush();
+    }
+    h
+}
+
+impl Harness {
+    /// Reloads a configuration where A (10.0.0.2) is no longer a reflector client: a
+    /// change that needs a new session.
+    fn unclient(&mut self) {
+        self.core.reload(
+            self.now,
+            config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
+        );
+        self.drain();
+    }
+
+    /// Whether `peer`'s session was abandoned: closed without a NOTIFICATION.
+    fn abandoned(&self, peer: IpAddr) -> bool {
+        self.commands
+            .iter()
+            .any(|(p, c)| *p == peer && matches!(c, Command::Abandon))
+    }
+}
+
 #[test]
 fn test_reset_for_rr_client_sets_forwarding_and_keeps_our_routes_at_the_peer() {
     let a = ip("10.0.0.2");
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
-    h.establish(a);
+    let mut h = client_up(peer_gr(true, false), &[]);
     let spawns = h.spawned.len();
-    h.core.reload(
-        h.now,
-        config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
-    );
-    h.drain();
+    h.unclient();
     assert_eq!(h.spawned.len(), spawns + 1, "rr_client needs a new session");
     assert_eq!(
         last_forwarding(&h, a),
@@ -1082,23 +1110,14 @@ fn test_reset_for_rr_client_sets_forwarding_and_keeps_our_routes_at_the_peer() {
         .map(|(_, n)| (n.code.0, n.subcode))
         .collect();
     assert_eq!(ceases, [(6, subcode::cease::OTHER_CONFIG_CHANGE)]);
-    assert!(
-        !h.commands
-            .iter()
-            .any(|(_, c)| matches!(c, Command::Abandon))
-    );
+    assert!(!h.abandoned(a));
 }
 
 #[test]
 fn test_reset_for_rr_client_keeps_the_peers_routes_until_its_end_of_rib() {
     let a = ip("10.0.0.2");
-    let non_client = || config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n");
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
-    h.establish(a);
-    h.announce(a, &["10.1.0.0/24", "10.2.0.0/24"]);
-    h.flush();
-    h.core.reload(h.now, non_client());
-    h.drain();
+    let mut h = client_up(peer_gr(true, false), &["10.1.0.0/24", "10.2.0.0/24"]);
+    h.unclient();
     // RFC 8538 §4: ours sent the Cease, ours keeps the peer's routes too, stale.
     for p in ["10.1.0.0/24", "10.2.0.0/24"] {
         let e = h.core.route(&net(p)).unwrap();
@@ -1121,12 +1140,8 @@ fn test_reset_for_rr_client_keeps_the_peers_routes_until_its_end_of_rib() {
     assert_eq!(h.core.poll_timeout(), None);
 
     // A new session that never comes: the routes go at the restart time (120 s).
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
-    h.establish(a);
-    h.announce(a, &["10.1.0.0/24"]);
-    h.flush();
-    h.core.reload(h.now, non_client());
-    h.drain();
+    let mut h = client_up(peer_gr(true, false), &["10.1.0.0/24"]);
+    h.unclient();
     h.advance(Duration::from_secs(119));
     assert!(h.has_route("10.1.0.0/24"));
     h.advance(Duration::from_secs(2));
@@ -1134,12 +1149,8 @@ fn test_reset_for_rr_client_keeps_the_peers_routes_until_its_end_of_rib() {
     assert!(h.core.stale_sessions.is_empty());
 
     // Removed from the configuration meanwhile: its routes go at once.
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
-    h.establish(a);
-    h.announce(a, &["10.1.0.0/24"]);
-    h.flush();
-    h.core.reload(h.now, non_client());
-    h.drain();
+    let mut h = client_up(peer_gr(true, false), &["10.1.0.0/24"]);
+    h.unclient();
     h.core.reload(h.now, config(""));
     h.drain();
     assert!(!h.has_route("10.1.0.0/24"));
@@ -1149,16 +1160,8 @@ fn test_reset_for_rr_client_keeps_the_peers_routes_until_its_end_of_rib() {
 #[test]
 fn test_reset_towards_a_peer_keeping_no_forwarding_state_drops_its_routes_when_back() {
     let a = ip("10.0.0.2");
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
-    h.peer_gr = peer_gr(false, false);
-    h.establish(a);
-    h.announce(a, &["10.1.0.0/24"]);
-    h.flush();
-    h.core.reload(
-        h.now,
-        config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
-    );
-    h.drain();
+    let mut h = client_up(peer_gr(false, false), &["10.1.0.0/24"]);
+    h.unclient();
     assert!(h.has_route("10.1.0.0/24"), "kept while the session is down");
     h.establish(a);
     assert!(
@@ -1171,40 +1174,21 @@ fn test_reset_towards_a_peer_keeping_no_forwarding_state_drops_its_routes_when_b
 #[test]
 fn test_reset_towards_a_helper_without_n_bit_closes_without_notification() {
     let a = ip("10.0.0.2");
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
     // BIRD: graceful restart, no N bit. A Cease would end its help.
-    h.peer_gr = Some(GracefulRestart {
+    let bird = GracefulRestart {
         notification: false,
         ..peer_gr(false, false).unwrap()
-    });
-    h.establish(a);
-    h.core.reload(
-        h.now,
-        config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
-    );
-    h.drain();
+    };
+    let mut h = client_up(Some(bird), &[]);
+    h.unclient();
     assert!(h.ceases.iter().all(|(p, _)| *p != a), "{:?}", h.ceases);
-    assert!(
-        h.commands
-            .iter()
-            .any(|(p, c)| *p == a && matches!(c, Command::Abandon))
-    );
+    assert!(h.abandoned(a));
     assert_eq!(last_forwarding(&h, a), Some(true));
     // A peer without graceful restart gets the Cease.
-    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
-    h.peer_gr = None;
-    h.establish(a);
-    h.core.reload(
-        h.now,
-        config("[[peer]]\naddress = \"10.0.0.2\"\nasn = 65000\n"),
-    );
-    h.drain();
+    let mut h = client_up(None, &[]);
+    h.unclient();
     assert_eq!(h.ceases.len(), 1, "{:?}", h.ceases);
-    assert!(
-        !h.commands
-            .iter()
-            .any(|(_, c)| matches!(c, Command::Abandon))
-    );
+    assert!(!h.abandoned(a));
 }
 
 #[test]
@@ -1360,11 +1344,7 @@ fn test_shutdown_is_a_planned_restart_for_gr_sessions() {
     h.core.shutdown();
     h.drain();
     // a negotiated graceful restart: its connection closes without a NOTIFICATION.
-    assert!(
-        h.commands
-            .iter()
-            .any(|(p, c)| *p == a && matches!(c, Command::Abandon))
-    );
+    assert!(h.abandoned(a));
     assert!(h.ceases.iter().all(|(p, _)| *p != a), "{:?}", h.ceases);
     // b did not: Cease, Administrative Shutdown.
     assert_eq!(h.ceases.len(), 1);
@@ -1389,11 +1369,7 @@ fn test_shutdown_without_graceful_stop_ceases_every_peer() {
     h.establish(b);
     h.core.shutdown();
     h.drain();
-    assert!(
-        !h.commands
-            .iter()
-            .any(|(_, c)| matches!(c, Command::Abandon))
-    );
+    assert!(!h.abandoned(a) && !h.abandoned(b));
     let mut ceases: Vec<(IpAddr, u8, Vec<u8>)> = h
         .ceases
         .iter()
@@ -1733,4 +1709,80 @@ fn test_link_local_peers_by_interface() {
     assert!(p.dynamic && p.asn == 65002, "{p:?}");
     assert_eq!(p.interface.as_deref(), Some("eth1"));
     assert_eq!(h.status(ll).interface.as_deref(), Some("eth0"));
+}
+
+#[test]
+fn test_routes_listed_by_family_then_address_then_length() {
+    let mut h = Harness::new(config(""), false);
+    let scrambled = [
+        "2001:db8::/48",
+        "10.1.0.0/24",
+        "192.0.2.0/24",
+        "10.1.0.0/16",
+        "2001:db8::/32",
+        "9.0.0.0/8",
+        "10.0.255.0/24",
+        "::/0",
+        "10.1.0.128/25",
+    ];
+    for p in scrambled {
+        h.core.originate(net(p), rib::Attrs::default());
+    }
+    h.drain();
+    let listed = |page: super::RoutesPage| -> Vec<String> {
+        page.routes.iter().map(|r| r.prefix.to_string()).collect()
+    };
+    let all = h.core.routes(None, 0, 100);
+    assert!(!all.more);
+    let sorted = [
+        "9.0.0.0/8",
+        "10.0.255.0/24",
+        "10.1.0.0/16",
+        "10.1.0.0/24",
+        "10.1.0.128/25",
+        "192.0.2.0/24",
+        "::/0",
+        "2001:db8::/32",
+        "2001:db8::/48",
+    ];
+    assert_eq!(listed(all), sorted);
+    // Pages of 2 by offset, and by cursor, give the same list in the same order.
+    let (mut by_offset, mut by_cursor, mut after) = (Vec::new(), Vec::new(), None);
+    for offset in (0..sorted.len()).step_by(2) {
+        let page = h.core.routes(None, offset, 2);
+        assert_eq!(page.more, offset + 2 < sorted.len(), "offset {offset}");
+        by_offset.extend(listed(page));
+        let page = h.core.routes(after, 0, 2);
+        after = page.routes.last().map(|r| r.prefix);
+        by_cursor.extend(listed(page));
+    }
+    assert_eq!(by_offset, sorted);
+    assert_eq!(by_cursor, sorted);
+    assert!(h.core.routes(after, 0, 2).routes.is_empty());
+    assert!(h.core.routes(None, 100, 2).routes.is_empty());
+}
+
+#[test]
+fn test_reload_description_only_keeps_the_session_and_sends_nothing() {
+    let mut h = reload_harness(true);
+    let n = ip("10.0.0.3");
+    let generation = h.sessions[&n];
+    let sent = h.sent.clone();
+    let mut c = reload_config("all", "all");
+    c.peers.get_mut(&n).unwrap().description = Some("rack 7".into());
+    let diff = h.core.reload(h.now, c);
+    h.drain();
+    h.flush();
+    assert_eq!(diff.changed, [n]);
+    assert_eq!(diff.policy_only, [n]);
+    assert_eq!(diff.changed_keys[&n], ["description"]);
+    assert!(
+        h.stopped.is_empty() && h.resets.is_empty(),
+        "{:?}",
+        h.stopped
+    );
+    assert!(h.refreshes.is_empty());
+    assert_eq!(h.sessions[&n], generation);
+    assert_eq!(h.sent, sent, "nothing exported again");
+    assert_eq!(h.status(n).description.as_deref(), Some("rack 7"));
 }
