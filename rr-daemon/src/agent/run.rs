@@ -723,10 +723,7 @@ async fn apply(
         unchanged = diff.unchanged.len(),
         "applied the datastore"
     );
-    report.added = diff.added;
-    report.removed = diff.removed;
-    report.changed = diff.changed;
-    report.policy_only = diff.policy_only;
+    report.set_peers(diff);
     *applied = config;
     Ok(Some(report))
 }
