@@ -410,7 +410,20 @@ impl Outbox {
             local_global,
             opened,
         };
-        self.backlog_bytes += update_bytes(&e);
+        let n = update_bytes(&e);
+        if self.backlog.is_empty() {
+            // The usual case, straight to the owner: the backlog stays without room
+            // (see `release`).
+            match self.events.try_send(e) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(e)) => {
+                    self.backlog_bytes += n;
+                    self.backlog.push_back(e);
+                }
+            }
+            return;
+        }
+        self.backlog_bytes += n;
         self.backlog.push_back(e);
         self.deliver();
     }
@@ -432,11 +445,13 @@ impl Outbox {
                 }
             }
         }
+        release(&mut self.backlog);
     }
 
     /// Forgets the waiting events (the owner is gone or going).
     fn drop_backlog(&mut self) {
         self.backlog.clear();
+        release(&mut self.backlog);
         self.backlog_bytes = 0;
     }
 
@@ -466,6 +481,18 @@ impl Outbox {
     }
 }
 
+/// Gives up the room of an emptied queue. A session's queues fill in bursts (the
+/// events of a connect storm waiting for a busy owner, a catch-up's UPDATEs waiting for
+/// the socket) and are empty in between; a queue keeps the room of its longest burst
+/// otherwise, for as long as the session lives: with thousands of sessions, a few KiB each
+/// (measured: 2,000 clients connecting at once, about 1 KiB per session in the event
+/// backlog alone).
+fn release<T>(q: &mut VecDeque<T>) {
+    if q.is_empty() && q.capacity() > 0 {
+        *q = VecDeque::new();
+    }
+}
+
 /// Room in the owner's channel for the first waiting event; never while none waits.
 /// `None` when the owner is gone.
 async fn owner_room(out: &Outbox) -> Option<mpsc::OwnedPermit<SessionEvent>> {
@@ -478,9 +505,22 @@ async fn owner_room(out: &Outbox) -> Option<mpsc::OwnedPermit<SessionEvent>> {
 /// What a session adds to an event for `down_reason`.
 type Why = (Option<ConnectError>, Option<NextTry>);
 
+/// What the session task keeps of its [`SessionSpec`]: the machine keeps the rest, its
+/// configuration, one copy per session rather than two (a few hundred bytes each, its
+/// OPEN's capabilities among them).
+struct Reach {
+    peer: IpAddr,
+    port: u16,
+    local: Option<IpAddr>,
+    interface: Option<String>,
+    connect_timeout: Duration,
+    password: Option<Secret>,
+    ttl: Ttl,
+}
+
 /// The session task.
 struct Driver {
-    spec: SessionSpec,
+    spec: Reach,
     fsm: Session,
     conns: [Option<Conn>; 2],
     connecting: Option<Connecting>,
@@ -518,9 +558,28 @@ async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     out: Outbox,
 ) {
+    let SessionSpec {
+        fsm,
+        peer,
+        port,
+        local,
+        interface,
+        connect_timeout,
+        password,
+        ttl,
+        admin_down,
+    } = spec;
     let mut d = Driver {
-        fsm: Session::new(spec.fsm.clone()),
-        spec,
+        fsm: Session::new(fsm),
+        spec: Reach {
+            peer,
+            port,
+            local,
+            interface,
+            connect_timeout,
+            password,
+            ttl,
+        },
         conns: [None, None],
         connecting: None,
         out,
@@ -532,7 +591,7 @@ async fn run(
         abandoned: None,
         last_reason: None,
     };
-    if !d.spec.admin_down {
+    if !admin_down {
         d.fsm
             .handle(Instant::now(), Input::Start { automatic: false });
     }
@@ -807,7 +866,16 @@ impl Driver {
                 return true;
             }
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Nothing after all: the socket stays readable to tokio until a read finds
+                // it empty, so every burst a session reads ends here, the buffer just
+                // allocated for nothing. Kept, it would hold a read buffer per idle
+                // session (measured: 2,000 clients, 4 KiB each, 7.8 MiB of the peak).
+                if conn.rbuf.is_empty() {
+                    conn.rbuf = BytesMut::new();
+                }
+                return false;
+            }
             Err(e) => {
                 self.failed(c, e.to_string());
                 return true;
@@ -958,6 +1026,9 @@ impl Driver {
             }
         }
         let blocked = !conn.wq.is_empty();
+        if !blocked {
+            release(&mut conn.wq);
+        }
         let was = std::mem::replace(&mut conn.blocked, blocked);
         self.out.unqueue(written);
         if let Some(e) = error {

@@ -97,7 +97,9 @@ pub(crate) enum Action {
 pub(crate) struct Core {
     pub(super) config: Config,
     pub(super) rib: Rib,
-    pub(super) peers: HashMap<IpAddr, Peer>,
+    /// Boxed: a [`Peer`] is about 1 KiB, and a map keeps room for up to twice its
+    /// entries, empty slots as large as full ones; a slot is then a pointer.
+    pub(super) peers: HashMap<IpAddr, Box<Peer>>,
     pub(super) by_id: HashMap<PeerId, IpAddr>,
     /// The generation of the last session started: each session's events carry its own.
     pub(super) generations: u64,
@@ -839,7 +841,7 @@ impl Core {
             peer.admin_down = Some(super::actions::AdminDown { since: now, note });
             info!(peer = %address, "peer disabled (enabled = false): no session until enabled");
         }
-        self.peers.insert(address, peer);
+        self.peers.insert(address, Box::new(peer));
         if let Some(b) = bfd {
             self.actions.push_back(Action::Bfd {
                 peer: address,

@@ -17,7 +17,6 @@ use rib::{Audience, Outbound, PeerId};
 use tracing::{info, warn};
 
 use super::core::{Action, Core};
-use super::peers::Peer;
 use crate::session::{Command, WINDOW};
 
 /// Unwritten UPDATE bytes a peer may have before it is reset as unable to keep up. A full
@@ -260,7 +259,7 @@ impl Core {
                 .peers
                 .values()
                 .filter(|p| !p.dynamic)
-                .map(Peer::address)
+                .map(|p| p.address())
                 .collect();
             if self.gr.deferring() {
                 // Every configured peer up and, unless it restarts too, done with its
