@@ -10,6 +10,13 @@
 //! inline (48 bytes, no allocation of its own) and 4 bytes of index (plus the hash table's
 //! control byte and spare room): the index holds slots only, and compares prefixes in the
 //! destinations.
+//!
+//! Freeing a slot leaves its index entry in place: an entry matches only a live slot that
+//! holds the prefix looked for, so a stale one (its slot free, or taken by another prefix)
+//! never answers, and the index is rebuilt from the live destinations when stale entries
+//! fill it. Withdrawing a prefix then costs one probe of the index, not two (the probe
+//! that found the slot, and another to remove the entry once nothing refers to the slot,
+//! each a random access into a table of a million entries).
 
 use std::hash::Hasher;
 use std::sync::Arc;
@@ -204,10 +211,13 @@ impl Dest {
 /// The Loc-RIB's table of destinations.
 #[derive(Default)]
 pub(crate) struct LocRib {
-    /// The slots of live prefixes, hashed by prefix (see [`prefix_hash`]).
+    /// Slots hashed by prefix (see [`prefix_hash`]): every live slot under its prefix,
+    /// and stale entries left by freed slots (see the module's documentation).
     index: HashTable<u32>,
     dests: Vec<Dest>,
     free: Vec<u32>,
+    /// How many slots are live.
+    live: usize,
 }
 
 /// What the index hashes a prefix to.
@@ -224,15 +234,20 @@ fn prefix_hash(prefix: &IpNet) -> u64 {
     h.finish()
 }
 
+/// Whether the index entry `slot` answers for `prefix`: its slot is live and holds it.
+#[inline]
+fn holds(dests: &[Dest], slot: u32, prefix: &IpNet) -> bool {
+    let d = &dests[slot as usize];
+    d.live && d.prefix == *prefix
+}
+
 impl LocRib {
     /// The slot of `prefix`, if it has one.
     #[inline]
     pub(crate) fn slot(&self, prefix: &IpNet) -> Option<u32> {
         let dests = &self.dests;
         self.index
-            .find(prefix_hash(prefix), |&s| {
-                dests[s as usize].prefix == *prefix
-            })
+            .find(prefix_hash(prefix), |&s| holds(dests, s, prefix))
             .copied()
     }
 
@@ -245,7 +260,7 @@ impl LocRib {
         let dests = &self.dests;
         let entry = self.index.entry(
             prefix_hash(&prefix),
-            |&s| dests[s as usize].prefix == prefix,
+            |&s| holds(dests, s, &prefix),
             |&s| prefix_hash(&dests[s as usize].prefix),
         );
         let vacant = match entry {
@@ -270,20 +285,22 @@ impl LocRib {
             }
         };
         vacant.insert(slot);
+        self.live += 1;
         slot
     }
 
-    /// Builds the index anew with room for twice the prefixes it holds, from the
+    /// Builds the index anew with room for twice the live prefixes, from the
     /// destinations in slot order.
     ///
     /// hashbrown's own growth visits the old table's buckets and hashes each slot's
     /// prefix, a read of a destination in random order (the profile of a million-prefix
     /// table had it at 4.6% of the reflector's CPU); a walk of the destinations reads them
     /// in order and leaves only the writes into the new table random. The new table also
-    /// drops the old one's tombstones.
+    /// drops the old one's tombstones and stale entries: when those filled it, it is
+    /// rebuilt at the size the live prefixes need, smaller if most were freed.
     #[cold]
     fn regrow(&mut self) {
-        let mut index = HashTable::with_capacity((self.index.len() * 2).max(64));
+        let mut index = HashTable::with_capacity((self.live * 2).max(64));
         for (slot, d) in self.dests.iter().enumerate() {
             if d.live {
                 // Never grows: the capacity covers every live slot.
@@ -293,6 +310,14 @@ impl LocRib {
             }
         }
         self.index = index;
+    }
+
+    /// Whether `slot` is live and holds `prefix`: a guess checked without the index.
+    #[inline]
+    pub(crate) fn holds_at(&self, slot: u32, prefix: &IpNet) -> bool {
+        self.dests
+            .get(slot as usize)
+            .is_some_and(|d| d.live && d.prefix == *prefix)
     }
 
     #[inline]
@@ -315,7 +340,8 @@ impl LocRib {
         self.dests.get(slot as usize).is_some_and(|d| d.live)
     }
 
-    /// Releases `slot` if no path and no reference remain.
+    /// Releases `slot` if no path and no reference remain. Its index entry stays, stale
+    /// (see the module's documentation).
     pub(crate) fn try_free(&mut self, slot: u32) {
         let Some(d) = self.dests.get_mut(slot as usize) else {
             return;
@@ -323,20 +349,15 @@ impl LocRib {
         if !d.paths.is_empty() || d.refs > 0 || !d.live {
             return;
         }
-        if let Ok(e) = self
-            .index
-            .find_entry(prefix_hash(&d.prefix), |&s| s == slot)
-        {
-            e.remove();
-        }
         d.live = false;
         d.paths = Paths::new();
         self.free.push(slot);
+        self.live -= 1;
     }
 
     /// How many prefixes are held.
     pub(crate) fn len(&self) -> usize {
-        self.index.len()
+        self.live
     }
 
     /// Live slots with their destinations, in slot order.
@@ -417,6 +438,47 @@ mod tests {
             assert_eq!(loc.slot(&net(i)), want, "prefix {i}");
         }
         assert!(loc.index.capacity() >= loc.len());
+    }
+
+    #[test]
+    fn stale_entries_never_answer_and_do_not_pile_up() {
+        // Freed slots leave their entries in the index: a slot taken again by another
+        // prefix, or by the same one, must answer for its new prefix only; a prefix that
+        // flaps a hundred thousand times must not grow the index; a table withdrawn
+        // whole and announced again is found whole.
+        let mut loc = LocRib::default();
+        let net = |i: u32| IpNet::V4(ipnet::Ipv4Net::new_assert((i << 8).into(), 24));
+        let a = loc.slot_or_insert(net(1));
+        loc.try_free(a);
+        assert_eq!(loc.slot(&net(1)), None);
+        let b = loc.slot_or_insert(net(2));
+        assert_eq!(b, a, "the freed slot is taken again");
+        assert_eq!(loc.slot(&net(1)), None);
+        assert_eq!(loc.slot(&net(2)), Some(b));
+        loc.try_free(b);
+        assert_eq!(loc.slot(&net(2)), None);
+        assert_eq!(loc.len(), 0);
+        for _ in 0..100_000 {
+            let s = loc.slot_or_insert(net(3));
+            assert_eq!(loc.slot(&net(3)), Some(s));
+            loc.try_free(s);
+            assert_eq!(loc.slot(&net(3)), None);
+        }
+        assert!(loc.index.capacity() <= 128, "{}", loc.index.capacity());
+        for round in 0..3 {
+            let slots: Vec<u32> = (0..10_000).map(|i| loc.slot_or_insert(net(i))).collect();
+            assert_eq!(loc.len(), 10_000, "round {round}");
+            for (i, &s) in slots.iter().enumerate() {
+                assert_eq!(loc.slot(&net(i as u32)), Some(s));
+                assert_eq!(loc.dest(s).prefix, net(i as u32));
+            }
+            for &s in &slots {
+                loc.try_free(s);
+            }
+            assert_eq!(loc.len(), 0);
+            assert!((0..10_000).all(|i| loc.slot(&net(i)).is_none()));
+            assert!(loc.index.capacity() <= 40_000, "{}", loc.index.capacity());
+        }
     }
 
     #[test]

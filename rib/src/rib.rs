@@ -28,6 +28,9 @@ pub(crate) struct PeerState {
     pub(crate) received: FxHashMap<(u32, u32), Arc<AttrSet>>,
     /// The max-prefix limit was reported crossed and the count has not gone back under.
     pub(crate) over_limit: bool,
+    /// The slot after the last one this peer withdrew a path from: where its next
+    /// withdrawal is looked for first (see `Rib::withdraw_all`).
+    pub(crate) next_withdrawn: u32,
 }
 
 /// Adj-RIB-In, Loc-RIB and Adj-RIB-Out of one speaker.
@@ -127,6 +130,7 @@ impl Rib {
             adj_in: AdjRibIn::default(),
             received: FxHashMap::default(),
             over_limit: false,
+            next_withdrawn: 0,
         });
         // A removed peer's index, if there is one: nothing refers to it any more (its
         // routes went with it, it left its group).

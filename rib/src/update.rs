@@ -8,6 +8,7 @@ use bgp_wire::nlri::Nlri;
 use bgp_wire::notification::subcode;
 use bgp_wire::update::{Treatment, UpdateView};
 use bgp_wire::{ErrorCode, Family, Notification};
+use ipnet::IpNet;
 
 use crate::attrs::{AttrSet, AttrStore, Attrs};
 use crate::best::Ineligible;
@@ -91,11 +92,7 @@ impl Rib {
             out.end_of_rib = Some(f);
             return out;
         }
-        for n in view.withdrawals() {
-            if self.remove(peer.0, &n.prefix, n.path_id.unwrap_or(0)) {
-                out.withdrawn += 1;
-            }
-        }
+        out.withdrawn += self.withdraw_all(peer, view.withdrawals());
         if view.treatment() == Treatment::TreatAsWithdraw {
             let empty = self.attrs.intern(Attrs::default());
             for n in view.announced() {
@@ -148,6 +145,58 @@ impl Rib {
             );
         }
         import.clear(&mut self.attrs);
+    }
+
+    /// Removes the paths of `peer` that `nlri` withdraws; returns how many were there.
+    ///
+    /// Finding a prefix's slot is a probe of the Loc-RIB's index, a random access into a
+    /// table of a million entries (the withdrawal of a million-prefix table spent most of
+    /// its time there). Two things make it cheaper:
+    /// - a peer mostly withdraws in the order it announced, and slots are handed out in
+    ///   arrival order: the slot after the peer's last withdrawn one is compared first
+    ///   (a destination next to the one just read), and the index is probed only when
+    ///   that is not the prefix;
+    /// - the probes of a chunk of prefixes are made before any of them is removed, so
+    ///   that they are independent of one another and the processor overlaps their cache
+    ///   misses (a probe between two removals waited for its miss alone).
+    fn withdraw_all(&mut self, peer: PeerId, nlri: impl Iterator<Item = Nlri>) -> usize {
+        const CHUNK: usize = 32;
+        let mut hint = self.peer(peer).map_or(0, |p| p.next_withdrawn);
+        let mut nlri = nlri.peekable();
+        let mut removed = 0;
+        let mut chunk = [(None, 0u32); CHUNK];
+        let mut missed: [Option<IpNet>; CHUNK] = [None; CHUNK];
+        while nlri.peek().is_some() {
+            let mut k = 0;
+            for ((c, m), n) in chunk.iter_mut().zip(missed.iter_mut()).zip(nlri.by_ref()) {
+                let rx = n.path_id.unwrap_or(0);
+                (*c, *m) = if self.loc.holds_at(hint, &n.prefix) {
+                    hint += 1;
+                    ((Some(hint - 1), rx), None)
+                } else {
+                    ((None, rx), Some(n.prefix))
+                };
+                k += 1;
+            }
+            for (c, m) in chunk[..k].iter_mut().zip(&missed[..k]) {
+                if let Some(prefix) = m {
+                    c.0 = self.loc.slot(prefix);
+                }
+            }
+            // A slot freed by a removal of this chunk is no longer live, and nothing
+            // here takes it again: a second withdrawal of its prefix finds no path there.
+            for &(slot, rx) in &chunk[..k] {
+                let Some(slot) = slot else { continue };
+                hint = slot + 1;
+                if self.remove_at(peer.0, slot, rx) {
+                    removed += 1;
+                }
+            }
+        }
+        if let Some(Some(st)) = self.peers.get_mut(peer.0 as usize) {
+            st.next_withdrawn = hint;
+        }
+        removed
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -377,3 +377,73 @@ fn test_extended_messages_pack_up_to_65535_bytes() {
         s.len()
     );
 }
+
+/// Withdrawals are looked up a chunk at a time, the slot after the peer's last withdrawn
+/// one tried first: in order, in reverse, across chunk boundaries, with duplicates,
+/// prefixes never announced and another peer's paths between, every count is exact and
+/// only the peer's own paths go.
+#[test]
+fn test_withdrawals_in_any_order_remove_exactly_the_peers_paths() {
+    let mut rib = rr();
+    let ctx = ibgp_ctx();
+    let (a, b) = (client(&mut rib, 1), client(&mut rib, 2));
+    let p = |i: u32| format!("10.{}.{}.0/24", i / 256, i % 256);
+    let all: Vec<String> = (0..300).map(p).collect();
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    for chunk in all.chunks(50) {
+        let m = announce(&refs(chunk), base("192.0.2.1", &[]), &ctx);
+        assert_eq!(apply(&mut rib, a, &ctx, &m).announced, chunk.len());
+    }
+    // Peer b holds every third prefix too.
+    let thirds: Vec<String> = all.iter().step_by(3).cloned().collect();
+    let m = announce(&refs(&thirds), base("192.0.2.2", &[]), &ctx);
+    let _ = apply(&mut rib, b, &ctx, &m);
+    drain(&mut rib);
+    assert_eq!(rib.stats().prefixes, 300);
+    assert_eq!(rib.stats().paths, 400);
+    // 0..100 in order (more than one chunk), with a duplicate and a stranger inside.
+    let mut w: Vec<String> = all[..100].to_vec();
+    w.insert(40, all[39].clone());
+    w.insert(70, "192.0.2.0/24".into());
+    assert_eq!(
+        apply(&mut rib, a, &ctx, &withdraw(&refs(&w), &ctx)).withdrawn,
+        100
+    );
+    // 100..200 in reverse, then 200..300 shuffled by a stride.
+    let rev: Vec<String> = all[100..200].iter().rev().cloned().collect();
+    assert_eq!(
+        apply(&mut rib, a, &ctx, &withdraw(&refs(&rev), &ctx)).withdrawn,
+        100
+    );
+    let strided: Vec<String> = (0..100)
+        .map(|i| all[200 + (i * 37) % 100].clone())
+        .collect();
+    assert_eq!(
+        apply(&mut rib, a, &ctx, &withdraw(&refs(&strided), &ctx)).withdrawn,
+        100
+    );
+    // Nothing of a's is left; b's paths all are.
+    assert_eq!(
+        apply(&mut rib, a, &ctx, &withdraw(&refs(&all), &ctx)).withdrawn,
+        0
+    );
+    drain(&mut rib);
+    assert_eq!(rib.stats().prefixes, 100);
+    assert_eq!(rib.stats().paths, 100);
+    // b withdraws its own in order: the RIB is empty, and announcing again finds it so.
+    assert_eq!(
+        apply(&mut rib, b, &ctx, &withdraw(&refs(&thirds), &ctx)).withdrawn,
+        100
+    );
+    drain(&mut rib);
+    assert_eq!(rib.stats().prefixes, 0);
+    let m = announce(&refs(&all[..10]), base("192.0.2.1", &[]), &ctx);
+    let _ = apply(&mut rib, a, &ctx, &m);
+    assert_eq!(rib.stats().prefixes, 10);
+    assert_eq!(
+        apply(&mut rib, a, &ctx, &withdraw(&refs(&all[..10]), &ctx)).withdrawn,
+        10
+    );
+}

@@ -131,6 +131,13 @@ pub(crate) struct TableArgs {
     /// table is up. Without --withdraw it has no effect.
     #[arg(long, value_name = "PATH")]
     pub(crate) pause_file: Option<std::path::PathBuf>,
+    /// Every receiver parses every UPDATE in full (each attribute checked as RFC 7606
+    /// says). Without it receiver 1 does, and the others read the base fields and count
+    /// every prefix exactly, sending an UPDATE the full way only when it is not plain
+    /// IPv4 unicast with a well-framed attribute list (see `light.rs`): a hundred
+    /// receivers then cost the load tool a fraction of the CPU.
+    #[arg(long)]
+    pub(crate) full_check: bool,
 }
 
 /// Options of `fabric`.

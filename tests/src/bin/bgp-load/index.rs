@@ -76,7 +76,12 @@ impl PrefixIndex {
     /// (positions are unique).
     #[inline]
     pub(crate) fn get_near(&self, n: &Nlri, next: &mut usize) -> Option<usize> {
-        let key = Self::key(n)?;
+        self.get_near_key(Self::key(n)?, next)
+    }
+
+    /// [`Self::get_near`] for a prefix given as its key ([`Prefix::key`]).
+    #[inline]
+    pub(crate) fn get_near_key(&self, key: u64, next: &mut usize) -> Option<usize> {
         let i = if self.keys.get(*next) == Some(&key) {
             *next
         } else {

@@ -106,6 +106,7 @@ mod encode;
 mod fabric;
 mod generate;
 mod index;
+mod light;
 mod report;
 mod run;
 mod session;

@@ -49,7 +49,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(240);
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
 /// Read buffer: at least this much room before each read.
 const READ_ROOM: usize = 4096;
-const READ_CHUNK: usize = 32 * 1024;
+const READ_CHUNK: usize = 128 * 1024;
 
 /// Who we are on one session, and whom we talk to.
 #[derive(Clone, Debug)]
@@ -316,6 +316,12 @@ impl Session {
 
     /// The next UPDATE or ROUTE-REFRESH. KEEPALIVEs only feed the hold timer. Cancel-safe:
     /// nothing is lost when the future is dropped between messages.
+    /// When the last bytes were read from the target: the arrival of the messages
+    /// [`Self::recv`] hands over from them.
+    pub(crate) fn last_read(&self) -> Instant {
+        self.last_rx
+    }
+
     pub(crate) async fn recv(&mut self, deadline: Instant) -> Result<Frame, End> {
         loop {
             match self.framer.next_frame(&mut self.buf) {

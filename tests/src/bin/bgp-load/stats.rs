@@ -22,7 +22,12 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub(crate) fn now_ns(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+        self.ns_at(Instant::now())
+    }
+
+    /// `t` on this clock (0 if before its base).
+    pub(crate) fn ns_at(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1)
     }
 }
 

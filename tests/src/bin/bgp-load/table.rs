@@ -25,10 +25,11 @@ use crate::cli::{Common, TableArgs};
 use crate::encode::{self, Sender, Stream};
 use crate::generate::Table;
 use crate::index::PrefixIndex;
+use crate::light;
 use crate::report;
 use crate::run::{Run, start_delay};
 use crate::session::{End, MAX_MESSAGES, Peer};
-use crate::stats::{AtomicTime, Clock, SessionStats, Tally, apply, secs};
+use crate::stats::{Applied, AtomicTime, Clock, SessionStats, Tally, apply, secs};
 
 /// Everything decided before the first packet.
 #[derive(Debug)]
@@ -49,6 +50,7 @@ pub(crate) struct Plan {
     refresh: bool,
     seed: u64,
     pause_file: Option<std::path::PathBuf>,
+    full_check: bool,
 }
 
 /// Checks the arguments against the network rule and derives every session.
@@ -88,6 +90,7 @@ pub(crate) fn prepare(c: &Common, a: &TableArgs, initial_netns: bool) -> Result<
         refresh: a.refresh,
         seed: a.seed,
         pause_file: a.pause_file.clone(),
+        full_check: a.full_check,
     })
 }
 
@@ -111,6 +114,8 @@ struct State {
     withdrawing: AtomicBool,
     /// UPDATEs other than End-of-RIB that reached the injector.
     injector_received: AtomicU64,
+    /// Every receiver parses every UPDATE in full (`--full-check`), not receiver 1 alone.
+    full_check: bool,
     /// Receiver 1 sent its ROUTE-REFRESH; what it received afterwards.
     refresh_at: AtomicTime,
     refresh_updates: AtomicU64,
@@ -164,6 +169,7 @@ pub(crate) async fn execute(plan: Plan, deadline: Instant) -> report::Table {
         refresh_updates: AtomicU64::new(0),
         refresh_announced: AtomicU64::new(0),
         refresh_negotiated: AtomicBool::new(false),
+        full_check: plan.full_check,
     });
     let groups = table.groups.len();
     drop(table);
@@ -328,12 +334,13 @@ async fn session_task(st: Arc<State>, i: usize, peer: Peer, delay: Duration) {
         ctx: s.ctx,
         faulted: false,
         next: 0,
+        full_check: i == 1 || st.full_check,
     });
     let mut end = End::Down("message limit reached".into());
     for _ in 0..MAX_MESSAGES {
         match s.recv(run.deadline).await {
             Ok(f) if f.ty == MessageType::UPDATE => match rx.as_mut() {
-                Some(r) => r.update(&st, i, &f),
+                Some(r) => r.update(&st, i, &f, run.clock.ns_at(s.last_read())),
                 None => injector_update(&st, &s.ctx, &f),
             },
             // A ROUTE-REFRESH asks the injector for its table again; the table is not
@@ -365,42 +372,36 @@ struct Receiver {
     /// The table position after the last prefix found: where the next is looked for
     /// first ([`PrefixIndex::get_near`]).
     next: usize,
+    /// Parses every UPDATE in full; otherwise plain ones are read the short way
+    /// ([`light`]).
+    full_check: bool,
 }
 
 impl Receiver {
-    fn update(&mut self, st: &State, i: usize, f: &Frame) {
+    /// Applies an UPDATE read from the target at `read_at` (on the run's clock).
+    fn update(&mut self, st: &State, i: usize, f: &Frame, read_at: u64) {
         let run = &st.run;
-        let now = run.now();
         let me = &run.sessions[i];
-        let v = UpdateView::parse(f.body(), &self.ctx);
-        me.updates.fetch_add(1, Ordering::Relaxed);
-        me.last_update_at.set(now);
-        if v.treatment() != Treatment::Normal {
-            me.unexpected.fetch_add(1, Ordering::Relaxed);
-            if !self.faulted {
-                self.faulted = true;
-                run.session_error(
-                    i,
-                    &format!("UPDATE fault, {:?}: {:?}", v.treatment(), v.issues()),
-                );
-            }
-            if v.treatment() == Treatment::SessionReset {
+        // This task is the counters' only writer: a load and a store, no locked add.
+        me.updates
+            .store(me.updates.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        me.last_update_at.set(read_at);
+        let plain = if self.full_check {
+            None
+        } else {
+            light::plain(f.body(), self.ctx.ibgp)
+        };
+        let a = match plain {
+            Some(_) if f.body() == [0, 0, 0, 0] => {
+                me.end_of_rib_at.set_once(run.now());
                 return;
             }
-        }
-        if v.end_of_rib() == Some(Family::Ipv4Unicast) {
-            me.end_of_rib_at.set_once(now);
-            return;
-        }
-        let next = std::cell::Cell::new(self.next);
-        let near = |n: &bgp_wire::nlri::Nlri| {
-            let mut at = next.get();
-            let i = st.index.get_near(n, &mut at);
-            next.set(at);
-            i
+            Some(p) => self.apply_plain(st, p),
+            None => match self.apply_full(st, i, f) {
+                Some(a) => a,
+                None => return,
+            },
         };
-        let a = apply(&v, &mut self.tally, near, |_, _| {});
-        self.next = next.get();
         if i == 1 && st.refresh_at.get().is_some() {
             st.refresh_updates.fetch_add(1, Ordering::Relaxed);
             st.refresh_announced
@@ -411,12 +412,68 @@ impl Receiver {
         }
         let c = self.tally.count();
         me.count.store(c, Ordering::Relaxed);
-        if c == st.n {
-            me.full_at.set_once(now);
+        // The clock is read once per instant reached, not per UPDATE.
+        if c == st.n && me.full_at.get().is_none() {
+            me.full_at.set_once(run.now());
         }
-        if c == 0 && st.withdrawing.load(Ordering::Acquire) {
-            me.zero_at.set_once(now);
+        if c == 0 && me.zero_at.get().is_none() && st.withdrawing.load(Ordering::Acquire) {
+            me.zero_at.set_once(run.now());
         }
+    }
+
+    /// Applies an UPDATE the short way: what [`apply`] does, from the base fields.
+    fn apply_plain(&mut self, st: &State, p: light::Plain<'_>) -> Applied {
+        let mut a = Applied::default();
+        for key in light::keys(p.withdrawn) {
+            a.withdrawn += 1;
+            let i = st.index.get_near_key(key, &mut self.next);
+            if !i.is_some_and(|i| self.tally.remove(i)) {
+                a.unexpected += 1;
+            }
+        }
+        for key in light::keys(p.nlri) {
+            a.announced += 1;
+            match st.index.get_near_key(key, &mut self.next) {
+                Some(i) => self.tally.insert(i),
+                None => a.unexpected += 1,
+            }
+        }
+        a
+    }
+
+    /// Parses an UPDATE in full and applies it; `None` when it changed nothing
+    /// (End-of-RIB, or a session reset).
+    fn apply_full(&mut self, st: &State, i: usize, f: &Frame) -> Option<Applied> {
+        let run = &st.run;
+        let me = &run.sessions[i];
+        let v = UpdateView::parse(f.body(), &self.ctx);
+        if v.treatment() != Treatment::Normal {
+            me.unexpected.fetch_add(1, Ordering::Relaxed);
+            if !self.faulted {
+                self.faulted = true;
+                run.session_error(
+                    i,
+                    &format!("UPDATE fault, {:?}: {:?}", v.treatment(), v.issues()),
+                );
+            }
+            if v.treatment() == Treatment::SessionReset {
+                return None;
+            }
+        }
+        if v.end_of_rib() == Some(Family::Ipv4Unicast) {
+            me.end_of_rib_at.set_once(run.now());
+            return None;
+        }
+        let next = std::cell::Cell::new(self.next);
+        let near = |n: &bgp_wire::nlri::Nlri| {
+            let mut at = next.get();
+            let i = st.index.get_near(n, &mut at);
+            next.set(at);
+            i
+        };
+        let a = apply(&v, &mut self.tally, near, |_, _| {});
+        self.next = next.get();
+        Some(a)
     }
 }
 
