@@ -4,7 +4,7 @@
 # Installs what it needs when missing; starts no background process.
 #
 #   tests/run.sh            everything (what CI runs)
-#   FUZZ_SECONDS=N          seconds per fuzz target (default 20; 0 skips running, still builds)
+#   FUZZ_SECONDS=N          seconds per fuzz target (default 10; 0 skips running, still builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,7 +56,7 @@ fi
 # Only stable Rust exists here; cargo-fuzz's nightly flags are allowed by RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1
 (cd fuzz && cargo fuzz build --release --debug-assertions)
-seconds=${FUZZ_SECONDS:-20}
+seconds=${FUZZ_SECONDS:-10}
 if [ "$seconds" -gt 0 ]; then
     for target in $(cd fuzz && cargo fuzz list); do
         corpus=fuzz/corpus/$target
