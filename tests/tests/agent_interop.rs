@@ -954,7 +954,15 @@ fn agents_mesh_blocks_reflector_and_bgppeer_removal() {
         );
         println!("node-{i} while etcd is stopped: {}", why.unwrap());
     }
-    thread::sleep(Duration::from_secs(3));
+    // How long etcd stays down once every node reports it stale: 3 s here, 30 s in the
+    // issue's at-length run (`RR_TEST_ETCD_DOWN_S=30 cargo test -p interop-tests --test
+    // agent_interop agents_mesh -- --nocapture`).
+    let down = std::env::var("RR_TEST_ETCD_DOWN_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    thread::sleep(Duration::from_secs(down));
+    println!("etcd down for {down} s after every node reported it stale");
     assert!(
         blocks_in_kernels(&c, 3).is_ok(),
         "{:?}",
