@@ -495,3 +495,15 @@ impl Drop for Etcd {
         self.stop();
     }
 }
+
+/// A `projectcalico.org/v3` resource as Calico's client stores it in etcd: `kind`, the
+/// API version, the name and `spec`, as JSON.
+pub fn calico_resource(kind: &str, name: &str, spec: serde_json::Value) -> String {
+    serde_json::json!({
+        "kind": kind,
+        "apiVersion": "projectcalico.org/v3",
+        "metadata": { "name": name },
+        "spec": spec,
+    })
+    .to_string()
+}

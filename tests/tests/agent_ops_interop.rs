@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use interop_tests::{
-    Bird, BirdVersion, Etcd, Hub, Netns, Proc, WorkDir, ctl_json, poll, require_root, tail,
+    Bird, BirdVersion, Etcd, Hub, Netns, Proc, WorkDir, calico_resource, ctl_json, poll,
+    require_root, tail,
 };
 use serde_json::{Value, json};
 
@@ -41,18 +42,8 @@ fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_speaker"))
 }
 
-fn resource(kind: &str, name: &str, spec: Value) -> String {
-    json!({
-        "kind": kind,
-        "apiVersion": "projectcalico.org/v3",
-        "metadata": { "name": name },
-        "spec": spec,
-    })
-    .to_string()
-}
-
 fn tor_peer(allowed: u32) -> String {
-    resource(
+    calico_resource(
         "BGPPeer",
         "tor",
         json!({ "node": "node-1", "peerIP": BIRD, "asNumber": BIRD_AS,
@@ -138,7 +129,7 @@ impl World {
         etcd.put_all(&[
             (
                 format!("{RES}/bgpconfigurations/default"),
-                resource(
+                calico_resource(
                     "BGPConfiguration",
                     "default",
                     json!({ "asNumber": AS, "nodeToNodeMeshEnabled": false }),
@@ -156,7 +147,7 @@ impl World {
             ),
             (
                 format!("{RES}/ippools/default-ipv4-ippool"),
-                resource(
+                calico_resource(
                     "IPPool",
                     "default-ipv4-ippool",
                     json!({ "cidr": "192.168.0.0/16", "ipipMode": "Never", "vxlanMode": "Never" }),

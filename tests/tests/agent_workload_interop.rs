@@ -24,7 +24,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use interop_tests::{
-    Bird, BirdVersion, Etcd, Hub, Link, Netns, Proc, WorkDir, ctl_json, poll, require_root, tail,
+    Bird, BirdVersion, Etcd, Hub, Link, Netns, Proc, WorkDir, calico_resource, ctl_json, poll,
+    require_root, tail,
 };
 use serde_json::{Value, json};
 
@@ -36,16 +37,6 @@ const API: &str = "127.0.0.1:9179";
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_speaker"))
-}
-
-fn resource(kind: &str, name: &str, spec: Value) -> String {
-    json!({
-        "kind": kind,
-        "apiVersion": "projectcalico.org/v3",
-        "metadata": { "name": name },
-        "spec": spec,
-    })
-    .to_string()
 }
 
 fn node_resource() -> String {
@@ -195,7 +186,7 @@ protocol bgp agent {{
         .put_all(&[
             (
                 format!("{RES}/bgpconfigurations/default"),
-                resource(
+                calico_resource(
                     "BGPConfiguration",
                     "default",
                     json!({ "asNumber": AS, "nodeToNodeMeshEnabled": false }),
@@ -204,7 +195,7 @@ protocol bgp agent {{
             (format!("{RES}/nodes/node-1"), node_resource()),
             (
                 peer_key.clone(),
-                resource(
+                calico_resource(
                     "BGPPeer",
                     "far-rr",
                     json!({ "peerIP": "10.225.0.4", "asNumber": 65002, "reachableBy": ETCD }),
@@ -313,7 +304,7 @@ protocol bgp node {{
         .put_all(&[
             (
                 format!("{RES}/bgpconfigurations/default"),
-                resource(
+                calico_resource(
                     "BGPConfiguration",
                     "default",
                     json!({ "asNumber": AS, "nodeToNodeMeshEnabled": false,
@@ -323,7 +314,7 @@ protocol bgp node {{
             (format!("{RES}/nodes/node-1"), node_resource()),
             (
                 format!("{RES}/ippools/default-ipv4-ippool"),
-                resource(
+                calico_resource(
                     "IPPool",
                     "default-ipv4-ippool",
                     json!({ "cidr": "192.168.0.0/16", "ipipMode": "Never", "vxlanMode": "Never" }),
@@ -335,7 +326,7 @@ protocol bgp node {{
             ),
             (
                 format!("{RES}/bgppeers/workload-bird"),
-                resource(
+                calico_resource(
                     "BGPPeer",
                     "workload-bird",
                     json!({ "localWorkloadSelector": "app == 'bird'", "asNumber": 65010 }),
