@@ -37,6 +37,11 @@ fn rack(k: u8) -> (Rib, Vec<PeerId>) {
     (rib, ids)
 }
 
+/// One drain of group `g` with a budget of 4: a catch-up started, far from done.
+fn first_drain(rib: &mut Rib, g: GroupId) -> Vec<(GroupId, Outbound)> {
+    rib.drain_group(g, 4).into_iter().map(|o| (g, o)).collect()
+}
+
 /// Drains every group with `budget` per drain until nothing is pending.
 fn drain_by(rib: &mut Rib, budget: usize) -> Vec<(GroupId, Outbound)> {
     let mut out = Vec::new();
@@ -157,8 +162,7 @@ fn test_member_joining_mid_walk_gets_a_catch_up_of_its_own() {
     let b = client(&mut rib, 42);
     // The first catch-up starts (a few prefixes a drain), then a third joins.
     let g = rib.group_of(a).unwrap();
-    let mut outs: Vec<(GroupId, Outbound)> =
-        rib.drain_group(g, 4).into_iter().map(|o| (g, o)).collect();
+    let mut outs = first_drain(&mut rib, g);
     let c = client(&mut rib, 43);
     // And a fourth before the third's catch-up has started: they share it.
     let d = client(&mut rib, 44);
@@ -187,8 +191,7 @@ fn test_member_leaving_mid_walk_holds_up_nobody() {
     let b = client(&mut rib, 42);
     let c = client(&mut rib, 43);
     let g = rib.group_of(a).unwrap();
-    let mut outs: Vec<(GroupId, Outbound)> =
-        rib.drain_group(g, 4).into_iter().map(|o| (g, o)).collect();
+    let mut outs = first_drain(&mut rib, g);
     // b goes while the catch-up it shares with a and c is under way.
     rib.peer_down(b, false);
     let after = drain_by(&mut rib, 4);
@@ -218,8 +221,7 @@ fn test_changes_during_a_shared_catch_up_land_last() {
     let a = client(&mut rib, 41);
     let b = client(&mut rib, 42);
     let g = rib.group_of(a).unwrap();
-    let mut outs: Vec<(GroupId, Outbound)> =
-        rib.drain_group(g, 4).into_iter().map(|o| (g, o)).collect();
+    let mut outs = first_drain(&mut rib, g);
     // Client 1 withdraws its block and client 40 moves its to a new next hop while the
     // catch-up runs: the joiners end with the new state.
     let r = apply(&mut rib, ids[0], &ctx, &withdraw(&[&block(1)], &ctx));
@@ -325,8 +327,7 @@ fn test_changes_ahead_of_a_catch_up_reach_its_members_once() {
     let a = client(&mut rib, 41);
     let b = client(&mut rib, 42);
     let g = rib.group_of(a).unwrap();
-    let mut outs: Vec<(GroupId, Outbound)> =
-        rib.drain_group(g, 4).into_iter().map(|o| (g, o)).collect();
+    let mut outs = first_drain(&mut rib, g);
     // While the catch-up runs: block 40 (ahead of its cursor) moves to a new next hop,
     // block 30 (ahead) is withdrawn, drained, then announced again, block 2 (behind)
     // is withdrawn then announced again in one turn.
@@ -372,8 +373,7 @@ fn test_refreshing_member_gets_withdrawals_ahead_of_its_catch_up() {
     let ctx = ibgp_ctx();
     assert!(rib.refresh(ids[0]));
     let g = rib.group_of(ids[0]).unwrap();
-    let mut outs: Vec<(GroupId, Outbound)> =
-        rib.drain_group(g, 4).into_iter().map(|o| (g, o)).collect();
+    let mut outs = first_drain(&mut rib, g);
     let r = apply(&mut rib, ids[34], &ctx, &withdraw(&[&block(35)], &ctx));
     assert_eq!(r.withdrawn, 1);
     outs.extend(drain_by(&mut rib, 4));
@@ -404,8 +404,7 @@ fn test_member_joining_during_the_first_walk_gets_each_route_once() {
     assert_eq!(r.announced, 40);
     let s = nonclient(&mut rib, 100);
     let g = rib.group_of(s).unwrap();
-    let mut outs: Vec<(GroupId, Outbound)> =
-        rib.drain_group(g, 4).into_iter().map(|o| (g, o)).collect();
+    let mut outs = first_drain(&mut rib, g);
     // What went out before b joined is not b's.
     let before = outs.len();
     let b = nonclient(&mut rib, 101);
