@@ -507,3 +507,22 @@ pub fn calico_resource(kind: &str, name: &str, spec: serde_json::Value) -> Strin
     })
     .to_string()
 }
+
+/// One node beside etcd, the layout of the single-agent tests: a fresh work dir for
+/// `tag`, a hub namespace `etcd` holding etcd on `etcd` (a /24), and a namespace `n1`
+/// attached to the hub on `node` (a /24). Panics without root.
+pub fn etcd_and_node(
+    tag: &str,
+    etcd: &str,
+    node: &str,
+) -> (crate::WorkDir, crate::Hub, Etcd, Netns) {
+    if let Err(e) = crate::require_root() {
+        panic!("{e}");
+    }
+    let dir = crate::WorkDir::new(tag).expect("work dir");
+    let hub = crate::Hub::create("etcd", &[&format!("{etcd}/24")]).expect("hub");
+    let store = Etcd::start_in(hub.ns(), dir.path(), etcd.parse().unwrap(), &[]).expect("etcd");
+    let n1 = Netns::create("n1").expect("netns");
+    hub.attach(&n1, &[&format!("{node}/24")]).expect("attach");
+    (dir, hub, store, n1)
+}

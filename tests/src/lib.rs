@@ -62,7 +62,7 @@ mod topology;
 pub use bird::{Bird, BirdCtl, BirdVersion, bird16_dir, parse_bird_routes};
 pub use calico::{CalicoPeer, calico_bird16_node_config, calico_passive, calico_proto};
 pub use daemon::{Daemon, Speaker, ctl_json, ctl_route};
-pub use etcd::{ETCD_INSTALL_HINT, Etcd, TlsFiles, calico_resource};
+pub use etcd::{ETCD_INSTALL_HINT, Etcd, TlsFiles, calico_resource, etcd_and_node};
 pub use frr::{FRR_BGPD, FRR_ZEBRA, Frr};
 pub use kernel::{KRoute, KernelRoute, field, kernel_routes, kroutes, route_diff, route_of, show};
 pub use mesh::{Kernels, MeshNode, await_programmed, kernels_diff, mesh_node_ns};

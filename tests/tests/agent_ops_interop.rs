@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use interop_tests::{
-    Bird, BirdVersion, Etcd, Hub, Netns, Proc, WorkDir, calico_resource, ctl_json, poll,
-    require_root, tail,
+    Bird, BirdVersion, Etcd, Hub, Netns, Proc, WorkDir, calico_resource, ctl_json, etcd_and_node,
+    poll, tail,
 };
 use serde_json::{Value, json};
 
@@ -104,14 +104,7 @@ struct World {
 
 impl World {
     fn new(tag: &str, allowed: u32) -> Self {
-        if let Err(e) = require_root() {
-            panic!("{e}");
-        }
-        let dir = WorkDir::new(tag).expect("work dir");
-        let hub = Hub::create("etcd", &[&format!("{ETCD}/24")]).expect("hub");
-        let etcd = Etcd::start_in(hub.ns(), dir.path(), ETCD.parse().unwrap(), &[]).expect("etcd");
-        let node = Netns::create("n1").expect("netns");
-        hub.attach(&node, &[&format!("{NODE}/24")]).expect("attach");
+        let (dir, hub, etcd, node) = etcd_and_node(tag, ETCD, NODE);
         let bird_ns = Netns::create("bird").expect("netns");
         hub.attach(&bird_ns, &[&format!("{BIRD}/24")])
             .expect("attach");

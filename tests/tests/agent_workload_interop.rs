@@ -24,8 +24,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use interop_tests::{
-    Bird, BirdVersion, Etcd, Hub, Link, Netns, Proc, WorkDir, calico_resource, ctl_json, poll,
-    require_root, tail,
+    Bird, BirdVersion, Etcd, Hub, Link, Netns, Proc, WorkDir, calico_resource, ctl_json,
+    etcd_and_node, poll, tail,
 };
 use serde_json::{Value, json};
 
@@ -59,14 +59,7 @@ struct Base {
 
 impl Base {
     fn new(tag: &str) -> Self {
-        if let Err(e) = require_root() {
-            panic!("{e}");
-        }
-        let dir = WorkDir::new(tag).expect("work dir");
-        let hub = Hub::create("etcd", &[&format!("{ETCD}/24")]).expect("hub");
-        let etcd = Etcd::start_in(hub.ns(), dir.path(), ETCD.parse().unwrap(), &[]).expect("etcd");
-        let node = Netns::create("n1").expect("netns");
-        hub.attach(&node, &[&format!("{NODE}/24")]).expect("attach");
+        let (dir, hub, etcd, node) = etcd_and_node(tag, ETCD, NODE);
         Self {
             etcd,
             hub,
