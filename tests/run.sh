@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step with the seconds since the start, so that a CI log shows where the time goes.
+step() { printf '\n==> [%4ds] %s\n' "$SECONDS" "$*"; }
 
 if ! command -v cargo >/dev/null; then
     echo "tests/run.sh: cargo is required (install Rust with rustup)" >&2
@@ -40,7 +41,7 @@ step "interop peers: BIRD 2, BIRD 1.6 and FRR"
 tests/scripts/install-peers.sh
 
 step "tests"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 # ---- deploy (issue 15): the static binary and what ships it --------------------------
 step "deploy: static binary, the image's contract, manifests, systemd unit"
@@ -71,4 +72,4 @@ if [ "$seconds" -gt 0 ]; then
 fi
 
 echo
-echo "tests/run.sh: all checks passed"
+echo "tests/run.sh: all checks passed in ${SECONDS}s"

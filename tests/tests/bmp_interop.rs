@@ -663,6 +663,14 @@ fn bmp_slow_collector() {
     require_root().unwrap_or_else(|e| panic!("{e}"));
     let n = table_size();
     let mut w = World::new("bmpslow", "bmpshub");
+    // The kernel may grow our socket's send buffer to megabytes (tcp_wmem's maximum),
+    // enough to hold the whole table's BMP stream: then nothing waits in our queue and the
+    // collector is, rightly, never dropped. A 64 KiB cap in the hub's namespace makes our
+    // queue the place where the stream waits.
+    w.hub
+        .ns()
+        .exec("sysctl", &["-qw", "net.ipv4.tcp_wmem=4096 16384 65536"])
+        .unwrap_or_else(|e| w.fail(&format!("cannot cap tcp_wmem: {e}")));
     // Initiation, the Peer Up, and then nothing more is read of the first connection.
     w.start_collector_with(&["--stall-after", "2", "--rcvbuf", "4096"]);
     let config = our_config().replace("statistics_interval = 1\n", "queue_limit = 65536\n");
@@ -678,7 +686,11 @@ fn bmp_slow_collector() {
     let r = poll_ok(TABLE_WITHIN, Duration::from_millis(500), || {
         let conns = collected(&out)?;
         if conns.len() < 2 {
-            return Err(format!("{} connection(s)", conns.len()));
+            let first = conns.values().next().map(|c| &c.types);
+            return Err(format!(
+                "{} connection(s); the first one's messages: {first:?}",
+                conns.len()
+            ));
         }
         let c = conns.values().next_back().ok_or("none")?;
         full_table(c, n, true)?;
@@ -695,9 +707,14 @@ fn bmp_slow_collector() {
             "dropped and resynchronised: {n} prefixes on a new connection after {:.1}s",
             t.as_secs_f64()
         )),
-        Err(e) => w.fail(&format!(
-            "no resynchronised connection within {TABLE_WITHIN:?}: {e}"
-        )),
+        Err(e) => {
+            // What ours holds from C1, to tell a stalled session from a quiet monitor.
+            let peers = interop_tests::ctl_json(w.hub.ns(), exe(), API, &["peers"])
+                .map_or_else(|e| e, |v| v.to_string());
+            w.fail(&format!(
+                "no resynchronised connection within {TABLE_WITHIN:?}: {e}\nours: {peers}"
+            ))
+        }
     }
     let log = w.ours.as_ref().expect("ours").log();
     if !log.contains("fell behind") {
