@@ -640,6 +640,11 @@ fn build_report(
         targets: plan.targets.iter().map(ToString::to_string).collect(),
         rack_size: plan.rack_size,
         all_complete_s,
+        established_s: report::Summary::of(
+            run.sessions
+                .iter()
+                .filter_map(|s| s.established_at.get().map(secs)),
+        ),
         complete_s: report::Summary::of(times),
         incomplete,
         unexpected,

@@ -125,6 +125,8 @@ pub(crate) struct Fabric {
     pub(crate) targets: Vec<String>,
     pub(crate) rack_size: usize,
     pub(crate) all_complete_s: Option<f64>,
+    /// When each session first became Established.
+    pub(crate) established_s: Summary,
     pub(crate) complete_s: Summary,
     pub(crate) incomplete: Vec<String>,
     pub(crate) unexpected: u64,
