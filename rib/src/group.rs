@@ -224,7 +224,11 @@ struct Batch {
     /// of the catch-ups queued behind it), `.1` for one ahead of it (those and the first
     /// catch-up's own). Sorted.
     behind: (Vec<PeerId>, Vec<PeerId>),
-    wd_by_entry: FxHashMap<u32, usize>,
+    /// Withdrawal buckets by what a withdrawn entry's audience depends on (its source
+    /// peer and ORIGINATOR_ID, [`UpdateGroup::excluded`]) and its family: a table's
+    /// entries mostly share one source, so a withdrawal of many builds the audience once
+    /// per drain, not once per entry (a list allocated, hashed and compared each time).
+    wd_by_source: FxHashMap<(u32, Option<Ipv4Addr>, Family), usize>,
     wd: FxHashMap<(Family, Audience), usize>,
 }
 
@@ -658,12 +662,15 @@ impl UpdateGroup {
                 if new.iter().any(|n| n.0 == tx) {
                     continue;
                 }
-                let b = match batch.wd_by_entry.get(&id) {
+                let source = self.table.get(id).map(|e| (e.src(), e.originator, family));
+                let b = match source.and_then(|k| batch.wd_by_source.get(&k)) {
                     Some(&b) => b,
                     None => {
                         let aud = self.entry_audience(id, dc.facts);
                         let b = batch.wd_bucket(family, aud);
-                        batch.wd_by_entry.insert(id, b);
+                        if let Some(k) = source {
+                            batch.wd_by_source.insert(k, b);
+                        }
                         b
                     }
                 };
