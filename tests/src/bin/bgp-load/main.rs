@@ -69,9 +69,11 @@
 //!   reflector) pair and `sessions` counts them; `all_complete_s`: from the first
 //!   session's start until every session held the K-1 other blocks (`null` unless all
 //!   did); `complete_s`: `{n, min, median, max}` of each session's completion on the
-//!   same scale; `established_s`: the same of each session's first Established; `incomplete`: addresses of the sessions whose final count is not K-1
-//!   (`CLIENT->REFLECTOR` with several targets); `unexpected`: summed over clients (a client's
-//!   own block coming back counts); `end_of_rib`: how many clients received End-of-RIB.
+//!   same scale; `established_s`: the same of each session's first Established;
+//!   `incomplete`: addresses of the sessions whose final count is not K-1
+//!   (`CLIENT->REFLECTOR` with several targets); `unexpected`: summed over clients (a
+//!   client's own block coming back counts); `end_of_rib`: how many clients received
+//!   End-of-RIB.
 //! - `per_client`: for at most 50 sessions, one object per session with `address`, `count`,
 //!   `complete_s`, `end_of_rib`, `unexpected`; `null` for more clients.
 //! - `flap`: `null` without `--flap`; otherwise `client` (client 0's address),
