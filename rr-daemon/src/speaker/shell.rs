@@ -68,12 +68,12 @@ const STORM_UPS: usize = 64;
 const STORM_WINDOW: Duration = Duration::from_millis(100);
 
 /// A storm is over once no session became Established for this long: the hold ends with
-/// the handshakes. A table that arrives while the new members' catch-up is still to run
-/// goes out through the catch-up, which chases the table's new slots to its end: held a
-/// whole window after a hundred clients came up at once, one of them then sending a
-/// million routes, that cost 1.5 s more CPU (7.5 s instead of 6.0 s) and 0.7 s more
-/// time. 10 ms was too short for the rack: a pause in the clients' connects ended the
-/// hold early and the last of 2,000 came up after 1.2 s.
+/// the handshakes. Held a whole window after a hundred clients came up at once, one of
+/// them then sending a million routes, the table arrived before the new members' first
+/// export, and that cost 1.5 s more CPU (7.5 s instead of 6.0 s) and 0.7 s more time
+/// (why is not known yet: the RIB alone, in `rib/benches/reflect.rs`, shows no
+/// difference). 10 ms was too short for the rack: a pause in the clients' connects ended
+/// the hold early and the last of 2,000 came up after 1.2 s.
 const STORM_GAP: Duration = Duration::from_millis(40);
 
 /// The instants of the last [`STORM_UPS`] sessions that became Established.
