@@ -126,7 +126,7 @@ pub(crate) fn keys(mut field: &[u8]) -> impl Iterator<Item = u64> + '_ {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use bgp_wire::attr::{AsPath, Origin, PathAttribute};
     use bgp_wire::nlri::Nlri;
     use bgp_wire::update::{Treatment, Update, UpdateView};
@@ -136,7 +136,8 @@ mod tests {
     use super::*;
     use crate::generate::Prefix;
 
-    fn ctx() -> SessionCtx {
+    /// An iBGP IPv4 session, as the load tool's receivers have (the stats tests too).
+    pub(crate) fn ctx() -> SessionCtx {
         SessionCtx {
             ibgp: true,
             families: FamilySet::only(Family::Ipv4Unicast),

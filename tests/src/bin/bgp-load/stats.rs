@@ -268,18 +268,10 @@ pub(crate) async fn tick(deadline: Instant, step: Duration) -> bool {
 mod tests {
     use bgp_wire::attr::{AsPath, Origin, PathAttribute};
     use bgp_wire::update::Update;
-    use bgp_wire::{Family, FamilySet, SessionCtx};
     use bytes::BytesMut;
 
     use super::*;
-
-    fn ctx() -> SessionCtx {
-        SessionCtx {
-            ibgp: true,
-            families: FamilySet::only(Family::Ipv4Unicast),
-            ..SessionCtx::default()
-        }
-    }
+    use crate::light::tests::ctx;
 
     fn update(withdrawn: &[&str], nlri: &[&str]) -> BytesMut {
         let n = |v: &[&str]| v.iter().map(|p| Nlri::new(p.parse().unwrap())).collect();
