@@ -31,7 +31,8 @@ use crate::traffic::Traffic;
 /// single routes, and still a bounded turn.
 const EVENT_BATCH: usize = 4096;
 
-/// Requests taken in one turn of the shell: as many as the request channel holds. Most
+/// Requests taken in one turn of the shell, and what the request channel holds: a turn
+/// takes every waiting request. Most
 /// are accepted connections, each a few microseconds of the core's; taken 64 a turn, the
 /// connections of a rack connecting at once waited behind turns of export (the last of
 /// 2,000 Established after 1.4 s instead of 0.3 s, with [`STORM_HOLD_MAX`]).
@@ -115,7 +116,7 @@ pub(super) async fn start(
     config: Config,
     restarting: bool,
 ) -> Result<(mpsc::Sender<Request>, JoinHandle<()>), SpeakerError> {
-    let (tx, rx) = mpsc::channel(1024);
+    let (tx, rx) = mpsc::channel(REQUEST_BATCH);
     let mut listeners = Vec::new();
     for addr in &config.speaker.listen {
         listeners.push(Listener::bind(*addr, &tx)?);
