@@ -140,17 +140,29 @@ impl Framer {
     /// Returns `Ok(None)` while more bytes are needed. An error means the session must be
     /// reset with the NOTIFICATION the error maps to; the buffer is then left as it was.
     pub fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
+        let Some((ty, len)) = self.whole(buf)? else {
+            // The header is in: room for the rest of the message.
+            if buf.len() >= HEADER_LEN {
+                buf.reserve(self.wanted(buf));
+            }
+            return Ok(None);
+        };
+        let bytes = buf.split_to(len).freeze();
+        Ok(Some(Frame { ty, bytes }))
+    }
+
+    /// The type and length of the whole message at the front of `buf`, if one is
+    /// complete, without splitting it off: a reader that is done with a message before it
+    /// reads the next one uses it on its own buffer, and pays no shared buffer per
+    /// message. `Ok(None)` while more bytes are needed; an error as for
+    /// [`Framer::next_frame`].
+    pub fn whole(&self, buf: &[u8]) -> Result<Option<(MessageType, usize)>, DecodeError> {
         if buf.len() < HEADER_LEN {
             return Ok(None);
         }
         let ty = check_header(&buf[..HEADER_LEN], self.max_len)?;
         let len = usize::from(u16::from_be_bytes([buf[16], buf[17]]));
-        if buf.len() < len {
-            buf.reserve(len - buf.len());
-            return Ok(None);
-        }
-        let bytes = buf.split_to(len).freeze();
-        Ok(Some(Frame { ty, bytes }))
+        Ok((buf.len() >= len).then_some((ty, len)))
     }
 
     /// Frames a complete in-memory stream (a capture, a test vector): every message in
@@ -293,6 +305,27 @@ mod tests {
         assert_eq!(Framer::new().next_frame(&mut buf).unwrap(), None);
         assert_eq!(buf.len(), 10);
         assert_eq!(Framer::new().wanted(&buf), 9);
+    }
+
+    #[test]
+    fn whole_finds_the_message_without_splitting() {
+        let mut buf = header(23, 2).to_vec();
+        buf.extend_from_slice(&[0, 0, 0]);
+        let f = Framer::new();
+        // One octet short, then whole, then with the next message's first octets after it.
+        assert_eq!(f.whole(&buf).unwrap(), None);
+        assert_eq!(f.whole(&buf[..10]).unwrap(), None);
+        buf.push(0);
+        assert_eq!(f.whole(&buf).unwrap(), Some((MessageType::UPDATE, 23)));
+        buf.extend_from_slice(&header(19, 4)[..5]);
+        assert_eq!(f.whole(&buf).unwrap(), Some((MessageType::UPDATE, 23)));
+        assert_eq!(f.whole(&buf[23..]).unwrap(), None);
+        // A bad header is the error next_frame gives.
+        let bad = header(18, 2);
+        assert_eq!(
+            notif(&f.whole(&bad).unwrap_err()),
+            notif(&f.next_frame(&mut BytesMut::from(&bad[..])).unwrap_err())
+        );
     }
 
     // H1: marker FF×15 00 → 1/1.

@@ -12,13 +12,22 @@
 //! well formed. Anything else goes the full way, and its faults are reported as before.
 //! Every prefix is still counted, exactly, by every receiver.
 
-/// The base fields of an UPDATE that the short reading accepted.
+/// The prefixes of an UPDATE the short reading accepted, each as the load tool's key
+/// (address with its host bits cleared, then length: [`crate::generate::Prefix::key`]).
+/// A receiver keeps one and refills it for every UPDATE.
+#[derive(Debug, Default)]
+pub(crate) struct Keys {
+    /// The Withdrawn Routes field's prefixes.
+    pub(crate) withdrawn: Vec<u64>,
+    /// The NLRI field's prefixes.
+    pub(crate) announced: Vec<u64>,
+}
+
+/// The base fields of an UPDATE whose framing the short reading accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Plain<'a> {
-    /// The Withdrawn Routes field.
-    pub(crate) withdrawn: &'a [u8],
-    /// The NLRI field.
-    pub(crate) nlri: &'a [u8],
+struct Plain<'a> {
+    withdrawn: &'a [u8],
+    nlri: &'a [u8],
 }
 
 const ORIGIN: u8 = 1;
@@ -33,9 +42,21 @@ fn be16(b: &[u8], at: usize) -> usize {
     usize::from(u16::from_be_bytes([b[at], b[at + 1]]))
 }
 
-/// The base fields of `body` (an UPDATE without its header), when the short reading
-/// accepts it (see the module's documentation); `None` sends it the full way.
-pub(crate) fn plain(body: &[u8], ibgp: bool) -> Option<Plain<'_>> {
+/// Reads `body` (an UPDATE without its header) the short way into `keys`, when the short
+/// reading accepts it (see the module's documentation); `false` sends it the full way,
+/// and `keys` is then not to be used.
+pub(crate) fn read(body: &[u8], ibgp: bool, keys: &mut Keys) -> bool {
+    let Some(p) = plain(body, ibgp) else {
+        return false;
+    };
+    keys.withdrawn.clear();
+    keys.announced.clear();
+    read_field(p.withdrawn, &mut keys.withdrawn) && read_field(p.nlri, &mut keys.announced)
+}
+
+/// The base fields of `body` when its lengths and attribute list frame as the short
+/// reading needs; the prefixes are checked as they are read ([`read_field`]).
+fn plain(body: &[u8], ibgp: bool) -> Option<Plain<'_>> {
     if body.len() < 4 {
         return None;
     }
@@ -86,28 +107,18 @@ pub(crate) fn plain(body: &[u8], ibgp: bool) -> Option<Plain<'_>> {
     if !nlri.is_empty() && !mandatory {
         return None;
     }
-    (well_formed(withdrawn) && well_formed(nlri)).then_some(Plain { withdrawn, nlri })
+    Some(Plain { withdrawn, nlri })
 }
 
-/// Whether `field` is a sequence of IPv4 prefixes (RFC 4271 §4.3: a length of at most 32,
-/// then as many octets as it needs), nothing left over.
-fn well_formed(mut field: &[u8]) -> bool {
+/// Appends the prefixes of `field` to `out` as keys, in one pass: `false` unless the field
+/// is a sequence of IPv4 prefixes (RFC 4271 §4.3: a length of at most 32, then as many
+/// octets as it needs), nothing left over.
+fn read_field(mut field: &[u8], out: &mut Vec<u64>) -> bool {
     while let Some((&len, rest)) = field.split_first() {
         let n = usize::from(len).div_ceil(8);
         if len > 32 || rest.len() < n {
             return false;
         }
-        field = &rest[n..];
-    }
-    true
-}
-
-/// The prefixes of a field [`plain`] accepted, each as the load tool's key (address with
-/// its host bits cleared, then length: [`crate::generate::Prefix::key`]).
-pub(crate) fn keys(mut field: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    std::iter::from_fn(move || {
-        let (&len, rest) = field.split_first()?;
-        let n = usize::from(len).div_ceil(8);
         // Four octets read at once where the field has them (the mask clears what lies
         // past the prefix); a copy into a small array cost a call and a stalled load per
         // prefix.
@@ -118,11 +129,11 @@ pub(crate) fn keys(mut field: &[u8]) -> impl Iterator<Item = u64> + '_ {
                 .enumerate()
                 .fold(0, |a, (i, &b)| a | u32::from(b) << (24 - 8 * i)),
         };
-        field = &rest[n..];
         let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-        let addr = word & mask;
-        Some(u64::from(addr) << 8 | u64::from(len))
-    })
+        out.push(u64::from(word & mask) << 8 | u64::from(len));
+        field = &rest[n..];
+    }
+    true
 }
 
 #[cfg(test)]
@@ -175,6 +186,12 @@ pub(crate) mod tests {
         .key()
     }
 
+    /// Whether the short reading accepts `b`, and the keys it read.
+    fn read_keys(b: &[u8], ibgp: bool) -> Option<Keys> {
+        let mut k = Keys::default();
+        read(b, ibgp, &mut k).then_some(k)
+    }
+
     #[test]
     fn test_plain_keys_are_the_full_parse_prefixes() {
         let w = ["203.0.113.0/24", "0.0.0.0/0", "198.51.0.0/16"];
@@ -185,7 +202,7 @@ pub(crate) mod tests {
             "100.64.0.0/10",
         ];
         let b = body(&w, &a, attrs());
-        let p = plain(&b, true).unwrap();
+        let mut k = read_keys(&b, true).unwrap();
         let full = UpdateView::parse(&b, &ctx());
         assert_eq!(full.treatment(), Treatment::Normal);
         let ipv4 = |n: Nlri| match n.prefix {
@@ -193,60 +210,59 @@ pub(crate) mod tests {
             ipnet::IpNet::V6(_) => unreachable!(),
         };
         assert_eq!(
-            keys(p.withdrawn).collect::<Vec<_>>(),
+            k.withdrawn,
             full.withdrawals().map(ipv4).collect::<Vec<_>>()
         );
-        assert_eq!(
-            keys(p.nlri).collect::<Vec<_>>(),
-            full.announced().map(ipv4).collect::<Vec<_>>()
-        );
-        assert_eq!(keys(p.nlri).next(), Some(key("192.0.2.0/25")));
-        // Only withdrawals (no attributes), and End-of-RIB.
+        assert_eq!(k.announced, full.announced().map(ipv4).collect::<Vec<_>>());
+        assert_eq!(k.announced[0], key("192.0.2.0/25"));
+        // Refilled, not appended to: only withdrawals (no attributes), and End-of-RIB.
         let b = body(&w, &[], Vec::new());
-        assert_eq!(plain(&b, true).unwrap().nlri, &[] as &[u8]);
-        assert_eq!(keys(plain(&b, true).unwrap().withdrawn).count(), 3);
-        assert!(plain(&[0, 0, 0, 0], true).is_some());
+        assert!(read(&b, true, &mut k));
+        assert_eq!((k.withdrawn.len(), k.announced.len()), (3, 0));
+        assert!(read(&[0, 0, 0, 0], true, &mut k));
+        assert_eq!((k.withdrawn.len(), k.announced.len()), (0, 0));
     }
 
     #[test]
     fn test_plain_host_bits_are_cleared() {
         // 192.0.2.129/25 on the wire: the key is that of 192.0.2.128/25.
         let f = [25u8, 192, 0, 2, 129 | 1];
-        assert!(well_formed(&f));
-        assert_eq!(keys(&f).collect::<Vec<_>>(), [key("192.0.2.128/25")]);
+        let mut out = Vec::new();
+        assert!(read_field(&f, &mut out));
+        assert_eq!(out, [key("192.0.2.128/25")]);
     }
 
     #[test]
     fn test_plain_sends_the_rest_the_full_way() {
         let a = ["192.0.2.0/24"];
         let ok = body(&[], &a, attrs());
-        assert!(plain(&ok, true).is_some());
+        assert!(read_keys(&ok, true).is_some());
         // LOCAL_PREF is mandatory only on iBGP.
         let no_lp = body(&[], &a, attrs()[..3].to_vec());
-        assert!(plain(&no_lp, true).is_none());
-        assert!(plain(&no_lp, false).is_some());
+        assert!(read_keys(&no_lp, true).is_none());
+        assert!(read_keys(&no_lp, false).is_some());
         let no_nh = body(&[], &a, vec![attrs()[0].clone(), attrs()[1].clone()]);
-        assert!(plain(&no_nh, false).is_none());
+        assert!(read_keys(&no_nh, false).is_none());
         // Truncated anywhere but between two fields (the last 4 octets are the NLRI
         // field, one /24: without it the update is whole), or one octet too many in the
         // attribute list.
         for cut in (0..ok.len()).filter(|&c| c != ok.len() - 4) {
-            assert!(plain(&ok[..cut], true).is_none(), "cut at {cut}");
+            assert!(read_keys(&ok[..cut], true).is_none(), "cut at {cut}");
         }
         let mut long_attrs = ok.clone();
         let tpal = be16(&long_attrs, 2) + 1;
         long_attrs[2..4].copy_from_slice(&(tpal as u16).to_be_bytes());
-        assert!(plain(&long_attrs, true).is_none());
+        assert!(read_keys(&long_attrs, true).is_none());
         // A prefix longer than 32, an attribute twice, MP_UNREACH_NLRI.
         let mut bad = ok.clone();
         let at = bad.len() - 4;
         bad[at] = 33;
-        assert!(plain(&bad, true).is_none());
+        assert!(read_keys(&bad, true).is_none());
         let mut twice = attrs();
         twice.push(PathAttribute::LocalPref(200));
         let twice = body(&[], &a, twice);
-        assert!(plain(&twice, true).is_none());
+        assert!(read_keys(&twice, true).is_none());
         let mp_unreach = [0, 0, 0, 7, 0x90, 15, 0, 3, 0, 2, 1];
-        assert!(plain(&mp_unreach, true).is_none());
+        assert!(read_keys(&mp_unreach, true).is_none());
     }
 }

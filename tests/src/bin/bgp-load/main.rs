@@ -55,6 +55,9 @@
 //!   this phase only, and the late receiver listed last when there is one.
 //! - `injector_received`: UPDATEs other than End-of-RIB that reached the injector (a
 //!   route-reflector client may legitimately receive nothing; reported, not judged).
+//! - `replayed_updates`: UPDATEs that receivers applied from another receiver's reading of
+//!   the same bytes at the same place of its session, instead of reading them themselves
+//!   (counted exactly all the same; receiver 1 reads every UPDATE in full).
 //! - `late_receiver`: `null`, or `address`, `established_s` (since the injector's first
 //!   UPDATE), `count`, `complete_s` and `end_of_rib_s` (since its own Established),
 //!   `end_of_rib`, `end_of_rib_after_table` (the End-of-RIB came after the whole table),
@@ -109,6 +112,7 @@ mod fabric;
 mod generate;
 mod index;
 mod light;
+mod replay;
 mod report;
 mod run;
 mod session;

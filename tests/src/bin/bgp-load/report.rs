@@ -34,6 +34,9 @@ pub(crate) struct Table {
     pub(crate) pause_s: Option<f64>,
     pub(crate) withdraw: Option<Phase>,
     pub(crate) injector_received: u64,
+    /// UPDATEs the receivers applied from another receiver's reading of the same bytes
+    /// instead of reading them themselves ([`crate::replay`]).
+    pub(crate) replayed_updates: u64,
     pub(crate) late_receiver: Option<Late>,
     pub(crate) refresh: Option<Refresh>,
 }

@@ -87,6 +87,8 @@ pub(crate) struct SessionStats {
     pub(crate) unexpected: AtomicU64,
     /// UPDATEs received, End-of-RIB included.
     pub(crate) updates: AtomicU64,
+    /// UPDATEs applied from another receiver's reading ([`crate::replay`]).
+    pub(crate) replayed: AtomicU64,
     /// First IPv4 unicast End-of-RIB.
     pub(crate) end_of_rib_at: AtomicTime,
     /// First time the count reached the full table.
@@ -106,6 +108,7 @@ impl SessionStats {
             count: AtomicU64::new(0),
             unexpected: AtomicU64::new(0),
             updates: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
             end_of_rib_at: AtomicTime::default(),
             full_at: AtomicTime::default(),
             zero_at: AtomicTime::default(),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bgp_wire::route_refresh::{RefreshSubtype, RouteRefresh};
 use bgp_wire::update::{Treatment, UpdateView};
-use bgp_wire::{Afi, Family, FamilySet, Frame, MessageType, Safi, SessionCtx};
+use bgp_wire::{Afi, Family, FamilySet, MessageType, Safi, SessionCtx};
 use bytes::BytesMut;
 
 use crate::addrs;
@@ -25,11 +25,11 @@ use crate::cli::{Common, TableArgs};
 use crate::encode::{self, Sender, Stream};
 use crate::generate::Table;
 use crate::index::PrefixIndex;
-use crate::light;
 use crate::report;
 use crate::run::{Run, start_delay};
 use crate::session::{End, MAX_MESSAGES, Peer};
 use crate::stats::{Applied, AtomicTime, Clock, SessionStats, Tally, apply, secs};
+use crate::{light, replay};
 
 /// Everything decided before the first packet.
 #[derive(Debug)]
@@ -116,6 +116,9 @@ struct State {
     injector_received: AtomicU64,
     /// Every receiver parses every UPDATE in full (`--full-check`), not receiver 1 alone.
     full_check: bool,
+    /// The UPDATEs read so far, for receivers that get the same ones ([`replay`]); none
+    /// under `--full-check` (nobody replays) or for a table too big for its steps.
+    log: Option<replay::Log>,
     /// Receiver 1 sent its ROUTE-REFRESH; what it received afterwards.
     refresh_at: AtomicTime,
     refresh_updates: AtomicU64,
@@ -170,6 +173,7 @@ pub(crate) async fn execute(plan: Plan, deadline: Instant) -> report::Table {
         refresh_announced: AtomicU64::new(0),
         refresh_negotiated: AtomicBool::new(false),
         full_check: plan.full_check,
+        log: (!plan.full_check && plan.n < replay::MAX_POSITIONS).then(replay::Log::default),
     });
     let groups = table.groups.len();
     drop(table);
@@ -335,13 +339,29 @@ async fn session_task(st: Arc<State>, i: usize, peer: Peer, delay: Duration) {
         faulted: false,
         next: 0,
         full_check: i == 1 || st.full_check,
+        keys: light::Keys::default(),
+        cursor: replay::Cursor::default(),
+        steps: replay::Steps::default(),
     });
     let mut end = End::Down("message limit reached".into());
+    let ctx = s.ctx;
+    // The last read and its time on the run's clock: a read brings many UPDATEs.
+    let mut read: Option<(Instant, u64)> = None;
     for _ in 0..MAX_MESSAGES {
-        match s.recv(run.deadline).await {
-            Ok(f) if f.ty == MessageType::UPDATE => match rx.as_mut() {
-                Some(r) => r.update(&st, i, &f, run.clock.ns_at(s.last_read())),
-                None => injector_update(&st, &s.ctx, &f),
+        match s.recv_in_place(run.deadline).await {
+            Ok(m) if m.ty == MessageType::UPDATE => match rx.as_mut() {
+                Some(r) => {
+                    let at = match read {
+                        Some((t, ns)) if t == m.read_at => ns,
+                        _ => {
+                            let ns = run.clock.ns_at(m.read_at);
+                            read = Some((m.read_at, ns));
+                            ns
+                        }
+                    };
+                    r.update(&st, i, m.body(), at);
+                }
+                None => injector_update(&st, &ctx, m.body()),
             },
             // A ROUTE-REFRESH asks the injector for its table again; the table is not
             // re-sent (the target has it), and receivers have nothing to send.
@@ -356,8 +376,8 @@ async fn session_task(st: Arc<State>, i: usize, peer: Peer, delay: Duration) {
 }
 
 /// The injector must stay silent; whatever it receives is counted.
-fn injector_update(st: &State, ctx: &SessionCtx, f: &Frame) {
-    let v = UpdateView::parse(f.body(), ctx);
+fn injector_update(st: &State, ctx: &SessionCtx, body: &[u8]) {
+    let v = UpdateView::parse(body, ctx);
     if v.end_of_rib().is_none() {
         st.injector_received.fetch_add(1, Ordering::Relaxed);
     }
@@ -375,32 +395,57 @@ struct Receiver {
     /// Parses every UPDATE in full; otherwise plain ones are read the short way
     /// ([`light`]).
     full_check: bool,
+    /// The prefixes of the UPDATE read the short way last.
+    keys: light::Keys,
+    /// The receiver's place in the run's log of UPDATEs ([`replay`]).
+    cursor: replay::Cursor,
+    /// What the UPDATE it read itself last did, for the log.
+    steps: replay::Steps,
 }
 
 impl Receiver {
-    /// Applies an UPDATE read from the target at `read_at` (on the run's clock).
-    fn update(&mut self, st: &State, i: usize, f: &Frame, read_at: u64) {
+    /// Applies an UPDATE (`body`: without its header) read from the target at `read_at`
+    /// (on the run's clock).
+    fn update(&mut self, st: &State, i: usize, body: &[u8], read_at: u64) {
         let run = &st.run;
         let me = &run.sessions[i];
         // This task is the counters' only writer: a load and a store, no locked add.
         me.updates
             .store(me.updates.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         me.last_update_at.set(read_at);
-        let plain = if self.full_check {
-            None
-        } else {
-            light::plain(f.body(), self.ctx.ibgp)
-        };
-        let a = match plain {
-            Some(_) if f.body() == [0, 0, 0, 0] => {
-                me.end_of_rib_at.set_once(run.now());
-                return;
+        // End-of-RIB takes no place in the log, for any receiver.
+        let replayed = match &st.log {
+            Some(log) if !self.full_check && body != [0, 0, 0, 0] => {
+                self.cursor
+                    .replay(log, body, &mut self.tally, &mut self.next)
             }
-            Some(p) => self.apply_plain(st, p),
-            None => match self.apply_full(st, i, f) {
-                Some(a) => a,
-                None => return,
-            },
+            _ => None,
+        };
+        let a = match replayed {
+            Some(a) => {
+                me.replayed
+                    .store(me.replayed.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                a
+            }
+            None => {
+                self.steps.clear();
+                let plain = !self.full_check && light::read(body, self.ctx.ibgp, &mut self.keys);
+                let a = if !plain {
+                    match self.apply_full(st, i, body) {
+                        Some(a) => a,
+                        None => return,
+                    }
+                } else if body == [0, 0, 0, 0] {
+                    me.end_of_rib_at.set_once(run.now());
+                    return;
+                } else {
+                    self.apply_plain(st)
+                };
+                if let Some(log) = &st.log {
+                    self.cursor.record(log, body, &self.steps);
+                }
+                a
+            }
         };
         if i == 1 && st.refresh_at.get().is_some() {
             st.refresh_updates.fetch_add(1, Ordering::Relaxed);
@@ -421,19 +466,23 @@ impl Receiver {
         }
     }
 
-    /// Applies an UPDATE the short way: what [`apply`] does, from the base fields.
-    fn apply_plain(&mut self, st: &State, p: light::Plain<'_>) -> Applied {
+    /// Applies an UPDATE read the short way (its prefixes in `self.keys`): what [`apply`]
+    /// does, from the base fields. Its steps go to `self.steps`.
+    fn apply_plain(&mut self, st: &State) -> Applied {
         let mut a = Applied::default();
-        for key in light::keys(p.withdrawn) {
+        for &key in &self.keys.withdrawn {
             a.withdrawn += 1;
             let i = st.index.get_near_key(key, &mut self.next);
+            self.steps.push(i, false);
             if !i.is_some_and(|i| self.tally.remove(i)) {
                 a.unexpected += 1;
             }
         }
-        for key in light::keys(p.nlri) {
+        for &key in &self.keys.announced {
             a.announced += 1;
-            match st.index.get_near_key(key, &mut self.next) {
+            let i = st.index.get_near_key(key, &mut self.next);
+            self.steps.push(i, true);
+            match i {
                 Some(i) => self.tally.insert(i),
                 None => a.unexpected += 1,
             }
@@ -442,12 +491,13 @@ impl Receiver {
     }
 
     /// Parses an UPDATE in full and applies it; `None` when it changed nothing
-    /// (End-of-RIB, or a session reset).
-    fn apply_full(&mut self, st: &State, i: usize, f: &Frame) -> Option<Applied> {
+    /// (End-of-RIB, or a session reset). Its steps go to `self.steps`.
+    fn apply_full(&mut self, st: &State, i: usize, body: &[u8]) -> Option<Applied> {
         let run = &st.run;
         let me = &run.sessions[i];
-        let v = UpdateView::parse(f.body(), &self.ctx);
+        let v = UpdateView::parse(body, &self.ctx);
         if v.treatment() != Treatment::Normal {
+            self.steps.fault();
             me.unexpected.fetch_add(1, Ordering::Relaxed);
             if !self.faulted {
                 self.faulted = true;
@@ -471,7 +521,10 @@ impl Receiver {
             next.set(at);
             i
         };
-        let a = apply(&v, &mut self.tally, near, |_, _| {});
+        let steps = &mut self.steps;
+        let a = apply(&v, &mut self.tally, near, |i, announced| {
+            steps.push(i, announced);
+        });
         self.next = next.get();
         Some(a)
     }
@@ -568,6 +621,7 @@ fn failed_report(plan: &Plan, e: String, started: Instant) -> report::Table {
         pause_s: None,
         withdraw: None,
         injector_received: 0,
+        replayed_updates: 0,
         late_receiver: None,
         refresh: None,
     }
@@ -703,6 +757,12 @@ fn build_report(plan: &Plan, st: &State, b: Built) -> report::Table {
         pause_s: b.pause_s,
         withdraw,
         injector_received: st.injector_received.load(Ordering::Relaxed),
+        replayed_updates: st
+            .run
+            .sessions
+            .iter()
+            .map(|s| s.replayed.load(Ordering::Relaxed))
+            .sum(),
         late_receiver,
         refresh,
     }
