@@ -79,8 +79,14 @@ pub enum Command {
     /// time (e.g. Out of Resources for a peer that cannot keep up).
     Reset(Notification),
     /// Queue UPDATE messages for the Established connection (dropped if there is none: the
-    /// RIB learns of the session going down from the events).
-    Send(Bytes),
+    /// RIB learns of the session going down from the events): `bytes` holds `updates`
+    /// whole UPDATEs and nothing else (counted as they are, not read again).
+    Send {
+        /// The messages.
+        bytes: Bytes,
+        /// How many.
+        updates: usize,
+    },
     /// The RIB found an UPDATE that resets the session (RFC 7606).
     UpdateError(Notification),
     /// The RIB counted more prefixes than allowed: Cease/1 with this data (RFC 4486).
@@ -736,11 +742,11 @@ impl Driver {
                     },
                 );
             }
-            Command::Send(bytes) => match self.fsm.established() {
+            Command::Send { bytes, updates } => match self.fsm.established() {
                 Some((c, _)) => {
                     // Written by the caller once the batch of commands is in.
                     if let Some(conn) = self.conns[c.index()].as_mut() {
-                        self.out.traffic.queued(&bytes);
+                        self.out.traffic.queued_updates(updates);
                         conn.wq.push_back((bytes, true));
                     }
                 }

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bgp_wire::ErrorCode;
 use bgp_wire::notification::subcode_name;
+use bgp_wire::{ErrorCode, MessageType};
 
 /// The message types counted, in type-code order (1 to 5); index 5 is any other type
 /// (never counted on receipt: the framer refuses unknown types).
@@ -122,6 +122,12 @@ impl Traffic {
         }
     }
 
+    /// Counts `n` UPDATEs queued for the socket, whose bytes are not to be read again
+    /// (an update group's output: the exporter knows how many it encoded).
+    pub fn queued_updates(&self, n: usize) {
+        self.sent[type_index(MessageType::UPDATE.0)].fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     fn count(&self, direction: Direction, message: &[u8]) {
         let Some(&ty) = message.get(18) else { return };
         let table = match direction {
@@ -201,6 +207,15 @@ mod tests {
                 (Direction::Sent, Some(2), Some(2), 1),
             ]
         );
+    }
+
+    #[test]
+    fn updates_queued_by_count_add_to_those_counted_from_bytes() {
+        let t = Traffic::default();
+        t.queued(&message(2, &[0, 0, 0, 0]));
+        t.queued_updates(5);
+        t.queued_updates(0);
+        assert_eq!(t.counts().sent, [0, 6, 0, 0, 0, 0]);
     }
 
     #[test]

@@ -71,43 +71,53 @@ struct Target {
     handed: usize,
     messages: usize,
     announced: usize,
-    /// The part of the drain's buffer it is to receive next, not handed yet: consecutive
-    /// pieces grow it, so that a member gets the drain in as few slices as its audience
-    /// allows (at rack size, two: before and after its own route).
-    run: Option<Range<usize>>,
+    /// The part of the drain's buffer it is to receive next, not handed yet, and the
+    /// UPDATEs in it: consecutive pieces grow it, so that a member gets the drain in as
+    /// few slices as its audience allows (at rack size, two: before and after its own
+    /// route).
+    run: Option<(Range<usize>, usize)>,
 }
 
 impl Target {
-    /// Hands `bytes` to the member's session.
-    fn send(&mut self, actions: &mut VecDeque<Action>, bytes: Bytes) {
+    /// Hands `bytes`, `updates` UPDATE messages, to the member's session.
+    fn send(&mut self, actions: &mut VecDeque<Action>, bytes: Bytes, updates: usize) {
         self.handed += bytes.len();
         actions.push_back(Action::Command {
             peer: self.addr,
             generation: self.generation,
-            command: Command::Send(bytes),
+            command: Command::Send { bytes, updates },
         });
     }
 
-    /// Adds `batch[r]` to what the member receives: joined to the run when it continues
-    /// it, else the run is handed over and `r` starts the next.
-    fn give(&mut self, actions: &mut VecDeque<Action>, batch: &Bytes, r: Range<usize>) {
+    /// Adds `batch[r]`, `updates` UPDATE messages, to what the member receives: joined
+    /// to the run when it continues it, else the run is handed over and `r` starts the
+    /// next.
+    fn give(
+        &mut self,
+        actions: &mut VecDeque<Action>,
+        batch: &Bytes,
+        r: Range<usize>,
+        updates: usize,
+    ) {
         if r.is_empty() {
             return;
         }
         match self.run.take() {
-            Some(cur) if cur.end == r.start => self.run = Some(cur.start..r.end),
-            Some(cur) => {
-                self.send(actions, batch.slice(cur));
-                self.run = Some(r);
+            Some((cur, n)) if cur.end == r.start => {
+                self.run = Some((cur.start..r.end, n + updates))
             }
-            None => self.run = Some(r),
+            Some((cur, n)) => {
+                self.send(actions, batch.slice(cur), n);
+                self.run = Some((r, updates));
+            }
+            None => self.run = Some((r, updates)),
         }
     }
 
     /// Hands over what is left of the run.
     fn finish(&mut self, actions: &mut VecDeque<Action>, batch: &Bytes) {
-        if let Some(r) = self.run.take() {
-            self.send(actions, batch.slice(r));
+        if let Some((r, n)) = self.run.take() {
+            self.send(actions, batch.slice(r), n);
         }
     }
 }
@@ -125,6 +135,9 @@ struct Segment<'a> {
     among: Option<Arc<[PeerId]>>,
     /// Per excluded member, the outbounds of the segment it is excluded from.
     except: HashMap<PeerId, Vec<&'a Outbound>>,
+    /// Where each outbound ends in the buffer, and the messages of the segment up to
+    /// there: how many UPDATEs an excluded member's pieces hold.
+    ends: Vec<(usize, usize)>,
 }
 
 impl<'a> Segment<'a> {
@@ -138,6 +151,7 @@ impl<'a> Segment<'a> {
                 _ => None,
             },
             except: HashMap::new(),
+            ends: Vec::new(),
         }
     }
 
@@ -156,6 +170,7 @@ impl<'a> Segment<'a> {
         self.range.end = o.range.end;
         self.messages += o.messages;
         self.announced += o.announced;
+        self.ends.push((o.range.end, self.messages));
         if let Audience::AllExcept(v) | Audience::Among { except: v, .. } = &o.audience {
             for p in v {
                 self.except.entry(*p).or_default().push(o);
@@ -190,17 +205,27 @@ impl<'a> Segment<'a> {
         t.messages += self.messages;
         t.announced += self.announced;
         let Some(skipped) = self.except.get(&t.id) else {
-            t.give(actions, batch, self.range.clone());
+            t.give(actions, batch, self.range.clone(), self.messages);
             return;
         };
         let mut at = self.range.start;
         for o in skipped {
             t.messages -= o.messages;
             t.announced -= o.announced;
-            t.give(actions, batch, at..o.range.start);
+            let n = self.messages_before(o.range.start) - self.messages_before(at);
+            t.give(actions, batch, at..o.range.start, n);
             at = o.range.end;
         }
-        t.give(actions, batch, at..self.range.end);
+        let n = self.messages - self.messages_before(at);
+        t.give(actions, batch, at..self.range.end, n);
+    }
+
+    /// The segment's messages before `at`, its start or the end of one of its outbounds.
+    fn messages_before(&self, at: usize) -> usize {
+        match self.ends.binary_search_by_key(&at, |&(end, _)| end) {
+            Ok(k) => self.ends[k].1,
+            Err(_) => 0,
+        }
     }
 }
 
@@ -225,7 +250,7 @@ fn distribute(
                 let t = &mut targets[k];
                 t.messages += o.messages;
                 t.announced += o.announced;
-                t.give(actions, batch, o.range.clone());
+                t.give(actions, batch, o.range.clone(), o.messages);
             }
             continue;
         }

@@ -11,7 +11,7 @@
 //!        │             flush(queued) drains update groups (export.rs), graceful restart (gr.rs)
 //!        │                            │ poll_action()
 //!        │                            ▼
-//!        └── Command::Send(Bytes) ◀── Action: Spawn / Command / Stop a session,
+//!        └── Command::Send ◀───────── Action: Spawn / Command / Stop a session,
 //!            spawn, stop              set a listener's TCP-MD5 key, a best-path change,
 //!                                     a BMP event (`monitor.rs`, [`crate::bmp`])
 //! ```

@@ -664,7 +664,7 @@ impl Shell {
                     if let Some((g, h)) = self.sessions.get(&peer)
                         && *g == generation
                     {
-                        if let Command::Send(bytes) = &command {
+                        if let Command::Send { bytes, .. } = &command {
                             h.queued.fetch_add(bytes.len(), Ordering::Relaxed);
                         }
                         let _ = h.commands.send(command);

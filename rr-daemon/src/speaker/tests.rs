@@ -14,7 +14,7 @@ use bgp_wire::notification::subcode;
 use bgp_wire::open::Open;
 use bgp_wire::update::Update;
 use bgp_wire::{Afi, Notification, Safi};
-use bgp_wire::{Family, FamilySet, Framer, SessionCtx};
+use bgp_wire::{Family, FamilySet, Framer, MessageType, SessionCtx};
 use bytes::BytesMut;
 use ipnet::IpNet;
 
@@ -75,6 +75,9 @@ struct Harness {
     spawned_forwarding: Vec<(IpAddr, Option<bool>)>,
     /// UPDATE bytes handed to each peer's sessions.
     sent: HashMap<IpAddr, usize>,
+    /// UPDATE messages handed to each peer's sessions (each send's count checked against
+    /// its bytes).
+    sent_updates: HashMap<IpAddr, usize>,
     /// Sessions stopped: (peer, generation).
     stopped: Vec<(IpAddr, u64)>,
     /// Sessions reset with a Cease: (peer, subcode).
@@ -124,6 +127,7 @@ impl Harness {
             spawned: Vec::new(),
             spawned_forwarding: Vec::new(),
             sent: HashMap::new(),
+            sent_updates: HashMap::new(),
             stopped: Vec::new(),
             resets: Vec::new(),
             refreshes: Vec::new(),
@@ -161,9 +165,18 @@ impl Harness {
                 }
                 Action::Command {
                     peer,
-                    command: Command::Send(b),
+                    command: Command::Send { bytes: b, updates },
                     ..
-                } => *self.sent.entry(peer).or_default() += b.len(),
+                } => {
+                    let frames: Vec<_> = Framer::new()
+                        .frames(b.clone())
+                        .map(Result::unwrap)
+                        .collect();
+                    assert!(frames.iter().all(|f| f.ty == MessageType::UPDATE));
+                    assert_eq!(updates, frames.len(), "a send's count is its UPDATEs");
+                    *self.sent.entry(peer).or_default() += b.len();
+                    *self.sent_updates.entry(peer).or_default() += updates;
+                }
                 Action::Stop {
                     peer,
                     generation,
@@ -480,6 +493,37 @@ fn test_restarting_defers_until_the_restart_time() {
         h.spawned.last().map(|s| (s.0, s.2)),
         Some((ip("10.0.0.4"), false))
     );
+}
+
+#[test]
+fn test_each_client_gets_the_others_routes_with_their_count() {
+    let (a, b, c) = (ip("10.0.0.2"), ip("10.0.0.3"), ip("10.0.0.4"));
+    let cfg = config(&format!(
+        "{}{}{}",
+        client("10.0.0.2", ""),
+        client("10.0.0.3", ""),
+        client("10.0.0.4", "")
+    ));
+    let mut h = Harness::new(cfg, false);
+    for p in [a, b, c] {
+        h.establish(p);
+    }
+    h.flush();
+    h.sent_updates.clear();
+    // One drain with each client's route: every member is excluded from one piece of
+    // it, its own route, and gets the rest in two slices whose counts the harness checks.
+    h.announce(a, &["10.1.0.0/24"]);
+    h.announce(b, &["10.2.0.0/24"]);
+    h.announce(c, &["10.3.0.0/24"]);
+    h.flush();
+    for p in [a, b, c] {
+        assert_eq!(
+            h.sent_updates.get(&p),
+            Some(&2),
+            "{p}: {:?}",
+            h.sent_updates
+        );
+    }
 }
 
 #[test]
