@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use bgp_wire::attr::{AsPath, AsSegment, NextHop, PathAttribute};
+use bgp_wire::attr::{AsPath, NextHop, PathAttribute};
 use bgp_wire::header::HEADER_LEN;
 use bgp_wire::{Family, SessionCtx};
 use hashbrown::HashTable;
@@ -315,15 +315,27 @@ impl AdjOut {
 /// Encodes outgoing attributes for `ctx` in ascending type order (RFC 4271 §5, RFC 7606
 /// §5.1); returns the bytes and the MP_REACH_NLRI next hop, or `None` when the route
 /// cannot be sent on this session (no usable next hop, or too big for any message).
+/// Takes the attributes by value: their lists move into the encoder rather than being
+/// copied (one encoding per attribute set, hundreds of thousands for a full table).
 pub(crate) fn encode(
-    a: &Attrs,
+    a: Attrs,
     family: Family,
     ctx: &SessionCtx,
 ) -> Option<(Box<[u8]>, Option<NextHop>)> {
     let nh = a.next_hop?;
+    // RFC 6793 §3: confederation segments never go into AS4_PATH.
+    let as4_path = (!ctx.four_octet_as && a.as_path.needs_four_octets()).then(|| AsPath {
+        segments: a
+            .as_path
+            .segments
+            .iter()
+            .filter(|s| matches!(s.ty.0, 1 | 2))
+            .cloned()
+            .collect(),
+    });
     let mut v: Vec<PathAttribute> = Vec::with_capacity(12);
     v.push(PathAttribute::Origin(a.origin));
-    v.push(PathAttribute::AsPath(a.as_path.clone()));
+    v.push(PathAttribute::AsPath(a.as_path));
     let mp = match (family, nh) {
         (Family::Ipv4Unicast, NextHop::V4(x)) => {
             v.push(PathAttribute::NextHop(x));
@@ -347,7 +359,7 @@ pub(crate) fn encode(
             v.push(PathAttribute::OriginatorId(o));
         }
         if !a.cluster_list.is_empty() {
-            v.push(PathAttribute::ClusterList(a.cluster_list.clone()));
+            v.push(PathAttribute::ClusterList(a.cluster_list));
         }
     }
     if a.atomic_aggregate {
@@ -361,31 +373,21 @@ pub(crate) fn encode(
         }
     }
     if !a.communities.is_empty() {
-        v.push(PathAttribute::Communities(a.communities.clone()));
+        v.push(PathAttribute::Communities(a.communities));
     }
     if !a.ext_communities.is_empty() {
-        v.push(PathAttribute::ExtendedCommunities(
-            a.ext_communities.clone(),
-        ));
+        v.push(PathAttribute::ExtendedCommunities(a.ext_communities));
     }
-    if !ctx.four_octet_as && a.as_path.needs_four_octets() {
-        // RFC 6793 §3: confederation segments never go into AS4_PATH.
-        let segments: Vec<AsSegment> = a
-            .as_path
-            .segments
-            .iter()
-            .filter(|s| matches!(s.ty.0, 1 | 2))
-            .cloned()
-            .collect();
-        v.push(PathAttribute::As4Path(AsPath { segments }));
+    if let Some(p) = as4_path {
+        v.push(PathAttribute::As4Path(p));
     }
     if !a.large_communities.is_empty() {
-        v.push(PathAttribute::LargeCommunities(a.large_communities.clone()));
+        v.push(PathAttribute::LargeCommunities(a.large_communities));
     }
     if let Some(o) = a.only_to_customer {
         v.push(PathAttribute::OnlyToCustomer(o));
     }
-    v.extend(a.other.iter().cloned().map(PathAttribute::Unknown));
+    v.extend(a.other.into_iter().map(PathAttribute::Unknown));
     v.sort_by_key(PathAttribute::ty);
     let len: usize = v.iter().map(|x| x.encoded_len(ctx)).sum();
     // Room for the header, both length fields, the MP_REACH_NLRI framing with this next

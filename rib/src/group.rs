@@ -586,8 +586,9 @@ impl UpdateGroup {
         if let Some(p) = &self.key.export {
             p.apply(mask, &mut out);
         }
-        let (bytes, mp) = adj_out::encode(&out, family, &self.ctx)?;
-        Some((bytes, mp, out.originator_id))
+        let originator = out.originator_id;
+        let (bytes, mp) = adj_out::encode(out, family, &self.ctx)?;
+        Some((bytes, mp, originator))
     }
 
     /// Brings the group's Adj-RIB-Out for `slot` in line with the Loc-RIB, queueing the
