@@ -549,6 +549,43 @@ impl BirdCtl {
     }
 }
 
+/// Whether two readings of a session's `Since` (a BIRD `show protocols` column,
+/// [`BirdCtl::since`]; or any other client's [`Client::session_since`]) name the same
+/// state change. BIRD keeps the instant on its monotonic clock and shows it on the wall
+/// clock, converting at every reading, so one instant can read one unit of its last digit
+/// apart (seen: `10:18:49.792`, then `10:18:49.793`, with the session untouched between).
+/// Tokens must match exactly but for times of day (`HH:MM:SS`, with or without a
+/// fraction), which may differ by one unit of their resolution: a session that was reset
+/// shows a later time by far more (a new session takes a second or more).
+pub fn same_since(a: &str, b: &str) -> bool {
+    // Milliseconds since midnight, and the resolution, of a time of day.
+    fn time_of_day(t: &str) -> Option<(u64, u64)> {
+        let (hms, frac) = t.split_once('.').unwrap_or((t, ""));
+        let mut parts = hms.split(':').map(|p| p.parse::<u64>().ok());
+        let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+        if parts.next().is_some() || frac.len() > 3 || !frac.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let unit = 10u64.pow(3 - frac.len() as u32);
+        let f = if frac.is_empty() {
+            0
+        } else {
+            frac.parse::<u64>().ok()? * unit
+        };
+        Some(((h * 3600 + m * 60 + s) * 1000 + f, unit))
+    }
+    let (ta, tb): (Vec<&str>, Vec<&str>) = (
+        a.split_whitespace().collect(),
+        b.split_whitespace().collect(),
+    );
+    ta.len() == tb.len()
+        && ta.iter().zip(&tb).all(|(x, y)| {
+            x == y
+                || matches!((time_of_day(x), time_of_day(y)),
+                    (Some((p, u)), Some((q, v))) if u == v && p.abs_diff(q) <= u)
+        })
+}
+
 /// Parses `show route all` of BIRD 2 or 1.6: a line at column 0 starts a prefix's first
 /// route, one indented by spaces another route of the same prefix, one indented by a tab
 /// is a detail (`via ...`, `BGP.next_hop: ...`) of the current route.
@@ -734,5 +771,31 @@ impl Client for Bird {
                 self.name
             )
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_since;
+
+    #[test]
+    fn test_same_since_allows_one_unit_of_the_last_digit() {
+        let s = "2026-12-07 10:18:49.792";
+        assert!(same_since(s, s));
+        assert!(same_since(s, "2026-12-07 10:18:49.793"));
+        assert!(same_since(s, "2026-12-07 10:18:49.791"));
+        assert!(!same_since(s, "2026-12-07 10:18:49.794"));
+        assert!(!same_since(s, "2026-12-07 10:18:50.792"));
+        assert!(!same_since(s, "2026-12-08 10:18:49.792"));
+        // Across a second, and at second resolution (BIRD 1.6).
+        assert!(same_since("10:18:49.999", "10:18:50.000"));
+        assert!(same_since("10:18:49 Established", "10:18:50 Established"));
+        assert!(!same_since("10:18:49 Established", "10:18:51 Established"));
+        assert!(!same_since("10:18:49 Established", "10:18:49 Active"));
+        // Different resolutions, and what is not a time (FRR's epoch seconds).
+        assert!(!same_since("10:18:49.5", "10:18:49.500"));
+        assert!(same_since("1733566729", "1733566729"));
+        assert!(!same_since("1733566729", "1733566730"));
+        assert!(!same_since(s, ""));
     }
 }

@@ -59,7 +59,7 @@ mod peer;
 mod proc;
 mod topology;
 
-pub use bird::{Bird, BirdCtl, BirdVersion, bird16_dir, parse_bird_routes};
+pub use bird::{Bird, BirdCtl, BirdVersion, bird16_dir, parse_bird_routes, same_since};
 pub use calico::{CalicoPeer, calico_bird16_node_config, calico_passive, calico_proto};
 pub use daemon::{Daemon, Speaker, ctl_json, ctl_route};
 pub use etcd::{ETCD_INSTALL_HINT, Etcd, TlsFiles, calico_resource, etcd_and_node};

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use interop_tests::{
     Bird, BirdCtl, BirdVersion, ClientConfig, ClientOptions, ClientRoute, Daemon, Frr, Hub, Link,
-    Netns, Peer, StopOnDrop, WorkDir, ctl_json, ctl_route, poll_ok, require_root,
+    Netns, Peer, StopOnDrop, WorkDir, ctl_json, ctl_route, poll_ok, require_root, same_since,
 };
 use serde_json::Value;
 
@@ -1023,7 +1023,7 @@ fn reset_by_us_keeps_routes(name: &'static str, routes: usize) {
         w.wait("c1's session started again", within(UP_WITHIN), || {
             let now = w.node(c1).bird().since()?;
             let state = w.node(c1).bird().protocol_state("upstream")?;
-            if now != since && state == "Established" {
+            if !same_since(&now, &since) && state == "Established" {
                 Ok(())
             } else {
                 Err(format!("c1 upstream {state} since {now}"))
