@@ -134,7 +134,8 @@ pub(crate) struct TableArgs {
     /// Every receiver parses every UPDATE in full (each attribute checked as RFC 7606
     /// says). Without it receiver 1 does, and the others read the base fields and count
     /// every prefix exactly, sending an UPDATE the full way only when it is not plain
-    /// IPv4 unicast with a well-framed attribute list (see `light.rs`): a hundred
+    /// IPv4 unicast with a well-framed attribute list (see `light.rs`), or replay what
+    /// another receiver's reading of the same bytes did (see `replay.rs`): a hundred
     /// receivers then cost the load tool a fraction of the CPU.
     #[arg(long)]
     pub(crate) full_check: bool,
