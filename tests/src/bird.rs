@@ -550,13 +550,14 @@ impl BirdCtl {
 }
 
 /// Whether two readings of a session's `Since` (a BIRD `show protocols` column,
-/// [`BirdCtl::since`]; or any other client's [`Client::session_since`]) name the same
+/// [`Bird::since`]; or any other client's [`Client::session_since`]) name the same
 /// state change. BIRD keeps the instant on its monotonic clock and shows it on the wall
 /// clock, converting at every reading, so one instant can read one unit of its last digit
 /// apart (seen: `10:18:49.792`, then `10:18:49.793`, with the session untouched between).
 /// Tokens must match exactly but for times of day (`HH:MM:SS`, with or without a
-/// fraction), which may differ by one unit of their resolution: a session that was reset
-/// shows a later time by far more (a new session takes a second or more).
+/// fraction), which may differ by one unit of their resolution (across midnight too).
+/// A reading taken well after the change it shows (seconds, as every caller does) tells
+/// a later change apart: its time lies at least that far after the first.
 pub fn same_since(a: &str, b: &str) -> bool {
     // Milliseconds since midnight, and the resolution, of a time of day.
     fn time_of_day(t: &str) -> Option<(u64, u64)> {
@@ -578,11 +579,13 @@ pub fn same_since(a: &str, b: &str) -> bool {
         a.split_whitespace().collect(),
         b.split_whitespace().collect(),
     );
+    const DAY_MS: u64 = 86_400_000;
     ta.len() == tb.len()
         && ta.iter().zip(&tb).all(|(x, y)| {
             x == y
                 || matches!((time_of_day(x), time_of_day(y)),
-                    (Some((p, u)), Some((q, v))) if u == v && p.abs_diff(q) <= u)
+                    (Some((p, u)), Some((q, v)))
+                        if u == v && p.abs_diff(q).min(DAY_MS - p.abs_diff(q)) <= u)
         })
 }
 
@@ -787,8 +790,10 @@ mod tests {
         assert!(!same_since(s, "2026-12-07 10:18:49.794"));
         assert!(!same_since(s, "2026-12-07 10:18:50.792"));
         assert!(!same_since(s, "2026-12-08 10:18:49.792"));
-        // Across a second, and at second resolution (BIRD 1.6).
+        // Across a second, across midnight, and at second resolution (BIRD 1.6).
         assert!(same_since("10:18:49.999", "10:18:50.000"));
+        assert!(same_since("23:59:59.999", "00:00:00.000"));
+        assert!(!same_since("23:59:59.998", "00:00:00.000"));
         assert!(same_since("10:18:49 Established", "10:18:50 Established"));
         assert!(!same_since("10:18:49 Established", "10:18:51 Established"));
         assert!(!same_since("10:18:49 Established", "10:18:49 Active"));

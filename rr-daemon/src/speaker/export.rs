@@ -69,6 +69,8 @@ struct Target {
     unwritten: usize,
     /// Bytes handed to it during the turn.
     handed: usize,
+    /// UPDATEs handed to it during the turn (in the run included), and the prefixes
+    /// they announce.
     messages: usize,
     announced: usize,
     /// The part of the drain's buffer it is to receive next, not handed yet, and the
@@ -99,6 +101,7 @@ impl Target {
         r: Range<usize>,
         updates: usize,
     ) {
+        self.messages += updates;
         if r.is_empty() {
             return;
         }
@@ -202,7 +205,6 @@ impl<'a> Segment<'a> {
         if t.unwritten > MAX_QUEUED {
             return;
         }
-        t.messages += self.messages;
         t.announced += self.announced;
         let Some(skipped) = self.except.get(&t.id) else {
             t.give(actions, batch, self.range.clone(), self.messages);
@@ -210,7 +212,6 @@ impl<'a> Segment<'a> {
         };
         let mut at = self.range.start;
         for o in skipped {
-            t.messages -= o.messages;
             t.announced -= o.announced;
             let n = self.messages_before(o.range.start) - self.messages_before(at);
             t.give(actions, batch, at..o.range.start, n);
@@ -224,7 +225,10 @@ impl<'a> Segment<'a> {
     fn messages_before(&self, at: usize) -> usize {
         match self.ends.binary_search_by_key(&at, |&(end, _)| end) {
             Ok(k) => self.ends[k].1,
-            Err(_) => 0,
+            Err(_) => {
+                debug_assert_eq!(at, self.range.start, "not a boundary of the segment");
+                0
+            }
         }
     }
 }
@@ -248,7 +252,6 @@ fn distribute(
                 && targets[k].unwritten <= MAX_QUEUED
             {
                 let t = &mut targets[k];
-                t.messages += o.messages;
                 t.announced += o.announced;
                 t.give(actions, batch, o.range.clone(), o.messages);
             }

@@ -24,7 +24,6 @@ pub(crate) struct Keys {
 }
 
 /// The base fields of an UPDATE whose framing the short reading accepted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Plain<'a> {
     withdrawn: &'a [u8],
     nlri: &'a [u8],

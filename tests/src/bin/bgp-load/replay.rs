@@ -17,6 +17,7 @@
 //! every receiver under `--full-check`) parses every UPDATE in full and never replays;
 //! it only records.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::stats::{Applied, Tally};
@@ -24,9 +25,14 @@ use crate::stats::{Applied, Tally};
 /// Places per chunk of the log.
 const CHUNK: usize = 1024;
 
-/// Places the log keeps at most, a bound on its memory (a million-prefix table takes
-/// about 223,000); past them every receiver reads its own.
+/// Places the log keeps at most (a million-prefix table takes about 223,000): a bound on
+/// its slots, 40 bytes each; past them every receiver reads its own.
 const MAX_PLACES: usize = 1 << 20;
+
+/// Bytes the records may hold at most (bodies and steps; a million-prefix table's take
+/// about 25 MB, and one record can take up to 20 kB): past them nothing more is recorded,
+/// and receivers read what has no record themselves.
+const MAX_BYTES: usize = 256 << 20;
 
 /// In a recorded step: the prefix was announced (else withdrawn).
 const ANNOUNCED: u32 = 1 << 31;
@@ -60,6 +66,10 @@ pub(crate) struct Log {
     chunks: Mutex<Vec<Arc<Chunk>>>,
     /// How many chunks it may have.
     max_chunks: usize,
+    /// Bytes the records hold.
+    bytes: AtomicUsize,
+    /// How many they may hold.
+    max_bytes: usize,
 }
 
 impl Default for Log {
@@ -67,6 +77,8 @@ impl Default for Log {
         Self {
             chunks: Mutex::default(),
             max_chunks: MAX_PLACES / CHUNK,
+            bytes: AtomicUsize::new(0),
+            max_bytes: MAX_BYTES,
         }
     }
 }
@@ -93,20 +105,34 @@ pub(crate) struct Steps {
     steps: Vec<u32>,
     /// The reading found a fault: not to be replayed.
     faulted: bool,
+    /// Steps are kept: the UPDATE is to be recorded.
+    on: bool,
 }
 
 impl Steps {
-    pub(crate) fn clear(&mut self) {
+    /// Empties it for the next UPDATE; `on`: whether that one is to be recorded (else
+    /// [`Steps::push`] keeps nothing).
+    pub(crate) fn clear(&mut self, on: bool) {
         self.steps.clear();
         self.faulted = false;
+        self.on = on;
     }
 
-    /// A prefix at table position `i` (`None`: not the table's), announced or withdrawn.
+    /// A prefix at table position `i` (`None`: not the table's, or past
+    /// [`MAX_POSITIONS`]), announced or withdrawn.
     pub(crate) fn push(&mut self, i: Option<usize>, announced: bool) {
-        let at = i.map_or(STRANGER, |i| i as u32);
+        if !self.on {
+            return;
+        }
+        let at = i
+            .and_then(|i| u32::try_from(i).ok())
+            .filter(|&i| i < STRANGER)
+            .unwrap_or(STRANGER);
         self.steps.push(if announced { at | ANNOUNCED } else { at });
     }
 
+    /// The reading found a fault, or the UPDATE changed nothing: every receiver is to
+    /// read it itself.
     pub(crate) fn fault(&mut self) {
         self.faulted = true;
     }
@@ -125,6 +151,12 @@ pub(crate) struct Cursor {
 }
 
 impl Cursor {
+    /// Whether no UPDATE of the session differed from the record at its place so far:
+    /// what it reads itself is worth recording.
+    pub(crate) const fn in_step(&self) -> bool {
+        !self.diverged
+    }
+
     /// The record slot at the cursor's place, unless the stream diverged or the place is
     /// past the log's bound.
     fn slot(&mut self, log: &Log) -> Option<&OnceLock<Record>> {
@@ -182,18 +214,26 @@ impl Cursor {
     }
 
     /// Records what reading `body` did at the cursor's place, unless another receiver
-    /// did first (then a different UPDATE there means this stream diverged), and moves on.
+    /// did first (then a different UPDATE there means this stream diverged) or the log
+    /// is full, and moves on.
     pub(crate) fn record(&mut self, log: &Log, body: &[u8], steps: &Steps) {
         if let Some(slot) = self.slot(log) {
             let mut mine = false;
-            let record = slot.get_or_init(|| {
-                mine = true;
-                Record {
-                    body: body.into(),
-                    steps: (!steps.faulted).then(|| steps.steps.as_slice().into()),
-                }
-            });
-            if !mine && !same(&record.body, body) {
+            let record = if log.bytes.load(Ordering::Relaxed) < log.max_bytes {
+                Some(slot.get_or_init(|| {
+                    mine = true;
+                    let steps = (!steps.faulted).then(|| Box::<[u32]>::from(&steps.steps[..]));
+                    let size = body.len() + steps.as_ref().map_or(0, |s| s.len() * 4);
+                    log.bytes.fetch_add(size, Ordering::Relaxed);
+                    Record {
+                        body: body.into(),
+                        steps,
+                    }
+                }))
+            } else {
+                slot.get()
+            };
+            if record.is_some_and(|r| !mine && !same(&r.body, body)) {
                 self.diverged = true;
             }
         }
@@ -224,6 +264,7 @@ mod tests {
 
     fn steps(v: &[(Option<usize>, bool)]) -> Steps {
         let mut s = Steps::default();
+        s.clear(true);
         for &(i, announced) in v {
             s.push(i, announced);
         }
@@ -297,6 +338,37 @@ mod tests {
         b.record(&log, &[1], &steps(&[(Some(1), true)]));
         assert!(!b.diverged);
         assert_eq!(b.place, 1);
+    }
+
+    #[test]
+    fn test_nothing_is_recorded_past_the_byte_budget_or_when_off() {
+        let log = Log {
+            max_bytes: 6,
+            ..Log::default()
+        };
+        let mut a = Cursor::default();
+        let mut t = Tally::new(10);
+        let mut next = 0;
+        // 3 bytes of body and 4 of step: the budget is spent after the first.
+        a.record(&log, &[1, 2, 3], &steps(&[(Some(1), true)]));
+        a.record(&log, &[4, 5, 6], &steps(&[(Some(2), true)]));
+        assert_eq!(log.bytes.load(Ordering::Relaxed), 7);
+        let mut b = Cursor::default();
+        assert!(b.replay(&log, &[1, 2, 3], &mut t, &mut next).is_some());
+        assert!(b.replay(&log, &[4, 5, 6], &mut t, &mut next).is_none());
+        // A receiver that reads its own past the budget stays in step.
+        b.record(&log, &[4, 5, 6], &steps(&[(Some(2), true)]));
+        assert!(b.in_step());
+        // Steps not to be recorded are not kept; positions past the steps' range are
+        // strangers.
+        let mut s = Steps::default();
+        s.clear(false);
+        s.push(Some(1), true);
+        assert!(s.steps.is_empty());
+        s.clear(true);
+        s.push(Some(MAX_POSITIONS as usize), false);
+        s.push(Some(3), true);
+        assert_eq!(s.steps, [STRANGER, 3 | ANNOUNCED]);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! One BGP session from our side: connect from a bound source address (retried every
 //! 200 ms, because the target may come up later), the OPEN exchange (4-octet AS, MP IPv4
 //! unicast, route refresh), then Established: a writer task sends what it is given and a
-//! KEEPALIVE every third of the hold time, and [`Session::recv`] hands over UPDATEs and
+//! KEEPALIVE every third of the hold time, and [`Session::recv`] (or
+//! [`Session::recv_in_place`], borrowed from the buffer) hands over UPDATEs and
 //! ROUTE-REFRESHes, answering nothing itself but checking the hold timer.
 //!
 //! ```text
-//!  owner task ──recv()──▶ read half (Framer over one BytesMut)
+//!  owner task ──recv(), recv_in_place()──▶ read half (Framer over one BytesMut)
 //!      │
 //!      └──Out──▶ mpsc ──▶ writer task ──▶ write half
 //!                          (+ KEEPALIVE ticker)

@@ -383,6 +383,9 @@ fn injector_update(st: &State, ctx: &SessionCtx, body: &[u8]) {
     }
 }
 
+/// An UPDATE without attributes or prefixes: the IPv4 unicast End-of-RIB (RFC 4724 §2).
+const END_OF_RIB: [u8; 4] = [0, 0, 0, 0];
+
 /// A receiver's own state, owned by its task.
 struct Receiver {
     tally: Tally,
@@ -413,9 +416,11 @@ impl Receiver {
         me.updates
             .store(me.updates.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         me.last_update_at.set(read_at);
-        // End-of-RIB takes no place in the log, for any receiver.
-        let replayed = match &st.log {
-            Some(log) if !self.full_check && body != [0, 0, 0, 0] => {
+        // Every UPDATE but the empty one (IPv4 End-of-RIB) takes a place in the log, at
+        // every receiver, whether it changes anything or not.
+        let place = st.log.as_ref().filter(|_| body != END_OF_RIB);
+        let replayed = match place {
+            Some(log) if !self.full_check => {
                 self.cursor
                     .replay(log, body, &mut self.tally, &mut self.next)
             }
@@ -428,22 +433,27 @@ impl Receiver {
                 a
             }
             None => {
-                self.steps.clear();
+                self.steps.clear(place.is_some() && self.cursor.in_step());
                 let plain = !self.full_check && light::read(body, self.ctx.ibgp, &mut self.keys);
                 let a = if !plain {
-                    match self.apply_full(st, i, body) {
-                        Some(a) => a,
-                        None => return,
-                    }
-                } else if body == [0, 0, 0, 0] {
+                    self.apply_full(st, i, body)
+                } else if body == END_OF_RIB {
                     me.end_of_rib_at.set_once(run.now());
-                    return;
+                    None
                 } else {
-                    self.apply_plain(st)
+                    Some(self.apply_plain(st))
                 };
-                if let Some(log) = &st.log {
+                if let Some(log) = place {
+                    // One that changed nothing (a fault that resets the session, an
+                    // End-of-RIB in MP_UNREACH_NLRI): every receiver reads it itself.
+                    if a.is_none() {
+                        self.steps.fault();
+                    }
                     self.cursor.record(log, body, &self.steps);
                 }
+                let Some(a) = a else {
+                    return;
+                };
                 a
             }
         };
