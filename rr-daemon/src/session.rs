@@ -82,9 +82,9 @@ pub enum Command {
     /// RIB learns of the session going down from the events): `bytes` holds `updates`
     /// whole UPDATEs and nothing else (counted as they are, not read again).
     Send {
-        /// The messages.
+        /// The whole UPDATE messages, headers included.
         bytes: Bytes,
-        /// How many.
+        /// How many UPDATEs `bytes` holds.
         updates: usize,
     },
     /// The RIB found an UPDATE that resets the session (RFC 7606).
