@@ -4,7 +4,9 @@
 //! to the last encoded byte; then everything is withdrawn.
 //!
 //! `cargo bench -p rib --bench reflect` runs every case in its own process (so that each
-//! peak RSS, VmHWM, is its own) and prints a table. `-- CLIENTS GROUPS` runs one case.
+//! peak RSS, VmHWM, is its own) and prints a table. `-- CLIENTS GROUPS` runs one case;
+//! `-- CLIENTS GROUPS SETS` with another number of attribute sets (222222: the load tool's
+//! table, 4.5 prefixes per UPDATE on average).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
@@ -75,12 +77,12 @@ fn attrs(k: u32) -> Vec<PathAttribute> {
 }
 
 /// The announcements (one UPDATE per attribute set, ~20 prefixes each) and withdrawals.
-fn messages() -> (Vec<Bytes>, Vec<Bytes>) {
+fn messages(sets: u32) -> (Vec<Bytes>, Vec<Bytes>) {
     let c = ctx();
     let mut ann = Vec::new();
-    for k in 0..SETS {
+    for k in 0..sets {
         let nlri = (k..PREFIXES)
-            .step_by(SETS as usize)
+            .step_by(sets as usize)
             .map(|i| Nlri::new(prefix(i)))
             .collect();
         let u = Update {
@@ -150,8 +152,8 @@ fn drain(rib: &mut Rib, members: &[PeerId]) -> (usize, usize, usize) {
     }
 }
 
-fn run(clients: u32, groups: u32) {
-    let (ann, wd) = messages();
+fn run(clients: u32, groups: u32, sets: u32) {
+    let (ann, wd) = messages(sets);
     let base_kb = vm_rss_kb();
     let mut rib = Rib::new(RibConfig::new(LOCAL_AS, Ipv4Addr::new(172, 0, 0, 1)));
     let src = peer_up(&mut rib, 1, None);
@@ -217,9 +219,10 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    if let [clients, groups] = args[..] {
-        run(clients, groups);
-        return;
+    match args[..] {
+        [clients, groups] => return run(clients, groups, SETS),
+        [clients, groups, sets] => return run(clients, groups, sets.clamp(1, PREFIXES)),
+        _ => {}
     }
     println!(
         "1M IPv4 prefixes, 50k attribute sets, from one client; times from first UPDATE parsed"

@@ -27,7 +27,8 @@
 # within a round, among ours, bird2, bird16 and frr; BENCH_IMPLS=ours runs ours alone.
 # BENCH_TIMEOUT=S bounds each bgp-load run (default 300 s).
 # BENCH_PERF=FILE profiles ours during each of its runs (`perf record -e cpu-clock -g`,
-# into FILE.<n>, n the run's position in the alternation).
+# into FILE.<n>, n the run's position in the alternation); BENCH_PERF_CALLGRAPH=dwarf
+# unwinds with DWARF instead (whole call chains, larger files).
 # Needs root, the peers (`tests/scripts/install-peers.sh`: BIRD 2 and FRR from Debian,
 # BIRD 1.6 unpacked under BIRD16_DIR, default target/peers/bird16) and release builds:
 #   cargo build --release -p rr-daemon -p interop-tests --bin rr-daemon --bin bgp-load
@@ -220,7 +221,9 @@ one() {
     somaxconn=$(ip netns exec "$ns" cat /proc/sys/net/core/somaxconn)
     local perf=
     if [ -n "${BENCH_PERF:-}" ] && [ "$impl" = ours ]; then
-        perf record -q -e cpu-clock -g -o "$BENCH_PERF.$seq_no" -p "$pid" 2>/dev/null &
+        local chains=(-g)
+        [ "${BENCH_PERF_CALLGRAPH:-}" = dwarf ] && chains=(--call-graph dwarf,16384)
+        perf record -q -e cpu-clock "${chains[@]}" -o "$BENCH_PERF.$seq_no" -p "$pid" 2>/dev/null &
         perf=$!
         sleep 0.5
     fi
