@@ -91,31 +91,9 @@ impl Attrs {
         if !four && let Some(p4) = view.as4_path() {
             as_path = AsPath::merge_as4(&as_path, &p4.to_owned_path());
         }
-        let mut aggregator = view.aggregator();
-        if !four
-            && let (Some(a), Some(a4)) = (aggregator, view.as4_aggregator())
-            && a.asn == u32::from(AS_TRANS)
-        {
-            aggregator = Some(a4);
-        }
         let mut communities: Vec<Community> = view.communities().collect();
         communities.sort_unstable();
         communities.dedup();
-        let mut large_communities: Vec<LargeCommunity> = view.large_communities().collect();
-        large_communities.sort_unstable();
-        large_communities.dedup();
-        let other = view
-            .attributes()
-            .filter(|a| !a.ty.is_known())
-            .filter_map(|a| {
-                RawAttribute {
-                    flags: a.flags,
-                    ty: a.ty,
-                    value: bytes::Bytes::copy_from_slice(a.value),
-                }
-                .for_readvertisement()
-            })
-            .collect();
         Self {
             origin: view.origin().unwrap_or(Origin::INCOMPLETE),
             as_path,
@@ -123,17 +101,14 @@ impl Attrs {
             med: view.med(),
             local_pref: view.local_pref(),
             atomic_aggregate: view.atomic_aggregate(),
-            aggregator,
+            aggregator: view_aggregator(view),
             communities,
             ext_communities: view.ext_communities().collect(),
-            large_communities,
+            large_communities: view_large_communities(view),
             originator_id: view.originator_id(),
-            cluster_list: view
-                .cluster_list()
-                .map(Iterator::collect)
-                .unwrap_or_default(),
+            cluster_list: view_cluster_list(view),
             only_to_customer: view.only_to_customer(),
-            other,
+            other: view_other(view),
         }
     }
 
@@ -156,6 +131,49 @@ impl Attrs {
             .map(|s| s.asns.iter().filter(|a| **a == asn).count())
             .sum()
     }
+}
+
+/// AGGREGATOR, with AS4_AGGREGATOR's AS in place of AS_TRANS on a 2-octet session
+/// (RFC 6793 §4.2.3).
+fn view_aggregator(view: &UpdateView<'_>) -> Option<Aggregator> {
+    let aggregator = view.aggregator();
+    if !view.ctx().four_octet_as
+        && let (Some(a), Some(a4)) = (aggregator, view.as4_aggregator())
+        && a.asn == u32::from(AS_TRANS)
+    {
+        return Some(a4);
+    }
+    aggregator
+}
+
+/// LARGE_COMMUNITY, sorted and without duplicates.
+fn view_large_communities(view: &UpdateView<'_>) -> Vec<LargeCommunity> {
+    let mut large: Vec<LargeCommunity> = view.large_communities().collect();
+    large.sort_unstable();
+    large.dedup();
+    large
+}
+
+/// CLUSTER_LIST, most recent cluster first.
+fn view_cluster_list(view: &UpdateView<'_>) -> Vec<Ipv4Addr> {
+    view.cluster_list()
+        .map(Iterator::collect)
+        .unwrap_or_default()
+}
+
+/// The unrecognised optional transitive attributes, as passed on (RFC 4271 §5).
+fn view_other(view: &UpdateView<'_>) -> Vec<RawAttribute> {
+    view.attributes()
+        .filter(|a| !a.ty.is_known())
+        .filter_map(|a| {
+            RawAttribute {
+                flags: a.flags,
+                ty: a.ty,
+                value: bytes::Bytes::copy_from_slice(a.value),
+            }
+            .for_readvertisement()
+        })
+        .collect()
 }
 
 /// An interned attribute set, in a compact form: one allocation for the set and at most
@@ -255,6 +273,73 @@ impl Packed {
         }
     }
 
+    /// What [`Packed::new`] makes of [`Attrs::from_view`] with `next_hop`, read straight
+    /// from the message, without the owned lists in between (a big table's every
+    /// UPDATE is interned, and most of its sets are new); `None` on a 2-octet session
+    /// that received AS4_PATH, whose merge (RFC 6793 §4.2.3) needs the owned paths.
+    fn from_view(view: &UpdateView<'_>, next_hop: Option<NextHop>) -> Option<Self> {
+        if !view.ctx().four_octet_as && view.as4_path().is_some() {
+            return None;
+        }
+        let path = view.as_path();
+        // Exact, so that the boxed slice keeps the allocation.
+        let path_words: usize = path
+            .iter()
+            .flat_map(|p| p.segments())
+            .map(|(_, asns)| 1 + asns.size_hint().0)
+            .sum();
+        let mut w: Vec<u32> =
+            Vec::with_capacity(1 + path_words + view.communities().size_hint().0);
+        w.push(0);
+        // A segment of a message holds at most 255 ASes: no segment is cut here.
+        for (ty, asns) in path.iter().flat_map(|p| p.segments()) {
+            let at = w.len();
+            w.push(0);
+            w.extend(asns);
+            w[at] = u32::from(ty.0) << 24 | (w.len() - at - 1) as u32;
+        }
+        w[0] = (w.len() - 1) as u32;
+        let start = w.len();
+        w.extend(view.communities().map(|c| c.0));
+        w[start..].sort_unstable();
+        let mut end = start;
+        for i in start..w.len() {
+            if end == start || w[end - 1] != w[i] {
+                w[end] = w[i];
+                end += 1;
+            }
+        }
+        w.truncate(end);
+        let words = if w.len() == 1 {
+            Box::default()
+        } else {
+            w.into_boxed_slice()
+        };
+        let (next_hop_v4, next_hop) = match next_hop {
+            Some(NextHop::V4(v4)) => (Some(v4), None),
+            other => (None, other),
+        };
+        let rare = Rare {
+            next_hop,
+            atomic_aggregate: view.atomic_aggregate(),
+            aggregator: view_aggregator(view),
+            ext_communities: view.ext_communities().collect(),
+            large_communities: view_large_communities(view).into(),
+            originator_id: view.originator_id(),
+            cluster_list: view_cluster_list(view).into(),
+            only_to_customer: view.only_to_customer(),
+            other: view_other(view).into(),
+        };
+        Some(Self {
+            med: view.med(),
+            local_pref: view.local_pref(),
+            next_hop_v4,
+            origin: view.origin().unwrap_or(Origin::INCOMPLETE),
+            words,
+            rare: (rare != Rare::default()).then(|| Box::new(rare)),
+        })
+    }
+
     fn path_words(&self) -> &[u32] {
         match self.words.split_first() {
             Some((&n, rest)) => &rest[..n as usize],
@@ -339,6 +424,13 @@ impl AttrSet {
     /// Whether AS_PATH holds `asn` in any segment (RFC 4271 §9.1.2 loop detection).
     pub fn as_path_contains(&self, asn: u32) -> bool {
         self.as_path_segments().any(|(_, s)| s.contains(&asn))
+    }
+
+    /// How many times `asn` appears in AS_PATH (see [`Attrs::as_path_count`]).
+    pub fn as_path_count(&self, asn: u32) -> usize {
+        self.as_path_segments()
+            .map(|(_, s)| s.iter().filter(|a| **a == asn).count())
+            .sum()
     }
 
     /// NEXT_HOP or the next hop of MP_REACH_NLRI (see [`Attrs::next_hop`]).
@@ -434,11 +526,48 @@ impl From<Attrs> for AttrSet {
     /// A set outside any RIB (to run a policy over, or in tests): its [`AttrSet::id`] is 0,
     /// which no interned set has.
     fn from(attrs: Attrs) -> Self {
-        Self {
+        Self::with(Packed::new(attrs))
+    }
+}
+
+impl AttrSet {
+    /// The set of `packed`, with what the decision process reads of its AS path.
+    fn with(packed: Packed) -> Self {
+        let mut set = Self {
             id: 0,
-            route_len: u32::try_from(attrs.as_path.route_len()).unwrap_or(u32::MAX),
-            neighbor_as: attrs.as_path.first_as(),
-            packed: Packed::new(attrs),
+            route_len: 0,
+            neighbor_as: None,
+            packed,
+        };
+        let mut route_len = 0usize;
+        for (ty, asns) in set.as_path_segments() {
+            // RFC 4271 §9.1.2.2: an AS_SET counts one; confederation segments count
+            // nothing (RFC 5065 §5.3).
+            route_len += match ty {
+                AsSegmentType::AS_SEQUENCE => asns.len(),
+                AsSegmentType::AS_SET => 1,
+                _ => 0,
+            };
+        }
+        set.route_len = u32::try_from(route_len).unwrap_or(u32::MAX);
+        set.neighbor_as = match set.as_path_segments().next() {
+            Some((AsSegmentType::AS_SEQUENCE, asns)) => asns.first().copied(),
+            _ => None,
+        };
+        set
+    }
+
+    /// The set of a checked UPDATE's live attributes with `next_hop`: what
+    /// `AttrSet::from` gives for [`Attrs::from_view`] with that next hop, built without
+    /// the owned [`Attrs`] where the message allows (see [`Packed::from_view`]).
+    pub(crate) fn from_view(view: &UpdateView<'_>, next_hop: Option<NextHop>) -> Self {
+        match Packed::from_view(view, next_hop) {
+            Some(packed) => Self::with(packed),
+            None => {
+                let mut a = Attrs::from_view(view);
+                a.next_hop = next_hop;
+                Self::from(a)
+            }
         }
     }
 }
@@ -473,7 +602,11 @@ pub(crate) struct AttrStore {
 impl AttrStore {
     /// The shared set equal to `attrs`, interned now if it is new.
     pub(crate) fn intern(&mut self, attrs: Attrs) -> Arc<AttrSet> {
-        let mut set = AttrSet::from(attrs);
+        self.intern_set(AttrSet::from(attrs))
+    }
+
+    /// [`AttrStore::intern`] for a set already packed (its id is set here).
+    pub(crate) fn intern_set(&mut self, mut set: AttrSet) -> Arc<AttrSet> {
         if let Some(i) = self.set.get(&set.packed) {
             return i.0.clone();
         }
@@ -502,7 +635,7 @@ impl AttrStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bgp_wire::attr::{AttrFlags, AttrType};
+    use bgp_wire::attr::{AttrFlags, AttrType, PathAttribute};
 
     fn full() -> Attrs {
         Attrs {
@@ -596,5 +729,140 @@ mod tests {
         });
         assert!(set.packed.rare.is_none());
         assert_eq!(set.packed.words.len(), 5);
+    }
+
+    /// Attributes for [`from_view_matches_the_owned_attributes`]: every field the set
+    /// keeps, in the forms a message can carry (segments of every type, some empty,
+    /// 4-octet ASes, communities unsorted and repeated).
+    fn arb_attributes() -> impl proptest::strategy::Strategy<Value = Vec<PathAttribute>> {
+        use proptest::prelude::*;
+        let asn = prop_oneof![1u32..70_000, Just(4_200_000_000u32)];
+        let segment =
+            (1u8..=4, proptest::collection::vec(asn, 0..4)).prop_map(|(ty, asns)| AsSegment {
+                ty: AsSegmentType(ty),
+                asns,
+            });
+        (
+            (0u8..3, proptest::collection::vec(segment, 0..4)),
+            (
+                proptest::option::of(0u32..3),
+                proptest::option::of(99u32..101),
+                any::<bool>(),
+            ),
+            (
+                proptest::collection::vec(0u32..6, 0..6),
+                proptest::collection::vec(0u32..3, 0..3),
+            ),
+            (
+                proptest::option::of(1u8..4),
+                proptest::collection::vec(1u8..4, 0..3),
+            ),
+            (
+                proptest::option::of(65000u32..65002),
+                proptest::option::of(0u32..2),
+                any::<bool>(),
+                any::<bool>(),
+            ),
+        )
+            .prop_map(
+                |(
+                    (origin, segments),
+                    (med, lp, atomic),
+                    (comms, large),
+                    (orig, clusters),
+                    (agg, otc, ext, unknown),
+                )| {
+                    let mut v = vec![
+                        PathAttribute::Origin(Origin(origin)),
+                        PathAttribute::AsPath(AsPath { segments }),
+                        PathAttribute::NextHop(Ipv4Addr::new(192, 0, 2, 1)),
+                    ];
+                    v.extend(med.map(PathAttribute::MultiExitDisc));
+                    v.extend(lp.map(PathAttribute::LocalPref));
+                    if atomic {
+                        v.push(PathAttribute::AtomicAggregate);
+                    }
+                    v.extend(agg.map(|asn| {
+                        PathAttribute::Aggregator(Aggregator {
+                            asn,
+                            address: Ipv4Addr::new(192, 0, 2, 9),
+                        })
+                    }));
+                    if !comms.is_empty() {
+                        v.push(PathAttribute::Communities(
+                            comms.iter().map(|c| Community(0xfde8_0000 | c)).collect(),
+                        ));
+                    }
+                    if !large.is_empty() {
+                        v.push(PathAttribute::LargeCommunities(
+                            large
+                                .iter()
+                                .map(|l| LargeCommunity {
+                                    global: 65000,
+                                    local1: *l,
+                                    local2: 0,
+                                })
+                                .collect(),
+                        ));
+                    }
+                    v.extend(orig.map(|o| PathAttribute::OriginatorId(Ipv4Addr::new(10, 0, 0, o))));
+                    if !clusters.is_empty() {
+                        v.push(PathAttribute::ClusterList(
+                            clusters
+                                .iter()
+                                .map(|c| Ipv4Addr::new(10, 1, 0, *c))
+                                .collect(),
+                        ));
+                    }
+                    if ext {
+                        v.push(PathAttribute::ExtendedCommunities(vec![ExtCommunity([
+                            0, 2, 0, 0, 0, 1, 0, 2,
+                        ])]));
+                    }
+                    v.extend(otc.map(PathAttribute::OnlyToCustomer));
+                    if unknown {
+                        v.push(PathAttribute::Unknown(RawAttribute {
+                            flags: AttrFlags::OPTIONAL_TRANSITIVE,
+                            ty: AttrType(99),
+                            value: bytes::Bytes::from_static(&[1, 2, 3]),
+                        }));
+                    }
+                    v
+                },
+            )
+    }
+
+    proptest::proptest! {
+        /// The set read straight from a message is the set of its decoded attributes,
+        /// on 4-octet and 2-octet sessions (AS4_PATH merged by the fallback).
+        #[test]
+        fn from_view_matches_the_owned_attributes(attributes in arb_attributes(), four in proptest::prelude::any::<bool>(), v6 in proptest::prelude::any::<bool>()) {
+            use bgp_wire::update::Update;
+            let ctx = bgp_wire::SessionCtx {
+                ibgp: true,
+                four_octet_as: four,
+                ..bgp_wire::SessionCtx::default()
+            };
+            let update = Update {
+                withdrawn: vec![],
+                attributes,
+                nlri: vec![bgp_wire::nlri::Nlri::new("10.0.0.0/8".parse().unwrap())],
+            };
+            let mut b = bytes::BytesMut::new();
+            update.encode(&ctx, &mut b).unwrap();
+            let view = UpdateView::parse(&b[19..], &ctx);
+            let nh = if v6 {
+                Some(NextHop::V6 { global: "2001:db8::1".parse().unwrap(), link_local: None })
+            } else {
+                view.next_hop().map(NextHop::V4)
+            };
+            let direct = AttrSet::from_view(&view, nh);
+            let mut owned = Attrs::from_view(&view);
+            owned.next_hop = nh;
+            let owned = AttrSet::from(owned);
+            proptest::prop_assert_eq!(&direct.packed, &owned.packed);
+            proptest::prop_assert_eq!(direct.route_len, owned.route_len);
+            proptest::prop_assert_eq!(direct.neighbor_as, owned.neighbor_as);
+        }
     }
 }

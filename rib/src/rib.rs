@@ -436,13 +436,13 @@ impl Rib {
         &self,
         peer: PeerId,
         kind: PeerKind,
-        attrs: &Attrs,
+        attrs: &AttrSet,
     ) -> Option<Ineligible> {
-        if attrs.originator_id == Some(self.cfg.router_id) {
+        if attrs.originator_id() == Some(self.cfg.router_id) {
             return Some(Ineligible::OriginatorIsUs);
         }
         if attrs
-            .cluster_list
+            .cluster_list()
             .iter()
             .any(|c| self.cluster_ids.contains(c))
         {

@@ -126,23 +126,14 @@ impl Rib {
         if !has_v4 && mp.is_none() {
             return;
         }
-        let base = Attrs::from_view(view);
         let mut import = Import::default();
         if has_v4 {
             // RFC 7606 §3(d) made a missing NEXT_HOP a treat-as-withdraw already.
             let nh = view.next_hop().map(NextHop::V4);
-            self.import_all(peer, kind, &base, nh, view.nlri(), &mut import, out);
+            self.import_all(peer, kind, view, nh, view.nlri(), &mut import, out);
         }
         if let Some(mp) = mp {
-            self.import_all(
-                peer,
-                kind,
-                &base,
-                mp.next_hop(),
-                mp.nlri(),
-                &mut import,
-                out,
-            );
+            self.import_all(peer, kind, view, mp.next_hop(), mp.nlri(), &mut import, out);
         }
         import.clear(&mut self.attrs);
     }
@@ -204,18 +195,16 @@ impl Rib {
         &mut self,
         peer: PeerId,
         kind: PeerKind,
-        base: &Attrs,
+        view: &UpdateView<'_>,
         next_hop: Option<NextHop>,
         nlri: impl Iterator<Item = Nlri>,
         import: &mut Import,
         out: &mut Applied,
     ) {
-        let mut attrs = base.clone();
-        attrs.next_hop = next_hop;
+        let set = self.attrs.intern_set(AttrSet::from_view(view, next_hop));
         let reason = self
-            .loop_check(peer, kind, &attrs)
+            .loop_check(peer, kind, &set)
             .or_else(|| self.next_hop_is_ours(peer, next_hop.as_ref()));
-        let set = self.attrs.intern(attrs);
         let (policy, keep_rejected) = self.peer(peer).map_or((None, false), |p| {
             (p.cfg.import.clone(), p.cfg.soft_reconfiguration_inbound)
         });
