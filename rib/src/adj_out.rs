@@ -9,13 +9,15 @@ use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use bgp_wire::attr::{AsPath, NextHop, PathAttribute};
+use bgp_wire::attr::{AsPath, AttrType, NextHop, PathAttribute, put_attr_header};
 use bgp_wire::header::HEADER_LEN;
 use bgp_wire::{Family, SessionCtx};
+use bytes::{BufMut, BytesMut};
 use hashbrown::HashTable;
 
 use crate::attrs::{AttrSet, Attrs};
 use crate::fx::{FxHashMap, FxHasher};
+use crate::reflect::Outgoing;
 
 /// What an outgoing attribute set is cached under: the interned input set's id, the
 /// source peer and its BGP identifier (ORIGINATOR_ID may come from it, and a peer may
@@ -317,11 +319,7 @@ impl AdjOut {
 /// cannot be sent on this session (no usable next hop, or too big for any message).
 /// Takes the attributes by value: their lists move into the encoder rather than being
 /// copied (one encoding per attribute set, hundreds of thousands for a full table).
-pub(crate) fn encode(
-    a: Attrs,
-    family: Family,
-    ctx: &SessionCtx,
-) -> Option<(Box<[u8]>, Option<NextHop>)> {
+pub(crate) fn encode(a: Attrs, family: Family, ctx: &SessionCtx) -> Option<Encoded> {
     let nh = a.next_hop?;
     // RFC 6793 §3: confederation segments never go into AS4_PATH.
     let as4_path = (!ctx.four_octet_as && a.as_path.needs_four_octets()).then(|| AsPath {
@@ -336,18 +334,10 @@ pub(crate) fn encode(
     let mut v: Vec<PathAttribute> = Vec::with_capacity(12);
     v.push(PathAttribute::Origin(a.origin));
     v.push(PathAttribute::AsPath(a.as_path));
-    let mp = match (family, nh) {
-        (Family::Ipv4Unicast, NextHop::V4(x)) => {
-            v.push(PathAttribute::NextHop(x));
-            None
-        }
-        // RFC 8950: an IPv6 next hop for IPv4 routes only where negotiated.
-        (Family::Ipv4Unicast, NextHop::V6 { .. }) if ctx.extended_next_hop.contains(family) => {
-            Some(nh)
-        }
-        (Family::Ipv6Unicast, NextHop::V6 { .. }) => Some(nh),
-        _ => return None,
-    };
+    let mp = mp_next_hop(family, nh, ctx)?;
+    if let (None, NextHop::V4(x)) = (mp, nh) {
+        v.push(PathAttribute::NextHop(x));
+    }
     if let Some(m) = a.med {
         v.push(PathAttribute::MultiExitDisc(m));
     }
@@ -390,25 +380,272 @@ pub(crate) fn encode(
     v.extend(a.other.into_iter().map(PathAttribute::Unknown));
     v.sort_by_key(PathAttribute::ty);
     let len: usize = v.iter().map(|x| x.encoded_len(ctx)).sum();
-    // Room for the header, both length fields, the MP_REACH_NLRI framing with this next
-    // hop, and one longest prefix of the family with a path id: if not, no message can
-    // carry the route (the packer checks each message exactly).
-    let mp_len = mp.map_or(0, |nh| 4 + 5 + nh.len());
-    let prefix = 4 + 1 + usize::from(family.max_prefix_len()) / 8;
-    let worst = HEADER_LEN + 4 + len + mp_len + prefix;
-    if worst > ctx.max_message_len() {
+    if !fits(len, mp, family, ctx) {
         return None;
     }
-    let mut out = bytes::BytesMut::with_capacity(len);
+    let mut out = BytesMut::with_capacity(len);
     for x in &v {
         x.encode(ctx, &mut out);
     }
     Some((Vec::from(out).into_boxed_slice(), mp))
 }
 
+/// Outgoing attributes encoded, and the MP_REACH_NLRI next hop that goes with them.
+pub(crate) type Encoded = (Box<[u8]>, Option<NextHop>);
+
+/// Where next hop `nh` goes for `family`: `Some(None)` in NEXT_HOP, `Some(Some(nh))` in
+/// MP_REACH_NLRI; `None` when the session cannot carry it.
+fn mp_next_hop(family: Family, nh: NextHop, ctx: &SessionCtx) -> Option<Option<NextHop>> {
+    match (family, nh) {
+        (Family::Ipv4Unicast, NextHop::V4(_)) => Some(None),
+        // RFC 8950: an IPv6 next hop for IPv4 routes only where negotiated.
+        (Family::Ipv4Unicast, NextHop::V6 { .. }) if ctx.extended_next_hop.contains(family) => {
+            Some(Some(nh))
+        }
+        (Family::Ipv6Unicast, NextHop::V6 { .. }) => Some(Some(nh)),
+        _ => None,
+    }
+}
+
+/// Whether `len` bytes of attributes leave room for the header, both length fields, the
+/// MP_REACH_NLRI framing with next hop `mp`, and one longest prefix of the family with a
+/// path id: if not, no message can carry the route (the packer checks each message
+/// exactly).
+fn fits(len: usize, mp: Option<NextHop>, family: Family, ctx: &SessionCtx) -> bool {
+    let mp_len = mp.map_or(0, |nh| 4 + 5 + nh.len());
+    let prefix = 4 + 1 + usize::from(family.max_prefix_len()) / 8;
+    HEADER_LEN + 4 + len + mp_len + prefix <= ctx.max_message_len()
+}
+
+/// [`encode`] of `plan.apply(a)`, written straight from the set where that is the whole
+/// of it: towards an internal group on a 4-octet session (no AS4_PATH, no
+/// AS4_AGGREGATOR), for a set without unrecognised attributes. Otherwise `None`, and
+/// the caller encodes the applied attributes. A big table's sets are each encoded once
+/// per group; the decoded copy, its lists and the attribute list cost a dozen
+/// allocations each.
+pub(crate) fn encode_direct(
+    a: &AttrSet,
+    plan: &Outgoing,
+    family: Family,
+    ctx: &SessionCtx,
+) -> Option<Option<Encoded>> {
+    if plan.to_ebgp.is_some() || !ctx.ibgp || !ctx.four_octet_as || !a.other().is_empty() {
+        return None;
+    }
+    let Some(nh) = plan.next_hop.or_else(|| a.next_hop()) else {
+        return Some(None);
+    };
+    let Some(mp) = mp_next_hop(family, nh, ctx) else {
+        return Some(None);
+    };
+    let mut out = BytesMut::with_capacity(256);
+    let put = |x: PathAttribute, out: &mut BytesMut| x.encode(ctx, out);
+    put(PathAttribute::Origin(a.origin()), &mut out);
+    // AS_PATH as `AsPath::encode` writes it: empty segments left out, long ones cut.
+    let path_len: usize = a
+        .as_path_segments()
+        .map(|(_, asns)| asns.len().div_ceil(255) * 2 + asns.len() * 4)
+        .sum();
+    put_attr_header(
+        &mut out,
+        PathAttribute::AsPath(AsPath::default()).flags(),
+        AttrType::AS_PATH,
+        path_len,
+    );
+    for (ty, asns) in a.as_path_segments() {
+        for chunk in asns.chunks(255) {
+            out.put_u8(ty.0);
+            out.put_u8(chunk.len() as u8);
+            chunk.iter().for_each(|&asn| out.put_u32(asn));
+        }
+    }
+    if let (None, NextHop::V4(x)) = (mp, nh) {
+        put(PathAttribute::NextHop(x), &mut out);
+    }
+    if let Some(m) = a.med() {
+        put(PathAttribute::MultiExitDisc(m), &mut out);
+    }
+    put(PathAttribute::LocalPref(plan.local_pref), &mut out);
+    if a.atomic_aggregate() {
+        put(PathAttribute::AtomicAggregate, &mut out);
+    }
+    if let Some(ag) = a.aggregator() {
+        put(PathAttribute::Aggregator(ag), &mut out);
+    }
+    let communities = a.communities();
+    if communities.len() > 0 {
+        put_attr_header(
+            &mut out,
+            PathAttribute::Communities(Vec::new()).flags(),
+            AttrType::COMMUNITIES,
+            communities.len() * 4,
+        );
+        communities.for_each(|c| out.put_u32(c.0));
+    }
+    if let Some(o) = plan.originator_id.or_else(|| a.originator_id()) {
+        put(PathAttribute::OriginatorId(o), &mut out);
+    }
+    let clusters = plan.clusters.iter().flatten().chain(a.cluster_list());
+    let n = clusters.clone().count();
+    if n > 0 {
+        put_attr_header(
+            &mut out,
+            PathAttribute::ClusterList(Vec::new()).flags(),
+            AttrType::CLUSTER_LIST,
+            n * 4,
+        );
+        clusters.for_each(|c| out.put_slice(&c.octets()));
+    }
+    if !a.ext_communities().is_empty() {
+        let ext = a.ext_communities().to_vec();
+        put(PathAttribute::ExtendedCommunities(ext), &mut out);
+    }
+    if !a.large_communities().is_empty() {
+        let large = a.large_communities().to_vec();
+        put(PathAttribute::LargeCommunities(large), &mut out);
+    }
+    if let Some(o) = a.only_to_customer() {
+        put(PathAttribute::OnlyToCustomer(o), &mut out);
+    }
+    if !fits(out.len(), mp, family, ctx) {
+        return Some(None);
+    }
+    Some(Some((Box::from(&out[..]), mp)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use bgp_wire::attr::{
+        Aggregator, AsSegment, AsSegmentType, Community, ExtCommunity, LargeCommunity, Origin,
+    };
+    use proptest::prelude::*;
+
+    fn arb_attrs() -> impl Strategy<Value = Attrs> {
+        let asn = prop_oneof![1u32..70_000, Just(4_200_000_000u32)];
+        // Up to 300 ASes in a segment: a policy's prepends may pass 255.
+        let asns = prop_oneof![
+            4 => proptest::collection::vec(asn.clone(), 0..4),
+            1 => (asn, 250usize..300).prop_map(|(a, n)| vec![a; n]),
+        ];
+        let segment = (1u8..=4, asns).prop_map(|(ty, asns)| AsSegment {
+            ty: AsSegmentType(ty),
+            asns,
+        });
+        let next_hop = prop_oneof![
+            Just(None),
+            Just(Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 1)))),
+            Just(Some(NextHop::V6 {
+                global: "2001:db8::1".parse().unwrap(),
+                link_local: Some("fe80::1".parse().unwrap()),
+            })),
+        ];
+        (
+            (0u8..3, proptest::collection::vec(segment, 0..4), next_hop),
+            (
+                proptest::option::of(0u32..3),
+                proptest::option::of(99u32..101),
+                any::<bool>(),
+                proptest::option::of(65000u32..65002),
+            ),
+            (
+                proptest::collection::btree_set(0u32..6, 0..6),
+                proptest::collection::vec(0u32..3, 0..3),
+                any::<bool>(),
+            ),
+            (
+                proptest::option::of(1u8..4),
+                proptest::collection::vec(1u8..4, 0..3),
+                proptest::option::of(0u32..2),
+            ),
+        )
+            .prop_map(
+                |(
+                    (origin, segments, next_hop),
+                    (med, lp, atomic, agg),
+                    (comms, large, ext),
+                    (orig, clusters, otc),
+                )| Attrs {
+                    origin: Origin(origin),
+                    as_path: AsPath { segments },
+                    next_hop,
+                    med,
+                    local_pref: lp,
+                    atomic_aggregate: atomic,
+                    aggregator: agg.map(|asn| Aggregator {
+                        asn,
+                        address: Ipv4Addr::new(192, 0, 2, 9),
+                    }),
+                    communities: comms.iter().map(|c| Community(0xfde8_0000 | c)).collect(),
+                    ext_communities: if ext {
+                        vec![ExtCommunity([0, 2, 0, 0, 0, 1, 0, 2])]
+                    } else {
+                        Vec::new()
+                    },
+                    large_communities: large
+                        .iter()
+                        .map(|l| LargeCommunity {
+                            global: 65000,
+                            local1: *l,
+                            local2: 0,
+                        })
+                        .collect(),
+                    originator_id: orig.map(|o| Ipv4Addr::new(10, 0, 0, o)),
+                    cluster_list: clusters
+                        .iter()
+                        .map(|c| Ipv4Addr::new(10, 1, 0, *c))
+                        .collect(),
+                    only_to_customer: otc,
+                    other: Vec::new(),
+                },
+            )
+    }
+
+    fn arb_plan() -> impl Strategy<Value = Outgoing> {
+        let ip = |n: u8| Ipv4Addr::new(10, 9, 0, n);
+        (
+            99u32..101,
+            proptest::option::of(1u8..3),
+            (proptest::option::of(1u8..3), proptest::option::of(1u8..3)),
+            prop_oneof![
+                Just(None),
+                Just(Some(NextHop::V4(Ipv4Addr::new(192, 0, 2, 7)))),
+                Just(Some(NextHop::V6 {
+                    global: "2001:db8::7".parse().unwrap(),
+                    link_local: None,
+                })),
+            ],
+        )
+            .prop_map(move |(local_pref, orig, (c0, c1), next_hop)| Outgoing {
+                to_ebgp: None,
+                local_pref,
+                originator_id: orig.map(ip),
+                clusters: [c0.map(ip), c1.map(ip)],
+                next_hop,
+            })
+    }
+
+    proptest! {
+        /// The set written straight out is, byte for byte, what encoding the applied
+        /// attributes gives, a route that cannot be sent included.
+        #[test]
+        fn encode_direct_matches_encode(a in arb_attrs(), plan in arb_plan(), v6 in any::<bool>(), extended in any::<bool>()) {
+            let family = if v6 { Family::Ipv6Unicast } else { Family::Ipv4Unicast };
+            let mut ctx = SessionCtx {
+                ibgp: true,
+                four_octet_as: true,
+                ..SessionCtx::default()
+            };
+            if extended {
+                ctx.extended_next_hop = bgp_wire::FamilySet::only(Family::Ipv4Unicast);
+            }
+            let set = AttrSet::from(a);
+            let direct = encode_direct(&set, &plan, family, &ctx);
+            prop_assert!(direct.is_some());
+            prop_assert_eq!(direct.unwrap(), encode(plan.apply(&set), family, &ctx));
+        }
+    }
 
     #[test]
     fn entry_size() {

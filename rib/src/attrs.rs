@@ -288,8 +288,7 @@ impl Packed {
             .flat_map(|p| p.segments())
             .map(|(_, asns)| 1 + asns.size_hint().0)
             .sum();
-        let mut w: Vec<u32> =
-            Vec::with_capacity(1 + path_words + view.communities().size_hint().0);
+        let mut w: Vec<u32> = Vec::with_capacity(1 + path_words + view.communities().size_hint().0);
         w.push(0);
         // A segment of a message holds at most 255 ASes: no segment is cut here.
         for (ty, asns) in path.iter().flat_map(|p| p.segments()) {

@@ -582,7 +582,14 @@ impl UpdateGroup {
         dc: &DrainCtx<'_>,
     ) -> Option<SetEncoding> {
         let fact = dc.facts.get(src as usize)?;
-        let mut out = reflect::transform(dc.cfg, &self.key, fact, attrs, family)?;
+        let plan = reflect::plan(dc.cfg, &self.key, fact, attrs, family)?;
+        if self.key.export.is_none()
+            && let Some(direct) = adj_out::encode_direct(attrs, &plan, family, &self.ctx)
+        {
+            let originator = plan.originator_id.or_else(|| attrs.originator_id());
+            return direct.map(|(bytes, mp)| (bytes, mp, originator));
+        }
+        let mut out = plan.apply(attrs);
         if let Some(p) = &self.key.export {
             p.apply(mask, &mut out);
         }

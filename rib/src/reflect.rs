@@ -22,6 +22,46 @@ pub(crate) fn transform(
     a: &AttrSet,
     family: Family,
 ) -> Option<Attrs> {
+    Some(plan(cfg, key, src, a, family)?.apply(a))
+}
+
+/// What changes on a route's attributes on the way to a group: the outcome of the rules
+/// above, read by [`Outgoing::apply`] and by the encoder that writes the common case
+/// straight from the set ([`crate::adj_out::encode_direct`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Outgoing {
+    /// To an external peer: LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST dropped, our AS
+    /// prepended, confederation segments dropped.
+    pub(crate) to_ebgp: Option<ToEbgp>,
+    /// LOCAL_PREF to an internal peer.
+    pub(crate) local_pref: u32,
+    /// ORIGINATOR_ID when reflected (the set's own, or the source's router ID).
+    pub(crate) originator_id: Option<std::net::Ipv4Addr>,
+    /// Cluster IDs put in front of CLUSTER_LIST when reflected, the first one in front:
+    /// the cluster entered, then the one left.
+    pub(crate) clusters: [Option<std::net::Ipv4Addr>; 2],
+    /// Our next hop instead of the set's.
+    pub(crate) next_hop: Option<NextHop>,
+}
+
+/// See [`Outgoing::to_ebgp`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ToEbgp {
+    /// Our AS, prepended once.
+    pub(crate) local_as: u32,
+    /// MED is kept (a local route's), not dropped.
+    pub(crate) keep_med: bool,
+}
+
+/// What a route from `src` becomes towards the group `key`, or `None` when the group must
+/// not receive it.
+pub(crate) fn plan(
+    cfg: &RibConfig,
+    key: &GroupKey,
+    src: &PeerFact,
+    a: &AttrSet,
+    family: Family,
+) -> Option<Outgoing> {
     // RFC 1997: NO_ADVERTISE goes to no peer, NO_EXPORT to no external peer.
     if a.has_community(Community::NO_ADVERTISE) {
         return None;
@@ -66,33 +106,7 @@ pub(crate) fn transform(
     {
         return None;
     }
-    let mut out = a.to_attrs();
-    if to_ebgp {
-        // RFC 4271 §5.1.5, RFC 4456 §8: LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST stay
-        // inside the AS. §5.1.4: a MED learned from a neighbouring AS is not passed to
-        // another; ours (local routes, or set by export policy after this) is.
-        out.local_pref = None;
-        out.originator_id = None;
-        out.cluster_list.clear();
-        if src.kind != PeerKind::Local {
-            out.med = None;
-        }
-        // RFC 5065 §5.3: confederation segments never leave the confederation (and we
-        // are in none, so they only come from a misconfigured internal peer).
-        out.as_path.segments.retain(|s| !matches!(s.ty.0, 3 | 4));
-        // §5.1.2: prepend our AS towards an external peer.
-        out.as_path.prepend(key.local_as, 1);
-    } else {
-        out.local_pref = Some(a.local_pref().unwrap_or(cfg.default_local_pref));
-        if reflect {
-            // RFC 4456 §8: ORIGINATOR_ID names the route's originator inside the AS and
-            // is set only once; CLUSTER_LIST gets our cluster ID in front.
-            out.originator_id = Some(a.originator_id().unwrap_or(src.router_id));
-            for c in [leaves, enters].into_iter().flatten() {
-                out.cluster_list.insert(0, c);
-            }
-        }
-    }
+    let reflected = reflect && !to_ebgp;
     let no_next_hop = a.next_hop().is_none();
     let set_self = no_next_hop
         || match key.next_hop {
@@ -101,10 +115,63 @@ pub(crate) fn transform(
             NextHopMode::SelfExceptReflected => !reflect,
             NextHopMode::SelfAll => true,
         };
-    if set_self {
-        out.next_hop = Some(local_next_hop(key, family)?);
+    let next_hop = if set_self {
+        Some(local_next_hop(key, family)?)
+    } else {
+        None
+    };
+    Some(Outgoing {
+        to_ebgp: to_ebgp.then_some(ToEbgp {
+            local_as: key.local_as,
+            keep_med: src.kind == PeerKind::Local,
+        }),
+        local_pref: a.local_pref().unwrap_or(cfg.default_local_pref),
+        originator_id: reflected.then(|| a.originator_id().unwrap_or(src.router_id)),
+        clusters: if reflected {
+            [enters, leaves]
+        } else {
+            [None, None]
+        },
+        next_hop,
+    })
+}
+
+impl Outgoing {
+    /// The attributes sent for `a`.
+    pub(crate) fn apply(&self, a: &AttrSet) -> Attrs {
+        let mut out = a.to_attrs();
+        if let Some(e) = self.to_ebgp {
+            // RFC 4271 §5.1.5, RFC 4456 §8: LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST
+            // stay inside the AS. §5.1.4: a MED learned from a neighbouring AS is not
+            // passed to another; ours (local routes, or set by export policy after this)
+            // is.
+            out.local_pref = None;
+            out.originator_id = None;
+            out.cluster_list.clear();
+            if !e.keep_med {
+                out.med = None;
+            }
+            // RFC 5065 §5.3: confederation segments never leave the confederation (and
+            // we are in none, so they only come from a misconfigured internal peer).
+            out.as_path.segments.retain(|s| !matches!(s.ty.0, 3 | 4));
+            // §5.1.2: prepend our AS towards an external peer.
+            out.as_path.prepend(e.local_as, 1);
+        } else {
+            out.local_pref = Some(self.local_pref);
+            // RFC 4456 §8: ORIGINATOR_ID names the route's originator inside the AS and
+            // is set only once; CLUSTER_LIST gets our cluster ID in front.
+            if self.originator_id.is_some() {
+                out.originator_id = self.originator_id;
+            }
+            for (i, c) in self.clusters.iter().flatten().enumerate() {
+                out.cluster_list.insert(i, *c);
+            }
+        }
+        if let Some(nh) = self.next_hop {
+            out.next_hop = Some(nh);
+        }
+        out
     }
-    Some(out)
 }
 
 /// Our next hop for `family` towards the group: the session's address of the family (with
