@@ -583,7 +583,8 @@ impl UpdateGroup {
     ) -> Option<SetEncoding> {
         let fact = dc.facts.get(src as usize)?;
         let plan = reflect::plan(dc.cfg, &self.key, fact, attrs, family)?;
-        if self.key.export.is_none()
+        // Rule mask 0: no export rule changes anything (none matched, or no policy).
+        if mask == 0
             && let Some(direct) = adj_out::encode_direct(attrs, &plan, family, &self.ctx)
         {
             let originator = plan.originator_id.or_else(|| attrs.originator_id());
