@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use bgp_wire::attr::{AsPath, AttrType, NextHop, PathAttribute, put_attr_header};
+use bgp_wire::attr::{AsPath, AttrFlags, AttrType, NextHop, PathAttribute, put_attr_header};
 use bgp_wire::header::HEADER_LEN;
 use bgp_wire::{Family, SessionCtx};
 use bytes::{BufMut, BytesMut};
@@ -419,10 +419,14 @@ fn fits(len: usize, mp: Option<NextHop>, family: Family, ctx: &SessionCtx) -> bo
 
 /// [`encode`] of `plan.apply(a)`, written straight from the set where that is the whole
 /// of it: towards an internal group on a 4-octet session (no AS4_PATH, no
-/// AS4_AGGREGATOR), for a set without unrecognised attributes. Otherwise `None`, and
-/// the caller encodes the applied attributes. A big table's sets are each encoded once
-/// per group; the decoded copy, its lists and the attribute list cost a dozen
-/// allocations each.
+/// AS4_AGGREGATOR), for a set without unrecognised attributes. `Some(None)`, as
+/// `encode`'s `None`: the route cannot be sent on this session. `None`: not such a
+/// case, and the caller encodes the applied attributes.
+///
+/// A big table's sets are each encoded once per group, and the decoded copy, its lists
+/// and the attribute list cost a dozen allocations each; here the common attributes are
+/// written from the set as they are, and only extended and large communities (rare)
+/// go through owned lists.
 pub(crate) fn encode_direct(
     a: &AttrSet,
     plan: &Outgoing,
@@ -438,17 +442,19 @@ pub(crate) fn encode_direct(
     let Some(mp) = mp_next_hop(family, nh, ctx) else {
         return Some(None);
     };
-    let mut out = BytesMut::with_capacity(256);
-    let put = |x: PathAttribute, out: &mut BytesMut| x.encode(ctx, out);
-    put(PathAttribute::Origin(a.origin()), &mut out);
     // AS_PATH as `AsPath::encode` writes it: empty segments left out, long ones cut.
     let path_len: usize = a
         .as_path_segments()
         .map(|(_, asns)| asns.len().div_ceil(255) * 2 + asns.len() * 4)
         .sum();
+    let lists = path_len + 4 * (a.communities().len() + a.cluster_list().len());
+    let mut out = BytesMut::with_capacity(64 + lists);
+    let put = |x: PathAttribute, out: &mut BytesMut| x.encode(ctx, out);
+    let flags = |ty: AttrType| AttrFlags(ty.expected_category().unwrap_or(0));
+    put(PathAttribute::Origin(a.origin()), &mut out);
     put_attr_header(
         &mut out,
-        PathAttribute::AsPath(AsPath::default()).flags(),
+        flags(AttrType::AS_PATH),
         AttrType::AS_PATH,
         path_len,
     );
@@ -476,7 +482,7 @@ pub(crate) fn encode_direct(
     if communities.len() > 0 {
         put_attr_header(
             &mut out,
-            PathAttribute::Communities(Vec::new()).flags(),
+            flags(AttrType::COMMUNITIES),
             AttrType::COMMUNITIES,
             communities.len() * 4,
         );
@@ -490,7 +496,7 @@ pub(crate) fn encode_direct(
     if n > 0 {
         put_attr_header(
             &mut out,
-            PathAttribute::ClusterList(Vec::new()).flags(),
+            flags(AttrType::CLUSTER_LIST),
             AttrType::CLUSTER_LIST,
             n * 4,
         );
@@ -527,7 +533,9 @@ mod tests {
         // Up to 300 ASes in a segment: a policy's prepends may pass 255.
         let asns = prop_oneof![
             4 => proptest::collection::vec(asn.clone(), 0..4),
-            1 => (asn, 250usize..300).prop_map(|(a, n)| vec![a; n]),
+            1 => (asn.clone(), 250usize..300).prop_map(|(a, n)| vec![a; n]),
+            // Too long for any message of 4,096 octets.
+            1 => (asn, 1000usize..1100).prop_map(|(a, n)| vec![a; n]),
         ];
         let segment = (1u8..=4, asns).prop_map(|(ty, asns)| AsSegment {
             ty: AsSegmentType(ty),
@@ -550,13 +558,20 @@ mod tests {
                 proptest::option::of(65000u32..65002),
             ),
             (
-                proptest::collection::btree_set(0u32..6, 0..6),
+                // Past 63 communities, the attribute's length takes two octets.
+                prop_oneof![
+                    4 => proptest::collection::btree_set(0u32..6, 0..6),
+                    1 => proptest::collection::btree_set(0u32..200, 60..80),
+                ],
                 proptest::collection::vec(0u32..3, 0..3),
                 any::<bool>(),
             ),
             (
                 proptest::option::of(1u8..4),
-                proptest::collection::vec(1u8..4, 0..3),
+                prop_oneof![
+                    4 => proptest::collection::vec(1u8..4, 0..3),
+                    1 => proptest::collection::vec(1u8..250, 60..70),
+                ],
                 proptest::option::of(0u32..2),
             ),
         )
@@ -640,10 +655,26 @@ mod tests {
             if extended {
                 ctx.extended_next_hop = bgp_wire::FamilySet::only(Family::Ipv4Unicast);
             }
-            let set = AttrSet::from(a);
+            let set = AttrSet::from(a.clone());
             let direct = encode_direct(&set, &plan, family, &ctx);
             prop_assert!(direct.is_some());
             prop_assert_eq!(direct.unwrap(), encode(plan.apply(&set), family, &ctx));
+            // Where it does not apply, it says so: an external group, a 2-octet session,
+            // an unrecognised attribute.
+            let ebgp = Outgoing {
+                to_ebgp: Some(crate::reflect::ToEbgp { local_as: 65000, keep_med: false }),
+                ..plan
+            };
+            prop_assert!(encode_direct(&set, &ebgp, family, &ctx).is_none());
+            let two = SessionCtx { four_octet_as: false, ..ctx };
+            prop_assert!(encode_direct(&set, &plan, family, &two).is_none());
+            let other = bgp_wire::attr::RawAttribute {
+                flags: AttrFlags::OPTIONAL_TRANSITIVE,
+                ty: AttrType(99),
+                value: bytes::Bytes::from_static(&[1]),
+            };
+            let with_other = AttrSet::from(Attrs { other: vec![other], ..a });
+            prop_assert!(encode_direct(&with_other, &plan, family, &ctx).is_none());
         }
     }
 

@@ -248,12 +248,8 @@ impl Packed {
             w.extend(a.communities.iter().map(|c| c.0));
             w.into_boxed_slice()
         };
-        let (next_hop_v4, next_hop) = match a.next_hop {
-            Some(NextHop::V4(v4)) => (Some(v4), None),
-            other => (None, other),
-        };
         let rare = Rare {
-            next_hop,
+            next_hop: None,
             atomic_aggregate: a.atomic_aggregate,
             aggregator: a.aggregator,
             ext_communities: a.ext_communities.into(),
@@ -263,11 +259,30 @@ impl Packed {
             only_to_customer: a.only_to_customer,
             other: a.other.into(),
         };
+        Self::assemble((a.med, a.local_pref, a.origin), words, a.next_hop, rare)
+    }
+
+    /// The packed set of MED, LOCAL_PREF and ORIGIN, `words` and `rare`, with `next_hop`
+    /// kept inline when it is IPv4 (nearly always) and in `rare` otherwise; `rare` is
+    /// left out when it holds nothing.
+    fn assemble(
+        (med, local_pref, origin): (Option<u32>, Option<u32>, Origin),
+        words: Box<[u32]>,
+        next_hop: Option<NextHop>,
+        mut rare: Rare,
+    ) -> Self {
+        let next_hop_v4 = match next_hop {
+            Some(NextHop::V4(v4)) => Some(v4),
+            other => {
+                rare.next_hop = other;
+                None
+            }
+        };
         Self {
-            med: a.med,
-            local_pref: a.local_pref,
+            med,
+            local_pref,
             next_hop_v4,
-            origin: a.origin,
+            origin,
             words,
             rare: (rare != Rare::default()).then(|| Box::new(rare)),
         }
@@ -282,14 +297,45 @@ impl Packed {
             return None;
         }
         let path = view.as_path();
-        // Exact, so that the boxed slice keeps the allocation.
+        // The exact size, so that the boxed slice keeps the allocation (unless repeated
+        // communities are dropped below).
         let path_words: usize = path
             .iter()
             .flat_map(|p| p.segments())
             .map(|(_, asns)| 1 + asns.size_hint().0)
             .sum();
-        let mut w: Vec<u32> = Vec::with_capacity(1 + path_words + view.communities().size_hint().0);
-        w.push(0);
+        let communities = view.communities().size_hint().0;
+        let words = if path_words == 0 && communities == 0 {
+            Box::default()
+        } else {
+            Self::view_words(view, path_words, communities)
+        };
+        let rare = Rare {
+            next_hop: None,
+            atomic_aggregate: view.atomic_aggregate(),
+            aggregator: view_aggregator(view),
+            ext_communities: view.ext_communities().collect(),
+            large_communities: view_large_communities(view).into(),
+            originator_id: view.originator_id(),
+            cluster_list: view_cluster_list(view).into(),
+            only_to_customer: view.only_to_customer(),
+            other: view_other(view).into(),
+        };
+        let origin = view.origin().unwrap_or(Origin::INCOMPLETE);
+        Some(Self::assemble(
+            (view.med(), view.local_pref(), origin),
+            words,
+            next_hop,
+            rare,
+        ))
+    }
+
+    /// The AS path's and the communities' words of [`Packed::words`], read from `view`
+    /// (sizes given).
+    fn view_words(view: &UpdateView<'_>, path_words: usize, communities: usize) -> Box<[u32]> {
+        let mut w: Vec<u32> = Vec::with_capacity(1 + path_words + communities);
+        w.push(path_words as u32);
+        let path = view.as_path();
         // A segment of a message holds at most 255 ASes: no segment is cut here.
         for (ty, asns) in path.iter().flat_map(|p| p.segments()) {
             let at = w.len();
@@ -297,7 +343,6 @@ impl Packed {
             w.extend(asns);
             w[at] = u32::from(ty.0) << 24 | (w.len() - at - 1) as u32;
         }
-        w[0] = (w.len() - 1) as u32;
         let start = w.len();
         w.extend(view.communities().map(|c| c.0));
         w[start..].sort_unstable();
@@ -309,34 +354,7 @@ impl Packed {
             }
         }
         w.truncate(end);
-        let words = if w.len() == 1 {
-            Box::default()
-        } else {
-            w.into_boxed_slice()
-        };
-        let (next_hop_v4, next_hop) = match next_hop {
-            Some(NextHop::V4(v4)) => (Some(v4), None),
-            other => (None, other),
-        };
-        let rare = Rare {
-            next_hop,
-            atomic_aggregate: view.atomic_aggregate(),
-            aggregator: view_aggregator(view),
-            ext_communities: view.ext_communities().collect(),
-            large_communities: view_large_communities(view).into(),
-            originator_id: view.originator_id(),
-            cluster_list: view_cluster_list(view).into(),
-            only_to_customer: view.only_to_customer(),
-            other: view_other(view).into(),
-        };
-        Some(Self {
-            med: view.med(),
-            local_pref: view.local_pref(),
-            next_hop_v4,
-            origin: view.origin().unwrap_or(Origin::INCOMPLETE),
-            words,
-            rare: (rare != Rare::default()).then(|| Box::new(rare)),
-        })
+        w.into_boxed_slice()
     }
 
     fn path_words(&self) -> &[u32] {
@@ -731,16 +749,20 @@ mod tests {
     }
 
     /// Attributes for [`from_view_matches_the_owned_attributes`]: every field the set
-    /// keeps, in the forms a message can carry (segments of every type, some empty,
-    /// 4-octet ASes, communities unsorted and repeated).
+    /// keeps, in the forms a message can carry (segments of every type, long ones,
+    /// 4-octet ASes, AGGREGATOR with a 4-octet AS, communities unsorted and repeated,
+    /// two unrecognised attributes).
     fn arb_attributes() -> impl proptest::strategy::Strategy<Value = Vec<PathAttribute>> {
         use proptest::prelude::*;
         let asn = prop_oneof![1u32..70_000, Just(4_200_000_000u32)];
-        let segment =
-            (1u8..=4, proptest::collection::vec(asn, 0..4)).prop_map(|(ty, asns)| AsSegment {
-                ty: AsSegmentType(ty),
-                asns,
-            });
+        let asns = prop_oneof![
+            4 => proptest::collection::vec(asn.clone(), 1..4),
+            1 => (asn, 200usize..256).prop_map(|(a, n)| vec![a; n]),
+        ];
+        let segment = (1u8..=4, asns).prop_map(|(ty, asns)| AsSegment {
+            ty: AsSegmentType(ty),
+            asns,
+        });
         (
             (0u8..3, proptest::collection::vec(segment, 0..4)),
             (
@@ -757,7 +779,7 @@ mod tests {
                 proptest::collection::vec(1u8..4, 0..3),
             ),
             (
-                proptest::option::of(65000u32..65002),
+                proptest::option::of(prop_oneof![65000u32..65002, Just(4_200_000_001u32)]),
                 proptest::option::of(0u32..2),
                 any::<bool>(),
                 any::<bool>(),
@@ -820,11 +842,13 @@ mod tests {
                     }
                     v.extend(otc.map(PathAttribute::OnlyToCustomer));
                     if unknown {
-                        v.push(PathAttribute::Unknown(RawAttribute {
-                            flags: AttrFlags::OPTIONAL_TRANSITIVE,
-                            ty: AttrType(99),
-                            value: bytes::Bytes::from_static(&[1, 2, 3]),
-                        }));
+                        for ty in [99, 98] {
+                            v.push(PathAttribute::Unknown(RawAttribute {
+                                flags: AttrFlags::OPTIONAL_TRANSITIVE,
+                                ty: AttrType(ty),
+                                value: bytes::Bytes::from_static(&[1, 2, 3]),
+                            }));
+                        }
                     }
                     v
                 },
@@ -837,11 +861,14 @@ mod tests {
         #[test]
         fn from_view_matches_the_owned_attributes(attributes in arb_attributes(), four in proptest::prelude::any::<bool>(), v6 in proptest::prelude::any::<bool>()) {
             use bgp_wire::update::Update;
-            let ctx = bgp_wire::SessionCtx {
+            let mut ctx = bgp_wire::SessionCtx {
                 ibgp: true,
                 four_octet_as: four,
                 ..bgp_wire::SessionCtx::default()
             };
+            // AS_SETs kept (rejecting them is a policy), so that every segment type
+            // reaches the set.
+            ctx.policy.reject_as_set = false;
             let update = Update {
                 withdrawn: vec![],
                 attributes,
@@ -850,6 +877,9 @@ mod tests {
             let mut b = bytes::BytesMut::new();
             update.encode(&ctx, &mut b).unwrap();
             let view = UpdateView::parse(&b[19..], &ctx);
+            // The AS_PATH reaches the set (an AS4_PATH may be discarded on a 2-octet
+            // session: one without a 4-octet AS outside confederation segments).
+            proptest::prop_assert!(view.as_path().is_some());
             let nh = if v6 {
                 Some(NextHop::V6 { global: "2001:db8::1".parse().unwrap(), link_local: None })
             } else {
@@ -858,10 +888,13 @@ mod tests {
             let direct = AttrSet::from_view(&view, nh);
             let mut owned = Attrs::from_view(&view);
             owned.next_hop = nh;
+            let route_len = owned.as_path.route_len() as u32;
+            let neighbor_as = owned.as_path.first_as();
+            proptest::prop_assert_eq!(&direct.to_attrs(), &owned);
             let owned = AttrSet::from(owned);
             proptest::prop_assert_eq!(&direct.packed, &owned.packed);
-            proptest::prop_assert_eq!(direct.route_len, owned.route_len);
-            proptest::prop_assert_eq!(direct.neighbor_as, owned.neighbor_as);
+            proptest::prop_assert_eq!(direct.route_len, route_len);
+            proptest::prop_assert_eq!(direct.neighbor_as, neighbor_as);
         }
     }
 }

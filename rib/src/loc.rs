@@ -116,14 +116,16 @@ impl Paths {
 
     /// Appends `p`.
     pub(crate) fn push(&mut self, p: Path) {
-        *self = match std::mem::take(self) {
-            Self::Empty => Self::One(p),
-            Self::One(q) => Self::Many(Box::new(vec![q, p])),
-            Self::Many(mut v) => {
-                v.push(p);
-                Self::Many(v)
+        match self {
+            // The first path of a prefix, the bulk of a table: written in place.
+            Self::Empty => *self = Self::One(p),
+            Self::One(_) => {
+                if let Self::One(q) = std::mem::take(self) {
+                    *self = Self::Many(Box::new(vec![q, p]));
+                }
             }
-        };
+            Self::Many(v) => v.push(p),
+        }
     }
 
     /// Removes and returns the path at `i` (panics out of bounds, as `Vec::remove`).

@@ -160,8 +160,8 @@ impl Outgoing {
             out.local_pref = Some(self.local_pref);
             // RFC 4456 §8: ORIGINATOR_ID names the route's originator inside the AS and
             // is set only once; CLUSTER_LIST gets our cluster ID in front.
-            if self.originator_id.is_some() {
-                out.originator_id = self.originator_id;
+            if let Some(o) = self.originator_id {
+                out.originator_id = Some(o);
             }
             for (i, c) in self.clusters.iter().flatten().enumerate() {
                 out.cluster_list.insert(i, *c);
