@@ -6,7 +6,6 @@
 //! number of distinct sets, not with routes × peers, and a set is freed as soon as the last
 //! route that uses it goes.
 
-use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -18,7 +17,9 @@ use bgp_wire::attr::{
 };
 use bgp_wire::update::UpdateView;
 
-use crate::fx::FxHashSet;
+use hashbrown::HashTable;
+
+use crate::fx::FxHasher;
 
 /// The path attributes of a route, decoded (RFC 4271 §5), without the MP attributes: the
 /// prefixes are the route's key, not its attributes.
@@ -185,6 +186,11 @@ fn view_other(view: &UpdateView<'_>) -> Vec<RawAttribute> {
 pub struct AttrSet {
     id: u64,
     route_len: u32,
+    /// The packed form's hash ([`packed_hash`]), kept for the intern table (in what
+    /// would be padding): the table grows, and drops a set, without reading the sets'
+    /// lists again (a random access to each set's words, hundreds of thousands of them
+    /// at every doubling of a big table's).
+    hash: u32,
     neighbor_as: Option<u32>,
     packed: Packed,
 }
@@ -552,6 +558,7 @@ impl AttrSet {
     fn with(packed: Packed) -> Self {
         let mut set = Self {
             id: 0,
+            hash: packed_hash(&packed),
             route_len: 0,
             neighbor_as: None,
             packed,
@@ -589,30 +596,25 @@ impl AttrSet {
     }
 }
 
-/// The intern table's key: an `Arc` that hashes and compares as its packed form.
-struct Interned(Arc<AttrSet>);
-
-impl Hash for Interned {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.packed.hash(state);
-    }
-}
-impl PartialEq for Interned {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.packed == other.0.packed
-    }
-}
-impl Eq for Interned {}
-impl Borrow<Packed> for Interned {
-    fn borrow(&self) -> &Packed {
-        &self.0.packed
-    }
+/// The hash of a packed form: the high half of its Fx hash (Fx's last step is a
+/// multiplication, whose high bits are the mixed ones).
+fn packed_hash(p: &Packed) -> u32 {
+    let mut h = FxHasher::default();
+    p.hash(&mut h);
+    (h.finish() >> 32) as u32
 }
 
-/// The table of interned attribute sets.
+/// What the intern table hashes a set to: its 32-bit hash in both halves (the table
+/// takes its bucket from the low bits and its tag from the high ones).
+fn table_hash(hash: u32) -> u64 {
+    let h = u64::from(hash);
+    h << 32 | h
+}
+
+/// The table of interned attribute sets, each under its [`AttrSet::hash`].
 #[derive(Default)]
 pub(crate) struct AttrStore {
-    set: FxHashSet<Interned>,
+    set: HashTable<Arc<AttrSet>>,
     next_id: u64,
 }
 
@@ -624,13 +626,15 @@ impl AttrStore {
 
     /// [`AttrStore::intern`] for a set already packed (its id is set here).
     pub(crate) fn intern_set(&mut self, mut set: AttrSet) -> Arc<AttrSet> {
-        if let Some(i) = self.set.get(&set.packed) {
-            return i.0.clone();
+        let hash = table_hash(set.hash);
+        if let Some(s) = self.set.find(hash, |s| s.packed == set.packed) {
+            return s.clone();
         }
         self.next_id += 1;
         set.id = self.next_id;
         let set = Arc::new(set);
-        self.set.insert(Interned(set.clone()));
+        self.set
+            .insert_unique(hash, set.clone(), |s| table_hash(s.hash));
         set
     }
 
@@ -638,8 +642,12 @@ impl AttrStore {
     #[inline]
     pub(crate) fn release(&mut self, set: Arc<AttrSet>) {
         // Two references: the table's and the one being released.
-        if Arc::strong_count(&set) == 2 {
-            self.set.remove(&set.packed);
+        if Arc::strong_count(&set) == 2
+            && let Ok(e) = self
+                .set
+                .find_entry(table_hash(set.hash), |s| Arc::ptr_eq(s, &set))
+        {
+            e.remove();
         }
     }
 
