@@ -9,7 +9,9 @@ use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use bgp_wire::attr::{AsPath, AttrFlags, AttrType, NextHop, PathAttribute, put_attr_header};
+use bgp_wire::attr::{
+    AsPath, AttrFlags, AttrType, NextHop, PathAttribute, as_path, put_attr_header,
+};
 use bgp_wire::header::HEADER_LEN;
 use bgp_wire::{Family, SessionCtx};
 use bytes::{BufMut, BytesMut};
@@ -442,11 +444,7 @@ pub(crate) fn encode_direct(
     let Some(mp) = mp_next_hop(family, nh, ctx) else {
         return Some(None);
     };
-    // AS_PATH as `AsPath::encode` writes it: empty segments left out, long ones cut.
-    let path_len: usize = a
-        .as_path_segments()
-        .map(|(_, asns)| asns.len().div_ceil(255) * 2 + asns.len() * 4)
-        .sum();
+    let path_len = as_path::segments_len(a.as_path_segments(), true);
     let lists = path_len + 4 * (a.communities().len() + a.cluster_list().len());
     let mut out = BytesMut::with_capacity(64 + lists);
     let put = |x: PathAttribute, out: &mut BytesMut| x.encode(ctx, out);
@@ -458,13 +456,7 @@ pub(crate) fn encode_direct(
         AttrType::AS_PATH,
         path_len,
     );
-    for (ty, asns) in a.as_path_segments() {
-        for chunk in asns.chunks(255) {
-            out.put_u8(ty.0);
-            out.put_u8(chunk.len() as u8);
-            chunk.iter().for_each(|&asn| out.put_u32(asn));
-        }
-    }
+    as_path::encode_segments(a.as_path_segments(), true, &mut out);
     if let (None, NextHop::V4(x)) = (mp, nh) {
         put(PathAttribute::NextHop(x), &mut out);
     }

@@ -117,30 +117,17 @@ impl AsPath {
 
     /// Encoded length; segments longer than 255 ASes are split.
     pub fn encoded_len(&self, four_octet: bool) -> usize {
-        let size = if four_octet { 4 } else { 2 };
-        self.segments
-            .iter()
-            .filter(|s| !s.asns.is_empty())
-            .map(|s| s.asns.len().div_ceil(255) * 2 + s.asns.len() * size)
-            .sum()
+        segments_len(self.borrowed(), four_octet)
     }
 
     /// Appends the encoded value. Without four octets, AS numbers above 65535 become
     /// AS_TRANS (RFC 6793 §4.2.2).
     pub fn encode(&self, four_octet: bool, out: &mut BytesMut) {
-        for s in &self.segments {
-            for chunk in s.asns.chunks(255) {
-                out.put_u8(s.ty.0);
-                out.put_u8(chunk.len() as u8);
-                for &a in chunk {
-                    if four_octet {
-                        out.put_u32(a);
-                    } else {
-                        out.put_u16(two_octet(a));
-                    }
-                }
-            }
-        }
+        encode_segments(self.borrowed(), four_octet, out);
+    }
+
+    fn borrowed(&self) -> impl Iterator<Item = (AsSegmentType, &[u32])> {
+        self.segments.iter().map(|s| (s.ty, s.asns.as_slice()))
     }
 
     /// The path a 4-octet speaker reconstructs from a 2-octet session's AS_PATH and
@@ -204,6 +191,41 @@ impl std::fmt::Display for AsPath {
             f.write_str(close)?;
         }
         Ok(())
+    }
+}
+
+/// The encoded length of an AS path given as segments (type, ASes), as
+/// [`encode_segments`] writes it: empty segments left out, longer ones than 255 ASes cut.
+pub fn segments_len<'a>(
+    segments: impl Iterator<Item = (AsSegmentType, &'a [u32])>,
+    four_octet: bool,
+) -> usize {
+    let size = if four_octet { 4 } else { 2 };
+    segments
+        .map(|(_, asns)| asns.len().div_ceil(255) * 2 + asns.len() * size)
+        .sum()
+}
+
+/// Appends an AS path given as segments (type, ASes), for a path held in another form
+/// than [`AsPath`]: empty segments left out, longer ones than 255 ASes cut; without four
+/// octets, AS numbers above 65535 become AS_TRANS (RFC 6793 §4.2.2).
+pub fn encode_segments<'a>(
+    segments: impl Iterator<Item = (AsSegmentType, &'a [u32])>,
+    four_octet: bool,
+    out: &mut BytesMut,
+) {
+    for (ty, asns) in segments {
+        for chunk in asns.chunks(255) {
+            out.put_u8(ty.0);
+            out.put_u8(chunk.len() as u8);
+            for &a in chunk {
+                if four_octet {
+                    out.put_u32(a);
+                } else {
+                    out.put_u16(two_octet(a));
+                }
+            }
+        }
     }
 }
 
