@@ -480,7 +480,7 @@ pub(crate) fn encode_direct(
         );
         communities.for_each(|c| out.put_u32(c.0));
     }
-    if let Some(o) = plan.originator_id.or_else(|| a.originator_id()) {
+    if let Some(o) = plan.sent_originator(a) {
         put(PathAttribute::OriginatorId(o), &mut out);
     }
     let clusters = plan.clusters.iter().flatten().chain(a.cluster_list());

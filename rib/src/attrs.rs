@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bgp_wire::attr::as_path::AS_TRANS;
 use bgp_wire::attr::{
     Aggregator, AsPath, AsSegment, AsSegmentType, Community, ExtCommunity, LargeCommunity, NextHop,
-    Origin, RawAttribute,
+    Origin, RawAttribute, as_path,
 };
 use bgp_wire::update::UpdateView;
 
@@ -563,16 +563,8 @@ impl AttrSet {
             neighbor_as: None,
             packed,
         };
-        let mut route_len = 0usize;
-        for (ty, asns) in set.as_path_segments() {
-            // RFC 4271 §9.1.2.2: an AS_SET counts one; confederation segments count
-            // nothing (RFC 5065 §5.3).
-            route_len += match ty {
-                AsSegmentType::AS_SEQUENCE => asns.len(),
-                AsSegmentType::AS_SET => 1,
-                _ => 0,
-            };
-        }
+        let route_len =
+            as_path::route_len_of(set.as_path_segments().map(|(ty, asns)| (ty, asns.len())));
         set.route_len = u32::try_from(route_len).unwrap_or(u32::MAX);
         set.neighbor_as = match set.as_path_segments().next() {
             Some((AsSegmentType::AS_SEQUENCE, asns)) => asns.first().copied(),

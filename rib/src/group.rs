@@ -587,7 +587,7 @@ impl UpdateGroup {
         if mask == 0
             && let Some(direct) = adj_out::encode_direct(attrs, &plan, family, &self.ctx)
         {
-            let originator = plan.originator_id.or_else(|| attrs.originator_id());
+            let originator = plan.sent_originator(attrs);
             return direct.map(|(bytes, mp)| (bytes, mp, originator));
         }
         let mut out = plan.apply(attrs);

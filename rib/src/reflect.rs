@@ -137,6 +137,15 @@ pub(crate) fn plan(
 }
 
 impl Outgoing {
+    /// The ORIGINATOR_ID sent with `a`: ours for a reflected route, else the set's own,
+    /// none to an external peer.
+    pub(crate) fn sent_originator(&self, a: &AttrSet) -> Option<std::net::Ipv4Addr> {
+        match self.to_ebgp {
+            Some(_) => None,
+            None => self.originator_id.or_else(|| a.originator_id()),
+        }
+    }
+
     /// The attributes sent for `a`.
     pub(crate) fn apply(&self, a: &AttrSet) -> Attrs {
         let mut out = a.to_attrs();
@@ -146,7 +155,6 @@ impl Outgoing {
             // passed to another; ours (local routes, or set by export policy after this)
             // is.
             out.local_pref = None;
-            out.originator_id = None;
             out.cluster_list.clear();
             if !e.keep_med {
                 out.med = None;
@@ -158,15 +166,14 @@ impl Outgoing {
             out.as_path.prepend(e.local_as, 1);
         } else {
             out.local_pref = Some(self.local_pref);
-            // RFC 4456 §8: ORIGINATOR_ID names the route's originator inside the AS and
-            // is set only once; CLUSTER_LIST gets our cluster ID in front.
-            if let Some(o) = self.originator_id {
-                out.originator_id = Some(o);
-            }
+            // RFC 4456 §8: CLUSTER_LIST gets our cluster ID in front.
             for (i, c) in self.clusters.iter().flatten().enumerate() {
                 out.cluster_list.insert(i, *c);
             }
         }
+        // RFC 4456 §8: ORIGINATOR_ID names the route's originator inside the AS and is
+        // set only once.
+        out.originator_id = self.sent_originator(a);
         if let Some(nh) = self.next_hop {
             out.next_hop = Some(nh);
         }

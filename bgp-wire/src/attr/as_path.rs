@@ -74,14 +74,7 @@ impl AsPath {
     /// The path length the decision process compares (RFC 4271 §9.1.2.2): an AS_SET
     /// counts one, confederation segments count nothing (RFC 5065 §5.3).
     pub fn route_len(&self) -> usize {
-        self.segments
-            .iter()
-            .map(|s| match s.ty {
-                AsSegmentType::AS_SEQUENCE => s.asns.len(),
-                AsSegmentType::AS_SET => 1,
-                _ => 0,
-            })
-            .sum()
+        route_len_of(self.segments.iter().map(|s| (s.ty, s.asns.len())))
     }
 
     /// The leftmost AS of a leading AS_SEQUENCE: the neighbour AS that sent the route.
@@ -194,6 +187,19 @@ impl std::fmt::Display for AsPath {
     }
 }
 
+/// The path length the decision process compares (RFC 4271 §9.1.2.2) of an AS path given
+/// as segments (type, how many ASes): an AS_SET counts one, confederation segments count
+/// nothing (RFC 5065 §5.3).
+pub fn route_len_of(segments: impl Iterator<Item = (AsSegmentType, usize)>) -> usize {
+    segments
+        .map(|(ty, n)| match ty {
+            AsSegmentType::AS_SEQUENCE => n,
+            AsSegmentType::AS_SET => 1,
+            _ => 0,
+        })
+        .sum()
+}
+
 /// The encoded length of an AS path given as segments (type, ASes), as
 /// [`encode_segments`] writes it: empty segments left out, longer ones than 255 ASes cut.
 pub fn segments_len<'a>(
@@ -285,13 +291,7 @@ impl<'a> AsPathView<'a> {
 
     /// The path length for the decision process (RFC 4271 §9.1.2.2).
     pub fn route_len(&self) -> usize {
-        self.segments()
-            .map(|(ty, asns)| match ty {
-                AsSegmentType::AS_SEQUENCE => asns.count(),
-                AsSegmentType::AS_SET => 1,
-                _ => 0,
-            })
-            .sum()
+        route_len_of(self.segments().map(|(ty, asns)| (ty, asns.count())))
     }
 
     /// The owned path.
