@@ -844,11 +844,22 @@ fn print_event(e: &SessionEvent, t: Duration, json: bool) {
         News::Failed(reason) => {
             json!({"t": t, "event": "failed", "reason": reason.to_string()})
         }
-        News::Update(f) => json!({"t": t, "event": "update", "length": f.bytes.len()}),
+        News::Update(_) => {
+            // One line per UPDATE, however many the event carries.
+            for f in e.updates() {
+                let v = json!({"t": t, "event": "update", "length": f.bytes.len()});
+                print_line(&v, t, json);
+            }
+            return;
+        }
         News::RouteRefresh(r) => {
             json!({"t": t, "event": "route-refresh", "afi": r.afi.0, "safi": r.safi.0})
         }
     };
+    print_line(&v, t, json);
+}
+
+fn print_line(v: &serde_json::Value, t: f64, json: bool) {
     if json {
         println!("{v}");
     } else {

@@ -17,7 +17,7 @@ use bgp_fsm::{News, State};
 use bgp_wire::capability::Capability;
 use bgp_wire::notification::subcode;
 use bgp_wire::update::{Treatment, UpdateView};
-use bgp_wire::{ErrorCode, Family, FamilySet, Notification};
+use bgp_wire::{ErrorCode, Family, FamilySet, Frame, Notification};
 use bytes::{BufMut, Bytes, BytesMut};
 use ipnet::IpNet;
 use rib::{Attrs, BestChange, Explanation, LocalAddrs, PeerId, Rib, Signal};
@@ -1340,68 +1340,8 @@ impl Core {
                 );
             }
             News::Update(frame) => {
-                let Some(ctx) = p.session.ctx else { return };
-                p.counters.updates_received += 1;
-                let view = UpdateView::parse(frame.body(), &ctx);
-                // The RIB decides what RFC 7606 asks for; here it is only carried out.
-                let applied = self.rib.apply_update(id, &view);
-                self.bmp_update(e.peer, id, &frame, &view, &applied);
-                if let Some(f) = applied.end_of_rib
-                    && self.stale_sessions.contains_key(&e.peer)
-                {
-                    // The new session's table is complete: the previous one's go.
-                    self.sweep_stale_session(e.peer, &[f]);
-                }
-                let Some(p) = self.peers.get_mut(&e.peer) else {
-                    return;
-                };
-                if let Some(Signal::SessionReset(n)) = applied.signal {
-                    warn!(peer = %e.peer, notification = %n, treatment = %view.treatment(), issues = %issues_text(view.issues()), "malformed UPDATE: resetting the session");
-                    self.command(e.peer, generation, Command::UpdateError(n));
-                    return;
-                }
-                if view.treatment() != Treatment::Normal {
-                    warn!(peer = %e.peer, treatment = %view.treatment(), issues = %issues_text(view.issues()), "malformed UPDATE");
-                }
-                p.counters.prefixes_received += applied.announced as u64;
-                if applied.ignored_paths > 0 {
-                    warn!(peer = %e.peer, ignored = applied.ignored_paths, bound = rib::addpath::MAX_PATHS_PER_PEER, "ADD-PATH: paths beyond the bound per prefix ignored");
-                }
-                if let Some(f) = applied.end_of_rib
-                    && self.gr.on_end_of_rib(e.peer, f)
-                {
-                    info!(peer = %e.peer, "graceful restart over: End-of-RIB received");
-                }
-                if let Some(Signal::MaxPrefixExceeded { limit, warn_only }) = applied.signal {
-                    let restart = p.settings.max_prefix_restart;
-                    warn!(peer = %e.peer, limit, warn_only, hold_down_s = restart, "maximum prefix count exceeded");
-                    if !warn_only {
-                        p.why.expected = Some(Expected {
-                            reason: Reason::MaxPrefix,
-                            message: format!(
-                                "the peer sent more than {limit} prefixes, our max_prefix: \
-                                 we sent Cease / Maximum Number of Prefixes Reached"
-                            ),
-                        });
-                        // RFC 4486 §4: AFI, SAFI and the limit. The family is not known
-                        // here; IPv4 unicast names the session's first family.
-                        let mut data = BytesMut::with_capacity(7);
-                        data.put_u16(1);
-                        data.put_u8(1);
-                        data.put_u32(limit);
-                        let cease = Notification::with_data(
-                            ErrorCode::CEASE,
-                            subcode::cease::MAX_PREFIXES,
-                            data.freeze(),
-                        );
-                        // RFC 8538 §5: the peer drops our routes too (Hard Reset); ours
-                        // of it go with the session (a ManualStop is never graceful), and
-                        // it stays down for the restart time.
-                        let cease = hard_reset(cease, p.session.hard_reset);
-                        self.held_down
-                            .insert(e.peer, now + Duration::from_secs(restart.into()));
-                        self.command(e.peer, generation, Command::Stop(Some(cease)));
-                    }
+                for frame in std::iter::once(frame).chain(e.more_updates) {
+                    self.handle_update(now, e.peer, generation, &frame);
                 }
             }
             News::RouteRefresh(rr) => {
@@ -1411,6 +1351,82 @@ impl Core {
                     info!(peer = %e.peer, afi = %rr.afi, safi = %rr.safi, "ROUTE-REFRESH: sending the table again");
                     self.rib.refresh(id);
                 }
+            }
+        }
+    }
+
+    /// Handles one UPDATE of a session, as its own event would be: one that comes after
+    /// its session was replaced or removed (another generation) is dropped.
+    fn handle_update(&mut self, now: Instant, peer: IpAddr, generation: u64, frame: &Frame) {
+        let Some(p) = self
+            .peers
+            .get_mut(&peer)
+            .filter(|p| p.generation == generation)
+        else {
+            return;
+        };
+        let id = p.id;
+        let Some(ctx) = p.session.ctx else { return };
+        p.counters.updates_received += 1;
+        let view = UpdateView::parse(frame.body(), &ctx);
+        // The RIB decides what RFC 7606 asks for; here it is only carried out.
+        let applied = self.rib.apply_update(id, &view);
+        self.bmp_update(peer, id, frame, &view, &applied);
+        if let Some(f) = applied.end_of_rib
+            && self.stale_sessions.contains_key(&peer)
+        {
+            // The new session's table is complete: the previous one's go.
+            self.sweep_stale_session(peer, &[f]);
+        }
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if let Some(Signal::SessionReset(n)) = applied.signal {
+            warn!(peer = %peer, notification = %n, treatment = %view.treatment(), issues = %issues_text(view.issues()), "malformed UPDATE: resetting the session");
+            self.command(peer, generation, Command::UpdateError(n));
+            return;
+        }
+        if view.treatment() != Treatment::Normal {
+            warn!(peer = %peer, treatment = %view.treatment(), issues = %issues_text(view.issues()), "malformed UPDATE");
+        }
+        p.counters.prefixes_received += applied.announced as u64;
+        if applied.ignored_paths > 0 {
+            warn!(peer = %peer, ignored = applied.ignored_paths, bound = rib::addpath::MAX_PATHS_PER_PEER, "ADD-PATH: paths beyond the bound per prefix ignored");
+        }
+        if let Some(f) = applied.end_of_rib
+            && self.gr.on_end_of_rib(peer, f)
+        {
+            info!(peer = %peer, "graceful restart over: End-of-RIB received");
+        }
+        if let Some(Signal::MaxPrefixExceeded { limit, warn_only }) = applied.signal {
+            let restart = p.settings.max_prefix_restart;
+            warn!(peer = %peer, limit, warn_only, hold_down_s = restart, "maximum prefix count exceeded");
+            if !warn_only {
+                p.why.expected = Some(Expected {
+                    reason: Reason::MaxPrefix,
+                    message: format!(
+                        "the peer sent more than {limit} prefixes, our max_prefix: \
+                         we sent Cease / Maximum Number of Prefixes Reached"
+                    ),
+                });
+                // RFC 4486 §4: AFI, SAFI and the limit. The family is not known
+                // here; IPv4 unicast names the session's first family.
+                let mut data = BytesMut::with_capacity(7);
+                data.put_u16(1);
+                data.put_u8(1);
+                data.put_u32(limit);
+                let cease = Notification::with_data(
+                    ErrorCode::CEASE,
+                    subcode::cease::MAX_PREFIXES,
+                    data.freeze(),
+                );
+                // RFC 8538 §5: the peer drops our routes too (Hard Reset); ours
+                // of it go with the session (a ManualStop is never graceful), and
+                // it stays down for the restart time.
+                let cease = hard_reset(cease, p.session.hard_reset);
+                self.held_down
+                    .insert(peer, now + Duration::from_secs(restart.into()));
+                self.command(peer, generation, Command::Stop(Some(cease)));
             }
         }
     }

@@ -263,6 +263,8 @@ impl Harness {
             next_try: None,
             local_global: None,
             opened,
+            more_updates: Vec::new(),
+            intake: None,
         };
         self.core.handle_event(self.now, e);
         self.drain();
@@ -536,6 +538,62 @@ fn test_not_restarting_sends_at_once() {
     h.announce(a, &["10.1.0.0/24"]);
     h.flush();
     assert!(h.sent.get(&b).is_some_and(|n| *n > 0));
+}
+
+#[test]
+fn test_a_batch_of_updates_is_handled_as_an_event_each() {
+    let a = ip("10.0.0.2");
+    let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
+    h.establish(a);
+    let frame = |prefix: &str, break_nlri: bool| {
+        let u = Update {
+            withdrawn: vec![],
+            attributes: vec![
+                PathAttribute::Origin(Origin::IGP),
+                PathAttribute::AsPath(AsPath::default()),
+                PathAttribute::NextHop(Ipv4Addr::new(10, 0, 0, 2)),
+            ],
+            nlri: vec![Nlri::new(net(prefix))],
+        };
+        let mut buf = BytesMut::new();
+        u.encode(&ctx(), &mut buf).unwrap();
+        if break_nlri {
+            // The /24's length octet says /33: the NLRI cannot be read, a session
+            // reset (RFC 7606 §5.3).
+            let at = buf.len() - 4;
+            buf[at] = 33;
+        }
+        Framer::new().next_frame(&mut buf).unwrap().unwrap()
+    };
+    // One read brought three UPDATEs, the second malformed: the first and the third
+    // are applied and the session is reset once, as with an event each (the session
+    // reads on until our NOTIFICATION goes out).
+    let e = SessionEvent {
+        peer: a,
+        generation: h.sessions[&a],
+        news: News::Update(frame("10.1.0.0/24", false)),
+        local: None,
+        remote: None,
+        connect_error: None,
+        next_try: None,
+        local_global: None,
+        opened: None,
+        more_updates: vec![frame("10.2.0.0/24", true), frame("10.3.0.0/24", false)],
+        intake: None,
+    };
+    assert_eq!(e.updates().count(), 3);
+    h.core.handle_event(h.now, e);
+    h.drain();
+    assert!(h.has_route("10.1.0.0/24"));
+    assert!(!h.has_route("10.2.0.0/24"));
+    assert!(h.has_route("10.3.0.0/24"));
+    let errors = h
+        .commands
+        .iter()
+        .filter(|(p, c)| *p == a && matches!(c, Command::UpdateError(_)))
+        .count();
+    assert_eq!(errors, 1);
+    assert_eq!(h.status(a).updates_received, 3);
 }
 
 #[test]

@@ -226,6 +226,8 @@ fn test_dynamic_neighbours_without_open_give_their_slots_back() {
                 next_try: None,
                 local_global: None,
                 opened: None,
+                more_updates: Vec::new(),
+                intake: None,
             };
             core.handle_event(now, e);
         }
@@ -327,6 +329,8 @@ fn test_unwritten_output_is_bounded_for_the_whole_process() {
             next_try: None,
             local_global: None,
             opened: None,
+            more_updates: Vec::new(),
+            intake: None,
         };
         h.core.handle_event(h.now, e);
         h.drain();
