@@ -16,6 +16,15 @@
 //! its own way) reads its own from then on, as every receiver did before. Receiver 1 (and
 //! every receiver under `--full-check`) parses every UPDATE in full and never replays;
 //! it only records.
+//!
+//! The log also keeps a tally of its own, that of a receiver that got every recorded
+//! UPDATE, and each record what it did to that tally and its count after. Receivers
+//! whose every UPDATE so far was replayed have exactly that tally as of their place, so
+//! they keep none and take the record's outcome ([`Cursor::replay_shared`]): with 100
+//! receivers, 99 of them then touch no bitmap at all. The first UPDATE such a receiver
+//! cannot replay (it differs, it has no steps, or nobody read it yet) gives it a tally of
+//! its own: the log's, when the log is at its place, or else the steps of every place
+//! before it applied afresh.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -43,6 +52,9 @@ const STRANGER: u32 = ANNOUNCED - 1;
 /// Table positions a step can carry: below [`STRANGER`].
 pub(crate) const MAX_POSITIONS: u64 = STRANGER as u64;
 
+/// What an UPDATE did to the log's tally, and that tally's count after it.
+pub(crate) type Shared = (Applied, u64);
+
 /// What one UPDATE did, as recorded by the first receiver that read it.
 #[derive(Debug)]
 struct Record {
@@ -53,6 +65,9 @@ struct Record {
     /// every receiver is to read it itself (its reader found a fault: each receiver
     /// reports its own).
     steps: Option<Box<[u32]>>,
+    /// What the steps did to the log's tally, and its count after; `None` once a place
+    /// without steps broke the log's tally.
+    shared: Option<Shared>,
 }
 
 #[derive(Debug)]
@@ -70,20 +85,41 @@ pub(crate) struct Log {
     bytes: AtomicUsize,
     /// How many they may hold.
     max_bytes: usize,
+    /// The tally of a receiver that got every recorded UPDATE, and how many places it
+    /// has seen; `None` after a place recorded without steps.
+    tally: Mutex<Option<(Tally, usize)>>,
 }
 
-impl Default for Log {
-    fn default() -> Self {
+impl Log {
+    /// An empty log for a table of `n` prefixes.
+    pub(crate) fn new(n: usize) -> Self {
         Self {
             chunks: Mutex::default(),
             max_chunks: MAX_PLACES / CHUNK,
             bytes: AtomicUsize::new(0),
             max_bytes: MAX_BYTES,
+            tally: Mutex::new(Some((Tally::new(n), 0))),
         }
     }
-}
 
-impl Log {
+    /// The tally of a receiver that got every UPDATE of places `0..place` as recorded:
+    /// their steps applied afresh; `None` if one of them has none.
+    fn tally_at(&self, n: usize, place: usize) -> Option<Tally> {
+        let mut t = Tally::new(n);
+        let mut next = 0;
+        let mut chunk = None;
+        for p in 0..place {
+            let c = p / CHUNK;
+            if chunk.as_ref().is_none_or(|(k, _)| *k != c) {
+                chunk = Some((c, self.chunk(c)?));
+            }
+            let (_, ch) = chunk.as_ref()?;
+            let steps = ch.records[p % CHUNK].get()?.steps.as_deref()?;
+            apply_steps(steps, &mut t, &mut next);
+        }
+        Some(t)
+    }
+
     /// Chunk `c`, made if it is the first asked for; `None` past the bound.
     fn chunk(&self, c: usize) -> Option<Arc<Chunk>> {
         if c >= self.max_chunks {
@@ -135,6 +171,11 @@ impl Steps {
     /// read it itself.
     pub(crate) fn fault(&mut self) {
         self.faulted = true;
+    }
+
+    /// Applies the steps kept to `tally`: what they did.
+    pub(crate) fn apply(&self, tally: &mut Tally) -> Applied {
+        apply_steps(&self.steps, tally, &mut 0)
     }
 }
 
@@ -188,29 +229,54 @@ impl Cursor {
             return None;
         }
         let steps = record.steps.as_deref()?;
-        let mut a = Applied::default();
-        for &s in steps {
-            let at = s & !ANNOUNCED;
-            if s & ANNOUNCED != 0 {
-                a.announced += 1;
-                if at == STRANGER {
-                    a.unexpected += 1;
-                } else {
-                    tally.insert(at as usize);
-                    *next = at as usize + 1;
-                }
-            } else {
-                a.withdrawn += 1;
-                if at == STRANGER || !tally.remove(at as usize) {
-                    a.unexpected += 1;
-                }
-                if at != STRANGER {
-                    *next = at as usize + 1;
-                }
-            }
-        }
+        let a = apply_steps(steps, tally, next);
         self.place += 1;
         Some(a)
+    }
+
+    /// [`Cursor::replay`] for a receiver that keeps no tally: every UPDATE it got so far
+    /// was replayed, so its tally is the log's as of its place. `None` when there is no
+    /// record to replay at the cursor's place; the cursor stays.
+    pub(crate) fn replay_shared(&mut self, log: &Log, body: &[u8]) -> Option<Shared> {
+        let record = self.slot(log)?.get()?;
+        let shared = record.shared.filter(|_| same(&record.body, body))?;
+        self.place += 1;
+        Some(shared)
+    }
+
+    /// What [`Cursor::record`] gave the log at the place before the cursor's, if the
+    /// record there is `body`'s: for a receiver without a tally that read the UPDATE.
+    pub(crate) fn recorded_shared(&mut self, log: &Log, body: &[u8]) -> Option<Shared> {
+        let c = self.place.checked_sub(1)?;
+        let chunk = log.chunk(c / CHUNK)?;
+        let record = chunk.records[c % CHUNK].get()?;
+        record.shared.filter(|_| same(&record.body, body))
+    }
+
+    /// The cursor's place.
+    pub(crate) const fn place(&self) -> usize {
+        self.place
+    }
+
+    /// Whether the log has room for a record at the cursor's place and nobody has made
+    /// it yet.
+    pub(crate) fn unrecorded(&mut self, log: &Log) -> bool {
+        self.slot(log).is_some_and(|s| s.get().is_none())
+    }
+
+    /// The tally of a receiver that got every UPDATE recorded before `place`, to keep
+    /// from now on: the log's, if it is at `place`; `None` if a place before it has no
+    /// steps.
+    pub(crate) fn own_tally(log: &Log, n: usize, place: usize) -> Option<Tally> {
+        {
+            let t = log.tally.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((tally, seen)) = t.as_ref()
+                && *seen == place
+            {
+                return Some(tally.clone());
+            }
+        }
+        log.tally_at(n, place)
     }
 
     /// Records what reading `body` did at the cursor's place, unless another receiver
@@ -225,9 +291,24 @@ impl Cursor {
                     let steps = (!steps.faulted).then(|| Box::<[u32]>::from(&steps.steps[..]));
                     let size = body.len() + steps.as_ref().map_or(0, |s| s.len() * 4);
                     log.bytes.fetch_add(size, Ordering::Relaxed);
+                    let mut shared_tally = log.tally.lock().unwrap_or_else(|p| p.into_inner());
+                    let shared = match (shared_tally.as_mut(), &steps) {
+                        (Some((t, seen)), Some(s)) => {
+                            *seen += 1;
+                            let a = apply_steps(s, t, &mut 0);
+                            Some((a, t.count()))
+                        }
+                        _ => {
+                            // A place every receiver reads itself: the log no longer
+                            // knows a receiver's tally.
+                            *shared_tally = None;
+                            None
+                        }
+                    };
                     Record {
                         body: body.into(),
                         steps,
+                        shared,
                     }
                 }))
             } else {
@@ -239,6 +320,33 @@ impl Cursor {
         }
         self.place += 1;
     }
+}
+
+/// Applies recorded steps to `tally`: what they did; `next` becomes the position after
+/// the last prefix of the table.
+fn apply_steps(steps: &[u32], tally: &mut Tally, next: &mut usize) -> Applied {
+    let mut a = Applied::default();
+    for &s in steps {
+        let at = s & !ANNOUNCED;
+        if s & ANNOUNCED != 0 {
+            a.announced += 1;
+            if at == STRANGER {
+                a.unexpected += 1;
+            } else {
+                tally.insert(at as usize);
+                *next = at as usize + 1;
+            }
+        } else {
+            a.withdrawn += 1;
+            if at == STRANGER || !tally.remove(at as usize) {
+                a.unexpected += 1;
+            }
+            if at != STRANGER {
+                *next = at as usize + 1;
+            }
+        }
+    }
+    a
 }
 
 /// Whether `a` and `b` hold the same bytes: compared eight at a time, inline (an UPDATE is
@@ -273,7 +381,7 @@ mod tests {
 
     #[test]
     fn test_a_record_replays_against_each_receivers_own_tally() {
-        let log = Log::default();
+        let log = Log::new(10);
         let (mut a, mut b) = (Cursor::default(), Cursor::default());
         let (mut ta, mut tb) = (Tally::new(10), Tally::new(10));
         let mut next = 0;
@@ -304,8 +412,63 @@ mod tests {
     }
 
     #[test]
+    fn test_a_receiver_without_a_tally_takes_the_logs_outcome() {
+        let log = Log::new(10);
+        let mut a = Cursor::default();
+        let mut b = Cursor::default();
+        let (u0, u1, u2) = ([1u8, 2, 3], [4u8, 5], [6u8]);
+        // a records: place 0 announces 3, 4 and a stranger; place 1 withdraws 3 and 7.
+        assert!(b.unrecorded(&log));
+        a.record(
+            &log,
+            &u0,
+            &steps(&[(Some(3), true), (Some(4), true), (None, true)]),
+        );
+        a.record(&log, &u1, &steps(&[(Some(3), false), (Some(7), false)]));
+        let (r0, c0) = b.replay_shared(&log, &u0).unwrap();
+        assert_eq!((r0.announced, r0.withdrawn, r0.unexpected, c0), (3, 0, 1, 2));
+        // Another UPDATE at place 1: nothing to take, the cursor stays.
+        assert!(b.replay_shared(&log, &u2).is_none());
+        assert_eq!(b.place(), 1);
+        let (r1, c1) = b.replay_shared(&log, &u1).unwrap();
+        assert_eq!((r1.announced, r1.withdrawn, r1.unexpected, c1), (0, 2, 1, 1));
+        // Nobody has place 2: b reads it and records, the log's tally taking it.
+        assert!(b.unrecorded(&log));
+        b.record(&log, &u2, &steps(&[(Some(9), true)]));
+        let (r2, c2) = b.recorded_shared(&log, &u2).unwrap();
+        assert_eq!((r2.announced, c2), (1, 2));
+        // Its own tally when it needs one: the log's (at place 3), or rebuilt from the
+        // steps (at place 1).
+        let t3 = Cursor::own_tally(&log, 10, 3).unwrap();
+        assert!(t3.holds(4) && t3.holds(9) && !t3.holds(3));
+        let t1 = Cursor::own_tally(&log, 10, 1).unwrap();
+        assert!(t1.holds(3) && t1.holds(4) && !t1.holds(9));
+        assert_eq!(t1.count(), 2);
+        // A place recorded without steps ends the log's tally: nothing later is shared,
+        // and no tally can be rebuilt past it.
+        let mut f = steps(&[(Some(5), true)]);
+        f.fault();
+        let mut d = Cursor {
+            place: 3,
+            ..Cursor::default()
+        };
+        d.record(&log, &[7], &f);
+        d.record(&log, &[8], &steps(&[(Some(6), true)]));
+        assert!(d.in_step());
+        let mut c = Cursor {
+            place: 3,
+            ..Cursor::default()
+        };
+        assert!(c.replay_shared(&log, &[7]).is_none());
+        c.place = 4;
+        assert!(c.replay_shared(&log, &[8]).is_none());
+        assert!(Cursor::own_tally(&log, 10, 4).is_none());
+        assert!(Cursor::own_tally(&log, 10, 3).is_some());
+    }
+
+    #[test]
     fn test_a_different_update_diverges_for_good() {
-        let log = Log::default();
+        let log = Log::new(10);
         let (mut a, mut b) = (Cursor::default(), Cursor::default());
         let mut t = Tally::new(10);
         let mut next = 0;
@@ -326,7 +489,7 @@ mod tests {
 
     #[test]
     fn test_a_faulted_update_is_read_by_every_receiver() {
-        let log = Log::default();
+        let log = Log::new(10);
         let (mut a, mut b) = (Cursor::default(), Cursor::default());
         let mut t = Tally::new(10);
         let mut next = 0;
@@ -344,7 +507,7 @@ mod tests {
     fn test_nothing_is_recorded_past_the_byte_budget_or_when_off() {
         let log = Log {
             max_bytes: 6,
-            ..Log::default()
+            ..Log::new(10)
         };
         let mut a = Cursor::default();
         let mut t = Tally::new(10);
@@ -388,7 +551,7 @@ mod tests {
     fn test_the_log_is_bounded() {
         let log = Log {
             max_chunks: 2,
-            ..Log::default()
+            ..Log::new(10)
         };
         let mut c = Cursor {
             place: 2 * CHUNK - 1,

@@ -173,7 +173,8 @@ pub(crate) async fn execute(plan: Plan, deadline: Instant) -> report::Table {
         refresh_announced: AtomicU64::new(0),
         refresh_negotiated: AtomicBool::new(false),
         full_check: plan.full_check,
-        log: (!plan.full_check && plan.n < replay::MAX_POSITIONS).then(replay::Log::default),
+        log: (!plan.full_check && plan.n < replay::MAX_POSITIONS)
+            .then(|| replay::Log::new(plan.n as usize)),
     });
     let groups = table.groups.len();
     drop(table);
@@ -333,12 +334,16 @@ async fn session_task(st: Arc<State>, i: usize, peer: Peer, delay: Duration) {
         st.refresh_negotiated
             .store(s.route_refresh, Ordering::Release);
     }
+    let full_check = i == 1 || st.full_check;
+    // Receivers that replay keep no tally until they must ([`replay`]).
+    let shared = !full_check && st.log.is_some();
     let mut rx = (i > 0).then(|| Receiver {
-        tally: Tally::new(st.n as usize),
+        tally: Tally::new(if shared { 0 } else { st.n as usize }),
+        shared,
         ctx: s.ctx,
         faulted: false,
         next: 0,
-        full_check: i == 1 || st.full_check,
+        full_check,
         keys: light::Keys::default(),
         cursor: replay::Cursor::default(),
         steps: replay::Steps::default(),
@@ -404,6 +409,9 @@ struct Receiver {
     cursor: replay::Cursor,
     /// What the UPDATE it read itself last did, for the log.
     steps: replay::Steps,
+    /// Every UPDATE so far was replayed or recorded with the log's outcome: the receiver's
+    /// tally is the log's as of its place, and `tally` is empty ([`replay`]).
+    shared: bool,
 }
 
 impl Receiver {
@@ -419,43 +427,8 @@ impl Receiver {
         // Every UPDATE but the empty one (IPv4 End-of-RIB) takes a place in the log, at
         // every receiver, whether it changes anything or not.
         let place = st.log.as_ref().filter(|_| body != END_OF_RIB);
-        let replayed = match place {
-            Some(log) if !self.full_check => {
-                self.cursor
-                    .replay(log, body, &mut self.tally, &mut self.next)
-            }
-            _ => None,
-        };
-        let a = match replayed {
-            Some(a) => {
-                me.replayed
-                    .store(me.replayed.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-                a
-            }
-            None => {
-                self.steps.clear(place.is_some() && self.cursor.in_step());
-                let plain = !self.full_check && light::read(body, self.ctx.ibgp, &mut self.keys);
-                let a = if !plain {
-                    self.apply_full(st, i, body)
-                } else if body == END_OF_RIB {
-                    me.end_of_rib_at.set_once(run.now());
-                    None
-                } else {
-                    Some(self.apply_plain(st))
-                };
-                if let Some(log) = place {
-                    // One that changed nothing (a fault that resets the session, an
-                    // End-of-RIB in MP_UNREACH_NLRI): every receiver reads it itself.
-                    if a.is_none() {
-                        self.steps.fault();
-                    }
-                    self.cursor.record(log, body, &self.steps);
-                }
-                let Some(a) = a else {
-                    return;
-                };
-                a
-            }
+        let Some((a, c)) = self.take(st, i, body, place) else {
+            return;
         };
         if i == 1 && st.refresh_at.get().is_some() {
             st.refresh_updates.fetch_add(1, Ordering::Relaxed);
@@ -465,7 +438,6 @@ impl Receiver {
         if a.unexpected > 0 {
             me.unexpected.fetch_add(a.unexpected, Ordering::Relaxed);
         }
-        let c = self.tally.count();
         me.count.store(c, Ordering::Relaxed);
         // The clock is read once per instant reached, not per UPDATE.
         if c == st.n && me.full_at.get().is_none() {
@@ -474,6 +446,111 @@ impl Receiver {
         if c == 0 && me.zero_at.get().is_none() && st.withdrawing.load(Ordering::Acquire) {
             me.zero_at.set_once(run.now());
         }
+    }
+
+    /// Applies an UPDATE: what it did and the receiver's count after it; `None` when it
+    /// changed nothing. Replayed when it can be, else read.
+    fn take(
+        &mut self,
+        st: &State,
+        i: usize,
+        body: &[u8],
+        place: Option<&replay::Log>,
+    ) -> Option<(Applied, u64)> {
+        let me = &st.run.sessions[i];
+        if let Some(log) = place.filter(|_| !self.full_check) {
+            let replayed = if self.shared {
+                self.cursor.replay_shared(log, body)
+            } else {
+                self.cursor
+                    .replay(log, body, &mut self.tally, &mut self.next)
+                    .map(|a| (a, self.tally.count()))
+            };
+            if replayed.is_some() {
+                me.replayed
+                    .store(me.replayed.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                return replayed;
+            }
+            if self.shared {
+                if let Some(r) = self.record_shared(st, log, body) {
+                    return Some(r);
+                }
+                // A tally of its own from here on, then the UPDATE as any other.
+                if let Some(a) = self
+                    .cursor
+                    .replay(log, body, &mut self.tally, &mut self.next)
+                {
+                    return Some((a, self.tally.count()));
+                }
+            }
+        }
+        self.steps.clear(place.is_some() && self.cursor.in_step());
+        let plain = !self.full_check && light::read(body, self.ctx.ibgp, &mut self.keys);
+        let a = if !plain {
+            self.apply_full(st, i, body)
+        } else if body == END_OF_RIB {
+            me.end_of_rib_at.set_once(st.run.now());
+            None
+        } else {
+            Some(self.apply_plain(st))
+        };
+        if let Some(log) = place {
+            // One that changed nothing (a fault that resets the session, an End-of-RIB
+            // in MP_UNREACH_NLRI): every receiver reads it itself.
+            if a.is_none() {
+                self.steps.fault();
+            }
+            self.cursor.record(log, body, &self.steps);
+        }
+        a.map(|a| (a, self.tally.count()))
+    }
+
+    /// For a receiver without a tally, at a place nobody recorded: reads a plain UPDATE
+    /// into steps and records them, the log's tally taking them; the log's outcome, if
+    /// the record is this UPDATE's. Otherwise the receiver keeps a tally of its own from
+    /// then on, having applied the UPDATE if it read it.
+    fn record_shared(
+        &mut self,
+        st: &State,
+        log: &replay::Log,
+        body: &[u8],
+    ) -> Option<(Applied, u64)> {
+        let at = self.cursor.place();
+        if !self.cursor.unrecorded(log) || !light::read(body, self.ctx.ibgp, &mut self.keys) {
+            self.keep_tally(st, Some(log), at);
+            return None;
+        }
+        self.steps.clear(true);
+        for &key in &self.keys.withdrawn {
+            let i = st.index.get_near_key(key, &mut self.next);
+            self.steps.push(i, false);
+        }
+        for &key in &self.keys.announced {
+            let i = st.index.get_near_key(key, &mut self.next);
+            self.steps.push(i, true);
+        }
+        self.cursor.record(log, body, &self.steps);
+        if let Some(r) = self.cursor.recorded_shared(log, body) {
+            return Some(r);
+        }
+        // Another UPDATE took the place, or the log is full: the tally before it, then
+        // this one's steps.
+        self.keep_tally(st, Some(log), at);
+        let a = self.steps.apply(&mut self.tally);
+        Some((a, self.tally.count()))
+    }
+
+    /// Gives a receiver without a tally its own: the one it has before log place `at`.
+    fn keep_tally(&mut self, st: &State, log: Option<&replay::Log>, at: usize) {
+        if !self.shared {
+            return;
+        }
+        self.shared = false;
+        let n = st.n as usize;
+        // Only places with steps were passed without a tally: it can always be rebuilt.
+        self.tally = log
+            .and_then(|log| replay::Cursor::own_tally(log, n, at))
+            .unwrap_or_else(|| Tally::new(n));
     }
 
     /// Applies an UPDATE read the short way (its prefixes in `self.keys`): what [`apply`]
