@@ -426,12 +426,18 @@ mod tests {
         );
         a.record(&log, &u1, &steps(&[(Some(3), false), (Some(7), false)]));
         let (r0, c0) = b.replay_shared(&log, &u0).unwrap();
-        assert_eq!((r0.announced, r0.withdrawn, r0.unexpected, c0), (3, 0, 1, 2));
+        assert_eq!(
+            (r0.announced, r0.withdrawn, r0.unexpected, c0),
+            (3, 0, 1, 2)
+        );
         // Another UPDATE at place 1: nothing to take, the cursor stays.
         assert!(b.replay_shared(&log, &u2).is_none());
         assert_eq!(b.place(), 1);
         let (r1, c1) = b.replay_shared(&log, &u1).unwrap();
-        assert_eq!((r1.announced, r1.withdrawn, r1.unexpected, c1), (0, 2, 1, 1));
+        assert_eq!(
+            (r1.announced, r1.withdrawn, r1.unexpected, c1),
+            (0, 2, 1, 1)
+        );
         // Nobody has place 2: b reads it and records, the log's tally taking it.
         assert!(b.unrecorded(&log));
         b.record(&log, &u2, &steps(&[(Some(9), true)]));
