@@ -193,8 +193,9 @@ pub const WINDOW: usize = 4 << 20;
 /// UPDATE bytes the events on their way to the owner may carry, all sessions together:
 /// what the owner has yet to handle stays this small however fast its peers send (a
 /// million-prefix table arrives at tens of MB/s, faster than it is handled). A session
-/// whose event finds no room keeps it ([`BACKLOG_PAUSE`]). A quarter of this kept the
-/// owner waiting for its sessions between turns: a million-prefix table took 15% longer.
+/// whose event finds no room keeps it, and stops reading past 64 KiB of such. A quarter
+/// of this kept the owner waiting for its sessions between turns: a million-prefix table
+/// took 15% longer.
 pub const INTAKE: usize = 1 << 20;
 
 /// UPDATE bytes per event at most: one read can bring more, in several events.
