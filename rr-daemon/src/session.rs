@@ -13,8 +13,10 @@
 //! and a socket that stops taking them arms the machine's send hold timer (RFC 9687),
 //! which starts afresh whenever the socket takes bytes again.
 //!
-//! Events for the owner wait in the task's own queue until the owner's channel has room:
-//! the task never blocks on its owner, and goes on reading KEEPALIVEs and sending its own.
+//! The UPDATEs of one read go to the owner in one event. Events for the owner wait in the
+//! task's own queue until the owner's channel has room, and those with UPDATEs until the
+//! owner's intake has room for their bytes ([`INTAKE`]): the task never blocks on its
+//! owner, and goes on reading KEEPALIVEs and sending its own.
 //! Once 64 KiB of UPDATEs wait it stops reading (what is read is bounded by that and one
 //! read) and tells the machine so, which stops the hold timer; timers, KEEPALIVEs and
 //! commands go on. A busy core thus never costs a session its hold timer.
@@ -33,7 +35,7 @@ use bgp_wire::{Frame, Framer, Notification};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
@@ -175,6 +177,11 @@ impl SessionEvent {
         };
         first.into_iter().chain(&self.more_updates)
     }
+
+    /// The bytes of the UPDATEs the event carries, headers included.
+    pub fn update_bytes(&self) -> usize {
+        self.updates().map(|f| f.bytes.len()).sum()
+    }
 }
 
 /// What `Established` adds to a [`SessionEvent`] for monitoring (BMP Peer Up).
@@ -190,7 +197,8 @@ pub struct Opened {
 /// whose queue drains under this mark wakes the owner ([`Writers`]).
 pub const WINDOW: usize = 4 << 20;
 
-/// UPDATE bytes the events on their way to the owner may carry, all sessions together:
+/// UPDATE bytes the events on their way to the owner may carry, all sessions together
+/// (the frames' bytes: their handles in the event add 40 bytes each):
 /// what the owner has yet to handle stays this small however fast its peers send (a
 /// million-prefix table arrives at tens of MB/s, faster than it is handled). A session
 /// whose event finds no room keeps it, and stops reading past 64 KiB of such. A quarter
@@ -277,6 +285,8 @@ pub fn spawn_counted(
         traffic,
         updates: None,
         updates_bytes: 0,
+        intake_wait: None,
+        intake_held: None,
     };
     let task = tokio::spawn(run(spec, in_rx, cmd_rx, out));
     SessionHandle {
@@ -425,8 +435,13 @@ struct Outbox {
     /// UPDATE bytes accepted and not yet written.
     queued: Arc<AtomicUsize>,
     writers: Arc<Writers>,
-    /// Events the owner's channel had no room for yet, in order.
+    /// Events the owner had no room for yet, in order.
     backlog: VecDeque<SessionEvent>,
+    /// The first of them's share of the owner's intake: being waited for (kept across
+    /// turns of the task's loop, so that the wait keeps its place in the queue), or
+    /// held while the channel has no room.
+    intake_wait: Option<IntakeWait>,
+    intake_held: Option<OwnedSemaphorePermit>,
     /// Bytes of the UPDATEs among them: past [`BACKLOG_PAUSE`] the session stops reading.
     backlog_bytes: usize,
     /// The peer's message counters, shared with the owner.
@@ -447,11 +462,6 @@ const BACKLOG_PAUSE: usize = 64 << 10;
 
 /// See [`BACKLOG_PAUSE`].
 const BACKLOG_RESUME: usize = 16 << 10;
-
-/// The UPDATE bytes an event carries.
-fn update_bytes(e: &SessionEvent) -> usize {
-    e.updates().map(|f| f.bytes.len()).sum()
-}
 
 impl Outbox {
     /// Hands an event to the owner, or queues it behind those already waiting. A gone
@@ -486,12 +496,14 @@ impl Outbox {
             more_updates,
             intake: None,
         };
-        let n = update_bytes(&e);
+        let n = e.update_bytes();
         if self.backlog.is_empty() {
             // The usual case, straight to the owner: the backlog stays without room
             // (see `release`).
-            if let Some(e) = self.try_hand(e) {
+            if let Some(mut e) = self.try_hand(e) {
                 self.backlog_bytes += n;
+                // The first waiting: its share, if it got one, is kept for it.
+                self.intake_held = e.intake.take();
                 self.backlog.push_back(e);
             }
             return;
@@ -504,8 +516,8 @@ impl Outbox {
     /// Hands `e` to the owner if its channel and its intake have room for it now; gives
     /// it back if not. An event the closed channel refuses is dropped: nobody listens.
     fn try_hand(&self, mut e: SessionEvent) -> Option<SessionEvent> {
-        let n = update_bytes(&e);
-        if n > 0 {
+        let n = e.update_bytes();
+        if n > 0 && e.intake.is_none() {
             // At most EVENT_BYTES, far below INTAKE: never more than the semaphore has.
             let intake = self.writers.intake.clone();
             let Ok(permit) = intake.try_acquire_many_owned(n as u32) else {
@@ -515,25 +527,29 @@ impl Outbox {
         }
         match self.events.try_send(e) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
-            Err(mpsc::error::TrySendError::Full(mut e)) => {
-                e.intake = None;
-                Some(e)
-            }
+            // The caller keeps or drops the share.
+            Err(mpsc::error::TrySendError::Full(e)) => Some(e),
         }
     }
 
     /// Hands the owner every waiting event there is room for now.
     fn deliver(&mut self) {
         // Bounded: each round takes one event from a finite queue.
-        while let Some(e) = self.backlog.pop_front() {
+        while let Some(mut e) = self.backlog.pop_front() {
             if self.events.is_closed() {
                 self.drop_backlog();
                 return;
             }
-            let n = update_bytes(&e);
+            let n = e.update_bytes();
+            // The share the first event waited for, if it has it.
+            e.intake = self.intake_held.take();
             match self.try_hand(e) {
-                None => self.backlog_bytes -= n,
-                Some(e) => {
+                None => {
+                    self.backlog_bytes -= n;
+                    self.intake_wait = None;
+                }
+                Some(mut e) => {
+                    self.intake_held = e.intake.take();
                     self.backlog.push_front(e);
                     return;
                 }
@@ -544,6 +560,8 @@ impl Outbox {
 
     /// Forgets the waiting events (the owner is gone or going).
     fn drop_backlog(&mut self) {
+        self.intake_wait = None;
+        self.intake_held = None;
         self.backlog.clear();
         release(&mut self.backlog);
         self.backlog_bytes = 0;
@@ -552,9 +570,10 @@ impl Outbox {
     /// Hands the owner the first waiting event with `room`, then what else fits.
     fn deliver_with(&mut self, room: Option<Room>) {
         match (room, self.backlog.pop_front()) {
-            (Some((slot, intake)), Some(mut e)) => {
-                self.backlog_bytes -= update_bytes(&e);
-                e.intake = intake;
+            (Some(slot), Some(mut e)) => {
+                self.backlog_bytes -= e.update_bytes();
+                e.intake = self.intake_held.take();
+                self.intake_wait = None;
                 slot.send(e);
                 self.deliver();
             }
@@ -588,35 +607,35 @@ fn release<T>(q: &mut VecDeque<T>) {
     }
 }
 
-/// Room with the owner for an event: a place in its channel, and the event's share of
-/// its intake if it carries UPDATEs.
-type Room = (
-    mpsc::OwnedPermit<SessionEvent>,
-    Option<OwnedSemaphorePermit>,
-);
+/// Room with the owner for an event: a place in its channel (the event's share of the
+/// owner's intake, if it needs one, is then in [`Outbox::intake_held`]).
+type Room = mpsc::OwnedPermit<SessionEvent>;
+
+/// A wait for a share of the owner's intake.
+type IntakeWait = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
 
 /// Room with the owner for the first waiting event; never while none waits. `None` when
-/// the owner is gone.
-async fn owner_room(out: &Outbox) -> Option<Room> {
+/// the owner is gone. Its share of the intake is waited for first, and that wait stays
+/// in the `Outbox` when the task's loop turns for something else: it keeps its place in
+/// the intake's queue (a wait made anew at each turn would go to the back each time,
+/// and a session woken often could wait for ever).
+async fn owner_room(out: &mut Outbox) -> Option<Room> {
     let Some(first) = out.backlog.front() else {
         return std::future::pending().await;
     };
-    let n = update_bytes(first);
-    let intake = if n > 0 {
-        // Never closed; at most EVENT_BYTES, which the semaphore always gets back to.
-        Some(
-            out.writers
-                .intake
-                .clone()
-                .acquire_many_owned(n as u32)
-                .await
-                .ok()?,
-        )
-    } else {
-        None
-    };
-    let slot = out.events.clone().reserve_owned().await.ok()?;
-    Some((slot, intake))
+    let n = first.update_bytes();
+    if n > 0 && out.intake_held.is_none() {
+        let intake = out.writers.intake.clone();
+        let wait = out
+            .intake_wait
+            // At most EVENT_BYTES, which the semaphore always gets back to.
+            .get_or_insert_with(|| Box::pin(intake.acquire_many_owned(n as u32)));
+        // Never closed.
+        let share = wait.await.ok()?;
+        out.intake_wait = None;
+        out.intake_held = Some(share);
+    }
+    out.events.clone().reserve_owned().await.ok()
 }
 
 /// What a session adds to an event for `down_reason`.
@@ -749,7 +768,7 @@ async fn run(
                     return;
                 }
             },
-            permit = owner_room(&d.out) => d.out.deliver_with(permit),
+            permit = owner_room(&mut d.out) => d.out.deliver_with(permit),
             () = sleep_until(d.next_probe) => d.probe(),
             Some(stream) = inbound.recv() => d.accept(stream),
             res = connected(&mut d.connecting) => {

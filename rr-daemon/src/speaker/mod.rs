@@ -30,8 +30,8 @@
 //!
 //! Received UPDATEs cross to the core as whole frames and are parsed there once, those of
 //! one read in one event (within a bound of UPDATE bytes on their way, all sessions
-//! together: `session::INTAKE`); outgoing
-//! UPDATEs cross back as `Bytes` that every member of an update group shares. A peer that
+//! together: `session::INTAKE`); outgoing UPDATEs cross back as `Bytes` that every
+//! member of an update group shares. A peer that
 //! cannot keep up is reset (Cease, Out of Resources) once its unwritten output passes a
 //! bound, so it neither holds memory without limit nor slows the others; a bound over the
 //! whole process resets the peers furthest behind when many groups lag at once. Best-path

@@ -205,7 +205,8 @@ pub struct CoreTimings {
     /// not the encoding of what it sends on, which is done later per update group).
     pub update: prometheus_client::metrics::histogram::Histogram,
     /// Seconds the core took over one batch of session events (up to 4096 taken at
-    /// once, and a single one when the shell woke for it).
+    /// once, or up to 16 MiB of UPDATEs, an event carrying those of one read; a single
+    /// one when the shell woke for it).
     pub batch: prometheus_client::metrics::histogram::Histogram,
 }
 

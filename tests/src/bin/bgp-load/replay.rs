@@ -21,10 +21,12 @@
 //! UPDATE, and each record what it did to that tally and its count after. Receivers
 //! whose every UPDATE so far was replayed have exactly that tally as of their place, so
 //! they keep none and take the record's outcome ([`Cursor::replay_shared`]): with 100
-//! receivers, 99 of them then touch no bitmap at all. The first UPDATE such a receiver
-//! cannot replay (it differs, it has no steps, or nobody read it yet) gives it a tally of
-//! its own: the log's, when the log is at its place, or else the steps of every place
-//! before it applied afresh.
+//! receivers, 99 of them then touch no bitmap at all. Such a receiver that is the first
+//! at a place reads the UPDATE into steps, records them, and takes the outcome the log
+//! gave them. The first UPDATE it can do neither with (it differs from the record, the
+//! record has no steps or no outcome, it needs the full parse, the log is full) gives it
+//! a tally of its own: the log's, when the log is at its place, or else the steps of
+//! every place before it applied afresh.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -236,7 +238,8 @@ impl Cursor {
 
     /// [`Cursor::replay`] for a receiver that keeps no tally: every UPDATE it got so far
     /// was replayed, so its tally is the log's as of its place. `None` when there is no
-    /// record to replay at the cursor's place; the cursor stays.
+    /// record at the cursor's place, or it is another UPDATE's, or it has no outcome for
+    /// the log's tally; the cursor stays.
     pub(crate) fn replay_shared(&mut self, log: &Log, body: &[u8]) -> Option<Shared> {
         let record = self.slot(log)?.get()?;
         let shared = record.shared.filter(|_| same(&record.body, body))?;

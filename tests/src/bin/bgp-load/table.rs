@@ -517,63 +517,61 @@ impl Receiver {
     ) -> Option<(Applied, u64)> {
         let at = self.cursor.place();
         if !self.cursor.unrecorded(log) || !light::read(body, self.ctx.ibgp, &mut self.keys) {
-            self.keep_tally(st, Some(log), at);
+            self.keep_tally(st, log, at);
             return None;
         }
         self.steps.clear(true);
-        for &key in &self.keys.withdrawn {
-            let i = st.index.get_near_key(key, &mut self.next);
-            self.steps.push(i, false);
-        }
-        for &key in &self.keys.announced {
-            let i = st.index.get_near_key(key, &mut self.next);
-            self.steps.push(i, true);
-        }
+        let steps = &mut self.steps;
+        plain_positions(st, &self.keys, &mut self.next, |i, announced| {
+            steps.push(i, announced);
+        });
         self.cursor.record(log, body, &self.steps);
         if let Some(r) = self.cursor.recorded_shared(log, body) {
             return Some(r);
         }
         // Another UPDATE took the place, or the log is full: the tally before it, then
         // this one's steps.
-        self.keep_tally(st, Some(log), at);
+        self.keep_tally(st, log, at);
         let a = self.steps.apply(&mut self.tally);
         Some((a, self.tally.count()))
     }
 
     /// Gives a receiver without a tally its own: the one it has before log place `at`.
-    fn keep_tally(&mut self, st: &State, log: Option<&replay::Log>, at: usize) {
+    fn keep_tally(&mut self, st: &State, log: &replay::Log, at: usize) {
         if !self.shared {
             return;
         }
         self.shared = false;
         let n = st.n as usize;
         // Only places with steps were passed without a tally: it can always be rebuilt.
-        self.tally = log
-            .and_then(|log| replay::Cursor::own_tally(log, n, at))
-            .unwrap_or_else(|| Tally::new(n));
+        let own = replay::Cursor::own_tally(log, n, at);
+        debug_assert!(
+            own.is_some(),
+            "a receiver without a tally passed a place without steps"
+        );
+        self.tally = own.unwrap_or_else(|| Tally::new(n));
     }
 
     /// Applies an UPDATE read the short way (its prefixes in `self.keys`): what [`apply`]
     /// does, from the base fields. Its steps go to `self.steps`.
     fn apply_plain(&mut self, st: &State) -> Applied {
         let mut a = Applied::default();
-        for &key in &self.keys.withdrawn {
-            a.withdrawn += 1;
-            let i = st.index.get_near_key(key, &mut self.next);
-            self.steps.push(i, false);
-            if !i.is_some_and(|i| self.tally.remove(i)) {
-                a.unexpected += 1;
+        let (tally, steps) = (&mut self.tally, &mut self.steps);
+        plain_positions(st, &self.keys, &mut self.next, |i, announced| {
+            steps.push(i, announced);
+            if announced {
+                a.announced += 1;
+                match i {
+                    Some(i) => tally.insert(i),
+                    None => a.unexpected += 1,
+                }
+            } else {
+                a.withdrawn += 1;
+                if !i.is_some_and(|i| tally.remove(i)) {
+                    a.unexpected += 1;
+                }
             }
-        }
-        for &key in &self.keys.announced {
-            a.announced += 1;
-            let i = st.index.get_near_key(key, &mut self.next);
-            self.steps.push(i, true);
-            match i {
-                Some(i) => self.tally.insert(i),
-                None => a.unexpected += 1,
-            }
-        }
+        });
         a
     }
 
@@ -614,6 +612,22 @@ impl Receiver {
         });
         self.next = next.get();
         Some(a)
+    }
+}
+
+/// The table positions of the prefixes of an UPDATE read the short way, withdrawals
+/// first (`None`: not the table's), each handed to `each` with whether it is announced.
+fn plain_positions(
+    st: &State,
+    keys: &light::Keys,
+    next: &mut usize,
+    mut each: impl FnMut(Option<usize>, bool),
+) {
+    for &key in &keys.withdrawn {
+        each(st.index.get_near_key(key, next), false);
+    }
+    for &key in &keys.announced {
+        each(st.index.get_near_key(key, next), true);
     }
 }
 
