@@ -112,7 +112,8 @@ pub enum Command {
 }
 
 /// What a session reports to its owner: the machine's [`News`]. The driver carries out
-/// its [`Action`]s itself.
+/// its [`Action`]s itself. An event with [`News::Update`] may carry more UPDATEs
+/// ([`SessionEvent::more_updates`]): read them all with [`SessionEvent::updates`].
 #[derive(Debug)]
 pub struct SessionEvent {
     /// The peer's address.
