@@ -14,7 +14,7 @@ use bgp_wire::notification::subcode;
 use bgp_wire::open::Open;
 use bgp_wire::update::Update;
 use bgp_wire::{Afi, Notification, Safi};
-use bgp_wire::{Family, FamilySet, Framer, MessageType, SessionCtx};
+use bgp_wire::{Family, FamilySet, Frame, Framer, MessageType, SessionCtx};
 use bytes::BytesMut;
 use ipnet::IpNet;
 
@@ -246,6 +246,11 @@ impl Harness {
     }
 
     fn event_of(&mut self, peer: IpAddr, generation: u64, news: News) {
+        self.batch_of(peer, generation, news, Vec::new());
+    }
+
+    /// An event with `more_updates`, as a session hands over the UPDATEs of one read.
+    fn batch_of(&mut self, peer: IpAddr, generation: u64, news: News, more_updates: Vec<Frame>) {
         let local = Some(SocketAddr::new(ip("10.0.0.1"), 179));
         let opened = matches!(news, News::Established { .. }).then(|| {
             Box::new(crate::session::Opened {
@@ -263,9 +268,12 @@ impl Harness {
             next_try: None,
             local_global: None,
             opened,
-            more_updates: Vec::new(),
+            more_updates,
             intake: None,
         };
+        if matches!(e.news, News::Update(_)) {
+            assert_eq!(e.updates().count(), 1 + e.more_updates.len());
+        }
         self.core.handle_event(self.now, e);
         self.drain();
     }
@@ -310,10 +318,7 @@ impl Harness {
     }
 
     fn update(&mut self, peer: IpAddr, generation: u64, u: &Update) {
-        let mut buf = BytesMut::new();
-        u.encode(&ctx(), &mut buf).unwrap();
-        let frame = Framer::new().next_frame(&mut buf).unwrap().unwrap();
-        self.event_of(peer, generation, News::Update(frame));
+        self.event_of(peer, generation, News::Update(frame_of(u, |_| {})));
     }
 
     fn announce(&mut self, peer: IpAddr, prefixes: &[&str]) {
@@ -540,50 +545,52 @@ fn test_not_restarting_sends_at_once() {
     assert!(h.sent.get(&b).is_some_and(|n| *n > 0));
 }
 
+/// A message's frame, its bytes changed by `tamper` first.
+fn frame_of(u: &Update, tamper: impl FnOnce(&mut BytesMut)) -> Frame {
+    let mut buf = BytesMut::new();
+    u.encode(&ctx(), &mut buf).unwrap();
+    tamper(&mut buf);
+    Framer::new().next_frame(&mut buf).unwrap().unwrap()
+}
+
+/// One prefix from next hop 10.0.0.2, no LOCAL_PREF.
+fn route_from_2(prefix: &str) -> Update {
+    Update {
+        withdrawn: vec![],
+        attributes: vec![
+            PathAttribute::Origin(Origin::IGP),
+            PathAttribute::AsPath(AsPath::default()),
+            PathAttribute::NextHop(Ipv4Addr::new(10, 0, 0, 2)),
+        ],
+        nlri: vec![Nlri::new(net(prefix))],
+    }
+}
+
 #[test]
 fn test_a_batch_of_updates_is_handled_as_an_event_each() {
     let a = ip("10.0.0.2");
     let mut h = Harness::new(config(&client("10.0.0.2", "")), false);
     h.establish(a);
     let frame = |prefix: &str, break_nlri: bool| {
-        let u = Update {
-            withdrawn: vec![],
-            attributes: vec![
-                PathAttribute::Origin(Origin::IGP),
-                PathAttribute::AsPath(AsPath::default()),
-                PathAttribute::NextHop(Ipv4Addr::new(10, 0, 0, 2)),
-            ],
-            nlri: vec![Nlri::new(net(prefix))],
-        };
-        let mut buf = BytesMut::new();
-        u.encode(&ctx(), &mut buf).unwrap();
-        if break_nlri {
-            // The /24's length octet says /33: the NLRI cannot be read, a session
-            // reset (RFC 7606 §5.3).
-            let at = buf.len() - 4;
-            buf[at] = 33;
-        }
-        Framer::new().next_frame(&mut buf).unwrap().unwrap()
+        frame_of(&route_from_2(prefix), |buf| {
+            if break_nlri {
+                // The /24's length octet says /33: the NLRI cannot be read, a session
+                // reset (RFC 7606 §5.3).
+                let at = buf.len() - 4;
+                buf[at] = 33;
+            }
+        })
     };
     // One read brought three UPDATEs, the second malformed: the first and the third
     // are applied and the session is reset once, as with an event each (the session
     // reads on until our NOTIFICATION goes out).
-    let e = SessionEvent {
-        peer: a,
-        generation: h.sessions[&a],
-        news: News::Update(frame("10.1.0.0/24", false)),
-        local: None,
-        remote: None,
-        connect_error: None,
-        next_try: None,
-        local_global: None,
-        opened: None,
-        more_updates: vec![frame("10.2.0.0/24", true), frame("10.3.0.0/24", false)],
-        intake: None,
-    };
-    assert_eq!(e.updates().count(), 3);
-    h.core.handle_event(h.now, e);
-    h.drain();
+    let generation = h.sessions[&a];
+    h.batch_of(
+        a,
+        generation,
+        News::Update(frame("10.1.0.0/24", false)),
+        vec![frame("10.2.0.0/24", true), frame("10.3.0.0/24", false)],
+    );
     assert!(h.has_route("10.1.0.0/24"));
     assert!(!h.has_route("10.2.0.0/24"));
     assert!(h.has_route("10.3.0.0/24"));
@@ -611,15 +618,7 @@ fn test_replaced_peer_old_generation_events_ignored() {
     // The old session, still in flight, comes up and sends a route: not ours any more.
     h.establish_as(a, old);
     assert_eq!(h.status(a).state, PeerState::Idle);
-    let u = Update {
-        withdrawn: vec![],
-        attributes: vec![
-            PathAttribute::Origin(Origin::IGP),
-            PathAttribute::AsPath(AsPath::default()),
-            PathAttribute::NextHop(Ipv4Addr::new(10, 0, 0, 2)),
-        ],
-        nlri: vec![Nlri::new(net("10.1.0.0/24"))],
-    };
+    let u = route_from_2("10.1.0.0/24");
     h.update(a, old, &u);
     assert!(!h.has_route("10.1.0.0/24"));
 
