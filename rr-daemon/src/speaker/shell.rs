@@ -33,11 +33,10 @@ use crate::traffic::Traffic;
 const EVENT_BATCH: usize = 4096;
 
 /// UPDATE bytes a turn of the shell takes at most before export and the next request:
-/// about half a second of the core's work on a million-prefix table (26 MB of UPDATEs);
-/// BFD's notices are taken between its events.
-/// A smaller bound made that table's last route later: by 12% with 1 MiB, 5% with 4 MiB,
-/// 2% (within the noise) with this one, against none (fewer, larger turns leave export
-/// fewer, larger slices).
+/// about half a second of the core's work on a million-prefix table (26 MB of UPDATEs).
+/// BFD's notices are taken between its events. A smaller bound made that table's last
+/// route later: by 12% with 1 MiB, 5% with 4 MiB, 2% (within the noise) with this one,
+/// against none (fewer, larger turns leave export fewer, larger slices).
 const TURN_BYTES: usize = 16 << 20;
 
 /// Requests taken in one turn of the shell, and what the request channel holds: a turn
@@ -328,8 +327,7 @@ impl Shell {
                         }
                         // A long turn does not hold up what BFD saw (a link down).
                         while let Ok(n) = bfd.try_recv() {
-                            self.core.handle_bfd(n);
-                            let _ = self.carry_out();
+                            self.on_bfd(n);
                         }
                     }
                     Err(_) => break,
@@ -368,10 +366,7 @@ impl Shell {
                     self.on_event(now, e);
                     self.timings.batch.observe(now.elapsed().as_secs_f64());
                 }
-                Some(n) = bfd.recv() => {
-                    self.core.handle_bfd(n);
-                    let _ = self.carry_out();
-                }
+                Some(n) = bfd.recv() => self.on_bfd(n),
                 Some(m) = bmp.recv() => self.on_bmp(m),
                 () = writers.room() => {}
                 () = subscribers_room(&self.subscribers), if best_waiting => {}
@@ -387,6 +382,12 @@ impl Shell {
             self.core.handle_timeout(now);
             let _ = self.carry_out();
         }
+    }
+
+    /// Hands the core what a BFD session saw (a session down resets its peer's).
+    fn on_bfd(&mut self, n: crate::bfd::Notice) {
+        self.core.handle_bfd(n);
+        let _ = self.carry_out();
     }
 
     fn on_event(&mut self, now: Instant, e: SessionEvent) {
