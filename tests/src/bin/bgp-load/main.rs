@@ -58,6 +58,8 @@
 //! - `replayed_updates`: UPDATEs that receivers applied from another receiver's reading of
 //!   the same bytes at the same place of its session, instead of reading them themselves
 //!   (counted exactly all the same; receiver 1 reads every UPDATE in full).
+//! - `replayed_in_runs`: of those, the UPDATEs taken many at a time: the whole messages of
+//!   a read compared at once with the log's.
 //! - `late_receiver`: `null`, or `address`, `established_s` (since the injector's first
 //!   UPDATE), `count`, `complete_s` and `end_of_rib_s` (since its own Established),
 //!   `end_of_rib`, `end_of_rib_after_table` (the End-of-RIB came after the whole table),

@@ -27,9 +27,23 @@
 //! record has no steps or no outcome, it needs the full parse, the log is full) gives it
 //! a tally of its own: the log's, when the log is at its place, or else the steps of
 //! every place before it applied afresh.
+//!
+//! Such a receiver still went through its UPDATEs one at a time, each compared with a
+//! record somewhere else in memory: with 100 receivers that was the load tool's largest
+//! cost (a tenth of the machine's samples, a third of it waiting for memory). So the log
+//! also keeps its UPDATEs as the sessions carry them, whole messages back to back, in
+//! segments sealed at [`SEGMENT`] bytes, each place's outcome beside it. A receiver
+//! without a tally compares what it has read with that stream in one comparison
+//! ([`Cursor::replay_run`]): every whole message up to the first byte that differs is the
+//! log's UPDATE at its place, byte for byte (header included, so their boundaries are the
+//! same), and takes the recorded outcome. What differs (a KEEPALIVE between them, an
+//! End-of-RIB, another UPDATE) or is not sealed yet goes the way of one UPDATE at a time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use bgp_wire::MessageType;
+use bgp_wire::header::{HEADER_LEN, MARKER};
 
 use crate::stats::{Applied, Tally};
 
@@ -44,6 +58,11 @@ const MAX_PLACES: usize = 1 << 20;
 /// about 25 MB, and one record can take up to 20 kB): past them nothing more is recorded,
 /// and receivers read what has no record themselves.
 const MAX_BYTES: usize = 256 << 20;
+
+/// Bytes of whole messages a segment of the log's stream takes before it is sealed and
+/// receivers compare with it: the most a receiver close behind the first reads one
+/// UPDATE at a time.
+const SEGMENT: usize = 16 * 1024;
 
 /// In a recorded step: the prefix was announced (else withdrawn).
 const ANNOUNCED: u32 = 1 << 31;
@@ -72,6 +91,71 @@ struct Record {
     shared: Option<Shared>,
 }
 
+/// UPDATEs of consecutive places, whole messages back to back as a session carries them,
+/// with each one's outcome for the log's tally; immutable once sealed.
+#[derive(Debug, Default)]
+struct Segment {
+    /// The place of the first.
+    first: usize,
+    bytes: Vec<u8>,
+    /// Where each starts in `bytes`, and (once sealed) the end of the last.
+    starts: Vec<u32>,
+    /// What each did to the log's tally, and its count after.
+    shared: Vec<Shared>,
+}
+
+impl Segment {
+    /// The place after its last.
+    const fn end(&self) -> usize {
+        self.first + self.shared.len()
+    }
+}
+
+/// What the log's lock guards: the places are recorded in order under it.
+#[derive(Debug)]
+struct Front {
+    /// The tally of a receiver that got every recorded UPDATE, and how many places it
+    /// has seen; `None` after a place recorded without steps.
+    tally: Option<(Tally, usize)>,
+    /// The segment of the stream being filled; `None` once the stream ended (a place
+    /// without an outcome for the log's tally).
+    open: Option<Segment>,
+}
+
+impl Front {
+    /// Adds the UPDATE `body` recorded at `place` with `shared` to the stream: a sealed
+    /// segment when that fills the open one, or when the stream ends here.
+    fn stream(&mut self, place: usize, body: &[u8], shared: Option<Shared>) -> Option<Segment> {
+        let open = self.open.as_mut()?;
+        let len = u16::try_from(HEADER_LEN + body.len()).ok();
+        match (shared, len) {
+            (Some(s), Some(len)) if open.end() == place => {
+                let at = u32::try_from(open.bytes.len()).expect("a segment is a few kB");
+                open.starts.push(at);
+                open.bytes.extend_from_slice(&MARKER);
+                open.bytes.extend_from_slice(&len.to_be_bytes());
+                open.bytes.push(MessageType::UPDATE.0);
+                open.bytes.extend_from_slice(body);
+                open.shared.push(s);
+                if open.bytes.len() < SEGMENT {
+                    return None;
+                }
+                let next = Segment {
+                    first: open.end(),
+                    ..Segment::default()
+                };
+                Some(std::mem::replace(open, next))
+            }
+            // Receivers take no outcome from here on: what is open is the stream's last.
+            _ => self.open.take().filter(|o| !o.shared.is_empty()),
+        }
+        .map(|mut sealed| {
+            sealed.starts.push(sealed.bytes.len() as u32);
+            sealed
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Chunk {
     records: Box<[OnceLock<Record>]>,
@@ -87,9 +171,10 @@ pub(crate) struct Log {
     bytes: AtomicUsize,
     /// How many they may hold.
     max_bytes: usize,
-    /// The tally of a receiver that got every recorded UPDATE, and how many places it
-    /// has seen; `None` after a place recorded without steps.
-    tally: Mutex<Option<(Tally, usize)>>,
+    /// The log's tally and the stream being filled.
+    front: Mutex<Front>,
+    /// The stream's sealed segments, in place order from place 0.
+    segments: Mutex<Vec<Arc<Segment>>>,
 }
 
 impl Log {
@@ -100,8 +185,18 @@ impl Log {
             max_chunks: MAX_PLACES / CHUNK,
             bytes: AtomicUsize::new(0),
             max_bytes: MAX_BYTES,
-            tally: Mutex::new(Some((Tally::new(n), 0))),
+            front: Mutex::new(Front {
+                tally: Some((Tally::new(n), 0)),
+                open: Some(Segment::default()),
+            }),
+            segments: Mutex::default(),
         }
+    }
+
+    /// Sealed segment `k` of the stream, if there is one yet.
+    fn segment(&self, k: usize) -> Option<Arc<Segment>> {
+        let segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        segments.get(k).cloned()
     }
 
     /// The tally of a receiver that got every UPDATE of places `0..place` as recorded:
@@ -191,6 +286,8 @@ pub(crate) struct Cursor {
     /// An UPDATE differed from the record at its place: the session's stream is not the
     /// log's, no record applies to it any more.
     diverged: bool,
+    /// The stream's segment looked up last, and its number.
+    segment: Option<(usize, Arc<Segment>)>,
 }
 
 impl Cursor {
@@ -247,6 +344,68 @@ impl Cursor {
         Some(shared)
     }
 
+    /// [`Cursor::replay_shared`] for many UPDATEs at once: takes the whole messages at the
+    /// front of `read` that are the log's UPDATEs at the cursor's places, byte for byte,
+    /// as far as the stream's sealed segments go, and moves on; `each` gets the outcome
+    /// of each, in order. The bytes taken: 0 when the first message is not the log's
+    /// (a KEEPALIVE, an End-of-RIB, another UPDATE), is not sealed yet, or is not whole.
+    pub(crate) fn replay_run(
+        &mut self,
+        log: &Log,
+        read: &[u8],
+        mut each: impl FnMut(Shared),
+    ) -> usize {
+        let mut taken = 0;
+        // Each turn takes the rest of a segment and goes on to the next, or ends.
+        while !self.diverged && taken < read.len() {
+            let Some(seg) = self.stream_segment(log) else {
+                break;
+            };
+            let j = self.place - seg.first;
+            let from = seg.starts[j] as usize;
+            let (theirs, mine) = (&seg.bytes[from..], &read[taken..]);
+            let n = theirs.len().min(mine.len());
+            // Places j..k are whole in `read`, and the log's.
+            let k = if theirs[..n] == mine[..n] {
+                seg.starts.partition_point(|&s| s as usize <= from + n) - 1
+            } else {
+                let whole_and_same = |k: &usize| {
+                    let (s, e) = (seg.starts[*k] as usize - from, seg.starts[*k + 1] as usize);
+                    let e = e - from;
+                    e <= mine.len() && theirs[s..e] == mine[s..e]
+                };
+                (j..seg.shared.len())
+                    .find(|k| !whole_and_same(k))
+                    .unwrap_or(seg.shared.len())
+            };
+            seg.shared[j..k].iter().for_each(|&s| each(s));
+            taken += seg.starts[k] as usize - from;
+            self.place += k - j;
+            if k < seg.shared.len() {
+                break;
+            }
+        }
+        taken
+    }
+
+    /// The sealed segment of the log's stream that holds the cursor's place, if there is
+    /// one yet.
+    fn stream_segment(&mut self, log: &Log) -> Option<Arc<Segment>> {
+        let mut k = self.segment.as_ref().map_or(0, |(k, _)| *k);
+        // Each turn returns or moves on to a later segment, of which there are finitely
+        // many.
+        loop {
+            match &self.segment {
+                Some((at, seg)) if *at == k && self.place < seg.end() => {
+                    return (seg.first <= self.place).then(|| seg.clone());
+                }
+                Some((at, _)) if *at == k => k += 1,
+                _ => {}
+            }
+            self.segment = Some((k, log.segment(k)?));
+        }
+    }
+
     /// What [`Cursor::record`] gave the log at the place before the cursor's, if the
     /// record there is `body`'s: for a receiver without a tally that read the UPDATE.
     pub(crate) fn recorded_shared(&mut self, log: &Log, body: &[u8]) -> Option<Shared> {
@@ -272,8 +431,8 @@ impl Cursor {
     /// steps.
     pub(crate) fn own_tally(log: &Log, n: usize, place: usize) -> Option<Tally> {
         {
-            let t = log.tally.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((tally, seen)) = t.as_ref()
+            let front = log.front.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((tally, seen)) = front.tally.as_ref()
                 && *seen == place
             {
                 return Some(tally.clone());
@@ -286,16 +445,16 @@ impl Cursor {
     /// did first (then a different UPDATE there means this stream diverged) or the log
     /// is full, and moves on.
     pub(crate) fn record(&mut self, log: &Log, body: &[u8], steps: &Steps) {
+        let place = self.place;
         if let Some(slot) = self.slot(log) {
             let mut mine = false;
             let record = if log.bytes.load(Ordering::Relaxed) < log.max_bytes {
                 Some(slot.get_or_init(|| {
                     mine = true;
                     let steps = (!steps.faulted).then(|| Box::<[u32]>::from(&steps.steps[..]));
-                    let size = body.len() + steps.as_ref().map_or(0, |s| s.len() * 4);
-                    log.bytes.fetch_add(size, Ordering::Relaxed);
-                    let mut shared_tally = log.tally.lock().unwrap_or_else(|p| p.into_inner());
-                    let shared = match (shared_tally.as_mut(), &steps) {
+                    let mut size = body.len() + steps.as_ref().map_or(0, |s| s.len() * 4);
+                    let mut front = log.front.lock().unwrap_or_else(|p| p.into_inner());
+                    let shared = match (front.tally.as_mut(), &steps) {
                         (Some((t, seen)), Some(s)) => {
                             *seen += 1;
                             let a = apply_steps(s, t, &mut 0);
@@ -304,10 +463,19 @@ impl Cursor {
                         _ => {
                             // A place every receiver reads itself: the log no longer
                             // knows a receiver's tally.
-                            *shared_tally = None;
+                            front.tally = None;
                             None
                         }
                     };
+                    if front.open.is_some() && shared.is_some() {
+                        size += streamed(body.len());
+                    }
+                    if let Some(sealed) = front.stream(place, body, shared) {
+                        let mut segments = log.segments.lock().unwrap_or_else(|p| p.into_inner());
+                        segments.push(Arc::new(sealed));
+                    }
+                    drop(front);
+                    log.bytes.fetch_add(size, Ordering::Relaxed);
                     Record {
                         body: body.into(),
                         steps,
@@ -323,6 +491,11 @@ impl Cursor {
         }
         self.place += 1;
     }
+}
+
+/// What an UPDATE of `len` bytes without its header takes in the log's stream.
+const fn streamed(len: usize) -> usize {
+    HEADER_LEN + len + size_of::<u32>() + size_of::<Shared>()
 }
 
 /// Applies recorded steps to `tally`: what they did; `next` becomes the position after
@@ -475,6 +648,119 @@ mod tests {
         assert!(Cursor::own_tally(&log, 10, 3).is_some());
     }
 
+    /// UPDATE `i` of the stream tests: 100 bytes of its own.
+    fn body(i: usize) -> Vec<u8> {
+        (0..25).flat_map(|_| (i as u32).to_be_bytes()).collect()
+    }
+
+    /// An UPDATE as a session carries it.
+    fn message(body: &[u8]) -> Vec<u8> {
+        let mut m = MARKER.to_vec();
+        m.extend_from_slice(&((HEADER_LEN + body.len()) as u16).to_be_bytes());
+        m.push(MessageType::UPDATE.0);
+        m.extend_from_slice(body);
+        m
+    }
+
+    /// A log in which a receiver recorded UPDATEs 0..n, UPDATE i announcing prefix i;
+    /// the messages back to back.
+    fn streamed_log(n: usize) -> (Log, Vec<u8>) {
+        let log = Log::new(1000);
+        let mut a = Cursor::default();
+        let mut read = Vec::new();
+        for i in 0..n {
+            a.record(&log, &body(i), &steps(&[(Some(i), true)]));
+            read.extend(message(&body(i)));
+        }
+        (log, read)
+    }
+
+    /// A segment's places: sealed at the first message past [`SEGMENT`] bytes.
+    const PER_SEGMENT: usize = SEGMENT.div_ceil(HEADER_LEN + 100);
+
+    #[test]
+    fn test_a_run_of_the_logs_updates_is_taken_at_once() {
+        let (log, read) = streamed_log(300);
+        // Two segments are sealed; the rest is open, for nobody yet.
+        assert_eq!(log.segments.lock().unwrap().len(), 2);
+        let mut b = Cursor::default();
+        let mut seen = Vec::new();
+        let taken = b.replay_run(&log, &read, |s| seen.push(s));
+        assert_eq!(b.place(), 2 * PER_SEGMENT);
+        assert_eq!(taken, 2 * PER_SEGMENT * (HEADER_LEN + 100));
+        // Each place's outcome, in order: one announced, the count one more each time.
+        assert_eq!(seen.len(), 2 * PER_SEGMENT);
+        for (i, (a, c)) in seen.iter().enumerate() {
+            assert_eq!((a.announced, a.unexpected, *c), (1, 0, i as u64 + 1));
+        }
+        // What is not sealed goes one UPDATE at a time.
+        assert_eq!(b.replay_run(&log, &read[taken..], |_| panic!()), 0);
+        let (_, c) = b.replay_shared(&log, &body(b.place())).unwrap();
+        assert_eq!(c, 2 * PER_SEGMENT as u64 + 1);
+    }
+
+    #[test]
+    fn test_a_run_ends_at_the_first_message_not_whole_or_not_the_logs() {
+        let (log, read) = streamed_log(300);
+        let m = HEADER_LEN + 100;
+        // Read up to the middle of place 10: places 0..10 taken, 10 left for later.
+        let mut b = Cursor::default();
+        assert_eq!(b.replay_run(&log, &read[..10 * m + 50], |_| {}), 10 * m);
+        assert_eq!(b.place(), 10);
+        // A KEEPALIVE after place 12: 10..12 taken, the KEEPALIVE left.
+        let mut with_keepalive = read[10 * m..12 * m].to_vec();
+        let mut keepalive = MARKER.to_vec();
+        keepalive.extend_from_slice(&[0, 19, MessageType::KEEPALIVE.0]);
+        with_keepalive.extend_from_slice(&keepalive);
+        with_keepalive.extend_from_slice(&read[12 * m..]);
+        assert_eq!(b.replay_run(&log, &with_keepalive, |_| {}), 2 * m);
+        assert_eq!(b.replay_run(&log, &with_keepalive[2 * m..], |_| {}), 0);
+        // Past it, on across the segments' border as far as they are sealed.
+        let rest = &with_keepalive[2 * m + HEADER_LEN..];
+        assert_eq!(b.replay_run(&log, rest, |_| {}), (2 * PER_SEGMENT - 12) * m);
+        // Another UPDATE at place 20 (its last byte changed): nothing from it on, and
+        // the cursor is not put off the log (one at a time, it finds out).
+        let mut c = Cursor::default();
+        let mut other = read.clone();
+        other[21 * m - 1] ^= 1;
+        assert_eq!(c.replay_run(&log, &other, |_| {}), 20 * m);
+        assert!(c.in_step());
+        assert!(
+            c.replay_shared(&log, &other[20 * m + HEADER_LEN..21 * m])
+                .is_none()
+        );
+        // Or a different length at place 20.
+        let mut d = Cursor::default();
+        let mut longer = read[..20 * m].to_vec();
+        longer.extend(message(&[0; 101]));
+        assert_eq!(d.replay_run(&log, &longer, |_| {}), 20 * m);
+    }
+
+    #[test]
+    fn test_the_stream_ends_at_a_place_without_an_outcome() {
+        let (log, mut read) = streamed_log(20);
+        let mut a = Cursor {
+            place: 20,
+            ..Cursor::default()
+        };
+        // Place 20 has no steps: what was open is sealed, and the stream ends there.
+        let mut f = steps(&[(Some(0), true)]);
+        f.fault();
+        a.record(&log, &[9], &f);
+        read.extend(message(&[9]));
+        for i in 21..300 {
+            a.record(&log, &body(i), &steps(&[(Some(i), true)]));
+            read.extend(message(&body(i)));
+        }
+        assert_eq!(log.segments.lock().unwrap().len(), 1);
+        let mut b = Cursor::default();
+        assert_eq!(b.replay_run(&log, &read, |_| {}), 20 * (HEADER_LEN + 100));
+        assert_eq!(
+            b.replay_run(&log, &read[20 * (HEADER_LEN + 100)..], |_| {}),
+            0
+        );
+    }
+
     #[test]
     fn test_a_different_update_diverges_for_good() {
         let log = Log::new(10);
@@ -521,10 +807,11 @@ mod tests {
         let mut a = Cursor::default();
         let mut t = Tally::new(10);
         let mut next = 0;
-        // 3 bytes of body and 4 of step: the budget is spent after the first.
+        // 3 bytes of body, 4 of step and the stream's: the budget is spent after the
+        // first.
         a.record(&log, &[1, 2, 3], &steps(&[(Some(1), true)]));
         a.record(&log, &[4, 5, 6], &steps(&[(Some(2), true)]));
-        assert_eq!(log.bytes.load(Ordering::Relaxed), 7);
+        assert_eq!(log.bytes.load(Ordering::Relaxed), 7 + streamed(3));
         let mut b = Cursor::default();
         assert!(b.replay(&log, &[1, 2, 3], &mut t, &mut next).is_some());
         assert!(b.replay(&log, &[4, 5, 6], &mut t, &mut next).is_none());

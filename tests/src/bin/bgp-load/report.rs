@@ -37,6 +37,8 @@ pub(crate) struct Table {
     /// UPDATEs the receivers applied from another receiver's reading of the same bytes
     /// instead of reading them themselves ([`crate::replay`]).
     pub(crate) replayed_updates: u64,
+    /// Of those, UPDATEs taken many at a time, a comparison of bytes for them all.
+    pub(crate) replayed_in_runs: u64,
     pub(crate) late_receiver: Option<Late>,
     pub(crate) refresh: Option<Refresh>,
 }

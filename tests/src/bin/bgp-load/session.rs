@@ -3,7 +3,8 @@
 //! unicast, route refresh), then Established: a writer task sends what it is given and a
 //! KEEPALIVE every third of the hold time, and [`Session::recv`] (or
 //! [`Session::recv_in_place`], borrowed from the buffer) hands over UPDATEs and
-//! ROUTE-REFRESHes, answering nothing itself but checking the hold timer.
+//! ROUTE-REFRESHes, answering nothing itself but checking the hold timer; an owner can
+//! also take whole messages straight from the buffer ([`Session::unread`]).
 //!
 //! ```text
 //!  owner task ──recv(), recv_in_place()──▶ read half (Framer over one BytesMut)
@@ -359,6 +360,20 @@ impl Session {
             bytes: &self.buf[..len],
             read_at: self.last_rx,
         })
+    }
+
+    /// What was read from the target and not handed over yet (the message handed over
+    /// last gone first), whole messages and maybe part of one, and when it was read: for
+    /// an owner that takes many messages at once ([`Self::skip`]).
+    pub(crate) fn unread(&mut self) -> (&[u8], Instant) {
+        self.buf.advance(std::mem::take(&mut self.consumed));
+        (&self.buf, self.last_rx)
+    }
+
+    /// Drops the first `n` bytes of what [`Self::unread`] showed: whole messages that the
+    /// owner took.
+    pub(crate) fn skip(&mut self, n: usize) {
+        self.buf.advance(n);
     }
 
     /// Reads until an UPDATE or ROUTE-REFRESH is whole at the front of the buffer, the

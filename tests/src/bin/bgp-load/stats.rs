@@ -92,6 +92,8 @@ pub(crate) struct SessionStats {
     pub(crate) updates: AtomicU64,
     /// UPDATEs applied from another receiver's reading ([`crate::replay`]).
     pub(crate) replayed: AtomicU64,
+    /// Of those, UPDATEs taken many at a time ([`crate::replay::Cursor::replay_run`]).
+    pub(crate) replayed_in_runs: AtomicU64,
     /// First IPv4 unicast End-of-RIB.
     pub(crate) end_of_rib_at: AtomicTime,
     /// First time the count reached the full table.
@@ -112,6 +114,7 @@ impl SessionStats {
             unexpected: AtomicU64::new(0),
             updates: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
+            replayed_in_runs: AtomicU64::new(0),
             end_of_rib_at: AtomicTime::default(),
             full_at: AtomicTime::default(),
             zero_at: AtomicTime::default(),

@@ -352,20 +352,26 @@ async fn session_task(st: Arc<State>, i: usize, peer: Peer, delay: Duration) {
     let ctx = s.ctx;
     // The last read and its time on the run's clock: a read brings many UPDATEs.
     let mut read: Option<(Instant, u64)> = None;
+    let mut on_clock = |t: Instant| match read {
+        Some((at, ns)) if at == t => ns,
+        _ => {
+            let ns = run.clock.ns_at(t);
+            read = Some((t, ns));
+            ns
+        }
+    };
     for _ in 0..MAX_MESSAGES {
+        // A receiver without a tally takes the log's UPDATEs many at a time.
+        if let Some(r) = rx.as_mut().filter(|r| r.shared) {
+            let (unread, t) = s.unread();
+            if !unread.is_empty() {
+                let taken = r.take_run(&st, i, unread, on_clock(t));
+                s.skip(taken);
+            }
+        }
         match s.recv_in_place(run.deadline).await {
             Ok(m) if m.ty == MessageType::UPDATE => match rx.as_mut() {
-                Some(r) => {
-                    let at = match read {
-                        Some((t, ns)) if t == m.read_at => ns,
-                        _ => {
-                            let ns = run.clock.ns_at(m.read_at);
-                            read = Some((m.read_at, ns));
-                            ns
-                        }
-                    };
-                    r.update(&st, i, m.body(), at);
-                }
+                Some(r) => r.update(&st, i, m.body(), on_clock(m.read_at)),
                 None => injector_update(&st, &ctx, m.body()),
             },
             // A ROUTE-REFRESH asks the injector for its table again; the table is not
@@ -385,6 +391,24 @@ fn injector_update(st: &State, ctx: &SessionCtx, body: &[u8]) {
     let v = UpdateView::parse(body, ctx);
     if v.end_of_rib().is_none() {
         st.injector_received.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Notes what a receiver's UPDATEs did: `unexpected` prefixes among them, its count
+/// `c` after them, and whether it held the whole table (`full`) or nothing (`zero`) after
+/// one of them.
+fn outcome(st: &State, i: usize, unexpected: u64, c: u64, full: bool, zero: bool) {
+    let (run, me) = (&st.run, &st.run.sessions[i]);
+    if unexpected > 0 {
+        me.unexpected.fetch_add(unexpected, Ordering::Relaxed);
+    }
+    me.count.store(c, Ordering::Relaxed);
+    // The clock is read once per instant reached, not per UPDATE.
+    if full && me.full_at.get().is_none() {
+        me.full_at.set_once(run.now());
+    }
+    if zero && me.zero_at.get().is_none() && st.withdrawing.load(Ordering::Acquire) {
+        me.zero_at.set_once(run.now());
     }
 }
 
@@ -435,17 +459,35 @@ impl Receiver {
             st.refresh_announced
                 .fetch_add(a.announced, Ordering::Relaxed);
         }
-        if a.unexpected > 0 {
-            me.unexpected.fetch_add(a.unexpected, Ordering::Relaxed);
+        outcome(st, i, a.unexpected, c, c == st.n, c == 0);
+    }
+
+    /// Takes the UPDATEs at the front of `unread` (read at `read_at`) that the log has,
+    /// byte for byte, at the receiver's places ([`replay::Cursor::replay_run`]), if it
+    /// keeps no tally; the bytes taken.
+    fn take_run(&mut self, st: &State, i: usize, unread: &[u8], read_at: u64) -> usize {
+        let Some(log) = st.log.as_ref().filter(|_| self.shared) else {
+            return 0;
+        };
+        let (mut updates, mut unexpected, mut count) = (0, 0, 0);
+        let (mut full, mut zero) = (false, false);
+        let taken = self.cursor.replay_run(log, unread, |(a, c)| {
+            updates += 1;
+            unexpected += a.unexpected;
+            count = c;
+            full |= c == st.n;
+            zero |= c == 0;
+        });
+        if updates > 0 {
+            let me = &st.run.sessions[i];
+            // This task is the counters' only writer: a load and a store, no locked add.
+            for counter in [&me.updates, &me.replayed, &me.replayed_in_runs] {
+                counter.store(counter.load(Ordering::Relaxed) + updates, Ordering::Relaxed);
+            }
+            me.last_update_at.set(read_at);
+            outcome(st, i, unexpected, count, full, zero);
         }
-        me.count.store(c, Ordering::Relaxed);
-        // The clock is read once per instant reached, not per UPDATE.
-        if c == st.n && me.full_at.get().is_none() {
-            me.full_at.set_once(run.now());
-        }
-        if c == 0 && me.zero_at.get().is_none() && st.withdrawing.load(Ordering::Acquire) {
-            me.zero_at.set_once(run.now());
-        }
+        taken
     }
 
     /// Applies an UPDATE: what it did and the receiver's count after it; `None` when it
@@ -723,6 +765,7 @@ fn failed_report(plan: &Plan, e: String, started: Instant) -> report::Table {
         withdraw: None,
         injector_received: 0,
         replayed_updates: 0,
+        replayed_in_runs: 0,
         late_receiver: None,
         refresh: None,
     }
@@ -863,6 +906,12 @@ fn build_report(plan: &Plan, st: &State, b: Built) -> report::Table {
             .sessions
             .iter()
             .map(|s| s.replayed.load(Ordering::Relaxed))
+            .sum(),
+        replayed_in_runs: st
+            .run
+            .sessions
+            .iter()
+            .map(|s| s.replayed_in_runs.load(Ordering::Relaxed))
             .sum(),
         late_receiver,
         refresh,
