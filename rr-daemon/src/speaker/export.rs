@@ -31,9 +31,10 @@ pub(crate) const MAX_QUEUED: usize = 256 << 20;
 /// the rest fits.
 pub(crate) const MAX_QUEUED_TOTAL: usize = 1 << 30;
 
-/// How many prefixes one drain of an update group visits before the core looks at its
-/// inputs again: requests (accepts, the control API, reloads) and session events are
-/// never starved by a big table.
+/// How many prefixes one drain of an update group visits: a slice of export. The shell
+/// encodes as many slices after a turn as the UPDATEs the turn took in call for, within
+/// a bound of time, before it looks at its inputs again: requests (accepts, the control
+/// API, reloads) and session events are never starved by a big table.
 const DRAIN_SLICE: usize = 2048;
 
 /// UPDATE bytes handed out between two looks at every peer's unwritten output: what the

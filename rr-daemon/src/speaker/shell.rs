@@ -32,11 +32,12 @@ use crate::traffic::Traffic;
 /// [`TURN_BYTES`] of UPDATEs (an event carries a read's).
 const EVENT_BATCH: usize = 4096;
 
-/// UPDATE bytes a turn of the shell takes at most before export and the next request:
-/// about a tenth of a second of the core's work on a million-prefix table (26 MB of
-/// UPDATEs). BFD's notices are taken between its events. With export paced to the
-/// intake ([`EXPORT_PACE`]), that table reached 100 clients in 1.45 s with this bound
-/// against 1.53 s with 16 MiB (and 1.7 s with 1 MiB), 10 clients as fast or faster.
+/// UPDATE bytes a turn of the shell takes at most before export ([`EXPORT_PACE`]) and the
+/// next request: about a tenth of a second of the core's work on a million-prefix table
+/// (26 MB of UPDATEs). BFD's notices are taken between its events, and a request that
+/// comes ends it. With export paced to the intake, that table reached 100 clients in
+/// 1.45 s with this bound against 1.53 s with 16 MiB (and 1.7 s with 1 MiB), 10 clients
+/// as fast or faster.
 const TURN_BYTES: usize = 4 << 20;
 
 /// After a turn, export encodes a slice (at most a group's `DRAIN_SLICE` prefixes, some
@@ -46,6 +47,13 @@ const TURN_BYTES: usize = 4 << 20;
 /// its intake, with a core idle meanwhile: 100 clients of a million prefixes took 1.83 s
 /// instead of 1.45 s.
 const EXPORT_PACE: usize = 32 << 10;
+
+/// How long the slices after a turn may take at most; they also stop for a request that
+/// comes (the control API answers within a slice), and BFD's notices are taken between
+/// them. With many update groups a turn's pace can mean that many times its work. The
+/// rest is owed to the next turn. A million-prefix table's export to 100 clients took 7%
+/// longer with 50 ms, 17% with 20 ms (`docs/benchmarks.md`, session 11).
+const EXPORT_TURN: Duration = Duration::from_millis(200);
 
 /// Requests taken in one turn of the shell, and what the request channel holds: a turn
 /// takes every waiting request. Most
@@ -307,6 +315,10 @@ impl Shell {
         mut bmp: mpsc::Receiver<bmp::ToCore>,
     ) {
         let writers = self.writers.clone();
+        // UPDATE bytes of an event taken while waiting: the next turn's export counts them.
+        let mut waited = 0;
+        // Slices of export the intake called for and not encoded yet ([`EXPORT_PACE`]).
+        let mut owed: usize = 0;
         loop {
             self.timeout();
             for _ in 0..REQUEST_BATCH {
@@ -324,14 +336,15 @@ impl Shell {
                 }
             }
             let now = Instant::now();
-            let (mut taken, mut bytes) = (0, 0);
+            let (mut taken, mut bytes) = (0, std::mem::take(&mut waited));
             for _ in 0..EVENT_BATCH {
                 match events.try_recv() {
                     Ok(e) => {
                         bytes += e.update_bytes();
                         self.on_event(now, e);
                         taken += 1;
-                        if bytes >= TURN_BYTES {
+                        // A request that came waits for one event, not for the turn.
+                        if bytes >= TURN_BYTES || !requests.is_empty() {
                             break;
                         }
                         // A long turn does not hold up what BFD saw (a link down).
@@ -345,12 +358,22 @@ impl Shell {
             if taken > 0 {
                 self.timings.batch.observe(now.elapsed().as_secs_f64());
             }
-            // Export keeps pace with what the turn took in.
+            // Export keeps pace with what the turn took in; a request that comes, or
+            // EXPORT_TURN, leaves the rest owed to the next turn.
+            owed = owed.saturating_add(1 + bytes / EXPORT_PACE);
+            let until = Instant::now() + EXPORT_TURN;
             let mut more = false;
-            for _ in 0..=bytes / EXPORT_PACE {
+            while owed > 0 {
+                owed -= 1;
                 more = self.export();
                 if !more {
+                    owed = 0;
+                }
+                if !more || !requests.is_empty() || Instant::now() >= until {
                     break;
+                }
+                while let Ok(n) = bfd.try_recv() {
+                    self.on_bfd(n);
                 }
             }
             self.best_changes();
@@ -379,6 +402,7 @@ impl Shell {
                 },
                 Some(e) = events.recv() => {
                     let now = Instant::now();
+                    waited += e.update_bytes();
                     self.on_event(now, e);
                     self.timings.batch.observe(now.elapsed().as_secs_f64());
                 }

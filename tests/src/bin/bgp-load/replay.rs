@@ -54,9 +54,9 @@ const CHUNK: usize = 1024;
 /// its slots, 40 bytes each; past them every receiver reads its own.
 const MAX_PLACES: usize = 1 << 20;
 
-/// Bytes the records may hold at most (bodies and steps; a million-prefix table's take
-/// about 25 MB, and one record can take up to 20 kB): past them nothing more is recorded,
-/// and receivers read what has no record themselves.
+/// Bytes the records may hold at most (bodies, steps and the stream; a million-prefix
+/// table's take about 60 MB, and one record can take up to 20 kB): past them nothing more
+/// is recorded, and receivers read what has no record themselves.
 const MAX_BYTES: usize = 256 << 20;
 
 /// Bytes of whole messages a segment of the log's stream takes before it is sealed and
@@ -123,13 +123,24 @@ struct Front {
 }
 
 impl Front {
-    /// Adds the UPDATE `body` recorded at `place` with `shared` to the stream: a sealed
-    /// segment when that fills the open one, or when the stream ends here.
+    /// Adds the UPDATE `body` recorded at `place` with `shared` to the stream: the open
+    /// segment sealed when it is full, or when the stream ends here. Called as `place`'s
+    /// record is made, so a segment is sealed only once the place after its last comes:
+    /// by then every place in it has its record (its recorder passed them all), which a
+    /// receiver that takes the segment and later needs a tally of its own relies on
+    /// ([`Log::tally_at`]).
     fn stream(&mut self, place: usize, body: &[u8], shared: Option<Shared>) -> Option<Segment> {
         let open = self.open.as_mut()?;
         let len = u16::try_from(HEADER_LEN + body.len()).ok();
         match (shared, len) {
             (Some(s), Some(len)) if open.end() == place => {
+                let sealed = (open.bytes.len() >= SEGMENT).then(|| {
+                    let next = Segment {
+                        first: place,
+                        ..Segment::default()
+                    };
+                    std::mem::replace(open, next)
+                });
                 let at = u32::try_from(open.bytes.len()).expect("a segment is a few kB");
                 open.starts.push(at);
                 open.bytes.extend_from_slice(&MARKER);
@@ -137,14 +148,7 @@ impl Front {
                 open.bytes.push(MessageType::UPDATE.0);
                 open.bytes.extend_from_slice(body);
                 open.shared.push(s);
-                if open.bytes.len() < SEGMENT {
-                    return None;
-                }
-                let next = Segment {
-                    first: open.end(),
-                    ..Segment::default()
-                };
-                Some(std::mem::replace(open, next))
+                sealed
             }
             // Receivers take no outcome from here on: what is open is the stream's last.
             _ => self.open.take().filter(|o| !o.shared.is_empty()),
@@ -175,6 +179,9 @@ pub(crate) struct Log {
     front: Mutex<Front>,
     /// The stream's sealed segments, in place order from place 0.
     segments: Mutex<Vec<Arc<Segment>>>,
+    /// How many there are: looked at first, so that a receiver at the front does not
+    /// take the lock for every UPDATE.
+    sealed: AtomicUsize,
 }
 
 impl Log {
@@ -190,11 +197,15 @@ impl Log {
                 open: Some(Segment::default()),
             }),
             segments: Mutex::default(),
+            sealed: AtomicUsize::new(0),
         }
     }
 
     /// Sealed segment `k` of the stream, if there is one yet.
     fn segment(&self, k: usize) -> Option<Arc<Segment>> {
+        if k >= self.sealed.load(Ordering::Acquire) {
+            return None;
+        }
         let segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
         segments.get(k).cloned()
     }
@@ -473,6 +484,7 @@ impl Cursor {
                     if let Some(sealed) = front.stream(place, body, shared) {
                         let mut segments = log.segments.lock().unwrap_or_else(|p| p.into_inner());
                         segments.push(Arc::new(sealed));
+                        log.sealed.store(segments.len(), Ordering::Release);
                     }
                     drop(front);
                     log.bytes.fetch_add(size, Ordering::Relaxed);
@@ -734,6 +746,51 @@ mod tests {
         let mut longer = read[..20 * m].to_vec();
         longer.extend(message(&[0; 101]));
         assert_eq!(d.replay_run(&log, &longer, |_| {}), 20 * m);
+    }
+
+    #[test]
+    fn test_a_segment_is_sealed_when_the_place_after_it_is_recorded() {
+        // Bodies of 1 to 200 bytes, so that places start at uneven offsets.
+        let log = Log::new(1000);
+        let mut a = Cursor::default();
+        let (mut read, mut borders) = (Vec::new(), Vec::new());
+        let mut i = 0;
+        while log.segments.lock().unwrap().is_empty() {
+            let b: Vec<u8> = (0..=i % 200).map(|k| (k * 7 + i) as u8).collect();
+            borders.push(read.len());
+            read.extend(message(&b));
+            a.record(&log, &b, &steps(&[(Some(i), true)]));
+            i += 1;
+        }
+        // Sealed as place i - 1 was recorded: the segment ends before it, past SEGMENT.
+        let seg = log.segment(0).unwrap();
+        assert_eq!(seg.end(), i - 1);
+        assert!(seg.bytes.len() >= SEGMENT);
+        assert!(borders[i - 2] < SEGMENT);
+        assert_eq!(seg.bytes[..], read[..borders[i - 1]]);
+        // A read that ends exactly at its end, taken from a place inside it by a cursor
+        // that has looked nothing up yet.
+        let mut b = Cursor {
+            place: 5,
+            ..Cursor::default()
+        };
+        let upto = borders[i - 1];
+        assert_eq!(
+            b.replay_run(&log, &read[borders[5]..upto], |_| {}),
+            upto - borders[5]
+        );
+        assert_eq!(b.place(), i - 1);
+        // Every place taken from a sealed segment has its record: a tally can be rebuilt.
+        assert_eq!(
+            Cursor::own_tally(&log, 1000, i - 1).unwrap().count(),
+            i as u64 - 1
+        );
+        // A cursor that diverged takes nothing.
+        let mut d = Cursor {
+            diverged: true,
+            ..Cursor::default()
+        };
+        assert_eq!(d.replay_run(&log, &read, |_| panic!()), 0);
     }
 
     #[test]
