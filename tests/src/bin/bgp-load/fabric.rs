@@ -646,6 +646,11 @@ fn build_report(
                 .filter_map(|s| s.established_at.get().map(secs)),
         ),
         complete_s: report::Summary::of(times),
+        updates: report::Summary::of(
+            run.sessions
+                .iter()
+                .map(|s| s.updates.load(Ordering::Relaxed) as f64),
+        ),
         incomplete,
         unexpected,
         end_of_rib,

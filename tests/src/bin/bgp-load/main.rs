@@ -78,7 +78,8 @@
 //!   `incomplete`: addresses of the sessions whose final count is not K-1
 //!   (`CLIENT->REFLECTOR` with several targets); `unexpected`: summed over clients (a
 //!   client's own block coming back counts); `end_of_rib`: how many clients received
-//!   End-of-RIB.
+//!   End-of-RIB; `updates`: `{n, min, median, max}` of the UPDATEs each session received
+//!   (End-of-RIB included: more than the fewest a reflector can send means repeats).
 //! - `per_client`: for at most 50 sessions, one object per session with `address`, `count`,
 //!   `complete_s`, `end_of_rib`, `unexpected`; `null` for more clients.
 //! - `flap`: `null` without `--flap`; otherwise `client` (client 0's address),

@@ -99,7 +99,7 @@ pub(crate) struct Refresh {
     pub(crate) ok: bool,
 }
 
-/// min / median / max of some times, and how many there were.
+/// min / median / max of some times (or counts), and how many there were.
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Summary {
     pub(crate) n: usize,
@@ -133,6 +133,8 @@ pub(crate) struct Fabric {
     /// When each session first became Established.
     pub(crate) established_s: Summary,
     pub(crate) complete_s: Summary,
+    /// How many UPDATEs each client received, End-of-RIB included.
+    pub(crate) updates: Summary,
     pub(crate) incomplete: Vec<String>,
     pub(crate) unexpected: u64,
     pub(crate) end_of_rib: usize,
