@@ -394,6 +394,12 @@ fn injector_update(st: &State, ctx: &SessionCtx, body: &[u8]) {
     }
 }
 
+/// Adds `n` to a receiver's counter: its task is the counter's only writer, so a load
+/// and a store, no locked add.
+fn add_own(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
 /// Notes what a receiver's UPDATEs did: `unexpected` prefixes among them, its count
 /// `c` after them, and whether it held the whole table (`full`) or nothing (`zero`) after
 /// one of them.
@@ -444,9 +450,7 @@ impl Receiver {
     fn update(&mut self, st: &State, i: usize, body: &[u8], read_at: u64) {
         let run = &st.run;
         let me = &run.sessions[i];
-        // This task is the counters' only writer: a load and a store, no locked add.
-        me.updates
-            .store(me.updates.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        add_own(&me.updates, 1);
         me.last_update_at.set(read_at);
         // Every UPDATE but the empty one (IPv4 End-of-RIB) takes a place in the log, at
         // every receiver, whether it changes anything or not.
@@ -480,9 +484,8 @@ impl Receiver {
         });
         if updates > 0 {
             let me = &st.run.sessions[i];
-            // This task is the counters' only writer: a load and a store, no locked add.
             for counter in [&me.updates, &me.replayed, &me.replayed_in_runs] {
-                counter.store(counter.load(Ordering::Relaxed) + updates, Ordering::Relaxed);
+                add_own(counter, updates);
             }
             me.last_update_at.set(read_at);
             outcome(st, i, unexpected, count, full, zero);
@@ -509,8 +512,7 @@ impl Receiver {
                     .map(|a| (a, self.tally.count()))
             };
             if replayed.is_some() {
-                me.replayed
-                    .store(me.replayed.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                add_own(&me.replayed, 1);
                 return replayed;
             }
             if self.shared {
@@ -775,6 +777,13 @@ fn build_report(plan: &Plan, st: &State, b: Built) -> report::Table {
     let run = &st.run;
     let n = st.n;
     let rx: Vec<usize> = (1..=plan.receivers).chain(b.late).collect();
+    // A counter summed over the sessions.
+    let total = |c: fn(&SessionStats) -> &AtomicU64| -> u64 {
+        run.sessions
+            .iter()
+            .map(|s| c(s).load(Ordering::Relaxed))
+            .sum()
+    };
     // End-of-RIB on the receiver's own scale: the target sends one after its initial
     // table, which for receivers 1..=K is empty (they come up before the announcement).
     let eor = |s: &SessionStats| {
@@ -901,18 +910,8 @@ fn build_report(plan: &Plan, st: &State, b: Built) -> report::Table {
         pause_s: b.pause_s,
         withdraw,
         injector_received: st.injector_received.load(Ordering::Relaxed),
-        replayed_updates: st
-            .run
-            .sessions
-            .iter()
-            .map(|s| s.replayed.load(Ordering::Relaxed))
-            .sum(),
-        replayed_in_runs: st
-            .run
-            .sessions
-            .iter()
-            .map(|s| s.replayed_in_runs.load(Ordering::Relaxed))
-            .sum(),
+        replayed_updates: total(|s| &s.replayed),
+        replayed_in_runs: total(|s| &s.replayed_in_runs),
         late_receiver,
         refresh,
     }
