@@ -43,11 +43,16 @@ pub enum Audience {
     AllExcept(Vec<PeerId>),
     /// This member only.
     Only(PeerId),
-    /// Members catching up together (late joiners of the same turn share one walk of
-    /// the Adj-RIB-Out): `members` (sorted, shared by every message of that catch-up)
-    /// but `except` (sorted, a subset of `members`).
+    /// Some members, `members` (sorted, one list shared by many messages), but `except`
+    /// (sorted, a subset of `members`): the members of a catch-up (late joiners of the
+    /// same turn share one walk of the Adj-RIB-Out), or, for a change made while
+    /// catch-ups run, the members that are not waiting for one (the others get the
+    /// prefix from their catch-up). Shared, the list costs a message nothing however
+    /// many members it names; a list of the members left out, one per message, would
+    /// grow with changes times joiners (a rack's clients coming up while the first of
+    /// them are served: 2,000 blocks times 2,000 members).
     Among {
-        /// The members catching up together.
+        /// The members the message may be for.
         members: Arc<[PeerId]>,
         /// Those of them the message is not for.
         except: Vec<PeerId>,
@@ -67,21 +72,21 @@ impl Audience {
         }
     }
 
-    /// This audience but `peers` (sorted), for an audience of every member or every
-    /// member but some.
-    fn without(self, peers: &[PeerId]) -> Self {
-        if peers.is_empty() {
-            return self;
-        }
-        let mut v = match self {
+    /// This audience, one of every member or every member but some, narrowed to
+    /// `members` (sorted).
+    fn within(self, members: &Arc<[PeerId]>) -> Self {
+        let except = match self {
             Self::All => Vec::new(),
-            Self::AllExcept(v) => v,
+            Self::AllExcept(v) => v
+                .into_iter()
+                .filter(|p| members.binary_search(p).is_ok())
+                .collect(),
             other => return other,
         };
-        v.extend_from_slice(peers);
-        v.sort_unstable();
-        v.dedup();
-        Self::AllExcept(v)
+        Self::Among {
+            members: members.clone(),
+            except,
+        }
     }
 }
 
@@ -219,11 +224,14 @@ struct Batch {
     /// its announcement bucket (`None`: no member is to get it). Valid while the
     /// catch-ups stand still: cleared when they move.
     ann: FxHashMap<(u32, bool), Option<usize>>,
-    /// Members whose catch-up has yet to reach a prefix changed now, so that changes
-    /// leave them out: `.0` for a prefix behind the first catch-up's cursor (the members
-    /// of the catch-ups queued behind it), `.1` for one ahead of it (those and the first
-    /// catch-up's own). Sorted.
-    behind: (Vec<PeerId>, Vec<PeerId>),
+    /// The members a change to a prefix behind the first catch-up's cursor reaches
+    /// while catch-ups run ([`Audience::Among`]): every member but those of the
+    /// catch-ups queued behind it, which have yet to reach the prefix. `None`: nobody is
+    /// left out.
+    reach_behind: Option<Arc<[PeerId]>>,
+    /// The same for a prefix ahead of the cursor: the first catch-up's members left out
+    /// too.
+    reach_ahead: Option<Arc<[PeerId]>>,
     /// Withdrawal buckets by what a withdrawn entry's audience depends on (its source
     /// peer and ORIGINATOR_ID, [`UpdateGroup::excluded`]) and its family: a table's
     /// entries mostly share one source, so a withdrawal of many builds the audience once
@@ -639,12 +647,16 @@ impl UpdateGroup {
                 let b = match batch.ann.get(&(id, ahead)) {
                     Some(b) => *b,
                     None => {
-                        let behind = if ahead {
-                            &batch.behind.1
+                        let aud = self.entry_audience(id, dc.facts);
+                        let reach = if ahead {
+                            &batch.reach_ahead
                         } else {
-                            &batch.behind.0
+                            &batch.reach_behind
                         };
-                        let aud = self.entry_audience(id, dc.facts).without(behind);
+                        let aud = match reach {
+                            Some(members) => aud.within(members),
+                            None => aud,
+                        };
                         let b = (!self.nobody(&aud)).then(|| batch.bucket(Some(id), family, aud));
                         batch.ann.insert((id, ahead), b);
                         b
@@ -780,24 +792,37 @@ impl UpdateGroup {
     /// asked for a refresh holds what it had.
     fn note_catch_ups(&self, batch: &mut Batch) {
         batch.ann.clear();
-        let (near, far) = &mut batch.behind;
-        near.clear();
-        far.clear();
+        batch.reach_behind = None;
+        batch.reach_ahead = None;
         let Some((first, rest)) = self.joiners.split_first() else {
             return;
         };
-        near.extend(rest.iter().flat_map(|j| &j.peers).map(|p| PeerId(*p)));
-        near.sort_unstable();
-        near.dedup();
-        far.extend(first.peers.iter().map(|p| PeerId(*p)));
-        far.extend_from_slice(near);
-        far.sort_unstable();
-        far.dedup();
+        let mut behind: Vec<u32> = rest.iter().flat_map(|j| j.peers.iter().copied()).collect();
+        behind.sort_unstable();
+        behind.dedup();
+        let reach = |behind: &[u32]| -> Option<Arc<[PeerId]>> {
+            (!behind.is_empty()).then(|| {
+                self.members
+                    .iter()
+                    .filter(|m| behind.binary_search(m).is_err())
+                    .map(|m| PeerId(*m))
+                    .collect()
+            })
+        };
+        batch.reach_behind = reach(&behind);
+        behind.extend_from_slice(&first.peers);
+        behind.sort_unstable();
+        behind.dedup();
+        batch.reach_ahead = reach(&behind);
     }
 
     /// Whether `aud`, an audience of a change, leaves out every member.
     fn nobody(&self, aud: &Audience) -> bool {
-        matches!(aud, Audience::AllExcept(v) if v.len() >= self.members.len())
+        match aud {
+            Audience::AllExcept(v) => v.len() >= self.members.len(),
+            Audience::Among { members, except } => except.len() >= members.len(),
+            Audience::All | Audience::Only(_) => false,
+        }
     }
 
     /// Sends late members what the group has advertised, from the Adj-RIB-Out: each

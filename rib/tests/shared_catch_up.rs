@@ -300,6 +300,40 @@ fn test_joiners_announcing_in_their_first_turn_get_each_block_once() {
 }
 
 #[test]
+fn test_changes_during_a_catch_up_share_one_list_of_members() {
+    // Six members served, forty join and announce in one turn: each new block is a change
+    // for the six and comes to the forty with their catch-up. The changes' messages name
+    // their members through one shared list, each leaving out at most its own source:
+    // not a list of the forty (and the source) per block, which grows with blocks times
+    // joiners (2,000 by 2,000 in a rack that comes up while its first clients are
+    // served).
+    let (mut rib, old) = rack(6);
+    let late = join_announcing(&mut rib, 7, 46);
+    let outs = drain(&mut rib);
+    let changes: Vec<&Outbound> = outs
+        .iter()
+        .map(|(_, o)| o)
+        .filter(|o| o.announced > 0 && o.audience.includes(old[0]))
+        .collect();
+    assert!(!changes.is_empty());
+    let mut shared: Option<&std::sync::Arc<[PeerId]>> = None;
+    for o in &changes {
+        let Audience::Among { members, except } = &o.audience else {
+            panic!("a change during a catch-up: {:?}", o.audience);
+        };
+        assert_eq!(&members[..], &old[..], "the members served before");
+        assert!(except.is_empty(), "no member served before sent a block");
+        if let Some(s) = shared {
+            assert!(std::sync::Arc::ptr_eq(s, members), "one list for the drain");
+        }
+        shared = Some(members);
+    }
+    for (id, n) in late.iter().zip(7u8..) {
+        assert_caught_up(&rib, *id, n, 46, &outs);
+    }
+}
+
+#[test]
 fn test_joiners_announcing_over_small_drains_get_each_block_once() {
     // The same with small drains: the joiners' blocks are changes ahead of the
     // catch-up's cursor, behind it, and in a second catch-up queued behind the first.

@@ -127,15 +127,16 @@ impl Target {
 }
 
 /// Outbounds of one drain that follow each other in its buffer and are all for every
-/// member or every member but a few, or all for the members of one shared catch-up but a
-/// few (not for one member alone): handed out together, in time linear in the members
-/// plus the exceptions rather than members times outbounds.
+/// member or every member but a few, or all for the members of one shared list but a few
+/// (a catch-up's, or those a change reaches while catch-ups run; not for one member
+/// alone): handed out together, in time linear in the members plus the exceptions rather
+/// than members times outbounds.
 struct Segment<'a> {
     range: Range<usize>,
     messages: usize,
     announced: usize,
-    /// The members of the shared catch-up ([`Audience::Among`]) the segment is for;
-    /// `None` when it is for every member.
+    /// The shared list of members ([`Audience::Among`]) the segment is for; `None` when
+    /// it is for every member.
     among: Option<Arc<[PeerId]>>,
     /// Per excluded member, the outbounds of the segment it is excluded from.
     except: HashMap<PeerId, Vec<&'a Outbound>>,
@@ -323,7 +324,7 @@ impl Core {
             // The members the drain has output for, each looked up once per turn, not
             // once per message: a rack's group sends thousands of small UPDATEs to
             // thousands of members. A drain of late joiners' catch-ups alone looks up
-            // those joiners only (each shared catch-up's members once).
+            // those joiners only (each shared list of members once).
             let everyone = drained
                 .iter()
                 .any(|o| matches!(o.audience, Audience::All | Audience::AllExcept(_)));
