@@ -46,11 +46,11 @@ pub enum Audience {
     /// Some members, `members` (sorted, one list shared by many messages), but `except`
     /// (sorted, a subset of `members`): the members of a catch-up (late joiners of the
     /// same turn share one walk of the Adj-RIB-Out), or, for a change made while
-    /// catch-ups run, the members that are not waiting for one (the others get the
-    /// prefix from their catch-up). Shared, the list costs a message nothing however
-    /// many members it names; a list of the members left out, one per message, would
-    /// grow with changes times joiners (a rack's clients coming up while the first of
-    /// them are served: 2,000 blocks times 2,000 members).
+    /// catch-ups run, the members whose catch-up has passed the prefix or who have none
+    /// (the others get the prefix from their catch-up). Shared, the list costs a message
+    /// nothing however many members it names; a list of the members left out, one per
+    /// message, would grow with changes times joiners (a rack's clients coming up while
+    /// the first of them are served: 2,000 blocks times 2,000 members).
     Among {
         /// The members the message may be for.
         members: Arc<[PeerId]>,
@@ -72,8 +72,8 @@ impl Audience {
         }
     }
 
-    /// This audience, one of every member or every member but some, narrowed to
-    /// `members` (sorted).
+    /// This audience, one of every member or every member but some (what
+    /// [`UpdateGroup::excluded`] gives), narrowed to `members` (sorted).
     fn within(self, members: &Arc<[PeerId]>) -> Self {
         let except = match self {
             Self::All => Vec::new(),
@@ -81,7 +81,10 @@ impl Audience {
                 .into_iter()
                 .filter(|p| members.binary_search(p).is_ok())
                 .collect(),
-            other => return other,
+            other => {
+                debug_assert!(false, "not an audience of every member: {other:?}");
+                return other;
+            }
         };
         Self::Among {
             members: members.clone(),
@@ -784,8 +787,8 @@ impl UpdateGroup {
         }
     }
 
-    /// Records in `batch` which members the changes processed next leave out: those whose
-    /// catch-up has yet to reach the prefix. A catch-up reads the Adj-RIB-Out when it
+    /// Records in `batch` which members the changes processed next reach: all but those
+    /// whose catch-up has yet to reach the prefix. A catch-up reads the Adj-RIB-Out when it
     /// comes to a prefix, so it sends them the prefix as changed; the change sent to them
     /// too would reach them twice (a rack's clients that come up together announce
     /// their routes in the turn they join). Withdrawals still go to them: a member that

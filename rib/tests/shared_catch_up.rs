@@ -334,6 +334,60 @@ fn test_changes_during_a_catch_up_share_one_list_of_members() {
 }
 
 #[test]
+fn test_a_change_behind_a_catch_up_skips_its_source_and_the_joiners_queued_behind() {
+    // Two joiners whose catch-up has passed block 1, two more queued behind them; then
+    // client 1 moves block 1 to a new next hop. The change reaches the six served and
+    // the first two joiners through one list, leaving out client 1 (its source) only;
+    // the last two get the new state from their own catch-up.
+    let (mut rib, old) = rack(6);
+    let ctx = ibgp_ctx();
+    let first: Vec<PeerId> = (7..=8).map(|n| client(&mut rib, n)).collect();
+    let g = rib.group_of(first[0]).unwrap();
+    let mut outs = first_drain(&mut rib, g);
+    let second: Vec<PeerId> = (9..=10).map(|n| client(&mut rib, n)).collect();
+    let r = apply(
+        &mut rib,
+        old[0],
+        &ctx,
+        &announce(&[&block(1)], base("192.0.2.99", &[]), &ctx),
+    );
+    assert_eq!(r.announced, 1);
+    let before = outs.len();
+    outs.extend(drain_by(&mut rib, 4));
+    let change: Vec<&Outbound> = outs[before..]
+        .iter()
+        .map(|(_, o)| o)
+        .filter(|o| o.announced > 0 && o.audience.includes(old[1]))
+        .collect();
+    assert_eq!(change.len(), 1, "block 1's change, once");
+    let Audience::Among { members, except } = &change[0].audience else {
+        panic!("a change during catch-ups: {:?}", change[0].audience);
+    };
+    let mut reached: Vec<PeerId> = old.iter().chain(&first).copied().collect();
+    reached.sort_unstable();
+    assert_eq!(
+        &members[..],
+        &reached[..],
+        "the served and the first joiners"
+    );
+    assert_eq!(except, &vec![old[0]], "its source, and only it");
+    let nh = |id: PeerId| {
+        let t = table(&received(&rib, id, &outs, &ctx));
+        t.get(&Nlri::new(net(&block(1))))
+            .and_then(|a| attr(a, bgp_wire::attr::AttrType::NEXT_HOP).cloned())
+    };
+    let moved = Some(bgp_wire::attr::PathAttribute::NextHop(v4("192.0.2.99")));
+    for id in old[1..].iter().chain(&first).chain(&second) {
+        assert_eq!(nh(*id), moved, "{id:?} ends with block 1 moved");
+    }
+    let own = announcements(&received(&rib, old[0], &outs, &ctx));
+    assert!(
+        !own.contains_key(&Nlri::new(net(&block(1)))),
+        "client 1 never gets its own block"
+    );
+}
+
+#[test]
 fn test_joiners_announcing_over_small_drains_get_each_block_once() {
     // The same with small drains: the joiners' blocks are changes ahead of the
     // catch-up's cursor, behind it, and in a second catch-up queued behind the first.

@@ -332,15 +332,17 @@ impl Core {
                 members
             } else {
                 let mut v: Vec<PeerId> = Vec::new();
-                let mut seen: Option<&Arc<[PeerId]>> = None;
+                // A drain's outbounds share a few lists (a catch-up's, those a change
+                // reaches while catch-ups run), each taken once.
+                let mut seen: Vec<&Arc<[PeerId]>> = Vec::new();
                 for o in &drained {
                     match &o.audience {
                         Audience::Only(p) => v.push(*p),
                         Audience::Among { members, .. }
-                            if !seen.is_some_and(|s| Arc::ptr_eq(s, members)) =>
+                            if !seen.iter().any(|s| Arc::ptr_eq(s, members)) =>
                         {
                             v.extend(members.iter().copied());
-                            seen = Some(members);
+                            seen.push(members);
                         }
                         _ => {}
                     }

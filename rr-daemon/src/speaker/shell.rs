@@ -79,28 +79,32 @@ const TRIM_AFTER: usize = 1000;
 const EXPORT_COALESCE: Duration = Duration::from_millis(5);
 
 /// After export has handed out what was pending, the next change waits this long per
-/// session it handed output to, on top of [`EXPORT_COALESCE`] and at most
-/// [`EXPORT_REST_MAX`] after the last: what arrives meanwhile goes out with it. Every
+/// send (a write to a session) of the turns before, counted since export last had nothing
+/// left: it goes out at the later of that and [`EXPORT_COALESCE`] after it came, and at
+/// most [`EXPORT_REST_MAX`] after the turn. What arrives meanwhile goes out with it. Every
 /// member of a big group is a write and a wakeup of its own (and of its client), each
 /// time: a rack's 2,000 clients connecting one by one over 20 s, each route handed out
 /// alone to all the others 5 ms after it came, kept most of a core busy writing (45% of
 /// the reflector's samples in `writev`). A change after a quiet spell still goes out
-/// after [`EXPORT_COALESCE`]; small groups rest for less than that anyway.
+/// after [`EXPORT_COALESCE`]; small groups rest for less than that anyway. The rest is
+/// the speaker's, not a group's: a change for a small group that comes right after a big
+/// group's turn waits too (50 ms at most), as does a withdrawal after BFD saw a link go
+/// down; output already being handed out ([`Shell::export_busy`]) never waits.
 const EXPORT_REST_PER_SEND: Duration = Duration::from_micros(25);
 
 /// See [`EXPORT_REST_PER_SEND`]: a change waits no longer than this after the export
 /// before it, whatever the group's size.
 const EXPORT_REST_MAX: Duration = Duration::from_millis(50);
 
-/// When export may encode the next change, after a turn that handed output to `sends`
-/// sessions and ended at `ended` ([`EXPORT_REST_PER_SEND`]).
+/// When export may encode the next change after its last turn ([`EXPORT_REST_PER_SEND`]).
 #[derive(Debug, Default)]
 struct Rest {
+    /// Until when a change waits; `None` before the first turn.
     until: Option<Instant>,
 }
 
 impl Rest {
-    /// Export handed out everything it could at `ended`, in sends to `sends` sessions
+    /// Export handed out everything it could at `ended`, in `sends` sends to sessions
     /// since the last note.
     fn note(&mut self, ended: Instant, sends: usize) {
         let rest = EXPORT_REST_PER_SEND
@@ -312,7 +316,8 @@ struct Shell {
     export_busy: bool,
     /// Since when the core has had output pending, for [`STORM_HOLD_MAX`].
     export_since: Option<Instant>,
-    /// Sends to sessions since export last handed out everything it could.
+    /// Sends to sessions since export last handed out everything it could (or since
+    /// our graceful restart's turns).
     export_sends: usize,
     /// When export may go on after its last turn ([`EXPORT_REST_PER_SEND`]).
     rest: Rest,
@@ -520,12 +525,19 @@ impl Shell {
     /// there when selection may run.
     fn export(&mut self) -> bool {
         if self.core.recovering() {
+            // Every turn flushes while our restart lasts: no rest, nothing to count.
+            self.export_sends = 0;
             return self.flush();
         }
         if !self.core.export_pending() {
             self.export_at = None;
             self.export_since = None;
             self.export_busy = false;
+            // Output that went with its sessions (down meanwhile) ends the turns too.
+            if self.export_sends > 0 {
+                self.rest
+                    .note(Instant::now(), std::mem::take(&mut self.export_sends));
+            }
             return false;
         }
         let now = Instant::now();
