@@ -37,6 +37,13 @@ fn rack(k: u8) -> (Rib, Vec<PeerId>) {
     (rib, ids)
 }
 
+/// Client `id` announces block `n` again, with next hop `nh`.
+fn move_block(rib: &mut Rib, id: PeerId, n: u8, nh: &str) {
+    let ctx = ibgp_ctx();
+    let r = apply(rib, id, &ctx, &announce(&[&block(n)], base(nh, &[]), &ctx));
+    assert_eq!(r.announced, 1);
+}
+
 /// One drain of group `g` with a budget of 4: a catch-up started, far from done.
 fn first_drain(rib: &mut Rib, g: GroupId) -> Vec<(GroupId, Outbound)> {
     rib.drain_group(g, 4).into_iter().map(|o| (g, o)).collect()
@@ -226,13 +233,7 @@ fn test_changes_during_a_shared_catch_up_land_last() {
     // catch-up runs: the joiners end with the new state.
     let r = apply(&mut rib, ids[0], &ctx, &withdraw(&[&block(1)], &ctx));
     assert_eq!(r.withdrawn, 1);
-    let r = apply(
-        &mut rib,
-        ids[39],
-        &ctx,
-        &announce(&[&block(40)], base("192.0.2.99", &[]), &ctx),
-    );
-    assert_eq!(r.announced, 1);
+    move_block(&mut rib, ids[39], 40, "192.0.2.99");
     outs.extend(drain_by(&mut rib, 4));
     for id in [a, b] {
         let t = table(&received(&rib, id, &outs, &ctx));
@@ -345,13 +346,7 @@ fn test_a_change_behind_a_catch_up_skips_its_source_and_the_joiners_queued_behin
     let g = rib.group_of(first[0]).unwrap();
     let mut outs = first_drain(&mut rib, g);
     let second: Vec<PeerId> = (9..=10).map(|n| client(&mut rib, n)).collect();
-    let r = apply(
-        &mut rib,
-        old[0],
-        &ctx,
-        &announce(&[&block(1)], base("192.0.2.99", &[]), &ctx),
-    );
-    assert_eq!(r.announced, 1);
+    move_block(&mut rib, old[0], 1, "192.0.2.99");
     let before = outs.len();
     outs.extend(drain_by(&mut rib, 4));
     let change: Vec<&Outbound> = outs[before..]
@@ -419,13 +414,7 @@ fn test_changes_ahead_of_a_catch_up_reach_its_members_once() {
     // While the catch-up runs: block 40 (ahead of its cursor) moves to a new next hop,
     // block 30 (ahead) is withdrawn, drained, then announced again, block 2 (behind)
     // is withdrawn then announced again in one turn.
-    let r = apply(
-        &mut rib,
-        ids[39],
-        &ctx,
-        &announce(&[&block(40)], base("192.0.2.99", &[]), &ctx),
-    );
-    assert_eq!(r.announced, 1);
+    move_block(&mut rib, ids[39], 40, "192.0.2.99");
     let _ = apply(&mut rib, ids[29], &ctx, &withdraw(&[&block(30)], &ctx));
     let _ = apply(&mut rib, ids[1], &ctx, &withdraw(&[&block(2)], &ctx));
     outs.extend(rib.drain_group(g, 4).into_iter().map(|o| (g, o)));
