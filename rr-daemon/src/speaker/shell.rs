@@ -79,17 +79,18 @@ const TRIM_AFTER: usize = 1000;
 const EXPORT_COALESCE: Duration = Duration::from_millis(5);
 
 /// After export has handed out what was pending, the next change waits this long per
-/// send (a write to a session) of the turns before, counted since export last had nothing
-/// left: it goes out at the later of that and [`EXPORT_COALESCE`] after it came, and at
-/// most [`EXPORT_REST_MAX`] after the turn. What arrives meanwhile goes out with it. Every
-/// member of a big group is a write and a wakeup of its own (and of its client), each
-/// time: a rack's 2,000 clients connecting one by one over 20 s, each route handed out
-/// alone to all the others 5 ms after it came, kept most of a core busy writing (45% of
-/// the reflector's samples in `writev`). A change after a quiet spell still goes out
-/// after [`EXPORT_COALESCE`]; small groups rest for less than that anyway. The rest is
-/// the speaker's, not a group's: a change for a small group that comes right after a big
-/// group's turn waits too (50 ms at most), as does a withdrawal after BFD saw a link go
-/// down; output already being handed out ([`Shell::export_busy`]) never waits.
+/// send (a write to a session) of the busiest turn since export last had nothing left,
+/// about what the next turn will cost: it goes out at the later of that and
+/// [`EXPORT_COALESCE`] after it came, and at most [`EXPORT_REST_MAX`] after the turn (a
+/// group of 2,000 members: 50 ms; of 10: 0.25 ms, so nothing). What arrives meanwhile
+/// goes out with it. Every member of a big group is a write and a wakeup of its own (and
+/// of its client), each time: a rack's 2,000 clients connecting one by one over 20 s,
+/// each route handed out alone to all the others 5 ms after it came, kept most of a core
+/// busy writing (45% of the reflector's samples in `writev`). A change after a quiet
+/// spell still goes out after [`EXPORT_COALESCE`]. The rest is the speaker's, not a
+/// group's: a change for a small group that comes right after a big group's turn waits
+/// too (50 ms at most), as does a withdrawal after BFD saw a link go down; output already
+/// being handed out ([`Shell::export_busy`]) never waits.
 const EXPORT_REST_PER_SEND: Duration = Duration::from_micros(25);
 
 /// See [`EXPORT_REST_PER_SEND`]: a change waits no longer than this after the export
@@ -104,8 +105,8 @@ struct Rest {
 }
 
 impl Rest {
-    /// Export handed out everything it could at `ended`, in `sends` sends to sessions
-    /// since the last note.
+    /// Export handed out everything it could at `ended`, its busiest turn since the last
+    /// note in `sends` sends to sessions.
     fn note(&mut self, ended: Instant, sends: usize) {
         let rest = EXPORT_REST_PER_SEND
             .saturating_mul(u32::try_from(sends).unwrap_or(u32::MAX))
@@ -220,6 +221,7 @@ pub(super) async fn start(
         export_busy: false,
         export_since: None,
         export_sends: 0,
+        sends: 0,
         rest: Rest::default(),
         ups: Ups::default(),
     };
@@ -316,9 +318,11 @@ struct Shell {
     export_busy: bool,
     /// Since when the core has had output pending, for [`STORM_HOLD_MAX`].
     export_since: Option<Instant>,
-    /// Sends to sessions since export last handed out everything it could (or since
-    /// our graceful restart's turns).
+    /// Sends to sessions of export's busiest turn since it last handed out everything
+    /// it could (or since our graceful restart's turns).
     export_sends: usize,
+    /// Sends to sessions ever carried out (wrapping): a turn's are the difference.
+    sends: usize,
     /// When export may go on after its last turn ([`EXPORT_REST_PER_SEND`]).
     rest: Rest,
     /// Sessions Established lately, for [`STORM_HOLD_MAX`].
@@ -578,7 +582,9 @@ impl Shell {
                 .map_or(0, |(_, h)| h.queued.load(Ordering::Relaxed))
         };
         let more = self.core.flush(Instant::now(), &queued);
+        let before = self.sends;
         let _ = self.carry_out();
+        self.export_sends = self.export_sends.max(self.sends.wrapping_sub(before));
         more
     }
 
@@ -788,7 +794,7 @@ impl Shell {
                     {
                         if let Command::Send { bytes, .. } = &command {
                             h.queued.fetch_add(bytes.len(), Ordering::Relaxed);
-                            self.export_sends += 1;
+                            self.sends = self.sends.wrapping_add(1);
                         }
                         let _ = h.commands.send(command);
                     }
