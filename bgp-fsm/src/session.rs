@@ -285,6 +285,14 @@ impl Session {
             })
     }
 
+    /// Since when the session has been Established, if it is.
+    pub fn established_since(&self) -> Option<Instant> {
+        self.conns.iter().find_map(|c| match &c.as_ref()?.state {
+            ConnState::Established(_, since) => Some(*since),
+            _ => None,
+        })
+    }
+
     /// The next output, until `None`: an [`Action`] for the driver or [`News`] for the
     /// owner, in the order [`Output`] documents. Drain it after every `handle*` call.
     pub fn poll_output(&mut self) -> Option<Output> {

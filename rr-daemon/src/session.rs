@@ -207,6 +207,13 @@ pub const WINDOW: usize = 4 << 20;
 /// took 15% longer.
 pub const INTAKE: usize = 1 << 20;
 
+/// How long after a session came up a new connection from its peer is taken as the
+/// peer's own attempt that crossed ours (a collision, RFC 4271 §6.8: refused), not as a
+/// restart (RFC 4724 §4.2: the old session is dead). Both sides connecting at once after
+/// a peer's restart, each treating the other's connection as a restart, replaced each
+/// other's sessions back and forth for seconds with BIRD 1.6.
+const COLLISION_WINDOW: Duration = Duration::from_secs(1);
+
 /// UPDATE bytes per event at most: one read can bring more, in several events.
 const EVENT_BYTES: usize = 64 << 10;
 
@@ -915,12 +922,19 @@ impl Driver {
 
     fn accept(&mut self, stream: TcpStream) {
         self.read_pending();
+        let now = Instant::now();
         if let Some((c, negotiated)) = self.fsm.established()
             && negotiated.peer_graceful_restart.is_some()
+            && self
+                .fsm
+                .established_since()
+                .is_some_and(|t| now.saturating_duration_since(t) >= COLLISION_WINDOW)
         {
             // RFC 4724 §4.2: a graceful-restart peer that connects again has restarted;
             // its old connection is dead even if no reset reached us. That session goes
             // down gracefully (its routes stay as stale) and the new connection is taken.
+            // Not within COLLISION_WINDOW of the session coming up: that connection is
+            // the peer's own attempt, crossing ours, and is refused (RFC 4271 §6.8).
             info!(peer = %self.spec.peer, "peer connected again: its old session is gone (graceful restart)");
             self.failed(c, "the peer connected again (graceful restart)".into());
             self.carry_out();
@@ -937,7 +951,7 @@ impl Driver {
             return;
         }
         self.conns[1] = Some(Conn::new(stream));
-        self.fsm.handle(Instant::now(), Input::Accepted);
+        self.fsm.handle(now, Input::Accepted);
         if !self.fsm.has_conn(ConnId::Inbound) {
             // The machine refused it; say why, since the peer only sees it closed.
             let why = if self.fsm.established().is_some() {
