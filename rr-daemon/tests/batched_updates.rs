@@ -15,9 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bgp_fsm::News;
-use rawpeer::{V4, caps, keepalive, message, open, update};
-use rr_daemon::config::Ttl;
-use rr_daemon::session::{self, SessionSpec, Writers};
+use rawpeer::{V4, caps, keepalive, loopback_spec, message, open, update};
+use rr_daemon::session::{self, Writers};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -35,17 +34,7 @@ async fn a_reads_updates_arrive_in_one_event_before_what_followed() {
     let port = listener.local_addr().unwrap().port();
     let mut fsm = bgp_fsm::Config::new(AS, Ipv4Addr::new(127, 0, 95, 1), AS);
     fsm.timing.connect_retry = Duration::from_secs(1);
-    let spec = SessionSpec {
-        fsm,
-        peer: ip("127.0.95.2"),
-        port,
-        local: Some(ip("127.0.95.1")),
-        connect_timeout: Duration::from_secs(1),
-        password: None,
-        ttl: Ttl::Multihop(255),
-        interface: None,
-        admin_down: false,
-    };
+    let spec = loopback_spec(fsm, ip("127.0.95.2"), port, Some(ip("127.0.95.1")));
     let (events_tx, mut events) = mpsc::channel(4096);
     let handle = session::spawn(spec, 3, events_tx, Arc::new(Writers::default()));
     let (stream, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())

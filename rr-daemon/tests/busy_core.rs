@@ -17,10 +17,10 @@ use bgp_fsm::News;
 use bgp_wire::Framer;
 use bytes::BytesMut;
 use rawpeer::{
-    KEEPALIVE, NOTIFICATION, OPEN, V4, caps, describe_notification, keepalive, open, update,
+    KEEPALIVE, NOTIFICATION, OPEN, V4, caps, describe_notification, keepalive, loopback_spec, open,
+    update,
 };
-use rr_daemon::config::Ttl;
-use rr_daemon::session::{self, SessionSpec, Writers};
+use rr_daemon::session::{self, Writers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -43,17 +43,7 @@ async fn a_session_whose_core_is_busy_keeps_its_peer() {
     let mut fsm = bgp_fsm::Config::new(AS, Ipv4Addr::new(127, 0, 94, 1), AS);
     fsm.timing.hold_time = HOLD;
     fsm.timing.connect_retry = Duration::from_secs(1);
-    let spec = SessionSpec {
-        fsm,
-        peer: ip("127.0.94.2"),
-        port,
-        local: Some(ip("127.0.94.1")),
-        connect_timeout: Duration::from_secs(1),
-        password: None,
-        ttl: Ttl::Multihop(255),
-        interface: None,
-        admin_down: false,
-    };
+    let spec = loopback_spec(fsm, ip("127.0.94.2"), port, Some(ip("127.0.94.1")));
     // The owner: a channel of one event, not read during the busy period.
     let (events_tx, mut events) = mpsc::channel(1);
     let handle = session::spawn(spec, 7, events_tx, Arc::new(Writers::default()));

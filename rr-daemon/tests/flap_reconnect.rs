@@ -12,12 +12,10 @@ mod rawpeer;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bgp_fsm::News;
-use rawpeer::{RawPeer, V4, WAIT, caps, message, open};
-use rr_daemon::config::Ttl;
-use rr_daemon::session::{self, SessionEvent, SessionHandle, SessionSpec, Writers};
+use rawpeer::{V4, WAIT, caps, hand_over, loopback_spec, message, open};
+use rr_daemon::session::{self, SessionEvent, Writers};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -28,20 +26,6 @@ const CEASE_RESET: [u8; 2] = [6, 4];
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
-}
-
-/// Connects the peer and hands the session its end of the connection.
-async fn connect(listener: &TcpListener, h: &SessionHandle, name: &str) -> RawPeer {
-    let to = listener.local_addr().unwrap();
-    let (peer, accepted) = tokio::join!(RawPeer::connect(name, ip("127.0.97.2"), to), async {
-        tokio::time::timeout(WAIT, listener.accept()).await
-    });
-    let peer = peer.unwrap_or_else(|e| panic!("{name}: connect: {e}"));
-    let (stream, _) = accepted
-        .unwrap_or_else(|_| panic!("{name}: not accepted"))
-        .unwrap();
-    h.inbound.send(stream).await.expect("the session task runs");
-    peer
 }
 
 /// Waits for the session's next Established, skipping its other news.
@@ -66,17 +50,7 @@ async fn a_peer_that_ceases_and_reconnects_at_once_is_taken() {
     let mut fsm = bgp_fsm::Config::new(AS, Ipv4Addr::new(127, 0, 97, 1), AS);
     fsm.passive = true;
     fsm.timing.hold_time = 30;
-    let spec = SessionSpec {
-        fsm,
-        peer: ip("127.0.97.2"),
-        port: 179,
-        local: None,
-        connect_timeout: Duration::from_secs(1),
-        password: None,
-        ttl: Ttl::Multihop(255),
-        interface: None,
-        admin_down: false,
-    };
+    let spec = loopback_spec(fsm, ip("127.0.97.2"), 179, None);
     let (events_tx, mut events) = mpsc::channel(1024);
     let h = session::spawn(spec, 1, events_tx, Arc::new(Writers::default()));
     let open = open(
@@ -86,7 +60,7 @@ async fn a_peer_that_ceases_and_reconnects_at_once_is_taken() {
         &caps(AS, &[V4]),
     );
 
-    let mut peer = connect(&listener, &h, "first connection").await;
+    let mut peer = hand_over(&listener, &h, ip("127.0.97.2"), "first connection").await;
     peer.establish(&open)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -99,7 +73,7 @@ async fn a_peer_that_ceases_and_reconnects_at_once_is_taken() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         drop(peer);
-        peer = connect(&listener, &h, &name).await;
+        peer = hand_over(&listener, &h, ip("127.0.97.2"), &name).await;
         peer.establish(&open)
             .await
             .unwrap_or_else(|e| panic!("{e}: refused instead of taken"));

@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bgp_fsm::News;
-use rawpeer::{RawPeer, V4, WAIT, caps, open};
-use rr_daemon::config::Ttl;
-use rr_daemon::session::{self, SessionEvent, SessionHandle, SessionSpec, Writers};
+use rawpeer::{V4, caps, hand_over, loopback_spec, open};
+use rr_daemon::session::{self, SessionEvent, Writers};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -28,19 +27,9 @@ const AS: u32 = 65000;
 /// state kept.
 const GRACEFUL_RESTART: [u8; 10] = [2, 8, 64, 6, 0x00, 120, 0, 1, 1, 0x80];
 
-/// Connects the peer and hands the session its end of the connection.
-async fn connect(listener: &TcpListener, h: &SessionHandle, name: &str) -> RawPeer {
-    let to = listener.local_addr().unwrap();
-    let src: IpAddr = "127.0.96.2".parse().unwrap();
-    let (peer, accepted) = tokio::join!(RawPeer::connect(name, src, to), async {
-        tokio::time::timeout(WAIT, listener.accept()).await
-    });
-    let peer = peer.unwrap_or_else(|e| panic!("{name}: connect: {e}"));
-    let (stream, _) = accepted
-        .unwrap_or_else(|_| panic!("{name}: not accepted"))
-        .unwrap();
-    h.inbound.send(stream).await.expect("the session task runs");
-    peer
+/// The test's peer.
+fn peer_ip() -> IpAddr {
+    "127.0.96.2".parse().unwrap()
 }
 
 /// The session's news within `within`, Established and Down only.
@@ -63,24 +52,14 @@ async fn a_crossing_connection_is_refused_a_later_one_is_a_restart() {
     let mut fsm = bgp_fsm::Config::new(AS, Ipv4Addr::new(127, 0, 96, 1), AS);
     fsm.passive = true;
     fsm.timing.hold_time = 30;
-    let spec = SessionSpec {
-        fsm,
-        peer: "127.0.96.2".parse().unwrap(),
-        port: 179,
-        local: None,
-        connect_timeout: Duration::from_secs(1),
-        password: None,
-        ttl: Ttl::Multihop(255),
-        interface: None,
-        admin_down: false,
-    };
+    let spec = loopback_spec(fsm, peer_ip(), 179, None);
     let (events_tx, mut events) = mpsc::channel(1024);
     let h = session::spawn(spec, 1, events_tx, Arc::new(Writers::default()));
     let mut params = caps(AS, &[V4]);
     params.extend_from_slice(&GRACEFUL_RESTART);
     let open = open(AS as u16, 30, Ipv4Addr::new(127, 0, 96, 2), &params);
 
-    let mut first = connect(&listener, &h, "first").await;
+    let mut first = hand_over(&listener, &h, peer_ip(), "first").await;
     first
         .establish(&open)
         .await
@@ -91,7 +70,7 @@ async fn a_crossing_connection_is_refused_a_later_one_is_a_restart() {
     );
 
     // Right after: the peer's own attempt, crossing. Refused; the session stays.
-    let mut crossing = connect(&listener, &h, "crossing").await;
+    let mut crossing = hand_over(&listener, &h, peer_ip(), "crossing").await;
     let _ = crossing.send(&open).await;
     crossing
         .expect_closed(true)
@@ -107,7 +86,7 @@ async fn a_crossing_connection_is_refused_a_later_one_is_a_restart() {
     // Once the session has been up a while, a new connection is a restart: the old
     // session goes down gracefully and the new one is taken.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let mut again = connect(&listener, &h, "after a restart").await;
+    let mut again = hand_over(&listener, &h, peer_ip(), "after a restart").await;
     again
         .establish(&open)
         .await

@@ -13,6 +13,7 @@
 //! in 198.51.100.0/24 (P, the prefix a row attacks), 203.0.113.0/24 (Q, announced after a
 //! row to show the session still works) and 2001:db8::/32. Every wait is bounded.
 
+#[allow(dead_code)] // Shared with the other end-to-end tests.
 mod rawpeer;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

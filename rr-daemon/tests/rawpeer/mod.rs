@@ -21,6 +21,47 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// A session's spec for `peer` as the end-to-end tests run it on loopback: `port`, from
+/// `local` if given, a second to connect, no password, any TTL, no interface.
+pub(crate) fn loopback_spec(
+    fsm: bgp_fsm::Config,
+    peer: IpAddr,
+    port: u16,
+    local: Option<IpAddr>,
+) -> rr_daemon::session::SessionSpec {
+    rr_daemon::session::SessionSpec {
+        fsm,
+        peer,
+        port,
+        local,
+        connect_timeout: Duration::from_secs(1),
+        password: None,
+        ttl: rr_daemon::config::Ttl::Multihop(255),
+        interface: None,
+        admin_down: false,
+    }
+}
+
+/// Connects a raw peer from `src` to `listener` and hands the session `h` its end of the
+/// connection at once, as the speaker's shell does with what its listener accepts.
+pub(crate) async fn hand_over(
+    listener: &tokio::net::TcpListener,
+    h: &rr_daemon::session::SessionHandle,
+    src: IpAddr,
+    name: &str,
+) -> RawPeer {
+    let to = listener.local_addr().unwrap();
+    let (peer, accepted) = tokio::join!(RawPeer::connect(name, src, to), async {
+        tokio::time::timeout(WAIT, listener.accept()).await
+    });
+    let peer = peer.unwrap_or_else(|e| panic!("{name}: connect: {e}"));
+    let (stream, _) = accepted
+        .unwrap_or_else(|_| panic!("{name}: not accepted"))
+        .unwrap();
+    h.inbound.send(stream).await.expect("the session task runs");
+    peer
+}
+
 /// How long any single expected event may take on loopback.
 pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
